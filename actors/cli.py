@@ -1,0 +1,146 @@
+"""The ``mapreduce`` command: run a job on a local cluster, keep a local cluster serving, or serve one actor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .config import Settings
+from .errors import MapReduceError
+from .jobs import get_job, job_names
+from .local import LocalCluster
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mapreduce", description="MapReduce on asyncio actors.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def cluster_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--mappers", type=int, default=3, help="mapper processes (default 3)")
+        p.add_argument("--reducers", type=int, default=2, help="reducer processes (default 2)")
+        p.add_argument("--static", action="store_true", help="static peer lists instead of mDNS discovery")
+
+    run = commands.add_parser("run", help="count a file on a local cluster and print the result")
+    run.add_argument("file", type=Path)
+    run.add_argument("--top", type=int, default=None, help="print only the N most frequent keys")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--job", default="wordcount", choices=job_names())
+    run.add_argument("--split-size", type=int, default=None, help="bytes per split (default: the setting)")
+    cluster_options(run)
+
+    local = commands.add_parser("local", help="keep a local cluster serving until Ctrl-C")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=8080, help="the master's port (default 8080)")
+    local.add_argument("--data-root", default=".", help="directory {\"path\": ...} inputs are read from")
+    cluster_options(local)
+
+    commands.add_parser("serve", help="run one actor; its role comes from TYPE (what a pod runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from .serve import serve
+
+            serve(Settings.from_env())
+            return 0
+        if args.command == "run":
+            return asyncio.run(_run(args))
+        return asyncio.run(_local(args))
+    except MapReduceError as error:
+        print(f"mapreduce: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    path: Path = args.file.resolve()
+    if not path.is_file():
+        raise MapReduceError(f"{args.file} is not a readable file")
+    started = time.monotonic()
+    async with LocalCluster(
+        mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
+        data_root=str(path.parent),
+    ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url) as session:
+        ready = time.monotonic() - started
+        spec: dict[str, Any] = {"job": args.job, "input": {"path": path.name}}
+        if args.split_size:
+            spec["split_size"] = args.split_size
+        async with session.post("/v1/jobs", json=spec) as response:
+            submitted = await response.json()
+            if response.status >= 400:
+                raise MapReduceError(submitted.get("message", str(submitted)))
+        job_id = submitted["id"]
+        result = await _follow(session, job_id)
+        elapsed = time.monotonic() - started
+    _print_result(args, result)
+    print(f"done: {result['keys']} keys from {path.name} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
+          file=sys.stderr)
+    return 0
+
+
+async def _follow(session: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    """Wait for the job, printing progress to stderr; the result request wakes as soon as the job ends."""
+    tty = sys.stderr.isatty()
+    while True:
+        async with session.get(f"/v1/jobs/{job_id}/result", params={"wait": "1"}) as response:
+            body = await response.json()
+            if response.status == 200:
+                if tty:
+                    print(file=sys.stderr)
+                return dict(body)
+        async with session.get(f"/v1/jobs/{job_id}") as response:
+            status = await response.json()
+        if status["state"] in ("failed", "cancelled"):
+            raise MapReduceError(f"job {job_id} {status['state']}: {status['error']}")
+        progress = status["progress"]
+        total = max(progress["bytes_total"], 1)
+        line = (f"{status['state']}: {progress['splits_done']}/{progress['splits_total']} splits, "
+                f"{progress['bytes_done'] / 1e6:.1f}/{progress['bytes_total'] / 1e6:.1f} MB "
+                f"({100 * progress['bytes_done'] / total:.0f}%)")
+        print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+
+def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
+    job = get_job(args.job)
+    result = body["result"]
+    entries = job.top(result, args.top if args.top is not None else len(result))
+    if args.json:
+        print(json.dumps(dict(entries), ensure_ascii=False))
+        return
+    for key, value in entries:
+        shown = value if not isinstance(value, list) else " ".join(map(str, value))
+        print(f"{shown}\t{key}")
+
+
+async def _local(args: argparse.Namespace) -> int:
+    data_root = str(Path(args.data_root).resolve())
+    async with LocalCluster(
+        mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
+        host=args.host, master_port=args.port, data_root=data_root,
+    ) as cluster:
+        url = cluster.master_url
+        print(f"local cluster ready: master {url}, {args.mappers} mappers, {args.reducers} reducers, "
+              f"data root {data_root}\n"
+              f"  curl '{url}/compute?text=hello+hello+hello+hello+world+world+world'\n"
+              f"  curl -X POST {url}/v1/jobs -H 'Content-Type: application/json' "
+              f"-d '{{\"job\": \"wordcount\", \"input\": {{\"text\": \"a b a\"}}}}'\n"
+              f"logs: {cluster.log_dir}\nCtrl-C stops it.", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        print("stopping the local cluster ...", file=sys.stderr)
+    return 0

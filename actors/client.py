@@ -1,0 +1,114 @@
+"""The peer client: one HTTP session per actor, and CBOR requests to peers with explicit timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from . import wire
+from .config import Settings
+from .errors import Conflict, MapReduceError, NotFound, PeerError, Unavailable, WireError
+from .messages import Message, to_wire
+
+CBOR = "application/cbor"
+T = TypeVar("T")
+
+
+class PeerClient:
+    """Talks CBOR to other actors with the cluster token; turns every failure into a named error."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+        self.headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+
+    def timeout(self, total: float | None = None, read: float | None = None) -> aiohttp.ClientTimeout:
+        t = self.settings.timeouts
+        return aiohttp.ClientTimeout(total=total, sock_connect=t.connect, sock_read=read)
+
+    async def call(self, url: str, message: Message, cap: int, timeout: float) -> Any:
+        """POST one CBOR message, return the decoded CBOR answer; 4xx/5xx become the matching error."""
+        body = wire.encode(to_wire(message))
+        try:
+            async with self.session.post(
+                url, data=body, headers={**self.headers, "Content-Type": CBOR}, timeout=self.timeout(total=timeout)
+            ) as response:
+                return await read_cbor(response, cap, url)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise PeerError(f"{url}: {describe(exc)}") from None
+
+
+async def read_cbor(response: aiohttp.ClientResponse, cap: int, url: str) -> Any:
+    if response.status >= 400:
+        raise await peer_failure(response, url)
+    body = await response.content.read(cap + 1)
+    if len(body) > cap:
+        raise PeerError(f"{url}: answer larger than {cap} bytes")
+    return wire.decode(body, cap)
+
+
+async def peer_failure(response: aiohttp.ClientResponse, url: str) -> MapReduceError:
+    """The error a peer's 4xx/5xx JSON answer stands for, carrying the peer's own message."""
+    raw = await response.content.read(64 * 1024)
+    try:
+        message = str(json.loads(raw).get("message", ""))
+    except (ValueError, AttributeError):
+        message = raw[:200].decode("utf-8", "replace")
+    text = f"{url} answered {response.status}: {message}"
+    if response.status == 409:
+        return Conflict(text)
+    if response.status == 404:
+        return NotFound(text)
+    if response.status == 503:
+        retry = response.headers.get("Retry-After", "1")
+        return Unavailable(text, retry_after=float(retry) if retry.isdigit() else 1.0)
+    if response.status in (400, 413):
+        return WireError(text)
+    return PeerError(text)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    retry_on: tuple[type[BaseException], ...],
+    attempts: int,
+    deadline: float,
+    base_delay: float = 0.05,
+) -> T:
+    """Run ``operation`` again on the named errors only, with jittered backoff, within attempts and a deadline."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    for attempt in range(1, attempts + 1):
+        try:
+            return await operation()
+        except retry_on as exc:
+            delay = base_delay * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            if isinstance(exc, Unavailable):
+                delay = max(delay, exc.retry_after * random.uniform(0.5, 1.0))
+            if attempt == attempts or loop.time() + delay > give_up:
+                raise
+            await asyncio.sleep(delay)  # backoff between retries, not a wait for a condition
+    raise AssertionError("unreachable")
+
+
+def session_context(key: web.AppKey[aiohttp.ClientSession]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx that owns the actor's one client session for the app's lifetime."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+            app[key] = session
+            yield
+
+    return context

@@ -1,0 +1,363 @@
+"""The coordinator: drives one job through planning, the map phase, finalize and assembling the result."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from . import wire
+from .client import PeerClient, describe, peer_failure, retrying
+from .config import Settings
+from .discovery import Discovery, Peer
+from .errors import first_error, Conflict, DiscoveryError, JobFailed, MapReduceError, NotFound, PeerError, Unavailable, WireError
+from .frames import FrameReader
+from .inputs import InputRef
+from .jobs import get_job
+from .logs import EventLog
+from .messages import Assignment, Finalize, Progress, Release, Report, SplitDone, SplitFailed, from_wire, to_wire
+from .splits import plan
+from .splittable import SplitTable, Ticket
+
+QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = "queued", "running", "finalizing", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+FINALIZE_ATTEMPTS = 4
+
+log = EventLog(__name__)
+
+
+@dataclass
+class JobRecord:
+    """One submitted job as the master knows it."""
+
+    id: str
+    epoch: int
+    job_name: str
+    input: InputRef
+    created: float
+    split_size: int
+    state: str = QUEUED
+    finished: float | None = None
+    error: str = ""
+    partitions: int = 0
+    mappers: list[str] = field(default_factory=list)
+    reducers: list[str] = field(default_factory=list)
+    table: SplitTable | None = None
+    result: dict[str, Any] | None = None
+    stale_dropped: int = 0  # frames of other attempts or epochs seen on an assignment stream
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def status(self) -> dict[str, Any]:
+        table = self.table
+        progress = {
+            "splits_done": table.done_count if table else 0,
+            "splits_total": table.total if table else 0,
+            "bytes_done": min(table.bytes_done, self.input.size) if table else 0,
+            "bytes_total": self.input.size,
+        }
+        return {
+            "id": self.id,
+            "job": self.job_name,
+            "epoch": self.epoch,
+            "state": self.state,
+            "error": self.error or None,
+            "input": {"kind": self.input.kind, "name": self.input.name, "size": self.input.size},
+            "created": self.created,
+            "finished": self.finished,
+            "partitions": self.partitions,
+            "mappers": self.mappers,
+            "reducers": self.reducers,
+            "progress": progress,
+            "attempts": {
+                "started": table.attempts_started() if table else 0,
+                "retries": table.retries if table else 0,
+                "late_reports_dropped": table.late_reports if table else 0,
+                "stale_dropped": self.stale_dropped,
+                "last_failure": (table.last_failure if table else "") or None,
+            },
+            "splits": table.snapshot() if table else [],
+        }
+
+
+class MapperSlots:
+    """How many assignments each mapper runs at once, shared by every job on this master."""
+
+    def __init__(self, per_mapper: int) -> None:
+        self.per_mapper = per_mapper
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def hold(self, mapper: str) -> AsyncIterator[None]:
+        slot = self._slots.setdefault(mapper, asyncio.Semaphore(self.per_mapper))
+        async with slot:
+            yield
+
+
+class Coordinator:
+    """Runs one JobRecord to a finished state; owns nothing beyond the job's own tasks."""
+
+    def __init__(
+        self,
+        record: JobRecord,
+        settings: Settings,
+        client: PeerClient,
+        discovery: Discovery,
+        slots: MapperSlots,
+        clock: Callable[[], float],
+    ) -> None:
+        self.record = record
+        self.settings = settings
+        self.client = client
+        self.discovery = discovery
+        self.slots = slots
+        self.clock = clock
+        self.changed = asyncio.Condition()
+        self.acked: dict[int, set[str]] = {}  # partition -> reducer incarnations that acknowledged its streams
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {"job": self.record.id, "epoch": self.record.epoch}
+
+    async def run(self) -> None:
+        record = self.record
+        try:
+            await self._map_phase()
+            record.state = FINALIZING
+            record.result = await self._reduce_phase()
+            record.state = DONE
+            log.info("job_done", **self.fields, keys=len(record.result), splits=record.table.total if record.table else 0)
+        except asyncio.CancelledError:
+            record.state = CANCELLED
+            record.error = record.error or "cancelled"
+            log.info("job_cancelled", **self.fields)
+            raise
+        except MapReduceError as error:
+            record.state = FAILED
+            record.error = error.message
+            log.warning("job_failed", **self.fields, error=error.message)
+        finally:
+            record.finished = self.clock()
+            record.done.set()
+            await asyncio.shield(self._release())
+
+    async def _map_phase(self) -> None:
+        record, t = self.record, self.settings.timeouts
+        try:
+            mappers = await self.discovery.wait_for("mapper", 1, t.peers)
+            reducers = await self.discovery.wait_for("reducer", 1, t.peers)
+        except DiscoveryError as error:
+            raise JobFailed(f"cannot start the job: {error.message}") from None
+        ordinals = [r.ordinal for r in reducers]
+        partitions = next(i for i in range(len(ordinals) + 1) if i not in ordinals)
+        if partitions == 0:
+            raise JobFailed(f"no reducer with ordinal 0 is visible (seen ordinals {ordinals})")
+        record.partitions = partitions
+        record.mappers = [m.name for m in mappers]
+        record.reducers = [r.name for r in reducers if r.ordinal < partitions]
+        splits = plan(record.input.size, record.split_size, len(mappers))
+        record.table = SplitTable(splits, self.settings.max_attempts, self.clock, self.settings.backup_tasks)
+        record.state = RUNNING
+        log.info("job_planned", **self.fields, splits=len(splits), partitions=partitions, mappers=len(mappers),
+                 bytes=record.input.size)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for mapper in mappers:
+                    for _ in range(self.settings.mapper_slots):
+                        group.create_task(self._worker(mapper))
+        except BaseExceptionGroup as errors:
+            raise first_error(errors) from None
+        if not record.table.all_done:
+            raise JobFailed(
+                f"no mapper could be reached; {record.table.total - record.table.done_count} splits unfinished"
+                + (f"; last failure: {record.table.last_failure}" if record.table.last_failure else "")
+            )
+
+    async def _worker(self, mapper: Peer) -> None:
+        """Feeds one mapper slot until no split is left; gives up on a mapper that stays unreachable."""
+        table = self.record.table
+        assert table is not None
+        unreachable_since: float | None = None
+        backoff = 0.05
+        while not table.all_done:
+            ticket: Ticket | None = None
+            reached = False
+            async with self.slots.hold(mapper.name):
+                ticket = table.next_for(mapper.name)
+                if ticket is not None:
+                    reached = await self._attempt(mapper, ticket)
+            if ticket is None:
+                await self._wait_for_change()
+                continue
+            if reached:
+                unreachable_since, backoff = None, 0.05
+                continue
+            now = self.clock()
+            unreachable_since = unreachable_since or now
+            if now - unreachable_since > self.settings.timeouts.peers:
+                log.warning("mapper_unreachable", **self.fields, mapper=mapper.name)
+                return
+            backoff = min(backoff * 2, 2.0)
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
+            mapper = await self._refresh(mapper)
+
+    async def _wait_for_change(self) -> None:
+        async with self.changed:
+            try:
+                # A timed wake-up too: a straggler may deserve a backup before anything else changes.
+                async with asyncio.timeout(1.0):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def _refresh(self, mapper: Peer) -> Peer:
+        """A replaced pod keeps its name but may change address: look it up again."""
+        try:
+            for peer in await self.discovery.peers("mapper"):
+                if peer.name == mapper.name:
+                    return peer
+        except DiscoveryError:
+            pass
+        return mapper
+
+    def _assignment(self, ticket: Ticket) -> Assignment:
+        record = self.record
+        return Assignment(
+            job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
+            job_name=record.job_name, input_kind=record.input.kind, input_location=record.input.location,
+            input_name=record.input.name, input_size=record.input.size, start=ticket.split.start,
+            end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=[],
+        )
+
+    async def _attempt(self, mapper: Peer, ticket: Ticket) -> bool:
+        """Run one attempt; False if the mapper could not be reached at all (the attempt is handed back)."""
+        table = self.record.table
+        assert table is not None
+        split, attempt = ticket.split.index, ticket.attempt
+        fields = {**self.fields, "split": split, "attempt": attempt, "mapper": mapper.name}
+        log.info("split_assigned", **fields, backup=ticket.backup)
+        try:
+            done = await self._run_assignment(mapper, ticket)
+        except aiohttp.ClientConnectorError as exc:
+            table.abandoned(split, attempt, f"mapper unreachable: {describe(exc)}")
+            await self._notify()
+            return False
+        except (MapReduceError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            cause = exc.message if isinstance(exc, MapReduceError) else describe(exc)
+            log.warning("split_attempt_failed", **fields, cause=cause)
+            try:
+                table.failed(split, attempt, cause)
+            finally:
+                await self._notify()
+            return True
+        if table.succeeded(split, attempt, done.bytes_read):
+            for partition, incarnation in enumerate(done.incarnations):
+                if incarnation:
+                    self.acked.setdefault(partition, set()).add(incarnation)
+        else:
+            log.info("late_report_dropped", **fields)
+        await self._notify()
+        return True
+
+    async def _run_assignment(self, mapper: Peer, ticket: Ticket) -> SplitDone:
+        settings, t = self.settings, self.settings.timeouts
+        assignment = self._assignment(ticket)
+        url = f"{mapper.url}/internal/v1/assign"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.lease)
+        headers = {**self.client.headers, "Content-Type": "application/cbor"}
+        table = self.record.table
+        assert table is not None
+        async with self.client.session.post(
+            url, data=wire.encode(to_wire(assignment)), headers=headers, timeout=timeout
+        ) as response:
+            if response.status >= 400:
+                raise await peer_failure(response, url)
+            reader = FrameReader(response.content, settings.message_cap, idle=t.lease)
+            while True:
+                try:
+                    raw = await reader.next()
+                except WireError as error:
+                    raise PeerError(f"{mapper.name}: {error.message} (lease {t.lease:g} s)") from None
+                if raw is None:
+                    raise PeerError(f"{mapper.name} closed the assignment without a report")
+                message = from_wire(raw, Progress, SplitDone, SplitFailed)
+                if (message.job, message.epoch, message.split, message.attempt) != (
+                    assignment.job, assignment.epoch, assignment.split, assignment.attempt
+                ):
+                    self.record.stale_dropped += 1
+                    continue
+                if isinstance(message, Progress):
+                    table.progress(assignment.split, assignment.attempt, message.bytes_read)
+                elif isinstance(message, SplitDone):
+                    return message
+                else:
+                    if not message.retriable:
+                        raise JobFailed(f"split {assignment.split} cannot be mapped: {message.cause}")
+                    raise PeerError(f"{mapper.name}: {message.cause}")
+
+    async def _reduce_phase(self) -> dict[str, Any]:
+        record = self.record
+        reports = await asyncio.gather(*(self._finalize(p) for p in range(record.partitions)))
+        job = get_job(record.job_name)
+        result: dict[str, Any] = {}
+        for report in reports:
+            result.update(job.finish(report.totals))
+        return result
+
+    async def _reducer(self, partition: int) -> Peer:
+        try:
+            peers = await self.discovery.wait_for("reducer", partition + 1, self.settings.timeouts.peers)
+        except DiscoveryError as error:
+            raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
+        for peer in peers:
+            if peer.ordinal == partition:
+                return peer
+        raise Unavailable(f"reducer {partition} is not visible")
+
+    async def _finalize(self, partition: int) -> Report:
+        record, settings = self.record, self.settings
+        message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=record.table.total
+                           if record.table else 0, job_name=record.job_name)
+
+        async def call() -> Report:
+            reducer = await self._reducer(partition)
+            raw = await self.client.call(f"{reducer.url}/internal/v1/finalize", message, settings.result_cap,
+                                         settings.timeouts.finalize)
+            return from_wire(raw, Report)
+
+        try:
+            report = await retrying(call, (PeerError, Unavailable), FINALIZE_ATTEMPTS, settings.timeouts.retry_deadline)
+        except (Conflict, NotFound) as error:
+            raise JobFailed(f"reducer {partition} lost its state during the job: {error.message}") from None
+        if (report.job, report.epoch, report.partition) != (record.id, record.epoch, partition):
+            raise JobFailed(f"reducer {partition} reported for another job or partition")
+        acked = self.acked.get(partition, set())
+        if acked and acked != {report.incarnation}:
+            raise JobFailed(f"reducer {partition} restarted during the job (incarnation changed); resubmit the job")
+        log.info("partition_collected", **self.fields, partition=partition, keys=len(report.totals))
+        return report
+
+    async def _release(self) -> None:
+        """Tell every reducer to forget the job; best effort, bounded, never raises."""
+        record = self.record
+        if not record.partitions:
+            return
+        message = Release(job=record.id, epoch=record.epoch)
+        try:
+            reducers = await self.discovery.peers("reducer")
+        except MapReduceError:
+            return
+        calls = [
+            self.client.call(f"{r.url}/internal/v1/release", message, self.settings.message_cap,
+                             self.settings.timeouts.request)
+            for r in reducers if r.ordinal < record.partitions
+        ]
+        await asyncio.gather(*calls, return_exceptions=True)

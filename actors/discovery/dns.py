@@ -1,0 +1,130 @@
+"""DNS discovery: a Kubernetes headless Service's SRV records name the pods, their A records give the IPs."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.rdatatype
+import dns.resolver
+
+from ..config import Settings
+from ..errors import DiscoveryError
+from . import Peer, PeerRole
+
+# A StatefulSet pod's name is "<set>-<ordinal>"; the set name must hold a letter so that the dashed-IP labels
+# CoreDNS gives endpoints without a hostname ("10-244-1-5") are not mistaken for ordinals.
+_POD_LABEL = re.compile(r"^([a-z0-9-]*[a-z][a-z0-9-]*)-(\d+)$")
+_RETRY_FIRST = 0.05
+_RETRY_MAX = 1.0
+
+
+class DnsDiscovery:
+    """Look peers up in cluster DNS on every call, so a scaled StatefulSet is seen on the next call."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._timeout = settings.timeouts.discovery
+        try:
+            if settings.dns_nameserver:
+                self._resolver = dns.asyncresolver.Resolver(configure=False)
+                self._resolver.nameservers = [settings.dns_nameserver]
+                self._resolver.port = settings.dns_port
+            else:
+                self._resolver = dns.asyncresolver.Resolver()
+        except (dns.exception.DNSException, OSError, ValueError) as exc:
+            raise DiscoveryError(f"cannot set up the DNS resolver: {exc}") from exc
+        # A single attempt may use the whole budget; lifetime bounds the query including its retries.
+        self._resolver.timeout = self._timeout
+        self._resolver.lifetime = self._timeout
+
+    def srv_name(self, role: PeerRole) -> str:
+        """The SRV name Kubernetes publishes for the role's headless Service and named port."""
+        s = self._settings
+        host = s.mapper_host if role == "mapper" else s.reducer_host
+        service = host.rstrip(".") if "." in host else f"{host}.{s.namespace}.svc.{s.cluster_domain}"
+        return f"_{s.port_name}._tcp.{service}."
+
+    async def peers(self, role: PeerRole) -> list[Peer]:
+        qname = self.srv_name(role)
+        answer = await self._query(qname, "SRV")
+        if answer is None:
+            return []  # the Service exists but has no ready pods, or does not exist yet
+        targets: dict[str, int] = {}
+        for srv in answer:
+            # One pod may be listed once per port protocol; the first port seen for it is kept.
+            targets.setdefault(srv.target.to_text().lower(), srv.port)
+        glue = _addresses_in(answer.response)
+        lookups = [self._address(target, glue) for target in targets]
+        addresses = await asyncio.gather(*lookups)
+        chosen: dict[int, Peer] = {}
+        candidates = []
+        for (target, port), ip in zip(targets.items(), addresses, strict=True):
+            match = _POD_LABEL.match(target.split(".", 1)[0])
+            if ip is None or match is None:
+                continue  # the pod went away between the two queries, or is not a StatefulSet pod
+            candidates.append(Peer(int(match.group(2)), role, match.group(0), f"http://{ip}:{port}"))
+        # Two pods claiming one ordinal (say two sets behind one Service): the smallest name and URL wins,
+        # so every caller routes a partition to the same pod.
+        for peer in sorted(candidates):
+            chosen.setdefault(peer.ordinal, peer)
+        return [chosen[ordinal] for ordinal in sorted(chosen)]
+
+    async def wait_for(self, role: PeerRole, count: int, timeout: float) -> list[Peer]:
+        """Re-query with a short, growing pause until ``count`` peers of ``role`` answer, for at most ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = _RETRY_FIRST
+        peers: list[Peer] = []
+        last_error: DiscoveryError | None = None
+        while True:
+            try:
+                peers = await asyncio.wait_for(self.peers(role), max(deadline - loop.time(), 0.001))
+                last_error = None
+                if len(peers) >= count:
+                    return peers
+            except DiscoveryError as exc:
+                last_error = exc  # DNS may be briefly unreachable while the cluster starts; keep trying
+            except TimeoutError:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, _RETRY_MAX)
+        cause = f"; last error: {last_error.message}" if last_error else ""
+        raise DiscoveryError(
+            f"only {len(peers)} of {count} {role}(s) appeared in DNS ({self.srv_name(role)}) "
+            f"within {timeout:g}s{cause}"
+        )
+
+    async def _address(self, target: str, glue: dict[str, str]) -> str | None:
+        if target in glue:
+            return glue[target]
+        answer = await self._query(target, "A")
+        if answer is None:
+            return None
+        return str(min(rdata.address for rdata in answer))
+
+    async def _query(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
+        """One bounded query; None when the name or the record type does not exist."""
+        try:
+            return await self._resolver.resolve(qname, rdtype, search=False, lifetime=self._timeout)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        except dns.exception.Timeout as exc:
+            raise DiscoveryError(f"DNS {rdtype} query for {qname} timed out after {self._timeout:g}s") from exc
+        except dns.exception.DNSException as exc:
+            raise DiscoveryError(f"DNS {rdtype} query for {qname} failed: {exc}") from exc
+
+
+def _addresses_in(response: dns.message.Message) -> dict[str, str]:
+    """A records the server volunteered in the additional section (CoreDNS sends them with SRV answers)."""
+    found: dict[str, str] = {}
+    for rrset in response.additional:
+        if rrset.rdtype == dns.rdatatype.A:
+            found[rrset.name.to_text().lower()] = str(min(rdata.address for rdata in rrset))
+    return found

@@ -1,0 +1,247 @@
+"""mDNS discovery: local actors announce ``<cluster>-<role>-<ordinal>`` with zeroconf and browse each other."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from zeroconf import DNSQuestionType, IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from ..config import Settings
+from ..errors import ConfigError, DiscoveryError
+from . import Peer, PeerRole
+
+log = logging.getLogger(__name__)
+
+SERVICE_TYPE = "_mapreduce._tcp.local."
+# RFC 6762 suggests 75 minutes for PTR/TXT; a local actor killed without a goodbye would then stay listed that long.
+# With 30 s the browsers' refresh queries find it gone within half a minute, at a cost of a few loopback packets.
+_TTL = 30
+_CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_MAX_LABEL = 63  # DNS label limit for the instance name
+_ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
+
+
+class MdnsDiscovery:
+    """Peers of one ``mdns_cluster`` on one interface, kept current from zeroconf's browse callbacks."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Use :meth:`open`; the constructor only checks the settings."""
+        _check_settings(settings)
+        self._settings = settings
+        self._cluster = settings.mdns_cluster
+        self._timeout = settings.timeouts.discovery
+        self._peers: dict[str, Peer] = {}  # by lower-cased mDNS instance name
+        self._resolving: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._own_name: str | None = None
+        self._announcing: Awaitable[object] | None = None
+        self._zeroconf: AsyncZeroconf | None = None
+        self._browser: AsyncServiceBrowser | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[MdnsDiscovery]:
+        """Join the mDNS segment on ``settings.mdns_interface``, announce this actor if it is a mapper or reducer."""
+        discovery = cls(settings)
+        try:
+            await discovery._start()
+            yield discovery
+        finally:
+            await discovery._close()
+
+    async def peers(self, role: PeerRole) -> list[Peer]:
+        return self._snapshot(role)
+
+    async def wait_for(self, role: PeerRole, count: int, timeout: float) -> list[Peer]:
+        """Wait, woken by browse events, until at least ``count`` peers of ``role`` are visible."""
+        return await self.wait_until(role, lambda peers: len(peers) >= count, timeout, f"{count} {role}(s)")
+
+    async def wait_until(
+        self, role: PeerRole, condition: Callable[[list[Peer]], bool], timeout: float, what: str = "the condition"
+    ) -> list[Peer]:
+        """Wait, woken by browse events, until ``condition`` holds for the peers of ``role``; return them."""
+        peers = self._snapshot(role)
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition(peers):
+                    await self._changed.wait()
+                    peers = self._snapshot(role)
+        except TimeoutError:
+            seen = ", ".join(p.name for p in peers) or "none"
+            raise DiscoveryError(
+                f"waited {timeout:g}s for {what} in mDNS cluster {self._cluster!r} on "
+                f"{self._settings.mdns_interface}; {role}s seen: {seen}"
+            ) from None
+        return peers
+
+    def _snapshot(self, role: PeerRole) -> list[Peer]:
+        # Instance names are unique per ordinal by construction; if two ever claim one ordinal, the smallest URL
+        # wins so every caller makes the same choice.
+        chosen: dict[int, Peer] = {}
+        for peer in sorted(p for p in self._peers.values() if p.role == role):
+            chosen.setdefault(peer.ordinal, peer)
+        return [chosen[ordinal] for ordinal in sorted(chosen)]
+
+    # lifecycle
+
+    async def _start(self) -> None:
+        s = self._settings
+        try:
+            # One interface only: the sockets are bound to its address, so nothing goes out on other links.
+            self._zeroconf = AsyncZeroconf(interfaces=[s.mdns_interface], ip_version=IPVersion.V4Only)
+        except OSError as exc:
+            raise DiscoveryError(f"cannot start mDNS on {s.mdns_interface}: {exc}") from exc
+        # QM questions are answered by multicast. A QU question would be answered by unicast to port 5353, which
+        # every local actor binds with SO_REUSEPORT, and the kernel hands a unicast datagram to only one of them.
+        self._browser = AsyncServiceBrowser(
+            self._zeroconf.zeroconf, SERVICE_TYPE, handlers=[self._on_change], question_type=DNSQuestionType.QM
+        )
+        if s.role in _ROLES:
+            await self._register()
+
+    async def _register(self) -> None:
+        assert self._zeroconf is not None
+        s = self._settings
+        role: PeerRole = "mapper" if s.role == "mapper" else "reducer"
+        instance = f"{self._cluster}-{role}-{s.ordinal}"
+        address, port, url = _advertised(s)
+        info = ServiceInfo(
+            SERVICE_TYPE,
+            f"{instance}.{SERVICE_TYPE}",
+            port=port,
+            properties={"cluster": self._cluster, "role": role, "ordinal": str(s.ordinal), "url": url},
+            server=f"{instance}.local.",  # one host name per actor, so one actor's goodbye never drops another's A
+            host_ttl=_TTL,
+            other_ttl=_TTL,
+            addresses=[ipaddress.IPv4Address(address).packed],
+        )
+        try:
+            async with asyncio.timeout(self._timeout):
+                # Probing exists to find a name someone else holds. Ours is unique by construction (cluster id,
+                # role, ordinal), and a restarted actor must take over its own name, so skip the ~2 s of probes.
+                self._announcing = await self._zeroconf.async_register_service(info, cooperating_responders=True)
+        except TimeoutError:
+            raise DiscoveryError(f"registering {instance} over mDNS took longer than {self._timeout:g}s") from None
+        self._own_name = info.name.lower()
+        self._peers[self._own_name] = Peer(s.ordinal, role, f"{role}-{s.ordinal}", url)
+        self._notify()
+
+    async def _close(self) -> None:
+        tasks: list[asyncio.Future[Any]] = list(self._resolving.values())
+        if isinstance(self._announcing, asyncio.Future):
+            tasks.append(self._announcing)  # a late announcement after our goodbye would revive us in caches
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._resolving.clear()
+        if self._zeroconf is None:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._browser is not None:
+                    await self._browser.async_cancel()
+                await self._zeroconf.async_close()  # sends the goodbyes, then closes the sockets
+        except TimeoutError:
+            log.warning("closing mDNS took longer than %gs; peers will drop us when our records expire", self._timeout)
+        finally:
+            self._zeroconf = None
+            self._browser = None
+
+    # browse events
+
+    def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        key = name.lower()
+        pending = self._resolving.pop(key, None)
+        if pending is not None:
+            pending.cancel()  # a newer event for the same instance supersedes it
+        if state_change is ServiceStateChange.Removed:
+            if key != self._own_name and self._peers.pop(key, None) is not None:
+                self._notify()
+            return
+        info = AsyncServiceInfo(service_type, name)
+        if info.load_from_cache(zeroconf):
+            self._apply(key, info)
+        else:
+            self._resolving[key] = asyncio.create_task(self._resolve(key, zeroconf, info))
+
+    async def _resolve(self, key: str, zeroconf: Zeroconf, info: AsyncServiceInfo) -> None:
+        try:
+            found = await info.async_request(zeroconf, self._timeout * 1000, question_type=DNSQuestionType.QM)
+        finally:
+            if self._resolving.get(key) is asyncio.current_task():
+                del self._resolving[key]
+        if found:
+            self._apply(key, info)
+        else:
+            log.warning("mDNS instance %s announced itself but did not answer within %gs", info.name, self._timeout)
+
+    def _apply(self, key: str, info: ServiceInfo) -> None:
+        if key == self._own_name:
+            return
+        peer = _peer_of(info, self._cluster)
+        if peer is None:  # another cluster, or not one of ours
+            if self._peers.pop(key, None) is not None:
+                self._notify()
+        elif self._peers.get(key) != peer:
+            self._peers[key] = peer
+            self._notify()
+
+    def _notify(self) -> None:
+        # Wake every waiter once, then give later waiters a fresh event.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+def _peer_of(info: ServiceInfo, cluster: str) -> Peer | None:
+    props = info.decoded_properties
+    role, ordinal, url = props.get("role"), props.get("ordinal"), props.get("url")
+    if props.get("cluster") != cluster or role not in _ROLES or ordinal is None or not ordinal.isdigit():
+        return None
+    peer_role: PeerRole = "mapper" if role == "mapper" else "reducer"
+    if not url or not url.startswith(("http://", "https://")):
+        addresses = info.parsed_addresses(IPVersion.V4Only)
+        if not addresses or info.port is None:
+            return None
+        url = f"http://{addresses[0]}:{info.port}"
+    return Peer(int(ordinal), peer_role, f"{peer_role}-{int(ordinal)}", url.rstrip("/"))
+
+
+def _advertised(settings: Settings) -> tuple[str, int, str]:
+    """The IPv4 address, port and URL to announce, from ``advertise_url``.
+
+    A host name there (the default is the pod or process name) may not resolve for local peers, so it is replaced
+    by the mDNS interface's address, on which the peers certainly reach us.
+    """
+    parts = urlsplit(settings.advertise_url)
+    try:
+        port = parts.port or settings.port
+    except ValueError as exc:
+        raise ConfigError(f"advertise URL {settings.advertise_url!r} has a bad port") from exc
+    try:
+        address = str(ipaddress.IPv4Address(parts.hostname or ""))
+    except ValueError:
+        address = settings.mdns_interface
+        return address, port, f"{parts.scheme or 'http'}://{address}:{port}"
+    return address, port, settings.advertise_url.rstrip("/")
+
+
+def _check_settings(settings: Settings) -> None:
+    cluster = settings.mdns_cluster
+    if not _CLUSTER_ID.match(cluster):
+        raise ConfigError(f"MR_MDNS_CLUSTER={cluster!r}: use letters, digits and dashes")
+    longest = f"{cluster}-reducer-{max(settings.ordinal, 9999)}"
+    if len(longest) > _MAX_LABEL:
+        raise ConfigError(f"MR_MDNS_CLUSTER={cluster!r} is too long for an mDNS instance name")
+    try:
+        ipaddress.IPv4Address(settings.mdns_interface)
+    except ValueError:
+        raise ConfigError(f"MR_MDNS_INTERFACE={settings.mdns_interface!r} is not an IPv4 address") from None
+

@@ -1,0 +1,110 @@
+"""The error tree: every failure a user or a peer can cause, with its HTTP status."""
+
+from __future__ import annotations
+
+
+class MapReduceError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message}
+
+
+class ConfigError(MapReduceError):
+    """A setting is missing or malformed."""
+
+    code = "config"
+
+
+class BadRequest(MapReduceError):
+    """The request is malformed: bad JSON, bad spec, bad parameter."""
+
+    status = 400
+    code = "bad_request"
+
+
+class WireError(BadRequest):
+    """A CBOR body or frame is malformed, oversized, tagged or of the wrong type."""
+
+    code = "bad_wire"
+
+
+class InputError(BadRequest):
+    """An input reference cannot be used: outside the data root, unreadable, forbidden address."""
+
+    code = "bad_input"
+
+
+class Unauthorized(MapReduceError):
+    """The request lacks the shared token."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(MapReduceError):
+    """An unknown job, input or route."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(MapReduceError):
+    """The request is valid but stale or out of order: an old epoch, a misrouted partition."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(MapReduceError):
+    """A body or frame exceeds its cap."""
+
+    status = 413
+    code = "too_large"
+
+
+class Unavailable(MapReduceError):
+    """The actor cannot take the work now (no budget, draining, no peers); retry later."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PeerError(MapReduceError):
+    """A peer actor failed, answered an error, or could not be reached."""
+
+    status = 502
+    code = "peer"
+
+
+class DiscoveryError(PeerError):
+    """Peers could not be found through the configured discovery."""
+
+    code = "discovery"
+
+
+class JobFailed(MapReduceError):
+    """A job cannot finish; the message names the split or partition and the cause."""
+
+    code = "job_failed"
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first of a task group's errors that this package raised on purpose, else the group itself."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            error = first_error(error)
+        if isinstance(error, MapReduceError):
+            return error
+    return group

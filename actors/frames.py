@@ -1,0 +1,48 @@
+"""Frame streams: reading length-prefixed CBOR frames off an HTTP body, each read bounded by a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import StreamReader
+
+from . import wire
+from .errors import WireError
+
+
+class FrameReader:
+    """Reads whole frames from an aiohttp stream; a peer silent for ``idle`` seconds is an error."""
+
+    def __init__(self, stream: StreamReader, cap: int, idle: float) -> None:
+        self.stream = stream
+        self.cap = cap
+        self.idle = idle
+        self.last_size = 0
+
+    async def next(self) -> Any | None:
+        """The next decoded frame, or None at a clean end of stream (between frames)."""
+        prefix = await self._read(wire.PREFIX, allow_eof=True)
+        if prefix is None:
+            return None
+        length = wire.frame_length(prefix, self.cap)
+        body = await self._read(length, allow_eof=False)
+        assert body is not None
+        self.last_size = wire.PREFIX + length
+        return wire.decode(body, self.cap)
+
+    async def _read(self, count: int, allow_eof: bool) -> bytes | None:
+        try:
+            async with asyncio.timeout(self.idle):
+                return await self.stream.readexactly(count)
+        except asyncio.IncompleteReadError as exc:
+            if allow_eof and not exc.partial:
+                return None
+            raise WireError(f"stream ended inside a frame ({len(exc.partial)} of {count} bytes)") from None
+        except TimeoutError:
+            raise WireError(f"stream stalled: no bytes for {self.idle:g} s") from None
+
+    async def expect_end(self) -> None:
+        """Nothing may follow the last frame."""
+        if await self._read(1, allow_eof=True) is not None:
+            raise WireError("bytes after the COMMIT frame")

@@ -1,0 +1,40 @@
+"""Inverted index: each word maps to the sorted list of input names that contain it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import WireError
+
+
+class InvertedIndex:
+    """A job whose reduce is a set union, not a sum."""
+
+    name = "inverted_index"
+
+    def map(self, text: str, source: str) -> dict[str, Any]:
+        names = [source]
+        return dict.fromkeys(text.split(), names)  # one shared list; combine never mutates values
+
+    def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
+        for key, names in part.items():
+            have = into.get(key)
+            if have is None:
+                into[key] = names
+            elif have != names:
+                into[key] = sorted(set(have).union(names))
+
+    def checksum(self, part: Mapping[str, Any]) -> int:
+        return sum(map(len, part.values()))
+
+    def check(self, part: Mapping[str, Any]) -> None:
+        for names in part.values():
+            if type(names) is not list or not names or not all(type(n) is str for n in names):
+                raise WireError("inverted_index values must be non-empty lists of input names")
+
+    def finish(self, totals: dict[str, Any]) -> dict[str, Any]:
+        return totals
+
+    def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
+        return sorted(result.items(), key=lambda item: (-len(item[1]), item[0]))[:n]

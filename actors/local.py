@@ -1,0 +1,257 @@
+"""The local cluster: one master, M mappers and R reducers as separate processes on this machine's loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from .config import DiscoveryMode, Role, Timeouts
+from .errors import MapReduceError
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: a child is killed when its launcher dies, even by SIGKILL, so no actor outlives its cluster."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class ActorProcess:
+    """One actor process and what its launcher knows of it."""
+
+    role: Role
+    ordinal: int
+    env: dict[str, str]
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    url: str = ""
+    ready: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    pump: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.ordinal}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+
+class LocalCluster:
+    """Start with ``async with LocalCluster(...) as cluster``; every process is stopped on exit."""
+
+    def __init__(
+        self,
+        mappers: int = 3,
+        reducers: int = 2,
+        discovery: DiscoveryMode = "mdns",
+        host: str = "127.0.0.1",
+        master_port: int = 0,
+        data_root: str = "",
+        log_dir: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        if mappers < 1 or reducers < 1:
+            raise MapReduceError("a local cluster needs at least one mapper and one reducer")
+        self.mappers = mappers
+        self.reducers = reducers
+        self.discovery = discovery
+        self.host = host
+        self.master_port = master_port
+        self.data_root = data_root
+        self.timeouts = timeouts or Timeouts()
+        self.token = secrets.token_hex(16)
+        self.cluster_id = uuid.uuid4().hex[:12]
+        self._own_log_dir = tempfile.TemporaryDirectory(prefix="mr-local-") if log_dir is None else None
+        self.log_dir = Path(log_dir or self._own_log_dir.name)  # type: ignore[union-attr]
+        self.extra_env = dict(extra_env or {})
+        self.actors: list[ActorProcess] = []
+
+    @property
+    def master(self) -> ActorProcess:
+        return next(a for a in self.actors if a.role == "master")
+
+    @property
+    def master_url(self) -> str:
+        return self.master.url
+
+    def actor(self, name: str) -> ActorProcess:
+        return next(a for a in self.actors if a.name == name)
+
+    def _env(self, role: Role, ordinal: int, port: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "TYPE": role,
+            "MR_NAME": f"{role}-{ordinal}",
+            "MR_ORDINAL": str(ordinal),
+            "MR_HOST": self.host,
+            "MR_PORT": str(port),
+            "MR_ADVERTISE_HOST": self.host,
+            "MR_TOKEN": self.token,
+            "MR_DISCOVERY": self.discovery,
+            "MR_MDNS_CLUSTER": self.cluster_id,
+            "MR_DATA_ROOT": self.data_root,
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        env.update(self.extra_env)
+        return env
+
+    async def __aenter__(self) -> LocalCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        workers = [ActorProcess("reducer", i, self._env("reducer", i, 0), self.log_dir / f"reducer-{i}.log")
+                   for i in range(self.reducers)]
+        workers += [ActorProcess("mapper", i, self._env("mapper", i, 0), self.log_dir / f"mapper-{i}.log")
+                    for i in range(self.mappers)]
+        master = ActorProcess("master", 0, self._env("master", 0, self.master_port), self.log_dir / "master.log")
+        self.actors = [*workers, master]
+        if self.discovery == "static":
+            # A static list must name its peers before they start: reducers, then mappers, then the master.
+            reducers = [a for a in workers if a.role == "reducer"]
+            mappers = [a for a in workers if a.role == "mapper"]
+            await self._launch(reducers)
+            self.extra_env["MR_REDUCERS"] = ",".join(a.url for a in reducers)
+            for actor in [*mappers, master]:
+                actor.env.update(self.extra_env)
+            await self._launch(mappers)
+            self.extra_env["MR_MAPPERS"] = ",".join(a.url for a in mappers)
+            master.env.update(self.extra_env)
+            await self._launch([master])
+        else:
+            await self._launch([*workers, master])
+        await self.wait_for_peers()
+
+    async def _launch(self, actors: list[ActorProcess]) -> None:
+        for actor in actors:
+            await self._spawn(actor)
+        try:
+            async with asyncio.timeout(self.timeouts.startup):
+                await asyncio.gather(*(a.ready for a in actors))
+        except TimeoutError:
+            late = [a.name for a in actors if not a.ready.done()]
+            raise MapReduceError(f"actors {late} were not ready within {self.timeouts.startup:g} s") from None
+
+    async def _spawn(self, actor: ActorProcess) -> None:
+        if actor.ready.done():
+            actor.ready = asyncio.get_running_loop().create_future()
+        actor.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "actors", "serve",
+            env=actor.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent,
+        )
+        actor.pump = asyncio.get_running_loop().create_task(self._pump(actor), name=f"pump-{actor.name}")
+
+    async def _pump(self, actor: ActorProcess) -> None:
+        """Copy the actor's log lines to its log file and notice its readiness line."""
+        assert actor.process is not None and actor.process.stdout is not None
+        with open(actor.log_path, "ab") as log_file:
+            async for line in actor.process.stdout:
+                log_file.write(line)
+                log_file.flush()
+                if not actor.ready.done() and b'"actor_ready"' in line:
+                    with contextlib.suppress(ValueError):
+                        actor.url = str(json.loads(line)["url"])
+                        actor.ready.set_result(actor.url)
+        if not actor.ready.done():
+            tail = actor.log_path.read_text(errors="replace")[-2000:]
+            actor.ready.set_exception(MapReduceError(f"{actor.name} exited before it was ready:\n{tail}"))
+
+    async def wait_for_peers(self) -> None:
+        """Ready means the master sees every mapper and reducer (mDNS needs a moment to announce)."""
+        query = {"wait_mappers": str(self.mappers), "wait_reducers": str(self.reducers)}
+        seen = await self.get_json("/v1/cluster", params=query, timeout=self.timeouts.peers + 5)
+        if len(seen["mappers"]) < self.mappers or len(seen["reducers"]) < self.reducers:
+            raise MapReduceError(f"the master sees only {seen}")
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None, timeout: float = 30.0) -> Any:
+        async with aiohttp.ClientSession() as session, session.get(
+            self.master_url + path, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            body = await response.json()
+            if response.status >= 400:
+                raise MapReduceError(f"{path}: {response.status} {body}")
+            return body
+
+    def signal(self, name: str, signum: int) -> None:
+        """Send a real signal to one actor (fault tests: SIGKILL, SIGSTOP, SIGCONT, SIGTERM)."""
+        actor = self.actor(name)
+        assert actor.process is not None
+        actor.process.send_signal(signum)
+
+    async def restart(self, name: str) -> None:
+        """Start a fresh process for an actor that died, under the same name and ordinal (a replaced pod)."""
+        actor = self.actor(name)
+        await self._reap(actor, self.timeouts.drain)
+        if self.discovery == "static" and actor.url:
+            actor.env["MR_PORT"] = actor.url.rsplit(":", 1)[1]  # same address, as a static list expects
+        await self._spawn(actor)
+        async with asyncio.timeout(self.timeouts.startup):
+            await actor.ready
+
+    async def _reap(self, actor: ActorProcess, grace: float) -> int | None:
+        process = actor.process
+        if process is None:
+            return None
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+            try:
+                async with asyncio.timeout(grace):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if actor.pump is not None:
+            await asyncio.gather(actor.pump, return_exceptions=True)
+        return process.returncode
+
+    async def stop(self) -> dict[str, int | None]:
+        """SIGTERM every actor (the master first, so no new work starts), SIGKILL after the drain time."""
+        codes: dict[str, int | None] = {}
+        masters = [a for a in self.actors if a.role == "master"]
+        for group in (masters, [a for a in self.actors if a.role != "master"]):
+            results = await asyncio.gather(*(self._reap(a, self.timeouts.drain) for a in group))
+            codes.update({a.name: code for a, code in zip(group, results)})
+        if self._own_log_dir is not None:
+            self._own_log_dir.cleanup()
+            self._own_log_dir = None
+        return codes
+
+    def logs(self) -> str:
+        """Every actor's log, for a failing test's report."""
+        return "\n".join(
+            f"--- {a.name}\n{a.log_path.read_text(errors='replace')[-4000:]}" for a in self.actors if a.log_path.exists()
+        )

@@ -1,0 +1,206 @@
+"""Messages: one frozen dataclass per thing actors say to each other, and their strict wire form."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import WireError
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Master → mapper: map one split of one input; never the data itself."""
+
+    job: str
+    epoch: int
+    split: int
+    attempt: int
+    job_name: str
+    input_kind: str  # "http" (served by the master or a URL) or "path" (under the data root)
+    input_location: str
+    input_name: str
+    input_size: int
+    start: int
+    end: int
+    partitions: int  # R, fixed by the master when it planned the job
+    reducers: list[str]  # reducer names by ordinal as the master saw them (for logs and checks)
+    only_partitions: list[int]  # empty: every partition; else redo just these
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Mapper → master, on the assignment's response stream: still alive, this far."""
+
+    job: str
+    epoch: int
+    split: int
+    attempt: int
+    bytes_read: int
+
+
+@dataclass(frozen=True)
+class SplitDone:
+    """Mapper → master: every partition of the split is acknowledged by its reducer."""
+
+    job: str
+    epoch: int
+    split: int
+    attempt: int
+    mapper: str  # the mapper's incarnation
+    bytes_read: int
+    keys: int
+    incarnations: list[str]  # by partition: the reducer incarnation that acknowledged it
+    duplicates: int  # partitions that answered "duplicate"
+
+
+@dataclass(frozen=True)
+class SplitFailed:
+    """Mapper → master: this attempt could not finish; ``cause`` says why."""
+
+    job: str
+    epoch: int
+    split: int
+    attempt: int
+    cause: str
+    retriable: bool
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """First frame of a shuffle stream: whose partial counts follow, and how many bytes of them."""
+
+    job: str
+    epoch: int
+    split: int
+    attempt: int
+    partition: int
+    partitions: int
+    job_name: str
+    size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
+
+
+@dataclass(frozen=True)
+class Data:
+    """A shuffle DATA frame: partial values by key, for one partition."""
+
+    items: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Last frame of a shuffle stream; the reducer merges only if these totals match what it staged."""
+
+    frames: int
+    keys: int
+    checksum: int
+
+
+@dataclass(frozen=True)
+class StreamAck:
+    """Reducer → mapper: the stream is merged ("committed") or was already ("duplicate")."""
+
+    job: str
+    epoch: int
+    split: int
+    partition: int
+    status: str
+    incarnation: str
+
+
+@dataclass(frozen=True)
+class Finalize:
+    """Master → reducer: every split is done; report your partition's totals."""
+
+    job: str
+    epoch: int
+    partition: int
+    splits: int
+    job_name: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """Reducer → master: the final totals of one partition."""
+
+    job: str
+    epoch: int
+    partition: int
+    incarnation: str
+    splits: int
+    totals: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Release:
+    """Master → reducer or mapper: forget this job (finished, failed or cancelled)."""
+
+    job: str
+    epoch: int
+
+
+Message = (
+    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Commit | StreamAck | Finalize | Report | Release
+)
+M = TypeVar("M", bound=Message)
+_TYPES: dict[str, type[Any]] = {
+    cls.__name__.lower(): cls
+    for cls in (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Commit, StreamAck, Finalize, Report, Release)
+}
+
+
+def to_wire(message: Message) -> dict[str, Any]:
+    """The plain dict that goes on the wire: version, type name, fields."""
+    fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    return {"v": VERSION, "type": type(message).__name__.lower(), **fields}
+
+
+def from_wire(raw: Any, *expected: type[M]) -> M:
+    """Rebuild a message of one of the ``expected`` classes, checking version, fields and their types."""
+    if type(raw) is not dict:
+        raise WireError(f"message must be a CBOR map, not {type(raw).__name__}")
+    if raw.get("v") != VERSION:
+        raise WireError(f"unsupported message version {raw.get('v')!r} (this actor speaks {VERSION})")
+    name = raw.get("type")
+    cls = _TYPES.get(name) if type(name) is str else None
+    if cls is None or cls not in expected:
+        wanted = " or ".join(c.__name__.lower() for c in expected)
+        raise WireError(f"expected a {wanted} message, got {name!r}")
+    hints = _hints(cls)
+    given = set(raw) - {"v", "type"}
+    if given != set(hints):
+        missing, unknown = sorted(set(hints) - given), sorted(given - set(hints))
+        raise WireError(f"{name} message: missing fields {missing}, unknown fields {unknown}")
+    for field_name, kind in hints.items():
+        _check_field(name, field_name, raw[field_name], kind)
+    message: M = cls(**{k: raw[k] for k in hints})
+    return message
+
+
+@functools.cache
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:
+    origin = typing.get_origin(kind) or kind
+    ok: bool
+    if origin is int:
+        ok = type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool
+    elif origin is list:
+        (item_kind,) = typing.get_args(kind)
+        ok = type(value) is list and all(type(v) is item_kind and (item_kind is not int or v >= 0) for v in value)
+    else:
+        ok = type(value) is origin
+    if not ok:
+        raise WireError(f"{message} message: field {field_name!r} has a bad value {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

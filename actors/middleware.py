@@ -1,0 +1,67 @@
+"""Request middleware every actor shares: shared-token checks and JSON errors for every failure."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavailable
+from .logs import EventLog
+
+INTERNAL_PREFIX = "/internal/"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = EventLog(__name__)
+
+
+def error_response(error: MapReduceError) -> web.Response:
+    response = web.json_response(error.to_json(), status=error.status)
+    if isinstance(error, Unavailable):
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return response
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def make_middlewares(token: str, api_token: str, incarnation: str) -> list[web.middleware]:
+    """Errors become JSON with the right status, logged once here; internal routes need ``token``."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except MapReduceError as error:
+            level = log.warning if error.status < 500 else log.error
+            level("request_refused", method=request.method, path=request.path, status=error.status,
+                  error=error.code, message=error.message)
+            response = error_response(error)
+        except web.HTTPRequestEntityTooLarge as exc:
+            response = error_response(PayloadTooLarge(f"request body too large: {exc.text}"))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = web.json_response(
+                {"error": exc.reason.lower().replace(" ", "_"), "message": f"{exc.reason}: {request.path}"},
+                status=exc.status,
+            )
+        if not response.prepared:
+            response.headers["X-Incarnation"] = incarnation
+        return response
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path in OPEN_PATHS:
+            return await handler(request)
+        required = token if path.startswith(INTERNAL_PREFIX) else api_token
+        if required and not _authorized(request, required):
+            raise Unauthorized(f"{path} requires the {'cluster' if required == token else 'API'} token")
+        return await handler(request)
+
+    return [errors, auth]

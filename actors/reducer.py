@@ -1,0 +1,115 @@
+"""The reducer actor: stages shuffle streams, commits each split once, reports its partition's totals."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from .actor import IDENTITY, SETTINGS, base_app, cbor_response, read_cbor_body
+from .budget import StagingBudget
+from .config import Settings
+from .errors import Conflict, WireError
+from .frames import FrameReader
+from .ledger import Ledger, Stage
+from .logs import EventLog
+from .messages import Commit, Data, Finalize, Release, Report, StreamAck, StreamHeader, from_wire, to_wire
+
+LEDGER = web.AppKey("ledger", Ledger)
+BUDGET = web.AppKey("budget", StagingBudget)
+
+log = EventLog(__name__)
+
+
+def build_reducer(settings: Settings) -> web.Application:
+    app = base_app(settings, client_max_size=settings.message_cap)
+    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic)
+    app[BUDGET] = StagingBudget(settings.stage_budget)
+    app.router.add_post("/internal/v1/shuffle", shuffle)
+    app.router.add_post("/internal/v1/finalize", finalize)
+    app.router.add_post("/internal/v1/release", release)
+    app.router.add_get("/internal/v1/state", state)
+    return app
+
+
+async def shuffle(request: web.Request) -> web.Response:
+    """One (job, epoch, split, attempt, partition) stream: HEADER, DATA..., COMMIT."""
+    settings = request.app[SETTINGS]
+    ledger = request.app[LEDGER]
+    ledger.expire(settings.job_ttl)
+    reader = FrameReader(request.content, settings.frame_cap, settings.timeouts.stream_idle)
+    first = await reader.next()
+    if first is None:
+        raise WireError("empty shuffle stream: expected a streamheader frame")
+    header = from_wire(first, StreamHeader)
+    fields = {"job": header.job, "epoch": header.epoch, "split": header.split, "attempt": header.attempt}
+    ledger.admit(header)
+    async with request.app[BUDGET].reserve(header.size, settings.timeouts.stage_wait):
+        stage = Stage(ledger.current(header.job, header.epoch).job_def)
+        received = 0
+        while True:
+            raw = await reader.next()
+            if raw is None:
+                log.warning("stream_cut", **fields, frames=stage.frames)
+                raise WireError(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
+            message = from_wire(raw, Data, Commit)
+            if isinstance(message, Commit):
+                stage.verify(message)
+                break
+            received += reader.last_size
+            if received > header.size:
+                raise WireError(f"stream sent more than the {header.size} bytes its header declared")
+            stage.add(message)
+        await reader.expect_end()
+        # Re-read the state after the awaits above: a newer epoch may have replaced it meanwhile.
+        partition = ledger.current(header.job, header.epoch)
+        status = partition.commit(header.split, stage)  # no await between the check and the merge
+    log.info("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
+    ack = StreamAck(
+        job=header.job, epoch=header.epoch, split=header.split, partition=header.partition, status=status,
+        incarnation=request.app[IDENTITY].incarnation,
+    )
+    return cbor_response(to_wire(ack))
+
+
+async def finalize(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    message = from_wire(await read_cbor_body(request, settings.message_cap), Finalize)
+    ledger = request.app[LEDGER]
+    if message.partition != ledger.partition:
+        raise Conflict(f"finalize for partition {message.partition} reached reducer {ledger.partition}")
+    partition = ledger.current(message.job, message.epoch)
+    missing = partition.missing(message.splits)
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise Conflict(f"partition {ledger.partition} of job {message.job} lacks splits {shown}")
+    totals = partition.job_def.finish(partition.totals)
+    log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
+             keys=len(totals), duplicates=partition.duplicates)
+    report = Report(
+        job=message.job, epoch=message.epoch, partition=ledger.partition,
+        incarnation=request.app[IDENTITY].incarnation, splits=message.splits, totals=totals,
+    )
+    return cbor_response(to_wire(report))
+
+
+async def release(request: web.Request) -> web.Response:
+    message = from_wire(await read_cbor_body(request, request.app[SETTINGS].message_cap), Release)
+    dropped = request.app[LEDGER].release(message.job, message.epoch)
+    if dropped:
+        log.info("job_released", job=message.job, epoch=message.epoch)
+    return cbor_response({"released": dropped, "incarnation": request.app[IDENTITY].incarnation})
+
+
+async def state(request: web.Request) -> web.Response:
+    """What this reducer holds, for operators and tests."""
+    ledger = request.app[LEDGER]
+    jobs = {
+        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates}
+        for job, s in ledger.jobs.items()
+    }
+    budget = request.app[BUDGET]
+    return web.json_response({
+        "incarnation": request.app[IDENTITY].incarnation, "partition": ledger.partition, "jobs": jobs,
+        "stale": ledger.stale, "staged_bytes": budget.used, "refused": budget.refused,
+    })

@@ -1,0 +1,83 @@
+"""Input sources: reading an input by reference from a byte offset, from the data root or over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from .client import describe
+from .errors import InputError, NotFound, PeerError
+
+BLOCK = 1024 * 1024
+SERVED = "served"  # bytes the master holds (text, uploads), read with the cluster token
+PATH = "path"  # a file under the shared data root
+URL = "url"  # an external http(s) URL, read with Range requests and no token
+KINDS = (SERVED, PATH, URL)
+
+
+class Source(Protocol):
+    def blocks(self, offset: int) -> AsyncIterator[bytes]:
+        """The input's bytes from ``offset`` to its end, block by block; the caller may stop early."""
+        ...
+
+
+def resolve_under_root(root: str, relative: str) -> Path:
+    """The real path of ``relative`` inside ``root``; anything that escapes it (``..``, symlinks) is refused."""
+    if not root:
+        raise InputError("path inputs are disabled: no data root is configured (MR_DATA_ROOT)")
+    if not relative or "\x00" in relative:
+        raise InputError("input path is empty or contains a NUL byte")
+    if os.path.isabs(relative) or ".." in Path(relative).parts:
+        raise InputError(f"input path {relative!r} must be relative to the data root, without '..'")
+    base = Path(root).resolve()
+    target = (base / relative).resolve()
+    if target != base and base not in target.parents:
+        raise InputError(f"input path {relative!r} leaves the data root")
+    if not target.is_file():
+        raise InputError(f"input path {relative!r} is not a readable file under the data root")
+    return target
+
+
+class PathSource:
+    def __init__(self, root: str, relative: str) -> None:
+        self.path = resolve_under_root(root, relative)
+
+    async def blocks(self, offset: int) -> AsyncIterator[bytes]:
+        # Local (or mounted) file reads: plain blocking reads of page-cache-sized blocks keep the loop simple.
+        with open(self.path, "rb") as file:
+            file.seek(offset)
+            while block := file.read(BLOCK):
+                yield block
+                await asyncio.sleep(0)  # let heartbeats and probes run between blocks
+
+
+class HttpSource:
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], connect: float, idle: float
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.headers = headers
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
+
+    async def blocks(self, offset: int) -> AsyncIterator[bytes]:
+        headers = {**self.headers, "Range": f"bytes={offset}-"}
+        try:
+            async with self.session.get(self.url, headers=headers, timeout=self.timeout) as response:
+                if response.status == 416:
+                    return  # offset at or past the end: nothing to read
+                if response.status == 404:
+                    raise NotFound(f"input {self.url} is gone")
+                if response.status == 200 and offset > 0:
+                    raise PeerError(f"{self.url} ignored the Range request")
+                if response.status not in (200, 206):
+                    raise PeerError(f"{self.url} answered {response.status} to a Range request")
+                async for block in response.content.iter_chunked(BLOCK):
+                    yield block
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise PeerError(f"reading {self.url}: {describe(exc)}") from None

@@ -1,0 +1,93 @@
+"""The spool: a mapper's output for one split, combined, partitioned and framed until its reducers acknowledge it."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from . import wire
+from .errors import PayloadTooLarge
+from .jobs import Job
+from .messages import Commit, Data, to_wire
+from .partition import split_by_partition
+
+READ_BLOCK = 256 * 1024
+
+
+class Spool:
+    """Partial values for every partition of one split, held as encoded DATA frames (in memory, then on disk)."""
+
+    def __init__(
+        self,
+        job: Job,
+        partitions: int,
+        key_budget: int,
+        frame_cap: int,
+        directory: str | None = None,
+        memory_limit: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.job = job
+        self.partitions = partitions
+        self.key_budget = key_budget
+        self.frame_cap = frame_cap
+        self._acc: dict[str, Any] = {}
+        self._files: list[IO[bytes]] = [
+            tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
+        ]
+        self.frames = [0] * partitions
+        self.keys = [0] * partitions
+        self.checksums = [0] * partitions
+        self.sizes = [0] * partitions
+
+    def add(self, part: dict[str, Any]) -> None:
+        """Combine one chunk's map output; flush to frames once the combined keys pass the budget."""
+        if not self._acc:
+            self._acc = part  # no copy: the caller hands the chunk's output over
+        else:
+            self.job.combine(self._acc, part)
+        if len(self._acc) >= self.key_budget:
+            self.flush()
+
+    def flush(self) -> None:
+        acc, self._acc = self._acc, {}
+        if not acc:
+            return
+        for partition, items in enumerate(split_by_partition(acc, self.partitions)):
+            if items:
+                self._write(partition, items)
+
+    def _write(self, partition: int, items: dict[str, Any]) -> None:
+        try:
+            encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
+        except PayloadTooLarge:
+            if len(items) == 1:
+                raise
+            keys = list(items)
+            half = len(keys) // 2
+            self._write(partition, {k: items[k] for k in keys[:half]})
+            self._write(partition, {k: items[k] for k in keys[half:]})
+            return
+        self._files[partition].write(encoded)
+        self.frames[partition] += 1
+        self.keys[partition] += len(items)
+        self.checksums[partition] += self.job.checksum(items)
+        self.sizes[partition] += len(encoded)
+
+    def commit(self, partition: int) -> Commit:
+        return Commit(frames=self.frames[partition], keys=self.keys[partition], checksum=self.checksums[partition])
+
+    def blocks(self, partition: int) -> Iterator[bytes]:
+        """The partition's DATA frames as bytes, from the start; callable again for a retry."""
+        file = self._files[partition]
+        file.seek(0)
+        while block := file.read(READ_BLOCK):
+            yield block
+
+    @property
+    def total_keys(self) -> int:
+        return sum(self.keys)
+
+    def close(self) -> None:
+        for file in self._files:
+            file.close()

@@ -1,0 +1,143 @@
+"""The wire codec: strict CBOR items and length-prefixed CBOR frames."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any, NoReturn
+
+import cbor2
+
+from .errors import PayloadTooLarge, WireError
+
+MAX_DEPTH = 16
+_LENGTH = struct.Struct(">I")
+PREFIX = _LENGTH.size
+_PLAIN = (type(None), bool, int, float, str, bytes, list, dict)
+
+
+def _reject_tag(decoder: object, *rest: object) -> NoReturn:
+    raise ValueError("CBOR tags are not accepted")
+
+
+class _EveryTag(Mapping[int, Any]):
+    """Overrides cbor2's built-in semantic decoders (datetimes, bignums, ...) so every tag is refused."""
+
+    def __getitem__(self, tag: int) -> Any:
+        return _reject_tag
+
+    def __contains__(self, tag: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_TAGS = _EveryTag()
+
+
+def encode(item: Any) -> bytes:
+    """Encode one item; only plain CBOR types (no tags) ever leave this process."""
+    try:
+        return cbor2.dumps(item)
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        raise WireError(f"cannot encode message: {exc}") from None
+
+
+def decode(data: bytes, cap: int) -> Any:
+    """Decode exactly one CBOR item of at most ``cap`` bytes, refusing tags, duplicates and deep nesting."""
+    if len(data) > cap:
+        raise PayloadTooLarge(f"CBOR body of {len(data)} bytes exceeds the cap of {cap} bytes")
+    if not data:
+        raise WireError("empty CBOR body")
+    try:
+        item = cbor2.loads(
+            data,
+            tag_hook=_reject_tag,
+            semantic_decoders=_NO_TAGS,
+            max_depth=MAX_DEPTH,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            str_errors="strict",
+        )
+    except cbor2.CBORDecodeEOF:
+        raise WireError("truncated CBOR item") from None
+    except (cbor2.CBORDecodeError, ValueError, RecursionError, MemoryError) as exc:
+        raise WireError(f"malformed CBOR: {_reason(exc)}") from None
+    _check_plain(item, 0)
+    return item
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return f"{exc} ({cause})" if cause is not None and str(cause) not in str(exc) else str(exc)
+
+
+def _check_plain(item: Any, depth: int) -> None:
+    """cbor2 also yields simple values, undefined and frozen containers; only JSON-like types pass."""
+    kind = type(item)
+    if kind not in _PLAIN:
+        raise WireError(f"CBOR value of type {kind.__name__} is not accepted")
+    if depth > MAX_DEPTH:
+        raise WireError("CBOR nesting too deep")
+    # Maps of scalars are the bulk of shuffle data; checking them key by key in Python would be the hot loop.
+    if kind is dict:
+        if not all(type(k) is str for k in item):
+            raise WireError("CBOR map keys must be text strings")
+        for value in item.values():
+            if type(value) in (list, dict):
+                _check_plain(value, depth + 1)
+            elif type(value) not in _PLAIN:
+                raise WireError(f"CBOR value of type {type(value).__name__} is not accepted")
+    elif kind is list:
+        for value in item:
+            if type(value) in (list, dict) or type(value) not in _PLAIN:
+                _check_plain(value, depth + 1)
+
+
+def frame(item: Any, cap: int) -> bytes:
+    """One frame: a 4-byte big-endian length, then one CBOR item."""
+    body = encode(item)
+    if len(body) > cap:
+        raise PayloadTooLarge(f"frame of {len(body)} bytes exceeds the cap of {cap} bytes")
+    return _LENGTH.pack(len(body)) + body
+
+
+def frame_length(prefix: bytes, cap: int) -> int:
+    """The body length a frame prefix announces, checked against ``cap`` before anything is read."""
+    if len(prefix) != PREFIX:
+        raise WireError("truncated frame length prefix")
+    (length,) = _LENGTH.unpack(prefix)
+    if length == 0:
+        raise WireError("empty frame")
+    if length > cap:
+        raise PayloadTooLarge(f"frame of {length} bytes exceeds the cap of {cap} bytes")
+    return int(length)
+
+
+class FrameDecoder:
+    """Incremental frame parser: feed bytes as they arrive, take whole decoded items out."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buffer += data
+        items: list[Any] = []
+        while len(self._buffer) >= PREFIX:
+            length = frame_length(bytes(self._buffer[:PREFIX]), self.cap)
+            if len(self._buffer) < PREFIX + length:
+                break
+            body = bytes(self._buffer[PREFIX : PREFIX + length])
+            del self._buffer[: PREFIX + length]
+            items.append(decode(body, self.cap))
+        return items
+
+    def close(self) -> None:
+        """The stream ended: leftover bytes mean a frame was cut."""
+        if self._buffer:
+            raise WireError(f"stream ended inside a frame ({len(self._buffer)} bytes left over)")
