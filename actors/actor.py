@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from . import wire
 from .config import Settings
+from .discovery import Discovery, open_discovery
 from .errors import PayloadTooLarge, WireError
 from .middleware import make_middlewares
 
@@ -26,6 +28,14 @@ class Identity:
 
 SETTINGS = web.AppKey("settings", Settings)
 IDENTITY = web.AppKey("identity", Identity)
+DISCOVERY = web.AppKey("discovery", Discovery)
+
+
+async def discovery_context(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup_ctx: discovery (and for mDNS this actor's registration) lives exactly as long as the app."""
+    async with open_discovery(app[SETTINGS]) as discovery:
+        app[DISCOVERY] = discovery
+        yield
 
 
 def base_app(settings: Settings, client_max_size: int) -> web.Application:

@@ -77,6 +77,7 @@ class Settings:
     max_attempts: int = 4
     mapper_slots: int = 1  # concurrent assignments per mapper
     backup_tasks: bool = True
+    backup_after: float = 5.0  # an attempt running this long (and 2x the median) may get a backup
     job_ttl: float = 3600.0  # finished jobs' state is dropped after this
     # security
     token: str = ""  # shared token actors require from each other; empty: no check
@@ -143,6 +144,7 @@ class Settings:
             max_attempts=reader.integer("MR_MAX_ATTEMPTS", 4, low=1),
             mapper_slots=reader.integer("MR_MAPPER_SLOTS", 1, low=1),
             backup_tasks=reader.boolean("MR_BACKUP_TASKS", True),
+            backup_after=reader.number("MR_BACKUP_AFTER", 5.0, low=0.0),
             job_ttl=reader.number("MR_JOB_TTL", 3600.0, low=1.0),
             token=env.get("MR_TOKEN", ""),
             api_token=env.get("MR_API_TOKEN", ""),

@@ -15,7 +15,17 @@ from . import wire
 from .client import PeerClient, describe, peer_failure, retrying
 from .config import Settings
 from .discovery import Discovery, Peer
-from .errors import first_error, Conflict, DiscoveryError, JobFailed, MapReduceError, NotFound, PeerError, Unavailable, WireError
+from .errors import (
+    Conflict,
+    DiscoveryError,
+    JobFailed,
+    MapReduceError,
+    NotFound,
+    PeerError,
+    Unavailable,
+    WireError,
+    first_error,
+)
 from .frames import FrameReader
 from .inputs import InputRef
 from .jobs import get_job
@@ -130,7 +140,8 @@ class Coordinator:
             record.state = FINALIZING
             record.result = await self._reduce_phase()
             record.state = DONE
-            log.info("job_done", **self.fields, keys=len(record.result), splits=record.table.total if record.table else 0)
+            splits = record.table.total if record.table else 0
+            log.info("job_done", **self.fields, keys=len(record.result), splits=splits)
         except asyncio.CancelledError:
             record.state = CANCELLED
             record.error = record.error or "cancelled"
@@ -160,7 +171,8 @@ class Coordinator:
         record.mappers = [m.name for m in mappers]
         record.reducers = [r.name for r in reducers if r.ordinal < partitions]
         splits = plan(record.input.size, record.split_size, len(mappers))
-        record.table = SplitTable(splits, self.settings.max_attempts, self.clock, self.settings.backup_tasks)
+        record.table = SplitTable(splits, self.settings.max_attempts, self.clock, self.settings.backup_tasks,
+                                  self.settings.backup_after)
         record.state = RUNNING
         log.info("job_planned", **self.fields, splits=len(splits), partitions=partitions, mappers=len(mappers),
                  bytes=record.input.size)

@@ -244,7 +244,7 @@ class LocalCluster:
         masters = [a for a in self.actors if a.role == "master"]
         for group in (masters, [a for a in self.actors if a.role != "master"]):
             results = await asyncio.gather(*(self._reap(a, self.timeouts.drain) for a in group))
-            codes.update({a.name: code for a, code in zip(group, results)})
+            codes.update({a.name: code for a, code in zip(group, results, strict=True)})
         if self._own_log_dir is not None:
             self._own_log_dir.cleanup()
             self._own_log_dir = None
@@ -253,5 +253,7 @@ class LocalCluster:
     def logs(self) -> str:
         """Every actor's log, for a failing test's report."""
         return "\n".join(
-            f"--- {a.name}\n{a.log_path.read_text(errors='replace')[-4000:]}" for a in self.actors if a.log_path.exists()
+            f"--- {a.name}\n{a.log_path.read_text(errors='replace')[-4000:]}"
+            for a in self.actors
+            if a.log_path.exists()
         )

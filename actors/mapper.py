@@ -9,11 +9,11 @@ import aiohttp
 from aiohttp import web
 
 from . import wire
-from .actor import IDENTITY, SETTINGS, base_app, read_cbor_body
+from .actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
 from .client import PeerClient, describe, read_cbor, retrying, session_context
 from .config import Settings
-from .discovery import Discovery, Peer, open_discovery
-from .errors import first_error, Conflict, DiscoveryError, MapReduceError, PeerError, Unavailable
+from .discovery import Discovery, Peer
+from .errors import Conflict, DiscoveryError, MapReduceError, PeerError, Unavailable, first_error
 from .jobs import Job, get_job
 from .logs import EventLog
 from .messages import (
@@ -32,7 +32,6 @@ from .splits import Chunker, OwnedLines, read_from
 from .spool import Spool
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-DISCOVERY = web.AppKey("discovery", Discovery)
 SEND_ATTEMPTS = 6
 
 log = EventLog(__name__)
@@ -41,16 +40,10 @@ log = EventLog(__name__)
 def build_mapper(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
     app.cleanup_ctx.append(session_context(SESSION))
-    app.cleanup_ctx.append(_discovery_context)
+    app.cleanup_ctx.append(discovery_context)
     app.router.add_post("/internal/v1/assign", assign)
     app.router.add_post("/internal/v1/release", release)
     return app
-
-
-async def _discovery_context(app: web.Application) -> AsyncIterator[None]:
-    async with open_discovery(app[SETTINGS]) as discovery:
-        app[DISCOVERY] = discovery
-        yield
 
 
 async def assign(request: web.Request) -> web.StreamResponse:

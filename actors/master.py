@@ -13,11 +13,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .actor import IDENTITY, SETTINGS, base_app
+from .actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
 from .client import PeerClient, session_context
 from .config import Settings
 from .coordinator import DONE, FINISHED, Coordinator, JobRecord, MapperSlots
-from .discovery import Discovery, open_discovery
 from .errors import BadRequest, Conflict, MapReduceError, Unavailable
 from .inputs import InputRef, InputStore, parse_spec, upload_name
 from .jobs import get_job
@@ -25,7 +24,6 @@ from .logs import EventLog
 from .registry import JobRegistry
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-DISCOVERY = web.AppKey("discovery", Discovery)
 STORE = web.AppKey("store", InputStore)
 REGISTRY = web.AppKey("registry", JobRegistry)
 SLOTS = web.AppKey("slots", MapperSlots)
@@ -38,7 +36,7 @@ def build_master(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.max_json)
     app[SLOTS] = MapperSlots(settings.mapper_slots)
     app.cleanup_ctx.append(session_context(SESSION))
-    app.cleanup_ctx.append(_discovery_context)
+    app.cleanup_ctx.append(discovery_context)
     app.cleanup_ctx.append(_jobs_context)
     app.router.add_get("/compute", compute)
     app.router.add_post("/v1/jobs", submit)
@@ -49,12 +47,6 @@ def build_master(settings: Settings) -> web.Application:
     app.router.add_get("/v1/cluster", cluster)
     app.router.add_get("/internal/v1/inputs/{id}", serve_input)
     return app
-
-
-async def _discovery_context(app: web.Application) -> AsyncIterator[None]:
-    async with open_discovery(app[SETTINGS]) as discovery:
-        app[DISCOVERY] = discovery
-        yield
 
 
 async def _jobs_context(app: web.Application) -> AsyncIterator[None]:

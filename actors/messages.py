@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import typing
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .errors import WireError
 
@@ -145,13 +145,15 @@ class Release:
 
 
 Message = (
-    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Commit | StreamAck | Finalize | Report | Release
+    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Commit | StreamAck | Finalize | Report
+    | Release
 )
 M = TypeVar("M", bound=Message)
-_TYPES: dict[str, type[Any]] = {
-    cls.__name__.lower(): cls
-    for cls in (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Commit, StreamAck, Finalize, Report, Release)
-}
+N = TypeVar("N", bound=Message)
+P = TypeVar("P", bound=Message)
+_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Commit, StreamAck, Finalize, Report,
+            Release)
+_TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
 
 
 def to_wire(message: Message) -> dict[str, Any]:
@@ -160,31 +162,39 @@ def to_wire(message: Message) -> dict[str, Any]:
     return {"v": VERSION, "type": type(message).__name__.lower(), **fields}
 
 
-def from_wire(raw: Any, *expected: type[M]) -> M:
+@overload
+def from_wire(raw: Any, first: type[M], /) -> M: ...
+@overload
+def from_wire(raw: Any, first: type[M], second: type[N], /) -> M | N: ...
+@overload
+def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], /) -> M | N | P: ...
+
+
+def from_wire(raw: Any, *expected: type[Any]) -> Any:
     """Rebuild a message of one of the ``expected`` classes, checking version, fields and their types."""
     if type(raw) is not dict:
         raise WireError(f"message must be a CBOR map, not {type(raw).__name__}")
     if raw.get("v") != VERSION:
         raise WireError(f"unsupported message version {raw.get('v')!r} (this actor speaks {VERSION})")
     name = raw.get("type")
-    cls = _TYPES.get(name) if type(name) is str else None
+    cls = _TYPES.get(name) if isinstance(name, str) else None
     if cls is None or cls not in expected:
         wanted = " or ".join(c.__name__.lower() for c in expected)
         raise WireError(f"expected a {wanted} message, got {name!r}")
-    hints = _hints(cls)
+    assert isinstance(name, str)
+    hints = _hints(name)
     given = set(raw) - {"v", "type"}
     if given != set(hints):
         missing, unknown = sorted(set(hints) - given), sorted(given - set(hints))
         raise WireError(f"{name} message: missing fields {missing}, unknown fields {unknown}")
     for field_name, kind in hints.items():
         _check_field(name, field_name, raw[field_name], kind)
-    message: M = cls(**{k: raw[k] for k in hints})
-    return message
+    return cls(**{k: raw[k] for k in hints})
 
 
 @functools.cache
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _hints(name: str) -> dict[str, Any]:
+    return typing.get_type_hints(_TYPES[name])
 
 
 def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:

@@ -6,6 +6,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavailable
 from .logs import EventLog
@@ -29,7 +30,7 @@ def _authorized(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
-def make_middlewares(token: str, api_token: str, incarnation: str) -> list[web.middleware]:
+def make_middlewares(token: str, api_token: str, incarnation: str) -> list[Middleware]:
     """Errors become JSON with the right status, logged once here; internal routes need ``token``."""
 
     @web.middleware

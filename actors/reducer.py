@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from .actor import IDENTITY, SETTINGS, base_app, cbor_response, read_cbor_body
+from .actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from .budget import StagingBudget
 from .config import Settings
 from .errors import Conflict, WireError
@@ -25,6 +25,7 @@ def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
     app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic)
     app[BUDGET] = StagingBudget(settings.stage_budget)
+    app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.router.add_post("/internal/v1/shuffle", shuffle)
     app.router.add_post("/internal/v1/finalize", finalize)
     app.router.add_post("/internal/v1/release", release)

@@ -26,6 +26,7 @@ class Attempt:
     cause: str = ""
     bytes_read: int = 0
     backup: bool = False
+    finished: float | None = None
 
 
 @dataclass
@@ -58,12 +59,18 @@ class SplitTable:
     """Pure bookkeeping of one job's map phase; the async shell asks it what to run and tells it what happened."""
 
     def __init__(
-        self, splits: list[Split], max_attempts: int, clock: Callable[[], float], backups: bool = True
+        self,
+        splits: list[Split],
+        max_attempts: int,
+        clock: Callable[[], float],
+        backups: bool = True,
+        backup_after: float = 5.0,
     ) -> None:
         self.states = [SplitState(s) for s in splits]
         self.max_attempts = max_attempts
         self.clock = clock
         self.backups = backups
+        self.backup_after = backup_after
         self.late_reports = 0  # reports of attempts that lost to another attempt of the same split
         self.retries = 0
         self.last_failure = ""
@@ -76,17 +83,27 @@ class SplitTable:
             return self._start((fresh or pending)[0], mapper, backup=False)
         if not self.backups:
             return None
-        # Backup: near the end, an idle mapper races the oldest lone attempt running elsewhere.
+        # Backup: near the end, an idle mapper races a straggler: the oldest lone attempt running elsewhere
+        # for well over the usual split time. A failure-free run of even splits never starts one.
+        started_before = self.clock() - self.straggler_time()
         candidates = [
             s
             for s in self.states
             if not s.done and len(s.running()) == 1 and s.running()[0].mapper != mapper
-            and len(s.attempts) < self.max_attempts
+            and s.running()[0].started < started_before and len(s.attempts) < self.max_attempts
         ]
         if not candidates:
             return None
         oldest = min(candidates, key=lambda s: s.running()[0].started)
         return self._start(oldest, mapper, backup=True)
+
+    def straggler_time(self) -> float:
+        """How long an attempt may run before it counts as a straggler: 2x the median finished attempt, or more."""
+        durations = sorted(
+            a.finished - a.started for s in self.states for a in s.attempts if a.state == DONE and a.finished
+        )
+        median = durations[len(durations) // 2] if durations else 0.0
+        return max(self.backup_after, 2 * median)
 
     def _start(self, state: SplitState, mapper: str, backup: bool) -> Ticket:
         number = len(state.attempts) + 1
@@ -112,6 +129,7 @@ class SplitTable:
             self.late_reports += 1
             return False
         record.state = DONE
+        record.finished = self.clock()
         state.winner = attempt
         for other in state.running():
             other.state = ABANDONED

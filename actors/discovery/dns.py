@@ -97,8 +97,7 @@ class DnsDiscovery:
             pause = min(pause * 2, _RETRY_MAX)
         cause = f"; last error: {last_error.message}" if last_error else ""
         raise DiscoveryError(
-            f"only {len(peers)} of {count} {role}(s) appeared in DNS ({self.srv_name(role)}) "
-            f"within {timeout:g}s{cause}"
+            f"only {len(peers)} of {count} {role}(s) appeared in DNS ({self.srv_name(role)}) within {timeout:g}s{cause}"
         )
 
     async def _address(self, target: str, glue: dict[str, str]) -> str | None:

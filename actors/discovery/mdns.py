@@ -21,9 +21,10 @@ from . import Peer, PeerRole
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_mapreduce._tcp.local."
-# RFC 6762 suggests 75 minutes for PTR/TXT; a local actor killed without a goodbye would then stay listed that long.
-# With 30 s the browsers' refresh queries find it gone within half a minute, at a cost of a few loopback packets.
-_TTL = 30
+# RFC 6762 suggests 75 minutes for PTR records; python-zeroconf browsers raise any PTR TTL to at least this floor, so
+# it is the soonest an actor killed without a goodbye (kill -9) drops out of its peers' lists. Callers must treat a
+# peer that refuses connections as gone; a restarted actor takes over its own instance name at once.
+_PTR_TTL = 1125
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _MAX_LABEL = 63  # DNS label limit for the instance name
 _ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
@@ -42,6 +43,7 @@ class MdnsDiscovery:
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self._own_name: str | None = None
+        self._info: ServiceInfo | None = None
         self._announcing: Awaitable[object] | None = None
         self._zeroconf: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
@@ -65,7 +67,11 @@ class MdnsDiscovery:
         return await self.wait_until(role, lambda peers: len(peers) >= count, timeout, f"{count} {role}(s)")
 
     async def wait_until(
-        self, role: PeerRole, condition: Callable[[list[Peer]], bool], timeout: float, what: str = "the condition"
+        self,
+        role: PeerRole,
+        condition: Callable[[list[Peer]], bool],
+        timeout: float,
+        what: str = "the condition",
     ) -> list[Peer]:
         """Wait, woken by browse events, until ``condition`` holds for the peers of ``role``; return them."""
         peers = self._snapshot(role)
@@ -119,8 +125,7 @@ class MdnsDiscovery:
             port=port,
             properties={"cluster": self._cluster, "role": role, "ordinal": str(s.ordinal), "url": url},
             server=f"{instance}.local.",  # one host name per actor, so one actor's goodbye never drops another's A
-            host_ttl=_TTL,
-            other_ttl=_TTL,
+            other_ttl=_PTR_TTL,
             addresses=[ipaddress.IPv4Address(address).packed],
         )
         try:
@@ -130,6 +135,7 @@ class MdnsDiscovery:
                 self._announcing = await self._zeroconf.async_register_service(info, cooperating_responders=True)
         except TimeoutError:
             raise DiscoveryError(f"registering {instance} over mDNS took longer than {self._timeout:g}s") from None
+        self._info = info
         self._own_name = info.name.lower()
         self._peers[self._own_name] = Peer(s.ordinal, role, f"{role}-{s.ordinal}", url)
         self._notify()
@@ -148,12 +154,26 @@ class MdnsDiscovery:
             async with asyncio.timeout(self._timeout):
                 if self._browser is not None:
                     await self._browser.async_cancel()
-                await self._zeroconf.async_close()  # sends the goodbyes, then closes the sockets
+                if self._info is not None:
+                    await self._say_goodbye(self._info)
+                await self._zeroconf.async_close()
         except TimeoutError:
             log.warning("closing mDNS took longer than %gs; peers will drop us when our records expire", self._timeout)
         finally:
             self._zeroconf = None
             self._browser = None
+
+    async def _say_goodbye(self, info: ServiceInfo) -> None:
+        assert self._zeroconf is not None
+        zeroconf = self._zeroconf.zeroconf
+        # Answers queued for recent queries carry our records with a live TTL. Sent between our goodbyes they would
+        # re-add us, and peers drop the repeated goodbyes as duplicate packets, so we would stay listed for the
+        # whole TTL. Nothing else is registered on this instance, so the queues hold only our answers.
+        zeroconf.out_queue.queue.clear()
+        zeroconf.out_delay_queue.queue.clear()
+        # No await between clearing and this call's removal from the registry, so no new answer can be queued.
+        goodbyes = await self._zeroconf.async_unregister_service(info)
+        await goodbyes
 
     # browse events
 
@@ -244,4 +264,3 @@ def _check_settings(settings: Settings) -> None:
         ipaddress.IPv4Address(settings.mdns_interface)
     except ValueError:
         raise ConfigError(f"MR_MDNS_INTERFACE={settings.mdns_interface!r} is not an IPv4 address") from None
-

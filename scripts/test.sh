@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: creates the virtualenv with the test tools, lints, type-checks, then pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k reducer -x).
+set -euo pipefail
+. "$(dirname "$0")/env.sh" test
+cd "$ROOT"
+if [ -f scripts/k8s-test-deps.sh ]; then
+  bash scripts/k8s-test-deps.sh
+fi
+echo "== ruff" >&2
+ruff check actors tests scripts
+echo "== mypy --strict actors" >&2
+mypy actors
+echo "== pytest" >&2
+set +e
+python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  # pytest's "no tests collected": fine for a filtered run, a failure for the whole suite.
+  echo "pytest collected no tests" >&2
+  [ "$#" -gt 0 ] && exit 0
+  exit 1
+fi
+exit "$rc"

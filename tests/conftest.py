@@ -1,0 +1,152 @@
+"""Shared fixtures: real actors on loopback (one event loop, one real server each) and leak checks."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from actors.config import Settings, Timeouts
+from actors.serve import bind, build_app
+
+TOKEN = "test-token"
+FAST = Timeouts(connect=2.0, request=20.0, lease=5.0, stream_idle=5.0, stage_wait=2.0, finalize=20.0,
+                discovery=2.0, peers=3.0, drain=2.0, startup=20.0, retry_deadline=5.0)
+
+
+@dataclass
+class Actor:
+    """One running actor: its app, its runner and the URL peers use."""
+
+    settings: Settings
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def url(self) -> str:
+        return self.settings.advertise_url
+
+
+async def start_actor(settings: Settings) -> Actor:
+    sock, settings = bind(settings)
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.timeouts.drain)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return Actor(settings, app, runner)
+
+
+@dataclass
+class Cluster:
+    """A master, mappers and reducers in this process, each a real aiohttp server on 127.0.0.1."""
+
+    master: Actor
+    mappers: list[Actor]
+    reducers: list[Actor]
+    session: aiohttp.ClientSession
+    auth: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {TOKEN}"})
+
+    @property
+    def url(self) -> str:
+        return self.master.url
+
+    async def submit(self, spec: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        async with self.session.post(f"{self.url}/v1/jobs", json=spec, **kwargs) as response:
+            body = await response.json()
+            assert response.status == 202, body
+            return dict(body)
+
+    async def result(self, job_id: str, wait: float = 30.0) -> dict[str, Any]:
+        async with self.session.get(f"{self.url}/v1/jobs/{job_id}/result", params={"wait": str(wait)}) as response:
+            body = await response.json()
+            assert response.status == 200, body
+            return dict(body["result"])
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        async with self.session.get(f"{self.url}/v1/jobs/{job_id}") as response:
+            assert response.status == 200
+            return dict(await response.json())
+
+    async def run_text(self, text: str, **spec: Any) -> dict[str, Any]:
+        job = await self.submit({"job": "wordcount", "input": {"text": text}, **spec})
+        return await self.result(job["id"])
+
+
+def actor_settings(role: str, ordinal: int, data_root: Path, **overrides: Any) -> Settings:
+    base = Settings(
+        role=role,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=0,
+        name=f"{role}-{ordinal}",
+        ordinal=ordinal,
+        advertise_url="http://127.0.0.1:0",
+        discovery="static",
+        data_root=str(data_root),
+        token=TOKEN,
+        split_size=64 * 1024,
+        chunk_size=16 * 1024,
+        key_budget=500,
+        timeouts=FAST,
+    )
+    return base.replace(**overrides)
+
+
+ClusterFactory = Callable[..., Awaitable[Cluster]]
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+async def make_cluster(data_root: Path) -> AsyncIterator[ClusterFactory]:
+    """Build clusters on demand; every actor and session is closed and checked for leaks at the end."""
+    actors: list[Actor] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(mappers: int = 2, reducers: int = 2, **overrides: Any) -> Cluster:
+        reducer_actors = [await start_actor(actor_settings("reducer", i, data_root, **overrides))
+                          for i in range(reducers)]
+        reducer_urls = tuple(a.url for a in reducer_actors)
+        mapper_actors = [
+            await start_actor(actor_settings("mapper", i, data_root, reducer_urls=reducer_urls, **overrides))
+            for i in range(mappers)
+        ]
+        master = await start_actor(actor_settings(
+            "master", 0, data_root, reducer_urls=reducer_urls, mapper_urls=tuple(a.url for a in mapper_actors),
+            **overrides,
+        ))
+        actors.extend([*reducer_actors, *mapper_actors, master])
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        sessions.append(session)
+        return Cluster(master, mapper_actors, reducer_actors, session)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        yield make
+        for session in sessions:
+            await session.close()
+        for actor in reversed(actors):
+            await actor.runner.cleanup()
+        await assert_no_leaked_tasks()
+        gc.collect()
+
+
+async def assert_no_leaked_tasks() -> None:
+    """After cleanup only the test's own task may remain: every actor task had an owner that ended it."""
+    current = asyncio.current_task()
+    for _ in range(3):
+        await asyncio.sleep(0)  # let cancelled tasks finish unwinding (not a wait for a condition)
+    leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert not leaked, f"tasks left running: {leaked}"

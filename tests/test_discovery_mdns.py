@@ -1,0 +1,175 @@
+"""mDNS discovery with real zeroconf instances on loopback, each test in its own cluster id."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from actors.config import Role, Settings, Timeouts
+from actors.discovery import Peer, open_discovery
+from actors.discovery.mdns import MdnsDiscovery
+from actors.errors import ConfigError, DiscoveryError
+
+WAIT = 5.0  # bound on every wait below; a healthy loopback needs well under a second
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cluster() -> str:
+    # Unique per test and per run, so parallel runs on this machine never see each other's actors.
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+def settings(cluster: str, role: Role, ordinal: int = 0, port: int = 0) -> Settings:
+    return Settings(
+        role=role,
+        discovery="mdns",
+        mdns_cluster=cluster,
+        ordinal=ordinal,
+        name=f"{role}-{ordinal}",
+        port=port,
+        advertise_url=f"http://127.0.0.1:{port}",
+        timeouts=Timeouts(discovery=2.0),
+    )
+
+
+@asynccontextmanager
+async def actors(*configs: Settings) -> AsyncIterator[list[MdnsDiscovery]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(MdnsDiscovery.open(config)) for config in configs]
+
+
+async def test_reducers_and_mapper_see_each_other_by_role_and_ordinal(cluster: str) -> None:
+    reducer1, reducer0, mapper0 = (
+        settings(cluster, "reducer", 1, 8201),
+        settings(cluster, "reducer", 0, 8200),
+        settings(cluster, "mapper", 0, 8100),
+    )
+    async with actors(reducer1, reducer0, mapper0) as discoveries:
+        expected_reducers = [
+            Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200"),
+            Peer(1, "reducer", "reducer-1", "http://127.0.0.1:8201"),
+        ]
+        expected_mappers = [Peer(0, "mapper", "mapper-0", "http://127.0.0.1:8100")]
+        for discovery in discoveries:
+            assert await discovery.wait_for("reducer", 2, WAIT) == expected_reducers
+            assert await discovery.wait_for("mapper", 1, WAIT) == expected_mappers
+
+
+async def test_master_started_after_the_reducers_still_finds_them_quickly(cluster: str) -> None:
+    async with actors(settings(cluster, "reducer", 0, 8200), settings(cluster, "reducer", 1, 8201)) as reducers:
+        await reducers[0].wait_for("reducer", 2, WAIT)  # the announcements are over before the master starts
+        started = time.monotonic()
+        async with MdnsDiscovery.open(settings(cluster, "master", port=8080)) as master:
+            peers = await master.wait_for("reducer", 2, WAIT)
+            elapsed = time.monotonic() - started
+            assert [p.url for p in peers] == ["http://127.0.0.1:8200", "http://127.0.0.1:8201"]
+            assert elapsed < 2.0, f"browse answered after {elapsed:.2f}s"
+            assert await master.peers("mapper") == []
+        # A master announces nothing, so the reducers never list it.
+        assert [p.role for p in await reducers[1].peers("reducer")] == ["reducer", "reducer"]
+
+
+async def test_a_peer_that_closes_disappears(cluster: str) -> None:
+    async with AsyncExitStack() as stack:
+        master = await stack.enter_async_context(MdnsDiscovery.open(settings(cluster, "master")))
+        await stack.enter_async_context(MdnsDiscovery.open(settings(cluster, "reducer", 0, 8200)))
+        async with MdnsDiscovery.open(settings(cluster, "reducer", 1, 8201)):
+            await master.wait_for("reducer", 2, WAIT)
+        # Its goodbye packets expire the records one second later (RFC 6762 section 10.1).
+        peers = await master.wait_until("reducer", lambda ps: [p.ordinal for p in ps] == [0], WAIT, "reducer-1 gone")
+        assert peers == [Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200")]
+
+
+async def test_a_restarted_reducer_takes_over_its_ordinal(cluster: str) -> None:
+    async with MdnsDiscovery.open(settings(cluster, "master")) as master:
+        async with MdnsDiscovery.open(settings(cluster, "reducer", 0, 8200)):
+            await master.wait_for("reducer", 1, WAIT)
+        # A replacement on a new port, announced before the old records have expired anywhere.
+        async with MdnsDiscovery.open(settings(cluster, "reducer", 0, 8300)):
+            peers = await master.wait_until(
+                "reducer", lambda ps: [p.url for p in ps] == ["http://127.0.0.1:8300"], WAIT, "the new reducer-0"
+            )
+            assert [p.ordinal for p in peers] == [0]
+
+
+async def test_another_cluster_is_ignored(cluster: str) -> None:
+    other = f"{cluster}-b"
+    async with AsyncExitStack() as stack:
+        # The observers start first: every announcement below reaches them in order on their one listen socket,
+        # so once the last of ours is seen, the other cluster's earlier one has been handled too.
+        ours = await stack.enter_async_context(MdnsDiscovery.open(settings(cluster, "master")))
+        theirs = await stack.enter_async_context(MdnsDiscovery.open(settings(other, "master")))
+        await stack.enter_async_context(MdnsDiscovery.open(settings(other, "reducer", 0, 9200)))
+        await stack.enter_async_context(MdnsDiscovery.open(settings(cluster, "reducer", 0, 8200)))
+        await stack.enter_async_context(MdnsDiscovery.open(settings(cluster, "reducer", 1, 8201)))
+        assert [p.url for p in await ours.wait_for("reducer", 2, WAIT)] == [
+            "http://127.0.0.1:8200",
+            "http://127.0.0.1:8201",
+        ]
+        assert [p.url for p in await theirs.wait_for("reducer", 1, WAIT)] == ["http://127.0.0.1:9200"]
+        assert len(await ours.peers("reducer")) == 2
+        assert len(await theirs.peers("reducer")) == 1
+
+
+async def test_wait_for_gives_up_after_its_timeout(cluster: str) -> None:
+    async with open_discovery(settings(cluster, "master")) as master:
+        assert isinstance(master, MdnsDiscovery)
+        started = time.monotonic()
+        with pytest.raises(DiscoveryError, match=r"3 reducer\(s\)"):
+            await master.wait_for("reducer", 3, timeout=0.3)
+        assert time.monotonic() - started < 1.5
+
+
+async def test_a_reducer_in_another_process_is_found_and_leaves(cluster: str) -> None:
+    # Separate processes each bind 127.0.0.1:5353 with SO_REUSEPORT, the way the local launcher runs actors.
+    script = (
+        "import asyncio, sys\n"
+        "from actors.config import Settings, Timeouts\n"
+        "from actors.discovery.mdns import MdnsDiscovery\n"
+        "async def main():\n"
+        f"    s = Settings(role='reducer', discovery='mdns', mdns_cluster={cluster!r}, ordinal=3, port=8203,\n"
+        "                 advertise_url='http://127.0.0.1:8203', timeouts=Timeouts(discovery=2.0))\n"
+        "    async with MdnsDiscovery.open(s):\n"
+        "        print('up', flush=True)\n"
+        "        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)\n"
+        "asyncio.run(main())\n"
+    )
+    async with MdnsDiscovery.open(settings(cluster, "master")) as master:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            assert await asyncio.wait_for(child.stdout.readline(), WAIT) == b"up\n"
+            assert await master.wait_for("reducer", 1, WAIT) == [
+                Peer(3, "reducer", "reducer-3", "http://127.0.0.1:8203")
+            ]
+            child.stdin.close()  # the child leaves its context: goodbyes, then exit
+            assert await asyncio.wait_for(child.wait(), WAIT) == 0
+            assert await master.wait_until("reducer", lambda ps: ps == [], WAIT, "reducer-3 gone") == []
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mdns_cluster": "a.b"}, "letters, digits and dashes"),
+        ({"mdns_cluster": "x" * 60}, "too long"),
+        ({"mdns_interface": "lo"}, "not an IPv4 address"),
+    ],
+)
+async def test_bad_settings_are_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        async with MdnsDiscovery.open(Settings(discovery="mdns").replace(**changes)):
+            pass

@@ -1,0 +1,272 @@
+"""The ledger: the commit rule (merge a split once per partition), COMMIT verification and epoch fencing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from actors.errors import BadRequest, Conflict, NotFound, WireError
+from actors.jobs import get_job
+from actors.ledger import COMMITTED, DUPLICATE, Ledger, PartitionState, Stage
+from actors.messages import Commit, Data, StreamHeader
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def header(job: str = "j", epoch: int = 1, split: int = 0, partition: int = 0, partitions: int = 2,
+           job_name: str = "wordcount") -> StreamHeader:
+    return StreamHeader(job=job, epoch=epoch, split=split, attempt=1, partition=partition, partitions=partitions,
+                        job_name=job_name, size=100)
+
+
+def staged(*frames: dict[str, Any], job_name: str = "wordcount") -> Stage:
+    stage = Stage(get_job(job_name))
+    for items in frames:
+        stage.add(Data(dict(items)))
+    return stage
+
+
+def honest_commit(*frames: dict[str, int]) -> Commit:
+    """What a correct mapper would claim for these wordcount frames, computed here, not by the code under test."""
+    return Commit(frames=len(frames), keys=sum(len(f) for f in frames), checksum=sum(sum(f.values()) for f in frames))
+
+
+def stream(ledger: Ledger, split: int, *frames: dict[str, int], epoch: int = 1) -> str:
+    """A whole valid stream: header, DATA frames, COMMIT; returns the ack status."""
+    state = ledger.admit(header(split=split, epoch=epoch, partition=ledger.partition))
+    stage = staged(*frames)
+    stage.verify(honest_commit(*frames))
+    return state.commit(split, stage)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(clock: Clock) -> Ledger:
+    return Ledger(partition=0, clock=clock)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage
+
+
+def test_stage_combines_frames_and_verifies() -> None:
+    frames = ({"a": 1, "b": 2}, {"a": 3}, {"c": 10})
+    stage = staged(*frames)
+    assert stage.items == {"a": 4, "b": 2, "c": 10}
+    stage.verify(honest_commit(*frames))
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        Commit(frames=3, keys=3, checksum=6),  # one frame fewer received than claimed
+        Commit(frames=2, keys=2, checksum=6),  # a key missing
+        Commit(frames=2, keys=3, checksum=7),  # a count differs
+        Commit(frames=1, keys=3, checksum=6),
+        Commit(frames=0, keys=0, checksum=0),
+    ],
+)
+def test_stage_refuses_a_commit_that_differs(claim: Commit) -> None:
+    stage = staged({"a": 1, "b": 2}, {"c": 3})
+    with pytest.raises(WireError, match="COMMIT does not match"):
+        stage.verify(claim)
+
+
+def test_empty_stream_verifies_against_an_empty_commit() -> None:
+    staged().verify(Commit(frames=0, keys=0, checksum=0))
+
+
+@pytest.mark.parametrize("items", [{"a": True}, {"a": 0}, {"a": -2}, {"a": "1"}, {"a": 1.0}])
+def test_stage_refuses_values_the_job_cannot_produce(items: dict[str, Any]) -> None:
+    stage = Stage(get_job("wordcount"))
+    with pytest.raises(WireError):
+        stage.add(Data(items))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The commit rule
+
+
+def test_split_committed_twice_merges_once(ledger: Ledger) -> None:
+    assert stream(ledger, 0, {"a": 2, "b": 1}) == COMMITTED
+    assert stream(ledger, 0, {"a": 2, "b": 1}) == DUPLICATE
+    assert stream(ledger, 0, {"a": 2, "b": 1}) == DUPLICATE
+    state = ledger.current("j", 1)
+    assert state.totals == {"a": 2, "b": 1}
+    assert state.committed == {0}
+    assert state.duplicates == 2
+
+
+def test_different_splits_merge(ledger: Ledger) -> None:
+    assert stream(ledger, 0, {"a": 2}, {"b": 1}) == COMMITTED
+    assert stream(ledger, 1, {"a": 5, "c": 1}) == COMMITTED
+    assert stream(ledger, 0, {"a": 2}, {"b": 1}) == DUPLICATE
+    assert ledger.current("j", 1).totals == Counter({"a": 7, "b": 1, "c": 1})
+
+
+def test_uncommitted_stream_changes_nothing(ledger: Ledger) -> None:
+    assert stream(ledger, 0, {"a": 1}) == COMMITTED
+    state = ledger.admit(header(split=1))
+    stage = staged({"a": 100, "z": 5})
+    del stage  # the connection dropped before COMMIT
+    bad = staged({"a": 100})
+    with pytest.raises(WireError):
+        bad.verify(Commit(frames=1, keys=1, checksum=99))  # an invalid COMMIT: never committed either
+    assert state.totals == {"a": 1}
+    assert state.committed == {0}
+    assert state.missing(2) == [1]
+    # The split can still be committed properly later.
+    assert stream(ledger, 1, {"a": 100, "z": 5}) == COMMITTED
+    assert state.totals == {"a": 101, "z": 5}
+
+
+def test_inverted_index_commit_rule() -> None:
+    state = PartitionState(job="j", epoch=1, partition=0, partitions=1, job_def=get_job("inverted_index"), touched=0)
+    first = staged({"w": ["a.txt"]}, job_name="inverted_index")
+    again = staged({"w": ["a.txt"]}, job_name="inverted_index")
+    other = staged({"w": ["b.txt"], "v": ["b.txt"]}, job_name="inverted_index")
+    assert state.commit(0, first) == COMMITTED
+    assert state.commit(0, again) == DUPLICATE
+    assert state.commit(1, other) == COMMITTED
+    assert state.totals == {"w": ["a.txt", "b.txt"], "v": ["b.txt"]}
+
+
+def test_missing(ledger: Ledger) -> None:
+    for split in (0, 2, 5):
+        stream(ledger, split, {"a": 1})
+    state = ledger.current("j", 1)
+    assert state.missing(6) == [1, 3, 4]
+    assert state.missing(3) == [1]
+    assert state.missing(0) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Routing and fencing
+
+
+def test_misrouted_partition_is_a_conflict(ledger: Ledger) -> None:
+    with pytest.raises(Conflict, match="partition 1"):
+        ledger.admit(header(partition=1))
+    assert ledger.jobs == {}
+
+
+def test_partition_out_of_range_is_refused() -> None:
+    ledger = Ledger(partition=2, clock=Clock())
+    with pytest.raises(WireError, match="out of range"):
+        ledger.admit(header(partition=2, partitions=2))
+    assert ledger.jobs == {}
+
+
+def test_unknown_job_name_is_a_bad_request(ledger: Ledger) -> None:
+    with pytest.raises(BadRequest, match="unknown job"):
+        ledger.admit(header(job_name="grep"))
+
+
+def test_same_epoch_other_parameters_is_a_conflict(ledger: Ledger) -> None:
+    ledger.admit(header())
+    with pytest.raises(Conflict):
+        ledger.admit(header(partitions=3))
+    with pytest.raises(Conflict):
+        ledger.admit(header(job_name="inverted_index"))
+
+
+def test_same_epoch_returns_the_same_state(ledger: Ledger) -> None:
+    assert ledger.admit(header(split=0)) is ledger.admit(header(split=1))
+
+
+def test_older_epoch_is_fenced_and_counted(ledger: Ledger) -> None:
+    assert stream(ledger, 0, {"a": 1}, epoch=2) == COMMITTED
+    with pytest.raises(Conflict, match="stale"):
+        ledger.admit(header(epoch=1))
+    assert ledger.stale == 1
+    with pytest.raises(Conflict, match="stale"):
+        ledger.current("j", 1)
+    assert ledger.stale == 2
+    # The newer epoch's state is untouched.
+    state = ledger.current("j", 2)
+    assert state.totals == {"a": 1}
+    assert ledger.stale == 2
+
+
+def test_newer_epoch_replaces_state(ledger: Ledger) -> None:
+    assert stream(ledger, 0, {"a": 1}, epoch=1) == COMMITTED
+    old = ledger.current("j", 1)
+    # The same split under a newer epoch is not a duplicate: it merges into fresh state.
+    assert stream(ledger, 0, {"b": 7}, epoch=3) == COMMITTED
+    new = ledger.current("j", 3)
+    assert new is not old
+    assert new.totals == {"b": 7}
+    assert new.committed == {0}
+    with pytest.raises(Conflict):
+        ledger.current("j", 1)
+    # A commit into the old state object (a stream admitted before the new epoch) cannot reach the new totals.
+    assert ledger.jobs["j"] is new
+
+
+def test_jobs_are_independent(ledger: Ledger) -> None:
+    ledger.admit(header(job="x", epoch=5))
+    state = ledger.admit(header(job="y", epoch=1))
+    assert state.epoch == 1
+    assert ledger.stale == 0
+
+
+def test_current_unknown(ledger: Ledger) -> None:
+    with pytest.raises(NotFound):
+        ledger.current("nope", 1)
+    ledger.admit(header(epoch=1))
+    with pytest.raises(NotFound):
+        ledger.current("j", 2)  # a newer epoch not seen yet
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Release and expiry
+
+
+def test_release(ledger: Ledger) -> None:
+    assert ledger.release("j", 1) is False  # unknown
+    ledger.admit(header(epoch=3))
+    assert ledger.release("j", 2) is False  # an older epoch cannot release a newer one
+    assert "j" in ledger.jobs
+    assert ledger.release("j", 3) is True
+    assert "j" not in ledger.jobs
+    ledger.admit(header(epoch=3))
+    assert ledger.release("j", 4) is True  # a newer epoch's release covers older state
+
+
+def test_expire_with_a_fake_clock(ledger: Ledger, clock: Clock) -> None:
+    ledger.admit(header(job="old"))
+    clock.now += 50
+    ledger.admit(header(job="fresh"))
+    ledger.admit(header(job="touched"))
+    clock.now += 30
+    ledger.current("touched", 1)  # touching keeps it alive
+    clock.now += 40
+    # old: 120 s untouched; fresh: 70 s; touched: 40 s.
+    assert ledger.expire(100) == ["old"]
+    assert set(ledger.jobs) == {"fresh", "touched"}
+    assert sorted(ledger.expire(60)) == ["fresh"]
+    assert ledger.expire(60) == []
+    assert set(ledger.jobs) == {"touched"}
+    clock.now += 1000
+    assert ledger.expire(60) == ["touched"]
+    assert ledger.jobs == {}
+
+
+def test_admit_touches(ledger: Ledger, clock: Clock) -> None:
+    ledger.admit(header())
+    clock.now += 90
+    ledger.admit(header(split=1))
+    clock.now += 20
+    assert ledger.expire(100) == []

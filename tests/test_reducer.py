@@ -1,0 +1,162 @@
+"""The reducer's shuffle protocol against hostile and unlucky streams: merged once, or refused and unchanged."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import aiohttp
+import cbor2
+import pytest
+
+from actors import wire
+from actors.actor import IDENTITY
+from actors.messages import Commit, Data, Finalize, Release, StreamHeader, to_wire
+
+from .conftest import TOKEN, Cluster, ClusterFactory
+
+CAP = 16 * 1024 * 1024
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def header(split: int = 0, epoch: int = 1, partition: int = 0, size: int = 10_000, job: str = "j1",
+           partitions: int = 1) -> bytes:
+    return wire.frame(to_wire(StreamHeader(job=job, epoch=epoch, split=split, attempt=1, partition=partition,
+                                           partitions=partitions, job_name="wordcount", size=size)), CAP)
+
+
+def data(items: dict[str, Any]) -> bytes:
+    return wire.frame(to_wire(Data(items)), CAP)
+
+
+def commit(frames: int, keys: int, checksum: int) -> bytes:
+    return wire.frame(to_wire(Commit(frames=frames, keys=keys, checksum=checksum)), CAP)
+
+
+def good_stream(split: int, items: dict[str, int], epoch: int = 1) -> bytes:
+    return header(split, epoch) + data(items) + commit(1, len(items), sum(items.values()))
+
+
+async def post(cluster: Cluster, body: bytes, path: str = "/internal/v1/shuffle") -> tuple[int, Any]:
+    async with cluster.session.post(cluster.reducers[0].url + path, data=body, headers=AUTH) as response:
+        raw = await response.read()
+        if response.content_type == "application/cbor":
+            return response.status, cbor2.loads(raw)
+        return response.status, (await response.json())
+
+
+async def finalize(cluster: Cluster, splits: int, epoch: int = 1) -> tuple[int, Any]:
+    message = Finalize(job="j1", epoch=epoch, partition=0, splits=splits, job_name="wordcount")
+    return await post(cluster, wire.encode(to_wire(message)), "/internal/v1/finalize")
+
+
+async def test_a_replayed_stream_counts_once(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    stream = good_stream(0, {"a": 2, "b": 1})
+    assert (await post(cluster, stream))[1]["status"] == "committed"
+    for _ in range(3):
+        status, ack = await post(cluster, stream)
+        assert status == 200
+        assert ack["status"] == "duplicate"
+        assert ack["incarnation"] == cluster.reducers[0].app[IDENTITY].incarnation
+    assert (await post(cluster, good_stream(1, {"a": 5})))[1]["status"] == "committed"
+    status, report = await finalize(cluster, splits=2)
+    assert status == 200
+    assert report["totals"] == {"a": 7, "b": 1}
+
+
+def tagged_frame() -> bytes:
+    body = cbor2.dumps({"v": 1, "type": "data", "items": {"a": cbor2.CBORTag(2, b"\x01\x00")}})
+    return struct.pack(">I", len(body)) + body
+
+
+STREAM_FAULTS = [
+    ("cut_mid_frame", header() + data({"a": 1})[:-3], 400, "ended inside a frame"),
+    ("cut_before_commit", header() + data({"a": 1}), 400, "ended before its COMMIT"),
+    ("bad_commit_counts", header() + data({"a": 1}) + commit(1, 1, 999), 400, "COMMIT does not match"),
+    ("bad_commit_frames", header() + data({"a": 1}) + commit(2, 1, 1), 400, "COMMIT does not match"),
+    ("oversized_frame", header() + struct.pack(">I", CAP + 1) + b"x" * 10, 413, "exceeds the cap"),
+    ("zero_frame", header() + struct.pack(">I", 0), 400, "empty frame"),
+    ("garbage_cbor", header() + struct.pack(">I", 3) + b"\xff\xff\xff", 400, "malformed CBOR"),
+    ("tagged_value", header() + tagged_frame(), 400, "tags are not accepted"),
+    ("bool_count", header() + data({"a": True}) + commit(1, 1, 1), 400, "positive integers"),
+    ("string_count", header() + data({"a": "1"}) + commit(1, 1, 1), 400, "positive integers"),
+    ("negative_count", header() + data({"a": -4}) + commit(1, 1, -4), 400, "positive integers"),
+    ("no_header", data({"a": 1}), 400, "expected a streamheader message"),
+    ("empty_body", b"", 400, "empty shuffle stream"),
+    ("after_commit", header() + data({"a": 1}) + commit(1, 1, 1) + b"\x00", 400, "bytes after the COMMIT"),
+    ("misrouted", header(partition=1, partitions=2) + data({"a": 1}) + commit(1, 1, 1), 409, "routing is stale"),
+    ("more_than_declared", header(size=5) + data({"a": 1}) + commit(1, 1, 1), 400, "more than the 5 bytes"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "message"), STREAM_FAULTS, ids=[f[0] for f in STREAM_FAULTS])
+async def test_bad_streams_change_nothing(make_cluster: ClusterFactory, name: str, body: bytes, status: int,
+                                         message: str) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    got, answer = await post(cluster, body)
+    assert got == status, answer
+    assert message in answer["message"]
+    # Nothing was merged: the same split still commits, exactly once, afterwards.
+    assert (await post(cluster, good_stream(0, {"a": 1})))[1]["status"] == "committed"
+    assert (await finalize(cluster, splits=1))[1]["totals"] == {"a": 1}
+    assert await cluster.run_text("x y x") == {"x": 2, "y": 1}
+
+
+async def test_stale_epochs_are_fenced(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    assert (await post(cluster, good_stream(0, {"a": 1}, epoch=5)))[1]["status"] == "committed"
+    status, answer = await post(cluster, good_stream(1, {"a": 1}, epoch=4))
+    assert status == 409 and "stale" in answer["message"]
+    status, answer = await finalize(cluster, splits=1, epoch=4)
+    assert status == 409
+    # A newer epoch replaces the old state entirely (a resubmitted job).
+    assert (await post(cluster, good_stream(0, {"b": 3}, epoch=6)))[1]["status"] == "committed"
+    status, report = await finalize(cluster, splits=1, epoch=6)
+    assert report["totals"] == {"b": 3}
+    async with cluster.session.get(cluster.reducers[0].url + "/internal/v1/state", headers=AUTH) as response:
+        state = await response.json()
+    assert state["stale"] == 2
+
+
+async def test_finalize_names_missing_splits_and_release_forgets(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    await post(cluster, good_stream(1, {"a": 1}))
+    status, answer = await finalize(cluster, splits=3)
+    assert status == 409
+    assert "lacks splits 0, 2" in answer["message"]
+    status, _ = await post(cluster, wire.encode(to_wire(Release(job="j1", epoch=1))), "/internal/v1/release")
+    assert status == 200
+    status, answer = await finalize(cluster, splits=1)
+    assert status == 404
+
+
+@pytest.mark.parametrize("body", [b"", b"\xa1", cbor2.dumps([1, 2]), cbor2.dumps({"v": 1, "type": "finalize"}),
+                                  cbor2.dumps({"v": 2, "type": "finalize"})])
+async def test_bad_finalize_bodies(make_cluster: ClusterFactory, body: bytes) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    status, answer = await post(cluster, body, "/internal/v1/finalize")
+    assert status == 400
+    assert answer["error"] == "bad_wire"
+
+
+async def test_bad_assignments_to_a_mapper(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    for body in [b"\xff", cbor2.dumps({"v": 1, "type": "assignment"}), cbor2.dumps("hello")]:
+        async with cluster.session.post(cluster.mappers[0].url + "/internal/v1/assign", data=body,
+                                        headers=AUTH) as response:
+            assert response.status == 400
+            assert (await response.json())["error"] == "bad_wire"
+    assert await cluster.run_text("x y x") == {"x": 2, "y": 1}
+
+
+async def test_unreachable_peer_error_type() -> None:
+    # The client maps transport failures to named errors; a refused connection is not a crash.
+    async with aiohttp.ClientSession() as session:
+        from actors.client import PeerClient
+        from actors.config import Settings
+        from actors.errors import PeerError
+
+        client = PeerClient(session, Settings())
+        with pytest.raises(PeerError, match=r"127\.0\.0\.1:1"):
+            await client.call("http://127.0.0.1:1/x", Release(job="j", epoch=1), 1024, 2.0)
