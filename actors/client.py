@@ -85,6 +85,7 @@ async def retrying(
     attempts: int,
     deadline: float,
     base_delay: float = 0.05,
+    max_delay: float = 2.0,
 ) -> T:
     """Run ``operation`` again on the named errors only, with jittered backoff, within attempts and a deadline."""
     loop = asyncio.get_running_loop()
@@ -93,7 +94,7 @@ async def retrying(
         try:
             return await operation()
         except retry_on as exc:
-            delay = base_delay * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            delay = min(max_delay, base_delay * 2 ** min(attempt - 1, 20)) * random.uniform(0.5, 1.5)
             if isinstance(exc, Unavailable):
                 delay = max(delay, exc.retry_after * random.uniform(0.5, 1.0))
             if attempt == attempts or loop.time() + delay > give_up:

@@ -35,6 +35,7 @@ class Timeouts:
     drain: float = 20.0  # SIGTERM: time to finish in-flight work
     startup: float = 20.0  # local cluster: an actor process must be ready within this
     retry_deadline: float = 60.0  # total time one narrow retry loop may take
+    recovery: float = 120.0  # how long a job waits for a lost reducer's ordinal to answer again
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Settings:
     # data and sizes
     data_root: str = ""  # shared volume for {"path": ...} inputs; empty: path inputs refused
     spool_dir: str = ""  # uploads and mapper spools; empty: the system temp dir
+    state_dir: str = ""  # the master's job journal; empty: a restarted master forgets its jobs silently
     split_size: int = 16 * MiB
     chunk_size: int = 4 * MiB  # a mapper maps this many bytes at a time
     key_budget: int = 100_000  # a mapper flushes its partial counts past this many keys
@@ -132,6 +134,7 @@ class Settings:
             mdns_interface=env.get("MR_MDNS_INTERFACE", "127.0.0.1"),
             data_root=env.get("MR_DATA_ROOT", ""),
             spool_dir=env.get("MR_SPOOL_DIR", ""),
+            state_dir=env.get("MR_STATE_DIR", ""),
             split_size=reader.integer("MR_SPLIT_SIZE", 16 * MiB, low=1),
             chunk_size=reader.integer("MR_CHUNK_SIZE", 4 * MiB, low=1024),
             key_budget=reader.integer("MR_KEY_BUDGET", 100_000, low=1),

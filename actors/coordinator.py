@@ -16,11 +16,9 @@ from .client import PeerClient, describe, peer_failure, retrying
 from .config import Settings
 from .discovery import Discovery, Peer
 from .errors import (
-    Conflict,
     DiscoveryError,
     JobFailed,
     MapReduceError,
-    NotFound,
     PeerError,
     Unavailable,
     WireError,
@@ -30,8 +28,19 @@ from .frames import FrameReader
 from .inputs import InputRef
 from .jobs import get_job
 from .logs import EventLog
-from .messages import Assignment, Finalize, Progress, Release, Report, SplitDone, SplitFailed, from_wire, to_wire
-from .splits import plan
+from .messages import (
+    Assignment,
+    Finalize,
+    Missing,
+    Progress,
+    Release,
+    Report,
+    SplitDone,
+    SplitFailed,
+    from_wire,
+    to_wire,
+)
+from .splits import Split, plan
 from .splittable import SplitTable, Ticket
 
 QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = "queued", "running", "finalizing", "done", "failed", "cancelled"
@@ -57,7 +66,10 @@ class JobRecord:
     partitions: int = 0
     mappers: list[str] = field(default_factory=list)
     reducers: list[str] = field(default_factory=list)
+    splits: list[Split] = field(default_factory=list)
     table: SplitTable | None = None
+    recoveries: list[dict[str, Any]] = field(default_factory=list)  # partitions re-mapped after a reducer loss
+    duplicate_streams: int = 0  # partition streams that reducers already had (retries, backups)
     result: dict[str, Any] | None = None
     stale_dropped: int = 0  # frames of other attempts or epochs seen on an assignment stream
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,8 +100,10 @@ class JobRecord:
                 "retries": table.retries if table else 0,
                 "late_reports_dropped": table.late_reports if table else 0,
                 "stale_dropped": self.stale_dropped,
+                "duplicate_streams": self.duplicate_streams,
                 "last_failure": (table.last_failure if table else "") or None,
             },
+            "recoveries": self.recoveries,
             "splits": table.snapshot() if table else [],
         }
 
@@ -127,7 +141,6 @@ class Coordinator:
         self.slots = slots
         self.clock = clock
         self.changed = asyncio.Condition()
-        self.acked: dict[int, set[str]] = {}  # partition -> reducer incarnations that acknowledged its streams
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -170,29 +183,34 @@ class Coordinator:
         record.partitions = partitions
         record.mappers = [m.name for m in mappers]
         record.reducers = [r.name for r in reducers if r.ordinal < partitions]
-        splits = plan(record.input.size, record.split_size, len(mappers))
-        record.table = SplitTable(splits, self.settings.max_attempts, self.clock, self.settings.backup_tasks,
-                                  self.settings.backup_after)
+        record.splits = plan(record.input.size, record.split_size, len(mappers))
+        record.table = self._table(record.splits)
         record.state = RUNNING
-        log.info("job_planned", **self.fields, splits=len(splits), partitions=partitions, mappers=len(mappers),
-                 bytes=record.input.size)
+        log.info("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
+                 mappers=len(mappers), bytes=record.input.size)
+        await self._run_table(record.table, mappers, only=[])
+
+    def _table(self, splits: list[Split]) -> SplitTable:
+        s = self.settings
+        return SplitTable(splits, s.max_attempts, self.clock, s.backup_tasks, s.backup_after)
+
+    async def _run_table(self, table: SplitTable, mappers: list[Peer], only: list[int]) -> None:
+        """Feed every split of ``table`` to the mappers (just partitions ``only``, if given) until all are done."""
         try:
             async with asyncio.TaskGroup() as group:
                 for mapper in mappers:
                     for _ in range(self.settings.mapper_slots):
-                        group.create_task(self._worker(mapper))
+                        group.create_task(self._worker(mapper, table, only))
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
-        if not record.table.all_done:
+        if not table.all_done:
             raise JobFailed(
-                f"no mapper could be reached; {record.table.total - record.table.done_count} splits unfinished"
-                + (f"; last failure: {record.table.last_failure}" if record.table.last_failure else "")
+                f"no mapper could be reached; {table.total - table.done_count} splits unfinished"
+                + (f"; last failure: {table.last_failure}" if table.last_failure else "")
             )
 
-    async def _worker(self, mapper: Peer) -> None:
+    async def _worker(self, mapper: Peer, table: SplitTable, only: list[int]) -> None:
         """Feeds one mapper slot until no split is left; gives up on a mapper that stays unreachable."""
-        table = self.record.table
-        assert table is not None
         unreachable_since: float | None = None
         backoff = 0.05
         while not table.all_done:
@@ -201,7 +219,7 @@ class Coordinator:
             async with self.slots.hold(mapper.name):
                 ticket = table.next_for(mapper.name)
                 if ticket is not None:
-                    reached = await self._attempt(mapper, ticket)
+                    reached = await self._attempt(mapper, ticket, table, only)
             if ticket is None:
                 await self._wait_for_change()
                 continue
@@ -240,24 +258,22 @@ class Coordinator:
             pass
         return mapper
 
-    def _assignment(self, ticket: Ticket) -> Assignment:
+    def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=record.input.kind, input_location=record.input.location,
             input_name=record.input.name, input_size=record.input.size, start=ticket.split.start,
-            end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=[],
+            end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=only,
         )
 
-    async def _attempt(self, mapper: Peer, ticket: Ticket) -> bool:
+    async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> bool:
         """Run one attempt; False if the mapper could not be reached at all (the attempt is handed back)."""
-        table = self.record.table
-        assert table is not None
         split, attempt = ticket.split.index, ticket.attempt
         fields = {**self.fields, "split": split, "attempt": attempt, "mapper": mapper.name}
-        log.info("split_assigned", **fields, backup=ticket.backup)
+        log.info("split_assigned", **fields, backup=ticket.backup, only=only or None)
         try:
-            done = await self._run_assignment(mapper, ticket)
+            done = await self._run_assignment(mapper, ticket, table, only)
         except aiohttp.ClientConnectorError as exc:
             table.abandoned(split, attempt, f"mapper unreachable: {describe(exc)}")
             await self._notify()
@@ -270,23 +286,18 @@ class Coordinator:
             finally:
                 await self._notify()
             return True
-        if table.succeeded(split, attempt, done.bytes_read):
-            for partition, incarnation in enumerate(done.incarnations):
-                if incarnation:
-                    self.acked.setdefault(partition, set()).add(incarnation)
-        else:
+        self.record.duplicate_streams += done.duplicates
+        if not table.succeeded(split, attempt, done.bytes_read):
             log.info("late_report_dropped", **fields)
         await self._notify()
         return True
 
-    async def _run_assignment(self, mapper: Peer, ticket: Ticket) -> SplitDone:
+    async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
         settings, t = self.settings, self.settings.timeouts
-        assignment = self._assignment(ticket)
+        assignment = self._assignment(ticket, only)
         url = f"{mapper.url}/internal/v1/assign"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.lease)
         headers = {**self.client.headers, "Content-Type": "application/cbor"}
-        table = self.record.table
-        assert table is not None
         async with self.client.session.post(
             url, data=wire.encode(to_wire(assignment)), headers=headers, timeout=timeout
         ) as response:
@@ -316,13 +327,48 @@ class Coordinator:
                     raise PeerError(f"{mapper.name}: {message.cause}")
 
     async def _reduce_phase(self) -> dict[str, Any]:
+        """Collect every partition's report; a partition whose reducer lost splits has just those re-mapped."""
         record = self.record
-        reports = await asyncio.gather(*(self._finalize(p) for p in range(record.partitions)))
+        reports: dict[int, Report] = {}
+        pending = list(range(record.partitions))
+        for round_number in range(1, self.settings.max_attempts + 2):
+            answers = await asyncio.gather(*(self._finalize(p) for p in pending))
+            lost = {a.partition: a.splits for a in answers if isinstance(a, Missing)}
+            reports.update({a.partition: a for a in answers if isinstance(a, Report)})
+            if not lost:
+                break
+            if round_number > self.settings.max_attempts:
+                raise JobFailed(f"partitions {sorted(lost)} still lack splits after {round_number - 1} recoveries")
+            await self._recover(lost, round_number)
+            pending = sorted(lost)
         job = get_job(record.job_name)
         result: dict[str, Any] = {}
-        for report in reports:
-            result.update(job.finish(report.totals))
+        for partition in sorted(reports):
+            result.update(job.finish(reports[partition].totals))
         return result
+
+    async def _recover(self, lost: dict[int, list[int]], round_number: int) -> None:
+        """Re-map the lost splits, each for its own partition only; committed partitions answer "duplicate"."""
+        record = self.record
+        mappers = await self._mappers()
+        for partition, splits in sorted(lost.items()):
+            record.recoveries.append({"round": round_number, "partition": partition, "splits": len(splits)})
+            log.warning("partition_recovering", **self.fields, partition=partition, splits=len(splits),
+                        round=round_number)
+        by_index = {s.index: s for s in record.splits}
+        try:
+            async with asyncio.TaskGroup() as group:
+                for partition, splits in lost.items():
+                    table = self._table([by_index[i] for i in splits])
+                    group.create_task(self._run_table(table, mappers, only=[partition]))
+        except BaseExceptionGroup as errors:
+            raise first_error(errors) from None
+
+    async def _mappers(self) -> list[Peer]:
+        try:
+            return await self.discovery.wait_for("mapper", 1, self.settings.timeouts.peers)
+        except DiscoveryError as error:
+            raise JobFailed(f"no mapper is visible: {error.message}") from None
 
     async def _reducer(self, partition: int) -> Peer:
         try:
@@ -334,28 +380,30 @@ class Coordinator:
                 return peer
         raise Unavailable(f"reducer {partition} is not visible")
 
-    async def _finalize(self, partition: int) -> Report:
+    async def _finalize(self, partition: int) -> Report | Missing:
+        """Ask reducer ``partition`` for its report, waiting (bounded) for it to come back if it is down."""
         record, settings = self.record, self.settings
-        message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=record.table.total
-                           if record.table else 0, job_name=record.job_name)
+        message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=len(record.splits),
+                           job_name=record.job_name)
 
-        async def call() -> Report:
+        async def call() -> Report | Missing:
             reducer = await self._reducer(partition)
             raw = await self.client.call(f"{reducer.url}/internal/v1/finalize", message, settings.result_cap,
                                          settings.timeouts.finalize)
-            return from_wire(raw, Report)
+            return from_wire(raw, Report, Missing)
 
         try:
-            report = await retrying(call, (PeerError, Unavailable), FINALIZE_ATTEMPTS, settings.timeouts.retry_deadline)
-        except (Conflict, NotFound) as error:
-            raise JobFailed(f"reducer {partition} lost its state during the job: {error.message}") from None
-        if (report.job, report.epoch, report.partition) != (record.id, record.epoch, partition):
-            raise JobFailed(f"reducer {partition} reported for another job or partition")
-        acked = self.acked.get(partition, set())
-        if acked and acked != {report.incarnation}:
-            raise JobFailed(f"reducer {partition} restarted during the job (incarnation changed); resubmit the job")
-        log.info("partition_collected", **self.fields, partition=partition, keys=len(report.totals))
-        return report
+            answer = await retrying(call, (PeerError, Unavailable), 1_000_000, settings.timeouts.recovery,
+                                    base_delay=0.1)
+        except (PeerError, Unavailable) as error:
+            raise JobFailed(f"reducer {partition} did not come back within {settings.timeouts.recovery:g} s: "
+                            f"{error.message}") from None
+        if (answer.job, answer.epoch, answer.partition) != (record.id, record.epoch, partition):
+            raise JobFailed(f"reducer {partition} answered for another job or partition")
+        if isinstance(answer, Report):
+            log.info("partition_collected", **self.fields, partition=partition, keys=len(answer.totals),
+                     incarnation=answer.incarnation)
+        return answer
 
     async def _release(self) -> None:
         """Tell every reducer to forget the job; best effort, bounded, never raises."""

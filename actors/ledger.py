@@ -114,6 +114,17 @@ class Ledger:
         state.touched = self.clock()
         return state
 
+    def find(self, job: str, epoch: int) -> PartitionState | None:
+        """The state of (job, epoch) if this reducer holds it; a stale epoch is still refused (409)."""
+        state = self.jobs.get(job)
+        if state is None:
+            return None
+        self._fence(state, epoch)
+        if state.epoch != epoch:
+            return None
+        state.touched = self.clock()
+        return state
+
     def _fence(self, state: PartitionState, epoch: int) -> None:
         if epoch < state.epoch:
             self.stale += 1

@@ -110,6 +110,7 @@ class LocalCluster:
             "MR_DISCOVERY": self.discovery,
             "MR_MDNS_CLUSTER": self.cluster_id,
             "MR_DATA_ROOT": self.data_root,
+            "MR_STATE_DIR": str(self.log_dir / "state"),
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("KUBERNETES_SERVICE_HOST", None)

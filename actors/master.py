@@ -16,10 +16,11 @@ from aiohttp import web
 from .actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
 from .client import PeerClient, session_context
 from .config import Settings
-from .coordinator import DONE, FINISHED, Coordinator, JobRecord, MapperSlots
+from .coordinator import CANCELLED, DONE, FAILED, FINISHED, Coordinator, JobRecord, MapperSlots
 from .errors import BadRequest, Conflict, MapReduceError, Unavailable
 from .inputs import InputRef, InputStore, parse_spec, upload_name
 from .jobs import get_job
+from .journal import Journal
 from .logs import EventLog
 from .registry import JobRegistry
 
@@ -27,7 +28,9 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", InputStore)
 REGISTRY = web.AppKey("registry", JobRegistry)
 SLOTS = web.AppKey("slots", MapperSlots)
+JOURNAL = web.AppKey("journal", Journal)
 MAX_WAIT = 600.0
+RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
 log = EventLog(__name__)
 
@@ -50,14 +53,24 @@ def build_master(settings: Settings) -> web.Application:
 
 
 async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
-    """The input store and the job registry live exactly as long as the app; closing cancels running jobs."""
-    store = InputStore(app[SETTINGS])
+    """The input store, journal and job registry live as long as the app; closing drains, then cancels, jobs."""
+    settings = app[SETTINGS]
+    store = InputStore(settings)
     app[STORE] = store
-    app[REGISTRY] = JobRegistry(time.time, app[SETTINGS].job_ttl, lambda r: store.drop(r.input.served_id))
+    registry = JobRegistry(time.time, settings.job_ttl, lambda r: store.drop(r.input.served_id))
+    app[REGISTRY] = registry
+    journal = Journal(settings.state_dir)
+    app[JOURNAL] = journal
+    for record, key in journal.interrupted():
+        record.state, record.error, record.finished = FAILED, RESTARTED, time.time()
+        record.done.set()
+        registry.restore(record, key)
+        log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
+    journal.compact()
     try:
         yield
     finally:
-        await app[REGISTRY].close()
+        await registry.close(settings.timeouts.drain)
         store.close()
 
 
@@ -76,13 +89,15 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
                        split_size=split_size)
     coordinator = Coordinator(record, settings, PeerClient(app[SESSION], settings), app[DISCOVERY], app[SLOTS],
                               time.monotonic)
-    store = app[STORE]
+    store, journal = app[STORE], app[JOURNAL]
+    journal.started(record, key)
 
     async def run() -> None:
         try:
             await coordinator.run()
         finally:
             store.drop(ref.served_id)
+            journal.ended(record)
 
     app[REGISTRY].start(record, run(), key)
     log.info("job_submitted", job=record.id, epoch=record.epoch, name=job_name, input=ref.kind, bytes=ref.size)
@@ -100,7 +115,7 @@ async def submit(request: web.Request) -> web.Response:
         raise Unavailable("master is shutting down; submit again shortly")
     key = request.headers.get("Idempotency-Key", "")
     existing = app[REGISTRY].by_key(key) if key else None
-    if existing is not None:
+    if existing is not None and existing.state not in (FAILED, CANCELLED):
         return web.json_response({**existing.status(), "links": _links(existing)}, status=200)
     if request.content_type == "application/json":
         spec = await _json_body(request)

@@ -137,6 +137,17 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Missing:
+    """Reducer → master, instead of a Report: these splits are not committed here (state lost or never sent)."""
+
+    job: str
+    epoch: int
+    partition: int
+    incarnation: str
+    splits: list[int]
+
+
+@dataclass(frozen=True)
 class Release:
     """Master → reducer or mapper: forget this job (finished, failed or cancelled)."""
 
@@ -146,13 +157,13 @@ class Release:
 
 Message = (
     Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Commit | StreamAck | Finalize | Report
-    | Release
+    | Missing | Release
 )
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
 P = TypeVar("P", bound=Message)
 _CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Commit, StreamAck, Finalize, Report,
-            Release)
+            Missing, Release)
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -13,7 +15,18 @@ from .errors import Conflict, WireError
 from .frames import FrameReader
 from .ledger import Ledger, Stage
 from .logs import EventLog
-from .messages import Commit, Data, Finalize, Release, Report, StreamAck, StreamHeader, from_wire, to_wire
+from .messages import (
+    Commit,
+    Data,
+    Finalize,
+    Missing,
+    Release,
+    Report,
+    StreamAck,
+    StreamHeader,
+    from_wire,
+    to_wire,
+)
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)
@@ -26,6 +39,7 @@ def build_reducer(settings: Settings) -> web.Application:
     app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic)
     app[BUDGET] = StagingBudget(settings.stage_budget)
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
+    app.cleanup_ctx.append(_janitor)
     app.router.add_post("/internal/v1/shuffle", shuffle)
     app.router.add_post("/internal/v1/finalize", finalize)
     app.router.add_post("/internal/v1/release", release)
@@ -33,11 +47,33 @@ def build_reducer(settings: Settings) -> web.Application:
     return app
 
 
+async def _janitor(app: web.Application) -> AsyncIterator[None]:
+    """A background loop owned by the app: drops jobs untouched for the TTL (finished, or their master is gone)."""
+    settings, ledger = app[SETTINGS], app[LEDGER]
+    stopping = asyncio.Event()
+
+    async def sweep() -> None:
+        while True:
+            try:
+                async with asyncio.timeout(max(1.0, settings.job_ttl / 10)):
+                    await stopping.wait()
+                    return
+            except TimeoutError:
+                for job in ledger.expire(settings.job_ttl):
+                    log.info("job_expired", job=job)
+
+    task = asyncio.get_running_loop().create_task(sweep(), name="reducer-janitor")
+    try:
+        yield
+    finally:
+        stopping.set()
+        await task
+
+
 async def shuffle(request: web.Request) -> web.Response:
     """One (job, epoch, split, attempt, partition) stream: HEADER, DATA..., COMMIT."""
     settings = request.app[SETTINGS]
     ledger = request.app[LEDGER]
-    ledger.expire(settings.job_ttl)
     reader = FrameReader(request.content, settings.frame_cap, settings.timeouts.stream_idle)
     first = await reader.next()
     if first is None:
@@ -79,17 +115,22 @@ async def finalize(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
     if message.partition != ledger.partition:
         raise Conflict(f"finalize for partition {message.partition} reached reducer {ledger.partition}")
-    partition = ledger.current(message.job, message.epoch)
-    missing = partition.missing(message.splits)
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise Conflict(f"partition {ledger.partition} of job {message.job} lacks splits {shown}")
+    incarnation = request.app[IDENTITY].incarnation
+    partition = ledger.find(message.job, message.epoch)
+    missing = partition.missing(message.splits) if partition is not None else list(range(message.splits))
+    if partition is None or missing:
+        # Not an error: the master redoes exactly these splits for this partition (e.g. after we restarted).
+        log.warning("partition_incomplete", job=message.job, epoch=message.epoch, partition=ledger.partition,
+                    missing=len(missing))
+        answer = Missing(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                         splits=missing)
+        return cbor_response(to_wire(answer))
     totals = partition.job_def.finish(partition.totals)
     log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
              keys=len(totals), duplicates=partition.duplicates)
     report = Report(
         job=message.job, epoch=message.epoch, partition=ledger.partition,
-        incarnation=request.app[IDENTITY].incarnation, splits=message.splits, totals=totals,
+        incarnation=incarnation, splits=message.splits, totals=totals,
     )
     return cbor_response(to_wire(report))
 

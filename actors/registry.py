@@ -34,6 +34,12 @@ class JobRegistry:
         self._tasks[record.id] = task
         task.add_done_callback(lambda _: self._tasks.pop(record.id, None))
 
+    def restore(self, record: JobRecord, key: str) -> None:
+        """Re-enter a finished job (from the journal) so its id and idempotency key still answer."""
+        self.jobs[record.id] = record
+        if key:
+            self.keys[key] = record.id
+
     def get(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)
         if record is None:
@@ -65,8 +71,11 @@ class JobRegistry:
                 self.keys = {k: v for k, v in self.keys.items() if v != job_id}
                 self.on_forget(record)
 
-    async def close(self) -> None:
+    async def close(self, grace: float) -> None:
+        """Let running jobs finish for up to ``grace`` seconds (a drain), then cancel what is left."""
         tasks = list(self._tasks.values())
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

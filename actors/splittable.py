@@ -66,7 +66,8 @@ class SplitTable:
         backups: bool = True,
         backup_after: float = 5.0,
     ) -> None:
-        self.states = [SplitState(s) for s in splits]
+        self._by_index = {s.index: SplitState(s) for s in splits}
+        self.states = list(self._by_index.values())
         self.max_attempts = max_attempts
         self.clock = clock
         self.backups = backups
@@ -113,14 +114,14 @@ class SplitTable:
         return Ticket(state.split, number, backup)
 
     def _attempt(self, split: int, attempt: int) -> Attempt:
-        return self.states[split].attempts[attempt - 1]
+        return self._by_index[split].attempts[attempt - 1]
 
     def progress(self, split: int, attempt: int, bytes_read: int) -> None:
         self._attempt(split, attempt).bytes_read = bytes_read
 
     def succeeded(self, split: int, attempt: int, bytes_read: int) -> bool:
         """Record a finished attempt; False when another attempt already won (its report is dropped)."""
-        state = self.states[split]
+        state = self._by_index[split]
         record = self._attempt(split, attempt)
         record.bytes_read = bytes_read
         if state.done:
@@ -138,7 +139,7 @@ class SplitTable:
 
     def failed(self, split: int, attempt: int, cause: str) -> None:
         """Record a failed attempt; raise JobFailed once the split has failed ``max_attempts`` times."""
-        state = self.states[split]
+        state = self._by_index[split]
         record = self._attempt(split, attempt)
         if record.state != RUNNING:
             return
