@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -191,6 +192,8 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{key}={raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={raw!r} is not a finite number")
         self._bounds(key, value, low, None)
         return value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,9 +46,13 @@ from .splittable import SplitTable, Ticket
 
 QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = "queued", "running", "finalizing", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
-FINALIZE_ATTEMPTS = 4
+OK, UNREACHABLE, FAULTY = "ok", "unreachable", "faulty"  # how one attempt went, for the mapper's worker
 
 log = EventLog(__name__)
+
+
+class MapperReported(PeerError):
+    """The mapper itself reported the attempt failed (e.g. a reducer was down): not the mapper's fault."""
 
 
 @dataclass
@@ -165,7 +170,7 @@ class Coordinator:
             record.error = error.message
             log.warning("job_failed", **self.fields, error=error.message)
         finally:
-            record.finished = self.clock()
+            record.finished = time.time()  # wall clock, like ``created``; the injected clock is for durations
             record.done.set()
             await asyncio.shield(self._release())
 
@@ -196,6 +201,7 @@ class Coordinator:
 
     async def _run_table(self, table: SplitTable, mappers: list[Peer], only: list[int]) -> None:
         """Feed every split of ``table`` to the mappers (just partitions ``only``, if given) until all are done."""
+        table.mappers.update(m.name for m in mappers)
         try:
             async with asyncio.TaskGroup() as group:
                 for mapper in mappers:
@@ -210,30 +216,36 @@ class Coordinator:
             )
 
     async def _worker(self, mapper: Peer, table: SplitTable, only: list[int]) -> None:
-        """Feeds one mapper slot until no split is left; gives up on a mapper that stays unreachable."""
+        """Feeds one mapper slot until no split is left; backs off a faulty mapper, retires an unreachable one."""
         unreachable_since: float | None = None
         backoff = 0.05
-        while not table.all_done:
-            ticket: Ticket | None = None
-            reached = False
-            async with self.slots.hold(mapper.name):
-                ticket = table.next_for(mapper.name)
-                if ticket is not None:
-                    reached = await self._attempt(mapper, ticket, table, only)
-            if ticket is None:
-                await self._wait_for_change()
-                continue
-            if reached:
-                unreachable_since, backoff = None, 0.05
-                continue
-            now = self.clock()
-            unreachable_since = unreachable_since or now
-            if now - unreachable_since > self.settings.timeouts.peers:
-                log.warning("mapper_unreachable", **self.fields, mapper=mapper.name)
-                return
-            backoff = min(backoff * 2, 2.0)
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
-            mapper = await self._refresh(mapper)
+        try:
+            while not table.all_done:
+                ticket: Ticket | None = None
+                outcome = OK
+                async with self.slots.hold(mapper.name):
+                    ticket = table.next_for(mapper.name)
+                    if ticket is not None:
+                        outcome = await self._attempt(mapper, ticket, table, only)
+                if ticket is None:
+                    await self._wait_for_change()
+                    continue
+                if outcome == OK:
+                    unreachable_since, backoff = None, 0.05
+                    continue
+                if outcome == UNREACHABLE:
+                    now = self.clock()
+                    unreachable_since = unreachable_since or now
+                    if now - unreachable_since > self.settings.timeouts.peers:
+                        log.warning("mapper_unreachable", **self.fields, mapper=mapper.name)
+                        return
+                # A stalled or crashing mapper waits before it may take (and perhaps lose) another split.
+                backoff = min(backoff * 2, 2.0)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
+                mapper = await self._refresh(mapper)
+        finally:
+            table.retire(mapper.name)
+            await self._notify()
 
     async def _wait_for_change(self) -> None:
         async with self.changed:
@@ -267,8 +279,8 @@ class Coordinator:
             end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=only,
         )
 
-    async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> bool:
-        """Run one attempt; False if the mapper could not be reached at all (the attempt is handed back)."""
+    async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> str:
+        """Run one attempt: OK (done, or failed by the mapper's own report), UNREACHABLE (handed back) or FAULTY."""
         split, attempt = ticket.split.index, ticket.attempt
         fields = {**self.fields, "split": split, "attempt": attempt, "mapper": mapper.name}
         log.info("split_assigned", **fields, backup=ticket.backup, only=only or None)
@@ -277,20 +289,23 @@ class Coordinator:
         except aiohttp.ClientConnectorError as exc:
             table.abandoned(split, attempt, f"mapper unreachable: {describe(exc)}")
             await self._notify()
-            return False
+            return UNREACHABLE
         except (MapReduceError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reported = isinstance(exc, MapperReported)
             cause = exc.message if isinstance(exc, MapReduceError) else describe(exc)
+            if isinstance(exc, TimeoutError):
+                cause = f"no word from {mapper.name} for the lease of {self.settings.timeouts.lease:g} s (stalled)"
             log.warning("split_attempt_failed", **fields, cause=cause)
             try:
                 table.failed(split, attempt, cause)
             finally:
                 await self._notify()
-            return True
+            return OK if reported else FAULTY
         self.record.duplicate_streams += done.duplicates
         if not table.succeeded(split, attempt, done.bytes_read):
             log.info("late_report_dropped", **fields)
         await self._notify()
-        return True
+        return OK
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
         settings, t = self.settings, self.settings.timeouts
@@ -324,7 +339,7 @@ class Coordinator:
                 else:
                     if not message.retriable:
                         raise JobFailed(f"split {assignment.split} cannot be mapped: {message.cause}")
-                    raise PeerError(f"{mapper.name}: {message.cause}")
+                    raise MapperReported(f"{mapper.name}: {message.cause}")
 
     async def _reduce_phase(self) -> dict[str, Any]:
         """Collect every partition's report; a partition whose reducer lost splits has just those re-mapped."""

@@ -83,6 +83,7 @@ class LocalCluster:
         self.cluster_id = uuid.uuid4().hex[:12]
         self._own_log_dir = tempfile.TemporaryDirectory(prefix="mr-local-") if log_dir is None else None
         self.log_dir = Path(log_dir or self._own_log_dir.name)  # type: ignore[union-attr]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.extra_env = dict(extra_env or {})
         self.actors: list[ActorProcess] = []
 
@@ -175,6 +176,14 @@ class LocalCluster:
 
     async def _pump(self, actor: ActorProcess) -> None:
         """Copy the actor's log lines to its log file and notice its readiness line."""
+        try:
+            await self._copy_log(actor)
+        except BaseException as error:
+            if not actor.ready.done():
+                actor.ready.set_exception(MapReduceError(f"{actor.name}: its log could not be read: {error!r}"))
+            raise
+
+    async def _copy_log(self, actor: ActorProcess) -> None:
         assert actor.process is not None and actor.process.stdout is not None
         with open(actor.log_path, "ab") as log_file:
             async for line in actor.process.stdout:

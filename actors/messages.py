@@ -185,7 +185,7 @@ def from_wire(raw: Any, *expected: type[Any]) -> Any:
     """Rebuild a message of one of the ``expected`` classes, checking version, fields and their types."""
     if type(raw) is not dict:
         raise WireError(f"message must be a CBOR map, not {type(raw).__name__}")
-    if raw.get("v") != VERSION:
+    if type(raw.get("v")) is not int or raw["v"] != VERSION:
         raise WireError(f"unsupported message version {raw.get('v')!r} (this actor speaks {VERSION})")
     name = raw.get("type")
     cls = _TYPES.get(name) if isinstance(name, str) else None

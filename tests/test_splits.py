@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from itertools import cycle
+from itertools import cycle, pairwise
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -62,7 +62,9 @@ SEGMENTS = st.one_of(
     st.just(b"L" * 3000),
 )
 TEXT = st.lists(SEGMENTS, max_size=40).map(b"".join)
-BLOCK_SIZES = st.lists(st.integers(min_value=1, max_value=64) | st.sampled_from([1, 1, 2, 4096]), min_size=1, max_size=5)
+BLOCK_SIZES = st.lists(
+    st.integers(min_value=1, max_value=64) | st.sampled_from([1, 1, 2, 4096]), min_size=1, max_size=5
+)
 
 
 @st.composite
@@ -95,7 +97,7 @@ def test_plan_tiles_the_input(size: int, split_size: int, min_splits: int) -> No
     assert [s.index for s in splits] == list(range(len(splits)))
     assert splits[0].start == 0
     assert splits[-1].end == size
-    for a, b in zip(splits, splits[1:], strict=False):
+    for a, b in pairwise(splits):
         assert a.end == b.start
     assert all(s.start <= s.end for s in splits)
 
@@ -144,9 +146,9 @@ def test_read_from() -> None:
     ],
 )
 def test_owned_lines_examples(data: bytes, bounds: list[int], parts: list[bytes]) -> None:
-    got = [read_split(data, a, b, [1]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    got = [read_split(data, a, b, [1]) for a, b in pairwise(bounds)]
     assert got == parts
-    got = [read_split(data, a, b, [4096]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    got = [read_split(data, a, b, [4096]) for a, b in pairwise(bounds)]
     assert got == parts
 
 
@@ -154,12 +156,12 @@ def test_owned_lines_examples(data: bytes, bounds: list[int], parts: list[bytes]
 @FAST
 def test_owned_lines_tile_the_input(case: tuple[bytes, list[int]], block_sizes: list[int]) -> None:
     data, bounds = case
-    owned = [read_split(data, a, b, block_sizes) for a, b in zip(bounds, bounds[1:], strict=False)]
+    owned = [read_split(data, a, b, block_sizes) for a, b in pairwise(bounds)]
     # Consecutive splits tile the input exactly.
     assert b"".join(owned) == data
     line_starts = {a for a, _ in line_spans(data)}
     offset = 0
-    for (start, end), part in zip(zip(bounds, bounds[1:], strict=False), owned, strict=True):
+    for (start, end), part in zip(pairwise(bounds), owned, strict=True):
         # Every line is owned by exactly the split holding its first byte.
         assert part == expected_owned(data, start, end)
         if part:
@@ -173,7 +175,7 @@ def test_owned_lines_tile_the_input(case: tuple[bytes, list[int]], block_sizes: 
 @FAST
 def test_owned_lines_rereads_identically(case: tuple[bytes, list[int]], block_sizes: list[int]) -> None:
     data, bounds = case
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in pairwise(bounds):
         assert read_split(data, start, end, block_sizes) == read_split(data, start, end, [4096])
 
 

@@ -1,0 +1,184 @@
+"""Settings: defaults, environment parsing, errors that name the variable, timeouts and the ordinal."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from actors.config import MiB, Settings, Timeouts
+from actors.errors import ConfigError
+
+BASE = {"HOSTNAME": "master-0"}
+
+
+def env(**values: str) -> dict[str, str]:
+    return {**BASE, **values}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env(BASE)
+    assert s.role == "master"
+    assert s.port == 8080
+    assert s.host == "0.0.0.0"
+    assert s.name == "master-0"
+    assert s.ordinal == 0
+    assert s.advertise_url == "http://master-0:8080"
+    assert s.discovery == "static"
+    assert s.mapper_urls == () and s.reducer_urls == ()
+    assert (s.mapper_host, s.reducer_host, s.mapper_port, s.reducer_port) == ("mapper", "reducer", 8081, 8082)
+    assert s.split_size == 16 * MiB
+    assert s.max_attempts == 4
+    assert s.backup_tasks is True
+    assert s.allow_private_urls is False
+    assert s.token == ""
+    assert s.timeouts == Timeouts()
+    assert s == Settings(name="master-0", advertise_url="http://master-0:8080")
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings.from_env(BASE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.port = 1  # type: ignore[misc]
+    assert s.replace(port=1).port == 1
+    assert s.port == 8080
+
+
+def test_environment_is_read_from_the_mapping_given() -> None:
+    # Nothing leaks in from os.environ when a mapping is given.
+    s = Settings.from_env({"HOSTNAME": "x", "TYPE": "mapper"})
+    assert s.role == "mapper"
+
+
+@pytest.mark.parametrize(("role", "port"), [("master", 8080), ("mapper", 8081), ("reducer", 8082)])
+def test_port_follows_the_role(role: str, port: int) -> None:
+    assert Settings.from_env(env(TYPE=role)).port == port
+
+
+def test_original_variables_keep_their_meaning() -> None:
+    s = Settings.from_env(
+        env(TYPE="Reducer", MAPPER_HOST="mappers", REDUCER_HOST="reducers", MAPPER_PORT="9001", REDUCER_PORT="9002")
+    )
+    assert s.role == "reducer"
+    assert (s.mapper_host, s.reducer_host, s.mapper_port, s.reducer_port) == ("mappers", "reducers", 9001, 9002)
+    assert s.port == 9002
+    assert Settings.from_env(env(TYPE="reducer", REDUCER_PORT="9002", MR_PORT="7000")).port == 7000
+
+
+def test_values_are_parsed() -> None:
+    s = Settings.from_env(
+        env(
+            MR_MAPPERS=" http://a:1/ , https://b:2,, ",
+            MR_REDUCERS="http://r0:8082",
+            MR_SPLIT_SIZE="1024",
+            MR_KEY_BUDGET="7",
+            MR_BACKUP_TASKS="off",
+            MR_ALLOW_PRIVATE_URLS="YES",
+            MR_JOB_TTL="12.5",
+            MR_LOG_LEVEL="debug",
+            MR_HOST="127.0.0.2",
+            MR_PORT="0",
+        )
+    )
+    assert s.mapper_urls == ("http://a:1", "https://b:2")
+    assert s.reducer_urls == ("http://r0:8082",)
+    assert s.split_size == 1024
+    assert s.key_budget == 7
+    assert s.backup_tasks is False
+    assert s.allow_private_urls is True
+    assert s.job_ttl == 12.5
+    assert s.log_level == "DEBUG"
+    assert s.advertise_url == "http://127.0.0.2:0"
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("1", True), ("true", True), ("On", True), (" yes ", True), ("0", False), ("FALSE", False),
+                       ("no", False), ("off", False), ("", True)]
+)
+def test_booleans(raw: str, value: bool) -> None:
+    assert Settings.from_env(env(MR_BACKUP_TASKS=raw)).backup_tasks is value
+
+
+def test_empty_values_mean_default() -> None:
+    s = Settings.from_env(env(MR_SPLIT_SIZE="", MR_PORT="", MR_TIMEOUT_LEASE="", TYPE=""))
+    assert s.split_size == 16 * MiB and s.port == 8080 and s.timeouts.lease == Timeouts().lease and s.role == "master"
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("MR_SPLIT_SIZE", "abc"),
+        ("MR_SPLIT_SIZE", "1.5"),
+        ("MR_SPLIT_SIZE", "0"),
+        ("MR_CHUNK_SIZE", "10"),
+        ("MR_PORT", "70000"),
+        ("MR_PORT", "-1"),
+        ("MAPPER_PORT", "0"),
+        ("REDUCER_PORT", "x"),
+        ("MR_MAX_ATTEMPTS", "0"),
+        ("MR_ORDINAL", "-1"),
+        ("MR_BACKUP_TASKS", "maybe"),
+        ("MR_ALLOW_PRIVATE_URLS", "2"),
+        ("TYPE", "boss"),
+        ("MR_DISCOVERY", "consul"),
+        ("MR_MAPPERS", "mapper-0:8081"),
+        ("MR_REDUCERS", "http://ok:1,ftp://bad:2"),
+        ("MR_JOB_TTL", "soon"),
+        ("MR_TIMEOUT_LEASE", "abc"),
+        ("MR_TIMEOUT_CONNECT", "0"),
+        ("MR_TIMEOUT_DRAIN", "-5"),
+    ],
+)
+def test_errors_name_the_variable(key: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env(**{key: raw}))
+    assert key in str(info.value)
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Timeouts)])
+def test_every_timeout_can_be_overridden(name: str) -> None:
+    s = Settings.from_env(env(**{f"MR_TIMEOUT_{name.upper()}": "0.25"}))
+    assert getattr(s.timeouts, name) == 0.25
+    others = {f.name for f in dataclasses.fields(Timeouts)} - {name}
+    assert all(getattr(s.timeouts, o) == getattr(Timeouts(), o) for o in others)
+
+
+@pytest.mark.parametrize("key", ["MR_TIMEOUT_LEASE", "MR_JOB_TTL"])
+def test_nan_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_env(env(**{key: "nan"}))
+
+
+@pytest.mark.parametrize(
+    ("variables", "ordinal"),
+    [
+        ({"HOSTNAME": "reducer-3"}, 3),
+        ({"HOSTNAME": "reducer-12"}, 12),
+        ({"HOSTNAME": "mapreduce-reducer-0"}, 0),
+        ({"HOSTNAME": "master"}, 0),
+        ({"HOSTNAME": "reducer-3x"}, 0),
+        ({"HOSTNAME": "reducer-1", "MR_NAME": "reducer-5"}, 5),  # MR_NAME wins over HOSTNAME
+        ({"HOSTNAME": "reducer-1", "MR_ORDINAL": "4"}, 4),  # an explicit ordinal wins over the name
+    ],
+)
+def test_ordinal(variables: dict[str, str], ordinal: int) -> None:
+    s = Settings.from_env(variables)
+    assert s.ordinal == ordinal
+
+
+def test_name_from_hostname() -> None:
+    s = Settings.from_env({"HOSTNAME": "reducer-3", "TYPE": "reducer"})
+    assert s.name == "reducer-3"
+    assert s.advertise_url == "http://reducer-3:8082"
+
+
+def test_advertise_url() -> None:
+    assert Settings.from_env(env(MR_ADVERTISE_URL="http://me:1/")).advertise_url == "http://me:1"
+    assert Settings.from_env(env(MR_ADVERTISE_HOST="10.0.0.1")).advertise_url == "http://10.0.0.1:8080"
+
+
+def test_discovery_default_in_a_cluster() -> None:
+    assert Settings.from_env(env(KUBERNETES_SERVICE_HOST="10.0.0.1")).discovery == "dns"
+    assert Settings.from_env(env(KUBERNETES_SERVICE_HOST="10.0.0.1", MR_REDUCERS="http://r:1")).discovery == "static"
+    assert Settings.from_env(env(KUBERNETES_SERVICE_HOST="10.0.0.1", MR_DISCOVERY="mdns")).discovery == "mdns"
+    assert Settings.from_env(BASE).discovery == "static"

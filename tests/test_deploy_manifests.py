@@ -1,0 +1,420 @@
+"""deploy/ rendered with ``kubectl kustomize``: strict schema validation, and the cross-object checks schemas can't do.
+
+Needs kubectl, PyYAML and kubernetes-validate (``scripts/k8s-test-deps.sh`` installs them); skips without them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from actors.config import Settings
+
+from .k8s_sim import DEPLOY, container_env, declared_pods, find, matches, one, render, settings_read, tool
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
+
+K8S_VERSION = "1.32.0"  # the pinned schema version: the oldest Kubernetes these manifests promise to run on
+ROLES = ("master", "mapper", "reducer")
+Obj = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[Obj]:
+    if tool("kubectl") is None:
+        pytest.skip("kubectl is missing: run scripts/k8s-test-deps.sh")
+    return render()
+
+
+@pytest.fixture(scope="module")
+def kv() -> Any:
+    return pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is missing: run k8s-test-deps.sh")
+
+
+def workloads(objects: list[Obj]) -> list[Obj]:
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def workload(objects: list[Obj], role: str) -> Obj:
+    (found,) = [w for w in workloads(objects) if w["metadata"]["name"] == role]
+    return found
+
+
+def pod_template(w: Obj) -> Obj:
+    return w["spec"]["template"]
+
+
+def container(w: Obj) -> Obj:
+    (only,) = pod_template(w)["spec"]["containers"]
+    return only
+
+
+def env_value(w: Obj, name: str) -> Obj:
+    (var,) = [v for v in container(w).get("env", []) if v["name"] == name]
+    return var
+
+
+# ---------------------------------------------------------------- what is rendered
+
+
+def test_renders_the_objects_the_issue_lists(objects: list[Obj]) -> None:
+    kinds = {(o["kind"], o["metadata"]["name"].rsplit("-", 1)[0] if o["kind"] in ("ConfigMap", "Secret")
+              else o["metadata"]["name"]) for o in objects}
+    assert {("Namespace", "mapreduce"), ("Deployment", "master"), ("Service", "master"),
+            ("StatefulSet", "mapper"), ("Service", "mapper"), ("StatefulSet", "reducer"), ("Service", "reducer"),
+            ("ConfigMap", "mapreduce-settings"), ("Secret", "mapreduce-token"),
+            ("PodDisruptionBudget", "mapper"), ("PodDisruptionBudget", "reducer")} <= kinds
+    assert len(find(objects, "NetworkPolicy")) >= 4
+    assert workload(objects, "master")["spec"]["replicas"] == 1
+    assert workload(objects, "mapper")["spec"]["replicas"] == 3  # the article's defaults
+    assert workload(objects, "reducer")["spec"]["replicas"] == 2
+    assert one(objects, "Service", "master")["spec"].get("type", "ClusterIP") == "ClusterIP"
+    for o in objects:
+        if o["kind"] != "Namespace":
+            assert o["metadata"]["namespace"] == "mapreduce", o["metadata"]["name"]
+    labels = one(objects, "Namespace", "mapreduce")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_secret_is_generated_and_every_reference_is_rewritten(objects: list[Obj]) -> None:
+    (secret,) = find(objects, "Secret")
+    assert secret["metadata"]["name"].startswith("mapreduce-token-")  # kustomize's content hash suffix
+    for w in workloads(objects):
+        ref = env_value(w, "MR_TOKEN")["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"]
+        assert ref["key"] in secret["data"]
+        assert "value" not in env_value(w, "MR_TOKEN"), "the token must come from the Secret, not a literal"
+
+
+# ---------------------------------------------------------------- strict schemas
+
+
+def test_every_object_is_valid_against_the_pinned_schemas(objects: list[Obj], kv: Any) -> None:
+    for o in objects:
+        kv.validate(o, K8S_VERSION, strict=True)
+
+
+def _mutations() -> dict[str, Any]:
+    def unknown_container_field(objs: list[Obj]) -> Obj:
+        o = copy.deepcopy(one(objs, "StatefulSet", "reducer"))
+        container(o)["readinessProbes"] = container(o).pop("readinessProbe")  # a typo schemas must catch
+        return o
+
+    def unknown_spec_field(objs: list[Obj]) -> Obj:
+        o = copy.deepcopy(one(objs, "Service", "mapper"))
+        o["spec"]["publishNotReadyAddress"] = True  # missing "es": silently ignored by a lax check
+        return o
+
+    def wrong_api_version(objs: list[Obj]) -> Obj:
+        o = copy.deepcopy(one(objs, "Deployment", "master"))
+        o["apiVersion"] = "extensions/v1beta1"  # removed in 1.16
+        return o
+
+    def wrong_pdb_api_version(objs: list[Obj]) -> Obj:
+        o = copy.deepcopy(one(objs, "PodDisruptionBudget", "reducer"))
+        o["apiVersion"] = "policy/v1beta1"  # removed in 1.25
+        return o
+
+    def wrong_type(objs: list[Obj]) -> Obj:
+        o = copy.deepcopy(one(objs, "StatefulSet", "mapper"))
+        o["spec"]["replicas"] = "three"
+        return o
+
+    return {f.__name__: f for f in (unknown_container_field, unknown_spec_field, wrong_api_version,
+                                    wrong_pdb_api_version, wrong_type)}
+
+
+@pytest.mark.parametrize("mutation", sorted(_mutations()))
+def test_strict_validation_rejects_a_mutated_object(objects: list[Obj], kv: Any, mutation: str) -> None:
+    bad = _mutations()[mutation](objects)
+    with pytest.raises((kv.ValidationError, kv.SchemaNotFoundError)):
+        kv.validate(bad, K8S_VERSION, strict=True)
+    if mutation.startswith("unknown_"):
+        kv.validate(bad, K8S_VERSION, strict=False)  # only strict mode catches a misspelt field
+
+
+# ---------------------------------------------------------------- selectors and Services
+
+
+def test_workload_selectors_match_their_pod_templates(objects: list[Obj]) -> None:
+    for w in workloads(objects):
+        assert matches(w["spec"]["selector"], pod_template(w)["metadata"]["labels"]), w["metadata"]["name"]
+        others = [x for x in workloads(objects) if x is not w]
+        assert not any(matches(w["spec"]["selector"], pod_template(x)["metadata"]["labels"]) for x in others)
+
+
+def test_each_service_selects_exactly_its_role(objects: list[Obj]) -> None:
+    for service in find(objects, "Service"):
+        selected = [w["metadata"]["name"] for w in workloads(objects)
+                    if matches(service["spec"]["selector"], pod_template(w)["metadata"]["labels"])]
+        assert selected == [service["metadata"]["name"]], f"Service {service['metadata']['name']} selects {selected}"
+
+
+def test_statefulsets_name_headless_services(objects: list[Obj]) -> None:
+    for sts in find(objects, "StatefulSet"):
+        service = one(objects, "Service", sts["spec"]["serviceName"])
+        assert service["spec"].get("clusterIP") == "None", "serviceName must name a headless Service"
+        assert matches(service["spec"]["selector"], pod_template(sts)["metadata"]["labels"])
+        assert sts["spec"]["podManagementPolicy"] == "Parallel"
+        assert service["spec"]["publishNotReadyAddresses"] is False  # a decision, written out (see reducer.yaml)
+        for port in service["spec"]["ports"]:
+            assert port.get("name"), "unnamed ports get no usable SRV record"
+
+
+def test_ports_agree_by_name(objects: list[Obj]) -> None:
+    for w in workloads(objects):
+        role = w["metadata"]["name"]
+        c = container(w)
+        named = {p["name"]: p["containerPort"] for p in c["ports"]}
+        for probe in ("readinessProbe", "livenessProbe"):
+            port = c[probe]["httpGet"]["port"]
+            assert port in named, f"{role} {probe} port {port!r} is not a named container port"
+        service = one(objects, "Service", role)
+        for port in service["spec"]["ports"]:
+            target = port["targetPort"]
+            assert target in named, f"Service {role} targets {target!r}, not a container port of {role}"
+            if service["spec"].get("clusterIP") == "None":
+                assert port["port"] == named[target], "a headless Service's port should be the pod's port"
+        env = container_env(declared_pods([w])[0], objects, "10.0.0.1")
+        settings = Settings.from_env(env)
+        assert settings.port == named["http"], f"{role} listens on {settings.port}, the manifest says {named}"
+        if service["spec"].get("clusterIP") == "None":
+            assert settings.port_name in {p["name"] for p in service["spec"]["ports"]}
+    mapper_port = container(workload(objects, "mapper"))["ports"][0]["containerPort"]
+    reducer_port = container(workload(objects, "reducer"))["ports"][0]["containerPort"]
+    for w in workloads(objects):
+        settings = Settings.from_env(container_env(declared_pods([w])[0], objects, "10.0.0.1"))
+        assert (settings.mapper_port, settings.reducer_port) == (mapper_port, reducer_port)
+
+
+# ---------------------------------------------------------------- env: what the code reads, what it needs
+
+
+def test_settings_parse_finds_the_settings() -> None:
+    read = settings_read()
+    assert {"TYPE", "MAPPER_HOST", "REDUCER_PORT", "MR_TOKEN", "MR_NAMESPACE", "MR_TIMEOUT_DRAIN"} <= read
+    assert "MR_NO_SUCH_SETTING" not in read
+
+
+def test_every_env_var_the_manifests_set_is_a_setting_the_code_reads(objects: list[Obj]) -> None:
+    read = settings_read()
+    for w in workloads(objects):
+        c = container(w)
+        names = {v["name"] for v in c.get("env", [])}
+        for source in c.get("envFrom", []):
+            kind, ref = ("ConfigMap", source["configMapRef"]) if "configMapRef" in source else (
+                "Secret", source["secretRef"])
+            obj = one(objects, kind, ref["name"])
+            names |= {source.get("prefix", "") + k for k in obj.get("data", {})}
+        unknown = names - read
+        assert not unknown, f"{w['metadata']['name']} sets {sorted(unknown)}, which actors/config.py never reads"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_required_setting_is_set(objects: list[Obj], role: str) -> None:
+    w = workload(objects, role)
+    pods = declared_pods([w])
+    for pod in pods:
+        env = container_env(pod, objects, "10.1.2.3")
+        settings = Settings.from_env(env)
+        assert settings.role == role
+        assert settings.discovery == "dns"
+        assert settings.token, "MR_TOKEN must be set: the actors refuse internal calls without it"
+        assert settings.name == pod.name
+        assert settings.namespace == "mapreduce"
+        assert settings.spool_dir in {m["mountPath"] for m in container(w)["volumeMounts"]}
+        assert one(objects, "StatefulSet", settings.mapper_host)["spec"]["serviceName"] == settings.mapper_host
+        assert one(objects, "StatefulSet", settings.reducer_host)["spec"]["serviceName"] == settings.reducer_host
+        if pod.ordinal is not None:
+            assert settings.ordinal == pod.ordinal, "the ordinal must come from the pod name"
+            assert env_value(w, "MR_ADVERTISE_HOST")["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+            assert settings.advertise_url == f"http://10.1.2.3:{settings.port}"
+    for name, path in (("MR_NAME", "metadata.name"), ("MR_NAMESPACE", "metadata.namespace")):
+        assert env_value(w, name)["valueFrom"]["fieldRef"]["fieldPath"] == path
+    if role == "master":
+        settings = Settings.from_env(container_env(pods[0], objects, "10.1.2.3"))
+        assert settings.state_dir in {m["mountPath"] for m in container(w)["volumeMounts"]}, "journal not mounted"
+        # Mappers read input ranges from this URL: it must be the master Service's cluster DNS name and port.
+        url = urlsplit(Settings.from_env(container_env(pods[0], objects, "10.1.2.3")).advertise_url)
+        service = one(objects, "Service", "master")
+        assert url.hostname == "master.mapreduce.svc.cluster.local"
+        assert url.port == service["spec"]["ports"][0]["port"]
+
+
+def test_probe_paths_are_real_routes(objects: list[Obj]) -> None:
+    from actors.serve import build_app
+
+    for w in workloads(objects):
+        env = container_env(declared_pods([w])[0], objects, "10.0.0.1")
+        app = build_app(Settings.from_env(env))
+        routes = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
+        c = container(w)
+        for probe in ("readinessProbe", "livenessProbe"):
+            path = c[probe]["httpGet"]["path"]
+            assert ("GET", path) in routes, f"{w['metadata']['name']} {probe} {path} is not a route: {routes}"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+# ---------------------------------------------------------------- pod security and resources
+
+
+def test_pods_meet_the_restricted_pod_security_standard(objects: list[Obj]) -> None:
+    for w in workloads(objects):
+        spec = pod_template(w)["spec"]
+        pod_sc, c = spec["securityContext"], container(w)
+        sc = c["securityContext"]
+        assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] != 0
+        assert pod_sc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert spec["automountServiceAccountToken"] is False
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        settings = Settings.from_env(container_env(declared_pods([w])[0], objects, "10.0.0.1"))
+        for path in (settings.spool_dir, "/tmp"):
+            assert path in mounts and "emptyDir" in volumes[mounts[path]], f"{path} needs a writable emptyDir"
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{w['metadata']['name']} {kind}"
+        drain = settings.timeouts.drain
+        assert spec["terminationGracePeriodSeconds"] > drain, "SIGKILL must not come before the drain ends"
+
+
+# ---------------------------------------------------------------- NetworkPolicies and PDBs
+
+
+def _pod_labels(objects: list[Obj]) -> dict[str, dict[str, str]]:
+    return {w["metadata"]["name"]: pod_template(w)["metadata"]["labels"] for w in workloads(objects)}
+
+
+def _peer_matches(peer: Obj, labels: dict[str, str]) -> bool:
+    """A NetworkPolicy peer against a pod of our namespace (a namespaceSelector {} admits every namespace)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer and peer["namespaceSelector"] != {}:
+        ns_labels = {"kubernetes.io/metadata.name": "mapreduce"}
+        if not matches(peer["namespaceSelector"], ns_labels):
+            return False
+    return matches(peer.get("podSelector", {}), labels)
+
+
+def _port_ok(rule: Obj, port_name: str, port_number: int) -> bool:
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") in (port_name, port_number, None) for p in ports)
+
+
+def _allowed(objects: list[Obj], src: str, dst: str) -> bool:
+    """Whether ``src`` pods may open a connection to ``dst`` pods' http port under the NetworkPolicies."""
+    labels = _pod_labels(objects)
+    port = container(workload(objects, dst))["ports"][0]["containerPort"]
+    policies = find(objects, "NetworkPolicy")
+
+    def direction_ok(pod: str, kind: str, key: str, peer_key: str, other: str) -> bool:
+        selecting = [p for p in policies if matches(p["spec"]["podSelector"], labels[pod])
+                     and kind in p["spec"].get("policyTypes", ["Ingress"])]
+        if not selecting:
+            return True  # not isolated in that direction
+        return any(_peer_matches(peer, labels[other]) and _port_ok(rule, "http", port)
+                   for p in selecting for rule in p["spec"].get(key, []) for peer in rule.get(peer_key, []))
+
+    return (direction_ok(src, "Egress", "egress", "to", dst)
+            and direction_ok(dst, "Ingress", "ingress", "from", src))
+
+
+def test_network_policies_let_through_only_the_actors_paths(objects: list[Obj]) -> None:
+    wanted = {("master", "mapper"), ("mapper", "master"), ("mapper", "reducer"), ("master", "reducer"),
+              ("reducer", "master")}
+    allowed = {(s, d) for s in ROLES for d in ROLES if s != d and _allowed(objects, s, d)}
+    assert allowed == wanted
+    for role in ROLES:
+        assert not _allowed(objects, role, role), f"{role} pods need not talk to each other"
+
+
+def test_the_policy_check_sees_a_missing_rule(objects: list[Obj]) -> None:
+    """The evaluator above is not vacuous: drop the mappers' egress to the master and that path closes."""
+    mutated = copy.deepcopy(objects)
+    mapper_policy = one(mutated, "NetworkPolicy", "mapper")
+    for rule in mapper_policy["spec"]["egress"]:
+        rule["to"] = [p for p in rule["to"] if p["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+                      != "master"]
+    assert not _allowed(mutated, "mapper", "master")
+    assert _allowed(mutated, "mapper", "reducer")
+
+
+def test_network_policy_selectors_match_real_pods(objects: list[Obj]) -> None:
+    labels = _pod_labels(objects)
+    for policy in find(objects, "NetworkPolicy"):
+        spec = policy["spec"]
+        assert any(matches(spec["podSelector"], pod) for pod in labels.values()), policy["metadata"]["name"]
+        for key, peer_key in (("ingress", "from"), ("egress", "to")):
+            for rule in spec.get(key, []):
+                for peer in rule.get(peer_key, []):
+                    if "namespaceSelector" in peer:
+                        continue  # another namespace's pods (clients, kube-dns)
+                    assert any(_peer_matches(peer, pod) for pod in labels.values()), (policy["metadata"], peer)
+
+
+def test_every_pod_may_reach_cluster_dns(objects: list[Obj]) -> None:
+    dns_pod = {"k8s-app": "kube-dns"}
+    for role, labels in _pod_labels(objects).items():
+        rules = [rule for p in find(objects, "NetworkPolicy")
+                 if matches(p["spec"]["podSelector"], labels) and "Egress" in p["spec"].get("policyTypes", [])
+                 for rule in p["spec"].get("egress", [])]
+        protocols = set()
+        for rule in rules:
+            for peer in rule.get("to", []):
+                ns = peer.get("namespaceSelector", {})
+                if matches(ns, {"kubernetes.io/metadata.name": "kube-system"}) and matches(
+                        peer.get("podSelector", {}), dns_pod):
+                    protocols |= {p["protocol"] for p in rule.get("ports", []) if p.get("port") == 53}
+        assert protocols == {"UDP", "TCP"}, f"{role} cannot reach cluster DNS"
+
+
+def test_pod_disruption_budgets_select_real_pods(objects: list[Obj]) -> None:
+    labels = _pod_labels(objects)
+    for pdb in find(objects, "PodDisruptionBudget"):
+        selected = [r for r, pod in labels.items() if matches(pdb["spec"]["selector"], pod)]
+        assert selected == [pdb["metadata"]["name"]]
+
+
+# ---------------------------------------------------------------- scaling touches nothing else
+
+
+def test_a_replicas_patch_changes_only_the_replicas(objects: list[Obj], tmp_path: Path) -> None:
+    base = os.path.relpath(DEPLOY, tmp_path)  # kustomize refuses an absolute base
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {base}\nreplicas:\n  - name: mapper\n    count: 5\n  - name: reducer\n    count: 4\n")
+    try:
+        scaled = render(tmp_path)
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"kustomize overlay failed: {exc.stderr}")
+    assert len(scaled) == len(objects)
+    for before, after in zip(objects, scaled, strict=True):
+        if after["kind"] == "StatefulSet":
+            after = copy.deepcopy(after)
+            after["spec"]["replicas"] = before["spec"]["replicas"]
+        assert before == after
+    assert one(scaled, "StatefulSet", "reducer")["spec"]["replicas"] == 4
+
+
+def test_the_documented_token_overlay_replaces_the_sample(objects: list[Obj], tmp_path: Path) -> None:
+    """deploy/README.md's recipe for a real token: an overlay whose secretGenerator replaces the sample."""
+    base = os.path.relpath(DEPLOY, tmp_path)
+    (tmp_path / "token.env").write_text("MR_TOKEN=a-real-token\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {base}\nsecretGenerator:\n  - name: mapreduce-token\n    behavior: replace\n"
+        "    envs:\n      - token.env\n")
+    overlaid = render(tmp_path)
+    (secret,) = find(overlaid, "Secret")
+    (sample,) = find(objects, "Secret")
+    assert secret["metadata"]["name"] != sample["metadata"]["name"]  # new hash: pods roll onto the new token
+    for w in workloads(overlaid):
+        env = container_env(declared_pods([w])[0], overlaid, "10.0.0.1")
+        assert env["MR_TOKEN"] == "a-real-token"

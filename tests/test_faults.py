@@ -1,0 +1,263 @@
+"""The fault suite: real actor processes on loopback, real signals; every result must equal the sequential oracle.
+
+Modelled on the MIT 6.5840 MapReduce lab tests (parallelism, job count, early exit, crash) and dask's p2p-shuffle
+tests (restarted workers, duplicated and stale streams). Each test ends with the cluster running a new job exactly
+and with every process gone after shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from actors.config import Timeouts
+from actors.local import LocalCluster
+from actors.sequential import run_sequential
+
+WORDS = [f"w{i}" for i in range(3000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
+FAULT_TIMEOUTS = Timeouts(lease=2.0, stream_idle=3.0, peers=5.0, drain=3.0, startup=20.0, retry_deadline=20.0,
+                          recovery=30.0)
+FAULT_ENV = {
+    "MR_SPLIT_SIZE": str(160 * 1024),
+    "MR_CHUNK_SIZE": str(32 * 1024),
+    "MR_KEY_BUDGET": "2000",
+    "MR_MAX_ATTEMPTS": "10",
+    "MR_TIMEOUT_LEASE": "2",
+    "MR_TIMEOUT_STREAM_IDLE": "3",
+    "MR_TIMEOUT_PEERS": "5",
+    "MR_TIMEOUT_DRAIN": "3",
+    "MR_TIMEOUT_RETRY_DEADLINE": "20",
+    "MR_TIMEOUT_RECOVERY": "30",
+    "MR_BACKUP_AFTER": "30",
+}
+
+
+def make_text(path: Path, megabytes: float, seed: int) -> bytes:
+    rng = random.Random(seed)
+    words = rng.choices(WORDS, k=int(megabytes * 1024 * 1024 / 5))
+    lines, at = [], 0
+    while at < len(words):
+        step = rng.randint(0, 24)
+        lines.append(" ".join(words[at : at + step]))
+        at += step
+    data = "\n".join(lines).encode()
+    path.write_bytes(data)
+    return data
+
+
+async def wait_for_progress(client: Client, job_id: str, splits: int) -> None:
+    """Poll the job's status until ``splits`` are done: the moment to inject a fault mid-job."""
+    async with asyncio.timeout(30):
+        while True:
+            status = await client.status(job_id)
+            assert status["state"] == "running", status
+            if status["progress"]["splits_done"] >= splits:
+                return
+            await asyncio.sleep(0.01)  # observing another process's progress: nothing to wait on but its status
+
+
+def alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=str(tmp_path),
+                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS,
+                            log_dir=str(tmp_path / "logs")) as running:
+        pids: set[int] = set()
+        try:
+            yield running
+        finally:
+            pids.update(a.pid for a in running.actors if a.process is not None)
+            await running.stop()
+    assert not [pid for pid in pids if alive(pid)], "actor processes outlived the cluster"
+
+
+class Client:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def submit(self, spec: dict[str, Any], key: str = "") -> dict[str, Any]:
+        headers = {"Idempotency-Key": key} if key else {}
+        async with self.session.post("/v1/jobs", json=spec, headers=headers) as response:
+            body = await response.json()
+            assert response.status in (200, 202), body
+            return dict(body)
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        async with self.session.get(f"/v1/jobs/{job_id}") as response:
+            assert response.status == 200
+            return dict(await response.json())
+
+    async def result(self, job_id: str, wait: float = 90.0) -> dict[str, Any]:
+        async with self.session.get(f"/v1/jobs/{job_id}/result", params={"wait": str(wait)}) as response:
+            body = await response.json()
+            assert response.status == 200, body
+            return dict(body["result"])
+
+
+@pytest.fixture
+async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession(base_url=cluster.master_url,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+        yield Client(session)
+
+
+async def still_exact(client: Client) -> None:
+    """After any fault the cluster must run a new job exactly."""
+    text = "after the fault the cluster still counts the cluster"
+    job = await client.submit({"input": {"text": text}})
+    assert await client.result(job["id"]) == run_sequential("wordcount", text.encode())
+
+
+def events(cluster: LocalCluster, name: str, event: str) -> list[dict[str, Any]]:
+    lines = (cluster.log_dir / f"{name}.log").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e.get("event") == event]
+
+
+async def test_failure_free_runs_are_exact_parallel_and_map_each_split_once(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    data = make_text(tmp_path / "book.txt", 4, seed=1)
+    job = await client.submit({"input": {"path": "book.txt"}})
+    assert await client.result(job["id"]) == run_sequential("wordcount", data)
+    status = await client.status(job["id"])
+    total = status["progress"]["splits_total"]
+    assert total >= 20
+    # Job count: no spurious retries, no backups, every split mapped exactly once.
+    assert status["attempts"]["started"] == total
+    assert status["attempts"]["retries"] == 0
+    assert sum(len(events(cluster, f"mapper-{i}", "split_done")) for i in range(3)) == total
+
+    # Map parallelism: two mappers were inside a split at the same moment.
+    windows = []
+    for i in range(3):
+        starts = events(cluster, f"mapper-{i}", "split_started")
+        dones = events(cluster, f"mapper-{i}", "split_done")
+        windows += [(i, s["ts"], d["ts"]) for s, d in zip(starts, dones, strict=True)]
+    assert any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in windows for b in windows), windows
+    # Reduce parallelism: both reducers committed streams of this job.
+    for i in range(2):
+        assert len([e for e in events(cluster, f"reducer-{i}", "stream_committed") if e["job"] == job["id"]]) == total
+
+    # Inverted index, a job whose reduce is a union, on the same cluster.
+    index = await client.submit({"job": "inverted_index", "input": {"path": "book.txt"}})
+    assert await client.result(index["id"]) == run_sequential("inverted_index", data, "book.txt")
+
+
+async def test_early_exit_done_means_every_partition_is_in(cluster: LocalCluster, client: Client,
+                                                          tmp_path: Path) -> None:
+    data = make_text(tmp_path / "book.txt", 2, seed=2)
+    job = await client.submit({"input": {"path": "book.txt"}})
+    async with client.session.get(f"/v1/jobs/{job['id']}/result", params={"wait": "60"}) as response:
+        first = (await response.json())["result"]  # read at the very moment the job turns done
+    assert first == run_sequential("wordcount", data)
+    assert await client.result(job["id"]) == first
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_killed_mappers_are_replaced_and_the_result_is_exact(
+    cluster: LocalCluster, client: Client, tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    data = make_text(tmp_path / "book.txt", 16, seed=seed)
+    job = await client.submit({"input": {"path": "book.txt"}})
+    kills = 0
+    total = 100  # 16 MB in 160 KiB splits
+    for target in sorted(rng.sample(range(5, total - 20), 3)):
+        await wait_for_progress(client, job["id"], target)
+        victim = f"mapper-{rng.randrange(3)}"
+        cluster.signal(victim, signal.SIGKILL)
+        kills += 1
+        await cluster.restart(victim)
+    assert await client.result(job["id"]) == run_sequential("wordcount", data)
+    status = await client.status(job["id"])
+    assert status["state"] == "done"
+    assert kills >= 1
+    await still_exact(client)
+
+
+async def test_killed_reducer_comes_back_and_its_partition_is_redone(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    data = make_text(tmp_path / "book.txt", 16, seed=9)
+    job = await client.submit({"input": {"path": "book.txt"}})
+    await wait_for_progress(client, job["id"], 10)
+    cluster.signal("reducer-1", signal.SIGKILL)
+    await cluster.restart("reducer-1")
+    assert await client.result(job["id"]) == run_sequential("wordcount", data)
+    status = await client.status(job["id"])
+    # Only partition 1 was re-mapped, and only for the splits the new reducer lacked.
+    assert {r["partition"] for r in status["recoveries"]} == {1}
+    assert 10 <= status["recoveries"][0]["splits"] < status["progress"]["splits_total"]
+    await still_exact(client)
+
+
+async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    data = make_text(tmp_path / "book.txt", 16, seed=4)
+    job = await client.submit({"input": {"path": "book.txt"}})
+    await wait_for_progress(client, job["id"], 3)
+    cluster.signal("mapper-0", signal.SIGSTOP)
+    try:
+        result = await client.result(job["id"])  # the lease (2 s) expires; the split moves to another mapper
+    finally:
+        cluster.signal("mapper-0", signal.SIGCONT)
+    assert result == run_sequential("wordcount", data)
+    status = await client.status(job["id"])
+    causes = [a["cause"] for s in status["splits"] for a in s["attempts"] if a["state"] == "failed"]
+    assert any("lease" in cause or "stalled" in cause for cause in causes), causes
+    # The resumed mapper's late streams and report change nothing.
+    await still_exact(client)
+    assert await client.result(job["id"]) == result
+
+
+async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    data = make_text(tmp_path / "book.txt", 16, seed=6)
+    spec = {"input": {"path": "book.txt"}}
+    job = await client.submit(spec, key="nightly")
+    await wait_for_progress(client, job["id"], 3)
+    cluster.signal("master-0", signal.SIGKILL)
+    await cluster.restart("master-0")
+    status = await client.status(job["id"])
+    assert status["state"] == "failed"
+    assert "master restarted" in status["error"]
+    again = await client.submit(spec, key="nightly")
+    assert again["id"] == job["id"]
+    assert again["epoch"] > job["epoch"]
+    assert await client.result(again["id"]) == run_sequential("wordcount", data)
+    await still_exact(client)
+    # No actor is stuck: every mapper and reducer answers its probe.
+    async with aiohttp.ClientSession() as session:
+        for actor in cluster.actors:
+            async with session.get(actor.url + "/readyz") as response:
+                assert response.status == 200, actor.name
+
+
+async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
+    make_text(tmp_path / "book.txt", 1, seed=3)
+    async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path),
+                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS) as cluster:
+        async with aiohttp.ClientSession(base_url=cluster.master_url) as session, session.post(
+            "/v1/jobs", json={"input": {"path": "book.txt"}}
+        ) as response:
+            assert response.status == 202
+        pids = [a.pid for a in cluster.actors]
+        codes = await cluster.stop()
+    assert codes == dict.fromkeys(codes, 0), codes
+    assert not [pid for pid in pids if alive(pid)]
+    assert os.getpid()  # the test process itself is untouched

@@ -1,0 +1,218 @@
+"""The rendered deploy/ manifests run as a simulated cluster: one actor process per declared pod, fake cluster DNS.
+
+See tests/k8s_sim.py for what is taken from the manifests and the few things the simulation has to override.
+Needs kubectl and PyYAML (``scripts/k8s-test-deps.sh``); skips without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import os
+import random
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.dnsserver import FakeClusterDns
+
+from .k8s_sim import FAKE_KUBECTL, ROOT, SimCluster, alive, render, tool, workdir
+
+pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
+pytestmark = pytest.mark.timeout(180)
+
+ORIGINAL = "hello hello hello hello world world world"
+
+
+def big_text(size: int, seed: int = 7) -> str:
+    """A few MB of text with a Zipf-ish vocabulary, ragged lines and a few unicode words."""
+    rng = random.Random(seed)
+    vocabulary = [f"w{i}" for i in range(20_000)] + ["straße", "naïve", "日本", "ok"]
+    cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocabulary))))
+    words = rng.choices(vocabulary, cum_weights=cumulative, k=size // 5)
+    lines, at = [], 0
+    while at < len(words):
+        step = rng.randint(1, 25)
+        lines.append(" ".join(words[at:at + step]))
+        at += step
+    return "\n".join(lines) + "\n"
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    body = await response.text()
+    assert response.content_type == "application/json", body
+    import json
+
+    return json.loads(body)
+
+
+async def run_job(session: aiohttp.ClientSession, master: str, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """POST the text as an upload to /v1/jobs, wait for the result; answer (status, result)."""
+    async with session.post(f"{master}/v1/jobs", data=text.encode(),
+                            headers={"Content-Type": "text/plain"}) as response:
+        submitted = await _json(response)
+        assert response.status == 202, submitted
+    async with session.get(f"{master}/v1/jobs/{submitted['id']}/result", params={"wait": "60"}) as response:
+        result = await _json(response)
+        assert response.status == 200, result
+    async with session.get(f"{master}/v1/jobs/{submitted['id']}") as response:
+        status = await _json(response)
+    return status, result
+
+
+async def test_the_manifests_run_as_a_cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if tool("kubectl") is None:
+        pytest.skip("kubectl is missing: run scripts/k8s-test-deps.sh")
+    objects = render()
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    with workdir() as directory:
+        async with FakeClusterDns() as dns, SimCluster(objects, directory, dns) as cluster:
+            timings["start"] = time.monotonic() - began
+            pods = cluster.pods
+            for pod in pods.values():  # every emptyDir setting points into the sim's directory, not the host's
+                for key in ("MR_SPOOL_DIR", "MR_STATE_DIR", "TMPDIR"):
+                    assert key not in pod.env or pod.env[key].startswith(str(directory)), (pod.spec.name, key)
+            assert sorted(pods) == ["mapper-0", "mapper-1", "mapper-2", "master-6d5c8b7f9-q2xkw",
+                                    "reducer-0", "reducer-1"]
+            master = next(p for name, p in pods.items() if name.startswith("master-"))
+            token = master.env["MR_TOKEN"]
+            auth = {"Authorization": f"Bearer {token}"}
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as session:
+                # Every pod knows who it is from the downward API: name, and the ordinal parsed from it.
+                for name, pod in pods.items():
+                    async with session.get(f"{pod.url}/healthz") as response:
+                        health = await _json(response)
+                    assert health["name"] == name and health["role"] == pod.spec.role
+                    if pod.spec.ordinal is not None:
+                        assert health["ordinal"] == pod.spec.ordinal
+
+                # The master finds the StatefulSets' pods through the fake cluster DNS's SRV records.
+                async with session.get(f"{master.url}/v1/cluster") as response:
+                    seen = await _json(response)
+                assert [m["name"] for m in seen["mappers"]] == ["mapper-0", "mapper-1", "mapper-2"]
+                assert [r["name"] for r in seen["reducers"]] == ["reducer-0", "reducer-1"]
+                assert [r["url"] for r in seen["reducers"]] == [pods["reducer-0"].url, pods["reducer-1"].url]
+                assert any(q[2] == "SRV" for q in dns.queries)
+
+                # The original example, through the original trigger.
+                t = time.monotonic()
+                async with session.get(f"{master.url}/compute", params={"text": ORIGINAL}) as response:
+                    counts = await _json(response)
+                assert response.status == 200 and counts == {"hello": 4, "world": 3}
+                timings["compute"] = time.monotonic() - t
+
+                # Internal endpoints refuse a caller without the token, and nothing changes.
+                await check_token_required(session, cluster, auth)
+
+                # A multi-MB text, uploaded to the master (spooled in its MR_SPOOL_DIR emptyDir).
+                text = big_text(4 * 1024 * 1024)
+                assert len(text) > 3_000_000
+                t = time.monotonic()
+                status, result = await run_job(session, master.url, text)
+                timings["4MB job"] = time.monotonic() - t
+                assert result["result"] == dict(collections.Counter(text.split()))
+                assert status["partitions"] == 2 and status["state"] == "done"
+                assert status["mappers"] == ["mapper-0", "mapper-1", "mapper-2"]
+
+                # kubectl scale statefulset/reducer --replicas=3: reducer-2 starts, becomes ready, enters DNS.
+                t = time.monotonic()
+                (added,) = await cluster.scale("reducer", 3)
+                assert added.spec.name == "reducer-2" and added.ip.endswith(".3")
+                timings["scale"] = time.monotonic() - t
+                second = big_text(300_000, seed=11)
+                status, result = await run_job(session, master.url, second)
+                assert status["partitions"] == 3, status
+                assert result["result"] == dict(collections.Counter(second.split()))
+                assert status["reducers"] == ["reducer-0", "reducer-1", "reducer-2"], status
+
+            # SIGTERM, as the kubelet sends it: every actor drains and exits 0 well inside the grace period.
+            t = time.monotonic()
+            codes = await cluster.stop(grace=25)
+            timings["stop"] = time.monotonic() - t
+            assert codes == {name: 0 for name in pods}, {n: (c, pods[n].log()[-2000:]) for n, c in codes.items()}
+            for pod in pods.values():
+                assert "actor_stopped" in pod.log(), pod.log()[-2000:]
+        # Leak checks: every process is gone, and so is its process group.
+        for pod in cluster.pods.values():
+            assert pod.process is not None and pod.process.returncode is not None
+            assert not alive(pod.process.pid)
+    print("k8s sim timings:", {k: round(v, 2) for k, v in timings.items()})
+
+
+async def check_token_required(session: aiohttp.ClientSession, cluster: SimCluster, auth: dict[str, str]) -> None:
+    pods = cluster.pods
+    master = next(p for name, p in pods.items() if name.startswith("master-"))
+    reducer = pods["reducer-0"]
+
+    async def reducer_state() -> Any:
+        async with session.get(f"{reducer.url}/internal/v1/state", headers=auth) as response:
+            assert response.status == 200
+            return await _json(response)
+
+    async def jobs() -> Any:
+        async with session.get(f"{master.url}/v1/jobs") as response:
+            return await _json(response)
+
+    # The /compute job just finished; let its clean-up (the master releasing reducer state) settle first.
+    before_state = await reducer_state()
+    deadline = time.monotonic() + 10
+    while before_state["jobs"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        before_state = await reducer_state()
+    before_jobs = await jobs()
+    attempts = [
+        ("POST", f"{pods['mapper-0'].url}/internal/v1/assign", {}),
+        ("POST", f"{reducer.url}/internal/v1/shuffle", {}),
+        ("POST", f"{reducer.url}/internal/v1/finalize", {}),
+        ("GET", f"{reducer.url}/internal/v1/state", {}),
+        ("GET", f"{master.url}/internal/v1/inputs/anything", {}),
+        ("POST", f"{reducer.url}/internal/v1/shuffle", {"Authorization": "Bearer not-the-token"}),
+    ]
+    for method, url, headers in attempts:
+        async with session.request(method, url, data=b"\xa0", headers={**headers,
+                                   "Content-Type": "application/cbor"}) as response:
+            body = await response.text()
+            assert response.status == 401, (method, url, response.status, body)
+    assert await reducer_state() == before_state
+    assert await jobs() == before_jobs
+
+
+async def test_demo_script_against_the_simulated_cluster(tmp_path: Path) -> None:
+    """scripts/demo-port-forward.sh end to end, with a stand-in kubectl whose port-forward reaches the sim master."""
+    if tool("kubectl") is None or shutil.which("curl") is None:
+        pytest.skip("kubectl or curl is missing")
+    fake = tmp_path / "kubectl.py"
+    fake.write_text(FAKE_KUBECTL)
+    log = tmp_path / "kubectl.log"
+    with workdir() as directory:
+        async with FakeClusterDns() as dns, SimCluster(render(), directory, dns) as cluster:
+            master = next(p for name, p in cluster.pods.items() if name.startswith("master-"))
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                local_port = s.getsockname()[1]
+            env = {**os.environ, "KUBECTL": f"{sys.executable} {fake}", "LOCAL_PORT": str(local_port),
+                   "FAKE_KUBECTL_LOG": str(log), "FAKE_KUBECTL_TARGET": f"{master.ip}:{master.port}"}
+            demo = await asyncio.create_subprocess_exec(
+                "bash", str(ROOT / "scripts" / "demo-port-forward.sh"), env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(demo.communicate(), 60)
+            output = out.decode()
+            assert demo.returncode == 0, output
+            codes = await cluster.stop(grace=25)
+            assert set(codes.values()) == {0}
+    assert '{"hello": 4, "world": 3}' in output
+    assert '"the"' in output and '"dog"' in output
+    assert "'partitions': 2" in output
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("apply -k ") and calls[0].endswith("/deploy")
+    assert any("rollout status statefulset/reducer" in c for c in calls)
+    assert any("port-forward service/master" in c for c in calls)
+    assert calls[-1].startswith("delete namespace mapreduce")  # the trap cleaned up

@@ -1,0 +1,49 @@
+"""The sequential oracle: Counter over the input decoded with replacement, exactly as the mappers decode it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.sequential import run_sequential, run_sequential_file
+
+RAW = st.lists(
+    st.binary(max_size=6)
+    | st.sampled_from([b" ", b"\n", b"word", b"\x85", "\u2003".encode(), "\x85".encode(), b"\xff", b"\xe2\x80"]),
+    max_size=40,
+).map(b"".join)
+
+
+@given(data=RAW)
+@settings(max_examples=150, deadline=None)
+def test_wordcount_equals_counter_over_replaced_decode(data: bytes) -> None:
+    assert run_sequential("wordcount", data) == Counter(data.decode("utf-8", "replace").split())
+
+
+def test_invalid_utf8_is_replaced_not_dropped() -> None:
+    data = b"caf\xe9 caf\xe9 ok\n\xff"
+    assert run_sequential("wordcount", data) == {"caf\ufffd": 2, "ok": 1, "\ufffd": 1}
+
+
+def test_unicode_whitespace_splits() -> None:
+    data = "a\u2003b\x85c\u3000a".encode()
+    assert run_sequential("wordcount", data) == {"a": 2, "b": 1, "c": 1}
+
+
+def test_inverted_index() -> None:
+    assert run_sequential("inverted_index", b"x y\nx", "book.txt") == {"x": ["book.txt"], "y": ["book.txt"]}
+
+
+def test_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"the cat the\ndog \xff\n")
+    assert run_sequential_file("wordcount", path) == {"the": 2, "cat": 1, "dog": 1, "\ufffd": 1}
+    assert run_sequential_file("inverted_index", str(path))["cat"] == ["in.txt"]
+    assert run_sequential_file("inverted_index", path, "other")["cat"] == ["other"]
+
+
+def test_empty_input() -> None:
+    assert run_sequential("wordcount", b"") == {}

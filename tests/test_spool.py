@@ -1,0 +1,176 @@
+"""The spool: combined, partitioned DATA frames that decode back to exactly the mapper's output, replayable."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors import wire
+from actors.errors import PayloadTooLarge
+from actors.jobs import get_job
+from actors.messages import Commit, Data, from_wire
+from actors.partition import partition_of
+from actors.spool import Spool
+
+CAP = 1 << 20
+
+
+@pytest.fixture
+def spools() -> Iterator[list[Spool]]:
+    made: list[Spool] = []
+    yield made
+    for spool in made:
+        spool.close()
+
+
+def make(spools: list[Spool], job: str = "wordcount", partitions: int = 3, key_budget: int = 1000,
+         frame_cap: int = CAP, **kwargs: Any) -> Spool:
+    spool = Spool(get_job(job), partitions, key_budget, frame_cap, **kwargs)
+    spools.append(spool)
+    return spool
+
+
+def frames_of(spool: Spool, partition: int) -> list[dict[str, Any]]:
+    """Decode a partition's bytes as a reducer would: frame decoder, then strict message parsing."""
+    decoder = wire.FrameDecoder(spool.frame_cap)
+    items: list[dict[str, Any]] = []
+    for block in spool.blocks(partition):
+        items += [from_wire(raw, Data).items for raw in decoder.feed(block)]
+    decoder.close()
+    return items
+
+
+def expected_by_partition(total: Counter[str], partitions: int) -> list[dict[str, int]]:
+    parts: list[dict[str, int]] = [{} for _ in range(partitions)]
+    for key, count in total.items():
+        parts[partition_of(key, partitions)][key] = count
+    return parts
+
+
+def check_decodes_to(spool: Spool, total: Counter[str]) -> None:
+    expected = expected_by_partition(total, spool.partitions)
+    for partition in range(spool.partitions):
+        frames = frames_of(spool, partition)
+        merged: Counter[str] = Counter()
+        for items in frames:
+            assert items, "empty DATA frame"
+            assert all(partition_of(k, spool.partitions) == partition for k in items)
+            merged.update(items)
+        assert merged == expected[partition]
+        # COMMIT totals computed here from what was decoded.
+        assert spool.commit(partition) == Commit(
+            frames=len(frames), keys=sum(len(f) for f in frames), checksum=sum(sum(f.values()) for f in frames)
+        )
+
+
+WORDS = st.text(alphabet="abcdeé日 ", max_size=6).filter(lambda w: w.strip() == w and w != "")
+CHUNKS = st.lists(st.lists(WORDS, max_size=30), max_size=8)
+
+
+@given(chunks=CHUNKS, partitions=st.integers(1, 4), key_budget=st.integers(1, 20))
+@settings(max_examples=80, deadline=None)
+def test_frames_decode_to_the_combined_map_output(chunks: list[list[str]], partitions: int, key_budget: int) -> None:
+    spool = Spool(get_job("wordcount"), partitions, key_budget, CAP)
+    try:
+        total: Counter[str] = Counter()
+        for words in chunks:
+            spool.add(dict(Counter(words)))
+            total.update(words)
+        spool.flush()
+        check_decodes_to(spool, total)
+        assert spool.total_keys == sum(spool.commit(p).keys for p in range(partitions))
+    finally:
+        spool.close()
+
+
+def test_flush_at_key_budget(spools: list[Spool]) -> None:
+    spool = make(spools, partitions=2, key_budget=5)
+    spool.add({"a": 1, "b": 1, "c": 1, "d": 1})
+    assert sum(spool.frames) == 0  # 4 keys: under the budget, nothing written yet
+    spool.add({"a": 2, "b": 2})  # combined: still 4 distinct keys
+    assert sum(spool.frames) == 0
+    spool.add({"e": 1})  # 5 distinct keys: flushed
+    assert sum(spool.frames) >= 1
+    assert sum(spool.keys) == 5
+    spool.add({"a": 10})
+    assert sum(spool.keys) == 5  # a new accumulator, under budget again
+    spool.flush()
+    check_decodes_to(spool, Counter({"a": 13, "b": 3, "c": 1, "d": 1, "e": 1}))
+
+
+def test_flush_of_nothing_writes_nothing(spools: list[Spool]) -> None:
+    spool = make(spools)
+    spool.flush()
+    spool.flush()
+    for partition in range(spool.partitions):
+        assert spool.commit(partition) == Commit(frames=0, keys=0, checksum=0)
+        assert list(spool.blocks(partition)) == []
+
+
+def test_oversized_frame_is_split_in_halves(spools: list[Spool]) -> None:
+    counts = {f"key-{i:04d}-" + "x" * 40: i + 1 for i in range(200)}
+    one_frame = len(wire.frame({"v": 1, "type": "data", "items": counts}, 1 << 30))
+    cap = one_frame // 5  # about five frames' worth
+    spool = make(spools, partitions=1, frame_cap=cap)
+    spool.add(dict(counts))
+    spool.flush()
+    frames = frames_of(spool, 0)
+    assert 5 <= len(frames) <= 16
+    assert Counter(dict(counts)) == sum((Counter(f) for f in frames), Counter())
+    # Every frame is within the cap.
+    data = b"".join(spool.blocks(0))
+    pos = 0
+    while pos < len(data):
+        length = wire.frame_length(data[pos : pos + wire.PREFIX], cap)
+        pos += wire.PREFIX + length
+    assert pos == len(data)
+    assert spool.commit(0).frames == len(frames)
+    assert spool.sizes[0] == len(data)
+
+
+def test_single_key_larger_than_the_cap(spools: list[Spool]) -> None:
+    spool = make(spools, partitions=1, frame_cap=64)
+    spool.add({"k" * 200: 1})
+    with pytest.raises(PayloadTooLarge):
+        spool.flush()
+
+
+def test_blocks_replay_identically(spools: list[Spool]) -> None:
+    rng = random.Random(7)
+    # Enough data to exceed one read block and, with a small memory limit, to spill to disk.
+    words = [f"w{rng.randrange(50_000)}" for _ in range(120_000)]
+    spool = make(spools, partitions=3, key_budget=5000, memory_limit=64 * 1024)
+    for start in range(0, len(words), 10_000):
+        spool.add(dict(Counter(words[start : start + 10_000])))
+    spool.flush()
+    for partition in range(3):
+        first = list(spool.blocks(partition))
+        second = list(spool.blocks(partition))
+        assert first == second
+        assert sum(map(len, first)) == spool.sizes[partition]
+        # A retry that stopped half way through still replays from the start.
+        partial = spool.blocks(partition)
+        next(partial)
+        assert b"".join(spool.blocks(partition)) == b"".join(first)
+    check_decodes_to(spool, Counter(words))
+
+
+def test_inverted_index_spool(spools: list[Spool]) -> None:
+    job = get_job("inverted_index")
+    spool = make(spools, job="inverted_index", partitions=2, key_budget=3)
+    spool.add(job.map("a b c", "one.txt"))
+    spool.add(job.map("b d", "two.txt"))
+    spool.add(job.map("a", "three.txt"))
+    spool.flush()
+    merged: dict[str, Any] = {}
+    for partition in range(2):
+        for items in frames_of(spool, partition):
+            job.combine(merged, items)
+    # Key budget 3: "a b c" flushed on its own, then "b d" and "a" combined.
+    assert merged == {"a": ["one.txt", "three.txt"], "b": ["one.txt", "two.txt"], "c": ["one.txt"], "d": ["two.txt"]}
