@@ -405,7 +405,7 @@ def test_a_replicas_patch_changes_only_the_replicas(objects: list[Obj], tmp_path
 
 
 def test_the_documented_token_overlay_replaces_the_sample(objects: list[Obj], tmp_path: Path) -> None:
-    """deploy/README.md's recipe for a real token: an overlay whose secretGenerator replaces the sample."""
+    """The README's recipe for a real token: an overlay whose secretGenerator replaces the sample."""
     base = os.path.relpath(DEPLOY, tmp_path)
     (tmp_path / "token.env").write_text("MR_TOKEN=a-real-token\n")
     (tmp_path / "kustomization.yaml").write_text(
