@@ -261,3 +261,38 @@ async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
     assert codes == dict.fromkeys(codes, 0), codes
     assert not [pid for pid in pids if alive(pid)]
     assert os.getpid()  # the test process itself is untouched
+
+
+async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    data = make_text(tmp_path / "book.txt", 16, seed=12)
+    job = await client.submit({"input": {"path": "book.txt"}})
+    await wait_for_progress(client, job["id"], 5)
+    mapper = cluster.actor("mapper-1")
+    cluster.signal("mapper-1", signal.SIGTERM)
+    assert mapper.process is not None
+    async with asyncio.timeout(20):
+        assert await mapper.process.wait() == 0  # finished or handed back its split, then exited cleanly
+    assert await client.result(job["id"]) == run_sequential("wordcount", data)
+    await cluster.restart("mapper-1")
+    await still_exact(client)
+
+
+async def test_reducer_killed_and_restarted_under_mdns_on_a_new_port(tmp_path: Path) -> None:
+    data = make_text(tmp_path / "book.txt", 16, seed=13)
+    async with LocalCluster(mappers=2, reducers=2, discovery="mdns", data_root=str(tmp_path), extra_env=FAULT_ENV,
+                            timeouts=FAULT_TIMEOUTS) as cluster, aiohttp.ClientSession(
+        base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
+        client = Client(session)
+        job = await client.submit({"input": {"path": "book.txt"}})
+        await wait_for_progress(client, job["id"], 10)
+        old_url = cluster.actor("reducer-0").url
+        cluster.signal("reducer-0", signal.SIGKILL)
+        await cluster.restart("reducer-0")
+        assert cluster.actor("reducer-0").url != old_url  # a new address, found again through mDNS
+        assert await client.result(job["id"]) == run_sequential("wordcount", data)
+        status = await client.status(job["id"])
+        assert {r["partition"] for r in status["recoveries"]} == {0}
+        await still_exact(client)
