@@ -26,8 +26,13 @@ class Split:
 
 
 def plan(size: int, split_size: int, min_splits: int) -> list[Split]:
-    """Even byte ranges of at most about ``split_size``, and at least ``min_splits`` of them."""
-    count = max(1, min_splits, -(-size // max(1, split_size)))
+    """Even byte ranges of at most about ``split_size``, in a multiple of ``min_splits`` (the mappers).
+
+    A multiple keeps every mapper busy to the end: 5 splits on 2 mappers would leave one idle for a whole round.
+    """
+    workers = max(1, min_splits)
+    wanted = max(1, -(-size // max(1, split_size)))
+    count = -(-wanted // workers) * workers
     bounds = [size * i // count for i in range(count + 1)]
     return [Split(i, bounds[i], bounds[i + 1]) for i in range(count)]
 
