@@ -11,7 +11,8 @@ from aiohttp import web
 from . import wire
 from .config import Settings
 from .discovery import Discovery, open_discovery
-from .errors import PayloadTooLarge, WireError
+from .errors import WireError
+from .frames import read_body
 from .middleware import make_middlewares
 
 
@@ -75,11 +76,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def read_cbor_body(request: web.Request, cap: int) -> object:
     """A request's CBOR body, refused past ``cap`` bytes before it is decoded."""
-    if request.content_length is not None and request.content_length > cap:
-        raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds the cap of {cap} bytes")
-    body = await request.content.read(cap + 1)
-    if len(body) > cap:
-        raise PayloadTooLarge(f"body exceeds the cap of {cap} bytes")
+    body = await read_body(request.content, cap, request.content_length)
     if not body:
         raise WireError("empty CBOR body")
     return wire.decode(body, cap)

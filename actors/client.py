@@ -13,7 +13,8 @@ from aiohttp import web
 
 from . import wire
 from .config import Settings
-from .errors import Conflict, MapReduceError, NotFound, PeerError, Unavailable, WireError
+from .errors import Conflict, MapReduceError, NotFound, PayloadTooLarge, PeerError, Unavailable, WireError
+from .frames import read_body
 from .messages import Message, to_wire
 
 CBOR = "application/cbor"
@@ -47,9 +48,10 @@ class PeerClient:
 async def read_cbor(response: aiohttp.ClientResponse, cap: int, url: str) -> Any:
     if response.status >= 400:
         raise await peer_failure(response, url)
-    body = await response.content.read(cap + 1)
-    if len(body) > cap:
-        raise PeerError(f"{url}: answer larger than {cap} bytes")
+    try:
+        body = await read_body(response.content, cap, response.content_length)
+    except PayloadTooLarge:
+        raise PeerError(f"{url}: answer larger than {cap} bytes") from None
     return wire.decode(body, cap)
 
 

@@ -69,8 +69,9 @@ class Settings:
     spool_dir: str = ""  # uploads and mapper spools; empty: the system temp dir
     state_dir: str = ""  # the master's job journal; empty: a restarted master forgets its jobs silently
     split_size: int = 16 * MiB
+    min_split_size: int = 64 * 1024  # below this per mapper, a job gets fewer splits than mappers
     chunk_size: int = 4 * MiB  # a mapper maps this many bytes at a time
-    key_budget: int = 100_000  # a mapper flushes its partial counts past this many keys
+    key_budget: int = 1_000_000  # a mapper flushes its combined partial values past this many keys
     max_body: int = 4096 * MiB  # largest upload or text input
     max_json: int = 64 * MiB  # largest JSON request body
     message_cap: int = 1 * MiB  # largest single CBOR message (assignments, finalize)
@@ -137,8 +138,9 @@ class Settings:
             spool_dir=env.get("MR_SPOOL_DIR", ""),
             state_dir=env.get("MR_STATE_DIR", ""),
             split_size=reader.integer("MR_SPLIT_SIZE", 16 * MiB, low=1),
+            min_split_size=reader.integer("MR_MIN_SPLIT_SIZE", 64 * 1024, low=1),
             chunk_size=reader.integer("MR_CHUNK_SIZE", 4 * MiB, low=1024),
-            key_budget=reader.integer("MR_KEY_BUDGET", 100_000, low=1),
+            key_budget=reader.integer("MR_KEY_BUDGET", 1_000_000, low=1),
             max_body=reader.integer("MR_MAX_BODY", 4096 * MiB, low=1),
             max_json=reader.integer("MR_MAX_JSON", 64 * MiB, low=1024),
             message_cap=reader.integer("MR_MESSAGE_CAP", 1 * MiB, low=1024),

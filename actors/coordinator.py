@@ -146,6 +146,7 @@ class Coordinator:
         self.slots = slots
         self.clock = clock
         self.changed = asyncio.Condition()
+        self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -188,7 +189,7 @@ class Coordinator:
         record.partitions = partitions
         record.mappers = [m.name for m in mappers]
         record.reducers = [r.name for r in reducers if r.ordinal < partitions]
-        record.splits = plan(record.input.size, record.split_size, len(mappers))
+        record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size)
         record.table = self._table(record.splits)
         record.state = RUNNING
         log.info("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
@@ -224,11 +225,13 @@ class Coordinator:
                 ticket: Ticket | None = None
                 outcome = OK
                 async with self.slots.hold(mapper.name):
+                    seen = self.version  # read with the table: any later change wakes us, none is missed
                     ticket = table.next_for(mapper.name)
                     if ticket is not None:
                         outcome = await self._attempt(mapper, ticket, table, only)
                 if ticket is None:
-                    await self._wait_for_change()
+                    if not table.all_done:
+                        await self._wait_for_change(seen)
                     continue
                 if outcome == OK:
                     unreachable_since, backoff = None, 0.05
@@ -247,17 +250,18 @@ class Coordinator:
             table.retire(mapper.name)
             await self._notify()
 
-    async def _wait_for_change(self) -> None:
+    async def _wait_for_change(self, seen: int) -> None:
         async with self.changed:
             try:
                 # A timed wake-up too: a straggler may deserve a backup before anything else changes.
                 async with asyncio.timeout(1.0):
-                    await self.changed.wait()
+                    await self.changed.wait_for(lambda: self.version != seen)
             except TimeoutError:
                 pass
 
     async def _notify(self) -> None:
         async with self.changed:
+            self.version += 1
             self.changed.notify_all()
 
     async def _refresh(self, mapper: Peer) -> Peer:

@@ -1,4 +1,4 @@
-"""Frame streams: reading length-prefixed CBOR frames off an HTTP body, each read bounded by a timeout."""
+"""Stream reading: HTTP bodies off aiohttp streams, whole under a cap or as length-prefixed CBOR frames."""
 
 from __future__ import annotations
 
@@ -8,7 +8,24 @@ from typing import Any
 from aiohttp import StreamReader
 
 from . import wire
-from .errors import WireError
+from .errors import PayloadTooLarge, WireError
+
+BODY_BLOCK = 256 * 1024
+
+
+async def read_body(stream: StreamReader, cap: int, declared: int | None) -> bytes:
+    """The whole body, refused past ``cap`` bytes (before reading, when the sender declared its length)."""
+    if declared is not None and declared > cap:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the cap of {cap} bytes")
+    parts: list[bytes] = []
+    size = 0
+    # StreamReader.read(n) answers with what is buffered, not n bytes: read until the end.
+    while block := await stream.read(BODY_BLOCK):
+        size += len(block)
+        if size > cap:
+            raise PayloadTooLarge(f"body exceeds the cap of {cap} bytes")
+        parts.append(block)
+    return b"".join(parts)
 
 
 class FrameReader:

@@ -15,6 +15,7 @@ MAX_DEPTH = 16
 _LENGTH = struct.Struct(">I")
 PREFIX = _LENGTH.size
 _PLAIN = (type(None), bool, int, float, str, bytes, list, dict)
+_PLAIN_SET = frozenset(_PLAIN)
 
 
 def _reject_tag(decoder: object, *rest: object) -> NoReturn:
@@ -88,18 +89,23 @@ def _check_plain(item: Any, depth: int) -> None:
         raise WireError(f"CBOR value of type {kind.__name__} is not accepted")
     if depth > MAX_DEPTH:
         raise WireError("CBOR nesting too deep")
-    # Maps of scalars are the bulk of shuffle data; checking them key by key in Python would be the hot loop.
+    # Maps of scalars are the bulk of shuffle data: check their types with C-level iteration, not a Python loop.
     if kind is dict:
-        if not all(type(k) is str for k in item):
+        if item and set(map(type, item)) != {str}:
             raise WireError("CBOR map keys must be text strings")
-        for value in item.values():
-            if type(value) in (list, dict):
-                _check_plain(value, depth + 1)
-            elif type(value) not in _PLAIN:
-                raise WireError(f"CBOR value of type {type(value).__name__} is not accepted")
+        _check_members(item.values(), depth)
     elif kind is list:
-        for value in item:
-            if type(value) in (list, dict) or type(value) not in _PLAIN:
+        _check_members(item, depth)
+
+
+def _check_members(values: Any, depth: int) -> None:
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN_SET:
+        bad = sorted(k.__name__ for k in kinds - _PLAIN_SET)
+        raise WireError(f"CBOR values of type {', '.join(bad)} are not accepted")
+    if list in kinds or dict in kinds:
+        for value in values:
+            if type(value) is list or type(value) is dict:
                 _check_plain(value, depth + 1)
 
 

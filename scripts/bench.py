@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
+import itertools
 import json
 import marshal
 import os
@@ -173,7 +173,7 @@ def line_aligned_ranges(path: Path, count: int) -> list[tuple[int, int]]:
             f.readline()
             bounds.append(min(f.tell(), size))
     bounds.append(size)
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 # Counter and Pool runs happen in fresh subprocesses (this file, run with --child), so each one's peak RSS
@@ -302,7 +302,9 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
                 async with session.get(f"/v1/jobs/{job_id}") as resp:
                     status = await resp.json()
                 if status.get("finished") and status.get("created"):
-                    run.server_seconds = float(status["finished"]) - float(status["created"])
+                    server = float(status["finished"]) - float(status["created"])
+                    # Only when both are on one clock (a negative span means they are not).
+                    run.server_seconds = server if 0 <= server <= timeout else None
         # Peak RSS of every actor, read just before the cluster is stopped.
         run.rss = {actor.name: vmhwm(actor.pid) for actor in cluster.actors}
     if body is not None:

@@ -91,7 +91,7 @@ class Stats:
 
     def summary(self) -> dict[str, Any]:
         by_kind: dict[str, Any] = {}
-        for kind in sorted({o.kind for o in self.outcomes}) + ["all"]:
+        for kind in [*sorted({o.kind for o in self.outcomes}), "all"]:
             chosen = [o for o in self.outcomes if kind in ("all", o.kind)]
             ok = sorted(o.latency for o in chosen if not o.error)
             errors = collections.Counter(o.error for o in chosen if o.error)
@@ -324,7 +324,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rate <= 0 or args.duration <= 0 or args.timeout <= 0:
         p.error("--rate, --duration and --timeout must be positive")
     if args.duration > MAX_DURATION or args.soak * 60 > MAX_DURATION * 4:
-        p.error(f"bounded runs only: --duration at most {MAX_DURATION:g} s, --soak at most {MAX_DURATION * 4 / 60:g} min")
+        p.error(f"bounded runs only: --duration at most {MAX_DURATION:g} s, "
+                f"--soak at most {MAX_DURATION * 4 / 60:g} min")
     if args.url and not is_loopback(args.url):
         p.error(f"{args.url}: only loopback masters (127.0.0.0/8, ::1, localhost; use kubectl port-forward)")
     kinds = [k.strip() for k in args.mix.split(",") if k.strip()]

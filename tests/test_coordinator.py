@@ -63,6 +63,15 @@ async def test_more_splits_than_mappers_on_a_path_input(make_cluster: ClusterFac
     assert status["attempts"]["retries"] == 0
 
 
+async def test_a_large_result_crosses_the_wire_whole(make_cluster: ClusterFactory, data_root: Path) -> None:
+    # Reports of megabytes: each reducer's totals arrive in many reads, not one buffer's worth.
+    cluster = await make_cluster(mappers=2, reducers=2)
+    text = "\n".join(f"word{i} shared{i % 7}" for i in range(120_000))
+    (data_root / "wide.txt").write_text(text)
+    job = await cluster.submit({"input": {"path": "wide.txt"}, "split_size": 1024 * 1024})
+    assert await cluster.result(job["id"]) == dict(Counter(text.split()))
+
+
 async def test_uploaded_body_with_invalid_utf8_is_replaced_not_fatal(make_cluster: ClusterFactory) -> None:
     cluster = await make_cluster()
     data = b"caf\xc3\xa9 ok \xff\xfe broken \xe6\x97 cut\nnext \xc3 line ok\n" * 500

@@ -284,3 +284,11 @@ def test_chunker_waits_for_size() -> None:
     pieces = chunker.feed(b"c d e f g")
     assert len(pieces) == 1
     assert b"".join(pieces) + b"".join(chunker.finish()) == b"a b c d e f g"
+
+
+def test_tiny_inputs_get_fewer_splits_than_mappers() -> None:
+    assert len(plan(40, 16 << 20, 3, min_split_size=64 * 1024)) == 1
+    assert len(plan(0, 16 << 20, 3, min_split_size=64 * 1024)) == 1
+    assert len(plan(130 * 1024, 16 << 20, 3, min_split_size=64 * 1024)) == 3
+    assert len(plan(100 * 1024, 16 << 20, 3, min_split_size=64 * 1024)) == 2
+    assert len(plan(1 << 30, 16 << 20, 3, min_split_size=64 * 1024)) == 66  # 64 rounded up to a multiple of 3

@@ -30,7 +30,9 @@ class WordCount:
         return sum(part.values())
 
     def check(self, part: Mapping[str, Any]) -> None:
-        if not all(type(count) is int and count > 0 for count in part.values()):
+        counts = part.values()
+        # C-level iteration: a reducer checks millions of counts.
+        if counts and (set(map(type, counts)) != {int} or min(counts) <= 0):
             raise WireError("wordcount values must be positive integers")
 
     def finish(self, totals: dict[str, Any]) -> dict[str, Any]:
