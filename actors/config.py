@@ -88,6 +88,7 @@ class Settings:
     api_token: str = ""  # optional token for the public API
     allow_private_urls: bool = False
     log_level: str = "INFO"
+    ready_fd: int = -1  # set by a launcher: write one line here once serving
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
@@ -156,6 +157,7 @@ class Settings:
             api_token=env.get("MR_API_TOKEN", ""),
             allow_private_urls=reader.boolean("MR_ALLOW_PRIVATE_URLS", False),
             log_level=env.get("MR_LOG_LEVEL", "INFO").upper(),
+            ready_fd=reader.integer("MR_READY_FD", -1, low=-1),
             timeouts=timeouts,
         )
 

@@ -167,34 +167,42 @@ class LocalCluster:
     async def _spawn(self, actor: ActorProcess) -> None:
         if actor.ready.done():
             actor.ready = asyncio.get_running_loop().create_future()
-        actor.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "actors", "serve",
-            env=actor.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent,
-        )
-        actor.pump = asyncio.get_running_loop().create_task(self._pump(actor), name=f"pump-{actor.name}")
-
-    async def _pump(self, actor: ActorProcess) -> None:
-        """Copy the actor's log lines to its log file and notice its readiness line."""
+        # Logs go straight to the actor's file; only the readiness line comes back, on a pipe of its own, so the
+        # launcher does no per-line work however much the actors log.
+        read_end, write_end = os.pipe()
         try:
-            await self._copy_log(actor)
-        except BaseException as error:
-            if not actor.ready.done():
-                actor.ready.set_exception(MapReduceError(f"{actor.name}: its log could not be read: {error!r}"))
+            with open(actor.log_path, "ab") as log_file:
+                actor.process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "actors", "serve",
+                    env={**actor.env, "MR_READY_FD": str(write_end)}, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file, stderr=asyncio.subprocess.STDOUT, pass_fds=(write_end,),
+                    preexec_fn=_die_with_parent,
+                )
+        except BaseException:
+            os.close(read_end)
             raise
+        finally:
+            os.close(write_end)
+        actor.pump = asyncio.get_running_loop().create_task(self._await_ready(actor, read_end),
+                                                            name=f"ready-{actor.name}")
 
-    async def _copy_log(self, actor: ActorProcess) -> None:
-        assert actor.process is not None and actor.process.stdout is not None
-        with open(actor.log_path, "ab") as log_file:
-            async for line in actor.process.stdout:
-                log_file.write(line)
-                log_file.flush()
-                if not actor.ready.done() and b'"actor_ready"' in line:
-                    with contextlib.suppress(ValueError):
-                        actor.url = str(json.loads(line)["url"])
-                        actor.ready.set_result(actor.url)
-        if not actor.ready.done():
-            tail = actor.log_path.read_text(errors="replace")[-2000:]
+    async def _await_ready(self, actor: ActorProcess, read_end: int) -> None:
+        """Resolve ``actor.ready`` with the URL the actor announces, or fail it if the actor exits first."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                    os.fdopen(read_end, "rb"))
+        try:
+            line = await reader.readline()
+        finally:
+            transport.close()
+        if actor.ready.done():
+            return
+        try:
+            actor.url = str(json.loads(line)["url"])
+            actor.ready.set_result(actor.url)
+        except (ValueError, KeyError, TypeError):
+            tail = actor.log_path.read_text(errors="replace")[-2000:] if actor.log_path.exists() else ""
             actor.ready.set_exception(MapReduceError(f"{actor.name} exited before it was ready:\n{tail}"))
 
     async def wait_for_peers(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 import socket
 
@@ -61,6 +63,10 @@ async def run_actor(settings: Settings) -> None:
         identity = app[IDENTITY]
         log.info("actor_ready", role=settings.role, name=settings.name, ordinal=settings.ordinal,
                  url=settings.advertise_url, incarnation=identity.incarnation, discovery=settings.discovery)
+        if settings.ready_fd >= 0:
+            # A launcher (the local cluster) waits on this pipe rather than reading our logs.
+            os.write(settings.ready_fd, json.dumps({"url": settings.advertise_url}).encode() + b"\n")
+            os.close(settings.ready_fd)
         await stop.wait()
         log.info("actor_draining", role=settings.role, name=settings.name)
     finally:
