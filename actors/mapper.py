@@ -19,7 +19,6 @@ from .logs import EventLog
 from .messages import (
     Assignment,
     Progress,
-    Release,
     SplitDone,
     SplitFailed,
     StreamAck,
@@ -42,7 +41,6 @@ def build_mapper(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
     app.router.add_post("/internal/v1/assign", assign)
-    app.router.add_post("/internal/v1/release", release)
     return app
 
 
@@ -78,12 +76,6 @@ async def assign(request: web.Request) -> web.StreamResponse:
         # The master went away or gave up on this attempt: stop, nothing to hand back.
         log.warning("split_abandoned", **fields, cause="master closed the assignment")
     return response
-
-
-async def release(request: web.Request) -> web.Response:
-    message = from_wire(await read_cbor_body(request, request.app[SETTINGS].message_cap), Release)
-    log.info("job_released", job=message.job, epoch=message.epoch)
-    return web.json_response({"released": True})
 
 
 class MapRun:
@@ -148,14 +140,14 @@ class MapRun:
                 data = owned.feed(block)
                 self.bytes_read += len(data)
                 for piece in chunker.feed(data):
-                    spool.add(self.job.map(piece.decode("utf-8", "replace"), name))
+                    spool.map(piece.decode("utf-8", "replace"), name)
                     yield self._progress()
                 if owned.done:
                     break
         finally:
             await blocks.aclose()  # type: ignore[attr-defined]
         for piece in chunker.finish():
-            spool.add(self.job.map(piece.decode("utf-8", "replace"), name))
+            spool.map(piece.decode("utf-8", "replace"), name)
         spool.flush()
         self.keys = spool.total_keys
         yield self._progress()

@@ -31,7 +31,7 @@ class Spool:
         self.partitions = partitions
         self.key_budget = key_budget
         self.frame_cap = frame_cap
-        self._acc: dict[str, Any] = {}
+        self._acc: dict[str, Any] = job.partial()
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
@@ -40,17 +40,20 @@ class Spool:
         self.checksums = [0] * partitions
         self.sizes = [0] * partitions
 
+    def map(self, text: str, source: str) -> None:
+        """Map one chunk into the combined partial values; flush to frames once they pass the key budget."""
+        self.job.map_into(self._acc, text, source)
+        if len(self._acc) >= self.key_budget:
+            self.flush()
+
     def add(self, part: dict[str, Any]) -> None:
-        """Combine one chunk's map output; flush to frames once the combined keys pass the budget."""
-        if not self._acc:
-            self._acc = part  # no copy: the caller hands the chunk's output over
-        else:
-            self.job.combine(self._acc, part)
+        """Combine an already mapped partial; flush to frames once the combined keys pass the budget."""
+        self.job.combine(self._acc, part)
         if len(self._acc) >= self.key_budget:
             self.flush()
 
     def flush(self) -> None:
-        acc, self._acc = self._acc, {}
+        acc, self._acc = self._acc, self.job.partial()
         if not acc:
             return
         for partition, items in enumerate(split_by_partition(acc, self.partitions)):

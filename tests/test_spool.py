@@ -174,3 +174,13 @@ def test_inverted_index_spool(spools: list[Spool]) -> None:
             job.combine(merged, items)
     # Key budget 3: "a b c" flushed on its own, then "b d" and "a" combined.
     assert merged == {"a": ["one.txt", "three.txt"], "b": ["one.txt", "two.txt"], "c": ["one.txt"], "d": ["two.txt"]}
+
+
+@pytest.mark.parametrize("key_budget", [1, 3, 1000])
+def test_map_counts_chunks_straight_into_the_partial(spools: list[Spool], key_budget: int) -> None:
+    chunks = ["a b a", "b c\nd a", "", "é é a"]
+    spool = make(spools, partitions=2, key_budget=key_budget)
+    for chunk in chunks:
+        spool.map(chunk, "in.txt")
+    spool.flush()
+    check_decodes_to(spool, Counter(" ".join(chunks).split()))

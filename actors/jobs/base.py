@@ -15,6 +15,14 @@ class Job(Protocol):
         """Map and combine one chunk of whole lines; ``source`` names the input it came from."""
         ...
 
+    def partial(self) -> dict[str, Any]:
+        """An empty accumulator for :meth:`map_into`."""
+        ...
+
+    def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
+        """Map one chunk straight into ``acc``: the same as combining ``map(text)`` into it, often faster."""
+        ...
+
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         """Merge ``part`` into ``into`` in place (a mapper's combiner and a reducer's merge alike)."""
         ...

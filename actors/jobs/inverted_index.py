@@ -17,6 +17,12 @@ class InvertedIndex:
         names = [source]
         return dict.fromkeys(text.split(), names)  # one shared list; combine never mutates values
 
+    def partial(self) -> dict[str, Any]:
+        return {}
+
+    def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
+        self.combine(acc, self.map(text, source))
+
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         for key, names in part.items():
             have = into.get(key)
