@@ -7,13 +7,13 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from . import wire
-from .client import PeerClient, describe, peer_failure, retrying
+from .client import PeerClient, describe, peer_failure
+from .collector import Collector
 from .config import Settings
 from .discovery import Discovery, Peer
 from .errors import (
@@ -21,31 +21,23 @@ from .errors import (
     JobFailed,
     MapReduceError,
     PeerError,
-    Unavailable,
     WireError,
     first_error,
 )
 from .frames import FrameReader
-from .inputs import InputRef
-from .jobs import get_job
 from .logs import EventLog
 from .messages import (
     Assignment,
-    Finalize,
-    Missing,
     Progress,
-    Release,
-    Report,
     SplitDone,
     SplitFailed,
     from_wire,
     to_wire,
 )
+from .record import CANCELLED, DONE, FAILED, FINALIZING, RUNNING, JobRecord
 from .splits import Split, plan
 from .splittable import SplitTable, Ticket
 
-QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = "queued", "running", "finalizing", "done", "failed", "cancelled"
-FINISHED = (DONE, FAILED, CANCELLED)
 OK, UNREACHABLE, FAULTY = "ok", "unreachable", "faulty"  # how one attempt went, for the mapper's worker
 
 log = EventLog(__name__)
@@ -53,64 +45,6 @@ log = EventLog(__name__)
 
 class MapperReported(PeerError):
     """The mapper itself reported the attempt failed (e.g. a reducer was down): not the mapper's fault."""
-
-
-@dataclass
-class JobRecord:
-    """One submitted job as the master knows it."""
-
-    id: str
-    epoch: int
-    job_name: str
-    input: InputRef
-    created: float
-    split_size: int
-    state: str = QUEUED
-    finished: float | None = None
-    error: str = ""
-    partitions: int = 0
-    mappers: list[str] = field(default_factory=list)
-    reducers: list[str] = field(default_factory=list)
-    splits: list[Split] = field(default_factory=list)
-    table: SplitTable | None = None
-    recoveries: list[dict[str, Any]] = field(default_factory=list)  # partitions re-mapped after a reducer loss
-    duplicate_streams: int = 0  # partition streams that reducers already had (retries, backups)
-    result: dict[str, Any] | None = None
-    stale_dropped: int = 0  # frames of other attempts or epochs seen on an assignment stream
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def status(self) -> dict[str, Any]:
-        table = self.table
-        progress = {
-            "splits_done": table.done_count if table else 0,
-            "splits_total": table.total if table else 0,
-            "bytes_done": min(table.bytes_done, self.input.size) if table else 0,
-            "bytes_total": self.input.size,
-        }
-        return {
-            "id": self.id,
-            "job": self.job_name,
-            "epoch": self.epoch,
-            "state": self.state,
-            "error": self.error or None,
-            "input": {"kind": self.input.kind, "name": self.input.name, "size": self.input.size},
-            "created": self.created,
-            "finished": self.finished,
-            "partitions": self.partitions,
-            "mappers": self.mappers,
-            "reducers": self.reducers,
-            "progress": progress,
-            "attempts": {
-                "started": table.attempts_started() if table else 0,
-                "retries": table.retries if table else 0,
-                "late_reports_dropped": table.late_reports if table else 0,
-                "stale_dropped": self.stale_dropped,
-                "duplicate_streams": self.duplicate_streams,
-                "last_failure": (table.last_failure if table else "") or None,
-            },
-            "recoveries": self.recoveries,
-            "splits": table.snapshot() if table else [],
-        }
 
 
 class MapperSlots:
@@ -146,6 +80,7 @@ class Coordinator:
         self.slots = slots
         self.clock = clock
         self.changed = asyncio.Condition()
+        self.collector = Collector(record, settings, client, discovery)
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
     @property
@@ -157,7 +92,7 @@ class Coordinator:
         try:
             await self._map_phase()
             record.state = FINALIZING
-            record.result = await self._reduce_phase()
+            record.result = await self.collector.collect(self._recover)
             record.state = DONE
             splits = record.table.total if record.table else 0
             log.info("job_done", **self.fields, keys=len(record.result), splits=splits)
@@ -173,7 +108,7 @@ class Coordinator:
         finally:
             record.finished = time.time()  # wall clock, like ``created``; the injected clock is for durations
             record.done.set()
-            await asyncio.shield(self._release())
+            await asyncio.shield(self.collector.release())
 
     async def _map_phase(self) -> None:
         record, t = self.record, self.settings.timeouts
@@ -345,27 +280,6 @@ class Coordinator:
                         raise JobFailed(f"split {assignment.split} cannot be mapped: {message.cause}")
                     raise MapperReported(f"{mapper.name}: {message.cause}")
 
-    async def _reduce_phase(self) -> dict[str, Any]:
-        """Collect every partition's report; a partition whose reducer lost splits has just those re-mapped."""
-        record = self.record
-        reports: dict[int, Report] = {}
-        pending = list(range(record.partitions))
-        for round_number in range(1, self.settings.max_attempts + 2):
-            answers = await asyncio.gather(*(self._finalize(p) for p in pending))
-            lost = {a.partition: a.splits for a in answers if isinstance(a, Missing)}
-            reports.update({a.partition: a for a in answers if isinstance(a, Report)})
-            if not lost:
-                break
-            if round_number > self.settings.max_attempts:
-                raise JobFailed(f"partitions {sorted(lost)} still lack splits after {round_number - 1} recoveries")
-            await self._recover(lost, round_number)
-            pending = sorted(lost)
-        job = get_job(record.job_name)
-        result: dict[str, Any] = {}
-        for partition in sorted(reports):
-            result.update(job.finish(reports[partition].totals))
-        return result
-
     async def _recover(self, lost: dict[int, list[int]], round_number: int) -> None:
         """Re-map the lost splits, each for its own partition only; committed partitions answer "duplicate"."""
         record = self.record
@@ -388,55 +302,3 @@ class Coordinator:
             return await self.discovery.wait_for("mapper", 1, self.settings.timeouts.peers)
         except DiscoveryError as error:
             raise JobFailed(f"no mapper is visible: {error.message}") from None
-
-    async def _reducer(self, partition: int) -> Peer:
-        try:
-            peers = await self.discovery.wait_for("reducer", partition + 1, self.settings.timeouts.peers)
-        except DiscoveryError as error:
-            raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
-        for peer in peers:
-            if peer.ordinal == partition:
-                return peer
-        raise Unavailable(f"reducer {partition} is not visible")
-
-    async def _finalize(self, partition: int) -> Report | Missing:
-        """Ask reducer ``partition`` for its report, waiting (bounded) for it to come back if it is down."""
-        record, settings = self.record, self.settings
-        message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=len(record.splits),
-                           job_name=record.job_name)
-
-        async def call() -> Report | Missing:
-            reducer = await self._reducer(partition)
-            raw = await self.client.call(f"{reducer.url}/internal/v1/finalize", message, settings.result_cap,
-                                         settings.timeouts.finalize)
-            return from_wire(raw, Report, Missing)
-
-        try:
-            answer = await retrying(call, (PeerError, Unavailable), 1_000_000, settings.timeouts.recovery,
-                                    base_delay=0.1)
-        except (PeerError, Unavailable) as error:
-            raise JobFailed(f"reducer {partition} did not come back within {settings.timeouts.recovery:g} s: "
-                            f"{error.message}") from None
-        if (answer.job, answer.epoch, answer.partition) != (record.id, record.epoch, partition):
-            raise JobFailed(f"reducer {partition} answered for another job or partition")
-        if isinstance(answer, Report):
-            log.info("partition_collected", **self.fields, partition=partition, keys=len(answer.totals),
-                     incarnation=answer.incarnation)
-        return answer
-
-    async def _release(self) -> None:
-        """Tell every reducer to forget the job; best effort, bounded, never raises."""
-        record = self.record
-        if not record.partitions:
-            return
-        message = Release(job=record.id, epoch=record.epoch)
-        try:
-            reducers = await self.discovery.peers("reducer")
-        except MapReduceError:
-            return
-        calls = [
-            self.client.call(f"{r.url}/internal/v1/release", message, self.settings.message_cap,
-                             self.settings.timeouts.request)
-            for r in reducers if r.ordinal < record.partitions
-        ]
-        await asyncio.gather(*calls, return_exceptions=True)

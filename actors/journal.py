@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .coordinator import JobRecord
 from .inputs import InputRef
 from .logs import EventLog
+from .record import JobRecord
 
 log = EventLog(__name__)
 

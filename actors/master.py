@@ -16,12 +16,13 @@ from aiohttp import web
 from .actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
 from .client import PeerClient, session_context
 from .config import Settings
-from .coordinator import CANCELLED, DONE, FAILED, FINISHED, Coordinator, JobRecord, MapperSlots
+from .coordinator import Coordinator, MapperSlots
 from .errors import BadRequest, Conflict, MapReduceError, Unavailable
 from .inputs import InputRef, InputStore, parse_spec, upload_name
 from .jobs import get_job
 from .journal import Journal
 from .logs import EventLog
+from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .coordinator import FINISHED, JobRecord
 from .errors import NotFound
+from .record import FINISHED, JobRecord
 
 
 class JobRegistry:

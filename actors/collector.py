@@ -1,0 +1,104 @@
+"""The collector: asks every reducer for its partition's report and assembles the job's result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .client import PeerClient, retrying
+from .config import Settings
+from .discovery import Discovery, Peer
+from .errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable
+from .jobs import get_job
+from .logs import EventLog
+from .messages import Finalize, Missing, Release, Report, from_wire
+from .record import JobRecord
+
+Remap = Callable[[dict[int, list[int]], int], Awaitable[None]]
+
+log = EventLog(__name__)
+
+
+class Collector:
+    """The reduce side of one job: finalize, recover lost partitions through ``remap``, release."""
+
+    def __init__(self, record: JobRecord, settings: Settings, client: PeerClient, discovery: Discovery) -> None:
+        self.record = record
+        self.settings = settings
+        self.client = client
+        self.discovery = discovery
+        self.fields = {"job": record.id, "epoch": record.epoch}
+
+    async def collect(self, remap: Remap) -> dict[str, Any]:
+        """Every partition's report; a partition whose reducer lost splits has ``remap`` redo just those."""
+        record = self.record
+        reports: dict[int, Report] = {}
+        pending = list(range(record.partitions))
+        for round_number in range(1, self.settings.max_attempts + 2):
+            answers = await asyncio.gather(*(self._finalize(p) for p in pending))
+            lost = {a.partition: a.splits for a in answers if isinstance(a, Missing)}
+            reports.update({a.partition: a for a in answers if isinstance(a, Report)})
+            if not lost:
+                break
+            if round_number > self.settings.max_attempts:
+                raise JobFailed(f"partitions {sorted(lost)} still lack splits after {round_number - 1} recoveries")
+            await remap(lost, round_number)
+            pending = sorted(lost)
+        job = get_job(record.job_name)
+        result: dict[str, Any] = {}
+        for partition in sorted(reports):
+            result.update(job.finish(reports[partition].totals))
+        return result
+
+    async def _reducer(self, partition: int) -> Peer:
+        try:
+            peers = await self.discovery.wait_for("reducer", partition + 1, self.settings.timeouts.peers)
+        except DiscoveryError as error:
+            raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
+        for peer in peers:
+            if peer.ordinal == partition:
+                return peer
+        raise Unavailable(f"reducer {partition} is not visible")
+
+    async def _finalize(self, partition: int) -> Report | Missing:
+        """Ask reducer ``partition`` for its report, waiting (bounded) for it to come back if it is down."""
+        record, settings = self.record, self.settings
+        message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=len(record.splits),
+                           job_name=record.job_name)
+
+        async def call() -> Report | Missing:
+            reducer = await self._reducer(partition)
+            raw = await self.client.call(f"{reducer.url}/internal/v1/finalize", message, settings.result_cap,
+                                         settings.timeouts.finalize)
+            return from_wire(raw, Report, Missing)
+
+        try:
+            answer = await retrying(call, (PeerError, Unavailable), 1_000_000, settings.timeouts.recovery,
+                                    base_delay=0.1)
+        except (PeerError, Unavailable) as error:
+            raise JobFailed(f"reducer {partition} did not come back within {settings.timeouts.recovery:g} s: "
+                            f"{error.message}") from None
+        if (answer.job, answer.epoch, answer.partition) != (record.id, record.epoch, partition):
+            raise JobFailed(f"reducer {partition} answered for another job or partition")
+        if isinstance(answer, Report):
+            log.info("partition_collected", **self.fields, partition=partition, keys=len(answer.totals),
+                     incarnation=answer.incarnation)
+        return answer
+
+    async def release(self) -> None:
+        """Tell every reducer to forget the job; best effort, bounded, never raises."""
+        record = self.record
+        if not record.partitions:
+            return
+        message = Release(job=record.id, epoch=record.epoch)
+        try:
+            reducers = await self.discovery.peers("reducer")
+        except MapReduceError:
+            return
+        calls = [
+            self.client.call(f"{r.url}/internal/v1/release", message, self.settings.message_cap,
+                             self.settings.timeouts.request)
+            for r in reducers if r.ordinal < record.partitions
+        ]
+        await asyncio.gather(*calls, return_exceptions=True)
