@@ -105,6 +105,10 @@ class Coordinator:
             record.state = FAILED
             record.error = error.message
             log.warning("job_failed", **self.fields, error=error.message)
+        except Exception as error:  # a bug: fail the job loudly rather than leave it "running" forever
+            record.state = FAILED
+            record.error = f"internal error: {error!r}"
+            log.error("job_crashed", exc=True, **self.fields)
         finally:
             record.finished = time.time()  # wall clock, like ``created``; the injected clock is for durations
             record.done.set()
@@ -112,11 +116,11 @@ class Coordinator:
 
     async def _map_phase(self) -> None:
         record, t = self.record, self.settings.timeouts
+        mappers = await self._mappers()
         try:
-            mappers = await self.discovery.wait_for("mapper", 1, t.peers)
             reducers = await self.discovery.wait_for("reducer", 1, t.peers)
         except DiscoveryError as error:
-            raise JobFailed(f"cannot start the job: {error.message}") from None
+            raise JobFailed(f"no reducer is visible: {error.message}") from None
         ordinals = [r.ordinal for r in reducers]
         partitions = next(i for i in range(len(ordinals) + 1) if i not in ordinals)
         if partitions == 0:
@@ -225,6 +229,8 @@ class Coordinator:
         log.info("split_assigned", **fields, backup=ticket.backup, only=only or None)
         try:
             done = await self._run_assignment(mapper, ticket, table, only)
+        except JobFailed:
+            raise
         except aiohttp.ClientConnectorError as exc:
             table.abandoned(split, attempt, f"mapper unreachable: {describe(exc)}")
             await self._notify()

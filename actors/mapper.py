@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -61,8 +62,11 @@ async def assign(request: web.Request) -> web.StreamResponse:
     try:
         outcome: SplitDone | SplitFailed
         try:
-            async for progress in run.run():
-                await response.write(wire.frame(to_wire(progress), settings.message_cap))
+            # aclosing: if the master goes away mid-write, the run's own cleanup (spool, send task) runs here,
+            # not later in an unowned finalizer task.
+            async with contextlib.aclosing(run.run()) as progress_stream:
+                async for progress in progress_stream:
+                    await response.write(wire.frame(to_wire(progress), settings.message_cap))
             outcome = run.outcome()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
@@ -110,12 +114,13 @@ class MapRun:
         headers = self.client.headers if a.input_kind == SERVED else {}
         return HttpSource(self.client.session, a.input_location, headers, s.timeouts.connect, s.timeouts.stream_idle)
 
-    async def run(self) -> AsyncIterator[Progress]:
+    async def run(self) -> AsyncGenerator[Progress, None]:
         spool = Spool(self.job, self.a.partitions, self.settings.key_budget, self.settings.frame_cap,
                       self.settings.spool_dir or None)
         try:
-            async for progress in self._map(spool):
-                yield progress
+            async with contextlib.aclosing(self._map(spool)) as mapping:
+                async for progress in mapping:
+                    yield progress
             send = asyncio.ensure_future(self._send_all(spool))
             try:
                 heartbeat = self.settings.timeouts.lease / 3
@@ -130,7 +135,7 @@ class MapRun:
         finally:
             spool.close()
 
-    async def _map(self, spool: Spool) -> AsyncIterator[Progress]:
+    async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
         owned = OwnedLines(self.a.start, self.a.end)
         chunker = Chunker(self.settings.chunk_size)
         name = self.a.input_name
@@ -145,7 +150,7 @@ class MapRun:
                 if owned.done:
                     break
         finally:
-            await blocks.aclose()  # type: ignore[attr-defined]
+            await blocks.aclose()
         for piece in chunker.finish():
             spool.map(piece.decode("utf-8", "replace"), name)
         spool.flush()

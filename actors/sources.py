@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +21,7 @@ KINDS = (SERVED, PATH, URL)
 
 
 class Source(Protocol):
-    def blocks(self, offset: int) -> AsyncIterator[bytes]:
+    def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
         """The input's bytes from ``offset`` to its end, block by block; the caller may stop early."""
         ...
 
@@ -47,7 +47,7 @@ class PathSource:
     def __init__(self, root: str, relative: str) -> None:
         self.path = resolve_under_root(root, relative)
 
-    async def blocks(self, offset: int) -> AsyncIterator[bytes]:
+    async def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
         # Local (or mounted) file reads: plain blocking reads of page-cache-sized blocks keep the loop simple.
         with open(self.path, "rb") as file:
             file.seek(offset)
@@ -65,7 +65,7 @@ class HttpSource:
         self.headers = headers
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
 
-    async def blocks(self, offset: int) -> AsyncIterator[bytes]:
+    async def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
         headers = {**self.headers, "Range": f"bytes={offset}-"}
         try:
             async with self.session.get(self.url, headers=headers, timeout=self.timeout) as response:
