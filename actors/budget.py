@@ -16,6 +16,7 @@ class StagingBudget:
         self.capacity = capacity
         self.used = 0
         self.refused = 0
+        self.waited = 0  # reservations that found the budget full and waited for room
         self._changed = asyncio.Condition()
 
     def _fits(self, size: int) -> bool:
@@ -25,6 +26,8 @@ class StagingBudget:
     @asynccontextmanager
     async def reserve(self, size: int, timeout: float) -> AsyncIterator[None]:
         async with self._changed:
+            if not self._fits(size):
+                self.waited += 1
             try:
                 async with asyncio.timeout(timeout):
                     await self._changed.wait_for(lambda: self._fits(size))

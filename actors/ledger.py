@@ -29,7 +29,10 @@ class Stage:
         self.frames += 1
         self.keys += len(data.items)
         self.checksum += self.job.checksum(data.items)
-        self.job.combine(self.items, data.items)
+        if self.items:
+            self.job.combine(self.items, data.items)
+        else:
+            self.items = data.items  # the decoder's fresh dict: take it over rather than copy it
 
     def verify(self, commit: Commit) -> None:
         seen = Commit(frames=self.frames, keys=self.keys, checksum=self.checksum)

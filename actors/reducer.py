@@ -11,7 +11,7 @@ from aiohttp import web
 from .actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from .budget import StagingBudget
 from .config import Settings
-from .errors import Conflict, WireError
+from .errors import Conflict, PayloadTooLarge, WireError
 from .frames import FrameReader
 from .ledger import Ledger, Stage
 from .logs import EventLog
@@ -80,6 +80,11 @@ async def shuffle(request: web.Request) -> web.Response:
         raise WireError("empty shuffle stream: expected a streamheader frame")
     header = from_wire(first, StreamHeader)
     fields = {"job": header.job, "epoch": header.epoch, "split": header.split, "attempt": header.attempt}
+    if header.size > settings.stage_budget:
+        raise PayloadTooLarge(
+            f"stream of {header.size} bytes exceeds the staging budget of {settings.stage_budget} bytes "
+            "(raise MR_STAGE_BUDGET on the reducers or lower MR_SPLIT_SIZE)"
+        )
     ledger.admit(header)
     async with request.app[BUDGET].reserve(header.size, settings.timeouts.stage_wait):
         stage = Stage(ledger.current(header.job, header.epoch).job_def)
@@ -153,5 +158,6 @@ async def state(request: web.Request) -> web.Response:
     budget = request.app[BUDGET]
     return web.json_response({
         "incarnation": request.app[IDENTITY].incarnation, "partition": ledger.partition, "jobs": jobs,
-        "stale": ledger.stale, "staged_bytes": budget.used, "refused": budget.refused,
+        "stale": ledger.stale, "staged_bytes": budget.used, "waited": budget.waited,
+        "refused": budget.refused,
     })

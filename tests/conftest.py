@@ -150,3 +150,12 @@ async def assert_no_leaked_tasks() -> None:
         await asyncio.sleep(0)  # let cancelled tasks finish unwinding (not a wait for a condition)
     leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not leaked, f"tasks left running: {leaked}"
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` holds, for state another actor changes and offers no event for (bounded)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.005)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -12,8 +15,9 @@ import pytest
 from actors import wire
 from actors.actor import IDENTITY
 from actors.messages import Commit, Data, Finalize, Release, StreamHeader, to_wire
+from actors.reducer import BUDGET
 
-from .conftest import TOKEN, Cluster, ClusterFactory
+from .conftest import TOKEN, Cluster, ClusterFactory, eventually
 
 CAP = 16 * 1024 * 1024
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -87,6 +91,7 @@ STREAM_FAULTS = [
     ("after_commit", header() + data({"a": 1}) + commit(1, 1, 1) + b"\x00", 400, "bytes after the COMMIT"),
     ("misrouted", header(partition=1, partitions=2) + data({"a": 1}) + commit(1, 1, 1), 409, "routing is stale"),
     ("more_than_declared", header(size=5) + data({"a": 1}) + commit(1, 1, 1), 400, "more than the 5 bytes"),
+    ("beyond_the_budget", header(size=1 << 40) + data({"a": 1}) + commit(1, 1, 1), 413, "staging budget"),
 ]
 
 
@@ -162,3 +167,42 @@ async def test_unreachable_peer_error_type() -> None:
         client = PeerClient(session, Settings())
         with pytest.raises(PeerError, match=r"127\.0\.0\.1:1"):
             await client.call("http://127.0.0.1:1/x", Release(job="j", epoch=1), 1024, 2.0)
+
+
+async def test_a_full_staging_budget_pushes_back_and_jobs_stay_exact(make_cluster: ClusterFactory) -> None:
+    # A stream that reserved the whole budget and stalls holds every other stream back (they wait for room,
+    # so their senders feel TCP backpressure); once it commits, the job goes on and stays exact.
+    budget = 64 * 1024
+    cluster = await make_cluster(mappers=2, reducers=1, stage_budget=budget)
+    release = asyncio.Event()
+
+    async def hog() -> AsyncIterator[bytes]:
+        yield header(split=0, size=budget, job="hog")
+        yield data({"hog": 1})
+        await release.wait()
+        yield commit(1, 1, 1)
+
+    url = cluster.reducers[0].url
+    hogging = asyncio.ensure_future(cluster.session.post(url + "/internal/v1/shuffle", data=hog(), headers=AUTH))
+    try:
+        text = "\n".join(f"u{i} v{i % 50}" for i in range(5_000))
+        job = await cluster.submit({"input": {"text": text}})
+        budget = cluster.reducers[0].app[BUDGET]
+        await eventually(lambda: budget.waited > 0)
+        assert (await cluster.status(job["id"]))["state"] == "running"
+        release.set()
+        async with await hogging as response:
+            assert response.status == 200
+        assert await cluster.result(job["id"]) == dict(Counter(text.split()))
+    finally:
+        release.set()
+        if not hogging.done():
+            hogging.cancel()
+        await asyncio.gather(hogging, return_exceptions=True)
+    state = await reducer_state(cluster)
+    assert state["staged_bytes"] == 0
+
+
+async def reducer_state(cluster: Cluster) -> dict[str, Any]:
+    async with cluster.session.get(cluster.reducers[0].url + "/internal/v1/state", headers=AUTH) as response:
+        return dict(await response.json())
