@@ -24,6 +24,23 @@ from .config import DiscoveryMode, Role, Timeouts
 from .errors import MapReduceError
 
 PR_SET_PDEATHSIG = 1
+# Settings for fault drills (tests/test_faults.py, scripts/soak_faults.py): small splits so a fault lands mid-job,
+# short leases and timeouts so recovery is quick, room for the extra attempts that repeated kills cost.
+DRILL_ENV: dict[str, str] = {
+    "MR_SPLIT_SIZE": str(160 * 1024),
+    "MR_CHUNK_SIZE": str(32 * 1024),
+    "MR_KEY_BUDGET": "2000",
+    "MR_MAX_ATTEMPTS": "10",
+    "MR_TIMEOUT_LEASE": "2",
+    "MR_TIMEOUT_STREAM_IDLE": "3",
+    "MR_TIMEOUT_PEERS": "5",
+    "MR_TIMEOUT_DRAIN": "3",
+    "MR_TIMEOUT_RETRY_DEADLINE": "20",
+    "MR_TIMEOUT_RECOVERY": "30",
+    "MR_BACKUP_AFTER": "30",
+}
+DRILL_TIMEOUTS = Timeouts(lease=2.0, stream_idle=3.0, peers=5.0, drain=3.0, startup=20.0, retry_deadline=20.0,
+                          recovery=30.0)
 
 
 def _die_with_parent() -> None:

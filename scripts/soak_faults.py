@@ -20,20 +20,8 @@ from pathlib import Path
 
 import aiohttp
 
-from actors.local import LocalCluster
+from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
 from actors.sequential import run_sequential
-
-ENV = {
-    "MR_SPLIT_SIZE": str(160 * 1024),
-    "MR_CHUNK_SIZE": str(32 * 1024),
-    "MR_MAX_ATTEMPTS": "10",
-    "MR_TIMEOUT_LEASE": "2",
-    "MR_TIMEOUT_STREAM_IDLE": "3",
-    "MR_TIMEOUT_PEERS": "5",
-    "MR_TIMEOUT_DRAIN": "3",
-    "MR_TIMEOUT_RETRY_DEADLINE": "20",
-    "MR_TIMEOUT_RECOVERY": "30",
-}
 
 
 def make_text(path: Path, megabytes: float, rng: random.Random) -> bytes:
@@ -75,7 +63,8 @@ async def main() -> int:
     done = 0
     with tempfile.TemporaryDirectory(prefix="mr-soak-") as root:
         data = make_text(Path(root) / "input.txt", args.megabytes, rng)
-        async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=root, extra_env=ENV) as cluster:
+        async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=root, extra_env=DRILL_ENV,
+                                timeouts=DRILL_TIMEOUTS) as cluster:
             timeout = aiohttp.ClientTimeout(total=300)
             async with aiohttp.ClientSession(base_url=cluster.master_url, timeout=timeout) as session:
                 for number in range(1, args.jobs + 1):

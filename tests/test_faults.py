@@ -19,26 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from actors.config import Timeouts
-from actors.local import LocalCluster
+from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
 from actors.sequential import run_sequential
 
 WORDS = [f"w{i}" for i in range(3000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
-FAULT_TIMEOUTS = Timeouts(lease=2.0, stream_idle=3.0, peers=5.0, drain=3.0, startup=20.0, retry_deadline=20.0,
-                          recovery=30.0)
-FAULT_ENV = {
-    "MR_SPLIT_SIZE": str(160 * 1024),
-    "MR_CHUNK_SIZE": str(32 * 1024),
-    "MR_KEY_BUDGET": "2000",
-    "MR_MAX_ATTEMPTS": "10",
-    "MR_TIMEOUT_LEASE": "2",
-    "MR_TIMEOUT_STREAM_IDLE": "3",
-    "MR_TIMEOUT_PEERS": "5",
-    "MR_TIMEOUT_DRAIN": "3",
-    "MR_TIMEOUT_RETRY_DEADLINE": "20",
-    "MR_TIMEOUT_RECOVERY": "30",
-    "MR_BACKUP_AFTER": "30",
-}
+FAULT_ENV, FAULT_TIMEOUTS = DRILL_ENV, DRILL_TIMEOUTS
 
 
 def make_text(path: Path, megabytes: float, seed: int) -> bytes:
