@@ -15,8 +15,8 @@ RUN /opt/venv/bin/pip install --no-cache-dir . \
 
 # --- runtime: the slim base, the virtualenv and a non-root user; no compilers, no sources, no pip cache ---
 FROM ${PYTHON_IMAGE} AS runtime
-RUN groupadd --system --gid 10001 actors \
-    && useradd --system --uid 10001 --gid actors --home-dir /nonexistent --no-create-home \
+RUN groupadd --gid 10001 actors \
+    && useradd --uid 10001 --gid actors --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin actors \
     && mkdir -p /var/spool/mapreduce \
     && chown actors:actors /var/spool/mapreduce
