@@ -68,7 +68,9 @@ class Settings:
     data_root: str = ""  # shared volume for {"path": ...} inputs; empty: path inputs refused
     spool_dir: str = ""  # uploads and mapper spools; empty: the system temp dir
     state_dir: str = ""  # the master's job journal; empty: a restarted master forgets its jobs silently
-    split_size: int = 16 * MiB
+    # 64 MiB rather than the design's example 16: on 200 MB of Zipf text it ships 2x fewer (key, count) entries and
+    # is 15% faster (measured, scripts/bench.py); a lost split costs a few seconds of one mapper to redo.
+    split_size: int = 64 * MiB
     min_split_size: int = 64 * 1024  # below this per mapper, a job gets fewer splits than mappers
     chunk_size: int = 4 * MiB  # a mapper maps this many bytes at a time
     key_budget: int = 1_000_000  # a mapper flushes its combined partial values past this many keys
@@ -138,7 +140,7 @@ class Settings:
             data_root=env.get("MR_DATA_ROOT", ""),
             spool_dir=env.get("MR_SPOOL_DIR", ""),
             state_dir=env.get("MR_STATE_DIR", ""),
-            split_size=reader.integer("MR_SPLIT_SIZE", 16 * MiB, low=1),
+            split_size=reader.integer("MR_SPLIT_SIZE", 64 * MiB, low=1),
             min_split_size=reader.integer("MR_MIN_SPLIT_SIZE", 64 * 1024, low=1),
             chunk_size=reader.integer("MR_CHUNK_SIZE", 4 * MiB, low=1024),
             key_budget=reader.integer("MR_KEY_BUDGET", 1_000_000, low=1),
