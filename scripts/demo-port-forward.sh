@@ -54,7 +54,9 @@ k rollout status statefulset/mapper --timeout=180s
 k rollout status statefulset/reducer --timeout=180s
 
 echo "== port-forwarding service/master to $BASE"
-k port-forward service/master "${LOCAL_PORT}:http" >"$workdir/port-forward.log" 2>&1 &
+# Not through k(): a backgrounded function runs in a subshell, and killing that subshell would leave kubectl running.
+"${kubectl[@]}" --namespace "$NAMESPACE" port-forward service/master "${LOCAL_PORT}:http" \
+    >"$workdir/port-forward.log" 2>&1 &
 forward_pid=$!
 for _ in $(seq 1 50); do
     if curl --silent --fail "$BASE/readyz" >/dev/null 2>&1; then break; fi

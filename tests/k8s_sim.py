@@ -412,6 +412,8 @@ args = sys.argv[1:]
 with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
     log.write(" ".join(args) + "\\n")
 if "port-forward" in args:
+    with open(os.environ["FAKE_KUBECTL_LOG"] + ".pids", "a") as pids:
+        pids.write(f"{os.getpid()}\\n")
     local = int(args[args.index("port-forward") + 2].split(":")[0])
     host, port = os.environ["FAKE_KUBECTL_TARGET"].rsplit(":", 1)
 

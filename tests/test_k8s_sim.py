@@ -216,3 +216,5 @@ async def test_demo_script_against_the_simulated_cluster(tmp_path: Path) -> None
     assert any("rollout status statefulset/reducer" in c for c in calls)
     assert any("port-forward service/master" in c for c in calls)
     assert calls[-1].startswith("delete namespace mapreduce")  # the trap cleaned up
+    forwarders = [int(pid) for pid in Path(f"{log}.pids").read_text().split()]
+    assert forwarders and not [pid for pid in forwarders if alive(pid)], "the port-forward outlived the demo"
