@@ -46,12 +46,6 @@ class Spool:
         if len(self._acc) >= self.key_budget:
             self.flush()
 
-    def add(self, part: dict[str, Any]) -> None:
-        """Combine an already mapped partial; flush to frames once the combined keys pass the budget."""
-        self.job.combine(self._acc, part)
-        if len(self._acc) >= self.key_budget:
-            self.flush()
-
     def flush(self) -> None:
         acc, self._acc = self._acc, self.job.partial()
         if not acc:
