@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from .config import Settings
-from .errors import MapReduceError
+from .core.config import Settings
+from .core.errors import MapReduceError
 from .jobs import get_job, job_names
 from .local import LocalCluster
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import aiohttp
 
-from .config import DiscoveryMode, Role, Timeouts
-from .errors import MapReduceError
+from .core.config import DiscoveryMode, Role, Timeouts
+from .core.errors import MapReduceError
 
 PR_SET_PDEATHSIG = 1
 # Settings for fault drills (tests/test_faults.py, scripts/soak_faults.py): small splits so a fault lands mid-job,

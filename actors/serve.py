@@ -10,10 +10,10 @@ import socket
 
 from aiohttp import web
 
-from . import logs
-from .actor import IDENTITY
-from .config import Settings
-from .logs import EventLog
+from .core import logs
+from .core.config import Settings
+from .core.logs import EventLog
+from .net.actor import IDENTITY
 
 log = EventLog(__name__)
 
@@ -21,14 +21,14 @@ log = EventLog(__name__)
 def build_app(settings: Settings) -> web.Application:
     """The application for ``settings.role``."""
     if settings.role == "master":
-        from .master import build_master
+        from .master.app import build_master
 
         return build_master(settings)
     if settings.role == "mapper":
-        from .mapper import build_mapper
+        from .mapper.app import build_mapper
 
         return build_mapper(settings)
-    from .reducer import build_reducer
+    from .reducer.app import build_reducer
 
     return build_reducer(settings)
 

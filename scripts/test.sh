@@ -11,6 +11,8 @@ echo "== ruff" >&2
 ruff check actors tests scripts
 echo "== mypy --strict actors" >&2
 mypy actors
+echo "== import contracts" >&2
+lint-imports
 echo "== pytest" >&2
 set +e
 python -m pytest "$@"

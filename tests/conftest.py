@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from actors.config import Settings, Timeouts
+from actors.core.config import Settings, Timeouts
 from actors.serve import bind, build_app
 
 TOKEN = "test-token"

@@ -38,7 +38,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-CONFIG_PY = ROOT / "actors" / "config.py"
+CONFIG_PY = ROOT / "actors" / "core" / "config.py"
 WORKLOADS = ("Deployment", "StatefulSet")
 # Env names only the simulation sets: they replace what the pod's network namespace, resolv.conf and
 # emptyDir mounts give a real pod (see the module docstring).
@@ -97,7 +97,7 @@ def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def settings_read() -> set[str]:
-    """Every environment variable ``Settings.from_env`` reads, parsed from actors/config.py with ``ast``.
+    """Every environment variable ``Settings.from_env`` reads, parsed from actors/core/config.py with ``ast``.
 
     Names are the string first arguments of ``env.get(...)``, ``reader.<type>(...)`` and ``"X" in env``; the
     ``MR_TIMEOUT_<FIELD>`` f-string is expanded over the fields of ``Timeouts``.

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from actors.budget import StagingBudget
-from actors.errors import Unavailable
+from actors.core.errors import Unavailable
+from actors.reducer.budget import StagingBudget
 
 
 async def settle() -> None:

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from actors.config import MiB, Settings, Timeouts
-from actors.errors import ConfigError
+from actors.core.config import MiB, Settings, Timeouts
+from actors.core.errors import ConfigError
 
 BASE = {"HOSTNAME": "master-0"}
 

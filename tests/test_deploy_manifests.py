@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from actors.config import Settings
+from actors.core.config import Settings
 
 from .k8s_sim import DEPLOY, container_env, declared_pods, find, matches, one, render, settings_read, tool
 
@@ -213,7 +213,7 @@ def test_every_env_var_the_manifests_set_is_a_setting_the_code_reads(objects: li
             obj = one(objects, kind, ref["name"])
             names |= {source.get("prefix", "") + k for k in obj.get("data", {})}
         unknown = names - read
-        assert not unknown, f"{w['metadata']['name']} sets {sorted(unknown)}, which actors/config.py never reads"
+        assert not unknown, f"{w['metadata']['name']} sets {sorted(unknown)}, which actors/core/config.py never reads"
 
 
 @pytest.mark.parametrize("role", ROLES)

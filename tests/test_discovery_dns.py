@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from actors.config import Settings, Timeouts
+from actors.core.config import Settings, Timeouts
+from actors.core.errors import DiscoveryError
 from actors.discovery import Peer
 from actors.discovery.dns import DnsDiscovery
-from actors.errors import DiscoveryError
 from tests.dnsserver import FakeClusterDns, Srv
 
 BASE = "reducer.default.svc.cluster.local."

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import Role, Settings, Timeouts
+from actors.core.config import Role, Settings, Timeouts
+from actors.core.errors import ConfigError, DiscoveryError
 from actors.discovery import Peer, open_discovery
 from actors.discovery.mdns import MdnsDiscovery
-from actors.errors import ConfigError, DiscoveryError
 
 WAIT = 5.0  # bound on every wait below; a healthy loopback needs well under a second
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ async def test_a_reducer_in_another_process_is_found_and_leaves(cluster: str) ->
     # Separate processes each bind 127.0.0.1:5353 with SO_REUSEPORT, the way the local launcher runs actors.
     script = (
         "import asyncio, sys\n"
-        "from actors.config import Settings, Timeouts\n"
+        "from actors.core.config import Settings, Timeouts\n"
         "from actors.discovery.mdns import MdnsDiscovery\n"
         "async def main():\n"
         f"    s = Settings(role='reducer', discovery='mdns', mdns_cluster={cluster!r}, ordinal=3, port=8203,\n"

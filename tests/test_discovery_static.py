@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from actors.config import Settings
+from actors.core.config import Settings
+from actors.core.errors import DiscoveryError
 from actors.discovery import Peer, open_discovery
 from actors.discovery.static import StaticDiscovery
-from actors.errors import DiscoveryError
 
 SETTINGS = Settings(
     discovery="static",

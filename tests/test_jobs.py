@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.errors import BadRequest, WireError
+from actors.core.errors import BadRequest, WireError
 from actors.jobs import get_job, job_names
 
 TEXT = st.text(

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from actors.errors import BadRequest, Conflict, NotFound, WireError
+from actors.core.errors import BadRequest, Conflict, NotFound, WireError
+from actors.core.messages import Commit, Data, StreamHeader
 from actors.jobs import get_job
-from actors.ledger import COMMITTED, DUPLICATE, Ledger, PartitionState, Stage
-from actors.messages import Commit, Data, StreamHeader
+from actors.reducer.ledger import COMMITTED, DUPLICATE, Ledger, PartitionState, Stage
 
 
 class Clock:

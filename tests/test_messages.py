@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from actors import wire
-from actors.errors import WireError
-from actors.messages import (
+from actors.core import wire
+from actors.core.errors import WireError
+from actors.core.messages import (
     VERSION,
     Assignment,
     Commit,
@@ -57,7 +57,7 @@ def fields_of(message: Any) -> dict[str, Any]:
 
 
 def test_every_message_class_has_a_sample() -> None:
-    import actors.messages as module
+    import actors.core.messages as module
 
     classes = {
         obj for obj in vars(module).values()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.partition import partition_of, split_by_partition
+from actors.core.partition import partition_of, split_by_partition
 
 KEYS = (
     [f"word{i}" for i in range(300)]
@@ -23,7 +23,7 @@ COUNTS = (1, 2, 3, 7, 16)
 
 CHILD = """
 import json, sys
-from actors.partition import partition_of
+from actors.core.partition import partition_of
 given = json.load(sys.stdin)
 parts = {str(r): [partition_of(k, r) for k in given["keys"]] for r in given["counts"]}
 print(json.dumps({"hash": hash("salted?"), "parts": parts}))

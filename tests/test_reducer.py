@@ -12,10 +12,10 @@ import aiohttp
 import cbor2
 import pytest
 
-from actors import wire
-from actors.actor import IDENTITY
-from actors.messages import Commit, Data, Finalize, Release, StreamHeader, to_wire
-from actors.reducer import BUDGET
+from actors.core import wire
+from actors.core.messages import Commit, Data, Finalize, Release, StreamHeader, to_wire
+from actors.net.actor import IDENTITY
+from actors.reducer.app import BUDGET
 
 from .conftest import TOKEN, Cluster, ClusterFactory, eventually
 
@@ -160,9 +160,9 @@ async def test_bad_assignments_to_a_mapper(make_cluster: ClusterFactory) -> None
 async def test_unreachable_peer_error_type() -> None:
     # The client maps transport failures to named errors; a refused connection is not a crash.
     async with aiohttp.ClientSession() as session:
-        from actors.client import PeerClient
-        from actors.config import Settings
-        from actors.errors import PeerError
+        from actors.core.config import Settings
+        from actors.core.errors import PeerError
+        from actors.net.client import PeerClient
 
         client = PeerClient(session, Settings())
         with pytest.raises(PeerError, match=r"127\.0\.0\.1:1"):

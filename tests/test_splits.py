@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from actors.splits import ASCII_WHITESPACE, Chunker, OwnedLines, Split, last_cut, plan, read_from
+from actors.core.splits import ASCII_WHITESPACE, Chunker, OwnedLines, Split, last_cut, plan, read_from
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from actors.errors import JobFailed
-from actors.splits import plan
-from actors.splittable import ABANDONED, DONE, FAILED, RUNNING, SplitTable, Ticket
+from actors.core.errors import JobFailed
+from actors.core.splits import plan
+from actors.master.splittable import ABANDONED, DONE, FAILED, RUNNING, SplitTable, Ticket
 
 
 class Clock:

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import wire
-from actors.errors import PayloadTooLarge
+from actors.core import wire
+from actors.core.errors import PayloadTooLarge
+from actors.core.messages import Commit, Data, from_wire
+from actors.core.partition import partition_of
 from actors.jobs import get_job
-from actors.messages import Commit, Data, from_wire
-from actors.partition import partition_of
-from actors.spool import Spool
+from actors.mapper.spool import Spool
 
 CAP = 1 << 20
 

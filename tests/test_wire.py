@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import wire
-from actors.errors import PayloadTooLarge, WireError
+from actors.core import wire
+from actors.core.errors import PayloadTooLarge, WireError
 
 CAP = 1 << 20
 

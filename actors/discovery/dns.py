@@ -11,9 +11,9 @@ import dns.message
 import dns.rdatatype
 import dns.resolver
 
-from ..config import Settings
-from ..errors import DiscoveryError
-from . import Peer, PeerRole
+from ..core.config import Settings
+from ..core.errors import DiscoveryError
+from .base import Peer, PeerRole
 
 # A StatefulSet pod's name is "<set>-<ordinal>"; the set name must hold a letter so that the dashed-IP labels
 # CoreDNS gives endpoints without a hostname ("10-244-1-5") are not mistaken for ordinals.

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from zeroconf import DNSQuestionType, IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from ..config import Settings
-from ..errors import ConfigError, DiscoveryError
-from . import Peer, PeerRole
+from ..core.config import Settings
+from ..core.errors import ConfigError, DiscoveryError
+from .base import Peer, PeerRole
 
 log = logging.getLogger(__name__)
 

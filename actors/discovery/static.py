@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..config import Settings
-from ..errors import DiscoveryError
-from . import Peer, PeerRole
+from ..core.config import Settings
+from ..core.errors import DiscoveryError
+from .base import Peer, PeerRole
 
 
 class StaticDiscovery:

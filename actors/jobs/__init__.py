@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import BadRequest
+from ..core.errors import BadRequest
 from .base import Job
 from .inverted_index import InvertedIndex
 from .wordcount import WordCount

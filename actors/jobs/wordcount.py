@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import WireError
+from ..core.errors import WireError
 
 
 class WordCount:

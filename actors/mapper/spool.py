@@ -6,11 +6,11 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-from . import wire
-from .errors import PayloadTooLarge
-from .jobs import Job
-from .messages import Commit, Data, to_wire
-from .partition import split_by_partition
+from ..core import wire
+from ..core.errors import PayloadTooLarge
+from ..core.messages import Commit, Data, to_wire
+from ..core.partition import split_by_partition
+from ..jobs import Job
 
 READ_BLOCK = 256 * 1024
 

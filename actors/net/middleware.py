@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavailable
-from .logs import EventLog
+from ..core.errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavailable
+from ..core.logs import EventLog
 
 INTERNAL_PREFIX = "/internal/"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})

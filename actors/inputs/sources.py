@@ -10,14 +10,9 @@ from typing import Protocol
 
 import aiohttp
 
-from .client import describe
-from .errors import InputError, NotFound, PeerError
+from ..core.errors import InputError, NotFound, PeerError, describe
 
 BLOCK = 1024 * 1024
-SERVED = "served"  # bytes the master holds (text, uploads), read with the cluster token
-PATH = "path"  # a file under the shared data root
-URL = "url"  # an external http(s) URL, read with Range requests and no token
-KINDS = (SERVED, PATH, URL)
 
 
 class Source(Protocol):

@@ -13,17 +13,18 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
-from .client import PeerClient, session_context
-from .config import Settings
+from ..core.config import Settings
+from ..core.errors import BadRequest, Conflict, MapReduceError, Unavailable
+from ..core.logs import EventLog
+from ..inputs.ref import InputRef
+from ..jobs import get_job
+from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
+from ..net.client import PeerClient, session_context
 from .coordinator import Coordinator, MapperSlots
-from .errors import BadRequest, Conflict, MapReduceError, Unavailable
-from .inputs import InputRef, InputStore, parse_spec, upload_name
-from .jobs import get_job
 from .journal import Journal
-from .logs import EventLog
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
+from .store import InputStore, parse_spec, upload_name
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", InputStore)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .errors import NotFound
+from ..core.errors import NotFound
 from .record import FINISHED, JobRecord
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import JobFailed
-from .splits import Split
+from ..core.errors import JobFailed
+from ..core.splits import Split
 
 RUNNING = "running"
 DONE = "done"

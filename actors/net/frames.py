@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import StreamReader
 
-from . import wire
-from .errors import PayloadTooLarge, WireError
+from ..core import wire
+from ..core.errors import PayloadTooLarge, WireError
 
 BODY_BLOCK = 256 * 1024
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Conflict, NotFound, WireError
-from .jobs import Job, get_job
-from .messages import Commit, Data, StreamHeader
+from ..core.errors import Conflict, NotFound, WireError
+from ..core.messages import Commit, Data, StreamHeader
+from ..jobs import Job, get_job
 
 COMMITTED = "committed"
 DUPLICATE = "duplicate"

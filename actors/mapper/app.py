@@ -9,15 +9,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import wire
-from .actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
-from .client import PeerClient, describe, read_cbor, retrying, session_context
-from .config import Settings
-from .discovery import Discovery, Peer
-from .errors import Conflict, DiscoveryError, MapReduceError, PeerError, Unavailable, first_error
-from .jobs import Job, get_job
-from .logs import EventLog
-from .messages import (
+from ..core import wire
+from ..core.config import Settings
+from ..core.errors import Conflict, DiscoveryError, MapReduceError, PeerError, Unavailable, describe, first_error
+from ..core.logs import EventLog
+from ..core.messages import (
     Assignment,
     Progress,
     SplitDone,
@@ -27,8 +23,13 @@ from .messages import (
     from_wire,
     to_wire,
 )
-from .sources import PATH, SERVED, HttpSource, PathSource, Source
-from .splits import Chunker, OwnedLines, read_from
+from ..core.splits import Chunker, OwnedLines, read_from
+from ..discovery import Discovery, Peer
+from ..inputs.ref import PATH, SERVED
+from ..inputs.sources import HttpSource, PathSource, Source
+from ..jobs import Job, get_job
+from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
+from ..net.client import PeerClient, read_cbor, retrying, session_context
 from .spool import Spool
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)

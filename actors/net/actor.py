@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from . import wire
-from .config import Settings
-from .discovery import Discovery, open_discovery
-from .errors import WireError
+from ..core import wire
+from ..core.config import Settings
+from ..core.errors import WireError
+from ..discovery import Discovery, open_discovery
 from .frames import read_body
 from .middleware import make_middlewares
 

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .client import PeerClient, retrying
-from .config import Settings
-from .discovery import Discovery, Peer
-from .errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable
-from .jobs import get_job
-from .logs import EventLog
-from .messages import Finalize, Missing, Release, Report, from_wire
+from ..core.config import Settings
+from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable
+from ..core.logs import EventLog
+from ..core.messages import Finalize, Missing, Release, Report, from_wire
+from ..discovery import Discovery, Peer
+from ..jobs import get_job
+from ..net.client import PeerClient, retrying
 from .record import JobRecord
 
 Remap = Callable[[dict[int, list[int]], int], Awaitable[None]]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import os
-import socket
 import tempfile
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,23 +12,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import StreamReader, web
 
-from .client import describe
-from .config import Settings
-from .errors import BadRequest, InputError, NotFound, PayloadTooLarge
-from .sources import PATH, SERVED, URL, resolve_under_root
+from ..core.config import Settings
+from ..core.errors import BadRequest, NotFound, PayloadTooLarge
+from ..inputs.ref import PATH, SERVED, URL, InputRef
+from ..inputs.sources import resolve_under_root
+from ..inputs.urls import check_url, url_size
 
 UPLOAD_BLOCK = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class InputRef:
-    """Where a job's input lives: what an assignment carries instead of the data."""
-
-    kind: str
-    location: str
-    name: str
-    size: int
-    served_id: str = ""  # set when the master holds the bytes
 
 
 class InputStore:
@@ -135,40 +123,6 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore, session: 
     return InputRef(URL, value, name or Path(urlsplit(value).path).name or "url", size)
 
 
-async def url_size(session: aiohttp.ClientSession, url: str, settings: Settings) -> int:
-    """The size of a URL input, which must answer HEAD with a length and accept byte ranges."""
-    timeout = aiohttp.ClientTimeout(total=settings.timeouts.request, sock_connect=settings.timeouts.connect)
-    try:
-        # No redirects: a redirect could lead past the address check.
-        async with session.head(url, timeout=timeout, allow_redirects=False) as response:
-            if response.status != 200:
-                raise InputError(f"input url {url!r} answered HEAD with {response.status}")
-            if response.headers.get("Accept-Ranges", "").lower() != "bytes":
-                raise InputError(f"input url {url!r} does not accept byte ranges (Accept-Ranges: bytes)")
-            length = response.headers.get("Content-Length", "")
-            if not length.isdigit():
-                raise InputError(f"input url {url!r} does not say its length")
-            return int(length)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise InputError(f"input url {url!r} cannot be read: {describe(exc)}") from None
-
-
-async def check_url(url: str, allow_private: bool) -> None:
-    """Refuse non-http(s) URLs and, unless allowed, loopback, link-local, private and metadata addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"input url {url!r} must be an absolute http(s) URL")
-    if allow_private:
-        return
-    try:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(parts.hostname, parts.port or 80, proto=socket.IPPROTO_TCP)
-    except OSError:
-        raise InputError(f"input url host {parts.hostname!r} does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise InputError(f"input url {url!r} points at a non-public address {address}; refused")
 
 
 def upload_name(request: web.Request) -> str:

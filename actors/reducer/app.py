@@ -8,14 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
-from .budget import StagingBudget
-from .config import Settings
-from .errors import Conflict, PayloadTooLarge, WireError
-from .frames import FrameReader
-from .ledger import Ledger, Stage
-from .logs import EventLog
-from .messages import (
+from ..core.config import Settings
+from ..core.errors import Conflict, PayloadTooLarge, WireError
+from ..core.logs import EventLog
+from ..core.messages import (
     Commit,
     Data,
     Finalize,
@@ -27,6 +23,10 @@ from .messages import (
     from_wire,
     to_wire,
 )
+from ..net.actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
+from ..net.frames import FrameReader
+from .budget import StagingBudget
+from .ledger import Ledger, Stage
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)

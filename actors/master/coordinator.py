@@ -11,22 +11,19 @@ from typing import Any
 
 import aiohttp
 
-from . import wire
-from .client import PeerClient, describe, peer_failure
-from .collector import Collector
-from .config import Settings
-from .discovery import Discovery, Peer
-from .errors import (
+from ..core import wire
+from ..core.config import Settings
+from ..core.errors import (
     DiscoveryError,
     JobFailed,
     MapReduceError,
     PeerError,
     WireError,
+    describe,
     first_error,
 )
-from .frames import FrameReader
-from .logs import EventLog
-from .messages import (
+from ..core.logs import EventLog
+from ..core.messages import (
     Assignment,
     Progress,
     SplitDone,
@@ -34,8 +31,12 @@ from .messages import (
     from_wire,
     to_wire,
 )
+from ..core.splits import Split, plan
+from ..discovery import Discovery, Peer
+from ..net.client import PeerClient, peer_failure
+from ..net.frames import FrameReader
+from .collector import Collector
 from .record import CANCELLED, DONE, FAILED, FINALIZING, RUNNING, JobRecord
-from .splits import Split, plan
 from .splittable import SplitTable, Ticket
 
 OK, UNREACHABLE, FAULTY = "ok", "unreachable", "faulty"  # how one attempt went, for the mapper's worker

@@ -6,8 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from .inputs import InputRef
-from .splits import Split
+from ..core.splits import Split
+from ..inputs.ref import InputRef
 from .splittable import SplitTable
 
 QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = "queued", "running", "finalizing", "done", "failed", "cancelled"

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .inputs import InputRef
-from .logs import EventLog
+from ..core.logs import EventLog
+from ..inputs.ref import InputRef
 from .record import JobRecord
 
 log = EventLog(__name__)

@@ -99,6 +99,12 @@ class JobFailed(MapReduceError):
 
     code = "job_failed"
 
+def describe(exc: BaseException) -> str:
+    """A short text for an exception from the network or the OS, for error messages."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first of a task group's errors that this package raised on purpose, else the group itself."""

@@ -11,11 +11,20 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from . import wire
-from .config import Settings
-from .errors import Conflict, MapReduceError, NotFound, PayloadTooLarge, PeerError, Unavailable, WireError
+from ..core import wire
+from ..core.config import Settings
+from ..core.errors import (
+    Conflict,
+    MapReduceError,
+    NotFound,
+    PayloadTooLarge,
+    PeerError,
+    Unavailable,
+    WireError,
+    describe,
+)
+from ..core.messages import Message, to_wire
 from .frames import read_body
-from .messages import Message, to_wire
 
 CBOR = "application/cbor"
 T = TypeVar("T")
@@ -75,10 +84,6 @@ async def peer_failure(response: aiohttp.ClientResponse, url: str) -> MapReduceE
     return PeerError(text)
 
 
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def retrying(

@@ -1,0 +1,1 @@
+"""Input access shared by the roles: input references, the data root and URL sources."""

@@ -1,0 +1,19 @@
+"""Input references: where a job's input lives, which an assignment carries instead of the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SERVED = "served"  # bytes the master holds (text, uploads), read with the cluster token
+PATH = "path"  # a file under the shared data root
+URL = "url"  # an external http(s) URL, read with Range requests and no token
+
+@dataclass(frozen=True)
+class InputRef:
+    """Where a job's input lives: what an assignment carries instead of the data."""
+
+    kind: str
+    location: str
+    name: str
+    size: int
+    served_id: str = ""  # set when the master holds the bytes

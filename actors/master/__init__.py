@@ -1,0 +1,1 @@
+"""The master role: takes jobs, plans splits, drives mappers and reducers, assembles results."""

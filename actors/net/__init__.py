@@ -1,0 +1,1 @@
+"""The network shell every actor shares: the aiohttp actor base, middleware, the peer client and frame reading."""
