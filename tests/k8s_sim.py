@@ -16,7 +16,6 @@ URL, because the mappers fetch input ranges with aiohttp's resolver, which asks 
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import base64
 import contextlib
@@ -36,9 +35,10 @@ from typing import Any
 
 import aiohttp
 
+from actors.core.config import Settings, Timeouts, declared, env_name
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-CONFIG_PY = ROOT / "actors" / "core" / "config.py"
 WORKLOADS = ("Deployment", "StatefulSet")
 # Env names only the simulation sets: they replace what the pod's network namespace, resolv.conf and
 # emptyDir mounts give a real pod (see the module docstring).
@@ -97,27 +97,9 @@ def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def settings_read() -> set[str]:
-    """Every environment variable ``Settings.from_env`` reads, parsed from actors/core/config.py with ``ast``.
-
-    Names are the string first arguments of ``env.get(...)``, ``reader.<type>(...)`` and ``"X" in env``; the
-    ``MR_TIMEOUT_<FIELD>`` f-string is expanded over the fields of ``Timeouts``.
-    """
-    tree = ast.parse(CONFIG_PY.read_text())
-    from_env = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "from_env")
-    names: set[str] = set()
-    for node in ast.walk(from_env):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
-            first = node.args[0]
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                names.add(first.value)
-            elif isinstance(first, ast.JoinedStr) and isinstance(first.values[0], ast.Constant):
-                prefix = str(first.values[0].value)
-                timeouts = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Timeouts")
-                names.update(prefix + stmt.target.id.upper() for stmt in timeouts.body
-                             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name))
-        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and isinstance(node.ops[0], ast.In):
-            names.add(str(node.left.value))
-    return {n for n in names if re.fullmatch(r"[A-Z][A-Z0-9_]*", n)}
+    """Every environment variable ``Settings.from_env`` reads: the declared settings, plus the two it consults."""
+    names = {env_name(f) for cls in (Settings, Timeouts) for f in declared(cls)}
+    return names | {"HOSTNAME", "KUBERNETES_SERVICE_HOST"}
 
 
 # ---------------------------------------------------------------- pods and their env

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
+from pathlib import Path
 
 import pytest
 
-from actors.core.config import MiB, Settings, Timeouts
+from actors.core.config import MiB, Settings, Timeouts, declared, env_name, settings_table
 from actors.core.errors import ConfigError
 
 BASE = {"HOSTNAME": "master-0"}
@@ -182,3 +184,54 @@ def test_discovery_default_in_a_cluster() -> None:
     assert Settings.from_env(env(KUBERNETES_SERVICE_HOST="10.0.0.1", MR_REDUCERS="http://r:1")).discovery == "static"
     assert Settings.from_env(env(KUBERNETES_SERVICE_HOST="10.0.0.1", MR_DISCOVERY="mdns")).discovery == "mdns"
     assert Settings.from_env(BASE).discovery == "static"
+
+
+def test_every_setting_is_declared_with_a_variable_and_a_doc() -> None:
+    nested = {f.name for f in dataclasses.fields(Settings) if f.name == "timeouts"}
+    for cls in (Settings, Timeouts):
+        for f in dataclasses.fields(cls):
+            if f.name in nested:
+                continue
+            assert f in declared(cls), f"{cls.__name__}.{f.name} is not declared with setting()"
+            assert f.metadata["doc"], f"{env_name(f)} has no doc"
+    names = [env_name(f) for cls in (Settings, Timeouts) for f in declared(cls)]
+    assert len(names) == len(set(names))
+
+
+def test_readme_settings_table_is_generated_from_the_declarations() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
+    shown = readme[readme.index(begin) + len(begin): readme.index(end)]
+    assert shown == settings_table(), (
+        "README's settings table differs from actors/core/config.py; regenerate it with "
+        '`python -c "from actors.core.config import settings_table; print(settings_table())"`'
+    )
+
+
+def test_every_declared_setting_is_read_from_its_variable() -> None:
+    hints = {**typing.get_type_hints(Settings), **typing.get_type_hints(Timeouts)}
+    for cls in (Settings, Timeouts):
+        for f in declared(cls):
+            kind = hints[f.name]
+            if f.name in ("role", "discovery", "log_level", "advertise_url"):
+                continue  # choices and derived values: covered by the tests above
+            raw, expected = _sample(kind, f)
+            s = Settings.from_env(env(**{env_name(f): raw}))
+            value = getattr(s.timeouts if cls is Timeouts else s, f.name)
+            assert value == expected, env_name(f)
+
+
+def _sample(kind: object, f: dataclasses.Field[object]) -> tuple[str, object]:
+    low = f.metadata["low"]
+    if kind is bool:
+        return ("false", False) if f.default else ("true", True)
+    if kind is int:
+        value = int(low if low is not None else 0) + 1025
+        high = f.metadata["high"]
+        value = min(value, int(high)) if high is not None else value
+        return str(value), value
+    if kind is float:
+        return "7.5", 7.5
+    if kind == tuple[str, ...]:
+        return "http://a:1,http://b:2", ("http://a:1", "http://b:2")
+    return "some-value", "some-value"

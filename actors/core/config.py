@@ -1,4 +1,4 @@
-"""Settings: every knob and every timeout, read once from the environment into a frozen object."""
+"""Settings: every knob and every timeout, declared once with its variable, default, bounds and meaning."""
 
 from __future__ import annotations
 
@@ -7,164 +7,217 @@ import math
 import os
 import re
 import socket
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Any, Literal
 
 from .errors import ConfigError
 
 Role = Literal["master", "mapper", "reducer"]
 DiscoveryMode = Literal["static", "dns", "mdns"]
 
-ROLES: tuple[Role, ...] = ("master", "mapper", "reducer")
-DISCOVERY_MODES: tuple[DiscoveryMode, ...] = ("static", "dns", "mdns")
+ROLES: tuple[Role, ...] = typing.get_args(Role)
+DISCOVERY_MODES: tuple[DiscoveryMode, ...] = typing.get_args(DiscoveryMode)
 MiB = 1024 * 1024
+DERIVED = "derived"  # a default computed from other settings; the doc says how
+
+
+def setting(env: str, default: Any, doc: str, *, low: float | None = None, high: float | None = None) -> Any:
+    """Declare one setting: its environment variable, default, bounds and one line for the README."""
+    return field(default=default, metadata={"env": env, "doc": doc, "low": low, "high": high})
+
+
+def _timeout(default: float, doc: str) -> Any:
+    # The variable name is derived from the field name (MR_TIMEOUT_<NAME>), filled in by ``_env_of``.
+    return field(default=default, metadata={"env": "", "doc": doc, "low": 0.001, "high": None})
 
 
 @dataclass(frozen=True)
 class Timeouts:
     """Every network wait in seconds; each field is read from ``MR_TIMEOUT_<NAME>``."""
 
-    connect: float = 3.0  # opening a connection to a peer
-    request: float = 30.0  # one small request/response between actors
-    lease: float = 30.0  # a mapper silent this long on its assignment loses the split
-    stream_idle: float = 30.0  # a shuffle stream or input read silent this long is dropped
-    stage_wait: float = 10.0  # a reducer waits this long for staging budget, then answers 503
-    finalize: float = 120.0  # a reducer's finalize answer (large totals take a while)
-    discovery: float = 5.0  # one discovery look-up
-    peers: float = 15.0  # how long a job waits for enough peers to appear
-    drain: float = 20.0  # SIGTERM: time to finish in-flight work
-    startup: float = 20.0  # local cluster: an actor process must be ready within this
-    retry_deadline: float = 60.0  # total time one narrow retry loop may take
-    recovery: float = 120.0  # how long a job waits for a lost reducer's ordinal to answer again
+    connect: float = _timeout(3.0, "opening a connection to a peer")
+    request: float = _timeout(30.0, "one small request/response between actors")
+    lease: float = _timeout(30.0, "a mapper silent this long on its assignment loses the split")
+    stream_idle: float = _timeout(30.0, "a shuffle stream or input read silent this long is dropped")
+    stage_wait: float = _timeout(10.0, "a reducer waits this long for staging budget, then answers 503")
+    finalize: float = _timeout(120.0, "a reducer's finalize answer (large totals take a while)")
+    discovery: float = _timeout(5.0, "one discovery look-up")
+    peers: float = _timeout(15.0, "how long a job waits for enough peers to appear")
+    drain: float = _timeout(20.0, "SIGTERM: time to finish in-flight work")
+    startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this")
+    retry_deadline: float = _timeout(60.0, "total time one narrow retry loop may take")
+    recovery: float = _timeout(120.0, "how long a job waits for a lost reducer's ordinal to answer again")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """One actor's configuration; build it with :meth:`from_env`."""
+    """One actor's configuration; build it with :meth:`from_env`. Declared once: field metadata drives it all."""
 
-    role: Role = "master"
-    host: str = "0.0.0.0"
-    port: int = 8080
-    name: str = ""  # pod or process name, e.g. "reducer-1"
-    ordinal: int = 0  # this actor's index among its role (the reducer's partition)
-    advertise_url: str = ""  # how peers reach this actor; master puts it in input references
+    role: Role = setting("TYPE", "master", "the actor's role: master, mapper or reducer (original TYPE)")
+    host: str = setting("MR_HOST", "0.0.0.0", "address to listen on")
+    port: int = setting("MR_PORT", 8080, f"port to listen on; {DERIVED}: 8080, MAPPER_PORT or REDUCER_PORT by role",
+                        low=0, high=65535)
+    name: str = setting("MR_NAME", "", f"pod or process name, e.g. reducer-1; {DERIVED}: HOSTNAME, else the host name")
+    ordinal: int = setting("MR_ORDINAL", 0, f"index among the role (a reducer's partition); {DERIVED}: from the name's "
+                           "-<n> suffix", low=0)
+    advertise_url: str = setting("MR_ADVERTISE_URL", "", f"how peers reach this actor; {DERIVED}: "
+                                 "http://<MR_ADVERTISE_HOST, else host or name>:<port>")
+    advertise_host: str = setting("MR_ADVERTISE_HOST", "", "host part of the derived advertise URL")
     # discovery
-    discovery: DiscoveryMode = "static"
-    mapper_urls: tuple[str, ...] = ()
-    reducer_urls: tuple[str, ...] = ()
-    mapper_host: str = "mapper"  # the mappers' headless Service (original MAPPER_HOST)
-    reducer_host: str = "reducer"  # the reducers' headless Service (original REDUCER_HOST)
-    mapper_port: int = 8081
-    reducer_port: int = 8082
-    namespace: str = "default"
-    cluster_domain: str = "cluster.local"
-    port_name: str = "http"  # the named Service port whose SRV records list the pods
-    dns_nameserver: str = ""  # empty: the system resolver's
-    dns_port: int = 53
-    mdns_cluster: str = "default"  # separates local clusters sharing one mDNS segment
-    mdns_interface: str = "127.0.0.1"
+    discovery: DiscoveryMode = setting("MR_DISCOVERY", "static", f"static, dns or mdns; {DERIVED}: dns inside "
+                                       "Kubernetes unless MR_REDUCERS is set, else static")
+    mapper_urls: tuple[str, ...] = setting("MR_MAPPERS", (), "static discovery: mapper URLs, comma-separated; order "
+                                           "is the ordinal")
+    reducer_urls: tuple[str, ...] = setting("MR_REDUCERS", (), "static discovery: reducer URLs, comma-separated; "
+                                            "order is the ordinal")
+    mapper_host: str = setting("MAPPER_HOST", "mapper", "the mappers' headless Service (original MAPPER_HOST)")
+    reducer_host: str = setting("REDUCER_HOST", "reducer", "the reducers' headless Service (original REDUCER_HOST)")
+    mapper_port: int = setting("MAPPER_PORT", 8081, "mappers' port (original MAPPER_PORT)", low=1, high=65535)
+    reducer_port: int = setting("REDUCER_PORT", 8082, "reducers' port (original REDUCER_PORT)", low=1, high=65535)
+    namespace: str = setting("MR_NAMESPACE", "default", "Kubernetes namespace of the headless Services")
+    cluster_domain: str = setting("MR_CLUSTER_DOMAIN", "cluster.local", "Kubernetes cluster DNS domain")
+    port_name: str = setting("MR_PORT_NAME", "http", "the named Service port whose SRV records list the pods")
+    dns_nameserver: str = setting("MR_DNS_NAMESERVER", "", "DNS server for dns discovery; empty: the system's")
+    dns_port: int = setting("MR_DNS_PORT", 53, "port of MR_DNS_NAMESERVER", low=1, high=65535)
+    mdns_cluster: str = setting("MR_MDNS_CLUSTER", "default", "separates local clusters sharing one mDNS segment")
+    mdns_interface: str = setting("MR_MDNS_INTERFACE", "127.0.0.1", "interface address mDNS binds to")
     # data and sizes
-    data_root: str = ""  # shared volume for {"path": ...} inputs; empty: path inputs refused
-    spool_dir: str = ""  # uploads and mapper spools; empty: the system temp dir
-    state_dir: str = ""  # the master's job journal; empty: a restarted master forgets its jobs silently
+    data_root: str = setting("MR_DATA_ROOT", "", "shared volume for path inputs; empty: path inputs refused")
+    spool_dir: str = setting("MR_SPOOL_DIR", "", "uploads and mapper spools; empty: the system temp dir")
+    state_dir: str = setting("MR_STATE_DIR", "", "the master's job journal; empty: a restarted master forgets jobs")
     # 64 MiB rather than the design's example 16: on 200 MB of Zipf text it ships 2x fewer (key, count) entries and
     # is 15% faster (measured, scripts/bench.py); a lost split costs a few seconds of one mapper to redo.
-    split_size: int = 64 * MiB
-    min_split_size: int = 64 * 1024  # below this per mapper, a job gets fewer splits than mappers
-    chunk_size: int = 4 * MiB  # a mapper maps this many bytes at a time
-    key_budget: int = 1_000_000  # a mapper flushes its combined partial values past this many keys
-    max_body: int = 4096 * MiB  # largest upload or text input
-    max_json: int = 64 * MiB  # largest JSON request body
-    message_cap: int = 1 * MiB  # largest single CBOR message (assignments, finalize)
-    frame_cap: int = 16 * MiB  # largest shuffle frame
-    stage_budget: int = 256 * MiB  # bytes a reducer stages at once across streams
-    result_cap: int = 1024 * MiB  # largest reducer report a master accepts
-    max_attempts: int = 4
-    mapper_slots: int = 1  # concurrent assignments per mapper
-    backup_tasks: bool = True
-    backup_after: float = 5.0  # an attempt running this long (and 2x the median) may get a backup
-    job_ttl: float = 3600.0  # finished jobs' state is dropped after this
+    split_size: int = setting("MR_SPLIT_SIZE", 64 * MiB, "default split size in bytes", low=1)
+    min_split_size: int = setting("MR_MIN_SPLIT_SIZE", 64 * 1024, "below this per mapper, a job gets fewer splits "
+                                  "than mappers", low=1)
+    chunk_size: int = setting("MR_CHUNK_SIZE", 4 * MiB, "a mapper maps this many bytes at a time", low=1024)
+    key_budget: int = setting("MR_KEY_BUDGET", 1_000_000, "a mapper flushes its combined partial values past this "
+                              "many keys", low=1)
+    max_body: int = setting("MR_MAX_BODY", 4096 * MiB, "largest upload or text input in bytes", low=1)
+    max_json: int = setting("MR_MAX_JSON", 64 * MiB, "largest JSON request body in bytes", low=1024)
+    message_cap: int = setting("MR_MESSAGE_CAP", 1 * MiB, "largest single CBOR message between actors", low=1024)
+    frame_cap: int = setting("MR_FRAME_CAP", 16 * MiB, "largest shuffle frame in bytes", low=1024)
+    stage_budget: int = setting("MR_STAGE_BUDGET", 256 * MiB, "bytes a reducer stages at once across streams",
+                                low=1024)
+    result_cap: int = setting("MR_RESULT_CAP", 1024 * MiB, "largest reducer report a master accepts, in bytes",
+                              low=1024)
+    max_attempts: int = setting("MR_MAX_ATTEMPTS", 4, "attempts per split before the job fails", low=1)
+    mapper_slots: int = setting("MR_MAPPER_SLOTS", 1, "concurrent assignments per mapper", low=1)
+    backup_tasks: bool = setting("MR_BACKUP_TASKS", True, "start backup attempts for stragglers")
+    backup_after: float = setting("MR_BACKUP_AFTER", 5.0, "an attempt running this long (and 2x the median) may get "
+                                  "a backup", low=0.0)
+    job_ttl: float = setting("MR_JOB_TTL", 3600.0, "finished jobs' state is dropped after this many seconds", low=1.0)
     # security
-    token: str = ""  # shared token actors require from each other; empty: no check
-    api_token: str = ""  # optional token for the public API
-    allow_private_urls: bool = False
-    log_level: str = "INFO"
-    ready_fd: int = -1  # set by a launcher: write one line here once serving
+    token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
+    api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
+    allow_private_urls: bool = setting("MR_ALLOW_PRIVATE_URLS", False, "allow URL inputs on loopback, private and "
+                                       "link-local addresses")
+    log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from ``environ`` (default ``os.environ``); the only place that does."""
         env = os.environ if environ is None else environ
-        reader = _Reader(env)
-        role = cast(Role, reader.choice("TYPE", ROLES, "master"))
-        name = env.get("MR_NAME") or env.get("HOSTNAME") or socket.gethostname()
-        mapper_port = reader.integer("MAPPER_PORT", 8081, low=1, high=65535)
-        reducer_port = reader.integer("REDUCER_PORT", 8082, low=1, high=65535)
-        default_port = {"master": 8080, "mapper": mapper_port, "reducer": reducer_port}[role]
-        port = reader.integer("MR_PORT", default_port, low=0, high=65535)
-        host = env.get("MR_HOST", "0.0.0.0")
-        in_cluster = "KUBERNETES_SERVICE_HOST" in env
-        mapper_urls = reader.urls("MR_MAPPERS")
-        reducer_urls = reader.urls("MR_REDUCERS")
-        default_discovery: DiscoveryMode = "dns" if in_cluster and not reducer_urls else "static"
-        advertise_host = env.get("MR_ADVERTISE_HOST") or (host if host not in ("0.0.0.0", "::") else name)
-        timeouts = Timeouts(
-            **{
-                f.name: reader.number(f"MR_TIMEOUT_{f.name.upper()}", getattr(Timeouts(), f.name), low=0.001)
-                for f in dataclasses.fields(Timeouts)
-            }
-        )
-        return cls(
-            role=role,
-            host=host,
-            port=port,
-            name=name,
-            ordinal=reader.integer("MR_ORDINAL", _ordinal_of(name), low=0),
-            advertise_url=env.get("MR_ADVERTISE_URL", "").rstrip("/") or f"http://{advertise_host}:{port}",
-            discovery=cast(DiscoveryMode, reader.choice("MR_DISCOVERY", DISCOVERY_MODES, default_discovery)),
-            mapper_urls=mapper_urls,
-            reducer_urls=reducer_urls,
-            mapper_host=env.get("MAPPER_HOST", "mapper"),
-            reducer_host=env.get("REDUCER_HOST", "reducer"),
-            mapper_port=mapper_port,
-            reducer_port=reducer_port,
-            namespace=env.get("MR_NAMESPACE", "default"),
-            cluster_domain=env.get("MR_CLUSTER_DOMAIN", "cluster.local"),
-            port_name=env.get("MR_PORT_NAME", "http"),
-            dns_nameserver=env.get("MR_DNS_NAMESERVER", ""),
-            dns_port=reader.integer("MR_DNS_PORT", 53, low=1, high=65535),
-            mdns_cluster=env.get("MR_MDNS_CLUSTER", "default"),
-            mdns_interface=env.get("MR_MDNS_INTERFACE", "127.0.0.1"),
-            data_root=env.get("MR_DATA_ROOT", ""),
-            spool_dir=env.get("MR_SPOOL_DIR", ""),
-            state_dir=env.get("MR_STATE_DIR", ""),
-            split_size=reader.integer("MR_SPLIT_SIZE", 64 * MiB, low=1),
-            min_split_size=reader.integer("MR_MIN_SPLIT_SIZE", 64 * 1024, low=1),
-            chunk_size=reader.integer("MR_CHUNK_SIZE", 4 * MiB, low=1024),
-            key_budget=reader.integer("MR_KEY_BUDGET", 1_000_000, low=1),
-            max_body=reader.integer("MR_MAX_BODY", 4096 * MiB, low=1),
-            max_json=reader.integer("MR_MAX_JSON", 64 * MiB, low=1024),
-            message_cap=reader.integer("MR_MESSAGE_CAP", 1 * MiB, low=1024),
-            frame_cap=reader.integer("MR_FRAME_CAP", 16 * MiB, low=1024),
-            stage_budget=reader.integer("MR_STAGE_BUDGET", 256 * MiB, low=1024),
-            result_cap=reader.integer("MR_RESULT_CAP", 1024 * MiB, low=1024),
-            max_attempts=reader.integer("MR_MAX_ATTEMPTS", 4, low=1),
-            mapper_slots=reader.integer("MR_MAPPER_SLOTS", 1, low=1),
-            backup_tasks=reader.boolean("MR_BACKUP_TASKS", True),
-            backup_after=reader.number("MR_BACKUP_AFTER", 5.0, low=0.0),
-            job_ttl=reader.number("MR_JOB_TTL", 3600.0, low=1.0),
-            token=env.get("MR_TOKEN", ""),
-            api_token=env.get("MR_API_TOKEN", ""),
-            allow_private_urls=reader.boolean("MR_ALLOW_PRIVATE_URLS", False),
-            log_level=env.get("MR_LOG_LEVEL", "INFO").upper(),
-            ready_fd=reader.integer("MR_READY_FD", -1, low=-1),
-            timeouts=timeouts,
-        )
+        values = _read_all(env, cls)
+        role = values.get("role", "master")
+        name = values.get("name") or env.get("HOSTNAME") or socket.gethostname()
+        values["name"] = name
+        mapper_port = values.get("mapper_port", 8081)
+        reducer_port = values.get("reducer_port", 8082)
+        values.setdefault("port", {"master": 8080, "mapper": mapper_port, "reducer": reducer_port}[role])
+        values.setdefault("ordinal", _ordinal_of(name))
+        if "discovery" not in values:
+            in_cluster = "KUBERNETES_SERVICE_HOST" in env
+            values["discovery"] = "dns" if in_cluster and not values.get("reducer_urls") else "static"
+        host = values.get("host", "0.0.0.0")
+        advertise_host = values.get("advertise_host") or (host if host not in ("0.0.0.0", "::") else name)
+        values["advertise_url"] = (values.get("advertise_url", "").rstrip("/")
+                                   or f"http://{advertise_host}:{values['port']}")
+        if "log_level" in values:
+            values["log_level"] = values["log_level"].upper()
+        values["timeouts"] = Timeouts(**_read_all(env, Timeouts))
+        return cls(**values)
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_UNSET: Any = object()
+
+
+def declared(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields of ``cls`` read from the environment (all but nested groups)."""
+    return [f for f in dataclasses.fields(cls) if "env" in f.metadata]
+
+
+def env_name(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata["env"]) or f"MR_TIMEOUT_{f.name.upper()}"
+
+
+def _read_all(env: Mapping[str, str], cls: type) -> dict[str, Any]:
+    """The declared fields of ``cls`` that ``env`` sets, parsed by their declared types."""
+    hints = typing.get_type_hints(cls)
+    found = {f.name: _read(env, f, hints[f.name]) for f in declared(cls)}
+    return {name: value for name, value in found.items() if value is not _UNSET}
+
+
+def _read(env: Mapping[str, str], f: dataclasses.Field[Any], kind: Any) -> Any:
+    """The field's value from ``env``, parsed by its declared type and checked against its bounds; unset: _UNSET."""
+    key = env_name(f)
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return _UNSET
+    low, high = f.metadata["low"], f.metadata["high"]
+    if kind is bool:
+        return _boolean(key, raw)
+    if kind is int:
+        try:
+            value: float = int(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not an integer") from None
+    elif kind is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={raw!r} is not a finite number")
+    elif typing.get_origin(kind) is Literal:
+        choice = raw.strip().lower()
+        options = typing.get_args(kind)
+        if choice not in options:
+            raise ConfigError(f"{key}={choice!r} must be one of {', '.join(options)}")
+        return choice
+    elif kind == tuple[str, ...]:
+        return _urls(key, raw)
+    else:
+        return raw
+    if low is not None and value < low:
+        raise ConfigError(f"{key}={value} is below its minimum {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key}={value} is above its maximum {high}")
+    return value
+
+
+def _boolean(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}={value!r} is not a boolean (use true or false)")
+
+
+def _urls(key: str, raw: str) -> tuple[str, ...]:
+    urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}: {url!r} is not an http(s) URL")
+    return urls
 
 
 def _ordinal_of(name: str) -> int:
@@ -173,64 +226,25 @@ def _ordinal_of(name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-class _Reader:
-    """Typed reads of environment variables with errors that name the variable."""
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value) or "(empty)"
+    if isinstance(value, int) and value >= MiB and value % MiB == 0:
+        return f"{value // MiB} MiB"
+    if isinstance(value, int) and value >= 1024 and value % 1024 == 0:
+        return f"{value // 1024} KiB"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) if value != "" else "(empty)"
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
 
-    def integer(self, key: str, default: int, low: int | None = None, high: int | None = None) -> int:
-        raw = self.env.get(key)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not an integer") from None
-        self._bounds(key, value, low, high)
-        return value
-
-    def number(self, key: str, default: float, low: float | None = None) -> float:
-        raw = self.env.get(key)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}={raw!r} is not a finite number")
-        self._bounds(key, value, low, None)
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        raw = self.env.get(key, "").strip().lower()
-        if raw == "":
-            return default
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key}={raw!r} is not a boolean (use true or false)")
-
-    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
-        raw = self.env.get(key, "").strip().lower() or default
-        if raw not in options:
-            raise ConfigError(f"{key}={raw!r} must be one of {', '.join(options)}")
-        return raw
-
-    def urls(self, key: str) -> tuple[str, ...]:
-        raw = self.env.get(key, "")
-        urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{key}: {url!r} is not an http(s) URL")
-        return urls
-
-    @staticmethod
-    def _bounds(key: str, value: float, low: float | None, high: float | None) -> None:
-        if low is not None and value < low:
-            raise ConfigError(f"{key}={value} is below its minimum {low}")
-        if high is not None and value > high:
-            raise ConfigError(f"{key}={value} is above its maximum {high}")
-
+def settings_table() -> str:
+    """The README's settings table, generated from the declarations (a test keeps the README equal to it)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for cls in (Settings, Timeouts):
+        for f in declared(cls):
+            unit = " s" if cls is Timeouts else ""
+            rows.append(f"| `{env_name(f)}` | {_shown(f.default)}{unit} | {f.metadata['doc']} |")
+    return "\n".join(rows)
