@@ -72,6 +72,8 @@ class Settings:
                                            "is the ordinal")
     reducer_urls: tuple[str, ...] = setting("MR_REDUCERS", (), "static discovery: reducer URLs, comma-separated; "
                                             "order is the ordinal")
+    reducer_count: int = setting("MR_REDUCER_COUNT", 0, "how many reducers, so partitions, a job has (the reducer "
+                                 f"StatefulSet's replicas); {DERIVED}: the number of MR_REDUCERS", low=0)
     mapper_host: str = setting("MAPPER_HOST", "mapper", "the mappers' headless Service (original MAPPER_HOST)")
     reducer_host: str = setting("REDUCER_HOST", "reducer", "the reducers' headless Service (original REDUCER_HOST)")
     mapper_port: int = setting("MAPPER_PORT", 8081, "mappers' port (original MAPPER_PORT)", low=1, high=65535)
@@ -133,6 +135,7 @@ class Settings:
         if "discovery" not in values:
             in_cluster = "KUBERNETES_SERVICE_HOST" in env
             values["discovery"] = "dns" if in_cluster and not values.get("reducer_urls") else "static"
+        values.setdefault("reducer_count", len(values.get("reducer_urls", ())))
         host = values.get("host", "0.0.0.0")
         advertise_host = values.get("advertise_host") or (host if host not in ("0.0.0.0", "::") else name)
         values["advertise_url"] = (values.get("advertise_url", "").rstrip("/")
