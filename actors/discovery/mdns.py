@@ -40,6 +40,7 @@ _PTR_TTL = 1125
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _MAX_LABEL = 63  # DNS label limit for the instance name
 _ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
+_MAX_REFUSED = 256  # refused instance names remembered (for logs and tests), oldest dropped first
 _SIGNED = "mapreduce-mdns/1"  # names what the signature covers; change it when the covered fields change
 
 
@@ -257,6 +258,8 @@ class MdnsDiscovery:
         if isinstance(claim, str):
             # Not believed: it never displaces what we hold for that name (a verified claim stays).
             if claim and self.refused.get(key) != claim:
+                if len(self.refused) >= _MAX_REFUSED:  # a flood of bogus names must not grow memory
+                    del self.refused[next(iter(self.refused))]
                 self.refused[key] = claim
                 log.warning("mdns_peer_refused", instance=info.name, cause=claim)
                 self._notify()
@@ -299,6 +302,8 @@ def _claim_of(info: ServiceInfo, cluster: str, token: str) -> Claim | str:
         if not hmac.compare_digest(sig, signature(token, cluster, role, ordinal, url, incarnation, since)):
             return "missing or wrong signature: the announcer does not hold the cluster token (MR_TOKEN)"
     if not url.startswith(("http://", "https://")):
+        if token:
+            return "no URL: only a URL in the signed record is trusted"  # A records are not signed
         addresses = info.parsed_addresses()
         if not addresses or info.port is None:
             return "no URL and no address"
