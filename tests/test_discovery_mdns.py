@@ -260,3 +260,17 @@ async def test_signed_actors_find_each_other(cluster: str) -> None:
         peers = await master.wait_for("reducer", 2, WAIT)
         assert [p.url for p in peers] == ["http://127.0.0.1:8200", "http://127.0.0.1:8201"]
         assert master.refused == {}
+
+
+async def test_a_replayed_older_signed_record_never_displaces_the_live_one(cluster: str) -> None:
+    real = Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200")
+    async with actors(settings(cluster, "master", token=TOKEN), settings(cluster, "reducer", 0, 8200, TOKEN)) as (
+            master, _):
+        assert await master.wait_for("reducer", 1, WAIT) == [real]
+        # A genuine record of an earlier reducer-0 (signed with the token), replayed after it was replaced.
+        url, incarnation, since = "http://127.0.0.1:1", "00000000", "1000"
+        old = {"cluster": cluster, "role": "reducer", "ordinal": "0", "url": url, "inc": incarnation, "since": since,
+               "sig": signature(TOKEN, cluster, "reducer", "0", url, incarnation, since)}
+        async with rogue(f"{cluster}-reducer-0", old):
+            assert "replay" in await refused(master, f"{cluster}-reducer-0")
+            assert await master.peers("reducer") == [real]

@@ -255,6 +255,9 @@ class MdnsDiscovery:
         if key == self._own_name:
             return
         claim = _claim_of(info, self._cluster, self._settings.token)
+        held = self._claims.get(key)
+        if not isinstance(claim, str) and held is not None and held.rank > claim.rank:
+            claim = "an earlier start than the announcement already held (a replay)"
         if isinstance(claim, str):
             # Not believed: it never displaces what we hold for that name (a verified claim stays).
             if claim and self.refused.get(key) != claim:
@@ -264,9 +267,6 @@ class MdnsDiscovery:
                 log.warning("mdns_peer_refused", instance=info.name, cause=claim)
                 self._notify()
             return
-        held = self._claims.get(key)
-        if held is not None and held.rank > claim.rank:
-            return  # a replayed announcement of an earlier start of this actor
         self.refused.pop(key, None)
         if held != claim:
             self._claims[key] = claim
