@@ -1,4 +1,4 @@
-"""A fake cluster DNS server (dnslib on asyncio) answering A and SRV records as CoreDNS does for headless Services."""
+"""A fake cluster DNS server (dnslib on asyncio) serving a headless Service's A, AAAA and SRV records like CoreDNS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self, cast
 
-from dnslib import EDNS0, QTYPE, RCODE, RR, SRV, A, DNSHeader, DNSRecord  # type: ignore[import-untyped]
+from dnslib import AAAA, EDNS0, QTYPE, RCODE, RR, SRV, A, DNSHeader, DNSRecord  # type: ignore[import-untyped]
 
 _TTL = 5
 _PLAIN_UDP_LIMIT = 512
@@ -27,10 +27,11 @@ class Zone:
     """Records by absolute lower-case name; edit freely while the server runs (it reads them per query)."""
 
     a: dict[str, list[str]] = field(default_factory=dict)
+    aaaa: dict[str, list[str]] = field(default_factory=dict)
     srv: dict[str, list[Srv]] = field(default_factory=dict)
 
     def names(self) -> set[str]:
-        return set(self.a) | set(self.srv)
+        return set(self.a) | set(self.aaaa) | set(self.srv)
 
 
 class FakeClusterDns:
@@ -65,18 +66,26 @@ class FakeClusterDns:
         namespace: str = "default",
         port_name: str = "http",
     ) -> None:
-        """Publish ``pods`` ({pod name: IP}) behind ``service``; an empty dict is a Service with no ready pods."""
+        """Publish ``pods`` ({pod name: IP}) behind ``service``; an empty dict is a Service with no ready pods.
+
+        An IPv6 pod IP is published as an AAAA record (an IPv6-only pod has no A record), an IPv4 one as an A record.
+        """
         base = self.service_name(service, namespace)
         self.remove_service(service, namespace)
         for pod, ip in pods.items():
-            self.zone.a[f"{pod}.{base}"] = [ip]
+            (self.zone.aaaa if ":" in ip else self.zone.a)[f"{pod}.{base}"] = [ip]
         if pods:
-            self.zone.a[base] = sorted(pods.values())
+            v4 = sorted(ip for ip in pods.values() if ":" not in ip)
+            v6 = sorted(ip for ip in pods.values() if ":" in ip)
+            if v4:
+                self.zone.a[base] = v4
+            if v6:
+                self.zone.aaaa[base] = v6
             self.zone.srv[f"_{port_name}._tcp.{base}"] = [Srv(f"{pod}.{base}", port) for pod in pods]
 
     def remove_service(self, service: str, namespace: str = "default") -> None:
         base = self.service_name(service, namespace)
-        for table in (self.zone.a, self.zone.srv):
+        for table in (self.zone.a, self.zone.aaaa, self.zone.srv):
             for name in [n for n in table if n == base or n.endswith("." + base)]:
                 del table[name]
 
@@ -140,9 +149,14 @@ class FakeClusterDns:
                 if self.glue:
                     for ip in self.zone.a.get(srv.target.lower(), []):
                         reply.add_ar(RR(srv.target, QTYPE.A, rdata=A(ip), ttl=_TTL))
+                    for ip in self.zone.aaaa.get(srv.target.lower(), []):
+                        reply.add_ar(RR(srv.target, QTYPE.AAAA, rdata=AAAA(ip), ttl=_TTL))
         elif qtype == "A" and name in self.zone.a:
             for ip in self.zone.a[name]:
                 reply.add_answer(RR(name, QTYPE.A, rdata=A(ip), ttl=_TTL))
+        elif qtype == "AAAA" and name in self.zone.aaaa:
+            for ip in self.zone.aaaa[name]:
+                reply.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(ip), ttl=_TTL))
         elif name not in self.zone.names():
             reply.header.rcode = RCODE.NXDOMAIN
         packed: bytes = reply.pack()

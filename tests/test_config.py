@@ -177,6 +177,9 @@ def test_name_from_hostname() -> None:
 def test_advertise_url() -> None:
     assert Settings.from_env(env(MR_ADVERTISE_URL="http://me:1/")).advertise_url == "http://me:1"
     assert Settings.from_env(env(MR_ADVERTISE_HOST="10.0.0.1")).advertise_url == "http://10.0.0.1:8080"
+    # An IPv6 pod IP (status.podIP on an IPv6 cluster) must be bracketed to make a URL.
+    assert Settings.from_env(env(MR_ADVERTISE_HOST="fd00::5")).advertise_url == "http://[fd00::5]:8080"
+    assert Settings.from_env(env(MR_ADVERTISE_HOST="[fd00::5]")).advertise_url == "http://[fd00::5]:8080"
 
 
 def test_discovery_default_in_a_cluster() -> None:

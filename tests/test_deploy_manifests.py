@@ -6,6 +6,7 @@ Needs kubectl, PyYAML and kubernetes-validate (``scripts/k8s-test-deps.sh`` inst
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import subprocess
 from pathlib import Path
@@ -348,6 +349,55 @@ def test_the_policy_check_sees_a_missing_rule(objects: list[Obj]) -> None:
     assert _allowed(mutated, "mapper", "reducer")
 
 
+def _may_reach_address(objects: list[Obj], src: str, address: str, port: int) -> bool:
+    """Whether ``src`` pods may open a TCP connection to ``address``:``port`` outside the cluster (ipBlock rules)."""
+    labels = _pod_labels(objects)[src]
+    target = ipaddress.ip_address(address)
+    selecting = [p for p in find(objects, "NetworkPolicy") if matches(p["spec"]["podSelector"], labels)
+                 and "Egress" in p["spec"].get("policyTypes", ["Ingress"])]
+    if not selecting:
+        return True
+
+    def inside(block: Obj) -> bool:
+        def within(cidr: str) -> bool:
+            network = ipaddress.ip_network(cidr)
+            return network.version == target.version and target in network
+        return within(block["cidr"]) and not any(within(c) for c in block.get("except", []))
+
+    def port_ok(rule: Obj) -> bool:
+        ports = rule.get("ports")
+        return not ports or any(p.get("protocol", "TCP") == "TCP" and p.get("port") in (None, port) for p in ports)
+
+    return any("ipBlock" in peer and inside(peer["ipBlock"]) and port_ok(rule)
+               for p in selecting for rule in p["spec"].get("egress", []) for peer in rule.get("to", []))
+
+
+PUBLIC_INPUTS = [("93.184.215.14", 443), ("93.184.215.14", 8080), ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", 443)]
+INSIDE = [("169.254.169.254", 80), ("10.96.0.1", 443), ("127.0.0.1", 8080), ("192.168.1.1", 80), ("172.20.0.1", 80),
+          ("100.64.0.1", 80), ("fd00::1", 443), ("fe80::1", 80), ("::1", 80)]
+
+
+@pytest.mark.parametrize("role", ["master", "mapper"])
+def test_master_and_mappers_may_fetch_public_url_inputs(objects: list[Obj], role: str) -> None:
+    # The master probes a URL input's size (HEAD), the mappers read it: both need the same egress.
+    for address, port in PUBLIC_INPUTS:
+        assert _may_reach_address(objects, role, address, port), f"{role} cannot reach {address}:{port}"
+    for address, port in INSIDE:
+        assert not _may_reach_address(objects, role, address, port), f"{role} may reach {address}:{port}"
+
+
+def test_reducers_reach_nothing_outside(objects: list[Obj]) -> None:
+    for address, port in PUBLIC_INPUTS + INSIDE:
+        assert not _may_reach_address(objects, "reducer", address, port), f"reducer may reach {address}:{port}"
+
+
+def test_the_address_check_sees_a_missing_url_rule(objects: list[Obj]) -> None:
+    """The evaluator above is not vacuous: without the URL-input policy nobody reaches a public address."""
+    mutated = [o for o in copy.deepcopy(objects)
+               if not (o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "allow-url-inputs")]
+    assert not _may_reach_address(mutated, "mapper", *PUBLIC_INPUTS[0])
+
+
 def test_network_policy_selectors_match_real_pods(objects: list[Obj]) -> None:
     labels = _pod_labels(objects)
     for policy in find(objects, "NetworkPolicy"):
@@ -356,8 +406,8 @@ def test_network_policy_selectors_match_real_pods(objects: list[Obj]) -> None:
         for key, peer_key in (("ingress", "from"), ("egress", "to")):
             for rule in spec.get(key, []):
                 for peer in rule.get(peer_key, []):
-                    if "namespaceSelector" in peer:
-                        continue  # another namespace's pods (clients, kube-dns)
+                    if "namespaceSelector" in peer or "ipBlock" in peer:
+                        continue  # another namespace's pods (clients, kube-dns), or addresses outside
                     assert any(_peer_matches(peer, pod) for pod in labels.values()), (policy["metadata"], peer)
 
 

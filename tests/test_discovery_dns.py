@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from actors.core.config import Settings, Timeouts
 from actors.core.errors import DiscoveryError
 from actors.discovery import Peer
-from actors.discovery.dns import DnsDiscovery
+from actors.discovery.dns import DnsDiscovery, cluster_domain_of
 from tests.dnsserver import FakeClusterDns, Srv
 
 BASE = "reducer.default.svc.cluster.local."
@@ -28,6 +29,7 @@ def settings_for(server: FakeClusterDns, **changes: object) -> Settings:
         discovery="dns",
         dns_nameserver=server.host,
         dns_port=server.port,
+        cluster_domain="cluster.local",  # explicit: the machine's own resolv.conf must not matter here
         timeouts=Timeouts(discovery=1.0),
     )
     return base.replace(**changes)
@@ -162,3 +164,55 @@ async def test_wait_for_reports_the_last_error_when_dns_never_answers(dns_server
     discovery = DnsDiscovery(settings_for(dns_server, timeouts=Timeouts(discovery=0.2)))
     with pytest.raises(DiscoveryError, match="timed out"):
         await discovery.wait_for("reducer", 1, timeout=0.7)
+
+
+KUBELET_RESOLV_CONF = """\
+search mapreduce.svc.corp.example svc.corp.example corp.example
+nameserver 10.96.0.10
+options ndots:5
+"""
+
+
+@pytest.mark.parametrize(("text", "domain"), [
+    (KUBELET_RESOLV_CONF, "corp.example"),
+    ("search jobs.svc.cluster.local. svc.cluster.local. cluster.local.\nnameserver 169.254.20.10\n", "cluster.local"),
+    ("search svc.old.example\nsearch ns.svc.new.example svc.new.example\n", "new.example"),  # the last line wins
+    ("nameserver 10.0.0.2\nsearch example.com\n", None),  # not a pod
+    ("search svc.\n", None),
+    ("", None),
+])
+def test_the_cluster_domain_comes_from_the_svc_search_entry(text: str, domain: str | None) -> None:
+    assert cluster_domain_of(text) == domain
+
+
+async def test_the_cluster_domain_is_read_from_resolv_conf_unless_set(tmp_path: Path) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(KUBELET_RESOLV_CONF)
+    async with FakeClusterDns(cluster_domain="corp.example") as server:
+        server.set_headless_service("reducer", {"reducer-0": "10.0.0.1"}, port=8082)
+        auto = DnsDiscovery(settings_for(server, cluster_domain=""), resolv_conf=resolv)
+        assert auto.srv_name("reducer") == "_http._tcp.reducer.default.svc.corp.example."
+        assert [p.url for p in await auto.peers("reducer")] == ["http://10.0.0.1:8082"]
+        pinned = DnsDiscovery(settings_for(server, cluster_domain="other.example"), resolv_conf=resolv)
+        assert pinned.srv_name("reducer") == "_http._tcp.reducer.default.svc.other.example."
+    missing = DnsDiscovery(settings_for(server, cluster_domain=""), resolv_conf=tmp_path / "absent")
+    assert missing.srv_name("reducer") == "_http._tcp.reducer.default.svc.cluster.local."
+
+
+@pytest.mark.parametrize("glue", [True, False], ids=["glue", "no-glue"])
+async def test_ipv6_only_pods_are_found_by_aaaa_and_bracketed(dns_server: FakeClusterDns, glue: bool) -> None:
+    dns_server.glue = glue
+    dns_server.set_headless_service("reducer", {"reducer-0": "fd00::a", "reducer-1": "10.0.0.2"}, port=8082)
+    peers = await DnsDiscovery(settings_for(dns_server)).peers("reducer")
+    assert peers == [
+        Peer(0, "reducer", "reducer-0", "http://[fd00::a]:8082"),
+        Peer(1, "reducer", "reducer-1", "http://10.0.0.2:8082"),
+    ]
+
+
+async def test_a_dual_stack_pod_is_reached_over_its_a_record(dns_server: FakeClusterDns) -> None:
+    dns_server.glue = False
+    dns_server.set_headless_service("reducer", {"reducer-0": "10.0.0.1"}, port=8082)
+    dns_server.zone.aaaa[f"reducer-0.{BASE}"] = ["fd00::1"]
+    assert [p.url for p in await DnsDiscovery(settings_for(dns_server)).peers("reducer")] == ["http://10.0.0.1:8082"]
+    assert ("udp", f"reducer-0.{BASE}", "AAAA") not in dns_server.queries

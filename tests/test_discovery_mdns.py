@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import sys
 import time
 import uuid
@@ -11,11 +12,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from zeroconf import IPVersion, ServiceInfo
+from zeroconf.asyncio import AsyncZeroconf
 
 from actors.core.config import Role, Settings, Timeouts
 from actors.core.errors import ConfigError, DiscoveryError
 from actors.discovery import Peer, open_discovery
-from actors.discovery.mdns import MdnsDiscovery
+from actors.discovery.mdns import SERVICE_TYPE, MdnsDiscovery, signature
 
 WAIT = 5.0  # bound on every wait below; a healthy loopback needs well under a second
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +30,9 @@ def cluster() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-def settings(cluster: str, role: Role, ordinal: int = 0, port: int = 0) -> Settings:
+def settings(cluster: str, role: Role, ordinal: int = 0, port: int = 0, token: str = "") -> Settings:
     return Settings(
+        token=token,
         role=role,
         discovery="mdns",
         mdns_cluster=cluster,
@@ -173,3 +177,100 @@ async def test_bad_settings_are_refused(changes: dict[str, object], message: str
     with pytest.raises(ConfigError, match=message):
         async with MdnsDiscovery.open(Settings(discovery="mdns").replace(**changes)):
             pass
+
+
+TOKEN = "cluster-secret"
+
+
+@asynccontextmanager
+async def rogue(instance: str, properties: dict[str, str], port: int = 1) -> AsyncIterator[None]:
+    """Any local process can announce whatever it likes on the segment: here, a hand-made zeroconf announcement."""
+    zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    info = ServiceInfo(SERVICE_TYPE, f"{instance}.{SERVICE_TYPE}", port=port, properties=properties,
+                       server=f"{instance}-rogue.local.", addresses=[ipaddress.IPv4Address("127.0.0.1").packed])
+    try:
+        await zeroconf.async_register_service(info, cooperating_responders=True)
+        yield
+    finally:
+        await zeroconf.async_unregister_service(info)
+        await zeroconf.async_close()
+
+
+def claim(cluster: str, ordinal: int, url: str, key: str | None, role: str = "reducer") -> dict[str, str]:
+    """TXT properties claiming ``role`` ``ordinal`` at ``url``, signed with ``key`` (None: unsigned)."""
+    since, incarnation = str(time.time_ns() + 10**12), "ffffffff"  # "newer" than any real actor
+    props = {"cluster": cluster, "role": role, "ordinal": str(ordinal), "url": url, "inc": incarnation,
+             "since": since}
+    if key is not None:
+        props["sig"] = signature(key, cluster, role, str(ordinal), url, incarnation, since)
+    return props
+
+
+async def refused(discovery: MdnsDiscovery, instance: str) -> str:
+    """Wait until ``discovery`` has seen and refused the announcement of ``instance``; answer why."""
+    key = f"{instance}.{SERVICE_TYPE}".lower()
+    await discovery.wait_until("reducer", lambda _: key in discovery.refused, WAIT, f"{instance} refused")
+    return discovery.refused[key]
+
+
+@pytest.mark.parametrize("key", [None, "not-the-cluster-token"], ids=["unsigned", "wrong-key"])
+async def test_a_claim_without_the_token_never_takes_a_reducers_traffic(cluster: str, key: str | None) -> None:
+    real = Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200")
+    async with actors(settings(cluster, "master", token=TOKEN), settings(cluster, "mapper", 0, 8100, TOKEN),
+                      settings(cluster, "reducer", 0, 8200, TOKEN)) as (master, mapper, _):
+        assert await master.wait_for("reducer", 1, WAIT) == [real]
+        assert await mapper.wait_for("reducer", 1, WAIT) == [real]
+        # Same instance name as the real reducer-0, a smaller URL and a later start: only the signature is missing.
+        async with rogue(f"{cluster}-reducer-0", claim(cluster, 0, "http://127.0.0.1:1", key)):
+            for observer in (master, mapper):
+                assert "signature" in await refused(observer, f"{cluster}-reducer-0")
+                assert await observer.peers("reducer") == [real]
+
+
+async def test_a_claim_for_an_absent_ordinal_without_the_token_is_not_listed(cluster: str) -> None:
+    async with actors(settings(cluster, "master", token=TOKEN), settings(cluster, "reducer", 0, 8200, TOKEN)) as (
+            master, _):
+        await master.wait_for("reducer", 1, WAIT)
+        async with rogue(f"{cluster}-reducer-1", claim(cluster, 1, "http://127.0.0.1:1", None)):
+            assert "signature" in await refused(master, f"{cluster}-reducer-1")
+            assert [p.ordinal for p in await master.peers("reducer")] == [0]
+            with pytest.raises(DiscoveryError):
+                await master.wait_for("reducer", 2, 0.2)
+
+
+@pytest.mark.parametrize("token", [TOKEN, ""], ids=["signed", "no-token"])
+async def test_an_instance_name_that_does_not_match_its_ordinal_is_ignored(cluster: str, token: str) -> None:
+    # Even correctly signed (an insider's mistake, or a token holder's trick), reducer-7's name cannot claim 0.
+    real = Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200")
+    async with actors(settings(cluster, "master", token=token), settings(cluster, "reducer", 0, 8200, token)) as (
+            master, _):
+        assert await master.wait_for("reducer", 1, WAIT) == [real]
+        async with rogue(f"{cluster}-reducer-7", claim(cluster, 0, "http://127.0.0.1:1", token or None)):
+            assert "does not match" in await refused(master, f"{cluster}-reducer-7")
+            assert await master.peers("reducer") == [real]
+        async with rogue(f"{cluster}-mapper-0", claim(cluster, 0, "http://127.0.0.1:1", token or None)):
+            assert "does not match" in await refused(master, f"{cluster}-mapper-0")
+            assert await master.peers("reducer") == [real]
+            assert await master.peers("mapper") == []
+
+
+async def test_signed_actors_find_each_other(cluster: str) -> None:
+    async with actors(settings(cluster, "master", token=TOKEN), settings(cluster, "reducer", 1, 8201, TOKEN),
+                      settings(cluster, "reducer", 0, 8200, TOKEN)) as (master, *_):
+        peers = await master.wait_for("reducer", 2, WAIT)
+        assert [p.url for p in peers] == ["http://127.0.0.1:8200", "http://127.0.0.1:8201"]
+        assert master.refused == {}
+
+
+async def test_a_replayed_older_signed_record_never_displaces_the_live_one(cluster: str) -> None:
+    real = Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200")
+    async with actors(settings(cluster, "master", token=TOKEN), settings(cluster, "reducer", 0, 8200, TOKEN)) as (
+            master, _):
+        assert await master.wait_for("reducer", 1, WAIT) == [real]
+        # A genuine record of an earlier reducer-0 (signed with the token), replayed after it was replaced.
+        url, incarnation, since = "http://127.0.0.1:1", "00000000", "1000"
+        old = {"cluster": cluster, "role": "reducer", "ordinal": "0", "url": url, "inc": incarnation, "since": since,
+               "sig": signature(TOKEN, cluster, "reducer", "0", url, incarnation, since)}
+        async with rogue(f"{cluster}-reducer-0", old):
+            assert "replay" in await refused(master, f"{cluster}-reducer-0")
+            assert await master.peers("reducer") == [real]

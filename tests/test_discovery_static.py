@@ -7,8 +7,9 @@ import time
 import pytest
 
 from actors.core.config import Settings
-from actors.core.errors import DiscoveryError
+from actors.core.errors import ConfigError, DiscoveryError
 from actors.discovery import Peer, open_discovery
+from actors.discovery.base import peer_url
 from actors.discovery.static import StaticDiscovery
 
 SETTINGS = Settings(
@@ -56,3 +57,22 @@ async def test_wait_for_more_than_listed_fails_without_waiting() -> None:
 
 async def test_no_urls_means_no_peers() -> None:
     assert await StaticDiscovery(Settings()).peers("mapper") == []
+
+
+async def test_ipv6_reducers_are_written_in_brackets() -> None:
+    settings = Settings.from_env({"MR_REDUCERS": "http://[fd00::5]:8082,http://[::1]:8083/"})
+    peers = await StaticDiscovery(settings).peers("reducer")
+    assert [p.url for p in peers] == ["http://[fd00::5]:8082", "http://[::1]:8083"]
+
+
+@pytest.mark.parametrize("url", ["http://fd00::5:8082", "http://[fd00::5:8082", "http://host:port", "http://:8082"])
+def test_a_malformed_reducer_url_is_refused_with_a_hint(url: str) -> None:
+    with pytest.raises(ConfigError, match="MR_REDUCERS"):
+        StaticDiscovery(Settings(reducer_urls=(url,)))
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("10.0.0.1", "http://10.0.0.1:8082"), ("fd00::5", "http://[fd00::5]:8082"), ("reducer-0.x", "http://reducer-0.x:8082"),
+])
+def test_peer_urls_bracket_ipv6(host: str, url: str) -> None:
+    assert peer_url(host, 8082) == url

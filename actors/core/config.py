@@ -79,7 +79,8 @@ class Settings:
     mapper_port: int = setting("MAPPER_PORT", 8081, "mappers' port (original MAPPER_PORT)", low=1, high=65535)
     reducer_port: int = setting("REDUCER_PORT", 8082, "reducers' port (original REDUCER_PORT)", low=1, high=65535)
     namespace: str = setting("MR_NAMESPACE", "default", "Kubernetes namespace of the headless Services")
-    cluster_domain: str = setting("MR_CLUSTER_DOMAIN", "cluster.local", "Kubernetes cluster DNS domain")
+    cluster_domain: str = setting("MR_CLUSTER_DOMAIN", "", "Kubernetes cluster DNS domain; empty: the svc.<domain> "
+                                  "entry of the pod's /etc/resolv.conf search list, else cluster.local")
     port_name: str = setting("MR_PORT_NAME", "http", "the named Service port whose SRV records list the pods")
     dns_nameserver: str = setting("MR_DNS_NAMESERVER", "", "DNS server for dns discovery; empty: the system's")
     dns_port: int = setting("MR_DNS_PORT", 53, "port of MR_DNS_NAMESERVER", low=1, high=65535)
@@ -138,6 +139,8 @@ class Settings:
         values.setdefault("reducer_count", len(values.get("reducer_urls", ())))
         host = values.get("host", "0.0.0.0")
         advertise_host = values.get("advertise_host") or (host if host not in ("0.0.0.0", "::") else name)
+        if ":" in advertise_host and not advertise_host.startswith("["):
+            advertise_host = f"[{advertise_host}]"  # an IPv6 pod IP (status.podIP) goes in brackets in a URL
         values["advertise_url"] = (values.get("advertise_url", "").rstrip("/")
                                    or f"http://{advertise_host}:{values['port']}")
         if "log_level" in values:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -26,3 +27,13 @@ class Discovery(Protocol):
     async def wait_for(self, role: PeerRole, count: int, timeout: float) -> list[Peer]:
         """Answer once at least ``count`` peers of ``role`` are visible; raise DiscoveryError after ``timeout``."""
         ...
+
+
+def peer_url(host: str, port: int, scheme: str = "http") -> str:
+    """The base URL of a peer at ``host``; an IPv6 address goes in brackets (``http://[fd00::5]:8082``)."""
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"{scheme}://[{host}]:{port}"
+    except ValueError:
+        pass  # a host name
+    return f"{scheme}://{host}:{port}"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+from collections.abc import Iterable
+from pathlib import Path
 
 import dns.asyncresolver
 import dns.exception
@@ -13,21 +16,49 @@ import dns.resolver
 
 from ..core.config import Settings
 from ..core.errors import DiscoveryError
-from .base import Peer, PeerRole
+from .base import Peer, PeerRole, peer_url
 
 # A StatefulSet pod's name is "<set>-<ordinal>"; the set name must hold a letter so that the dashed-IP labels
 # CoreDNS gives endpoints without a hostname ("10-244-1-5") are not mistaken for ordinals.
 _POD_LABEL = re.compile(r"^([a-z0-9-]*[a-z][a-z0-9-]*)-(\d+)$")
 _RETRY_FIRST = 0.05
 _RETRY_MAX = 1.0
+RESOLV_CONF = "/etc/resolv.conf"
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+
+def cluster_domain_of(resolv_conf: str) -> str | None:
+    """The cluster domain in a pod's resolv.conf: kubelet puts ``svc.<domain>`` in the search list."""
+    search: list[str] = []
+    for line in resolv_conf.splitlines():
+        words = line.split()
+        if words and words[0] in ("search", "domain"):
+            search = words[1:]  # the last search/domain line wins, as in the resolver
+    for entry in search:
+        entry = entry.rstrip(".").lower()
+        if entry.startswith("svc.") and len(entry) > len("svc."):
+            return entry[len("svc."):]
+    return None
+
+
+def cluster_domain(configured: str, resolv_conf: str | Path = RESOLV_CONF) -> str:
+    """MR_CLUSTER_DOMAIN when set; else the pod's search list says it; else ``cluster.local``."""
+    if configured:
+        return configured.strip(".")
+    try:
+        text = Path(resolv_conf).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return DEFAULT_CLUSTER_DOMAIN
+    return cluster_domain_of(text) or DEFAULT_CLUSTER_DOMAIN
 
 
 class DnsDiscovery:
     """Look peers up in cluster DNS on every call, so a scaled StatefulSet is seen on the next call."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, resolv_conf: str | Path = RESOLV_CONF) -> None:
         self._settings = settings
         self._timeout = settings.timeouts.discovery
+        self.cluster_domain = cluster_domain(settings.cluster_domain, resolv_conf)
         try:
             if settings.dns_nameserver:
                 self._resolver = dns.asyncresolver.Resolver(configure=False)
@@ -45,7 +76,7 @@ class DnsDiscovery:
         """The SRV name Kubernetes publishes for the role's headless Service and named port."""
         s = self._settings
         host = s.mapper_host if role == "mapper" else s.reducer_host
-        service = host.rstrip(".") if "." in host else f"{host}.{s.namespace}.svc.{s.cluster_domain}"
+        service = host.rstrip(".") if "." in host else f"{host}.{s.namespace}.svc.{self.cluster_domain}"
         return f"_{s.port_name}._tcp.{service}."
 
     async def peers(self, role: PeerRole) -> list[Peer]:
@@ -66,7 +97,7 @@ class DnsDiscovery:
             match = _POD_LABEL.match(target.split(".", 1)[0])
             if ip is None or match is None:
                 continue  # the pod went away between the two queries, or is not a StatefulSet pod
-            candidates.append(Peer(int(match.group(2)), role, match.group(0), f"http://{ip}:{port}"))
+            candidates.append(Peer(int(match.group(2)), role, match.group(0), peer_url(ip, port)))
         # Two pods claiming one ordinal (say two sets behind one Service): the smallest name and URL wins,
         # so every caller routes a partition to the same pod.
         for peer in sorted(candidates):
@@ -101,12 +132,14 @@ class DnsDiscovery:
         )
 
     async def _address(self, target: str, glue: dict[str, str]) -> str | None:
+        """The pod's address: its A record, else (an IPv6-only pod) its AAAA record."""
         if target in glue:
             return glue[target]
-        answer = await self._query(target, "A")
-        if answer is None:
-            return None
-        return str(min(rdata.address for rdata in answer))
+        for rdtype in ("A", "AAAA"):
+            answer = await self._query(target, rdtype)
+            if answer is not None:
+                return _lowest(rdata.address for rdata in answer)
+        return None
 
     async def _query(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
         """One bounded query; None when the name or the record type does not exist."""
@@ -121,9 +154,15 @@ class DnsDiscovery:
 
 
 def _addresses_in(response: dns.message.Message) -> dict[str, str]:
-    """A records the server volunteered in the additional section (CoreDNS sends them with SRV answers)."""
+    """A (else AAAA) records the server volunteered in the additional section (CoreDNS sends them with SRV)."""
     found: dict[str, str] = {}
-    for rrset in response.additional:
-        if rrset.rdtype == dns.rdatatype.A:
-            found[rrset.name.to_text().lower()] = str(min(rdata.address for rdata in rrset))
+    for rdtype in (dns.rdatatype.AAAA, dns.rdatatype.A):  # A last, so it wins where a pod has both
+        for rrset in response.additional:
+            if rrset.rdtype == rdtype:
+                found[rrset.name.to_text().lower()] = _lowest(rdata.address for rdata in rrset)
     return found
+
+
+def _lowest(addresses: Iterable[str]) -> str:
+    # Numeric order, so every caller picks the same address of a multi-address pod.
+    return str(min(ipaddress.ip_address(a) for a in addresses))

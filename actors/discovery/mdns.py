@@ -1,13 +1,24 @@
-"""mDNS discovery: local actors announce ``<cluster>-<role>-<ordinal>`` with zeroconf and browse each other."""
+"""mDNS discovery: local actors announce ``<cluster>-<role>-<ordinal>`` with zeroconf and browse each other.
+
+Anyone on the segment can announce anything, so an announcement is believed only when its instance name matches its
+TXT role and ordinal and, with a cluster token (MR_TOKEN), when it carries an HMAC of its fields keyed by that token.
+Without a token, mDNS is trust-on-loopback. A forged goodbye can still hide a peer (denial of service), never
+redirect its traffic.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
-import logging
+import json
 import re
+import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,9 +27,10 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from ..core.config import Settings
 from ..core.errors import ConfigError, DiscoveryError
-from .base import Peer, PeerRole
+from ..core.logs import EventLog
+from .base import Peer, PeerRole, peer_url
 
-log = logging.getLogger(__name__)
+log = EventLog(__name__)
 
 SERVICE_TYPE = "_mapreduce._tcp.local."
 # RFC 6762 suggests 75 minutes for PTR records; python-zeroconf browsers raise any PTR TTL to at least this floor, so
@@ -28,6 +40,27 @@ _PTR_TTL = 1125
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _MAX_LABEL = 63  # DNS label limit for the instance name
 _ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
+_MAX_REFUSED = 256  # refused instance names remembered (for logs and tests), oldest dropped first
+_SIGNED = "mapreduce-mdns/1"  # names what the signature covers; change it when the covered fields change
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One actor's announcement, verified: the peer, and when (and as which incarnation) it started."""
+
+    peer: Peer
+    since: int  # the announcing process's start, ns since the epoch; a later start supersedes an earlier one
+    incarnation: str  # random per process: tells two starts in the same ns apart, deterministically
+
+    @property
+    def rank(self) -> tuple[int, str]:
+        return self.since, self.incarnation
+
+
+def signature(token: str, cluster: str, role: str, ordinal: str, url: str, incarnation: str, since: str) -> str:
+    """HMAC-SHA256 of an announcement's fields, keyed by the cluster token: proof the announcer holds the token."""
+    fields = json.dumps([_SIGNED, cluster, role, ordinal, url, incarnation, since], separators=(",", ":"))
+    return hmac.new(token.encode(), fields.encode(), hashlib.sha256).hexdigest()
 
 
 class MdnsDiscovery:
@@ -39,7 +72,10 @@ class MdnsDiscovery:
         self._settings = settings
         self._cluster = settings.mdns_cluster
         self._timeout = settings.timeouts.discovery
-        self._peers: dict[str, Peer] = {}  # by lower-cased mDNS instance name
+        self._claims: dict[str, Claim] = {}  # by lower-cased mDNS instance name
+        self.refused: dict[str, str] = {}  # instance name -> why its last announcement was not believed
+        self._incarnation = secrets.token_hex(8)
+        self._since = time.time_ns()
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self._own_name: str | None = None
@@ -89,12 +125,17 @@ class MdnsDiscovery:
         return peers
 
     def _snapshot(self, role: PeerRole) -> list[Peer]:
-        # Instance names are unique per ordinal by construction; if two ever claim one ordinal, the smallest URL
-        # wins so every caller makes the same choice.
-        chosen: dict[int, Peer] = {}
-        for peer in sorted(p for p in self._peers.values() if p.role == role):
-            chosen.setdefault(peer.ordinal, peer)
-        return [chosen[ordinal] for ordinal in sorted(chosen)]
+        # A claim is stored only under the instance name its role and ordinal dictate, so one ordinal has one claim;
+        # should two ever meet, the latest start wins (then the larger incarnation): never a URL order an
+        # announcer could game.
+        chosen: dict[int, Claim] = {}
+        for claim in self._claims.values():
+            if claim.peer.role != role:
+                continue
+            held = chosen.get(claim.peer.ordinal)
+            if held is None or claim.rank > held.rank:
+                chosen[claim.peer.ordinal] = claim
+        return [chosen[ordinal].peer for ordinal in sorted(chosen)]
 
     # lifecycle
 
@@ -117,13 +158,18 @@ class MdnsDiscovery:
         assert self._zeroconf is not None
         s = self._settings
         role: PeerRole = "mapper" if s.role == "mapper" else "reducer"
-        instance = f"{self._cluster}-{role}-{s.ordinal}"
+        instance = _instance(self._cluster, role, str(s.ordinal))
         address, port, url = _advertised(s)
+        properties = {"cluster": self._cluster, "role": role, "ordinal": str(s.ordinal), "url": url,
+                      "inc": self._incarnation, "since": str(self._since)}
+        if s.token:
+            properties["sig"] = signature(s.token, self._cluster, role, str(s.ordinal), url, self._incarnation,
+                                          str(self._since))
         info = ServiceInfo(
             SERVICE_TYPE,
             f"{instance}.{SERVICE_TYPE}",
             port=port,
-            properties={"cluster": self._cluster, "role": role, "ordinal": str(s.ordinal), "url": url},
+            properties=properties,
             server=f"{instance}.local.",  # one host name per actor, so one actor's goodbye never drops another's A
             other_ttl=_PTR_TTL,
             addresses=[ipaddress.IPv4Address(address).packed],
@@ -137,7 +183,8 @@ class MdnsDiscovery:
             raise DiscoveryError(f"registering {instance} over mDNS took longer than {self._timeout:g}s") from None
         self._info = info
         self._own_name = info.name.lower()
-        self._peers[self._own_name] = Peer(s.ordinal, role, f"{role}-{s.ordinal}", url)
+        own = Peer(s.ordinal, role, f"{role}-{s.ordinal}", url)
+        self._claims[self._own_name] = Claim(own, self._since, self._incarnation)
         self._notify()
 
     async def _close(self) -> None:
@@ -158,7 +205,8 @@ class MdnsDiscovery:
                     await self._say_goodbye(self._info)
                 await self._zeroconf.async_close()
         except TimeoutError:
-            log.warning("closing mDNS took longer than %gs; peers will drop us when our records expire", self._timeout)
+            # Peers will drop us when our records expire.
+            log.warning("mdns_close_slow", timeout=self._timeout)
         finally:
             self._zeroconf = None
             self._browser = None
@@ -183,7 +231,7 @@ class MdnsDiscovery:
         if pending is not None:
             pending.cancel()  # a newer event for the same instance supersedes it
         if state_change is ServiceStateChange.Removed:
-            if key != self._own_name and self._peers.pop(key, None) is not None:
+            if key != self._own_name and self._claims.pop(key, None) is not None:
                 self._notify()
             return
         info = AsyncServiceInfo(service_type, name)
@@ -201,17 +249,27 @@ class MdnsDiscovery:
         if found:
             self._apply(key, info)
         else:
-            log.warning("mDNS instance %s announced itself but did not answer within %gs", info.name, self._timeout)
+            log.warning("mdns_peer_silent", instance=info.name, timeout=self._timeout)
 
     def _apply(self, key: str, info: ServiceInfo) -> None:
         if key == self._own_name:
             return
-        peer = _peer_of(info, self._cluster)
-        if peer is None:  # another cluster, or not one of ours
-            if self._peers.pop(key, None) is not None:
+        claim = _claim_of(info, self._cluster, self._settings.token)
+        held = self._claims.get(key)
+        if not isinstance(claim, str) and held is not None and held.rank > claim.rank:
+            claim = "an earlier start than the announcement already held (a replay)"
+        if isinstance(claim, str):
+            # Not believed: it never displaces what we hold for that name (a verified claim stays).
+            if claim and self.refused.get(key) != claim:
+                if len(self.refused) >= _MAX_REFUSED:  # a flood of bogus names must not grow memory
+                    del self.refused[next(iter(self.refused))]
+                self.refused[key] = claim
+                log.warning("mdns_peer_refused", instance=info.name, cause=claim)
                 self._notify()
-        elif self._peers.get(key) != peer:
-            self._peers[key] = peer
+            return
+        self.refused.pop(key, None)
+        if held != claim:
+            self._claims[key] = claim
             self._notify()
 
     def _notify(self) -> None:
@@ -220,18 +278,39 @@ class MdnsDiscovery:
         self._changed = asyncio.Event()
 
 
-def _peer_of(info: ServiceInfo, cluster: str) -> Peer | None:
+def _instance(cluster: str, role: str, ordinal: str) -> str:
+    return f"{cluster}-{role}-{ordinal}"
+
+
+def _claim_of(info: ServiceInfo, cluster: str, token: str) -> Claim | str:
+    """The verified claim an announcement makes, or why it is not believed ("" when it is simply not ours)."""
     props = info.decoded_properties
-    role, ordinal, url = props.get("role"), props.get("ordinal"), props.get("url")
-    if props.get("cluster") != cluster or role not in _ROLES or ordinal is None or not ordinal.isdigit():
-        return None
-    peer_role: PeerRole = "mapper" if role == "mapper" else "reducer"
-    if not url or not url.startswith(("http://", "https://")):
-        addresses = info.parsed_addresses(IPVersion.V4Only)
+    if props.get("cluster") != cluster:
+        return ""  # another cluster on the segment, or another application
+    role, ordinal, url = props.get("role"), props.get("ordinal") or "", props.get("url") or ""
+    incarnation, since = props.get("inc") or "", props.get("since") or ""
+    if role not in _ROLES or not ordinal.isdigit() or ordinal != str(int(ordinal)):
+        return f"bad role {role!r} or ordinal {ordinal!r}"
+    expected = f"{_instance(cluster, role, ordinal)}.{SERVICE_TYPE}"
+    if info.name.lower() != expected.lower():
+        # The instance name is what mDNS keeps unique; a record claiming another name's ordinal is an impostor.
+        return f"instance name {info.name!r} does not match its role and ordinal ({expected!r})"
+    if not since.isdigit() or not incarnation:
+        return "no start time or incarnation"
+    if token:
+        sig = props.get("sig") or ""
+        if not hmac.compare_digest(sig, signature(token, cluster, role, ordinal, url, incarnation, since)):
+            return "missing or wrong signature: the announcer does not hold the cluster token (MR_TOKEN)"
+    if not url.startswith(("http://", "https://")):
+        if token:
+            return "no URL: only a URL in the signed record is trusted"  # A records are not signed
+        addresses = info.parsed_addresses()
         if not addresses or info.port is None:
-            return None
-        url = f"http://{addresses[0]}:{info.port}"
-    return Peer(int(ordinal), peer_role, f"{peer_role}-{int(ordinal)}", url.rstrip("/"))
+            return "no URL and no address"
+        url = peer_url(addresses[0], info.port)
+    peer_role: PeerRole = "mapper" if role == "mapper" else "reducer"
+    peer = Peer(int(ordinal), peer_role, f"{peer_role}-{int(ordinal)}", url.rstrip("/"))
+    return Claim(peer, int(since), incarnation)
 
 
 def _advertised(settings: Settings) -> tuple[str, int, str]:
@@ -249,7 +328,7 @@ def _advertised(settings: Settings) -> tuple[str, int, str]:
         address = str(ipaddress.IPv4Address(parts.hostname or ""))
     except ValueError:
         address = settings.mdns_interface
-        return address, port, f"{parts.scheme or 'http'}://{address}:{port}"
+        return address, port, peer_url(address, port, parts.scheme or "http")
     return address, port, settings.advertise_url.rstrip("/")
 
 

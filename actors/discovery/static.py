@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ..core.config import Settings
-from ..core.errors import DiscoveryError
+from ..core.errors import ConfigError, DiscoveryError
 from .base import Peer, PeerRole
 
 
@@ -31,4 +33,13 @@ class StaticDiscovery:
 
 
 def _peers_of(role: PeerRole, urls: tuple[str, ...]) -> list[Peer]:
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- parsing the port is the check
+        except ValueError as exc:
+            raise ConfigError(f"MR_{role.upper()}S: {url!r} is not a valid URL ({exc}); write an IPv6 address in "
+                              "brackets, e.g. http://[fd00::5]:8082") from None
+        if not parts.hostname:
+            raise ConfigError(f"MR_{role.upper()}S: {url!r} has no host")
     return [Peer(ordinal=i, role=role, name=f"{role}-{i}", url=url.rstrip("/")) for i, url in enumerate(urls)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Protocol
 import aiohttp
 
 from ..core.errors import InputError, NotFound, PeerError, describe
+from .urls import UrlPolicy, forbidden_cause
 
 BLOCK = 1024 * 1024
 
@@ -52,6 +54,8 @@ class PathSource:
 
 
 class HttpSource:
+    """An input read over HTTP with Range requests through ``session``: the master's served bytes, or a URL."""
+
     def __init__(
         self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], connect: float, idle: float
     ) -> None:
@@ -75,4 +79,28 @@ class HttpSource:
                 async for block in response.content.iter_chunked(BLOCK):
                     yield block
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            forbidden = forbidden_cause(exc)
+            if forbidden is not None:  # a redirect or a DNS answer led to an address the policy forbids
+                raise InputError(f"reading {self.url}: {forbidden}") from None
             raise PeerError(f"reading {self.url}: {describe(exc)}") from None
+
+
+class UrlSource:
+    """A URL input: read through a session of its own whose every connection, redirects included, obeys the policy.
+
+    Not the actor's peer session: that one must reach private cluster addresses. The session lives as long as one
+    read of one split (this generator), which makes a single GET.
+    """
+
+    def __init__(self, url: str, policy: UrlPolicy, connect: float, idle: float) -> None:
+        self.url = url
+        self.policy = policy
+        self.connect = connect
+        self.idle = idle
+
+    async def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
+        async with self.policy.session() as session:
+            source = HttpSource(session, self.url, {}, self.connect, self.idle)
+            async with contextlib.aclosing(source.blocks(offset)) as blocks:
+                async for block in blocks:
+                    yield block

@@ -1,24 +1,145 @@
-"""URL inputs: the address policy every fetch obeys, and the size probe."""
+"""URL inputs: the address policy every fetch obeys (at submit and on every connection), and the size probe."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from ..core.config import Settings
 from ..core.errors import InputError, describe
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-async def url_size(session: aiohttp.ClientSession, url: str, settings: Settings) -> int:
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are the IPv4 target
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use: where the IPv4 sits is site-specific
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible form ::a.b.c.d
+_ALLOW = "MR_ALLOW_PRIVATE_URLS"
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and may end up reaching (mapped, compatible, 6to4, Teredo, NAT64)."""
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address in _COMPATIBLE or address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)  # (server, client); either could be steered at an inside address
+    return found
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why the policy forbids connecting to ``address``, or None when it is a public unicast address."""
+    if isinstance(address, ipaddress.IPv4Address):
+        if address.is_multicast or address.is_reserved or not address.is_global:
+            return f"{address} is not a public address"
+        return None
+    if address.is_loopback or address.is_unspecified:
+        return f"{address} is not a public address"
+    if address in _NAT64_LOCAL:
+        return f"{address} is in the local-use NAT64 prefix {_NAT64_LOCAL}, whose IPv4 target cannot be checked"
+    for inner in embedded_ipv4(address):
+        if refusal(inner) is not None:
+            return f"{address} carries the non-public IPv4 address {inner}"
+    if address.ipv4_mapped is not None or address in _NAT64:
+        # Only a way to write the IPv4 target just checked (Python's is_global would judge the IPv6 wrapper).
+        return None
+    if address in _COMPATIBLE:
+        return f"{address} uses the deprecated IPv4-compatible form"
+    if address.is_multicast or not address.is_global:
+        return f"{address} is not a public address"
+    return None
+
+
+class ForbiddenAddress(OSError):
+    """A connection the address policy refused, raised where the socket would have been made."""
+
+
+def _guarded_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """aiohttp's socket factory: called with the very address about to be connected, after every DNS answer."""
+    family, kind, proto, _, sockaddr = addr_info
+    reason = refusal(ipaddress.ip_address(sockaddr[0]))
+    if reason is not None:
+        raise ForbiddenAddress(f"refused to connect: {reason} (set {_ALLOW} to allow)")
+    return socket.socket(family=family, type=kind, proto=proto)
+
+
+class UrlPolicy:
+    """The address policy for URL inputs: checked when a job is submitted, enforced again on every connection.
+
+    The submit-time check gives a clear 400 early. It cannot be the guard: a redirect, or a DNS answer that changes
+    between the check and the fetch (rebinding), would lead past it. So every session made here checks the address
+    each socket is about to connect to, after resolution and on every redirect hop: what is checked is what is
+    connected to.
+    """
+
+    def __init__(self, allow_private: bool, resolver: AbstractResolver | None = None) -> None:
+        self.allow_private = allow_private
+        self._resolver = resolver  # tests inject a fake DNS; None: the connector's own resolver
+
+    async def check(self, url: str) -> None:
+        """Refuse non-http(s) URLs and, unless allowed, hosts with any non-public address."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"input url {url!r} must be an absolute http(s) URL")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise InputError(f"input url {url!r} has a bad port") from None
+        if self.allow_private:
+            return
+        for address in await self._addresses(parts.hostname, port):
+            reason = refusal(address)
+            if reason is not None:
+                raise InputError(f"input url {url!r} points at a non-public address: {reason}; refused ({_ALLOW})")
+
+    async def _addresses(self, host: str, port: int) -> list[IPAddress]:
+        try:
+            if self._resolver is not None:
+                answers = await self._resolver.resolve(host, port, family=socket.AF_UNSPEC)
+                return [ipaddress.ip_address(answer["host"]) for answer in answers]
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except OSError:
+            raise InputError(f"input url host {host!r} does not resolve") from None
+        return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+    def session(self) -> aiohttp.ClientSession:
+        """A client session whose every connection obeys the policy; the caller owns it (``async with``)."""
+        connector = aiohttp.TCPConnector(
+            resolver=self._resolver,
+            socket_factory=None if self.allow_private else _guarded_socket,
+            limit=16,
+        )
+        # No environment proxies: a proxy would connect on our behalf, out of the policy's sight.
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
+
+
+def forbidden_cause(exc: BaseException) -> ForbiddenAddress | None:
+    """The policy refusal behind a client error, if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ForbiddenAddress):
+            return seen
+        if isinstance(seen, aiohttp.ClientConnectorError) and isinstance(seen.os_error, ForbiddenAddress):
+            return seen.os_error
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
     """The size of a URL input, which must answer HEAD with a length and accept byte ranges."""
     timeout = aiohttp.ClientTimeout(total=settings.timeouts.request, sock_connect=settings.timeouts.connect)
     try:
-        # No redirects: a redirect could lead past the address check.
-        async with session.head(url, timeout=timeout, allow_redirects=False) as response:
+        # No redirects: the size must come from the URL the mappers will read, not from wherever it points.
+        async with policy.session() as session, session.head(url, timeout=timeout, allow_redirects=False) as response:
             if response.status != 200:
                 raise InputError(f"input url {url!r} answered HEAD with {response.status}")
             if response.headers.get("Accept-Ranges", "").lower() != "bytes":
@@ -28,22 +149,7 @@ async def url_size(session: aiohttp.ClientSession, url: str, settings: Settings)
                 raise InputError(f"input url {url!r} does not say its length")
             return int(length)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        forbidden = forbidden_cause(exc)
+        if forbidden is not None:
+            raise InputError(f"input url {url!r}: {forbidden}") from None
         raise InputError(f"input url {url!r} cannot be read: {describe(exc)}") from None
-
-
-async def check_url(url: str, allow_private: bool) -> None:
-    """Refuse non-http(s) URLs and, unless allowed, loopback, link-local, private and metadata addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"input url {url!r} must be an absolute http(s) URL")
-    if allow_private:
-        return
-    try:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(parts.hostname, parts.port or 80, proto=socket.IPPROTO_TCP)
-    except OSError:
-        raise InputError(f"input url host {parts.hostname!r} does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise InputError(f"input url {url!r} points at a non-public address {address}; refused")

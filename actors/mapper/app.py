@@ -25,8 +25,9 @@ from ..core.messages import (
 )
 from ..core.splits import Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
-from ..inputs.ref import PATH, SERVED
-from ..inputs.sources import HttpSource, PathSource, Source
+from ..inputs.ref import PATH, URL
+from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
+from ..inputs.urls import UrlPolicy
 from ..jobs import Job, get_job
 from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, read_cbor, retrying, session_context
@@ -112,8 +113,11 @@ class MapRun:
         a, s = self.a, self.settings
         if a.input_kind == PATH:
             return PathSource(s.data_root, a.input_location)
-        headers = self.client.headers if a.input_kind == SERVED else {}
-        return HttpSource(self.client.session, a.input_location, headers, s.timeouts.connect, s.timeouts.stream_idle)
+        if a.input_kind == URL:
+            policy = UrlPolicy(s.allow_private_urls)
+            return UrlSource(a.input_location, policy, s.timeouts.connect, s.timeouts.stream_idle)
+        return HttpSource(self.client.session, a.input_location, self.client.headers, s.timeouts.connect,
+                          s.timeouts.stream_idle)
 
     async def run(self) -> AsyncGenerator[Progress, None]:
         spool = Spool(self.job, self.a.partitions, self.settings.key_budget, self.settings.frame_cap,

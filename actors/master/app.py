@@ -131,7 +131,7 @@ async def submit(request: web.Request) -> web.Response:
         unknown = sorted(set(spec) - {"job", "input", "split_size"})
         if unknown:
             raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
-        ref = await parse_spec(spec["input"], settings, app[STORE], app[SESSION])
+        ref = await parse_spec(spec["input"], settings, app[STORE])
     else:
         job_name = request.query.get("job", "wordcount")
         get_job(job_name)

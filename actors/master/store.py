@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import StreamReader, web
 
 from ..core.config import Settings
 from ..core.errors import BadRequest, NotFound, PayloadTooLarge
 from ..inputs.ref import PATH, SERVED, URL, InputRef
 from ..inputs.sources import resolve_under_root
-from ..inputs.urls import check_url, url_size
+from ..inputs.urls import UrlPolicy, url_size
 
 UPLOAD_BLOCK = 1024 * 1024
 
@@ -93,7 +92,7 @@ class InputStore:
         self._dir.cleanup()
 
 
-async def parse_spec(spec: Any, settings: Settings, store: InputStore, session: aiohttp.ClientSession) -> InputRef:
+async def parse_spec(spec: Any, settings: Settings, store: InputStore) -> InputRef:
     """The reference for a JSON input spec: exactly one of ``text``, ``path`` or ``url``."""
     if not isinstance(spec, dict) or not spec:
         raise BadRequest('"input" must be an object with one of "text", "path" or "url"')
@@ -118,8 +117,9 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore, session: 
     if kind == "path":
         path = resolve_under_root(settings.data_root, value)
         return InputRef(PATH, value, name or Path(value).name, path.stat().st_size)
-    await check_url(value, settings.allow_private_urls)
-    size = await url_size(session, value, settings)
+    policy = UrlPolicy(settings.allow_private_urls)
+    await policy.check(value)
+    size = await url_size(policy, value, settings)
     return InputRef(URL, value, name or Path(urlsplit(value).path).name or "url", size)
 
 

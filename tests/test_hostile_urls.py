@@ -1,0 +1,197 @@
+"""Hostile URL inputs against real actors: a public host that redirects to a loopback secret (SSRF).
+
+The scenario runs in a network namespace the test makes itself (``unshare --net``), whose only interface is ``lo``:
+nothing can leave it. ``lo`` there also carries 192.0.0.9, an address Python calls global, so a server on it is a
+"public" host to the address policy while everything stays inside the namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+PUBLIC = "192.0.0.9"
+SECRET_WORD = "hunter2secret"
+LEGIT_TEXT = ("the quick brown fox jumps over the lazy dog\n" * 700 + "über straße\n" * 300).encode()
+SECRET_TEXT = (f"{SECRET_WORD} internal-only\n" * 2000).encode()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _namespace_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to make a network namespace (unshare --net); CI runs as root"
+    for tool in ("unshare", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing: cannot make an isolated network namespace"
+    return None
+
+
+def run_in_namespace() -> dict[str, Any]:
+    """Run this module's scenario in a fresh network namespace; return what it observed."""
+    setup = f"ip link set lo up && ip addr add {PUBLIC}/32 dev lo && exec {sys.executable} -m tests.test_hostile_urls"
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", setup], cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert done.returncode == 0, f"scenario failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def observed() -> dict[str, Any]:
+    reason = _namespace_unavailable()
+    if reason:
+        pytest.skip(reason)
+    return run_in_namespace()
+
+
+def test_the_namespace_address_counts_as_public() -> None:
+    # The scenario is only meaningful if the policy would let the "public" server through.
+    assert ipaddress.ip_address(PUBLIC).is_global
+
+
+def test_redirect_to_loopback_never_reaches_the_secret(observed: dict[str, Any]) -> None:
+    redirect = observed["redirect"]
+    assert observed["secret_hits"] == 0, "a mapper connected to the loopback service behind the redirect"
+    assert SECRET_WORD not in json.dumps(redirect)
+    assert redirect["state"] == "failed"
+    assert "not a public address" in redirect["error"] and "MR_ALLOW_PRIVATE_URLS" in redirect["error"]
+
+
+def test_redirect_on_the_size_probe_is_refused(observed: dict[str, Any]) -> None:
+    probe = observed["head_redirect"]
+    assert probe["status"] == 400, probe
+    assert probe["body"]["error"] == "bad_input" and "answered HEAD with 302" in probe["body"]["message"]
+
+
+def test_loopback_url_is_refused_at_submit(observed: dict[str, Any]) -> None:
+    direct = observed["direct"]
+    assert direct["status"] == 400, direct
+    assert "not a public address" in direct["body"]["message"]
+
+
+def test_public_url_still_counts_exactly(observed: dict[str, Any]) -> None:
+    from actors.sequential import run_sequential
+
+    legit = observed["legit"]
+    assert legit["state"] == "done", legit
+    assert legit["result"] == run_sequential("wordcount", LEGIT_TEXT)
+
+
+# The scenario itself, run as ``python -m tests.test_hostile_urls`` inside the namespace.
+
+
+def _ranged(data: bytes, request: web.Request) -> web.Response:
+    headers = {"Accept-Ranges": "bytes"}
+    if request.method == "HEAD":
+        return web.Response(headers={**headers, "Content-Length": str(len(data))})
+    start, stop, _ = request.http_range.indices(len(data))
+    if "Range" not in request.headers:
+        return web.Response(body=data, headers=headers)
+    if start >= len(data):
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+    return web.Response(body=data[start:stop], status=206,
+                        headers={**headers, "Content-Range": f"bytes {start}-{stop - 1}/{len(data)}"})
+
+
+async def _serve(app: web.Application, host: str) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    return runner, server.sockets[0].getsockname()[1]
+
+
+async def scenario() -> dict[str, Any]:
+    from tests.conftest import TOKEN, actor_settings, start_actor
+
+    hits = 0
+
+    async def secret(request: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        return _ranged(SECRET_TEXT, request)
+
+    secret_app = web.Application()
+    secret_app.router.add_route("*", "/secret.txt", secret)
+    secret_runner, secret_port = await _serve(secret_app, "127.0.0.1")
+    inside = f"http://127.0.0.1:{secret_port}/secret.txt"
+
+    async def redirecting(request: web.Request) -> web.Response:
+        if request.method == "HEAD":  # looks like a fine ranged input to the master's size probe
+            return _ranged(SECRET_TEXT, request)
+        raise web.HTTPFound(inside)
+
+    async def head_redirecting(request: web.Request) -> web.Response:
+        raise web.HTTPFound(inside)
+
+    async def legit(request: web.Request) -> web.Response:
+        return _ranged(LEGIT_TEXT, request)
+
+    public_app = web.Application()
+    public_app.router.add_route("*", "/redirect.txt", redirecting)
+    public_app.router.add_route("*", "/head-redirect.txt", head_redirecting)
+    public_app.router.add_route("*", "/legit.txt", legit)
+    public_runner, public_port = await _serve(public_app, PUBLIC)
+    public = f"http://{PUBLIC}:{public_port}"
+
+    actors = []
+    observed: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as data_root:
+        # Small splits so both mappers read the input; the policy is the default one (no MR_ALLOW_PRIVATE_URLS).
+        common = {"split_size": 4096, "max_attempts": 2}
+        try:
+            reducers = [await start_actor(actor_settings("reducer", i, Path(data_root), **common)) for i in range(2)]
+            reducer_urls = tuple(r.url for r in reducers)
+            mappers = [await start_actor(actor_settings("mapper", i, Path(data_root), reducer_urls=reducer_urls,
+                                                        **common)) for i in range(2)]
+            master = await start_actor(actor_settings(
+                "master", 0, Path(data_root), reducer_urls=reducer_urls, mapper_urls=tuple(m.url for m in mappers),
+                **common))
+            actors = [*reducers, *mappers, master]
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+
+                async def submit(url: str) -> tuple[int, dict[str, Any]]:
+                    spec = {"job": "wordcount", "input": {"url": url}}
+                    async with client.post(f"{master.url}/v1/jobs", json=spec) as response:
+                        return response.status, dict(await response.json())
+
+                async def outcome(job_id: str) -> dict[str, Any]:
+                    async with client.get(f"{master.url}/v1/jobs/{job_id}/result", params={"wait": "60"}) as r:
+                        body = await r.json()
+                    async with client.get(f"{master.url}/v1/jobs/{job_id}") as r:
+                        state = await r.json()
+                    return {"state": state["state"], "error": state.get("error") or "",
+                            "result": body.get("result")}
+
+                for name, url in (("legit", f"{public}/legit.txt"), ("redirect", f"{public}/redirect.txt")):
+                    status, body = await submit(url)
+                    assert status == 202, body
+                    observed[name] = await outcome(body["id"])
+                for name, url in (("head_redirect", f"{public}/head-redirect.txt"), ("direct", inside)):
+                    status, body = await submit(url)
+                    observed[name] = {"status": status, "body": body}
+        finally:
+            for actor in reversed(actors):
+                await actor.runner.cleanup()
+            await public_runner.cleanup()
+            await secret_runner.cleanup()
+    observed["secret_hits"] = hits
+    return observed
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(scenario())))
