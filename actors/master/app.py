@@ -14,8 +14,9 @@ import aiohttp
 from aiohttp import web
 
 from ..core.config import Settings
-from ..core.errors import BadRequest, Conflict, MapReduceError, Unavailable
+from ..core.errors import BadRequest, Conflict, JobFailed, MapReduceError, Unavailable
 from ..core.logs import EventLog
+from ..core.splits import split_count
 from ..inputs.ref import InputRef
 from ..jobs import get_job
 from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
@@ -24,13 +25,15 @@ from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
-from .store import InputStore, parse_spec, upload_name
+from .results import HeldResult, Results
+from .store import InputStore, clip_name, parse_spec, upload_name
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", InputStore)
 REGISTRY = web.AppKey("registry", JobRegistry)
 SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
+RESULTS = web.AppKey("results", Results)
 MAX_WAIT = 600.0
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
@@ -55,11 +58,18 @@ def build_master(settings: Settings) -> web.Application:
 
 
 async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
-    """The input store, journal and job registry live as long as the app; closing drains, then cancels, jobs."""
+    """The input store, results, journal and job registry live as long as the app; closing drains, then cancels."""
     settings = app[SETTINGS]
     store = InputStore(settings)
     app[STORE] = store
-    registry = JobRegistry(time.time, settings.job_ttl, lambda r: store.drop(r.input.served_id))
+    results = Results(settings.result_max, settings.results_budget, time.time)
+    app[RESULTS] = results
+
+    def forget(record: JobRecord) -> None:
+        store.drop(record.input.served_id)
+        results.forget(record.id)
+
+    registry = JobRegistry(time.time, settings.job_ttl, forget)
     app[REGISTRY] = registry
     journal = Journal(settings.state_dir)
     app[JOURNAL] = journal
@@ -74,6 +84,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     finally:
         await registry.close(settings.timeouts.drain)
         store.close()
+        results.clear()
 
 
 def _job_id(key: str) -> str:
@@ -97,6 +108,7 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     async def run() -> None:
         try:
             await coordinator.run()
+            held_result(app, record)
         finally:
             store.drop(ref.served_id)
             journal.ended(record)
@@ -127,16 +139,20 @@ async def submit(request: web.Request) -> web.Response:
         get_job(job_name)
         if "input" not in spec:
             raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
-        split_size = _positive(spec.get("split_size", settings.split_size), "split_size")
+        split_size = _split_size(spec, settings)
         unknown = sorted(set(spec) - {"job", "input", "split_size"})
         if unknown:
             raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
-        ref = await parse_spec(spec["input"], settings, app[STORE], app[SESSION])
+        ref = clip_name(await parse_spec(spec["input"], settings, app[STORE], app[SESSION]), settings.max_name)
     else:
         job_name = request.query.get("job", "wordcount")
         get_job(job_name)
-        split_size = _positive(request.query.get("split_size", settings.split_size), "split_size")
-        ref = await app[STORE].add_upload(request.content, upload_name(request), settings.max_body)
+        split_size = _query_split_size(request.query.get("split_size"), settings)
+        name = upload_name(request, settings.max_name)
+        if request.content_length is not None:
+            _check_plan(request.content_length, split_size, settings)  # refuse before spooling a byte
+        ref = await app[STORE].add_upload(request.content, name, settings.max_body, request.content_length)
+    _admit_plan(app, ref, split_size)
     record = start_job(app, job_name, ref, split_size, key)
     return web.json_response({**record.status(), "links": _links(record)}, status=202)
 
@@ -152,14 +168,51 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return spec
 
 
-def _positive(value: Any, name: str) -> int:
+def _decimal(raw: str, name: str) -> int:
+    """A query parameter that must be a positive integer in plain decimal digits (no sign, space, dot, exponent)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) == 0:
+        raise BadRequest(f"{name} must be a positive integer in decimal digits, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _split_size(spec: dict[str, Any], settings: Settings) -> int:
+    """A JSON spec's ``split_size``: an integer (not 1.9, "64", true or null) no smaller than MR_SPLIT_SIZE_FLOOR."""
+    if "split_size" not in spec:
+        return settings.split_size
+    value = spec["split_size"]
+    if type(value) is not int or value <= 0:
+        raise BadRequest(f"split_size must be a positive integer number of bytes, got {json.dumps(value)[:40]}")
+    return _floored(value, settings)
+
+
+def _query_split_size(raw: str | None, settings: Settings) -> int:
+    return settings.split_size if raw is None else _floored(_decimal(raw, "split_size"), settings)
+
+
+def _floored(split_size: int, settings: Settings) -> int:
+    floor = settings.split_size_floor
+    if split_size < floor:
+        raise BadRequest(f"split_size {split_size} is below the smallest split size a request may ask for, "
+                         f"{floor} bytes (MR_SPLIT_SIZE_FLOOR)")
+    return split_size
+
+
+def _check_plan(size: int, split_size: int, settings: Settings) -> None:
+    """Refuse, at submit, an input that would plan more than MR_MAX_SPLITS splits at this split size."""
+    count, limit = split_count(size, split_size), settings.max_splits
+    if count > limit:
+        raise BadRequest(f"an input of {size} bytes at split_size {split_size} plans {count} splits, more than the "
+                         f"{limit} one job may have (MR_MAX_SPLITS); use a split_size of at least "
+                         f"{-(-size // limit)} bytes")
+
+
+def _admit_plan(app: web.Application, ref: InputRef, split_size: int) -> None:
+    """Check the plan the input's known size gives; a refused job's served input is let go at once."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be a positive integer") from None
-    if isinstance(value, bool) or number <= 0:
-        raise BadRequest(f"{name} must be a positive integer")
-    return number
+        _check_plan(ref.size, split_size, app[SETTINGS])
+    except BadRequest:
+        app[STORE].drop(ref.served_id)
+        raise
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -190,22 +243,54 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
         pass
 
 
-async def result(request: web.Request) -> web.Response:
+async def result(request: web.Request) -> web.StreamResponse:
     """GET /v1/jobs/{id}/result[?top=N][&wait=S]: the job's result once it is done."""
     record = request.app[REGISTRY].get(request.match_info["id"])
     top = request.query.get("top")
-    n = _positive(top, "top") if top is not None else None
+    n = _decimal(top, "top") if top is not None else None
     await _wait(record, request)
-    if record.state != DONE or record.result is None:
+    held = held_result(request.app, record)
+    if held is None:
         detail = f": {record.error}" if record.error else ""
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
-    body: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state,
-                            "keys": len(record.result)}
+    head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
     if n is not None:
-        body["top"] = [[key, value] for key, value in get_job(record.job_name).top(record.result, n)]
-    else:
-        body["result"] = record.result
-    return web.json_response(body)
+        return web.json_response({**head, "top": held.top(n)})
+    return await _stream_result(request, head, held)
+
+
+def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
+    """A done job's result, encoded and held once (whoever asks first); None if the job has none."""
+    if record.state != DONE:
+        return None
+    results = app[RESULTS]
+    held = results.get(record.id)  # raises Gone (410) if it was dropped for the results budget
+    if held is not None or record.result is None:
+        return held
+    try:
+        held = results.hold(record.id, record.result, get_job(record.job_name).top)
+    except JobFailed as error:
+        record.state, record.error = FAILED, error.message
+        log.warning("result_refused", job=record.id, epoch=record.epoch, error=error.message)
+        return None
+    finally:
+        record.result = None  # the held bytes are the result now: the dict's memory goes back
+    log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=results.held_bytes)
+    return held
+
+
+async def _stream_result(request: web.Request, head: dict[str, Any], held: HeldResult) -> web.StreamResponse:
+    """The held bytes in slices, each awaited: a slow reader costs one slice of memory, not a copy of the result."""
+    prefix = json.dumps(head)[:-1].encode() + b', "result": '
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    response.content_length = len(prefix) + held.size + 1
+    await response.prepare(request)
+    await response.write(prefix)
+    for chunk in held.chunks():
+        await response.write(chunk)
+    await response.write(b"}")
+    await response.write_eof()
+    return response
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -229,9 +314,10 @@ async def compute(request: web.Request) -> web.Response:
     except TimeoutError:
         app[REGISTRY].cancel(record.id)
         raise MapReduceError(f"job {record.id} did not finish within {settings.timeouts.request:g} s") from None
-    if record.state != DONE or record.result is None:
+    held = held_result(app, record)
+    if held is None:
         raise MapReduceError(f"job {record.id} {record.state}: {record.error}")
-    return web.json_response(record.result)
+    return web.Response(body=held.payload, content_type="application/json")
 
 
 async def cluster(request: web.Request) -> web.Response:
