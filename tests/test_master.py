@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from actors.inputs.ref import URL, InputRef
 from actors.master.app import REGISTRY, STORE
+from actors.master.store import clip_name
 
 from .conftest import Cluster, ClusterFactory, eventually
 
@@ -248,3 +251,32 @@ async def test_uploads_spooled_at_once_stay_within_the_upload_budget(make_cluste
     await eventually(lambda: store.spooled == 0)  # the finished job let its upload go
     job = await cluster.submit(data=b"gamma " * 1000, headers=UPLOAD)
     assert await cluster.result(job["id"]) == {"gamma": 1000}
+
+
+def test_derived_names_are_cut_to_max_name_on_a_character_boundary() -> None:
+    ref = InputRef(URL, "http://example.org/x", "é" * 200, 10)
+    assert clip_name(ref, 255).name == "é" * 127  # 254 bytes: half of the 128th character would pass the limit
+    assert clip_name(ref, 400) is ref
+
+
+async def test_a_url_input_with_a_long_path_gets_a_bounded_name(make_cluster: ClusterFactory, tmp_path: Path) -> None:
+    (tmp_path / "book.txt").write_text(GOOD_TEXT)
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(tmp_path / "book.txt")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        cluster = await make_cluster(allow_private_urls=True)
+        job = await cluster.submit({"job": "inverted_index", "input": {"url": f"http://127.0.0.1:{port}/{'p' * 2000}"}})
+        assert job["input"]["name"] == "p" * 255
+        result = await cluster.result(job["id"])
+        assert result == {word: ["p" * 255] for word in GOOD_RESULT}
+    finally:
+        await runner.cleanup()
