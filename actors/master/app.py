@@ -16,13 +16,13 @@ from aiohttp import web
 from ..core.config import Settings
 from ..core.errors import BadRequest, Conflict, JobFailed, MapReduceError, Unavailable
 from ..core.logs import EventLog
-from ..core.splits import split_count
 from ..inputs.ref import InputRef
 from ..jobs import get_job
 from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
+from .limits import check_plan, json_split_size, positive_decimal, query_split_size
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
 from .results import HeldResult, Results
@@ -139,7 +139,7 @@ async def submit(request: web.Request) -> web.Response:
         get_job(job_name)
         if "input" not in spec:
             raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
-        split_size = _split_size(spec, settings)
+        split_size = json_split_size(spec, settings)
         unknown = sorted(set(spec) - {"job", "input", "split_size"})
         if unknown:
             raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
@@ -147,10 +147,10 @@ async def submit(request: web.Request) -> web.Response:
     else:
         job_name = request.query.get("job", "wordcount")
         get_job(job_name)
-        split_size = _query_split_size(request.query.get("split_size"), settings)
+        split_size = query_split_size(request.query.get("split_size"), settings)
         name = upload_name(request, settings.max_name)
         if request.content_length is not None:
-            _check_plan(request.content_length, split_size, settings)  # refuse before spooling a byte
+            check_plan(request.content_length, split_size, settings)  # refuse before spooling a byte
         ref = await app[STORE].add_upload(request.content, name, settings.max_body, request.content_length)
     _admit_plan(app, ref, split_size)
     record = start_job(app, job_name, ref, split_size, key)
@@ -168,48 +168,10 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return spec
 
 
-def _decimal(raw: str, name: str) -> int:
-    """A query parameter that must be a positive integer in plain decimal digits (no sign, space, dot, exponent)."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) == 0:
-        raise BadRequest(f"{name} must be a positive integer in decimal digits, got {raw[:40]!r}")
-    return int(raw)
-
-
-def _split_size(spec: dict[str, Any], settings: Settings) -> int:
-    """A JSON spec's ``split_size``: an integer (not 1.9, "64", true or null) no smaller than MR_SPLIT_SIZE_FLOOR."""
-    if "split_size" not in spec:
-        return settings.split_size
-    value = spec["split_size"]
-    if type(value) is not int or value <= 0:
-        raise BadRequest(f"split_size must be a positive integer number of bytes, got {json.dumps(value)[:40]}")
-    return _floored(value, settings)
-
-
-def _query_split_size(raw: str | None, settings: Settings) -> int:
-    return settings.split_size if raw is None else _floored(_decimal(raw, "split_size"), settings)
-
-
-def _floored(split_size: int, settings: Settings) -> int:
-    floor = settings.split_size_floor
-    if split_size < floor:
-        raise BadRequest(f"split_size {split_size} is below the smallest split size a request may ask for, "
-                         f"{floor} bytes (MR_SPLIT_SIZE_FLOOR)")
-    return split_size
-
-
-def _check_plan(size: int, split_size: int, settings: Settings) -> None:
-    """Refuse, at submit, an input that would plan more than MR_MAX_SPLITS splits at this split size."""
-    count, limit = split_count(size, split_size), settings.max_splits
-    if count > limit:
-        raise BadRequest(f"an input of {size} bytes at split_size {split_size} plans {count} splits, more than the "
-                         f"{limit} one job may have (MR_MAX_SPLITS); use a split_size of at least "
-                         f"{-(-size // limit)} bytes")
-
-
 def _admit_plan(app: web.Application, ref: InputRef, split_size: int) -> None:
     """Check the plan the input's known size gives; a refused job's served input is let go at once."""
     try:
-        _check_plan(ref.size, split_size, app[SETTINGS])
+        check_plan(ref.size, split_size, app[SETTINGS])
     except BadRequest:
         app[STORE].drop(ref.served_id)
         raise
@@ -247,7 +209,7 @@ async def result(request: web.Request) -> web.StreamResponse:
     """GET /v1/jobs/{id}/result[?top=N][&wait=S]: the job's result once it is done."""
     record = request.app[REGISTRY].get(request.match_info["id"])
     top = request.query.get("top")
-    n = _decimal(top, "top") if top is not None else None
+    n = positive_decimal(top, "top") if top is not None else None
     await _wait(record, request)
     held = held_result(request.app, record)
     if held is None:
