@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from actors.core.config import Settings
+from actors.jobs import get_job
 from actors.master.app import REGISTRY, RESULTS
 from actors.sequential import run_sequential
 
@@ -78,7 +79,11 @@ async def test_concurrent_result_gets_are_served_from_one_encoding(make_cluster:
     assert whole[0][2] == len(whole[0][1]) < held.size + 200  # Content-Length: the held bytes and a short head
     top = json.loads(answers[10][1])["top"]
     assert len(top) == 3 and all(value == [name] for _, value in top)
-    assert results.held_bytes == held.size
+    status, everything, _ = await get({"top": "999999999999"})  # the whole result, streamed a batch at a time
+    assert status == 200
+    order = get_job("inverted_index").top(expected, len(expected))
+    assert json.loads(everything)["top"] == [[key, value] for key, value in order]
+    assert results.encodes == 1 and results.held_bytes == held.size
 
 
 async def test_held_results_stay_within_the_budget_and_the_oldest_answer_410(make_cluster: ClusterFactory) -> None:

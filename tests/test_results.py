@@ -75,6 +75,13 @@ def test_top_of_list_values_crossing_the_scan_window() -> None:
         assert held.top(n) == [list(item) for item in INDEX(result, n)]
 
 
+def test_entries_longer_than_the_scan_window_are_read_whole() -> None:
+    result = {"a": ["x" * 150_000], "b": ["y"], "c": ["z" * 70_000, "w"]}
+    held = Results(1 << 24, 1 << 24, Clock()).hold("j", result, INDEX)
+    assert held.top(3) == [list(item) for item in INDEX(result, 3)]
+    assert [key for key, _ in held.entries(10**9)] == ["c", "a", "b"]
+
+
 def test_a_result_over_the_per_job_cap_fails_naming_the_setting() -> None:
     results = Results(2048, 1 << 20, Clock())
     with pytest.raises(JobFailed, match=r"more than the 2048 bytes one job may hold \(MR_RESULT_MAX\)"):

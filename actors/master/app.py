@@ -35,6 +35,7 @@ SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
 RESULTS = web.AppKey("results", Results)
 MAX_WAIT = 600.0
+TOP_BATCH = 4096  # ?top=N entries written at a time
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
 log = EventLog(__name__)
@@ -217,7 +218,7 @@ async def result(request: web.Request) -> web.StreamResponse:
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
     head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
     if n is not None:
-        return web.json_response({**head, "top": held.top(n)})
+        return await _stream_top(request, head, held, n)
     return await _stream_result(request, head, held)
 
 
@@ -235,6 +236,10 @@ def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
         record.state, record.error = FAILED, error.message
         log.warning("result_refused", job=record.id, epoch=record.epoch, error=error.message)
         return None
+    except (TypeError, ValueError) as error:  # a job's values that JSON cannot carry: a bug, but fail just the job
+        record.state, record.error = FAILED, f"internal error: the result cannot be encoded as JSON: {error}"
+        log.error("result_unencodable", exc=True, job=record.id, epoch=record.epoch)
+        return None
     finally:
         record.result = None  # the held bytes are the result now: the dict's memory goes back
     log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=results.held_bytes)
@@ -251,6 +256,25 @@ async def _stream_result(request: web.Request, head: dict[str, Any], held: HeldR
     for chunk in held.chunks():
         await response.write(chunk)
     await response.write(b"}")
+    await response.write_eof()
+    return response
+
+
+async def _stream_top(request: web.Request, head: dict[str, Any], held: HeldResult, n: int) -> web.StreamResponse:
+    """The first ``n`` entries, decoded and written a batch at a time: even ?top=<everything> holds one batch."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    await response.write(json.dumps(head)[:-1].encode() + b', "top": [')
+    batch: list[str] = []
+    first = True
+    for entry in held.entries(n):
+        batch.append(json.dumps(entry))
+        if len(batch) == TOP_BATCH:
+            await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
+            batch, first = [], False
+    if batch:
+        await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
+    await response.write(b"]}")
     await response.write_eof()
     return response
 

@@ -34,37 +34,45 @@ class HeldResult:
         for start in range(0, len(view), CHUNK):
             yield view[start : start + CHUNK]
 
+    def entries(self, n: int) -> Iterator[list[Any]]:
+        """The first ``n`` entries as ``[key, value]``, decoded one window at a time: the order was computed once,
+        so a top-N reads only a prefix, and even a top-everything holds one window, not a copy of the result."""
+        start, width, produced = 1, _SCAN_FIRST, 0  # start: where the next entry (or its comma) begins
+        while produced < n:
+            text = self.payload[start : start + width].decode("ascii")
+            batch, used, complete = _entries(text, n - produced)
+            yield from batch
+            produced += len(batch)
+            if complete:
+                return
+            if not batch and start + width >= len(self.payload):
+                raise ValueError(f"the held result of job {self.job_id} ends inside an entry")  # never encoded so
+            start += used
+            width = width * 2 if not batch else _SCAN_FIRST  # an entry longer than the window: widen it
+
     def top(self, n: int) -> list[list[Any]]:
-        """The first ``n`` entries: the order was computed once, so this decodes only a prefix of the payload."""
-        window = _SCAN_FIRST
-        while True:
-            entries, complete = _entries(self.payload[:window].decode("ascii"), n)
-            if complete or window >= len(self.payload):
-                return entries
-            window *= 4
+        return list(self.entries(n))
 
 
-def _entries(text: str, n: int) -> tuple[list[list[Any]], bool]:
-    """Up to ``n`` leading entries of the JSON object ``text`` (maybe cut short); True once sure none is cut."""
+def _entries(text: str, n: int) -> tuple[list[list[Any]], int, bool]:
+    """Up to ``n`` entries from the start of ``text``, a window onto the payload that begins at an entry, its
+    comma or the closing brace; with how much of ``text`` they used, and True once there are no more to read."""
     entries: list[list[Any]] = []
-    pos = 1  # after the opening brace
+    pos = 0
     while len(entries) < n:
-        if pos >= len(text):
-            return entries, False
-        if text[pos] == "}":
-            return entries, True
-        if text[pos] == ",":
-            pos += 1
+        if pos < len(text) and text[pos] == "}":
+            return entries, pos, True
+        at = pos + 1 if pos < len(text) and text[pos] == "," else pos
         try:
-            key, pos = _DECODER.raw_decode(text, pos)  # the key: a JSON string
-            value, end = _DECODER.raw_decode(text, pos + 1)  # pos + 1: just past the colon
+            key, at = _DECODER.raw_decode(text, at)  # the key: a JSON string
+            value, end = _DECODER.raw_decode(text, at + 1)  # at + 1: just past the colon
         except (ValueError, IndexError):
-            return entries, False  # the window ends inside this entry
+            return entries, pos, False  # the window ends inside this entry
         if end >= len(text):
-            return entries, False  # a number cut at the window's edge would still parse: wait for its delimiter
+            return entries, pos, False  # a number cut at the window's edge would still parse: wait for its delimiter
         entries.append([key, value])
         pos = end
-    return entries, True
+    return entries, pos, True
 
 
 class Results:
