@@ -92,6 +92,7 @@ def actor_settings(role: str, ordinal: int, data_root: Path, **overrides: Any) -
         data_root=str(data_root),
         token=TOKEN,
         split_size=64 * 1024,
+        split_size_floor=512,  # tests ask for tiny splits to get many of them from small inputs
         chunk_size=16 * 1024,
         key_budget=500,
         timeouts=FAST,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -468,3 +469,69 @@ def test_the_documented_token_overlay_replaces_the_sample(objects: list[Obj], tm
     for w in workloads(overlaid):
         env = container_env(declared_pods([w])[0], overlaid, "10.0.0.1")
         assert env["MR_TOKEN"] == "a-real-token"
+
+
+# ---------------------------------------------------------------- the master's memory and disk budgets
+
+QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+MiB = 2**20
+ASSEMBLY = 12  # a result being assembled (reports, merged dict, its order, its JSON) takes ~12x its JSON bytes
+BASELINE = 256 * MiB  # the interpreter, libraries, request buffers and the job table
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(quantity)).groups()  # type: ignore[union-attr]
+    return int(float(number) * QUANTITY[unit])
+
+
+def _master_budget_problems(objects: list[Obj]) -> list[str]:
+    """Where the master's manifest and its settings disagree: the README's "Limits and safety → master" arithmetic."""
+    w = workload(objects, "master")
+    settings = Settings.from_env(container_env(declared_pods([w])[0], objects, "10.0.0.1"))
+    c, volumes = container(w), {v["name"]: v for v in pod_template(w)["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    spool = _bytes(volumes[mounts[settings.spool_dir]]["emptyDir"]["sizeLimit"])
+    memory = _bytes(c["resources"]["limits"]["memory"])
+    ephemeral = _bytes(c["resources"]["limits"]["ephemeral-storage"])
+    problems = []
+    if settings.upload_budget >= spool:
+        problems.append(f"MR_UPLOAD_BUDGET {settings.upload_budget} must stay below the spool sizeLimit {spool}")
+    if settings.max_body > settings.upload_budget:
+        problems.append("MR_MAX_BODY must fit in MR_UPLOAD_BUDGET, or the largest upload could never be taken")
+    needed = settings.results_budget + ASSEMBLY * settings.result_max + BASELINE
+    if needed > memory:
+        problems.append(f"results budget + {ASSEMBLY} x MR_RESULT_MAX + baseline = {needed} > memory limit {memory}")
+    if settings.result_max > settings.results_budget:
+        problems.append("MR_RESULT_MAX must fit in MR_RESULTS_BUDGET")
+    emptydirs = sum(_bytes(v["emptyDir"].get("sizeLimit", "0")) for v in volumes.values() if "emptyDir" in v)
+    if emptydirs > ephemeral:
+        problems.append(f"the emptyDir sizeLimits ({emptydirs}) pass the ephemeral-storage limit {ephemeral}")
+    return problems
+
+
+def test_master_manifest_agrees_with_its_memory_and_disk_budgets(objects: list[Obj]) -> None:
+    assert _master_budget_problems(objects) == []
+
+
+def test_master_budget_check_is_not_vacuous(objects: list[Obj]) -> None:
+    """Shrink the spool volume, the memory limit, or raise the results budget: each disagreement is caught."""
+    def mutated(change: Any) -> list[Obj]:
+        objs = copy.deepcopy(objects)
+        change(workload(objs, "master"))
+        return objs
+
+    def small_spool(w: Obj) -> None:
+        for v in pod_template(w)["spec"]["volumes"]:
+            if v["name"] == "spool":
+                v["emptyDir"]["sizeLimit"] = "4Gi"
+
+    def small_memory(w: Obj) -> None:
+        container(w)["resources"]["limits"]["memory"] = "512Mi"
+
+    def big_results(w: Obj) -> None:
+        container(w)["env"].append({"name": "MR_RESULTS_BUDGET", "value": str(768 * MiB)})
+
+    for change, word in ((small_spool, "MR_UPLOAD_BUDGET"), (small_memory, "memory limit"),
+                         (big_results, "memory limit")):
+        problems = _master_budget_problems(mutated(change))
+        assert any(word in p for p in problems), (change.__name__, problems)

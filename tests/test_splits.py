@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from actors.core.splits import ASCII_WHITESPACE, Chunker, OwnedLines, Split, last_cut, plan, read_from
+from actors.core.splits import ASCII_WHITESPACE, Chunker, OwnedLines, Split, last_cut, plan, read_from, split_count
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -292,3 +292,17 @@ def test_tiny_inputs_get_fewer_splits_than_mappers() -> None:
     assert len(plan(130 * 1024, 16 << 20, 3, min_split_size=64 * 1024)) == 3
     assert len(plan(100 * 1024, 16 << 20, 3, min_split_size=64 * 1024)) == 2
     assert len(plan(1 << 30, 16 << 20, 3, min_split_size=64 * 1024)) == 66  # 64 rounded up to a multiple of 3
+
+
+@pytest.mark.parametrize(("size", "split_size", "mappers", "max_splits", "count"), [
+    (100_000, 1000, 3, 100, 99),  # 100 wanted, rounded up to 102 for 3 mappers: yields to the cap, down to 99
+    (100_000, 1000, 3, 102, 102),
+    (100_000, 1000, 7, 5, 5),  # fewer allowed than mappers: the cap wins
+    (100_000, 1000, 3, 0, 102),  # no cap
+])
+def test_plan_never_passes_max_splits(size: int, split_size: int, mappers: int, max_splits: int, count: int) -> None:
+    splits = plan(size, split_size, mappers, max_splits=max_splits)
+    assert len(splits) == count
+    assert splits[0].start == 0 and splits[-1].end == size
+    assert all(a.end == b.start for a, b in pairwise(splits))
+    assert split_count(size, split_size) == -(-size // split_size)

@@ -23,9 +23,13 @@ MiB = 1024 * 1024
 DERIVED = "derived"  # a default computed from other settings; the doc says how
 
 
-def setting(env: str, default: Any, doc: str, *, low: float | None = None, high: float | None = None) -> Any:
-    """Declare one setting: its environment variable, default, bounds and one line for the README."""
-    return field(default=default, metadata={"env": env, "doc": doc, "low": low, "high": high})
+def setting(env: str, default: Any, doc: str, *, low: float | None = None, high: float | None = None,
+            count: bool = False) -> Any:
+    """Declare one setting: its environment variable, default, bounds and one line for the README.
+
+    ``count``: the number counts things, not bytes, so the README shows 65536, not 64 KiB.
+    """
+    return field(default=default, metadata={"env": env, "doc": doc, "low": low, "high": high, "count": count})
 
 
 def _timeout(default: float, doc: str) -> Any:
@@ -112,6 +116,18 @@ class Settings:
     backup_after: float = setting("MR_BACKUP_AFTER", 5.0, "an attempt running this long (and 2x the median) may get "
                                   "a backup", low=0.0)
     job_ttl: float = setting("MR_JOB_TTL", 3600.0, "finished jobs' state is dropped after this many seconds", low=1.0)
+    # The master's own bounds: one request must not be able to plan, hold or spool without limit.
+    max_splits: int = setting("MR_MAX_SPLITS", 65536, "most splits one job may plan (4 TiB at 64 MiB); a bigger "
+                              "plan is refused at submit", low=1, count=True)
+    split_size_floor: int = setting("MR_SPLIT_SIZE_FLOOR", 4096, "smallest split_size a request may ask for",
+                                    low=1)
+    max_name: int = setting("MR_MAX_NAME", 255, "longest input name (input.name, ?name=) in UTF-8 bytes", low=1)
+    result_max: int = setting("MR_RESULT_MAX", 32 * MiB, "largest result one job may hold on the master (its "
+                              "encoded JSON); a bigger one fails the job", low=1024)
+    results_budget: int = setting("MR_RESULTS_BUDGET", 256 * MiB, "bytes of finished results the master holds at "
+                                  "once; past it the oldest are dropped (410 Gone)", low=1024)
+    upload_budget: int = setting("MR_UPLOAD_BUDGET", 5 * 1024 * MiB, "bytes of uploads the master spools at once; "
+                                 "an upload past it gets 507", low=1024)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
@@ -252,5 +268,6 @@ def settings_table() -> str:
     for cls in (Settings, Timeouts):
         for f in declared(cls):
             unit = " s" if cls is Timeouts else ""
-            rows.append(f"| `{env_name(f)}` | {_shown(f.default)}{unit} | {f.metadata['doc']} |")
+            shown = str(f.default) if f.metadata.get("count") else _shown(f.default)
+            rows.append(f"| `{env_name(f)}` | {shown}{unit} | {f.metadata['doc']} |")
     return "\n".join(rows)

@@ -70,6 +70,20 @@ class PayloadTooLarge(MapReduceError):
     code = "too_large"
 
 
+class Gone(MapReduceError):
+    """The thing existed but is no longer held (a finished job's result dropped to stay within its budget)."""
+
+    status = 410
+    code = "gone"
+
+
+class InsufficientStorage(MapReduceError):
+    """The actor's disk budget cannot take this body now (uploads spooled at once exceed their budget)."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class Unavailable(MapReduceError):
     """The actor cannot take the work now (no budget, draining, no peers); retry later."""
 

@@ -25,16 +25,24 @@ class Split:
     end: int
 
 
-def plan(size: int, split_size: int, min_splits: int, min_split_size: int = 0) -> list[Split]:
+def split_count(size: int, split_size: int) -> int:
+    """How many splits of at most ``split_size`` bytes an input of ``size`` bytes needs (at least one)."""
+    return max(1, -(-size // max(1, split_size)))
+
+
+def plan(size: int, split_size: int, min_splits: int, min_split_size: int = 0, max_splits: int = 0) -> list[Split]:
     """Even byte ranges of at most about ``split_size``, in a multiple of ``min_splits`` (the mappers).
 
     A multiple keeps every mapper busy to the end: 5 splits on 2 mappers would leave one idle for a whole round.
     Inputs too small to give every mapper ``min_split_size`` bytes get fewer splits: three assignments and
     3 x R streams for a 40-byte text cost far more than mapping it (measured: it halved /compute throughput).
+    ``max_splits`` (if set) is never passed: rounding up to the multiple yields to it, making splits a bit larger.
     """
     workers = max(1, min(min_splits, -(-size // min_split_size)) if min_split_size > 0 else min_splits)
-    wanted = max(1, -(-size // max(1, split_size)))
+    wanted = split_count(size, split_size)
     count = -(-wanted // workers) * workers
+    if 0 < max_splits < count:
+        count = max_splits - max_splits % workers if max_splits >= workers else max_splits
     bounds = [size * i // count for i in range(count + 1)]
     return [Split(i, bounds[i], bounds[i + 1]) for i in range(count)]
 

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from ..core.config import Settings
-from ..core.errors import BadRequest, Conflict, MapReduceError, Unavailable
+from ..core.errors import BadRequest, Conflict, JobFailed, MapReduceError, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
 from ..jobs import get_job
@@ -22,16 +22,20 @@ from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_conte
 from ..net.client import PeerClient, session_context
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
+from .limits import check_plan, json_split_size, positive_decimal, query_split_size
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
-from .store import InputStore, parse_spec, upload_name
+from .results import HeldResult, Results
+from .store import InputStore, clip_name, parse_spec, upload_name
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", InputStore)
 REGISTRY = web.AppKey("registry", JobRegistry)
 SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
+RESULTS = web.AppKey("results", Results)
 MAX_WAIT = 600.0
+TOP_BATCH = 4096  # ?top=N entries written at a time
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
 log = EventLog(__name__)
@@ -55,11 +59,18 @@ def build_master(settings: Settings) -> web.Application:
 
 
 async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
-    """The input store, journal and job registry live as long as the app; closing drains, then cancels, jobs."""
+    """The input store, results, journal and job registry live as long as the app; closing drains, then cancels."""
     settings = app[SETTINGS]
     store = InputStore(settings)
     app[STORE] = store
-    registry = JobRegistry(time.time, settings.job_ttl, lambda r: store.drop(r.input.served_id))
+    results = Results(settings.result_max, settings.results_budget, time.time)
+    app[RESULTS] = results
+
+    def forget(record: JobRecord) -> None:
+        store.drop(record.input.served_id)
+        results.forget(record.id)
+
+    registry = JobRegistry(time.time, settings.job_ttl, forget)
     app[REGISTRY] = registry
     journal = Journal(settings.state_dir)
     app[JOURNAL] = journal
@@ -74,6 +85,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     finally:
         await registry.close(settings.timeouts.drain)
         store.close()
+        results.clear()
 
 
 def _job_id(key: str) -> str:
@@ -97,6 +109,7 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     async def run() -> None:
         try:
             await coordinator.run()
+            held_result(app, record)
         finally:
             store.drop(ref.served_id)
             journal.ended(record)
@@ -127,16 +140,20 @@ async def submit(request: web.Request) -> web.Response:
         get_job(job_name)
         if "input" not in spec:
             raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
-        split_size = _positive(spec.get("split_size", settings.split_size), "split_size")
+        split_size = json_split_size(spec, settings)
         unknown = sorted(set(spec) - {"job", "input", "split_size"})
         if unknown:
             raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
-        ref = await parse_spec(spec["input"], settings, app[STORE])
+        ref = clip_name(await parse_spec(spec["input"], settings, app[STORE]), settings.max_name)
     else:
         job_name = request.query.get("job", "wordcount")
         get_job(job_name)
-        split_size = _positive(request.query.get("split_size", settings.split_size), "split_size")
-        ref = await app[STORE].add_upload(request.content, upload_name(request), settings.max_body)
+        split_size = query_split_size(request.query.get("split_size"), settings)
+        name = upload_name(request, settings.max_name)
+        if request.content_length is not None:
+            check_plan(request.content_length, split_size, settings)  # refuse before spooling a byte
+        ref = await app[STORE].add_upload(request.content, name, settings.max_body, request.content_length)
+    _admit_plan(app, ref, split_size)
     record = start_job(app, job_name, ref, split_size, key)
     return web.json_response({**record.status(), "links": _links(record)}, status=202)
 
@@ -152,14 +169,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return spec
 
 
-def _positive(value: Any, name: str) -> int:
+def _admit_plan(app: web.Application, ref: InputRef, split_size: int) -> None:
+    """Check the plan the input's known size gives; a refused job's served input is let go at once."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be a positive integer") from None
-    if isinstance(value, bool) or number <= 0:
-        raise BadRequest(f"{name} must be a positive integer")
-    return number
+        check_plan(ref.size, split_size, app[SETTINGS])
+    except BadRequest:
+        app[STORE].drop(ref.served_id)
+        raise
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -190,22 +206,77 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
         pass
 
 
-async def result(request: web.Request) -> web.Response:
+async def result(request: web.Request) -> web.StreamResponse:
     """GET /v1/jobs/{id}/result[?top=N][&wait=S]: the job's result once it is done."""
     record = request.app[REGISTRY].get(request.match_info["id"])
     top = request.query.get("top")
-    n = _positive(top, "top") if top is not None else None
+    n = positive_decimal(top, "top") if top is not None else None
     await _wait(record, request)
-    if record.state != DONE or record.result is None:
+    held = held_result(request.app, record)
+    if held is None:
         detail = f": {record.error}" if record.error else ""
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
-    body: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state,
-                            "keys": len(record.result)}
+    head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
     if n is not None:
-        body["top"] = [[key, value] for key, value in get_job(record.job_name).top(record.result, n)]
-    else:
-        body["result"] = record.result
-    return web.json_response(body)
+        return await _stream_top(request, head, held, n)
+    return await _stream_result(request, head, held)
+
+
+def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
+    """A done job's result, encoded and held once (whoever asks first); None if the job has none."""
+    if record.state != DONE:
+        return None
+    results = app[RESULTS]
+    held = results.get(record.id)  # raises Gone (410) if it was dropped for the results budget
+    if held is not None or record.result is None:
+        return held
+    try:
+        held = results.hold(record.id, record.result, get_job(record.job_name).top)
+    except JobFailed as error:
+        record.state, record.error = FAILED, error.message
+        log.warning("result_refused", job=record.id, epoch=record.epoch, error=error.message)
+        return None
+    except (TypeError, ValueError) as error:  # a job's values that JSON cannot carry: a bug, but fail just the job
+        record.state, record.error = FAILED, f"internal error: the result cannot be encoded as JSON: {error}"
+        log.error("result_unencodable", exc=True, job=record.id, epoch=record.epoch)
+        return None
+    finally:
+        record.result = None  # the held bytes are the result now: the dict's memory goes back
+    log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=results.held_bytes)
+    return held
+
+
+async def _stream_result(request: web.Request, head: dict[str, Any], held: HeldResult) -> web.StreamResponse:
+    """The held bytes in slices, each awaited: a slow reader costs one slice of memory, not a copy of the result."""
+    prefix = json.dumps(head)[:-1].encode() + b', "result": '
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    response.content_length = len(prefix) + held.size + 1
+    await response.prepare(request)
+    await response.write(prefix)
+    for chunk in held.chunks():
+        await response.write(chunk)
+    await response.write(b"}")
+    await response.write_eof()
+    return response
+
+
+async def _stream_top(request: web.Request, head: dict[str, Any], held: HeldResult, n: int) -> web.StreamResponse:
+    """The first ``n`` entries, decoded and written a batch at a time: even ?top=<everything> holds one batch."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    await response.write(json.dumps(head)[:-1].encode() + b', "top": [')
+    batch: list[str] = []
+    first = True
+    for entry in held.entries(n):
+        batch.append(json.dumps(entry))
+        if len(batch) == TOP_BATCH:
+            await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
+            batch, first = [], False
+    if batch:
+        await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
+    await response.write(b"]}")
+    await response.write_eof()
+    return response
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -229,9 +300,10 @@ async def compute(request: web.Request) -> web.Response:
     except TimeoutError:
         app[REGISTRY].cancel(record.id)
         raise MapReduceError(f"job {record.id} did not finish within {settings.timeouts.request:g} s") from None
-    if record.state != DONE or record.result is None:
+    held = held_result(app, record)
+    if held is None:
         raise MapReduceError(f"job {record.id} {record.state}: {record.error}")
-    return web.json_response(record.result)
+    return web.Response(body=held.payload, content_type="application/json")
 
 
 async def cluster(request: web.Request) -> web.Response:

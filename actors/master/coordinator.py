@@ -129,7 +129,8 @@ class Coordinator:
         record.partitions = partitions
         record.mappers = [m.name for m in mappers]
         record.reducers = [r.name for r in reducers if r.ordinal < partitions]
-        record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size)
+        record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size,
+                             self.settings.max_splits)
         record.table = self._table(record.splits)
         record.state = RUNNING
         log.info("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,

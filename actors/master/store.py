@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 from aiohttp import StreamReader, web
 
 from ..core.config import Settings
-from ..core.errors import BadRequest, NotFound, PayloadTooLarge
+from ..core.errors import BadRequest, InsufficientStorage, NotFound, PayloadTooLarge
 from ..inputs.ref import PATH, SERVED, URL, InputRef
 from ..inputs.sources import resolve_under_root
 from ..inputs.urls import UrlPolicy, url_size
@@ -20,15 +21,19 @@ from ..inputs.urls import UrlPolicy, url_size
 UPLOAD_BLOCK = 1024 * 1024
 
 
-
-
 class InputStore:
-    """Bytes the master serves to mappers by id: small texts in memory, uploads spooled to disk."""
+    """Bytes the master serves to mappers by id: small texts in memory, uploads spooled to disk.
+
+    Uploads on disk (finished and arriving) never pass MR_UPLOAD_BUDGET bytes together, so the spool volume
+    cannot fill up and get the pod evicted.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._texts: dict[str, bytes] = {}
         self._files: dict[str, Path] = {}
+        self._sizes: dict[str, int] = {}
+        self.spooled = 0  # bytes of uploads on disk, counting those still arriving
         self._dir = tempfile.TemporaryDirectory(prefix="mr-uploads-", dir=settings.spool_dir or None)
 
     def _ref(self, input_id: str, name: str, size: int) -> InputRef:
@@ -40,22 +45,38 @@ class InputStore:
         self._texts[input_id] = data
         return self._ref(input_id, name, len(data))
 
-    async def add_upload(self, stream: StreamReader, name: str, cap: int) -> InputRef:
-        """Spool an upload to disk as it arrives; never held whole in memory."""
+    def _budget_error(self, size: int) -> InsufficientStorage:
+        budget = self.settings.upload_budget
+        return InsufficientStorage(
+            f"an upload of {size} bytes would pass the {budget} bytes all uploads may spool at once "
+            f"(MR_UPLOAD_BUDGET; {self.spooled} in use); retry when running jobs finish, or use a path or url input"
+        )
+
+    async def add_upload(self, stream: StreamReader, name: str, cap: int, length: int | None = None) -> InputRef:
+        """Spool an upload to disk as it arrives; never held whole in memory. ``length``: its Content-Length."""
+        if length is not None and length > cap:
+            raise PayloadTooLarge(f"upload exceeds the cap of {cap} bytes (MR_MAX_BODY)")
+        if length is not None and self.spooled + length > self.settings.upload_budget:
+            raise self._budget_error(length)
         input_id = uuid.uuid4().hex
         path = Path(self._dir.name) / input_id
         size = 0
         try:
             with open(path, "wb") as file:
                 while block := await stream.read(UPLOAD_BLOCK):
-                    size += len(block)
-                    if size > cap:
+                    if size + len(block) > cap:
                         raise PayloadTooLarge(f"upload exceeds the cap of {cap} bytes (MR_MAX_BODY)")
+                    if self.spooled + len(block) > self.settings.upload_budget:
+                        raise self._budget_error(size + len(block))
+                    size += len(block)
+                    self.spooled += len(block)  # reserved before the write, so concurrent uploads see it
                     file.write(block)
         except BaseException:
+            self.spooled -= size
             path.unlink(missing_ok=True)
             raise
         self._files[input_id] = path
+        self._sizes[input_id] = size
         return self._ref(input_id, name, size)
 
     def drop(self, input_id: str) -> None:
@@ -63,6 +84,7 @@ class InputStore:
         path = self._files.pop(input_id, None)
         if path is not None:
             path.unlink(missing_ok=True)
+            self.spooled -= self._sizes.pop(input_id, 0)
 
     def response(self, input_id: str, request: web.Request) -> web.StreamResponse:
         """The input's bytes, honouring a Range header; mappers read their split (plus a line) this way."""
@@ -89,6 +111,8 @@ class InputStore:
     def close(self) -> None:
         self._texts.clear()
         self._files.clear()
+        self._sizes.clear()
+        self.spooled = 0
         self._dir.cleanup()
 
 
@@ -109,6 +133,7 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore) -> InputR
     name = spec.get("name", "")
     if not isinstance(name, str):
         raise BadRequest('"input.name" must be a string')
+    check_name(name, settings.max_name, '"input.name"')
     if kind == "text":
         data = value.encode("utf-8", "surrogatepass")
         if len(data) > settings.max_body:
@@ -123,9 +148,23 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore) -> InputR
     return InputRef(URL, value, name or Path(urlsplit(value).path).name or "url", size)
 
 
+def check_name(name: str, limit: int, what: str) -> None:
+    """Refuse a name longer than ``limit`` UTF-8 bytes: a job may copy it into every value (inverted index)."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise BadRequest(f"{what} is {size} bytes, more than the limit of {limit} bytes (MR_MAX_NAME)")
 
 
-def upload_name(request: web.Request) -> str:
+def clip_name(ref: InputRef, limit: int) -> InputRef:
+    """A name derived from a path or URL, cut to ``limit`` UTF-8 bytes at a character boundary."""
+    data = ref.name.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return ref
+    return dataclasses.replace(ref, name=data[:limit].decode("utf-8", "ignore"))
+
+
+def upload_name(request: web.Request, limit: int) -> str:
     name = request.query.get("name", "upload")
+    check_name(name, limit, "?name=")
     return os.path.basename(name) or "upload"
 
