@@ -6,7 +6,7 @@ import pytest
 
 from actors.core.errors import JobFailed
 from actors.core.splits import plan
-from actors.master.splittable import ABANDONED, DONE, FAILED, RUNNING, SplitTable, Ticket
+from actors.master.splittable import AttemptState, SplitTable, Ticket
 
 
 class Clock:
@@ -57,7 +57,7 @@ def test_failure_free_run_without_backups_maps_each_split_once(splits: int) -> N
     assert t.retries == 0
     assert t.late_reports == 0
     assert t.bytes_done == splits * 100
-    assert all(s.attempts[0].state == DONE and s.winner == 1 for s in t.states)
+    assert all(s.attempts[0].state == AttemptState.DONE and s.winner == 1 for s in t.states)
     for mapper in mappers:
         assert t.next_for(mapper) is None
 
@@ -119,7 +119,7 @@ def test_backup_starts_for_a_straggler_after_backup_after() -> None:
     assert t.next_for("m0") is None
     # The first to finish wins; the other's report is late and dropped.
     assert t.succeeded(b.split.index, backup.attempt, 100)
-    assert t.states[b.split.index].attempts[0].state == ABANDONED
+    assert t.states[b.split.index].attempts[0].state == AttemptState.ABANDONED
     assert not t.succeeded(b.split.index, b.attempt, 100)
     assert t.late_reports == 1
     assert t.done_count == 2
@@ -244,7 +244,7 @@ def test_failure_after_the_split_is_done_is_ignored() -> None:
     t.succeeded(0, second.attempt, 100)
     t.failed(0, first.attempt, "late crash")  # not running any more: ignored, no JobFailed
     t.failed(0, second.attempt, "nonsense")  # the winner: ignored too
-    assert t.states[0].attempts[1].state == DONE
+    assert t.states[0].attempts[1].state == AttemptState.DONE
 
 
 def test_loser_of_a_race_failing_does_not_fail_the_job() -> None:
@@ -264,7 +264,7 @@ def test_repeated_report_of_the_winner_keeps_it_done() -> None:
     a = take(t, "m0")
     assert t.succeeded(0, a.attempt, 100)
     assert not t.succeeded(0, a.attempt, 100)
-    assert t.states[0].attempts[0].state == DONE
+    assert t.states[0].attempts[0].state == AttemptState.DONE
     assert t.late_reports == 0
 
 
@@ -290,7 +290,7 @@ def test_abandoned_only_touches_running_attempts() -> None:
     a = take(t, "m0")
     t.failed(0, a.attempt, "crash")
     t.abandoned(0, a.attempt, "later")
-    assert t.states[0].attempts[0].state == FAILED
+    assert t.states[0].attempts[0].state == AttemptState.FAILED
     assert t.states[0].attempts[0].cause == "crash"
 
 
@@ -308,18 +308,3 @@ def test_progress_and_bytes_done() -> None:
     assert t.bytes_done == 110
     t.failed(b.split.index, b.attempt, "x")
     assert t.bytes_done == 100  # a failed attempt's progress no longer counts
-
-
-def test_snapshot() -> None:
-    clock = Clock()
-    t = table(2, backups=False, clock=clock)
-    a = take(t, "m0")
-    t.failed(0, a.attempt, "crash")
-    snap = t.snapshot()
-    assert [s["split"] for s in snap] == [0, 1]
-    assert snap[0]["attempts"] == [{"attempt": 1, "mapper": "m0", "state": FAILED, "backup": False, "cause": "crash"}]
-    assert snap[1]["attempts"] == []
-    assert snap[0]["start"] == 0 and snap[1]["end"] == 200
-    assert not snap[0]["done"]
-    b = take(t, "m1")
-    assert t.snapshot()[b.split.index]["attempts"][-1]["state"] == RUNNING

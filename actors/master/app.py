@@ -24,6 +24,7 @@ from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
+from .splitview import parse_query
 from .store import InputStore, parse_spec, upload_name
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -64,7 +65,8 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     journal = Journal(settings.state_dir)
     app[JOURNAL] = journal
     for record, key in journal.interrupted():
-        record.state, record.error, record.finished = FAILED, RESTARTED, time.time()
+        record.transition(FAILED)
+        record.error, record.finished = RESTARTED, time.time()
         record.done.set()
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
@@ -171,8 +173,10 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    """GET /v1/jobs/{id}[?splits=all|failed|running&offset=N&limit=N]: state, progress, a summary or page of splits."""
     record = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response({**record.status(), "links": _links(record)})
+    splits = parse_query(request.query)
+    return web.json_response({**record.status(splits), "links": _links(record)})
 
 
 async def _wait(record: JobRecord, request: web.Request) -> None:
