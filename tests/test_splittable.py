@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors.core.errors import JobFailed
+from actors.core.machine import IllegalTransition
 from actors.core.splits import plan
-from actors.master.splittable import AttemptState, SplitTable, Ticket
+from actors.master.splittable import ATTEMPT_MOVES, Attempt, AttemptState, SplitTable, Ticket
+
+from . import splittable_reference as reference
 
 
 class Clock:
@@ -168,6 +178,19 @@ def test_backup_never_on_the_same_mapper_and_oldest_first() -> None:
     assert other.backup and other.split == second.split
 
 
+def test_a_straggler_whose_backup_failed_can_be_backed_up_again() -> None:
+    clock = Clock(1000.0)
+    t = table(1, max_attempts=4, backups=True, clock=clock)
+    first = take(t, "m0")
+    clock.now += 10
+    backup = take(t, "m1")
+    assert backup.backup and backup.split == first.split
+    t.failed(0, backup.attempt, "crash")  # the straggler runs alone again
+    assert t.next_for("m0") is None  # never a backup of its own attempt
+    again = take(t, "m2")
+    assert again.backup and again.split == first.split and again.attempt == 3
+
+
 def test_backup_respects_max_attempts() -> None:
     clock = Clock(1000.0)
     t = table(1, max_attempts=1, backups=True, clock=clock)
@@ -308,3 +331,187 @@ def test_progress_and_bytes_done() -> None:
     assert t.bytes_done == 110
     t.failed(b.split.index, b.attempt, "x")
     assert t.bytes_done == 100  # a failed attempt's progress no longer counts
+
+
+def test_late_report_after_another_attempt_won_keeps_the_failure_visible() -> None:
+    t = table(1, backups=False)
+    first = take(t, "m0")
+    t.failed(0, first.attempt, "lease expired")
+    second = take(t, "m1")
+    assert t.succeeded(0, second.attempt, 100)
+    assert not t.succeeded(0, first.attempt, 100)
+    assert t.states[0].attempts[0].state == AttemptState.FAILED
+    assert t.states[0].attempts[0].cause == "lease expired"
+    assert t.failed_count == 1
+
+
+def test_late_success_of_a_handed_back_attempt_completes_the_split() -> None:
+    """A failed attempt's streams may all have been committed: its report, while the split is open, counts."""
+    t = table(2, backups=False)
+    a = take(t, "m0")
+    t.failed(0, a.attempt, "lease expired")
+    assert t.failed_count == 1
+    assert t.succeeded(0, a.attempt, 100)
+    assert t.states[0].attempts[0].state == AttemptState.DONE
+    assert t.failed_count == 0  # no failed attempt is left on it
+    # The split is no longer pending: the next mapper gets split 1, not a retry of split 0.
+    assert take(t, "m1").split.index == 1
+    assert t.retries == 0
+
+
+def test_reports_for_unknown_attempts_are_refused() -> None:
+    t = table(2, backups=False)
+    a = take(t, "m0")
+    for split, attempt in [(0, 0), (0, 2), (0, -1), (1, 1), (9, 1)]:
+        with pytest.raises(KeyError):
+            t.succeeded(split, attempt, 100)
+    assert t.done_count == 0
+    assert t.states[0].attempts[0].state == AttemptState.RUNNING
+    assert t.succeeded(0, a.attempt, 100)
+
+
+def test_a_table_of_some_splits_hands_them_out_in_its_own_order() -> None:
+    """A recovery table holds a subset of the plan, in the order given; reports name splits by index."""
+    splits = plan(1000, 100, 1)
+    t = SplitTable([splits[7], splits[2], splits[5]], 3, Clock(), backups=False)
+    tickets = [take(t, "m0") for _ in range(3)]
+    assert [k.split.index for k in tickets] == [7, 2, 5]
+    t.failed(2, 1, "crash")
+    assert take(t, "m1").split.index == 2
+    assert t.succeeded(7, 1, 100) and t.succeeded(2, 2, 100) and t.succeeded(5, 1, 100)
+    assert t.all_done and t.bytes_done == 300
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attempt states
+
+
+ATTEMPT_LEGAL = {
+    (AttemptState.RUNNING, AttemptState.DONE),
+    (AttemptState.RUNNING, AttemptState.FAILED),
+    (AttemptState.RUNNING, AttemptState.ABANDONED),
+    (AttemptState.FAILED, AttemptState.DONE),
+    (AttemptState.ABANDONED, AttemptState.DONE),
+}
+
+
+def attempt_in(state: AttemptState) -> Attempt:
+    attempt = Attempt(number=1, mapper="m0", started=0.0)
+    path = {AttemptState.RUNNING: [], AttemptState.DONE: [AttemptState.DONE],
+            AttemptState.FAILED: [AttemptState.FAILED], AttemptState.ABANDONED: [AttemptState.ABANDONED]}
+    for step in path[state]:
+        attempt.transition(step)
+    assert attempt.state == state
+    return attempt
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(AttemptState, AttemptState)))
+def test_attempt_transitions(old: AttemptState, new: AttemptState) -> None:
+    attempt = attempt_in(old)
+    if (old, new) in ATTEMPT_LEGAL:
+        attempt.transition(new)
+        assert attempt.state == new
+    else:
+        with pytest.raises(IllegalTransition, match=f"attempt: illegal transition {old.value} -> {new.value}"):
+            attempt.transition(new)
+        assert attempt.state == old
+    assert set(ATTEMPT_MOVES) == set(AttemptState)
+
+
+def test_attempt_states_are_the_status_strings() -> None:
+    assert [s.value for s in AttemptState] == ["running", "done", "failed", "abandoned"]
+    assert json.dumps([AttemptState.ABANDONED]) == '["abandoned"]'
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The indexed table answers exactly like the straightforward scan it replaced
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[int], int, bool, float, list[tuple[Any, ...]]]:
+    count = draw(st.integers(1, 7))
+    order = draw(st.permutations(range(count)))
+    chosen = order[: draw(st.integers(1, count))] if draw(st.booleans()) else list(range(count))
+    max_attempts = draw(st.integers(1, 4))
+    backups = draw(st.booleans())
+    backup_after = draw(st.sampled_from([0.0, 1.0, 5.0]))
+    mapper = st.integers(0, 2)
+    ticket = st.integers(0, 40)
+    tick = st.tuples(st.just("tick"), st.sampled_from([0.0, 0.5, 1.0, 3.0, 12.0]))
+    step = st.one_of(
+        st.tuples(st.just("next"), mapper),
+        st.tuples(st.just("next"), mapper),
+        st.tuples(st.just("next"), mapper),
+        tick,
+        st.tuples(st.just("succeeded"), ticket, st.integers(0, 120)),
+        st.tuples(st.just("failed"), ticket),
+        st.tuples(st.just("abandoned"), ticket),
+        st.tuples(st.just("progress"), ticket, st.integers(0, 120)),
+        st.tuples(st.just("retire"), mapper),
+        tick,
+    )
+    return chosen, max_attempts, backups, backup_after, draw(st.lists(step, max_size=60))
+
+
+def call(method: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return ("ok", method(*args))
+    except JobFailed as error:
+        return ("JobFailed", str(error))
+
+
+def same_tables(real: SplitTable, model: reference.SplitTable) -> None:
+    assert (real.total, real.done_count, real.all_done, real.bytes_done, real.attempts_started()) == (
+        model.total, model.done_count, model.all_done, model.bytes_done, model.attempts_started()
+    )
+    assert (real.retries, real.late_reports, real.last_failure) == (
+        model.retries, model.late_reports, model.last_failure
+    )
+    assert real.straggler_time() == model.straggler_time()
+    shown = [
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
+                             for a in s.attempts])
+        for s in real.states
+    ]
+    assert shown == [
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
+                             for a in s.attempts])
+        for s in model.states
+    ]
+    running = [i for i, s in enumerate(model.states) if s.running()]
+    failed = [i for i, s in enumerate(model.states) if s.failures()]
+    assert (real.running_positions(), real.running_count) == (running, len(running))
+    assert (real.failed_positions(), real.failed_count) == (failed, len(failed))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_indexed_table_matches_the_scanning_model(
+    scenario: tuple[list[int], int, bool, float, list[tuple[Any, ...]]]
+) -> None:
+    chosen, max_attempts, backups, backup_after, steps = scenario
+    planned = plan((max(chosen) + 1) * 100, 100, 1)
+    splits = [planned[i] for i in chosen]
+    clock = Clock(1000.0)
+    real = SplitTable(list(splits), max_attempts, clock, backups=backups, backup_after=backup_after)
+    model = reference.SplitTable(list(splits), max_attempts, clock, backups=backups, backup_after=backup_after)
+    tickets: list[Ticket] = []
+    for step in steps:
+        name = step[0]
+        if name == "next":
+            mine, theirs = real.next_for(f"m{step[1]}"), model.next_for(f"m{step[1]}")
+            assert (mine.split, mine.attempt, mine.backup) == (theirs.split, theirs.attempt, theirs.backup) \
+                if mine is not None and theirs is not None else mine is theirs is None
+            if mine is not None:
+                tickets.append(mine)
+        elif name == "retire":
+            real.retire(f"m{step[1]}")
+            model.retire(f"m{step[1]}")
+        elif name == "tick":
+            clock.now += step[1]
+        elif tickets:
+            ticket = tickets[step[1] % len(tickets)]
+            args: tuple[Any, ...] = (ticket.split.index, ticket.attempt)
+            args += (step[2],) if name in ("succeeded", "progress") else (f"cause {len(tickets)}",)
+            assert call(getattr(real, name), *args) == call(getattr(model, name), *args)
+        same_tables(real, model)
