@@ -1,9 +1,9 @@
 """The split table: every split's attempts, which mapper runs them, retries, backups and progress.
 
-Every call costs O(log splits) amortised, never a scan of the whole table: untouched splits are a cursor (their
-state is made on first start), handed-back splits wait in a heap by position, lone running attempts (backup
-candidates) in a heap by start time, and the counters the status shows are kept as things happen. The one
-exception is bounded by failures: a mapper asking for work walks past the pending splits it has itself failed.
+Every call costs O(log splits) amortised, never a scan of the whole table: a split holds no state until it first
+starts (in table order), handed-back splits wait in a heap by position, lone running attempts (backup candidates)
+in a heap by start time, and the counters the status shows are kept as things happen. The one exception is
+bounded by failures: a mapper asking for work walks past the pending splits it has itself failed.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class SplitState:
     position: int  # place in the table's order, which is the order splits are handed out in
     attempts: list[Attempt] = field(default_factory=list)
     winner: int | None = None  # attempt number whose report counted
-    live: list[Attempt] = field(default_factory=list)  # the running attempts (at most a retry and a backup)
+    runners: int = 0  # running attempts: at most a retry and a backup, so listing them from attempts is cheap
     progress: int = 0  # while not done: the furthest a running attempt has read
 
     @property
@@ -74,7 +74,7 @@ class SplitState:
         return self.winner is not None
 
     def running(self) -> list[Attempt]:
-        return list(self.live)
+        return [a for a in self.attempts if a.state == AttemptState.RUNNING]
 
     def failures(self) -> int:
         return sum(1 for a in self.attempts if a.state == AttemptState.FAILED)
@@ -125,8 +125,7 @@ class SplitTable:
         # Split index -> position; None while they are equal (a whole plan), to hold no per-split map.
         identity = all(s.index == i for i, s in enumerate(splits))
         self._position = None if identity else {s.index: i for i, s in enumerate(splits)}
-        self._states: dict[int, SplitState] = {}  # by position, made when a split first starts
-        self._cursor = 0  # positions from here on have never started
+        self._states: list[SplitState] = []  # by position, made on first start (in order)
         self._pending: list[int] = []  # heap of positions handed back (not running, not done), maybe stale
         self._lone: list[tuple[float, int, int]] = []  # heap of (started, position, attempt): maybe-stale
         self._running: set[int] = set()  # positions with a running attempt
@@ -151,13 +150,13 @@ class SplitTable:
     def next_for(self, mapper: str) -> Ticket | None:
         """The next split this mapper should run: a fresh one, a retry it has not failed, else a backup."""
         self.mappers.add(mapper)
-        # Handed-back splits all sit before the cursor, and a fresh split suits anyone: the first eligible one
-        # in table order is the first eligible handed-back split, else the cursor.
+        # Handed-back splits all sit before the first fresh split, and a fresh split suits anyone: the first
+        # eligible split in table order is the first eligible handed-back one, else the first fresh one.
         passed: list[int] = []
         chosen: SplitState | None = None
         while self._pending:
             state = self._states[heapq.heappop(self._pending)]
-            if state.done or state.live:
+            if state.done or state.runners:
                 continue  # stale: done by a late report since it was handed back
             failed_on = state.failed_on()
             if mapper not in failed_on or self.mappers <= failed_on:
@@ -168,9 +167,10 @@ class SplitTable:
             heapq.heappush(self._pending, position)
         if chosen is not None:
             return self._start(chosen, mapper, backup=False)
-        if self._cursor < len(self.splits):
-            self._cursor += 1
-            return self._start(self._state_at(self._cursor - 1), mapper, backup=False)
+        if len(self._states) < len(self.splits):
+            state = SplitState(self.splits[len(self._states)], len(self._states))
+            self._states.append(state)
+            return self._start(state, mapper, backup=False)
         if passed:
             return None  # a retry waits for a mapper that has not failed it
         return self._backup_for(mapper) if self.backups else None
@@ -184,8 +184,8 @@ class SplitTable:
         while self._lone:
             started, position, number = entry = self._lone[0]
             state = self._states[position]
-            if state.done or len(state.live) != 1 or state.live[0].number != number:
-                heapq.heappop(self._lone)  # stale: no longer the split's only running attempt
+            if self._stale(entry):
+                heapq.heappop(self._lone)
                 continue
             if len(state.attempts) >= self.max_attempts:
                 heapq.heappop(self._lone)  # can never get a backup while this attempt runs alone
@@ -193,7 +193,7 @@ class SplitTable:
             if started >= started_before:
                 break  # the heap is by start time: nothing further on is older
             heapq.heappop(self._lone)
-            if state.live[0].mapper == mapper:
+            if state.attempts[number - 1].mapper == mapper:
                 passed.append(entry)
                 continue
             chosen = state
@@ -230,11 +230,10 @@ class SplitTable:
         record.transition(AttemptState.DONE)
         record.finished = self.clock()
         state.winner = attempt
-        for other in state.live:
-            if other is not record:
-                other.transition(AttemptState.ABANDONED)
-                other.cause = f"attempt {attempt} finished first"
-        state.live.clear()
+        for other in state.running():
+            other.transition(AttemptState.ABANDONED)
+            other.cause = f"attempt {attempt} finished first"
+        state.runners = 0
         self._running.discard(state.position)
         self._done += 1
         self._done_bytes += state.split.end - state.split.start
@@ -242,6 +241,10 @@ class SplitTable:
         self._durations.add(record.finished - record.started)
         if had_failed and not state.failures():
             del self._failed[bisect_left(self._failed, state.position)]
+        # Splits finish roughly in the order they started: drop the entries this leaves stale at the heap's top,
+        # so the heap holds about the running attempts, not one entry per split ever started.
+        while self._lone and self._stale(self._lone[0]):
+            heapq.heappop(self._lone)
         return True
 
     def failed(self, split: int, attempt: int, cause: str) -> None:
@@ -304,7 +307,7 @@ class SplitTable:
 
     def split_at(self, position: int) -> SplitState:
         """The state of the split at ``position`` in table order; a never-started one is made up, not stored."""
-        return self._states.get(position) or SplitState(self.splits[position], position)
+        return self._states[position] if position < len(self._states) else SplitState(self.splits[position], position)
 
     def running_positions(self) -> list[int]:
         return sorted(self._running)
@@ -319,18 +322,11 @@ class SplitTable:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _state_at(self, position: int) -> SplitState:
-        state = self._states.get(position)
-        if state is None:
-            state = self._states[position] = SplitState(self.splits[position], position)
-        return state
-
     def _state_of(self, split: int) -> SplitState:
         position = split if self._position is None else self._position.get(split, -1)
-        state = self._states.get(position)
-        if state is None:
+        if not 0 <= position < len(self._states):
             raise KeyError(f"split {split} has not started in this table")
-        return state
+        return self._states[position]
 
     @staticmethod
     def _attempt(state: SplitState, attempt: int) -> Attempt:
@@ -338,32 +334,38 @@ class SplitTable:
             raise KeyError(f"split {state.split.index} has no attempt {attempt}")
         return state.attempts[attempt - 1]
 
+    def _stale(self, entry: tuple[float, int, int]) -> bool:
+        """Whether a backup-heap entry no longer names its split's only running attempt."""
+        _, position, number = entry
+        state = self._states[position]
+        return state.done or state.runners != 1 or state.attempts[number - 1].state != AttemptState.RUNNING
+
     def _start(self, state: SplitState, mapper: str, backup: bool) -> Ticket:
         number = len(state.attempts) + 1
         if state.attempts and not backup:
             self.retries += 1
         attempt = Attempt(number=number, mapper=mapper, started=self.clock(), backup=backup)
         state.attempts.append(attempt)
-        state.live.append(attempt)
+        state.runners += 1
         self._started += 1
         self._running.add(state.position)
-        if len(state.live) == 1:
+        if state.runners == 1:
             heapq.heappush(self._lone, (attempt.started, state.position, number))
         return Ticket(state.split, number, backup)
 
     def _stopped(self, state: SplitState, record: Attempt) -> None:
         """``record`` no longer runs and the split is not done: hand it back, or leave its partner alone."""
-        state.live.remove(record)
-        if not state.live:
+        state.runners -= 1
+        if not state.runners:
             self._running.discard(state.position)
             heapq.heappush(self._pending, state.position)
-        elif len(state.live) == 1:
-            partner = state.live[0]
+        elif state.runners == 1:
+            (partner,) = state.running()
             heapq.heappush(self._lone, (partner.started, state.position, partner.number))
         self._measure(state)
 
     def _measure(self, state: SplitState) -> None:
         """Keep ``bytes_done`` current: a split counts whole once done, else as far as its furthest runner."""
-        now = 0 if state.done else max((a.bytes_read for a in state.live), default=0)
+        now = 0 if state.done else max((a.bytes_read for a in state.running()), default=0)
         self._progress += now - state.progress
         state.progress = now
