@@ -175,8 +175,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     """GET /v1/jobs/{id}[?splits=all|failed|running&offset=N&limit=N]: state, progress, a summary or page of splits."""
     record = request.app[REGISTRY].get(request.match_info["id"])
-    splits = parse_query(request.query)
-    return web.json_response({**record.status(splits), "links": _links(record)})
+    listing = parse_query(request.query)
+    return web.json_response({**record.status(listing), "links": _links(record)})
 
 
 async def _wait(record: JobRecord, request: web.Request) -> None:

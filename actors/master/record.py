@@ -71,8 +71,8 @@ class JobRecord:
         """Move to ``new``; an illegal move (e.g. out of a finished state) raises IllegalTransition."""
         self._state = move("job", JOB_MOVES, self._state, new)
 
-    def status(self, splits: SplitQuery | None = None) -> dict[str, Any]:
-        """The JSON status: O(1) in the number of splits, plus the page of ``splits`` if asked for."""
+    def status(self, listing: SplitQuery | None = None) -> dict[str, Any]:
+        """The JSON status: a summary of the splits, whatever their number, or the page ``listing`` asks for."""
         table = self.table
         progress = {
             "splits_done": table.done_count if table else 0,
@@ -102,5 +102,5 @@ class JobRecord:
                 "last_failure": (table.last_failure if table else "") or None,
             },
             "recoveries": self.recoveries,
-            "splits": page(table, splits) if splits is not None else summary(table),
+            "splits": page(table, listing) if listing is not None else summary(table),
         }
