@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.core.errors import JobFailed
-from actors.core.machine import IllegalTransition
 from actors.core.splits import plan
-from actors.master.splittable import ATTEMPT_MOVES, Attempt, AttemptState, SplitTable, Ticket
+from actors.master.attempts import AttemptState
+from actors.master.splittable import SplitTable, Ticket
 
 from . import splittable_reference as reference
 
@@ -380,47 +378,6 @@ def test_a_table_of_some_splits_hands_them_out_in_its_own_order() -> None:
     assert take(t, "m1").split.index == 2
     assert t.succeeded(7, 1, 100) and t.succeeded(2, 2, 100) and t.succeeded(5, 1, 100)
     assert t.all_done and t.bytes_done == 300
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Attempt states
-
-
-ATTEMPT_LEGAL = {
-    (AttemptState.RUNNING, AttemptState.DONE),
-    (AttemptState.RUNNING, AttemptState.FAILED),
-    (AttemptState.RUNNING, AttemptState.ABANDONED),
-    (AttemptState.FAILED, AttemptState.DONE),
-    (AttemptState.ABANDONED, AttemptState.DONE),
-}
-
-
-def attempt_in(state: AttemptState) -> Attempt:
-    attempt = Attempt(number=1, mapper="m0", started=0.0)
-    path = {AttemptState.RUNNING: [], AttemptState.DONE: [AttemptState.DONE],
-            AttemptState.FAILED: [AttemptState.FAILED], AttemptState.ABANDONED: [AttemptState.ABANDONED]}
-    for step in path[state]:
-        attempt.transition(step)
-    assert attempt.state == state
-    return attempt
-
-
-@pytest.mark.parametrize(("old", "new"), list(itertools.product(AttemptState, AttemptState)))
-def test_attempt_transitions(old: AttemptState, new: AttemptState) -> None:
-    attempt = attempt_in(old)
-    if (old, new) in ATTEMPT_LEGAL:
-        attempt.transition(new)
-        assert attempt.state == new
-    else:
-        with pytest.raises(IllegalTransition, match=f"attempt: illegal transition {old.value} -> {new.value}"):
-            attempt.transition(new)
-        assert attempt.state == old
-    assert set(ATTEMPT_MOVES) == set(AttemptState)
-
-
-def test_attempt_states_are_the_status_strings() -> None:
-    assert [s.value for s in AttemptState] == ["running", "done", "failed", "abandoned"]
-    assert json.dumps([AttemptState.ABANDONED]) == '["abandoned"]'
 
 
 # ---------------------------------------------------------------------------------------------------------------

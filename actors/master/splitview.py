@@ -9,7 +9,8 @@ from enum import StrEnum
 from typing import Any
 
 from ..core.errors import BadRequest
-from .splittable import SplitState, SplitTable
+from .attempts import SplitState
+from .splittable import SplitTable
 
 SUMMARY_LIMIT = 10  # failed and running splits listed in the default summary
 DEFAULT_PAGE = 100
