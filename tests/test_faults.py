@@ -202,7 +202,7 @@ async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
         cluster.signal("mapper-0", signal.SIGCONT)
     assert result == run_sequential("wordcount", data)
     status = await client.status(job["id"])
-    causes = [a["cause"] for s in status["splits"] for a in s["attempts"] if a["state"] == "failed"]
+    causes = [a["cause"] for s in status["splits"]["failed"] for a in s["attempts"] if a["state"] == "failed"]
     assert any("lease" in cause or "stalled" in cause for cause in causes), causes
     # The resumed mapper's late streams and report change nothing.
     await still_exact(client)

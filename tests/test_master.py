@@ -280,3 +280,27 @@ async def test_a_url_input_with_a_long_path_gets_a_bounded_name(make_cluster: Cl
         assert result == {word: ["p" * 255] for word in GOOD_RESULT}
     finally:
         await runner.cleanup()
+async def test_status_summarises_splits_and_pages_them_on_request(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster()
+    job = await cluster.submit({"input": {"text": "a b c\n" * 2000}, "split_size": 512})
+    assert await cluster.result(job["id"]) == {"a": 2000, "b": 2000, "c": 2000}
+    status = await cluster.status(job["id"])
+    total = status["progress"]["splits_total"]
+    assert total > 10
+    assert status["splits"]["counts"] == {"total": total, "pending": 0, "running": 0, "done": total, "failed": 0}
+    assert status["splits"]["failed"] == [] and status["splits"]["running"] == []
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}",
+                                   params={"splits": "all", "offset": "2", "limit": "3"}) as response:
+        page = (await response.json())["splits"]
+    assert response.status == 200
+    assert [s["split"] for s in page["items"]] == [2, 3, 4] and page["matching"] == total
+    assert all(s["done"] and s["attempts"][-1]["state"] == "done" for s in page["items"])
+    for params, message in [
+        ({"splits": "some"}, "splits must be one of all, failed or running"),
+        ({"splits": "all", "limit": "100000"}, "limit must be a whole number from 0 to 1000"),
+        ({"splits": "all", "offset": "-3"}, "offset must be a whole number"),
+        ({"splits": "running", "limit": "inf"}, "limit must be a whole number"),
+        ({"offset": "3"}, "add splits=all"),
+    ]:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}?{query}", 400, message)

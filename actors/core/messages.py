@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from .errors import WireError
+from .keys import AttemptKey as AttemptKey  # re-exported: the messages below carry one as ``key``
 
 VERSION = 1
 
@@ -32,6 +33,10 @@ class Assignment:
     reducers: list[str]  # reducer names by ordinal as the master saw them (for logs and checks)
     only_partitions: list[int]  # empty: every partition; else redo just these
 
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -42,6 +47,10 @@ class Progress:
     split: int
     attempt: int
     bytes_read: int
+
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class SplitDone:
     incarnations: list[str]  # by partition: the reducer incarnation that acknowledged it
     duplicates: int  # partitions that answered "duplicate"
 
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
+
 
 @dataclass(frozen=True)
 class SplitFailed:
@@ -69,6 +82,10 @@ class SplitFailed:
     attempt: int
     cause: str
     retriable: bool
+
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,10 @@ class StreamHeader:
     partitions: int
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
+
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,7 @@ from .limits import check_plan, json_split_size, positive_decimal, query_split_s
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
 from .results import HeldResult, Results
+from .splitview import parse_query
 from .store import InputStore, clip_name, parse_spec, upload_name
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -75,7 +76,8 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     journal = Journal(settings.state_dir)
     app[JOURNAL] = journal
     for record, key in journal.interrupted():
-        record.state, record.error, record.finished = FAILED, RESTARTED, time.time()
+        record.transition(FAILED)
+        record.error, record.finished = RESTARTED, time.time()
         record.done.set()
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
@@ -102,14 +104,13 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     record = JobRecord(id=_job_id(key), epoch=_epoch(), job_name=job_name, input=ref, created=time.time(),
                        split_size=split_size)
     coordinator = Coordinator(record, settings, PeerClient(app[SESSION], settings), app[DISCOVERY], app[SLOTS],
-                              time.monotonic)
+                              time.monotonic, keep=_keeper(app, record))
     store, journal = app[STORE], app[JOURNAL]
     journal.started(record, key)
 
     async def run() -> None:
         try:
             await coordinator.run()
-            held_result(app, record)
         finally:
             store.drop(ref.served_id)
             journal.ended(record)
@@ -187,8 +188,10 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    """GET /v1/jobs/{id}[?splits=all|failed|running&offset=N&limit=N]: state, progress, a summary or page of splits."""
     record = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response({**record.status(), "links": _links(record)})
+    listing = parse_query(request.query)
+    return web.json_response({**record.status(listing), "links": _links(record)})
 
 
 async def _wait(record: JobRecord, request: web.Request) -> None:
@@ -223,27 +226,24 @@ async def result(request: web.Request) -> web.StreamResponse:
 
 
 def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
-    """A done job's result, encoded and held once (whoever asks first); None if the job has none."""
+    """A done job's held result; None if the job is not done; Gone (410) if it was dropped for the budget."""
     if record.state != DONE:
         return None
-    results = app[RESULTS]
-    held = results.get(record.id)  # raises Gone (410) if it was dropped for the results budget
-    if held is not None or record.result is None:
+    return app[RESULTS].get(record.id)
+
+
+def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], HeldResult]:
+    """What the coordinator calls with a finished result: encode it once and hold it within the results budget."""
+
+    def keep(result: dict[str, Any]) -> HeldResult:
+        try:
+            held = app[RESULTS].hold(record.id, result, get_job(record.job_name).top)
+        except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
+            raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
+        log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)
         return held
-    try:
-        held = results.hold(record.id, record.result, get_job(record.job_name).top)
-    except JobFailed as error:
-        record.state, record.error = FAILED, error.message
-        log.warning("result_refused", job=record.id, epoch=record.epoch, error=error.message)
-        return None
-    except (TypeError, ValueError) as error:  # a job's values that JSON cannot carry: a bug, but fail just the job
-        record.state, record.error = FAILED, f"internal error: the result cannot be encoded as JSON: {error}"
-        log.error("result_unencodable", exc=True, job=record.id, epoch=record.epoch)
-        return None
-    finally:
-        record.result = None  # the held bytes are the result now: the dict's memory goes back
-    log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=results.held_bytes)
-    return held
+
+    return keep
 
 
 async def _stream_result(request: web.Request, head: dict[str, Any], held: HeldResult) -> web.StreamResponse:

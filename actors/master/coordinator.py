@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from typing import Any
 
 import aiohttp
@@ -36,10 +37,17 @@ from ..discovery import Discovery, Peer
 from ..net.client import PeerClient, peer_failure
 from ..net.frames import FrameReader
 from .collector import Collector
-from .record import CANCELLED, DONE, FAILED, FINALIZING, RUNNING, JobRecord
+from .record import JobRecord, JobState
 from .splittable import SplitTable, Ticket
 
-OK, UNREACHABLE, FAULTY = "ok", "unreachable", "faulty"  # how one attempt went, for the mapper's worker
+
+class Outcome(StrEnum):
+    """How one attempt went, for the mapper's worker: only UNREACHABLE and FAULTY make it back off."""
+
+    OK = "ok"  # the split is done (or another attempt of it won)
+    REPORTED = "reported"  # the mapper reported the attempt failed, e.g. a reducer was down: not its fault
+    UNREACHABLE = "unreachable"  # never started: handed back
+    FAULTY = "faulty"  # the mapper crashed, stalled or answered nonsense
 
 log = EventLog(__name__)
 
@@ -73,8 +81,10 @@ class Coordinator:
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
+        keep: Callable[[dict[str, Any]], object] | None = None,
     ) -> None:
         self.record = record
+        self.keep = keep  # holds the finished result (the master encodes it once); raises JobFailed past its cap
         self.settings = settings
         self.client = client
         self.discovery = discovery
@@ -92,22 +102,26 @@ class Coordinator:
         record = self.record
         try:
             await self._map_phase()
-            record.state = FINALIZING
-            record.result = await self.collector.collect(self._recover)
-            record.state = DONE
+            record.transition(JobState.FINALIZING)
+            result = await self.collector.collect(self._recover)
+            if self.keep is not None:
+                self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
+            else:
+                record.result = result
+            record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
-            log.info("job_done", **self.fields, keys=len(record.result), splits=splits)
+            log.info("job_done", **self.fields, keys=len(result), splits=splits)
         except asyncio.CancelledError:
-            record.state = CANCELLED
+            record.transition(JobState.CANCELLED)
             record.error = record.error or "cancelled"
             log.info("job_cancelled", **self.fields)
             raise
         except MapReduceError as error:
-            record.state = FAILED
+            record.transition(JobState.FAILED)
             record.error = error.message
             log.warning("job_failed", **self.fields, error=error.message)
         except Exception as error:  # a bug: fail the job loudly rather than leave it "running" forever
-            record.state = FAILED
+            record.transition(JobState.FAILED)
             record.error = f"internal error: {error!r}"
             log.error("job_crashed", exc=True, **self.fields)
         finally:
@@ -132,7 +146,7 @@ class Coordinator:
         record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size,
                              self.settings.max_splits)
         record.table = self._table(record.splits)
-        record.state = RUNNING
+        record.transition(JobState.RUNNING)
         log.info("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
                  mappers=len(mappers), bytes=record.input.size)
         await self._run_table(record.table, mappers, only=[])
@@ -164,7 +178,7 @@ class Coordinator:
         try:
             while not table.all_done:
                 ticket: Ticket | None = None
-                outcome = OK
+                outcome = Outcome.OK
                 async with self.slots.hold(mapper.name):
                     seen = self.version  # read with the table: any later change wakes us, none is missed
                     ticket = table.next_for(mapper.name)
@@ -174,10 +188,10 @@ class Coordinator:
                     if not table.all_done:
                         await self._wait_for_change(seen)
                     continue
-                if outcome == OK:
+                if outcome in (Outcome.OK, Outcome.REPORTED):
                     unreachable_since, backoff = None, 0.05
                     continue
-                if outcome == UNREACHABLE:
+                if outcome == Outcome.UNREACHABLE:
                     now = self.clock()
                     unreachable_since = unreachable_since or now
                     if now - unreachable_since > self.settings.timeouts.peers:
@@ -224,8 +238,8 @@ class Coordinator:
             end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=only,
         )
 
-    async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> str:
-        """Run one attempt: OK (done, or failed by the mapper's own report), UNREACHABLE (handed back) or FAULTY."""
+    async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
+        """Run one attempt and say how it went."""
         split, attempt = ticket.split.index, ticket.attempt
         fields = {**self.fields, "split": split, "attempt": attempt, "mapper": mapper.name}
         log.info("split_assigned", **fields, backup=ticket.backup, only=only or None)
@@ -236,7 +250,7 @@ class Coordinator:
         except aiohttp.ClientConnectorError as exc:
             table.abandoned(split, attempt, f"mapper unreachable: {describe(exc)}")
             await self._notify()
-            return UNREACHABLE
+            return Outcome.UNREACHABLE
         except (MapReduceError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             reported = isinstance(exc, MapperReported)
             cause = exc.message if isinstance(exc, MapReduceError) else describe(exc)
@@ -247,12 +261,12 @@ class Coordinator:
                 table.failed(split, attempt, cause)
             finally:
                 await self._notify()
-            return OK if reported else FAULTY
+            return Outcome.REPORTED if reported else Outcome.FAULTY
         self.record.duplicate_streams += done.duplicates
         if not table.succeeded(split, attempt, done.bytes_read):
             log.info("late_report_dropped", **fields)
         await self._notify()
-        return OK
+        return Outcome.OK
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
         settings, t = self.settings, self.settings.timeouts
@@ -274,9 +288,7 @@ class Coordinator:
                 if raw is None:
                     raise PeerError(f"{mapper.name} closed the assignment without a report")
                 message = from_wire(raw, Progress, SplitDone, SplitFailed)
-                if (message.job, message.epoch, message.split, message.attempt) != (
-                    assignment.job, assignment.epoch, assignment.split, assignment.attempt
-                ):
+                if message.key != assignment.key:
                     self.record.stale_dropped += 1
                     continue
                 if isinstance(message, Progress):

@@ -87,12 +87,13 @@ class Ledger:
             )
         if header.partition >= header.partitions:
             raise WireError(f"partition {header.partition} is out of range for {header.partitions} partitions")
-        state = self.jobs.get(header.job)
+        key = header.key
+        state = self.jobs.get(key.job)
         if state is not None:
-            self._fence(state, header.epoch)
-            if state.epoch == header.epoch:
+            self._fence(state, key.epoch)
+            if state.epoch == key.epoch:
                 if state.partitions != header.partitions or state.job_def.name != header.job_name:
-                    raise Conflict(f"job {header.job} epoch {header.epoch} was started with other parameters")
+                    raise Conflict(f"job {key.job} epoch {key.epoch} was started with other parameters")
                 state.touched = self.clock()
                 return state
         state = PartitionState(
