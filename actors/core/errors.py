@@ -81,6 +81,34 @@ class Unavailable(MapReduceError):
         self.retry_after = retry_after
 
 
+class RequestTimeout(MapReduceError):
+    """A client sent its request body too slowly (a stalled or trickled upload); the message names the setting."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class Unprocessable(MapReduceError):
+    """The request is well-formed but contradicts an earlier one (an Idempotency-Key reused for another body)."""
+
+    status = 422
+    code = "unprocessable"
+
+
+class TooManyRequests(Unavailable):
+    """An admission limit is reached (running or queued jobs, concurrent uploads); retry after a while."""
+
+    status = 429
+    code = "too_many_requests"
+
+
+class InsufficientStorage(MapReduceError):
+    """The disk filled while spooling an upload."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class PeerError(MapReduceError):
     """A peer actor failed, answered an error, or could not be reached."""
 
