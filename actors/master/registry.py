@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,7 @@ class JobRegistry:
         self._running: set[Slot] = set()
         # Two FIFO lanes of waiting jobs (dicts keep insertion order and remove in O(1)).
         self._lanes: tuple[dict[Slot, asyncio.Future[None]], dict[Slot, asyncio.Future[None]]] = ({}, {})
+        self._finishes: deque[float] = deque(maxlen=64)  # when recent jobs ended, for Retry-After
 
     # ------------------------------------------------------------------------------------------ idempotency keys
 
@@ -112,8 +114,12 @@ class JobRegistry:
                 f"{what} queued (MR_MAX_QUEUED_JOBS); retry later", retry_after=self._retry_after())
 
     def _retry_after(self) -> float:
-        # A rough hint: a few seconds, longer as the queues grow.
-        return min(60.0, 1.0 + self.queued / max(1, self.max_running))
+        """Seconds until the queue has likely drained, from the recent rate of finishing jobs (1 to 60)."""
+        if len(self._finishes) < 2:
+            return 1.0
+        span = self._finishes[-1] - self._finishes[0]
+        rate = (len(self._finishes) - 1) / span if span > 0 else float("inf")
+        return min(60.0, max(1.0, self.queued / rate))
 
     def start(self, record: JobRecord, run: Run, key: str = "", interactive: bool = False) -> None:
         """Admit ``record``: run it now, or queue it; raise 429 when both are full. ``run`` is called once admitted.
@@ -158,6 +164,7 @@ class JobRegistry:
                 lane.pop(slot, None)
             if slot in self._running:
                 self._running.discard(slot)
+                self._finishes.append(self.clock())
                 self._admit_next()
             self.on_end(record)
 
