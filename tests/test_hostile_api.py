@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 
 from actors.core import wire
 from actors.core.messages import Data, StreamHeader, to_wire
@@ -243,15 +244,63 @@ async def test_a_key_reused_for_another_body_gets_422(make_cluster: ClusterFacto
 
 async def test_concurrent_posts_with_one_key_start_one_job(make_cluster: ClusterFactory) -> None:
     cluster = await make_cluster()
-    key = {"Idempotency-Key": "burst-1"}
-    answers = await asyncio.gather(*(
-        request(cluster, "POST", "/v1/jobs", json={"input": {"text": GOOD_TEXT}}, headers=key) for _ in range(8)))
-    codes = sorted(code for code, _, _ in answers)
+    headers = {"Idempotency-Key": "burst-1", "Content-Type": "application/json"}
+    body = json.dumps({"input": {"text": GOOD_TEXT}}).encode()
+    # Each body arrives in two parts, so every request is inside the master (awaiting its body) at once.
+    first = head(cluster.url, "POST", "/v1/jobs", headers, length=len(body)) + body[:10]
+    answers = await asyncio.gather(*(raw_http(cluster.url, first, chunks=[body[10:]], delay=0.3) for _ in range(8)))
+    codes = sorted(code for code, _ in answers)
     assert codes == [200] * 7 + [202], answers
-    assert len({body["id"] for _, _, body in answers}) == 1
-    assert len({body["epoch"] for _, _, body in answers}) == 1
-    assert await cluster.result(answers[0][2]["id"]) == GOOD_RESULT
+    assert len({job["id"] for _, job in answers}) == 1
+    assert len({job["epoch"] for _, job in answers}) == 1
+    assert await cluster.result(answers[0][1]["id"]) == GOOD_RESULT
+    registry = cluster.master.app[REGISTRY]
+    await eventually(lambda: registry.running == 0)  # the job's task releases reducers' state after its result
+    assert len(registry.jobs) == 1
     await assert_good_job(cluster)
+
+
+async def test_a_refused_intruder_does_not_free_a_claim_others_wait_on(make_cluster: ClusterFactory) -> None:
+    """While one request holds a key (probing its URL input), a same-key request waits and a different one is 422."""
+    asked, gate = asyncio.Event(), asyncio.Event()
+    book = b"word " * 1000
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            asked.set()
+            async with asyncio.timeout(20):
+                await gate.wait()
+            return web.Response(headers={"Accept-Ranges": "bytes", "Content-Length": str(len(book))})
+        start, stop, _ = request.http_range.indices(len(book))
+        return web.Response(body=book[start:stop], status=206,
+                            headers={"Content-Range": f"bytes {start}-{stop - 1}/{len(book)}"})
+
+    source = web.Application()
+    source.router.add_get("/book.txt", serve)
+    runner = web.AppRunner(source)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        cluster = await make_cluster(allow_private_urls=True)
+        key = {"Idempotency-Key": "url-1"}
+        spec = {"input": {"url": f"http://127.0.0.1:{port}/book.txt"}}
+        holder = asyncio.ensure_future(request(cluster, "POST", "/v1/jobs", json=spec, headers=key))
+        async with asyncio.timeout(20):
+            await asked.wait()
+        follower = asyncio.ensure_future(request(cluster, "POST", "/v1/jobs", json=spec, headers=key))
+        expect(await request(cluster, "POST", "/v1/jobs", json={"input": {"text": "x"}}, headers=key),
+               422, "different request body")
+        gate.set()
+        first, second = await holder, await follower
+        assert (first[0], second[0]) == (202, 200), (first, second)
+        assert first[2]["id"] == second[2]["id"] and first[2]["epoch"] == second[2]["epoch"]
+        assert await cluster.result(first[2]["id"]) == {"word": 1000}
+        await assert_good_job(cluster)
+    finally:
+        gate.set()
+        await runner.cleanup()
 
 
 async def test_resubmitting_while_a_cancelled_epoch_cleans_up(make_cluster: ClusterFactory,

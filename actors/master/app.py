@@ -174,8 +174,10 @@ async def submit(request: web.Request) -> web.Response:
         with app[UPLOADS].hold():
             upload = await app[STORE].add_upload(request.content, upload_name(request), settings.max_body,
                                                  deadline=deadline, digest=digest)
+    held = False  # whether this request holds the key's claim, so it alone may release it
     try:
         existing = await registry.claim(key, digest.hexdigest(), settings.timeouts.request) if key else None
+        held = bool(key) and existing is None
         if existing is not None:
             if upload is not None:
                 app[STORE].drop(upload.served_id)
@@ -187,7 +189,8 @@ async def submit(request: web.Request) -> web.Response:
             app[STORE].drop(upload.served_id)
         raise
     finally:
-        registry.release(key)
+        if held:
+            registry.release(key)  # a no-op once start_job bound the key to the job
     return web.json_response({**record.status(), "links": _links(record)}, status=202)
 
 
