@@ -143,12 +143,17 @@ async def test_a_flood_past_the_queue_gets_429s_while_probes_and_compute_still_a
 
 async def test_a_queued_job_shows_queued_and_can_be_cancelled(make_cluster: ClusterFactory,
                                                               data_root: Path) -> None:
-    cluster = await make_cluster(mappers=1, reducers=1, max_running_jobs=1, max_queued_jobs=2)
+    cluster = await make_cluster(mappers=1, reducers=1, max_running_jobs=1, max_queued_jobs=1)
     (data_root / "book.txt").write_text("word " * 200_000)
-    big = await cluster.submit({"input": {"path": "book.txt"}, "split_size": 4096})
+    spec, key = {"input": {"path": "book.txt"}, "split_size": 4096}, {"Idempotency-Key": "big"}
+    big = await cluster.submit(spec, headers=key)
     waiting = await cluster.submit({"input": {"text": GOOD_TEXT}})
     assert waiting["state"] == "queued"
     assert (await cluster.status(waiting["id"]))["state"] == "queued"
+    expect(await request(cluster, "POST", "/v1/jobs", json={"input": {"text": "more"}}), 429, "MR_MAX_QUEUED_JOBS")
+    # A full master still answers a resubmission of a job it has.
+    code, _, again = await request(cluster, "POST", "/v1/jobs", json=spec, headers=key)
+    assert code == 200 and again["id"] == big["id"]
     code, _, body = await request(cluster, "DELETE", f"/v1/jobs/{waiting['id']}")
     assert code == 200 and body["state"] == "cancelled"
     assert (await cluster.status(waiting["id"]))["state"] == "cancelled"

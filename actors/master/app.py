@@ -160,8 +160,9 @@ async def submit(request: web.Request) -> web.Response:
     if app[IDENTITY].draining:
         raise Unavailable("master is shutting down; submit again shortly")
     registry = app[REGISTRY]
-    registry.check_room()  # refuse a flood before reading its bodies
     key = request.headers.get("Idempotency-Key", "")
+    if key not in registry.keys:  # a known key may be answered with its job even when the master is full
+        registry.check_room()  # refuse a flood before reading its bodies
     deadline = asyncio.get_running_loop().time() + settings.timeouts.body
     digest = hashlib.blake2b(digest_size=16)
     if request.content_type == "application/json":
