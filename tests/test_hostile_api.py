@@ -186,7 +186,8 @@ async def test_slow_bodies_are_cut_off_with_408_and_leave_nothing(make_cluster: 
                                                                   kind: str) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
-    timeouts = dataclasses.replace(FAST, body_idle=0.4, body=1.5)
+    # Generous against a busy machine: the trickle's 0.1 s gaps stay far below the idle timeout.
+    timeouts = dataclasses.replace(FAST, body_idle=1.5, body=3.0)
     cluster = await make_cluster(spool_dir=str(spool), timeouts=timeouts)
     headers = OCTETS if kind == "upload" else {"Content-Type": "application/json"}
     # Stalls: a few bytes, then silence longer than the idle timeout.
@@ -203,7 +204,7 @@ async def test_slow_bodies_are_cut_off_with_408_and_leave_nothing(make_cluster: 
 
 
 async def test_a_trickled_shuffle_stream_is_cut_off_and_frees_its_budget(make_cluster: ClusterFactory) -> None:
-    timeouts = dataclasses.replace(FAST, stream_idle=0.5, stream=1.5, body_idle=0.5)
+    timeouts = dataclasses.replace(FAST, stream_idle=1.5, stream=3.0, body_idle=1.5)
     cluster = await make_cluster(mappers=1, reducers=1, timeouts=timeouts)
     reducer = cluster.reducers[0]
     cap = reducer.settings.frame_cap
