@@ -13,7 +13,7 @@ from aiohttp import web
 from .core import logs
 from .core.config import Settings
 from .core.logs import EventLog
-from .net.actor import IDENTITY
+from .net.actor import IDENTITY, make_runner
 
 log = EventLog(__name__)
 
@@ -52,7 +52,7 @@ async def run_actor(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking work, drain in-flight requests and clean up."""
     sock, settings = bind(settings)
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.timeouts.drain, access_log=None)
+    runner = make_runner(app, shutdown_timeout=settings.timeouts.drain, access_log=None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

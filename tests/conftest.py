@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from actors.core.config import Settings, Timeouts
+from actors.net.actor import make_runner
 from actors.serve import bind, build_app
 
 TOKEN = "test-token"
@@ -38,7 +39,7 @@ class Actor:
 async def start_actor(settings: Settings) -> Actor:
     sock, settings = bind(settings)
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.timeouts.drain)
+    runner = make_runner(app, shutdown_timeout=settings.timeouts.drain)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return Actor(settings, app, runner)

@@ -53,6 +53,9 @@ class Timeouts:
     startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this")
     retry_deadline: float = _timeout(60.0, "total time one narrow retry loop may take")
     recovery: float = _timeout(120.0, "how long a job waits for a lost reducer's ordinal to answer again")
+    body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")
+    body: float = _timeout(3600.0, "a request body must arrive whole within this, however steadily it trickles")
+    stream: float = _timeout(600.0, "a shuffle stream must reach its COMMIT within this, however steadily it trickles")
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,13 @@ class Settings:
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
     allow_private_urls: bool = setting("MR_ALLOW_PRIVATE_URLS", False, "allow URL inputs on loopback, private and "
                                        "link-local addresses")
+    max_running_jobs: int = setting("MR_MAX_RUNNING_JOBS", 16, "jobs a master runs at once; more wait in its queue",
+                                    low=1)
+    max_queued_jobs: int = setting("MR_MAX_QUEUED_JOBS", 256, "jobs waiting to run; beyond, submissions get 429 "
+                                   "(/compute has its own queue of this size, served first)", low=0)
+    max_uploads: int = setting("MR_MAX_UPLOADS", 16, "uploads a master spools at once; beyond, 429", low=1)
+    max_line: int = setting("MR_MAX_LINE", 8190, "longest request line (so URL) or header field in bytes; longer "
+                            "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
     timeouts: Timeouts = field(default_factory=Timeouts)

@@ -78,7 +78,7 @@ class Gone(MapReduceError):
 
 
 class InsufficientStorage(MapReduceError):
-    """The actor's disk budget cannot take this body now (uploads spooled at once exceed their budget)."""
+    """The disk (or its budget, MR_UPLOAD_BUDGET) cannot take this upload now."""
 
     status = 507
     code = "insufficient_storage"
@@ -93,6 +93,27 @@ class Unavailable(MapReduceError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RequestTimeout(MapReduceError):
+    """A client sent its request body too slowly (a stalled or trickled upload); the message names the setting."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class Unprocessable(MapReduceError):
+    """The request is well-formed but contradicts an earlier one (an Idempotency-Key reused for another body)."""
+
+    status = 422
+    code = "unprocessable"
+
+
+class TooManyRequests(Unavailable):
+    """An admission limit is reached (running or queued jobs, concurrent uploads); retry after a while."""
+
+    status = 429
+    code = "too_many_requests"
 
 
 class PeerError(MapReduceError):

@@ -32,11 +32,14 @@ def resolve_under_root(root: str, relative: str) -> Path:
     if os.path.isabs(relative) or ".." in Path(relative).parts:
         raise InputError(f"input path {relative!r} must be relative to the data root, without '..'")
     base = Path(root).resolve()
-    target = (base / relative).resolve()
-    if target != base and base not in target.parents:
-        raise InputError(f"input path {relative!r} leaves the data root")
-    if not target.is_file():
-        raise InputError(f"input path {relative!r} is not a readable file under the data root")
+    try:
+        target = (base / relative).resolve()
+        if target != base and base not in target.parents:
+            raise InputError(f"input path {relative!r} leaves the data root")
+        if not target.is_file():
+            raise InputError(f"input path {relative!r} is not a readable file under the data root")
+    except OSError as error:  # e.g. a name too long for the file system
+        raise InputError(f"input path {relative[:100]!r} cannot be used: {error.strerror}") from None
     return target
 
 

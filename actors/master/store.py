@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import errno
 import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import StreamReader, web
 
 from ..core.config import Settings
-from ..core.errors import BadRequest, InsufficientStorage, NotFound, PayloadTooLarge
+from ..core.errors import BadRequest, InsufficientStorage, NotFound, PayloadTooLarge, RequestTimeout
 from ..inputs.ref import PATH, SERVED, URL, InputRef
 from ..inputs.sources import resolve_under_root
 from ..inputs.urls import UrlPolicy, url_size
 
 UPLOAD_BLOCK = 1024 * 1024
+
+
+class Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+async def read_block(stream: StreamReader, size: int, idle: float, deadline: float) -> bytes:
+    """The next block of a request body (b"" at its end); a stalled or endlessly trickling sender gets 408.
+
+    ``deadline`` is in loop time; the two limits are MR_TIMEOUT_BODY_IDLE and MR_TIMEOUT_BODY.
+    """
+    left = deadline - asyncio.get_running_loop().time()
+    whole = left <= idle
+    try:
+        async with asyncio.timeout(max(0.0, min(idle, left))):
+            return await stream.read(size)
+    except TimeoutError:
+        if whole:
+            raise RequestTimeout("the request body did not arrive whole in time (MR_TIMEOUT_BODY)") from None
+        raise RequestTimeout(f"the request body stalled: no bytes for {idle:g} s (MR_TIMEOUT_BODY_IDLE)") from None
 
 
 class InputStore:
@@ -52,8 +74,13 @@ class InputStore:
             f"(MR_UPLOAD_BUDGET; {self.spooled} in use); retry when running jobs finish, or use a path or url input"
         )
 
-    async def add_upload(self, stream: StreamReader, name: str, cap: int, length: int | None = None) -> InputRef:
-        """Spool an upload to disk as it arrives; never held whole in memory. ``length``: its Content-Length."""
+    async def add_upload(self, stream: StreamReader, name: str, cap: int, length: int | None = None, *,
+                         deadline: float | None = None, digest: Digest | None = None) -> InputRef:
+        """Spool an upload to disk as it arrives; never held whole in memory. ``length``: its Content-Length.
+
+        A sender that stalls or trickles past the body timeouts gets 408 (the deadline is the request's, in loop
+        time); a full disk gets 507. Either way the partial file is removed. ``digest`` is fed every byte.
+        """
         if length is not None and length > cap:
             raise PayloadTooLarge(f"upload exceeds the cap of {cap} bytes (MR_MAX_BODY)")
         if length is not None and self.spooled + length > self.settings.upload_budget:
@@ -61,19 +88,26 @@ class InputStore:
         input_id = uuid.uuid4().hex
         path = Path(self._dir.name) / input_id
         size = 0
+        timeouts = self.settings.timeouts
+        deadline = deadline if deadline is not None else asyncio.get_running_loop().time() + timeouts.body
         try:
             with open(path, "wb") as file:
-                while block := await stream.read(UPLOAD_BLOCK):
+                while block := await read_block(stream, UPLOAD_BLOCK, timeouts.body_idle, deadline):
                     if size + len(block) > cap:
                         raise PayloadTooLarge(f"upload exceeds the cap of {cap} bytes (MR_MAX_BODY)")
                     if self.spooled + len(block) > self.settings.upload_budget:
                         raise self._budget_error(size + len(block))
                     size += len(block)
                     self.spooled += len(block)  # reserved before the write, so concurrent uploads see it
+                    if digest is not None:
+                        digest.update(block)
                     file.write(block)
-        except BaseException:
+        except BaseException as error:
             self.spooled -= size
             path.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(f"the master's spool disk is full after {size} bytes of this upload "
+                                          "(MR_SPOOL_DIR); retry later or send a smaller input") from None
             raise
         self._files[input_id] = path
         self._sizes[input_id] = size

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 
 from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
 from ..discovery import Discovery, open_discovery
 from .frames import read_body
+from .middleware import log as request_log
 from .middleware import make_middlewares
 
 
@@ -84,3 +89,66 @@ async def read_cbor_body(request: web.Request, cap: int) -> object:
 
 def cbor_response(item: object, status: int = 200) -> web.Response:
     return web.Response(body=wire.encode(item), status=status, content_type="application/cbor")
+
+
+_REQUEST_LINE = re.compile(rb"([A-Z]+ )?(/|https?:)")
+
+
+class _JsonProtocolErrors(RequestHandler):
+    """aiohttp's own protocol errors (a request line or header past MR_MAX_LINE, a malformed request, an unhandled
+    exception) answered as JSON like every other error, instead of aiohttp's plain text."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send an error")
+        body = protocol_error(status, exc, self.max_line_size)
+        if body["status"] >= 500:
+            request_log.error("request_crashed", status=body["status"], error=body["error"], exc=exc is not None)
+        else:
+            request_log.warning("request_refused", status=body["status"], error=body["error"],
+                                message=body["message"])
+        status = int(body.pop("status"))
+        response = web.json_response(body, status=status)
+        response.force_close()
+        return response
+
+
+def protocol_error(status: int, exc: BaseException | None, max_line: int) -> dict[str, Any]:
+    """The JSON error (with its status) for an error aiohttp raised before our middleware could see the request."""
+    if isinstance(exc, LineTooLong):
+        line = bytes(exc.args[0]) if exc.args and isinstance(exc.args[0], (bytes, bytearray)) else b""
+        if _REQUEST_LINE.match(line):  # the parsers quote the URL, or the whole request line, or the header
+            return {"status": 414, "error": "uri_too_long",
+                    "message": f"request line longer than {max_line} bytes (MR_MAX_LINE): send a long text as a "
+                               "POST /v1/jobs body instead of a query"}
+        return {"status": 431, "error": "header_too_large",
+                "message": f"a header field is longer than {max_line} bytes (MR_MAX_LINE)"}
+    if isinstance(exc, BadHttpMessage) or 400 <= status < 500:
+        return {"status": status if 400 <= status < 500 else 400, "error": "bad_http",
+                "message": f"malformed HTTP request: {getattr(exc, 'message', '') or type(exc).__name__}"}
+    return {"status": 500, "error": "internal", "message": "internal error; the request was not carried out"}
+
+
+class _JsonErrorServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonProtocolErrors(self, loop=self._loop, **self._kwargs)
+
+
+class ActorRunner(web.AppRunner):
+    """The runner every actor serves with: parser limits from the settings, protocol errors answered in JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorServer  # the same server, building our request handler for each connection
+        return server
+
+
+def make_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
+    """An :class:`ActorRunner` for ``app``; MR_MAX_LINE bounds the request line and every header field."""
+    settings = app[SETTINGS]
+    # After an early answer (413, 429, 408) aiohttp reads and drops the rest of the body for a while: never longer
+    # than a body may stay silent, so a slow sender cannot hold the connection past MR_TIMEOUT_BODY_IDLE.
+    lingering = min(10.0, settings.timeouts.body_idle)
+    return ActorRunner(app, handle_signals=False, max_line_size=settings.max_line, max_field_size=settings.max_line,
+                       lingering_time=lingering, **kwargs)

@@ -26,8 +26,11 @@ def error_response(error: MapReduceError) -> web.Response:
 
 
 def _authorized(request: web.Request, token: str) -> bool:
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    """``Authorization: Bearer <token>``; the scheme is case-insensitive (RFC 7235), the token is not."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: encode them back, never fail on them.
+    given_bytes = given.strip().encode("utf-8", "surrogatepass")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode())
 
 
 def make_middlewares(token: str, api_token: str, incarnation: str) -> list[Middleware]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..core.config import Settings
-from ..core.errors import Conflict, PayloadTooLarge, WireError
+from ..core.errors import Conflict, PayloadTooLarge, RequestTimeout, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
     Commit,
@@ -71,7 +71,24 @@ async def _janitor(app: web.Application) -> AsyncIterator[None]:
 
 
 async def shuffle(request: web.Request) -> web.Response:
-    """One (job, epoch, split, attempt, partition) stream: HEADER, DATA..., COMMIT."""
+    """One (job, epoch, split, attempt, partition) stream, whole within MR_TIMEOUT_STREAM.
+
+    The idle timeout alone would let a sender that trickles a byte at a time hold its staging budget forever.
+    """
+    limit = request.app[SETTINGS].timeouts.stream
+    deadline = asyncio.timeout(limit)
+    try:
+        async with deadline:
+            return await _stream(request)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise RequestTimeout(f"shuffle stream did not reach its COMMIT within {limit:g} s (MR_TIMEOUT_STREAM); "
+                             "nothing merged") from None
+
+
+async def _stream(request: web.Request) -> web.Response:
+    """HEADER, DATA..., COMMIT: staged privately, merged once on a valid COMMIT."""
     settings = request.app[SETTINGS]
     ledger = request.app[LEDGER]
     reader = FrameReader(request.content, settings.frame_cap, settings.timeouts.stream_idle)
