@@ -20,6 +20,7 @@ from ..inputs.ref import InputRef
 from ..jobs import get_job
 from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
+from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
@@ -89,8 +90,8 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     settings = app[SETTINGS]
     record = JobRecord(id=_job_id(key), epoch=_epoch(), job_name=job_name, input=ref, created=time.time(),
                        split_size=split_size)
-    coordinator = Coordinator(record, settings, PeerClient(app[SESSION], settings), app[DISCOVERY], app[SLOTS],
-                              time.monotonic)
+    coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
+                              app[SLOTS], time.monotonic)
     store, journal = app[STORE], app[JOURNAL]
     journal.started(record, key)
 

@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
-
-from ..core import wire
 from ..core.config import Settings
 from ..core.errors import (
     DiscoveryError,
     JobFailed,
     MapReduceError,
     PeerError,
-    WireError,
     describe,
     first_error,
 )
 from ..core.logs import EventLog
-from ..core.messages import (
-    Assignment,
-    Progress,
-    SplitDone,
-    SplitFailed,
-    from_wire,
-    to_wire,
-)
+from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan
 from ..discovery import Discovery, Peer
-from ..net.client import PeerClient, peer_failure
-from ..net.frames import FrameReader
+from ..net.ordinals import OrdinalMissing, wait_for_ordinals
+from ..net.transport import PeerUnreachable, Transport
 from .collector import Collector
 from .record import CANCELLED, DONE, FAILED, FINALIZING, RUNNING, JobRecord
 from .splittable import SplitTable, Ticket
@@ -69,19 +59,23 @@ class Coordinator:
         self,
         record: JobRecord,
         settings: Settings,
-        client: PeerClient,
+        transport: Transport,
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
     ) -> None:
         self.record = record
         self.settings = settings
-        self.client = client
+        self.transport = transport
         self.discovery = discovery
         self.slots = slots
         self.clock = clock
         self.changed = asyncio.Condition()
-        self.collector = Collector(record, settings, client, discovery)
+        self.collector = Collector(record, settings, transport, discovery)
+        # A faulty mapper waits at most this long before its next split; idle workers look for stragglers this
+        # often (both scale with the settings, so short test settings make a fast, still faithful, run).
+        self.max_backoff = min(2.0, settings.timeouts.lease / 4)
+        self.tick = min(1.0, max(0.01, settings.backup_after / 4))
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
     @property
@@ -118,17 +112,20 @@ class Coordinator:
     async def _map_phase(self) -> None:
         record, t = self.record, self.settings.timeouts
         mappers = await self._mappers()
+        # from_env derives the count from a static list; settings built in code may leave that to us.
+        partitions = self.settings.reducer_count or len(self.settings.reducer_urls)
+        if partitions < 1:
+            raise JobFailed("the number of reducers is not configured: set MR_REDUCER_COUNT to the reducer "
+                            "StatefulSet's replicas (or list them in MR_REDUCERS)")
         try:
-            reducers = await self.discovery.wait_for("reducer", 1, t.peers)
-        except DiscoveryError as error:
-            raise JobFailed(f"no reducer is visible: {error.message}") from None
-        ordinals = [r.ordinal for r in reducers]
-        partitions = next(i for i in range(len(ordinals) + 1) if i not in ordinals)
-        if partitions == 0:
-            raise JobFailed(f"no reducer with ordinal 0 is visible (seen ordinals {ordinals})")
+            # R is the configured count, never what happens to be visible: a missing ordinal is waited for.
+            reducers = await wait_for_ordinals(self.discovery, "reducer", range(partitions), t.recovery)
+        except OrdinalMissing as error:
+            raise JobFailed(f"reducer {error.missing[0]} of {partitions} (MR_REDUCER_COUNT) did not appear: "
+                            f"{error.message}") from None
         record.partitions = partitions
         record.mappers = [m.name for m in mappers]
-        record.reducers = [r.name for r in reducers if r.ordinal < partitions]
+        record.reducers = [reducers[i].name for i in range(partitions)]
         record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size)
         record.table = self._table(record.splits)
         record.state = RUNNING
@@ -183,7 +180,7 @@ class Coordinator:
                         log.warning("mapper_unreachable", **self.fields, mapper=mapper.name)
                         return
                 # A stalled or crashing mapper waits before it may take (and perhaps lose) another split.
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, self.max_backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
                 mapper = await self._refresh(mapper)
         finally:
@@ -194,7 +191,7 @@ class Coordinator:
         async with self.changed:
             try:
                 # A timed wake-up too: a straggler may deserve a backup before anything else changes.
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(self.tick):
                     await self.changed.wait_for(lambda: self.version != seen)
             except TimeoutError:
                 pass
@@ -232,11 +229,11 @@ class Coordinator:
             done = await self._run_assignment(mapper, ticket, table, only)
         except JobFailed:
             raise
-        except aiohttp.ClientConnectorError as exc:
-            table.abandoned(split, attempt, f"mapper unreachable: {describe(exc)}")
+        except PeerUnreachable as exc:
+            table.abandoned(split, attempt, f"mapper unreachable: {exc.message}")
             await self._notify()
             return UNREACHABLE
-        except (MapReduceError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (MapReduceError, TimeoutError) as exc:
             reported = isinstance(exc, MapperReported)
             cause = exc.message if isinstance(exc, MapReduceError) else describe(exc)
             if isinstance(exc, TimeoutError):
@@ -254,28 +251,17 @@ class Coordinator:
         return OK
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
-        settings, t = self.settings, self.settings.timeouts
+        """Listen to one assignment's stream; the lease is held here, between messages, whatever the transport."""
+        lease = self.settings.timeouts.lease
         assignment = self._assignment(ticket, only)
-        url = f"{mapper.url}/internal/v1/assign"
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.lease)
-        headers = {**self.client.headers, "Content-Type": "application/cbor"}
-        async with self.client.session.post(
-            url, data=wire.encode(to_wire(assignment)), headers=headers, timeout=timeout
-        ) as response:
-            if response.status >= 400:
-                raise await peer_failure(response, url)
-            reader = FrameReader(response.content, settings.message_cap, idle=t.lease)
+        key = (assignment.job, assignment.epoch, assignment.split, assignment.attempt)
+        async with contextlib.aclosing(self.transport.assign(mapper, assignment)) as messages:
             while True:
-                try:
-                    raw = await reader.next()
-                except WireError as error:
-                    raise PeerError(f"{mapper.name}: {error.message} (lease {t.lease:g} s)") from None
-                if raw is None:
+                async with asyncio.timeout(lease):
+                    message = await anext(messages, None)
+                if message is None:
                     raise PeerError(f"{mapper.name} closed the assignment without a report")
-                message = from_wire(raw, Progress, SplitDone, SplitFailed)
-                if (message.job, message.epoch, message.split, message.attempt) != (
-                    assignment.job, assignment.epoch, assignment.split, assignment.attempt
-                ):
+                if (message.job, message.epoch, message.split, message.attempt) != key:
                     self.record.stale_dropped += 1
                     continue
                 if isinstance(message, Progress):
