@@ -38,6 +38,10 @@ class MapperReported(PeerError):
     """The mapper itself reported the attempt failed (e.g. a reducer was down): not the mapper's fault."""
 
 
+class Superseded(MapReduceError):
+    """Another attempt of the split won while this one still ran: stop listening, it changes nothing."""
+
+
 class MapperSlots:
     """How many assignments each mapper runs at once, shared by every job on this master."""
 
@@ -76,6 +80,7 @@ class Coordinator:
         # often (both scale with the settings, so short test settings make a fast, still faithful, run).
         self.max_backoff = min(2.0, settings.timeouts.lease / 4)
         self.tick = min(1.0, max(0.01, settings.backup_after / 4))
+        self.stopping = False
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
     @property
@@ -142,9 +147,12 @@ class Coordinator:
         table.mappers.update(m.name for m in mappers)
         try:
             async with asyncio.TaskGroup() as group:
-                for mapper in mappers:
-                    for _ in range(self.settings.mapper_slots):
-                        group.create_task(self._worker(mapper, table, only))
+                workers = [
+                    group.create_task(self._worker(mapper, table, only))
+                    for mapper in mappers
+                    for _ in range(self.settings.mapper_slots)
+                ]
+                group.create_task(self._stop_when_done(table, workers))
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
         if not table.all_done:
@@ -153,12 +161,20 @@ class Coordinator:
                 + (f"; last failure: {table.last_failure}" if table.last_failure else "")
             )
 
+    async def _stop_when_done(self, table: SplitTable, workers: list[asyncio.Task[None]]) -> None:
+        """Once every split is done, end the workers still busy: one queued for a mapper slot another job holds,
+        or one listening to an attempt that lost to a backup, must not hold this job open."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: table.all_done or all(w.done() for w in workers))
+        for worker in workers:
+            worker.cancel()
+
     async def _worker(self, mapper: Peer, table: SplitTable, only: list[int]) -> None:
         """Feeds one mapper slot until no split is left; backs off a faulty mapper, retires an unreachable one."""
         unreachable_since: float | None = None
         backoff = 0.05
         try:
-            while not table.all_done:
+            while not table.all_done and not self.stopping:
                 ticket: Ticket | None = None
                 outcome = OK
                 async with self.slots.hold(mapper.name):
@@ -183,9 +199,16 @@ class Coordinator:
                 backoff = min(backoff * 2, self.max_backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
                 mapper = await self._refresh(mapper)
-        finally:
+        except Exception:
+            # The job is failing: the other workers may already be awake; none may start another attempt.
+            self.stopping = True
             table.retire(mapper.name)
-            await self._notify()
+            raise
+        except asyncio.CancelledError:
+            table.retire(mapper.name)
+            raise
+        table.retire(mapper.name)
+        await self._notify()
 
     async def _wait_for_change(self, seen: int) -> None:
         async with self.changed:
@@ -229,6 +252,10 @@ class Coordinator:
             done = await self._run_assignment(mapper, ticket, table, only)
         except JobFailed:
             raise
+        except Superseded:
+            log.info("attempt_superseded", **fields)
+            await self._notify()
+            return OK
         except PeerUnreachable as exc:
             table.abandoned(split, attempt, f"mapper unreachable: {exc.message}")
             await self._notify()
@@ -239,10 +266,9 @@ class Coordinator:
             if isinstance(exc, TimeoutError):
                 cause = f"no word from {mapper.name} for the lease of {self.settings.timeouts.lease:g} s (stalled)"
             log.warning("split_attempt_failed", **fields, cause=cause)
-            try:
-                table.failed(split, attempt, cause)
-            finally:
-                await self._notify()
+            # Raises JobFailed on the split's last allowed failure: then no worker is woken to start another.
+            table.failed(split, attempt, cause)
+            await self._notify()
             return OK if reported else FAULTY
         self.record.duplicate_streams += done.duplicates
         if not table.succeeded(split, attempt, done.bytes_read):
@@ -255,6 +281,7 @@ class Coordinator:
         lease = self.settings.timeouts.lease
         assignment = self._assignment(ticket, only)
         key = (assignment.job, assignment.epoch, assignment.split, assignment.attempt)
+        state = next(s for s in table.states if s.split.index == assignment.split)
         async with contextlib.aclosing(self.transport.assign(mapper, assignment)) as messages:
             while True:
                 async with asyncio.timeout(lease):
@@ -265,6 +292,9 @@ class Coordinator:
                     self.record.stale_dropped += 1
                     continue
                 if isinstance(message, Progress):
+                    if state.done and state.winner != assignment.attempt:
+                        # A backup won: a straggler that still heartbeats must not hold the job (or its slot).
+                        raise Superseded(f"attempt {state.winner} of split {assignment.split} finished first")
                     table.progress(assignment.split, assignment.attempt, message.bytes_read)
                 elif isinstance(message, SplitDone):
                     return message
