@@ -216,11 +216,12 @@ class MapRun:
             reducer = None
             delay = min(SEND_BACKOFF_MAX, SEND_BACKOFF * 2 ** min(tries - 1, 20)) * random.uniform(0.5, 1.5)
             delay = max(delay, retry_after * random.uniform(0.5, 1.0))
-            if loop.time() + delay > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 raise Unavailable(f"reducer {partition} did not take split {a.split} within {t.recovery:g} s "
                                   f"(MR_TIMEOUT_RECOVERY): {cause}")
             log.info("partition_send_retry", **fields, tries=tries, cause=cause)
-            await asyncio.sleep(delay)  # backoff between retries, not a wait for a condition
+            await asyncio.sleep(min(delay, remaining))  # backoff between retries, not a wait for a condition
         self.acks[partition] = ack
         log.debug("partition_sent", **fields, status=ack.status)
 

@@ -80,7 +80,6 @@ class Coordinator:
         # often (both scale with the settings, so short test settings make a fast, still faithful, run).
         self.max_backoff = min(2.0, settings.timeouts.lease / 4)
         self.tick = min(1.0, max(0.01, settings.backup_after / 4))
-        self.stopping = False
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
     @property
@@ -174,7 +173,7 @@ class Coordinator:
         unreachable_since: float | None = None
         backoff = 0.05
         try:
-            while not table.all_done and not self.stopping:
+            while not table.all_done:
                 ticket: Ticket | None = None
                 outcome = OK
                 async with self.slots.hold(mapper.name):
@@ -199,14 +198,9 @@ class Coordinator:
                 backoff = min(backoff * 2, self.max_backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
                 mapper = await self._refresh(mapper)
-        except Exception:
-            # The job is failing: the other workers may already be awake; none may start another attempt.
-            self.stopping = True
+        except BaseException:
             table.retire(mapper.name)
-            raise
-        except asyncio.CancelledError:
-            table.retire(mapper.name)
-            raise
+            raise  # the job is failing, cancelled, or done (see _stop_when_done): nobody needs waking
         table.retire(mapper.name)
         await self._notify()
 

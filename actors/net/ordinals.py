@@ -34,8 +34,8 @@ async def wait_for_ordinals(
     while True:
         remaining = max(deadline - loop.time(), 0.001)
         try:
-            # Enough peers in number first (mDNS wakes on events, DNS re-queries), then the right ordinals.
-            peers = await discovery.wait_for(role, len(needed), remaining)
+            # Ordinal i needs at least i + 1 peers in all (mDNS wakes on events, DNS re-queries); then check them.
+            peers = await discovery.wait_for(role, needed[-1] + 1, remaining)
             cause = ""
         except DiscoveryError as error:
             peers, cause = await _visible(discovery, role), f"; {error.message}"
