@@ -161,8 +161,9 @@ Script = Callable[[str, Assignment], str | None]
 class FakeTransport:
     """Mappers and reducers in memory. A mapper's mode: ok; dead (unreachable); silent (stops talking: the lease
     expires); hang (heartbeats, never finishes); slow (a straggler: ``slow_beats`` heartbeats first); gated
-    (heartbeats until ``gate`` is set); fail (reports a retriable failure); cut (commits every partition, then
-    loses the stream before its report). ``script(mapper, assignment)`` may pick the mode per assignment."""
+    (heartbeats until ``gate`` is set); fail (reports a retriable failure); eof (ends its stream with no report);
+    cut (commits every partition, then loses the stream before its report). ``script(mapper, assignment)`` may
+    pick the mode per assignment."""
 
     inputs: dict[str, bytes]
     reducers: dict[int, FakeReducer]
@@ -233,6 +234,8 @@ class FakeTransport:
                     await self.gate.wait()
             except TimeoutError:
                 pass
+        if mode == "eof":
+            return  # the stream ends cleanly, with no report
         if mode == "fail":
             yield SplitFailed(a.job, a.epoch, a.split, a.attempt, "reducer 0 refused (simulated)", retriable=True)
             return

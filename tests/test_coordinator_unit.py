@@ -112,6 +112,17 @@ async def test_a_lost_report_is_retried_and_its_committed_partitions_answer_dupl
     assert_committed_once(transport)
 
 
+async def test_an_assignment_stream_ending_without_a_report_fails_that_attempt() -> None:
+    transport = FakeTransport.with_reducers({}, 2)
+    transport.script = lambda mapper, a: "eof" if (a.split, a.attempt) == (0, 1) else None
+    job = make_job(transport, FakeDiscovery(2, 2))
+    record = await job.run()
+    assert record.state == "done" and record.result == job.oracle
+    first, second = attempts_of(record, 0)
+    assert first["state"] == "failed" and "closed the assignment without a report" in first["cause"]
+    assert second["state"] == "done"
+
+
 async def test_a_split_failing_every_attempt_fails_the_job_naming_it() -> None:
     transport = FakeTransport.with_reducers({}, 2)
     transport.script = lambda mapper, a: "fail" if a.split == 2 else None

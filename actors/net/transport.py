@@ -36,7 +36,8 @@ class Transport(Protocol):
     """Peer calls by meaning; failures are named errors: PeerUnreachable, PeerError, Unavailable, WireError..."""
 
     def assign(self, mapper: Peer, assignment: Assignment) -> AsyncGenerator[MapperMessage, None]:
-        """Send an assignment; yield the mapper's PROGRESS heartbeats, then its SPLITDONE or SPLITFAILED.
+        """Send an assignment; yield the mapper's messages (PROGRESS heartbeats, then SPLITDONE or SPLITFAILED)
+        until its stream ends.
 
         The caller enforces the lease between messages and closes the generator when it stops listening (the
         mapper then sees its master leave)."""
@@ -89,7 +90,7 @@ class HttpTransport:
             except WireError as error:
                 raise PeerError(f"{mapper.name}: {error.message}") from None
             if raw is None:
-                raise PeerError(f"{mapper.name} closed the assignment without a report")
+                return  # whether a report came is the caller's to judge
             yield from_wire(raw, Progress, SplitDone, SplitFailed)
 
     async def send_partition(
