@@ -166,6 +166,20 @@ async def test_a_slow_then_dead_mapper_loses_its_split_and_is_retired() -> None:
     assert {a["mapper"] for a in attempts if a["state"] == "done"} == {"mapper-1"}
 
 
+async def test_no_reachable_mapper_fails_the_job_naming_the_last_failure() -> None:
+    clock = FakeClock()
+
+    def script(mapper: str, a: Assignment) -> str:
+        clock.advance(1.0)  # every refusal a second later: both mappers retire after MR_TIMEOUT_PEERS
+        return "dead"
+
+    transport = FakeTransport.with_reducers({}, 2, script=script)
+    record = await make_job(transport, FakeDiscovery(2, 2), clock=clock).run()
+    assert record.state == "failed"
+    assert record.error.startswith("no mapper could be reached;") and "splits unfinished" in record.error
+    assert {m for m, _ in transport.assignments} == {"mapper-0", "mapper-1"}
+
+
 async def test_a_straggler_gets_a_backup_that_wins_and_no_longer_holds_the_job() -> None:
     clock = FakeClock()
 

@@ -151,7 +151,13 @@ class Coordinator:
                     for mapper in mappers
                     for _ in range(self.settings.mapper_slots)
                 ]
-                group.create_task(self._stop_when_done(table, workers))
+                # Once every split is done, end the workers still busy: one queued for a mapper slot another job
+                # holds, or one listening to an attempt that lost to a backup, must not hold this job open.
+                all_done = group.create_task(self._until_all_done(table))
+                either: list[asyncio.Future[Any]] = [all_done, asyncio.gather(*workers, return_exceptions=True)]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                for task in [all_done, *workers]:
+                    task.cancel()
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
         if not table.all_done:
@@ -160,13 +166,9 @@ class Coordinator:
                 + (f"; last failure: {table.last_failure}" if table.last_failure else "")
             )
 
-    async def _stop_when_done(self, table: SplitTable, workers: list[asyncio.Task[None]]) -> None:
-        """Once every split is done, end the workers still busy: one queued for a mapper slot another job holds,
-        or one listening to an attempt that lost to a backup, must not hold this job open."""
+    async def _until_all_done(self, table: SplitTable) -> None:
         async with self.changed:
-            await self.changed.wait_for(lambda: table.all_done or all(w.done() for w in workers))
-        for worker in workers:
-            worker.cancel()
+            await self.changed.wait_for(lambda: table.all_done)
 
     async def _worker(self, mapper: Peer, table: SplitTable, only: list[int]) -> None:
         """Feeds one mapper slot until no split is left; backs off a faulty mapper, retires an unreachable one."""
@@ -200,7 +202,7 @@ class Coordinator:
                 mapper = await self._refresh(mapper)
         except BaseException:
             table.retire(mapper.name)
-            raise  # the job is failing, cancelled, or done (see _stop_when_done): nobody needs waking
+            raise  # the job is failing, cancelled, or done (see _run_table): nobody needs waking
         table.retire(mapper.name)
         await self._notify()
 
