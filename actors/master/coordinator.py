@@ -76,9 +76,7 @@ class Coordinator:
         self.clock = clock
         self.changed = asyncio.Condition()
         self.collector = Collector(record, settings, transport, discovery)
-        # A faulty mapper waits at most this long before its next split; idle workers look for stragglers this
-        # often (both scale with the settings, so short test settings make a fast, still faithful, run).
-        self.max_backoff = min(2.0, settings.timeouts.lease / 4)
+        # Idle workers look for stragglers this often (short test settings make a fast, still faithful, run).
         self.tick = min(1.0, max(0.01, settings.backup_after / 4))
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
@@ -197,7 +195,7 @@ class Coordinator:
                         log.warning("mapper_unreachable", **self.fields, mapper=mapper.name)
                         return
                 # A stalled or crashing mapper waits before it may take (and perhaps lose) another split.
-                backoff = min(backoff * 2, self.max_backoff)
+                backoff = min(backoff * 2, 2.0)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
                 mapper = await self._refresh(mapper)
         except BaseException:
