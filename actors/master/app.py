@@ -30,6 +30,7 @@ from ..inputs.ref import InputRef
 from ..jobs import get_job
 from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
+from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
 from .limits import check_plan, json_split_size, positive_decimal, query_split_size
@@ -124,8 +125,8 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
                        created=time.time(), split_size=split_size)
-    coordinator = Coordinator(record, settings, PeerClient(app[SESSION], settings), app[DISCOVERY], app[SLOTS],
-                              time.monotonic, keep=_keeper(app, record))
+    coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
+                              app[SLOTS], time.monotonic, keep=_keeper(app, record))
     try:
         registry.start(record, coordinator.run, key, interactive)
     except BaseException:

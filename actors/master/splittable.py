@@ -244,6 +244,10 @@ class SplitTable:
         """The state of the split at ``position`` in table order; a never-started one is made up, not stored."""
         return self._states[position] if position < len(self._states) else SplitState(self.splits[position], position)
 
+    def winner(self, split: int) -> int | None:
+        """The attempt of a started split whose report counted, if one has."""
+        return self._state_of(split).winner
+
     def running_positions(self) -> list[int]:
         return sorted(self._running)
 
