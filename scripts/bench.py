@@ -274,7 +274,7 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
                            data_root=str(path.parent), extra_env=extra_env)
     async with cluster:
         run.ready = time.perf_counter() - started
-        async with aiohttp.ClientSession(base_url=cluster.master_url) as session:
+        async with aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
             job_started = time.perf_counter()
             async with session.post("/v1/jobs", json={"job": "wordcount", "input": {"path": path.name}}) as resp:
                 submitted = await resp.json()

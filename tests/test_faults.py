@@ -8,11 +8,11 @@ and with every process gone after shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import random
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import pytest
 
 from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
 from actors.sequential import run_sequential
+
+from .heldinput import HeldInput
 
 WORDS = [f"w{i}" for i in range(3000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
 FAULT_ENV, FAULT_TIMEOUTS = DRILL_ENV, DRILL_TIMEOUTS
@@ -55,11 +57,11 @@ def alive(pid: int) -> bool:
     return status.exists() and "zombie" not in status.read_text()
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+@contextlib.asynccontextmanager
+async def fault_cluster(tmp_path: Path, env: dict[str, str] = FAULT_ENV) -> AsyncIterator[LocalCluster]:
+    """3 mappers and 2 reducers with the drill settings; after it, no actor process may be left alive."""
     async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=str(tmp_path),
-                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS,
-                            log_dir=str(tmp_path / "logs")) as running:
+                            extra_env=env, timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs")) as running:
         pids: set[int] = set()
         try:
             yield running
@@ -67,6 +69,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
             pids.update(a.pid for a in running.actors if a.process is not None)
             await running.stop()
     assert not [pid for pid in pids if alive(pid)], "actor processes outlived the cluster"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    async with fault_cluster(tmp_path) as running:
+        yield running
 
 
 class Client:
@@ -92,11 +100,17 @@ class Client:
             return dict(body["result"])
 
 
-@pytest.fixture
-async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
-    async with aiohttp.ClientSession(base_url=cluster.master_url,
+@contextlib.asynccontextmanager
+async def client_of(cluster: LocalCluster) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers,
                                      timeout=aiohttp.ClientTimeout(total=120)) as session:
         yield Client(session)
+
+
+@pytest.fixture
+async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
+    async with client_of(cluster) as running:
+        yield running
 
 
 async def still_exact(client: Client) -> None:
@@ -151,26 +165,52 @@ async def test_early_exit_done_means_every_partition_is_in(cluster: LocalCluster
     assert await client.result(job["id"]) == first
 
 
+# The input comes from a HeldInput server, so the test knows which mapper is mid-split when it strikes. A held
+# reader sends no progress: the lease outlasts any hold, and a kill shows at once as the assignment stream breaking.
+HELD_ENV = {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true", "MR_TIMEOUT_LEASE": "30", "MR_TIMEOUT_STREAM_IDLE": "30"}
+
+
 @pytest.mark.parametrize("seed", range(4))
 async def test_killed_mappers_are_replaced_and_the_result_is_exact(
-    cluster: LocalCluster, client: Client, tmp_path: Path, seed: int
+    tmp_path: Path, held_input: Callable[[bytes], Awaitable[HeldInput]], seed: int
 ) -> None:
     rng = random.Random(seed)
-    data = make_text(tmp_path / "book.txt", 16, seed=seed)
-    job = await client.submit({"input": {"path": "book.txt"}})
-    kills = 0
-    total = 100  # 16 MB in 160 KiB splits
-    for target in sorted(rng.sample(range(5, total - 20), 3)):
-        await wait_for_progress(client, job["id"], target)
-        victim = f"mapper-{rng.randrange(3)}"
-        cluster.signal(victim, signal.SIGKILL)
-        kills += 1
-        await cluster.restart(victim)
-    assert await client.result(job["id"]) == run_sequential("wordcount", data)
-    status = await client.status(job["id"])
-    assert status["state"] == "done"
-    assert kills >= 1
-    await still_exact(client)
+    data = make_text(tmp_path / "book.txt", 4, seed=seed)
+    source = await held_input(data)
+    async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
+        source.hold_all = True  # the first reads wait while the test reads the job's plan
+        job = await client.submit({"input": {"url": source.url}})
+        await source.held(1)
+        splits = (await client.status(job["id"]))["splits"]
+        assert len(splits) >= 20, len(splits)
+        targets = sorted(rng.sample(range(3, len(splits) - 3), 3))
+        for index in targets:
+            start = splits[index]["start"]
+            source.hold_next_read(max(start - 1, 0), start)  # a reader starts one byte early (read_from)
+        source.release_all()
+        killed: list[tuple[int, int, str]] = []
+        for index in targets:
+            start = splits[index]["start"]
+            read = await source.read_at(max(start - 1, 0), start)
+            status = await client.status(job["id"])
+            assert status["state"] == "running", status  # split `index` is held mid-read: it cannot be done
+            running = [a for a in status["splits"][index]["attempts"] if a["state"] == "running"]
+            assert len(running) == 1, status["splits"][index]
+            victim = running[0]["mapper"]
+            cluster.signal(victim, signal.SIGKILL)
+            source.release(read)  # its reader is dead: nothing reaches it
+            killed.append((index, running[0]["attempt"], victim))
+            await cluster.restart(victim)
+        assert await client.result(job["id"]) == run_sequential("wordcount", data)
+        status = await client.status(job["id"])
+        assert status["state"] == "done"
+        for index, attempt, victim in killed:
+            attempts = status["splits"][index]["attempts"]
+            struck = next(a for a in attempts if a["attempt"] == attempt)
+            assert struck["state"] == "failed" and struck["mapper"] == victim, attempts  # the kill was seen
+            assert [a["state"] for a in attempts].count("done") == 1, attempts  # and redone exactly once
+        assert status["attempts"]["retries"] >= len(killed)
+        await still_exact(client)
 
 
 async def test_killed_reducer_comes_back_and_its_partition_is_redone(
@@ -236,7 +276,7 @@ async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
 async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
     make_text(tmp_path / "book.txt", 1, seed=3)
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path),
-                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS) as cluster:
+                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs")) as cluster:
         async with aiohttp.ClientSession(base_url=cluster.master_url) as session, session.post(
             "/v1/jobs", json={"input": {"path": "book.txt"}}
         ) as response:
@@ -245,7 +285,10 @@ async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
         codes = await cluster.stop()
     assert codes == dict.fromkeys(codes, 0), codes
     assert not [pid for pid in pids if alive(pid)]
-    assert os.getpid()  # the test process itself is untouched
+    for actor in cluster.actors:  # each one drained on SIGTERM, rather than dying some other way with 0
+        logged = [json.loads(line).get("event") for line in actor.log_path.read_text().splitlines()]
+        steps = [e for e in logged if e in ("actor_draining", "actor_stopped")]
+        assert steps == ["actor_draining", "actor_stopped"], (actor.name, steps)
 
 
 async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(
