@@ -163,8 +163,11 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.005)
 
 
+HeldInputFactory = Callable[[bytes], Awaitable[HeldInput]]
+
+
 @pytest.fixture
-async def held_input() -> AsyncIterator[Callable[[bytes], Awaitable[HeldInput]]]:
+async def held_input() -> AsyncIterator[HeldInputFactory]:
     """Serve bytes as ``HeldInput`` on 127.0.0.1; every held read is released and the server closed at the end."""
     runners: list[tuple[HeldInput, web.AppRunner]] = []
 

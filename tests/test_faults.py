@@ -12,7 +12,7 @@ import contextlib
 import json
 import random
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ import pytest
 from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
 from actors.sequential import run_sequential
 
-from .heldinput import HeldInput
+from .conftest import HeldInputFactory
+from .heldinput import HeldInput, HeldRead
 
 WORDS = [f"w{i}" for i in range(3000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
 FAULT_ENV, FAULT_TIMEOUTS = DRILL_ENV, DRILL_TIMEOUTS
@@ -170,45 +171,65 @@ async def test_early_exit_done_means_every_partition_is_in(cluster: LocalCluster
 HELD_ENV = {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true", "MR_TIMEOUT_LEASE": "30", "MR_TIMEOUT_STREAM_IDLE": "30"}
 
 
+async def submit_held(client: Client, source: HeldInput) -> tuple[str, list[dict[str, Any]]]:
+    """Submit a job reading ``source``; answer its id and its plan, read while its first reads are held."""
+    source.hold_all = True
+    job = await client.submit({"input": {"url": source.url}})
+    await source.held(1)
+    splits = (await client.status(job["id"]))["splits"]
+    assert len(splits) >= 20, len(splits)
+    return str(job["id"]), splits
+
+
+def hold_reads_of(source: HeldInput, splits: list[dict[str, Any]]) -> None:
+    for split in splits:
+        start = split["start"]
+        source.hold_next_read(max(start - 1, 0), start)  # a reader starts one byte early (read_from)
+
+
+async def reader_of(client: Client, source: HeldInput, job_id: str, split: dict[str, Any]) -> tuple[HeldRead, str, int]:
+    """Wait for the held read of ``split``; answer it, the mapper reading it and that mapper's attempt number."""
+    read = await source.read_at(max(split["start"] - 1, 0), split["start"])
+    status = await client.status(job_id)
+    assert status["state"] == "running", status  # the split is held mid-read: the job cannot have finished
+    running = [a for a in status["splits"][split["split"]]["attempts"] if a["state"] == "running"]
+    assert len(running) == 1, status["splits"][split["split"]]
+    return read, str(running[0]["mapper"]), int(running[0]["attempt"])
+
+
+def struck_attempt(status: dict[str, Any], split: int, attempt: int, mapper: str) -> dict[str, Any]:
+    """The struck attempt, which must have failed, on ``mapper``; the split must have been done exactly once."""
+    attempts = status["splits"][split]["attempts"]
+    struck = next(a for a in attempts if a["attempt"] == attempt)
+    assert struck["state"] == "failed" and struck["mapper"] == mapper, attempts
+    assert [a["state"] for a in attempts].count("done") == 1, attempts
+    return dict(struck)
+
+
 @pytest.mark.parametrize("seed", range(4))
 async def test_killed_mappers_are_replaced_and_the_result_is_exact(
-    tmp_path: Path, held_input: Callable[[bytes], Awaitable[HeldInput]], seed: int
+    tmp_path: Path, held_input: HeldInputFactory, seed: int
 ) -> None:
     rng = random.Random(seed)
     data = make_text(tmp_path / "book.txt", 4, seed=seed)
     source = await held_input(data)
     async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
-        source.hold_all = True  # the first reads wait while the test reads the job's plan
-        job = await client.submit({"input": {"url": source.url}})
-        await source.held(1)
-        splits = (await client.status(job["id"]))["splits"]
-        assert len(splits) >= 20, len(splits)
-        targets = sorted(rng.sample(range(3, len(splits) - 3), 3))
-        for index in targets:
-            start = splits[index]["start"]
-            source.hold_next_read(max(start - 1, 0), start)  # a reader starts one byte early (read_from)
+        job_id, splits = await submit_held(client, source)
+        targets = [splits[i] for i in sorted(rng.sample(range(3, len(splits) - 3), 3))]
+        hold_reads_of(source, targets)
         source.release_all()
         killed: list[tuple[int, int, str]] = []
-        for index in targets:
-            start = splits[index]["start"]
-            read = await source.read_at(max(start - 1, 0), start)
-            status = await client.status(job["id"])
-            assert status["state"] == "running", status  # split `index` is held mid-read: it cannot be done
-            running = [a for a in status["splits"][index]["attempts"] if a["state"] == "running"]
-            assert len(running) == 1, status["splits"][index]
-            victim = running[0]["mapper"]
+        for split in targets:
+            read, victim, attempt = await reader_of(client, source, job_id, split)
             cluster.signal(victim, signal.SIGKILL)
             source.release(read)  # its reader is dead: nothing reaches it
-            killed.append((index, running[0]["attempt"], victim))
+            killed.append((split["split"], attempt, victim))
             await cluster.restart(victim)
-        assert await client.result(job["id"]) == run_sequential("wordcount", data)
-        status = await client.status(job["id"])
+        assert await client.result(job_id) == run_sequential("wordcount", data)
+        status = await client.status(job_id)
         assert status["state"] == "done"
         for index, attempt, victim in killed:
-            attempts = status["splits"][index]["attempts"]
-            struck = next(a for a in attempts if a["attempt"] == attempt)
-            assert struck["state"] == "failed" and struck["mapper"] == victim, attempts  # the kill was seen
-            assert [a["state"] for a in attempts].count("done") == 1, attempts  # and redone exactly once
+            struck_attempt(status, index, attempt, victim)
         assert status["attempts"]["retries"] >= len(killed)
         await still_exact(client)
 
@@ -230,23 +251,29 @@ async def test_killed_reducer_comes_back_and_its_partition_is_redone(
 
 
 async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
-    cluster: LocalCluster, client: Client, tmp_path: Path
+    tmp_path: Path, held_input: HeldInputFactory
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=4)
-    job = await client.submit({"input": {"path": "book.txt"}})
-    await wait_for_progress(client, job["id"], 3)
-    cluster.signal("mapper-0", signal.SIGSTOP)
-    try:
-        result = await client.result(job["id"])  # the lease (2 s) expires; the split moves to another mapper
-    finally:
-        cluster.signal("mapper-0", signal.SIGCONT)
-    assert result == run_sequential("wordcount", data)
-    status = await client.status(job["id"])
-    causes = [a["cause"] for s in status["splits"] for a in s["attempts"] if a["state"] == "failed"]
-    assert any("lease" in cause or "stalled" in cause for cause in causes), causes
-    # The resumed mapper's late streams and report change nothing.
-    await still_exact(client)
-    assert await client.result(job["id"]) == result
+    data = make_text(tmp_path / "book.txt", 4, seed=4)
+    source = await held_input(data)
+    # The drill's 2 s lease this time: the stall is what the lease is for.
+    async with fault_cluster(tmp_path, {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true"}) as cluster, \
+            client_of(cluster) as client:
+        job_id, splits = await submit_held(client, source)
+        hold_reads_of(source, [splits[5]])
+        source.release_all()
+        read, victim, attempt = await reader_of(client, source, job_id, splits[5])
+        cluster.signal(victim, signal.SIGSTOP)
+        source.release(read)
+        try:
+            result = await client.result(job_id)  # the lease (2 s) expires; the split moves to another mapper
+        finally:
+            cluster.signal(victim, signal.SIGCONT)
+        assert result == run_sequential("wordcount", data)
+        struck = struck_attempt(await client.status(job_id), 5, attempt, victim)
+        assert "stalled" in struck["cause"] and victim in struck["cause"], struck
+        # The resumed mapper's late streams and report change nothing.
+        await still_exact(client)
+        assert await client.result(job_id) == result
 
 
 async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
