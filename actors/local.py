@@ -112,6 +112,13 @@ class LocalCluster:
     def master_url(self) -> str:
         return self.master.url
 
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """What a client of this cluster's public API sends: the API token the master was started with, if any
+        (``MR_API_TOKEN``, inherited from this process's environment or set in ``extra_env``)."""
+        token = self.master.env.get("MR_API_TOKEN", "")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def actor(self, name: str) -> ActorProcess:
         return next(a for a in self.actors if a.name == name)
 
@@ -230,7 +237,7 @@ class LocalCluster:
             raise MapReduceError(f"the master sees only {seen}")
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None, timeout: float = 30.0) -> Any:
-        async with aiohttp.ClientSession() as session, session.get(
+        async with aiohttp.ClientSession(headers=self.api_headers) as session, session.get(
             self.master_url + path, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as response:
             body = await response.json()

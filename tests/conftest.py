@@ -18,6 +18,8 @@ from actors.core.config import Settings, Timeouts
 from actors.net.actor import make_runner
 from actors.serve import bind, build_app
 
+from .heldinput import HeldInput
+
 TOKEN = "test-token"
 FAST = Timeouts(connect=2.0, request=20.0, lease=5.0, stream_idle=5.0, stage_wait=2.0, finalize=20.0,
                 discovery=2.0, peers=3.0, drain=2.0, startup=20.0, retry_deadline=5.0)
@@ -161,3 +163,30 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
             if check():
                 return
             await asyncio.sleep(0.005)
+
+
+HeldInputFactory = Callable[[bytes], Awaitable[HeldInput]]
+
+
+@pytest.fixture
+async def held_input() -> AsyncIterator[HeldInputFactory]:
+    """Serve bytes as ``HeldInput`` on 127.0.0.1; every held read is released and the server closed at the end."""
+    runners: list[tuple[HeldInput, web.AppRunner]] = []
+
+    async def serve(data: bytes) -> HeldInput:
+        held = HeldInput(data)
+        app = web.Application()
+        app.router.add_route("*", "/{name}", held.handle)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        held.url = f"http://127.0.0.1:{port}/input.txt"
+        runners.append((held, runner))
+        return held
+
+    yield serve
+    for held, runner in runners:
+        held.release_all()
+        await runner.cleanup()

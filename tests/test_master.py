@@ -14,7 +14,7 @@ from actors.inputs.ref import URL, InputRef
 from actors.master.app import REGISTRY, STORE
 from actors.master.store import clip_name
 
-from .conftest import Cluster, ClusterFactory, eventually
+from .conftest import Cluster, ClusterFactory, HeldInputFactory, eventually
 
 GOOD_TEXT = "to be or not to be"
 GOOD_RESULT = {"to": 2, "be": 2, "or": 1, "not": 1}
@@ -102,13 +102,17 @@ async def test_bad_query_parameters(make_cluster: ClusterFactory) -> None:
 
 
 async def test_result_before_done_is_a_409_and_status_shows_progress(make_cluster: ClusterFactory,
-                                                                    data_root: Path) -> None:
-    cluster = await make_cluster(mappers=1, reducers=1)
-    (data_root / "book.txt").write_text("word " * 200_000)
-    job = await cluster.submit({"input": {"path": "book.txt"}, "split_size": 4096})
+                                                                    held_input: HeldInputFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1, allow_private_urls=True)
+    source = await held_input(b"word " * 200_000)
+    source.hold_all = True
+    job = await cluster.submit({"input": {"url": source.url}, "split_size": 4096})
+    await source.held(1)  # the job's first read is held mid-split: the job cannot be done
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result") as response:
-        if response.status == 409:  # the job may already be done on a fast machine; both answers are valid
-            assert "no result" in (await response.json())["message"]
+        assert response.status == 409
+        assert "no result" in (await response.json())["message"]
+    assert (await cluster.status(job["id"]))["state"] == "running"
+    source.release_all()
     assert await cluster.result(job["id"]) == {"word": 200_000}
     status = await cluster.status(job["id"])
     assert status["progress"]["splits_done"] == status["progress"]["splits_total"] > 100
