@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
-from actors.core.errors import PayloadTooLarge
-from actors.core.messages import Commit, Data, from_wire
+from actors.core.errors import KeyTooLarge
+from actors.core.messages import Commit, Data, KeyPart, from_wire
 from actors.core.partition import partition_of
 from actors.jobs import get_job
 from actors.mapper.spool import Spool
@@ -40,9 +40,21 @@ def frames_of(spool: Spool, partition: int) -> list[dict[str, Any]]:
     """Decode a partition's bytes as a reducer would: frame decoder, then strict message parsing."""
     decoder = wire.FrameDecoder(spool.frame_cap)
     items: list[dict[str, Any]] = []
+    parts: list[str] = []  # a long key's pieces: KEYPART frames, then one DATA item ending the key
     for block in spool.blocks(partition):
-        items += [from_wire(raw, Data).items for raw in decoder.feed(block)]
+        for raw in decoder.feed(block):
+            message = from_wire(raw, Data, KeyPart)
+            if isinstance(message, KeyPart):
+                parts.append(message.text)
+                continue
+            if parts:
+                ((last, value),) = message.items.items()
+                items.append({"".join(parts) + last: value})
+                parts.clear()
+            else:
+                items.append(message.items)
     decoder.close()
+    assert not parts
     return items
 
 
@@ -134,11 +146,43 @@ def test_oversized_frame_is_split_in_halves(spools: list[Spool]) -> None:
     assert spool.sizes[0] == len(data)
 
 
-def test_single_key_larger_than_the_cap(spools: list[Spool]) -> None:
-    spool = make(spools, partitions=1, frame_cap=64)
-    spool.map("k" * 200, "in.txt")
-    with pytest.raises(PayloadTooLarge):
+def test_a_key_longer_than_a_frame_travels_in_pieces(spools: list[Spool]) -> None:
+    word = "k" * 150 + "é日" * 40 + "\U0001f600" * 30  # multi-byte characters straddle the piece boundaries
+    spool = make(spools, partitions=1, frame_cap=128, max_key=4096)
+    spool.map(f"{word} a {word} b {word}", "in.txt")
+    spool.flush()
+    frames = frames_of(spool, 0)
+    assert sum((Counter(f) for f in frames), Counter()) == Counter({word: 3, "a": 1, "b": 1})
+    data = b"".join(spool.blocks(0))
+    pos, count = 0, 0
+    while pos < len(data):
+        pos += wire.PREFIX + wire.frame_length(data[pos : pos + wire.PREFIX], 128)  # each within the cap
+        count += 1
+    assert count == spool.commit(0).frames > len(frames)
+    assert spool.commit(0) == Commit(frames=count, keys=3, checksum=5)
+
+
+def test_a_key_longer_than_max_key_fails_naming_it(spools: list[Spool]) -> None:
+    spool = make(spools, partitions=1, frame_cap=1024, max_key=2000)
+    spool.map("k" * 2001, "in.txt")
+    with pytest.raises(KeyTooLarge, match="MR_MAX_KEY"):
         spool.flush()
+    fits = make(spools, partitions=1, frame_cap=1024, max_key=2000)
+    fits.map("k" * 2000, "in.txt")
+    fits.flush()
+    assert frames_of(fits, 0) == [{"k" * 2000: 1}]
+    assert fits.commit(0).frames > 1  # it did travel in pieces
+
+
+def test_frames_hold_at_most_frame_keys_keys(spools: list[Spool]) -> None:
+    words = [f"w{i}" for i in range(1000)]
+    spool = make(spools, partitions=1, key_budget=10_000, frame_keys=64)
+    spool.map(" ".join(words), "in.txt")
+    spool.flush()
+    frames = frames_of(spool, 0)
+    assert max(map(len, frames)) == 64
+    assert len(frames) == -(-1000 // 64)
+    assert sum((Counter(f) for f in frames), Counter()) == Counter(words)
 
 
 def test_blocks_replay_identically(spools: list[Spool]) -> None:

@@ -70,6 +70,12 @@ class PayloadTooLarge(MapReduceError):
     code = "too_large"
 
 
+class KeyTooLarge(PayloadTooLarge):
+    """One key (a word) is longer than MR_MAX_KEY: no retry of the split can help, so the job fails at once."""
+
+    code = "key_too_large"
+
+
 class Unavailable(MapReduceError):
     """The actor cannot take the work now (no budget, draining, no peers); retry later."""
 

@@ -11,7 +11,16 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
-from ..core.errors import Conflict, DiscoveryError, MapReduceError, PeerError, Unavailable, describe, first_error
+from ..core.errors import (
+    Conflict,
+    DiscoveryError,
+    KeyTooLarge,
+    MapReduceError,
+    PeerError,
+    Unavailable,
+    describe,
+    first_error,
+)
 from ..core.logs import EventLog
 from ..core.messages import (
     Assignment,
@@ -71,7 +80,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
             outcome = run.outcome()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
-            retriable = not isinstance(error, Conflict)
+            retriable = not isinstance(error, (Conflict, KeyTooLarge))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             log.warning("split_failed", **fields, cause=error.message)
@@ -116,8 +125,9 @@ class MapRun:
         return HttpSource(self.client.session, a.input_location, headers, s.timeouts.connect, s.timeouts.stream_idle)
 
     async def run(self) -> AsyncGenerator[Progress, None]:
-        spool = Spool(self.job, self.a.partitions, self.settings.key_budget, self.settings.frame_cap,
-                      self.settings.spool_dir or None)
+        s = self.settings
+        spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
+                      frame_keys=s.frame_keys, max_key=s.max_key)
         try:
             async with contextlib.aclosing(self._map(spool)) as mapping:
                 async for progress in mapping:
@@ -138,7 +148,7 @@ class MapRun:
 
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
         owned = OwnedLines(self.a.start, self.a.end)
-        chunker = Chunker(self.settings.chunk_size)
+        chunker = Chunker(self.settings.chunk_size, self.settings.max_key)
         name = self.a.input_name
         blocks = self._source().blocks(read_from(self.a.start))
         try:

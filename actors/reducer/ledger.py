@@ -2,45 +2,85 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import Conflict, NotFound, WireError
-from ..core.messages import Commit, Data, StreamHeader
+from ..core.errors import Conflict, KeyTooLarge, NotFound, WireError
+from ..core.messages import Commit, Data, KeyPart, StreamHeader
 from ..jobs import Job, get_job
+from .budget import footprint
 
 COMMITTED = "committed"
 DUPLICATE = "duplicate"
 
 
 class Stage:
-    """One incoming stream, staged privately: nothing of it is visible until a valid COMMIT."""
+    """One incoming stream, staged privately: nothing of it is visible until a valid COMMIT.
 
-    def __init__(self, job: Job) -> None:
+    ``held`` is what the staged values take in memory (see budget.footprint), so the budget bounds real memory.
+    """
+
+    def __init__(self, job: Job, max_key: int) -> None:
         self.job = job
+        self.max_key = max_key
         self.items: dict[str, Any] = {}
         self.frames = 0
         self.keys = 0
         self.checksum = 0
+        self.held = 0
+        self._parts: list[str] = []  # pieces of a key longer than a frame, until its last piece arrives
+        self._part_bytes = 0
 
     def add(self, data: Data) -> None:
-        self.job.check(data.items)
+        items = data.items
+        if self._parts:
+            items = self._join(items)
+        self.job.check(items)
+        self.held += footprint(items)
         self.frames += 1
-        self.keys += len(data.items)
-        self.checksum += self.job.checksum(data.items)
+        self.keys += len(items)
+        self.checksum += self.job.checksum(items)
         if self.items:
-            self.job.combine(self.items, data.items)
+            self.job.combine(self.items, items)
         else:
-            self.items = data.items  # the decoder's fresh dict: take it over rather than copy it
+            self.items = items  # the decoder's fresh dict: take it over rather than copy it
+
+    def add_part(self, part: KeyPart) -> None:
+        """A piece of a long key: held until the DATA frame with its last piece."""
+        self._part_bytes += _utf8_length(part.text)
+        if self._part_bytes > self.max_key:
+            raise KeyTooLarge(f"a key of more than {self.max_key} bytes is longer than allowed (MR_MAX_KEY)")
+        self._parts.append(part.text)
+        self.held += sys.getsizeof(part.text)
+        self.frames += 1
+
+    def _join(self, items: dict[str, Any]) -> dict[str, Any]:
+        if len(items) != 1:
+            raise WireError(f"the DATA frame after KEYPART frames must hold one item (the key's end), not {len(items)}")
+        ((last, value),) = items.items()
+        if self._part_bytes + _utf8_length(last) > self.max_key:
+            raise KeyTooLarge(f"a key of more than {self.max_key} bytes is longer than allowed (MR_MAX_KEY)")
+        self._parts.append(last)
+        key = "".join(self._parts)
+        self._parts.clear()
+        self._part_bytes = 0
+        return {key: value}
 
     def verify(self, commit: Commit) -> None:
+        if self._parts:
+            raise WireError("COMMIT arrived inside a long key: KEYPART frames without the DATA frame ending them")
         seen = Commit(frames=self.frames, keys=self.keys, checksum=self.checksum)
         if seen != commit:
             raise WireError(
                 f"COMMIT does not match the stream: it claims {commit.frames} frames, {commit.keys} keys, "
                 f"checksum {commit.checksum}; received {seen.frames}, {seen.keys}, {seen.checksum}"
             )
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 @dataclass
