@@ -16,6 +16,7 @@ from actors.core import wire
 from actors.core.messages import Commit, Data, Finalize, Release, StreamHeader, to_wire
 from actors.net.actor import IDENTITY
 from actors.reducer.app import BUDGET
+from actors.reducer.budget import DECODED_RATIO
 
 from .conftest import TOKEN, Cluster, ClusterFactory, eventually
 
@@ -172,12 +173,12 @@ async def test_unreachable_peer_error_type() -> None:
 async def test_a_full_staging_budget_pushes_back_and_jobs_stay_exact(make_cluster: ClusterFactory) -> None:
     # A stream that reserved the whole budget and stalls holds every other stream back (they wait for room,
     # so their senders feel TCP backpressure); once it commits, the job goes on and stays exact.
-    budget = 64 * 1024
+    budget = 1024 * 1024
     cluster = await make_cluster(mappers=2, reducers=1, stage_budget=budget)
     release = asyncio.Event()
 
     async def hog() -> AsyncIterator[bytes]:
-        yield header(split=0, size=budget, job="hog")
+        yield header(split=0, size=budget // DECODED_RATIO, job="hog")  # it reserves the whole budget
         yield data({"hog": 1})
         await release.wait()
         yield commit(1, 1, 1)

@@ -82,14 +82,16 @@ async def shuffle(request: web.Request) -> web.Response:
         raise WireError("empty shuffle stream: expected a streamheader frame")
     header = from_wire(wire.decode(first, HEADER_FRAME), StreamHeader)
     fields = {"job": header.job, "epoch": header.epoch, "split": header.split, "attempt": header.attempt}
-    if header.size * DECODED_RATIO > settings.stage_budget:
+    if header.size > settings.stage_budget:
         raise PayloadTooLarge(
-            f"stream of {header.size} bytes decodes to about {header.size * DECODED_RATIO} bytes, more than the "
-            f"staging budget of {settings.stage_budget} bytes (raise MR_STAGE_BUDGET on the reducers or lower "
-            "MR_SPLIT_SIZE)"
+            f"stream of {header.size} bytes exceeds the staging budget of {settings.stage_budget} bytes "
+            "(raise MR_STAGE_BUDGET on the reducers or lower MR_SPLIT_SIZE)"
         )
     ledger.admit(header)
-    async with request.app[BUDGET].reserve(header.size * DECODED_RATIO, settings.timeouts.stage_wait) as reserved:
+    # Most streams decode to about DECODED_RATIO times their size; one long key to about its size. Reserve the
+    # estimate (at most the whole budget) and let the decoded frames grow it when they hold more.
+    estimate = min(header.size * DECODED_RATIO, settings.stage_budget)
+    async with request.app[BUDGET].reserve(estimate, settings.timeouts.stage_wait) as reserved:
         stage = Stage(ledger.current(header.job, header.epoch).job_def, settings.max_key)
         await _receive(reader, header, stage, reserved, settings)
         await reader.expect_end()
