@@ -113,7 +113,7 @@ class Settings:
     job_ttl: float = setting("MR_JOB_TTL", 3600.0, "finished jobs' state is dropped after this many seconds", low=1.0)
     # 32 Ki keys decode in about 20 ms (measured: a 1 M-key frame took 0.65 s idle, 2.5 s on busy cores, and
     # cbor2's C decoder holds the GIL, so a thread does not help): a reducer's loop never stalls on one frame.
-    frame_keys: int = setting("MR_FRAME_KEYS", 32 * 1024, "most keys in one shuffle DATA frame (mappers cut frames "
+    frame_keys: int = setting("MR_FRAME_KEYS", 16 * 1024, "most keys in one shuffle DATA frame (mappers cut frames "
                               "there; reducers refuse more before decoding)", low=1)
     max_key: int = setting("MR_MAX_KEY", 64 * MiB, "longest key (a word) in UTF-8 bytes; a longer one fails the job "
                            "at once", low=1)

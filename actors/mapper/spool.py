@@ -30,7 +30,7 @@ class Spool:
         frame_cap: int,
         directory: str | None = None,
         memory_limit: int = 8 * 1024 * 1024,
-        frame_keys: int = 32 * 1024,
+        frame_keys: int = 16 * 1024,
         max_key: int = 64 * 1024 * 1024,
     ) -> None:
         self.job = job

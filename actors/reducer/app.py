@@ -152,6 +152,9 @@ async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, rese
         else:
             stage.add(message)
         reserved.cover(stage.held)
+        # Frames already buffered are read without suspending: yield, so probes and other streams run between
+        # frames rather than after a whole stream (a yield, not a wait for anything).
+        await asyncio.sleep(0)
 
 
 async def finalize(request: web.Request) -> web.Response:

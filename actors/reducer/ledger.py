@@ -102,7 +102,10 @@ class PartitionState:
         if split in self.committed:
             self.duplicates += 1
             return DUPLICATE
-        self.job_def.combine(self.totals, stage.items)
+        if self.totals:
+            self.job_def.combine(self.totals, stage.items)
+        else:
+            self.totals = stage.items  # the first split: take the staged dict over (a copy of 1 M keys takes 0.1 s)
         self.committed.add(split)
         return COMMITTED
 
