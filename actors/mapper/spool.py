@@ -69,6 +69,9 @@ class Spool:
             for _ in range(0, len(items), self.frame_keys):
                 self._write(partition, {k: items[k] for k in itertools.islice(ordered, self.frame_keys)})
             return
+        if len(items) == 1 and len(next(iter(items))) > self.frame_cap:
+            self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
+            return
         try:
             encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
         except PayloadTooLarge:
