@@ -327,3 +327,23 @@ def test_a_stage_holds_what_its_frames_decode_to() -> None:
     stage.add(Data(dict(second)))
     assert stage.held == footprint(first) + footprint(second)
     assert stage.held > 8 * 1500  # far more than the keys' wire bytes (about 7 bytes a key here)
+
+
+def test_a_commit_merged_in_slices_counts_once_wherever_it_stops() -> None:
+    state = PartitionState(job="j", epoch=1, partition=0, partitions=1, job_def=get_job("wordcount"), touched=0.0)
+    stages = []
+    for split, items in enumerate(({"a": 1, "b": 2}, {"a": 3, "c": 4, "d": 5}, {"b": 1, "d": 1})):
+        stage = Stage(get_job("wordcount"), MAX_KEY)
+        stage.add(Data(dict(items)))
+        stages.append(stage)
+        assert state.record(split, stage) == COMMITTED
+    assert state.totals == {"a": 1, "b": 2}  # the first split's values simply became the totals
+    assert state.record(1, stages[1]) == DUPLICATE
+    assert state.merge_some(2) is False  # stopped part way: totals and pending still hold each split once
+    merged = Counter(state.totals)
+    for pending in state.pending:
+        merged.update(pending)
+    assert merged == Counter({"a": 4, "b": 3, "c": 4, "d": 6})
+    state.settle()
+    assert not state.pending
+    assert state.totals == {"a": 4, "b": 3, "c": 4, "d": 6}

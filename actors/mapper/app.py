@@ -157,7 +157,9 @@ class MapRun:
                 self.bytes_read += len(data)
                 for piece in chunker.feed(data):
                     spool.map(piece.decode("utf-8", "replace"), name)
-                    yield self._progress()
+                # Every block, not every piece: reading a long word yields no piece for a while, and a silent
+                # mapper loses its lease.
+                yield self._progress()
                 if owned.done:
                     break
         finally:

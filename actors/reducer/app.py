@@ -97,7 +97,12 @@ async def shuffle(request: web.Request) -> web.Response:
         await reader.expect_end()
         # Re-read the state after the awaits above: a newer epoch may have replaced it meanwhile.
         partition = ledger.current(header.job, header.epoch)
-        status = partition.commit(header.split, stage)  # no await between the check and the merge
+        status = partition.record(header.split, stage)  # no await between the check and the commit
+        # Merge in slices, yielding between them, while this stream's reservation still covers its values.
+        while True:
+            if partition.merge_some(settings.frame_keys):
+                break
+            await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
     log.info("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
     ack = StreamAck(
         job=header.job, epoch=header.epoch, split=header.split, partition=header.partition, status=status,
@@ -173,6 +178,7 @@ async def finalize(request: web.Request) -> web.Response:
         answer = Missing(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
                          splits=missing)
         return cbor_response(to_wire(answer))
+    partition.settle()  # a stream may still be merging (its split also committed by a backup attempt)
     totals = partition.job_def.finish(partition.totals)
     log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
              keys=len(totals), duplicates=partition.duplicates)

@@ -95,19 +95,52 @@ class PartitionState:
     touched: float
     committed: set[int] = field(default_factory=set)
     totals: dict[str, Any] = field(default_factory=dict)
+    pending: list[dict[str, Any]] = field(default_factory=list)  # committed values not yet merged into totals
     duplicates: int = 0
 
     def commit(self, split: int, stage: Stage) -> str:
-        """The commit rule: merge a split's stream only the first time; synchronous, so nothing interleaves."""
+        """The commit rule, merged at once: for callers that need not keep an event loop running."""
+        status = self.record(split, stage)
+        self.settle()
+        return status
+
+    def record(self, split: int, stage: Stage) -> str:
+        """The commit rule: count a split's stream only the first time; synchronous, so nothing interleaves.
+
+        The stream's values join ``pending`` (the first split's simply become the totals), so the split counts
+        from here on; :meth:`merge_some` moves them into ``totals`` a slice at a time (merging 1 M keys into 1 M
+        takes 1.2 s, too long to hold an event loop), and :meth:`settle` before the totals are read.
+        """
         if split in self.committed:
             self.duplicates += 1
             return DUPLICATE
-        if self.totals:
-            self.job_def.combine(self.totals, stage.items)
-        else:
-            self.totals = stage.items  # the first split: take the staged dict over (a copy of 1 M keys takes 0.1 s)
         self.committed.add(split)
+        if not self.totals and not self.pending:
+            self.totals = stage.items  # take the staged dict over: a copy of 1 M keys takes 0.1 s
+        elif stage.items:
+            self.pending.append(stage.items)
+        stage.items = {}
         return COMMITTED
+
+    def merge_some(self, limit: int) -> bool:
+        """Merge up to ``limit`` pending keys into the totals; True once nothing is pending.
+
+        Keys leave the pending dict as they join the totals, so totals plus pending always hold each committed
+        split exactly once, whenever a caller stops between slices.
+        """
+        while self.pending and limit > 0:
+            items = self.pending[-1]
+            take = min(limit, len(items))
+            part = dict(items.popitem() for _ in range(take))
+            self.job_def.combine(self.totals, part)
+            limit -= take
+            if not items:
+                self.pending.pop()
+        return not self.pending
+
+    def settle(self) -> None:
+        """Merge everything pending: the totals are then complete."""
+        self.merge_some(sum(map(len, self.pending)))
 
     def missing(self, splits: int) -> list[int]:
         return sorted(set(range(splits)) - self.committed)
