@@ -64,6 +64,7 @@ class Stage:
             raise KeyTooLarge(f"a key of more than {self.max_key} bytes is longer than allowed (MR_MAX_KEY)")
         self._parts.append(last)
         key = "".join(self._parts)
+        self.held -= sum(map(sys.getsizeof, self._parts[:-1]))  # the pieces go; the whole key is charged in add()
         self._parts.clear()
         self._part_bytes = 0
         return {key: value}
