@@ -12,11 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
+from actors.core.config import Settings
 from actors.core.errors import KeyTooLarge
 from actors.core.messages import Commit, Data, KeyPart, from_wire
 from actors.core.partition import partition_of
+from actors.core.splits import Chunker
 from actors.jobs import get_job
 from actors.mapper.spool import Spool
+from actors.reducer.ledger import Stage
 
 CAP = 1 << 20
 
@@ -228,3 +231,56 @@ def test_map_counts_chunks_straight_into_the_partial(spools: list[Spool], key_bu
         spool.map(chunk, "in.txt")
     spool.flush()
     check_decodes_to(spool, Counter(" ".join(chunks).split()))
+
+
+def test_spool_defaults_are_the_settings_defaults() -> None:
+    spool = Spool(get_job("wordcount"), 1, 10, Settings().frame_cap)
+    try:
+        assert (spool.frame_keys, spool.max_key) == (Settings().frame_keys, Settings().max_key)
+    finally:
+        spool.close()
+
+
+LONG_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from([" ", "\n", "\t", "\u3000", "\u00a0", "a", "é", "日", "\U0001f600"]),
+        st.tuples(st.sampled_from(["x", "é", "日本", "\U0001f600"]), st.integers(1, 400)).map(lambda t: t[0] * t[1]),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@given(text=LONG_TEXT, chunk_size=st.integers(1, 64), frame_cap=st.integers(60, 300), frame_keys=st.integers(1, 5))
+@settings(max_examples=150, deadline=None)
+def test_long_words_survive_mapper_and_reducer_exactly(text: str, chunk_size: int, frame_cap: int,
+                                                      frame_keys: int) -> None:
+    # The whole path a long word takes: chunked on whitespace, counted, framed (in pieces when longer than a
+    # frame), then staged by a reducer that joins the pieces.
+    job = get_job("wordcount")
+    data = text.encode()
+    spool = Spool(job, 2, 3, frame_cap, frame_keys=frame_keys, max_key=1 << 20)
+    try:
+        chunker = Chunker(chunk_size, 1 << 20)
+        for start in range(0, len(data), 7):
+            for piece in chunker.feed(data[start : start + 7]):
+                spool.map(piece.decode("utf-8", "replace"), "in.txt")
+        for piece in chunker.finish():
+            spool.map(piece.decode("utf-8", "replace"), "in.txt")
+        spool.flush()
+        merged: Counter[str] = Counter()
+        for partition in range(2):
+            stage = Stage(job, 1 << 20)
+            decoder = wire.FrameDecoder(frame_cap)
+            for block in spool.blocks(partition):
+                for raw in decoder.feed(block):
+                    message = from_wire(raw, Data, KeyPart)
+                    if isinstance(message, KeyPart):
+                        stage.add_part(message)
+                    else:
+                        assert len(message.items) <= frame_keys
+                        stage.add(message)
+            stage.verify(spool.commit(partition))
+            merged.update(stage.items)
+    finally:
+        spool.close()
+    assert merged == Counter(text.split())
