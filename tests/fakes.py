@@ -19,6 +19,7 @@ from actors.core.messages import (
     Commit,
     Data,
     Finalize,
+    KeyPart,
     Missing,
     Progress,
     Release,
@@ -38,6 +39,8 @@ from actors.net.transport import MapperMessage, PeerUnreachable
 from actors.reducer.ledger import COMMITTED, Ledger, Stage
 
 CAP = 16 * 1024 * 1024
+
+MAX_KEY = 64 * 1024 * 1024  # a reducer's MR_MAX_KEY default
 
 
 class FakeClock:
@@ -126,9 +129,13 @@ class FakeReducer:
         """What the reducer's shuffle handler does with a whole stream: stage privately, verify, commit once."""
         self.ledger.admit(header)
         job = self.ledger.current(header.job, header.epoch).job_def
-        stage = Stage(job)
+        stage = Stage(job, MAX_KEY)
         for raw in frames:
-            stage.add(from_wire(raw, Data))
+            message = from_wire(raw, Data, KeyPart)
+            if isinstance(message, KeyPart):
+                stage.add_part(message)
+            else:
+                stage.add(message)
         stage.verify(commit)
         status = self.ledger.current(header.job, header.epoch).commit(header.split, stage)
         return StreamAck(header.job, header.epoch, header.split, header.partition, status, self.incarnation)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from actors.core.config import Settings
+from actors.reducer.budget import DECODED_RATIO
 
 from .k8s_sim import DEPLOY, container_env, declared_pods, find, matches, one, render, settings_read, tool
 
@@ -535,3 +536,66 @@ def test_master_budget_check_is_not_vacuous(objects: list[Obj]) -> None:
                          (big_results, "memory limit")):
         problems = _master_budget_problems(mutated(change))
         assert any(word in p for p in problems), (change.__name__, problems)
+
+
+# ---------------------------------------------------------------- memory limits agree with the budgets
+
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+# The terms of README "Limits and safety -> reducer and mapper", which explains each.
+REDUCER_TOTALS = 1024 * MiB  # a partition's merged totals: about 10 M distinct keys at ~100 B each
+REPORT_SHARE = 1 / 6  # the encoded report at finalize, beside the totals (wire bytes per decoded byte)
+MAPPER_KEY_BYTES = 240  # one key of the partial Counter plus its partitioned copy (measured ~100 B + ~40 B)
+OVERHEAD = 200 * MiB  # interpreter, aiohttp, libraries, buffers (an idle actor is ~60 MB RSS)
+
+
+def quantity(text: str) -> int:
+    """A Kubernetes memory quantity in bytes ("2Gi", "512Mi", "1G", "1048576")."""
+    for suffix, factor in _UNITS.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+def test_quantity() -> None:
+    assert quantity("2Gi") == 2 * 2**30
+    assert quantity("512Mi") == 512 * 2**20
+    assert quantity("1G") == 10**9
+    assert quantity("1048576") == 2**20
+
+
+def role_settings(objects: list[Obj], role: str) -> tuple[Settings, int]:
+    """The settings the role's first pod reads, and its container's memory limit in bytes."""
+    w = workload(objects, role)
+    pod = declared_pods([w])[0]
+    settings = Settings.from_env(container_env(pod, objects, "10.1.2.3"))
+    return settings, quantity(container(w)["resources"]["limits"]["memory"])
+
+
+def reducer_peak(s: Settings) -> float:
+    # Staged streams are charged by decoded size up to MR_STAGE_BUDGET; each also holds one raw frame of at most
+    # its declared size, which is 1/DECODED_RATIO of its reservation.
+    staging = s.stage_budget * (1 + 1 / DECODED_RATIO)
+    return staging + REDUCER_TOTALS * (1 + REPORT_SHARE) + OVERHEAD
+
+
+def mapper_peak(s: Settings, partitions: int) -> float:
+    # The partial values up to MR_KEY_BUDGET keys; a chunk as bytes, text and its split words (~8x); the longest
+    # key as buffer, piece, text and its encoding (4x); each partition's spool in memory (8 MiB, then disk);
+    # two frames being encoded.
+    return (s.key_budget * MAPPER_KEY_BYTES + 8 * s.chunk_size + 4 * s.max_key + partitions * 8 * MiB
+            + 2 * s.frame_cap + OVERHEAD)
+
+
+def test_memory_limits_cover_the_budgets(objects: list[Obj]) -> None:
+    reducer, reducer_limit = role_settings(objects, "reducer")
+    mapper, mapper_limit = role_settings(objects, "mapper")
+    partitions = workload(objects, "reducer")["spec"]["replicas"]
+    assert reducer_peak(reducer) < reducer_limit, (reducer_peak(reducer) / MiB, reducer_limit / MiB)
+    assert mapper_peak(mapper, partitions) < mapper_limit, (mapper_peak(mapper, partitions) / MiB, mapper_limit / MiB)
+
+
+def test_the_memory_check_sees_a_budget_past_the_limit(objects: list[Obj]) -> None:
+    reducer, reducer_limit = role_settings(objects, "reducer")
+    assert reducer_peak(reducer.replace(stage_budget=2 * reducer_limit)) > reducer_limit
+    mapper, mapper_limit = role_settings(objects, "mapper")
+    assert mapper_peak(mapper.replace(max_key=mapper_limit // 4), 2) > mapper_limit

@@ -84,6 +84,12 @@ class InsufficientStorage(MapReduceError):
     code = "insufficient_storage"
 
 
+class KeyTooLarge(PayloadTooLarge):
+    """One key (a word) is longer than MR_MAX_KEY: no retry of the split can help, so the job fails at once."""
+
+    code = "key_too_large"
+
+
 class Unavailable(MapReduceError):
     """The actor cannot take the work now (no budget, draining, no peers); retry later."""
 

@@ -114,6 +114,14 @@ class Data:
 
 
 @dataclass(frozen=True)
+class KeyPart:
+    """A shuffle frame carrying a piece of one key too long for a frame; the next DATA frame holds exactly one
+    item, whose key is the key's last piece. Keys are cut between characters; the whole is at most MR_MAX_KEY."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Commit:
     """Last frame of a shuffle stream; the reducer merges only if these totals match what it staged."""
 
@@ -177,14 +185,14 @@ class Release:
 
 
 Message = (
-    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Commit | StreamAck | Finalize | Report
-    | Missing | Release
+    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | KeyPart | Commit | StreamAck | Finalize
+    | Report | Missing | Release
 )
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
 P = TypeVar("P", bound=Message)
-_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Commit, StreamAck, Finalize, Report,
-            Missing, Release)
+_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, KeyPart, Commit, StreamAck, Finalize,
+            Report, Missing, Release)
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
 
 

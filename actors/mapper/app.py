@@ -12,7 +12,15 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
-from ..core.errors import Conflict, DiscoveryError, MapReduceError, PeerError, Unavailable, first_error
+from ..core.errors import (
+    Conflict,
+    DiscoveryError,
+    KeyTooLarge,
+    MapReduceError,
+    PeerError,
+    Unavailable,
+    first_error,
+)
 from ..core.logs import EventLog
 from ..core.messages import (
     Assignment,
@@ -77,7 +85,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
             outcome = run.outcome()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
-            retriable = not isinstance(error, Conflict)
+            retriable = not isinstance(error, (Conflict, KeyTooLarge))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             log.warning("split_failed", **fields, cause=error.message)
@@ -127,8 +135,9 @@ class MapRun:
                           s.timeouts.stream_idle)
 
     async def run(self) -> AsyncGenerator[Progress, None]:
-        spool = Spool(self.job, self.a.partitions, self.settings.key_budget, self.settings.frame_cap,
-                      self.settings.spool_dir or None)
+        s = self.settings
+        spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
+                      frame_keys=s.frame_keys, max_key=s.max_key)
         try:
             async with contextlib.aclosing(self._map(spool)) as mapping:
                 async for progress in mapping:
@@ -149,7 +158,7 @@ class MapRun:
 
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
         owned = OwnedLines(self.a.start, self.a.end)
-        chunker = Chunker(self.settings.chunk_size)
+        chunker = Chunker(self.settings.chunk_size, self.settings.max_key)
         name = self.a.input_name
         blocks = self._source().blocks(read_from(self.a.start))
         try:
@@ -158,7 +167,9 @@ class MapRun:
                 self.bytes_read += len(data)
                 for piece in chunker.feed(data):
                     spool.map(piece.decode("utf-8", "replace"), name)
-                    yield self._progress()
+                # Every block, not every piece: reading a long word yields no piece for a while, and a silent
+                # mapper loses its lease.
+                yield self._progress()
                 if owned.done:
                     break
         finally:
