@@ -46,7 +46,7 @@ def parse_line(raw: bytes) -> dict[str, Any]:
         raise BadRecord(f"not UTF-8 (byte {exc.start})") from None
     try:
         entry = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadRecord(f"not JSON ({exc.msg} at column {exc.colno}); a torn write?") from None
     if not isinstance(entry, dict):
         raise BadRecord(f"a JSON {type(entry).__name__}, not an object")
