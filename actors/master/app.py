@@ -18,10 +18,11 @@ from ..core.errors import BadRequest, Conflict, MapReduceError, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
 from ..jobs import get_job
-from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
+from ..net.actor import DISCOVERY, DRAIN, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
+from .readiness import READY, expected_reducers, readiness_context
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
 from .store import InputStore, parse_spec, upload_name
@@ -38,10 +39,12 @@ log = EventLog(__name__)
 
 
 def build_master(settings: Settings) -> web.Application:
+    expected_reducers(settings)  # refuse to start without knowing how many reducers to wait for
     app = base_app(settings, client_max_size=settings.max_json)
     app[SLOTS] = MapperSlots(settings.mapper_slots)
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
+    app.cleanup_ctx.append(readiness_context)
     app.cleanup_ctx.append(_jobs_context)
     app.router.add_get("/compute", compute)
     app.router.add_post("/v1/jobs", submit)
@@ -69,10 +72,13 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
     journal.compact()
+    drain = app[DRAIN]
+    drain.hooks.append(lambda d: registry.close(d.stop_at, d.cancel_by))  # SIGTERM: the jobs share one deadline
     try:
         yield
     finally:
-        await registry.close(settings.timeouts.drain)
+        drain.begin(asyncio.get_running_loop().time())  # a clean-up without SIGTERM drains by the same rule
+        await registry.close(drain.stop_at, drain.cancel_by)
         store.close()
 
 
@@ -106,6 +112,13 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     return record
 
 
+async def _ready_for_jobs(app: web.Application) -> None:
+    """Jobs start only on a ready master: draining refuses at once; not ready yet waits (bounded), then 503."""
+    if app[IDENTITY].draining:
+        raise Unavailable("master is shutting down; submit again shortly")
+    await app[READY].wait(app[SETTINGS].timeouts.peers)
+
+
 def _links(record: JobRecord) -> dict[str, str]:
     return {"status": f"/v1/jobs/{record.id}", "result": f"/v1/jobs/{record.id}/result"}
 
@@ -113,8 +126,7 @@ def _links(record: JobRecord) -> dict[str, str]:
 async def submit(request: web.Request) -> web.Response:
     """POST /v1/jobs: a JSON spec ``{"job": ..., "input": {...}}``, or a raw body uploaded as the input."""
     app, settings = request.app, request.app[SETTINGS]
-    if app[IDENTITY].draining:
-        raise Unavailable("master is shutting down; submit again shortly")
+    await _ready_for_jobs(app)
     key = request.headers.get("Idempotency-Key", "")
     existing = app[REGISTRY].by_key(key) if key else None
     if existing is not None and existing.state not in (FAILED, CANCELLED):
@@ -221,6 +233,7 @@ async def compute(request: web.Request) -> web.Response:
     if text is None:
         raise BadRequest("missing query parameter 'text'")
     app, settings = request.app, request.app[SETTINGS]
+    await _ready_for_jobs(app)
     ref = app[STORE].add_text(text.encode("utf-8", "surrogatepass"), "compute")
     record = start_job(app, "wordcount", ref, settings.split_size)
     try:

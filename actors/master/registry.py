@@ -7,7 +7,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..core.errors import NotFound
+from ..core.logs import EventLog
 from .record import FINISHED, JobRecord
+
+SHUT_DOWN = "the master shut down before the job finished; submit it again"
+
+log = EventLog(__name__)
 
 
 class JobRegistry:
@@ -71,11 +76,28 @@ class JobRegistry:
                 self.keys = {k: v for k, v in self.keys.items() if v != job_id}
                 self.on_forget(record)
 
-    async def close(self, grace: float) -> None:
-        """Let running jobs finish for up to ``grace`` seconds (a drain), then cancel what is left."""
-        tasks = list(self._tasks.values())
-        if tasks and grace > 0:
-            await asyncio.wait(tasks, timeout=grace)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def close(self, stop_at: float, cancel_by: float) -> None:
+        """Let running jobs finish until ``stop_at``, then cancel what is left and wait for it until ``cancel_by``.
+
+        Both are event-loop times (a drain's, see net/drain.py). A job still running at ``cancel_by`` (say, its
+        clean-up waits on a stalled reducer) is cancelled again and left behind: the deadline is the deadline.
+        """
+        loop = asyncio.get_running_loop()
+        running = {job_id: task for job_id, task in self._tasks.items() if not task.done()}
+        if not running:
+            return
+        _, pending = await asyncio.wait(running.values(), timeout=max(stop_at - loop.time(), 0.0))
+        if not pending:
+            return
+        for job_id, task in running.items():
+            if task in pending:
+                record = self.jobs.get(job_id)
+                if record is not None and not record.error:
+                    record.error = SHUT_DOWN
+                task.cancel()
+        log.warning("jobs_cancelled_at_shutdown", jobs=len(pending))
+        _, stuck = await asyncio.wait(pending, timeout=max(cancel_by - loop.time(), 0.0))
+        for task in stuck:
+            task.cancel()  # a second cancel interrupts a shielded clean-up
+        if stuck:
+            log.error("jobs_stuck_at_shutdown", jobs=len(stuck))
