@@ -28,6 +28,8 @@ from actors.core.messages import Assignment, Data, StreamHeader, to_wire
 from actors.local import LocalCluster
 from actors.net.drain import Drain, reserve
 
+from .conftest import eventually
+
 pytestmark = pytest.mark.timeout(120)
 
 DRAIN = 4.0  # MR_TIMEOUT_DRAIN for these actors: small, so old code's 2x-3x overrun shows plainly
@@ -108,6 +110,11 @@ async def test_master_with_a_running_job_and_a_long_poll_exits_within_the_budget
                             log_dir=str(tmp_path / "logs")) as cluster, aiohttp.ClientSession(
         base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=60)
     ) as session:
+        # The launcher told every actor the reducer count and waited for the master's /readyz, not /healthz.
+        assert {a.name: a.env["MR_REDUCER_COUNT"] for a in cluster.actors} == dict.fromkeys(
+            ["reducer-0", "mapper-0", "master-0"], "1")
+        async with session.get("/readyz") as response:
+            assert response.status == 200, await response.text()
         cluster.signal("mapper-0", signal.SIGSTOP)  # the job's only mapper takes its split and never answers
         async with session.post("/v1/jobs", json={"input": {"text": "a slow job " * 1000}}) as response:
             job = await response.json()
@@ -122,7 +129,16 @@ async def test_master_with_a_running_job_and_a_long_poll_exits_within_the_budget
             assert (await response.json())["state"] in ("queued", "running")
         master = cluster.master.process
         assert master is not None
-        code, seconds = await sigterm_exit(master)
+        exiting = asyncio.create_task(sigterm_exit(master))
+        log_path = tmp_path / "logs" / "master.log"
+        await eventually(lambda: "actor_draining" in events(log_path), DRAIN)  # another process's log
+        # Draining: still serving, but no new job and not ready.
+        async with session.get("/compute", params={"text": "too late"}) as response:
+            refused = await response.json()
+            assert response.status == 503 and "shutting down" in refused["message"], refused
+        async with session.get("/readyz") as response:
+            assert response.status == 503 and (await response.json())["status"] == "draining"
+        code, seconds = await exiting
         assert code == 0, cluster.logs()
         assert seconds <= DRAIN + MARGIN, f"exit took {seconds:.1f} s for a {DRAIN:g} s budget\n{cluster.logs()}"
         # The long-poll was answered, not left hanging or cut: its job was cancelled at the deadline.
