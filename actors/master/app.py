@@ -114,9 +114,11 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
 
 async def _ready_for_jobs(app: web.Application) -> None:
     """Jobs start only on a ready master: draining refuses at once; not ready yet waits (bounded), then 503."""
-    if app[IDENTITY].draining:
+    identity = app[IDENTITY]
+    if not identity.draining:
+        await app[READY].wait(app[SETTINGS].timeouts.peers)
+    if identity.draining:  # also when SIGTERM came during the wait
         raise Unavailable("master is shutting down; submit again shortly")
-    await app[READY].wait(app[SETTINGS].timeouts.peers)
 
 
 def _links(record: JobRecord) -> dict[str, str]:
