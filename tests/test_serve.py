@@ -26,7 +26,7 @@ from actors.core import wire
 from actors.core.config import Timeouts
 from actors.core.messages import Assignment, Data, StreamHeader, to_wire
 from actors.local import LocalCluster
-from actors.net.drain import Drain, reserve
+from actors.net.drain import Drain, drain_middleware, reserve
 
 from .conftest import eventually
 
@@ -245,3 +245,56 @@ async def test_an_idle_actor_exits_at_once_not_at_the_deadline(tmp_path: Path) -
             assert response.status == 200
         code, seconds = await sigterm_exit(mapper)
     assert code == 0 and seconds < 10, (code, seconds, log_path.read_text())
+
+
+async def test_the_drain_waits_for_operations_not_reads_and_cuts_what_is_left() -> None:
+    """In one process: a POST in flight holds the drain, a long GET does not, and stop_handlers cancels the GET."""
+    drain = Drain(10.0)
+    release_post, release_get = asyncio.Event(), asyncio.Event()
+    entered = {"GET": asyncio.Event(), "POST": asyncio.Event()}
+    cancelled: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        entered[request.method].set()
+        try:
+            await (release_post if request.method == "POST" else release_get).wait()
+        except asyncio.CancelledError:
+            cancelled.append(request.method)
+            raise
+        return web.json_response({"ok": request.method})
+
+    app = web.Application(middlewares=[drain_middleware(drain)])
+    app.router.add_route("*", "/work", handler)
+    app.router.add_get("/readyz", handler)  # a probe: never tracked
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/work"
+    try:
+        # One session per call: aiohttp retries a cut GET once, and would retry it on the POST's idle connection.
+        async with aiohttp.ClientSession() as posting, aiohttp.ClientSession() as getting:
+
+            async def call(method: str) -> int | str:
+                session = posting if method == "POST" else getting
+                try:
+                    async with session.request(method, url) as response:
+                        return response.status
+                except aiohttp.ClientError as error:
+                    return type(error).__name__
+
+            post, get = asyncio.create_task(call("POST")), asyncio.create_task(call("GET"))
+            await asyncio.wait_for(asyncio.gather(entered["POST"].wait(), entered["GET"].wait()), 10)
+            assert drain.operations == 1
+            waiting = asyncio.create_task(drain.wait_for_operations())
+            await asyncio.sleep(0)
+            assert not waiting.done()  # the POST holds it ...
+            release_post.set()
+            await asyncio.wait_for(waiting, 10)  # ... the GET (a long-poll) does not
+            assert await post == 200
+            await site.stop()  # as serve does: the listener first, so a client's retry of the cut GET is refused
+            assert await drain.stop_handlers(0.1) == 1
+            assert cancelled == ["GET"]
+            assert isinstance(await asyncio.wait_for(get, 10), str)  # cut: the connection closed, no answer
+    finally:
+        await runner.cleanup()
