@@ -93,7 +93,7 @@ async def _finish_work(drain: Drain) -> None:
     results = await asyncio.gather(operations(), *(hook(drain) for hook in drain.hooks), return_exceptions=True)
     for result in results:
         if isinstance(result, Exception):
-            log.error("drain_hook_failed", exc=True, error=repr(result))
+            log.error("drain_hook_failed", error=repr(result))
 
 
 async def _stop(runner: web.AppRunner, drain: Drain, settings: Settings) -> None:
