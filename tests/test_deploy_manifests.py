@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import os
 import re
 import subprocess
@@ -19,7 +20,18 @@ import pytest
 from actors.core.config import Settings
 from actors.reducer.budget import DECODED_RATIO
 
-from .k8s_sim import DEPLOY, container_env, declared_pods, find, matches, one, render, settings_read, tool
+from .k8s_sim import (
+    DEPLOY,
+    container_env,
+    declared_pods,
+    find,
+    matches,
+    one,
+    reducer_count_problems,
+    render,
+    settings_read,
+    tool,
+)
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
 
@@ -243,11 +255,12 @@ def test_every_required_setting_is_set(objects: list[Obj], role: str) -> None:
     if role == "master":
         settings = Settings.from_env(container_env(pods[0], objects, "10.1.2.3"))
         assert settings.state_dir in {m["mountPath"] for m in container(w)["volumeMounts"]}, "journal not mounted"
-        # Mappers read input ranges from this URL: it must be the master Service's cluster DNS name and port.
+        # Mappers read input ranges from this URL: the pod's own IP, not the master Service, which a draining
+        # (or not yet ready) master leaves while its running jobs still need their inputs.
         url = urlsplit(Settings.from_env(container_env(pods[0], objects, "10.1.2.3")).advertise_url)
-        service = one(objects, "Service", "master")
-        assert url.hostname == "master.mapreduce.svc.cluster.local"
-        assert url.port == service["spec"]["ports"][0]["port"]
+        assert url.hostname == "10.1.2.3"
+        assert env_value(w, "MR_ADVERTISE_HOST")["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        assert url.port == container(w)["ports"][0]["containerPort"]
 
 
 def test_probe_paths_are_real_routes(objects: list[Obj]) -> None:
@@ -286,8 +299,50 @@ def test_pods_meet_the_restricted_pod_security_standard(objects: list[Obj]) -> N
             assert path in mounts and "emptyDir" in volumes[mounts[path]], f"{path} needs a writable emptyDir"
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{w['metadata']['name']} {kind}"
-        drain = settings.timeouts.drain
-        assert spec["terminationGracePeriodSeconds"] > drain, "SIGKILL must not come before the drain ends"
+
+
+# ---------------------------------------------------------------- shutdown inside the grace period
+
+
+EXIT_MARGIN = 3.0  # seconds a process may need past its drain deadline to be gone (tests/test_serve.py measures it)
+
+
+def grace_problems(objects: list[Obj]) -> list[str]:
+    """Workloads whose pods could be SIGKILLed mid-drain: preStop sleep + MR_TIMEOUT_DRAIN + margin >= the grace."""
+    problems = []
+    for w in workloads(objects):
+        spec = pod_template(w)["spec"]
+        pre_stop = container(w).get("lifecycle", {}).get("preStop", {})
+        sleep = pre_stop.get("sleep", {}).get("seconds", 0)
+        drain = Settings.from_env(container_env(declared_pods([w])[0], objects, "10.0.0.1")).timeouts.drain
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        if not sleep + drain + EXIT_MARGIN < grace:
+            problems.append(f"{w['metadata']['name']}: preStop {sleep} s + MR_TIMEOUT_DRAIN {drain:g} s + "
+                            f"{EXIT_MARGIN:g} s >= terminationGracePeriodSeconds {grace}")
+    return problems
+
+
+def test_the_drain_budget_fits_inside_the_grace_period(objects: list[Obj]) -> None:
+    assert grace_problems(objects) == []
+    for w in workloads(objects):
+        pre_stop = container(w)["lifecycle"]["preStop"]
+        # A sleep action, not an exec of `sleep`: the image need not have a shell or coreutils.
+        assert set(pre_stop) == {"sleep"} and pre_stop["sleep"]["seconds"] > 0, w["metadata"]["name"]
+
+
+def test_the_grace_check_sees_a_drain_too_long_for_the_grace(objects: list[Obj]) -> None:
+    mutated = copy.deepcopy(objects)
+    (config,) = find(mutated, "ConfigMap")
+    config["data"]["MR_TIMEOUT_DRAIN"] = "25"  # 5 s preStop + 25 s + margin > 30 s
+    assert sorted(p.split(":")[0] for p in grace_problems(mutated)) == ["mapper", "master", "reducer"]
+
+
+# ---------------------------------------------------------------- the reducer count
+
+
+def test_every_actor_is_told_the_reducer_statefulsets_replicas(objects: list[Obj]) -> None:
+    assert reducer_count_problems(objects) == []
+    assert one(objects, "StatefulSet", "reducer")["spec"]["replicas"] == 2
 
 
 # ---------------------------------------------------------------- NetworkPolicies and PDBs
@@ -439,21 +494,52 @@ def test_pod_disruption_budgets_select_real_pods(objects: list[Obj]) -> None:
 # ---------------------------------------------------------------- scaling touches nothing else
 
 
-def test_a_replicas_patch_changes_only_the_replicas(objects: list[Obj], tmp_path: Path) -> None:
+def _overlay(tmp_path: Path, body: str) -> list[Obj]:
     base = os.path.relpath(DEPLOY, tmp_path)  # kustomize refuses an absolute base
-    (tmp_path / "kustomization.yaml").write_text(
-        f"resources:\n  - {base}\nreplicas:\n  - name: mapper\n    count: 5\n  - name: reducer\n    count: 4\n")
+    (tmp_path / "kustomization.yaml").write_text(f"resources:\n  - {base}\n{body}")
     try:
-        scaled = render(tmp_path)
+        return render(tmp_path)
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"kustomize overlay failed: {exc.stderr}")
+
+
+def test_scaling_mappers_changes_only_the_replicas(objects: list[Obj], tmp_path: Path) -> None:
+    scaled = _overlay(tmp_path, "replicas:\n  - name: mapper\n    count: 5\n")
     assert len(scaled) == len(objects)
     for before, after in zip(objects, scaled, strict=True):
         if after["kind"] == "StatefulSet":
             after = copy.deepcopy(after)
             after["spec"]["replicas"] = before["spec"]["replicas"]
         assert before == after
+    assert one(scaled, "StatefulSet", "mapper")["spec"]["replicas"] == 5
+
+
+REDUCERS_4 = ("replicas:\n  - name: reducer\n    count: 4\n"
+              "configMapGenerator:\n  - name: mapreduce-settings\n    behavior: merge\n"
+              "    literals:\n      - MR_REDUCER_COUNT=4\n")
+
+
+def test_scaling_reducers_changes_the_replicas_and_the_count_together(objects: list[Obj], tmp_path: Path) -> None:
+    """The documented recipe: the replicas and MR_REDUCER_COUNT, and nothing else (but the ConfigMap's new name)."""
+    scaled = _overlay(tmp_path, REDUCERS_4)
+    assert reducer_count_problems(scaled) == []
     assert one(scaled, "StatefulSet", "reducer")["spec"]["replicas"] == 4
+    (old_config,), (new_config,) = find(objects, "ConfigMap"), find(scaled, "ConfigMap")
+    assert new_config["metadata"]["name"] != old_config["metadata"]["name"]  # new hash: every pod rolls
+    assert new_config["data"] == {**old_config["data"], "MR_REDUCER_COUNT": "4"}
+    renamed = json.loads(json.dumps(objects).replace(old_config["metadata"]["name"], new_config["metadata"]["name"]))
+    for before, after in zip(renamed, scaled, strict=True):
+        after = copy.deepcopy(after)
+        if after["kind"] == "StatefulSet":
+            after["spec"]["replicas"] = before["spec"]["replicas"]
+        if after["kind"] == "ConfigMap":
+            after["data"]["MR_REDUCER_COUNT"] = before["data"]["MR_REDUCER_COUNT"]
+        assert before == after
+
+
+def test_scaling_reducers_without_the_count_is_caught(tmp_path: Path) -> None:
+    scaled = _overlay(tmp_path, "replicas:\n  - name: reducer\n    count: 4\n")
+    assert sorted(p.split(":")[0] for p in reducer_count_problems(scaled)) == ["mapper", "master", "reducer"]
 
 
 def test_the_documented_token_overlay_replaces_the_sample(objects: list[Obj], tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from tests.dnsserver import FakeClusterDns
 
-from .k8s_sim import FAKE_KUBECTL, ROOT, SimCluster, alive, render, tool, workdir
+from .k8s_sim import FAKE_KUBECTL, ROOT, SimCluster, alive, reducer_count_problems, render, tool, workdir
 
 pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
 pytestmark = pytest.mark.timeout(180)
@@ -123,10 +123,13 @@ async def test_the_manifests_run_as_a_cluster(tmp_path_factory: pytest.TempPathF
                 assert status["partitions"] == 2 and status["state"] == "done"
                 assert status["mappers"] == ["mapper-0", "mapper-1", "mapper-2"]
 
-                # kubectl scale statefulset/reducer --replicas=3: reducer-2 starts, becomes ready, enters DNS.
+                # Reducers 2 -> 3, the documented way: replicas and MR_REDUCER_COUNT together (kubectl apply -k).
+                # reducer-2 starts, becomes ready, enters DNS; every other pod is replaced onto the new count.
                 t = time.monotonic()
-                (added,) = await cluster.scale("reducer", 3)
+                (added,) = await cluster.scale("reducer", 3, settings={"MR_REDUCER_COUNT": "3"})
                 assert added.spec.name == "reducer-2" and added.ip.endswith(".3")
+                assert {name: p.env["MR_REDUCER_COUNT"] for name, p in pods.items()} == dict.fromkeys(pods, "3")
+                assert reducer_count_problems(cluster.objects) == []
                 timings["scale"] = time.monotonic() - t
                 second = big_text(300_000, seed=11)
                 status, result = await run_job(session, master.url, second)

@@ -12,6 +12,12 @@ from actors.master.record import CANCELLED, DONE, FINALIZING, QUEUED, RUNNING, J
 from actors.master.registry import JobRegistry
 
 
+async def close(registry: JobRegistry, grace: float) -> None:
+    """Close with a drain's deadlines: ``grace`` seconds for running jobs, as long again for cancelled ones."""
+    now = asyncio.get_running_loop().time()
+    await registry.close(now + grace, now + 2 * grace)
+
+
 class Jobs:
     """Jobs whose runs the test finishes by hand: each run waits on its own gate."""
 
@@ -83,7 +89,7 @@ async def test_bounded_running_then_queued_then_429_naming_the_settings() -> Non
     assert jobs.started == ["j0", "j1", "j2", "j3"]
     for _, gate in started:
         gate.set()
-    await registry.close(1.0)
+    await close(registry, 1.0)
     assert sorted(e[0] for e in jobs.ended) == ["j0", "j1", "j2", "j3"]
     assert all(state == DONE for _, _, state in jobs.ended)
 
@@ -103,7 +109,7 @@ async def test_interactive_jobs_wait_ahead_of_submitted_ones_in_their_own_lane()
     await settle()
     assert jobs.started == ["busy", "compute", "batch"]
     jobs.gates[("batch", 1)].set()
-    await registry.close(1.0)
+    await close(registry, 1.0)
 
 
 async def test_cancelling_a_queued_job_ends_it_and_frees_its_place() -> None:
@@ -123,7 +129,7 @@ async def test_cancelling_a_queued_job_ends_it_and_frees_its_place() -> None:
     assert jobs.started == ["a", "c"]
     for g in jobs.gates.values():
         g.set()
-    await registry.close(1.0)
+    await close(registry, 1.0)
 
 
 async def test_close_cancels_queued_jobs_rather_than_starting_them() -> None:
@@ -133,7 +139,7 @@ async def test_close_cancels_queued_jobs_rather_than_starting_them() -> None:
     queued = [jobs.start(registry, name)[0] for name in ("b", "c")]
     await settle()
     gate.set()
-    await registry.close(1.0)
+    await close(registry, 1.0)
     assert jobs.started == ["a"]
     assert [r.state for r in queued] == [CANCELLED, CANCELLED]
 
@@ -155,7 +161,7 @@ async def test_claims_make_check_and_insert_one_step() -> None:
     with pytest.raises(Unprocessable):
         await registry.claim("k", "body-2", 1.0)
     gate.set()
-    await registry.close(1.0)
+    await close(registry, 1.0)
 
 
 async def test_a_released_claim_lets_the_next_request_take_the_key() -> None:
@@ -199,7 +205,7 @@ async def test_resubmitting_while_the_cancelled_epoch_cleans_up_keeps_the_new_ep
     assert new.state == CANCELLED and registry.running == 0
     assert await registry.claim("k", "f", 1.0) is None
     gate.set()
-    await registry.close(1.0)
+    await close(registry, 1.0)
 
 
 async def test_an_epoch_that_is_not_newer_is_refused() -> None:
@@ -209,4 +215,4 @@ async def test_an_epoch_that_is_not_newer_is_refused() -> None:
     with pytest.raises(Conflict, match="not newer"):
         jobs.start(registry, "x", epoch=5)
     gate.set()
-    await registry.close(1.0)
+    await close(registry, 1.0)

@@ -49,7 +49,8 @@ class Timeouts:
     finalize: float = _timeout(120.0, "a reducer's finalize answer (large totals take a while)")
     discovery: float = _timeout(5.0, "one discovery look-up")
     peers: float = _timeout(15.0, "how long a job waits for enough peers to appear")
-    drain: float = _timeout(20.0, "SIGTERM: time to finish in-flight work")
+    drain: float = _timeout(20.0, "SIGTERM: the whole budget to exit (finish work, then cancel it); keep it below "
+                            "terminationGracePeriodSeconds minus the preStop sleep")
     startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this")
     retry_deadline: float = _timeout(60.0, "total time one narrow retry loop may take")
     recovery: float = _timeout(120.0, "how long a job waits for a lost reducer's ordinal to answer again")

@@ -28,12 +28,13 @@ from ..core.errors import (
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
 from ..jobs import get_job
-from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
+from ..net.actor import DISCOVERY, DRAIN, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
 from .limits import check_plan, json_split_size, positive_decimal, query_split_size
+from .readiness import READY, expected_reducers, readiness_context
 from .record import DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
 from .results import HeldResult, Results
@@ -54,10 +55,12 @@ log = EventLog(__name__)
 
 
 def build_master(settings: Settings) -> web.Application:
+    expected_reducers(settings)  # refuse to start without knowing how many reducers to wait for
     app = base_app(settings, client_max_size=settings.max_json)
     app[SLOTS] = MapperSlots(settings.mapper_slots)
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
+    app.cleanup_ctx.append(readiness_context)
     app.cleanup_ctx.append(_jobs_context)
     app.router.add_get("/compute", compute)
     app.router.add_post("/v1/jobs", submit)
@@ -99,10 +102,13 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
     journal.compact()
+    drain = app[DRAIN]
+    drain.hooks.append(lambda d: registry.close(d.stop_at, d.cancel_by))  # SIGTERM: the jobs share one deadline
     try:
         yield
     finally:
-        await registry.close(settings.timeouts.drain)
+        drain.begin(asyncio.get_running_loop().time())  # a clean-up without SIGTERM drains by the same rule
+        await registry.close(drain.stop_at, drain.cancel_by)
         store.close()
         results.clear()
 
@@ -160,6 +166,15 @@ class UploadSlots:
 UPLOADS = web.AppKey("uploads", UploadSlots)
 
 
+async def _ready_for_jobs(app: web.Application) -> None:
+    """Jobs start only on a ready master: draining refuses at once; not ready yet waits (bounded), then 503."""
+    identity = app[IDENTITY]
+    if not identity.draining:
+        await app[READY].wait(app[SETTINGS].timeouts.peers)
+    if identity.draining:  # also when SIGTERM came during the wait
+        raise Unavailable("master is shutting down; submit again shortly")
+
+
 def _links(record: JobRecord) -> dict[str, str]:
     return {"status": f"/v1/jobs/{record.id}", "result": f"/v1/jobs/{record.id}/result"}
 
@@ -172,8 +187,7 @@ async def submit(request: web.Request) -> web.Response:
     (200), the same key with another fingerprint is refused (422).
     """
     app, settings = request.app, request.app[SETTINGS]
-    if app[IDENTITY].draining:
-        raise Unavailable("master is shutting down; submit again shortly")
+    await _ready_for_jobs(app)
     registry = app[REGISTRY]
     key = request.headers.get("Idempotency-Key", "")
     if key not in registry.keys:  # a known key may be answered with its job even when the master is full
@@ -398,6 +412,7 @@ async def compute(request: web.Request) -> web.Response:
     if text is None:
         raise BadRequest("missing query parameter 'text'")
     app, settings = request.app, request.app[SETTINGS]
+    await _ready_for_jobs(app)
     app[REGISTRY].check_room(interactive=True)
     ref = app[STORE].add_text(text.encode("utf-8", "surrogatepass"), "compute")
     # Interactive: it waits ahead of queued /v1 jobs, so a flood of submissions cannot starve it.
@@ -412,7 +427,9 @@ async def compute(request: web.Request) -> web.Response:
     held = held_result(app, record)
     if held is None:
         raise MapReduceError(f"job {record.id} {record.state}: {record.error}")
-    return web.Response(body=held.payload, content_type="application/json")
+    # The held JSON is compact; /compute answers as the original did, in json.dumps' own spacing. Its result is
+    # small by construction (the text came in one request line, at most MR_MAX_LINE bytes).
+    return web.json_response(json.loads(held.payload))
 
 
 async def cluster(request: web.Request) -> web.Response:

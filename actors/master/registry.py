@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from ..core.logs import EventLog
 from .record import CANCELLED, FAILED, FINISHED, QUEUED, JobRecord
 
 Slot = tuple[str, int]  # (job id, epoch): a resubmission under one key reuses the id, never the epoch
@@ -26,6 +27,10 @@ class _Claim:
 class _Key:
     job_id: str
     fingerprint: str  # empty: unknown (a job restored from the journal), so any body may resubmit it
+
+SHUT_DOWN = "the master shut down before the job finished; submit it again"
+
+log = EventLog(__name__)
 
 
 class JobRegistry:
@@ -215,16 +220,32 @@ class JobRegistry:
                 self.keys = {k: v for k, v in self.keys.items() if v.job_id != job_id}
                 self.on_forget(record)
 
-    async def close(self, grace: float) -> None:
-        """Let running jobs finish for up to ``grace`` seconds (a drain), then cancel what is left."""
-        self.max_running = 0  # a draining master starts nothing more: queued jobs are cancelled below
+    async def close(self, stop_at: float, cancel_by: float) -> None:
+        """Cancel queued jobs; let running ones run until ``stop_at``, then cancel the rest, waiting to ``cancel_by``.
+
+        Both are event-loop times (a drain's, see net/drain.py). A job still running at ``cancel_by`` (say, its
+        clean-up waits on a stalled reducer) is cancelled again and left behind: the deadline is the deadline.
+        """
+        loop = asyncio.get_running_loop()
+        self.max_running = 0  # a draining master starts nothing more: queued jobs end now, never started
         for slot, task in self._tasks.items():
             if slot not in self._running:
                 task.cancel()
-        running = [task for slot, task in self._tasks.items() if slot in self._running]
-        if running and grace > 0:
-            await asyncio.wait(running, timeout=grace)
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        running = {slot: task for slot, task in self._tasks.items() if not task.done()}
+        if not running:
+            return
+        _, pending = await asyncio.wait(running.values(), timeout=max(stop_at - loop.time(), 0.0))
+        if not pending:
+            return
+        for (job_id, epoch), task in running.items():
+            if task in pending:
+                record = self.jobs.get(job_id)
+                if record is not None and record.epoch == epoch and not record.error:
+                    record.error = SHUT_DOWN
+                task.cancel()
+        log.warning("jobs_cancelled_at_shutdown", jobs=len(pending))
+        _, stuck = await asyncio.wait(pending, timeout=max(cancel_by - loop.time(), 0.0))
+        for task in stuck:
+            task.cancel()  # a second cancel interrupts a shielded clean-up
+        if stuck:
+            log.error("jobs_stuck_at_shutdown", jobs=len(stuck))

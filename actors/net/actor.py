@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
 from ..discovery import Discovery, open_discovery
+from .drain import Drain, drain_middleware
 from .frames import read_body
 from .middleware import log as request_log
 from .middleware import make_middlewares
@@ -32,9 +33,14 @@ class Identity:
     draining: bool = False
 
 
+# What a role's readiness waits for beyond the process itself: None when ready, else what is missing (JSON).
+ReadinessCheck = Callable[[], Awaitable[dict[str, object] | None]]
+
 SETTINGS = web.AppKey("settings", Settings)
 IDENTITY = web.AppKey("identity", Identity)
 DISCOVERY = web.AppKey("discovery", Discovery)
+DRAIN = web.AppKey("drain", Drain)
+READINESS = web.AppKey[ReadinessCheck]("readiness")
 
 
 async def discovery_context(app: web.Application) -> AsyncIterator[None]:
@@ -47,12 +53,15 @@ async def discovery_context(app: web.Application) -> AsyncIterator[None]:
 def base_app(settings: Settings, client_max_size: int) -> web.Application:
     """An application with the shared middleware, ``/healthz`` and ``/readyz``."""
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
+    drain = Drain(settings.timeouts.drain)
     app = web.Application(
-        middlewares=make_middlewares(settings.token, settings.api_token, identity.incarnation),
+        middlewares=[drain_middleware(drain),
+                     *make_middlewares(settings.token, settings.api_token, identity.incarnation)],
         client_max_size=client_max_size,
     )
     app[SETTINGS] = settings
     app[IDENTITY] = identity
+    app[DRAIN] = drain
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.on_shutdown.append(_start_draining)
@@ -73,9 +82,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 once the actor can take work: not draining, and whatever its role waits for (the master: its peers)."""
     identity = request.app[IDENTITY]
     if identity.draining:
         return web.json_response({"status": "draining", **_identity_json(identity)}, status=503)
+    check = request.app.get(READINESS)
+    waiting = await check() if check is not None else None
+    if waiting is not None:
+        return web.json_response({"status": "waiting", **waiting, **_identity_json(identity)}, status=503)
     return web.json_response({"status": "ready", **_identity_json(identity)})
 
 
