@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .. import __version__
 from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
@@ -60,7 +61,7 @@ async def _start_draining(app: web.Application) -> None:
 
 def _identity_json(identity: Identity) -> dict[str, object]:
     return {"role": identity.role, "name": identity.name, "ordinal": identity.ordinal,
-            "incarnation": identity.incarnation}
+            "incarnation": identity.incarnation, "version": __version__}
 
 
 async def healthz(request: web.Request) -> web.Response:
