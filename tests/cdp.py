@@ -116,6 +116,10 @@ class Page:
         return [(e["params"]["request"]["url"], e["params"]["request"].get("headers", {}))
                 for e in self.events if e["method"] == "Network.requestWillBeSent"]
 
+    def script_errors(self) -> list[str]:
+        """Uncaught exceptions the page's scripts threw."""
+        return [str(e["params"]["exceptionDetails"]) for e in self.events if e["method"] == "Runtime.exceptionThrown"]
+
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()

@@ -164,6 +164,7 @@ async def test_the_page_follows_a_job_to_done_and_shows_a_failed_jobs_error(
         top_rows = await page.evaluate(
             "[...document.querySelectorAll('#top-words tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
         assert [(key, int(value)) for _, key, value in top_rows[:3]] == expected
+        await page.wait_for(f"{_row(done_id)}.textContent.includes('done')")  # the list may be a tick behind
         row_text = await page.evaluate(f"{_row(done_id)}.textContent")
         status = await cluster.status(done_id)
         total = status["progress"]["splits_total"]
@@ -198,6 +199,7 @@ async def test_the_page_follows_a_job_to_done_and_shows_a_failed_jobs_error(
         await page.wait_for(f"document.getElementById('updated').textContent !== {updated}", timeout=10)
         again = [u for u in page.requested_urls() if f"/v1/jobs/{done_id}" in u and "/result" not in u]
         assert len(again) == len(polled)
+        assert page.script_errors() == []
 
 
 async def test_with_an_api_token_the_page_asks_for_it_and_never_puts_it_in_a_url(
@@ -229,3 +231,4 @@ async def test_with_an_api_token_the_page_asks_for_it_and_never_puts_it_in_a_url
         assert f"Bearer {API_TOKEN}" in sent
         static = [h for u, h in page.request_headers() if "/static/" in u]
         assert static and not any("Authorization" in h for h in static)  # the page's own files go without it
+        assert page.script_errors() == []
