@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from actors import __version__
-from actors.master.page import FILES, STATIC
+from actors.discovery import Peer
+from actors.master.page import FILES, STATIC, probe
 from actors.net.actor import IDENTITY
 
 from .cdp import chromium, find_chromium
@@ -110,6 +115,46 @@ async def test_cluster_actors_reports_a_stopped_and_a_draining_peer_as_not_ready
     assert rows["mapper-0"]["ready"] is False and rows["mapper-0"]["status"] == "draining"
     assert rows["reducer-1"]["ready"] is False and rows["reducer-1"]["status"].startswith("unreachable: ")
     assert rows["reducer-0"]["ready"] is True and rows["mapper-1"]["ready"] is True
+
+
+async def test_a_peer_that_answers_nonsense_or_never_is_not_ready(aiohttp_server: Any) -> None:
+    never = asyncio.Event()
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"[" * 100_000)  # deeper than any JSON decoder goes, and past the read cap
+
+    async def text(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def listed(request: web.Request) -> web.StreamResponse:
+        return web.json_response(["ready"])
+
+    async def draining(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "draining"}, status=503)
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await never.wait()  # never answers: the probe's own timeout must end the wait
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/huge/readyz", huge)
+    app.router.add_get("/text/readyz", text)
+    app.router.add_get("/list/readyz", listed)
+    app.router.add_get("/draining/readyz", draining)
+    app.router.add_get("/slow/readyz", slow)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=0.5)
+    async with aiohttp.ClientSession() as session:
+        rows = {path: await probe(session, Peer(0, "mapper", "mapper-0", f"{base}/{path}"), timeout)
+                for path in ("huge", "text", "list", "draining", "slow")}
+        closed = await probe(session, Peer(1, "reducer", "reducer-1", "http://127.0.0.1:9"), timeout)
+    for path in ("huge", "text", "list"):
+        assert rows[path]["ready"] is False and "not an actor's /readyz answer" in rows[path]["status"], rows[path]
+    assert rows["draining"]["ready"] is False and rows["draining"]["status"] == "draining"
+    assert rows["slow"]["ready"] is False and rows["slow"]["status"].startswith("unreachable: ")
+    assert closed["ready"] is False and closed["status"].startswith("unreachable: ")
+    assert closed["name"] == "reducer-1" and closed["role"] == "reducer"
 
 
 # ---------------------------------------------------------------- per-reducer partitions in the job status

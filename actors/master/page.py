@@ -63,14 +63,21 @@ async def probe(session: aiohttp.ClientSession, peer: Peer, timeout: aiohttp.Cli
     try:
         async with session.get(f"{peer.url}/readyz", timeout=timeout) as response:
             raw = await response.content.read(READYZ_CAP)
-            body = json.loads(raw) if raw else {}
-            answer = body if isinstance(body, dict) else {}
-            row["ready"] = response.status == 200
-            row["status"] = str(answer.get("status") or f"HTTP {response.status}")
-            row["version"] = _text(answer.get("version"))
-            row["incarnation"] = _text(answer.get("incarnation"))
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         row["status"] = f"unreachable: {describe(exc)}"
+        return row
+    try:
+        answer = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
+        answer = None
+    if not isinstance(answer, dict):
+        row["status"] = f"HTTP {status}, not an actor's /readyz answer"
+        return row
+    row["ready"] = status == 200 and answer.get("status") == "ready"
+    row["status"] = _text(answer.get("status")) or f"HTTP {status}"
+    row["version"] = _text(answer.get("version"))
+    row["incarnation"] = _text(answer.get("incarnation"))
     return row
 
 
