@@ -147,6 +147,7 @@ async def chromium(executable: str, workdir: Path, width: int = 1280, height: in
     """A headless Chromium with a fresh profile under ``workdir``, and its one page; all of it ends on exit."""
     profile = workdir / "chromium-profile"
     profile.mkdir(parents=True, exist_ok=True)
+    (profile / "DevToolsActivePort").unlink(missing_ok=True)  # a reused profile's stale port is not this browser's
     log = (workdir / "chromium.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         executable, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank",

@@ -191,7 +191,7 @@
   }
 
   function splitCounts(counts) {
-    const order = ["pending", "running", "done"];
+    const order = ["done", "running", "pending"]; // left to right, as the work goes
     const total = counts.total || 0;
     const stacked = el("div", { className: "stack", title: "splits by state" },
       ...order.map((k) => el("div", { className: "seg seg-" + k,
