@@ -685,3 +685,198 @@ def test_the_memory_check_sees_a_budget_past_the_limit(objects: list[Obj]) -> No
     assert reducer_peak(reducer.replace(stage_budget=2 * reducer_limit)) > reducer_limit
     mapper, mapper_limit = role_settings(objects, "mapper")
     assert mapper_peak(mapper.replace(max_key=mapper_limit // 4), 2) > mapper_limit
+# ---------------------------------------------------------------- scraping annotations (base)
+
+
+def test_pods_are_annotated_for_scraping_on_their_own_port(objects: list[Obj]) -> None:
+    for w in workloads(objects):
+        annotations = pod_template(w)["metadata"]["annotations"]
+        http = {p["name"]: p["containerPort"] for p in container(w)["ports"]}["http"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(http), w["metadata"]["name"]
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+# ---------------------------------------------------------------- overlays: dev and production
+
+OVERLAYS = DEPLOY / "overlays"
+SAMPLE_TOKEN = (DEPLOY / "base" / "token.sample.env").read_text().strip().partition("=")[2]
+# The Secret production creates out of band (kubectl create secret ...), as the checks below need it to exist.
+OUT_OF_BAND = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mapreduce-token", "namespace": "mapreduce"},
+               "data": {"MR_TOKEN": "cmVhbC10b2tlbg==", "MR_API_TOKEN": "cmVhbC1hcGktdG9rZW4="}}
+DIGEST = re.compile(r"[a-z0-9.\-/:]+@sha256:[0-9a-f]{64}")
+# The ServiceMonitor is a CRD kubernetes-validate has no schema for: its required fields, and no unknown ones where
+# this overlay writes them (a misspelt endpoint field would be silently pruned by the API server).
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
+                "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
+                    "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
+                "jobLabel": {"type": "string"},
+                "endpoints": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["port"], "additionalProperties": False,
+                    "properties": {"port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"},
+                                   "scheme": {"enum": ["http", "https"]},
+                                   "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                   "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}}}},
+            },
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def overlays(objects: list[Obj]) -> dict[str, list[Obj]]:
+    return {name: render(OVERLAYS / name) for name in ("dev", "production")}
+
+
+@pytest.fixture(scope="module")
+def jsonschema() -> Any:
+    return pytest.importorskip("jsonschema", reason="jsonschema (a kubernetes-validate dependency) is missing")
+
+
+def _millicores(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def _with_secret(name: str, objs: list[Obj]) -> list[Obj]:
+    return [*objs, OUT_OF_BAND] if name == "production" else objs
+
+
+@pytest.mark.parametrize("name", ["dev", "production"])
+def test_overlay_objects_are_valid_strictly(overlays: dict[str, list[Obj]], kv: Any, jsonschema: Any,
+                                            name: str) -> None:
+    monitors = 0
+    for o in overlays[name]:
+        if o["kind"] == "ServiceMonitor":
+            jsonschema.validate(o, SERVICE_MONITOR_SCHEMA)
+            monitors += 1
+        else:
+            kv.validate(o, K8S_VERSION, strict=True)
+    assert monitors == (1 if name == "production" else 0)
+
+
+def test_the_service_monitor_schema_is_not_vacuous(overlays: dict[str, list[Obj]], jsonschema: Any) -> None:
+    (monitor,) = find(overlays["production"], "ServiceMonitor")
+    for change in (lambda m: m["spec"]["endpoints"][0].pop("port"), lambda m: m["spec"].pop("selector"),
+                   lambda m: m["spec"]["endpoints"][0].update(intervall="30s"),
+                   lambda m: m.update(apiVersion="monitoring.coreos.com/v1alpha1")):
+        bad = copy.deepcopy(monitor)
+        change(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, SERVICE_MONITOR_SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["dev", "production"])
+def test_overlays_keep_the_bases_wiring(overlays: dict[str, list[Obj]], name: str) -> None:
+    objs = _with_secret(name, overlays[name])
+    for w in workloads(objs):
+        assert matches(w["spec"]["selector"], pod_template(w)["metadata"]["labels"])
+        for pod in declared_pods([w]):
+            settings = Settings.from_env(container_env(pod, objs, "10.1.2.3"))
+            assert settings.role == w["metadata"]["name"] and settings.token
+            assert settings.spool_dir in {m["mountPath"] for m in container(w)["volumeMounts"]}
+    for service in find(objs, "Service"):
+        selected = [w["metadata"]["name"] for w in workloads(objs)
+                    if matches(service["spec"]["selector"], pod_template(w)["metadata"]["labels"])]
+        assert selected == [service["metadata"]["name"]]
+    for o in objs:
+        if o["kind"] != "Namespace":
+            assert o["metadata"]["namespace"] == "mapreduce", (o["kind"], o["metadata"]["name"])
+    assert _master_budget_problems(objs) == []
+
+
+def test_dev_overlay_runs_the_local_image_small_with_the_sample_token(objects: list[Obj],
+                                                                     overlays: dict[str, list[Obj]]) -> None:
+    dev = overlays["dev"]
+    for w in workloads(dev):
+        c, base = container(w), container(workload(objects, w["metadata"]["name"]))
+        assert c["image"] == "mapreduce-actors:latest" and c["imagePullPolicy"] == "Never"
+        assert _bytes(c["resources"]["limits"]["memory"]) < _bytes(base["resources"]["limits"]["memory"])
+        assert _millicores(c["resources"]["requests"]["cpu"]) < _millicores(base["resources"]["requests"]["cpu"])
+        env = container_env(declared_pods([w])[0], dev, "10.0.0.1")
+        assert env["MR_TOKEN"] == SAMPLE_TOKEN
+    assert workload(dev, "mapper")["spec"]["replicas"] == 2 and workload(dev, "reducer")["spec"]["replicas"] == 2
+
+
+def test_production_overlay_renders_no_sample_token(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    assert find(prod, "Secret") == []
+    assert SAMPLE_TOKEN not in yaml.safe_dump_all(prod)
+    for w in workloads(prod):
+        assert env_value(w, "MR_TOKEN")["valueFrom"]["secretKeyRef"] == {"name": "mapreduce-token", "key": "MR_TOKEN"}
+    api = env_value(workload(prod, "master"), "MR_API_TOKEN")["valueFrom"]["secretKeyRef"]
+    assert api == {"name": "mapreduce-token", "key": "MR_API_TOKEN"}
+    env = container_env(declared_pods([workload(prod, "master")])[0], [*prod, OUT_OF_BAND], "10.0.0.1")
+    assert Settings.from_env(env).api_token == "real-api-token"
+
+
+def test_production_overlay_pins_the_image_by_digest(overlays: dict[str, list[Obj]]) -> None:
+    for w in workloads(overlays["production"]):
+        assert DIGEST.fullmatch(container(w)["image"]), container(w)["image"]
+
+
+def test_production_journal_is_on_a_claim_that_survives_the_pod(overlays: dict[str, list[Obj]]) -> None:
+    prod = [*overlays["production"], OUT_OF_BAND]
+    master = workload(prod, "master")
+    settings = Settings.from_env(container_env(declared_pods([master])[0], prod, "10.0.0.1"))
+    mounts = {m["mountPath"]: m["name"] for m in container(master)["volumeMounts"]}
+    volume = {v["name"]: v for v in pod_template(master)["spec"]["volumes"]}[mounts[settings.state_dir]]
+    assert set(volume) == {"name", "persistentVolumeClaim"}, volume  # the base's emptyDir is gone
+    claim = one(prod, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert master["spec"]["strategy"]["type"] == "Recreate"  # one pod at a time may hold a ReadWriteOnce claim
+
+
+def test_production_reducers_never_share_a_node(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    labels = _pod_labels(prod)
+    terms = pod_template(workload(prod, "reducer"))["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    hostname = [t for t in terms if t["topologyKey"] == "kubernetes.io/hostname"]
+    assert hostname, "reducers need a required anti-affinity on the node name"
+    for term in hostname:
+        assert matches(term["labelSelector"], labels["reducer"])
+        assert not matches(term["labelSelector"], labels["mapper"])
+        assert not matches(term["labelSelector"], labels["master"])
+
+
+def test_production_outputs_volume_is_shared_read_write_many(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    paths = set()
+    for role in ("master", "reducer"):
+        w = workload(prod, role)
+        volumes = {v["name"]: v for v in pod_template(w)["spec"]["volumes"]}
+        (mount,) = [m for m in container(w)["volumeMounts"] if m["name"] == "outputs"]
+        claim = one(prod, "PersistentVolumeClaim", volumes["outputs"]["persistentVolumeClaim"]["claimName"])
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        paths.add(mount["mountPath"])
+    assert paths == {"/var/lib/mapreduce-outputs"}  # one documented path in every pod that writes outputs
+
+
+def test_production_service_monitor_scrapes_every_role(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    (monitor,) = find(prod, "ServiceMonitor")
+    spec = monitor["spec"]
+    assert "mapreduce" in spec["namespaceSelector"]["matchNames"]
+    selected = [s for s in find(prod, "Service") if matches(spec["selector"], s["metadata"]["labels"])]
+    assert sorted(s["metadata"]["name"] for s in selected) == ["mapper", "master", "reducer"]
+    for endpoint in spec["endpoints"]:
+        assert endpoint["path"] == "/metrics"
+        for service in selected:
+            assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    labels = _pod_labels(prod)
+    (policy,) = [p for p in find(prod, "NetworkPolicy") if p["metadata"]["name"] == "allow-prometheus"]
+    for role in ROLES:
+        assert matches(policy["spec"]["podSelector"], labels[role])
+    assert all(_port_ok(rule, "http", 8080) for rule in policy["spec"]["ingress"])

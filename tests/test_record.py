@@ -132,3 +132,22 @@ def test_status_before_planning() -> None:
         "counts": {"total": 0, "pending": 0, "running": 0, "done": 0, "failed": 0}, "failed": [], "running": []
     }
     assert job.status(SplitQuery(SplitFilter.ALL))["splits"]["items"] == []
+
+
+@pytest.mark.parametrize(("state", "shown"), [(JobState.RUNNING, "receiving"), (JobState.FINALIZING, "finalizing"),
+                                              (JobState.DONE, "reported"), (JobState.FAILED, "failed"),
+                                              (JobState.CANCELLED, "cancelled")])
+def test_partition_status_names_each_partitions_reducer_and_recoveries(state: JobState, shown: str) -> None:
+    job = record()
+    assert job.status()["partition_status"] == []  # not planned: no partitions yet
+    job.partitions, job.reducers = 3, ["reducer-0", "reducer-1", "reducer-2"]
+    job.recoveries = [{"round": 1, "partition": 2, "splits": 4}, {"round": 2, "partition": 2, "splits": 1},
+                      {"round": 1, "partition": 0, "splits": 1}]
+    for step in PATH[state]:
+        job.transition(step)
+    assert job.status()["partition_status"] == [
+        {"partition": 0, "reducer": "reducer-0", "state": shown, "recoveries": 1},
+        {"partition": 1, "reducer": "reducer-1", "state": shown, "recoveries": 0},
+        {"partition": 2, "reducer": "reducer-2", "state": shown, "recoveries": 2},
+    ]
+    assert job.status()["partitions"] == 3  # the count stays what it was

@@ -35,6 +35,16 @@ JOB_MOVES: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
 }
+# What each reducer's partition is doing, seen from the job's state: reducers stream in while the job runs, are
+# asked for their reports while it finalizes, and have reported once it is done.
+PARTITION_STATES: dict[JobState, str] = {
+    JobState.QUEUED: "waiting",
+    JobState.RUNNING: "receiving",
+    JobState.FINALIZING: "finalizing",
+    JobState.DONE: "reported",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+}
 # The names callers imported before the states were an enum: the same members, not other strings.
 QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = JobState
 
@@ -71,6 +81,16 @@ class JobRecord:
         """Move to ``new``; an illegal move (e.g. out of a finished state) raises IllegalTransition."""
         self._state = move("job", JOB_MOVES, self._state, new)
 
+    def partition_status(self) -> list[dict[str, Any]]:
+        """Per partition: the reducer that owns it, what it is doing, and how often it was re-mapped."""
+        recovered = [r.get("partition") for r in self.recoveries]
+        state = PARTITION_STATES[self.state]
+        return [
+            {"partition": i, "reducer": self.reducers[i] if i < len(self.reducers) else None, "state": state,
+             "recoveries": recovered.count(i)}
+            for i in range(self.partitions)
+        ]
+
     def status(self, listing: SplitQuery | None = None) -> dict[str, Any]:
         """The JSON status: a summary of the splits, whatever their number, or the page ``listing`` asks for."""
         table = self.table
@@ -102,5 +122,6 @@ class JobRecord:
                 "last_failure": (table.last_failure if table else "") or None,
             },
             "recoveries": self.recoveries,
+            "partition_status": self.partition_status(),
             "splits": page(table, listing) if listing is not None else summary(table),
         }

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
+from .. import __version__
 from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
@@ -74,7 +75,7 @@ async def _start_draining(app: web.Application) -> None:
 
 def _identity_json(identity: Identity) -> dict[str, object]:
     return {"role": identity.role, "name": identity.name, "ordinal": identity.ordinal,
-            "incarnation": identity.incarnation}
+            "incarnation": identity.incarnation, "version": __version__}
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -12,7 +12,8 @@ from ..core.errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavail
 from ..core.logs import EventLog
 
 INTERNAL_PREFIX = "/internal/"
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})  # "/": the status page, which holds no data of its own
+OPEN_PREFIXES = ("/static/",)  # the status page's script and stylesheet
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = EventLog(__name__)
@@ -61,7 +62,7 @@ def make_middlewares(token: str, api_token: str, incarnation: str) -> list[Middl
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await handler(request)
         required = token if path.startswith(INTERNAL_PREFIX) else api_token
         if required and not _authorized(request, required):
