@@ -23,6 +23,7 @@ from ..net.client import PeerClient, session_context
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
 from .limits import check_plan, json_split_size, positive_decimal, query_split_size
+from .openapi import openapi
 from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
 from .results import HeldResult, Results
@@ -55,6 +56,7 @@ def build_master(settings: Settings) -> web.Application:
     app.router.add_get("/v1/jobs/{id}/result", result)
     app.router.add_delete("/v1/jobs/{id}", cancel)
     app.router.add_get("/v1/cluster", cluster)
+    app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/internal/v1/inputs/{id}", serve_input)
     return app
 

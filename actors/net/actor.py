@@ -12,6 +12,7 @@ from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
 from ..discovery import Discovery, open_discovery
+from .access import access_log
 from .frames import read_body
 from .middleware import make_middlewares
 
@@ -43,7 +44,7 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     """An application with the shared middleware, ``/healthz`` and ``/readyz``."""
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
     app = web.Application(
-        middlewares=make_middlewares(settings.token, settings.api_token, identity.incarnation),
+        middlewares=[access_log, *make_middlewares(settings.token, settings.api_token, identity.incarnation)],
         client_max_size=client_max_size,
     )
     app[SETTINGS] = settings

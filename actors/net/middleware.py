@@ -12,7 +12,7 @@ from ..core.errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavail
 from ..core.logs import EventLog
 
 INTERNAL_PREFIX = "/internal/"
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v1/openapi.json"})  # probes, and public documentation
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = EventLog(__name__)
