@@ -203,6 +203,22 @@ async def test_client_side_refusals_and_an_unreachable_master(client: AsyncClien
         await client.submit("wordcount", text_file)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-empty"):
         client.job("")
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # a master that takes the request and never answers
+        writer.close()
+
+    stalled = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = stalled.sockets[0].getsockname()[1]
+    async with stalled, AsyncClient(f"http://127.0.0.1:{port}", timeout=0.5) as silent:
+        with pytest.raises(PeerError, match=r"no answer from the master .*timed out"):
+            await silent.jobs()
+        with pytest.raises(PeerError, match="timed out"):
+            await silent.job("x").wait(5)
+        with pytest.raises(PeerError, match="timed out"):
+            _ = [entry async for entry in silent.job("x").iter_result()]
+        with pytest.raises(PeerError, match="timed out"):
+            await silent.submit("wordcount", upload)
+        stalled.close()
     async with AsyncClient("http://127.0.0.1:1", timeout=2.0) as nobody:
         with pytest.raises(PeerError, match="no answer from the master") as refused:
             await nobody.jobs()

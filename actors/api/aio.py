@@ -24,7 +24,7 @@ DEFAULT_UPLOAD_TIMEOUT = 3600.0  # seconds for a whole upload
 LONG_POLL = 60.0  # one long-poll of wait(): the server answers as soon as the job finishes
 ERROR_BODY_CAP = 64 * 1024  # bytes of an error answer read before it is judged
 BATCH = 1024  # result entries handed over at a time by _result_batches
-NDJSON = "application/x-ndjson"
+NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 
 def _segment(job_id: str) -> str:
@@ -38,8 +38,9 @@ def _segment(job_id: str) -> str:
 class AsyncClient:
     """A master's public API, from asyncio code; use ``async with AsyncClient(url) as client``.
 
-    Every call has a timeout: ``timeout`` seconds by default (``upload_timeout`` for a whole upload; streamed
-    results time out when the server is silent that long), or the ``timeout=`` given to the call.
+    Every call has a timeout: ``timeout`` seconds by default, or the ``timeout=`` given to the call; a whole upload
+    gets ``upload_timeout`` (its answer, once the body is sent, ``timeout``); a streamed result times out when the
+    server is silent ``timeout`` seconds. The session is made on first use and belongs to that event loop.
     """
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
@@ -81,10 +82,12 @@ class AsyncClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise unreachable(what, exc) from exc
 
-    async def _call(self, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> Any:
+    async def _call(self, method: str, path: str, timeout: float | aiohttp.ClientTimeout | None = None,
+                    **kwargs: Any) -> Any:
         """One request whose whole answer is a JSON document."""
-        total = aiohttp.ClientTimeout(total=self.timeout if timeout is None else timeout)
-        async with self._open(method, path, total, **kwargs) as response:
+        if not isinstance(timeout, aiohttp.ClientTimeout):
+            timeout = aiohttp.ClientTimeout(total=self.timeout if timeout is None else timeout)
+        async with self._open(method, path, timeout, **kwargs) as response:
             raw = await response.read()
         try:
             return json.loads(raw)
@@ -126,7 +129,9 @@ class AsyncClient:
             query["split_size"] = str(split_size)
         # Always octet-stream: a guessed type (a file named x.json) would make the master read it as a job spec.
         headers = {**headers, "Content-Type": "application/octet-stream"}
-        limit = self.upload_timeout if timeout is None else timeout
+        # The whole upload within upload_timeout; the answer, once the body is sent, within the usual timeout.
+        limit = aiohttp.ClientTimeout(total=self.upload_timeout if timeout is None else timeout,
+                                      sock_connect=self.timeout, sock_read=self.timeout)
         if upload.path is not None:
             with open(upload.path, "rb") as file:
                 return await self._call("POST", "/v1/jobs", limit, data=file, params=query, headers=headers)
@@ -220,7 +225,7 @@ class AsyncJobHandle:
         limits = aiohttp.ClientTimeout(total=None, sock_connect=idle, sock_read=idle)
         path = f"{self._path}/result"
         async with self.client._open("GET", path, limits, params={"format": "ndjson"}) as response:
-            if response.content_type == NDJSON:
+            if response.content_type in NDJSON:
                 async for batch in ndjson_batches(response.content.iter_any(), path):
                     yield batch
                 return
