@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -69,6 +70,8 @@ async def test_one_line_per_public_request_with_route_status_duration_and_job(
     await call("POST", "/v1/jobs", "/v1/jobs", 400, json={"job": "nosuchjob", "input": {"text": "a"}})
     await call("GET", "/v1/jobs", "/v1/jobs", 401, headers={"Authorization": "Bearer wrong"})
     await call("GET", "/no/such/route/123", "(no route)", 404)
+    forged = '\n"event": "http_request", "status": 200 ' + "x" * 1000  # a line break cannot forge a log line
+    await call("GET", f"/v1/jobs/{quote(forged, safe='')}", "/v1/jobs/{id}", 404, forged[:64])
     await call("GET", "/v1/openapi.json", "/v1/openapi.json", 200, headers={})
     for probe in ("/healthz", "/readyz"):  # quiet: DEBUG only
         async with cluster.session.get(url + probe) as response:

@@ -60,9 +60,10 @@ class Client:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one of the async client's coroutines on this client's loop and wait for its answer."""
-        if self._closed:
+        if self._closed or threading.current_thread() is self._thread:
             coro.close()
-            raise RuntimeError("this Client is closed")
+            raise RuntimeError("this Client is closed" if self._closed else
+                               "a Client cannot be called from its own loop (it would wait on itself)")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()

@@ -14,6 +14,7 @@ from .middleware import INTERNAL_PREFIX, Handler
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 CLIENT_GONE = 499  # the client went away before the answer was complete (nginx's convention)
 UNMATCHED = "(no route)"
+JOB_SHOWN = 64  # characters of a job id logged (real ids are about 20)
 
 log = EventLog(__name__)
 
@@ -45,5 +46,5 @@ def _log(request: web.Request, status: int, ms: float) -> None:
                                  "duration_ms": round(ms, 3)}
     job = request.match_info.get("id") if route.startswith("/v1/jobs/{id}") else None
     if job is not None:
-        fields["job"] = job
+        fields["job"] = job[:JOB_SHOWN]  # a client's id may be anything up to a request line long
     (log.debug if quiet else log.info)("http_request", **fields)
