@@ -144,7 +144,7 @@ async def test_cancel_a_running_job(make_cluster: ClusterFactory, held_input: tu
 
 async def test_each_error_class_from_a_real_answer(make_cluster: ClusterFactory, tmp_path: Path) -> None:
     cluster = await make_cluster(api_token=API_TOKEN, max_json=4096, results_budget=64,
-                                 result_max=64, upload_budget=64)
+                                 result_max=64, upload_budget=64, max_body=8192)
     async with AsyncClient(cluster.url, API_TOKEN) as api, AsyncClient(cluster.url, "wrong") as intruder, \
             AsyncClient(cluster.url) as anonymous:
         with pytest.raises(BadRequest, match="unknown job 'nosuchjob'") as bad:
@@ -168,6 +168,10 @@ async def test_each_error_class_from_a_real_answer(make_cluster: ClusterFactory,
         with pytest.raises(PayloadTooLarge) as large:
             await api.submit("wordcount", "x " * 4096)
         assert large.value.status == 413
+        huge = tmp_path / "huge.txt"  # refused from its Content-Length, before the master reads it
+        huge.write_bytes(b"word " * 2000)
+        with pytest.raises(PayloadTooLarge, match="MR_MAX_BODY"):
+            await api.submit("wordcount", huge)
         upload = tmp_path / "big.txt"
         upload.write_bytes(b"word " * 100)
         with pytest.raises(InsufficientStorage, match="MR_UPLOAD_BUDGET"):

@@ -76,7 +76,7 @@ class AsyncClient:
         try:
             async with self._session.request(method, self._url(path), timeout=timeout, **kwargs) as response:
                 if response.status >= 400:
-                    body = await response.content.read(ERROR_BODY_CAP)
+                    body = await _read_capped(response.content, ERROR_BODY_CAP)
                     raise server_error(response.status, body, response.headers, what)
                 yield response
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -244,6 +244,14 @@ class AsyncJobHandle:
     async def cancel(self, timeout: float | None = None) -> JobStatus:
         """Cancel the job; the answer says the state it ended in."""
         return JobStatus.from_json(await self.client._call("DELETE", self._path, timeout))
+
+
+async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
+    """At most ``cap`` bytes of a body (``read(n)`` alone may stop at the first chunk)."""
+    data = bytearray()
+    while len(data) < cap and (chunk := await stream.read(cap - len(data))):
+        data += chunk
+    return bytes(data)
 
 
 async def ndjson_batches(chunks: AsyncIterable[bytes], path: str) -> AsyncIterator[list[tuple[str, Any]]]:
