@@ -34,6 +34,7 @@ from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
 from .limits import check_plan, json_split_size, positive_decimal, query_split_size
+from .openapi import openapi
 from .page import add_status_page
 from .readiness import READY, expected_reducers, readiness_context
 from .record import DONE, FAILED, FINISHED, JobRecord
@@ -70,6 +71,7 @@ def build_master(settings: Settings) -> web.Application:
     app.router.add_get("/v1/jobs/{id}/result", result)
     app.router.add_delete("/v1/jobs/{id}", cancel)
     app.router.add_get("/v1/cluster", cluster)
+    app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/internal/v1/inputs/{id}", serve_input)
     add_status_page(app, SESSION)
     return app

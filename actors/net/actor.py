@@ -17,6 +17,7 @@ from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
 from ..discovery import Discovery, open_discovery
+from .access import access_log
 from .drain import Drain, drain_middleware
 from .frames import read_body
 from .middleware import log as request_log
@@ -56,7 +57,7 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
-        middlewares=[drain_middleware(drain),
+        middlewares=[access_log, drain_middleware(drain),
                      *make_middlewares(settings.token, settings.api_token, identity.incarnation)],
         client_max_size=client_max_size,
     )
