@@ -17,14 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors.core import wire
 from actors.core.messages import Commit, Data, Release, StreamHeader, to_wire
 from actors.discovery import Peer, PeerRole
-from actors.jobs import get_job
+from actors.jobs import get_job, job_names
 from actors.mapper.spool import Spool
 from actors.master.app import REGISTRY
-from actors.net.metrics import METRICS, MapperMetrics, MasterMetrics, Metrics
+from actors.net.metrics import METRICS, PEERS_FRESH, MapperMetrics, MasterMetrics, Metrics
 from actors.reducer.app import BUDGET
 from actors.sequential import run_sequential
 
 from .conftest import TOKEN, Actor, Cluster, ClusterFactory, HeldInputFactory, eventually
+from .fakes import FakeClock
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -394,6 +395,16 @@ def test_only_final_states_are_counted_as_finished_jobs() -> None:
     master.job_finished("wordcount", "running", 1.0)  # a job's task that ended without a final state
     samples = parse(generate_latest(metrics.registry).decode())
     assert value(samples, "mapreduce_job_duration_seconds_count", job="wordcount") == 0
+    assert not [key for key in samples if key[0] == "mapreduce_jobs_total"]
+
+
+async def test_every_known_job_has_its_series_from_the_start(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    samples = await scrape(cluster.session, cluster.master)
+    for job in job_names():
+        for state in ("done", "failed", "cancelled"):
+            assert samples[("mapreduce_jobs_total", frozenset({("job", job), ("state", state)}))] == 0
+        assert samples[("mapreduce_job_duration_seconds_count", frozenset({("job", job)}))] == 0
 
 
 def test_spool_bytes_on_disk_are_read_at_scrape_time() -> None:
@@ -412,6 +423,41 @@ def test_spool_bytes_on_disk_are_read_at_scrape_time() -> None:
         mapper.spools.discard(spool)
         spool.close()
     assert value(parse(generate_latest(metrics.registry).decode()), "mapreduce_mapper_spool_disk_bytes") == 0
+
+
+class CountingDiscovery:
+    """Static peers that count how often they are asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.mappers = 2
+
+    async def peers(self, role: PeerRole) -> list[Peer]:
+        self.asked += 1
+        await asyncio.sleep(0)  # a look-up takes a moment: concurrent scrapes overlap it
+        count = self.mappers if role == "mapper" else 1
+        return [Peer(i, role, f"{role}-{i}", f"http://127.0.0.1:{9000 + i}") for i in range(count)]
+
+    async def wait_for(self, role: PeerRole, count: int, timeout: float) -> list[Peer]:
+        return await self.peers(role)
+
+
+async def test_a_flood_of_scrapes_makes_one_discovery_look_up_per_interval() -> None:
+    clock = FakeClock()
+    metrics = Metrics()
+    master = MasterMetrics(metrics, clock=clock)
+    discovery = CountingDiscovery()
+    await asyncio.gather(*(master.count_peers(discovery, timeout=1.0) for _ in range(50)))
+    assert discovery.asked == 2  # one look-up per role, shared by all fifty
+    discovery.mappers = 3
+    clock.advance(PEERS_FRESH - 0.1)
+    await master.count_peers(discovery, timeout=1.0)
+    assert discovery.asked == 2
+    assert value(parse(generate_latest(metrics.registry).decode()), "mapreduce_peers_visible", role="mapper") == 2
+    clock.advance(0.2)
+    await master.count_peers(discovery, timeout=1.0)
+    assert discovery.asked == 4
+    assert value(parse(generate_latest(metrics.registry).decode()), "mapreduce_peers_visible", role="mapper") == 3
 
 
 class StalledDiscovery:

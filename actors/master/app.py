@@ -27,7 +27,7 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
-from ..jobs import get_job
+from ..jobs import get_job, job_names
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.metrics import METRICS, MasterMetrics
@@ -83,7 +83,7 @@ def build_master(settings: Settings) -> web.Application:
 def _add_metrics(app: web.Application) -> None:
     """The master's metric families; jobs and peers are read at scrape time (peers within the discovery timeout)."""
     metrics, timeout = app[METRICS], app[SETTINGS].timeouts.discovery
-    app[MASTER_METRICS] = master = MasterMetrics(metrics)
+    app[MASTER_METRICS] = master = MasterMetrics(metrics, job_names())
     metrics.readings.gauge("mapreduce_jobs_running", "jobs running now",
                            lambda: app[REGISTRY].running if REGISTRY in app else 0)
     metrics.readings.gauge("mapreduce_jobs_queued", "jobs admitted and waiting to run",

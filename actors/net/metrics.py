@@ -8,6 +8,7 @@ patterns, status codes and fixed outcome words; never a job id, a URL or a peer 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
@@ -32,6 +33,8 @@ ATTEMPT_OUTCOMES = ("ok", "failed", "backup", "stale")
 # rejected: refused (malformed, too large, misrouted, stale epoch, no room to stage it).
 STREAM_OUTCOMES = ("committed", "duplicate", "cut", "rejected")
 PEER_ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
+# Scrapes come every 15 to 30 s; /metrics is open, so a flood of them must not become a flood of DNS queries.
+PEERS_FRESH = 5.0
 # Jobs take from well under a second (a test's text) to hours (a large input): wide buckets, few of them.
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0)
 
@@ -89,8 +92,12 @@ async def serve_metrics(request: web.Request) -> web.Response:
 class MasterMetrics:
     """Jobs, split attempts, reducer recoveries and the peers the master sees."""
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, jobs: Iterable[str] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         registry = (metrics or Metrics()).registry  # none: a coordinator built alone (unit tests) counts privately
+        self.clock = clock
+        self._peers_counted: float | None = None
+        self._counting = asyncio.Lock()
         self.jobs = Counter("mapreduce_jobs", "jobs finished, by job name and final state", ["job", "state"],
                             registry=registry)
         self.duration = Histogram("mapreduce_job_duration_seconds", "seconds from submission to the job's end",
@@ -102,8 +109,12 @@ class MasterMetrics:
                                   "partitions re-mapped because their reducer lost its state", registry=registry)
         self.peers = Gauge("mapreduce_peers_visible", "peers discovery shows the master, by role", ["role"],
                            registry=registry)
+        for job in jobs:  # every known job's series exist from the start, at 0, so rate() sees the first one
+            for state in JOB_STATES:
+                self.jobs.labels(job, state)
+            self.duration.labels(job)
         for outcome in ATTEMPT_OUTCOMES:
-            self.attempts.labels(outcome)  # every series exists from the start, at 0
+            self.attempts.labels(outcome)
         for role in PEER_ROLES:
             self.peers.labels(role)
 
@@ -119,15 +130,20 @@ class MasterMetrics:
         self.recoveries.inc(partitions)
 
     async def count_peers(self, discovery: Discovery | None, timeout: float) -> None:
-        """Set the peer gauges from discovery, within ``timeout``; on failure they keep their last values."""
+        """Set the peer gauges from discovery, within ``timeout``, at most once per PEERS_FRESH seconds (scrapes
+        at once share one look-up); on failure they keep their last values."""
         if discovery is None:  # the app is still starting
             return
-        try:
-            async with asyncio.timeout(timeout):
-                for role in PEER_ROLES:
-                    self.peers.labels(role).set(len(await discovery.peers(role)))
-        except (TimeoutError, DiscoveryError) as error:
-            log.debug("peers_not_counted", cause=type(error).__name__)
+        async with self._counting:
+            if self._peers_counted is not None and self.clock() - self._peers_counted < PEERS_FRESH:
+                return
+            try:
+                async with asyncio.timeout(timeout):
+                    for role in PEER_ROLES:
+                        self.peers.labels(role).set(len(await discovery.peers(role)))
+            except (TimeoutError, DiscoveryError) as error:
+                log.debug("peers_not_counted", cause=type(error).__name__)
+            self._peers_counted = self.clock()
 
 
 class DiskBytes(Protocol):
