@@ -15,8 +15,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 extras=${1:-}
 stamp="$VENV/.installed${extras:+-$extras}"
-# Reinstall only when the package's metadata changed since the last install.
-if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+# Reinstall only when the package's metadata or its native kernel's source changed since the last install: the
+# editable install compiles actors/jobs/_wordcount.c once and copies the module next to it (see setup.py).
+if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] \
+   || [ "$ROOT/setup.py" -nt "$stamp" ] || [ "$ROOT/actors/jobs/_wordcount.c" -nt "$stamp" ]; then
   echo "installing mapreduce-actors${extras:+[$extras]} into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT${extras:+[$extras]}"
   touch "$stamp"

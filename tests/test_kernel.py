@@ -14,6 +14,7 @@ import sys
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -284,3 +285,15 @@ def test_native_flag_and_status_agree() -> None:
         assert kernel.CountTable is NativeCountTable and kernel.native_status() == "yes"
     else:
         assert kernel.CountTable is PythonCountTable and kernel.native_status().startswith("no (")
+
+
+@pytest.mark.timeout(120)
+def test_bench_kernel_script_runs_and_both_kernels_are_exact(tmp_path: Path) -> None:
+    """Smoke test of scripts/bench_kernel.py on small inputs; no timing is asserted (shared, noisy machines)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_kernel.py"
+    done = subprocess.run([sys.executable, str(script), "--real-mb", "1", "--zipf-mb", "1", "--zipf-words", "20000",
+                           "--repeat", "1", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [row for row in map(str.split, done.stdout.splitlines()) if len(row) == 5 and row[0] in ("native", "python")]
+    assert len(rows) == (4 if kernel.NATIVE else 2) and all(row[-1] == "yes" for row in rows), done.stdout
+    assert f"native kernel: {kernel.native_status()}" in done.stdout

@@ -19,10 +19,12 @@ from ..core.partition import split_by_partition
 class WordCounts(Protocol):
     """A table of word counts, fed chunks of whole lines, emptied by :meth:`take`."""
 
+    def __init__(self, partitions: int) -> None: ...
+
     @property
     def partitions(self) -> int: ...
 
-    def feed(self, data: bytes, /) -> None:
+    def feed(self, data: bytes | bytearray | memoryview, /) -> None:
         """Count every whitespace-separated token of ``data`` (UTF-8, errors replaced), a chunk of whole lines."""
         ...
 
@@ -49,7 +51,7 @@ class PythonCountTable:
     def partitions(self) -> int:
         return self._partitions
 
-    def feed(self, data: bytes, /) -> None:
+    def feed(self, data: bytes | bytearray | memoryview, /) -> None:
         # str(buffer, ...) accepts any bytes-like object, as the native feed() does; .decode() would not.
         self._counts.update(str(data, "utf-8", "replace").split())
 
