@@ -8,6 +8,7 @@ MR_KERNEL_FUZZ_EXAMPLES to fuzz longer under AddressSanitizer.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import subprocess
 import sys
@@ -241,6 +242,42 @@ def test_take_releases_memory_and_nothing_leaks(make: Factory) -> None:
         assert tracemalloc.get_traced_memory()[0] - baseline < 100_000  # all of it released by take()
     finally:
         tracemalloc.stop()
+
+
+def test_native_table_refuses_reentry_from_code_run_by_the_gc() -> None:
+    """feed() calls str.split(), whose list allocation can run the GC, and GC callbacks can run any code."""
+    table = _native(2)
+    refused: list[RuntimeError] = []
+    intruded: list[str] = []  # collections that ran outside feed(), where feeding is fine
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        try:
+            table.feed(b"intruder\n")
+            intruded.append(phase)
+        except RuntimeError as error:
+            refused.append(error)
+
+    data = "café au lait\nplain words\n".encode() * 200  # 200 runs of dirty lines: 200 str.split() lists
+    threshold, enabled, fed = gc.get_threshold(), gc.isenabled(), 0
+    gc.callbacks.append(callback)
+    try:
+        for _ in range(20):  # the first try should do; more only if something else collected just before
+            gc.disable()
+            hold = [[] for _ in range(200)]  # empties the list free list: str.split() must make a new GC object
+            gc.set_threshold(1)  # ... and that allocation collects: the young generation already holds > 1
+            gc.enable()
+            table.feed(data)
+            fed += 1
+            del hold
+            if refused:
+                break
+    finally:
+        gc.callbacks.remove(callback)
+        gc.set_threshold(*threshold)
+        if not enabled:
+            gc.disable()
+    assert refused and "re-entered" in str(refused[0]), "no collection ran inside feed()"
+    assert merged(table.take()) == oracle(data * fed + b"intruder\n" * len(intruded))
 
 
 MEMORY_CHILD = """

@@ -14,7 +14,8 @@
  * Python strings are made only for distinct keys, in take(); never per word. The table is our own: keys are
  * stored as UTF-8 bytes in one arena, entries in first-seen order (like a dict), and an open-addressing index
  * of (hash tag, entry number) slots points into the entries. Everything grows as needed; allocation failures
- * raise MemoryError. The GIL is held throughout, so a table is never touched by two threads at once.
+ * raise MemoryError. The GIL is held throughout, so a table is never touched by two threads at once; Python code
+ * that feed() runs indirectly (a GC callback or finalizer, during str.split()) cannot re-enter it either.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -173,6 +174,7 @@ typedef struct {
     Py_ssize_t used, entries_capacity;
     unsigned char *arena; /* PyMem; every key's bytes, back to back */
     Py_ssize_t arena_used, arena_capacity;
+    int busy; /* inside feed() or take(): Python code they call (a GC finalizer, say) must not re-enter them */
 } CountTable;
 
 /* Grow a PyMem buffer to hold at least `need` items of `size` bytes, doubling; -1 with MemoryError set. */
@@ -482,6 +484,18 @@ CountTable_dealloc(CountTable *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Mark the table busy; -1 with RuntimeError set if it already was. */
+static int
+enter(CountTable *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "CountTable re-entered: feed() or take() called during another");
+        return -1;
+    }
+    self->busy = 1;
+    return 0;
+}
+
 static PyObject *
 CountTable_feed(CountTable *self, PyObject *arg)
 {
@@ -489,8 +503,14 @@ CountTable_feed(CountTable *self, PyObject *arg)
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
+    if (enter(self) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* The view pins the buffer: a bytearray cannot be resized while we scan it. */
     const unsigned char *data = view.buf;
     int rc = count_chunk(self, data, data + view.len);
+    self->busy = 0;
     PyBuffer_Release(&view);
     if (rc < 0) {
         return NULL;
@@ -498,8 +518,9 @@ CountTable_feed(CountTable *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* The counts as a new list of `partitions` dicts; the table is unchanged. */
 static PyObject *
-CountTable_take(CountTable *self, PyObject *Py_UNUSED(ignored))
+table_emit(CountTable *self)
 {
     PyObject *parts = empty_parts(self->partitions);
     if (parts == NULL) {
@@ -507,11 +528,24 @@ CountTable_take(CountTable *self, PyObject *Py_UNUSED(ignored))
     }
     for (Py_ssize_t n = 0; n < self->used; n++) {
         if (emit_entry(self, parts, &self->entries[n]) < 0) {
-            Py_DECREF(parts); /* the table keeps its counts: nothing is lost on MemoryError */
+            Py_DECREF(parts);
             return NULL;
         }
     }
-    table_clear(self);
+    return parts;
+}
+
+static PyObject *
+CountTable_take(CountTable *self, PyObject *Py_UNUSED(ignored))
+{
+    if (enter(self) < 0) {
+        return NULL;
+    }
+    PyObject *parts = table_emit(self);
+    if (parts != NULL) {
+        table_clear(self); /* only on success: after a MemoryError the table keeps its counts */
+    }
+    self->busy = 0;
     return parts;
 }
 
