@@ -121,6 +121,31 @@ def _every_code_point() -> tuple[list[str], bytes, Counter[str]]:
     return points, "\n".join("a" + c + "b" for c in points).encode("utf-8"), expected
 
 
+# ASCII lines the C tokenizer takes whole: the six whitespace bytes and their neighbours (\x08, \x0e, \x1b, \x21).
+ASCII_EDGES = [bytes([b]) for b in b"\t\n\x0b\x0c\r \x00\x08\x0e\x1b!\x7f"] + [b"a", b"b", b"ab", b"abcdefgh" * 9]
+
+
+@IMPLEMENTATIONS
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(data=st.lists(st.sampled_from(ASCII_EDGES), max_size=400).map(b"".join))
+def test_fuzz_clean_lines_across_64_byte_blocks(make: Factory, data: bytes) -> None:
+    """Long clean lines: tokens and spaces start and end at every place of the 64-byte blocks scanned at once."""
+    table = make(2)
+    table.feed(data)
+    assert table.take() == split_by_partition(oracle(data), 2)
+
+
+@IMPLEMENTATIONS
+def test_tokens_at_every_block_offset(make: Factory) -> None:
+    table = make(1)
+    for lead in range(0, 140):
+        for length in (1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 130):
+            data = b" " * lead + b"w" * length + b"\t" + b"v" * (lead % 70) + b"\r\n" + b"u" * length
+            table.feed(data)
+            got = table.take()[0]
+            assert got == oracle(data), (lead, length)
+
+
 @IMPLEMENTATIONS
 def test_every_code_point_splits_exactly_as_isspace(make: Factory) -> None:
     """For every code point c (surrogates excluded), "a" + c + "b" is two tokens exactly when c.isspace()."""

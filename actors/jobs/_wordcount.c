@@ -346,37 +346,113 @@ prefetch_slot(const CountTable *t, const Token *k)
 
 #define BATCH 16
 
-/* Count the tokens of clean bytes [p, end): split on the six ASCII whitespace bytes only, BATCH at a time. */
+/* Tokens found but not yet counted: hashed and prefetched as found, counted BATCH at a time. */
+typedef struct {
+    Token tokens[BATCH];
+    int n;
+} Batch;
+
+static int
+batch_flush(CountTable *t, Batch *b)
+{
+    for (int k = 0; k < b->n; k++) {
+        if (table_count_token(t, &b->tokens[k]) < 0) {
+            return -1;
+        }
+    }
+    b->n = 0;
+    return 0;
+}
+
+/* Add the token key[0:length] (in a buffer ending at `limit`); -1 with MemoryError set. */
+static inline int
+batch_push(CountTable *t, Batch *b, const unsigned char *key, Py_ssize_t length, const unsigned char *limit)
+{
+    b->tokens[b->n] = make_token(key, length, limit);
+    prefetch_slot(t, &b->tokens[b->n]);
+    return ++b->n == BATCH ? batch_flush(t, b) : 0;
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Bit i set when p[i] is one of the six ASCII whitespace bytes, for i < 64. */
+static inline uint64_t
+space_mask64(const unsigned char *p)
+{
+    const __m128i space = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'), four = _mm_set1_epi8(4);
+    uint64_t mask = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+        __m128i d = _mm_sub_epi8(v, tab); /* \t..\r become 0..4 */
+        __m128i ws = _mm_or_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(_mm_min_epu8(d, four), d));
+        mask |= (uint64_t)(uint16_t)_mm_movemask_epi8(ws) << (16 * k);
+    }
+    return mask;
+}
+
+/* Tokens of whole 64-byte blocks of [*pp, end), found from whitespace bit masks: the boundaries between words
+ * come from bit arithmetic instead of a mispredicted branch per word. Leaves *pp at the first byte not
+ * scanned and *open at the start of a token still running there (or NULL). */
+static int
+scan_blocks(CountTable *t, Batch *b, const unsigned char **pp, const unsigned char **open,
+            const unsigned char *end)
+{
+    const unsigned char *p = *pp, *start = *open;
+    uint64_t before_is_space = start == NULL; /* the byte before the block */
+    while (end - p >= 64) {
+        uint64_t ws = space_mask64(p);
+        uint64_t words = ~ws;
+        /* A token starts on a non-space after a space, and ends on a space after a non-space. */
+        uint64_t edges = (words & ((ws << 1) | before_is_space)) | (ws & ((words << 1) | !before_is_space));
+        before_is_space = ws >> 63;
+        while (edges) {
+            const unsigned char *at = p + __builtin_ctzll(edges);
+            edges &= edges - 1;
+            if (start == NULL) {
+                start = at;
+            }
+            else {
+                if (batch_push(t, b, start, at - start, end) < 0) {
+                    return -1;
+                }
+                start = NULL;
+            }
+        }
+        p += 64;
+    }
+    *pp = p;
+    *open = start;
+    return 0;
+}
+#endif
+
+/* Count the tokens of clean bytes [p, end): split on the six ASCII whitespace bytes only. */
 static int
 count_clean(CountTable *t, const unsigned char *p, const unsigned char *end)
 {
-    Token batch[BATCH];
-    int n = 0;
-    for (;;) {
-        while (p < end && is_space[*p]) {
-            p++;
-        }
-        const unsigned char *start = p;
-        while (p < end && !is_space[*p]) {
-            p++;
-        }
-        if (p > start) {
-            batch[n] = make_token(start, p - start, end);
-            prefetch_slot(t, &batch[n]);
-            n++;
-        }
-        if (n == BATCH || (p == end && n > 0)) {
-            for (int k = 0; k < n; k++) {
-                if (table_count_token(t, &batch[k]) < 0) {
-                    return -1;
-                }
+    Batch b = {.n = 0};
+    const unsigned char *start = NULL; /* of the token being read, if any */
+#if defined(__SSE2__)
+    if (scan_blocks(t, &b, &p, &start, end) < 0) {
+        return -1;
+    }
+#endif
+    for (; p < end; p++) {
+        if (is_space[*p]) {
+            if (start != NULL && batch_push(t, &b, start, p - start, end) < 0) {
+                return -1;
             }
-            n = 0;
+            start = NULL;
         }
-        if (p == end) {
-            return 0;
+        else if (start == NULL) {
+            start = p;
         }
     }
+    if (start != NULL && batch_push(t, &b, start, end - start, end) < 0) {
+        return -1;
+    }
+    return batch_flush(t, &b);
 }
 
 /* Count the tokens of the str `text` as str.split() makes them. Borrows `text`. */
