@@ -8,7 +8,8 @@ process; the table shows medians and the ratio to the Counter baseline measured 
 
 - counter: ``Counter(data.decode("utf-8", "replace").split())`` over the whole file (the oracle);
 - native / python: a kernel table fed the file in chunks of whole lines (--chunk-mb, as a mapper reads), then
-  ``take()`` into --partitions dicts, as a mapper ships them; "exact" compares the merged dicts with the oracle.
+  ``take()`` into --partitions dicts, as a mapper ships them (its share is shown apart: one Python str and dict
+  entry per distinct key); "exact" compares the merged dicts with the oracle.
 
 Usage: .venv/bin/python scripts/bench_kernel.py [--real-mb 40] [--zipf-mb 40] [--repeat 3]
 """
@@ -49,11 +50,15 @@ def run_counter(data: bytes) -> Counter[str]:
     return Counter(data.decode("utf-8", "replace").split())
 
 
-def run_kernel(make: Callable[[int], WordCounts], chunks: list[memoryview], partitions: int) -> list[dict[str, int]]:
+def run_kernel(make: Callable[[int], WordCounts], chunks: list[memoryview], partitions: int,
+               take_seconds: list[float]) -> list[dict[str, int]]:
     table = make(partitions)
     for chunk in chunks:
         table.feed(chunk)
-    return table.take()
+    started = time.perf_counter()
+    parts = table.take()  # one Python str and dict entry per distinct key: the share the shuffle format decides
+    take_seconds.append(time.perf_counter() - started)
+    return parts
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -67,10 +72,11 @@ def bench(path: Path, args: argparse.Namespace) -> None:
     data = path.read_bytes()
     chunks = line_chunks(data, int(args.chunk_mb * (1 << 20)))
     methods: dict[str, Callable[[], object]] = {"counter": lambda: run_counter(data)}
+    takes: dict[str, list[float]] = {"counter": [0.0], "native": [], "python": []}
     if NativeCountTable is not None:
         native = NativeCountTable
-        methods["native"] = lambda: run_kernel(native, chunks, args.partitions)
-    methods["python"] = lambda: run_kernel(PythonCountTable, chunks, args.partitions)
+        methods["native"] = lambda: run_kernel(native, chunks, args.partitions, takes["native"])
+    methods["python"] = lambda: run_kernel(PythonCountTable, chunks, args.partitions, takes["python"])
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     exact: dict[str, bool] = {}
     oracle: Counter[str] | None = None
@@ -91,11 +97,12 @@ def bench(path: Path, args: argparse.Namespace) -> None:
     assert oracle is not None
     base = statistics.median(seconds["counter"])
     print(f"== {path.name}: {len(data) / MB:.1f} MB, {len(oracle):,} distinct words, {len(chunks)} chunks")
-    print(f"{'method':<8} {'median s':>9} {'x Counter':>10} {'MB/s':>8}  exact")
+    print(f"{'method':<8} {'median s':>9} {'of which take()':>16} {'x Counter':>10} {'MB/s':>8}  exact")
     for name, runs in seconds.items():
         median = statistics.median(runs)
         ok = "yes" if name == "counter" or exact[name] else "NO"
-        print(f"{name:<8} {median:>9.3f} {base / median:>10.2f} {len(data) / MB / median:>8.1f}  {ok}")
+        take = "-" if name == "counter" else f"{statistics.median(takes[name]):.3f}"
+        print(f"{name:<8} {median:>9.3f} {take:>16} {base / median:>10.2f} {len(data) / MB / median:>8.1f}  {ok}")
     if not all(exact.values()):
         raise SystemExit(f"bench_kernel: a kernel disagreed with Counter on {path}")
 

@@ -356,6 +356,6 @@ def test_bench_kernel_script_runs_and_both_kernels_are_exact(tmp_path: Path) -> 
     done = subprocess.run([sys.executable, str(script), "--real-mb", "1", "--zipf-mb", "1", "--zipf-words", "20000",
                            "--repeat", "1", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    rows = [row for row in map(str.split, done.stdout.splitlines()) if len(row) == 5 and row[0] in ("native", "python")]
+    rows = [row for row in map(str.split, done.stdout.splitlines()) if len(row) == 6 and row[0] in ("native", "python")]
     assert len(rows) == (4 if kernel.NATIVE else 2) and all(row[-1] == "yes" for row in rows), done.stdout
     assert f"native kernel: {kernel.native_status()}" in done.stdout
