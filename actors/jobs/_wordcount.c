@@ -11,9 +11,9 @@
  *     belongs to a multi-byte UTF-8 sequence, so the decoder ends any sequence or invalid run before it; and
  *     '\n' is whitespace for str.split() too. tests/test_kernel.py checks this on invalid UTF-8 cut at '\n'.
  *
- * Python strings are made only for distinct keys, in take(); never per word. The table is our own: keys are
- * stored as UTF-8 bytes in one arena, entries in first-seen order (like a dict), and an open-addressing index
- * of (hash tag, entry number) slots points into the entries. Everything grows as needed; allocation failures
+ * Clean lines make no Python objects: strings are made once per distinct key, in take(). The table is our own:
+ * keys are stored as UTF-8 bytes in one arena, entries in first-seen order (like a dict), and an open-addressing
+ * index of (hash tag, entry number) slots points into the entries. Everything grows as needed; allocation failures
  * raise MemoryError. The GIL is held throughout, so a table is never touched by two threads at once; Python code
  * that feed() runs indirectly (a GC callback or finalizer, during str.split()) cannot re-enter it either.
  */
