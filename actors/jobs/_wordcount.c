@@ -468,7 +468,8 @@ count_split(CountTable *t, PyObject *text)
         Py_ssize_t length;
         /* The UTF-8 buffer is owned (cached) by the token, which `tokens` keeps alive while we copy it. */
         const char *utf8 = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(tokens, n), &length);
-        rc = utf8 == NULL ? -1 : table_count(t, (const unsigned char *)utf8, length, (const unsigned char *)utf8 + length);
+        const unsigned char *key = (const unsigned char *)utf8;
+        rc = key == NULL ? -1 : table_count(t, key, length, key + length);
     }
     Py_DECREF(tokens);
     return rc;
