@@ -104,8 +104,8 @@ async def test_submit_wait_uploads_and_prints_the_oracles_counts(guarded: Cluste
     lines = done.err.splitlines()
     assert lines[0].startswith("submitted job ")
     bars = [line for line in lines if line.startswith("[")]
-    assert bars and bars[-1].startswith("[" + "#" * 24 + "]") and bars[-1].endswith(" done"), done.err
-    assert "(100%)" in bars[-1] and "splits" in bars[-1]
+    assert bars and bars[-1].startswith("[" + "#" * 24 + "] done: "), done.err
+    assert bars[-1].endswith(f"/{size_text(len(TEXT.encode()))} (100%)") and "splits" in bars[-1]
     assert "\r" not in done.err and len(bars) == len(set(bars))  # no redraws into a log, no repeated lines
     assert API_TOKEN not in done.out + done.err
 
@@ -301,11 +301,11 @@ def status(state: str, **progress: int) -> JobStatus:
 
 def test_progress_text_and_bar_say_what_the_status_says() -> None:
     assert progress_text(status("queued")) == "not planned yet"
-    assert progress_bar(status("queued")) == "[" + "-" * 24 + "] not planned yet queued"
+    assert progress_bar(status("queued")) == "[" + "-" * 24 + "] queued"
     half = status("running", splits_done=3, splits_total=8, bytes_done=2_000_000, bytes_total=4_000_000)
-    assert progress_bar(half) == "[" + "#" * 12 + "-" * 12 + "] 3/8 splits, 2.0 MB/4.0 MB (50%) running"
+    assert progress_bar(half) == "[" + "#" * 12 + "-" * 12 + "] running: 3/8 splits, 2.0 MB/4.0 MB (50%)"
     unknown_size = status("running", splits_done=1, splits_total=4)  # an input whose size is not known
-    assert progress_bar(unknown_size).startswith("[" + "#" * 6 + "-" * 18 + "] 1/4 splits")
+    assert progress_bar(unknown_size).startswith("[" + "#" * 6 + "-" * 18 + "] running: 1/4 splits")
     assert [size_text(n) for n in (0, 999, 1000, 1_234_567, 5 * 10**12)] == [
         "0 B", "999 B", "1.0 KB", "1.2 MB", "5000.0 GB"]
 

@@ -38,9 +38,11 @@ def progress_text(status: JobStatus) -> str:
 
 
 def progress_bar(status: JobStatus, width: int = BAR_WIDTH) -> str:
-    """One line: a bar filled by the bytes done (splits when the size is unknown), the numbers, the state."""
+    """One line: a bar filled by the bytes done (splits when the size is unknown), the state, the numbers once
+    the job is planned: ``[######------] running: 3/8 splits, 2.0 MB/4.0 MB (50%)``."""
     filled = min(width, int(_share(status) * width))
-    return f"[{'#' * filled}{'-' * (width - filled)}] {progress_text(status)} {status.state}"
+    numbers = f": {progress_text(status)}" if status.progress.splits_total else ""
+    return f"[{'#' * filled}{'-' * (width - filled)}] {status.state}{numbers}"
 
 
 class ProgressBar:
