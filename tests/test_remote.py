@@ -268,6 +268,7 @@ async def test_an_unreachable_master_is_a_clear_error_in_bounded_time(book: Path
     (["submit"], "give an INPUT"),
     (["submit", "--url", "ftp://127.0.0.1:1", "x"], "is not a master's http(s):// URL"),
     (["jobs", "--url", "127.0.0.1:8080"], "is not a master's http(s):// URL"),
+    (["jobs", "--url", "http://me:hunter2@127.0.0.1:9"], "must not carry a user or password"),
     (["submit", "--param", "novalue", "x"], "'novalue' is not KEY=VALUE"),
     (["submit", "--top", "0", "x"], "'0' must be a positive integer"),
     (["submit", "--timeout", "nan", "x"], "must be a positive number of seconds"),
@@ -277,6 +278,7 @@ async def test_usage_errors_exit_2_before_any_request(argv: list[str], message: 
     done = await mapreduce(*argv, MR_URL="http://127.0.0.1:9")  # nothing listens there; nothing is asked
     assert done.code == 2, done
     assert message in done.err and "no answer" not in done.err and done.out == ""
+    assert "hunter2" not in done.err
 
 
 async def test_a_closed_pipe_ends_the_result_quietly(make_cluster: ClusterFactory, tmp_path: Path) -> None:

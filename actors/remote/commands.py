@@ -130,6 +130,9 @@ def _connection(args: argparse.Namespace) -> tuple[str, str | None]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise UsageError(f"--url {url!r} is not a master's http(s):// URL (e.g. {DEFAULT_URL})")
+    if parts.username is not None or parts.password is not None:  # never echo it back: it may hold a secret
+        raise UsageError("--url must not carry a user or password; give the API token with --token or "
+                         "MR_API_TOKEN")
     token = args.token if args.token is not None else os.environ.get("MR_API_TOKEN", "")
     return url, token or None
 
