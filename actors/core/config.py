@@ -57,6 +57,8 @@ class Timeouts:
     body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")
     body: float = _timeout(3600.0, "a request body must arrive whole within this, however steadily it trickles")
     stream: float = _timeout(600.0, "a shuffle stream must reach its COMMIT within this, however steadily it trickles")
+    headers: float = _timeout(15.0, "a request's line and headers must arrive whole within this of their first byte "
+                              "(or of the connection opening), else 408 and the connection is closed")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class Settings:
     key_budget: int = setting("MR_KEY_BUDGET", 1_000_000, "a mapper flushes its combined partial values past this "
                               "many keys", low=1)
     max_body: int = setting("MR_MAX_BODY", 4096 * MiB, "largest upload or text input in bytes", low=1)
-    max_json: int = setting("MR_MAX_JSON", 64 * MiB, "largest JSON request body in bytes", low=1024)
+    # 16 MiB: parsing a JSON body of 4-byte characters holds up to 10x its size (MR_TEXT_BUDGET); upload bigger texts.
+    max_json: int = setting("MR_MAX_JSON", 16 * MiB, "largest JSON request body in bytes", low=1024)
     message_cap: int = setting("MR_MESSAGE_CAP", 1 * MiB, "largest single CBOR message between actors", low=1024)
     frame_cap: int = setting("MR_FRAME_CAP", 16 * MiB, "largest shuffle frame in bytes", low=1024)
     stage_budget: int = setting("MR_STAGE_BUDGET", 256 * MiB, "bytes a reducer stages at once across streams",
@@ -152,6 +155,10 @@ class Settings:
                             "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
+    text_budget: int = setting("MR_TEXT_BUDGET", 256 * MiB, "bytes of memory the master gives text inputs and the "
+                               "JSON bodies being read and parsed (4-10x their size); past it 429, or 413", low=1024)
+    min_body_rate: int = setting("MR_MIN_BODY_RATE", 1024, "a request body slower than this many bytes/s on average "
+                                 "(after MR_TIMEOUT_BODY_IDLE) is cut off with 408; 0: no minimum", low=0)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
