@@ -15,6 +15,7 @@ from ..core.config import Settings
 from ..core.errors import (
     Conflict,
     DiscoveryError,
+    InputError,
     KeyTooLarge,
     MapReduceError,
     PeerError,
@@ -69,8 +70,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
     await response.prepare(request)
     client = PeerClient(request.app[SESSION], settings)
-    run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY],
-                 request.app[IDENTITY].incarnation)
+    run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY])
     fields = {"job": assignment.job, "epoch": assignment.epoch, "split": assignment.split,
               "attempt": assignment.attempt}
     log.info("split_started", **fields, start=assignment.start, end=assignment.end)
@@ -85,7 +85,9 @@ async def assign(request: web.Request) -> web.StreamResponse:
             outcome = run.outcome()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
-            retriable = not isinstance(error, (Conflict, KeyTooLarge))
+            # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read
+            # (nor a conflict, nor a key past MR_MAX_KEY): the job fails at once, not after MR_MAX_ATTEMPTS.
+            retriable = not isinstance(error, (Conflict, KeyTooLarge, InputError))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             log.warning("split_failed", **fields, cause=error.message)
@@ -108,7 +110,6 @@ class MapRun:
         client: PeerClient,
         transport: Transport,
         discovery: Discovery,
-        incarnation: str,
     ) -> None:
         self.a = assignment
         self.job = job
@@ -116,7 +117,6 @@ class MapRun:
         self.client = client  # for reading served and URL inputs only; peers are reached through the transport
         self.transport = transport
         self.discovery = discovery
-        self.incarnation = incarnation
         self.bytes_read = 0
         self.keys = 0
         self.acks: dict[int, StreamAck] = {}
@@ -242,8 +242,7 @@ class MapRun:
 
     def outcome(self) -> SplitDone:
         a = self.a
-        incarnations = [self.acks[p].incarnation if p in self.acks else "" for p in range(a.partitions)]
         duplicates = sum(1 for ack in self.acks.values() if ack.status == "duplicate")
-        return SplitDone(a.job, a.epoch, a.split, a.attempt, mapper=self.incarnation, bytes_read=self.bytes_read,
-                         keys=self.keys, incarnations=incarnations, duplicates=duplicates)
+        return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
+                         duplicates=duplicates)
 
