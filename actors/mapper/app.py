@@ -167,6 +167,7 @@ class MapRun:
                 self.bytes_read += len(data)
                 for piece in chunker.feed(data):
                     spool.map(piece.decode("utf-8", "replace"), name)
+                    await asyncio.sleep(0)  # a yield between chunks of CPU work, not a wait for a condition
                 # Every block, not every piece: reading a long word yields no piece for a while, and a silent
                 # mapper loses its lease.
                 yield self._progress()

@@ -99,13 +99,13 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
                            on_end=ended, on_forget=forget)
     app[REGISTRY] = registry
     app[UPLOADS] = UploadSlots(settings.max_uploads)
-    for record, key in journal.interrupted():
+    for record, key in await asyncio.to_thread(journal.interrupted):
         record.transition(FAILED)
         record.error, record.finished = RESTARTED, time.time()
         record.done.set()
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
-    journal.compact()
+    await asyncio.to_thread(journal.compact)
     drain = app[DRAIN]
     drain.hooks.append(lambda d: registry.close(d.stop_at, d.cancel_by))  # SIGTERM: the jobs share one deadline
     try:
@@ -115,6 +115,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
         await registry.close(drain.stop_at, drain.cancel_by)
         store.close()
         results.clear()
+        await asyncio.to_thread(journal.close)
 
 
 def _job_id(key: str) -> str:
