@@ -19,7 +19,7 @@ from actors.core.messages import Assignment, Progress
 from actors.inputs.ref import PATH
 from actors.jobs import get_job
 from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
-from actors.mapper.app import SEND_ATTEMPTS, MapRun
+from actors.mapper.app import MapRun
 from actors.net.client import PeerClient
 from actors.sequential import run_sequential
 
@@ -77,7 +77,7 @@ async def test_a_down_reducer_is_waited_for_while_the_mapper_keeps_heartbeating(
 
     async def resume_after_refusals(_: int) -> None:
         refused = sum(1 for ordinal, _ in transport.sent if ordinal == 1)
-        if refused >= SEND_ATTEMPTS and not transport.reducers[1].up:
+        if refused >= Settings().send_attempts and not transport.reducers[1].up:
             refused_at_resume.append(refused)  # as many refusals as a reducer answering errors gets in all
             transport.reducers[1].resume()
 
@@ -125,7 +125,7 @@ async def test_a_reducer_answering_errors_gets_a_bounded_number_of_tries(
     run = make_run(tmp_path, session, transport, FakeDiscovery(1, 2))
     with pytest.raises(PeerError, match="cut"):
         await drive(run)
-    assert max(sum(1 for o, _ in transport.sent if o == p) for p in (0, 1)) == SEND_ATTEMPTS
+    assert max(sum(1 for o, _ in transport.sent if o == p) for p in (0, 1)) == Settings().send_attempts
 
 
 # --- a real reducer process, killed and restarted mid-job --------------------------------------------------------

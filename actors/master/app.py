@@ -49,7 +49,6 @@ REGISTRY = web.AppKey("registry", JobRegistry)
 SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
 RESULTS = web.AppKey("results", Results)
-MAX_WAIT = 600.0
 TOP_BATCH = 4096  # ?top=N entries written at a time
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
@@ -326,7 +325,7 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
         raise BadRequest("wait must be a number of seconds") from None
     if not math.isfinite(seconds):
         raise BadRequest("wait must be a finite number of seconds")
-    seconds = min(seconds, MAX_WAIT)
+    seconds = min(seconds, request.app[SETTINGS].max_wait)  # MR_MAX_WAIT: longer asks are cut, not refused
     try:
         async with asyncio.timeout(max(seconds, 0.0)):
             await record.done.wait()
