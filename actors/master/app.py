@@ -354,12 +354,17 @@ async def result(request: web.Request) -> web.StreamResponse:
     record = request.app[REGISTRY].get(request.match_info["id"])
     top = request.query.get("top")
     n = positive_decimal(top, "top") if top is not None else None
+    form = request.query.get("format", "json")
+    if form not in ("json", "ndjson"):
+        raise BadRequest("format must be json or ndjson")
     await _wait(record, request)
     held = held_result(request.app, record)
     if held is None:
         detail = f": {record.error}" if record.error else ""
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
     head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
+    if form == "ndjson":
+        return await _stream_ndjson(request, held, held.keys if n is None else n)
     if n is not None:
         return await _stream_top(request, head, held, n)
     return await _stream_result(request, head, held)
@@ -415,6 +420,23 @@ async def _stream_top(request: web.Request, head: dict[str, Any], held: HeldResu
     if batch:
         await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
     await response.write(b"]}")
+    await response.write_eof()
+    return response
+
+
+async def _stream_ndjson(request: web.Request, held: HeldResult, n: int) -> web.StreamResponse:
+    """The first ``n`` entries as NDJSON, one ``[key, value]`` a line, a batch at a time: a result of millions of
+    keys never has to fit in one JSON document, on either side."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson; charset=utf-8"})
+    await response.prepare(request)
+    batch: list[str] = []
+    for entry in held.entries(n):
+        batch.append(json.dumps(entry))
+        if len(batch) == TOP_BATCH:
+            await response.write(("\n".join(batch) + "\n").encode())
+            batch = []
+    if batch:
+        await response.write(("\n".join(batch) + "\n").encode())
     await response.write_eof()
     return response
 
