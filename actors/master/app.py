@@ -68,7 +68,6 @@ SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
 RESULTS = web.AppKey("results", Results)
 MASTER_METRICS = web.AppKey("master_metrics", MasterMetrics)
-MAX_WAIT = 600.0
 TOP_BATCH = 4096  # ?top=N entries written at a time
 JSON_SLOT_SIZE = 64 * 1024  # a JSON body larger than this (or of unknown length) holds an MR_MAX_UPLOADS slot
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
@@ -133,13 +132,13 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
                            on_end=ended, on_forget=forget)
     app[REGISTRY] = registry
     app[UPLOADS] = UploadSlots(settings.max_uploads)
-    for record, key in journal.interrupted():
+    for record, key in await asyncio.to_thread(journal.interrupted):
         record.transition(FAILED)
         record.error, record.finished = RESTARTED, time.time()
         record.done.set()
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
-    journal.compact()
+    await asyncio.to_thread(journal.compact)
     drain = app[DRAIN]
     drain.hooks.append(lambda d: registry.close(d.stop_at, d.cancel_by))  # SIGTERM: the jobs share one deadline
     try:
@@ -149,6 +148,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
         await registry.close(drain.stop_at, drain.cancel_by)
         store.close()
         results.clear()
+        await asyncio.to_thread(journal.close)
 
 
 def _job_id(key: str) -> str:
@@ -387,7 +387,7 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
     wait = request.query.get("wait")
     if wait is None:
         return
-    seconds = min(wait_seconds(wait), MAX_WAIT)
+    seconds = min(wait_seconds(wait), request.app[SETTINGS].max_wait)  # MR_MAX_WAIT: longer asks are cut
     try:
         async with asyncio.timeout(max(seconds, 0.0)):
             await record.done.wait()
@@ -400,12 +400,17 @@ async def result(request: web.Request) -> web.StreamResponse:
     record = request.app[REGISTRY].get(request.match_info["id"])
     top = request.query.get("top")
     n = positive_decimal(top, "top") if top is not None else None
+    form = request.query.get("format", "json")
+    if form not in ("json", "ndjson"):
+        raise BadRequest("format must be json or ndjson")
     await _wait(record, request)
     held = held_result(request.app, record)
     if held is None:
         detail = f": {record.error}" if record.error else ""
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
     head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
+    if form == "ndjson":
+        return await _stream_ndjson(request, held, held.keys if n is None else n)
     if n is not None:
         return await _stream_top(request, head, held, n)
     return await _stream_result(request, head, held)
@@ -461,6 +466,23 @@ async def _stream_top(request: web.Request, head: dict[str, Any], held: HeldResu
     if batch:
         await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
     await response.write(b"]}")
+    await response.write_eof()
+    return response
+
+
+async def _stream_ndjson(request: web.Request, held: HeldResult, n: int) -> web.StreamResponse:
+    """The first ``n`` entries as NDJSON, one ``[key, value]`` a line, a batch at a time: a result of millions of
+    keys never has to fit in one JSON document, on either side."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson; charset=utf-8"})
+    await response.prepare(request)
+    batch: list[str] = []
+    for entry in held.entries(n):
+        batch.append(json.dumps(entry))
+        if len(batch) == TOP_BATCH:
+            await response.write(("\n".join(batch) + "\n").encode())
+            batch = []
+    if batch:
+        await response.write(("\n".join(batch) + "\n").encode())
     await response.write_eof()
     return response
 

@@ -25,7 +25,7 @@ def count_param(raw: str, name: str) -> int:
     return int(raw)
 
 
-_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+_SECONDS = re.compile(r"[0-9]{1,18}(\.[0-9]{1,18})?")  # longer asks are cut to MR_MAX_WAIT, not refused
 
 
 def wait_seconds(raw: str) -> float:
