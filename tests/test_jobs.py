@@ -20,12 +20,12 @@ TEXT = st.text(
 
 
 def test_registry() -> None:
-    assert job_names() == ["inverted_index", "wordcount"]
+    assert job_names() == ["grep", "inverted_index", "median_length", "wordcount"]
     assert get_job("wordcount").name == "wordcount"
     assert get_job("inverted_index").name == "inverted_index"
 
 
-@pytest.mark.parametrize("name", ["grep", "", "WordCount", "wordcount "])
+@pytest.mark.parametrize("name", ["sort", "", "WordCount", "wordcount "])
 def test_unknown_job_is_a_bad_request_listing_the_known(name: str) -> None:
     with pytest.raises(BadRequest) as info:
         get_job(name)

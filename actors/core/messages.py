@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .errors import WireError
@@ -32,6 +32,8 @@ class Assignment:
     partitions: int  # R, fixed by the master when it planned the job
     reducers: list[str]  # reducer names by ordinal as the master saw them (for logs and checks)
     only_partitions: list[int]  # empty: every partition; else redo just these
+    # The job's parameters as the user gave them; each actor configures its own instance of the job from them.
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> AttemptKey:
@@ -100,6 +102,7 @@ class StreamHeader:
     partitions: int
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> AttemptKey:
@@ -242,6 +245,8 @@ def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:
     ok: bool
     if origin is int:
         ok = type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool
+    elif origin is dict and typing.get_args(kind) == (str, str):
+        ok = type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
     elif origin is list:
         (item_kind,) = typing.get_args(kind)
         ok = type(value) is list and all(type(v) is item_kind and (item_kind is not int or v >= 0) for v in value)

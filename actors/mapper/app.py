@@ -37,8 +37,8 @@ from ..discovery import Discovery, Peer
 from ..inputs.ref import PATH, URL
 from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
-from ..jobs import Job, get_job
-from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
+from ..jobs import Job
+from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
@@ -63,7 +63,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
     """Run one assignment; the answer is a frame stream: PROGRESS heartbeats, then SPLITDONE or SPLITFAILED."""
     settings = request.app[SETTINGS]
     assignment = from_wire(await read_cbor_body(request, settings.message_cap), Assignment)
-    job = get_job(assignment.job_name)
+    job = request.app[JOBS].get(assignment.job_name, assignment.params)
     if request.app[IDENTITY].draining:
         raise Unavailable("mapper is shutting down")
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
@@ -202,7 +202,8 @@ class MapRun:
         up to the recovery timeout; one that answers an error gets SEND_ATTEMPTS tries."""
         a, t = self.a, self.settings.timeouts
         header = StreamHeader(job=a.job, epoch=a.epoch, split=a.split, attempt=a.attempt, partition=partition,
-                              partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition])
+                              partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition],
+                              params=a.params)
         fields = {"job": a.job, "split": a.split, "attempt": a.attempt, "partition": partition}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + t.recovery

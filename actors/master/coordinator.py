@@ -250,6 +250,7 @@ class Coordinator:
             job_name=record.job_name, input_kind=record.input.kind, input_location=record.input.location,
             input_name=record.input.name, input_size=record.input.size, start=ticket.split.start,
             end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=only,
+            params=record.params,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

@@ -17,6 +17,7 @@ from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
 from ..discovery import Discovery, open_discovery
+from ..jobs import Catalog, load_catalog
 from .access import access_log
 from .drain import Drain, drain_middleware
 from .frames import read_body
@@ -43,6 +44,7 @@ IDENTITY = web.AppKey("identity", Identity)
 DISCOVERY = web.AppKey("discovery", Discovery)
 DRAIN = web.AppKey("drain", Drain)
 READINESS = web.AppKey[ReadinessCheck]("readiness")
+JOBS = web.AppKey("jobs", Catalog)
 
 
 async def discovery_context(app: web.Application) -> AsyncIterator[None]:
@@ -53,7 +55,9 @@ async def discovery_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def base_app(settings: Settings, client_max_size: int) -> web.Application:
-    """An application with the shared middleware, ``/healthz`` and ``/readyz``."""
+    """An application with the shared middleware, ``/healthz`` and ``/readyz``; its job catalog is loaded here, so
+    a job module that cannot be imported stops the actor at startup with a ConfigError naming it."""
+    catalog = load_catalog(settings.job_modules)
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
@@ -64,6 +68,7 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     app[SETTINGS] = settings
     app[IDENTITY] = identity
     app[DRAIN] = drain
+    app[JOBS] = catalog
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.on_shutdown.append(_start_draining)
@@ -80,7 +85,9 @@ def _identity_json(identity: Identity) -> dict[str, object]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", **_identity_json(request.app[IDENTITY])})
+    """Alive, who, and the jobs this actor can run with their fingerprints (the master's job check reads them)."""
+    return web.json_response({"status": "ok", **_identity_json(request.app[IDENTITY]),
+                              "jobs": request.app[JOBS].fingerprints})
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
-from ..net.actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
+from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader
 from .budget import DECODED_RATIO, Reservation, StagingBudget
 from .ledger import Ledger, Stage
@@ -38,7 +38,7 @@ log = EventLog(__name__)
 
 def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
-    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic)
+    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS])
     app[BUDGET] = StagingBudget(settings.stage_budget)
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.cleanup_ctx.append(_janitor)
