@@ -371,3 +371,55 @@ def test_an_entry_point_job_is_found_by_a_separate_process(entry_point_dist: tup
                          timeout=60)
     assert out.stdout.strip() == load_catalog().fingerprints["longest_by_letter"]
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the command line, and actors as separate processes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_mapreduce_jobs_lists_built_ins_and_user_jobs(user_module: str, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from actors.cli import main
+
+    monkeypatch.setenv("MR_JOB_MODULES", user_module)
+    assert main(["jobs", "--json"]) == 0
+    kinds = {kind["name"]: kind for kind in json.loads(capsys.readouterr().out)["jobs"]}
+    assert kinds["shapes"]["parameters"] == {"min": "shortest word counted (default 1)"}
+    assert kinds["shapes"]["origin"] == f"module {user_module}" and kinds["wordcount"]["origin"] == "built-in"
+    assert main(["jobs"]) == 0
+    listing = capsys.readouterr().out
+    assert "--param pattern=" in listing and "longest_by_letter" in listing
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--job", "grep", "--param", "pattern=("], "bad pattern"),
+    (["--job", "nosuchjob"], "unknown job 'nosuchjob'"),
+    (["--job", "wordcount", "--param", "lower"], "'lower' is not NAME=VALUE"),
+])
+def test_mapreduce_run_refuses_a_bad_job_before_starting_a_cluster(argv: list[str], message: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from actors.cli import main
+
+    (tmp_path / "in.txt").write_text("a b\n")
+    try:
+        code = main(["run", *argv, str(tmp_path / "in.txt")])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = int(exit_.code or 0)
+    assert code != 0
+    assert message in capsys.readouterr().err
+
+
+def test_a_user_job_on_process_actors_through_pythonpath_and_mr_job_modules(user_module: str,
+                                                                            tmp_path: Path) -> None:
+    user_dir = str(tmp_path / "userpkg")
+    text = sample(21, 4000)
+    (tmp_path / "words.txt").write_text(text, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), user_dir]), "MR_JOB_MODULES": user_module}
+    done = subprocess.run([sys.executable, "-m", "actors", "run", str(tmp_path / "words.txt"), "--json", "--static",
+                           "--mappers", "2", "--reducers", "3", "--split-size", "8192", "--job", "shapes",
+                           "--param", "min=2"], capture_output=True, text=True, timeout=180, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = run_sequential("shapes", text.encode(), "words.txt", {"min": "2"}, (user_module,))
+    assert json.loads(done.stdout) == expected and expected
