@@ -423,3 +423,21 @@ def test_a_user_job_on_process_actors_through_pythonpath_and_mr_job_modules(user
     assert done.returncode == 0, done.stderr
     expected = run_sequential("shapes", text.encode(), "words.txt", {"min": "2"}, (user_module,))
     assert json.loads(done.stdout) == expected and expected
+
+
+def test_the_readmes_example_job_runs_as_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Writing a job"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("```\n")]
+    name = f"readme_jobs_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(code, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        result = run_sequential("longest_by_letter", b"apple avocado ax\nbanana bo", params={"min": "3"},
+                                modules=(name,))
+        assert result == {"a": [2, "avocado"], "b": [1, "banana"]}
+        with pytest.raises(BadRequest, match="min must be a whole number"):
+            run_sequential("longest_by_letter", b"", params={"min": "x"}, modules=(name,))
+    finally:
+        sys.modules.pop(name, None)
+        load_catalog.cache_clear()
