@@ -14,13 +14,20 @@ from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
 MAX_VALUE_DEPTH = 64
 
-__all__ = ["JobConfigError", "Key", "MapReduceJob", "plain_value"]
+__all__ = ["JobCodeError", "JobConfigError", "Key", "MapReduceJob", "plain_value"]
 
 
 class JobConfigError(BadRequest):
     """A job refused its parameters (raised by :meth:`MapReduceJob.configure`); the user gets a 400 with it."""
 
     code = "bad_params"
+
+
+class JobCodeError(BadRequest):
+    """A job's own code failed (raised, or produced a key or value outside the contract): the same input fails the
+    same way on any actor, so the split is not retried and the job fails with this message."""
+
+    code = "job_code"
 
 
 class MapReduceJob:

@@ -67,6 +67,22 @@ class Shapes(MapReduceJob):
 
     def reducer(self, key, values):
         return sum(values)
+
+
+class Broken(MapReduceJob):
+    """Fails where its parameter says: a NaN value from the mapper, or an exception in the reducer."""
+
+    name = "broken"
+    parameters = {"where": "mapper or reducer"}
+
+    def mapper(self, line):
+        for word in line.split():
+            yield word, float("nan") if self.params.get("where") == "mapper" else 1
+
+    def reducer(self, key, values):
+        if key == "boom":
+            raise ZeroDivisionError("no reduce for boom")
+        return sum(values)
 '''
 
 WORDS = ["alpha", "beta", "γάμμα", "日本語", "😀", "naïve", "x", "The", "the", "a", "ab", "abc", "zz"]
@@ -441,3 +457,23 @@ def test_the_readmes_example_job_runs_as_documented(tmp_path: Path, monkeypatch:
     finally:
         sys.modules.pop(name, None)
         load_catalog.cache_clear()
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("mapper", "job 'broken': mapper (input 'text'): value nan is not a finite number"),
+    ("reducer", "job 'broken': reducer raised ZeroDivisionError: no reduce for boom"),
+])
+async def test_a_jobs_own_failure_fails_the_job_with_its_message(actors_factory: Any, user_module: str,
+                                                                 where: str, message: str) -> None:
+    cluster = await actors_factory({"job_modules": (user_module,)}, [{}, {}], [{}])
+    status, body = await post(cluster, {"job": "broken", "params": {"where": where},
+                                         "input": {"text": "a boom b\n"}})
+    assert status == 202, body
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{body['id']}/result", params={"wait": "30"},
+                                   headers=cluster.auth) as response:
+        answer = await response.json()
+    state = await cluster.status(body["id"])
+    assert state["state"] == "failed", (answer, state)
+    assert message in state["error"], state
+    if where == "mapper":
+        assert state["attempts"]["started"] == 1 and state["attempts"]["retries"] == 0  # not retried

@@ -7,12 +7,13 @@ the reducer holds them in memory until finalize (spilling sorted runs to disk is
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from ..core.errors import BadRequest, JobFailed, WireError
+from ..core.errors import BadRequest, WireError
 from ..core.partition import decode_key, display_key
-from ..sdk import MapReduceJob, check_key, plain_value
+from ..sdk import JobCodeError, MapReduceJob, check_key, plain_value
 
 
 class SdkJob:
@@ -35,22 +36,37 @@ class SdkJob:
         job = self.job
         job.input_name = source
         grown: set[str] = set()
-        for line in lines_of(text):
-            for key, value in job.mapper(line):
-                wire_key = check_key(key)
-                value = plain_value(value)
-                have = acc.get(wire_key)
-                if have is None:
-                    acc[wire_key] = [value]
-                else:
-                    have.append(value)
-                    grown.add(wire_key)
+        with self._user_code("mapper", source):
+            for line in lines_of(text):
+                for key, value in job.mapper(line):
+                    wire_key = check_key(key)
+                    value = plain_value(value)
+                    have = acc.get(wire_key)
+                    if have is None:
+                        acc[wire_key] = [value]
+                    else:
+                        have.append(value)
+                        grown.add(wire_key)
         if self._combines:
             for wire_key in grown:  # keeps a mapper's memory at one value per key between chunks
                 acc[wire_key] = [self._combine(wire_key, acc[wire_key])]
 
     def _combine(self, wire_key: str, values: list[Any]) -> Any:
-        return plain_value(self.job.combiner(decode_key(wire_key), values))
+        with self._user_code("combiner", ""):
+            return plain_value(self.job.combiner(decode_key(wire_key), values))
+
+    @contextmanager
+    def _user_code(self, what: str, source: str) -> Iterator[None]:
+        """The job's own failures as one clear, non-retried error naming the job and the function."""
+        where = f"job {self.name!r}: {what}" + (f" (input {source!r})" if source else "")
+        try:
+            yield
+        except JobCodeError:
+            raise
+        except BadRequest as error:  # a key or value outside the contract
+            raise JobCodeError(f"{where}: {error.message}") from None
+        except Exception as error:
+            raise JobCodeError(f"{where} raised {type(error).__name__}: {error}") from None
 
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         for wire_key, values in part.items():
@@ -80,10 +96,8 @@ class SdkJob:
         out: dict[str, Any] = {}
         for wire_key in sorted(totals):
             key = decode_key(wire_key)
-            try:
+            with self._user_code("reducer", ""):
                 out[display_key(wire_key)] = plain_value(self.job.reducer(key, list(totals[wire_key])))
-            except BadRequest as error:
-                raise JobFailed(f"job {self.name!r}: reducer output for key {key!r}: {error.message}") from None
         return out
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:

@@ -42,6 +42,7 @@ from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
+from ..sdk import JobCodeError
 from .spool import Spool
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -85,7 +86,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
             outcome = run.outcome()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
-            retriable = not isinstance(error, (Conflict, KeyTooLarge))
+            retriable = not isinstance(error, (Conflict, KeyTooLarge, JobCodeError))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             log.warning("split_failed", **fields, cause=error.message)
