@@ -1,4 +1,5 @@
-"""The ``mapreduce`` command: run a job on a local cluster, keep a local cluster serving, or serve one actor."""
+"""The ``mapreduce`` command: run a job on a local cluster, keep a local cluster serving, serve one actor, or
+drive a running master (the remote commands, in :mod:`actors.remote`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from . import remote
 from .core.config import Settings
 from .core.errors import MapReduceError
 from .jobs import Catalog, load_catalog
@@ -56,7 +58,7 @@ def local_catalog() -> Catalog:
 
 
 def print_jobs(as_json: bool) -> int:
-    """``mapreduce jobs``: every job with its parameters and docstring."""
+    """``mapreduce kinds``: every job with its parameters and docstring."""
     kinds = local_catalog().describe()
     if as_json:
         print(json.dumps({"jobs": kinds}, ensure_ascii=False, indent=2))
@@ -83,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", type=Path)
     run.add_argument("--top", type=positive_int, default=None, help="print only the N most frequent keys")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.add_argument("--job", default="wordcount", help="the job's name (`mapreduce jobs` lists them)")
+    run.add_argument("--job", default="wordcount", help="the job's name (`mapreduce kinds` lists them)")
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
@@ -95,21 +97,25 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--data-root", default=".", help="directory {\"path\": ...} inputs are read from")
     cluster_options(local)
 
-    jobs = commands.add_parser("jobs", help="list the jobs (built-ins, MR_JOB_MODULES, entry points)")
-    jobs.add_argument("--json", action="store_true", help="print them as JSON")
+    kinds = commands.add_parser("kinds", help="list the job kinds this machine has (built-ins, MR_JOB_MODULES, "
+                                "entry points) with their parameters and docstrings")
+    kinds.add_argument("--json", action="store_true", help="print them as JSON")
     commands.add_parser("serve", help="run one actor; its role comes from TYPE (what a pod runs)")
+    remote.add_commands(commands)  # submit, status, result, cancel, jobs: a running master's API
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "remote", None) is not None:
+            return remote.run(args)
         if args.command == "serve":
             from .serve import serve
 
             serve(Settings.from_env())
             return 0
-        if args.command == "jobs":
+        if args.command == "kinds":
             return print_jobs(args.json)
         if args.command == "run":
             local_catalog().sdk(args.job, dict(args.param))  # an unknown job or a bad parameter, before starting

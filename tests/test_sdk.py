@@ -395,16 +395,16 @@ def test_an_entry_point_job_is_found_by_a_separate_process(entry_point_dist: tup
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_mapreduce_jobs_lists_built_ins_and_user_jobs(user_module: str, monkeypatch: pytest.MonkeyPatch,
+def test_mapreduce_kinds_lists_built_ins_and_user_jobs(user_module: str, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from actors.cli import main
 
     monkeypatch.setenv("MR_JOB_MODULES", user_module)
-    assert main(["jobs", "--json"]) == 0
+    assert main(["kinds", "--json"]) == 0
     kinds = {kind["name"]: kind for kind in json.loads(capsys.readouterr().out)["jobs"]}
     assert kinds["shapes"]["parameters"] == {"min": "shortest word counted (default 1)"}
     assert kinds["shapes"]["origin"] == f"module {user_module}" and kinds["wordcount"]["origin"] == "built-in"
-    assert main(["jobs"]) == 0
+    assert main(["kinds"]) == 0
     listing = capsys.readouterr().out
     assert "--param pattern=" in listing and "longest_by_letter" in listing
 

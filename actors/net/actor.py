@@ -21,6 +21,7 @@ from ..jobs import Catalog, load_catalog
 from .access import access_log
 from .drain import Drain, drain_middleware
 from .frames import read_body
+from .metrics import METRICS, Metrics, serve_metrics
 from .middleware import log as request_log
 from .middleware import make_middlewares
 
@@ -55,8 +56,8 @@ async def discovery_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def base_app(settings: Settings, client_max_size: int) -> web.Application:
-    """An application with the shared middleware, ``/healthz`` and ``/readyz``; its job catalog is loaded here, so
-    a job module that cannot be imported stops the actor at startup with a ConfigError naming it."""
+    """An application with the shared middleware, ``/healthz``, ``/readyz`` and ``/metrics``; its job catalog is
+    loaded here, so a job module that cannot be imported stops the actor at startup with a ConfigError naming it."""
     catalog = load_catalog(settings.job_modules)
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
     drain = Drain(settings.timeouts.drain)
@@ -69,8 +70,10 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     app[IDENTITY] = identity
     app[DRAIN] = drain
     app[JOBS] = catalog
+    app[METRICS] = Metrics()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", serve_metrics)
     app.on_shutdown.append(_start_draining)
     return app
 
