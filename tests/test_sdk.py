@@ -477,3 +477,58 @@ async def test_a_jobs_own_failure_fails_the_job_with_its_message(actors_factory:
     assert message in state["error"], state
     if where == "mapper":
         assert state["attempts"]["started"] == 1 and state["attempts"]["retries"] == 0  # not retried
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# params on the wire
+
+
+def test_params_travel_in_assignments_and_headers_and_are_type_checked() -> None:
+    from actors.core.messages import Assignment, StreamHeader, from_wire, to_wire
+
+    header = StreamHeader(job="j", epoch=1, split=0, attempt=1, partition=0, partitions=1, job_name="grep", size=0,
+                          params={"pattern": "a(b)"})
+    assert from_wire(to_wire(header), StreamHeader) == header
+    assignment = Assignment(job="j", epoch=1, split=0, attempt=1, job_name="grep", input_kind="path",
+                            input_location="x", input_name="x", input_size=1, start=0, end=1, partitions=1,
+                            reducers=[], only_partitions=[], params={"pattern": "a"})
+    assert from_wire(to_wire(assignment), Assignment).params == {"pattern": "a"}
+    for bad in ({"pattern": 1}, {"pattern": ["a"]}, ["pattern"], None):
+        with pytest.raises(WireError, match="params"):
+            from_wire({**to_wire(header), "params": bad}, StreamHeader)
+
+
+def test_a_reducer_refuses_a_stream_of_the_same_job_with_other_params() -> None:
+    from actors.core.errors import Conflict
+    from actors.core.messages import StreamHeader
+    from actors.reducer.ledger import Ledger
+
+    ledger = Ledger(partition=0, clock=lambda: 0.0)
+
+    def header(split: int, pattern: str) -> StreamHeader:
+        return StreamHeader(job="j", epoch=1, split=split, attempt=1, partition=0, partitions=1, job_name="grep",
+                            size=0, params={"pattern": pattern})
+
+    state = ledger.admit(header(0, "a"))
+    assert state.job_def.map("aa b", "s") == {"a": [2]}  # configured from the header's params, combined
+    with pytest.raises(Conflict, match="other parameters"):
+        ledger.admit(header(1, "b"))
+    with pytest.raises(BadRequest, match="bad pattern"):
+        Ledger(partition=0, clock=lambda: 0.0).admit(header(0, "("))
+
+
+def test_a_broken_entry_point_is_a_config_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"brokenep_{uuid.uuid4().hex[:8]}"
+    info = tmp_path / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[mapreduce_actors.jobs]\nghost = {name}_missing:Ghost\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_catalog.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=f"entry point 'ghost' = {name}_missing:Ghost"):
+            load_catalog()
+    finally:
+        monkeypatch.undo()
+        load_catalog.cache_clear()
+    assert "wordcount" in load_catalog().names()
