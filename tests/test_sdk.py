@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from actors.core import wire
 from actors.core.config import Settings
 from actors.core.errors import BadRequest, ConfigError, WireError
 from actors.core.partition import canonical_key, decode_key, display_key, partition_of, partition_of_key
@@ -532,3 +533,25 @@ def test_a_broken_entry_point_is_a_config_error_naming_it(tmp_path: Path, monkey
         monkeypatch.undo()
         load_catalog.cache_clear()
     assert "wordcount" in load_catalog().names()
+
+
+def test_one_keys_values_past_a_frame_travel_in_several_frames_and_merge_exactly() -> None:
+    from actors.core.messages import Data, from_wire
+    from actors.mapper.spool import Spool
+    from actors.reducer.ledger import Stage
+
+    job = get_job("median_length")
+    text = "".join(f"{'t' * (1 + i % 9)} " for i in range(20_000)) + "\n"
+    spool = Spool(job, 1, 1000, 4096)
+    try:
+        spool.map(text, "in")
+        spool.flush()
+        frames = wire.FrameDecoder(4096).feed(b"".join(spool.blocks(0)))
+        stage = Stage(job, 1 << 20)
+        for raw in frames:
+            stage.add(from_wire(raw, Data))
+        stage.verify(spool.commit(0))
+    finally:
+        spool.close()
+    assert len(frames) > 4  # 20 000 lengths (about 20 KB) do not fit one 4 KiB frame
+    assert job.finish(stage.items) == run_sequential("median_length", text.encode())
