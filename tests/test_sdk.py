@@ -555,3 +555,19 @@ def test_one_keys_values_past_a_frame_travel_in_several_frames_and_merge_exactly
         spool.close()
     assert len(frames) > 4  # 20 000 lengths (about 20 KB) do not fit one 4 KiB frame
     assert job.finish(stage.items) == run_sequential("median_length", text.encode())
+
+
+def test_a_mapper_flushes_a_job_without_combiner_by_its_values_not_only_its_keys() -> None:
+    from actors.mapper.spool import Spool
+
+    job = get_job("median_length")
+    spool = Spool(job, 1, 100, 1 << 20)
+    try:
+        for _ in range(10):
+            spool.map("tt " * 30 + "\n", "in")  # one key, 30 values a chunk
+        assert spool.frames[0] >= 2  # flushed past 100 values although it held one key
+        assert job.weight(spool._acc) < 100
+    finally:
+        spool.close()
+    combined = get_job("wordcount")
+    assert combined.weight({"a": 5, "b": 7}) == 2

@@ -105,7 +105,7 @@ class Settings:
                                   "than mappers", low=1)
     chunk_size: int = setting("MR_CHUNK_SIZE", 4 * MiB, "a mapper maps this many bytes at a time", low=1024)
     key_budget: int = setting("MR_KEY_BUDGET", 1_000_000, "a mapper flushes its combined partial values past this "
-                              "many keys", low=1)
+                              "many keys (values, for a job without a combiner)", low=1)
     max_body: int = setting("MR_MAX_BODY", 4096 * MiB, "largest upload or text input in bytes", low=1)
     max_json: int = setting("MR_MAX_JSON", 64 * MiB, "largest JSON request body in bytes", low=1024)
     message_cap: int = setting("MR_MESSAGE_CAP", 1 * MiB, "largest single CBOR message between actors", low=1024)

@@ -68,6 +68,10 @@ class SdkJob:
         except Exception as error:
             raise JobCodeError(f"{where} raised {type(error).__name__}: {error}") from None
 
+    def weight(self, acc: Mapping[str, Any]) -> int:
+        # With a combiner every key holds one value; without, a hot key's list is what grows.
+        return len(acc) if self._combines else sum(map(len, acc.values()))
+
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         for wire_key, values in part.items():
             have = into.get(wire_key)

@@ -24,6 +24,9 @@ class InvertedIndexEngine:
     def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
         self.combine(acc, self.map(text, source))
 
+    def weight(self, acc: Mapping[str, Any]) -> int:
+        return len(acc)
+
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         for key, names in part.items():
             have = into.get(key)

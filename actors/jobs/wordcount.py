@@ -52,6 +52,9 @@ class WordCountEngine:
         # Counter.update over an iterable counts in C straight into the accumulator: no per-key Python merge.
         acc.update(text.split() if self.plain else self.words(text))  # type: ignore[arg-type]
 
+    def weight(self, acc: Mapping[str, Any]) -> int:
+        return len(acc)
+
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         if not into:
             into.update(part)

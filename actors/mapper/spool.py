@@ -52,7 +52,7 @@ class Spool:
     def map(self, text: str, source: str) -> None:
         """Map one chunk into the combined partial values; flush to frames once they pass the key budget."""
         self.job.map_into(self._acc, text, source)
-        if len(self._acc) >= self.key_budget:
+        if self.job.weight(self._acc) >= self.key_budget:
             self.flush()
 
     def flush(self) -> None:
