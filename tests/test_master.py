@@ -308,3 +308,16 @@ async def test_status_summarises_splits_and_pages_them_on_request(make_cluster: 
     ]:
         query = "&".join(f"{k}={v}" for k, v in params.items())
         await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}?{query}", 400, message)
+
+
+async def test_a_long_poll_is_cut_to_mr_max_wait(make_cluster: ClusterFactory, held_input: HeldInputFactory) -> None:
+    held = await held_input(b"a b a\n" * 10_000)
+    held.hold_all = True  # the mapper's read stops mid-split: the job is certainly still running
+    cluster = await make_cluster(mappers=1, reducers=1, allow_private_urls=True, max_wait=0.2)
+    job = await cluster.submit({"job": "wordcount", "input": {"url": held.url}})
+    await held.held(1)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
+        assert response.status == 409  # still running when the cut wait ended
+    assert loop.time() - start < 10, "?wait=30 was not cut to MR_MAX_WAIT (0.2 s)"

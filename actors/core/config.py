@@ -154,6 +154,29 @@ class Settings:
                             "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
+    # retries and backoff: a pause starts at *_FIRST, doubles per try up to *_MAX, and is jittered by +-50%
+    retry_first: float = setting("MR_RETRY_FIRST", 0.05, "first pause (s) before a peer call is retried (finalize, "
+                                 "a reducer coming back)", low=0.001)
+    retry_max: float = setting("MR_RETRY_MAX", 2.0, "longest pause (s) between retries of a peer call", low=0.001)
+    discovery_retry_first: float = setting("MR_DISCOVERY_RETRY_FIRST", 0.05, "first pause (s) before discovery is "
+                                           "asked again for peers not visible yet", low=0.001)
+    discovery_retry_max: float = setting("MR_DISCOVERY_RETRY_MAX", 1.0, "longest pause (s) between discovery look-ups "
+                                         "while waiting for peers", low=0.001)
+    send_attempts: int = setting("MR_SEND_ATTEMPTS", 6, "tries a mapper gives a reducer that answers a stream with "
+                                 "an error (one that is down is waited for, up to MR_TIMEOUT_RECOVERY)", low=1,
+                                 count=True)
+    send_retry_first: float = setting("MR_SEND_RETRY_FIRST", 0.05, "first pause (s) before a mapper sends a partition "
+                                      "again", low=0.001)
+    send_retry_max: float = setting("MR_SEND_RETRY_MAX", 1.0, "longest pause (s) between a mapper's sends of one "
+                                    "partition", low=0.001)
+    mapper_backoff_first: float = setting("MR_MAPPER_BACKOFF_FIRST", 0.05, "first pause (s) before a mapper that "
+                                          "stalled or crashed on a split gets another", low=0.001)
+    mapper_backoff_max: float = setting("MR_MAPPER_BACKOFF_MAX", 2.0, "longest pause (s) before a faulty mapper gets "
+                                        "another split", low=0.001)
+    straggler_check: float = setting("MR_STRAGGLER_CHECK", 1.0, "idle mapper slots look for stragglers to back up "
+                                     "at least this often, in s (more often when MR_BACKUP_AFTER is short)", low=0.01)
+    max_wait: float = setting("MR_MAX_WAIT", 600.0, "longest long-poll (s) a client may ask for with ?wait=; longer "
+                              "asks are cut to it", low=0.0)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
@@ -185,6 +208,34 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def peer_backoff(self) -> Backoff:
+        return Backoff(self.retry_first, self.retry_max)
+
+    @property
+    def discovery_backoff(self) -> Backoff:
+        return Backoff(self.discovery_retry_first, self.discovery_retry_max)
+
+    @property
+    def send_backoff(self) -> Backoff:
+        return Backoff(self.send_retry_first, self.send_retry_max)
+
+    @property
+    def mapper_backoff(self) -> Backoff:
+        return Backoff(self.mapper_backoff_first, self.mapper_backoff_max)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Pauses between the tries of one retry loop: ``first``, doubled per try up to ``most``, then jittered."""
+
+    first: float
+    most: float
+
+    def pause(self, tries: int, jitter: float = 1.0) -> float:
+        """The pause after ``tries`` failed tries (1 or more); ``jitter`` in [0.5, 1.5) spreads retrying callers."""
+        return min(self.most, self.first * 2.0 ** min(max(tries, 1) - 1, 30)) * jitter
 
 
 _UNSET: Any = object()

@@ -27,14 +27,10 @@ INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what CBOR carries without a tag
 MAX_KEY_DEPTH = 16
 
 
-def partition_of(key: str, partitions: int) -> int:
-    """The partition (reducer ordinal) that owns canonical ``key``; never Python's per-process salted ``hash()``."""
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
-
-
 def partition_of_key(key: Key, partitions: int) -> int:
-    """The partition of any job key (str, int or tuple), through its canonical encoding."""
-    return partition_of(canonical_key(key), partitions)
+    """The partition (reducer ordinal) of any job key, through its canonical encoding: the rule of
+    :func:`split_by_partition` for one key."""
+    return zlib.crc32(canonical_key(key).encode("utf-8", "surrogatepass")) % partitions
 
 
 def canonical_key(key: Key) -> str:
@@ -96,7 +92,9 @@ def _short(value: object) -> str:
 
 
 def split_by_partition(items: Mapping[str, V], partitions: int) -> list[dict[str, V]]:
-    """Group ``items`` (canonical keys) by owning partition; one hash per distinct key, never per word."""
+    """Group ``items`` (canonical keys) by owning partition: crc32 of the key's UTF-8 bytes modulo ``partitions``,
+    never Python's per-process salted ``hash()``. One hash per distinct key, never per word; the rule is defined
+    here only."""
     if partitions == 1:
         return [dict(items)]
     parts: list[dict[str, V]] = [{} for _ in range(partitions)]

@@ -51,7 +51,6 @@ SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
 RESULTS = web.AppKey("results", Results)
 MASTER_METRICS = web.AppKey("master_metrics", MasterMetrics)
-MAX_WAIT = 600.0
 TOP_BATCH = 4096  # ?top=N entries written at a time
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
@@ -116,13 +115,13 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
                            on_end=ended, on_forget=forget)
     app[REGISTRY] = registry
     app[UPLOADS] = UploadSlots(settings.max_uploads)
-    for record, key in journal.interrupted():
+    for record, key in await asyncio.to_thread(journal.interrupted):
         record.transition(FAILED)
         record.error, record.finished = RESTARTED, time.time()
         record.done.set()
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
-    journal.compact()
+    await asyncio.to_thread(journal.compact)
     drain = app[DRAIN]
     drain.hooks.append(lambda d: registry.close(d.stop_at, d.cancel_by))  # SIGTERM: the jobs share one deadline
     try:
@@ -132,6 +131,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
         await registry.close(drain.stop_at, drain.cancel_by)
         store.close()
         results.clear()
+        await asyncio.to_thread(journal.close)
 
 
 def _job_id(key: str) -> str:
@@ -358,7 +358,7 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
         raise BadRequest("wait must be a number of seconds") from None
     if not math.isfinite(seconds):
         raise BadRequest("wait must be a finite number of seconds")
-    seconds = min(seconds, MAX_WAIT)
+    seconds = min(seconds, request.app[SETTINGS].max_wait)  # MR_MAX_WAIT: longer asks are cut, not refused
     try:
         async with asyncio.timeout(max(seconds, 0.0)):
             await record.done.wait()

@@ -91,7 +91,10 @@ class InputStore:
         timeouts = self.settings.timeouts
         deadline = deadline if deadline is not None else asyncio.get_running_loop().time() + timeouts.body
         try:
-            with open(path, "wb") as file:
+            # Disk writes run in a thread: a slow volume or the kernel throttling dirty pages can stall one write
+            # for seconds, and the loop serves every other request meanwhile.
+            file = await asyncio.to_thread(open, path, "wb")
+            try:
                 while block := await read_block(stream, UPLOAD_BLOCK, timeouts.body_idle, deadline):
                     if size + len(block) > cap:
                         raise PayloadTooLarge(f"upload exceeds the cap of {cap} bytes (MR_MAX_BODY)")
@@ -101,7 +104,11 @@ class InputStore:
                     self.spooled += len(block)  # reserved before the write, so concurrent uploads see it
                     if digest is not None:
                         digest.update(block)
-                    file.write(block)
+                    await asyncio.to_thread(file.write, block)
+            finally:
+                # Cheap (no fsync; writes of a whole block leave the buffer empty). A write still running in its
+                # thread after a cancel holds the buffer's lock, so close waits for it rather than cutting it.
+                file.close()
         except BaseException as error:
             self.spooled -= size
             path.unlink(missing_ok=True)
@@ -174,12 +181,17 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore) -> InputR
             raise PayloadTooLarge(f"text input exceeds the cap of {settings.max_body} bytes")
         return store.add_text(data, name or "text")
     if kind == "path":
-        path = resolve_under_root(settings.data_root, value)
-        return InputRef(PATH, value, name or Path(value).name, path.stat().st_size)
+        # File-system calls (resolve, stat, a trial open) may block on a network volume: off the loop.
+        size = await asyncio.to_thread(_path_size, settings.data_root, value)
+        return InputRef(PATH, value, name or Path(value).name, size)
     policy = UrlPolicy(settings.allow_private_urls)
     await policy.check(value)
     size = await url_size(policy, value, settings)
     return InputRef(URL, value, name or Path(urlsplit(value).path).name or "url", size)
+
+
+def _path_size(root: str, relative: str) -> int:
+    return resolve_under_root(root, relative).stat().st_size
 
 
 def check_name(name: str, limit: int, what: str) -> None:
