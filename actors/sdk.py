@@ -67,8 +67,9 @@ class MapReduceJob:
         """The output value of ``key`` from all its values (every split's, each exactly once, in any order)."""
         raise NotImplementedError(f"job {self.name!r} has no reducer")
 
-    def order(self, key: Key, value: Any) -> Any:
-        """Sort key for ``?top=N`` (smallest first; ties by key); by default the result's key order."""
+    def order(self, key: str, value: Any) -> Any:
+        """Sort key for ``?top=N`` and the CLI (smallest first, ties by key), given an entry of the result (``key``
+        as the result shows it, a str); by default the result's key order."""
         return 0
 
     def engine(self) -> Any:
