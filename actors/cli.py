@@ -189,9 +189,9 @@ async def _local(args: argparse.Namespace) -> int:
         auth = ' -H "Authorization: Bearer $MR_API_TOKEN"' if cluster.api_headers else ""
         print(f"local cluster ready: master {url}, {args.mappers} mappers, {args.reducers} reducers, "
               f"data root {data_root}\n"
+              f"  status page: {url}/\n"
+              f"  mapreduce submit --url {url} --wait FILE     (the token: $MR_API_TOKEN, if set)\n"
               f"  curl{auth} '{url}/compute?text=hello+hello+hello+hello+world+world+world'\n"
-              f"  curl{auth} -X POST {url}/v1/jobs -H 'Content-Type: application/json' "
-              f"-d '{{\"job\": \"wordcount\", \"input\": {{\"text\": \"a b a\"}}}}'\n"
               f"logs: {cluster.log_dir}\nCtrl-C stops it.", file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
