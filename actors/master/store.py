@@ -19,6 +19,7 @@ from aiohttp import StreamReader, web
 from ..core.config import Settings
 from ..core.errors import (
     BadRequest,
+    InputError,
     InsufficientStorage,
     NotFound,
     PayloadTooLarge,
@@ -307,7 +308,7 @@ def check_unicode(value: str, what: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise BadRequest(f"{what} is not valid Unicode text: it has a lone surrogate at character {error.start}, "
+        raise InputError(f"{what} is not valid Unicode text: it has a lone surrogate at character {error.start}, "
                          "which has no UTF-8 form") from None
 
 
