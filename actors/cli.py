@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -19,26 +20,48 @@ from .jobs import get_job, job_names
 from .local import LocalCluster
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1, so no number silently means "the default" or "all"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer (1 or more)")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mapreduce", description="MapReduce on asyncio actors.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def cluster_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--mappers", type=int, default=3, help="mapper processes (default 3)")
-        p.add_argument("--reducers", type=int, default=2, help="reducer processes (default 2)")
+        p.add_argument("--mappers", type=positive_int, default=3, help="mapper processes (default 3)")
+        p.add_argument("--reducers", type=positive_int, default=2, help="reducer processes (default 2)")
         p.add_argument("--static", action="store_true", help="static peer lists instead of mDNS discovery")
 
     run = commands.add_parser("run", help="count a file on a local cluster and print the result")
     run.add_argument("file", type=Path)
-    run.add_argument("--top", type=int, default=None, help="print only the N most frequent keys")
+    run.add_argument("--top", type=positive_int, default=None, help="print only the N most frequent keys")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--job", default="wordcount", choices=job_names())
-    run.add_argument("--split-size", type=int, default=None, help="bytes per split (default: the setting)")
+    run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
     cluster_options(run)
 
     local = commands.add_parser("local", help="keep a local cluster serving until Ctrl-C")
     local.add_argument("--host", default="127.0.0.1")
-    local.add_argument("--port", type=int, default=8080, help="the master's port (default 8080)")
+    local.add_argument("--port", type=port_number, default=8080, help="the master's port (default 8080)")
     local.add_argument("--data-root", default=".", help="directory {\"path\": ...} inputs are read from")
     cluster_options(local)
 
@@ -62,20 +85,45 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read our stdout has gone (`mapreduce run FILE | head`): exit quietly, as a CLI killed by SIGPIPE
+        # does. Point stdout at /dev/null so the interpreter's final flush does not raise the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
+def readable_input(given: Path) -> Path:
+    """The input's real path, checked before a cluster starts: a regular file this process can open, whose name
+    is UTF-8 (the name travels in the job's messages, which carry UTF-8 text only)."""
+    path = given.resolve()
+    if not path.is_file():
+        raise MapReduceError(f"{given} is not a readable file")
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MapReduceError(f"cannot read {given}: its file name {os.fsencode(path.name)!r} is not valid UTF-8; "
+                             "rename the file") from None
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise MapReduceError(f"cannot read {given}: {reason}") from None
+    return path
 
 
 async def _run(args: argparse.Namespace) -> int:
-    path: Path = args.file.resolve()
-    if not path.is_file():
-        raise MapReduceError(f"{args.file} is not a readable file")
+    path = readable_input(args.file)
     started = time.monotonic()
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
         data_root=str(path.parent),
-    ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url) as session:
+    ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
         spec: dict[str, Any] = {"job": args.job, "input": {"path": path.name}}
-        if args.split_size:
+        if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:
             submitted = await response.json()
@@ -118,10 +166,11 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
     entries = job.top(result, args.top if args.top is not None else len(result))
     if args.json:
         print(json.dumps(dict(entries), ensure_ascii=False))
-        return
-    for key, value in entries:
-        shown = value if not isinstance(value, list) else " ".join(map(str, value))
-        print(f"{shown}\t{key}")
+    else:
+        for key, value in entries:
+            shown = value if not isinstance(value, list) else " ".join(map(str, value))
+            print(f"{shown}\t{key}")
+    sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not in the interpreter's exit
 
 
 async def _local(args: argparse.Namespace) -> int:
@@ -131,10 +180,12 @@ async def _local(args: argparse.Namespace) -> int:
         host=args.host, master_port=args.port, data_root=data_root,
     ) as cluster:
         url = cluster.master_url
+        # Name the token's variable, never its value: the banner may end up in a shared log.
+        auth = ' -H "Authorization: Bearer $MR_API_TOKEN"' if cluster.api_headers else ""
         print(f"local cluster ready: master {url}, {args.mappers} mappers, {args.reducers} reducers, "
               f"data root {data_root}\n"
-              f"  curl '{url}/compute?text=hello+hello+hello+hello+world+world+world'\n"
-              f"  curl -X POST {url}/v1/jobs -H 'Content-Type: application/json' "
+              f"  curl{auth} '{url}/compute?text=hello+hello+hello+hello+world+world+world'\n"
+              f"  curl{auth} -X POST {url}/v1/jobs -H 'Content-Type: application/json' "
               f"-d '{{\"job\": \"wordcount\", \"input\": {{\"text\": \"a b a\"}}}}'\n"
               f"logs: {cluster.log_dir}\nCtrl-C stops it.", file=sys.stderr, flush=True)
         stop = asyncio.Event()

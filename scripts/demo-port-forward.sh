@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
 # The article's demo, on a real cluster: apply deploy/, wait for the rollouts, port-forward the master Service,
 # send the original example to /compute and a text file to /v1/jobs, print the results, clean up on exit.
-#
-# Usage: scripts/demo-port-forward.sh [TEXT_FILE]
-#   KUBECTL      kubectl command (default: kubectl), e.g. "minikube kubectl --" or "k3s kubectl"
-#   NAMESPACE    namespace of deploy/ (default: mapreduce)
-#   LOCAL_PORT   local end of the port-forward (default: 8080)
-#   KEEP=1       keep the namespace afterwards (default: delete it on exit)
-#   MR_API_TOKEN sent as a bearer token if the public API is protected
+usage() {
+    cat <<'EOF_USAGE'
+Usage: scripts/demo-port-forward.sh [TEXT_FILE]
+       scripts/demo-port-forward.sh --help
+
+Deploys deploy/ to kubectl's CURRENT CONTEXT, runs the demo against it, and on exit deletes the namespace if
+(and only if) this run created it. Before deploying it checks that the image deploy/ names is on a node, and
+waits (bounded) for a namespace of the same name that is still terminating.
+
+Environment:
+  KUBECTL           kubectl command (default: kubectl), e.g. "minikube kubectl --" or "k3s kubectl"
+  NAMESPACE         namespace of deploy/ (default: mapreduce)
+  LOCAL_PORT        local end of the port-forward (default: 8080)
+  KEEP=1            keep the namespace afterwards, even one this run created
+  NAMESPACE_WAIT    seconds to wait for a terminating namespace to go (default: 120)
+  SKIP_IMAGE_CHECK=1  deploy without checking the nodes' images (a node lists at most 50 of them)
+  MR_API_TOKEN      sent as a bearer token if the public API is protected
+EOF_USAGE
+}
 set -euo pipefail
+
+TEXT_FILE=""
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) usage; exit 0 ;;
+        -*) echo "demo-port-forward.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
+        *)
+            if [[ -n "$TEXT_FILE" ]]; then echo "demo-port-forward.sh: one TEXT_FILE at most" >&2; exit 2; fi
+            TEXT_FILE="$arg" ;;
+    esac
+done
+if [[ -n "$TEXT_FILE" && ! -r "$TEXT_FILE" ]]; then
+    echo "demo-port-forward.sh: cannot read $TEXT_FILE" >&2
+    exit 2
+fi
 
 KUBECTL="${KUBECTL:-kubectl}"
 NAMESPACE="${NAMESPACE:-mapreduce}"
 LOCAL_PORT="${LOCAL_PORT:-8080}"
 KEEP="${KEEP:-0}"
+NAMESPACE_WAIT="${NAMESPACE_WAIT:-120}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TEXT_FILE="${1:-}"
 BASE="http://127.0.0.1:${LOCAL_PORT}"
 
 read -r -a kubectl <<<"$KUBECTL"   # allow "minikube kubectl --" style commands
 k() { "${kubectl[@]}" --namespace "$NAMESPACE" "$@"; }
 
 forward_pid=""
+created_namespace=0   # set just before `apply`, when the namespace did not exist: only then is it ours to delete
 workdir="$(mktemp -d)"
 cleanup() {
     local status=$?
@@ -30,9 +58,11 @@ cleanup() {
         wait "$forward_pid" 2>/dev/null || true
     fi
     rm -rf "$workdir"
-    if [[ "$KEEP" != 1 ]]; then
-        echo "== deleting namespace $NAMESPACE (KEEP=1 keeps it)"
+    if [[ "$created_namespace" == 1 && "$KEEP" != 1 ]]; then
+        echo "== deleting namespace $NAMESPACE, which this run created (KEEP=1 keeps it)"
         "${kubectl[@]}" delete namespace "$NAMESPACE" --ignore-not-found --wait=false >/dev/null || true
+    elif [[ "$created_namespace" == 0 ]] && [[ -n "${namespace_phase:-}" ]]; then
+        echo "== keeping namespace $NAMESPACE: it existed before this run"
     fi
     exit "$status"
 }
@@ -44,6 +74,42 @@ curl_api() {
     if [[ -n "${MR_API_TOKEN:-}" ]]; then auth=(-H "Authorization: Bearer ${MR_API_TOKEN}"); fi
     curl --silent --show-error --fail-with-body "${auth[@]}" "$@"
 }
+
+echo "== kubectl context: $("${kubectl[@]}" config current-context 2>/dev/null || echo '(none)')"
+
+if [[ "${SKIP_IMAGE_CHECK:-0}" != 1 ]]; then
+    # The images deploy/ names (after kustomize's rewrites), each looked for among the images the nodes report;
+    # with imagePullPolicy IfNotPresent a missing local image would only show as ImagePullBackOff much later.
+    mapfile -t images < <("${kubectl[@]}" kustomize "$ROOT/deploy" | sed -n 's/^ *image: *"\{0,1\}\([^" ]*\)"\{0,1\} *$/\1/p' | sort -u)
+    node_images=" $("${kubectl[@]}" get nodes -o jsonpath='{.items[*].status.images[*].names[*]}') "
+    for image in "${images[@]}"; do
+        wanted="$image"
+        if [[ "${image##*/}" != *[:@]* ]]; then wanted="$image:latest"; fi
+        if [[ "$node_images" != *" $wanted "* && "$node_images" != *"/$wanted "* ]]; then
+            echo "demo-port-forward.sh: image $wanted is on no node of this cluster; build it and load it into" \
+                 "the cluster first (e.g. 'minikube image load $wanted', 'kind load docker-image $wanted')," \
+                 "or set SKIP_IMAGE_CHECK=1 if the nodes can pull it" >&2
+            exit 1
+        fi
+    done
+fi
+
+namespace_phase="$("${kubectl[@]}" get namespace "$NAMESPACE" -o 'jsonpath={.status.phase}' --ignore-not-found)"
+if [[ "$namespace_phase" == Terminating ]]; then
+    echo "== namespace $NAMESPACE is terminating: waiting up to ${NAMESPACE_WAIT}s for it to go"
+    if ! "${kubectl[@]}" wait --for=delete "namespace/$NAMESPACE" --timeout="${NAMESPACE_WAIT}s"; then
+        echo "demo-port-forward.sh: namespace $NAMESPACE is still terminating after ${NAMESPACE_WAIT}s;" \
+             "try again when it is gone (kubectl get namespace $NAMESPACE)" >&2
+        namespace_phase=""   # not ours and not usable: say nothing about keeping it
+        exit 1
+    fi
+    namespace_phase=""
+fi
+if [[ -z "$namespace_phase" ]]; then
+    created_namespace=1
+else
+    echo "== namespace $NAMESPACE exists already: deploying into it, and leaving it in place afterwards"
+fi
 
 echo "== applying $ROOT/deploy"
 "${kubectl[@]}" apply -k "$ROOT/deploy"

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = [REPO / "data" / "genesis-kjv.txt", Path("/work/shared/data/genesis-kjv.txt")]
+SAMPLE = REPO / "data" / "genesis-kjv.txt"  # in the repository, next to this script: no outside path
 EXAMPLE = "hello hello hello hello world world world"  # the original /compute example
 MAX_DURATION = 3600.0
 
@@ -59,7 +59,7 @@ TARGET_SUSTAINED = 150.0
 
 def ten_kb_texts(count: int = 16, size: int = 10_000) -> list[str]:
     """Deterministic ~10 KB texts cut on line boundaries from the sample text (or made up if it is missing)."""
-    source = next((p.read_text("utf-8") for p in SAMPLE if p.is_file()), "")
+    source = SAMPLE.read_text("utf-8") if SAMPLE.is_file() else ""
     if not source:
         rng = random.Random(1)
         source = "\n".join(" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "omega"]) for _ in range(12))

@@ -66,7 +66,8 @@ async def main() -> int:
         async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=root, extra_env=DRILL_ENV,
                                 timeouts=DRILL_TIMEOUTS) as cluster:
             timeout = aiohttp.ClientTimeout(total=300)
-            async with aiohttp.ClientSession(base_url=cluster.master_url, timeout=timeout) as session:
+            async with aiohttp.ClientSession(base_url=cluster.master_url, timeout=timeout,
+                                             headers=cluster.api_headers) as session:
                 for number in range(1, args.jobs + 1):
                     if time.monotonic() > deadline:
                         break

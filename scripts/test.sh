@@ -7,6 +7,16 @@ cd "$ROOT"
 if [ -f scripts/k8s-test-deps.sh ]; then
   bash scripts/k8s-test-deps.sh
 fi
+# tests/test_page.py drives the status page in headless Chromium; install it when missing (root + apt-get only,
+# else those tests skip and say why).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing chromium (the status page's browser test)" >&2
+  chromium_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null 2>&1
+  }
+  chromium_install || { apt-get update -qq >/dev/null 2>&1 && chromium_install; } \
+    || echo "chromium could not be installed: the status page's browser tests will skip" >&2
+fi
 echo "== ruff" >&2
 ruff check actors tests scripts
 echo "== mypy --strict actors" >&2

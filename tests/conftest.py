@@ -15,7 +15,10 @@ import pytest
 from aiohttp import web
 
 from actors.core.config import Settings, Timeouts
+from actors.net.actor import make_runner
 from actors.serve import bind, build_app
+
+from .heldinput import HeldInput
 
 TOKEN = "test-token"
 FAST = Timeouts(connect=2.0, request=20.0, lease=5.0, stream_idle=5.0, stage_wait=2.0, finalize=20.0,
@@ -38,7 +41,7 @@ class Actor:
 async def start_actor(settings: Settings) -> Actor:
     sock, settings = bind(settings)
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.timeouts.drain)
+    runner = make_runner(app, shutdown_timeout=settings.timeouts.drain)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return Actor(settings, app, runner)
@@ -92,6 +95,7 @@ def actor_settings(role: str, ordinal: int, data_root: Path, **overrides: Any) -
         data_root=str(data_root),
         token=TOKEN,
         split_size=64 * 1024,
+        split_size_floor=512,  # tests ask for tiny splits to get many of them from small inputs
         chunk_size=16 * 1024,
         key_budget=500,
         timeouts=FAST,
@@ -159,3 +163,30 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
             if check():
                 return
             await asyncio.sleep(0.005)
+
+
+HeldInputFactory = Callable[[bytes], Awaitable[HeldInput]]
+
+
+@pytest.fixture
+async def held_input() -> AsyncIterator[HeldInputFactory]:
+    """Serve bytes as ``HeldInput`` on 127.0.0.1; every held read is released and the server closed at the end."""
+    runners: list[tuple[HeldInput, web.AppRunner]] = []
+
+    async def serve(data: bytes) -> HeldInput:
+        held = HeldInput(data)
+        app = web.Application()
+        app.router.add_route("*", "/{name}", held.handle)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        held.url = f"http://127.0.0.1:{port}/input.txt"
+        runners.append((held, runner))
+        return held
+
+    yield serve
+    for held, runner in runners:
+        held.release_all()
+        await runner.cleanup()

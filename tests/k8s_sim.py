@@ -10,8 +10,8 @@ pods as ``publishNotReadyAddresses: false`` does) and ``<pod>.<svc>.<ns>.svc.<do
 What the simulation has to change, and only this (see :data:`SIM_OVERRIDES`): pods share one network namespace
 here, so each binds its own address (``MR_HOST``) instead of 0.0.0.0; the resolver is pointed at the fake DNS
 (``MR_DNS_NAMESERVER``/``MR_DNS_PORT``, what the pod's resolv.conf does in a cluster); the emptyDir mounts become
-per-pod temporary directories (``MR_SPOOL_DIR``, ``MR_STATE_DIR``, ``TMPDIR``); and the master advertises its IP
-URL, because the mappers fetch input ranges with aiohttp's resolver, which asks the system resolver, not the fake DNS.
+per-pod temporary directories (``MR_SPOOL_DIR``, ``MR_STATE_DIR``, ``TMPDIR``). The preStop sleep is skipped: the
+sim unpublishes a pod before it sends SIGTERM, which is what the sleep is there to wait for.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import os
 import random
 import re
@@ -42,7 +43,7 @@ DEPLOY = ROOT / "deploy"
 WORKLOADS = ("Deployment", "StatefulSet")
 # Env names only the simulation sets: they replace what the pod's network namespace, resolv.conf and
 # emptyDir mounts give a real pod (see the module docstring).
-SIM_OVERRIDES = ("MR_HOST", "MR_DNS_NAMESERVER", "MR_DNS_PORT", "TMPDIR", "MR_ADVERTISE_URL")
+SIM_OVERRIDES = ("MR_HOST", "MR_DNS_NAMESERVER", "MR_DNS_PORT", "TMPDIR")
 # ... and every setting whose value is an emptyDir mount path (MR_SPOOL_DIR, MR_STATE_DIR) gets a per-pod directory.
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\$")
 
@@ -185,6 +186,18 @@ def container_env(pod: PodSpec, objects: list[dict[str, Any]], pod_ip: str) -> d
     return env
 
 
+def reducer_count_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Pods whose MR_REDUCER_COUNT differs from the reducer StatefulSet's replicas (the partitions they expect)."""
+    replicas = one(objects, "StatefulSet", "reducer")["spec"]["replicas"]
+    problems = []
+    for workload in [o for o in objects if o["kind"] in WORKLOADS]:
+        env = container_env(declared_pods([workload])[0], objects, "10.0.0.1")
+        count = Settings.from_env(env).reducer_count
+        if count != replicas:
+            problems.append(f"{workload['metadata']['name']}: MR_REDUCER_COUNT={count}, reducer replicas {replicas}")
+    return problems
+
+
 # ---------------------------------------------------------------- the simulated cluster
 
 
@@ -276,8 +289,6 @@ class SimCluster:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
         })
-        if "MR_ADVERTISE_URL" in env:
-            env["MR_ADVERTISE_URL"] = f"http://{ip}:{pod.port()}"
         sim = SimPod(pod, ip, pod.port(), env, self.workdir / pod.name / "log.txt")
         self.pods[pod.name] = sim
         return sim
@@ -310,14 +321,50 @@ class SimCluster:
                     raise AssertionError(f"not ready within {self.startup_timeout}s: {logs}")
                 await asyncio.sleep(0.05)
 
-    async def scale(self, workload: str, replicas: int) -> list[SimPod]:
-        """``kubectl scale statefulset/<workload> --replicas=N`` upwards: start the new ordinals."""
-        pods = [p for p in declared_pods(self.objects, {workload: replicas}) if p.role == workload]
+    async def scale(self, workload: str, replicas: int, settings: dict[str, str] | None = None) -> list[SimPod]:
+        """``kubectl scale statefulset/<workload> --replicas=N`` upwards: start the new ordinals.
+
+        With ``settings``, the change to ``settings.env`` that goes with it (MR_REDUCER_COUNT for reducers) is
+        applied as ``kubectl apply -k`` would: the regenerated ConfigMap has a new name, so every existing pod is
+        replaced by one with the new env, and the new ordinals start with it.
+        """
+        (sts,) = [o for o in self.objects if o["kind"] in WORKLOADS and o["metadata"]["name"] == workload]
+        sts["spec"]["replicas"] = replicas
+        existing = list(self.pods.values())
+        if settings:
+            for config in find(self.objects, "ConfigMap"):
+                config["data"].update(settings)
+        pods = [p for p in declared_pods(self.objects) if p.role == workload]
         new = [self.add(p) for p in pods if p.name not in self.pods]
         for pod in new:
             await self.start(pod)
         await self.wait_ready(new)
+        if settings:
+            await self.replace(existing)
         return new
+
+    async def replace(self, pods: list[SimPod], grace: float = 30.0) -> None:
+        """Replace pods by new ones from the current manifests (a rollout): unpublish, SIGTERM, start, wait ready."""
+        for pod in pods:
+            pod.ready = False
+        self.publish()
+        for pod in pods:
+            assert pod.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                pod.process.send_signal(signal.SIGTERM)
+        for pod in pods:
+            assert pod.process is not None
+            code = await asyncio.wait_for(pod.process.wait(), grace)
+            assert code == 0, f"{pod.spec.name} exited with {code} when replaced:\n{pod.log()}"
+        for generation in itertools.count(1):  # the old pod's files (logs, emptyDirs) move aside
+            if not any((self.workdir / f"{p.spec.name}~{generation}").exists() for p in pods):
+                break
+        for pod in pods:
+            (self.workdir / pod.spec.name).rename(self.workdir / f"{pod.spec.name}~{generation}")
+        fresh = [self.add(p) for p in declared_pods(self.objects) if p.name in {q.spec.name for q in pods}]
+        for pod in fresh:
+            await self.start(pod)
+        await self.wait_ready(fresh)
 
     async def stop(self, grace: float = 30.0) -> dict[str, int | None]:
         """SIGTERM every pod, as the kubelet does; SIGKILL what outlives the grace period. Exit codes by pod."""
@@ -393,7 +440,30 @@ import asyncio, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
     log.write(" ".join(args) + "\\n")
-if "port-forward" in args:
+# The namespace's phase lives in a file next to the log: absent (no namespace), "Active" or "Terminating".
+phase = os.environ.get("FAKE_KUBECTL_NAMESPACE", os.environ["FAKE_KUBECTL_LOG"] + ".namespace")
+if args[:1] == ["kustomize"]:
+    os.execv(os.environ["FAKE_KUBECTL_REAL"], ["kubectl", *args])
+elif args[:2] == ["config", "current-context"]:
+    print("simulated")
+elif args[:2] == ["get", "nodes"]:
+    print(os.environ.get("FAKE_KUBECTL_IMAGES", "docker.io/library/mapreduce-actors:latest registry.k8s.io/pause:3.9"))
+elif args[:2] == ["get", "namespace"]:
+    if os.path.exists(phase):
+        print(open(phase).read(), end="")
+elif args[:1] == ["wait"]:
+    if os.environ.get("FAKE_KUBECTL_STUCK"):
+        print("error: timed out waiting for the condition on " + args[-2], file=sys.stderr)
+        sys.exit(1)
+    os.remove(phase)
+    print(args[-2] + " condition met")
+elif args[:1] == ["apply"]:
+    if not os.path.exists(phase):
+        open(phase, "w").write("Active")
+elif args[:2] == ["delete", "namespace"]:
+    if os.path.exists(phase):
+        os.remove(phase)
+elif "port-forward" in args:
     with open(os.environ["FAKE_KUBECTL_LOG"] + ".pids", "a") as pids:
         pids.write(f"{os.getpid()}\\n")
     local = int(args[args.index("port-forward") + 2].split(":")[0])

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import tracemalloc
 
 import pytest
 
-from actors.core.errors import Unavailable
-from actors.reducer.budget import StagingBudget
+from actors.core import wire
+from actors.core.errors import PayloadTooLarge, Unavailable
+from actors.core.messages import Data, to_wire
+from actors.reducer.budget import DECODED_RATIO, StagingBudget, footprint
 
 
 async def settle() -> None:
@@ -138,3 +142,67 @@ async def test_release_on_cancellation() -> None:
         await waiter
     assert budget.used == 0
     assert budget.refused == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoded bytes: reservations grow as frames show what they hold, and never past the budget
+
+
+async def test_a_reservation_grows_while_the_budget_has_room() -> None:
+    budget = StagingBudget(100)
+    async with budget.reserve(30, 1.0) as reserved:
+        reserved.cover(20)  # within the reservation: nothing changes
+        assert (reserved.size, budget.used) == (30, 30)
+        reserved.cover(90)
+        assert (reserved.size, budget.used) == (90, 90)
+    assert budget.used == 0  # the grown reservation is released whole
+
+
+async def test_growth_past_what_others_hold_is_refused_not_waited_for() -> None:
+    budget = StagingBudget(100)
+    release, admitted = asyncio.Event(), asyncio.Event()
+    other = asyncio.create_task(holder(budget, 60, admitted, release))
+    await admitted.wait()
+    try:
+        async with budget.reserve(30, 1.0) as reserved:
+            with pytest.raises(Unavailable, match="MR_STAGE_BUDGET"):
+                reserved.cover(50)  # waiting here could deadlock two growing streams: refuse, the sender retries
+            assert budget.used == 90
+    finally:
+        release.set()
+        await other
+    assert budget.used == 0
+    assert budget.refused == 1
+
+
+async def test_a_stream_decoding_past_the_whole_budget_is_too_large() -> None:
+    budget = StagingBudget(100)
+    async with budget.reserve(100, 1.0) as reserved:
+        with pytest.raises(PayloadTooLarge, match="MR_STAGE_BUDGET"):
+            reserved.cover(101)
+    assert budget.used == 0
+
+
+def test_footprint_counts_nested_values() -> None:
+    names = ["one.txt", "two.txt"]
+    items = {"a": names}
+    expected = sys.getsizeof(items) + sys.getsizeof("a") + sys.getsizeof(names) + sum(map(sys.getsizeof, names))
+    assert footprint(items) == expected
+    assert footprint({"a": 1, "b": 2}) == sum(map(sys.getsizeof, ({"a": 1, "b": 2}, "a", "b", 1, 2)))
+
+
+def test_decoded_ratio_covers_what_word_frames_really_hold() -> None:
+    # The measurement behind DECODED_RATIO: what decoding a frame of ordinary words allocates, per wire byte.
+    items = {f"{word}{i}": i % 5 + 1 for i, word in enumerate(["the", "counted", "word", "reducer"] * 5000)}
+    body = wire.encode(to_wire(Data(items)))
+    tracemalloc.start()
+    try:
+        decoded = wire.decode(body, len(body))
+        allocated, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(decoded["items"]) == len(items)
+    # sys.getsizeof over-counts (shared small ints), so footprint() is a safe charge...
+    assert footprint(decoded["items"]) >= allocated * 0.9
+    # ...and the up-front estimate is in the right range for such words (within a factor of 2 either way).
+    assert len(body) * DECODED_RATIO / 2 <= allocated <= len(body) * DECODED_RATIO * 2

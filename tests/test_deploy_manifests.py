@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,20 @@ from urllib.parse import urlsplit
 import pytest
 
 from actors.core.config import Settings
+from actors.reducer.budget import DECODED_RATIO
 
-from .k8s_sim import DEPLOY, container_env, declared_pods, find, matches, one, render, settings_read, tool
+from .k8s_sim import (
+    DEPLOY,
+    container_env,
+    declared_pods,
+    find,
+    matches,
+    one,
+    reducer_count_problems,
+    render,
+    settings_read,
+    tool,
+)
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
 
@@ -241,11 +255,12 @@ def test_every_required_setting_is_set(objects: list[Obj], role: str) -> None:
     if role == "master":
         settings = Settings.from_env(container_env(pods[0], objects, "10.1.2.3"))
         assert settings.state_dir in {m["mountPath"] for m in container(w)["volumeMounts"]}, "journal not mounted"
-        # Mappers read input ranges from this URL: it must be the master Service's cluster DNS name and port.
+        # Mappers read input ranges from this URL: the pod's own IP, not the master Service, which a draining
+        # (or not yet ready) master leaves while its running jobs still need their inputs.
         url = urlsplit(Settings.from_env(container_env(pods[0], objects, "10.1.2.3")).advertise_url)
-        service = one(objects, "Service", "master")
-        assert url.hostname == "master.mapreduce.svc.cluster.local"
-        assert url.port == service["spec"]["ports"][0]["port"]
+        assert url.hostname == "10.1.2.3"
+        assert env_value(w, "MR_ADVERTISE_HOST")["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        assert url.port == container(w)["ports"][0]["containerPort"]
 
 
 def test_probe_paths_are_real_routes(objects: list[Obj]) -> None:
@@ -284,8 +299,50 @@ def test_pods_meet_the_restricted_pod_security_standard(objects: list[Obj]) -> N
             assert path in mounts and "emptyDir" in volumes[mounts[path]], f"{path} needs a writable emptyDir"
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{w['metadata']['name']} {kind}"
-        drain = settings.timeouts.drain
-        assert spec["terminationGracePeriodSeconds"] > drain, "SIGKILL must not come before the drain ends"
+
+
+# ---------------------------------------------------------------- shutdown inside the grace period
+
+
+EXIT_MARGIN = 3.0  # seconds a process may need past its drain deadline to be gone (tests/test_serve.py measures it)
+
+
+def grace_problems(objects: list[Obj]) -> list[str]:
+    """Workloads whose pods could be SIGKILLed mid-drain: preStop sleep + MR_TIMEOUT_DRAIN + margin >= the grace."""
+    problems = []
+    for w in workloads(objects):
+        spec = pod_template(w)["spec"]
+        pre_stop = container(w).get("lifecycle", {}).get("preStop", {})
+        sleep = pre_stop.get("sleep", {}).get("seconds", 0)
+        drain = Settings.from_env(container_env(declared_pods([w])[0], objects, "10.0.0.1")).timeouts.drain
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        if not sleep + drain + EXIT_MARGIN < grace:
+            problems.append(f"{w['metadata']['name']}: preStop {sleep} s + MR_TIMEOUT_DRAIN {drain:g} s + "
+                            f"{EXIT_MARGIN:g} s >= terminationGracePeriodSeconds {grace}")
+    return problems
+
+
+def test_the_drain_budget_fits_inside_the_grace_period(objects: list[Obj]) -> None:
+    assert grace_problems(objects) == []
+    for w in workloads(objects):
+        pre_stop = container(w)["lifecycle"]["preStop"]
+        # A sleep action, not an exec of `sleep`: the image need not have a shell or coreutils.
+        assert set(pre_stop) == {"sleep"} and pre_stop["sleep"]["seconds"] > 0, w["metadata"]["name"]
+
+
+def test_the_grace_check_sees_a_drain_too_long_for_the_grace(objects: list[Obj]) -> None:
+    mutated = copy.deepcopy(objects)
+    (config,) = find(mutated, "ConfigMap")
+    config["data"]["MR_TIMEOUT_DRAIN"] = "25"  # 5 s preStop + 25 s + margin > 30 s
+    assert sorted(p.split(":")[0] for p in grace_problems(mutated)) == ["mapper", "master", "reducer"]
+
+
+# ---------------------------------------------------------------- the reducer count
+
+
+def test_every_actor_is_told_the_reducer_statefulsets_replicas(objects: list[Obj]) -> None:
+    assert reducer_count_problems(objects) == []
+    assert one(objects, "StatefulSet", "reducer")["spec"]["replicas"] == 2
 
 
 # ---------------------------------------------------------------- NetworkPolicies and PDBs
@@ -437,21 +494,52 @@ def test_pod_disruption_budgets_select_real_pods(objects: list[Obj]) -> None:
 # ---------------------------------------------------------------- scaling touches nothing else
 
 
-def test_a_replicas_patch_changes_only_the_replicas(objects: list[Obj], tmp_path: Path) -> None:
+def _overlay(tmp_path: Path, body: str) -> list[Obj]:
     base = os.path.relpath(DEPLOY, tmp_path)  # kustomize refuses an absolute base
-    (tmp_path / "kustomization.yaml").write_text(
-        f"resources:\n  - {base}\nreplicas:\n  - name: mapper\n    count: 5\n  - name: reducer\n    count: 4\n")
+    (tmp_path / "kustomization.yaml").write_text(f"resources:\n  - {base}\n{body}")
     try:
-        scaled = render(tmp_path)
+        return render(tmp_path)
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"kustomize overlay failed: {exc.stderr}")
+
+
+def test_scaling_mappers_changes_only_the_replicas(objects: list[Obj], tmp_path: Path) -> None:
+    scaled = _overlay(tmp_path, "replicas:\n  - name: mapper\n    count: 5\n")
     assert len(scaled) == len(objects)
     for before, after in zip(objects, scaled, strict=True):
         if after["kind"] == "StatefulSet":
             after = copy.deepcopy(after)
             after["spec"]["replicas"] = before["spec"]["replicas"]
         assert before == after
+    assert one(scaled, "StatefulSet", "mapper")["spec"]["replicas"] == 5
+
+
+REDUCERS_4 = ("replicas:\n  - name: reducer\n    count: 4\n"
+              "configMapGenerator:\n  - name: mapreduce-settings\n    behavior: merge\n"
+              "    literals:\n      - MR_REDUCER_COUNT=4\n")
+
+
+def test_scaling_reducers_changes_the_replicas_and_the_count_together(objects: list[Obj], tmp_path: Path) -> None:
+    """The documented recipe: the replicas and MR_REDUCER_COUNT, and nothing else (but the ConfigMap's new name)."""
+    scaled = _overlay(tmp_path, REDUCERS_4)
+    assert reducer_count_problems(scaled) == []
     assert one(scaled, "StatefulSet", "reducer")["spec"]["replicas"] == 4
+    (old_config,), (new_config,) = find(objects, "ConfigMap"), find(scaled, "ConfigMap")
+    assert new_config["metadata"]["name"] != old_config["metadata"]["name"]  # new hash: every pod rolls
+    assert new_config["data"] == {**old_config["data"], "MR_REDUCER_COUNT": "4"}
+    renamed = json.loads(json.dumps(objects).replace(old_config["metadata"]["name"], new_config["metadata"]["name"]))
+    for before, after in zip(renamed, scaled, strict=True):
+        after = copy.deepcopy(after)
+        if after["kind"] == "StatefulSet":
+            after["spec"]["replicas"] = before["spec"]["replicas"]
+        if after["kind"] == "ConfigMap":
+            after["data"]["MR_REDUCER_COUNT"] = before["data"]["MR_REDUCER_COUNT"]
+        assert before == after
+
+
+def test_scaling_reducers_without_the_count_is_caught(tmp_path: Path) -> None:
+    scaled = _overlay(tmp_path, "replicas:\n  - name: reducer\n    count: 4\n")
+    assert sorted(p.split(":")[0] for p in reducer_count_problems(scaled)) == ["mapper", "master", "reducer"]
 
 
 def test_the_documented_token_overlay_replaces_the_sample(objects: list[Obj], tmp_path: Path) -> None:
@@ -468,3 +556,327 @@ def test_the_documented_token_overlay_replaces_the_sample(objects: list[Obj], tm
     for w in workloads(overlaid):
         env = container_env(declared_pods([w])[0], overlaid, "10.0.0.1")
         assert env["MR_TOKEN"] == "a-real-token"
+
+
+# ---------------------------------------------------------------- the master's memory and disk budgets
+
+QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+MiB = 2**20
+ASSEMBLY = 12  # a result being assembled (reports, merged dict, its order, its JSON) takes ~12x its JSON bytes
+BASELINE = 256 * MiB  # the interpreter, libraries, request buffers and the job table
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(quantity)).groups()  # type: ignore[union-attr]
+    return int(float(number) * QUANTITY[unit])
+
+
+def _master_budget_problems(objects: list[Obj]) -> list[str]:
+    """Where the master's manifest and its settings disagree: the README's "Limits and safety → master" arithmetic."""
+    w = workload(objects, "master")
+    settings = Settings.from_env(container_env(declared_pods([w])[0], objects, "10.0.0.1"))
+    c, volumes = container(w), {v["name"]: v for v in pod_template(w)["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    spool = _bytes(volumes[mounts[settings.spool_dir]]["emptyDir"]["sizeLimit"])
+    memory = _bytes(c["resources"]["limits"]["memory"])
+    ephemeral = _bytes(c["resources"]["limits"]["ephemeral-storage"])
+    problems = []
+    if settings.upload_budget >= spool:
+        problems.append(f"MR_UPLOAD_BUDGET {settings.upload_budget} must stay below the spool sizeLimit {spool}")
+    if settings.max_body > settings.upload_budget:
+        problems.append("MR_MAX_BODY must fit in MR_UPLOAD_BUDGET, or the largest upload could never be taken")
+    needed = settings.results_budget + ASSEMBLY * settings.result_max + BASELINE
+    if needed > memory:
+        problems.append(f"results budget + {ASSEMBLY} x MR_RESULT_MAX + baseline = {needed} > memory limit {memory}")
+    if settings.result_max > settings.results_budget:
+        problems.append("MR_RESULT_MAX must fit in MR_RESULTS_BUDGET")
+    emptydirs = sum(_bytes(v["emptyDir"].get("sizeLimit", "0")) for v in volumes.values() if "emptyDir" in v)
+    if emptydirs > ephemeral:
+        problems.append(f"the emptyDir sizeLimits ({emptydirs}) pass the ephemeral-storage limit {ephemeral}")
+    return problems
+
+
+def test_master_manifest_agrees_with_its_memory_and_disk_budgets(objects: list[Obj]) -> None:
+    assert _master_budget_problems(objects) == []
+
+
+def test_master_budget_check_is_not_vacuous(objects: list[Obj]) -> None:
+    """Shrink the spool volume, the memory limit, or raise the results budget: each disagreement is caught."""
+    def mutated(change: Any) -> list[Obj]:
+        objs = copy.deepcopy(objects)
+        change(workload(objs, "master"))
+        return objs
+
+    def small_spool(w: Obj) -> None:
+        for v in pod_template(w)["spec"]["volumes"]:
+            if v["name"] == "spool":
+                v["emptyDir"]["sizeLimit"] = "4Gi"
+
+    def small_memory(w: Obj) -> None:
+        container(w)["resources"]["limits"]["memory"] = "512Mi"
+
+    def big_results(w: Obj) -> None:
+        container(w)["env"].append({"name": "MR_RESULTS_BUDGET", "value": str(768 * MiB)})
+
+    for change, word in ((small_spool, "MR_UPLOAD_BUDGET"), (small_memory, "memory limit"),
+                         (big_results, "memory limit")):
+        problems = _master_budget_problems(mutated(change))
+        assert any(word in p for p in problems), (change.__name__, problems)
+
+
+# ---------------------------------------------------------------- memory limits agree with the budgets
+
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+# The terms of README "Limits and safety -> reducer and mapper", which explains each.
+REDUCER_TOTALS = 1024 * MiB  # a partition's merged totals: about 10 M distinct keys at ~100 B each
+REPORT_SHARE = 1 / 6  # the encoded report at finalize, beside the totals (wire bytes per decoded byte)
+MAPPER_KEY_BYTES = 240  # one key of the partial Counter plus its partitioned copy (measured ~100 B + ~40 B)
+OVERHEAD = 200 * MiB  # interpreter, aiohttp, libraries, buffers (an idle actor is ~60 MB RSS)
+
+
+def quantity(text: str) -> int:
+    """A Kubernetes memory quantity in bytes ("2Gi", "512Mi", "1G", "1048576")."""
+    for suffix, factor in _UNITS.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+def test_quantity() -> None:
+    assert quantity("2Gi") == 2 * 2**30
+    assert quantity("512Mi") == 512 * 2**20
+    assert quantity("1G") == 10**9
+    assert quantity("1048576") == 2**20
+
+
+def role_settings(objects: list[Obj], role: str) -> tuple[Settings, int]:
+    """The settings the role's first pod reads, and its container's memory limit in bytes."""
+    w = workload(objects, role)
+    pod = declared_pods([w])[0]
+    settings = Settings.from_env(container_env(pod, objects, "10.1.2.3"))
+    return settings, quantity(container(w)["resources"]["limits"]["memory"])
+
+
+def reducer_peak(s: Settings) -> float:
+    # Staged streams are charged by decoded size up to MR_STAGE_BUDGET; each also holds one raw frame of at most
+    # its declared size, which is 1/DECODED_RATIO of its reservation.
+    staging = s.stage_budget * (1 + 1 / DECODED_RATIO)
+    return staging + REDUCER_TOTALS * (1 + REPORT_SHARE) + OVERHEAD
+
+
+def mapper_peak(s: Settings, partitions: int) -> float:
+    # The partial values up to MR_KEY_BUDGET keys; a chunk as bytes, text and its split words (~8x); the longest
+    # key as buffer, piece, text and its encoding (4x); each partition's spool in memory (8 MiB, then disk);
+    # two frames being encoded.
+    return (s.key_budget * MAPPER_KEY_BYTES + 8 * s.chunk_size + 4 * s.max_key + partitions * 8 * MiB
+            + 2 * s.frame_cap + OVERHEAD)
+
+
+def test_memory_limits_cover_the_budgets(objects: list[Obj]) -> None:
+    reducer, reducer_limit = role_settings(objects, "reducer")
+    mapper, mapper_limit = role_settings(objects, "mapper")
+    partitions = workload(objects, "reducer")["spec"]["replicas"]
+    assert reducer_peak(reducer) < reducer_limit, (reducer_peak(reducer) / MiB, reducer_limit / MiB)
+    assert mapper_peak(mapper, partitions) < mapper_limit, (mapper_peak(mapper, partitions) / MiB, mapper_limit / MiB)
+
+
+def test_the_memory_check_sees_a_budget_past_the_limit(objects: list[Obj]) -> None:
+    reducer, reducer_limit = role_settings(objects, "reducer")
+    assert reducer_peak(reducer.replace(stage_budget=2 * reducer_limit)) > reducer_limit
+    mapper, mapper_limit = role_settings(objects, "mapper")
+    assert mapper_peak(mapper.replace(max_key=mapper_limit // 4), 2) > mapper_limit
+# ---------------------------------------------------------------- scraping annotations (base)
+
+
+def test_pods_are_annotated_for_scraping_on_their_own_port(objects: list[Obj]) -> None:
+    for w in workloads(objects):
+        annotations = pod_template(w)["metadata"]["annotations"]
+        http = {p["name"]: p["containerPort"] for p in container(w)["ports"]}["http"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(http), w["metadata"]["name"]
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+# ---------------------------------------------------------------- overlays: dev and production
+
+OVERLAYS = DEPLOY / "overlays"
+SAMPLE_TOKEN = (DEPLOY / "base" / "token.sample.env").read_text().strip().partition("=")[2]
+# The Secret production creates out of band (kubectl create secret ...), as the checks below need it to exist.
+OUT_OF_BAND = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mapreduce-token", "namespace": "mapreduce"},
+               "data": {"MR_TOKEN": "cmVhbC10b2tlbg==", "MR_API_TOKEN": "cmVhbC1hcGktdG9rZW4="}}
+DIGEST = re.compile(r"[a-z0-9.\-/:]+@sha256:[0-9a-f]{64}")
+# The ServiceMonitor is a CRD kubernetes-validate has no schema for: its required fields, and no unknown ones where
+# this overlay writes them (a misspelt endpoint field would be silently pruned by the API server).
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
+                "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
+                    "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
+                "jobLabel": {"type": "string"},
+                "endpoints": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["port"], "additionalProperties": False,
+                    "properties": {"port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"},
+                                   "scheme": {"enum": ["http", "https"]},
+                                   "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                   "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}}}},
+            },
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def overlays(objects: list[Obj]) -> dict[str, list[Obj]]:
+    return {name: render(OVERLAYS / name) for name in ("dev", "production")}
+
+
+@pytest.fixture(scope="module")
+def jsonschema() -> Any:
+    return pytest.importorskip("jsonschema", reason="jsonschema (a kubernetes-validate dependency) is missing")
+
+
+def _millicores(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def _with_secret(name: str, objs: list[Obj]) -> list[Obj]:
+    return [*objs, OUT_OF_BAND] if name == "production" else objs
+
+
+@pytest.mark.parametrize("name", ["dev", "production"])
+def test_overlay_objects_are_valid_strictly(overlays: dict[str, list[Obj]], kv: Any, jsonschema: Any,
+                                            name: str) -> None:
+    monitors = 0
+    for o in overlays[name]:
+        if o["kind"] == "ServiceMonitor":
+            jsonschema.validate(o, SERVICE_MONITOR_SCHEMA)
+            monitors += 1
+        else:
+            kv.validate(o, K8S_VERSION, strict=True)
+    assert monitors == (1 if name == "production" else 0)
+
+
+def test_the_service_monitor_schema_is_not_vacuous(overlays: dict[str, list[Obj]], jsonschema: Any) -> None:
+    (monitor,) = find(overlays["production"], "ServiceMonitor")
+    for change in (lambda m: m["spec"]["endpoints"][0].pop("port"), lambda m: m["spec"].pop("selector"),
+                   lambda m: m["spec"]["endpoints"][0].update(intervall="30s"),
+                   lambda m: m.update(apiVersion="monitoring.coreos.com/v1alpha1")):
+        bad = copy.deepcopy(monitor)
+        change(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, SERVICE_MONITOR_SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["dev", "production"])
+def test_overlays_keep_the_bases_wiring(overlays: dict[str, list[Obj]], name: str) -> None:
+    objs = _with_secret(name, overlays[name])
+    for w in workloads(objs):
+        assert matches(w["spec"]["selector"], pod_template(w)["metadata"]["labels"])
+        for pod in declared_pods([w]):
+            settings = Settings.from_env(container_env(pod, objs, "10.1.2.3"))
+            assert settings.role == w["metadata"]["name"] and settings.token
+            assert settings.spool_dir in {m["mountPath"] for m in container(w)["volumeMounts"]}
+    for service in find(objs, "Service"):
+        selected = [w["metadata"]["name"] for w in workloads(objs)
+                    if matches(service["spec"]["selector"], pod_template(w)["metadata"]["labels"])]
+        assert selected == [service["metadata"]["name"]]
+    for o in objs:
+        if o["kind"] != "Namespace":
+            assert o["metadata"]["namespace"] == "mapreduce", (o["kind"], o["metadata"]["name"])
+    assert _master_budget_problems(objs) == []
+
+
+def test_dev_overlay_runs_the_local_image_small_with_the_sample_token(objects: list[Obj],
+                                                                     overlays: dict[str, list[Obj]]) -> None:
+    dev = overlays["dev"]
+    for w in workloads(dev):
+        c, base = container(w), container(workload(objects, w["metadata"]["name"]))
+        assert c["image"] == "mapreduce-actors:latest" and c["imagePullPolicy"] == "Never"
+        assert _bytes(c["resources"]["limits"]["memory"]) < _bytes(base["resources"]["limits"]["memory"])
+        assert _millicores(c["resources"]["requests"]["cpu"]) < _millicores(base["resources"]["requests"]["cpu"])
+        env = container_env(declared_pods([w])[0], dev, "10.0.0.1")
+        assert env["MR_TOKEN"] == SAMPLE_TOKEN
+    assert workload(dev, "mapper")["spec"]["replicas"] == 2 and workload(dev, "reducer")["spec"]["replicas"] == 2
+
+
+def test_production_overlay_renders_no_sample_token(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    assert find(prod, "Secret") == []
+    assert SAMPLE_TOKEN not in yaml.safe_dump_all(prod)
+    for w in workloads(prod):
+        assert env_value(w, "MR_TOKEN")["valueFrom"]["secretKeyRef"] == {"name": "mapreduce-token", "key": "MR_TOKEN"}
+    api = env_value(workload(prod, "master"), "MR_API_TOKEN")["valueFrom"]["secretKeyRef"]
+    assert api == {"name": "mapreduce-token", "key": "MR_API_TOKEN"}
+    env = container_env(declared_pods([workload(prod, "master")])[0], [*prod, OUT_OF_BAND], "10.0.0.1")
+    assert Settings.from_env(env).api_token == "real-api-token"
+
+
+def test_production_overlay_pins_the_image_by_digest(overlays: dict[str, list[Obj]]) -> None:
+    for w in workloads(overlays["production"]):
+        assert DIGEST.fullmatch(container(w)["image"]), container(w)["image"]
+
+
+def test_production_journal_is_on_a_claim_that_survives_the_pod(overlays: dict[str, list[Obj]]) -> None:
+    prod = [*overlays["production"], OUT_OF_BAND]
+    master = workload(prod, "master")
+    settings = Settings.from_env(container_env(declared_pods([master])[0], prod, "10.0.0.1"))
+    mounts = {m["mountPath"]: m["name"] for m in container(master)["volumeMounts"]}
+    volume = {v["name"]: v for v in pod_template(master)["spec"]["volumes"]}[mounts[settings.state_dir]]
+    assert set(volume) == {"name", "persistentVolumeClaim"}, volume  # the base's emptyDir is gone
+    claim = one(prod, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert master["spec"]["strategy"]["type"] == "Recreate"  # one pod at a time may hold a ReadWriteOnce claim
+
+
+def test_production_reducers_never_share_a_node(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    labels = _pod_labels(prod)
+    terms = pod_template(workload(prod, "reducer"))["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    hostname = [t for t in terms if t["topologyKey"] == "kubernetes.io/hostname"]
+    assert hostname, "reducers need a required anti-affinity on the node name"
+    for term in hostname:
+        assert matches(term["labelSelector"], labels["reducer"])
+        assert not matches(term["labelSelector"], labels["mapper"])
+        assert not matches(term["labelSelector"], labels["master"])
+
+
+def test_production_outputs_volume_is_shared_read_write_many(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    paths = set()
+    for role in ("master", "reducer"):
+        w = workload(prod, role)
+        volumes = {v["name"]: v for v in pod_template(w)["spec"]["volumes"]}
+        (mount,) = [m for m in container(w)["volumeMounts"] if m["name"] == "outputs"]
+        claim = one(prod, "PersistentVolumeClaim", volumes["outputs"]["persistentVolumeClaim"]["claimName"])
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        paths.add(mount["mountPath"])
+    assert paths == {"/var/lib/mapreduce-outputs"}  # one documented path in every pod that writes outputs
+
+
+def test_production_service_monitor_scrapes_every_role(overlays: dict[str, list[Obj]]) -> None:
+    prod = overlays["production"]
+    (monitor,) = find(prod, "ServiceMonitor")
+    spec = monitor["spec"]
+    assert "mapreduce" in spec["namespaceSelector"]["matchNames"]
+    selected = [s for s in find(prod, "Service") if matches(spec["selector"], s["metadata"]["labels"])]
+    assert sorted(s["metadata"]["name"] for s in selected) == ["mapper", "master", "reducer"]
+    for endpoint in spec["endpoints"]:
+        assert endpoint["path"] == "/metrics"
+        for service in selected:
+            assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    labels = _pod_labels(prod)
+    (policy,) = [p for p in find(prod, "NetworkPolicy") if p["metadata"]["name"] == "allow-prometheus"]
+    for role in ROLES:
+        assert matches(policy["spec"]["podSelector"], labels[role])
+    assert all(_port_ok(rule, "http", 8080) for rule in policy["spec"]["ingress"])

@@ -8,8 +8,8 @@ and with every process gone after shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import random
 import signal
 from collections.abc import AsyncIterator
@@ -21,6 +21,9 @@ import pytest
 
 from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
 from actors.sequential import run_sequential
+
+from .conftest import HeldInputFactory
+from .heldinput import HeldInput, HeldRead
 
 WORDS = [f"w{i}" for i in range(3000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
 FAULT_ENV, FAULT_TIMEOUTS = DRILL_ENV, DRILL_TIMEOUTS
@@ -55,11 +58,11 @@ def alive(pid: int) -> bool:
     return status.exists() and "zombie" not in status.read_text()
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+@contextlib.asynccontextmanager
+async def fault_cluster(tmp_path: Path, env: dict[str, str] = FAULT_ENV) -> AsyncIterator[LocalCluster]:
+    """3 mappers and 2 reducers with the drill settings; after it, no actor process may be left alive."""
     async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=str(tmp_path),
-                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS,
-                            log_dir=str(tmp_path / "logs")) as running:
+                            extra_env=env, timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs")) as running:
         pids: set[int] = set()
         try:
             yield running
@@ -67,6 +70,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
             pids.update(a.pid for a in running.actors if a.process is not None)
             await running.stop()
     assert not [pid for pid in pids if alive(pid)], "actor processes outlived the cluster"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    async with fault_cluster(tmp_path) as running:
+        yield running
 
 
 class Client:
@@ -80,10 +89,15 @@ class Client:
             assert response.status in (200, 202), body
             return dict(body)
 
-    async def status(self, job_id: str) -> dict[str, Any]:
-        async with self.session.get(f"/v1/jobs/{job_id}") as response:
+    async def status(self, job_id: str, splits: bool = False) -> dict[str, Any]:
+        """The job's status; with ``splits``, its ``splits`` is the list of every split (at most 1000)."""
+        params = {"splits": "all", "limit": "1000"} if splits else {}
+        async with self.session.get(f"/v1/jobs/{job_id}", params=params) as response:
             assert response.status == 200
-            return dict(await response.json())
+            status = dict(await response.json())
+        if splits:
+            status["splits"] = status["splits"]["items"]
+        return status
 
     async def result(self, job_id: str, wait: float = 90.0) -> dict[str, Any]:
         async with self.session.get(f"/v1/jobs/{job_id}/result", params={"wait": str(wait)}) as response:
@@ -92,11 +106,17 @@ class Client:
             return dict(body["result"])
 
 
-@pytest.fixture
-async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
-    async with aiohttp.ClientSession(base_url=cluster.master_url,
+@contextlib.asynccontextmanager
+async def client_of(cluster: LocalCluster) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers,
                                      timeout=aiohttp.ClientTimeout(total=120)) as session:
         yield Client(session)
+
+
+@pytest.fixture
+async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
+    async with client_of(cluster) as running:
+        yield running
 
 
 async def still_exact(client: Client) -> None:
@@ -151,26 +171,72 @@ async def test_early_exit_done_means_every_partition_is_in(cluster: LocalCluster
     assert await client.result(job["id"]) == first
 
 
+# The input comes from a HeldInput server, so the test knows which mapper is mid-split when it strikes. A held
+# reader sends no progress: the lease outlasts any hold, and a kill shows at once as the assignment stream breaking.
+HELD_ENV = {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true", "MR_TIMEOUT_LEASE": "30", "MR_TIMEOUT_STREAM_IDLE": "30"}
+
+
+async def submit_held(client: Client, source: HeldInput) -> tuple[str, list[dict[str, Any]]]:
+    """Submit a job reading ``source``; answer its id and its plan, read while its first reads are held."""
+    source.hold_all = True
+    job = await client.submit({"input": {"url": source.url}})
+    await source.held(1)
+    splits = (await client.status(job["id"], splits=True))["splits"]
+    assert len(splits) >= 20, len(splits)
+    return str(job["id"]), splits
+
+
+def hold_reads_of(source: HeldInput, splits: list[dict[str, Any]]) -> None:
+    for split in splits:
+        start = split["start"]
+        source.hold_next_read(max(start - 1, 0), start)  # a reader starts one byte early (read_from)
+
+
+async def reader_of(client: Client, source: HeldInput, job_id: str, split: dict[str, Any]) -> tuple[HeldRead, str, int]:
+    """Wait for the held read of ``split``; answer it, the mapper reading it and that mapper's attempt number."""
+    read = await source.read_at(max(split["start"] - 1, 0), split["start"])
+    status = await client.status(job_id, splits=True)
+    assert status["state"] == "running", status  # the split is held mid-read: the job cannot have finished
+    running = [a for a in status["splits"][split["split"]]["attempts"] if a["state"] == "running"]
+    assert len(running) == 1, status["splits"][split["split"]]
+    return read, str(running[0]["mapper"]), int(running[0]["attempt"])
+
+
+def struck_attempt(status: dict[str, Any], split: int, attempt: int, mapper: str) -> dict[str, Any]:
+    """The struck attempt, which must have failed, on ``mapper``; the split must have been done exactly once."""
+    attempts = status["splits"][split]["attempts"]
+    struck = next(a for a in attempts if a["attempt"] == attempt)
+    assert struck["state"] == "failed" and struck["mapper"] == mapper, attempts
+    assert [a["state"] for a in attempts].count("done") == 1, attempts
+    return dict(struck)
+
+
 @pytest.mark.parametrize("seed", range(4))
 async def test_killed_mappers_are_replaced_and_the_result_is_exact(
-    cluster: LocalCluster, client: Client, tmp_path: Path, seed: int
+    tmp_path: Path, held_input: HeldInputFactory, seed: int
 ) -> None:
     rng = random.Random(seed)
-    data = make_text(tmp_path / "book.txt", 16, seed=seed)
-    job = await client.submit({"input": {"path": "book.txt"}})
-    kills = 0
-    total = 100  # 16 MB in 160 KiB splits
-    for target in sorted(rng.sample(range(5, total - 20), 3)):
-        await wait_for_progress(client, job["id"], target)
-        victim = f"mapper-{rng.randrange(3)}"
-        cluster.signal(victim, signal.SIGKILL)
-        kills += 1
-        await cluster.restart(victim)
-    assert await client.result(job["id"]) == run_sequential("wordcount", data)
-    status = await client.status(job["id"])
-    assert status["state"] == "done"
-    assert kills >= 1
-    await still_exact(client)
+    data = make_text(tmp_path / "book.txt", 4, seed=seed)
+    source = await held_input(data)
+    async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
+        job_id, splits = await submit_held(client, source)
+        targets = [splits[i] for i in sorted(rng.sample(range(3, len(splits) - 3), 3))]
+        hold_reads_of(source, targets)
+        source.release_all()
+        killed: list[tuple[int, int, str]] = []
+        for split in targets:
+            read, victim, attempt = await reader_of(client, source, job_id, split)
+            cluster.signal(victim, signal.SIGKILL)
+            source.release(read)  # its reader is dead: nothing reaches it
+            killed.append((split["split"], attempt, victim))
+            await cluster.restart(victim)
+        assert await client.result(job_id) == run_sequential("wordcount", data)
+        status = await client.status(job_id, splits=True)
+        assert status["state"] == "done"
+        for index, attempt, victim in killed:
+            struck_attempt(status, index, attempt, victim)
+        assert status["attempts"]["retries"] >= len(killed)
+        await still_exact(client)
 
 
 async def test_killed_reducer_comes_back_and_its_partition_is_redone(
@@ -190,23 +256,29 @@ async def test_killed_reducer_comes_back_and_its_partition_is_redone(
 
 
 async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
-    cluster: LocalCluster, client: Client, tmp_path: Path
+    tmp_path: Path, held_input: HeldInputFactory
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=4)
-    job = await client.submit({"input": {"path": "book.txt"}})
-    await wait_for_progress(client, job["id"], 3)
-    cluster.signal("mapper-0", signal.SIGSTOP)
-    try:
-        result = await client.result(job["id"])  # the lease (2 s) expires; the split moves to another mapper
-    finally:
-        cluster.signal("mapper-0", signal.SIGCONT)
-    assert result == run_sequential("wordcount", data)
-    status = await client.status(job["id"])
-    causes = [a["cause"] for s in status["splits"] for a in s["attempts"] if a["state"] == "failed"]
-    assert any("lease" in cause or "stalled" in cause for cause in causes), causes
-    # The resumed mapper's late streams and report change nothing.
-    await still_exact(client)
-    assert await client.result(job["id"]) == result
+    data = make_text(tmp_path / "book.txt", 4, seed=4)
+    source = await held_input(data)
+    # The drill's 2 s lease this time: the stall is what the lease is for.
+    async with fault_cluster(tmp_path, {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true"}) as cluster, \
+            client_of(cluster) as client:
+        job_id, splits = await submit_held(client, source)
+        hold_reads_of(source, [splits[5]])
+        source.release_all()
+        read, victim, attempt = await reader_of(client, source, job_id, splits[5])
+        cluster.signal(victim, signal.SIGSTOP)
+        source.release(read)
+        try:
+            result = await client.result(job_id)  # the lease (2 s) expires; the split moves to another mapper
+        finally:
+            cluster.signal(victim, signal.SIGCONT)
+        assert result == run_sequential("wordcount", data)
+        struck = struck_attempt(await client.status(job_id, splits=True), 5, attempt, victim)
+        assert "stalled" in struck["cause"] and victim in struck["cause"], struck
+        # The resumed mapper's late streams and report change nothing.
+        await still_exact(client)
+        assert await client.result(job_id) == result
 
 
 async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
@@ -236,7 +308,7 @@ async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
 async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
     make_text(tmp_path / "book.txt", 1, seed=3)
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path),
-                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS) as cluster:
+                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs")) as cluster:
         async with aiohttp.ClientSession(base_url=cluster.master_url) as session, session.post(
             "/v1/jobs", json={"input": {"path": "book.txt"}}
         ) as response:
@@ -245,7 +317,10 @@ async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
         codes = await cluster.stop()
     assert codes == dict.fromkeys(codes, 0), codes
     assert not [pid for pid in pids if alive(pid)]
-    assert os.getpid()  # the test process itself is untouched
+    for actor in cluster.actors:  # each one drained on SIGTERM, rather than dying some other way with 0
+        logged = [json.loads(line).get("event") for line in actor.log_path.read_text().splitlines()]
+        steps = [e for e in logged if e in ("actor_draining", "actor_stopped")]
+        assert steps == ["actor_draining", "actor_stopped"], (actor.name, steps)
 
 
 async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(

@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 
 from tests.dnsserver import FakeClusterDns
 
-from .k8s_sim import FAKE_KUBECTL, ROOT, SimCluster, alive, render, tool, workdir
+from .k8s_sim import FAKE_KUBECTL, ROOT, SimCluster, alive, reducer_count_problems, render, tool, workdir
 
 pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
 pytestmark = pytest.mark.timeout(180)
@@ -122,10 +123,13 @@ async def test_the_manifests_run_as_a_cluster(tmp_path_factory: pytest.TempPathF
                 assert status["partitions"] == 2 and status["state"] == "done"
                 assert status["mappers"] == ["mapper-0", "mapper-1", "mapper-2"]
 
-                # kubectl scale statefulset/reducer --replicas=3: reducer-2 starts, becomes ready, enters DNS.
+                # Reducers 2 -> 3, the documented way: replicas and MR_REDUCER_COUNT together (kubectl apply -k).
+                # reducer-2 starts, becomes ready, enters DNS; every other pod is replaced onto the new count.
                 t = time.monotonic()
-                (added,) = await cluster.scale("reducer", 3)
+                (added,) = await cluster.scale("reducer", 3, settings={"MR_REDUCER_COUNT": "3"})
                 assert added.spec.name == "reducer-2" and added.ip.endswith(".3")
+                assert {name: p.env["MR_REDUCER_COUNT"] for name, p in pods.items()} == dict.fromkeys(pods, "3")
+                assert reducer_count_problems(cluster.objects) == []
                 timings["scale"] = time.monotonic() - t
                 second = big_text(300_000, seed=11)
                 status, result = await run_job(session, master.url, second)
@@ -185,36 +189,109 @@ async def check_token_required(session: aiohttp.ClientSession, cluster: SimClust
     assert await jobs() == before_jobs
 
 
-async def test_demo_script_against_the_simulated_cluster(tmp_path: Path) -> None:
-    """scripts/demo-port-forward.sh end to end, with a stand-in kubectl whose port-forward reaches the sim master."""
-    if tool("kubectl") is None or shutil.which("curl") is None:
-        pytest.skip("kubectl or curl is missing")
+DEMO = ROOT / "scripts" / "demo-port-forward.sh"
+
+
+def demo_env(tmp_path: Path, **extra: str) -> tuple[dict[str, str], Path]:
+    """The environment for the demo script with the stand-in kubectl; answers (env, the kubectl call log)."""
     fake = tmp_path / "kubectl.py"
     fake.write_text(FAKE_KUBECTL)
     log = tmp_path / "kubectl.log"
+    env = {**os.environ, "KUBECTL": f"{sys.executable} {fake}", "FAKE_KUBECTL_LOG": str(log),
+           "FAKE_KUBECTL_REAL": tool("kubectl") or "", **extra}
+    return env, log
+
+
+def calls_of(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_demo_script_help_calls_no_kubectl(tmp_path: Path) -> None:
+    env, log = demo_env(tmp_path)
+    for flag in ("--help", "-h"):
+        done = subprocess.run(["bash", str(DEMO), flag], env=env, capture_output=True, text=True, timeout=30,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("Usage: scripts/demo-port-forward.sh") and "CURRENT CONTEXT" in done.stdout
+    refused = subprocess.run(["bash", str(DEMO), "--bogus"], env=env, capture_output=True, text=True, timeout=30,
+                             check=False)
+    assert refused.returncode == 2 and "unknown option --bogus" in refused.stderr
+    assert calls_of(log) == []  # neither a deployment nor a deletion, nor even a look at the cluster
+
+
+def test_demo_script_refuses_a_missing_image_before_deploying(tmp_path: Path) -> None:
+    if tool("kubectl") is None:
+        pytest.skip("kubectl is missing")
+    env, log = demo_env(tmp_path, FAKE_KUBECTL_IMAGES="registry.k8s.io/pause:3.9 docker.io/library/other:latest")
+    done = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "image mapreduce-actors:latest is on no node" in done.stderr
+    calls = calls_of(log)
+    assert any(c.startswith("get nodes") for c in calls), calls
+    assert not [c for c in calls if c.startswith(("apply", "delete"))], calls
+
+
+def test_demo_script_waits_for_a_terminating_namespace_bounded(tmp_path: Path) -> None:
+    if tool("kubectl") is None:
+        pytest.skip("kubectl is missing")
+    env, log = demo_env(tmp_path, FAKE_KUBECTL_STUCK="1", NAMESPACE_WAIT="7")
+    Path(f"{log}.namespace").write_text("Terminating")
+    done = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "namespace mapreduce is still terminating after 7s" in done.stderr
+    calls = calls_of(log)
+    assert "wait --for=delete namespace/mapreduce --timeout=7s" in calls, calls
+    assert not [c for c in calls if c.startswith(("apply", "delete"))], calls  # not deployed, not ours to delete
+
+
+async def run_demo(env: dict[str, str]) -> str:
+    demo = await asyncio.create_subprocess_exec("bash", str(DEMO), env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(demo.communicate(), 60)
+    output = out.decode()
+    assert demo.returncode == 0, output
+    return output
+
+
+async def test_demo_script_against_the_simulated_cluster(tmp_path: Path) -> None:
+    """scripts/demo-port-forward.sh end to end, with a stand-in kubectl whose port-forward reaches the sim master:
+    first after a terminating namespace of the same name has gone (this run creates the namespace and deletes
+    it), then into a namespace that already exists (which it leaves in place)."""
+    if tool("kubectl") is None or shutil.which("curl") is None:
+        pytest.skip("kubectl or curl is missing")
     with workdir() as directory:
         async with FakeClusterDns() as dns, SimCluster(render(), directory, dns) as cluster:
             master = next(p for name, p in cluster.pods.items() if name.startswith("master-"))
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 local_port = s.getsockname()[1]
-            env = {**os.environ, "KUBECTL": f"{sys.executable} {fake}", "LOCAL_PORT": str(local_port),
-                   "FAKE_KUBECTL_LOG": str(log), "FAKE_KUBECTL_TARGET": f"{master.ip}:{master.port}"}
-            demo = await asyncio.create_subprocess_exec(
-                "bash", str(ROOT / "scripts" / "demo-port-forward.sh"), env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            out, _ = await asyncio.wait_for(demo.communicate(), 60)
-            output = out.decode()
-            assert demo.returncode == 0, output
+            env, log = demo_env(tmp_path, LOCAL_PORT=str(local_port),
+                                FAKE_KUBECTL_TARGET=f"{master.ip}:{master.port}")
+            namespace = Path(f"{log}.namespace")
+            namespace.write_text("Terminating")
+            output = await run_demo(env)
+            first = calls_of(log)
+            namespace.write_text("Active")
+            again = await run_demo({**env, "FAKE_KUBECTL_LOG": str(tmp_path / "again.log"),
+                                    "FAKE_KUBECTL_NAMESPACE": str(namespace)})
             codes = await cluster.stop(grace=25)
             assert set(codes.values()) == {0}
     assert '{"hello": 4, "world": 3}' in output
     assert '"the"' in output and '"dog"' in output
     assert "'partitions': 2" in output
-    calls = log.read_text().splitlines()
-    assert calls[0].startswith("apply -k ") and calls[0].endswith("/deploy")
-    assert any("rollout status statefulset/reducer" in c for c in calls)
-    assert any("port-forward service/master" in c for c in calls)
-    assert calls[-1].startswith("delete namespace mapreduce")  # the trap cleaned up
+    assert "== kubectl context: simulated" in output
+    # The terminating namespace was waited for, bounded, before anything was applied.
+    apply = next(i for i, c in enumerate(first) if c.startswith("apply -k "))
+    assert first[apply].endswith("/deploy")
+    assert "wait --for=delete namespace/mapreduce --timeout=120s" in first[:apply]
+    assert any("rollout status statefulset/reducer" in c for c in first)
+    assert any("port-forward service/master" in c for c in first)
+    assert first[-1].startswith("delete namespace mapreduce")  # the trap deleted the namespace this run created
     forwarders = [int(pid) for pid in Path(f"{log}.pids").read_text().split()]
     assert forwarders and not [pid for pid in forwarders if alive(pid)], "the port-forward outlived the demo"
+    # The second run found the namespace in place, used it and left it there.
+    second = calls_of(tmp_path / "again.log")
+    assert any(c.startswith("apply -k ") for c in second) and '{"hello": 4, "world": 3}' in again
+    assert not [c for c in second if c.startswith(("delete", "wait"))], second
+    assert "leaving it in place afterwards" in again and "keeping namespace mapreduce" in again
+    assert namespace.read_text() == "Active"

@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
-from actors.core.errors import BadRequest, Conflict, NotFound, WireError
-from actors.core.messages import Commit, Data, StreamHeader
+from actors.core.errors import BadRequest, Conflict, KeyTooLarge, NotFound, WireError
+from actors.core.messages import Commit, Data, KeyPart, StreamHeader
 from actors.jobs import get_job
+from actors.reducer.budget import footprint
 from actors.reducer.ledger import COMMITTED, DUPLICATE, Ledger, PartitionState, Stage
+
+MAX_KEY = 1 << 20
 
 
 class Clock:
@@ -28,7 +31,7 @@ def header(job: str = "j", epoch: int = 1, split: int = 0, partition: int = 0, p
 
 
 def staged(*frames: dict[str, Any], job_name: str = "wordcount") -> Stage:
-    stage = Stage(get_job(job_name))
+    stage = Stage(get_job(job_name), MAX_KEY)
     for items in frames:
         stage.add(Data(dict(items)))
     return stage
@@ -90,7 +93,7 @@ def test_empty_stream_verifies_against_an_empty_commit() -> None:
 
 @pytest.mark.parametrize("items", [{"a": True}, {"a": 0}, {"a": -2}, {"a": "1"}, {"a": 1.0}])
 def test_stage_refuses_values_the_job_cannot_produce(items: dict[str, Any]) -> None:
-    stage = Stage(get_job("wordcount"))
+    stage = Stage(get_job("wordcount"), MAX_KEY)
     with pytest.raises(WireError):
         stage.add(Data(items))
 
@@ -270,3 +273,77 @@ def test_admit_touches(ledger: Ledger, clock: Clock) -> None:
     ledger.admit(header(split=1))
     clock.now += 20
     assert ledger.expire(100) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Long keys in pieces, and what a stage holds
+
+
+def test_a_long_key_is_joined_from_its_pieces() -> None:
+    stage = Stage(get_job("wordcount"), MAX_KEY)
+    stage.add(Data({"a": 1}))
+    for piece in ("x" * 100, "é" * 50):
+        stage.add_part(KeyPart(piece))
+    stage.add(Data({"日本": 2}))
+    stage.add(Data({"a": 3}))
+    stage.verify(Commit(frames=5, keys=3, checksum=6))
+    assert stage.items == {"a": 4, "x" * 100 + "é" * 50 + "日本": 2}
+
+
+@pytest.mark.parametrize(
+    ("frames", "match"),
+    [
+        ([KeyPart("ab"), Data({"c": 1, "d": 1})], "must hold one item"),
+        ([KeyPart("ab"), Commit(frames=1, keys=0, checksum=0)], "inside a long key"),
+    ],
+)
+def test_a_long_key_must_end_in_one_data_item(frames: list[Any], match: str) -> None:
+    stage = Stage(get_job("wordcount"), MAX_KEY)
+    with pytest.raises(WireError, match=match):
+        for frame in frames:
+            if isinstance(frame, KeyPart):
+                stage.add_part(frame)
+            elif isinstance(frame, Data):
+                stage.add(frame)
+            else:
+                stage.verify(frame)
+
+
+def test_a_key_over_max_key_is_refused_naming_it() -> None:
+    stage = Stage(get_job("wordcount"), 100)
+    stage.add_part(KeyPart("x" * 60))
+    with pytest.raises(KeyTooLarge, match="MR_MAX_KEY"):
+        stage.add_part(KeyPart("é" * 21))  # 42 bytes in UTF-8: 102 in all
+    other = Stage(get_job("wordcount"), 100)
+    other.add_part(KeyPart("x" * 60))
+    with pytest.raises(KeyTooLarge, match="MR_MAX_KEY"):
+        other.add(Data({"y" * 41: 1}))
+
+
+def test_a_stage_holds_what_its_frames_decode_to() -> None:
+    stage = Stage(get_job("wordcount"), MAX_KEY)
+    first, second = {f"w{i}": i + 1 for i in range(1000)}, {f"v{i}": 1 for i in range(500)}
+    stage.add(Data(dict(first)))
+    stage.add(Data(dict(second)))
+    assert stage.held == footprint(first) + footprint(second)
+    assert stage.held > 8 * 1500  # far more than the keys' wire bytes (about 7 bytes a key here)
+
+
+def test_a_commit_merged_in_slices_counts_once_wherever_it_stops() -> None:
+    state = PartitionState(job="j", epoch=1, partition=0, partitions=1, job_def=get_job("wordcount"), touched=0.0)
+    stages = []
+    for split, items in enumerate(({"a": 1, "b": 2}, {"a": 3, "c": 4, "d": 5}, {"b": 1, "d": 1})):
+        stage = Stage(get_job("wordcount"), MAX_KEY)
+        stage.add(Data(dict(items)))
+        stages.append(stage)
+        assert state.record(split, stage) == COMMITTED
+    assert state.totals == {"a": 1, "b": 2}  # the first split's values simply became the totals
+    assert state.record(1, stages[1]) == DUPLICATE
+    assert state.merge_some(2) is False  # stopped part way: totals and pending still hold each split once
+    merged = Counter(state.totals)
+    for pending in state.pending:
+        merged.update(pending)
+    assert merged == Counter({"a": 4, "b": 3, "c": 4, "d": 6})
+    state.settle()
+    assert not state.pending
+    assert state.totals == {"a": 4, "b": 3, "c": 4, "d": 6}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from .conftest import Cluster, ClusterFactory
+from actors.inputs.ref import URL, InputRef
+from actors.master.app import REGISTRY, STORE
+from actors.master.store import clip_name
+
+from .conftest import Cluster, ClusterFactory, HeldInputFactory, eventually
 
 GOOD_TEXT = "to be or not to be"
 GOOD_RESULT = {"to": 2, "be": 2, "or": 1, "not": 1}
@@ -37,6 +43,14 @@ BAD_SUBMISSIONS = [
     ({"json": {"input": {"colour": "red"}}}, 400, "unknown input fields"),
     ({"json": {"input": {"text": "a"}, "split_size": 0}}, 400, "split_size must be a positive integer"),
     ({"json": {"input": {"text": "a"}, "split_size": True}}, 400, "split_size must be a positive integer"),
+    ({"json": {"input": {"text": "a"}, "split_size": 1.9}}, 400, "split_size must be a positive integer"),
+    ({"json": {"input": {"text": "a"}, "split_size": "65536"}}, 400, "split_size must be a positive integer"),
+    ({"json": {"input": {"text": "a"}, "split_size": 65536.0}}, 400, "split_size must be a positive integer"),
+    ({"json": {"input": {"text": "a"}, "split_size": None}}, 400, "split_size must be a positive integer"),
+    ({"json": {"input": {"text": "a"}, "split_size": 1}}, 400, "(MR_SPLIT_SIZE_FLOOR)"),
+    ({"json": {"input": {"text": "a", "name": "n" * 256}}}, 400, "256 bytes, more than the limit of 255 bytes "
+                                                                 "(MR_MAX_NAME)"),
+    ({"json": {"input": {"text": "a", "name": "é" * 128}}}, 400, "(MR_MAX_NAME)"),  # 256 bytes of UTF-8
     ({"json": {"input": {"text": "a"}, "extra": 1}}, 400, "unknown fields"),
     ({"json": {"input": {"path": "../secret.txt"}}}, 400, "without '..'"),
     ({"json": {"input": {"path": "/etc/passwd"}}}, 400, "relative to the data root"),
@@ -88,13 +102,17 @@ async def test_bad_query_parameters(make_cluster: ClusterFactory) -> None:
 
 
 async def test_result_before_done_is_a_409_and_status_shows_progress(make_cluster: ClusterFactory,
-                                                                    data_root: Path) -> None:
-    cluster = await make_cluster(mappers=1, reducers=1)
-    (data_root / "book.txt").write_text("word " * 200_000)
-    job = await cluster.submit({"input": {"path": "book.txt"}, "split_size": 4096})
+                                                                    held_input: HeldInputFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1, allow_private_urls=True)
+    source = await held_input(b"word " * 200_000)
+    source.hold_all = True
+    job = await cluster.submit({"input": {"url": source.url}, "split_size": 4096})
+    await source.held(1)  # the job's first read is held mid-split: the job cannot be done
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result") as response:
-        if response.status == 409:  # the job may already be done on a fast machine; both answers are valid
-            assert "no result" in (await response.json())["message"]
+        assert response.status == 409
+        assert "no result" in (await response.json())["message"]
+    assert (await cluster.status(job["id"]))["state"] == "running"
+    source.release_all()
     assert await cluster.result(job["id"]) == {"word": 200_000}
     status = await cluster.status(job["id"])
     assert status["progress"]["splits_done"] == status["progress"]["splits_total"] > 100
@@ -136,3 +154,157 @@ async def test_api_token_protects_the_public_api_when_set(make_cluster: ClusterF
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"},
                                    headers={"Authorization": "Bearer public-secret"}) as response:
         assert (await response.json())["result"] == GOOD_RESULT
+
+
+UPLOAD = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.mark.parametrize("query", ["split_size=1e5", "split_size=+65536", "split_size=%2065536", "split_size=65536.0",
+                                   "split_size=%D9%A3%D9%A3%D9%A3%D9%A3%D9%A3", "split_size=0", "split_size=",
+                                   "split_size=0x10000", "split_size=99999999999999999999999"])
+async def test_upload_split_size_must_be_plain_decimal_digits(make_cluster: ClusterFactory, query: str) -> None:
+    cluster = await make_cluster()
+    await assert_error(cluster, "POST", f"/v1/jobs?{query}", 400, "split_size must be a positive integer",
+                       data=GOOD_TEXT.encode(), headers=UPLOAD)
+    assert cluster.master.app[STORE].spooled == 0
+    assert await cluster.run_text(GOOD_TEXT) == GOOD_RESULT
+
+
+async def test_upload_names_and_tiny_splits_are_refused(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster()
+    await assert_error(cluster, "POST", "/v1/jobs?name=" + "x" * 300, 400, "?name= is 300 bytes, more than the "
+                       "limit of 255 bytes (MR_MAX_NAME)", data=GOOD_TEXT.encode(), headers=UPLOAD)
+    await assert_error(cluster, "POST", "/v1/jobs?split_size=100", 400, "below the smallest split size a request "
+                       "may ask for, 512 bytes (MR_SPLIT_SIZE_FLOOR)", data=GOOD_TEXT.encode(), headers=UPLOAD)
+    async with cluster.session.post(f"{cluster.url}/v1/jobs?name=" + "x" * 255, data=GOOD_TEXT.encode(),
+                                    headers=UPLOAD) as response:
+        job = await response.json()
+    assert response.status == 202, job
+    assert job["input"]["name"] == "x" * 255
+    assert await cluster.result(job["id"]) == GOOD_RESULT
+
+
+async def test_a_plan_past_max_splits_is_refused_at_submit_for_every_input_kind(
+    make_cluster: ClusterFactory, data_root: Path
+) -> None:
+    cluster = await make_cluster(max_splits=16)
+    text = "word " * 4000  # 20 000 bytes: 40 splits of 512 bytes
+    message = "plans 40 splits, more than the 16 one job may have (MR_MAX_SPLITS); use a split_size of at least 1250"
+    await assert_error(cluster, "POST", "/v1/jobs", 400, message, json={"input": {"text": text}, "split_size": 512})
+    (data_root / "book.txt").write_text(text)
+    await assert_error(cluster, "POST", "/v1/jobs", 400, message, json={"input": {"path": "book.txt"},
+                                                                         "split_size": 512})
+    await assert_error(cluster, "POST", "/v1/jobs?split_size=512", 400, message, data=text.encode(), headers=UPLOAD)
+
+    async def chunked() -> Any:  # no Content-Length: refused after spooling, and the spooled file is removed
+        for _ in range(4):
+            yield text.encode()[:5000]
+
+    await assert_error(cluster, "POST", "/v1/jobs?split_size=512", 400, "(MR_MAX_SPLITS)", data=chunked(),
+                       headers=UPLOAD)
+    store = cluster.master.app[STORE]
+    assert store.spooled == 0 and not store._files and not store._texts
+    assert not list(Path(store._dir.name).iterdir())
+    assert cluster.master.app[REGISTRY].jobs == {}
+    job = await cluster.submit({"input": {"path": "book.txt"}, "split_size": 1250})
+    assert await cluster.result(job["id"]) == {"word": 4000}
+    assert (await cluster.status(job["id"]))["progress"]["splits_total"] <= 16
+
+
+async def test_a_huge_path_input_at_the_default_split_size_is_refused(make_cluster: ClusterFactory,
+                                                                      data_root: Path) -> None:
+    cluster = await make_cluster(split_size=64 * 1024 * 1024, max_splits=65536)
+    with open(data_root / "huge.bin", "wb") as sparse:
+        sparse.truncate(5 << 40)  # 5 TiB, sparse: past 4 TiB at 64 MiB
+    await assert_error(cluster, "POST", "/v1/jobs", 400, "plans 81920 splits, more than the 65536 one job may have "
+                       "(MR_MAX_SPLITS)", json={"input": {"path": "huge.bin"}})
+    assert cluster.master.app[REGISTRY].jobs == {}
+
+
+async def test_uploads_spooled_at_once_stay_within_the_upload_budget(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(upload_budget=8192)
+    store = cluster.master.app[STORE]
+    first_half = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_upload() -> Any:
+        yield b"alpha " * 1000  # 6000 bytes now, the rest later
+        first_half.set()
+        await go_on.wait()
+        yield b"beta\n"
+
+    first = asyncio.create_task(cluster.session.post(f"{cluster.url}/v1/jobs", data=slow_upload(), headers=UPLOAD))
+    async with asyncio.timeout(20):
+        await first_half.wait()
+    await eventually(lambda: store.spooled >= 6000)  # the master has spooled what the client wrote
+    body = await assert_error(cluster, "POST", "/v1/jobs", 507, "would pass the 8192 bytes all uploads may spool "
+                              "at once (MR_UPLOAD_BUDGET", data=b"gamma " * 1000, headers=UPLOAD)
+    assert body["error"] == "insufficient_storage"
+
+    async def unsized() -> Any:  # no Content-Length: refused mid-stream, its partial file removed
+        for _ in range(10):
+            yield b"delta " * 200
+
+    await assert_error(cluster, "POST", "/v1/jobs", 507, "(MR_UPLOAD_BUDGET", data=unsized(), headers=UPLOAD)
+    assert store.spooled == 6000 and len(list(Path(store._dir.name).iterdir())) == 1
+    go_on.set()
+    async with await first as response:
+        job = await response.json()
+        assert response.status == 202, job
+    assert await cluster.result(job["id"]) == {"alpha": 1000, "beta": 1}
+    await eventually(lambda: store.spooled == 0)  # the finished job let its upload go
+    job = await cluster.submit(data=b"gamma " * 1000, headers=UPLOAD)
+    assert await cluster.result(job["id"]) == {"gamma": 1000}
+
+
+def test_derived_names_are_cut_to_max_name_on_a_character_boundary() -> None:
+    ref = InputRef(URL, "http://example.org/x", "é" * 200, 10)
+    assert clip_name(ref, 255).name == "é" * 127  # 254 bytes: half of the 128th character would pass the limit
+    assert clip_name(ref, 400) is ref
+
+
+async def test_a_url_input_with_a_long_path_gets_a_bounded_name(make_cluster: ClusterFactory, tmp_path: Path) -> None:
+    (tmp_path / "book.txt").write_text(GOOD_TEXT)
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(tmp_path / "book.txt")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        cluster = await make_cluster(allow_private_urls=True)
+        job = await cluster.submit({"job": "inverted_index", "input": {"url": f"http://127.0.0.1:{port}/{'p' * 2000}"}})
+        assert job["input"]["name"] == "p" * 255
+        result = await cluster.result(job["id"])
+        assert result == {word: ["p" * 255] for word in GOOD_RESULT}
+    finally:
+        await runner.cleanup()
+async def test_status_summarises_splits_and_pages_them_on_request(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster()
+    job = await cluster.submit({"input": {"text": "a b c\n" * 2000}, "split_size": 512})
+    assert await cluster.result(job["id"]) == {"a": 2000, "b": 2000, "c": 2000}
+    status = await cluster.status(job["id"])
+    total = status["progress"]["splits_total"]
+    assert total > 10
+    assert status["splits"]["counts"] == {"total": total, "pending": 0, "running": 0, "done": total, "failed": 0}
+    assert status["splits"]["failed"] == [] and status["splits"]["running"] == []
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}",
+                                   params={"splits": "all", "offset": "2", "limit": "3"}) as response:
+        page = (await response.json())["splits"]
+    assert response.status == 200
+    assert [s["split"] for s in page["items"]] == [2, 3, 4] and page["matching"] == total
+    assert all(s["done"] and s["attempts"][-1]["state"] == "done" for s in page["items"])
+    for params, message in [
+        ({"splits": "some"}, "splits must be one of all, failed or running"),
+        ({"splits": "all", "limit": "100000"}, "limit must be a whole number from 0 to 1000"),
+        ({"splits": "all", "offset": "-3"}, "offset must be a whole number"),
+        ({"splits": "running", "limit": "inf"}, "limit must be a whole number"),
+        ({"offset": "3"}, "add splits=all"),
+    ]:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}?{query}", 400, message)

@@ -13,9 +13,11 @@ from actors.core.errors import WireError
 from actors.core.messages import (
     VERSION,
     Assignment,
+    AttemptKey,
     Commit,
     Data,
     Finalize,
+    KeyPart,
     Missing,
     Progress,
     Release,
@@ -42,6 +44,7 @@ SAMPLES: list[Any] = [
     SplitFailed(job="job-1", epoch=2, split=3, attempt=1, cause="reducer-1 unreachable", retriable=True),
     StreamHeader(job="job-1", epoch=2, split=3, attempt=1, partition=1, partitions=3, job_name="wordcount", size=999),
     Data(items={"a": 1, "é": 2, "日本": 3}),
+    KeyPart(text="a long key's first piece, é 日本"),
     Commit(frames=2, keys=10, checksum=55),
     StreamAck(job="job-1", epoch=2, split=3, partition=1, status="duplicate", incarnation="inc-b"),
     Finalize(job="job-1", epoch=2, partition=1, splits=8, job_name="wordcount"),
@@ -178,3 +181,33 @@ def test_zero_and_big_ints_and_empty_lists_are_fine() -> None:
 def test_messages_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         SAMPLES[6].frames = 3  # type: ignore[misc]
+
+
+KEYED = [m for m in SAMPLES if {"job", "epoch", "split", "attempt"} <= set(fields_of(m))]
+
+
+def test_the_keyed_messages() -> None:
+    assert {type(m) for m in KEYED} == {Assignment, Progress, SplitDone, SplitFailed, StreamHeader}
+
+
+@pytest.mark.parametrize("message", KEYED, ids=[type(m).__name__ for m in KEYED])
+def test_key_names_the_attempt_and_stays_off_the_wire(message: Any) -> None:
+    assert message.key == AttemptKey(job="job-1", epoch=2, split=3, attempt=1)
+    assert "key" not in to_wire(message)
+    assert from_wire(to_wire(message), type(message)).key == message.key
+
+
+@pytest.mark.parametrize("change", [{"job": "job-2"}, {"epoch": 3}, {"split": 4}, {"attempt": 2}])
+def test_keys_differing_in_any_part_differ(change: dict[str, Any]) -> None:
+    progress = Progress(job="job-1", epoch=2, split=3, attempt=1, bytes_read=0)
+    other = dataclasses.replace(progress, **change)
+    assert other.key != progress.key
+    assert dataclasses.replace(progress, bytes_read=99).key == progress.key  # the payload is not the key
+
+
+def test_a_key_is_not_a_tuple_and_cannot_change() -> None:
+    key = AttemptKey("job-1", 2, 3, 1)
+    assert key != ("job-1", 2, 3, 1)
+    assert hash(key) == hash(AttemptKey("job-1", 2, 3, 1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        key.attempt = 2  # type: ignore[misc]

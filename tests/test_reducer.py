@@ -13,9 +13,10 @@ import cbor2
 import pytest
 
 from actors.core import wire
-from actors.core.messages import Commit, Data, Finalize, Release, StreamHeader, to_wire
+from actors.core.messages import Commit, Data, Finalize, KeyPart, Release, StreamHeader, to_wire
 from actors.net.actor import IDENTITY
 from actors.reducer.app import BUDGET
+from actors.reducer.budget import DECODED_RATIO
 
 from .conftest import TOKEN, Cluster, ClusterFactory, eventually
 
@@ -31,6 +32,10 @@ def header(split: int = 0, epoch: int = 1, partition: int = 0, size: int = 10_00
 
 def data(items: dict[str, Any]) -> bytes:
     return wire.frame(to_wire(Data(items)), CAP)
+
+
+def keypart(text: str) -> bytes:
+    return wire.frame(to_wire(KeyPart(text)), CAP)
 
 
 def commit(frames: int, keys: int, checksum: int) -> bytes:
@@ -92,6 +97,12 @@ STREAM_FAULTS = [
     ("misrouted", header(partition=1, partitions=2) + data({"a": 1}) + commit(1, 1, 1), 409, "routing is stale"),
     ("more_than_declared", header(size=5) + data({"a": 1}) + commit(1, 1, 1), 400, "more than the 5 bytes"),
     ("beyond_the_budget", header(size=1 << 40) + data({"a": 1}) + commit(1, 1, 1), 413, "staging budget"),
+    ("frame_past_declared", header(size=100) + struct.pack(">I", 5000) + b"x" * 10, 400, "at most"),
+    ("too_many_keys", header(size=1 << 20) + data({f"k{i}": 1 for i in range(16_385)}), 413, "MR_FRAME_KEYS"),
+    ("big_other_frame", header(size=1 << 20) + wire.frame({"v": 1, "type": "commit", "pad": "x" * 2000}, CAP), 400,
+     "neither a DATA nor a KEYPART"),
+    ("keypart_then_commit", header() + keypart("ab") + commit(1, 0, 0), 400, "inside a long key"),
+    ("keypart_then_two_items", header() + keypart("ab") + data({"c": 1, "d": 1}), 400, "must hold one item"),
 ]
 
 
@@ -172,12 +183,12 @@ async def test_unreachable_peer_error_type() -> None:
 async def test_a_full_staging_budget_pushes_back_and_jobs_stay_exact(make_cluster: ClusterFactory) -> None:
     # A stream that reserved the whole budget and stalls holds every other stream back (they wait for room,
     # so their senders feel TCP backpressure); once it commits, the job goes on and stays exact.
-    budget = 64 * 1024
+    budget = 1024 * 1024
     cluster = await make_cluster(mappers=2, reducers=1, stage_budget=budget)
     release = asyncio.Event()
 
     async def hog() -> AsyncIterator[bytes]:
-        yield header(split=0, size=budget, job="hog")
+        yield header(split=0, size=budget // DECODED_RATIO, job="hog")  # it reserves the whole budget
         yield data({"hog": 1})
         await release.wait()
         yield commit(1, 1, 1)
@@ -206,3 +217,14 @@ async def test_a_full_staging_budget_pushes_back_and_jobs_stay_exact(make_cluste
 async def reducer_state(cluster: Cluster) -> dict[str, Any]:
     async with cluster.session.get(cluster.reducers[0].url + "/internal/v1/state", headers=AUTH) as response:
         return dict(await response.json())
+
+
+async def test_a_key_in_pieces_is_merged_whole(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    long_key = "x" * 5000 + "é" * 3000
+    stream = (header(size=100_000) + data({"a": 1}) + keypart("x" * 5000) + keypart("é" * 1000)
+              + data({"é" * 2000: 3}) + commit(4, 2, 4))
+    status, ack = await post(cluster, stream)
+    assert status == 200, ack
+    assert ack["status"] == "committed"
+    assert (await finalize(cluster, splits=1))[1]["totals"] == {"a": 1, long_key: 3}

@@ -9,7 +9,19 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from actors.core.splits import ASCII_WHITESPACE, Chunker, OwnedLines, Split, last_cut, plan, read_from
+from actors.core.errors import KeyTooLarge
+from actors.core.splits import (
+    ASCII_WHITESPACE,
+    UNICODE_WHITESPACE,
+    Chunker,
+    OwnedLines,
+    Split,
+    last_cut,
+    last_unicode_cut,
+    plan,
+    read_from,
+    split_count,
+)
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -232,17 +244,23 @@ def test_last_cut(buffer: bytes, acceptable: set[int]) -> None:
     assert last_cut(bytearray(buffer)) == cut
 
 
-def chunk(data: bytes, size: int, block_sizes: list[int]) -> list[bytes]:
-    chunker = Chunker(size)
+def chunk(data: bytes, size: int, block_sizes: list[int], max_key: int = 1 << 30) -> list[bytes]:
+    chunker = Chunker(size, max_key)
     pieces: list[bytes] = []
     pos = 0
     sizes = cycle(block_sizes)
     while pos < len(data):
         step = next(sizes)
         pieces += chunker.feed(data[pos : pos + step])
+        # Bounded memory: never more than a chunk or the longest key allowed between feeds.
+        assert chunker.held <= max(size, max_key + 2)
         pos += step
     pieces += chunker.finish()
     return pieces
+
+
+def ends_on_whitespace(piece: bytes) -> bool:
+    return piece[-1] in WS_BYTES or any(piece.endswith(ws) for ws in UNICODE_WHITESPACE)
 
 
 CHUNK_SEGMENTS = st.one_of(
@@ -263,14 +281,14 @@ def test_chunker_pieces(data: bytes, size: int, block_sizes: list[int]) -> None:
     assert b"".join(pieces) == data
     assert all(pieces)
     for piece in pieces[:-1]:
-        assert piece[-1] in WS_BYTES
+        assert ends_on_whitespace(piece)
     # The key property: cutting changes neither decoding (with replacement) nor tokenizing.
     pieced = Counter(word for piece in pieces for word in piece.decode("utf-8", "replace").split())
     assert pieced == Counter(data.decode("utf-8", "replace").split())
 
 
 def test_chunker_keeps_an_overlong_word_whole() -> None:
-    chunker = Chunker(4)
+    chunker = Chunker(4, 100)
     assert chunker.feed(b"abcdefgh") == []
     assert chunker.feed(b"ij") == []
     assert chunker.feed(b"k lm") == [b"abcdefghijk "]
@@ -279,7 +297,7 @@ def test_chunker_keeps_an_overlong_word_whole() -> None:
 
 
 def test_chunker_waits_for_size() -> None:
-    chunker = Chunker(10)
+    chunker = Chunker(10, 100)
     assert chunker.feed(b"a b ") == []
     pieces = chunker.feed(b"c d e f g")
     assert len(pieces) == 1
@@ -292,3 +310,75 @@ def test_tiny_inputs_get_fewer_splits_than_mappers() -> None:
     assert len(plan(130 * 1024, 16 << 20, 3, min_split_size=64 * 1024)) == 3
     assert len(plan(100 * 1024, 16 << 20, 3, min_split_size=64 * 1024)) == 2
     assert len(plan(1 << 30, 16 << 20, 3, min_split_size=64 * 1024)) == 66  # 64 rounded up to a multiple of 3
+
+
+@pytest.mark.parametrize(("size", "split_size", "mappers", "max_splits", "count"), [
+    (100_000, 1000, 3, 100, 99),  # 100 wanted, rounded up to 102 for 3 mappers: yields to the cap, down to 99
+    (100_000, 1000, 3, 102, 102),
+    (100_000, 1000, 7, 5, 5),  # fewer allowed than mappers: the cap wins
+    (100_000, 1000, 3, 0, 102),  # no cap
+])
+def test_plan_never_passes_max_splits(size: int, split_size: int, mappers: int, max_splits: int, count: int) -> None:
+    splits = plan(size, split_size, mappers, max_splits=max_splits)
+    assert len(splits) == count
+    assert splits[0].start == 0 and splits[-1].end == size
+    assert all(a.end == b.start for a, b in pairwise(splits))
+    assert split_count(size, split_size) == -(-size // split_size)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Long words: bounded memory, exact counts, a clear failure past MR_MAX_KEY
+
+
+def test_unicode_whitespace_is_every_non_ascii_character_str_split_splits_on() -> None:
+    expected = {chr(c).encode() for c in range(0x80, 0x110000) if chr(c).isspace()}
+    assert set(UNICODE_WHITESPACE) == expected
+
+
+def test_last_unicode_cut() -> None:
+    assert last_unicode_cut("ab\u3000cd".encode()) == 5
+    assert last_unicode_cut("a\u00a0b\u2003c".encode()) == 7
+    assert last_unicode_cut(b"abc") == 0
+    assert last_unicode_cut("a\u3000b".encode(), start=5) == 0
+
+
+LONG_SEGMENTS = st.one_of(
+    CHUNK_SEGMENTS,
+    st.integers(1, 300).map(lambda n: b"w" * n),
+    st.integers(1, 100).map(lambda n: "é".encode() * n),
+    st.integers(1, 100).map(lambda n: b"\xff" * n),
+    st.integers(1, 60).map(lambda n: "x\u3000".encode() * n),  # words spaced only by a Unicode space
+)
+LONG_RAW = st.lists(LONG_SEGMENTS, max_size=30).map(b"".join)
+
+
+@given(data=LONG_RAW, size=st.integers(1, 40), block_sizes=BLOCK_SIZES, max_key=st.integers(1, 400))
+@FAST
+def test_chunker_with_long_tokens_is_exact_or_names_the_limit(data: bytes, size: int, block_sizes: list[int],
+                                                              max_key: int) -> None:
+    tokens = data.decode("utf-8", "replace").split()
+    longest = max((len(t.encode()) for t in tokens), default=0)
+    try:
+        pieces = chunk(data, size, block_sizes, max_key)
+    except KeyTooLarge as error:
+        # Only a token truly longer than the limit may fail the split, and the error names the setting.
+        assert longest > max_key
+        assert "MR_MAX_KEY" in error.message
+        return
+    assert b"".join(pieces) == data
+    assert Counter(w for p in pieces for w in p.decode("utf-8", "replace").split()) == Counter(tokens)
+
+
+def test_a_word_longer_than_the_limit_fails_with_bounded_memory() -> None:
+    chunker = Chunker(1024, 10_000)
+    with pytest.raises(KeyTooLarge, match="MR_MAX_KEY"):
+        for _ in range(100):
+            chunker.feed(b"z" * 4096)
+            assert chunker.held <= 10_002
+
+
+def test_text_spaced_only_by_unicode_spaces_is_cut_not_refused() -> None:
+    data = "ab\u3000".encode() * 20_000  # 100 KB without one ASCII whitespace byte, words of 2 characters
+    pieces = chunk(data, 1024, [4096], max_key=64)
+    assert len(pieces) > 10
+    assert Counter(w for p in pieces for w in p.decode().split()) == Counter({"ab": 20_000})

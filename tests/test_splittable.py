@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors.core.errors import JobFailed
 from actors.core.splits import plan
-from actors.master.splittable import ABANDONED, DONE, FAILED, RUNNING, SplitTable, Ticket
+from actors.master.attempts import AttemptState
+from actors.master.splittable import SplitTable, Ticket
+
+from . import splittable_reference as reference
 
 
 class Clock:
@@ -57,7 +65,7 @@ def test_failure_free_run_without_backups_maps_each_split_once(splits: int) -> N
     assert t.retries == 0
     assert t.late_reports == 0
     assert t.bytes_done == splits * 100
-    assert all(s.attempts[0].state == DONE and s.winner == 1 for s in t.states)
+    assert all(s.attempts[0].state == AttemptState.DONE and s.winner == 1 for s in t.states)
     for mapper in mappers:
         assert t.next_for(mapper) is None
 
@@ -119,7 +127,7 @@ def test_backup_starts_for_a_straggler_after_backup_after() -> None:
     assert t.next_for("m0") is None
     # The first to finish wins; the other's report is late and dropped.
     assert t.succeeded(b.split.index, backup.attempt, 100)
-    assert t.states[b.split.index].attempts[0].state == ABANDONED
+    assert t.states[b.split.index].attempts[0].state == AttemptState.ABANDONED
     assert not t.succeeded(b.split.index, b.attempt, 100)
     assert t.late_reports == 1
     assert t.done_count == 2
@@ -166,6 +174,19 @@ def test_backup_never_on_the_same_mapper_and_oldest_first() -> None:
     # m0 only has its own split (already backed up) and m1's: it backs up m1's, never its own.
     other = take(t, "m0")
     assert other.backup and other.split == second.split
+
+
+def test_a_straggler_whose_backup_failed_can_be_backed_up_again() -> None:
+    clock = Clock(1000.0)
+    t = table(1, max_attempts=4, backups=True, clock=clock)
+    first = take(t, "m0")
+    clock.now += 10
+    backup = take(t, "m1")
+    assert backup.backup and backup.split == first.split
+    t.failed(0, backup.attempt, "crash")  # the straggler runs alone again
+    assert t.next_for("m0") is None  # never a backup of its own attempt
+    again = take(t, "m2")
+    assert again.backup and again.split == first.split and again.attempt == 3
 
 
 def test_backup_respects_max_attempts() -> None:
@@ -244,7 +265,7 @@ def test_failure_after_the_split_is_done_is_ignored() -> None:
     t.succeeded(0, second.attempt, 100)
     t.failed(0, first.attempt, "late crash")  # not running any more: ignored, no JobFailed
     t.failed(0, second.attempt, "nonsense")  # the winner: ignored too
-    assert t.states[0].attempts[1].state == DONE
+    assert t.states[0].attempts[1].state == AttemptState.DONE
 
 
 def test_loser_of_a_race_failing_does_not_fail_the_job() -> None:
@@ -264,7 +285,7 @@ def test_repeated_report_of_the_winner_keeps_it_done() -> None:
     a = take(t, "m0")
     assert t.succeeded(0, a.attempt, 100)
     assert not t.succeeded(0, a.attempt, 100)
-    assert t.states[0].attempts[0].state == DONE
+    assert t.states[0].attempts[0].state == AttemptState.DONE
     assert t.late_reports == 0
 
 
@@ -290,7 +311,7 @@ def test_abandoned_only_touches_running_attempts() -> None:
     a = take(t, "m0")
     t.failed(0, a.attempt, "crash")
     t.abandoned(0, a.attempt, "later")
-    assert t.states[0].attempts[0].state == FAILED
+    assert t.states[0].attempts[0].state == AttemptState.FAILED
     assert t.states[0].attempts[0].cause == "crash"
 
 
@@ -310,16 +331,144 @@ def test_progress_and_bytes_done() -> None:
     assert t.bytes_done == 100  # a failed attempt's progress no longer counts
 
 
-def test_snapshot() -> None:
-    clock = Clock()
-    t = table(2, backups=False, clock=clock)
+def test_late_report_after_another_attempt_won_keeps_the_failure_visible() -> None:
+    t = table(1, backups=False)
+    first = take(t, "m0")
+    t.failed(0, first.attempt, "lease expired")
+    second = take(t, "m1")
+    assert t.succeeded(0, second.attempt, 100)
+    assert not t.succeeded(0, first.attempt, 100)
+    assert t.states[0].attempts[0].state == AttemptState.FAILED
+    assert t.states[0].attempts[0].cause == "lease expired"
+    assert t.failed_count == 1
+
+
+def test_late_success_of_a_handed_back_attempt_completes_the_split() -> None:
+    """A failed attempt's streams may all have been committed: its report, while the split is open, counts."""
+    t = table(2, backups=False)
     a = take(t, "m0")
-    t.failed(0, a.attempt, "crash")
-    snap = t.snapshot()
-    assert [s["split"] for s in snap] == [0, 1]
-    assert snap[0]["attempts"] == [{"attempt": 1, "mapper": "m0", "state": FAILED, "backup": False, "cause": "crash"}]
-    assert snap[1]["attempts"] == []
-    assert snap[0]["start"] == 0 and snap[1]["end"] == 200
-    assert not snap[0]["done"]
-    b = take(t, "m1")
-    assert t.snapshot()[b.split.index]["attempts"][-1]["state"] == RUNNING
+    t.failed(0, a.attempt, "lease expired")
+    assert t.failed_count == 1
+    assert t.succeeded(0, a.attempt, 100)
+    assert t.states[0].attempts[0].state == AttemptState.DONE
+    assert t.failed_count == 0  # no failed attempt is left on it
+    # The split is no longer pending: the next mapper gets split 1, not a retry of split 0.
+    assert take(t, "m1").split.index == 1
+    assert t.retries == 0
+
+
+def test_reports_for_unknown_attempts_are_refused() -> None:
+    t = table(2, backups=False)
+    a = take(t, "m0")
+    for split, attempt in [(0, 0), (0, 2), (0, -1), (1, 1), (9, 1)]:
+        with pytest.raises(KeyError):
+            t.succeeded(split, attempt, 100)
+    assert t.done_count == 0
+    assert t.states[0].attempts[0].state == AttemptState.RUNNING
+    assert t.succeeded(0, a.attempt, 100)
+
+
+def test_a_table_of_some_splits_hands_them_out_in_its_own_order() -> None:
+    """A recovery table holds a subset of the plan, in the order given; reports name splits by index."""
+    splits = plan(1000, 100, 1)
+    t = SplitTable([splits[7], splits[2], splits[5]], 3, Clock(), backups=False)
+    tickets = [take(t, "m0") for _ in range(3)]
+    assert [k.split.index for k in tickets] == [7, 2, 5]
+    t.failed(2, 1, "crash")
+    assert take(t, "m1").split.index == 2
+    assert t.succeeded(7, 1, 100) and t.succeeded(2, 2, 100) and t.succeeded(5, 1, 100)
+    assert t.all_done and t.bytes_done == 300
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The indexed table answers exactly like the straightforward scan it replaced
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[int], int, bool, float, list[tuple[Any, ...]]]:
+    count = draw(st.integers(1, 7))
+    order = draw(st.permutations(range(count)))
+    chosen = order[: draw(st.integers(1, count))] if draw(st.booleans()) else list(range(count))
+    max_attempts = draw(st.integers(1, 4))
+    backups = draw(st.booleans())
+    backup_after = draw(st.sampled_from([0.0, 1.0, 5.0]))
+    mapper = st.integers(0, 2)
+    ticket = st.integers(0, 40)
+    tick = st.tuples(st.just("tick"), st.sampled_from([0.0, 0.5, 1.0, 3.0, 12.0]))
+    step = st.one_of(
+        st.tuples(st.just("next"), mapper),
+        st.tuples(st.just("next"), mapper),
+        st.tuples(st.just("next"), mapper),
+        tick,
+        st.tuples(st.just("succeeded"), ticket, st.integers(0, 120)),
+        st.tuples(st.just("failed"), ticket),
+        st.tuples(st.just("abandoned"), ticket),
+        st.tuples(st.just("progress"), ticket, st.integers(0, 120)),
+        st.tuples(st.just("retire"), mapper),
+        tick,
+    )
+    return chosen, max_attempts, backups, backup_after, draw(st.lists(step, max_size=60))
+
+
+def call(method: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return ("ok", method(*args))
+    except JobFailed as error:
+        return ("JobFailed", str(error))
+
+
+def same_tables(real: SplitTable, model: reference.SplitTable) -> None:
+    assert (real.total, real.done_count, real.all_done, real.bytes_done, real.attempts_started()) == (
+        model.total, model.done_count, model.all_done, model.bytes_done, model.attempts_started()
+    )
+    assert (real.retries, real.late_reports, real.last_failure) == (
+        model.retries, model.late_reports, model.last_failure
+    )
+    assert real.straggler_time() == model.straggler_time()
+    shown = [
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
+                             for a in s.attempts])
+        for s in real.states
+    ]
+    assert shown == [
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
+                             for a in s.attempts])
+        for s in model.states
+    ]
+    running = [i for i, s in enumerate(model.states) if s.running()]
+    failed = [i for i, s in enumerate(model.states) if s.failures()]
+    assert (real.running_positions(), real.running_count) == (running, len(running))
+    assert (real.failed_positions(), real.failed_count) == (failed, len(failed))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_indexed_table_matches_the_scanning_model(
+    scenario: tuple[list[int], int, bool, float, list[tuple[Any, ...]]]
+) -> None:
+    chosen, max_attempts, backups, backup_after, steps = scenario
+    planned = plan((max(chosen) + 1) * 100, 100, 1)
+    splits = [planned[i] for i in chosen]
+    clock = Clock(1000.0)
+    real = SplitTable(list(splits), max_attempts, clock, backups=backups, backup_after=backup_after)
+    model = reference.SplitTable(list(splits), max_attempts, clock, backups=backups, backup_after=backup_after)
+    tickets: list[Ticket] = []
+    for step in steps:
+        name = step[0]
+        if name == "next":
+            mine, theirs = real.next_for(f"m{step[1]}"), model.next_for(f"m{step[1]}")
+            assert (mine.split, mine.attempt, mine.backup) == (theirs.split, theirs.attempt, theirs.backup) \
+                if mine is not None and theirs is not None else mine is theirs is None
+            if mine is not None:
+                tickets.append(mine)
+        elif name == "retire":
+            real.retire(f"m{step[1]}")
+            model.retire(f"m{step[1]}")
+        elif name == "tick":
+            clock.now += step[1]
+        elif tickets:
+            ticket = tickets[step[1] % len(tickets)]
+            args: tuple[Any, ...] = (ticket.split.index, ticket.attempt)
+            args += (step[2],) if name in ("succeeded", "progress") else (f"cause {len(tickets)}",)
+            assert call(getattr(real, name), *args) == call(getattr(model, name), *args)
+        same_tables(real, model)

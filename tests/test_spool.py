@@ -12,11 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
-from actors.core.errors import PayloadTooLarge
-from actors.core.messages import Commit, Data, from_wire
+from actors.core.config import Settings
+from actors.core.errors import KeyTooLarge
+from actors.core.messages import Commit, Data, KeyPart, from_wire
 from actors.core.partition import partition_of
+from actors.core.splits import Chunker
 from actors.jobs import get_job
 from actors.mapper.spool import Spool
+from actors.reducer.ledger import Stage
 
 CAP = 1 << 20
 
@@ -40,9 +43,21 @@ def frames_of(spool: Spool, partition: int) -> list[dict[str, Any]]:
     """Decode a partition's bytes as a reducer would: frame decoder, then strict message parsing."""
     decoder = wire.FrameDecoder(spool.frame_cap)
     items: list[dict[str, Any]] = []
+    parts: list[str] = []  # a long key's pieces: KEYPART frames, then one DATA item ending the key
     for block in spool.blocks(partition):
-        items += [from_wire(raw, Data).items for raw in decoder.feed(block)]
+        for raw in decoder.feed(block):
+            message = from_wire(raw, Data, KeyPart)
+            if isinstance(message, KeyPart):
+                parts.append(message.text)
+                continue
+            if parts:
+                ((last, value),) = message.items.items()
+                items.append({"".join(parts) + last: value})
+                parts.clear()
+            else:
+                items.append(message.items)
     decoder.close()
+    assert not parts
     return items
 
 
@@ -134,11 +149,43 @@ def test_oversized_frame_is_split_in_halves(spools: list[Spool]) -> None:
     assert spool.sizes[0] == len(data)
 
 
-def test_single_key_larger_than_the_cap(spools: list[Spool]) -> None:
-    spool = make(spools, partitions=1, frame_cap=64)
-    spool.map("k" * 200, "in.txt")
-    with pytest.raises(PayloadTooLarge):
+def test_a_key_longer_than_a_frame_travels_in_pieces(spools: list[Spool]) -> None:
+    word = "k" * 150 + "é日" * 40 + "\U0001f600" * 30  # multi-byte characters straddle the piece boundaries
+    spool = make(spools, partitions=1, frame_cap=128, max_key=4096)
+    spool.map(f"{word} a {word} b {word}", "in.txt")
+    spool.flush()
+    frames = frames_of(spool, 0)
+    assert sum((Counter(f) for f in frames), Counter()) == Counter({word: 3, "a": 1, "b": 1})
+    data = b"".join(spool.blocks(0))
+    pos, count = 0, 0
+    while pos < len(data):
+        pos += wire.PREFIX + wire.frame_length(data[pos : pos + wire.PREFIX], 128)  # each within the cap
+        count += 1
+    assert count == spool.commit(0).frames > len(frames)
+    assert spool.commit(0) == Commit(frames=count, keys=3, checksum=5)
+
+
+def test_a_key_longer_than_max_key_fails_naming_it(spools: list[Spool]) -> None:
+    spool = make(spools, partitions=1, frame_cap=1024, max_key=2000)
+    spool.map("k" * 2001, "in.txt")
+    with pytest.raises(KeyTooLarge, match="MR_MAX_KEY"):
         spool.flush()
+    fits = make(spools, partitions=1, frame_cap=1024, max_key=2000)
+    fits.map("k" * 2000, "in.txt")
+    fits.flush()
+    assert frames_of(fits, 0) == [{"k" * 2000: 1}]
+    assert fits.commit(0).frames > 1  # it did travel in pieces
+
+
+def test_frames_hold_at_most_frame_keys_keys(spools: list[Spool]) -> None:
+    words = [f"w{i}" for i in range(1000)]
+    spool = make(spools, partitions=1, key_budget=10_000, frame_keys=64)
+    spool.map(" ".join(words), "in.txt")
+    spool.flush()
+    frames = frames_of(spool, 0)
+    assert max(map(len, frames)) == 64
+    assert len(frames) == -(-1000 // 64)
+    assert sum((Counter(f) for f in frames), Counter()) == Counter(words)
 
 
 def test_blocks_replay_identically(spools: list[Spool]) -> None:
@@ -184,3 +231,56 @@ def test_map_counts_chunks_straight_into_the_partial(spools: list[Spool], key_bu
         spool.map(chunk, "in.txt")
     spool.flush()
     check_decodes_to(spool, Counter(" ".join(chunks).split()))
+
+
+def test_spool_defaults_are_the_settings_defaults() -> None:
+    spool = Spool(get_job("wordcount"), 1, 10, Settings().frame_cap)
+    try:
+        assert (spool.frame_keys, spool.max_key) == (Settings().frame_keys, Settings().max_key)
+    finally:
+        spool.close()
+
+
+LONG_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from([" ", "\n", "\t", "\u3000", "\u00a0", "a", "é", "日", "\U0001f600"]),
+        st.tuples(st.sampled_from(["x", "é", "日本", "\U0001f600"]), st.integers(1, 400)).map(lambda t: t[0] * t[1]),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@given(text=LONG_TEXT, chunk_size=st.integers(1, 64), frame_cap=st.integers(60, 300), frame_keys=st.integers(1, 5))
+@settings(max_examples=150, deadline=None)
+def test_long_words_survive_mapper_and_reducer_exactly(text: str, chunk_size: int, frame_cap: int,
+                                                      frame_keys: int) -> None:
+    # The whole path a long word takes: chunked on whitespace, counted, framed (in pieces when longer than a
+    # frame), then staged by a reducer that joins the pieces.
+    job = get_job("wordcount")
+    data = text.encode()
+    spool = Spool(job, 2, 3, frame_cap, frame_keys=frame_keys, max_key=1 << 20)
+    try:
+        chunker = Chunker(chunk_size, 1 << 20)
+        for start in range(0, len(data), 7):
+            for piece in chunker.feed(data[start : start + 7]):
+                spool.map(piece.decode("utf-8", "replace"), "in.txt")
+        for piece in chunker.finish():
+            spool.map(piece.decode("utf-8", "replace"), "in.txt")
+        spool.flush()
+        merged: Counter[str] = Counter()
+        for partition in range(2):
+            stage = Stage(job, 1 << 20)
+            decoder = wire.FrameDecoder(frame_cap)
+            for block in spool.blocks(partition):
+                for raw in decoder.feed(block):
+                    message = from_wire(raw, Data, KeyPart)
+                    if isinstance(message, KeyPart):
+                        stage.add_part(message)
+                    else:
+                        assert len(message.items) <= frame_keys
+                        stage.add(message)
+            stage.verify(spool.commit(partition))
+            merged.update(stage.items)
+    finally:
+        spool.close()
+    assert merged == Counter(text.split())

@@ -351,3 +351,25 @@ def test_close_of_clean_stream() -> None:
     decoder.close()
     assert decoder.feed(wire.frame(1, CAP)) == [1]
     decoder.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# map_size_after: a map's declared size, read before decoding
+
+
+@pytest.mark.parametrize("count", [0, 1, 23, 24, 255, 256, 65_535, 65_536, 70_000])
+def test_map_size_after_reads_every_header_width(count: int) -> None:
+    prefix = wire.encode({"items": {}})[:-1]
+    body = wire.encode({"items": {str(i): i for i in range(count)}})
+    assert wire.map_size_after(body, prefix) == count
+
+
+def test_map_size_after_declines_other_shapes() -> None:
+    prefix = wire.encode({"items": {}})[:-1]
+    assert wire.map_size_after(wire.encode({"items": [1, 2]}), prefix) is None  # an array, not a map
+    assert wire.map_size_after(wire.encode({"other": {}}), prefix) is None
+    assert wire.map_size_after(prefix, prefix) is None  # nothing after the prefix
+    assert wire.map_size_after(prefix + b"\xbf", prefix) is None  # indefinite length
+    assert wire.map_size_after(prefix + b"\xb9\x01", prefix) is None  # truncated 2-byte count
+    huge = prefix + b"\xbb" + (2**40).to_bytes(8, "big")
+    assert wire.map_size_after(huge, prefix) == 2**40  # declared, whatever follows: the caller refuses it

@@ -23,9 +23,13 @@ MiB = 1024 * 1024
 DERIVED = "derived"  # a default computed from other settings; the doc says how
 
 
-def setting(env: str, default: Any, doc: str, *, low: float | None = None, high: float | None = None) -> Any:
-    """Declare one setting: its environment variable, default, bounds and one line for the README."""
-    return field(default=default, metadata={"env": env, "doc": doc, "low": low, "high": high})
+def setting(env: str, default: Any, doc: str, *, low: float | None = None, high: float | None = None,
+            count: bool = False) -> Any:
+    """Declare one setting: its environment variable, default, bounds and one line for the README.
+
+    ``count``: the number counts things, not bytes, so the README shows 65536, not 64 KiB.
+    """
+    return field(default=default, metadata={"env": env, "doc": doc, "low": low, "high": high, "count": count})
 
 
 def _timeout(default: float, doc: str) -> Any:
@@ -45,10 +49,14 @@ class Timeouts:
     finalize: float = _timeout(120.0, "a reducer's finalize answer (large totals take a while)")
     discovery: float = _timeout(5.0, "one discovery look-up")
     peers: float = _timeout(15.0, "how long a job waits for enough peers to appear")
-    drain: float = _timeout(20.0, "SIGTERM: time to finish in-flight work")
+    drain: float = _timeout(20.0, "SIGTERM: the whole budget to exit (finish work, then cancel it); keep it below "
+                            "terminationGracePeriodSeconds minus the preStop sleep")
     startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this")
     retry_deadline: float = _timeout(60.0, "total time one narrow retry loop may take")
     recovery: float = _timeout(120.0, "how long a job waits for a lost reducer's ordinal to answer again")
+    body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")
+    body: float = _timeout(3600.0, "a request body must arrive whole within this, however steadily it trickles")
+    stream: float = _timeout(600.0, "a shuffle stream must reach its COMMIT within this, however steadily it trickles")
 
 
 @dataclass(frozen=True)
@@ -112,11 +120,36 @@ class Settings:
     backup_after: float = setting("MR_BACKUP_AFTER", 5.0, "an attempt running this long (and 2x the median) may get "
                                   "a backup", low=0.0)
     job_ttl: float = setting("MR_JOB_TTL", 3600.0, "finished jobs' state is dropped after this many seconds", low=1.0)
+    # The master's own bounds: one request must not be able to plan, hold or spool without limit.
+    max_splits: int = setting("MR_MAX_SPLITS", 65536, "most splits one job may plan (4 TiB at 64 MiB); a bigger "
+                              "plan is refused at submit", low=1, count=True)
+    split_size_floor: int = setting("MR_SPLIT_SIZE_FLOOR", 4096, "smallest split_size a request may ask for",
+                                    low=1)
+    max_name: int = setting("MR_MAX_NAME", 255, "longest input name (input.name, ?name=) in UTF-8 bytes", low=1)
+    result_max: int = setting("MR_RESULT_MAX", 32 * MiB, "largest result one job may hold on the master (its "
+                              "encoded JSON); a bigger one fails the job", low=1024)
+    results_budget: int = setting("MR_RESULTS_BUDGET", 256 * MiB, "bytes of finished results the master holds at "
+                                  "once; past it the oldest are dropped (410 Gone)", low=1024)
+    upload_budget: int = setting("MR_UPLOAD_BUDGET", 5 * 1024 * MiB, "bytes of uploads the master spools at once; "
+                                 "an upload past it gets 507", low=1024)
+    # 32 Ki keys decode in about 20 ms (measured: a 1 M-key frame took 0.65 s idle, 2.5 s on busy cores, and
+    # cbor2's C decoder holds the GIL, so a thread does not help): a reducer's loop never stalls on one frame.
+    frame_keys: int = setting("MR_FRAME_KEYS", 16 * 1024, "most keys in one shuffle DATA frame (mappers cut frames "
+                              "there; reducers refuse more before decoding)", low=1)
+    max_key: int = setting("MR_MAX_KEY", 64 * MiB, "longest key (a word) in UTF-8 bytes; a longer one fails the job "
+                           "at once", low=1)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
     allow_private_urls: bool = setting("MR_ALLOW_PRIVATE_URLS", False, "allow URL inputs on loopback, private and "
                                        "link-local addresses")
+    max_running_jobs: int = setting("MR_MAX_RUNNING_JOBS", 16, "jobs a master runs at once; more wait in its queue",
+                                    low=1)
+    max_queued_jobs: int = setting("MR_MAX_QUEUED_JOBS", 256, "jobs waiting to run; beyond, submissions get 429 "
+                                   "(/compute has its own queue of this size, served first)", low=0)
+    max_uploads: int = setting("MR_MAX_UPLOADS", 16, "uploads a master spools at once; beyond, 429", low=1)
+    max_line: int = setting("MR_MAX_LINE", 8190, "longest request line (so URL) or header field in bytes; longer "
+                            "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -252,5 +285,6 @@ def settings_table() -> str:
     for cls in (Settings, Timeouts):
         for f in declared(cls):
             unit = " s" if cls is Timeouts else ""
-            rows.append(f"| `{env_name(f)}` | {_shown(f.default)}{unit} | {f.metadata['doc']} |")
+            shown = str(f.default) if f.metadata.get("count") else _shown(f.default)
+            rows.append(f"| `{env_name(f)}` | {shown}{unit} | {f.metadata['doc']} |")
     return "\n".join(rows)

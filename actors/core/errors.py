@@ -70,6 +70,26 @@ class PayloadTooLarge(MapReduceError):
     code = "too_large"
 
 
+class Gone(MapReduceError):
+    """The thing existed but is no longer held (a finished job's result dropped to stay within its budget)."""
+
+    status = 410
+    code = "gone"
+
+
+class InsufficientStorage(MapReduceError):
+    """The disk (or its budget, MR_UPLOAD_BUDGET) cannot take this upload now."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
+class KeyTooLarge(PayloadTooLarge):
+    """One key (a word) is longer than MR_MAX_KEY: no retry of the split can help, so the job fails at once."""
+
+    code = "key_too_large"
+
+
 class Unavailable(MapReduceError):
     """The actor cannot take the work now (no budget, draining, no peers); retry later."""
 
@@ -79,6 +99,27 @@ class Unavailable(MapReduceError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RequestTimeout(MapReduceError):
+    """A client sent its request body too slowly (a stalled or trickled upload); the message names the setting."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class Unprocessable(MapReduceError):
+    """The request is well-formed but contradicts an earlier one (an Idempotency-Key reused for another body)."""
+
+    status = 422
+    code = "unprocessable"
+
+
+class TooManyRequests(Unavailable):
+    """An admission limit is reached (running or queued jobs, concurrent uploads); retry after a while."""
+
+    status = 429
+    code = "too_many_requests"
 
 
 class PeerError(MapReduceError):

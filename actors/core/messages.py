@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from .errors import WireError
+from .keys import AttemptKey as AttemptKey  # re-exported: the messages below carry one as ``key``
 
 VERSION = 1
 
@@ -32,6 +33,10 @@ class Assignment:
     reducers: list[str]  # reducer names by ordinal as the master saw them (for logs and checks)
     only_partitions: list[int]  # empty: every partition; else redo just these
 
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -42,6 +47,10 @@ class Progress:
     split: int
     attempt: int
     bytes_read: int
+
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class SplitDone:
     incarnations: list[str]  # by partition: the reducer incarnation that acknowledged it
     duplicates: int  # partitions that answered "duplicate"
 
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
+
 
 @dataclass(frozen=True)
 class SplitFailed:
@@ -69,6 +82,10 @@ class SplitFailed:
     attempt: int
     cause: str
     retriable: bool
+
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
 
 
 @dataclass(frozen=True)
@@ -84,12 +101,24 @@ class StreamHeader:
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
 
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
+
 
 @dataclass(frozen=True)
 class Data:
     """A shuffle DATA frame: partial values by key, for one partition."""
 
     items: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KeyPart:
+    """A shuffle frame carrying a piece of one key too long for a frame; the next DATA frame holds exactly one
+    item, whose key is the key's last piece. Keys are cut between characters; the whole is at most MR_MAX_KEY."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -156,14 +185,14 @@ class Release:
 
 
 Message = (
-    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Commit | StreamAck | Finalize | Report
-    | Missing | Release
+    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | KeyPart | Commit | StreamAck | Finalize
+    | Report | Missing | Release
 )
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
 P = TypeVar("P", bound=Message)
-_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Commit, StreamAck, Finalize, Report,
-            Missing, Release)
+_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, KeyPart, Commit, StreamAck, Finalize,
+            Report, Missing, Release)
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
 
 

@@ -152,3 +152,21 @@ class FrameDecoder:
         """The stream ended: leftover bytes mean a frame was cut."""
         if self._buffer:
             raise WireError(f"stream ended inside a frame ({len(self._buffer)} bytes left over)")
+
+
+def map_size_after(body: bytes, prefix: bytes) -> int | None:
+    """How many entries the CBOR map right after ``prefix`` declares, read before decoding anything; None when
+    ``body`` does not start with ``prefix`` and a definite-length map header (so a decoder's work is known)."""
+    if not body.startswith(prefix) or len(body) <= len(prefix):
+        return None
+    initial = body[len(prefix)]
+    if initial >> 5 != 5:  # major type 5: a map
+        return None
+    info = initial & 0x1F
+    if info < 24:
+        return info
+    width = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
+    start = len(prefix) + 1
+    if width is None or len(body) < start + width:
+        return None  # indefinite length (refused by the decoder anyway) or a truncated header
+    return int.from_bytes(body[start : start + width], "big")

@@ -29,14 +29,26 @@ def resolve_under_root(root: str, relative: str) -> Path:
         raise InputError("path inputs are disabled: no data root is configured (MR_DATA_ROOT)")
     if not relative or "\x00" in relative:
         raise InputError("input path is empty or contains a NUL byte")
+    try:
+        relative.encode("utf-8")  # lone surrogates: a non-UTF-8 name, which no message could carry to a mapper
+    except UnicodeEncodeError:
+        raise InputError(f"input path {relative!r} is not valid UTF-8") from None
     if os.path.isabs(relative) or ".." in Path(relative).parts:
         raise InputError(f"input path {relative!r} must be relative to the data root, without '..'")
     base = Path(root).resolve()
-    target = (base / relative).resolve()
-    if target != base and base not in target.parents:
-        raise InputError(f"input path {relative!r} leaves the data root")
-    if not target.is_file():
-        raise InputError(f"input path {relative!r} is not a readable file under the data root")
+    try:
+        target = (base / relative).resolve()
+        if target != base and base not in target.parents:
+            raise InputError(f"input path {relative!r} leaves the data root")
+        if not target.is_file():
+            raise InputError(f"input path {relative!r} is not a readable file under the data root")
+    except OSError as error:  # e.g. a name too long for the file system
+        raise InputError(f"input path {relative[:100]!r} cannot be used: {error.strerror}") from None
+    try:
+        with open(target, "rb"):  # the mappers open it the same way: refuse now rather than fail every attempt
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot read input path {relative!r}: {os.strerror(exc.errno or 0).lower()}") from None
     return target
 
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+import random
+from collections.abc import AsyncGenerator
 
 import aiohttp
 from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
-from ..core.errors import Conflict, DiscoveryError, MapReduceError, PeerError, Unavailable, describe, first_error
+from ..core.errors import (
+    Conflict,
+    DiscoveryError,
+    KeyTooLarge,
+    MapReduceError,
+    PeerError,
+    Unavailable,
+    first_error,
+)
 from ..core.logs import EventLog
 from ..core.messages import (
     Assignment,
@@ -30,11 +39,14 @@ from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
 from ..jobs import Job, get_job
 from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
-from ..net.client import PeerClient, read_cbor, retrying, session_context
+from ..net.client import PeerClient, PeerUnreachable, session_context
+from ..net.ordinals import OrdinalMissing, wait_for_ordinals
+from ..net.transport import HttpTransport, Transport
 from .spool import Spool
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-SEND_ATTEMPTS = 6
+SEND_ATTEMPTS = 6  # a reducer that answers badly gets this many tries; one that is down is waited for instead
+SEND_BACKOFF, SEND_BACKOFF_MAX = 0.05, 1.0
 
 log = EventLog(__name__)
 
@@ -56,7 +68,8 @@ async def assign(request: web.Request) -> web.StreamResponse:
         raise Unavailable("mapper is shutting down")
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
     await response.prepare(request)
-    run = MapRun(assignment, job, settings, request.app[SESSION], request.app[DISCOVERY],
+    client = PeerClient(request.app[SESSION], settings)
+    run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY],
                  request.app[IDENTITY].incarnation)
     fields = {"job": assignment.job, "epoch": assignment.epoch, "split": assignment.split,
               "attempt": assignment.attempt}
@@ -72,7 +85,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
             outcome = run.outcome()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
-            retriable = not isinstance(error, Conflict)
+            retriable = not isinstance(error, (Conflict, KeyTooLarge))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             log.warning("split_failed", **fields, cause=error.message)
@@ -92,14 +105,16 @@ class MapRun:
         assignment: Assignment,
         job: Job,
         settings: Settings,
-        session: aiohttp.ClientSession,
+        client: PeerClient,
+        transport: Transport,
         discovery: Discovery,
         incarnation: str,
     ) -> None:
         self.a = assignment
         self.job = job
         self.settings = settings
-        self.client = PeerClient(session, settings)
+        self.client = client  # for reading served and URL inputs only; peers are reached through the transport
+        self.transport = transport
         self.discovery = discovery
         self.incarnation = incarnation
         self.bytes_read = 0
@@ -120,8 +135,9 @@ class MapRun:
                           s.timeouts.stream_idle)
 
     async def run(self) -> AsyncGenerator[Progress, None]:
-        spool = Spool(self.job, self.a.partitions, self.settings.key_budget, self.settings.frame_cap,
-                      self.settings.spool_dir or None)
+        s = self.settings
+        spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
+                      frame_keys=s.frame_keys, max_key=s.max_key)
         try:
             async with contextlib.aclosing(self._map(spool)) as mapping:
                 async for progress in mapping:
@@ -142,7 +158,7 @@ class MapRun:
 
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
         owned = OwnedLines(self.a.start, self.a.end)
-        chunker = Chunker(self.settings.chunk_size)
+        chunker = Chunker(self.settings.chunk_size, self.settings.max_key)
         name = self.a.input_name
         blocks = self._source().blocks(read_from(self.a.start))
         try:
@@ -151,7 +167,9 @@ class MapRun:
                 self.bytes_read += len(data)
                 for piece in chunker.feed(data):
                     spool.map(piece.decode("utf-8", "replace"), name)
-                    yield self._progress()
+                # Every block, not every piece: reading a long word yields no piece for a while, and a silent
+                # mapper loses its lease.
+                yield self._progress()
                 if owned.done:
                     break
         finally:
@@ -168,53 +186,59 @@ class MapRun:
         try:
             async with asyncio.TaskGroup() as group:
                 for partition in partitions:
-                    group.create_task(self._send(spool, partition, reducers[partition]))
+                    group.create_task(self._send(spool, partition, reducers.get(partition)))
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
 
     async def _reducers(self) -> dict[int, Peer]:
-        needed = self.a.only_partitions or list(range(self.a.partitions))
-        t = self.settings.timeouts
+        """The reducers visible now, by ordinal; a send waits for its own reducer if it is not among them."""
         try:
-            peers = await self.discovery.wait_for("reducer", max(needed) + 1, t.peers)
-        except DiscoveryError as error:
-            raise Unavailable(f"cannot find the reducers for partitions {needed}: {error.message}") from None
-        by_ordinal = {p.ordinal: p for p in peers}
-        missing = [p for p in needed if p not in by_ordinal]
-        if missing:
-            raise Unavailable(f"no reducer with ordinal {missing} is visible")
-        return by_ordinal
+            return {p.ordinal: p for p in await self.discovery.peers("reducer")}
+        except DiscoveryError:
+            return {}
 
-    async def _send(self, spool: Spool, partition: int, reducer: Peer) -> None:
-        a = self.a
+    async def _send(self, spool: Spool, partition: int, reducer: Peer | None) -> None:
+        """Deliver one partition: a reducer that is down or not visible (restarting, not Ready yet) is waited for
+        up to the recovery timeout; one that answers an error gets SEND_ATTEMPTS tries."""
+        a, t = self.a, self.settings.timeouts
         header = StreamHeader(job=a.job, epoch=a.epoch, split=a.split, attempt=a.attempt, partition=partition,
                               partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition])
-        cap = self.settings.frame_cap
-        url = f"{reducer.url}/internal/v1/shuffle"
-
-        async def body() -> AsyncIterator[bytes]:
-            yield wire.frame(to_wire(header), cap)
-            for block in spool.blocks(partition):
-                yield block
-            yield wire.frame(to_wire(spool.commit(partition)), cap)
-
-        async def post() -> StreamAck:
-            t = self.settings.timeouts
+        fields = {"job": a.job, "split": a.split, "attempt": a.attempt, "partition": partition}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + t.recovery
+        tries = failures = 0
+        while True:
+            tries += 1
+            retry_after = 0.0
             try:
-                async with self.client.session.post(
-                    url, data=body(), headers={**self.client.headers, "Content-Type": "application/cbor-seq"},
-                    timeout=self.client.timeout(read=t.stream_idle + t.stage_wait),
-                ) as response:
-                    answer = await read_cbor(response, self.settings.message_cap, url)
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise PeerError(f"{url}: {describe(exc)}") from None
-            return from_wire(answer, StreamAck)
-
-        t = self.settings.timeouts
-        ack = await retrying(post, (PeerError, Unavailable), SEND_ATTEMPTS, t.retry_deadline)
+                if reducer is None:
+                    found = await wait_for_ordinals(self.discovery, "reducer", [partition],
+                                                    max(deadline - loop.time(), 0.001))
+                    reducer = found[partition]
+                ack = await self.transport.send_partition(reducer, header, spool.blocks(partition),
+                                                          spool.commit(partition))
+                break
+            except OrdinalMissing as error:
+                raise Unavailable(f"reducer {partition} did not come back: {error.message}") from None
+            except PeerUnreachable as error:
+                cause = error.message  # down: wait for it (a replaced pod may come back at a new address)
+            except (PeerError, Unavailable) as error:
+                failures += 1
+                if failures >= SEND_ATTEMPTS:
+                    raise
+                cause = error.message
+                retry_after = error.retry_after if isinstance(error, Unavailable) else 0.0
+            reducer = None
+            delay = min(SEND_BACKOFF_MAX, SEND_BACKOFF * 2 ** min(tries - 1, 20)) * random.uniform(0.5, 1.5)
+            delay = max(delay, retry_after * random.uniform(0.5, 1.0))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Unavailable(f"reducer {partition} did not take split {a.split} within {t.recovery:g} s "
+                                  f"(MR_TIMEOUT_RECOVERY): {cause}")
+            log.info("partition_send_retry", **fields, tries=tries, cause=cause)
+            await asyncio.sleep(min(delay, remaining))  # backoff between retries, not a wait for a condition
         self.acks[partition] = ack
-        log.debug("partition_sent", job=a.job, split=a.split, attempt=a.attempt, partition=partition,
-                  status=ack.status)
+        log.debug("partition_sent", **fields, status=ack.status)
 
     def outcome(self) -> SplitDone:
         a = self.a

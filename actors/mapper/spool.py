@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
 from ..core import wire
-from ..core.errors import PayloadTooLarge
-from ..core.messages import Commit, Data, to_wire
+from ..core.errors import KeyTooLarge, PayloadTooLarge
+from ..core.messages import Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import Job
 
 READ_BLOCK = 256 * 1024
+# Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
+# the string headers (at most 31 bytes, counted from the encoding; kept generous).
+FRAME_OVERHEAD = 40
 
 
 class Spool:
@@ -26,11 +30,15 @@ class Spool:
         frame_cap: int,
         directory: str | None = None,
         memory_limit: int = 8 * 1024 * 1024,
+        frame_keys: int = 16 * 1024,
+        max_key: int = 64 * 1024 * 1024,
     ) -> None:
         self.job = job
         self.partitions = partitions
         self.key_budget = key_budget
         self.frame_cap = frame_cap
+        self.frame_keys = frame_keys
+        self.max_key = max_key
         self._acc: dict[str, Any] = job.partial()
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
@@ -55,20 +63,55 @@ class Spool:
                 self._write(partition, items)
 
     def _write(self, partition: int, items: dict[str, Any]) -> None:
+        if len(items) > self.frame_keys:
+            # A reducer decodes a frame in one go on its event loop: a key count bounds how long that takes.
+            ordered = iter(items)
+            for _ in range(0, len(items), self.frame_keys):
+                self._write(partition, {k: items[k] for k in itertools.islice(ordered, self.frame_keys)})
+            return
+        if len(items) == 1 and len(next(iter(items))) > self.frame_cap:
+            self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
+            return
         try:
             encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
         except PayloadTooLarge:
             if len(items) == 1:
-                raise
+                self._write_long(partition, items)
+                return
             keys = list(items)
             half = len(keys) // 2
             self._write(partition, {k: items[k] for k in keys[:half]})
             self._write(partition, {k: items[k] for k in keys[half:]})
             return
-        self._files[partition].write(encoded)
-        self.frames[partition] += 1
+        self._append(partition, encoded)
         self.keys[partition] += len(items)
         self.checksums[partition] += self.job.checksum(items)
+
+    def _write_long(self, partition: int, items: dict[str, Any]) -> None:
+        """One key too long for a frame: KEYPART frames with its pieces, then a DATA frame with the last piece."""
+        ((key, value),) = items.items()
+        encoded = key.encode("utf-8")
+        if len(encoded) > self.max_key:
+            raise KeyTooLarge(f"a word of {len(encoded)} bytes is longer than the longest key allowed "
+                              f"(MR_MAX_KEY={self.max_key})")
+        room = self.frame_cap - FRAME_OVERHEAD - len(wire.encode(value))
+        if room < 4:  # not even one character fits beside the value
+            raise PayloadTooLarge(f"one value is too large for a frame of {self.frame_cap} bytes (MR_FRAME_CAP)")
+        start = 0
+        while len(encoded) - start > room:
+            end = start + room
+            while encoded[end] & 0xC0 == 0x80:  # never cut inside a character
+                end -= 1
+            self._append(partition, wire.frame(to_wire(KeyPart(encoded[start:end].decode("utf-8"))), self.frame_cap))
+            start = end
+        last = {encoded[start:].decode("utf-8"): value}
+        self._append(partition, wire.frame(to_wire(Data(last)), self.frame_cap))
+        self.keys[partition] += 1
+        self.checksums[partition] += self.job.checksum(items)
+
+    def _append(self, partition: int, encoded: bytes) -> None:
+        self._files[partition].write(encoded)
+        self.frames[partition] += 1
         self.sizes[partition] += len(encoded)
 
     def commit(self, partition: int) -> Commit:

@@ -5,43 +5,64 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from ..core.config import Settings
-from ..core.errors import BadRequest, Conflict, MapReduceError, Unavailable
+from ..core.errors import (
+    BadRequest,
+    Conflict,
+    JobFailed,
+    MapReduceError,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unavailable,
+)
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
 from ..jobs import get_job
-from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context
+from ..net.actor import DISCOVERY, DRAIN, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
+from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
-from .record import CANCELLED, DONE, FAILED, FINISHED, JobRecord
+from .limits import check_plan, json_split_size, positive_decimal, query_split_size
+from .openapi import openapi
+from .page import add_status_page
+from .readiness import READY, expected_reducers, readiness_context
+from .record import DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
-from .store import InputStore, parse_spec, upload_name
+from .results import HeldResult, Results
+from .splitview import parse_query
+from .store import UPLOAD_BLOCK, InputStore, clip_name, parse_spec, read_block, upload_name
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", InputStore)
 REGISTRY = web.AppKey("registry", JobRegistry)
 SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
+RESULTS = web.AppKey("results", Results)
 MAX_WAIT = 600.0
+TOP_BATCH = 4096  # ?top=N entries written at a time
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
 log = EventLog(__name__)
 
 
 def build_master(settings: Settings) -> web.Application:
+    expected_reducers(settings)  # refuse to start without knowing how many reducers to wait for
     app = base_app(settings, client_max_size=settings.max_json)
     app[SLOTS] = MapperSlots(settings.mapper_slots)
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
+    app.cleanup_ctx.append(readiness_context)
     app.cleanup_ctx.append(_jobs_context)
     app.router.add_get("/compute", compute)
     app.router.add_post("/v1/jobs", submit)
@@ -50,30 +71,50 @@ def build_master(settings: Settings) -> web.Application:
     app.router.add_get("/v1/jobs/{id}/result", result)
     app.router.add_delete("/v1/jobs/{id}", cancel)
     app.router.add_get("/v1/cluster", cluster)
+    app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/internal/v1/inputs/{id}", serve_input)
+    add_status_page(app, SESSION)
     return app
 
 
 async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
-    """The input store, journal and job registry live as long as the app; closing drains, then cancels, jobs."""
+    """The input store, results, journal and job registry live as long as the app; closing drains, then cancels."""
     settings = app[SETTINGS]
     store = InputStore(settings)
     app[STORE] = store
-    registry = JobRegistry(time.time, settings.job_ttl, lambda r: store.drop(r.input.served_id))
-    app[REGISTRY] = registry
+    results = Results(settings.result_max, settings.results_budget, time.time)
+    app[RESULTS] = results
     journal = Journal(settings.state_dir)
     app[JOURNAL] = journal
+
+    def ended(record: JobRecord) -> None:
+        store.drop(record.input.served_id)
+        journal.ended(record)
+
+    def forget(record: JobRecord) -> None:
+        store.drop(record.input.served_id)
+        results.forget(record.id)
+
+    registry = JobRegistry(time.time, settings.job_ttl, settings.max_running_jobs, settings.max_queued_jobs,
+                           on_end=ended, on_forget=forget)
+    app[REGISTRY] = registry
+    app[UPLOADS] = UploadSlots(settings.max_uploads)
     for record, key in journal.interrupted():
-        record.state, record.error, record.finished = FAILED, RESTARTED, time.time()
+        record.transition(FAILED)
+        record.error, record.finished = RESTARTED, time.time()
         record.done.set()
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
     journal.compact()
+    drain = app[DRAIN]
+    drain.hooks.append(lambda d: registry.close(d.stop_at, d.cancel_by))  # SIGTERM: the jobs share one deadline
     try:
         yield
     finally:
-        await registry.close(settings.timeouts.drain)
+        drain.begin(asyncio.get_running_loop().time())  # a clean-up without SIGTERM drains by the same rule
+        await registry.close(drain.stop_at, drain.cancel_by)
         store.close()
+        results.clear()
 
 
 def _job_id(key: str) -> str:
@@ -81,29 +122,61 @@ def _job_id(key: str) -> str:
     return "k" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest() if key else uuid.uuid4().hex[:20]
 
 
-def _epoch() -> int:
-    return time.time_ns() // 1_000_000
+def _epoch(previous: JobRecord | None) -> int:
+    # Milliseconds, and always past the previous epoch of the same id (a quick resubmission under one key).
+    now = time.time_ns() // 1_000_000
+    return max(now, previous.epoch + 1) if previous is not None else now
 
 
-def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "") -> JobRecord:
-    settings = app[SETTINGS]
-    record = JobRecord(id=_job_id(key), epoch=_epoch(), job_name=job_name, input=ref, created=time.time(),
-                       split_size=split_size)
-    coordinator = Coordinator(record, settings, PeerClient(app[SESSION], settings), app[DISCOVERY], app[SLOTS],
-                              time.monotonic)
-    store, journal = app[STORE], app[JOURNAL]
-    journal.started(record, key)
-
-    async def run() -> None:
-        try:
-            await coordinator.run()
-        finally:
-            store.drop(ref.served_id)
-            journal.ended(record)
-
-    app[REGISTRY].start(record, run(), key)
-    log.info("job_submitted", job=record.id, epoch=record.epoch, name=job_name, input=ref.kind, bytes=ref.size)
+def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "",
+              interactive: bool = False) -> JobRecord:
+    """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here."""
+    settings, registry = app[SETTINGS], app[REGISTRY]
+    job_id = _job_id(key)
+    record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
+                       created=time.time(), split_size=split_size)
+    coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
+                              app[SLOTS], time.monotonic, keep=_keeper(app, record))
+    try:
+        registry.start(record, coordinator.run, key, interactive)
+    except BaseException:
+        app[STORE].drop(ref.served_id)
+        raise
+    app[JOURNAL].started(record, key)
+    log.info("job_submitted", job=record.id, epoch=record.epoch, name=job_name, input=ref.kind, bytes=ref.size,
+             running=registry.running, queued=registry.queued)
     return record
+
+
+class UploadSlots:
+    """How many uploads this master spools at once (MR_MAX_UPLOADS): each holds a connection and an open file."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if self.active >= self.limit:
+            raise TooManyRequests(f"{self.active} uploads are already being received, the limit (MR_MAX_UPLOADS); "
+                                  "retry later", retry_after=5.0)
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+
+UPLOADS = web.AppKey("uploads", UploadSlots)
+
+
+async def _ready_for_jobs(app: web.Application) -> None:
+    """Jobs start only on a ready master: draining refuses at once; not ready yet waits (bounded), then 503."""
+    identity = app[IDENTITY]
+    if not identity.draining:
+        await app[READY].wait(app[SETTINGS].timeouts.peers)
+    if identity.draining:  # also when SIGTERM came during the wait
+        raise Unavailable("master is shutting down; submit again shortly")
 
 
 def _links(record: JobRecord) -> dict[str, str]:
@@ -111,40 +184,106 @@ def _links(record: JobRecord) -> dict[str, str]:
 
 
 async def submit(request: web.Request) -> web.Response:
-    """POST /v1/jobs: a JSON spec ``{"job": ..., "input": {...}}``, or a raw body uploaded as the input."""
+    """POST /v1/jobs: a JSON spec ``{"job": ..., "input": {...}}``, or a raw body uploaded as the input.
+
+    With an ``Idempotency-Key``, the request's fingerprint is the hash of its canonical form (a JSON spec re-encoded
+    with sorted keys; an upload's bytes with its sorted query): the same key and fingerprint answer the same job
+    (200), the same key with another fingerprint is refused (422).
+    """
     app, settings = request.app, request.app[SETTINGS]
-    if app[IDENTITY].draining:
-        raise Unavailable("master is shutting down; submit again shortly")
+    await _ready_for_jobs(app)
+    registry = app[REGISTRY]
     key = request.headers.get("Idempotency-Key", "")
-    existing = app[REGISTRY].by_key(key) if key else None
-    if existing is not None and existing.state not in (FAILED, CANCELLED):
-        return web.json_response({**existing.status(), "links": _links(existing)}, status=200)
+    if key not in registry.keys:  # a known key may be answered with its job even when the master is full
+        registry.check_room()  # refuse a flood before reading its bodies
+    deadline = asyncio.get_running_loop().time() + settings.timeouts.body
+    digest = hashlib.blake2b(digest_size=16)
     if request.content_type == "application/json":
-        spec = await _json_body(request)
-        job_name = spec.get("job", "wordcount")
-        if not isinstance(job_name, str):
-            raise BadRequest('"job" must be a job name string')
-        get_job(job_name)
-        if "input" not in spec:
-            raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
-        split_size = _positive(spec.get("split_size", settings.split_size), "split_size")
-        unknown = sorted(set(spec) - {"job", "input", "split_size"})
-        if unknown:
-            raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
-        ref = await parse_spec(spec["input"], settings, app[STORE])
+        spec = await _json_body(request, deadline)
+        digest.update(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        upload = None
     else:
-        job_name = request.query.get("job", "wordcount")
-        get_job(job_name)
-        split_size = _positive(request.query.get("split_size", settings.split_size), "split_size")
-        ref = await app[STORE].add_upload(request.content, upload_name(request), settings.max_body)
-    record = start_job(app, job_name, ref, split_size, key)
+        spec = {}
+        digest.update(json.dumps(sorted(request.query.items())).encode("utf-8", "surrogatepass"))
+        split_size = query_split_size(request.query.get("split_size"), settings)
+        name = upload_name(request, settings.max_name)
+        if request.content_length is not None:
+            check_plan(request.content_length, split_size, settings)  # refuse before spooling a byte
+        with app[UPLOADS].hold():
+            upload = await app[STORE].add_upload(request.content, name, settings.max_body, request.content_length,
+                                                 deadline=deadline, digest=digest)
+    held = False  # whether this request holds the key's claim, so it alone may release it
+    try:
+        existing = await registry.claim(key, digest.hexdigest(), settings.timeouts.request) if key else None
+        held = bool(key) and existing is None
+        if existing is not None:
+            if upload is not None:
+                app[STORE].drop(upload.served_id)
+            return web.json_response({**existing.status(), "links": _links(existing)}, status=200)
+        job_name, ref, split_size = await _job_of(request, spec, upload)
+        record = start_job(app, job_name, ref, split_size, key)
+    except BaseException:
+        if upload is not None:
+            app[STORE].drop(upload.served_id)
+        raise
+    finally:
+        if held:
+            registry.release(key)  # a no-op once start_job bound the key to the job
     return web.json_response({**record.status(), "links": _links(record)}, status=202)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None) -> tuple[str, InputRef, int]:
+    """The job name, input and split size a submission asks for, its plan checked against MR_MAX_SPLITS."""
+    app, settings = request.app, request.app[SETTINGS]
+    if upload is not None:
+        job_name = request.query.get("job", "wordcount")
+        get_job(job_name)
+        split_size = query_split_size(request.query.get("split_size"), settings)
+        check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
+        return job_name, upload, split_size
+    job_name = spec.get("job", "wordcount")
+    if not isinstance(job_name, str):
+        raise BadRequest('"job" must be a job name string')
+    get_job(job_name)
+    if "input" not in spec:
+        raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
+    split_size = json_split_size(spec, settings)
+    unknown = sorted(set(spec) - {"job", "input", "split_size"})
+    if unknown:
+        raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
+    ref = clip_name(await parse_spec(spec["input"], settings, app[STORE]), settings.max_name)
+    _admit_plan(app, ref, split_size)
+    return job_name, ref, split_size
+
+
+def _finite(text: str) -> float:
+    """A JSON number that is finite: NaN, Infinity and overflowing literals are refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"JSON number {text[:40]!r} is not finite")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise BadRequest(f"JSON has {name}, which is not a JSON number")
+
+
+async def _json_body(request: web.Request, deadline: float) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    cap = settings.max_json
+    if request.content_length is not None and request.content_length > cap:
+        raise PayloadTooLarge(f"JSON body too large: {request.content_length} bytes exceed the cap of {cap} bytes "
+                              "(MR_MAX_JSON)")
+    parts, size = [], 0
+    while block := await read_block(request.content, UPLOAD_BLOCK, settings.timeouts.body_idle, deadline):
+        size += len(block)
+        if size > cap:
+            raise PayloadTooLarge(f"JSON body too large: it exceeds the cap of {cap} bytes (MR_MAX_JSON)")
+        parts.append(block)
     try:
-        spec = json.loads(raw)
+        spec = json.loads(b"".join(parts), parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest("JSON body is nested too deeply") from None
     except ValueError as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from None
     if not isinstance(spec, dict):
@@ -152,14 +291,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return spec
 
 
-def _positive(value: Any, name: str) -> int:
+def _admit_plan(app: web.Application, ref: InputRef, split_size: int) -> None:
+    """Check the plan the input's known size gives; a refused job's served input is let go at once."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be a positive integer") from None
-    if isinstance(value, bool) or number <= 0:
-        raise BadRequest(f"{name} must be a positive integer")
-    return number
+        check_plan(ref.size, split_size, app[SETTINGS])
+    except BadRequest:
+        app[STORE].drop(ref.served_id)
+        raise
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -171,8 +309,10 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    """GET /v1/jobs/{id}[?splits=all|failed|running&offset=N&limit=N]: state, progress, a summary or page of splits."""
     record = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response({**record.status(), "links": _links(record)})
+    listing = parse_query(request.query)
+    return web.json_response({**record.status(listing), "links": _links(record)})
 
 
 async def _wait(record: JobRecord, request: web.Request) -> None:
@@ -180,9 +320,12 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
     if wait is None:
         return
     try:
-        seconds = min(float(wait), MAX_WAIT)
+        seconds = float(wait)
     except ValueError:
         raise BadRequest("wait must be a number of seconds") from None
+    if not math.isfinite(seconds):
+        raise BadRequest("wait must be a finite number of seconds")
+    seconds = min(seconds, MAX_WAIT)
     try:
         async with asyncio.timeout(max(seconds, 0.0)):
             await record.done.wait()
@@ -190,28 +333,80 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
         pass
 
 
-async def result(request: web.Request) -> web.Response:
+async def result(request: web.Request) -> web.StreamResponse:
     """GET /v1/jobs/{id}/result[?top=N][&wait=S]: the job's result once it is done."""
     record = request.app[REGISTRY].get(request.match_info["id"])
     top = request.query.get("top")
-    n = _positive(top, "top") if top is not None else None
+    n = positive_decimal(top, "top") if top is not None else None
     await _wait(record, request)
-    if record.state != DONE or record.result is None:
+    held = held_result(request.app, record)
+    if held is None:
         detail = f": {record.error}" if record.error else ""
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
-    body: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state,
-                            "keys": len(record.result)}
+    head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
     if n is not None:
-        body["top"] = [[key, value] for key, value in get_job(record.job_name).top(record.result, n)]
-    else:
-        body["result"] = record.result
-    return web.json_response(body)
+        return await _stream_top(request, head, held, n)
+    return await _stream_result(request, head, held)
+
+
+def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
+    """A done job's held result; None if the job is not done; Gone (410) if it was dropped for the budget."""
+    if record.state != DONE:
+        return None
+    return app[RESULTS].get(record.id)
+
+
+def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], HeldResult]:
+    """What the coordinator calls with a finished result: encode it once and hold it within the results budget."""
+
+    def keep(result: dict[str, Any]) -> HeldResult:
+        try:
+            held = app[RESULTS].hold(record.id, result, get_job(record.job_name).top)
+        except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
+            raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
+        log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)
+        return held
+
+    return keep
+
+
+async def _stream_result(request: web.Request, head: dict[str, Any], held: HeldResult) -> web.StreamResponse:
+    """The held bytes in slices, each awaited: a slow reader costs one slice of memory, not a copy of the result."""
+    prefix = json.dumps(head)[:-1].encode() + b', "result": '
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    response.content_length = len(prefix) + held.size + 1
+    await response.prepare(request)
+    await response.write(prefix)
+    for chunk in held.chunks():
+        await response.write(chunk)
+    await response.write(b"}")
+    await response.write_eof()
+    return response
+
+
+async def _stream_top(request: web.Request, head: dict[str, Any], held: HeldResult, n: int) -> web.StreamResponse:
+    """The first ``n`` entries, decoded and written a batch at a time: even ?top=<everything> holds one batch."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    await response.write(json.dumps(head)[:-1].encode() + b', "top": [')
+    batch: list[str] = []
+    first = True
+    for entry in held.entries(n):
+        batch.append(json.dumps(entry))
+        if len(batch) == TOP_BATCH:
+            await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
+            batch, first = [], False
+    if batch:
+        await response.write(("" if first else ", ").encode() + ", ".join(batch).encode())
+    await response.write(b"]}")
+    await response.write_eof()
+    return response
 
 
 async def cancel(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     record = registry.cancel(request.match_info["id"])
-    await registry.wait_cancelled(record.id, request.app[SETTINGS].timeouts.request)
+    await registry.wait_cancelled(record, request.app[SETTINGS].timeouts.request)
     return web.json_response({"id": record.id, "state": record.state, "error": record.error or None})
 
 
@@ -221,17 +416,24 @@ async def compute(request: web.Request) -> web.Response:
     if text is None:
         raise BadRequest("missing query parameter 'text'")
     app, settings = request.app, request.app[SETTINGS]
+    await _ready_for_jobs(app)
+    app[REGISTRY].check_room(interactive=True)
     ref = app[STORE].add_text(text.encode("utf-8", "surrogatepass"), "compute")
-    record = start_job(app, "wordcount", ref, settings.split_size)
+    # Interactive: it waits ahead of queued /v1 jobs, so a flood of submissions cannot starve it.
+    record = start_job(app, "wordcount", ref, settings.split_size, interactive=True)
     try:
         async with asyncio.timeout(settings.timeouts.request):
             await record.done.wait()
     except TimeoutError:
         app[REGISTRY].cancel(record.id)
-        raise MapReduceError(f"job {record.id} did not finish within {settings.timeouts.request:g} s") from None
-    if record.state != DONE or record.result is None:
+        raise Unavailable(f"job {record.id} did not finish within {settings.timeouts.request:g} s "
+                          "(MR_TIMEOUT_REQUEST): the cluster is busy", retry_after=5.0) from None
+    held = held_result(app, record)
+    if held is None:
         raise MapReduceError(f"job {record.id} {record.state}: {record.error}")
-    return web.json_response(record.result)
+    # The held JSON is compact; /compute answers as the original did, in json.dumps' own spacing. Its result is
+    # small by construction (the text came in one request line, at most MR_MAX_LINE bytes).
+    return web.json_response(json.loads(held.payload))
 
 
 async def cluster(request: web.Request) -> web.Response:
@@ -249,6 +451,7 @@ async def cluster(request: web.Request) -> web.Response:
         "mappers": [{"name": p.name, "ordinal": p.ordinal, "url": p.url} for p in mappers],
         "reducers": [{"name": p.name, "ordinal": p.ordinal, "url": p.url} for p in reducers],
         "jobs_running": registry.running,
+        "jobs_queued": registry.queued,
         "jobs_known": len(registry.jobs),
         "finished": sum(1 for r in registry.jobs.values() if r.state in FINISHED),
     })

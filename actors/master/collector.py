@@ -9,10 +9,12 @@ from typing import Any
 from ..core.config import Settings
 from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable
 from ..core.logs import EventLog
-from ..core.messages import Finalize, Missing, Release, Report, from_wire
+from ..core.messages import Finalize, Missing, Release, Report
 from ..discovery import Discovery, Peer
 from ..jobs import get_job
-from ..net.client import PeerClient, retrying
+from ..net.client import retrying
+from ..net.ordinals import wait_for_ordinals
+from ..net.transport import Transport
 from .record import JobRecord
 
 Remap = Callable[[dict[int, list[int]], int], Awaitable[None]]
@@ -23,10 +25,10 @@ log = EventLog(__name__)
 class Collector:
     """The reduce side of one job: finalize, recover lost partitions through ``remap``, release."""
 
-    def __init__(self, record: JobRecord, settings: Settings, client: PeerClient, discovery: Discovery) -> None:
+    def __init__(self, record: JobRecord, settings: Settings, transport: Transport, discovery: Discovery) -> None:
         self.record = record
         self.settings = settings
-        self.client = client
+        self.transport = transport
         self.discovery = discovery
         self.fields = {"job": record.id, "epoch": record.epoch}
 
@@ -53,13 +55,10 @@ class Collector:
 
     async def _reducer(self, partition: int) -> Peer:
         try:
-            peers = await self.discovery.wait_for("reducer", partition + 1, self.settings.timeouts.peers)
+            found = await wait_for_ordinals(self.discovery, "reducer", [partition], self.settings.timeouts.peers)
         except DiscoveryError as error:
             raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
-        for peer in peers:
-            if peer.ordinal == partition:
-                return peer
-        raise Unavailable(f"reducer {partition} is not visible")
+        return found[partition]
 
     async def _finalize(self, partition: int) -> Report | Missing:
         """Ask reducer ``partition`` for its report, waiting (bounded) for it to come back if it is down."""
@@ -68,10 +67,7 @@ class Collector:
                            job_name=record.job_name)
 
         async def call() -> Report | Missing:
-            reducer = await self._reducer(partition)
-            raw = await self.client.call(f"{reducer.url}/internal/v1/finalize", message, settings.result_cap,
-                                         settings.timeouts.finalize)
-            return from_wire(raw, Report, Missing)
+            return await self.transport.finalize(await self._reducer(partition), message)
 
         try:
             answer = await retrying(call, (PeerError, Unavailable), 1_000_000, settings.timeouts.recovery,
@@ -96,9 +92,5 @@ class Collector:
             reducers = await self.discovery.peers("reducer")
         except MapReduceError:
             return
-        calls = [
-            self.client.call(f"{r.url}/internal/v1/release", message, self.settings.message_cap,
-                             self.settings.timeouts.request)
-            for r in reducers if r.ordinal < record.partitions
-        ]
+        calls = [self.transport.release(r, message) for r in reducers if r.ordinal < record.partitions]
         await asyncio.gather(*calls, return_exceptions=True)

@@ -3,49 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from typing import Any
 
-import aiohttp
-
-from ..core import wire
 from ..core.config import Settings
 from ..core.errors import (
     DiscoveryError,
     JobFailed,
     MapReduceError,
     PeerError,
-    WireError,
     describe,
     first_error,
 )
 from ..core.logs import EventLog
-from ..core.messages import (
-    Assignment,
-    Progress,
-    SplitDone,
-    SplitFailed,
-    from_wire,
-    to_wire,
-)
+from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan
 from ..discovery import Discovery, Peer
-from ..net.client import PeerClient, peer_failure
-from ..net.frames import FrameReader
+from ..net.ordinals import OrdinalMissing, wait_for_ordinals
+from ..net.transport import PeerUnreachable, Transport
 from .collector import Collector
-from .record import CANCELLED, DONE, FAILED, FINALIZING, RUNNING, JobRecord
+from .record import JobRecord, JobState
 from .splittable import SplitTable, Ticket
 
-OK, UNREACHABLE, FAULTY = "ok", "unreachable", "faulty"  # how one attempt went, for the mapper's worker
+
+class Outcome(StrEnum):
+    """How one attempt went, for the mapper's worker: only UNREACHABLE and FAULTY make it back off."""
+
+    OK = "ok"  # the split is done (or another attempt of it won)
+    REPORTED = "reported"  # the mapper reported the attempt failed, e.g. a reducer was down: not its fault
+    UNREACHABLE = "unreachable"  # never started: handed back
+    FAULTY = "faulty"  # the mapper crashed, stalled or answered nonsense
 
 log = EventLog(__name__)
 
 
 class MapperReported(PeerError):
     """The mapper itself reported the attempt failed (e.g. a reducer was down): not the mapper's fault."""
+
+
+class Superseded(MapReduceError):
+    """Another attempt of the split won while this one still ran: stop listening, it changes nothing."""
 
 
 class MapperSlots:
@@ -69,19 +71,23 @@ class Coordinator:
         self,
         record: JobRecord,
         settings: Settings,
-        client: PeerClient,
+        transport: Transport,
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
+        keep: Callable[[dict[str, Any]], object] | None = None,
     ) -> None:
         self.record = record
         self.settings = settings
-        self.client = client
+        self.transport = transport
+        self.keep = keep  # holds the finished result (the master encodes it once); raises JobFailed past its cap
         self.discovery = discovery
         self.slots = slots
         self.clock = clock
         self.changed = asyncio.Condition()
-        self.collector = Collector(record, settings, client, discovery)
+        self.collector = Collector(record, settings, transport, discovery)
+        # Idle workers look for stragglers this often (short test settings make a fast, still faithful, run).
+        self.tick = min(1.0, max(0.01, settings.backup_after / 4))
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
     @property
@@ -92,22 +98,26 @@ class Coordinator:
         record = self.record
         try:
             await self._map_phase()
-            record.state = FINALIZING
-            record.result = await self.collector.collect(self._recover)
-            record.state = DONE
+            record.transition(JobState.FINALIZING)
+            result = await self.collector.collect(self._recover)
+            if self.keep is not None:
+                self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
+            else:
+                record.result = result
+            record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
-            log.info("job_done", **self.fields, keys=len(record.result), splits=splits)
+            log.info("job_done", **self.fields, keys=len(result), splits=splits)
         except asyncio.CancelledError:
-            record.state = CANCELLED
+            record.transition(JobState.CANCELLED)
             record.error = record.error or "cancelled"
             log.info("job_cancelled", **self.fields)
             raise
         except MapReduceError as error:
-            record.state = FAILED
+            record.transition(JobState.FAILED)
             record.error = error.message
             log.warning("job_failed", **self.fields, error=error.message)
         except Exception as error:  # a bug: fail the job loudly rather than leave it "running" forever
-            record.state = FAILED
+            record.transition(JobState.FAILED)
             record.error = f"internal error: {error!r}"
             log.error("job_crashed", exc=True, **self.fields)
         finally:
@@ -118,20 +128,24 @@ class Coordinator:
     async def _map_phase(self) -> None:
         record, t = self.record, self.settings.timeouts
         mappers = await self._mappers()
+        # from_env derives the count from a static list; settings built in code may leave that to us.
+        partitions = self.settings.reducer_count or len(self.settings.reducer_urls)
+        if partitions < 1:
+            raise JobFailed("the number of reducers is not configured: set MR_REDUCER_COUNT to the reducer "
+                            "StatefulSet's replicas (or list them in MR_REDUCERS)")
         try:
-            reducers = await self.discovery.wait_for("reducer", 1, t.peers)
-        except DiscoveryError as error:
-            raise JobFailed(f"no reducer is visible: {error.message}") from None
-        ordinals = [r.ordinal for r in reducers]
-        partitions = next(i for i in range(len(ordinals) + 1) if i not in ordinals)
-        if partitions == 0:
-            raise JobFailed(f"no reducer with ordinal 0 is visible (seen ordinals {ordinals})")
+            # R is the configured count, never what happens to be visible: a missing ordinal is waited for.
+            reducers = await wait_for_ordinals(self.discovery, "reducer", range(partitions), t.recovery)
+        except OrdinalMissing as error:
+            raise JobFailed(f"reducer {error.missing[0]} of {partitions} (MR_REDUCER_COUNT) did not appear: "
+                            f"{error.message}") from None
         record.partitions = partitions
         record.mappers = [m.name for m in mappers]
-        record.reducers = [r.name for r in reducers if r.ordinal < partitions]
-        record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size)
+        record.reducers = [reducers[i].name for i in range(partitions)]
+        record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size,
+                             self.settings.max_splits)
         record.table = self._table(record.splits)
-        record.state = RUNNING
+        record.transition(JobState.RUNNING)
         log.info("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
                  mappers=len(mappers), bytes=record.input.size)
         await self._run_table(record.table, mappers, only=[])
@@ -145,9 +159,18 @@ class Coordinator:
         table.mappers.update(m.name for m in mappers)
         try:
             async with asyncio.TaskGroup() as group:
-                for mapper in mappers:
-                    for _ in range(self.settings.mapper_slots):
-                        group.create_task(self._worker(mapper, table, only))
+                workers = [
+                    group.create_task(self._worker(mapper, table, only))
+                    for mapper in mappers
+                    for _ in range(self.settings.mapper_slots)
+                ]
+                # Once every split is done, end the workers still busy: one queued for a mapper slot another job
+                # holds, or one listening to an attempt that lost to a backup, must not hold this job open.
+                all_done = group.create_task(self._until_all_done(table))
+                either: list[asyncio.Future[Any]] = [all_done, asyncio.gather(*workers, return_exceptions=True)]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                for task in [all_done, *workers]:
+                    task.cancel()
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
         if not table.all_done:
@@ -156,6 +179,10 @@ class Coordinator:
                 + (f"; last failure: {table.last_failure}" if table.last_failure else "")
             )
 
+    async def _until_all_done(self, table: SplitTable) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: table.all_done)
+
     async def _worker(self, mapper: Peer, table: SplitTable, only: list[int]) -> None:
         """Feeds one mapper slot until no split is left; backs off a faulty mapper, retires an unreachable one."""
         unreachable_since: float | None = None
@@ -163,7 +190,7 @@ class Coordinator:
         try:
             while not table.all_done:
                 ticket: Ticket | None = None
-                outcome = OK
+                outcome = Outcome.OK
                 async with self.slots.hold(mapper.name):
                     seen = self.version  # read with the table: any later change wakes us, none is missed
                     ticket = table.next_for(mapper.name)
@@ -173,10 +200,10 @@ class Coordinator:
                     if not table.all_done:
                         await self._wait_for_change(seen)
                     continue
-                if outcome == OK:
+                if outcome in (Outcome.OK, Outcome.REPORTED):
                     unreachable_since, backoff = None, 0.05
                     continue
-                if outcome == UNREACHABLE:
+                if outcome == Outcome.UNREACHABLE:
                     now = self.clock()
                     unreachable_since = unreachable_since or now
                     if now - unreachable_since > self.settings.timeouts.peers:
@@ -186,15 +213,17 @@ class Coordinator:
                 backoff = min(backoff * 2, 2.0)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
                 mapper = await self._refresh(mapper)
-        finally:
+        except BaseException:
             table.retire(mapper.name)
-            await self._notify()
+            raise  # the job is failing, cancelled, or done (see _run_table): nobody needs waking
+        table.retire(mapper.name)
+        await self._notify()
 
     async def _wait_for_change(self, seen: int) -> None:
         async with self.changed:
             try:
                 # A timed wake-up too: a straggler may deserve a backup before anything else changes.
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(self.tick):
                     await self.changed.wait_for(lambda: self.version != seen)
             except TimeoutError:
                 pass
@@ -223,8 +252,8 @@ class Coordinator:
             end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=only,
         )
 
-    async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> str:
-        """Run one attempt: OK (done, or failed by the mapper's own report), UNREACHABLE (handed back) or FAULTY."""
+    async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
+        """Run one attempt and say how it went."""
         split, attempt = ticket.split.index, ticket.attempt
         fields = {**self.fields, "split": split, "attempt": attempt, "mapper": mapper.name}
         log.info("split_assigned", **fields, backup=ticket.backup, only=only or None)
@@ -232,53 +261,48 @@ class Coordinator:
             done = await self._run_assignment(mapper, ticket, table, only)
         except JobFailed:
             raise
-        except aiohttp.ClientConnectorError as exc:
-            table.abandoned(split, attempt, f"mapper unreachable: {describe(exc)}")
+        except Superseded:
+            log.info("attempt_superseded", **fields)
             await self._notify()
-            return UNREACHABLE
-        except (MapReduceError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Outcome.OK
+        except PeerUnreachable as exc:
+            table.abandoned(split, attempt, f"mapper unreachable: {exc.message}")
+            await self._notify()
+            return Outcome.UNREACHABLE
+        except (MapReduceError, TimeoutError) as exc:
             reported = isinstance(exc, MapperReported)
             cause = exc.message if isinstance(exc, MapReduceError) else describe(exc)
             if isinstance(exc, TimeoutError):
                 cause = f"no word from {mapper.name} for the lease of {self.settings.timeouts.lease:g} s (stalled)"
             log.warning("split_attempt_failed", **fields, cause=cause)
-            try:
-                table.failed(split, attempt, cause)
-            finally:
-                await self._notify()
-            return OK if reported else FAULTY
+            # Raises JobFailed on the split's last allowed failure: then no worker is woken to start another.
+            table.failed(split, attempt, cause)
+            await self._notify()
+            return Outcome.REPORTED if reported else Outcome.FAULTY
         self.record.duplicate_streams += done.duplicates
         if not table.succeeded(split, attempt, done.bytes_read):
             log.info("late_report_dropped", **fields)
         await self._notify()
-        return OK
+        return Outcome.OK
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
-        settings, t = self.settings, self.settings.timeouts
+        """Listen to one assignment's stream; the lease is held here, between messages, whatever the transport."""
+        lease = self.settings.timeouts.lease
         assignment = self._assignment(ticket, only)
-        url = f"{mapper.url}/internal/v1/assign"
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.lease)
-        headers = {**self.client.headers, "Content-Type": "application/cbor"}
-        async with self.client.session.post(
-            url, data=wire.encode(to_wire(assignment)), headers=headers, timeout=timeout
-        ) as response:
-            if response.status >= 400:
-                raise await peer_failure(response, url)
-            reader = FrameReader(response.content, settings.message_cap, idle=t.lease)
+        async with contextlib.aclosing(self.transport.assign(mapper, assignment)) as messages:
             while True:
-                try:
-                    raw = await reader.next()
-                except WireError as error:
-                    raise PeerError(f"{mapper.name}: {error.message} (lease {t.lease:g} s)") from None
-                if raw is None:
+                async with asyncio.timeout(lease):
+                    message = await anext(messages, None)
+                if message is None:
                     raise PeerError(f"{mapper.name} closed the assignment without a report")
-                message = from_wire(raw, Progress, SplitDone, SplitFailed)
-                if (message.job, message.epoch, message.split, message.attempt) != (
-                    assignment.job, assignment.epoch, assignment.split, assignment.attempt
-                ):
+                if message.key != assignment.key:
                     self.record.stale_dropped += 1
                     continue
                 if isinstance(message, Progress):
+                    winner = table.winner(assignment.split)
+                    if winner is not None and winner != assignment.attempt:
+                        # A backup won: a straggler that still heartbeats must not hold the job (or its slot).
+                        raise Superseded(f"attempt {winner} of split {assignment.split} finished first")
                     table.progress(assignment.split, assignment.attempt, message.bytes_read)
                 elif isinstance(message, SplitDone):
                     return message

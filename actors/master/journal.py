@@ -12,6 +12,55 @@ from .record import JobRecord
 
 log = EventLog(__name__)
 
+# The fields each event must carry, with the types they must have: a record that does not match is skipped,
+# never trusted (a bool is not an int, as everywhere on the wire).
+_INT, _NUMBER, _STR = (int,), (int, float), (str,)
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "started": {"id": _STR, "epoch": _INT, "job": _STR, "key": _STR, "created": _NUMBER, "split_size": _INT,
+                "input": (dict,)},
+    "ended": {"id": _STR, "epoch": _INT, "state": _STR},
+}
+_INPUT_FIELDS: dict[str, tuple[type, ...]] = {"kind": _STR, "location": _STR, "name": _STR, "size": _INT}
+
+
+class BadRecord(ValueError):
+    """One journal line that cannot be used; the message says why."""
+
+
+def _check(entry: dict[str, Any], fields: dict[str, tuple[type, ...]], where: str) -> None:
+    missing = sorted(set(fields) - set(entry))
+    if missing:
+        raise BadRecord(f"{where}missing fields {missing}")
+    for name, kinds in fields.items():
+        value = entry[name]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            wanted = " or ".join(k.__name__ for k in kinds)
+            raise BadRecord(f"{where}field {name!r} is {type(value).__name__}, not {wanted}")
+
+
+def parse_line(raw: bytes) -> dict[str, Any]:
+    """One journal line as a checked entry, or :class:`BadRecord` saying what is wrong with it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRecord(f"not UTF-8 (byte {exc.start})") from None
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRecord(f"not JSON ({exc.msg} at column {exc.colno}); a torn write?") from None
+    if not isinstance(entry, dict):
+        raise BadRecord(f"a JSON {type(entry).__name__}, not an object")
+    event = entry.get("event")
+    if event not in _FIELDS:
+        raise BadRecord(f"unknown event {event!r}")
+    _check(entry, _FIELDS[event], "")
+    if event == "started":
+        extra = sorted(set(entry["input"]) - set(_INPUT_FIELDS))
+        if extra:
+            raise BadRecord(f"input has unknown fields {extra}")
+        _check(entry["input"], _INPUT_FIELDS, "input ")
+    return entry
+
 
 class Journal:
     """JSON lines under the state directory; with no directory configured it records nothing."""
@@ -39,18 +88,24 @@ class Journal:
         self._append({"event": "ended", "id": record.id, "epoch": record.epoch, "state": record.state})
 
     def interrupted(self) -> list[tuple[JobRecord, str]]:
-        """Jobs started and never ended: the previous master died while running them."""
+        """Jobs started and never ended: the previous master died while running them.
+
+        A line that cannot be used (not UTF-8, torn, missing or mistyped fields) is logged with its number and
+        skipped: one bad line must not stop the master from starting, nor hide the good lines around it.
+        """
         if self.path is None or not self.path.exists():
             return []
         open_jobs: dict[tuple[str, int], dict[str, Any]] = {}
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                entry = json.loads(line)
-                key = (str(entry["id"]), int(entry["epoch"]))
-            except (ValueError, KeyError, TypeError):
-                log.warning("journal_line_skipped", line=number)  # a torn last write of a dying master
+        for number, raw in enumerate(self.path.read_bytes().split(b"\n"), 1):
+            if not raw.strip():
                 continue
-            if entry.get("event") == "started":
+            try:
+                entry = parse_line(raw)
+            except BadRecord as error:
+                log.warning("journal_line_skipped", path=str(self.path), line=number, reason=str(error))
+                continue
+            key = (entry["id"], entry["epoch"])
+            if entry["event"] == "started":
                 open_jobs[key] = entry
             else:
                 open_jobs.pop(key, None)
@@ -58,8 +113,8 @@ class Journal:
         for entry in open_jobs.values():
             ref = InputRef(**entry["input"])
             record = JobRecord(id=entry["id"], epoch=entry["epoch"], job_name=entry["job"], input=ref,
-                               created=entry["created"], split_size=entry["split_size"])
-            lost.append((record, str(entry.get("key", ""))))
+                               created=float(entry["created"]), split_size=entry["split_size"])
+            lost.append((record, entry["key"]))
         return lost
 
     def compact(self) -> None:

@@ -1,17 +1,52 @@
-"""The job record: what the master knows of one submitted job, and the status it shows."""
+"""The job record: what the master knows of one submitted job, its state machine, and the status it shows."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from ..core.machine import move
 from ..core.splits import Split
 from ..inputs.ref import InputRef
 from .splittable import SplitTable
+from .splitview import SplitQuery, page, summary
 
-QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = "queued", "running", "finalizing", "done", "failed", "cancelled"
-FINISHED = (DONE, FAILED, CANCELLED)
+
+class JobState(StrEnum):
+    """Where a job is; the values are the ``state`` strings of the JSON status."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINALIZING = "finalizing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+# Every job can fail or be cancelled until it is finished; a finished job never moves again.
+JOB_MOVES: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.FINALIZING, JobState.FAILED, JobState.CANCELLED}),
+    JobState.FINALIZING: frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED}),
+    JobState.DONE: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+# What each reducer's partition is doing, seen from the job's state: reducers stream in while the job runs, are
+# asked for their reports while it finalizes, and have reported once it is done.
+PARTITION_STATES: dict[JobState, str] = {
+    JobState.QUEUED: "waiting",
+    JobState.RUNNING: "receiving",
+    JobState.FINALIZING: "finalizing",
+    JobState.DONE: "reported",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+}
+# The names callers imported before the states were an enum: the same members, not other strings.
+QUEUED, RUNNING, FINALIZING, DONE, FAILED, CANCELLED = JobState
 
 
 @dataclass
@@ -24,7 +59,6 @@ class JobRecord:
     input: InputRef
     created: float
     split_size: int
-    state: str = QUEUED
     finished: float | None = None
     error: str = ""
     partitions: int = 0
@@ -37,8 +71,28 @@ class JobRecord:
     result: dict[str, Any] | None = None
     stale_dropped: int = 0  # frames of other attempts or epochs seen on an assignment stream
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    _state: JobState = field(default=JobState.QUEUED, init=False, repr=False)
 
-    def status(self) -> dict[str, Any]:
+    @property
+    def state(self) -> JobState:
+        return self._state
+
+    def transition(self, new: JobState) -> None:
+        """Move to ``new``; an illegal move (e.g. out of a finished state) raises IllegalTransition."""
+        self._state = move("job", JOB_MOVES, self._state, new)
+
+    def partition_status(self) -> list[dict[str, Any]]:
+        """Per partition: the reducer that owns it, what it is doing, and how often it was re-mapped."""
+        recovered = [r.get("partition") for r in self.recoveries]
+        state = PARTITION_STATES[self.state]
+        return [
+            {"partition": i, "reducer": self.reducers[i] if i < len(self.reducers) else None, "state": state,
+             "recoveries": recovered.count(i)}
+            for i in range(self.partitions)
+        ]
+
+    def status(self, listing: SplitQuery | None = None) -> dict[str, Any]:
+        """The JSON status: a summary of the splits, whatever their number, or the page ``listing`` asks for."""
         table = self.table
         progress = {
             "splits_done": table.done_count if table else 0,
@@ -68,5 +122,6 @@ class JobRecord:
                 "last_failure": (table.last_failure if table else "") or None,
             },
             "recoveries": self.recoveries,
-            "splits": table.snapshot() if table else [],
+            "partition_status": self.partition_status(),
+            "splits": page(table, listing) if listing is not None else summary(table),
         }

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 
+from .. import __version__
 from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
 from ..discovery import Discovery, open_discovery
+from .access import access_log
+from .drain import Drain, drain_middleware
 from .frames import read_body
+from .middleware import log as request_log
 from .middleware import make_middlewares
 
 
@@ -27,9 +35,14 @@ class Identity:
     draining: bool = False
 
 
+# What a role's readiness waits for beyond the process itself: None when ready, else what is missing (JSON).
+ReadinessCheck = Callable[[], Awaitable[dict[str, object] | None]]
+
 SETTINGS = web.AppKey("settings", Settings)
 IDENTITY = web.AppKey("identity", Identity)
 DISCOVERY = web.AppKey("discovery", Discovery)
+DRAIN = web.AppKey("drain", Drain)
+READINESS = web.AppKey[ReadinessCheck]("readiness")
 
 
 async def discovery_context(app: web.Application) -> AsyncIterator[None]:
@@ -42,12 +55,15 @@ async def discovery_context(app: web.Application) -> AsyncIterator[None]:
 def base_app(settings: Settings, client_max_size: int) -> web.Application:
     """An application with the shared middleware, ``/healthz`` and ``/readyz``."""
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
+    drain = Drain(settings.timeouts.drain)
     app = web.Application(
-        middlewares=make_middlewares(settings.token, settings.api_token, identity.incarnation),
+        middlewares=[access_log, drain_middleware(drain),
+                     *make_middlewares(settings.token, settings.api_token, identity.incarnation)],
         client_max_size=client_max_size,
     )
     app[SETTINGS] = settings
     app[IDENTITY] = identity
+    app[DRAIN] = drain
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.on_shutdown.append(_start_draining)
@@ -60,7 +76,7 @@ async def _start_draining(app: web.Application) -> None:
 
 def _identity_json(identity: Identity) -> dict[str, object]:
     return {"role": identity.role, "name": identity.name, "ordinal": identity.ordinal,
-            "incarnation": identity.incarnation}
+            "incarnation": identity.incarnation, "version": __version__}
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -68,9 +84,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 once the actor can take work: not draining, and whatever its role waits for (the master: its peers)."""
     identity = request.app[IDENTITY]
     if identity.draining:
         return web.json_response({"status": "draining", **_identity_json(identity)}, status=503)
+    check = request.app.get(READINESS)
+    waiting = await check() if check is not None else None
+    if waiting is not None:
+        return web.json_response({"status": "waiting", **waiting, **_identity_json(identity)}, status=503)
     return web.json_response({"status": "ready", **_identity_json(identity)})
 
 
@@ -84,3 +105,66 @@ async def read_cbor_body(request: web.Request, cap: int) -> object:
 
 def cbor_response(item: object, status: int = 200) -> web.Response:
     return web.Response(body=wire.encode(item), status=status, content_type="application/cbor")
+
+
+_REQUEST_LINE = re.compile(rb"([A-Z]+ )?(/|https?:)")
+
+
+class _JsonProtocolErrors(RequestHandler):
+    """aiohttp's own protocol errors (a request line or header past MR_MAX_LINE, a malformed request, an unhandled
+    exception) answered as JSON like every other error, instead of aiohttp's plain text."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send an error")
+        body = protocol_error(status, exc, self.max_line_size)
+        if body["status"] >= 500:
+            request_log.error("request_crashed", status=body["status"], error=body["error"], exc=exc is not None)
+        else:
+            request_log.warning("request_refused", status=body["status"], error=body["error"],
+                                message=body["message"])
+        status = int(body.pop("status"))
+        response = web.json_response(body, status=status)
+        response.force_close()
+        return response
+
+
+def protocol_error(status: int, exc: BaseException | None, max_line: int) -> dict[str, Any]:
+    """The JSON error (with its status) for an error aiohttp raised before our middleware could see the request."""
+    if isinstance(exc, LineTooLong):
+        line = bytes(exc.args[0]) if exc.args and isinstance(exc.args[0], (bytes, bytearray)) else b""
+        if _REQUEST_LINE.match(line):  # the parsers quote the URL, or the whole request line, or the header
+            return {"status": 414, "error": "uri_too_long",
+                    "message": f"request line longer than {max_line} bytes (MR_MAX_LINE): send a long text as a "
+                               "POST /v1/jobs body instead of a query"}
+        return {"status": 431, "error": "header_too_large",
+                "message": f"a header field is longer than {max_line} bytes (MR_MAX_LINE)"}
+    if isinstance(exc, BadHttpMessage) or 400 <= status < 500:
+        return {"status": status if 400 <= status < 500 else 400, "error": "bad_http",
+                "message": f"malformed HTTP request: {getattr(exc, 'message', '') or type(exc).__name__}"}
+    return {"status": 500, "error": "internal", "message": "internal error; the request was not carried out"}
+
+
+class _JsonErrorServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonProtocolErrors(self, loop=self._loop, **self._kwargs)
+
+
+class ActorRunner(web.AppRunner):
+    """The runner every actor serves with: parser limits from the settings, protocol errors answered in JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorServer  # the same server, building our request handler for each connection
+        return server
+
+
+def make_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
+    """An :class:`ActorRunner` for ``app``; MR_MAX_LINE bounds the request line and every header field."""
+    settings = app[SETTINGS]
+    # After an early answer (413, 429, 408) aiohttp reads and drops the rest of the body for a while: never longer
+    # than a body may stay silent, so a slow sender cannot hold the connection past MR_TIMEOUT_BODY_IDLE.
+    lingering = min(10.0, settings.timeouts.body_idle)
+    return ActorRunner(app, handle_signals=False, max_line_size=settings.max_line, max_field_size=settings.max_line,
+                       lingering_time=lingering, **kwargs)

@@ -30,6 +30,17 @@ CBOR = "application/cbor"
 T = TypeVar("T")
 
 
+class PeerUnreachable(PeerError):
+    """No connection to the peer could be opened: nothing was sent, so nothing of the call happened there."""
+
+
+def peer_error(url: str, exc: BaseException) -> PeerError:
+    """The named error for a network failure talking to ``url``."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return PeerUnreachable(f"{url}: {describe(exc)}")
+    return PeerError(f"{url}: {describe(exc)}")
+
+
 class PeerClient:
     """Talks CBOR to other actors with the cluster token; turns every failure into a named error."""
 
@@ -51,7 +62,7 @@ class PeerClient:
             ) as response:
                 return await read_cbor(response, cap, url)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise PeerError(f"{url}: {describe(exc)}") from None
+            raise peer_error(url, exc) from None
 
 
 async def read_cbor(response: aiohttp.ClientResponse, cap: int, url: str) -> Any:
@@ -82,8 +93,6 @@ async def peer_failure(response: aiohttp.ClientResponse, url: str) -> MapReduceE
     if response.status in (400, 413):
         return WireError(text)
     return PeerError(text)
-
-
 
 
 async def retrying(

@@ -39,14 +39,23 @@ class FrameReader:
 
     async def next(self) -> Any | None:
         """The next decoded frame, or None at a clean end of stream (between frames)."""
+        body = await self.next_raw()
+        return None if body is None else wire.decode(body, self.cap)
+
+    async def next_raw(self, limit: int | None = None) -> bytes | None:
+        """The next frame's undecoded body, or None at a clean end; a frame longer (with its prefix) than
+        ``limit`` bytes is refused before its body is read."""
         prefix = await self._read(wire.PREFIX, allow_eof=True)
         if prefix is None:
             return None
         length = wire.frame_length(prefix, self.cap)
+        if limit is not None and wire.PREFIX + length > limit:
+            raise WireError(f"a frame of {wire.PREFIX + length} bytes where at most {limit} bytes may come (the "
+                            "stream's header declares less, or this frame must be small)")
         body = await self._read(length, allow_eof=False)
         assert body is not None
         self.last_size = wire.PREFIX + length
-        return wire.decode(body, self.cap)
+        return body
 
     async def _read(self, count: int, allow_eof: bool) -> bytes | None:
         try:

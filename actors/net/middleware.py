@@ -12,7 +12,9 @@ from ..core.errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavail
 from ..core.logs import EventLog
 
 INTERNAL_PREFIX = "/internal/"
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# "/": the status page, which holds no data of its own; /v1/openapi.json: public documentation.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/v1/openapi.json"})
+OPEN_PREFIXES = ("/static/",)  # the status page's script and stylesheet
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = EventLog(__name__)
@@ -26,8 +28,11 @@ def error_response(error: MapReduceError) -> web.Response:
 
 
 def _authorized(request: web.Request, token: str) -> bool:
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    """``Authorization: Bearer <token>``; the scheme is case-insensitive (RFC 7235), the token is not."""
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: encode them back, never fail on them.
+    given_bytes = given.strip().encode("utf-8", "surrogatepass")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode())
 
 
 def make_middlewares(token: str, api_token: str, incarnation: str) -> list[Middleware]:
@@ -58,7 +63,7 @@ def make_middlewares(token: str, api_token: str, incarnation: str) -> list[Middl
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await handler(request)
         required = token if path.startswith(INTERNAL_PREFIX) else api_token
         if required and not _authorized(request, required):

@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ..core import wire
 from ..core.config import Settings
-from ..core.errors import Conflict, PayloadTooLarge, WireError
+from ..core.errors import Conflict, PayloadTooLarge, RequestTimeout, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
     Commit,
     Data,
     Finalize,
+    KeyPart,
     Missing,
     Release,
     Report,
@@ -25,7 +27,7 @@ from ..core.messages import (
 )
 from ..net.actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader
-from .budget import StagingBudget
+from .budget import DECODED_RATIO, Reservation, StagingBudget
 from .ledger import Ledger, Stage
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -71,14 +73,31 @@ async def _janitor(app: web.Application) -> AsyncIterator[None]:
 
 
 async def shuffle(request: web.Request) -> web.Response:
-    """One (job, epoch, split, attempt, partition) stream: HEADER, DATA..., COMMIT."""
+    """One (job, epoch, split, attempt, partition) stream, whole within MR_TIMEOUT_STREAM.
+
+    The idle timeout alone would let a sender that trickles a byte at a time hold its staging budget forever.
+    """
+    limit = request.app[SETTINGS].timeouts.stream
+    deadline = asyncio.timeout(limit)
+    try:
+        async with deadline:
+            return await _stream(request)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise RequestTimeout(f"shuffle stream did not reach its COMMIT within {limit:g} s (MR_TIMEOUT_STREAM); "
+                             "nothing merged") from None
+
+
+async def _stream(request: web.Request) -> web.Response:
+    """HEADER, DATA..., COMMIT: staged privately, merged once on a valid COMMIT."""
     settings = request.app[SETTINGS]
     ledger = request.app[LEDGER]
     reader = FrameReader(request.content, settings.frame_cap, settings.timeouts.stream_idle)
-    first = await reader.next()
+    first = await reader.next_raw(limit=HEADER_FRAME)
     if first is None:
         raise WireError("empty shuffle stream: expected a streamheader frame")
-    header = from_wire(first, StreamHeader)
+    header = from_wire(wire.decode(first, HEADER_FRAME), StreamHeader)
     fields = {"job": header.job, "epoch": header.epoch, "split": header.split, "attempt": header.attempt}
     if header.size > settings.stage_budget:
         raise PayloadTooLarge(
@@ -86,32 +105,78 @@ async def shuffle(request: web.Request) -> web.Response:
             "(raise MR_STAGE_BUDGET on the reducers or lower MR_SPLIT_SIZE)"
         )
     ledger.admit(header)
-    async with request.app[BUDGET].reserve(header.size, settings.timeouts.stage_wait):
-        stage = Stage(ledger.current(header.job, header.epoch).job_def)
-        received = 0
-        while True:
-            raw = await reader.next()
-            if raw is None:
-                log.warning("stream_cut", **fields, frames=stage.frames)
-                raise WireError(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
-            message = from_wire(raw, Data, Commit)
-            if isinstance(message, Commit):
-                stage.verify(message)
-                break
-            received += reader.last_size
-            if received > header.size:
-                raise WireError(f"stream sent more than the {header.size} bytes its header declared")
-            stage.add(message)
+    # Most streams decode to about DECODED_RATIO times their size; one long key to about its size. Reserve the
+    # estimate (at most the whole budget) and let the decoded frames grow it when they hold more.
+    estimate = min(header.size * DECODED_RATIO, settings.stage_budget)
+    async with request.app[BUDGET].reserve(estimate, settings.timeouts.stage_wait) as reserved:
+        stage = Stage(ledger.current(header.job, header.epoch).job_def, settings.max_key)
+        await _receive(reader, header, stage, reserved, settings)
         await reader.expect_end()
         # Re-read the state after the awaits above: a newer epoch may have replaced it meanwhile.
         partition = ledger.current(header.job, header.epoch)
-        status = partition.commit(header.split, stage)  # no await between the check and the merge
+        status = partition.record(header.split, stage)  # no await between the check and the commit
+        # Merge in slices, yielding between them, while this stream's reservation still covers its values.
+        while True:
+            if partition.merge_some(settings.frame_keys):
+                break
+            await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
     log.info("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
     ack = StreamAck(
         job=header.job, epoch=header.epoch, split=header.split, partition=header.partition, status=status,
         incarnation=request.app[IDENTITY].incarnation,
     )
     return cbor_response(to_wire(ack))
+
+
+# How DATA and KEYPART frames begin as encoded by every mapper: a reducer reads a DATA frame's key count from the
+# bytes after this prefix and refuses too many before decoding; any other frame must be small.
+DATA_PREFIX = wire.encode(to_wire(Data({})))[:-1]
+KEYPART_PREFIX = wire.encode(to_wire(KeyPart("")))[:-1]
+SMALL_FRAME = 1024
+HEADER_FRAME = 64 * 1024
+
+
+def check_frame(body: bytes, frame_keys: int) -> None:
+    """Bound the work of decoding ``body`` before it starts: cbor2's C decoder holds the GIL (measured: a thread
+    does not keep the event loop running), so one frame of a million keys would stall the loop for seconds."""
+    keys = wire.map_size_after(body, DATA_PREFIX)
+    if keys is not None:
+        if keys > frame_keys:
+            raise PayloadTooLarge(f"a DATA frame of {keys} keys exceeds the {frame_keys} a frame may hold "
+                                  "(MR_FRAME_KEYS)")
+        return
+    if body.startswith(KEYPART_PREFIX) and len(body) > len(KEYPART_PREFIX) and body[len(KEYPART_PREFIX)] >> 5 == 3:
+        return  # one text string: decoded at copying speed, whatever its length
+    if len(body) > SMALL_FRAME:
+        raise WireError(f"a frame of {len(body)} bytes that is neither a DATA nor a KEYPART frame")
+
+
+async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, reserved: Reservation,
+                   settings: Settings) -> None:
+    """Stage the stream's frames up to its valid COMMIT; each frame's decoded size is charged to the budget."""
+    received = 0
+    while True:
+        raw = await reader.next_raw(limit=max(header.size - received, SMALL_FRAME + wire.PREFIX))
+        if raw is None:
+            log.warning("stream_cut", job=header.job, epoch=header.epoch, split=header.split,
+                        attempt=header.attempt, frames=stage.frames)
+            raise WireError(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
+        check_frame(raw, settings.frame_keys)
+        message = from_wire(wire.decode(raw, settings.frame_cap), Data, KeyPart, Commit)
+        if isinstance(message, Commit):
+            stage.verify(message)
+            return
+        received += reader.last_size
+        if received > header.size:
+            raise WireError(f"stream sent more than the {header.size} bytes its header declared")
+        if isinstance(message, KeyPart):
+            stage.add_part(message)
+        else:
+            stage.add(message)
+        reserved.cover(stage.held)
+        # Frames already buffered are read without suspending: yield, so probes and other streams run between
+        # frames rather than after a whole stream (a yield, not a wait for anything).
+        await asyncio.sleep(0)
 
 
 async def finalize(request: web.Request) -> web.Response:
@@ -130,6 +195,7 @@ async def finalize(request: web.Request) -> web.Response:
         answer = Missing(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
                          splits=missing)
         return cbor_response(to_wire(answer))
+    partition.settle()  # a stream may still be merging (its split also committed by a backup attempt)
     totals = partition.job_def.finish(partition.totals)
     log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
              keys=len(totals), duplicates=partition.duplicates)

@@ -1,0 +1,279 @@
+"""The asyncio client: submit jobs to a master over its public HTTP API and follow them (aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ..core.errors import BadRequest, Conflict, Gone, PeerError
+from .errors import server_error, unreachable
+from .inputs import Inputs, JsonInput, Upload, one_input
+from .status import JobStatus
+
+DEFAULT_TIMEOUT = 30.0  # seconds for one ordinary call
+DEFAULT_UPLOAD_TIMEOUT = 3600.0  # seconds for a whole upload
+LONG_POLL = 60.0  # one long-poll of wait(): the server answers as soon as the job finishes
+ERROR_BODY_CAP = 64 * 1024  # bytes of an error answer read before it is judged
+BATCH = 1024  # result entries handed over at a time by _result_batches
+NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+def _segment(job_id: str) -> str:
+    """A job id as one path segment: '/' and the dot segments are escaped so an id cannot name another route."""
+    if not job_id:
+        raise ValueError("a job id is a non-empty string")
+    escaped = quote(job_id, safe="")
+    return escaped.replace(".", "%2E") if escaped in {".", ".."} else escaped
+
+
+class AsyncClient:
+    """A master's public API, from asyncio code; use ``async with AsyncClient(url) as client``.
+
+    Every call has a timeout: ``timeout`` seconds by default, or the ``timeout=`` given to the call; a whole upload
+    gets ``upload_timeout`` (its answer, once the body is sent, ``timeout``); a streamed result times out when the
+    server is silent ``timeout`` seconds. The session is made on first use and belongs to that event loop.
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.upload_timeout = upload_timeout
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the running loop
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _url(self, path: str) -> URL:
+        return URL(self.url + path, encoded=True)
+
+    @asynccontextmanager
+    async def _open(self, method: str, path: str, timeout: aiohttp.ClientTimeout,
+                    **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A response with a 2xx status; any other status raises the project's error with the server's message."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers)
+        what = f"{method} {path.split('?')[0]}"
+        try:
+            async with self._session.request(method, self._url(path), timeout=timeout, **kwargs) as response:
+                if response.status >= 400:
+                    body = await _read_capped(response.content, ERROR_BODY_CAP)
+                    raise server_error(response.status, body, response.headers, what)
+                yield response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(what, exc) from exc
+
+    async def _call(self, method: str, path: str, timeout: float | aiohttp.ClientTimeout | None = None,
+                    **kwargs: Any) -> Any:
+        """One request whose whole answer is a JSON document."""
+        if not isinstance(timeout, aiohttp.ClientTimeout):
+            timeout = aiohttp.ClientTimeout(total=self.timeout if timeout is None else timeout)
+        async with self._open(method, path, timeout, **kwargs) as response:
+            raw = await response.read()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise PeerError(f"{method} {path}: the master answered malformed JSON") from None
+
+    async def submit(self, job: str, inputs: Inputs, params: Mapping[str, Any] | None = None,
+                     output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
+                     split_size: int | None = None, timeout: float | None = None) -> AsyncJobHandle:
+        """Submit ``job`` on ``inputs`` (see :mod:`actors.api.inputs`); the handle follows the job.
+
+        ``params`` and ``output`` are sent only when given; a server that does not take them answers 400
+        (:class:`BadRequest`). An uploaded file cannot carry them: the upload's body is the input itself.
+        """
+        given = one_input(inputs)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if isinstance(given, JsonInput):
+            spec: dict[str, Any] = {"job": job, "input": given.spec}
+            if params is not None:
+                spec["params"] = dict(params)
+            if output is not None:
+                spec["output"] = output if isinstance(output, str) else dict(output)
+            if split_size is not None:
+                spec["split_size"] = split_size
+            body = await self._call("POST", "/v1/jobs", timeout, json=spec, headers=headers)
+        else:
+            body = await self._upload(job, given, params, output, split_size, headers, timeout)
+        status = JobStatus.from_json(body)
+        return AsyncJobHandle(self, status.id, status)
+
+    async def _upload(self, job: str, upload: Upload, params: Mapping[str, Any] | None,
+                      output: str | Mapping[str, Any] | None, split_size: int | None, headers: dict[str, str],
+                      timeout: float | None) -> Any:
+        if params is not None or output is not None:
+            raise BadRequest("params and output cannot go with an uploaded file: its body is the input, and the "
+                             'API takes them only in a JSON job spec; give a {"path": ...} or {"url": ...} input')
+        query = {"job": job, "name": upload.name}
+        if split_size is not None:
+            query["split_size"] = str(split_size)
+        # Always octet-stream: a guessed type (a file named x.json) would make the master read it as a job spec.
+        headers = {**headers, "Content-Type": "application/octet-stream"}
+        # The whole upload within upload_timeout; the answer, once the body is sent, within the usual timeout.
+        limit = aiohttp.ClientTimeout(total=self.upload_timeout if timeout is None else timeout,
+                                      sock_connect=self.timeout, sock_read=self.timeout)
+        if upload.path is not None:
+            with open(upload.path, "rb") as file:
+                return await self._call("POST", "/v1/jobs", limit, data=file, params=query, headers=headers)
+        return await self._call("POST", "/v1/jobs", limit, data=upload.file, params=query, headers=headers)
+
+    def job(self, job_id: str) -> AsyncJobHandle:
+        """A handle on a job submitted earlier (by this client or another)."""
+        _segment(job_id)
+        return AsyncJobHandle(self, job_id, None)
+
+    async def jobs(self, timeout: float | None = None) -> list[JobStatus]:
+        """The jobs the master knows: id, job name, state and error."""
+        body = await self._call("GET", "/v1/jobs", timeout)
+        entries = body.get("jobs") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            raise PeerError("GET /v1/jobs: the master answered no job list")
+        return [JobStatus.from_json(entry) for entry in entries]
+
+
+class AsyncJobHandle:
+    """One submitted job: its status, its result, waiting for it, cancelling it."""
+
+    def __init__(self, client: AsyncClient, job_id: str, submitted: JobStatus | None) -> None:
+        self.client = client
+        self.id = job_id
+        self.submitted = submitted  # the status the submit answered (None for a handle made from an id)
+        self._path = f"/v1/jobs/{_segment(job_id)}"
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} at {self.client.url}>"
+
+    async def status(self, timeout: float | None = None) -> JobStatus:
+        return JobStatus.from_json(await self.client._call("GET", self._path, timeout))
+
+    async def wait(self, timeout: float = 300.0) -> JobStatus:
+        """The job's final status (done, failed or cancelled); TimeoutError if it is still going after ``timeout``.
+
+        Waits on the server's long poll (``/result?wait=S&top=1`` answers as soon as the job finishes), not by
+        polling on a clock.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            status = await self.status()
+            if status.finished:
+                return status
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"job {self.id} is still {status.state} after {timeout:g} s")
+            poll = min(remaining, LONG_POLL)
+            # Conflict: not done yet, failed or cancelled; Gone: done, its result dropped. The status tells which.
+            with contextlib.suppress(Conflict, Gone):
+                await self.client._call("GET", f"{self._path}/result", poll + self.client.timeout,
+                                        params={"wait": f"{poll:.3f}", "top": "1"})
+
+    async def result(self, top: int | None = None, wait: float | None = None,
+                     timeout: float | None = None) -> dict[str, Any]:
+        """The result of a done job (409 Conflict before, 410 Gone once dropped); ``top``: its first N entries.
+
+        ``wait``: seconds the server may hold the request until the job finishes.
+        """
+        params = {}
+        if top is not None:
+            params["top"] = str(top)
+        if wait is not None:
+            params["wait"] = f"{wait:.3f}"
+        limit = (self.client.timeout if timeout is None else timeout) + (wait or 0.0)
+        body = await self.client._call("GET", f"{self._path}/result", limit, params=params)
+        field = "top" if top is not None else "result"
+        value = body.get(field) if isinstance(body, dict) else None
+        if top is not None and isinstance(value, list):
+            if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) for e in value):
+                raise PeerError(f"GET {self._path}/result: the master's top entries are not [key, value] pairs")
+            return {key: entry for key, entry in value}
+        if not isinstance(value, dict):
+            raise PeerError(f"GET {self._path}/result: the master's answer has no {field!r}")
+        return value
+
+    async def iter_result(self, timeout: float | None = None) -> AsyncIterator[tuple[str, Any]]:
+        """The result's ``(key, value)`` entries, in the server's order."""
+        async for batch in self._result_batches(timeout):
+            for entry in batch:
+                yield entry
+
+    async def _result_batches(self, timeout: float | None = None) -> AsyncGenerator[list[tuple[str, Any]], None]:
+        """Entries a batch at a time: streamed NDJSON lines when the server offers them, else its JSON document.
+
+        ``timeout`` bounds each silence of the server, not the whole transfer.
+        """
+        idle = self.client.timeout if timeout is None else timeout
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=idle, sock_read=idle)
+        path = f"{self._path}/result"
+        async with self.client._open("GET", path, limits, params={"format": "ndjson"}) as response:
+            if response.content_type in NDJSON:
+                async for batch in ndjson_batches(response.content.iter_any(), path):
+                    yield batch
+                return
+            raw = await response.read()  # errors reading it become PeerError in _open
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise PeerError(f"GET {path}: the master answered malformed JSON") from None
+        result = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(result, dict):
+            raise PeerError(f"GET {path}: the master's answer has no 'result'")
+        items = list(result.items())
+        for start in range(0, len(items), BATCH):
+            yield items[start:start + BATCH]
+
+    async def cancel(self, timeout: float | None = None) -> JobStatus:
+        """Cancel the job; the answer says the state it ended in."""
+        return JobStatus.from_json(await self.client._call("DELETE", self._path, timeout))
+
+
+async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
+    """At most ``cap`` bytes of a body (``read(n)`` alone may stop at the first chunk)."""
+    data = bytearray()
+    while len(data) < cap and (chunk := await stream.read(cap - len(data))):
+        data += chunk
+    return bytes(data)
+
+
+async def ndjson_batches(chunks: AsyncIterable[bytes], path: str) -> AsyncIterator[list[tuple[str, Any]]]:
+    """The ``[key, value]`` lines of a streamed body, a chunk's worth at a time (split here: readline caps lines)."""
+    pending = b""
+    async for chunk in chunks:
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        batch = [_entry(line, path) for line in lines if line.strip()]
+        if batch:
+            yield batch
+    if pending.strip():
+        yield [_entry(pending, path)]
+
+
+def _entry(line: bytes, path: str) -> tuple[str, Any]:
+    try:
+        item = json.loads(line)
+    except ValueError:
+        raise PeerError(f"GET {path}: a result line is not JSON: {line[:100]!r}") from None
+    if isinstance(item, dict) and isinstance(item.get("error"), str):
+        raise server_error(None, line, {}, f"GET {path}")  # the server failed after it began to answer
+    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+        raise PeerError(f"GET {path}: a result line is not a [key, value] entry: {line[:100]!r}")
+    return item[0], item[1]

@@ -1,0 +1,300 @@
+"""The public API's description as an OpenAPI 3.1 document, served at ``GET /v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+
+JSON = "application/json"
+ERROR_STATUSES = {
+    400: "The request is malformed: bad JSON, an unknown job, a bad input spec or parameter, a limit passed",
+    401: "The API token is missing or wrong (only when the master has MR_API_TOKEN)",
+    404: "No such job (unknown, or forgotten after MR_JOB_TTL), or no such route",
+    408: "The request body arrived too slowly",
+    409: "The job has no result: it is not done yet, failed or was cancelled (the message says which)",
+    410: "The job is done but its result was dropped to stay within MR_RESULTS_BUDGET",
+    413: "The body is over its cap (MR_MAX_BODY for uploads and text, MR_MAX_JSON for JSON)",
+    422: "The Idempotency-Key was used before for a different request",
+    429: "An admission limit is reached (running or queued jobs); retry after Retry-After seconds",
+    500: "The master failed, or the job did (the message names the split or partition and the cause)",
+    502: "Peers could not be found or did not answer",
+    503: "The master cannot take the work now (shutting down, not ready); retry after Retry-After seconds",
+    507: "The uploads spooled at once would pass MR_UPLOAD_BUDGET",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"$ref": f"#/components/responses/Error{s}"} for s in statuses}
+
+
+def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+JOB_ID = {"name": "id", "in": "path", "required": True, "description": "the job's id", "schema": {"type": "string"}}
+POSITIVE = {"type": "integer", "minimum": 1}
+WHOLE = {"type": "integer", "minimum": 0}
+SECONDS = {"type": "number", "minimum": 0, "maximum": 600}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "Every error: a code and a message naming the problem (and the limit's setting, if any).",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string", "examples": ["bad_request"]}, "message": {"type": "string"}},
+    },
+    "Input": {
+        "type": "object",
+        "description": "Exactly one of text, path (under the master's MR_DATA_ROOT) or url (http(s), public).",
+        "properties": {
+            "text": {"type": "string"},
+            "path": {"type": "string"},
+            "url": {"type": "string", "format": "uri"},
+            "name": {"type": "string", "description": "the input's name (MR_MAX_NAME bytes at most)"},
+        },
+        "additionalProperties": False,
+        "oneOf": [{"required": ["text"]}, {"required": ["path"]}, {"required": ["url"]}],
+    },
+    "JobSpec": {
+        "type": "object",
+        "required": ["input"],
+        "additionalProperties": False,
+        "properties": {
+            "job": {"type": "string", "default": "wordcount", "description": "a registered job's name"},
+            "input": _ref("Input"),
+            "split_size": {**POSITIVE, "description": "bytes per split, at least MR_SPLIT_SIZE_FLOOR"},
+        },
+    },
+    "Progress": {
+        "type": "object",
+        "properties": {k: WHOLE for k in ("splits_done", "splits_total", "bytes_done", "bytes_total")},
+    },
+    "Attempts": {
+        "type": "object",
+        "properties": {
+            "started": WHOLE, "retries": WHOLE, "late_reports_dropped": WHOLE, "stale_dropped": WHOLE,
+            "duplicate_streams": WHOLE, "last_failure": NULLABLE_STRING,
+        },
+    },
+    "Splits": {
+        "type": "object",
+        "description": "A summary (counts, the first failed and running splits), or the page ?splits= asked for.",
+        "properties": {
+            "counts": {"type": "object", "additionalProperties": WHOLE},
+            "failed": {"type": "array", "items": {"type": "object"}},
+            "running": {"type": "array", "items": {"type": "object"}},
+            "filter": {"enum": ["all", "failed", "running"]},
+            "offset": WHOLE, "limit": WHOLE, "matching": WHOLE,
+            "items": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "State": {"enum": ["queued", "running", "finalizing", "done", "failed", "cancelled"]},
+    "JobStatus": {
+        "type": "object",
+        "required": ["id", "job", "state"],
+        "properties": {
+            "id": {"type": "string"},
+            "job": {"type": "string"},
+            "epoch": {"type": "integer"},
+            "state": _ref("State"),
+            "error": NULLABLE_STRING,
+            "input": {"type": "object", "properties": {"kind": {"type": "string"}, "name": {"type": "string"},
+                                                       "size": WHOLE}},
+            "created": {"type": "number", "description": "Unix time"},
+            "finished": {"type": ["number", "null"]},
+            "partitions": WHOLE,
+            "mappers": {"type": "array", "items": {"type": "string"}},
+            "reducers": {"type": "array", "items": {"type": "string"}},
+            "progress": _ref("Progress"),
+            "attempts": _ref("Attempts"),
+            "recoveries": {"type": "array", "items": {"type": "object"}},
+            "splits": _ref("Splits"),
+            "links": {"type": "object", "properties": {"status": {"type": "string"}, "result": {"type": "string"}}},
+        },
+    },
+    "JobList": {
+        "type": "object",
+        "required": ["jobs"],
+        "properties": {"jobs": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "job", "state"],
+            "properties": {"id": {"type": "string"}, "job": {"type": "string"}, "state": _ref("State"),
+                           "created": {"type": "number"}, "error": NULLABLE_STRING},
+        }}},
+    },
+    "Result": {
+        "type": "object",
+        "description": "A done job's result: the whole result, or with ?top=N its first N [key, value] entries.",
+        "required": ["id", "job", "state", "keys"],
+        "properties": {
+            "id": {"type": "string"}, "job": {"type": "string"}, "state": {"const": "done"}, "keys": WHOLE,
+            "result": {"type": "object", "description": "key -> value"},
+            "top": {"type": "array", "items": {"type": "array", "prefixItems": [{"type": "string"}, {}],
+                                               "minItems": 2, "maxItems": 2}},
+        },
+    },
+    "Cancelled": {
+        "type": "object",
+        "required": ["id", "state"],
+        "properties": {"id": {"type": "string"}, "state": _ref("State"), "error": NULLABLE_STRING},
+    },
+    "Cluster": {
+        "type": "object",
+        "properties": {
+            "mappers": {"type": "array", "items": _ref("Peer")},
+            "reducers": {"type": "array", "items": _ref("Peer")},
+            "jobs_running": WHOLE, "jobs_known": WHOLE, "finished": WHOLE,
+        },
+    },
+    "Actors": {
+        "type": "object",
+        "required": ["version", "actors"],
+        "properties": {
+            "version": {"type": "string"},
+            "actors": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "role": {"enum": ["master", "mapper", "reducer"]}, "name": {"type": "string"}, "ordinal": WHOLE,
+                    "url": {"type": "string"}, "ready": {"type": "boolean"}, "status": {"type": "string"},
+                    "version": {"type": ["string", "null"]}, "incarnation": {"type": ["string", "null"]},
+                },
+            }},
+        },
+    },
+    "Peer": {"type": "object", "properties": {"name": {"type": "string"}, "ordinal": WHOLE,
+                                              "url": {"type": "string"}}},
+    "Identity": {
+        "type": "object",
+        "required": ["status", "role"],
+        "properties": {"status": {"enum": ["ok", "ready", "draining"]}, "role": {"type": "string"},
+                       "name": {"type": "string"}, "ordinal": WHOLE, "incarnation": {"type": "string"}},
+    },
+}
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": POSITIVE}}
+RESPONSES = {
+    f"Error{status}": {
+        "description": text,
+        "content": {JSON: {"schema": _ref("Error")}},
+        **({"headers": RETRY_AFTER} if status in (429, 503) else {}),
+    }
+    for status, text in ERROR_STATUSES.items()
+}
+
+OPEN: list[dict[str, list[str]]] = []  # no token, even when MR_API_TOKEN is set
+
+PATHS: dict[str, Any] = {
+    "/compute": {"get": {
+        "summary": "The original trigger: a word count of the text, answered when it is done",
+        "parameters": [_query("text", "the text to count", {"type": "string"}, required=True)],
+        "responses": {"200": _json({"type": "object", "additionalProperties": {"type": "integer"}},
+                                   "word -> count"), **_errors(400, 401, 429, 500, 503)},
+    }},
+    "/v1/jobs": {
+        "post": {
+            "summary": "Submit a job: a JSON job spec, or any other body uploaded as the input",
+            "parameters": [
+                {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "the same key answers the same job (200) instead of starting another"},
+                _query("job", "uploads: the job's name", {"type": "string", "default": "wordcount"}),
+                _query("name", "uploads: the input's name", {"type": "string"}),
+                _query("split_size", "uploads: bytes per split", POSITIVE),
+            ],
+            "requestBody": {"required": True, "content": {
+                JSON: {"schema": _ref("JobSpec")},
+                "application/octet-stream": {"schema": {"type": "string", "contentMediaType":
+                                                        "application/octet-stream"}},
+            }},
+            "responses": {
+                "200": _json(_ref("JobStatus"), "a job submitted earlier with this Idempotency-Key"),
+                "202": _json(_ref("JobStatus"), "the job is accepted; its status and links"),
+                **_errors(400, 401, 408, 413, 422, 429, 503, 507),
+            },
+        },
+        "get": {"summary": "The jobs the master knows",
+                "responses": {"200": _json(_ref("JobList"), "the jobs"), **_errors(401)}},
+    },
+    "/v1/jobs/{id}": {
+        "parameters": [JOB_ID],
+        "get": {
+            "summary": "A job's state, progress and attempts, with a summary or one page of its splits",
+            "parameters": [
+                _query("splits", "list one page of these splits", {"enum": ["all", "failed", "running"]}),
+                _query("offset", "the page's first split (with splits=)", WHOLE),
+                _query("limit", "splits per page (with splits=)", {"type": "integer", "minimum": 0,
+                                                                    "maximum": 1000, "default": 100}),
+            ],
+            "responses": {"200": _json(_ref("JobStatus"), "the job's status"), **_errors(400, 401, 404)},
+        },
+        "delete": {
+            "summary": "Cancel a job",
+            "responses": {"200": _json(_ref("Cancelled"), "the state the job ended in"), **_errors(401, 404)},
+        },
+    },
+    "/v1/jobs/{id}/result": {
+        "parameters": [JOB_ID],
+        "get": {
+            "summary": "A done job's result",
+            "parameters": [_query("top", "only the first N entries, in the job's order", POSITIVE),
+                           _query("wait", "seconds to hold the request until the job finishes", SECONDS)],
+            "responses": {"200": _json(_ref("Result"), "the result"), **_errors(400, 401, 404, 409, 410)},
+        },
+    },
+    "/v1/cluster": {"get": {
+        "summary": "The peers the master sees; optionally wait (bounded) until it sees enough",
+        "parameters": [_query("wait_mappers", "wait until this many mappers are visible", WHOLE),
+                       _query("wait_reducers", "wait until this many reducers are visible", WHOLE)],
+        "responses": {"200": _json(_ref("Cluster"), "peers and job counts"), **_errors(400, 401, 502)},
+    }},
+    "/v1/cluster/actors": {"get": {
+        "summary": "Every actor by role, each probed now: ready or not, version (what the status page shows)",
+        "responses": {"200": _json(_ref("Actors"), "the master and every visible peer"), **_errors(401)},
+    }},
+    "/v1/openapi.json": {"get": {
+        "summary": "This document", "security": OPEN,
+        "responses": {"200": _json({"type": "object"}, "the OpenAPI 3.1 description of the public API")},
+    }},
+    "/healthz": {"get": {
+        "summary": "Liveness probe", "security": OPEN,
+        "responses": {"200": _json(_ref("Identity"), "the actor is alive")},
+    }},
+    "/readyz": {"get": {
+        "summary": "Readiness probe: 503 while draining", "security": OPEN,
+        "responses": {"200": _json(_ref("Identity"), "ready"), "503": _json(_ref("Identity"), "draining")},
+    }},
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "mapreduce-actors master",
+        "version": __version__,
+        "description": "Submit MapReduce jobs and follow them. Every error is JSON {\"error\": code, \"message\": "
+                       "...} with a 4xx or 5xx status. The token is needed only when the master has MR_API_TOKEN.",
+    },
+    "security": [{"apiToken": []}, {}],
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "responses": RESPONSES,
+        "securitySchemes": {"apiToken": {"type": "http", "scheme": "bearer",
+                                         "description": "Authorization: Bearer $MR_API_TOKEN"}},
+    },
+}
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /v1/openapi.json: public documentation, served without a token."""
+    return web.json_response(DOCUMENT)

@@ -1,0 +1,196 @@
+"""The `mapreduce` command as a user meets it: arguments, unreadable and oddly named files, closed pipes, tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from actors.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "data" / "genesis-kjv.txt"
+# Root reads any file whatever its mode: CI runs as root, so an unreadable file is made by running the command
+# without the two capabilities that let root bypass file permissions (uid stays 0, so the venv is still usable).
+API_TOKEN = "user-api-token"
+NO_DAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+          "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def mapreduce(*args: str, env: dict[str, str] | None = None, drop_dac: bool = False,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    prefix = NO_DAC if drop_dac and os.geteuid() == 0 else []
+    return subprocess.run([*prefix, sys.executable, "-m", "actors", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+                          check=False)
+
+
+def unreadable(path: Path) -> Path:
+    path.write_text("secret words\n")
+    path.chmod(0)
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    return path
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--split-size", "0"], "argument --split-size: '0' must be a positive integer"),
+    (["--top", "-1"], "argument --top: '-1' must be a positive integer"),
+    (["--top", "0"], "argument --top: '0' must be a positive integer"),
+    (["--top", "ten"], "argument --top: 'ten' is not an integer"),
+    (["--mappers", "0"], "argument --mappers: '0' must be a positive integer"),
+    (["--reducers", "-2"], "argument --reducers: '-2' must be a positive integer"),
+])
+def test_run_refuses_numbers_that_are_not_positive(argv: list[str], message: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in.txt").write_text("a b a\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(tmp_path / "in.txt"), *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_local_refuses_a_port_out_of_range(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["local", "--port", port])
+    assert exit_info.value.code == 2
+    assert f"argument --port: '{port}' is not a port number" in capsys.readouterr().err
+
+
+def test_run_refuses_an_unreadable_file_before_starting_a_cluster(tmp_path: Path) -> None:
+    secret = unreadable(tmp_path / "secret.txt")
+    done = mapreduce("run", str(secret), "--static", drop_dac=True, timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == f"mapreduce: cannot read {secret}: permission denied"
+
+
+def test_run_refuses_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xff.txt")
+    (tmp_path / name).write_text("a b a\n")
+    done = mapreduce("run", str(tmp_path / name), "--static", timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert "its file name b'caf\\xff.txt' is not valid UTF-8; rename the file" in done.stderr
+    assert "surrogates" not in done.stderr
+
+
+def test_run_into_a_closed_pipe_exits_quietly_and_stops_the_cluster(tmp_path: Path) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(f"word{i} " * (1 + i % 3) for i in range(40_000)))  # ~400 KB of output
+    logs = tmp_path / "tmp"
+    logs.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(logs)}
+    with subprocess.Popen([sys.executable, "-m", "actors", "run", str(words), "--static"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()  # what `| head -1` does after its first line
+        stderr = process.stderr.read().decode()
+        code = process.wait(timeout=120)
+    assert first.split(b"\t")[0] in (b"1", b"2", b"3")
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert code == 128 + signal.SIGPIPE, stderr
+    assert list(logs.iterdir()) == []  # the cluster was stopped and its log directory removed
+
+
+def test_run_sends_the_api_token_it_configured_the_master_with(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("b a\nc a b a\n")
+    done = mapreduce("run", str(tmp_path / "in.txt"), "--json", "--static", "--mappers", "2",
+                     env={"MR_API_TOKEN": API_TOKEN})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"a": 3, "b": 2, "c": 1}
+
+
+class LocalCommand:
+    """`mapreduce local` in a subprocess: waits for its banner, answers the master's URL, stops it with Ctrl-C."""
+
+    def __init__(self, data_root: Path, env: dict[str, str], drop_dac: bool = False) -> None:
+        prefix = NO_DAC if drop_dac and os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "actors", "local", "--port", "0", "--static", "--mappers", "1",
+             "--reducers", "1", "--data-root", str(data_root)],
+            env={**os.environ, "PYTHONPATH": str(REPO), **env}, stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        self.banner: list[str] = []
+        for line in self.process.stderr:  # bounded by the cluster's own start-up timeout
+            self.banner.append(line)
+            if line.startswith("local cluster ready"):
+                self.url = line.split("master ", 1)[1].split(",", 1)[0]
+                break
+        else:
+            raise AssertionError("mapreduce local exited before it was ready:\n" + "".join(self.banner))
+        self.banner += [next(self.process.stderr) for _ in range(2)]
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=60)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+        return code
+
+
+async def test_local_sends_the_api_token_and_shows_how_to(tmp_path: Path) -> None:
+    local = LocalCommand(tmp_path, {"MR_API_TOKEN": API_TOKEN})
+    try:
+        assert all('-H "Authorization: Bearer $MR_API_TOKEN"' in line for line in local.banner[-2:]), local.banner
+        assert API_TOKEN not in "".join(local.banner)  # the banner names the variable, never the secret
+        async with aiohttp.ClientSession(base_url=local.url) as session:
+            async with session.get("/compute", params={"text": "a b a"}) as response:
+                assert response.status == 401
+            async with session.get("/compute", params={"text": "a b a"},
+                                   headers={"Authorization": f"Bearer {API_TOKEN}"}) as response:
+                assert await response.json() == {"a": 2, "b": 1}
+    finally:
+        assert local.stop() == 0
+
+
+async def test_master_refuses_unreadable_and_non_utf8_paths_at_submit(tmp_path: Path) -> None:
+    unreadable(tmp_path / "secret.txt")
+    (tmp_path / os.fsdecode(b"caf\xff.txt")).write_text("a b a\n")
+    (tmp_path / "fine.txt").write_text("a b a\n")
+    local = LocalCommand(tmp_path, {}, drop_dac=True)
+    try:
+        async with aiohttp.ClientSession(base_url=local.url) as session:
+            for name, message in [
+                ("secret.txt", "cannot read input path 'secret.txt': permission denied"),
+                (os.fsdecode(b"caf\xff.txt"), "input path 'caf\\udcff.txt' is not valid UTF-8"),
+            ]:
+                async with session.post("/v1/jobs", json={"input": {"path": name}}) as response:
+                    body = await response.json()
+                    assert response.status == 400, body
+                    assert body == {"error": "bad_input", "message": message}
+            async with session.post("/v1/jobs", json={"input": {"path": "fine.txt"}}) as response:
+                job = await response.json()
+            async with session.get(f"/v1/jobs/{job['id']}/result", params={"wait": "60"}) as response:
+                assert (await response.json())["result"] == {"a": 2, "b": 1}
+    finally:
+        assert local.stop() == 0
+
+
+def test_demo_script_passes_its_arguments_to_run_only() -> None:
+    # The test's own environment is the venv to use: env.sh finds it installed and installs nothing.
+    env = {**os.environ, "VENV": sys.prefix, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), "--top", "5", "--static"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = Counter(SAMPLE.read_text().split()).most_common(5)
+    assert done.stdout.splitlines() == [f"{count}\t{word}" for word, count in expected]
+    assert "installing" not in done.stderr
+
+
+def test_env_script_refuses_arguments_that_are_not_extras(tmp_path: Path) -> None:
+    script = tmp_path / "caller.sh"
+    script.write_text(f'. "{REPO}/scripts/env.sh"\necho "not reached"\n')
+    env = {**os.environ, "VENV": sys.prefix, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--top", "5"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "'--top' is not a list of extras" in done.stderr and "not reached" not in done.stdout

@@ -1,0 +1,129 @@
+"""Hostile requests against a real master: none may make it plan, hold or encode without bound."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from actors.core.config import Settings
+from actors.jobs import get_job
+from actors.master.app import REGISTRY, RESULTS
+from actors.sequential import run_sequential
+
+from .conftest import Cluster, ClusterFactory
+
+DEFAULTS = Settings()
+
+
+async def post_json(cluster: Cluster, spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with cluster.session.post(f"{cluster.url}/v1/jobs", json=spec) as response:
+        return response.status, dict(await response.json())
+
+
+async def healthz_answers(cluster: Cluster) -> None:
+    async with asyncio.timeout(5):
+        async with cluster.session.get(f"{cluster.url}/healthz") as response:
+            assert response.status == 200
+
+
+async def test_split_size_one_on_a_megabyte_plans_nothing(make_cluster: ClusterFactory) -> None:
+    """The wedge: a million one-byte splits. Refused at submit, by the floor and by the split count alike."""
+    cluster = await make_cluster(split_size_floor=DEFAULTS.split_size_floor, max_splits=DEFAULTS.max_splits)
+    text = "word " * 200_000  # 1 MB
+    status, body = await post_json(cluster, {"input": {"text": text}, "split_size": 1})
+    assert status == 400, body
+    assert "(MR_SPLIT_SIZE_FLOOR)" in body["message"]
+    floorless = await make_cluster(split_size_floor=1, max_splits=DEFAULTS.max_splits)
+    status, body = await post_json(floorless, {"input": {"text": text}, "split_size": 1})
+    assert status == 400, body
+    assert "plans 1000000 splits, more than the 65536 one job may have (MR_MAX_SPLITS)" in body["message"]
+    for c in (cluster, floorless):
+        assert c.master.app[REGISTRY].jobs == {}
+        await healthz_answers(c)
+    assert await cluster.run_text(text, split_size=DEFAULTS.split_size_floor) == {"word": 200_000}
+
+
+async def test_a_long_input_name_cannot_amplify_the_result(make_cluster: ClusterFactory) -> None:
+    """Inverted index copies the input's name into every value: 100 KB x 1,000 words would be a 100 MB result."""
+    cluster = await make_cluster()
+    words = " ".join(f"w{i}" for i in range(1000))
+    status, body = await post_json(cluster, {"job": "inverted_index", "input": {"text": words, "name": "n" * 100_000}})
+    assert status == 400, body
+    assert body["message"] == '"input.name" is 100000 bytes, more than the limit of 255 bytes (MR_MAX_NAME)'
+    assert cluster.master.app[REGISTRY].jobs == {}
+
+
+async def test_concurrent_result_gets_are_served_from_one_encoding(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster()
+    name = "n" * 255  # the longest name allowed
+    words = " ".join(f"w{i}" for i in range(1000))
+    job = await cluster.submit({"job": "inverted_index", "input": {"text": words, "name": name}})
+    expected = run_sequential("inverted_index", words.encode(), source=name)
+    url = f"{cluster.url}/v1/jobs/{job['id']}/result"
+
+    async def get(params: dict[str, str]) -> tuple[int, bytes, int | None]:
+        async with cluster.session.get(url, params={"wait": "30", **params}) as response:
+            return response.status, await response.read(), response.content_length
+
+    answers = await asyncio.gather(*(get({}) for _ in range(10)), *(get({"top": "3"}) for _ in range(5)))
+    results = cluster.master.app[RESULTS]
+    assert results.encodes == 1  # not once per request
+    held = results.get(job["id"])
+    assert held is not None
+    assert held.size < 1000 * (255 + 16)  # the bounded name bounds the result
+    whole = [a for a in answers[:10]]
+    assert {a[1] for a in whole} == {whole[0][1]} and all(a[0] == 200 for a in answers)
+    body = json.loads(whole[0][1])
+    assert body["result"] == expected and body["keys"] == 1000 and body["state"] == "done"
+    assert whole[0][2] == len(whole[0][1]) < held.size + 200  # Content-Length: the held bytes and a short head
+    top = json.loads(answers[10][1])["top"]
+    assert len(top) == 3 and all(value == [name] for _, value in top)
+    status, everything, _ = await get({"top": "999999999999"})  # the whole result, streamed a batch at a time
+    assert status == 200
+    order = get_job("inverted_index").top(expected, len(expected))
+    assert json.loads(everything)["top"] == [[key, value] for key, value in order]
+    assert results.encodes == 1 and results.held_bytes == held.size
+
+
+async def test_held_results_stay_within_the_budget_and_the_oldest_answer_410(make_cluster: ClusterFactory) -> None:
+    budget = 40_000
+    cluster = await make_cluster(results_budget=budget, result_max=budget)
+    results = cluster.master.app[RESULTS]
+    jobs = []
+    for j in range(4):
+        text = " ".join(f"job{j}-word{i}" for i in range(800))  # about 16 KB of JSON each
+        job = await cluster.submit({"input": {"text": text}})
+        assert len(await cluster.result(job["id"])) == 800
+        jobs.append(job["id"])
+        assert results.held_bytes <= budget
+    assert results.encodes == 4
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{jobs[0]}/result") as response:
+        body = await response.json()
+    assert response.status == 410, body
+    assert body["error"] == "gone"
+    assert "expired for memory" in body["message"] and f"within {budget} bytes (MR_RESULTS_BUDGET)" in body["message"]
+    assert (await cluster.status(jobs[0]))["state"] == "done"  # the job did finish; only its result is gone
+    assert len(await cluster.result(jobs[-1])) == 800
+
+
+async def test_a_result_over_the_per_job_cap_fails_its_job(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(result_max=4096)
+    text = " ".join(f"distinct{i}" for i in range(1000))  # about 15 KB of JSON
+    job = await cluster.submit({"input": {"text": text}})
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
+        body = await response.json()
+    assert response.status == 409, body
+    assert "more than the 4096 bytes one job may hold (MR_RESULT_MAX)" in body["message"]
+    status = await cluster.status(job["id"])
+    assert status["state"] == "failed" and "(MR_RESULT_MAX)" in status["error"]
+    assert cluster.master.app[RESULTS].held_bytes == 0
+    assert await cluster.run_text("small text small") == {"small": 2, "text": 1}
+
+
+async def test_compute_answers_from_the_held_result(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster()
+    async with cluster.session.get(f"{cluster.url}/compute", params={"text": "a b a c a b"}) as response:
+        assert response.status == 200
+        assert await response.json() == {"a": 3, "b": 2, "c": 1}
+    assert cluster.master.app[RESULTS].encodes == 1

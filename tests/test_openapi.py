@@ -1,0 +1,126 @@
+"""GET /v1/openapi.json: a valid OpenAPI 3.1 document that names every public route and matches real answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema.exceptions import ValidationError
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
+from actors.master.app import build_master
+from actors.master.openapi import DOCUMENT, ERROR_STATUSES
+
+from .conftest import Cluster, ClusterFactory, actor_settings
+
+# The status page (its HTML at / and its files under /static) is not part of the JSON API this document describes.
+STATUS_PAGE = frozenset({("GET", "/")})
+STATIC_FILES = "/static"
+API_TOKEN = "api-secret"
+
+
+def public_routes(data_root: Path) -> set[tuple[str, str]]:
+    """(method, pattern) of every route the master registers outside /internal/; HEAD is aiohttp's twin of GET."""
+    app = build_master(actor_settings("master", 0, data_root))
+    routes = set()
+    for route in app.router.routes():
+        pattern = route.resource.canonical if route.resource is not None else ""
+        if pattern.startswith("/internal/") or route.method == "HEAD":
+            continue
+        routes.add((route.method, pattern))
+    return routes
+
+
+def documented() -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, item in DOCUMENT["paths"].items()
+            for method in item if method != "parameters"}
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    OpenAPIV31SpecValidator(DOCUMENT).validate()
+    assert DOCUMENT["openapi"].startswith("3.1.")
+
+
+def test_every_public_route_is_described_and_nothing_else(data_root: Path) -> None:
+    routes = public_routes(data_root)
+    assert ("GET", "/v1/openapi.json") in routes and ("POST", "/v1/jobs") in routes
+    page = {(method, path) for method, path in routes if (method, path) in STATUS_PAGE or
+            (method == "GET" and (path == STATIC_FILES or path.startswith(STATIC_FILES + "/")))}
+    missing = routes - documented() - page
+    assert not missing, f"public routes missing from the OpenAPI document: {sorted(missing)}"
+    invented = documented() - routes
+    assert not invented, f"documented routes the master does not serve: {sorted(invented)}"
+    assert not {path for _, path in documented() if path.startswith("/internal/")}
+
+
+def test_errors_are_described_with_their_json_shape() -> None:
+    submit = DOCUMENT["paths"]["/v1/jobs"]["post"]["responses"]
+    for status in (400, 401, 408, 413, 422, 429, 503, 507):
+        assert submit[str(status)] == {"$ref": f"#/components/responses/Error{status}"}
+    for status in ERROR_STATUSES:
+        response = DOCUMENT["components"]["responses"][f"Error{status}"]
+        assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert "Retry-After" in DOCUMENT["components"]["responses"]["Error429"]["headers"]
+    assert DOCUMENT["components"]["schemas"]["Error"]["required"] == ["error", "message"]
+
+
+def check_answer(path: str, method: str, status: int, body: Any) -> None:
+    """The document lists this status for this route, and the body fits the schema it gives."""
+    responses = DOCUMENT["paths"][path][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {path} answered {status}, which the document does not list"
+    response = responses[str(status)]
+    if "$ref" in response:
+        response = DOCUMENT["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    schema = {**response["content"]["application/json"]["schema"], "components": DOCUMENT["components"]}
+    OAS31Validator(schema).validate(body)
+
+
+async def answer(cluster: Cluster, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+    headers = kwargs.pop("headers", {"Authorization": f"Bearer {API_TOKEN}"})
+    async with cluster.session.request(method, cluster.url + url, headers=headers, **kwargs) as response:
+        return response.status, await response.json()
+
+
+async def test_real_answers_match_the_document(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(api_token=API_TOKEN)
+    status, document = await answer(cluster, "GET", "/v1/openapi.json", headers={})  # no token needed
+    assert status == 200 and document == DOCUMENT
+    status, body = await answer(cluster, "POST", "/v1/jobs", json={"input": {"text": "to be or not to be"}})
+    check_answer("/v1/jobs", "POST", status, body)
+    job = body["id"]
+    cases = [
+        ("GET", f"/v1/jobs/{job}/result?wait=30", "/v1/jobs/{id}/result"),
+        ("GET", f"/v1/jobs/{job}/result?top=2", "/v1/jobs/{id}/result"),
+        ("GET", f"/v1/jobs/{job}", "/v1/jobs/{id}"),
+        ("GET", f"/v1/jobs/{job}?splits=all", "/v1/jobs/{id}"),
+        ("GET", "/v1/jobs", "/v1/jobs"),
+        ("GET", "/v1/cluster", "/v1/cluster"),
+        ("GET", "/compute?text=a+b+a", "/compute"),
+        ("DELETE", f"/v1/jobs/{job}", "/v1/jobs/{id}"),
+        ("GET", "/healthz", "/healthz"),
+        ("GET", "/readyz", "/readyz"),
+        ("POST", "/v1/jobs?job=nosuchjob", "/v1/jobs"),
+        ("GET", "/v1/jobs/nosuchid", "/v1/jobs/{id}"),
+        ("GET", f"/v1/jobs/{job}?splits=some", "/v1/jobs/{id}"),
+        ("GET", f"/v1/jobs/{job}/result?top=0", "/v1/jobs/{id}/result"),
+        ("GET", "/compute", "/compute"),
+        ("GET", "/v1/cluster?wait_mappers=x", "/v1/cluster"),
+    ]
+    seen = set()
+    for method, url, path in cases:
+        status, body = await answer(cluster, method, url, data=b"x" if method == "POST" else None)
+        check_answer(path, method, status, body)
+        seen.add(status)
+    assert seen == {200, 400, 404}
+    status, body = await answer(cluster, "GET", "/v1/jobs", headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    check_answer("/v1/jobs", "GET", status, body)
+
+
+@pytest.mark.parametrize("bad", [{"error": "x"}, {"message": "no code"}, {"error": 4, "message": "m"}])
+def test_the_error_schema_refuses_other_shapes(bad: dict[str, Any]) -> None:
+    """The schema the answers were checked against is not vacuous."""
+    with pytest.raises(ValidationError, match=r"is a required property|is not of type"):
+        check_answer("/v1/jobs", "GET", 401, bad)
