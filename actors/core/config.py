@@ -138,6 +138,8 @@ class Settings:
                               "there; reducers refuse more before decoding)", low=1)
     max_key: int = setting("MR_MAX_KEY", 64 * MiB, "longest key (a word) in UTF-8 bytes; a longer one fails the job "
                            "at once", low=1)
+    native_kernel: bool = setting("MR_NATIVE_KERNEL", True, "mappers count word-count chunks with the native kernel "
+                                  "when it is built; false: the pure-Python path (for comparison)")
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")

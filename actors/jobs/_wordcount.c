@@ -719,6 +719,117 @@ static PyTypeObject CountTableType = {
     .tp_as_sequence = &CountTable_as_sequence,
 };
 
+/* ----------------------------------------------------------------------------------- unpack_columns */
+
+static inline uint64_t
+load_le(const unsigned char *p, int width)
+{
+    uint64_t v = 0;
+    for (int i = width - 1; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* A new str of p[0:n], strictly decoded (ASCII copied directly); NULL with an exception set. */
+static PyObject *
+key_of(const unsigned char *p, Py_ssize_t n)
+{
+    const unsigned char *end = p + n, *q = p;
+    while (end - q >= 8 && (load64(q) & 0x8080808080808080ULL) == 0) {
+        q += 8;
+    }
+    while (q < end && *q < 0x80) {
+        q++;
+    }
+    if (q == end) {
+        PyObject *key = PyUnicode_New(n, 127); /* new reference */
+        if (key != NULL && n > 0) {
+            memcpy(PyUnicode_DATA(key), p, (size_t)n);
+        }
+        return key;
+    }
+    return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+}
+
+/* unpack_columns(keys, ends, counts) -> dict: the layout of actors.core.messages.Columns, every part checked;
+ * ValueError names what is malformed. */
+static PyObject *
+unpack_columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "unpack_columns(keys, ends, counts) takes three bytes objects");
+        return NULL;
+    }
+    const unsigned char *blob = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *ends = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    const unsigned char *counts = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]), n = PyBytes_GET_SIZE(args[1]) / 4;
+    if (PyBytes_GET_SIZE(args[1]) % 4 != 0 || n == 0) {
+        return PyErr_Format(PyExc_ValueError, "ends must be 1 or more 4-byte offsets, not %zd bytes",
+                            PyBytes_GET_SIZE(args[1]));
+    }
+    if (PyBytes_GET_SIZE(args[2]) != 8 * n) {
+        return PyErr_Format(PyExc_ValueError, "%zd keys need %zd bytes of counts, not %zd", n, 8 * n,
+                            PyBytes_GET_SIZE(args[2]));
+    }
+    if ((Py_ssize_t)load_le(ends + 4 * (n - 1), 4) != size) {
+        return PyErr_Format(PyExc_ValueError, "the last key ends at %zd, not at the end of %zd key bytes",
+                            (Py_ssize_t)load_le(ends + 4 * (n - 1), 4), size);
+    }
+    PyObject *items = PyDict_New(); /* new reference */
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t end = (Py_ssize_t)load_le(ends + 4 * i, 4);
+        uint64_t count = load_le(counts + 8 * i, 8);
+        if (end < start) {
+            PyErr_SetString(PyExc_ValueError, "key offsets must not decrease");
+            goto fail;
+        }
+        if (count == 0) {
+            PyErr_SetString(PyExc_ValueError, "counts must be positive");
+            goto fail;
+        }
+        PyObject *key = key_of(blob + start, end - start); /* new reference */
+        if (key == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "a key is not valid UTF-8");
+            }
+            goto fail;
+        }
+        PyObject *value = PyLong_FromUnsignedLongLong(count); /* new reference */
+        if (value == NULL) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        int rc = PyDict_SetItem(items, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0) {
+            goto fail;
+        }
+        start = end;
+    }
+    if (PyDict_GET_SIZE(items) != n) {
+        PyErr_Format(PyExc_ValueError, "%zd duplicate keys", n - PyDict_GET_SIZE(items));
+        goto fail;
+    }
+    return items;
+fail:
+    Py_DECREF(items);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"unpack_columns", (PyCFunction)(void (*)(void))unpack_columns, METH_FASTCALL,
+     "unpack_columns(keys, ends, counts, /)\n--\n\nThe dict a COLUMNS frame stands for; ValueError if malformed."},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ------------------------------------------------------------------------------------------ module */
 
 /* hash_seed from os.urandom(8); -1 with an exception set. */
@@ -749,6 +860,7 @@ static struct PyModuleDef wordcount_module = {
     .m_name = "actors.jobs._wordcount",
     .m_doc = "The native word-count kernel (see actors/jobs/kernel.py).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

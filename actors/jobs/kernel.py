@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
+from ..core.errors import WireError
+from ..core.messages import Columns
+from ..core.messages import unpack_columns as _unpack_in_python
 from ..core.partition import split_by_partition
 
 
@@ -65,15 +69,31 @@ class PythonCountTable:
 
 NativeCountTable: type[WordCounts] | None
 _native_error: str | None
+_native_unpack: Callable[[bytes, bytes, bytes], dict[str, int]] | None
 try:
     from ._wordcount import CountTable as _Native
+    from ._wordcount import unpack_columns as _unpack_natively
 except ImportError as error:  # built without a compiler (setup.py marks the extension optional)
-    NativeCountTable, _native_error = None, str(error)
+    NativeCountTable, _native_unpack, _native_error = None, None, str(error)
 else:
-    NativeCountTable, _native_error = _Native, None
+    NativeCountTable, _native_unpack, _native_error = _Native, _unpack_natively, None
 
 NATIVE: bool = NativeCountTable is not None
 CountTable: type[WordCounts] = NativeCountTable if NativeCountTable is not None else PythonCountTable
+
+
+def unpack_columns(columns: Columns) -> dict[str, int]:
+    """The map a COLUMNS frame stands for (see actors.core.messages.Columns); WireError when it is malformed.
+
+    Native when the extension is built: about 3x faster than decoding the same keys as a CBOR map, where the
+    pure-Python unpacking is about 1.6x slower (measured on 16 Ki-key frames; see README, Performance).
+    """
+    if _native_unpack is None:
+        return _unpack_in_python(columns)
+    try:
+        return _native_unpack(columns.keys, columns.ends, columns.counts)
+    except ValueError as error:
+        raise WireError(f"columns frame: {error}") from None
 
 
 def native_status() -> str:
@@ -81,4 +101,5 @@ def native_status() -> str:
     return "yes" if _native_error is None else f"no ({_native_error})"
 
 
-__all__ = ["NATIVE", "CountTable", "NativeCountTable", "PythonCountTable", "WordCounts", "native_status"]
+__all__ = ["NATIVE", "CountTable", "NativeCountTable", "PythonCountTable", "WordCounts", "native_status",
+           "unpack_columns"]

@@ -14,6 +14,7 @@ class WordCount:
     """Equals ``collections.Counter(text.split())`` exactly."""
 
     name = "wordcount"
+    integer_values = True  # its partials may travel as COLUMNS frames (actors/core/messages.py)
 
     def map(self, text: str, source: str) -> dict[str, Any]:
         return Counter(text.split())  # the hot loop, in C

@@ -9,9 +9,11 @@ from typing import IO, Any
 
 from ..core import wire
 from ..core.errors import KeyTooLarge, PayloadTooLarge
-from ..core.messages import Commit, Data, KeyPart, to_wire
+from ..core.messages import Commit, Data, KeyPart, pack_columns, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import Job
+from ..jobs.kernel import CountTable, PythonCountTable, WordCounts
+from ..jobs.wordcount import WordCount
 
 READ_BLOCK = 256 * 1024
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
@@ -32,6 +34,7 @@ class Spool:
         memory_limit: int = 8 * 1024 * 1024,
         frame_keys: int = 16 * 1024,
         max_key: int = 64 * 1024 * 1024,
+        native: bool = True,
     ) -> None:
         self.job = job
         self.partitions = partitions
@@ -40,6 +43,12 @@ class Spool:
         self.frame_keys = frame_keys
         self.max_key = max_key
         self._acc: dict[str, Any] = job.partial()
+        # Word count counts raw bytes in the kernel (native when built and wanted): no per-chunk decode here.
+        self.table: WordCounts | None = None
+        if isinstance(job, WordCount):
+            self.table = (CountTable if native else PythonCountTable)(partitions)
+        # Integer-valued jobs ship COLUMNS frames: a reducer unpacks them without decoding a CBOR map.
+        self.columnar = bool(getattr(job, "integer_values", False))
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
@@ -48,17 +57,33 @@ class Spool:
         self.checksums = [0] * partitions
         self.sizes = [0] * partitions
 
+    def feed(self, data: bytes, source: str) -> None:
+        """Map one chunk of whole lines (raw UTF-8, errors replaced); flush once past the key budget."""
+        if self.table is None:
+            self.map(data.decode("utf-8", "replace"), source)
+            return
+        self.table.feed(data)
+        if len(self.table) >= self.key_budget:
+            self.flush()
+
     def map(self, text: str, source: str) -> None:
-        """Map one chunk into the combined partial values; flush to frames once they pass the key budget."""
+        """Map one decoded chunk into the combined partial values; flush once past the key budget."""
+        if self.table is not None:
+            self.feed(text.encode("utf-8", "surrogatepass"), source)
+            return
         self.job.map_into(self._acc, text, source)
         if len(self._acc) >= self.key_budget:
             self.flush()
 
     def flush(self) -> None:
-        acc, self._acc = self._acc, self.job.partial()
-        if not acc:
-            return
-        for partition, items in enumerate(split_by_partition(acc, self.partitions)):
+        if self.table is not None:
+            parts = self.table.take()
+        else:
+            acc, self._acc = self._acc, self.job.partial()
+            if not acc:
+                return
+            parts = split_by_partition(acc, self.partitions)
+        for partition, items in enumerate(parts):
             if items:
                 self._write(partition, items)
 
@@ -73,7 +98,7 @@ class Spool:
             self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
             return
         try:
-            encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
+            encoded = wire.frame(to_wire(pack_columns(items) if self.columnar else Data(items)), self.frame_cap)
         except PayloadTooLarge:
             if len(items) == 1:
                 self._write_long(partition, items)

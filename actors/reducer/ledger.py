@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import Conflict, KeyTooLarge, NotFound, WireError
-from ..core.messages import Commit, Data, KeyPart, StreamHeader
+from ..core.messages import Columns, Commit, Data, KeyPart, StreamHeader
 from ..jobs import Job, get_job
+from ..jobs.kernel import unpack_columns
 from .budget import footprint
 
 COMMITTED = "committed"
@@ -33,8 +34,9 @@ class Stage:
         self._parts: list[str] = []  # pieces of a key longer than a frame, until its last piece arrives
         self._part_bytes = 0
 
-    def add(self, data: Data) -> None:
-        items = data.items
+    def add(self, data: Data | Columns) -> None:
+        """Stage one DATA or COLUMNS frame (COLUMNS unpacked natively when the kernel is built)."""
+        items = data.items if isinstance(data, Data) else unpack_columns(data)
         if self._parts:
             items = self._join(items)
         self.job.check(items)
