@@ -355,14 +355,15 @@ def summarize(name: str, runs: list[Run], size: int, counter: dict[str, float]) 
 def print_table(report: dict[str, Any]) -> None:
     for entry in report["inputs"]:
         print(f"\n== {entry['name']}: {entry['bytes'] / MB:.1f} MB, {entry['keys']:,} distinct words, "
-              f"{report['repeat']} repetition(s), medians")
-        print(f"{'method':<13}{'wall s':>8}{'MB/s':>8}{'x Counter':>10}{'RSS sum MB':>12}{'RSS max MB':>12}"
-              f"{'largest':>12}{'sum/Counter':>12}{'ready s':>9}{'exact':>7}")
+              f"{report['repeat']} repetition(s), medians; native kernel built: {report['native_kernel']}")
+        print(f"{'method':<16}{'wall s':>8}{'MB/s':>8}{'x Counter':>10}{'RSS sum MB':>12}{'RSS max MB':>12}"
+              f"{'largest':>12}{'sum/Counter':>12}{'ready s':>9}{'native':>8}{'exact':>7}")
         for row in entry["rows"]:
             ready = f"{row['ready_seconds']:.2f}" if "ready_seconds" in row else "-"
-            print(f"{row['method']:<13}{row['seconds']:>8.2f}{row['mb_per_s']:>8.1f}{row['speed_ratio']:>10.2f}"
+            native = ("yes" if row["native"] else "no") if "native" in row else "-"
+            print(f"{row['method']:<16}{row['seconds']:>8.2f}{row['mb_per_s']:>8.1f}{row['speed_ratio']:>10.2f}"
                   f"{row['rss_sum'] / MB:>12.0f}{row['rss_max'] / MB:>12.0f}{row['rss_largest_process']:>12}"
-                  f"{row['rss_ratio']:>12.2f}{ready:>9}{'yes' if row['exact'] else 'NO':>7}")
+                  f"{row['rss_ratio']:>12.2f}{ready:>9}{native:>8}{'yes' if row['exact'] else 'NO':>7}")
             for error in row.get("errors", []):
                 print(f"   ERROR {row['method']}: {error}")
     print()
