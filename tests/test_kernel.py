@@ -16,11 +16,13 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors.core.messages import Columns, unpack_columns
 from actors.core.partition import partition_of, split_by_partition
 from actors.jobs import kernel
 from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
@@ -359,3 +361,45 @@ def test_bench_kernel_script_runs_and_both_kernels_are_exact(tmp_path: Path) -> 
     rows = [row for row in map(str.split, done.stdout.splitlines()) if len(row) == 6 and row[0] in ("native", "python")]
     assert len(rows) == (4 if kernel.NATIVE else 2) and all(row[-1] == "yes" for row in rows), done.stdout
     assert f"native kernel: {kernel.native_status()}" in done.stdout
+
+
+def _native_table(partitions: int) -> Any:
+    table = _native(partitions)
+    assert hasattr(table, "take_columns")
+    return table
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(data=TEXT, partitions=PARTITIONS, frame_keys=st.integers(1, 40), frame_bytes=st.integers(1, 2000))
+def test_fuzz_take_columns_packs_exactly_what_take_holds(data: bytes, partitions: int, frame_keys: int,
+                                                         frame_bytes: int) -> None:
+    table = _native_table(partitions)
+    table.feed(data)
+    frames = table.take_columns(frame_keys, frame_bytes)
+    assert len(table) == 0 and table.take() == [{} for _ in range(partitions)]
+    expected = split_by_partition(oracle(data), partitions)
+    assert len(frames) == partitions
+    for part, want in zip(frames, expected, strict=True):
+        got: dict[str, int] = {}
+        for keys, ends, counts, checksum in part:
+            items = unpack_columns(Columns(keys, ends, counts))  # the strict wire check: any flaw raises
+            assert 1 <= len(items) <= frame_keys
+            # Cut at about frame_bytes: only a frame of one key (too long for any frame) may be over it.
+            assert len(keys) + 12 * len(items) + 80 <= frame_bytes or len(items) == 1
+            assert checksum == sum(items.values())
+            assert not got.keys() & items.keys()
+            got.update(items)
+        assert got == want
+        assert list(got) == list(want)  # first-seen order, as take() gives
+
+
+def test_take_columns_refuses_bad_sizes_and_keeps_the_table() -> None:
+    table = _native_table(2)
+    table.feed(b"a b a\n")
+    for args in [(0, 100), (1, 0), (-1, 5)]:
+        with pytest.raises(ValueError, match="at least 1"):
+            table.take_columns(*args)
+    with pytest.raises(TypeError):
+        table.take_columns(1)
+    assert len(table) == 2
+    assert merged(table.take()) == {"a": 2, "b": 1}

@@ -676,6 +676,156 @@ CountTable_take(CountTable *self, PyObject *Py_UNUSED(ignored))
     return parts;
 }
 
+/* --------------------------------------------------------------------------------- take_columns() */
+
+/* Bytes of a COLUMNS frame besides its keys and the 12 bytes a key adds to the two arrays: the length prefix, the
+ * message map with its field names and type name, three byte-string heads. 80 is generous (measured: 55). */
+#define COLUMNS_OVERHEAD 80
+
+static inline void
+store_le(unsigned char *p, uint64_t v, int width)
+{
+    for (int i = 0; i < width; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* One COLUMNS frame of the entries order[0:n] as a new (keys, ends, counts, checksum) tuple. */
+static PyObject *
+columns_frame(const CountTable *t, const Py_ssize_t *order, Py_ssize_t n, Py_ssize_t key_bytes)
+{
+    PyObject *keys = PyBytes_FromStringAndSize(NULL, key_bytes);
+    PyObject *ends = PyBytes_FromStringAndSize(NULL, 4 * n);
+    PyObject *counts = PyBytes_FromStringAndSize(NULL, 8 * n);
+    if (keys == NULL || ends == NULL || counts == NULL) {
+        goto fail;
+    }
+    unsigned char *k = (unsigned char *)PyBytes_AS_STRING(keys);
+    unsigned char *e = (unsigned char *)PyBytes_AS_STRING(ends);
+    unsigned char *c = (unsigned char *)PyBytes_AS_STRING(counts);
+    Py_ssize_t at = 0;
+    unsigned long long total = 0; /* at most the bytes ever fed: cannot overflow */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Entry *entry = &t->entries[order[i]];
+        if (entry->length > 0) {
+            memcpy(k + at, t->arena + entry->offset, (size_t)entry->length);
+        }
+        at += entry->length;
+        store_le(e + 4 * i, (uint64_t)at, 4);
+        store_le(c + 8 * i, (uint64_t)entry->count, 8);
+        total += (unsigned long long)entry->count;
+    }
+    PyObject *checksum = PyLong_FromUnsignedLongLong(total);
+    if (checksum == NULL) {
+        goto fail;
+    }
+    return Py_BuildValue("(NNNN)", keys, ends, counts, checksum); /* steals all four, even on failure */
+fail:
+    Py_XDECREF(keys);
+    Py_XDECREF(ends);
+    Py_XDECREF(counts);
+    return NULL;
+}
+
+/* The frames of one partition's entries order[0:n], cut at frame_keys keys and about frame_bytes bytes, appended
+ * to the list `frames`. A key too long for any frame gets a frame of its own (the caller sends it in pieces). */
+static int
+partition_frames(const CountTable *t, const Py_ssize_t *order, Py_ssize_t n, Py_ssize_t frame_keys,
+                 Py_ssize_t frame_bytes, PyObject *frames)
+{
+    Py_ssize_t start = 0, key_bytes = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        Py_ssize_t length = i < n ? t->entries[order[i]].length : 0;
+        Py_ssize_t keys = i - start;
+        int full = keys == frame_keys ||
+                   (keys > 0 && COLUMNS_OVERHEAD + key_bytes + length + 12 * (keys + 1) > frame_bytes) ||
+                   key_bytes + length > (Py_ssize_t)UINT32_MAX;
+        if (keys > 0 && (i == n || full)) {
+            PyObject *frame = columns_frame(t, order + start, keys, key_bytes);
+            if (frame == NULL || PyList_Append(frames, frame) < 0) {
+                Py_XDECREF(frame);
+                return -1;
+            }
+            Py_DECREF(frame);
+            start = i;
+            key_bytes = 0;
+        }
+        key_bytes += length;
+    }
+    return 0;
+}
+
+/* The counts as COLUMNS frames, a new list of one list per partition; the table is unchanged. */
+static PyObject *
+table_emit_columns(CountTable *self, Py_ssize_t frame_keys, Py_ssize_t frame_bytes)
+{
+    Py_ssize_t parts = self->partitions, used = self->used;
+    Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(used > 0 ? used : 1));
+    Py_ssize_t *starts = PyMem_Calloc((size_t)parts + 1, sizeof(Py_ssize_t));
+    uint32_t *part_of = PyMem_Malloc(sizeof(uint32_t) * (size_t)(used > 0 ? used : 1));
+    PyObject *result = NULL;
+    if (order == NULL || starts == NULL || part_of == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* A counting sort by partition keeps each partition's keys in first-seen order. */
+    for (Py_ssize_t n = 0; n < used; n++) {
+        const Entry *e = &self->entries[n];
+        part_of[n] = parts > 1 ? (uint32_t)(crc32_of(self->arena + e->offset, e->length) % (uint64_t)parts) : 0;
+        starts[part_of[n] + 1]++;
+    }
+    for (Py_ssize_t p = 0; p < parts; p++) {
+        starts[p + 1] += starts[p];
+    }
+    for (Py_ssize_t n = 0; n < used; n++) {
+        order[starts[part_of[n]]++] = n; /* starts[p] ends at the start of p + 1 */
+    }
+    result = PyList_New(parts);
+    if (result == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < parts; p++) {
+        Py_ssize_t begin = p > 0 ? starts[p - 1] : 0;
+        PyObject *frames = PyList_New(0);
+        if (frames == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, p, frames); /* steals frames */
+        if (partition_frames(self, order + begin, starts[p] - begin, frame_keys, frame_bytes, frames) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+done:
+    PyMem_Free(order);
+    PyMem_Free(starts);
+    PyMem_Free(part_of);
+    return result;
+}
+
+static PyObject *
+CountTable_take_columns(CountTable *self, PyObject *args)
+{
+    Py_ssize_t frame_keys, frame_bytes;
+    if (!PyArg_ParseTuple(args, "nn:take_columns", &frame_keys, &frame_bytes)) {
+        return NULL;
+    }
+    if (frame_keys < 1 || frame_bytes < 1) {
+        PyErr_SetString(PyExc_ValueError, "frame_keys and frame_bytes must be at least 1");
+        return NULL;
+    }
+    if (enter(self) < 0) {
+        return NULL;
+    }
+    PyObject *parts = table_emit_columns(self, frame_keys, frame_bytes);
+    if (parts != NULL) {
+        table_clear(self); /* only on success: after a MemoryError the table keeps its counts */
+    }
+    self->busy = 0;
+    return parts;
+}
+
 static Py_ssize_t
 CountTable_len(CountTable *self)
 {
@@ -691,6 +841,9 @@ CountTable_get_partitions(CountTable *self, void *Py_UNUSED(closure))
 static PyMethodDef CountTable_methods[] = {
     {"feed", (PyCFunction)CountTable_feed, METH_O,
      "feed(data, /)\n--\n\nCount every whitespace-separated token of a chunk of whole lines (any bytes-like)."},
+    {"take_columns", (PyCFunction)CountTable_take_columns, METH_VARARGS,
+     "take_columns(frame_keys, frame_bytes, /)\n--\n\nThe counts as COLUMNS frames (keys, ends, counts, checksum), "
+     "a list per partition, cut at frame_keys keys and about frame_bytes bytes; empties the table."},
     {"take", (PyCFunction)CountTable_take, METH_NOARGS,
      "take()\n--\n\nThe counts as one dict per partition (crc32 of the key's UTF-8 % partitions); empties the table."},
     {NULL, NULL, 0, NULL},

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from ..core import wire
 from ..core.errors import KeyTooLarge, PayloadTooLarge
-from ..core.messages import Commit, Data, KeyPart, pack_columns, to_wire
+from ..core.messages import Columns, Commit, Data, KeyPart, pack_columns, to_wire, unpack_columns
 from ..core.partition import split_by_partition
 from ..jobs import Job
 from ..jobs.kernel import CountTable, PythonCountTable, WordCounts
@@ -76,6 +76,12 @@ class Spool:
             self.flush()
 
     def flush(self) -> None:
+        take_columns = getattr(self.table, "take_columns", None)  # the native table's: no dicts made at all
+        if take_columns is not None and self.columnar:
+            for partition, frames in enumerate(take_columns(self.frame_keys, self.frame_cap)):
+                for keys, ends, counts, checksum in frames:
+                    self._write_columns(partition, Columns(keys, ends, counts), checksum)
+            return
         if self.table is not None:
             parts = self.table.take()
         else:
@@ -111,6 +117,18 @@ class Spool:
         self._append(partition, encoded)
         self.keys[partition] += len(items)
         self.checksums[partition] += self.job.checksum(items)
+
+    def _write_columns(self, partition: int, columns: Columns, checksum: int) -> None:
+        """One COLUMNS frame cut by the kernel (at MR_FRAME_KEYS keys and about the frame cap)."""
+        try:
+            encoded = wire.frame(to_wire(columns), self.frame_cap)
+        except PayloadTooLarge:
+            # One key too long for a frame (it travels in pieces), or a frame over the kernel's size estimate.
+            self._write(partition, unpack_columns(columns))
+            return
+        self._append(partition, encoded)
+        self.keys[partition] += len(columns)
+        self.checksums[partition] += checksum
 
     def _write_long(self, partition: int, items: dict[str, Any]) -> None:
         """One key too long for a frame: KEYPART frames with its pieces, then a DATA frame with the last piece."""
