@@ -403,3 +403,71 @@ def test_take_columns_refuses_bad_sizes_and_keeps_the_table() -> None:
         table.take_columns(1)
     assert len(table) == 2
     assert merged(table.take()) == {"a": 2, "b": 1}
+
+
+def _python_only(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The kernel's wrapper with the native helpers hidden: its pure-Python path."""
+
+    def run(*args: Any) -> Any:
+        saved = kernel._native_add, kernel._native_move
+        kernel._native_add = kernel._native_move = None
+        try:
+            return function(*args)
+        finally:
+            kernel._native_add, kernel._native_move = saved
+
+    return run
+
+
+def _native_only(function: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        if not kernel.NATIVE:
+            pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+        return function(*args)
+
+    return run
+
+
+MERGERS = pytest.mark.parametrize("wrap", [_native_only, _python_only], ids=["native", "python"])
+COUNTS = st.dictionaries(st.text(max_size=4), st.integers(1, 2**70), max_size=40)
+
+
+@MERGERS
+@settings(max_examples=150, deadline=None)
+@given(into=COUNTS, parts=st.lists(COUNTS, max_size=4), limits=st.lists(st.integers(1, 15), min_size=1, max_size=8))
+def test_add_and_move_counts_sum_exactly_and_never_lose_or_double_a_count(
+    wrap: Callable[..., Any], into: dict[str, int], parts: list[dict[str, int]], limits: list[int],
+) -> None:
+    expected = Counter(into)
+    for part in parts:
+        expected.update(part)
+    totals = dict(into)
+    for part in parts[:1]:
+        wrap(kernel.add_counts)(totals, dict(part))
+    pending = [dict(part) for part in parts[1:]]
+    step = 0
+    while pending:
+        items = pending[-1]
+        before = sum(totals.values()) + sum(items.values())
+        moved = wrap(kernel.move_counts)(totals, items, limits[step % len(limits)])
+        step += 1
+        assert moved == min(limits[(step - 1) % len(limits)], moved + len(items))
+        assert sum(totals.values()) + sum(items.values()) == before  # each count exactly once, between slices
+        if not items:
+            pending.pop()
+    assert totals == dict(expected)
+
+
+def test_native_merges_refuse_what_is_not_two_dicts() -> None:
+    if not kernel.NATIVE:
+        pytest.skip("the native kernel is not built")
+    from actors.jobs import _wordcount
+
+    same: dict[str, int] = {"a": 1}
+    for args in [(same, same), ({}, [("a", 1)]), ([], {}), ({},)]:
+        with pytest.raises(TypeError):
+            _wordcount.add_counts(*args)  # type: ignore[arg-type]
+    for args in [(same, same, 1), ({}, {}, "1"), ({}, {}), (Counter(), {}, 1)]:
+        with pytest.raises(TypeError):
+            _wordcount.move_counts(*args)  # type: ignore[arg-type]
+    assert _wordcount.move_counts({}, {"a": 1}, 0) == 0 and _wordcount.move_counts({}, {"a": 1}, -5) == 0

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.errors import WireError
+from .kernel import add_counts, move_counts
 
 
 class WordCount:
@@ -30,9 +31,11 @@ class WordCount:
         if not into:
             into.update(part)
             return
-        get = into.get
-        for key, count in part.items():
-            into[key] = get(key, 0) + count
+        add_counts(into, part)  # natively when the kernel is built
+
+    def merge_slice(self, into: dict[str, Any], part: dict[str, Any], limit: int) -> int:
+        """Move up to ``limit`` counts from ``part`` into ``into`` (a reducer's merge, a slice at a time)."""
+        return move_counts(into, part, limit)
 
     def checksum(self, part: Mapping[str, Any]) -> int:
         return sum(part.values())

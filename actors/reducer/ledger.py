@@ -131,12 +131,16 @@ class PartitionState:
         Keys leave the pending dict as they join the totals, so totals plus pending always hold each committed
         split exactly once, whenever a caller stops between slices.
         """
+        merge_slice = getattr(self.job_def, "merge_slice", None)  # word count's: native, no slice dict made
         while self.pending and limit > 0:
             items = self.pending[-1]
-            take = min(limit, len(items))
-            part = dict(items.popitem() for _ in range(take))
-            self.job_def.combine(self.totals, part)
-            limit -= take
+            if merge_slice is not None:
+                limit -= merge_slice(self.totals, items, limit)
+            else:
+                take = min(limit, len(items))
+                part = dict(items.popitem() for _ in range(take))
+                self.job_def.combine(self.totals, part)
+                limit -= take
             if not items:
                 self.pending.pop()
         return not self.pending
