@@ -11,7 +11,7 @@ from ..core import wire
 from ..core.errors import KeyTooLarge, PayloadTooLarge
 from ..core.messages import Columns, Commit, Data, KeyPart, pack_columns, to_wire, unpack_columns
 from ..core.partition import split_by_partition
-from ..jobs import Job
+from ..jobs import Job, kernel
 from ..jobs.kernel import CountTable, PythonCountTable, WordCounts
 from ..jobs.wordcount import WordCount
 
@@ -47,8 +47,10 @@ class Spool:
         self.table: WordCounts | None = None
         if isinstance(job, WordCount):
             self.table = (CountTable if native else PythonCountTable)(partitions)
-        # Integer-valued jobs ship COLUMNS frames: a reducer unpacks them without decoding a CBOR map.
-        self.columnar = bool(getattr(job, "integer_values", False))
+        # Integer-valued jobs ship COLUMNS frames, which a reducer unpacks natively 1.8x faster than it decodes a
+        # CBOR map — but 5x slower without the extension. Every actor runs the same build, so a mapper without the
+        # native kernel (or told not to use it) sends CBOR maps: the pure-Python path stays today's path.
+        self.columnar = bool(getattr(job, "integer_values", False)) and native and kernel.NATIVE
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
