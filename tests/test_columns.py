@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
+from actors.core.columns import pack_columns, unpack_columns
 from actors.core.errors import WireError
-from actors.core.messages import Columns, Commit, StreamHeader, from_wire, pack_columns, to_wire, unpack_columns
+from actors.core.messages import Columns, Commit, StreamHeader, from_wire, to_wire
 from actors.jobs import get_job, kernel
 from actors.reducer.app import check_frame
 from actors.reducer.ledger import Stage

@@ -22,7 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core.messages import Columns, unpack_columns
+from actors.core.columns import unpack_columns
+from actors.core.messages import Columns
 from actors.core.partition import partition_of, split_by_partition
 from actors.jobs import kernel
 from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts

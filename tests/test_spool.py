@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
+from actors.core.columns import unpack_columns
 from actors.core.config import Settings
 from actors.core.errors import KeyTooLarge
-from actors.core.messages import Columns, Commit, Data, KeyPart, from_wire, unpack_columns
+from actors.core.messages import Columns, Commit, Data, KeyPart, from_wire
 from actors.core.partition import partition_of
 from actors.core.splits import Chunker
 from actors.jobs import get_job, kernel

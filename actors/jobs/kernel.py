@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ..core.columns import unpack_columns as _unpack_in_python
 from ..core.errors import WireError
 from ..core.messages import Columns
-from ..core.messages import unpack_columns as _unpack_in_python
 from ..core.partition import split_by_partition
 
 

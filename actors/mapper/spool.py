@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..core import wire
+from ..core.columns import pack_columns, unpack_columns
 from ..core.errors import KeyTooLarge, PayloadTooLarge
-from ..core.messages import Columns, Commit, Data, KeyPart, pack_columns, to_wire, unpack_columns
+from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import Job, kernel
 from ..jobs.kernel import CountTable, PythonCountTable, WordCounts
