@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core.columns import unpack_columns
+from actors.core.errors import WireError
 from actors.core.messages import Columns
 from actors.core.partition import partition_of, split_by_partition
 from actors.jobs import kernel
@@ -472,3 +473,37 @@ def test_native_merges_refuse_what_is_not_two_dicts() -> None:
         with pytest.raises(TypeError):
             _wordcount.move_counts(*args)  # type: ignore[arg-type]
     assert _wordcount.move_counts({}, {"a": 1}, 0) == 0 and _wordcount.move_counts({}, {"a": 1}, -5) == 0
+
+
+def _outcome(unpack: Callable[[Columns], dict[str, int]], columns: Columns) -> Any:
+    try:
+        return unpack(columns)
+    except WireError:
+        return WireError
+
+
+COLUMN_KEYS = st.lists(st.one_of(st.sampled_from(SPECIAL_BYTES), st.binary(max_size=6), st.sampled_from([b"a", b""])),
+                       max_size=8)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(keys=COLUMN_KEYS, counts=st.lists(st.integers(0, 2**64 - 1), max_size=9), extra=st.binary(max_size=3),
+       shuffle=st.randoms(use_true_random=False))
+def test_fuzz_native_unpack_agrees_with_the_python_unpack(keys: list[bytes], counts: list[int], extra: bytes,
+                                                          shuffle: Any) -> None:
+    # Near-valid columns (maybe decreasing, short, long, invalid UTF-8, zero counts, duplicates): the native
+    # unpacking must accept exactly what the Python one accepts, and give the same dict.
+    if not kernel.NATIVE:
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    ends, at = [], 0
+    for key in keys:
+        at += len(key)
+        ends.append(at)
+    if shuffle.random() < 0.3:
+        shuffle.shuffle(ends)
+    if shuffle.random() < 0.6:  # mostly as many counts as keys, so many cases are valid
+        counts = (counts + [1] * len(keys))[: len(keys)]
+    blob = b"".join(keys) + (extra if shuffle.random() < 0.3 else b"")
+    columns = Columns(blob, b"".join(e.to_bytes(4, "little") for e in ends),
+                      b"".join(c.to_bytes(8, "little") for c in counts))
+    assert _outcome(kernel.unpack_columns, columns) == _outcome(unpack_columns, columns)
