@@ -25,9 +25,11 @@ from hypothesis import strategies as st
 from actors.core.columns import unpack_columns
 from actors.core.errors import WireError
 from actors.core.messages import Columns
-from actors.core.partition import partition_of, split_by_partition
+from actors.core.partition import split_by_partition
 from actors.jobs import kernel
 from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
+
+from .test_partition import partition_of
 
 Factory = Callable[[int], WordCounts]
 

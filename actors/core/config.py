@@ -57,6 +57,8 @@ class Timeouts:
     body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")
     body: float = _timeout(3600.0, "a request body must arrive whole within this, however steadily it trickles")
     stream: float = _timeout(600.0, "a shuffle stream must reach its COMMIT within this, however steadily it trickles")
+    headers: float = _timeout(15.0, "a request's line and headers must arrive whole within this of their first byte "
+                              "(or of the connection opening), else 408 and the connection is closed")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class Settings:
     key_budget: int = setting("MR_KEY_BUDGET", 1_000_000, "a mapper flushes its combined partial values past this "
                               "many keys", low=1)
     max_body: int = setting("MR_MAX_BODY", 4096 * MiB, "largest upload or text input in bytes", low=1)
-    max_json: int = setting("MR_MAX_JSON", 64 * MiB, "largest JSON request body in bytes", low=1024)
+    # 16 MiB: parsing a JSON body of 4-byte characters holds up to 10x its size (MR_TEXT_BUDGET); upload bigger texts.
+    max_json: int = setting("MR_MAX_JSON", 16 * MiB, "largest JSON request body in bytes", low=1024)
     message_cap: int = setting("MR_MESSAGE_CAP", 1 * MiB, "largest single CBOR message between actors", low=1024)
     frame_cap: int = setting("MR_FRAME_CAP", 16 * MiB, "largest shuffle frame in bytes", low=1024)
     stage_budget: int = setting("MR_STAGE_BUDGET", 256 * MiB, "bytes a reducer stages at once across streams",
@@ -149,11 +152,39 @@ class Settings:
                                     low=1)
     max_queued_jobs: int = setting("MR_MAX_QUEUED_JOBS", 256, "jobs waiting to run; beyond, submissions get 429 "
                                    "(/compute has its own queue of this size, served first)", low=0)
-    max_uploads: int = setting("MR_MAX_UPLOADS", 16, "uploads a master spools at once; beyond, 429", low=1)
+    max_uploads: int = setting("MR_MAX_UPLOADS", 16, "uploads (and JSON bodies over 64 KiB) a master receives at "
+                                "once; beyond, 429", low=1)
     max_line: int = setting("MR_MAX_LINE", 8190, "longest request line (so URL) or header field in bytes; longer "
                             "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
+    # retries and backoff: a pause starts at *_FIRST, doubles per try up to *_MAX, and is jittered by +-50%
+    retry_first: float = setting("MR_RETRY_FIRST", 0.05, "first pause (s) before a peer call is retried (finalize, "
+                                 "a reducer coming back)", low=0.001)
+    retry_max: float = setting("MR_RETRY_MAX", 2.0, "longest pause (s) between retries of a peer call", low=0.001)
+    discovery_retry_first: float = setting("MR_DISCOVERY_RETRY_FIRST", 0.05, "first pause (s) before discovery is "
+                                           "asked again for peers not visible yet", low=0.001)
+    discovery_retry_max: float = setting("MR_DISCOVERY_RETRY_MAX", 1.0, "longest pause (s) between discovery look-ups "
+                                         "while waiting for peers", low=0.001)
+    send_attempts: int = setting("MR_SEND_ATTEMPTS", 6, "tries a mapper gives a reducer that answers a stream with "
+                                 "an error (one that is down is waited for, up to MR_TIMEOUT_RECOVERY)", low=1,
+                                 count=True)
+    send_retry_first: float = setting("MR_SEND_RETRY_FIRST", 0.05, "first pause (s) before a mapper sends a partition "
+                                      "again", low=0.001)
+    send_retry_max: float = setting("MR_SEND_RETRY_MAX", 1.0, "longest pause (s) between a mapper's sends of one "
+                                    "partition", low=0.001)
+    mapper_backoff_first: float = setting("MR_MAPPER_BACKOFF_FIRST", 0.05, "first pause (s) before a mapper that "
+                                          "stalled or crashed on a split gets another", low=0.001)
+    mapper_backoff_max: float = setting("MR_MAPPER_BACKOFF_MAX", 2.0, "longest pause (s) before a faulty mapper gets "
+                                        "another split", low=0.001)
+    straggler_check: float = setting("MR_STRAGGLER_CHECK", 1.0, "idle mapper slots look for stragglers to back up "
+                                     "at least this often, in s (more often when MR_BACKUP_AFTER is short)", low=0.01)
+    max_wait: float = setting("MR_MAX_WAIT", 600.0, "longest long-poll (s) a client may ask for with ?wait=; longer "
+                              "asks are cut to it", low=0.0)
+    text_budget: int = setting("MR_TEXT_BUDGET", 256 * MiB, "bytes of memory the master gives text inputs and the "
+                               "JSON bodies being read and parsed (4-10x their size); past it 429, or 413", low=1024)
+    min_body_rate: int = setting("MR_MIN_BODY_RATE", 1024, "a request body slower than this many bytes/s on average "
+                                 "(after MR_TIMEOUT_BODY_IDLE) is cut off with 408; 0: no minimum", low=0)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
@@ -185,6 +216,34 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def peer_backoff(self) -> Backoff:
+        return Backoff(self.retry_first, self.retry_max)
+
+    @property
+    def discovery_backoff(self) -> Backoff:
+        return Backoff(self.discovery_retry_first, self.discovery_retry_max)
+
+    @property
+    def send_backoff(self) -> Backoff:
+        return Backoff(self.send_retry_first, self.send_retry_max)
+
+    @property
+    def mapper_backoff(self) -> Backoff:
+        return Backoff(self.mapper_backoff_first, self.mapper_backoff_max)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Pauses between the tries of one retry loop: ``first``, doubled per try up to ``most``, then jittered."""
+
+    first: float
+    most: float
+
+    def pause(self, tries: int, jitter: float = 1.0) -> float:
+        """The pause after ``tries`` failed tries (1 or more); ``jitter`` in [0.5, 1.5) spreads retrying callers."""
+        return min(self.most, self.first * 2.0 ** min(max(tries, 1) - 1, 30)) * jitter
 
 
 _UNSET: Any = object()

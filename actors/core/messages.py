@@ -11,9 +11,10 @@ from typing import Any, TypeVar, overload
 from .errors import WireError
 from .keys import AttemptKey as AttemptKey  # re-exported: the messages below carry one as ``key``
 
-# Every actor of a cluster runs the same code; a message of another version is refused (400) rather than guessed
-# at. 2: shuffle streams may carry COLUMNS frames.
-VERSION = 2
+# The wire version. Decoding is strict (a missing or unknown field is refused with a message naming it), so a field
+# added or removed already fails loudly between mismatched actors; VERSION moves when a field keeps its name but
+# changes its meaning, which no field check could catch.
+VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,12 @@ class Assignment:
     split: int
     attempt: int
     job_name: str
-    input_kind: str  # "http" (served by the master or a URL) or "path" (under the data root)
+    input_kind: str  # "served" (bytes the master holds), "path" (under the data root) or "url" (inputs/ref.py)
     input_location: str
     input_name: str
-    input_size: int
     start: int
     end: int
     partitions: int  # R, fixed by the master when it planned the job
-    reducers: list[str]  # reducer names by ordinal as the master saw them (for logs and checks)
     only_partitions: list[int]  # empty: every partition; else redo just these
 
     @property
@@ -63,10 +62,8 @@ class SplitDone:
     epoch: int
     split: int
     attempt: int
-    mapper: str  # the mapper's incarnation
     bytes_read: int
     keys: int
-    incarnations: list[str]  # by partition: the reducer incarnation that acknowledged it
     duplicates: int  # partitions that answered "duplicate"
 
     @property
@@ -205,7 +202,7 @@ class Missing:
 
 @dataclass(frozen=True)
 class Release:
-    """Master → reducer or mapper: forget this job (finished, failed or cancelled)."""
+    """Master → reducer: forget this job (finished, failed or cancelled)."""
 
     job: str
     epoch: int

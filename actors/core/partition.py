@@ -9,13 +9,9 @@ from typing import TypeVar
 V = TypeVar("V")
 
 
-def partition_of(key: str, partitions: int) -> int:
-    """The partition (reducer ordinal) that owns ``key``; never Python's per-process salted ``hash()``."""
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
-
-
 def split_by_partition(items: Mapping[str, V], partitions: int) -> list[dict[str, V]]:
-    """Group ``items`` by owning partition; one hash per distinct key, never per word."""
+    """Group ``items`` by owning partition: crc32 of the key's UTF-8 bytes modulo ``partitions``, never Python's
+    per-process salted ``hash()``. One hash per distinct key, never per word; the rule is defined here only."""
     if partitions == 1:
         return [dict(items)]
     parts: list[dict[str, V]] = [{} for _ in range(partitions)]

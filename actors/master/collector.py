@@ -55,7 +55,8 @@ class Collector:
 
     async def _reducer(self, partition: int) -> Peer:
         try:
-            found = await wait_for_ordinals(self.discovery, "reducer", [partition], self.settings.timeouts.peers)
+            found = await wait_for_ordinals(self.discovery, "reducer", [partition], self.settings.timeouts.peers,
+                                            self.settings.discovery_backoff)
         except DiscoveryError as error:
             raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
         return found[partition]
@@ -71,7 +72,7 @@ class Collector:
 
         try:
             answer = await retrying(call, (PeerError, Unavailable), 1_000_000, settings.timeouts.recovery,
-                                    base_delay=0.1)
+                                    settings.peer_backoff)
         except (PeerError, Unavailable) as error:
             raise JobFailed(f"reducer {partition} did not come back within {settings.timeouts.recovery:g} s: "
                             f"{error.message}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,36 @@ def parse_line(raw: bytes) -> dict[str, Any]:
 
 
 class Journal:
-    """JSON lines under the state directory; with no directory configured it records nothing."""
+    """JSON lines under the state directory; with no directory configured it records nothing.
+
+    Appends run on a writer thread of its own, in order, so a slow state volume never stalls the event loop;
+    :meth:`close` waits for the ones queued. Reading (:meth:`interrupted`, :meth:`compact`) is for startup, before
+    any append, and runs wherever it is called (the app calls it in a thread).
+    """
 
     def __init__(self, directory: str) -> None:
         self.path = Path(directory) / "jobs.journal" if directory else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One thread: appends land in the order they were made (a job's "started" before its "ended").
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
 
     def _append(self, entry: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        with open(self.path, "a", encoding="utf-8") as file:
+        if self.path is not None:
+            self._writer.submit(self._write, self.path, entry).add_done_callback(self._written)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer thread (blocks: call it in a thread from async code)."""
+        self._writer.shutdown(wait=True)
+
+    def _written(self, done: Future[None]) -> None:
+        error = done.exception()
+        if error is not None:  # a full or read-only volume: the job runs on, its record is what is lost
+            log.error("journal_write_failed", path=str(self.path), error=repr(error))
+
+    @staticmethod
+    def _write(path: Path, entry: dict[str, Any]) -> None:
+        with open(path, "a", encoding="utf-8") as file:
             # Written through to the OS, not fsynced: this journal is for a master process that dies, not for a
             # machine that loses power, and an fsync per job costs more than the job (measured at /compute rates).
             file.write(json.dumps(entry) + "\n")

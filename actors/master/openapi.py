@@ -248,8 +248,13 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "A done job's result",
             "parameters": [_query("top", "only the first N entries, in the job's order", POSITIVE),
-                           _query("wait", "seconds to hold the request until the job finishes", SECONDS)],
-            "responses": {"200": _json(_ref("Result"), "the result"), **_errors(400, 401, 404, 409, 410)},
+                           _query("wait", "seconds to hold the request until the job finishes", SECONDS),
+                           _query("format", "json (one document, the default) or ndjson (one [key, value] array a "
+                                  "line, streamed, in the job's order)", {"enum": ["json", "ndjson"]})],
+            "responses": {"200": {"description": "the result", "content": {
+                "application/json": {"schema": _ref("Result")},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            }}, **_errors(400, 401, 404, 409, 410)},
         },
     },
     "/v1/cluster": {"get": {
@@ -273,6 +278,12 @@ PATHS: dict[str, Any] = {
     "/readyz": {"get": {
         "summary": "Readiness probe: 503 while draining", "security": OPEN,
         "responses": {"200": _json(_ref("Identity"), "ready"), "503": _json(_ref("Identity"), "draining")},
+    }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (every actor serves them): jobs, split attempts, peers, HTTP requests",
+        "security": OPEN,
+        "responses": {"200": {"description": "the Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
     }},
 }
 
