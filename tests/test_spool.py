@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter
@@ -358,3 +359,15 @@ def test_adversarial_bytes_through_mapper_spool_and_reducer_stage_equal_the_orac
     finally:
         spool.close()
     assert merged == Counter(data.decode("utf-8", "replace").split())
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_mapper_logs_at_start_up_which_kernel_it_counts_with(caplog: pytest.LogCaptureFixture,
+                                                               enabled: bool) -> None:
+    from actors.mapper.app import build_mapper
+
+    with caplog.at_level(logging.INFO, logger="actors.mapper.app"):
+        build_mapper(Settings(role="mapper", native_kernel=enabled))
+    (record,) = [r for r in caplog.records if r.getMessage() == "map_kernel"]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields == {"native": kernel.NATIVE and enabled, "status": kernel.native_status(), "enabled": enabled}
