@@ -107,7 +107,7 @@ class Settings:
                                   "than mappers", low=1)
     chunk_size: int = setting("MR_CHUNK_SIZE", 4 * MiB, "a mapper maps this many bytes at a time", low=1024)
     key_budget: int = setting("MR_KEY_BUDGET", 1_000_000, "a mapper flushes its combined partial values past this "
-                              "many keys", low=1)
+                              "many keys (values, for a job without a combiner)", low=1)
     max_body: int = setting("MR_MAX_BODY", 4096 * MiB, "largest upload or text input in bytes", low=1)
     # 16 MiB: parsing a JSON body of 4-byte characters holds up to 10x its size (MR_TEXT_BUDGET); upload bigger texts.
     max_json: int = setting("MR_MAX_JSON", 16 * MiB, "largest JSON request body in bytes", low=1024)
@@ -141,6 +141,8 @@ class Settings:
                               "there; reducers refuse more before decoding)", low=1)
     max_key: int = setting("MR_MAX_KEY", 64 * MiB, "longest key (a word) in UTF-8 bytes; a longer one fails the job "
                            "at once", low=1)
+    job_modules: tuple[str, ...] = setting("MR_JOB_MODULES", (), "modules of user jobs (MapReduceJob classes), "
+                                           "comma-separated, importable on every actor and imported at startup")
     native_kernel: bool = setting("MR_NATIVE_KERNEL", True, "mappers count word-count chunks with the native kernel "
                                   "when it is built; false: the pure-Python path (for comparison)")
     # security
@@ -293,7 +295,7 @@ def _read(env: Mapping[str, str], f: dataclasses.Field[Any], kind: Any) -> Any:
             raise ConfigError(f"{key}={choice!r} must be one of {', '.join(options)}")
         return choice
     elif kind == tuple[str, ...]:
-        return _urls(key, raw)
+        return _modules(key, raw) if key == "MR_JOB_MODULES" else _urls(key, raw)
     else:
         return raw
     if low is not None and value < low:
@@ -318,6 +320,14 @@ def _urls(key: str, raw: str) -> tuple[str, ...]:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}: {url!r} is not an http(s) URL")
     return urls
+
+
+def _modules(key: str, raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"{key}: {name!r} is not a dotted module name")
+    return names
 
 
 def _ordinal_of(name: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .errors import WireError
@@ -33,6 +33,8 @@ class Assignment:
     end: int
     partitions: int  # R, fixed by the master when it planned the job
     only_partitions: list[int]  # empty: every partition; else redo just these
+    # The job's parameters as the user gave them; each actor configures its own instance of the job from them.
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> AttemptKey:
@@ -99,6 +101,7 @@ class StreamHeader:
     partitions: int
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> AttemptKey:
@@ -269,6 +272,8 @@ def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:
     ok: bool
     if origin is int:
         ok = type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool
+    elif origin is dict and typing.get_args(kind) == (str, str):
+        ok = type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
     elif origin is list:
         (item_kind,) = typing.get_args(kind)
         ok = type(value) is list and all(type(v) is item_kind and (item_kind is not int or v >= 0) for v in value)

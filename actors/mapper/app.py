@@ -39,13 +39,14 @@ from ..discovery import Discovery, Peer
 from ..inputs.ref import PATH, URL
 from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
-from ..jobs import Job, get_job
+from ..jobs import Job
 from ..jobs.kernel import NATIVE, native_status
-from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
+from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
+from ..sdk import JobCodeError
 from .spool import Spool
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -85,7 +86,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
     """Run one assignment; the answer is a frame stream: PROGRESS heartbeats, then SPLITDONE or SPLITFAILED."""
     settings = request.app[SETTINGS]
     assignment = from_wire(await read_cbor_body(request, settings.message_cap), Assignment)
-    job = get_job(assignment.job_name)
+    job = request.app[JOBS].get(assignment.job_name, assignment.params)
     if request.app[IDENTITY].draining:
         raise Unavailable("mapper is shutting down")
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
@@ -108,9 +109,10 @@ async def assign(request: web.Request) -> web.StreamResponse:
             metrics.splits_done.inc()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
-            # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read
-            # (nor a conflict, nor a key past MR_MAX_KEY): the job fails at once, not after MR_MAX_ATTEMPTS.
-            retriable = not isinstance(error, (Conflict, KeyTooLarge, InputError))
+            # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read (nor
+            # a conflict, a key past MR_MAX_KEY, or a job's own code failing): the job fails at once, not after
+            # MR_MAX_ATTEMPTS.
+            retriable = not isinstance(error, (Conflict, KeyTooLarge, InputError, JobCodeError))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             metrics.splits_failed.inc()
@@ -233,7 +235,8 @@ class MapRun:
         up to the recovery timeout; one that answers an error gets MR_SEND_ATTEMPTS tries."""
         a, policy = self.a, self.send_policy
         header = StreamHeader(job=a.job, epoch=a.epoch, split=a.split, attempt=a.attempt, partition=partition,
-                              partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition])
+                              partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition],
+                              params=a.params)
         fields = {"job": a.job, "split": a.split, "attempt": a.attempt, "partition": partition}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.recovery

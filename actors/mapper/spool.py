@@ -14,7 +14,7 @@ from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import Job, kernel
 from ..jobs.kernel import CountTable, PythonCountTable, WordCounts
-from ..jobs.wordcount import WordCount
+from ..jobs.wordcount import WordCountEngine
 
 READ_BLOCK = 256 * 1024
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
@@ -45,9 +45,10 @@ class Spool:
         self.max_key = max_key
         self.memory_limit = memory_limit
         self._acc: dict[str, Any] = job.partial()
-        # Word count counts raw bytes in the kernel (native when built and wanted): no per-chunk decode here.
+        # Word count with default params counts raw bytes in the kernel (native when built and wanted): no
+        # per-chunk decode here. Its lower/strip_punctuation variants keep the text path.
         self.table: WordCounts | None = None
-        if isinstance(job, WordCount):
+        if isinstance(job, WordCountEngine) and job.plain:
             self.table = (CountTable if native else PythonCountTable)(partitions)
         # Integer-valued jobs ship COLUMNS frames, which a reducer unpacks natively 1.8x faster than it decodes a
         # CBOR map — but 5x slower without the extension. Every actor runs the same build, so a mapper without the
@@ -76,7 +77,7 @@ class Spool:
             self.feed(text.encode("utf-8", "surrogatepass"), source)
             return
         self.job.map_into(self._acc, text, source)
-        if len(self._acc) >= self.key_budget:
+        if self.job.weight(self._acc) >= self.key_budget:
             self.flush()
 
     def flush(self) -> None:
@@ -111,6 +112,14 @@ class Spool:
             encoded = wire.frame(to_wire(pack_columns(items) if self.columnar else Data(items)), self.frame_cap)
         except PayloadTooLarge:
             if len(items) == 1:
+                ((key, value),) = items.items()
+                if type(value) is list and len(value) > 1:
+                    # One key's many values (an SDK job without a combiner): in several frames, which a reducer
+                    # merges by the job's own combine, exactly as if they had come in one.
+                    half = len(value) // 2
+                    self._write(partition, {key: value[:half]})
+                    self._write(partition, {key: value[half:]})
+                    return
                 self._write_long(partition, items)
                 return
             keys = list(items)

@@ -26,12 +26,12 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
-from ..jobs import get_job, job_names
-from ..net.actor import DISCOVERY, DRAIN, IDENTITY, SETTINGS, base_app, discovery_context
+from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.metrics import METRICS, MasterMetrics
 from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
+from .jobcheck import check_job_everywhere
 from .journal import Journal
 from .limits import (
     check_plan,
@@ -87,6 +87,7 @@ def build_master(settings: Settings) -> web.Application:
     app.router.add_get("/compute", compute)
     app.router.add_post("/v1/jobs", submit)
     app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_get("/v1/jobs/kinds", job_kinds)  # before /v1/jobs/{id}
     app.router.add_get("/v1/jobs/{id}", status)
     app.router.add_get("/v1/jobs/{id}/result", result)
     app.router.add_delete("/v1/jobs/{id}", cancel)
@@ -100,7 +101,7 @@ def build_master(settings: Settings) -> web.Application:
 def _add_metrics(app: web.Application) -> None:
     """The master's metric families; jobs and peers are read at scrape time (peers within the discovery timeout)."""
     metrics, timeout = app[METRICS], app[SETTINGS].timeouts.discovery
-    app[MASTER_METRICS] = master = MasterMetrics(metrics, job_names())
+    app[MASTER_METRICS] = master = MasterMetrics(metrics, app[JOBS].names())
     metrics.readings.gauge("mapreduce_jobs_running", "jobs running now",
                            lambda: app[REGISTRY].running if REGISTRY in app else 0)
     metrics.readings.gauge("mapreduce_jobs_queued", "jobs admitted and waiting to run",
@@ -163,12 +164,12 @@ def _epoch(previous: JobRecord | None) -> int:
 
 
 def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "",
-              interactive: bool = False) -> JobRecord:
+              interactive: bool = False, params: dict[str, str] | None = None) -> JobRecord:
     """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
-                       created=time.time(), split_size=split_size)
+                       created=time.time(), split_size=split_size, params=dict(params or {}))
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
                               app[SLOTS], time.monotonic, keep=_keeper(app, record), metrics=app[MASTER_METRICS])
     try:
@@ -261,7 +262,7 @@ async def submit(request: web.Request) -> web.Response:
                 app[STORE].drop(upload.served_id)
             return web.json_response({**existing.status(), "links": _links(existing)}, status=200)
         job_name, ref, split_size = await _job_of(request, spec, upload, reservation, encoded)
-        record = start_job(app, job_name, ref, split_size, key)
+        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"))
     except BaseException:
         if upload is not None:
             app[STORE].drop(upload.served_id)
@@ -280,23 +281,39 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     app, settings = request.app, request.app[SETTINGS]
     if upload is not None:
         job_name = request.query.get("job", "wordcount")
-        get_job(job_name)
+        await check_job(app, job_name, {})
         split_size = query_split_size(request.query.get("split_size"), settings)
         check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
         return job_name, upload, split_size
     job_name = spec.get("job", "wordcount")
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
-    get_job(job_name)
+    await check_job(app, job_name, spec.setdefault("params", {}))
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
-    unknown = sorted(set(spec) - {"job", "input", "split_size"})
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "params"})
     if unknown:
-        raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
+        raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input and split_size")
     ref = clip_name(await parse_spec(spec["input"], settings, app[STORE], reservation, encoded), settings.max_name)
     _admit_plan(app, ref, split_size)
     return job_name, ref, split_size
+
+
+async def check_job(app: web.Application, name: str, params: Any) -> None:
+    """400 unless the job is known here, takes ``params`` (its configure hook), and every visible actor has it in
+    this version (jobcheck.py)."""
+    if not isinstance(params, dict):
+        raise BadRequest('"params" must be an object of string values')
+    catalog = app[JOBS]
+    catalog.sdk(name, params)
+    await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
+                               app[SETTINGS].timeouts.connect)
+
+
+async def job_kinds(request: web.Request) -> web.Response:
+    """GET /v1/jobs/kinds: the jobs this master can run, with their parameters and docstrings."""
+    return web.json_response({"jobs": request.app[JOBS].describe()})
 
 
 def _finite(text: str) -> float:
@@ -428,7 +445,7 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]
 
     def keep(result: dict[str, Any]) -> HeldResult:
         try:
-            held = app[RESULTS].hold(record.id, result, get_job(record.job_name).top)
+            held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).top)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
             raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
         log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)

@@ -281,7 +281,7 @@ class Coordinator:
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=record.input.kind, input_location=record.input.location,
             input_name=record.input.name, start=ticket.split.start, end=ticket.split.end,
-            partitions=record.partitions, only_partitions=only,
+            partitions=record.partitions, only_partitions=only, params=record.params,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

@@ -102,6 +102,7 @@ class Journal:
         ref = record.input
         self._append({"event": "started", "id": record.id, "epoch": record.epoch, "job": record.job_name,
                       "key": key, "created": record.created, "split_size": record.split_size,
+                      "params": record.params,
                       "input": {"kind": ref.kind, "location": ref.location, "name": ref.name, "size": ref.size}})
 
     def ended(self, record: JobRecord) -> None:

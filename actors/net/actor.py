@@ -19,6 +19,7 @@ from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
 from ..discovery import Discovery, open_discovery
+from ..jobs import Catalog, load_catalog
 from .access import access_log
 from .drain import Drain, drain_middleware
 from .frames import read_body
@@ -46,6 +47,7 @@ IDENTITY = web.AppKey("identity", Identity)
 DISCOVERY = web.AppKey("discovery", Discovery)
 DRAIN = web.AppKey("drain", Drain)
 READINESS = web.AppKey[ReadinessCheck]("readiness")
+JOBS = web.AppKey("jobs", Catalog)
 
 
 async def discovery_context(app: web.Application) -> AsyncIterator[None]:
@@ -56,7 +58,9 @@ async def discovery_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def base_app(settings: Settings, client_max_size: int) -> web.Application:
-    """An application with the shared middleware, ``/healthz``, ``/readyz`` and ``/metrics``."""
+    """An application with the shared middleware, ``/healthz``, ``/readyz`` and ``/metrics``; its job catalog is
+    loaded here, so a job module that cannot be imported stops the actor at startup with a ConfigError naming it."""
+    catalog = load_catalog(settings.job_modules)
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
@@ -67,6 +71,7 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     app[SETTINGS] = settings
     app[IDENTITY] = identity
     app[DRAIN] = drain
+    app[JOBS] = catalog
     app[METRICS] = Metrics()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -85,7 +90,9 @@ def _identity_json(identity: Identity) -> dict[str, object]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", **_identity_json(request.app[IDENTITY])})
+    """Alive, who, and the jobs this actor can run with their fingerprints (the master's job check reads them)."""
+    return web.json_response({"status": "ok", **_identity_json(request.app[IDENTITY]),
+                              "jobs": request.app[JOBS].fingerprints})
 
 
 async def readyz(request: web.Request) -> web.Response:

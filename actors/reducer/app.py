@@ -26,7 +26,7 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
-from ..net.actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
+from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
@@ -41,7 +41,7 @@ log = EventLog(__name__)
 
 def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
-    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic)
+    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS])
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
