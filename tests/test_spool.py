@@ -371,3 +371,20 @@ def test_a_mapper_logs_at_start_up_which_kernel_it_counts_with(caplog: pytest.Lo
     (record,) = [r for r in caplog.records if r.getMessage() == "map_kernel"]
     fields = record.fields  # type: ignore[attr-defined]
     assert fields == {"native": kernel.NATIVE and enabled, "status": kernel.native_status(), "enabled": enabled}
+
+
+@pytest.mark.parametrize("params", [{"lower": True}, {"strip_punctuation": True}])
+def test_word_count_with_params_keeps_the_text_path(spools: list[Spool], params: dict[str, bool]) -> None:
+    from actors.jobs.wordcount import WordCountEngine
+
+    engine = WordCountEngine(**params)
+    spool = Spool(engine, 2, 1000, CAP)
+    spools.append(spool)
+    assert spool.table is None
+    spool.feed(b"The the, THE \xc3\xa9\n\xff", "in.txt")  # decoded here, errors replaced
+    spool.flush()
+    staged: Counter[str] = Counter()
+    for partition in range(2):
+        for items in frames_of(spool, partition):
+            staged.update(items)
+    assert staged == engine.map("The the, THE é\n\ufffd", "in.txt")
