@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -19,12 +17,11 @@ from actors.core.config import Settings
 from actors.core.errors import KeyTooLarge
 from actors.core.messages import Columns, Commit, Data, KeyPart, from_wire
 from actors.core.splits import Chunker
-from actors.jobs import get_job, kernel
+from actors.jobs import get_job
 from actors.mapper.spool import Spool
 from actors.reducer.ledger import Stage
 
 from .framing import FrameDecoder
-from .test_kernel import TEXT as KERNEL_TEXT  # adversarial bytes: every whitespace, invalid UTF-8, NULs
 from .test_partition import partition_of
 
 CAP = 1 << 20
@@ -295,96 +292,3 @@ def test_long_words_survive_mapper_and_reducer_exactly(text: str, chunk_size: in
     assert merged == Counter(text.split())
 
 
-def _needs_native(native: bool) -> None:
-    if native and not kernel.NATIVE:
-        if os.environ.get("MR_REQUIRE_NATIVE_KERNEL") == "1":
-            pytest.fail(f"MR_REQUIRE_NATIVE_KERNEL=1 but the native kernel is not built: {kernel.native_status()}")
-        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
-
-
-KERNELS = pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
-
-
-@KERNELS
-def test_word_count_spools_through_the_kernel_other_jobs_through_map_into(spools: list[Spool], native: bool) -> None:
-    _needs_native(native)
-    spool = make(spools, native=native)
-    assert type(spool.table) is (kernel.NativeCountTable if native else kernel.PythonCountTable)
-    assert spool.columnar == native  # the pure-Python path sends CBOR maps (frames_of checks every frame's kind)
-    index = make(spools, job="inverted_index")
-    assert index.table is None and not index.columnar
-    index.feed(b"a \xc3\xa9\n\xff", "in.txt")  # decoded here, errors replaced
-    index.flush()
-    staged = {k: v for p in range(3) for f in frames_of(index, p) for k, v in f.items()}  # DATA frames only
-    assert staged == {"a": ["in.txt"], "é": ["in.txt"], "\ufffd": ["in.txt"]}
-
-
-@KERNELS
-@given(data=KERNEL_TEXT, chunk_size=st.integers(1, 300), block=st.integers(1, 97), partitions=st.integers(1, 4),
-       key_budget=st.integers(1, 40), frame_cap=st.integers(60, 400), frame_keys=st.integers(1, 6))
-@settings(max_examples=120, deadline=None)
-def test_adversarial_bytes_through_mapper_spool_and_reducer_stage_equal_the_oracle(
-    native: bool, data: bytes, chunk_size: int, block: int, partitions: int, key_budget: int, frame_cap: int,
-    frame_keys: int,
-) -> None:
-    # What a mapper does with raw bytes (chunked on whitespace, fed undecoded to the kernel, flushed at the key
-    # budget, framed: COLUMNS, long keys in KEYPART pieces) and what a reducer stages, against the oracle.
-    _needs_native(native)
-    job = get_job("wordcount")
-    spool = Spool(job, partitions, key_budget, frame_cap, frame_keys=frame_keys, max_key=1 << 20, native=native)
-    try:
-        chunker = Chunker(chunk_size, 1 << 20)
-        for start in range(0, len(data), block):
-            for piece in chunker.feed(data[start : start + block]):
-                spool.feed(piece, "in.txt")
-        for piece in chunker.finish():
-            spool.feed(piece, "in.txt")
-        spool.flush()
-        merged: Counter[str] = Counter()
-        for partition in range(partitions):
-            stage = Stage(job, 1 << 20)
-            decoder = FrameDecoder(frame_cap)
-            for chunk in spool.blocks(partition):
-                for raw in decoder.feed(chunk):
-                    message = from_wire(raw, Data, Columns, KeyPart)
-                    if isinstance(message, KeyPart):
-                        stage.add_part(message)
-                    else:
-                        assert len(message.items if isinstance(message, Data) else message) <= frame_keys
-                        stage.add(message)
-            decoder.close()
-            stage.verify(spool.commit(partition))
-            assert all(partition_of(key, partitions) == partition for key in stage.items)
-            merged.update(stage.items)
-    finally:
-        spool.close()
-    assert merged == Counter(data.decode("utf-8", "replace").split())
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_a_mapper_logs_at_start_up_which_kernel_it_counts_with(caplog: pytest.LogCaptureFixture,
-                                                               enabled: bool) -> None:
-    from actors.mapper.app import build_mapper
-
-    with caplog.at_level(logging.INFO, logger="actors.mapper.app"):
-        build_mapper(Settings(role="mapper", native_kernel=enabled))
-    (record,) = [r for r in caplog.records if r.getMessage() == "map_kernel"]
-    fields = record.fields  # type: ignore[attr-defined]
-    assert fields == {"native": kernel.NATIVE and enabled, "status": kernel.native_status(), "enabled": enabled}
-
-
-@pytest.mark.parametrize("params", [{"lower": True}, {"strip_punctuation": True}])
-def test_word_count_with_params_keeps_the_text_path(spools: list[Spool], params: dict[str, bool]) -> None:
-    from actors.jobs.wordcount import WordCountEngine
-
-    engine = WordCountEngine(**params)
-    spool = Spool(engine, 2, 1000, CAP)
-    spools.append(spool)
-    assert spool.table is None
-    spool.feed(b"The the, THE \xc3\xa9\n\xff", "in.txt")  # decoded here, errors replaced
-    spool.flush()
-    staged: Counter[str] = Counter()
-    for partition in range(2):
-        for items in frames_of(spool, partition):
-            staged.update(items)
-    assert staged == engine.map("The the, THE é\n\ufffd", "in.txt")

@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from ..core import wire
 from ..core.columns import pack_columns, unpack_columns
+from ..core.density import too_dense
 from ..core.errors import KeyTooLarge, PayloadTooLarge
 from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
@@ -109,7 +110,13 @@ class Spool:
             self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
             return
         try:
-            encoded = wire.frame(to_wire(pack_columns(items) if self.columnar else Data(items)), self.frame_cap)
+            if self.columnar:
+                encoded = wire.frame(to_wire(pack_columns(items)), self.frame_cap)
+            else:
+                encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
+                if too_dense(encoded[wire.PREFIX:], self.frame_keys):  # a reducer would refuse it: cut it as too large
+                    raise PayloadTooLarge(f"a frame of {len(items)} keys holds more lists and maps than a reducer "
+                                          "takes")
         except PayloadTooLarge:
             if len(items) == 1:
                 ((key, value),) = items.items()

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
+from ..core.density import container_bound, container_limit, count_containers
 from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
@@ -178,17 +179,46 @@ def check_frame(body: bytes, frame_keys: int) -> None:
         raise WireError(f"a frame of {len(body)} bytes that is neither a DATA nor a KEYPART frame")
 
 
+
+
+async def check_density(body: bytes, frame_keys: int) -> None:
+    """Refuse a frame holding more lists and maps than :func:`container_limit` before decoding it: each costs ten
+    times a scalar to decode, so MR_FRAME_CAP alone would let a frame of empty lists stall the loop for seconds."""
+    limit = container_limit(frame_keys)
+    if container_bound(body) <= limit:
+        return  # the common case, decided at C speed
+    walk = count_containers(body, limit)
+    while True:
+        try:
+            next(walk)
+        except StopIteration as done:
+            containers: int = done.value
+            break
+        await asyncio.sleep(0)  # a yield between slices of the walk, so probes and other streams run
+    if containers > limit:
+        raise PayloadTooLarge(f"a frame holding more than {limit} lists and maps (2 per key of "
+                              f"MR_FRAME_KEYS={frame_keys})")
+
+
+async def _next_frame(reader: FrameReader, limit: int) -> bytes | None:
+    try:
+        return await reader.next_raw(limit=limit)
+    except PayloadTooLarge as exc:
+        raise PayloadTooLarge(f"{exc} (MR_FRAME_CAP)") from None
+
+
 async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, reserved: Reservation,
                    settings: Settings) -> None:
     """Stage the stream's frames up to its valid COMMIT; each frame's decoded size is charged to the budget."""
     received = 0
     while True:
-        raw = await reader.next_raw(limit=max(header.size - received, SMALL_FRAME + wire.PREFIX))
+        raw = await _next_frame(reader, max(header.size - received, SMALL_FRAME + wire.PREFIX))
         if raw is None:
             log.warning("stream_cut", job=header.job, epoch=header.epoch, split=header.split,
                         attempt=header.attempt, frames=stage.frames)
             raise StreamCut(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
         check_frame(raw, settings.frame_keys)
+        await check_density(raw, settings.frame_keys)
         message = from_wire(wire.decode(raw, settings.frame_cap), Data, Columns, KeyPart, Commit)
         if isinstance(message, Columns) and len(message) > settings.frame_keys:
             raise PayloadTooLarge(f"a COLUMNS frame of {len(message)} keys exceeds the {settings.frame_keys} a frame "
