@@ -116,6 +116,31 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Columns:
+    """A shuffle DATA frame of an integer-valued job, packed: decoding it builds no CBOR map.
+
+    Layout (all CBOR byte strings), for n >= 1 distinct keys:
+
+    - ``keys``: the keys' UTF-8 bytes back to back;
+    - ``ends``: n little-endian uint32, where key i ends in ``keys`` (it starts where key i-1 ends, key 0 at 0):
+      non-decreasing, the last equal to ``len(keys)``;
+    - ``counts``: n little-endian uint64, the value of key i, each at least 1.
+
+    Every key must be valid UTF-8 on its own and distinct; :func:`actors.core.columns.unpack_columns` refuses
+    anything else (400); :func:`actors.core.columns.pack_columns` makes one.
+    A KEYPART run still ends with a plain DATA frame of one item.
+    """
+
+    keys: bytes
+    ends: bytes
+    counts: bytes
+
+    def __len__(self) -> int:
+        """The number of keys the frame claims (validated when it is unpacked)."""
+        return len(self.ends) // 4
+
+
+@dataclass(frozen=True)
 class KeyPart:
     """A shuffle frame carrying a piece of one key too long for a frame; the next DATA frame holds exactly one
     item, whose key is the key's last piece. Keys are cut between characters; the whole is at most MR_MAX_KEY."""
@@ -187,14 +212,15 @@ class Release:
 
 
 Message = (
-    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | KeyPart | Commit | StreamAck | Finalize
-    | Report | Missing | Release
+    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Columns | KeyPart | Commit | StreamAck
+    | Finalize | Report | Missing | Release
 )
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
 P = TypeVar("P", bound=Message)
-_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, KeyPart, Commit, StreamAck, Finalize,
-            Report, Missing, Release)
+Q = TypeVar("Q", bound=Message)
+_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit, StreamAck,
+            Finalize, Report, Missing, Release)
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
 
 
@@ -210,6 +236,8 @@ def from_wire(raw: Any, first: type[M], /) -> M: ...
 def from_wire(raw: Any, first: type[M], second: type[N], /) -> M | N: ...
 @overload
 def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], /) -> M | N | P: ...
+@overload
+def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], fourth: type[Q], /) -> M | N | P | Q: ...
 
 
 def from_wire(raw: Any, *expected: type[Any]) -> Any:
@@ -258,3 +286,4 @@ def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+

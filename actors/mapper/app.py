@@ -40,6 +40,7 @@ from ..inputs.ref import PATH, URL
 from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
 from ..jobs import Job
+from ..jobs.kernel import NATIVE, native_status
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
@@ -75,6 +76,9 @@ def build_mapper(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
     app.router.add_post("/internal/v1/assign", assign)
+    # Once per process: which word-count kernel this mapper runs (the native one may be absent or switched off).
+    log.info("map_kernel", native=NATIVE and settings.native_kernel, status=native_status(),
+             enabled=settings.native_kernel)
     return app
 
 
@@ -162,7 +166,7 @@ class MapRun:
     async def run(self) -> AsyncGenerator[Progress, None]:
         s = self.settings
         spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
-                      frame_keys=s.frame_keys, max_key=s.max_key)
+                      frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel)
         self.metrics.spools.add(spool)
         try:
             async with contextlib.aclosing(self._map(spool)) as mapping:
@@ -194,7 +198,7 @@ class MapRun:
                 self.bytes_read += len(data)
                 self.metrics.bytes_read.inc(len(data))
                 for piece in chunker.feed(data):
-                    spool.map(piece.decode("utf-8", "replace"), name)
+                    spool.feed(piece, name)
                     await asyncio.sleep(0)  # a yield between chunks of CPU work, not a wait for a condition
                 # Every block, not every piece: reading a long word yields no piece for a while, and a silent
                 # mapper loses its lease.
@@ -204,7 +208,7 @@ class MapRun:
         finally:
             await blocks.aclose()
         for piece in chunker.finish():
-            spool.map(piece.decode("utf-8", "replace"), name)
+            spool.feed(piece, name)
         spool.flush()
         self.keys = spool.total_keys
         yield self._progress()

@@ -14,6 +14,7 @@ from ..core.density import container_bound, container_limit, count_containers
 from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
+    Columns,
     Commit,
     Data,
     Finalize,
@@ -152,6 +153,11 @@ async def _stream(request: web.Request) -> web.Response:
 # bytes after this prefix and refuses too many before decoding; any other frame must be small.
 DATA_PREFIX = wire.encode(to_wire(Data({})))[:-1]
 KEYPART_PREFIX = wire.encode(to_wire(KeyPart("")))[:-1]
+# A COLUMNS frame is a map of three byte strings: decoded at copying speed whatever its size; its key count is
+# checked (MR_FRAME_KEYS) before it is unpacked.
+_COLUMNS = wire.encode(to_wire(Columns(b"", b"", b"")))
+COLUMNS_PREFIX = _COLUMNS[: _COLUMNS.index(wire.encode("keys"))]
+COLUMNS_FIELDS = ("keys", "ends", "counts")
 SMALL_FRAME = 1024
 HEADER_FRAME = 64 * 1024
 
@@ -167,6 +173,8 @@ def check_frame(body: bytes, frame_keys: int) -> None:
         return
     if body.startswith(KEYPART_PREFIX) and len(body) > len(KEYPART_PREFIX) and body[len(KEYPART_PREFIX)] >> 5 == 3:
         return  # one text string: decoded at copying speed, whatever its length
+    if wire.only_byte_strings_after(body, COLUMNS_PREFIX, COLUMNS_FIELDS):
+        return
     if len(body) > SMALL_FRAME:
         raise WireError(f"a frame of {len(body)} bytes that is neither a DATA nor a KEYPART frame")
 
@@ -211,7 +219,10 @@ async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, rese
             raise StreamCut(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
         check_frame(raw, settings.frame_keys)
         await check_density(raw, settings.frame_keys)
-        message = from_wire(wire.decode(raw, settings.frame_cap), Data, KeyPart, Commit)
+        message = from_wire(wire.decode(raw, settings.frame_cap), Data, Columns, KeyPart, Commit)
+        if isinstance(message, Columns) and len(message) > settings.frame_keys:
+            raise PayloadTooLarge(f"a COLUMNS frame of {len(message)} keys exceeds the {settings.frame_keys} a frame "
+                                  "may hold (MR_FRAME_KEYS)")
         if isinstance(message, Commit):
             stage.verify(message)
             return

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import Conflict, KeyTooLarge, NotFound, WireError
-from ..core.messages import Commit, Data, KeyPart, StreamHeader
+from ..core.messages import Columns, Commit, Data, KeyPart, StreamHeader
 from ..jobs import Catalog, Job, load_catalog
+from ..jobs.kernel import unpack_columns
 from .budget import footprint
 
 COMMITTED = "committed"
@@ -33,8 +34,9 @@ class Stage:
         self._parts: list[str] = []  # pieces of a key longer than a frame, until its last piece arrives
         self._part_bytes = 0
 
-    def add(self, data: Data) -> None:
-        items = data.items
+    def add(self, data: Data | Columns) -> None:
+        """Stage one DATA or COLUMNS frame (COLUMNS unpacked natively when the kernel is built)."""
+        items = data.items if isinstance(data, Data) else unpack_columns(data)
         if self._parts:
             items = self._join(items)
         self.job.check(items)
@@ -130,12 +132,16 @@ class PartitionState:
         Keys leave the pending dict as they join the totals, so totals plus pending always hold each committed
         split exactly once, whenever a caller stops between slices.
         """
+        merge_slice = getattr(self.job_def, "merge_slice", None)  # word count's: native, no slice dict made
         while self.pending and limit > 0:
             items = self.pending[-1]
-            take = min(limit, len(items))
-            part = dict(items.popitem() for _ in range(take))
-            self.job_def.combine(self.totals, part)
-            limit -= take
+            if merge_slice is not None:
+                limit -= merge_slice(self.totals, items, limit)
+            else:
+                take = min(limit, len(items))
+                part = dict(items.popitem() for _ in range(take))
+                self.job_def.combine(self.totals, part)
+                limit -= take
             if not items:
                 self.pending.pop()
         return not self.pending
