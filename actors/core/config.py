@@ -148,6 +148,8 @@ class Settings:
                            "at once", low=1)
     job_modules: tuple[str, ...] = setting("MR_JOB_MODULES", (), "modules of user jobs (MapReduceJob classes), "
                                            "comma-separated, importable on every actor and imported at startup")
+    reduce_memory: int = setting("MR_REDUCE_MEMORY", 256 * MiB, "bytes of a general job's values (no combiner) a "
+                                 "reducer holds per job before spilling a sorted run under MR_SPOOL_DIR", low=1)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
