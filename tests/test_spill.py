@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.core.errors import WireError
+from actors.core.errors import InsufficientStorage, WireError
 from actors.core.messages import Data, StreamHeader
 from actors.jobs import load_catalog
 from actors.reducer import spill
@@ -260,6 +260,19 @@ def test_a_damaged_run_fails_the_finalize_rather_than_a_wrong_result(spool: Path
     assert ledger.expire(-1) == ["j"]
     ledger.barrier().result()
     assert not list(spool.iterdir())
+    ledger.close()
+
+
+def test_an_unwritable_spool_fails_the_finalize_naming_the_setting(spool: Path, jobs_module: str) -> None:
+    not_a_dir = spool / "file"
+    not_a_dir.write_text("")
+    ledger = Ledger(partition=0, clock=lambda: 0.0, catalog=load_catalog((jobs_module,)), memory=100,
+                    spool=str(not_a_dir))
+    commit_split(ledger, 0, "median_per_key", "x 1 2 3\n")
+    state = ledger.jobs["j"]
+    assert state.spilled()
+    with pytest.raises(InsufficientStorage, match="MR_SPOOL_DIR"):
+        state.finish_spilled().result()
     ledger.close()
 
 

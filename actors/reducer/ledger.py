@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import Conflict, KeyTooLarge, NotFound, WireError
+from ..core.errors import Conflict, InsufficientStorage, KeyTooLarge, NotFound, WireError
 from ..core.messages import Commit, Data, KeyPart, StreamHeader
 from ..jobs import Catalog, Job, load_catalog
 from ..jobs.adapter import SdkJob
@@ -176,9 +176,13 @@ class PartitionState:
 
     @staticmethod
     def _merge(spill: SpillRuns, job: SdkJob, memory: dict[str, Any], writes: list[Future[None]]) -> dict[str, Any]:
-        for write in writes:
-            write.result()  # a failed write (say, a full disk) fails the finalize rather than losing values
-        return job.reduce_groups(spill.groups(memory))
+        try:
+            for write in writes:
+                write.result()  # a failed write (say, a full disk) fails the finalize rather than losing values
+            return job.reduce_groups(spill.groups(memory))
+        except OSError as error:
+            raise InsufficientStorage(f"a reducer could not write or read its spilled runs under MR_SPOOL_DIR "
+                                      f"({error}); the job's values there are lost, so it cannot finish") from None
 
     def close(self) -> Future[None] | None:
         """Remove the spilled runs (after any write still queued); the state is no longer used."""
