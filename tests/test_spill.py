@@ -223,6 +223,21 @@ def test_a_key_of_millions_of_values_is_reduced_exactly_in_bounded_memory(spool:
     ledger.close()
 
 
+def test_a_stream_committing_into_a_released_state_leaves_no_run(spool: Path, jobs_module: str) -> None:
+    ledger = Ledger(partition=0, clock=lambda: 0.0, catalog=load_catalog((jobs_module,)), memory=100,
+                    spool=str(spool))
+    commit_split(ledger, 0, "median_per_key", "x 1 2 3\n")
+    state = ledger.jobs["j"]
+    stage = Stage(state.job_def, MAX_KEY)
+    stage.add(Data(state.job_def.map("y 5 6 7\n", "input")))
+    assert ledger.release("j", 1)  # released while that stream was still receiving
+    state.record(1, stage)
+    state.settle()
+    ledger.barrier().result()
+    assert state.spills == 1 and not list(spool.iterdir())
+    ledger.close()
+
+
 def test_list_values_and_in_memory_jobs(spool: Path, jobs_module: str) -> None:
     catalog = load_catalog((jobs_module,))
     texts = [split_text(s, 50, 9) for s in range(6)]

@@ -279,7 +279,8 @@ async def state(request: web.Request) -> web.Response:
     """What this reducer holds, for operators and tests."""
     ledger = request.app[LEDGER]
     jobs = {
-        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates}
+        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates,
+              "spills": s.spills}
         for job, s in ledger.jobs.items()
     }
     budget = request.app[BUDGET]

@@ -186,10 +186,11 @@ class PartitionState:
 
     def close(self) -> Future[None] | None:
         """Remove the spilled runs (after any write still queued); the state is no longer used."""
-        if self.spill is None or self.pool is None:
+        spill, self.spill = self.spill, None  # a stream still committing into this state spills no more
+        if spill is None or self.pool is None:
             return None
-        self.totals, self.pending = {}, []
-        return self.pool.submit(self.spill.remove)
+        self.totals, self.pending, self.held = {}, [], 0
+        return self.pool.submit(spill.remove)
 
     def settle(self) -> None:
         """Merge everything pending: the totals are then complete."""
