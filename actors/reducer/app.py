@@ -42,13 +42,15 @@ log = EventLog(__name__)
 
 def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
-    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS])
+    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS],
+                         memory=settings.reduce_memory, spool=settings.spool_dir)
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
                                           keys=lambda: _keys_held(ledger))
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.cleanup_ctx.append(_janitor)
+    app.cleanup_ctx.append(_spills)
     app.router.add_post("/internal/v1/shuffle", shuffle)
     app.router.add_post("/internal/v1/finalize", finalize)
     app.router.add_post("/internal/v1/release", release)
@@ -59,6 +61,12 @@ def build_reducer(settings: Settings) -> web.Application:
 def _keys_held(ledger: Ledger) -> int:
     """Entries held for every job: merged totals, plus committed values not merged yet (a key may be in both)."""
     return sum(len(s.totals) + sum(map(len, s.pending)) for s in ledger.jobs.values())
+
+
+async def _spills(app: web.Application) -> AsyncIterator[None]:
+    """The ledger's spill thread and files live as long as the app."""
+    yield
+    await asyncio.to_thread(app[LEDGER].close)
 
 
 async def _janitor(app: web.Application) -> AsyncIterator[None]:
@@ -256,7 +264,10 @@ async def finalize(request: web.Request) -> web.Response:
                          splits=missing)
         return cbor_response(to_wire(answer))
     partition.settle()  # a stream may still be merging (its split also committed by a backup attempt)
-    totals = partition.job_def.finish(partition.totals)
+    if partition.spilled():  # merge the runs on the spill thread, after its writes
+        totals = await asyncio.wrap_future(partition.finish_spilled())
+    else:
+        totals = partition.job_def.finish(partition.totals)
     log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
              keys=len(totals), duplicates=partition.duplicates)
     report = Report(
@@ -270,6 +281,7 @@ async def release(request: web.Request) -> web.Response:
     message = from_wire(await read_cbor_body(request, request.app[SETTINGS].message_cap), Release)
     dropped = request.app[LEDGER].release(message.job, message.epoch)
     if dropped:
+        await asyncio.wrap_future(request.app[LEDGER].barrier())  # its spilled runs are gone when we answer
         log.info("job_released", job=message.job, epoch=message.epoch)
     return cbor_response({"released": dropped, "incarnation": request.app[IDENTITY].incarnation})
 
@@ -278,7 +290,8 @@ async def state(request: web.Request) -> web.Response:
     """What this reducer holds, for operators and tests."""
     ledger = request.app[LEDGER]
     jobs = {
-        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates}
+        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates,
+              "spills": s.spills}
         for job, s in ledger.jobs.items()
     }
     budget = request.app[BUDGET]
