@@ -148,6 +148,8 @@ class Settings:
                            "at once", low=1)
     job_modules: tuple[str, ...] = setting("MR_JOB_MODULES", (), "modules of user jobs (MapReduceJob classes), "
                                            "comma-separated, importable on every actor and imported at startup")
+    max_inputs: int = setting("MR_MAX_INPUTS", 10000, "most inputs (files after walking directories and globs, or "
+                              "URLs) one job may have; more are refused at submit", low=1, count=True)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
