@@ -339,3 +339,34 @@ def test_mapreduce_run_takes_a_directory_and_a_glob(tmp_path: Path) -> None:
     inputs = [(n, d) for n, d in files.items() if n.startswith("docs/sub/")] + [("notes.gz", b"fox fox zebra\n")]
     assert json.loads(done.stdout) == run_sequential_inputs("inverted_index", inputs)
     assert f"2 inputs under {tmp_path}" in done.stderr
+
+
+async def test_a_corrupt_gzip_input_fails_the_job_naming_it(make_cluster: ClusterFactory, data_root: Path) -> None:
+    (data_root / "bad.gz").write_bytes(gzip.compress(document(1, 50))[:20] + b"not deflate at all" * 10)
+    cluster = await make_cluster(mappers=1, reducers=1)
+    job = await cluster.submit({"job": "wordcount", "input": {"paths": ["bad.gz"]}})
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
+        await response.read()
+    status = await cluster.status(job["id"])
+    assert status["state"] == "failed" and "gzip input 'bad.gz' is corrupt" in status["error"], status
+    assert status["attempts"]["retries"] == 0  # a bad input is not retried
+
+
+async def test_a_url_refusing_head_and_ranges_is_refused_at_submit(make_cluster: ClusterFactory) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=405) if request.method == "HEAD" else web.Response(body=b"whole body\n")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        assert site._server is not None
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        cluster = await make_cluster(mappers=1, reducers=1, allow_private_urls=True)
+        status, body = await submit_error(cluster, {"input": {"urls": [f"http://127.0.0.1:{port}/x.txt"]}})
+        assert status == 400 and "answered a ranged GET (its HEAD refused) with 200" in body["message"], body
+    finally:
+        await runner.cleanup()
