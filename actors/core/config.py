@@ -152,6 +152,8 @@ class Settings:
                                   "when it is built; false: the pure-Python path (for comparison)")
     reduce_memory: int = setting("MR_REDUCE_MEMORY", 256 * MiB, "bytes of a general job's values (no combiner) a "
                                  "reducer holds per job before spilling a sorted run under MR_SPOOL_DIR", low=1)
+    max_inputs: int = setting("MR_MAX_INPUTS", 10000, "most inputs (files after walking directories and globs, or "
+                              "URLs) one job may have; more are refused at submit", low=1, count=True)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")

@@ -35,6 +35,8 @@ class Assignment:
     only_partitions: list[int]  # empty: every partition; else redo just these
     # The job's parameters as the user gave them; each actor configures its own instance of the job from them.
     params: dict[str, str] = field(default_factory=dict)
+    # "" or "gzip": a compressed input is one whole-file split [0, size), decompressed as it is read.
+    compression: str = ""
 
     @property
     def key(self) -> AttemptKey:

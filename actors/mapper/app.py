@@ -36,7 +36,8 @@ from ..core.messages import (
 )
 from ..core.splits import Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
-from ..inputs.ref import PATH, URL
+from ..inputs.gzipped import gunzip
+from ..inputs.ref import GZIP, PATH, URL
 from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
 from ..jobs import Job
@@ -48,6 +49,8 @@ from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
 from ..sdk import JobCodeError
 from .spool import Spool
+
+UNBOUNDED = 1 << 62  # the end of a split that owns every line of its (decompressed) input
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 MAPPER_METRICS = web.AppKey("mapper_metrics", MapperMetrics)
@@ -163,6 +166,13 @@ class MapRun:
         return HttpSource(self.client.session, a.input_location, self.client.headers, s.timeouts.connect,
                           s.timeouts.stream_idle)
 
+    def _owned_blocks(self) -> tuple[OwnedLines, AsyncGenerator[bytes, None]]:
+        """The split's line owner and the blocks to feed it: a compressed input's whole split, decompressed."""
+        a = self.a
+        if a.compression == GZIP:
+            return OwnedLines(0, UNBOUNDED), gunzip(self._source().blocks(0), a.input_name)
+        return OwnedLines(a.start, a.end), self._source().blocks(read_from(a.start))
+
     async def run(self) -> AsyncGenerator[Progress, None]:
         s = self.settings
         spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
@@ -188,10 +198,9 @@ class MapRun:
             spool.close()
 
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
-        owned = OwnedLines(self.a.start, self.a.end)
         chunker = Chunker(self.settings.chunk_size, self.settings.max_key)
         name = self.a.input_name
-        blocks = self._source().blocks(read_from(self.a.start))
+        owned, blocks = self._owned_blocks()
         try:
             async for block in blocks:
                 data = owned.feed(block)

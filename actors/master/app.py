@@ -34,6 +34,7 @@ from .coordinator import Coordinator, MapperSlots
 from .jobcheck import check_job_everywhere
 from .journal import Journal
 from .limits import (
+    check_inputs_plan,
     check_plan,
     count_param,
     idempotency_key,
@@ -46,7 +47,7 @@ from .limits import (
 from .openapi import openapi
 from .page import add_status_page
 from .readiness import READY, expected_reducers, readiness_context
-from .record import DONE, FAILED, FINISHED, JobRecord
+from .record import DONE, FAILED, FINISHED, JobRecord, many_inputs
 from .registry import JobRegistry
 from .results import HeldResult, Results
 from .splitview import parse_query
@@ -56,7 +57,7 @@ from .store import (
     Reservation,
     body_pace,
     clip_name,
-    parse_spec,
+    parse_inputs,
     read_block,
     upload_name,
 )
@@ -164,12 +165,16 @@ def _epoch(previous: JobRecord | None) -> int:
 
 
 def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "",
-              interactive: bool = False, params: dict[str, str] | None = None) -> JobRecord:
-    """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here."""
+              interactive: bool = False, params: dict[str, str] | None = None,
+              inputs: list[InputRef] | None = None) -> JobRecord:
+    """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here.
+
+    ``inputs``: a job's several inputs, which ``ref`` then summarises (record.many_inputs)."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
-                       created=time.time(), split_size=split_size, params=dict(params or {}))
+                       created=time.time(), split_size=split_size, params=dict(params or {}),
+                       inputs=list(inputs or []))
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
                               app[SLOTS], time.monotonic, keep=_keeper(app, record), metrics=app[MASTER_METRICS])
     try:
@@ -261,8 +266,10 @@ async def submit(request: web.Request) -> web.Response:
             if upload is not None:
                 app[STORE].drop(upload.served_id)
             return web.json_response({**existing.status(), "links": _links(existing)}, status=200)
-        job_name, ref, split_size = await _job_of(request, spec, upload, reservation, encoded)
-        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"))
+        job_name, refs, split_size = await _job_of(request, spec, upload, reservation, encoded)
+        ref = refs[0] if len(refs) == 1 else many_inputs(refs)
+        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"),
+                           inputs=refs if len(refs) > 1 else None)
     except BaseException:
         if upload is not None:
             app[STORE].drop(upload.served_id)
@@ -276,15 +283,15 @@ async def submit(request: web.Request) -> web.Response:
 
 async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None,
                   reservation: Reservation | None = None,
-                  encoded: bytes | None = None) -> tuple[str, InputRef, int]:
-    """The job name, input and split size a submission asks for, its plan checked against MR_MAX_SPLITS."""
+                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int]:
+    """The job name, inputs and split size a submission asks for, its plan checked against MR_MAX_SPLITS."""
     app, settings = request.app, request.app[SETTINGS]
     if upload is not None:
         job_name = request.query.get("job", "wordcount")
         await check_job(app, job_name, {})
         split_size = query_split_size(request.query.get("split_size"), settings)
         check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
-        return job_name, upload, split_size
+        return job_name, [upload], split_size
     job_name = spec.get("job", "wordcount")
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
@@ -295,9 +302,10 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     unknown = sorted(set(spec) - {"job", "input", "split_size", "params"})
     if unknown:
         raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input and split_size")
-    ref = clip_name(await parse_spec(spec["input"], settings, app[STORE], reservation, encoded), settings.max_name)
-    _admit_plan(app, ref, split_size)
-    return job_name, ref, split_size
+    refs = await parse_inputs(spec["input"], settings, app[STORE], reservation, encoded)
+    refs = [clip_name(ref, settings.max_name) for ref in refs]
+    _admit_plan(app, refs, split_size)
+    return job_name, refs, split_size
 
 
 async def check_job(app: web.Application, name: str, params: Any) -> None:
@@ -376,12 +384,13 @@ async def _json_body(request: web.Request, deadline: float, reservation: Reserva
     return spec
 
 
-def _admit_plan(app: web.Application, ref: InputRef, split_size: int) -> None:
-    """Check the plan the input's known size gives; a refused job's served input is let go at once."""
+def _admit_plan(app: web.Application, refs: list[InputRef], split_size: int) -> None:
+    """Check the plan the inputs' known sizes give; a refused job's served input is let go at once."""
     try:
-        check_plan(ref.size, split_size, app[SETTINGS])
+        check_inputs_plan(refs, split_size, app[SETTINGS])
     except BadRequest:
-        app[STORE].drop(ref.served_id)
+        for ref in refs:
+            app[STORE].drop(ref.served_id)
         raise
 
 
