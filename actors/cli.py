@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
+    run.add_argument("--output", type=Path, default=None, metavar="DIR",
+                     help="write the result to DIR as part-NNNNN.jsonl files and _SUCCESS instead of printing it")
     cluster_options(run)
 
     local = commands.add_parser("local", help="keep a local cluster serving until Ctrl-C")
@@ -157,13 +159,23 @@ def readable_input(given: Path) -> Path:
 
 async def _run(args: argparse.Namespace) -> int:
     path = readable_input(args.file)
+    root = path.parent
+    output = args.output.resolve() if args.output is not None else None
+    if output is not None:
+        # The actors confine inputs and outputs to one data root: the nearest directory holding both.
+        root = Path(os.path.commonpath([root, output]))
+        if output == root:
+            raise MapReduceError(f"--output {args.output} must not be a directory holding the input file")
     started = time.monotonic()
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
-        data_root=str(path.parent),
+        data_root=str(root),
     ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
-        spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": {"path": path.name}}
+        spec: dict[str, Any] = {"job": args.job, "params": dict(args.param),
+                                "input": {"path": str(path.relative_to(root))}}
+        if output is not None:
+            spec["output"] = {"path": str(output.relative_to(root))}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:
@@ -173,6 +185,11 @@ async def _run(args: argparse.Namespace) -> int:
         job_id = submitted["id"]
         result = await _follow(session, job_id)
         elapsed = time.monotonic() - started
+    if output is not None:
+        written = result["output"]
+        print(f"{output}: {len(written['parts'])} parts, {written['keys']} keys, {written['bytes']} bytes, "
+              f"then {written['success']}")
+        return 0
     _print_result(args, result)
     print(f"done: {result['keys']} keys from {path.name} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)
