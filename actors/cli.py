@@ -187,10 +187,10 @@ async def _run(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - started
     if output is not None:
         written = result["output"]
-        print(f"{output}: {len(written['parts'])} parts, {written['keys']} keys, {written['bytes']} bytes, "
-              f"then {written['success']}")
-        return 0
-    _print_result(args, result)
+        print(f"{output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), {written['keys']} keys, "
+              f"{written['bytes']} bytes, and {written['success']}")
+    else:
+        _print_result(args, result)
     print(f"done: {result['keys']} keys from {path.name} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)
     return 0

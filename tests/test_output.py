@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,18 @@ from actors.jobs import load_catalog
 from actors.sequential import run_sequential
 
 from .conftest import ClusterFactory, HeldInputFactory
+from .heldinput import HeldInput
+from .test_cli import mapreduce
+from .test_faults import (
+    HELD_ENV,
+    Client,
+    client_of,
+    fault_cluster,
+    hold_reads_of,
+    make_text,
+    reader_of,
+    wait_for_progress,
+)
 
 TEXT = "the quick brown fox\njumps over the lazy dog\nthe dog naïve 日本語 the\n" * 50
 
@@ -240,3 +253,84 @@ async def test_a_directory_a_running_job_writes_is_refused_and_a_failed_write_fa
     assert status["state"] == "failed" and "output path 'out' exists and is not a directory" in status["error"]
     assert status["output"] == {"path": "out", "written": False}
     assert sorted(os.listdir(data_root)) == ["out"]  # no part and no temporary file anywhere
+
+
+# --- real processes: the command line, and faults -------------------------------------------------------------
+
+
+def test_run_with_output_writes_the_directory_and_prints_where(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "book.txt").write_text(TEXT)
+    done = mapreduce("run", str(tmp_path / "in" / "book.txt"), "--static", "--mappers", "1", "--reducers", "2",
+                     "--output", str(tmp_path / "results" / "wc"))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "results" / "wc"
+    assert read_output(out, 2) == run_sequential("wordcount", TEXT.encode(), "book.txt")
+    assert done.stdout.startswith(f"{out}: 2 parts (part-00000.jsonl, part-00001.jsonl), ")
+    assert done.stdout.rstrip().endswith("bytes, and _SUCCESS"), done.stdout
+    again = mapreduce("run", str(tmp_path / "in" / "book.txt"), "--static", "--mappers", "1", "--reducers", "1",
+                      "--output", str(out))
+    assert again.returncode == 1 and "already holds a job's output" in again.stderr, again.stderr
+    inside = mapreduce("run", str(tmp_path / "in" / "book.txt"), "--output", str(tmp_path))
+    assert inside.returncode == 1 and "must not be a directory holding the input" in inside.stderr
+
+
+async def submit_held_output(client: Client, source: HeldInput, output: str) -> tuple[str, list[dict[str, Any]]]:
+    """Submit a word count of ``source`` into ``output``; answer its id and plan, read while its reads are held."""
+    source.hold_all = True
+    job = await client.submit({"input": {"url": source.url}, "output": {"path": output}})
+    await source.held(1)
+    splits = (await client.status(job["id"], splits=True))["splits"]
+    assert len(splits) >= 20, len(splits)
+    return str(job["id"]), splits
+
+
+async def output_pointer(client: Client, job_id: str) -> dict[str, Any]:
+    async with client.session.get(f"/v1/jobs/{job_id}/result", params={"wait": "90"}) as response:
+        body = await response.json()
+        assert response.status == 200, body
+        return dict(body["output"])
+
+
+async def test_killed_mappers_leave_an_exact_output(tmp_path: Path, held_input: HeldInputFactory) -> None:
+    data = make_text(tmp_path / "book.txt", 4, seed=21)
+    source = await held_input(data)
+    async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
+        job_id, splits = await submit_held_output(client, source, "out")
+        targets = [splits[5], splits[len(splits) // 2]]
+        hold_reads_of(source, targets)
+        source.release_all()
+        for split in targets:
+            read, victim, _ = await reader_of(client, source, job_id, split)
+            cluster.signal(victim, signal.SIGKILL)  # mid-split: it has streamed some partitions, not all
+            source.release(read)
+            await cluster.restart(victim)
+        assert (await output_pointer(client, job_id))["path"] == "out"
+        assert read_output(tmp_path / "out", 2) == run_sequential("wordcount", data)
+        status = await client.status(job_id)
+        assert status["attempts"]["retries"] >= 2
+
+
+async def test_a_reducer_killed_before_its_part_is_written_leaves_an_exact_output(
+    tmp_path: Path, held_input: HeldInputFactory
+) -> None:
+    data = make_text(tmp_path / "book.txt", 4, seed=22)
+    source = await held_input(data)
+    async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
+        job_id, splits = await submit_held_output(client, source, "out")
+        last = splits[-1]
+        hold_reads_of(source, [last])
+        source.release_all()
+        read, _, _ = await reader_of(client, source, job_id, last)
+        await wait_for_progress(client, job_id, len(splits) - 1)  # every other split is in: finalize is next
+        cluster.signal("reducer-1", signal.SIGKILL)
+        await cluster.restart("reducer-1")
+        # What a reducer killed in the middle of writing leaves: a hidden, partial temporary file of this job.
+        epoch = (await client.status(job_id))["epoch"]
+        (tmp_path / "out" / f".part-00001.{job_id}.{epoch}.{'0' * 32}-0.tmp").write_text('["half a li')
+        source.release(read)
+        pointer = await output_pointer(client, job_id)
+        assert pointer["parts"] == ["part-00000.jsonl", "part-00001.jsonl"]
+        assert read_output(tmp_path / "out", 2) == run_sequential("wordcount", data)  # the leftover is gone
+        status = await client.status(job_id)
+        assert {r["partition"] for r in status["recoveries"]} == {1}
