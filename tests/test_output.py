@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -334,3 +335,35 @@ async def test_a_reducer_killed_before_its_part_is_written_leaves_an_exact_outpu
         assert read_output(tmp_path / "out", 2) == run_sequential("wordcount", data)  # the leftover is gone
         status = await client.status(job_id)
         assert {r["partition"] for r in status["recoveries"]} == {1}
+
+
+@pytest.fixture
+def tiny_output_disk(data_root: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs the test mounts (as root) inside the data root; skipped where it cannot."""
+    mount = data_root / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for the full-disk test needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+async def test_a_full_disk_fails_the_job_by_name_and_leaves_no_partial_part(
+    make_cluster: ClusterFactory, data_root: Path, tiny_output_disk: Path
+) -> None:
+    cluster = await make_cluster(mappers=1, reducers=2)
+    (data_root / "many.txt").write_text("\n".join(f"word{i:07d}" for i in range(40_000)))  # ~700 KB of parts
+    job = await cluster.submit({"input": {"path": "many.txt"}, "output": {"path": "tiny/out"}})
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "60"}) as response:
+        assert response.status == 409
+    status = await cluster.status(job["id"])
+    assert status["state"] == "failed", status
+    assert "cannot write output part part-0000" in status["error"], status["error"]
+    assert "No space left on device" in status["error"], status["error"]
+    assert os.listdir(tiny_output_disk / "out") == []  # neither a part nor a temporary file
