@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
+    run.add_argument("--output", type=Path, default=None, metavar="DIR",
+                     help="write the result to DIR as part-NNNNN.jsonl files and _SUCCESS instead of printing it")
     cluster_options(run)
 
     local = commands.add_parser("local", help="keep a local cluster serving until Ctrl-C")
@@ -190,8 +192,26 @@ def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
     return root, {"paths": paths}
 
 
+def _rebased(source: dict[str, Any], root: Path, common: Path) -> dict[str, Any]:
+    """An input spec relative to ``root`` made relative to ``common``, a directory above it."""
+    prefix = root.relative_to(common).as_posix()
+    if prefix == ".":
+        return source
+    if "path" in source:
+        return {"path": f"{prefix}/{source['path']}"}
+    return {"paths": [f"{prefix}/{path}" for path in source["paths"]]}
+
+
 async def _run(args: argparse.Namespace) -> int:
     root, source = input_spec(args.inputs)
+    output = args.output.resolve() if args.output is not None else None
+    if output is not None:
+        # The actors confine inputs and outputs to one data root: the nearest directory holding both.
+        common = Path(os.path.commonpath([root, output]))
+        if output == common:
+            raise MapReduceError(f"--output {args.output} must not be a directory holding the inputs")
+        source = _rebased(source, root, common)
+        root = common
     started = time.monotonic()
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
@@ -199,6 +219,8 @@ async def _run(args: argparse.Namespace) -> int:
     ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
         spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": source}
+        if output is not None:
+            spec["output"] = {"path": str(output.relative_to(root))}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:
@@ -208,7 +230,12 @@ async def _run(args: argparse.Namespace) -> int:
         job_id = submitted["id"]
         result = await _follow(session, job_id)
         elapsed = time.monotonic() - started
-    _print_result(args, result)
+    if output is not None:
+        written = result["output"]
+        print(f"{output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), {written['keys']} keys, "
+              f"{written['bytes']} bytes, and {written['success']}")
+    else:
+        _print_result(args, result)
     named = source.get("path") or f"{len(args.inputs)} inputs under {root}"
     print(f"done: {result['keys']} keys from {named} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)

@@ -13,7 +13,8 @@ from .keys import AttemptKey as AttemptKey  # re-exported: the messages below ca
 
 # The wire version. Decoding is strict (a missing or unknown field is refused with a message naming it), so a field
 # added or removed already fails loudly between mismatched actors; VERSION moves when a field keeps its name but
-# changes its meaning, which no field check could catch.
+# changes its meaning, which no field check could catch. (Finalize.output and Report.part* were added under version
+# 1: an actor without them refuses these messages by their unknown fields, and ``totals`` keeps its meaning.)
 VERSION = 1
 
 
@@ -173,25 +174,32 @@ class StreamAck:
 
 @dataclass(frozen=True)
 class Finalize:
-    """Master → reducer: every split is done; report your partition's totals."""
+    """Master → reducer: every split is done; report your partition's totals, or write them as a part file."""
 
     job: str
     epoch: int
     partition: int
     splits: int
     job_name: str
+    # The job's output directory under the data root; empty: report the totals themselves.
+    output: str = ""
 
 
 @dataclass(frozen=True)
 class Report:
-    """Reducer → master: the final totals of one partition."""
+    """Reducer → master: the final totals of one partition, or (with an output) a reference to its part file."""
 
     job: str
     epoch: int
     partition: int
     incarnation: str
     splits: int
-    totals: dict[str, Any]
+    totals: dict[str, Any]  # empty when ``part`` names the file holding them
+    # With an output: the part's file name in the output directory, its size, entries and SHA-256; else empty.
+    part: str = ""
+    part_bytes: int = 0
+    part_keys: int = 0
+    part_sha256: str = ""
 
 
 @dataclass(frozen=True)

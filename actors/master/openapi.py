@@ -83,8 +83,25 @@ SCHEMAS: dict[str, Any] = {
             "params": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "the job's parameters (GET /v1/jobs/kinds lists them)"},
             "input": _ref("Input"),
+            "output": _ref("Output"),
             "split_size": {**POSITIVE, "description": "bytes per split, at least MR_SPLIT_SIZE_FLOOR"},
         },
+    },
+    "Output": {
+        "type": "object",
+        "description": "Write the result to this directory under MR_DATA_ROOT (created if missing) as part-NNNNN.jsonl "
+                       "files, one [key, value] array a line sorted by key, then _SUCCESS; 409 if it already holds "
+                       "a _SUCCESS or part files, or a running job writes there.",
+        "required": ["path"],
+        "additionalProperties": False,
+        "properties": {"path": {"type": "string"}},
+    },
+    "OutputPointer": {
+        "type": "object",
+        "description": "Where a done job with an output wrote its result (never the data).",
+        "required": ["path", "success", "parts"],
+        "properties": {"path": {"type": "string"}, "success": {"const": "_SUCCESS"},
+                       "parts": {"type": "array", "items": {"type": "string"}}, "bytes": WHOLE, "keys": WHOLE},
     },
     "Progress": {
         "type": "object",
@@ -134,6 +151,8 @@ SCHEMAS: dict[str, Any] = {
             "attempts": _ref("Attempts"),
             "recoveries": {"type": "array", "items": {"type": "object"}},
             "splits": _ref("Splits"),
+            "output": {"type": "object", "description": "with an output: its path and whether _SUCCESS is written",
+                       "properties": {"path": {"type": "string"}, "written": {"type": "boolean"}}},
             "links": {"type": "object", "properties": {"status": {"type": "string"}, "result": {"type": "string"}}},
         },
     },
@@ -149,11 +168,13 @@ SCHEMAS: dict[str, Any] = {
     },
     "Result": {
         "type": "object",
-        "description": "A done job's result: the whole result, or with ?top=N its first N [key, value] entries.",
+        "description": "A done job's result: the whole result, or with ?top=N its first N [key, value] entries; "
+                       "for a job with an output, where it went (output) instead.",
         "required": ["id", "job", "state", "keys"],
         "properties": {
             "id": {"type": "string"}, "job": {"type": "string"}, "state": {"const": "done"}, "keys": WHOLE,
             "result": {"type": "object", "description": "key -> value"},
+            "output": _ref("OutputPointer"),
             "top": {"type": "array", "items": {"type": "array", "prefixItems": [{"type": "string"}, {}],
                                                "minItems": 2, "maxItems": 2}},
         },

@@ -62,6 +62,8 @@ class JobRecord:
     params: dict[str, str] = field(default_factory=dict)  # the job's parameters, sent with every assignment
     # Every input when the job has several (``input`` then summarises them, see many_inputs); empty: just ``input``.
     inputs: list[InputRef] = field(default_factory=list)
+    output: str = ""  # the output directory under the data root; empty: the master holds the result
+    written: dict[str, Any] | None = None  # with an output, once done: what its _SUCCESS says
     finished: float | None = None
     error: str = ""
     partitions: int = 0
@@ -135,6 +137,7 @@ class JobRecord:
             "recoveries": self.recoveries,
             "partition_status": self.partition_status(),
             "splits": page(table, listing) if listing is not None else summary(table),
+            **({"output": {"path": self.output, "written": self.written is not None}} if self.output else {}),
         }
 
 

@@ -32,6 +32,7 @@ from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
 from .ledger import Ledger, Stage
+from .output import write_output
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)
@@ -268,6 +269,16 @@ async def finalize(request: web.Request) -> web.Response:
         totals = await asyncio.wrap_future(partition.finish_spilled())
     else:
         totals = partition.job_def.finish(partition.totals)
+    if message.output:
+        part = await write_output(settings.data_root, message, totals, incarnation)
+        log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,
+                 keys=part.keys, bytes=part.bytes, part=part.name, duplicates=partition.duplicates)
+        report = Report(
+            job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+            splits=message.splits, totals={}, part=part.name, part_bytes=part.bytes, part_keys=part.keys,
+            part_sha256=part.sha256,
+        )
+        return cbor_response(to_wire(report))
     log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
              keys=len(totals), duplicates=partition.duplicates)
     report = Report(
