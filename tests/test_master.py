@@ -12,7 +12,9 @@ import pytest
 from aiohttp import web
 
 from actors.inputs.ref import URL, InputRef
-from actors.master.app import REGISTRY, STORE
+from actors.jobs import get_job
+from actors.master.app import REGISTRY, RESULTS, STORE
+from actors.master.record import DONE, FINALIZING, RUNNING, JobRecord
 from actors.master.store import clip_name
 
 from .conftest import Cluster, ClusterFactory, HeldInputFactory, eventually
@@ -342,3 +344,39 @@ async def test_a_result_streams_as_ndjson_in_the_jobs_order(make_cluster: Cluste
                                    params={"format": "ndjson", "top": "2"}) as response:
         assert [json.loads(line) for line in (await response.text()).splitlines()] == [["w7", 3], ["w42", 2]]
     await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}/result?format=xml", 400, "format must be json or ndjson")
+
+
+async def test_a_million_key_result_streams_as_ndjson_without_a_copy_of_it(make_cluster: ClusterFactory) -> None:
+    # The master's side of a huge result: a done job whose 1 M-key result it holds (mapping 1 M keys through an
+    # in-process cluster would take a minute; the map and reduce sides are exercised by every other test).
+    cluster = await make_cluster(mappers=1, reducers=1)
+    app, keys = cluster.master.app, 1_000_000
+    record = JobRecord(id="huge", epoch=1, job_name="wordcount", input=InputRef(URL, "http://x/", "x", 1),
+                       created=0.0, split_size=1)
+    for state in (RUNNING, FINALIZING, DONE):
+        record.transition(state)
+    record.done.set()
+    app[REGISTRY].restore(record, "")
+    held = app[RESULTS].hold(record.id, {f"w{i}": 1 + i % 7 for i in range(keys)}, get_job("wordcount").top)
+    Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
+    before = _peak_rss()
+    seen, pending = 0, b""
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/huge/result", params={"format": "ndjson"}) as response:
+        assert response.content_type == "application/x-ndjson"
+        async for chunk in response.content.iter_chunked(1 << 16):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            seen += len(lines)
+            if seen <= len(lines):
+                first = min(f"w{i}" for i in range(6, keys, 7))
+                assert json.loads(lines[0]) == [first, 7]  # the job's order: most frequent, then smallest key
+    grown = _peak_rss() - before
+    assert seen == keys and pending == b""
+    # The master wrote a window at a time: its process (this one, client included) grew far less than the result.
+    assert grown < held.size / 2, (grown, held.size)
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes (VmHWM)."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
