@@ -119,7 +119,7 @@ class PodSpec:
 
     @property
     def role(self) -> str:
-        return self.workload["metadata"]["name"]
+        return str(self.workload["metadata"]["name"])
 
     def port(self, name: str = "http") -> int:
         return next(int(p["containerPort"]) for p in self.container["ports"] if p.get("name") == name)

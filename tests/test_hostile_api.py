@@ -134,7 +134,7 @@ async def test_a_flood_past_the_queue_gets_429s_while_probes_and_compute_still_a
         assert body["error"] == "too_many_requests" and "MR_MAX_QUEUED_JOBS" in body["message"]
         assert int(headers["Retry-After"]) >= 1
     for text, body in accepted:
-        expected = {}
+        expected: dict[str, int] = {}
         for word in text.split():
             expected[word] = expected.get(word, 0) + 1
         assert await cluster.result(body["id"]) == expected

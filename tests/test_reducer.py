@@ -198,8 +198,8 @@ async def test_a_full_staging_budget_pushes_back_and_jobs_stay_exact(make_cluste
     try:
         text = "\n".join(f"u{i} v{i % 50}" for i in range(5_000))
         job = await cluster.submit({"input": {"text": text}})
-        budget = cluster.reducers[0].app[BUDGET]
-        await eventually(lambda: budget.waited > 0)
+        staging = cluster.reducers[0].app[BUDGET]
+        await eventually(lambda: staging.waited > 0)
         assert (await cluster.status(job["id"]))["state"] == "running"
         release.set()
         async with await hogging as response:

@@ -37,7 +37,7 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     yield f"http://127.0.0.1:{port}", seen
     await runner.cleanup()
 
