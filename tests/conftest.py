@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from actors.net.actor import make_runner
 from actors.serve import bind, build_app
 
 from .heldinput import HeldInput
+from .support import serve_app
 
 TOKEN = "test-token"
 FAST = Timeouts(connect=2.0, request=20.0, lease=5.0, stream_idle=5.0, stage_wait=2.0, finalize=20.0,
@@ -171,22 +173,16 @@ HeldInputFactory = Callable[[bytes], Awaitable[HeldInput]]
 @pytest.fixture
 async def held_input() -> AsyncIterator[HeldInputFactory]:
     """Serve bytes as ``HeldInput`` on 127.0.0.1; every held read is released and the server closed at the end."""
-    runners: list[tuple[HeldInput, web.AppRunner]] = []
+    servers = contextlib.AsyncExitStack()
 
     async def serve(data: bytes) -> HeldInput:
         held = HeldInput(data)
         app = web.Application()
         app.router.add_route("*", "/{name}", held.handle)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        held.url = f"http://127.0.0.1:{port}/input.txt"
-        runners.append((held, runner))
+        url = await servers.enter_async_context(serve_app(app, shutdown_timeout=1.0))
+        servers.callback(held.release_all)  # runs before its server's cleanup: no held read outlives the test
+        held.url = f"{url}/input.txt"
         return held
 
     yield serve
-    for held, runner in runners:
-        held.release_all()
-        await runner.cleanup()
+    await servers.aclose()

@@ -422,15 +422,6 @@ def workdir() -> Iterator[Path]:
         yield Path(directory)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-
 # ---------------------------------------------------------------- a stand-in kubectl for the demo script
 
 FAKE_KUBECTL = '''

@@ -32,6 +32,7 @@ from actors.net.actor import IDENTITY
 from actors.sequential import run_sequential
 
 from .conftest import Actor, ClusterFactory, actor_settings, start_actor
+from .support import serve_app
 
 TEXT = "the quick brown fox jumps over the lazy dog\nthe dog barks\n" * 400 + "a lone line without a newline"
 API_TOKEN = "api-secret"
@@ -113,14 +114,11 @@ async def held_input() -> AsyncIterator[tuple[str, asyncio.Event]]:
 
     app = web.Application()
     app.router.add_get("/book.txt", serve)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/book.txt", reading
-    finally:
-        release.set()
-        await runner.cleanup()
+    async with serve_app(app, shutdown_timeout=0.1) as url:
+        try:
+            yield f"{url}/book.txt", reading
+        finally:
+            release.set()
 
 
 async def test_cancel_a_running_job(make_cluster: ClusterFactory, held_input: tuple[str, asyncio.Event]) -> None:

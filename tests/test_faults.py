@@ -24,22 +24,9 @@ from actors.sequential import run_sequential
 
 from .conftest import HeldInputFactory
 from .heldinput import HeldInput, HeldRead
+from .support import alive, make_text_file
 
-WORDS = [f"w{i}" for i in range(3000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
 FAULT_ENV, FAULT_TIMEOUTS = DRILL_ENV, DRILL_TIMEOUTS
-
-
-def make_text(path: Path, megabytes: float, seed: int) -> bytes:
-    rng = random.Random(seed)
-    words = rng.choices(WORDS, k=int(megabytes * 1024 * 1024 / 5))
-    lines, at = [], 0
-    while at < len(words):
-        step = rng.randint(0, 24)
-        lines.append(" ".join(words[at : at + step]))
-        at += step
-    data = "\n".join(lines).encode()
-    path.write_bytes(data)
-    return data
 
 
 async def wait_for_progress(client: Client, job_id: str, splits: int) -> None:
@@ -51,11 +38,6 @@ async def wait_for_progress(client: Client, job_id: str, splits: int) -> None:
             if status["progress"]["splits_done"] >= splits:
                 return
             await asyncio.sleep(0.01)  # observing another process's progress: nothing to wait on but its status
-
-
-def alive(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "zombie" not in status.read_text()
 
 
 @contextlib.asynccontextmanager
@@ -134,7 +116,7 @@ def events(cluster: LocalCluster, name: str, event: str) -> list[dict[str, Any]]
 async def test_failure_free_runs_are_exact_parallel_and_map_each_split_once(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 4, seed=1)
+    data = make_text_file(tmp_path / "book.txt", 4, seed=1)
     job = await client.submit({"input": {"path": "book.txt"}})
     assert await client.result(job["id"]) == run_sequential("wordcount", data)
     status = await client.status(job["id"])
@@ -163,7 +145,7 @@ async def test_failure_free_runs_are_exact_parallel_and_map_each_split_once(
 
 async def test_early_exit_done_means_every_partition_is_in(cluster: LocalCluster, client: Client,
                                                           tmp_path: Path) -> None:
-    data = make_text(tmp_path / "book.txt", 2, seed=2)
+    data = make_text_file(tmp_path / "book.txt", 2, seed=2)
     job = await client.submit({"input": {"path": "book.txt"}})
     async with client.session.get(f"/v1/jobs/{job['id']}/result", params={"wait": "60"}) as response:
         first = (await response.json())["result"]  # read at the very moment the job turns done
@@ -216,7 +198,7 @@ async def test_killed_mappers_are_replaced_and_the_result_is_exact(
     tmp_path: Path, held_input: HeldInputFactory, seed: int
 ) -> None:
     rng = random.Random(seed)
-    data = make_text(tmp_path / "book.txt", 4, seed=seed)
+    data = make_text_file(tmp_path / "book.txt", 4, seed=seed)
     source = await held_input(data)
     async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
         job_id, splits = await submit_held(client, source)
@@ -242,7 +224,7 @@ async def test_killed_mappers_are_replaced_and_the_result_is_exact(
 async def test_killed_reducer_comes_back_and_its_partition_is_redone(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=9)
+    data = make_text_file(tmp_path / "book.txt", 16, seed=9)
     job = await client.submit({"input": {"path": "book.txt"}})
     await wait_for_progress(client, job["id"], 10)
     cluster.signal("reducer-1", signal.SIGKILL)
@@ -258,7 +240,7 @@ async def test_killed_reducer_comes_back_and_its_partition_is_redone(
 async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
     tmp_path: Path, held_input: HeldInputFactory
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 4, seed=4)
+    data = make_text_file(tmp_path / "book.txt", 4, seed=4)
     source = await held_input(data)
     # The drill's 2 s lease this time: the stall is what the lease is for.
     async with fault_cluster(tmp_path, {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true"}) as cluster, \
@@ -284,7 +266,7 @@ async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
 async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=6)
+    data = make_text_file(tmp_path / "book.txt", 16, seed=6)
     spec = {"input": {"path": "book.txt"}}
     job = await client.submit(spec, key="nightly")
     await wait_for_progress(client, job["id"], 3)
@@ -306,7 +288,7 @@ async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
 
 
 async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
-    make_text(tmp_path / "book.txt", 1, seed=3)
+    make_text_file(tmp_path / "book.txt", 1, seed=3)
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path),
                             extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs")) as cluster:
         async with aiohttp.ClientSession(base_url=cluster.master_url) as session, session.post(
@@ -326,7 +308,7 @@ async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
 async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=12)
+    data = make_text_file(tmp_path / "book.txt", 16, seed=12)
     job = await client.submit({"input": {"path": "book.txt"}})
     await wait_for_progress(client, job["id"], 5)
     mapper = cluster.actor("mapper-1")
@@ -340,7 +322,7 @@ async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(
 
 
 async def test_reducer_killed_and_restarted_under_mdns_on_a_new_port(tmp_path: Path) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=13)
+    data = make_text_file(tmp_path / "book.txt", 16, seed=13)
     async with LocalCluster(mappers=2, reducers=2, discovery="mdns", data_root=str(tmp_path), extra_env=FAULT_ENV,
                             timeouts=FAULT_TIMEOUTS) as cluster, aiohttp.ClientSession(
         base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=120)
