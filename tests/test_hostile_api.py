@@ -24,7 +24,7 @@ from actors.core.messages import Data, StreamHeader, to_wire
 from actors.master.app import REGISTRY, UPLOADS
 from actors.reducer.app import BUDGET
 
-from .conftest import FAST, TOKEN, Actor, Cluster, ClusterFactory, eventually
+from .conftest import FAST, SHARED, TOKEN, Actor, Cluster, ClusterFactory, eventually
 
 GOOD_TEXT = "to be or not to be"
 GOOD_RESULT = {"to": 2, "be": 2, "or": 1, "not": 1}
@@ -336,8 +336,9 @@ async def test_resubmitting_while_a_cancelled_epoch_cleans_up(make_cluster: Clus
 
 
 @pytest.mark.parametrize("wait", ["nan", "inf", "-inf", "NaN"])
-async def test_non_finite_wait_is_a_400(make_cluster: ClusterFactory, wait: str) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_non_finite_wait_is_a_400(shared_cluster: Cluster, wait: str) -> None:
+    cluster = shared_cluster
     job = await cluster.submit({"input": {"text": GOOD_TEXT}})
     expect(await request(cluster, "GET", f"/v1/jobs/{job['id']}/result?wait={wait}"), 400, "finite")
     expect(await request(cluster, "GET", f"/v1/jobs/{job['id']}/result?top={wait}"), 400, "top must be")
@@ -345,24 +346,27 @@ async def test_non_finite_wait_is_a_400(make_cluster: ClusterFactory, wait: str)
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
-async def test_non_finite_json_numbers_are_a_400(make_cluster: ClusterFactory, number: str) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_non_finite_json_numbers_are_a_400(shared_cluster: Cluster, number: str) -> None:
+    cluster = shared_cluster
     body = '{"input": {"text": "a"}, "split_size": ' + number + "}"
     expect(await request(cluster, "POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"}),
            400, "not")
     await assert_good_job(cluster)
 
 
-async def test_deeply_nested_json_is_a_400(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_deeply_nested_json_is_a_400(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     body = "[" * 100_000 + "]" * 100_000
     expect(await request(cluster, "POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"}),
            400, "nested too deeply")
     await assert_good_job(cluster)
 
 
-async def test_a_very_long_input_path_is_a_400(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_a_very_long_input_path_is_a_400(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     for path in ["a" * 5000, "/".join(["abcd"] * 1000)]:
         expect(await request(cluster, "POST", "/v1/jobs", json={"input": {"path": path}}), 400, "input path")
     await assert_good_job(cluster)

@@ -203,11 +203,3 @@ def test_keys_differing_in_any_part_differ(change: dict[str, Any]) -> None:
     other = dataclasses.replace(progress, **change)
     assert other.key != progress.key
     assert dataclasses.replace(progress, bytes_read=99).key == progress.key  # the payload is not the key
-
-
-def test_a_key_is_not_a_tuple_and_cannot_change() -> None:
-    key = AttemptKey("job-1", 2, 3, 1)
-    assert key != ("job-1", 2, 3, 1)  # type: ignore[comparison-overlap]  # the point: no tuple equality
-    assert hash(key) == hash(AttemptKey("job-1", 2, 3, 1))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        key.attempt = 2  # type: ignore[misc]
