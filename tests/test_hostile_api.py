@@ -7,6 +7,7 @@ is still exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,6 +26,7 @@ from actors.master.app import REGISTRY, UPLOADS
 from actors.reducer.app import BUDGET
 
 from .conftest import FAST, SHARED, TOKEN, Actor, Cluster, ClusterFactory, eventually
+from .support import serve_app
 
 GOOD_TEXT = "to be or not to be"
 GOOD_RESULT = {"to": 2, "be": 2, "or": 1, "not": 1}
@@ -283,15 +285,11 @@ async def test_a_refused_intruder_does_not_free_a_claim_others_wait_on(make_clus
 
     source = web.Application()
     source.router.add_get("/book.txt", serve)
-    runner = web.AppRunner(source)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with serve_app(source) as base, contextlib.AsyncExitStack() as stack:
+        stack.callback(gate.set)  # first thing at the end, also on failure: no request stays held
         cluster = await make_cluster(allow_private_urls=True)
         key = {"Idempotency-Key": "url-1"}
-        spec = {"input": {"url": f"http://127.0.0.1:{port}/book.txt"}}
+        spec = {"input": {"url": f"{base}/book.txt"}}
         holder = asyncio.ensure_future(request(cluster, "POST", "/v1/jobs", json=spec, headers=key))
         async with asyncio.timeout(20):
             await asked.wait()
@@ -304,9 +302,6 @@ async def test_a_refused_intruder_does_not_free_a_claim_others_wait_on(make_clus
         assert first[2]["id"] == second[2]["id"] and first[2]["epoch"] == second[2]["epoch"]
         assert await cluster.result(first[2]["id"]) == {"word": 1000}
         await assert_good_job(cluster)
-    finally:
-        gate.set()
-        await runner.cleanup()
 
 
 async def test_resubmitting_while_a_cancelled_epoch_cleans_up(make_cluster: ClusterFactory,

@@ -15,6 +15,7 @@ from actors.master.app import REGISTRY, STORE
 from actors.master.store import clip_name
 
 from .conftest import SHARED, Cluster, ClusterFactory, HeldInputFactory, eventually
+from .support import serve_app
 
 GOOD_TEXT = "to be or not to be"
 GOOD_RESULT = {"to": 2, "be": 2, "or": 1, "not": 1}
@@ -277,19 +278,14 @@ async def test_a_url_input_with_a_long_path_gets_a_bounded_name(make_cluster: Cl
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with serve_app(app) as base:
         cluster = await make_cluster(allow_private_urls=True)
-        job = await cluster.submit({"job": "inverted_index", "input": {"url": f"http://127.0.0.1:{port}/{'p' * 2000}"}})
+        job = await cluster.submit({"job": "inverted_index", "input": {"url": f"{base}/{'p' * 2000}"}})
         assert job["input"]["name"] == "p" * 255
         result = await cluster.result(job["id"])
         assert result == {word: ["p" * 255] for word in GOOD_RESULT}
-    finally:
-        await runner.cleanup()
+
+
 @SHARED
 async def test_status_summarises_splits_and_pages_them_on_request(shared_cluster: Cluster) -> None:
     cluster = shared_cluster
