@@ -1,4 +1,5 @@
-"""The ``mapreduce`` command: run a job on a local cluster, keep a local cluster serving, or serve one actor."""
+"""The ``mapreduce`` command: run a job on a local cluster, keep a local cluster serving, serve one actor, or
+drive a running master (the remote commands, in :mod:`actors.remote`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from . import remote
 from .core.config import Settings
 from .core.errors import MapReduceError
 from .jobs import get_job, job_names
@@ -66,12 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     cluster_options(local)
 
     commands.add_parser("serve", help="run one actor; its role comes from TYPE (what a pod runs)")
+    remote.add_commands(commands)  # submit, status, result, cancel, jobs: a running master's API
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "remote", None) is not None:
+            return remote.run(args)
         if args.command == "serve":
             from .serve import serve
 
@@ -184,9 +189,9 @@ async def _local(args: argparse.Namespace) -> int:
         auth = ' -H "Authorization: Bearer $MR_API_TOKEN"' if cluster.api_headers else ""
         print(f"local cluster ready: master {url}, {args.mappers} mappers, {args.reducers} reducers, "
               f"data root {data_root}\n"
+              f"  status page: {url}/\n"
+              f"  mapreduce submit --url {url} --wait FILE     (the token: $MR_API_TOKEN, if set)\n"
               f"  curl{auth} '{url}/compute?text=hello+hello+hello+hello+world+world+world'\n"
-              f"  curl{auth} -X POST {url}/v1/jobs -H 'Content-Type: application/json' "
-              f"-d '{{\"job\": \"wordcount\", \"input\": {{\"text\": \"a b a\"}}}}'\n"
               f"logs: {cluster.log_dir}\nCtrl-C stops it.", file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

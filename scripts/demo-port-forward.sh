@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# The article's demo, on a real cluster: apply deploy/, wait for the rollouts, port-forward the master Service,
-# send the original example to /compute and a text file to /v1/jobs, print the results, clean up on exit.
+# The article's demo, on a real cluster: apply deploy/overlays/dev, wait for the rollouts, port-forward the master
+# Service, and drive it with the mapreduce command (no curl): the original example, a text file uploaded with
+# `mapreduce submit --wait`, the job list and the job's status; clean up on exit.
 usage() {
     cat <<'EOF_USAGE'
 Usage: scripts/demo-port-forward.sh [TEXT_FILE]
        scripts/demo-port-forward.sh --help
 
-Deploys deploy/ to kubectl's CURRENT CONTEXT, runs the demo against it, and on exit deletes the namespace if
-(and only if) this run created it. Before deploying it checks that the image deploy/ names is on a node, and
-waits (bounded) for a namespace of the same name that is still terminating.
+Deploys deploy/overlays/dev to kubectl's CURRENT CONTEXT, runs the demo against it with the mapreduce command
+(submit, jobs, status), and on exit deletes the namespace if (and only if) this run created it. Before deploying
+it checks that the image the overlay names is on a node, and waits (bounded) for a namespace of the same name
+that is still terminating.
 
 Environment:
   KUBECTL           kubectl command (default: kubectl), e.g. "minikube kubectl --" or "k3s kubectl"
   NAMESPACE         namespace of deploy/ (default: mapreduce)
+  MAPREDUCE         the mapreduce command (default: mapreduce on PATH, else .venv/bin/mapreduce), e.g.
+                    "python3 -m actors" where the package is importable
   LOCAL_PORT        local end of the port-forward (default: 8080)
   KEEP=1            keep the namespace afterwards, even one this run created
   NAMESPACE_WAIT    seconds to wait for a terminating namespace to go (default: 120)
   SKIP_IMAGE_CHECK=1  deploy without checking the nodes' images (a node lists at most 50 of them)
-  MR_API_TOKEN      sent as a bearer token if the public API is protected
+  MR_API_TOKEN      the public API's token, if it is protected (the mapreduce command reads it; never printed)
 EOF_USAGE
 }
 set -euo pipefail
@@ -43,10 +47,24 @@ LOCAL_PORT="${LOCAL_PORT:-8080}"
 KEEP="${KEEP:-0}"
 NAMESPACE_WAIT="${NAMESPACE_WAIT:-120}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BASE="http://127.0.0.1:${LOCAL_PORT}"
+OVERLAY="$ROOT/deploy/overlays/dev"
+export MR_URL="http://127.0.0.1:${LOCAL_PORT}"   # where every mapreduce command below finds the master
 
 read -r -a kubectl <<<"$KUBECTL"   # allow "minikube kubectl --" style commands
 k() { "${kubectl[@]}" --namespace "$NAMESPACE" "$@"; }
+
+if [[ -z "${MAPREDUCE:-}" ]]; then
+    if command -v mapreduce >/dev/null; then MAPREDUCE=mapreduce
+    elif [[ -x "$ROOT/.venv/bin/mapreduce" ]]; then MAPREDUCE="$ROOT/.venv/bin/mapreduce"
+    fi
+fi
+read -r -a mapreduce <<<"${MAPREDUCE:-}"
+if [[ ${#mapreduce[@]} == 0 ]] || ! command -v "${mapreduce[0]}" >/dev/null; then
+    echo "demo-port-forward.sh: the mapreduce command is missing; run '. scripts/env.sh' (or pip install .)," \
+         "or set MAPREDUCE (e.g. MAPREDUCE=\"python3 -m actors\")" >&2
+    exit 2
+fi
+mr() { "${mapreduce[@]}" "$@"; }
 
 forward_pid=""
 created_namespace=0   # set just before `apply`, when the namespace did not exist: only then is it ours to delete
@@ -69,18 +87,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-curl_api() {
-    local auth=()
-    if [[ -n "${MR_API_TOKEN:-}" ]]; then auth=(-H "Authorization: Bearer ${MR_API_TOKEN}"); fi
-    curl --silent --show-error --fail-with-body "${auth[@]}" "$@"
-}
-
 echo "== kubectl context: $("${kubectl[@]}" config current-context 2>/dev/null || echo '(none)')"
 
 if [[ "${SKIP_IMAGE_CHECK:-0}" != 1 ]]; then
-    # The images deploy/ names (after kustomize's rewrites), each looked for among the images the nodes report;
-    # with imagePullPolicy IfNotPresent a missing local image would only show as ImagePullBackOff much later.
-    mapfile -t images < <("${kubectl[@]}" kustomize "$ROOT/deploy" | sed -n 's/^ *image: *"\{0,1\}\([^" ]*\)"\{0,1\} *$/\1/p' | sort -u)
+    # The images the overlay names (after kustomize's rewrites), each looked for among the images the nodes
+    # report; the dev overlay never pulls, so a missing image would only show as ErrImageNeverPull later.
+    mapfile -t images < <("${kubectl[@]}" kustomize "$OVERLAY" | sed -n 's/^ *image: *"\{0,1\}\([^" ]*\)"\{0,1\} *$/\1/p' | sort -u)
     node_images=" $("${kubectl[@]}" get nodes -o jsonpath='{.items[*].status.images[*].names[*]}') "
     for image in "${images[@]}"; do
         wanted="$image"
@@ -111,32 +123,32 @@ else
     echo "== namespace $NAMESPACE exists already: deploying into it, and leaving it in place afterwards"
 fi
 
-echo "== applying $ROOT/deploy"
-"${kubectl[@]}" apply -k "$ROOT/deploy"
+echo "== applying $OVERLAY"
+"${kubectl[@]}" apply -k "$ROOT/deploy/overlays/dev"
 
 echo "== waiting for the rollouts"
 k rollout status deployment/master --timeout=180s
 k rollout status statefulset/mapper --timeout=180s
 k rollout status statefulset/reducer --timeout=180s
 
-echo "== port-forwarding service/master to $BASE"
+echo "== port-forwarding service/master to $MR_URL"
 # Not through k(): a backgrounded function runs in a subshell, and killing that subshell would leave kubectl running.
 "${kubectl[@]}" --namespace "$NAMESPACE" port-forward service/master "${LOCAL_PORT}:http" \
     >"$workdir/port-forward.log" 2>&1 &
 forward_pid=$!
 for _ in $(seq 1 50); do
-    if curl --silent --fail "$BASE/readyz" >/dev/null 2>&1; then break; fi
+    if mr jobs >/dev/null 2>&1; then break; fi
     if ! kill -0 "$forward_pid" 2>/dev/null; then
         cat "$workdir/port-forward.log" >&2
         exit 1
     fi
     sleep 0.2
 done
-curl --silent --show-error --fail "$BASE/readyz" >/dev/null
+mr jobs >/dev/null   # once more, so a master that never answered says why
 
-echo "== the original example: GET /compute?text=hello+hello+hello+hello+world+world+world"
-curl_api "$BASE/compute?text=hello+hello+hello+hello+world+world+world"
-echo
+echo "== the original example (GET /compute?text=hello+hello+hello+hello+world+world+world): mapreduce submit --wait --json"
+printf 'hello hello hello hello world world world\n' >"$workdir/original.txt"
+mr submit --wait --json --quiet "$workdir/original.txt"
 
 if [[ -z "$TEXT_FILE" ]]; then
     TEXT_FILE="$workdir/sample.txt"
@@ -144,14 +156,12 @@ if [[ -z "$TEXT_FILE" ]]; then
         echo "the quick brown fox jumps over the lazy dog and the dog sleeps"
     done >"$TEXT_FILE"
 fi
-echo "== uploading $TEXT_FILE to POST /v1/jobs"
-submitted="$(curl_api -H 'Content-Type: text/plain' --data-binary "@$TEXT_FILE" "$BASE/v1/jobs")"
-echo "$submitted"
-job_id="$(printf '%s' "$submitted" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
-
-echo "== the ten most frequent words of job $job_id"
-curl_api "$BASE/v1/jobs/$job_id/result?wait=120&top=10"
-echo
-echo "== job status (partitions = reducers when it was planned)"
-curl_api "$BASE/v1/jobs/$job_id" | python3 -c \
-    'import json, sys; s = json.load(sys.stdin); print({k: s[k] for k in ("state", "partitions", "mappers", "reducers")})'
+echo "== uploading $TEXT_FILE: mapreduce submit --wait --top 10 (progress on stderr, the ten most frequent words)"
+mr submit --wait --top 10 "$TEXT_FILE"
+echo "== the master's jobs: mapreduce jobs"
+mr jobs
+job_id="$(mr jobs | tail -n 1 | cut -f 1)"   # the newest job: the upload above
+echo "== job $job_id: mapreduce status (partitions = reducers when it was planned)"
+mr status "$job_id"
+echo "== to watch jobs on the status page, keep the cluster (KEEP=1), run"
+echo "   kubectl -n $NAMESPACE port-forward service/master ${LOCAL_PORT}:http   and open $MR_URL/"

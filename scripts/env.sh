@@ -22,7 +22,12 @@ if [[ ! "$extras" =~ ^[A-Za-z0-9_]*(,[A-Za-z0-9_]+)*$ ]]; then
        "with arguments of its own must source it as: . scripts/env.sh \"\"" >&2
   return 2  # sourced (the only way to use this file): stops the caller, not an interactive shell
 fi
-fresh() { [ -f "$1" ] && [ ! "$ROOT/setup.cfg" -nt "$1" ] && [ ! "$ROOT/pyproject.toml" -nt "$1" ]; }
+# The editable install also compiles the native kernel (setup.py) and copies it next to its source: a changed
+# actors/jobs/_wordcount.c needs a reinstall as much as changed metadata does.
+fresh() {
+  [ -f "$1" ] && [ ! "$ROOT/setup.cfg" -nt "$1" ] && [ ! "$ROOT/pyproject.toml" -nt "$1" ] \
+    && [ ! "$ROOT/setup.py" -nt "$1" ] && [ ! "$ROOT/actors/jobs/_wordcount.c" -nt "$1" ]
+}
 stamp="$VENV/.installed${extras:+-$extras}"
 installed=false
 if fresh "$stamp"; then
@@ -33,7 +38,7 @@ elif [ -z "$extras" ]; then
     if fresh "$other"; then installed=true; fi
   done
 fi
-# Reinstall only when the package's metadata changed since the last install.
+# Reinstall only when the package's metadata or native kernel changed since the last install.
 if [ "$installed" = false ]; then
   echo "installing mapreduce-actors${extras:+[$extras]} into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT${extras:+[$extras]}"

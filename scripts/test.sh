@@ -23,6 +23,8 @@ echo "== mypy --strict actors tests scripts" >&2
 mypy actors tests scripts
 echo "== import contracts" >&2
 lint-imports
+echo "== native kernel under AddressSanitizer/UBSan" >&2
+bash scripts/asan_kernel.sh "$VENV/bin/python"
 echo "== pytest" >&2
 set +e
 python -m pytest "$@"

@@ -10,7 +10,6 @@ import asyncio
 import collections
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -184,6 +183,7 @@ async def check_token_required(session: aiohttp.ClientSession, cluster: SimClust
 
 
 DEMO = ROOT / "scripts" / "demo-port-forward.sh"
+DEV = ROOT / "deploy" / "overlays" / "dev"
 
 
 def demo_env(tmp_path: Path, **extra: str) -> tuple[dict[str, str], Path]:
@@ -191,8 +191,12 @@ def demo_env(tmp_path: Path, **extra: str) -> tuple[dict[str, str], Path]:
     fake = tmp_path / "kubectl.py"
     fake.write_text(FAKE_KUBECTL)
     log = tmp_path / "kubectl.log"
+    # The mapreduce command the demo drives the master with: this checkout's, whatever is on PATH.
     env = {**os.environ, "KUBECTL": f"{sys.executable} {fake}", "FAKE_KUBECTL_LOG": str(log),
-           "FAKE_KUBECTL_REAL": tool("kubectl") or "", **extra}
+           "FAKE_KUBECTL_REAL": tool("kubectl") or "", "MAPREDUCE": f"{sys.executable} -m actors",
+           "PYTHONPATH": str(ROOT), **extra}
+    env.pop("MR_URL", None)
+    env.pop("MR_API_TOKEN", None)
     return env, log
 
 
@@ -248,13 +252,14 @@ async def run_demo(env: dict[str, str]) -> str:
 
 
 async def test_demo_script_against_the_simulated_cluster(tmp_path: Path) -> None:
-    """scripts/demo-port-forward.sh end to end, with a stand-in kubectl whose port-forward reaches the sim master:
-    first after a terminating namespace of the same name has gone (this run creates the namespace and deletes
-    it), then into a namespace that already exists (which it leaves in place)."""
-    if tool("kubectl") is None or shutil.which("curl") is None:
-        pytest.skip("kubectl or curl is missing")
+    """scripts/demo-port-forward.sh end to end, with a stand-in kubectl whose port-forward reaches the sim master
+    (the dev overlay's pods, which the script applies), driven by the mapreduce command: first after a terminating
+    namespace of the same name has gone (this run creates the namespace and deletes it), then into a namespace
+    that already exists (which it leaves in place)."""
+    if tool("kubectl") is None:
+        pytest.skip("kubectl is missing")
     with workdir() as directory:
-        async with FakeClusterDns() as dns, SimCluster(render(), directory, dns) as cluster:
+        async with FakeClusterDns() as dns, SimCluster(render(DEV), directory, dns) as cluster:
             master = next(p for name, p in cluster.pods.items() if name.startswith("master-"))
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
@@ -270,13 +275,20 @@ async def test_demo_script_against_the_simulated_cluster(tmp_path: Path) -> None
                                     "FAKE_KUBECTL_NAMESPACE": str(namespace)})
             codes = await cluster.stop(grace=25)
             assert set(codes.values()) == {0}
-    assert '{"hello": 4, "world": 3}' in output
-    assert '"the"' in output and '"dog"' in output
-    assert "'partitions': 2" in output
+    assert '\n{"hello": 4, "world": 3}\n' in output  # `mapreduce submit --wait --json` of the original example
+    lines = output.splitlines()
+    listing = lines.index("== the master's jobs: mapreduce jobs")
+    words = ["and", "brown", "fox", "jumps", "lazy", "over", "quick", "sleeps"]  # 2000 each, ties by word
+    assert lines[listing - 10:listing] == ["6000\tthe", "4000\tdog", *(f"2000\t{w}" for w in words)], output
+    assert any(line.startswith("[" + "#" * 24 + "] done: ") and line.endswith("(100%)") for line in lines), output
+    job_id = next(line for line in lines if line.startswith("== job ")).split()[2].rstrip(":")
+    assert f"job {job_id} (wordcount): done" in lines and "partitions: 2" in lines, output
+    assert "curl" not in output and "Traceback" not in output
     assert "== kubectl context: simulated" in output
-    # The terminating namespace was waited for, bounded, before anything was applied.
+    # The image check read the dev overlay; the terminating namespace was waited for, bounded, before the apply.
+    assert any(c.startswith("kustomize ") and c.endswith("/deploy/overlays/dev") for c in first), first
     apply = next(i for i, c in enumerate(first) if c.startswith("apply -k "))
-    assert first[apply].endswith("/deploy")
+    assert first[apply].endswith("/deploy/overlays/dev")
     assert "wait --for=delete namespace/mapreduce --timeout=120s" in first[:apply]
     assert any("rollout status statefulset/reducer" in c for c in first)
     assert any("port-forward service/master" in c for c in first)
@@ -286,6 +298,7 @@ async def test_demo_script_against_the_simulated_cluster(tmp_path: Path) -> None
     # The second run found the namespace in place, used it and left it there.
     second = calls_of(tmp_path / "again.log")
     assert any(c.startswith("apply -k ") for c in second) and '{"hello": 4, "world": 3}' in again
+    assert f"job {job_id} (wordcount): done" not in again  # its own newest job, not the first run's
     assert not [c for c in second if c.startswith(("delete", "wait"))], second
     assert "leaving it in place afterwards" in again and "keeping namespace mapreduce" in again
     assert namespace.read_text() == "Active"

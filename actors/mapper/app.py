@@ -40,11 +40,13 @@ from ..inputs.urls import UrlPolicy
 from ..jobs import Job, get_job
 from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
+from ..net.metrics import METRICS, MapperMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
 from .spool import Spool
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+MAPPER_METRICS = web.AppKey("mapper_metrics", MapperMetrics)
 SEND_ATTEMPTS = 6  # a reducer that answers badly gets this many tries; one that is down is waited for instead
 SEND_BACKOFF, SEND_BACKOFF_MAX = 0.05, 1.0
 
@@ -53,6 +55,7 @@ log = EventLog(__name__)
 
 def build_mapper(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
+    app[MAPPER_METRICS] = MapperMetrics(app[METRICS])
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
     app.router.add_post("/internal/v1/assign", assign)
@@ -69,8 +72,9 @@ async def assign(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
     await response.prepare(request)
     client = PeerClient(request.app[SESSION], settings)
+    metrics = request.app[MAPPER_METRICS]
     run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY],
-                 request.app[IDENTITY].incarnation)
+                 request.app[IDENTITY].incarnation, metrics)
     fields = {"job": assignment.job, "epoch": assignment.epoch, "split": assignment.split,
               "attempt": assignment.attempt}
     log.info("split_started", **fields, start=assignment.start, end=assignment.end)
@@ -83,11 +87,13 @@ async def assign(request: web.Request) -> web.StreamResponse:
                 async for progress in progress_stream:
                     await response.write(wire.frame(to_wire(progress), settings.message_cap))
             outcome = run.outcome()
+            metrics.splits_done.inc()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
             retriable = not isinstance(error, (Conflict, KeyTooLarge))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
+            metrics.splits_failed.inc()
             log.warning("split_failed", **fields, cause=error.message)
         await response.write(wire.frame(to_wire(outcome), settings.message_cap))
         await response.write_eof()
@@ -109,6 +115,7 @@ class MapRun:
         transport: Transport,
         discovery: Discovery,
         incarnation: str,
+        metrics: MapperMetrics | None = None,
     ) -> None:
         self.a = assignment
         self.job = job
@@ -117,6 +124,7 @@ class MapRun:
         self.transport = transport
         self.discovery = discovery
         self.incarnation = incarnation
+        self.metrics = metrics or MapperMetrics()
         self.bytes_read = 0
         self.keys = 0
         self.acks: dict[int, StreamAck] = {}
@@ -138,6 +146,7 @@ class MapRun:
         s = self.settings
         spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
                       frame_keys=s.frame_keys, max_key=s.max_key)
+        self.metrics.spools.add(spool)
         try:
             async with contextlib.aclosing(self._map(spool)) as mapping:
                 async for progress in mapping:
@@ -154,6 +163,7 @@ class MapRun:
                 send.cancel()
                 await asyncio.gather(send, return_exceptions=True)
         finally:
+            self.metrics.spools.discard(spool)
             spool.close()
 
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
@@ -165,6 +175,7 @@ class MapRun:
             async for block in blocks:
                 data = owned.feed(block)
                 self.bytes_read += len(data)
+                self.metrics.bytes_read.inc(len(data))
                 for piece in chunker.feed(data):
                     spool.map(piece.decode("utf-8", "replace"), name)
                 # Every block, not every piece: reading a long word yields no piece for a while, and a silent
@@ -236,8 +247,10 @@ class MapRun:
                 raise Unavailable(f"reducer {partition} did not take split {a.split} within {t.recovery:g} s "
                                   f"(MR_TIMEOUT_RECOVERY): {cause}")
             log.info("partition_send_retry", **fields, tries=tries, cause=cause)
+            self.metrics.send_retries.inc()
             await asyncio.sleep(min(delay, remaining))  # backoff between retries, not a wait for a condition
         self.acks[partition] = ack
+        self.metrics.shuffle_bytes.inc(spool.sizes[partition])
         log.debug("partition_sent", **fields, status=ack.status)
 
     def outcome(self) -> SplitDone:

@@ -39,6 +39,7 @@ class Spool:
         self.frame_cap = frame_cap
         self.frame_keys = frame_keys
         self.max_key = max_key
+        self.memory_limit = memory_limit
         self._acc: dict[str, Any] = job.partial()
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
@@ -123,6 +124,13 @@ class Spool:
         file.seek(0)
         while block := file.read(READ_BLOCK):
             yield block
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes spooled to disk: a partition's file moves there once it passes ``memory_limit``, all of it."""
+        if not self.memory_limit:  # SpooledTemporaryFile's max_size 0: it never moves to disk
+            return 0
+        return sum(size for size in self.sizes if size > self.memory_limit)
 
     @property
     def total_keys(self) -> int:

@@ -27,9 +27,10 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
-from ..jobs import get_job
+from ..jobs import get_job, job_names
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
+from ..net.metrics import METRICS, MasterMetrics
 from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
 from .journal import Journal
@@ -49,6 +50,7 @@ REGISTRY = web.AppKey("registry", JobRegistry)
 SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
 RESULTS = web.AppKey("results", Results)
+MASTER_METRICS = web.AppKey("master_metrics", MasterMetrics)
 MAX_WAIT = 600.0
 TOP_BATCH = 4096  # ?top=N entries written at a time
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
@@ -60,6 +62,7 @@ def build_master(settings: Settings) -> web.Application:
     expected_reducers(settings)  # refuse to start without knowing how many reducers to wait for
     app = base_app(settings, client_max_size=settings.max_json)
     app[SLOTS] = MapperSlots(settings.mapper_slots)
+    _add_metrics(app)
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
     app.cleanup_ctx.append(readiness_context)
@@ -77,6 +80,17 @@ def build_master(settings: Settings) -> web.Application:
     return app
 
 
+def _add_metrics(app: web.Application) -> None:
+    """The master's metric families; jobs and peers are read at scrape time (peers within the discovery timeout)."""
+    metrics, timeout = app[METRICS], app[SETTINGS].timeouts.discovery
+    app[MASTER_METRICS] = master = MasterMetrics(metrics, job_names())
+    metrics.readings.gauge("mapreduce_jobs_running", "jobs running now",
+                           lambda: app[REGISTRY].running if REGISTRY in app else 0)
+    metrics.readings.gauge("mapreduce_jobs_queued", "jobs admitted and waiting to run",
+                           lambda: app[REGISTRY].queued if REGISTRY in app else 0)
+    metrics.refreshers.append(lambda: master.count_peers(app.get(DISCOVERY), timeout))
+
+
 async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     """The input store, results, journal and job registry live as long as the app; closing drains, then cancels."""
     settings = app[SETTINGS]
@@ -90,6 +104,8 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     def ended(record: JobRecord) -> None:
         store.drop(record.input.served_id)
         journal.ended(record)
+        seconds = (record.finished or time.time()) - record.created
+        app[MASTER_METRICS].job_finished(record.job_name, record.state, seconds)
 
     def forget(record: JobRecord) -> None:
         store.drop(record.input.served_id)
@@ -136,7 +152,7 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
                        created=time.time(), split_size=split_size)
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
-                              app[SLOTS], time.monotonic, keep=_keeper(app, record))
+                              app[SLOTS], time.monotonic, keep=_keeper(app, record), metrics=app[MASTER_METRICS])
     try:
         registry.start(record, coordinator.run, key, interactive)
     except BaseException:

@@ -24,6 +24,7 @@ from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan
 from ..discovery import Discovery, Peer
+from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
 from .collector import Collector
@@ -76,6 +77,7 @@ class Coordinator:
         slots: MapperSlots,
         clock: Callable[[], float],
         keep: Callable[[dict[str, Any]], object] | None = None,
+        metrics: MasterMetrics | None = None,
     ) -> None:
         self.record = record
         self.settings = settings
@@ -84,6 +86,7 @@ class Coordinator:
         self.discovery = discovery
         self.slots = slots
         self.clock = clock
+        self.metrics = metrics or MasterMetrics()
         self.changed = asyncio.Condition()
         self.collector = Collector(record, settings, transport, discovery)
         # Idle workers look for stragglers this often (short test settings make a fast, still faithful, run).
@@ -257,9 +260,12 @@ class Coordinator:
         split, attempt = ticket.split.index, ticket.attempt
         fields = {**self.fields, "split": split, "attempt": attempt, "mapper": mapper.name}
         log.info("split_assigned", **fields, backup=ticket.backup, only=only or None)
+        if ticket.backup:
+            self.metrics.attempt("backup")
         try:
             done = await self._run_assignment(mapper, ticket, table, only)
         except JobFailed:
+            self.metrics.attempt("failed")
             raise
         except Superseded:
             log.info("attempt_superseded", **fields)
@@ -275,12 +281,15 @@ class Coordinator:
             if isinstance(exc, TimeoutError):
                 cause = f"no word from {mapper.name} for the lease of {self.settings.timeouts.lease:g} s (stalled)"
             log.warning("split_attempt_failed", **fields, cause=cause)
+            self.metrics.attempt("failed")
             # Raises JobFailed on the split's last allowed failure: then no worker is woken to start another.
             table.failed(split, attempt, cause)
             await self._notify()
             return Outcome.REPORTED if reported else Outcome.FAULTY
         self.record.duplicate_streams += done.duplicates
-        if not table.succeeded(split, attempt, done.bytes_read):
+        counted = table.succeeded(split, attempt, done.bytes_read)
+        self.metrics.attempt("ok" if counted else "stale")
+        if not counted:
             log.info("late_report_dropped", **fields)
         await self._notify()
         return Outcome.OK
@@ -297,6 +306,7 @@ class Coordinator:
                     raise PeerError(f"{mapper.name} closed the assignment without a report")
                 if message.key != assignment.key:
                     self.record.stale_dropped += 1
+                    self.metrics.attempt("stale")
                     continue
                 if isinstance(message, Progress):
                     winner = table.winner(assignment.split)
@@ -319,6 +329,7 @@ class Coordinator:
             record.recoveries.append({"round": round_number, "partition": partition, "splits": len(splits)})
             log.warning("partition_recovering", **self.fields, partition=partition, splits=len(splits),
                         round=round_number)
+        self.metrics.recovered(len(lost))
         by_index = {s.index: s for s in record.splits}
         try:
             async with asyncio.TaskGroup() as group:

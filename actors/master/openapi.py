@@ -274,6 +274,12 @@ PATHS: dict[str, Any] = {
         "summary": "Readiness probe: 503 while draining", "security": OPEN,
         "responses": {"200": _json(_ref("Identity"), "ready"), "503": _json(_ref("Identity"), "draining")},
     }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (every actor serves them): jobs, split attempts, peers, HTTP requests",
+        "security": OPEN,
+        "responses": {"200": {"description": "the Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }},
 }
 
 DOCUMENT: dict[str, Any] = {

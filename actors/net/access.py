@@ -8,6 +8,7 @@ import time
 from aiohttp import web
 
 from ..core.logs import EventLog
+from .metrics import METRICS
 from .middleware import INTERNAL_PREFIX, Handler
 
 # Probes and scrapes come every few seconds from the cluster itself: logged at DEBUG, like internal routes.
@@ -41,6 +42,9 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
 def _log(request: web.Request, status: int, ms: float) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else UNMATCHED
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.request(route, status)  # every request, probes and scrapes too: the route pattern, never the path
     quiet = request.path in QUIET_PATHS or request.path.startswith(INTERNAL_PREFIX)
     fields: dict[str, object] = {"method": request.method, "route": route, "status": status,
                                  "duration_ms": round(ms, 3)}

@@ -20,6 +20,7 @@ from ..discovery import Discovery, open_discovery
 from .access import access_log
 from .drain import Drain, drain_middleware
 from .frames import read_body
+from .metrics import METRICS, Metrics, serve_metrics
 from .middleware import log as request_log
 from .middleware import make_middlewares
 
@@ -53,7 +54,7 @@ async def discovery_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def base_app(settings: Settings, client_max_size: int) -> web.Application:
-    """An application with the shared middleware, ``/healthz`` and ``/readyz``."""
+    """An application with the shared middleware, ``/healthz``, ``/readyz`` and ``/metrics``."""
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
@@ -64,8 +65,10 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     app[SETTINGS] = settings
     app[IDENTITY] = identity
     app[DRAIN] = drain
+    app[METRICS] = Metrics()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", serve_metrics)
     app.on_shutdown.append(_start_draining)
     return app
 

@@ -13,6 +13,10 @@ from ..core.errors import PayloadTooLarge, WireError
 BODY_BLOCK = 256 * 1024
 
 
+class StreamCut(WireError):
+    """The sender stopped before its stream's end: the body ended early, or went silent past the idle time."""
+
+
 async def read_body(stream: StreamReader, cap: int, declared: int | None) -> bytes:
     """The whole body, refused past ``cap`` bytes (before reading, when the sender declared its length)."""
     if declared is not None and declared > cap:
@@ -64,9 +68,9 @@ class FrameReader:
         except asyncio.IncompleteReadError as exc:
             if allow_eof and not exc.partial:
                 return None
-            raise WireError(f"stream ended inside a frame ({len(exc.partial)} of {count} bytes)") from None
+            raise StreamCut(f"stream ended inside a frame ({len(exc.partial)} of {count} bytes)") from None
         except TimeoutError:
-            raise WireError(f"stream stalled: no bytes for {self.idle:g} s") from None
+            raise StreamCut(f"stream stalled: no bytes for {self.idle:g} s") from None
 
     async def expect_end(self) -> None:
         """Nothing may follow the last frame."""

@@ -12,8 +12,9 @@ from ..core.errors import MapReduceError, PayloadTooLarge, Unauthorized, Unavail
 from ..core.logs import EventLog
 
 INTERNAL_PREFIX = "/internal/"
-# "/": the status page, which holds no data of its own; /v1/openapi.json: public documentation.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/v1/openapi.json"})
+# "/": the status page, which holds no data of its own; /v1/openapi.json: public documentation; /metrics: what
+# Prometheus scrapes (counts only, nothing secret).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/", "/v1/openapi.json"})
 OPEN_PREFIXES = ("/static/",)  # the status page's script and stylesheet
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
-from ..core.errors import Conflict, PayloadTooLarge, RequestTimeout, WireError
+from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
     Commit,
@@ -26,12 +26,14 @@ from ..core.messages import (
     to_wire,
 )
 from ..net.actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
-from ..net.frames import FrameReader
+from ..net.frames import FrameReader, StreamCut
+from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
 from .ledger import Ledger, Stage
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)
+REDUCER_METRICS = web.AppKey("reducer_metrics", ReducerMetrics)
 
 log = EventLog(__name__)
 
@@ -40,6 +42,9 @@ def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
     app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic)
     app[BUDGET] = StagingBudget(settings.stage_budget)
+    ledger, budget = app[LEDGER], app[BUDGET]
+    app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
+                                          keys=lambda: _keys_held(ledger))
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.cleanup_ctx.append(_janitor)
     app.router.add_post("/internal/v1/shuffle", shuffle)
@@ -47,6 +52,11 @@ def build_reducer(settings: Settings) -> web.Application:
     app.router.add_post("/internal/v1/release", release)
     app.router.add_get("/internal/v1/state", state)
     return app
+
+
+def _keys_held(ledger: Ledger) -> int:
+    """Entries held for every job: merged totals, plus committed values not merged yet (a key may be in both)."""
+    return sum(len(s.totals) + sum(map(len, s.pending)) for s in ledger.jobs.values())
 
 
 async def _janitor(app: web.Application) -> AsyncIterator[None]:
@@ -78,6 +88,7 @@ async def shuffle(request: web.Request) -> web.Response:
     The idle timeout alone would let a sender that trickles a byte at a time hold its staging budget forever.
     """
     limit = request.app[SETTINGS].timeouts.stream
+    metrics = request.app[REDUCER_METRICS]
     deadline = asyncio.timeout(limit)
     try:
         async with deadline:
@@ -85,8 +96,15 @@ async def shuffle(request: web.Request) -> web.Response:
     except TimeoutError:
         if not deadline.expired():
             raise
+        metrics.stream("cut")
         raise RequestTimeout(f"shuffle stream did not reach its COMMIT within {limit:g} s (MR_TIMEOUT_STREAM); "
                              "nothing merged") from None
+    except (StreamCut, ConnectionError):
+        metrics.stream("cut")
+        raise
+    except MapReduceError:
+        metrics.stream("rejected")
+        raise
 
 
 async def _stream(request: web.Request) -> web.Response:
@@ -120,6 +138,7 @@ async def _stream(request: web.Request) -> web.Response:
             if partition.merge_some(settings.frame_keys):
                 break
             await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
+    request.app[REDUCER_METRICS].stream(status)
     log.info("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
     ack = StreamAck(
         job=header.job, epoch=header.epoch, split=header.split, partition=header.partition, status=status,
@@ -160,7 +179,7 @@ async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, rese
         if raw is None:
             log.warning("stream_cut", job=header.job, epoch=header.epoch, split=header.split,
                         attempt=header.attempt, frames=stage.frames)
-            raise WireError(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
+            raise StreamCut(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
         check_frame(raw, settings.frame_keys)
         message = from_wire(wire.decode(raw, settings.frame_cap), Data, KeyPart, Commit)
         if isinstance(message, Commit):

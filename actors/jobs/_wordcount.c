@@ -1,0 +1,773 @@
+/* The native word-count kernel: counts str.split() tokens of whole lines, exactly like
+ * Counter(data.decode("utf-8", "replace").split()), and groups the counts by partition.
+ *
+ * How it stays exact:
+ *   - A line with no byte >= 0x80 and none in \x1c-\x1f ("clean") decodes to the same ASCII characters, and on
+ *     ASCII str.split() separates only at \t \n \x0b \x0c \r, space and \x1c-\x1f. So a clean line is split on
+ *     the six ASCII whitespace bytes here, in C.
+ *   - Any other line ("dirty") is decoded with errors="replace" and split by Python's own str.split(), and its
+ *     tokens are counted into the same table.
+ *   - Decoding line by line equals decoding the whole chunk: an ASCII byte (the '\n' between lines) never
+ *     belongs to a multi-byte UTF-8 sequence, so the decoder ends any sequence or invalid run before it; and
+ *     '\n' is whitespace for str.split() too. tests/test_kernel.py checks this on invalid UTF-8 cut at '\n'.
+ *
+ * Clean lines make no Python objects: strings are made once per distinct key, in take(). The table is our own:
+ * keys are stored as UTF-8 bytes in one arena, entries in first-seen order (like a dict), and an open-addressing
+ * index of (hash tag, entry number) slots points into the entries. Everything grows as needed; allocation failures
+ * raise MemoryError. The GIL is held throughout, so a table is never touched by two threads at once; Python code
+ * that feed() runs indirectly (a GC callback or finalizer, during str.split()) cannot re-enter it either.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* --------------------------------------------------------------------------------------- byte classes */
+
+/* The ASCII whitespace str.split() and bytes.split() agree on; \x1c-\x1f never reach the C tokenizer. */
+static unsigned char is_space[256];
+
+static void
+init_byte_classes(void)
+{
+    static const char spaces[] = "\t\n\x0b\x0c\r ";
+    for (const char *s = spaces; *s; s++) {
+        is_space[(unsigned char)*s] = 1;
+    }
+}
+
+static inline int
+is_special(unsigned char b)
+{
+    return b >= 0x80 || (b >= 0x1c && b <= 0x1f);
+}
+
+static inline uint64_t
+load64(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8); /* unaligned-safe and alias-safe; compiles to one load */
+    return w;
+}
+
+/* Nonzero when any of the 8 bytes is >= 0x80 or in \x1c-\x1f (a zero byte of (w & 0xfc..) ^ 0x1c..). */
+static inline int
+word_has_special(uint64_t w)
+{
+    const uint64_t high = 0x8080808080808080ULL, ones = 0x0101010101010101ULL;
+    uint64_t x = (w & 0xfcfcfcfcfcfcfcfcULL) ^ 0x1c1c1c1c1c1c1c1cULL;
+    return ((w & high) | ((x - ones) & ~x & high)) != 0;
+}
+
+/* The first byte in [p, end) that needs Unicode rules, or end. */
+static const unsigned char *
+find_special(const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 8 && !word_has_special(load64(p))) {
+        p += 8;
+    }
+    while (p < end && !is_special(*p)) {
+        p++;
+    }
+    return p;
+}
+
+/* ------------------------------------------------------------------------------------------ crc32 */
+
+static uint32_t crc_table[256];
+
+static void
+init_crc_table(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? 0xedb88320U ^ (c >> 1) : c >> 1;
+        }
+        crc_table[i] = c;
+    }
+}
+
+/* zlib.crc32(key), the rule of actors/core/partition.py. */
+static uint32_t
+crc32_of(const unsigned char *p, Py_ssize_t n)
+{
+    uint32_t c = 0xffffffffU;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    }
+    return c ^ 0xffffffffU;
+}
+
+/* ------------------------------------------------------------------------------------------- hashing */
+
+/* Seeded once per process from os.urandom, so input cannot be crafted to collide in the table. */
+static uint64_t hash_seed;
+
+static inline uint64_t
+mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The first min(n, 8) bytes at p as a zero-padded little-endian number. May read (never use) bytes up to
+ * `limit`, the end of the caller's buffer: one load instead of a byte loop for the short words text is made of. */
+static inline uint64_t
+head_word(const unsigned char *p, Py_ssize_t n, const unsigned char *limit)
+{
+#if PY_LITTLE_ENDIAN
+    if (n >= 8) {
+        return load64(p);
+    }
+    if (limit - p >= 8) {
+        return load64(p) & ((1ULL << (8 * n)) - 1); /* n < 8: the shift is defined */
+    }
+#endif
+    uint64_t w = 0;
+    for (Py_ssize_t i = 0; i < n && i < 8; i++) {
+        w |= (uint64_t)p[i] << (8 * i);
+    }
+    return w;
+}
+
+/* The hash of key p[0:n] whose head_word is `head`. */
+static inline uint64_t
+hash_key(const unsigned char *p, Py_ssize_t n, uint64_t head, const unsigned char *limit)
+{
+    uint64_t h = (hash_seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL) ^ head) * 0xbf58476d1ce4e5b9ULL;
+    for (Py_ssize_t i = 8; i < n; i += 8) {
+        h ^= h >> 31;
+        h = (h ^ head_word(p + i, n - i, limit)) * 0xbf58476d1ce4e5b9ULL;
+    }
+    return mix(h);
+}
+
+/* -------------------------------------------------------------------------------------------- table */
+
+typedef struct {
+    uint64_t hash;
+    uint64_t head; /* head_word of the key: most keys compare without touching the arena */
+    Py_ssize_t offset; /* of the key's UTF-8 bytes in the arena */
+    Py_ssize_t length;
+    long long count; /* at most the number of bytes ever fed: cannot overflow */
+} Entry;
+
+/* A slot is 0 (empty) or (tag << INDEX_BITS) | (entry number + 1): the tag (high hash bits) rejects most
+ * mismatches without touching the entry. 2**40 entries would need terabytes, so the index never runs out
+ * before memory does; table_insert still checks. */
+#define INDEX_BITS 40
+#define INDEX_MASK ((1ULL << INDEX_BITS) - 1)
+#define TAG_OF(hash) ((hash) >> INDEX_BITS)
+#define MIN_SLOTS 1024
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t partitions;
+    uint64_t *slots; /* PyMem; capacity is a power of two, at most 2/3 full */
+    size_t capacity;
+    Entry *entries; /* PyMem; first-seen order */
+    Py_ssize_t used, entries_capacity;
+    unsigned char *arena; /* PyMem; every key's bytes, back to back */
+    Py_ssize_t arena_used, arena_capacity;
+    int busy; /* inside feed() or take(): Python code they call (a GC finalizer, say) must not re-enter them */
+} CountTable;
+
+/* Grow a PyMem buffer to hold at least `need` items of `size` bytes, doubling; -1 with MemoryError set. */
+static int
+grow_buffer(void **buffer, Py_ssize_t *capacity, Py_ssize_t need, size_t size)
+{
+    if (need <= *capacity) {
+        return 0;
+    }
+    Py_ssize_t wanted = *capacity > 0 ? *capacity : 64;
+    while (wanted < need) {
+        if (wanted > PY_SSIZE_T_MAX / 2) {
+            wanted = need;
+            break;
+        }
+        wanted *= 2;
+    }
+    if ((size_t)wanted > (size_t)PY_SSIZE_T_MAX / size) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    void *bigger = PyMem_Realloc(*buffer, (size_t)wanted * size);
+    if (bigger == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *buffer = bigger;
+    *capacity = wanted;
+    return 0;
+}
+
+static void
+place(uint64_t *slots, size_t capacity, uint64_t hash, uint64_t slot)
+{
+    size_t mask = capacity - 1;
+    size_t i = (size_t)hash & mask;
+    while (slots[i] != 0) {
+        i = (i + 1) & mask;
+    }
+    slots[i] = slot;
+}
+
+/* Double the index (or create it) and re-place every entry; -1 with MemoryError set. */
+static int
+grow_slots(CountTable *t)
+{
+    size_t capacity = t->capacity ? t->capacity * 2 : MIN_SLOTS;
+    if (capacity > SIZE_MAX / 2 / sizeof(uint64_t)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    uint64_t *slots = PyMem_Calloc(capacity, sizeof(uint64_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t n = 0; n < t->used; n++) {
+        uint64_t hash = t->entries[n].hash;
+        place(slots, capacity, hash, (TAG_OF(hash) << INDEX_BITS) | (uint64_t)(n + 1));
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->capacity = capacity;
+    return 0;
+}
+
+/* Append a new key with count 1 and index it at slot i; -1 with MemoryError set (the table is unchanged). */
+static int
+table_insert(CountTable *t, size_t i, uint64_t hash, uint64_t head, const unsigned char *key, Py_ssize_t length)
+{
+    if ((uint64_t)t->used + 1 >= INDEX_MASK || t->arena_used > PY_SSIZE_T_MAX - length) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (grow_buffer((void **)&t->entries, &t->entries_capacity, t->used + 1, sizeof(Entry)) < 0 ||
+        grow_buffer((void **)&t->arena, &t->arena_capacity, t->arena_used + length, 1) < 0) {
+        return -1;
+    }
+    if (length > 0) {
+        memcpy(t->arena + t->arena_used, key, (size_t)length);
+    }
+    t->entries[t->used] = (Entry){hash, head, t->arena_used, length, 1};
+    t->arena_used += length;
+    t->used++;
+    t->slots[i] = (TAG_OF(hash) << INDEX_BITS) | (uint64_t)t->used;
+    return 0;
+}
+
+/* A token of a clean stretch, hashed, waiting in a batch (see count_clean). */
+typedef struct {
+    const unsigned char *key;
+    Py_ssize_t length;
+    uint64_t head, hash;
+} Token;
+
+static inline Token
+make_token(const unsigned char *key, Py_ssize_t length, const unsigned char *limit)
+{
+    uint64_t head = head_word(key, length, limit);
+    return (Token){key, length, head, hash_key(key, length, head, limit)};
+}
+
+/* Count one occurrence of a token; -1 with MemoryError set. */
+static inline int
+table_count_token(CountTable *t, const Token *k)
+{
+    /* Keep the index at most 2/3 full, counting the key about to be added. */
+    if ((size_t)(t->used + 1) * 3 > t->capacity * 2 && grow_slots(t) < 0) {
+        return -1;
+    }
+    uint64_t tag = TAG_OF(k->hash);
+    size_t mask = t->capacity - 1;
+    size_t i = (size_t)k->hash & mask;
+    for (;;) {
+        uint64_t slot = t->slots[i];
+        if (slot == 0) {
+            return table_insert(t, i, k->hash, k->head, k->key, k->length);
+        }
+        if ((slot >> INDEX_BITS) == tag) {
+            Entry *e = &t->entries[(slot & INDEX_MASK) - 1];
+            if (e->head == k->head && e->length == k->length &&
+                (k->length <= 8 || memcmp(t->arena + e->offset + 8, k->key + 8, (size_t)(k->length - 8)) == 0)) {
+                e->count++;
+                return 0;
+            }
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/* Count one occurrence of key[0:length], which lies in a buffer ending at `limit`; -1 with MemoryError set. */
+static int
+table_count(CountTable *t, const unsigned char *key, Py_ssize_t length, const unsigned char *limit)
+{
+    Token k = make_token(key, length, limit);
+    return table_count_token(t, &k);
+}
+
+static void
+table_clear(CountTable *t)
+{
+    PyMem_Free(t->slots);
+    PyMem_Free(t->entries);
+    PyMem_Free(t->arena);
+    t->slots = NULL;
+    t->entries = NULL;
+    t->arena = NULL;
+    t->capacity = 0;
+    t->used = t->entries_capacity = 0;
+    t->arena_used = t->arena_capacity = 0;
+}
+
+/* ------------------------------------------------------------------------------------------ counting */
+
+/* Bring the token's first index slot into the cache while other tokens are being looked up: with a million
+ * distinct keys the table is far bigger than the cache, and waiting for each miss in turn is most of the time. */
+static inline void
+prefetch_slot(const CountTable *t, const Token *k)
+{
+#if defined(__GNUC__)
+    if (t->slots != NULL) {
+        __builtin_prefetch(&t->slots[(size_t)k->hash & (t->capacity - 1)]);
+    }
+#else
+    (void)t;
+    (void)k;
+#endif
+}
+
+#define BATCH 16
+
+/* Tokens found but not yet counted: hashed and prefetched as found, counted BATCH at a time. */
+typedef struct {
+    Token tokens[BATCH];
+    int n;
+} Batch;
+
+static int
+batch_flush(CountTable *t, Batch *b)
+{
+    for (int k = 0; k < b->n; k++) {
+        if (table_count_token(t, &b->tokens[k]) < 0) {
+            return -1;
+        }
+    }
+    b->n = 0;
+    return 0;
+}
+
+/* Add the token key[0:length] (in a buffer ending at `limit`); -1 with MemoryError set. */
+static inline int
+batch_push(CountTable *t, Batch *b, const unsigned char *key, Py_ssize_t length, const unsigned char *limit)
+{
+    b->tokens[b->n] = make_token(key, length, limit);
+    prefetch_slot(t, &b->tokens[b->n]);
+    return ++b->n == BATCH ? batch_flush(t, b) : 0;
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Bit i set when p[i] is one of the six ASCII whitespace bytes, for i < 64. */
+static inline uint64_t
+space_mask64(const unsigned char *p)
+{
+    const __m128i space = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'), four = _mm_set1_epi8(4);
+    uint64_t mask = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+        __m128i d = _mm_sub_epi8(v, tab); /* \t..\r become 0..4 */
+        __m128i ws = _mm_or_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(_mm_min_epu8(d, four), d));
+        mask |= (uint64_t)(uint16_t)_mm_movemask_epi8(ws) << (16 * k);
+    }
+    return mask;
+}
+
+/* Tokens of whole 64-byte blocks of [*pp, end), found from whitespace bit masks: the boundaries between words
+ * come from bit arithmetic instead of a mispredicted branch per word. Leaves *pp at the first byte not
+ * scanned and *open at the start of a token still running there (or NULL). */
+static int
+scan_blocks(CountTable *t, Batch *b, const unsigned char **pp, const unsigned char **open,
+            const unsigned char *end)
+{
+    const unsigned char *p = *pp, *start = *open;
+    uint64_t before_is_space = start == NULL; /* the byte before the block */
+    while (end - p >= 64) {
+        uint64_t ws = space_mask64(p);
+        uint64_t words = ~ws;
+        /* A token starts on a non-space after a space, and ends on a space after a non-space. */
+        uint64_t edges = (words & ((ws << 1) | before_is_space)) | (ws & ((words << 1) | !before_is_space));
+        before_is_space = ws >> 63;
+        while (edges) {
+            const unsigned char *at = p + __builtin_ctzll(edges);
+            edges &= edges - 1;
+            if (start == NULL) {
+                start = at;
+            }
+            else {
+                if (batch_push(t, b, start, at - start, end) < 0) {
+                    return -1;
+                }
+                start = NULL;
+            }
+        }
+        p += 64;
+    }
+    *pp = p;
+    *open = start;
+    return 0;
+}
+#endif
+
+/* Count the tokens of clean bytes [p, end): split on the six ASCII whitespace bytes only. */
+static int
+count_clean(CountTable *t, const unsigned char *p, const unsigned char *end)
+{
+    Batch b = {.n = 0};
+    const unsigned char *start = NULL; /* of the token being read, if any */
+#if defined(__SSE2__)
+    if (scan_blocks(t, &b, &p, &start, end) < 0) {
+        return -1;
+    }
+#endif
+    for (; p < end; p++) {
+        if (is_space[*p]) {
+            if (start != NULL && batch_push(t, &b, start, p - start, end) < 0) {
+                return -1;
+            }
+            start = NULL;
+        }
+        else if (start == NULL) {
+            start = p;
+        }
+    }
+    if (start != NULL && batch_push(t, &b, start, end - start, end) < 0) {
+        return -1;
+    }
+    return batch_flush(t, &b);
+}
+
+/* Count the tokens of the str `text` as str.split() makes them. Borrows `text`. */
+static int
+count_split(CountTable *t, PyObject *text)
+{
+    PyObject *tokens = PyUnicode_Split(text, NULL, -1); /* new reference: a list of str */
+    if (tokens == NULL) {
+        return -1;
+    }
+    int rc = 0;
+    for (Py_ssize_t n = 0; n < PyList_GET_SIZE(tokens) && rc == 0; n++) {
+        Py_ssize_t length;
+        /* The UTF-8 buffer is owned (cached) by the token, which `tokens` keeps alive while we copy it. */
+        const char *utf8 = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(tokens, n), &length);
+        const unsigned char *key = (const unsigned char *)utf8;
+        rc = key == NULL ? -1 : table_count(t, key, length, key + length);
+    }
+    Py_DECREF(tokens);
+    return rc;
+}
+
+/* Count the tokens of dirty lines [p, end) the way Python does: decode with errors="replace", str.split(). */
+static int
+count_dirty(CountTable *t, const unsigned char *p, const unsigned char *end)
+{
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)p, end - p, "replace"); /* new reference */
+    if (text == NULL) {
+        return -1;
+    }
+    int rc = count_split(t, text);
+    Py_DECREF(text);
+    return rc;
+}
+
+/* Where the line holding `p` starts, not before `floor`. */
+static const unsigned char *
+line_start(const unsigned char *floor, const unsigned char *p)
+{
+    while (p > floor && p[-1] != '\n') {
+        p--;
+    }
+    return p;
+}
+
+/* Where the line holding `p` ends (its '\n'), or end. */
+static const unsigned char *
+line_end(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+    return nl ? nl : end;
+}
+
+/* Count a chunk of whole lines: clean stretches in C, each run of consecutive dirty lines through Python. */
+static int
+count_chunk(CountTable *t, const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *special = find_special(p, end);
+    while (special < end) {
+        const unsigned char *dirty = line_start(p, special);
+        if (count_clean(t, p, dirty) < 0) {
+            return -1;
+        }
+        const unsigned char *dirty_end = line_end(special, end);
+        /* Extend over the following lines while each is dirty too: one decode and split per run. */
+        for (;;) {
+            if (dirty_end == end) {
+                special = end;
+                break;
+            }
+            special = find_special(dirty_end + 1, end);
+            if (special == end || memchr(dirty_end + 1, '\n', (size_t)(special - dirty_end - 1)) != NULL) {
+                break;
+            }
+            dirty_end = line_end(special, end);
+        }
+        if (count_dirty(t, dirty, dirty_end) < 0) {
+            return -1;
+        }
+        p = dirty_end;
+    }
+    return count_clean(t, p, end);
+}
+
+/* --------------------------------------------------------------------------------------- take() */
+
+/* Add entry e to its partition's dict in `parts`. Borrows `parts`; the key and value are ours until set. */
+static int
+emit_entry(CountTable *t, PyObject *parts, const Entry *e)
+{
+    const unsigned char *bytes = t->arena + e->offset;
+    Py_ssize_t part = 0;
+    if (t->partitions > 1) {
+        part = (Py_ssize_t)(crc32_of(bytes, e->length) % (uint64_t)t->partitions);
+    }
+    /* Every key is valid UTF-8 (ASCII, or re-encoded from a decoded str), so strict decoding cannot fail. */
+    PyObject *key = PyUnicode_DecodeUTF8((const char *)bytes, e->length, NULL); /* new reference */
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *value = PyLong_FromLongLong(e->count); /* new reference */
+    if (value == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    int rc = PyDict_SetItem(PyList_GET_ITEM(parts, part), key, value); /* does not steal */
+    Py_DECREF(key);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* A new list of `n` new empty dicts. */
+static PyObject *
+empty_parts(Py_ssize_t n)
+{
+    PyObject *parts = PyList_New(n); /* new reference; the items are NULL until set */
+    if (parts == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyDict_New();
+        if (d == NULL) {
+            Py_DECREF(parts); /* list dealloc skips the NULL items */
+            return NULL;
+        }
+        PyList_SET_ITEM(parts, i, d); /* steals d */
+    }
+    return parts;
+}
+
+/* ------------------------------------------------------------------------------------------- type */
+
+static PyObject *
+CountTable_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"partitions", NULL};
+    Py_ssize_t partitions;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n:CountTable", keywords, &partitions)) {
+        return NULL;
+    }
+    if (partitions < 1) {
+        PyErr_Format(PyExc_ValueError, "partitions must be at least 1, not %zd", partitions);
+        return NULL;
+    }
+    CountTable *self = (CountTable *)type->tp_alloc(type, 0); /* zeroed: an empty table */
+    if (self != NULL) {
+        self->partitions = partitions;
+    }
+    return (PyObject *)self;
+}
+
+static void
+CountTable_dealloc(CountTable *self)
+{
+    table_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Mark the table busy; -1 with RuntimeError set if it already was. */
+static int
+enter(CountTable *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "CountTable re-entered: feed() or take() called during another");
+        return -1;
+    }
+    self->busy = 1;
+    return 0;
+}
+
+static PyObject *
+CountTable_feed(CountTable *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (enter(self) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* The view pins the buffer: a bytearray cannot be resized while we scan it. */
+    const unsigned char *data = view.buf;
+    int rc = count_chunk(self, data, data + view.len);
+    self->busy = 0;
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The counts as a new list of `partitions` dicts; the table is unchanged. */
+static PyObject *
+table_emit(CountTable *self)
+{
+    PyObject *parts = empty_parts(self->partitions);
+    if (parts == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t n = 0; n < self->used; n++) {
+        if (emit_entry(self, parts, &self->entries[n]) < 0) {
+            Py_DECREF(parts);
+            return NULL;
+        }
+    }
+    return parts;
+}
+
+static PyObject *
+CountTable_take(CountTable *self, PyObject *Py_UNUSED(ignored))
+{
+    if (enter(self) < 0) {
+        return NULL;
+    }
+    PyObject *parts = table_emit(self);
+    if (parts != NULL) {
+        table_clear(self); /* only on success: after a MemoryError the table keeps its counts */
+    }
+    self->busy = 0;
+    return parts;
+}
+
+static Py_ssize_t
+CountTable_len(CountTable *self)
+{
+    return self->used;
+}
+
+static PyObject *
+CountTable_get_partitions(CountTable *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->partitions);
+}
+
+static PyMethodDef CountTable_methods[] = {
+    {"feed", (PyCFunction)CountTable_feed, METH_O,
+     "feed(data, /)\n--\n\nCount every whitespace-separated token of a chunk of whole lines (any bytes-like)."},
+    {"take", (PyCFunction)CountTable_take, METH_NOARGS,
+     "take()\n--\n\nThe counts as one dict per partition (crc32 of the key's UTF-8 % partitions); empties the table."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef CountTable_getset[] = {
+    {"partitions", (getter)CountTable_get_partitions, NULL, "number of partitions take() groups by", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods CountTable_as_sequence = {
+    .sq_length = (lenfunc)CountTable_len,
+};
+
+static PyTypeObject CountTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "actors.jobs._wordcount.CountTable",
+    .tp_doc = "CountTable(partitions)\n--\n\n"
+              "Exact str.split() token counts of fed UTF-8 lines, grouped by partition on take().",
+    .tp_basicsize = sizeof(CountTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = CountTable_new,
+    .tp_dealloc = (destructor)CountTable_dealloc,
+    .tp_methods = CountTable_methods,
+    .tp_getset = CountTable_getset,
+    .tp_as_sequence = &CountTable_as_sequence,
+};
+
+/* ------------------------------------------------------------------------------------------ module */
+
+/* hash_seed from os.urandom(8); -1 with an exception set. */
+static int
+seed_hash(void)
+{
+    PyObject *os = PyImport_ImportModule("os"); /* new reference */
+    if (os == NULL) {
+        return -1;
+    }
+    PyObject *random = PyObject_CallMethod(os, "urandom", "i", 8); /* new reference */
+    Py_DECREF(os);
+    if (random == NULL) {
+        return -1;
+    }
+    if (!PyBytes_Check(random) || PyBytes_GET_SIZE(random) != 8) {
+        Py_DECREF(random);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom(8) did not return 8 bytes");
+        return -1;
+    }
+    memcpy(&hash_seed, PyBytes_AS_STRING(random), 8);
+    Py_DECREF(random);
+    return 0;
+}
+
+static struct PyModuleDef wordcount_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "actors.jobs._wordcount",
+    .m_doc = "The native word-count kernel (see actors/jobs/kernel.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__wordcount(void)
+{
+    init_byte_classes();
+    init_crc_table();
+    if (seed_hash() < 0 || PyType_Ready(&CountTableType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&wordcount_module); /* new reference */
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&CountTableType); /* PyModule_AddObject steals one reference on success only */
+    if (PyModule_AddObject(module, "CountTable", (PyObject *)&CountTableType) < 0) {
+        Py_DECREF(&CountTableType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

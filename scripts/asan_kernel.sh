@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds the native word-count kernel with AddressSanitizer and UBSan into a temporary copy of the package and
+# runs tests/test_kernel.py (the hypothesis fuzz included) against it. Called by scripts/test.sh; about a minute.
+# Skips, saying why, when there is no C compiler or no Python headers (the package then uses its Python path).
+# Usage: scripts/asan_kernel.sh [python]   (default: .venv/bin/python, else python3; needs pytest and hypothesis)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${1:-$ROOT/.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+CC=${CC:-gcc}
+
+if ! command -v "$CC" >/dev/null 2>&1; then
+  echo "asan_kernel: skipped: no C compiler ($CC) on this machine" >&2
+  exit 0
+fi
+include=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("include"))')
+if [ ! -f "$include/Python.h" ]; then
+  echo "asan_kernel: skipped: no Python headers ($include/Python.h; install python3-dev)" >&2
+  exit 0
+fi
+libasan=$("$CC" -print-file-name=libasan.so)
+if [ ! -f "$libasan" ]; then
+  echo "asan_kernel: skipped: $CC has no AddressSanitizer runtime (libasan.so)" >&2
+  exit 0
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# A copy of the sources without any in-place build, so the sanitized module is the one imported.
+mkdir -p "$work/tests"
+cp -r "$ROOT/actors" "$work/"
+find "$work/actors" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+cp "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$work/"
+cp "$ROOT/tests/__init__.py" "$ROOT/tests/test_kernel.py" "$work/tests/"
+suffix=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+echo "asan_kernel: building actors/jobs/_wordcount.c with -fsanitize=address,undefined" >&2
+"$CC" -shared -fPIC -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all \
+  -fno-omit-frame-pointer -I"$include" "$ROOT/actors/jobs/_wordcount.c" -o "$work/actors/jobs/_wordcount$suffix"
+
+cd "$work"
+# detect_leaks=0: CPython itself leaks at exit. PYTHONMALLOC=malloc: no pymalloc arenas hiding overflows from ASan.
+# --capture=no: a sanitizer report goes to stderr just before the process aborts; captured, it would be lost.
+export LD_PRELOAD=$libasan ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 \
+  MR_REQUIRE_NATIVE_KERNEL=1 MR_KERNEL_FUZZ_EXAMPLES=${MR_KERNEL_FUZZ_EXAMPLES:-300}
+"$PY" -c 'import actors.jobs._wordcount as m, sys; assert m.__file__.startswith(sys.argv[1]), m.__file__' "$work"
+"$PY" -m pytest -q -p no:cacheprovider --capture=no -k native --durations=8 tests/test_kernel.py
+echo "asan_kernel: the sanitized kernel passed" >&2

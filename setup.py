@@ -1,0 +1,17 @@
+"""The build: metadata lives in setup.cfg; this only declares the optional native word-count kernel.
+
+``optional=True``: without a C compiler or Python headers the build warns and the package still installs, and
+actors/jobs/kernel.py falls back to its pure-Python path (the actors log which one they use).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "actors.jobs._wordcount",
+            ["actors/jobs/_wordcount.c"],
+            optional=True,
+        )
+    ]
+)

@@ -1,0 +1,361 @@
+"""The word-count kernel, native and pure Python alike: exactly ``Counter(data.decode("utf-8", "replace").split())``.
+
+Every test runs against both implementations. The native one is skipped (with the reason) only when the extension
+was not built; scripts/asan_kernel.sh sets MR_REQUIRE_NATIVE_KERNEL=1 so that a missing build fails instead, and
+MR_KERNEL_FUZZ_EXAMPLES to fuzz longer under AddressSanitizer.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import subprocess
+import sys
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.core.partition import partition_of, split_by_partition
+from actors.jobs import kernel
+from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
+
+Factory = Callable[[int], WordCounts]
+
+
+def _native(partitions: int) -> WordCounts:
+    if NativeCountTable is None:
+        if os.environ.get("MR_REQUIRE_NATIVE_KERNEL") == "1":
+            pytest.fail(f"MR_REQUIRE_NATIVE_KERNEL=1 but the native kernel is not built: {kernel.native_status()}")
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()}): pip install -e . with a C compiler")
+    return NativeCountTable(partitions)
+
+
+IMPLEMENTATIONS = pytest.mark.parametrize("make", [_native, PythonCountTable], ids=["native", "python"])
+FUZZ_EXAMPLES = int(os.environ.get("MR_KERNEL_FUZZ_EXAMPLES", "300"))
+
+# All 29 code points str.split() treats as whitespace (c.isspace()), UTF-8 encoded.
+WHITESPACE = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+SPECIAL_BYTES = [
+    b"\x00", b"\x1c", b"\x1d", b"\x1e", b"\x1f", b"\x7f",  # NUL, the ASCII separators str.split() honours, DEL
+    b"\x80", b"\xbf", b"\xff", b"\xc0\xaf", b"\xc2", b"\xe2\x80", b"\xf0\x9f\x98",  # stray, overlong, truncated
+    b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80",  # encoded surrogate, > U+10FFFF, 5-byte form
+    "é".encode(), "e\u0301".encode(), "日本語".encode(), "😀".encode(), "\ufffd".encode(), "ß".encode(),
+]
+WORDS = [b"a", b"b", b"the", b"The", b"word", b"x" * 5000, b"y" * 70_000]
+PIECE = st.one_of(
+    st.sampled_from([w.encode() for w in WHITESPACE]),
+    st.sampled_from([b"\n", b"\r\n", b" ", b"\t"]),
+    st.sampled_from(SPECIAL_BYTES),
+    st.sampled_from(WORDS),
+    st.binary(max_size=12),
+    st.text(max_size=8).map(lambda s: s.encode("utf-8", "surrogatepass")),
+)
+TEXT = st.lists(PIECE, max_size=80).map(b"".join)
+PARTITIONS = st.one_of(st.integers(1, 8), st.sampled_from([16, 64, 1000]))
+
+
+def oracle(data: bytes) -> Counter[str]:
+    return Counter(data.decode("utf-8", "replace").split())
+
+
+def merged(parts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in parts:
+        assert not out.keys() & part.keys(), "a key in two partitions"
+        out.update(part)
+    return out
+
+
+def whole_line_pieces(data: bytes, cut: list[bool]) -> list[bytes]:
+    """``data`` cut after some of its newlines (``cut[i]`` for the i-th): chunks of whole lines, as a mapper reads."""
+    pieces, start, n = [], 0, 0
+    for i, byte in enumerate(data):
+        if byte == 0x0A:
+            if cut[n % len(cut)] if cut else False:
+                pieces.append(data[start : i + 1])
+                start = i + 1
+            n += 1
+    pieces.append(data[start:])
+    return pieces
+
+
+@IMPLEMENTATIONS
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(data=TEXT, partitions=PARTITIONS, cut=st.lists(st.booleans(), max_size=20))
+def test_fuzz_equals_counter_oracle_partitioned(make: Factory, data: bytes, partitions: int, cut: list[bool]) -> None:
+    table = make(partitions)
+    for piece in whole_line_pieces(data, cut):
+        table.feed(piece)
+    expected = oracle(data)
+    assert len(table) == len(expected)
+    parts = table.take()
+    assert parts == split_by_partition(expected, partitions)
+    assert all(type(v) is int for part in parts for v in part.values())
+    assert len(table) == 0 and table.take() == [{} for _ in range(partitions)]
+
+
+@IMPLEMENTATIONS
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(lines=st.lists(st.lists(PIECE, max_size=10).map(b"".join), max_size=30))
+def test_fuzz_runs_of_dirty_and_clean_lines(make: Factory, lines: list[bytes]) -> None:
+    """Many short lines: clean and dirty lines interleave, so runs of dirty lines start and end everywhere."""
+    data = b"\n".join(lines)
+    table = make(3)
+    table.feed(data)
+    assert table.take() == split_by_partition(oracle(data), 3)
+
+
+@functools.cache
+def _every_code_point() -> tuple[list[str], bytes, Counter[str]]:
+    """Each code point c but surrogates, the lines "a" + c + "b", and their counts as c.isspace() predicts."""
+    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    spaces = sum(c.isspace() for c in points)
+    expected = Counter({"a" + c + "b": 1 for c in points if not c.isspace()})
+    expected.update({"a": spaces, "b": spaces})
+    return points, "\n".join("a" + c + "b" for c in points).encode("utf-8"), expected
+
+
+# ASCII lines the C tokenizer takes whole: the six whitespace bytes and their neighbours (\x08, \x0e, \x1b, \x21).
+ASCII_EDGES = [bytes([b]) for b in b"\t\n\x0b\x0c\r \x00\x08\x0e\x1b!\x7f"] + [b"a", b"b", b"ab", b"abcdefgh" * 9]
+
+
+@IMPLEMENTATIONS
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(data=st.lists(st.sampled_from(ASCII_EDGES), max_size=400).map(b"".join))
+def test_fuzz_clean_lines_across_64_byte_blocks(make: Factory, data: bytes) -> None:
+    """Long clean lines: tokens and spaces start and end at every place of the 64-byte blocks scanned at once."""
+    table = make(2)
+    table.feed(data)
+    assert table.take() == split_by_partition(oracle(data), 2)
+
+
+@IMPLEMENTATIONS
+def test_tokens_at_every_block_offset(make: Factory) -> None:
+    table = make(1)
+    for lead in range(0, 140):
+        for length in (1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 130):
+            data = b" " * lead + b"w" * length + b"\t" + b"v" * (lead % 70) + b"\r\n" + b"u" * length
+            table.feed(data)
+            got = table.take()[0]
+            assert got == oracle(data), (lead, length)
+
+
+@IMPLEMENTATIONS
+def test_every_code_point_splits_exactly_as_isspace(make: Factory) -> None:
+    """For every code point c (surrogates excluded), "a" + c + "b" is two tokens exactly when c.isspace()."""
+    points, data, expected = _every_code_point()
+    table = make(1)
+    table.feed(data)
+    got = table.take()[0]
+    if got != expected:
+        wrong = [hex(ord(c)) for c in points if c.isspace() == (got.get("a" + c + "b", 0) == 1)]
+        pytest.fail(f"split disagrees with str.isspace() at code points {wrong[:20]} (and counts of a, b)")
+
+
+@IMPLEMENTATIONS
+@pytest.mark.parametrize("data", [
+    b"ab\xe2\x82\n\xacd",  # a truncated sequence before the newline, its continuation byte after it
+    b"\xf0\x9f\n\x98\x80 x",
+    b"x\xe2\n\x80\x83y\n",  # the halves of U+2003 (EM SPACE) on two lines: two replacement tokens, not a space
+    b"\xc2\n\xa0",  # the halves of U+00A0
+    b"\xed\xa0\x80\n\xed\xb0\x80",  # encoded surrogates are invalid UTF-8 in Python too
+])
+def test_decoding_line_by_line_equals_decoding_the_chunk(make: Factory, data: bytes) -> None:
+    table = make(1)
+    table.feed(data)
+    assert table.take() == [dict(oracle(data))]
+    for piece in whole_line_pieces(data, [True]):
+        table.feed(piece)
+    assert table.take() == [dict(oracle(data))]
+
+
+@IMPLEMENTATIONS
+def test_whitespace_bytes_and_separators_in_clean_and_dirty_lines(make: Factory) -> None:
+    data = ("a\tb\x0bc\x0cd\re f\x1cg\x1dh\x1ei\x1fj\nk\x85l\xa0m\u2028n\u3000o é\n\x00 \x00\n").encode()
+    table = make(2)
+    table.feed(data)
+    assert merged(table.take()) == oracle(data)
+    assert set(oracle(data)) == {*"abcdefghijklmno", "é", "\x00"}
+
+
+@IMPLEMENTATIONS
+def test_take_resets_and_feeds_accumulate(make: Factory) -> None:
+    table = make(4)
+    assert len(table) == 0 and table.partitions == 4
+    table.feed(b"the cat sat\n")
+    table.feed(bytearray(b"the mat\n"))
+    table.feed(memoryview(b"caf\xc3\xa9 the\n"))
+    assert len(table) == 5
+    assert merged(table.take()) == {"the": 3, "cat": 1, "sat": 1, "mat": 1, "café": 1}
+    assert len(table) == 0
+    table.feed(b"the")
+    assert merged(table.take()) == {"the": 1}
+    assert table.take() == [{}, {}, {}, {}]
+
+
+@IMPLEMENTATIONS
+@pytest.mark.parametrize("partitions", [1, 2, 3, 7, 1000])
+def test_each_key_lands_in_the_partition_partition_of_names(make: Factory, partitions: int) -> None:
+    keys = [f"w{i}" for i in range(3000)] + ["é", "日本語", "😀", "\ufffd", "x" * 10_000]
+    table = make(partitions)
+    table.feed(" ".join(keys).encode() + b"\n" + "\n".join(keys).encode())
+    parts = table.take()
+    assert len(parts) == partitions
+    for index, part in enumerate(parts):
+        for key, count in part.items():
+            assert partition_of(key, partitions) == index and count == 2
+    assert sum(len(part) for part in parts) == len(keys)
+
+
+@IMPLEMENTATIONS
+def test_many_distinct_keys_and_long_tokens_grow_the_table(make: Factory) -> None:
+    words = [f"k{i}" for i in range(200_000)]
+    long_token = b"z" * (3 << 20)
+    data = " ".join(words).encode() + b"\n" + long_token + b"\n" + " ".join(words[:1000]).encode()
+    table = make(5)
+    table.feed(data)
+    assert len(table) == len(words) + 1
+    counts = merged(table.take())
+    assert counts[long_token.decode()] == 1 and counts["k0"] == 2 and counts["k199999"] == 1
+    assert counts == oracle(data)
+
+
+@IMPLEMENTATIONS
+def test_empty_and_blank_input(make: Factory) -> None:
+    table = make(3)
+    for data in (b"", b"\n", b" \t\r\n\x0b\x0c", "\u3000\x85\n".encode()):
+        table.feed(data)
+    assert len(table) == 0 and table.take() == [{}, {}, {}]
+
+
+@IMPLEMENTATIONS
+def test_hostile_arguments_are_refused(make: Factory) -> None:
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="partitions must be at least 1"):
+            make(bad)
+    for wrong in ("2", 2.5, None):
+        with pytest.raises(TypeError):
+            make(wrong)  # type: ignore[arg-type]
+    table = make(2)
+    for not_bytes in ("text", None, 3, ["a"]):
+        with pytest.raises(TypeError):
+            table.feed(not_bytes)  # type: ignore[arg-type]
+    with pytest.raises((BufferError, TypeError, ValueError)):
+        table.feed(memoryview(b"a b c d")[::2])  # not contiguous
+    assert len(table) == 0
+
+
+@IMPLEMENTATIONS
+def test_take_releases_memory_and_nothing_leaks(make: Factory) -> None:
+    data = (" ".join(f"key{i}" for i in range(50_000)) + "\né\u2028ü x\n").encode()
+    table = make(3)
+    table.feed(data)
+    table.take()  # warm up caches (interned ints and so on) before measuring
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            table.feed(data)
+            assert tracemalloc.get_traced_memory()[0] - baseline > 500_000  # the table holds 50k keys
+            table.take()
+        assert tracemalloc.get_traced_memory()[0] - baseline < 100_000  # all of it released by take()
+    finally:
+        tracemalloc.stop()
+
+
+def test_native_table_refuses_reentry_from_code_run_by_the_gc() -> None:
+    """feed() calls str.split(), whose list allocation can run the GC, and GC callbacks can run any code."""
+    table = _native(2)
+    refused: list[RuntimeError] = []
+    intruded: list[str] = []  # collections that ran outside feed(), where feeding is fine
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        try:
+            table.feed(b"intruder\n")
+            intruded.append(phase)
+        except RuntimeError as error:
+            refused.append(error)
+
+    data = "café au lait\nplain words\n".encode() * 200  # 200 runs of dirty lines: 200 str.split() lists
+    threshold, enabled, fed = gc.get_threshold(), gc.isenabled(), 0
+    gc.callbacks.append(callback)
+    try:
+        for _ in range(20):  # the first try should do; more only if something else collected just before
+            gc.disable()
+            hold = [[] for _ in range(200)]  # empties the list free list: str.split() must make a new GC object
+            gc.set_threshold(1)  # ... and that allocation collects: the young generation already holds > 1
+            gc.enable()
+            table.feed(data)
+            fed += 1
+            del hold
+            if refused:
+                break
+    finally:
+        gc.callbacks.remove(callback)
+        gc.set_threshold(*threshold)
+        if not enabled:
+            gc.disable()
+    assert refused and "re-entered" in str(refused[0]), "no collection ran inside feed()"
+    assert merged(table.take()) == oracle(data * fed + b"intruder\n" * len(intruded))
+
+
+MEMORY_CHILD = """
+import resource, sys
+from actors.jobs.kernel import NativeCountTable, PythonCountTable
+make = NativeCountTable if sys.argv[1] == "native" else PythonCountTable
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+limit = size + (96 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+table = make(2)
+try:
+    for block in range(10**6):
+        table.feed(" ".join(f"{block}-{i}" for i in range(20000)).encode())
+except MemoryError:
+    pass
+else:
+    sys.exit("never ran out of memory")
+held = len(table)
+table = None  # frees it all: the next allocations must succeed
+table = make(2)
+table.feed(b"still works")
+print("ok", held, len(table))
+"""
+
+
+@IMPLEMENTATIONS
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc are Linux's")
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="ASan reserves terabytes of address space")
+def test_running_out_of_memory_raises_memory_error(make: Factory) -> None:
+    name = "native" if make is _native else "python"
+    if make is _native:
+        make(1)  # skips when not built
+    done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, name], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    word, held, after = done.stdout.split()
+    assert word == "ok" and int(held) > 10_000 and after == "2"
+
+
+def test_native_flag_and_status_agree() -> None:
+    if kernel.NATIVE:
+        assert kernel.CountTable is NativeCountTable and kernel.native_status() == "yes"
+    else:
+        assert kernel.CountTable is PythonCountTable and kernel.native_status().startswith("no (")
+
+
+@pytest.mark.timeout(120)
+def test_bench_kernel_script_runs_and_both_kernels_are_exact(tmp_path: Path) -> None:
+    """Smoke test of scripts/bench_kernel.py on small inputs; no timing is asserted (shared, noisy machines)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_kernel.py"
+    done = subprocess.run([sys.executable, str(script), "--real-mb", "1", "--zipf-mb", "1", "--zipf-words", "20000",
+                           "--repeat", "1", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [row for row in map(str.split, done.stdout.splitlines()) if len(row) == 6 and row[0] in ("native", "python")]
+    assert len(rows) == (4 if kernel.NATIVE else 2) and all(row[-1] == "yes" for row in rows), done.stdout
+    assert f"native kernel: {kernel.native_status()}" in done.stdout
