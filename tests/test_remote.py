@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from aiohttp import web
@@ -44,6 +44,12 @@ def command_env(**extra: str) -> dict[str, str]:
     # Neither the caller's MR_URL nor its MR_API_TOKEN may leak into a test: each test says what it sends.
     env = {k: v for k, v in os.environ.items() if k not in ("MR_URL", "MR_API_TOKEN")}
     return {**env, "PYTHONPATH": str(REPO), **extra}
+
+
+class Token(TypedDict, total=False):
+    """The token variable a command may be given (typed, so ``**token`` cannot be taken for ``timeout``)."""
+
+    MR_API_TOKEN: str
 
 
 async def mapreduce(*args: str, timeout: float = 90, **env: str) -> Done:
@@ -111,7 +117,7 @@ async def test_submit_wait_uploads_and_prints_the_oracles_counts(guarded: Cluste
 
 
 async def test_submit_json_top_and_every_follow_up_command(guarded: Cluster, book: Path) -> None:
-    url, token = guarded.url, {"MR_API_TOKEN": API_TOKEN}
+    url, token = guarded.url, Token(MR_API_TOKEN=API_TOKEN)
     expected = oracle(TEXT)
     done = await mapreduce("submit", "--url", url, "--wait", "--json", "--top", "3", "--quiet", str(book), **token)
     assert done.code == 0, done.err
@@ -210,7 +216,7 @@ async def test_cancel_a_job_another_command_is_waiting_for(make_cluster: Cluster
 
 
 async def test_a_wrong_or_missing_token_is_refused_and_never_shown(guarded: Cluster, book: Path) -> None:
-    for how in ({"MR_API_TOKEN": "not-the-token"}, {}):
+    for how in (Token(MR_API_TOKEN="not-the-token"), Token()):
         for argv in (["jobs"], ["submit", "--wait", str(book)], ["status", "x"]):
             done = await mapreduce(*argv, "--url", guarded.url, **how)
             assert done.code == 1, (argv, done)
@@ -239,10 +245,10 @@ async def test_unknown_job_ids_and_refused_submissions_print_the_servers_message
         (str(book), "--param", "k=v"): "params and output cannot go with an uploaded file",
         (str(book), str(book)): "exactly one input per job, got a list of 2",
     }
-    for argv, message in refused.items():
-        done = await mapreduce("submit", "--url", url, *argv)
-        assert done.code == 1, (argv, done)
-        assert done.err.startswith("mapreduce: ") and message in done.err, (argv, done.err)
+    for words, message in refused.items():
+        done = await mapreduce("submit", "--url", url, *words)
+        assert done.code == 1, (words, done)
+        assert done.err.startswith("mapreduce: ") and message in done.err, (words, done.err)
     assert json.loads((await mapreduce("jobs", "--json", "--url", url)).out) == []  # nothing was started
     (data_root / "book.txt").write_text(TEXT)
     done = await mapreduce("submit", "--url", url, "--path", "book.txt", "--wait", "--json")
