@@ -18,7 +18,7 @@ import aiohttp
 from . import remote
 from .core.config import Settings
 from .core.errors import MapReduceError
-from .jobs import get_job, job_names
+from .jobs import Catalog, load_catalog
 from .local import LocalCluster
 
 
@@ -44,6 +44,34 @@ def port_number(text: str) -> int:
     return value
 
 
+def job_param(text: str) -> tuple[str, str]:
+    """An argparse type: ``NAME=VALUE``, one job parameter."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
+def local_catalog() -> Catalog:
+    """The jobs this machine knows: built-ins, MR_JOB_MODULES from the environment, installed entry points."""
+    return load_catalog(Settings.from_env().job_modules)
+
+
+def print_jobs(as_json: bool) -> int:
+    """``mapreduce kinds``: every job with its parameters and docstring."""
+    kinds = local_catalog().describe()
+    if as_json:
+        print(json.dumps({"jobs": kinds}, ensure_ascii=False, indent=2))
+        return 0
+    for kind in kinds:
+        print(f"{kind['name']}  ({kind['origin']}, fingerprint {kind['fingerprint']})")
+        for line in kind["doc"].splitlines():
+            print(f"    {line}")
+        for name, doc in kind["parameters"].items():
+            print(f"    --param {name}=...  {doc}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mapreduce", description="MapReduce on asyncio actors.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", type=Path)
     run.add_argument("--top", type=positive_int, default=None, help="print only the N most frequent keys")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.add_argument("--job", default="wordcount", choices=job_names())
+    run.add_argument("--job", default="wordcount", help="the job's name (`mapreduce kinds` lists them)")
+    run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
+                     help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
     cluster_options(run)
 
@@ -67,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--data-root", default=".", help="directory {\"path\": ...} inputs are read from")
     cluster_options(local)
 
+    kinds = commands.add_parser("kinds", help="list the job kinds this machine has (built-ins, MR_JOB_MODULES, "
+                                "entry points) with their parameters and docstrings")
+    kinds.add_argument("--json", action="store_true", help="print them as JSON")
     commands.add_parser("serve", help="run one actor; its role comes from TYPE (what a pod runs)")
     remote.add_commands(commands)  # submit, status, result, cancel, jobs: a running master's API
     return parser
@@ -82,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(Settings.from_env())
             return 0
+        if args.command == "kinds":
+            return print_jobs(args.json)
         if args.command == "run":
+            local_catalog().sdk(args.job, dict(args.param))  # an unknown job or a bad parameter, before starting
             return asyncio.run(_run(args))
         return asyncio.run(_local(args))
     except MapReduceError as error:
@@ -127,7 +163,7 @@ async def _run(args: argparse.Namespace) -> int:
         data_root=str(path.parent),
     ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
-        spec: dict[str, Any] = {"job": args.job, "input": {"path": path.name}}
+        spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": {"path": path.name}}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:
@@ -166,7 +202,7 @@ async def _follow(session: aiohttp.ClientSession, job_id: str) -> dict[str, Any]
 
 
 def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
-    job = get_job(args.job)
+    job = local_catalog().get(args.job, dict(args.param))
     result = body["result"]
     entries = job.top(result, args.top if args.top is not None else len(result))
     if args.json:

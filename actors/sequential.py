@@ -1,19 +1,49 @@
-"""The sequential oracle: a job run in one process, the answer every distributed run must equal."""
+"""The sequential oracle: any SDK job run in one process, the answer every distributed run must equal.
+
+It runs the job's plain contract (mapper over each line, every value of a key to the reducer, no combiner, no
+native fast path), so a distributed run checks the engine, the combiner and a built-in's fast path at once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .jobs import get_job
+from .core.partition import Key, canonical_key, display_key
+from .jobs import load_catalog
+from .jobs.adapter import lines_of
+from .sdk import MapReduceJob, plain_value
 
 
-def run_sequential(job_name: str, data: bytes, source: str = "input") -> dict[str, Any]:
-    """Map the whole input at once and finish it; invalid UTF-8 is replaced exactly as the mappers do."""
-    job = get_job(job_name)
-    return job.finish(dict(job.map(data.decode("utf-8", "replace"), source)))
+def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, Any]:
+    """The job's output by key, over ``(input name, text)`` pairs, keys as the job made them."""
+    groups: dict[Key, list[Any]] = {}
+    for name, text in inputs:
+        job.input_name = name
+        for line in lines_of(text):
+            for key, value in job.mapper(line):
+                canonical_key(key)  # the same checks a mapper makes
+                groups.setdefault(key, []).append(plain_value(value))
+    return {key: plain_value(job.reducer(key, values)) for key, values in groups.items()}
 
 
-def run_sequential_file(job_name: str, path: str | Path, source: str | None = None) -> dict[str, Any]:
+def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],
+                          params: Mapping[str, str] | None = None, modules: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The result as the master serves it (JSON keys, see actors.core.partition.display_key); invalid UTF-8 is
+    replaced exactly as the mappers do."""
+    job = load_catalog(modules).sdk(job_name, params)
+    decoded = ((name, data.decode("utf-8", "replace")) for name, data in inputs)
+    return {display_key(canonical_key(key)): value for key, value in run_job(job, decoded).items()}
+
+
+def run_sequential(job_name: str, data: bytes, source: str = "input", params: Mapping[str, str] | None = None,
+                   modules: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One input's result, as the master serves it."""
+    return run_sequential_inputs(job_name, [(source, data)], params, modules)
+
+
+def run_sequential_file(job_name: str, path: str | Path, source: str | None = None,
+                        params: Mapping[str, str] | None = None, modules: tuple[str, ...] = ()) -> dict[str, Any]:
     path = Path(path)
-    return run_sequential(job_name, path.read_bytes(), source or path.name)
+    return run_sequential(job_name, path.read_bytes(), source or path.name, params, modules)

@@ -223,7 +223,7 @@ class FakeTransport:
         yield Progress(a.job, a.epoch, a.split, a.attempt, len(owned) // 2)
         if self._chance(self.faults.stale_message):
             yield Progress(a.job, a.epoch, a.split, a.attempt + 1, 0)
-            yield SplitDone(a.job, a.epoch - 1, a.split, a.attempt, "old", 0, 0, [], 0)
+            yield SplitDone(a.job, a.epoch - 1, a.split, a.attempt, 0, 0, 0)
         if mode == "silent":
             await asyncio.Event().wait()  # never set: only the master's lease ends this
         if mode == "slow":  # a straggler: heartbeats for a while, then does its work
@@ -271,9 +271,8 @@ class FakeTransport:
             yield Progress(a.job, a.epoch, a.split, a.attempt, len(owned))
         if mode == "cut" or self._chance(self.faults.drop_report):
             raise PeerError(f"assignment stream of split {a.split} cut before its report (simulated)")
-        incarnations = [acks[p].incarnation if p in acks else "" for p in range(a.partitions)]
         duplicates = sum(1 for ack in acks.values() if ack.status != COMMITTED)
-        yield SplitDone(a.job, a.epoch, a.split, a.attempt, "fake-mapper", len(owned), 0, incarnations, duplicates)
+        yield SplitDone(a.job, a.epoch, a.split, a.attempt, len(owned), 0, duplicates)
 
     def _commit(self, reducer: FakeReducer, header: StreamHeader, frames: list[Any], commit: Commit) -> StreamAck:
         ack = reducer.commit(header, frames, commit)

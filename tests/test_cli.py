@@ -127,7 +127,7 @@ class LocalCommand:
                 break
         else:
             raise AssertionError("mapreduce local exited before it was ready:\n" + "".join(self.banner))
-        self.banner += [next(self.process.stderr) for _ in range(2)]
+        self.banner += [next(self.process.stderr) for _ in range(3)]  # status page, remote CLI, curl
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
@@ -140,7 +140,10 @@ class LocalCommand:
 async def test_local_sends_the_api_token_and_shows_how_to(tmp_path: Path) -> None:
     local = LocalCommand(tmp_path, {"MR_API_TOKEN": API_TOKEN})
     try:
-        assert all('-H "Authorization: Bearer $MR_API_TOKEN"' in line for line in local.banner[-2:]), local.banner
+        status_page, submit, curl = local.banner[-3:]
+        assert status_page.strip() == f"status page: {local.url}/", local.banner
+        assert submit.strip().startswith(f"mapreduce submit --url {local.url} ") and "$MR_API_TOKEN" in submit
+        assert '-H "Authorization: Bearer $MR_API_TOKEN"' in curl, local.banner
         assert API_TOKEN not in "".join(local.banner)  # the banner names the variable, never the secret
         async with aiohttp.ClientSession(base_url=local.url) as session:
             async with session.get("/compute", params={"text": "a b a"}) as response:

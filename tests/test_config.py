@@ -235,6 +235,36 @@ def _sample(kind: object, f: dataclasses.Field[object]) -> tuple[str, object]:
         return str(value), value
     if kind is float:
         return "7.5", 7.5
+    if kind == tuple[str, ...] and f.name == "job_modules":
+        return "pkg.jobs, other_jobs", ("pkg.jobs", "other_jobs")
     if kind == tuple[str, ...]:
         return "http://a:1,http://b:2", ("http://a:1", "http://b:2")
     return "some-value", "some-value"
+
+
+def test_backoff_doubles_from_first_up_to_most_and_is_jittered() -> None:
+    from actors.core.config import Backoff
+
+    backoff = Backoff(0.05, 1.0)
+    assert [backoff.pause(t) for t in (1, 2, 3, 4, 5, 6, 100)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert backoff.pause(0) == 0.05  # no try yet counts as the first
+    assert backoff.pause(3, 1.5) == pytest.approx(0.3)
+
+
+def test_retry_settings_reach_the_policies_that_use_them() -> None:
+    from actors.mapper.app import SendPolicy
+    from actors.master.coordinator import WorkerPolicy
+
+    env = {"MR_SEND_ATTEMPTS": "9", "MR_SEND_RETRY_FIRST": "0.2", "MR_SEND_RETRY_MAX": "3",
+           "MR_MAPPER_BACKOFF_FIRST": "0.3", "MR_MAPPER_BACKOFF_MAX": "4", "MR_STRAGGLER_CHECK": "0.5",
+           "MR_RETRY_FIRST": "0.4", "MR_RETRY_MAX": "5", "MR_DISCOVERY_RETRY_FIRST": "0.6",
+           "MR_DISCOVERY_RETRY_MAX": "6", "MR_MAX_WAIT": "30", "MR_BACKUP_AFTER": "60"}
+    settings = Settings.from_env(env)
+    send = SendPolicy.of(settings)
+    assert (send.attempts, send.backoff.first, send.backoff.most) == (9, 0.2, 3.0)
+    assert (send.discovery.first, send.discovery.most) == (0.6, 6.0)
+    worker = WorkerPolicy.of(settings)
+    assert (worker.backoff.first, worker.backoff.most, worker.tick) == (0.3, 4.0, 0.5)
+    assert (settings.peer_backoff.first, settings.peer_backoff.most, settings.max_wait) == (0.4, 5.0, 30.0)
+    with pytest.raises(ConfigError, match="MR_SEND_ATTEMPTS=0 is below its minimum 1"):
+        Settings.from_env({"MR_SEND_ATTEMPTS": "0"})

@@ -568,6 +568,7 @@ QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10,
 MiB = 2**20
 ASSEMBLY = 12  # a result being assembled (reports, merged dict, its order, its JSON) takes ~12x its JSON bytes
 BASELINE = 256 * MiB  # the interpreter, libraries, request buffers and the job table
+JSON_PARSE = 10  # reading and parsing a JSON body holds up to 10x its bytes (actors/master/limits.py parse_cost)
 
 
 def _bytes(quantity: str) -> int:
@@ -589,9 +590,13 @@ def _master_budget_problems(objects: list[Obj]) -> list[str]:
         problems.append(f"MR_UPLOAD_BUDGET {settings.upload_budget} must stay below the spool sizeLimit {spool}")
     if settings.max_body > settings.upload_budget:
         problems.append("MR_MAX_BODY must fit in MR_UPLOAD_BUDGET, or the largest upload could never be taken")
-    needed = settings.results_budget + ASSEMBLY * settings.result_max + BASELINE
+    needed = settings.results_budget + ASSEMBLY * settings.result_max + settings.text_budget + BASELINE
     if needed > memory:
-        problems.append(f"results budget + {ASSEMBLY} x MR_RESULT_MAX + baseline = {needed} > memory limit {memory}")
+        problems.append(f"results budget + {ASSEMBLY} x MR_RESULT_MAX + MR_TEXT_BUDGET + baseline = {needed} > "
+                        f"memory limit {memory}")
+    if JSON_PARSE * settings.max_json > settings.text_budget:
+        problems.append(f"{JSON_PARSE} x MR_MAX_JSON must fit in MR_TEXT_BUDGET, or the largest JSON body could "
+                        "never be taken")
     if settings.result_max > settings.results_budget:
         problems.append("MR_RESULT_MAX must fit in MR_RESULTS_BUDGET")
     emptydirs = sum(_bytes(v["emptyDir"].get("sizeLimit", "0")) for v in volumes.values() if "emptyDir" in v)
@@ -622,8 +627,14 @@ def test_master_budget_check_is_not_vacuous(objects: list[Obj]) -> None:
     def big_results(w: Obj) -> None:
         container(w)["env"].append({"name": "MR_RESULTS_BUDGET", "value": str(768 * MiB)})
 
+    def big_texts(w: Obj) -> None:
+        container(w)["env"].append({"name": "MR_TEXT_BUDGET", "value": str(512 * MiB)})
+
+    def big_json(w: Obj) -> None:
+        container(w)["env"].append({"name": "MR_MAX_JSON", "value": str(64 * MiB)})
+
     for change, word in ((small_spool, "MR_UPLOAD_BUDGET"), (small_memory, "memory limit"),
-                         (big_results, "memory limit")):
+                         (big_results, "memory limit"), (big_texts, "memory limit"), (big_json, "MR_MAX_JSON")):
         problems = _master_budget_problems(mutated(change))
         assert any(word in p for p in problems), (change.__name__, problems)
 

@@ -12,13 +12,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
-from zeroconf import IPVersion, ServiceInfo
+from zeroconf import DNSOutgoing, DNSPointer, IPVersion, ServiceInfo  # type: ignore[attr-defined]
 from zeroconf.asyncio import AsyncZeroconf
+from zeroconf.const import _CLASS_IN, _FLAGS_AA, _FLAGS_QR_RESPONSE, _TYPE_PTR
 
 from actors.core.config import Role, Settings, Timeouts
 from actors.core.errors import ConfigError, DiscoveryError
 from actors.discovery import Peer, open_discovery
-from actors.discovery.mdns import SERVICE_TYPE, MdnsDiscovery, signature
+from actors.discovery.mdns import ANSWERED, SERVICE_TYPE, SILENT, MdnsDiscovery, signature
 
 WAIT = 5.0  # bound on every wait below; a healthy loopback needs well under a second
 ROOT = Path(__file__).resolve().parent.parent
@@ -274,3 +275,58 @@ async def test_a_replayed_older_signed_record_never_displaces_the_live_one(clust
         async with rogue(f"{cluster}-reducer-0", old):
             assert "replay" in await refused(master, f"{cluster}-reducer-0")
             assert await master.peers("reducer") == [real]
+
+
+async def forge_goodbye(instance: str) -> None:
+    """Without the token: the goodbye (a PTR record with TTL 0) that any local process can send for ``instance``."""
+    zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    try:
+        await zeroconf.zeroconf.async_wait_for_start()
+        goodbye = DNSOutgoing(_FLAGS_QR_RESPONSE | _FLAGS_AA)
+        goodbye.add_answer_at_time(DNSPointer(SERVICE_TYPE, _TYPE_PTR, _CLASS_IN, 0, f"{instance}.{SERVICE_TYPE}"), 0)
+        for _ in range(3):  # as a real goodbye is repeated
+            zeroconf.zeroconf.async_send(goodbye)
+    finally:
+        await zeroconf.async_close()
+
+
+async def test_a_forged_goodbye_never_removes_a_verified_reducer(cluster: str) -> None:
+    real = Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200")
+    key = f"{cluster}-reducer-0.{SERVICE_TYPE}".lower()
+    async with AsyncExitStack() as stack:
+        master, mapper = [await stack.enter_async_context(MdnsDiscovery.open(s)) for s in (
+            settings(cluster, "master", token=TOKEN), settings(cluster, "mapper", 0, 8100, TOKEN))]
+        async with MdnsDiscovery.open(settings(cluster, "reducer", 0, 8200, TOKEN)):
+            for observer in (master, mapper):
+                assert await observer.wait_for("reducer", 1, WAIT) == [real]
+            await forge_goodbye(f"{cluster}-reducer-0")
+            for observer in (master, mapper):
+                seen: list[list[Peer]] = []  # every view the observer had while it checked the goodbye
+
+                def checked(peers: list[Peer], observer: MdnsDiscovery = observer,
+                            seen: list[list[Peer]] = seen) -> bool:
+                    seen.append(peers)
+                    return peers != [real] or observer.goodbyes.get(key) is not None
+
+                await observer.wait_until("reducer", checked, WAIT, "the goodbye checked")
+                assert all(view == [real] for view in seen), seen
+                assert observer.goodbyes[key] == ANSWERED  # reducer-0 answered the re-query
+                assert await observer.peers("reducer") == [real]
+            # The re-query put reducer-0's pointer back, so its own goodbye, when it really leaves, is still seen.
+        for observer in (master, mapper):
+            assert await observer.wait_until("reducer", lambda ps: ps == [], WAIT, "reducer-0 gone") == []
+            assert observer.goodbyes[key] == SILENT
+
+
+async def test_a_restarted_signed_reducer_replaces_its_ordinal_after_a_forged_goodbye(cluster: str) -> None:
+    async with MdnsDiscovery.open(settings(cluster, "master", token=TOKEN)) as master:
+        async with MdnsDiscovery.open(settings(cluster, "reducer", 0, 8200, TOKEN)):
+            await master.wait_for("reducer", 1, WAIT)
+            await forge_goodbye(f"{cluster}-reducer-0")
+        # A new incarnation on a new URL, announced before the recheck of the old one's goodbye is over.
+        async with MdnsDiscovery.open(settings(cluster, "reducer", 0, 8300, TOKEN)):
+            peers = await master.wait_until(
+                "reducer", lambda ps: [p.url for p in ps] == ["http://127.0.0.1:8300"], WAIT, "the new reducer-0"
+            )
+            assert [p.ordinal for p in peers] == [0]
+            assert master.refused == {}

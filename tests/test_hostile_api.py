@@ -190,7 +190,8 @@ async def test_slow_bodies_are_cut_off_with_408_and_leave_nothing(make_cluster: 
     spool.mkdir()
     # Generous against a busy machine: the trickle's 0.1 s gaps stay far below the idle timeout.
     timeouts = dataclasses.replace(FAST, body_idle=1.5, body=3.0)
-    cluster = await make_cluster(spool_dir=str(spool), timeouts=timeouts)
+    # A minimum rate below the trickle's 10 bytes/s: this test is about the two timeouts.
+    cluster = await make_cluster(spool_dir=str(spool), timeouts=timeouts, min_body_rate=1)
     headers = OCTETS if kind == "upload" else {"Content-Type": "application/json"}
     # Stalls: a few bytes, then silence longer than the idle timeout.
     status, body = await raw_http(cluster.url, head(cluster.url, "POST", "/v1/jobs", headers, length=1000) + b"{")
@@ -202,6 +203,60 @@ async def test_slow_bodies_are_cut_off_with_408_and_leave_nothing(make_cluster: 
     await eventually(lambda: not spooled(spool))
     assert cluster.master.app[UPLOADS].active == 0
     await quiet(cluster.master)
+    await assert_good_job(cluster)
+
+
+@pytest.mark.parametrize("kind", ["upload", "json"])
+async def test_a_body_slower_than_the_minimum_rate_is_cut_off_and_frees_its_slot(make_cluster: ClusterFactory,
+                                                                                 kind: str) -> None:
+    """/tmp/r1/upload_slots.py: 1 byte every 20 s held every upload slot for MR_TIMEOUT_BODY (an hour)."""
+    timeouts = dataclasses.replace(FAST, body_idle=1.0)  # the grace; MR_TIMEOUT_BODY stays an hour
+    cluster = await make_cluster(timeouts=timeouts, max_uploads=1)  # MR_MIN_BODY_RATE's default: 1024 bytes/s
+    slots = cluster.master.app[UPLOADS]
+    headers = OCTETS if kind == "upload" else {"Content-Type": "application/json"}
+    # 5 bytes/s: never silent for the idle timeout, far below the minimum rate; declared huge, so it takes a slot.
+    started = time.monotonic()
+    length = 4 << 30 if kind == "upload" else 1 << 20
+    status, body = await raw_http(cluster.url, head(cluster.url, "POST", "/v1/jobs", headers, length=length)
+                                  + b"{", chunks=[b" "] * 200, delay=0.2, timeout=15)
+    assert status == 408 and body["error"] == "request_timeout", body
+    assert "slower than 1024 bytes/s on average" in body["message"] and "(MR_MIN_BODY_RATE)" in body["message"]
+    assert time.monotonic() - started < 10
+    assert slots.active == 0
+    await quiet(cluster.master)
+    await assert_good_job(cluster)
+
+
+async def test_a_request_head_must_arrive_within_the_header_timeout(make_cluster: ClusterFactory) -> None:
+    """/tmp/r1/slow_headers.py: a header byte every 20 s kept a connection (a file descriptor) open forever."""
+    cluster = await make_cluster(timeouts=dataclasses.replace(FAST, headers=1.0))
+    parts = urlsplit(cluster.url)
+    partial = f"GET /healthz HTTP/1.1\r\nHost: {parts.netloc}\r\nX-a: ".encode()
+    started = time.monotonic()
+    # A byte every 0.2 s: aiohttp alone waits for the rest of the head for ever (its keep-alive timer spares it).
+    status, body = await raw_http(cluster.url, partial, chunks=[b"a"] * 100, delay=0.2, timeout=15)
+    assert status == 408 and body["error"] == "request_timeout" and "(MR_TIMEOUT_HEADERS)" in body["message"], body
+    assert time.monotonic() - started < 10
+    # A connection that never sends a byte is closed too, without an answer.
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
+    writer.close()
+    # An idle keep-alive connection is not the head deadline's business: it serves a request after idling past it.
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        for _ in range(2):
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+            async with asyncio.timeout(10):
+                assert (await reader.readline()).startswith(b"HTTP/1.1 200"), "keep-alive request refused"
+                length = 0
+                while (line := await reader.readline()) != b"\r\n":
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+            await asyncio.sleep(2.5)  # idle on purpose, 2.5x the head deadline (the client's pace, not a wait)
+    finally:
+        writer.close()
     await assert_good_job(cluster)
 
 
@@ -337,6 +392,41 @@ async def test_non_finite_wait_is_a_400(shared_cluster: Cluster, wait: str) -> N
     job = await cluster.submit({"input": {"text": GOOD_TEXT}})
     expect(await request(cluster, "GET", f"/v1/jobs/{job['id']}/result?wait={wait}"), 400, "finite")
     expect(await request(cluster, "GET", f"/v1/jobs/{job['id']}/result?top={wait}"), 400, "top must be")
+    assert await cluster.result(job["id"]) == GOOD_RESULT
+
+
+@pytest.mark.parametrize("wait", ["1_0", "%201%20", "%D9%A1", "%C2%B2", "1e1", "-1", "0x10", ""])
+async def test_wait_is_plain_decimal_seconds(make_cluster: ClusterFactory, wait: str) -> None:
+    """float() took "1_0", " 1 " and other scripts' digits; ?wait= is plain ASCII decimal seconds like ?top=."""
+    cluster = await make_cluster()
+    job = await cluster.submit({"input": {"text": GOOD_TEXT}})
+    expect(await request(cluster, "GET", f"/v1/jobs/{job['id']}/result?wait={wait}"), 400, "wait must be")
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result?wait=29.5") as response:
+        assert response.status == 200 and (await response.json())["result"] == GOOD_RESULT
+
+
+@pytest.mark.parametrize("param", ["wait_mappers", "wait_reducers"])
+@pytest.mark.parametrize("value", ["%C2%B2", "%D9%A1", "-1", "1.0", "%201"])
+async def test_cluster_waits_are_plain_decimal_counts(make_cluster: ClusterFactory, param: str, value: str) -> None:
+    """str.isdigit() accepts "²", which int() refuses: that was a 500."""
+    cluster = await make_cluster()
+    expect(await request(cluster, "GET", f"/v1/cluster?{param}={value}"), 400, f"{param} must be")
+    code, _, body = await request(cluster, "GET", f"/v1/cluster?{param}=1")
+    assert code == 200 and len(body["mappers"]) == 2 and len(body["reducers"]) == 2
+
+
+async def test_a_bad_idempotency_key_is_a_400(make_cluster: ClusterFactory) -> None:
+    """A non-UTF-8 key made _job_id raise UnicodeEncodeError (a 500); an endless key was held for the job's life."""
+    cluster = await make_cluster()
+    body = json.dumps({"input": {"text": GOOD_TEXT}}).encode()
+    raw = head(cluster.url, "POST", "/v1/jobs", {"Content-Type": "application/json"}, length=len(body))
+    raw = raw.replace(b"\r\n\r\n", b"\r\nIdempotency-Key: k\xff\xfe\x80\r\n\r\n") + body
+    status, answer = await raw_http(cluster.url, raw)
+    assert status == 400 and "Idempotency-Key header is not UTF-8" in answer["message"], answer
+    expect(await request(cluster, "POST", "/v1/jobs", json={"input": {"text": GOOD_TEXT}},
+                         headers={"Idempotency-Key": "k" * 256}), 400, "Idempotency-Key", "more than the 255")
+    assert cluster.master.app[REGISTRY].jobs == {}
+    job = await cluster.submit({"input": {"text": GOOD_TEXT}}, headers={"Idempotency-Key": "ключ-" + "k" * 200})
     assert await cluster.result(job["id"]) == GOOD_RESULT
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import tracemalloc
 from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
 
 from actors.core.config import Settings
 from actors.jobs import get_job
-from actors.master.app import REGISTRY, RESULTS
+from actors.master.app import REGISTRY, RESULTS, STORE
 from actors.sequential import run_sequential
 
-from .conftest import Cluster, ClusterFactory
+from .conftest import TOKEN, Cluster, ClusterFactory, eventually
 
 DEFAULTS = Settings()
 
@@ -127,3 +132,96 @@ async def test_compute_answers_from_the_held_result(make_cluster: ClusterFactory
         assert response.status == 200
         assert await response.json() == {"a": 3, "b": 2, "c": 1}
     assert cluster.master.app[RESULTS].encodes == 1
+
+
+async def test_strings_with_lone_surrogates_are_refused_at_submit(make_cluster: ClusterFactory) -> None:
+    """A name of "\\ud800" was accepted (202), then failed all 4 attempts with "cannot encode message"."""
+    cluster = await make_cluster()
+    for spec, what in [({"input": {"text": "a b", "name": "\ud800"}}, '"input.name"'),
+                       ({"input": {"path": "x\ud800.txt"}}, '"input.path"'),
+                       ({"input": {"url": "http://127.0.0.1:9/\udfff"}}, '"input.url"')]:
+        status, body = await post_json(cluster, spec)
+        assert status == 400, body
+        assert f"{what} is not valid Unicode text" in body["message"], body
+    assert cluster.master.app[REGISTRY].jobs == {}
+    # A text travels as bytes: a lone surrogate in it counts as the oracle counts those bytes.
+    text = "a \ud800 b a"
+    expected = run_sequential("wordcount", text.encode("utf-8", "surrogatepass"))
+    assert await cluster.run_text(text) == expected
+
+
+async def test_compute_answers_503_when_its_job_fails(make_cluster: ClusterFactory) -> None:
+    """A failed /compute job was a 500; the cluster could not serve it now: 503 with Retry-After and the error."""
+    cluster = await make_cluster(result_max=1024)
+    text = " ".join(f"w{i}" for i in range(300))  # a result of ~3.6 KB of JSON: the job fails (MR_RESULT_MAX)
+    async with cluster.session.get(f"{cluster.url}/compute", params={"text": text}) as response:
+        body = await response.json()
+        assert response.status == 503, body
+        assert body["error"] == "unavailable" and int(response.headers["Retry-After"]) >= 1
+        assert "failed" in body["message"] and "(MR_RESULT_MAX)" in body["message"], body
+    async with cluster.session.get(f"{cluster.url}/compute", params={"text": "a b a"}) as response:
+        assert response.status == 200 and await response.json() == {"a": 2, "b": 1}
+
+
+async def json_post(cluster: Cluster, body: bytes | io.BytesIO) -> tuple[int, dict[str, str], dict[str, Any]]:
+    async with cluster.session.post(f"{cluster.url}/v1/jobs", data=body,
+                                    headers={"Content-Type": "application/json"}) as response:
+        return response.status, dict(response.headers), dict(await response.json())
+
+
+async def test_json_text_is_held_within_the_text_budget(make_cluster: ClusterFactory) -> None:
+    """/tmp/r1/json_mem.py: six 60 MB JSON texts of 4-byte characters took the master past its 1 GiB limit.
+
+    A JSON body reserves what parsing it holds (4x its bytes for ASCII, 10x for 4-byte characters) in
+    MR_TEXT_BUDGET before it is read; a held text keeps its bytes reserved until its job's input is dropped.
+    """
+    budget = 500_000
+    cluster = await make_cluster(text_budget=budget, max_json=1 << 20)
+    store = cluster.master.app[STORE]
+    ascii_text = "word " * 20_000  # 100 KB: 400 KB to parse, within the budget
+    status, _, body = await json_post(cluster, json.dumps({"input": {"text": ascii_text}}).encode())
+    assert status == 202, body
+    assert await cluster.result(body["id"]) == {"word": 20_000}
+    wide = json.dumps({"input": {"text": "\U0001F600\U0001F600 " * 11_000}}, ensure_ascii=False).encode()
+    status, _, body = await json_post(cluster, wide)  # 99 KB of 4-byte characters: 10x is past the budget
+    assert status == 413, body
+    assert "more than the 500000 bytes text inputs and JSON bodies may take (MR_TEXT_BUDGET)" in body["message"]
+    # A body being received holds its reservation: a second one that does not fit now is told to come back.
+    parts = urlsplit(cluster.url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(f"POST /v1/jobs HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+                     f"Authorization: Bearer {TOKEN}\r\nContent-Length: 100000\r\n\r\n{{".encode())
+        await writer.drain()
+        await eventually(lambda: store.text_budget.used == 400_000)
+        status, headers, body = await json_post(cluster, json.dumps({"input": {"text": "x " * 20_000}}).encode())
+        assert status == 429, body
+        assert "(MR_TEXT_BUDGET)" in body["message"] and int(headers["Retry-After"]) >= 1
+    finally:
+        writer.close()
+    await eventually(lambda: store.text_budget.used == 0)
+    assert await cluster.run_text("x " * 20_000) == {"x": 20_000}
+    await eventually(lambda: store.text_budget.used == 0)  # the finished job's text is let go
+
+
+@pytest.mark.parametrize("text", ["\U0001F600" * 1_000_000, "word " * 800_000 + "\U0001F600"],
+                         ids=["4-byte-characters", "ascii-and-one-emoji"])
+async def test_parsing_a_json_text_holds_no_more_than_it_reserves(make_cluster: ClusterFactory, text: str) -> None:
+    """The fingerprint re-encoded the text as escaped JSON (12 bytes per 4-byte character) and its UTF-8 copy."""
+    cluster = await make_cluster(split_size_floor=DEFAULTS.split_size_floor)
+    # 4 MB, refused after it is parsed and fingerprinted (split_size 1), so no job runs beside the measurement.
+    body = json.dumps({"input": {"text": text}, "split_size": 1}, ensure_ascii=False).encode()
+    stream = io.BytesIO(body)  # sent in slices, not copied
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        status, _, answer = await json_post(cluster, stream)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert status == 400 and "(MR_SPLIT_SIZE_FLOOR)" in answer["message"], answer
+    # What MR_TEXT_BUDGET reserved for it (parse_cost: (2 + 2 x 4) x its size) is what it held, with a little
+    # slack for aiohttp's buffers.
+    assert peak < 10 * len(body) + (1 << 20), (peak / len(body), len(body))
+    assert cluster.master.app[STORE].text_budget.used == 0

@@ -128,7 +128,7 @@ async def test_million_key_streams_never_stall_the_reducer(make_cluster: Cluster
 
 
 async def test_a_million_key_frame_is_refused_before_it_is_decoded(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster(mappers=1, reducers=1)
+    cluster = await make_cluster(mappers=1, reducers=1, frame_cap=16 * MiB)  # the key count, not the cap, refuses it
     items = distinct_words(1_000_000)
     frame = wire.frame(to_wire(Data(items)), 16 * MiB)
     body = (stream_header("hostile", len(frame)) + frame
@@ -140,6 +140,53 @@ async def test_a_million_key_frame_is_refused_before_it_is_decoded(make_cluster:
     assert lag < bound and probe < bound, (lag, probe, bound)
     assert "hostile" not in cluster.reducers[0].app[LEDGER].jobs or not cluster.reducers[0].app[LEDGER].jobs[
         "hostile"].totals
+
+
+def one_frame_stream(job: str, items: dict[str, Any], job_name: str = "wordcount", checksum: int = 0) -> bytes:
+    frame = wire.frame(to_wire(Data(items)), 1 << 30)
+    header = wire.frame(to_wire(StreamHeader(job=job, epoch=1, split=0, attempt=1, partition=0, partitions=1,
+                                             job_name=job_name, size=len(frame))), 64 * 1024)
+    return header + frame + wire.frame(to_wire(Commit(frames=1, keys=len(items), checksum=checksum)), 1024)
+
+
+def decode_seconds(items: dict[str, Any]) -> float:
+    """Seconds to decode ``items`` as one frame, on this machine now: the yardstick for a same-run bound."""
+    body = wire.encode(to_wire(Data(items)))
+    before = time.perf_counter()
+    wire.decode(body, len(body))
+    return time.perf_counter() - before
+
+
+async def test_one_key_with_16_m_values_is_refused_before_it_is_decoded(make_cluster: ClusterFactory) -> None:
+    # A token holder's frame that passes MR_FRAME_KEYS (one key) but holds a list of 16 M ints: 16 MB, decoded whole
+    # it stalled a reducer's loop 2.3 s. MR_FRAME_CAP now refuses it from its length prefix, so only the frame's
+    # first bytes are sent (a client that stops sending at the answer leaves aiohttp lingering on the rest).
+    cluster = await make_cluster(mappers=1, reducers=1)
+    body = one_frame_stream("stall", {"w": [1] * 16_000_000})
+    (status, answer), lag, probe = await worst_stall(cluster, lambda: post_stream(cluster, body[:MiB]))
+    assert status == 413 and "MR_FRAME_CAP" in answer["message"], answer
+    bound = STALL_SHARE * decode_seconds({"w": [1] * 2_000_000})  # an eighth of the hostile frame, decoded
+    assert lag < bound and probe < bound, (lag, probe, bound)
+
+
+async def test_a_frame_dense_with_lists_is_refused_without_a_stall(make_cluster: ClusterFactory) -> None:
+    # Under MR_FRAME_CAP in bytes, but each byte an empty list: ten times a scalar's decode cost each.
+    cluster = await make_cluster(mappers=1, reducers=1)
+    items: dict[str, Any] = {"w": [[]] * (Settings().frame_cap - 64)}
+    bound = STALL_SHARE * decode_seconds(items)
+    (status, answer), lag, probe = await worst_stall(cluster, lambda: post_stream(cluster, one_frame_stream("dense",
+                                                                                                            items)))
+    assert status == 413 and "MR_FRAME_KEYS" in answer["message"], answer
+    assert lag < bound and probe < bound, (lag, probe, bound)
+
+
+async def test_a_full_frame_of_non_ascii_keys_with_list_values_is_accepted(make_cluster: ClusterFactory) -> None:
+    # Its UTF-8 continuation bytes look like list heads to the quick count, so the reducer walks it: still accepted.
+    cluster = await make_cluster(mappers=1, reducers=1)
+    items = {f"日本語{i}": ["book.txt"] for i in range(Settings().frame_keys)}
+    status, ack = await post_stream(cluster, one_frame_stream("cjk", items, "inverted_index", len(items)))
+    assert status == 200 and ack["status"] == "committed", ack
+    assert cluster.reducers[0].app[LEDGER].jobs["cjk"].totals == items
 
 
 def short_keys(count: int) -> Iterator[str]:

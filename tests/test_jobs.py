@@ -20,12 +20,12 @@ TEXT = st.text(
 
 
 def test_registry() -> None:
-    assert job_names() == ["inverted_index", "wordcount"]
+    assert job_names() == ["grep", "inverted_index", "median_length", "wordcount"]
     assert get_job("wordcount").name == "wordcount"
     assert get_job("inverted_index").name == "inverted_index"
 
 
-@pytest.mark.parametrize("name", ["grep", "", "WordCount", "wordcount "])
+@pytest.mark.parametrize("name", ["sort", "", "WordCount", "wordcount "])
 def test_unknown_job_is_a_bad_request_listing_the_known(name: str) -> None:
     with pytest.raises(BadRequest) as info:
         get_job(name)
@@ -140,3 +140,83 @@ def test_inverted_index_check_refuses(value: Any) -> None:
 def test_inverted_index_top() -> None:
     result = {"a": ["x"], "b": ["x", "y"], "c": ["x", "y"]}
     assert get_job("inverted_index").top(result, 2) == [("b", ["x", "y"]), ("c", ["x", "y"])]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# built-ins on the SDK contract: each native engine equals its own SDK form (mapper per line, reducer per key)
+
+
+def sdk_form(name: str, text: str, params: dict[str, str] | None = None, source: str = "src") -> dict[str, Any]:
+    from actors.sequential import run_sequential
+
+    return run_sequential(name, text.encode("utf-8", "surrogatepass"), source, params)
+
+
+NORMALISE = [{}, {"lower": "true"}, {"strip_punctuation": "true"}, {"lower": "true", "strip_punctuation": "true"},
+             {"lower": "false", "strip_punctuation": "false"}]
+PUNCT_TEXT = st.text(alphabet=st.sampled_from([*"aB .,!'(-)\n\t", "É", "ß", "İ", "\u2003", "\x85"]), max_size=80)
+
+
+@given(text=PUNCT_TEXT, index=st.integers(0, len(NORMALISE) - 1))
+@settings(max_examples=200, deadline=None)
+def test_wordcount_engine_equals_its_sdk_form(text: str, index: int) -> None:
+    params = NORMALISE[index]
+    engine = get_job("wordcount", params)
+    acc = engine.partial()
+    engine.map_into(acc, text, "src")
+    assert engine.finish(dict(acc)) == sdk_form("wordcount", text, params)
+
+
+def test_wordcount_default_is_still_the_c_counter_path() -> None:
+    from actors.jobs.wordcount import WordCountEngine
+
+    engine = get_job("wordcount")
+    assert isinstance(engine, WordCountEngine) and engine.plain
+    assert get_job("wordcount", {"lower": "true"}).map("The the THE", "s") == {"the": 3}
+    assert get_job("wordcount", {"strip_punctuation": "true"}).map("(a) a, -- 'a'", "s") == {"a": 3}
+
+
+@given(text=TEXT)
+@settings(max_examples=100, deadline=None)
+def test_inverted_index_engine_equals_its_sdk_form(text: str) -> None:
+    engine = get_job("inverted_index")
+    assert engine.finish(dict(engine.map(text, "doc"))) == sdk_form("inverted_index", text, source="doc")
+
+
+def test_grep_counts_matches_per_line_and_group_one() -> None:
+    text = "error: disk error: net\nwarning: disk\nerror:\nerr\nor: x\n"
+    assert sdk_form("grep", text, {"pattern": r"error: (\w+)"}) == {"disk": 1, "net": 1}
+    assert sdk_form("grep", text, {"pattern": r"disk"}) == {"disk": 2}
+    assert sdk_form("grep", text, {"pattern": r"err\nor"}) == {}  # a match never spans lines
+    assert sdk_form("grep", "ab b", {"pattern": r"(a)?b"}) == {"a": 1}  # group 1 not taking part: not counted
+    job = get_job("grep", {"pattern": r"(\w)\w*"})
+    assert job.finish(job.map("apple avocado\nbanana", "s")) == {"a": 2, "b": 1}
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({}, "needs a non-empty parameter pattern"), ({"pattern": ""}, "needs a non-empty parameter pattern"),
+    ({"pattern": "[a-"}, "bad pattern"), ({"pattern": "x" * 1001}, "longer than 1000"),
+    ({"pattern": "a", "flags": "i"}, "has no parameter flags"),
+])
+def test_grep_refuses_bad_parameters(params: dict[str, str], message: str) -> None:
+    with pytest.raises(BadRequest, match=message) as info:
+        get_job("grep", params)
+    assert info.value.status == 400 and info.value.code == "bad_params"
+
+
+def test_median_length_is_a_reduce_over_every_value() -> None:
+    job = get_job("median_length")
+    first, second = job.map("abc ab\n", "s"), job.map("abcd a a\n", "s")
+    merged = job.partial()
+    job.combine(merged, first)
+    job.combine(merged, second)
+    assert job.checksum(merged) == 5
+    assert job.finish(merged) == {"a": [2, 5]}
+    assert job.finish(job.map("ab abc\n", "s")) == {"a": [2.5, 2]}
+    assert job.top({"a": [2, 5], "b": [1, 9]}, 1) == [("b", [1, 9])]
+
+
+@pytest.mark.parametrize("part", [{"a": 3}, {"a": []}, {"a": [float("nan")]}, {"\x00[1.5]": [1]}, {"a": [b"x"]}])
+def test_sdk_partials_from_a_peer_are_checked(part: dict[str, Any]) -> None:
+    with pytest.raises(WireError):
+        get_job("median_length").check(part)

@@ -87,6 +87,21 @@ def test_interrupted_skips_every_bad_record_and_keeps_the_good_ones(
     (line(started("x", input={"kind": "path", "location": "a", "name": "a", "size": 1, "evil": 1})).strip(),
      "input has unknown fields ['evil']"),
     (line(started("x", created="yesterday")).strip(), "'created' is str"),
+    # Past the type checks: a hostile or corrupted journal must not crash the master nor reach a status.
+    (b'{"event": "ended", "id": "x", "epoch": ' + b"9" * 5000 + b', "state": "done"}', "a number too long"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"event": "ended", "id": "x", "epoch": 1, "state": "done", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "nested too deeply"),
+    (line(started("x")).replace(b"1700000000.5", b"NaN").strip(), "NaN is not a JSON number"),
+    (line(started("x")).replace(b"1700000000.5", b"-Infinity").strip(), "-Infinity is not a JSON number"),
+    (line(started("x")).replace(b"1700000000.5", b"1e999").strip(), "'created' is inf, not a finite number"),
+    (line(started("x", created=-1.0)).strip(), "'created' is -1.0, not a finite number >= 0"),
+    (line(started("x", epoch=-3)).strip(), "'epoch' is -3"),
+    (line(started("x", split_size=0)).strip(), "'split_size' is 0, not > 0"),
+    (line(started("x", input={"kind": "path", "location": "a", "name": "a", "size": -1})).strip(),
+     "input size -1 is negative"),
+    (line(started("x", input={"kind": "pickle", "location": "a", "name": "a", "size": 1})).strip(),
+     "input kind 'pickle' is not one of"),
 ])
 def test_parse_line_names_what_is_wrong(raw: bytes, reason: str) -> None:
     with pytest.raises(BadRecord, match=reason.replace("[", r"\[").replace("]", r"\]")):
@@ -104,9 +119,62 @@ def test_a_journal_round_trip_reports_only_jobs_never_ended(tmp_path: Path) -> N
     journal.started(first, "")
     journal.started(second, "k")
     journal.ended(first)
-    assert [(r.id, key) for r, key in journal.interrupted()] == [("b", "k")]
-    journal.compact()
-    assert journal.interrupted() == []
+    journal.close()  # the appends are written, in order, by its writer thread
+    restarted = Journal(str(tmp_path))
+    assert [(r.id, key) for r, key in restarted.interrupted()] == [("b", "k")]
+    restarted.compact()
+    assert restarted.interrupted() == []
+    restarted.close()
+
+
+def hostile_journal(path: Path) -> None:
+    """Lines that once escaped the parser (ValueError, RecursionError) or reached a status as NaN."""
+    path.write_bytes(b"".join([
+        b'{"event": "started", "id": "huge", "epoch": ' + b"1" * 5000 + b"}\n",
+        b"[" * 100_000 + b"]" * 100_000 + b"\n",
+        line(started("nan")).replace(b"1700000000.5", b"NaN"),
+        line(started("negative", input={"kind": "path", "location": "a", "name": "a", "size": -5})),
+        line(started("kind", input={"kind": "exec", "location": "a", "name": "a", "size": 5})),
+        line(started("good", epoch=9)),
+    ]))
+
+
+def test_interrupted_skips_hostile_lines_each_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    journal = Journal(str(tmp_path))
+    assert journal.path is not None
+    hostile_journal(journal.path)
+    with caplog.at_level(logging.WARNING, logger="actors.master.journal"):
+        lost = journal.interrupted()
+    assert [(r.id, r.epoch) for r, _ in lost] == [("good", 9)]
+    skipped = [r.fields["line"] for r in caplog.records  # type: ignore[attr-defined]
+               if r.getMessage() == "journal_line_skipped"]
+    assert skipped == [1, 2, 3, 4, 5]
+
+
+def strict_json(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} in a JSON answer")
+    return json.loads(text, parse_constant=refuse)
+
+
+async def test_the_master_starts_on_a_hostile_journal_and_answers_valid_json(tmp_path: Path, data_root: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    hostile_journal(state / "jobs.journal")
+    settings = actor_settings("master", 0, data_root, state_dir=str(state),
+                              reducer_urls=("http://127.0.0.1:9",), mapper_urls=("http://127.0.0.1:9",))
+    master = await start_actor(settings)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{master.url}/v1/jobs") as response:
+                assert response.status == 200
+                assert [j["id"] for j in strict_json(await response.text())["jobs"]] == ["good"]
+            async with session.get(f"{master.url}/v1/jobs/good") as response:
+                status = strict_json(await response.text())
+            assert status["state"] == "failed" and status["error"] == RESTARTED, status
+            assert status["created"] == 1700000000.5
+    finally:
+        await master.runner.cleanup()
 
 
 async def test_the_master_starts_on_a_damaged_journal_and_reports_the_lost_jobs(

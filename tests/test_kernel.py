@@ -21,9 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core.partition import partition_of, split_by_partition
+from actors.core.partition import split_by_partition
 from actors.jobs import kernel
 from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
+
+from .test_partition import partition_of
 
 Factory = Callable[[int], WordCounts]
 

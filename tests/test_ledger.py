@@ -174,7 +174,7 @@ def test_partition_out_of_range_is_refused() -> None:
 
 def test_unknown_job_name_is_a_bad_request(ledger: Ledger) -> None:
     with pytest.raises(BadRequest, match="unknown job"):
-        ledger.admit(header(job_name="grep"))
+        ledger.admit(header(job_name="sort"))
 
 
 def test_same_epoch_other_parameters_is_a_conflict(ledger: Ledger) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -311,3 +312,36 @@ async def test_status_summarises_splits_and_pages_them_on_request(shared_cluster
     ]:
         query = "&".join(f"{k}={v}" for k, v in params.items())
         await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}?{query}", 400, message)
+
+
+async def test_a_long_poll_is_cut_to_mr_max_wait(make_cluster: ClusterFactory, held_input: HeldInputFactory) -> None:
+    held = await held_input(b"a b a\n" * 10_000)
+    held.hold_all = True  # the mapper's read stops mid-split: the job is certainly still running
+    cluster = await make_cluster(mappers=1, reducers=1, allow_private_urls=True, max_wait=0.2)
+    job = await cluster.submit({"job": "wordcount", "input": {"url": held.url}})
+    await held.held(1)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
+        assert response.status == 409  # still running when the cut wait ended
+    assert loop.time() - start < 10, "?wait=30 was not cut to MR_MAX_WAIT (0.2 s)"
+
+
+async def test_a_result_streams_as_ndjson_in_the_jobs_order(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster()
+    text = " ".join(f"w{i}" for i in range(5000)) + " w7 w7 w42"
+    job = await cluster.submit({"input": {"text": text}})
+    expected = await cluster.result(job["id"])
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result",
+                                   params={"format": "ndjson"}) as response:
+        assert response.status == 200
+        assert response.content_type == "application/x-ndjson"
+        lines = (await response.text()).splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert len(entries) == len(expected) == 5000
+    assert {key: value for key, value in entries} == expected
+    assert entries[:2] == [["w7", 3], ["w42", 2]]  # the job's own order: most frequent first
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result",
+                                   params={"format": "ndjson", "top": "2"}) as response:
+        assert [json.loads(line) for line in (await response.text()).splitlines()] == [["w7", 3], ["w42", 2]]
+    await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}/result?format=xml", 400, "format must be json or ndjson")

@@ -6,13 +6,26 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core.partition import partition_of, split_by_partition
+from actors.core.partition import split_by_partition
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The rule written out independently, as the design states it: crc32 of the UTF-8 bytes modulo R."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
+
+
+def placed(keys: list[str], partitions: int) -> list[int]:
+    """Where the production partitioner puts each key."""
+    parts = split_by_partition(dict.fromkeys(keys, 1), partitions)
+    return [next(i for i, part in enumerate(parts) if key in part) for key in keys]
+
 
 KEYS = (
     [f"word{i}" for i in range(300)]
@@ -23,9 +36,12 @@ COUNTS = (1, 2, 3, 7, 16)
 
 CHILD = """
 import json, sys
-from actors.core.partition import partition_of
+from actors.core.partition import split_by_partition
 given = json.load(sys.stdin)
-parts = {str(r): [partition_of(k, r) for k in given["keys"]] for r in given["counts"]}
+def placed(keys, r):
+    parts = split_by_partition(dict.fromkeys(keys, 1), r)
+    return [next(i for i, part in enumerate(parts) if key in part) for key in keys]
+parts = {str(r): placed(given["keys"], r) for r in given["counts"]}
 print(json.dumps({"hash": hash("salted?"), "parts": parts}))
 """
 
@@ -44,7 +60,8 @@ def test_stable_across_interpreters_with_different_hash_seeds() -> None:
     one, two = run_child("1"), run_child("2")
     # The seeds really do change hash(), so a hash()-based partitioner would disagree between the two.
     assert one["hash"] != two["hash"]
-    here = {str(r): [partition_of(k, r) for k in KEYS] for r in COUNTS}
+    here = {str(r): placed(KEYS, r) for r in COUNTS}
+    assert here == {str(r): [partition_of(k, r) for k in KEYS] for r in COUNTS}
     assert one["parts"] == here
     assert two["parts"] == here
 
@@ -52,19 +69,18 @@ def test_stable_across_interpreters_with_different_hash_seeds() -> None:
 @given(key=st.text(), partitions=st.integers(1, 1000))
 @settings(max_examples=200, deadline=None)
 def test_in_range_and_deterministic(key: str, partitions: int) -> None:
-    p = partition_of(key, partitions)
-    assert type(p) is int
+    (p,) = placed([key], partitions)
     assert 0 <= p < partitions
-    assert partition_of(key, partitions) == p
+    assert placed([key], partitions) == [p] == [partition_of(key, partitions)]
 
 
 def test_one_partition_takes_everything() -> None:
-    assert {partition_of(k, 1) for k in KEYS} == {0}
+    assert set(placed(KEYS, 1)) == {0}
 
 
 def test_keys_spread_over_partitions() -> None:
     # Not a quality test, just that the partitioner is not degenerate (e.g. constant or length-based).
-    spread = Counter(partition_of(f"w{i}", 8) for i in range(4000))
+    spread = Counter(placed([f"w{i}" for i in range(4000)], 8))
     assert set(spread) == set(range(8))
     assert min(spread.values()) > 4000 / 8 / 2
 

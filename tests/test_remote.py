@@ -241,7 +241,7 @@ async def test_unknown_job_ids_and_refused_submissions_print_the_servers_message
     refused = {
         ("--job", "nosuchjob", str(book)): "unknown job 'nosuchjob'",
         ("--path", "../etc/passwd"): "'..'",
-        ("--path", "book.txt", "--param", "k=v"): "unknown fields ['params']",  # the server takes no params today
+        ("--path", "book.txt", "--param", "k=v"): "job 'wordcount' has no parameter k",
         (str(book), "--param", "k=v"): "params and output cannot go with an uploaded file",
         (str(book), str(book)): "exactly one input per job, got a list of 2",
     }

@@ -47,3 +47,22 @@ def test_from_file(tmp_path: Path) -> None:
 
 def test_empty_input() -> None:
     assert run_sequential("wordcount", b"") == {}
+
+
+def test_the_oracle_runs_any_job_with_its_parameters() -> None:
+    text = b"Hello, hello! error: disk\nerror: net the\n"
+    assert run_sequential("wordcount", text, params={"lower": "true", "strip_punctuation": "true"}) == {
+        "hello": 2, "error": 2, "disk": 1, "net": 1, "the": 1}
+    assert run_sequential("grep", text, params={"pattern": r"error: (\w+)"}) == {"disk": 1, "net": 1}
+    assert run_sequential("median_length", text) == {"H": [6, 1], "h": [6, 1], "e": [6, 2], "d": [4, 1],
+                                                     "n": [3, 1], "t": [3, 1]}
+
+
+def test_the_oracle_over_several_inputs_and_real_keys() -> None:
+    from actors.jobs import load_catalog
+    from actors.sequential import run_job, run_sequential_inputs
+
+    inputs = [("a.txt", b"x y\n"), ("b.txt", b"y\n")]
+    assert run_sequential_inputs("inverted_index", inputs) == {"x": ["a.txt"], "y": ["a.txt", "b.txt"]}
+    job = load_catalog().sdk("median_length")
+    assert run_job(job, [("in", "ab abc\nb")]) == {"a": [2.5, 2], "b": [1, 1]}

@@ -176,8 +176,8 @@ async def test_mapper_mid_split_exits_within_the_budget(tmp_path: Path) -> None:
         async with actor_process(env, log_path) as (mapper, url), aiohttp.ClientSession() as session:
             assignment = Assignment(job="j1", epoch=1, split=0, attempt=1, job_name="wordcount",
                                     input_kind="served", input_location=f"http://127.0.0.1:{port}/input",
-                                    input_name="input", input_size=10_000_000, start=0, end=10_000_000,
-                                    partitions=1, reducers=["reducer-0"], only_partitions=[])
+                                    input_name="input", start=0, end=10_000_000, partitions=1,
+                                    only_partitions=[])
 
             async def assign() -> None:
                 with contextlib.suppress(aiohttp.ClientError):

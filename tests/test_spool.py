@@ -15,11 +15,13 @@ from actors.core import wire
 from actors.core.config import Settings
 from actors.core.errors import KeyTooLarge
 from actors.core.messages import Commit, Data, KeyPart, from_wire
-from actors.core.partition import partition_of
 from actors.core.splits import Chunker
 from actors.jobs import get_job
 from actors.mapper.spool import Spool
 from actors.reducer.ledger import Stage
+
+from .framing import FrameDecoder
+from .test_partition import partition_of
 
 CAP = 1 << 20
 
@@ -41,7 +43,7 @@ def make(spools: list[Spool], job: str = "wordcount", partitions: int = 3, key_b
 
 def frames_of(spool: Spool, partition: int) -> list[dict[str, Any]]:
     """Decode a partition's bytes as a reducer would: frame decoder, then strict message parsing."""
-    decoder = wire.FrameDecoder(spool.frame_cap)
+    decoder = FrameDecoder(spool.frame_cap)
     items: list[dict[str, Any]] = []
     parts: list[str] = []  # a long key's pieces: KEYPART frames, then one DATA item ending the key
     for block in spool.blocks(partition):
@@ -270,7 +272,7 @@ def test_long_words_survive_mapper_and_reducer_exactly(text: str, chunk_size: in
         merged: Counter[str] = Counter()
         for partition in range(2):
             stage = Stage(job, 1 << 20)
-            decoder = wire.FrameDecoder(frame_cap)
+            decoder = FrameDecoder(frame_cap)
             for block in spool.blocks(partition):
                 for raw in decoder.feed(block):
                     message = from_wire(raw, Data, KeyPart)

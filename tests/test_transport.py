@@ -37,8 +37,7 @@ from .support import serve_app
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ASSIGNMENT = Assignment(job="j", epoch=1, split=0, attempt=1, job_name="wordcount", input_kind="path",
-                        input_location="a.txt", input_name="a.txt", input_size=10, start=0, end=10, partitions=1,
-                        reducers=["reducer-0"], only_partitions=[])
+                        input_location="a.txt", input_name="a.txt", start=0, end=10, partitions=1, only_partitions=[])
 HEADER = StreamHeader(job="j", epoch=1, split=0, attempt=1, partition=0, partitions=1, job_name="wordcount", size=0)
 
 
@@ -147,7 +146,7 @@ async def stream(request: web.Request, frames: list[bytes]) -> web.StreamRespons
 
 
 async def test_an_assignment_yields_heartbeats_then_the_report(serve: Callable[..., Awaitable[Server]]) -> None:
-    done = SplitDone("j", 1, 0, 1, "m", 10, 2, ["inc"], 0)
+    done = SplitDone("j", 1, 0, 1, 10, 2, 0)
     frames = [wire.frame(to_wire(Progress("j", 1, 0, 1, 5)), 1024), wire.frame(to_wire(done), 1024)]
     server = await serve(lambda request: stream(request, frames))
     messages = [m async for m in server.transport.assign(server.peer, ASSIGNMENT)]

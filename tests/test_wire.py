@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import itertools
 import struct
 from typing import Any
 
@@ -60,19 +59,6 @@ def test_round_trip(value: Any) -> None:
     if depth(value) > wire.MAX_DEPTH:
         return
     assert same(wire.decode(wire.encode(value), CAP), value)
-
-
-@given(value=VALUES)
-@settings(max_examples=100, deadline=None)
-def test_frame_round_trip(value: Any) -> None:
-    if depth(value) > wire.MAX_DEPTH:
-        return
-    framed = wire.frame(value, CAP)
-    decoder = wire.FrameDecoder(CAP)
-    assert struct.unpack(">I", framed[:4])[0] == len(framed) - 4
-    (item,) = decoder.feed(framed)
-    decoder.close()
-    assert same(item, value)
 
 
 def test_shuffle_like_map_round_trips() -> None:
@@ -284,73 +270,6 @@ def test_frame_length() -> None:
         wire.frame_length(struct.pack(">I", 0), 10)
     with pytest.raises(WireError):
         wire.frame_length(b"\x00\x00\x01", 10)
-
-
-def test_decoder_refuses_zero_length_frame() -> None:
-    with pytest.raises(WireError):
-        wire.FrameDecoder(CAP).feed(b"\x00\x00\x00\x00")
-
-
-def test_decoder_refuses_oversized_frame_from_its_prefix_alone() -> None:
-    decoder = wire.FrameDecoder(100)
-    # Only the prefix has arrived: the decoder must refuse without waiting for (or buffering) the body.
-    with pytest.raises(PayloadTooLarge):
-        decoder.feed(struct.pack(">I", 101))
-    with pytest.raises(PayloadTooLarge):
-        wire.FrameDecoder(100).feed(wire.frame({"k": 1}, CAP)[:2] + struct.pack(">I", 2**32 - 1)[2:])
-
-
-def test_decoder_refuses_bad_item_inside_a_frame() -> None:
-    tagged = cbor2.dumps(cbor2.CBORTag(1, 0))
-    with pytest.raises(WireError):
-        wire.FrameDecoder(CAP).feed(struct.pack(">I", len(tagged)) + tagged)
-
-
-@given(
-    items=st.lists(VALUES, min_size=0, max_size=8),
-    cuts=st.lists(st.integers(0, 10_000), max_size=12),
-)
-@settings(max_examples=150, deadline=None)
-def test_frames_split_across_arbitrary_feeds(items: list[Any], cuts: list[int]) -> None:
-    items = [i for i in items if depth(i) <= wire.MAX_DEPTH]
-    stream = b"".join(wire.frame(item, CAP) for item in items)
-    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
-    decoder = wire.FrameDecoder(CAP)
-    out: list[Any] = []
-    for a, b in itertools.pairwise(points):
-        out += decoder.feed(stream[a:b])
-    decoder.close()
-    assert len(out) == len(items)
-    assert all(same(x, y) for x, y in zip(out, items, strict=True))
-
-
-def test_byte_by_byte_feed() -> None:
-    items = [{"a": 1}, [1, 2, 3], "x", {"b": {"c": [True, None, 1.5]}}]
-    stream = b"".join(wire.frame(i, CAP) for i in items)
-    decoder = wire.FrameDecoder(CAP)
-    out: list[Any] = []
-    for i in range(len(stream)):
-        out += decoder.feed(stream[i : i + 1])
-    decoder.close()
-    assert out == items
-
-
-@pytest.mark.parametrize("cut", [1, 3, 4, 5, -1])
-def test_stream_ending_mid_frame(cut: int) -> None:
-    stream = wire.frame({"a": 1}, CAP) + wire.frame({"b": 2}, CAP)
-    first = len(wire.frame({"a": 1}, CAP))
-    decoder = wire.FrameDecoder(CAP)
-    got = decoder.feed(stream[: first + cut] if cut > 0 else stream[:cut])
-    assert got == [{"a": 1}]
-    with pytest.raises(WireError):
-        decoder.close()
-
-
-def test_close_of_clean_stream() -> None:
-    decoder = wire.FrameDecoder(CAP)
-    decoder.close()
-    assert decoder.feed(wire.frame(1, CAP)) == [1]
-    decoder.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -133,7 +133,8 @@ class AsyncClient:
         limit = aiohttp.ClientTimeout(total=self.upload_timeout if timeout is None else timeout,
                                       sock_connect=self.timeout, sock_read=self.timeout)
         if upload.path is not None:
-            with open(upload.path, "rb") as file:
+            # Opened in a thread, as aiohttp then reads it: the caller's loop may be serving other work.
+            with await asyncio.to_thread(open, upload.path, "rb") as file:
                 return await self._call("POST", "/v1/jobs", limit, data=file, params=query, headers=headers)
         return await self._call("POST", "/v1/jobs", limit, data=upload.file, params=query, headers=headers)
 

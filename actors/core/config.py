@@ -57,6 +57,8 @@ class Timeouts:
     body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")
     body: float = _timeout(3600.0, "a request body must arrive whole within this, however steadily it trickles")
     stream: float = _timeout(600.0, "a shuffle stream must reach its COMMIT within this, however steadily it trickles")
+    headers: float = _timeout(15.0, "a request's line and headers must arrive whole within this of their first byte "
+                              "(or of the connection opening), else 408 and the connection is closed")
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,17 @@ class Settings:
                                   "than mappers", low=1)
     chunk_size: int = setting("MR_CHUNK_SIZE", 4 * MiB, "a mapper maps this many bytes at a time", low=1024)
     key_budget: int = setting("MR_KEY_BUDGET", 1_000_000, "a mapper flushes its combined partial values past this "
-                              "many keys", low=1)
+                              "many keys (values, for a job without a combiner)", low=1)
     max_body: int = setting("MR_MAX_BODY", 4096 * MiB, "largest upload or text input in bytes", low=1)
-    max_json: int = setting("MR_MAX_JSON", 64 * MiB, "largest JSON request body in bytes", low=1024)
+    # 16 MiB: parsing a JSON body of 4-byte characters holds up to 10x its size (MR_TEXT_BUDGET); upload bigger texts.
+    max_json: int = setting("MR_MAX_JSON", 16 * MiB, "largest JSON request body in bytes", low=1024)
     message_cap: int = setting("MR_MESSAGE_CAP", 1 * MiB, "largest single CBOR message between actors", low=1024)
-    frame_cap: int = setting("MR_FRAME_CAP", 16 * MiB, "largest shuffle frame in bytes", low=1024)
+    # A reducer decodes a frame in one go on its event loop, at up to ~150 ns per byte for the densest scalars
+    # (measured with cbor2 on 2 busy cores: 1 MiB of small ints, nulls or empty strings took 55-150 ms; 16 MB took
+    # 2.3 s). Lists and maps, which cost more, are bounded per key (2 x MR_FRAME_KEYS). A frame of 16 Ki ordinary
+    # words is 165-340 KiB (CJK 200 KiB, inverted index 480 KiB); a key longer than a frame travels as KEYPART pieces.
+    frame_cap: int = setting("MR_FRAME_CAP", 1 * MiB, "largest shuffle frame in bytes (bounds one decode on a "
+                             "reducer's event loop)", low=1024)
     stage_budget: int = setting("MR_STAGE_BUDGET", 256 * MiB, "bytes a reducer stages at once across streams",
                                 low=1024)
     result_cap: int = setting("MR_RESULT_CAP", 1024 * MiB, "largest reducer report a master accepts, in bytes",
@@ -138,6 +146,8 @@ class Settings:
                               "there; reducers refuse more before decoding)", low=1)
     max_key: int = setting("MR_MAX_KEY", 64 * MiB, "longest key (a word) in UTF-8 bytes; a longer one fails the job "
                            "at once", low=1)
+    job_modules: tuple[str, ...] = setting("MR_JOB_MODULES", (), "modules of user jobs (MapReduceJob classes), "
+                                           "comma-separated, importable on every actor and imported at startup")
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
@@ -147,11 +157,39 @@ class Settings:
                                     low=1)
     max_queued_jobs: int = setting("MR_MAX_QUEUED_JOBS", 256, "jobs waiting to run; beyond, submissions get 429 "
                                    "(/compute has its own queue of this size, served first)", low=0)
-    max_uploads: int = setting("MR_MAX_UPLOADS", 16, "uploads a master spools at once; beyond, 429", low=1)
+    max_uploads: int = setting("MR_MAX_UPLOADS", 16, "uploads (and JSON bodies over 64 KiB) a master receives at "
+                                "once; beyond, 429", low=1)
     max_line: int = setting("MR_MAX_LINE", 8190, "longest request line (so URL) or header field in bytes; longer "
                             "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
+    # retries and backoff: a pause starts at *_FIRST, doubles per try up to *_MAX, and is jittered by +-50%
+    retry_first: float = setting("MR_RETRY_FIRST", 0.05, "first pause (s) before a peer call is retried (finalize, "
+                                 "a reducer coming back)", low=0.001)
+    retry_max: float = setting("MR_RETRY_MAX", 2.0, "longest pause (s) between retries of a peer call", low=0.001)
+    discovery_retry_first: float = setting("MR_DISCOVERY_RETRY_FIRST", 0.05, "first pause (s) before discovery is "
+                                           "asked again for peers not visible yet", low=0.001)
+    discovery_retry_max: float = setting("MR_DISCOVERY_RETRY_MAX", 1.0, "longest pause (s) between discovery look-ups "
+                                         "while waiting for peers", low=0.001)
+    send_attempts: int = setting("MR_SEND_ATTEMPTS", 6, "tries a mapper gives a reducer that answers a stream with "
+                                 "an error (one that is down is waited for, up to MR_TIMEOUT_RECOVERY)", low=1,
+                                 count=True)
+    send_retry_first: float = setting("MR_SEND_RETRY_FIRST", 0.05, "first pause (s) before a mapper sends a partition "
+                                      "again", low=0.001)
+    send_retry_max: float = setting("MR_SEND_RETRY_MAX", 1.0, "longest pause (s) between a mapper's sends of one "
+                                    "partition", low=0.001)
+    mapper_backoff_first: float = setting("MR_MAPPER_BACKOFF_FIRST", 0.05, "first pause (s) before a mapper that "
+                                          "stalled or crashed on a split gets another", low=0.001)
+    mapper_backoff_max: float = setting("MR_MAPPER_BACKOFF_MAX", 2.0, "longest pause (s) before a faulty mapper gets "
+                                        "another split", low=0.001)
+    straggler_check: float = setting("MR_STRAGGLER_CHECK", 1.0, "idle mapper slots look for stragglers to back up "
+                                     "at least this often, in s (more often when MR_BACKUP_AFTER is short)", low=0.01)
+    max_wait: float = setting("MR_MAX_WAIT", 600.0, "longest long-poll (s) a client may ask for with ?wait=; longer "
+                              "asks are cut to it", low=0.0)
+    text_budget: int = setting("MR_TEXT_BUDGET", 256 * MiB, "bytes of memory the master gives text inputs and the "
+                               "JSON bodies being read and parsed (4-10x their size); past it 429, or 413", low=1024)
+    min_body_rate: int = setting("MR_MIN_BODY_RATE", 1024, "a request body slower than this many bytes/s on average "
+                                 "(after MR_TIMEOUT_BODY_IDLE) is cut off with 408; 0: no minimum", low=0)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
@@ -183,6 +221,34 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def peer_backoff(self) -> Backoff:
+        return Backoff(self.retry_first, self.retry_max)
+
+    @property
+    def discovery_backoff(self) -> Backoff:
+        return Backoff(self.discovery_retry_first, self.discovery_retry_max)
+
+    @property
+    def send_backoff(self) -> Backoff:
+        return Backoff(self.send_retry_first, self.send_retry_max)
+
+    @property
+    def mapper_backoff(self) -> Backoff:
+        return Backoff(self.mapper_backoff_first, self.mapper_backoff_max)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Pauses between the tries of one retry loop: ``first``, doubled per try up to ``most``, then jittered."""
+
+    first: float
+    most: float
+
+    def pause(self, tries: int, jitter: float = 1.0) -> float:
+        """The pause after ``tries`` failed tries (1 or more); ``jitter`` in [0.5, 1.5) spreads retrying callers."""
+        return min(self.most, self.first * 2.0 ** min(max(tries, 1) - 1, 30)) * jitter
 
 
 _UNSET: Any = object()
@@ -232,7 +298,7 @@ def _read(env: Mapping[str, str], f: dataclasses.Field[Any], kind: Any) -> Any:
             raise ConfigError(f"{key}={choice!r} must be one of {', '.join(options)}")
         return choice
     elif kind == tuple[str, ...]:
-        return _urls(key, raw)
+        return _modules(key, raw) if key == "MR_JOB_MODULES" else _urls(key, raw)
     else:
         return raw
     if low is not None and value < low:
@@ -257,6 +323,14 @@ def _urls(key: str, raw: str) -> tuple[str, ...]:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}: {url!r} is not an http(s) URL")
     return urls
+
+
+def _modules(key: str, raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"{key}: {name!r} is not a dotted module name")
+    return names
 
 
 def _ordinal_of(name: str) -> int:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from .errors import WireError
 from .keys import AttemptKey as AttemptKey  # re-exported: the messages below carry one as ``key``
 
+# The wire version. Decoding is strict (a missing or unknown field is refused with a message naming it), so a field
+# added or removed already fails loudly between mismatched actors; VERSION moves when a field keeps its name but
+# changes its meaning, which no field check could catch.
 VERSION = 1
 
 
@@ -23,15 +26,15 @@ class Assignment:
     split: int
     attempt: int
     job_name: str
-    input_kind: str  # "http" (served by the master or a URL) or "path" (under the data root)
+    input_kind: str  # "served" (bytes the master holds), "path" (under the data root) or "url" (inputs/ref.py)
     input_location: str
     input_name: str
-    input_size: int
     start: int
     end: int
     partitions: int  # R, fixed by the master when it planned the job
-    reducers: list[str]  # reducer names by ordinal as the master saw them (for logs and checks)
     only_partitions: list[int]  # empty: every partition; else redo just these
+    # The job's parameters as the user gave them; each actor configures its own instance of the job from them.
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> AttemptKey:
@@ -61,10 +64,8 @@ class SplitDone:
     epoch: int
     split: int
     attempt: int
-    mapper: str  # the mapper's incarnation
     bytes_read: int
     keys: int
-    incarnations: list[str]  # by partition: the reducer incarnation that acknowledged it
     duplicates: int  # partitions that answered "duplicate"
 
     @property
@@ -100,6 +101,7 @@ class StreamHeader:
     partitions: int
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> AttemptKey:
@@ -178,7 +180,7 @@ class Missing:
 
 @dataclass(frozen=True)
 class Release:
-    """Master → reducer or mapper: forget this job (finished, failed or cancelled)."""
+    """Master → reducer: forget this job (finished, failed or cancelled)."""
 
     job: str
     epoch: int
@@ -242,6 +244,8 @@ def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:
     ok: bool
     if origin is int:
         ok = type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool
+    elif origin is dict and typing.get_args(kind) == (str, str):
+        ok = type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
     elif origin is list:
         (item_kind,) = typing.get_args(kind)
         ok = type(value) is list and all(type(v) is item_kind and (item_kind is not int or v >= 0) for v in value)

@@ -129,31 +129,6 @@ def frame_length(prefix: bytes, cap: int) -> int:
     return int(length)
 
 
-class FrameDecoder:
-    """Incremental frame parser: feed bytes as they arrive, take whole decoded items out."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[Any]:
-        self._buffer += data
-        items: list[Any] = []
-        while len(self._buffer) >= PREFIX:
-            length = frame_length(bytes(self._buffer[:PREFIX]), self.cap)
-            if len(self._buffer) < PREFIX + length:
-                break
-            body = bytes(self._buffer[PREFIX : PREFIX + length])
-            del self._buffer[: PREFIX + length]
-            items.append(decode(body, self.cap))
-        return items
-
-    def close(self) -> None:
-        """The stream ended: leftover bytes mean a frame was cut."""
-        if self._buffer:
-            raise WireError(f"stream ended inside a frame ({len(self._buffer)} bytes left over)")
-
-
 def map_size_after(body: bytes, prefix: bytes) -> int | None:
     """How many entries the CBOR map right after ``prefix`` declares, read before decoding anything; None when
     ``body`` does not start with ``prefix`` and a definite-length map header (so a decoder's work is known)."""

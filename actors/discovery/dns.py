@@ -21,8 +21,6 @@ from .base import Peer, PeerRole, peer_url
 # A StatefulSet pod's name is "<set>-<ordinal>"; the set name must hold a letter so that the dashed-IP labels
 # CoreDNS gives endpoints without a hostname ("10-244-1-5") are not mistaken for ordinals.
 _POD_LABEL = re.compile(r"^([a-z0-9-]*[a-z][a-z0-9-]*)-(\d+)$")
-_RETRY_FIRST = 0.05
-_RETRY_MAX = 1.0
 RESOLV_CONF = "/etc/resolv.conf"
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 
@@ -108,7 +106,8 @@ class DnsDiscovery:
         """Re-query with a short, growing pause until ``count`` peers of ``role`` answer, for at most ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        pause = _RETRY_FIRST
+        backoff = self._settings.discovery_backoff
+        tries = 0
         peers: list[Peer] = []
         last_error: DiscoveryError | None = None
         while True:
@@ -124,8 +123,8 @@ class DnsDiscovery:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            await asyncio.sleep(min(pause, remaining))
-            pause = min(pause * 2, _RETRY_MAX)
+            tries += 1
+            await asyncio.sleep(min(backoff.pause(tries), remaining))  # a pause between look-ups, not a condition
         cause = f"; last error: {last_error.message}" if last_error else ""
         raise DiscoveryError(
             f"only {len(peers)} of {count} {role}(s) appeared in DNS ({self.srv_name(role)}) within {timeout:g}s{cause}"

@@ -2,8 +2,14 @@
 
 Anyone on the segment can announce anything, so an announcement is believed only when its instance name matches its
 TXT role and ordinal and, with a cluster token (MR_TOKEN), when it carries an HMAC of its fields keyed by that token.
-Without a token, mDNS is trust-on-loopback. A forged goodbye can still hide a peer (denial of service), never
-redirect its traffic.
+Without a token, mDNS is trust-on-loopback.
+
+Goodbyes (records with TTL 0) cannot be signed, so anyone can send one. A verified peer therefore leaves the view
+only when a newer verified claim for its ordinal replaces it (a restarted actor), or when the network stays silent
+about it after a goodbye: the goodbye only makes us ask again (a PTR query), and the peer is dropped if no record
+for it comes back within MR_TIMEOUT_DISCOVERY. A live peer answers, so a forged goodbye changes nothing; a peer that
+really left is gone after that bound. A forged *answer* can keep a dead peer listed, which is harmless: callers
+already treat a refused connection as the peer being down, and jobs wait for a missing ordinal (MR_TIMEOUT_RECOVERY).
 """
 
 from __future__ import annotations
@@ -22,8 +28,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from zeroconf import DNSQuestionType, IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
+from zeroconf import (  # type: ignore[attr-defined]  # public names, not in __all__
+    DNSOutgoing,
+    DNSQuestion,
+    DNSQuestionType,
+    IPVersion,
+    ServiceInfo,
+    ServiceStateChange,
+    Zeroconf,
+    current_time_millis,
+)
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+from zeroconf.const import _CLASS_IN, _FLAGS_QR_QUERY, _TYPE_PTR
 
 from ..core.config import Settings
 from ..core.errors import ConfigError, DiscoveryError
@@ -42,6 +58,8 @@ _MAX_LABEL = 63  # DNS label limit for the instance name
 _ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
 _MAX_REFUSED = 256  # refused instance names remembered (for logs and tests), oldest dropped first
 _SIGNED = "mapreduce-mdns/1"  # names what the signature covers; change it when the covered fields change
+_ASKS = 3  # PTR queries sent, evenly over MR_TIMEOUT_DISCOVERY, before a goodbye is believed (multicast is lossy)
+ANSWERED, SILENT = "answered", "silent"  # what came of a goodbye: the peer's records came back, or nothing did
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,8 @@ class MdnsDiscovery:
         self._timeout = settings.timeouts.discovery
         self._claims: dict[str, Claim] = {}  # by lower-cased mDNS instance name
         self.refused: dict[str, str] = {}  # instance name -> why its last announcement was not believed
+        self.goodbyes: dict[str, str] = {}  # instance name -> what came of the last goodbye for a verified peer
+        self._doubted: set[str] = set()  # instance names whose goodbye is being checked
         self._incarnation = secrets.token_hex(8)
         self._since = time.time_ns()
         self._resolving: dict[str, asyncio.Task[None]] = {}
@@ -227,18 +247,56 @@ class MdnsDiscovery:
 
     def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
         key = name.lower()
-        pending = self._resolving.pop(key, None)
-        if pending is not None:
-            pending.cancel()  # a newer event for the same instance supersedes it
         if state_change is ServiceStateChange.Removed:
-            if key != self._own_name and self._claims.pop(key, None) is not None:
-                self._notify()
+            if key in self._doubted:
+                return  # already asking about it: a flood of goodbyes costs one check, not one each
+            self._cancel(key)
+            if key != self._own_name and key in self._claims:
+                # Unsigned, so not believed: ask the network instead, and drop the peer only if it stays silent.
+                self._doubted.add(key)
+                self._resolving[key] = asyncio.create_task(self._recheck(key, zeroconf, name))
             return
+        if key in self._doubted:
+            self._remember(self.goodbyes, key, ANSWERED)  # its records came back: the goodbye is refuted
+            log.info("mdns_goodbye_answered", instance=name)
+        self._cancel(key)  # a newer event for the same instance supersedes a pending one
         info = AsyncServiceInfo(service_type, name)
         if info.load_from_cache(zeroconf):
             self._apply(key, info)
         else:
             self._resolving[key] = asyncio.create_task(self._resolve(key, zeroconf, info))
+
+    def _cancel(self, key: str) -> None:
+        pending = self._resolving.pop(key, None)
+        if pending is not None:
+            pending.cancel()
+        self._doubted.discard(key)
+
+    async def _recheck(self, key: str, zeroconf: Zeroconf, name: str) -> None:
+        """After a goodbye for a verified peer: ask for the service's pointers; no answer in time means it left.
+
+        An answer arrives as a browse event for ``name`` (the goodbye took its pointer out of the cache), which
+        cancels this task. The pointer query, not a cached SRV/TXT look-up, also puts the pointer back, so a later
+        genuine goodbye is seen again.
+        """
+        try:
+            for _ in range(_ASKS):
+                _ask_for_pointers(zeroconf)
+                await asyncio.sleep(self._timeout / _ASKS)  # between retries; an answer cancels the task
+        finally:
+            if self._resolving.get(key) is asyncio.current_task():
+                del self._resolving[key]
+                self._doubted.discard(key)
+        self._remember(self.goodbyes, key, SILENT)
+        if self._claims.pop(key, None) is not None:
+            log.info("mdns_peer_left", instance=name, waited=self._timeout)
+            self._notify()
+
+    def _remember(self, table: dict[str, str], key: str, value: str) -> None:
+        if key not in table and len(table) >= _MAX_REFUSED:  # a flood of bogus names must not grow memory
+            del table[next(iter(table))]
+        table[key] = value
+        self._notify()
 
     async def _resolve(self, key: str, zeroconf: Zeroconf, info: AsyncServiceInfo) -> None:
         try:
@@ -261,11 +319,8 @@ class MdnsDiscovery:
         if isinstance(claim, str):
             # Not believed: it never displaces what we hold for that name (a verified claim stays).
             if claim and self.refused.get(key) != claim:
-                if len(self.refused) >= _MAX_REFUSED:  # a flood of bogus names must not grow memory
-                    del self.refused[next(iter(self.refused))]
-                self.refused[key] = claim
+                self._remember(self.refused, key, claim)
                 log.warning("mdns_peer_refused", instance=info.name, cause=claim)
-                self._notify()
             return
         self.refused.pop(key, None)
         if held != claim:
@@ -276,6 +331,16 @@ class MdnsDiscovery:
         # Wake every waiter once, then give later waiters a fresh event.
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+def _ask_for_pointers(zeroconf: Zeroconf) -> None:
+    """Multicast one PTR question for our service type, listing the pointers we hold so only the others answer."""
+    query = DNSOutgoing(_FLAGS_QR_QUERY)
+    query.add_question(DNSQuestion(SERVICE_TYPE, _TYPE_PTR, _CLASS_IN))
+    now = current_time_millis()
+    for known in zeroconf.cache.async_all_by_details(SERVICE_TYPE, _TYPE_PTR, _CLASS_IN):
+        query.add_answer_at_time(known, now)
+    zeroconf.async_send(query)
 
 
 def _instance(cluster: str, role: str, ordinal: str) -> str:

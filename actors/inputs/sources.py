@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import aiohttp
 
@@ -53,16 +53,29 @@ def resolve_under_root(root: str, relative: str) -> Path:
 
 
 class PathSource:
+    """A file under the data root, read in a thread: a cold or network volume may take long for one block."""
+
     def __init__(self, root: str, relative: str) -> None:
-        self.path = resolve_under_root(root, relative)
+        self.root = root
+        self.relative = relative
 
     async def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
-        # Local (or mounted) file reads: plain blocking reads of page-cache-sized blocks keep the loop simple.
-        with open(self.path, "rb") as file:
-            file.seek(offset)
-            while block := file.read(BLOCK):
+        file = await asyncio.to_thread(_open_under_root, self.root, self.relative, offset)
+        try:
+            while block := await asyncio.to_thread(file.read, BLOCK):
                 yield block
-                await asyncio.sleep(0)  # let heartbeats and probes run between blocks
+        finally:
+            file.close()  # cheap for a file opened for reading; a read still in its thread holds the lock
+
+
+def _open_under_root(root: str, relative: str, offset: int) -> BinaryIO:
+    file = open(resolve_under_root(root, relative), "rb")  # closed by PathSource.blocks
+    try:
+        file.seek(offset)
+    except BaseException:
+        file.close()
+        raise
+    return file
 
 
 class HttpSource:

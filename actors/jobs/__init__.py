@@ -1,25 +1,8 @@
-"""Jobs: the registry of job definitions (map, combine, reduce) by name."""
+"""Jobs: the catalog of job definitions (built-ins, MR_JOB_MODULES, entry points) and their engines, by name."""
 
 from __future__ import annotations
 
-from ..core.errors import BadRequest
 from .base import Job
-from .inverted_index import InvertedIndex
-from .wordcount import WordCount
+from .catalog import Catalog, get_job, job_names, load_catalog
 
-_REGISTRY: dict[str, Job] = {job.name: job for job in (WordCount(), InvertedIndex())}
-
-
-def get_job(name: str) -> Job:
-    """The job registered under ``name``; a user naming an unknown one gets a 400 listing the known ones."""
-    job = _REGISTRY.get(name)
-    if job is None:
-        raise BadRequest(f"unknown job {name!r}; known jobs: {', '.join(sorted(_REGISTRY))}")
-    return job
-
-
-def job_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-__all__ = ["Job", "get_job", "job_names"]
+__all__ = ["Catalog", "Job", "get_job", "job_names", "load_catalog"]

@@ -23,6 +23,10 @@ class Job(Protocol):
         """Map one chunk straight into ``acc``: the same as combining ``map(text)`` into it, often faster."""
         ...
 
+    def weight(self, acc: Mapping[str, Any]) -> int:
+        """What ``acc`` holds against MR_KEY_BUDGET: its keys, or its values when a key holds a list of them."""
+        ...
+
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         """Merge ``part`` into ``into`` in place (a mapper's combiner and a reducer's merge alike)."""
         ...

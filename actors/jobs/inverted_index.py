@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..core.errors import WireError
+from ..sdk import MapReduceJob
 
 
-class InvertedIndex:
-    """A job whose reduce is a set union, not a sum."""
+class InvertedIndexEngine:
+    """The native engine: a reduce that is a set union, not a sum."""
 
     name = "inverted_index"
 
@@ -22,6 +23,9 @@ class InvertedIndex:
 
     def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
         self.combine(acc, self.map(text, source))
+
+    def weight(self, acc: Mapping[str, Any]) -> int:
+        return len(acc)
 
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         for key, names in part.items():
@@ -44,3 +48,23 @@ class InvertedIndex:
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         return sorted(result.items(), key=lambda item: (-len(item[1]), item[0]))[:n]
+
+
+class InvertedIndex(MapReduceJob):
+    """Map each word to the sorted list of the names of the inputs containing it."""
+
+    name = "inverted_index"
+
+    def mapper(self, line: str) -> Iterator[tuple[str, str]]:
+        for word in line.split():
+            yield word, self.input_name
+
+    def reducer(self, key: Any, values: list[Any]) -> list[str]:
+        return sorted(set(values))
+
+    def order(self, key: Any, value: Any) -> Any:
+        return -len(value)
+
+    def engine(self) -> InvertedIndexEngine:
+        return InvertedIndexEngine()
+

@@ -2,9 +2,9 @@
 
 ``CountTable(partitions)`` is the C kernel (actors/jobs/_wordcount.c) when it was built, else the pure-Python
 :class:`PythonCountTable`; both give, for any chunks of whole lines fed in order, exactly
-``Counter(data.decode("utf-8", "replace").split())`` over their concatenation, grouped by
-:func:`actors.core.partition.partition_of`. ``NATIVE`` (and :func:`native_status`, for the startup log) say which
-one is in use.
+``Counter(data.decode("utf-8", "replace").split())`` over their concatenation, grouped as
+:func:`actors.core.partition.split_by_partition` groups keys. ``NATIVE`` (and :func:`native_status`, for the startup
+log) say which one is in use.
 """
 
 from __future__ import annotations

@@ -1,29 +1,59 @@
-"""Word count: tokens as ``str.split()`` makes them, case-sensitive, summed."""
+"""Word count: tokens as ``str.split()`` makes them, case-sensitive, summed; opt-in lower-casing and punctuation."""
 
 from __future__ import annotations
 
 import heapq
+import string
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
 from typing import Any
 
 from ..core.errors import WireError
+from ..sdk import JobConfigError, MapReduceJob
+
+PUNCTUATION = string.punctuation
+FLAGS = {"true": True, "false": False}
 
 
-class WordCount:
-    """Equals ``collections.Counter(text.split())`` exactly."""
+def flag(params: Mapping[str, str], name: str, job: str) -> bool:
+    """A boolean parameter: "true" or "false" (absent: false)."""
+    raw = params.get(name, "false")
+    if raw not in FLAGS:
+        raise JobConfigError(f"job {job!r}: parameter {name} must be true or false, not {raw[:40]!r}")
+    return FLAGS[raw]
+
+
+class WordCountEngine:
+    """The native engine: equals ``collections.Counter(text.split())`` exactly, with the normalisations asked for."""
 
     name = "wordcount"
 
+    def __init__(self, lower: bool = False, strip_punctuation: bool = False) -> None:
+        self.lower = lower
+        self.strip_punctuation = strip_punctuation
+        self.plain = not lower and not strip_punctuation
+
+    def words(self, text: str) -> Iterable[str]:
+        if self.lower:
+            text = text.lower()  # never adds or removes whitespace, so the same as lower-casing each token
+        tokens = text.split()
+        if self.strip_punctuation:
+            return filter(None, map(str.strip, tokens, repeat(PUNCTUATION)))  # C-level: no Python loop
+        return tokens
+
     def map(self, text: str, source: str) -> dict[str, Any]:
-        return Counter(text.split())  # the hot loop, in C
+        return Counter(text.split() if self.plain else self.words(text))  # the hot loop, in C
 
     def partial(self) -> dict[str, Any]:
         return Counter()
 
     def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
         # Counter.update over an iterable counts in C straight into the accumulator: no per-key Python merge.
-        acc.update(text.split())  # type: ignore[arg-type]
+        acc.update(text.split() if self.plain else self.words(text))  # type: ignore[arg-type]
+
+    def weight(self, acc: Mapping[str, Any]) -> int:
+        return len(acc)
 
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         if not into:
@@ -48,3 +78,31 @@ class WordCount:
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         # Ties broken by word so the answer is the same whichever reducer reported first.
         return heapq.nsmallest(n, result.items(), key=lambda item: (-item[1], item[0]))
+
+
+class WordCount(MapReduceJob):
+    """Count each word (a token of ``str.split()``, case-sensitive by default) across the input."""
+
+    name = "wordcount"
+    parameters = {"lower": "true: lower-case every word before counting (default false)",
+                  "strip_punctuation": "true: strip ASCII punctuation from both ends of each word, dropping words "
+                                       "left empty (default false)"}
+
+    def configure(self, params: Mapping[str, str]) -> None:
+        self._engine = WordCountEngine(flag(params, "lower", self.name), flag(params, "strip_punctuation", self.name))
+
+    def mapper(self, line: str) -> Iterator[tuple[str, int]]:
+        for word in self._engine.words(line):
+            yield word, 1
+
+    def combiner(self, key: Any, values: list[Any]) -> int:
+        return sum(values)
+
+    def reducer(self, key: Any, values: list[Any]) -> int:
+        return sum(values)
+
+    def order(self, key: Any, value: Any) -> Any:
+        return -value
+
+    def engine(self) -> WordCountEngine:
+        return self._engine

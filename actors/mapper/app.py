@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 from ..core import wire
-from ..core.config import Settings
+from ..core.config import Backoff, Settings
 from ..core.errors import (
     Conflict,
     DiscoveryError,
+    InputError,
     KeyTooLarge,
     MapReduceError,
     PeerError,
@@ -37,18 +39,32 @@ from ..discovery import Discovery, Peer
 from ..inputs.ref import PATH, URL
 from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
-from ..jobs import Job, get_job
-from ..net.actor import DISCOVERY, IDENTITY, SETTINGS, base_app, discovery_context, read_cbor_body
+from ..jobs import Job
+from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
+from ..sdk import JobCodeError
 from .spool import Spool
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 MAPPER_METRICS = web.AppKey("mapper_metrics", MapperMetrics)
-SEND_ATTEMPTS = 6  # a reducer that answers badly gets this many tries; one that is down is waited for instead
-SEND_BACKOFF, SEND_BACKOFF_MAX = 0.05, 1.0
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """How a mapper delivers one partition: the few settings its retry loop reads."""
+
+    attempts: int  # MR_SEND_ATTEMPTS: tries for a reducer that answers errors
+    backoff: Backoff  # MR_SEND_RETRY_FIRST / _MAX
+    recovery: float  # MR_TIMEOUT_RECOVERY: how long a reducer that is down (or not visible) is waited for
+    discovery: Backoff  # MR_DISCOVERY_RETRY_FIRST / _MAX: pauses while looking for a reducer not visible yet
+
+    @classmethod
+    def of(cls, settings: Settings) -> SendPolicy:
+        return cls(settings.send_attempts, settings.send_backoff, settings.timeouts.recovery,
+                   settings.discovery_backoff)
 
 log = EventLog(__name__)
 
@@ -66,15 +82,14 @@ async def assign(request: web.Request) -> web.StreamResponse:
     """Run one assignment; the answer is a frame stream: PROGRESS heartbeats, then SPLITDONE or SPLITFAILED."""
     settings = request.app[SETTINGS]
     assignment = from_wire(await read_cbor_body(request, settings.message_cap), Assignment)
-    job = get_job(assignment.job_name)
+    job = request.app[JOBS].get(assignment.job_name, assignment.params)
     if request.app[IDENTITY].draining:
         raise Unavailable("mapper is shutting down")
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
     await response.prepare(request)
     client = PeerClient(request.app[SESSION], settings)
     metrics = request.app[MAPPER_METRICS]
-    run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY],
-                 request.app[IDENTITY].incarnation, metrics)
+    run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY], metrics)
     fields = {"job": assignment.job, "epoch": assignment.epoch, "split": assignment.split,
               "attempt": assignment.attempt}
     log.info("split_started", **fields, start=assignment.start, end=assignment.end)
@@ -90,7 +105,10 @@ async def assign(request: web.Request) -> web.StreamResponse:
             metrics.splits_done.inc()
             log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
-            retriable = not isinstance(error, (Conflict, KeyTooLarge))
+            # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read (nor
+            # a conflict, a key past MR_MAX_KEY, or a job's own code failing): the job fails at once, not after
+            # MR_MAX_ATTEMPTS.
+            retriable = not isinstance(error, (Conflict, KeyTooLarge, InputError, JobCodeError))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             metrics.splits_failed.inc()
@@ -114,7 +132,6 @@ class MapRun:
         client: PeerClient,
         transport: Transport,
         discovery: Discovery,
-        incarnation: str,
         metrics: MapperMetrics | None = None,
     ) -> None:
         self.a = assignment
@@ -123,7 +140,7 @@ class MapRun:
         self.client = client  # for reading served and URL inputs only; peers are reached through the transport
         self.transport = transport
         self.discovery = discovery
-        self.incarnation = incarnation
+        self.send_policy = SendPolicy.of(settings)
         self.metrics = metrics or MapperMetrics()
         self.bytes_read = 0
         self.keys = 0
@@ -178,6 +195,7 @@ class MapRun:
                 self.metrics.bytes_read.inc(len(data))
                 for piece in chunker.feed(data):
                     spool.map(piece.decode("utf-8", "replace"), name)
+                    await asyncio.sleep(0)  # a yield between chunks of CPU work, not a wait for a condition
                 # Every block, not every piece: reading a long word yields no piece for a while, and a silent
                 # mapper loses its lease.
                 yield self._progress()
@@ -210,13 +228,14 @@ class MapRun:
 
     async def _send(self, spool: Spool, partition: int, reducer: Peer | None) -> None:
         """Deliver one partition: a reducer that is down or not visible (restarting, not Ready yet) is waited for
-        up to the recovery timeout; one that answers an error gets SEND_ATTEMPTS tries."""
-        a, t = self.a, self.settings.timeouts
+        up to the recovery timeout; one that answers an error gets MR_SEND_ATTEMPTS tries."""
+        a, policy = self.a, self.send_policy
         header = StreamHeader(job=a.job, epoch=a.epoch, split=a.split, attempt=a.attempt, partition=partition,
-                              partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition])
+                              partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition],
+                              params=a.params)
         fields = {"job": a.job, "split": a.split, "attempt": a.attempt, "partition": partition}
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + t.recovery
+        deadline = loop.time() + policy.recovery
         tries = failures = 0
         while True:
             tries += 1
@@ -224,7 +243,7 @@ class MapRun:
             try:
                 if reducer is None:
                     found = await wait_for_ordinals(self.discovery, "reducer", [partition],
-                                                    max(deadline - loop.time(), 0.001))
+                                                    max(deadline - loop.time(), 0.001), policy.discovery)
                     reducer = found[partition]
                 ack = await self.transport.send_partition(reducer, header, spool.blocks(partition),
                                                           spool.commit(partition))
@@ -235,16 +254,16 @@ class MapRun:
                 cause = error.message  # down: wait for it (a replaced pod may come back at a new address)
             except (PeerError, Unavailable) as error:
                 failures += 1
-                if failures >= SEND_ATTEMPTS:
+                if failures >= policy.attempts:
                     raise
                 cause = error.message
                 retry_after = error.retry_after if isinstance(error, Unavailable) else 0.0
             reducer = None
-            delay = min(SEND_BACKOFF_MAX, SEND_BACKOFF * 2 ** min(tries - 1, 20)) * random.uniform(0.5, 1.5)
+            delay = policy.backoff.pause(tries, random.uniform(0.5, 1.5))
             delay = max(delay, retry_after * random.uniform(0.5, 1.0))
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise Unavailable(f"reducer {partition} did not take split {a.split} within {t.recovery:g} s "
+                raise Unavailable(f"reducer {partition} did not take split {a.split} within {policy.recovery:g} s "
                                   f"(MR_TIMEOUT_RECOVERY): {cause}")
             log.info("partition_send_retry", **fields, tries=tries, cause=cause)
             self.metrics.send_retries.inc()
@@ -255,8 +274,7 @@ class MapRun:
 
     def outcome(self) -> SplitDone:
         a = self.a
-        incarnations = [self.acks[p].incarnation if p in self.acks else "" for p in range(a.partitions)]
         duplicates = sum(1 for ack in self.acks.values() if ack.status == "duplicate")
-        return SplitDone(a.job, a.epoch, a.split, a.attempt, mapper=self.incarnation, bytes_read=self.bytes_read,
-                         keys=self.keys, incarnations=incarnations, duplicates=duplicates)
+        return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
+                         duplicates=duplicates)
 

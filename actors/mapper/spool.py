@@ -52,7 +52,7 @@ class Spool:
     def map(self, text: str, source: str) -> None:
         """Map one chunk into the combined partial values; flush to frames once they pass the key budget."""
         self.job.map_into(self._acc, text, source)
-        if len(self._acc) >= self.key_budget:
+        if self.job.weight(self._acc) >= self.key_budget:
             self.flush()
 
     def flush(self) -> None:
@@ -77,6 +77,14 @@ class Spool:
             encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
         except PayloadTooLarge:
             if len(items) == 1:
+                ((key, value),) = items.items()
+                if type(value) is list and len(value) > 1:
+                    # One key's many values (an SDK job without a combiner): in several frames, which a reducer
+                    # merges by the job's own combine, exactly as if they had come in one.
+                    half = len(value) // 2
+                    self._write(partition, {key: value[:half]})
+                    self._write(partition, {key: value[half:]})
+                    return
                 self._write_long(partition, items)
                 return
             keys = list(items)

@@ -9,7 +9,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import aiohttp
@@ -20,21 +20,29 @@ from ..core.errors import (
     BadRequest,
     Conflict,
     JobFailed,
-    MapReduceError,
     PayloadTooLarge,
     TooManyRequests,
     Unavailable,
 )
 from ..core.logs import EventLog
 from ..inputs.ref import InputRef
-from ..jobs import get_job, job_names
-from ..net.actor import DISCOVERY, DRAIN, IDENTITY, SETTINGS, base_app, discovery_context
+from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.metrics import METRICS, MasterMetrics
 from ..net.transport import HttpTransport
 from .coordinator import Coordinator, MapperSlots
+from .jobcheck import check_job_everywhere
 from .journal import Journal
-from .limits import check_plan, json_split_size, positive_decimal, query_split_size
+from .limits import (
+    check_plan,
+    count_param,
+    idempotency_key,
+    json_split_size,
+    parse_cost,
+    positive_decimal,
+    query_split_size,
+    wait_seconds,
+)
 from .openapi import openapi
 from .page import add_status_page
 from .readiness import READY, expected_reducers, readiness_context
@@ -42,7 +50,16 @@ from .record import DONE, FAILED, FINISHED, JobRecord
 from .registry import JobRegistry
 from .results import HeldResult, Results
 from .splitview import parse_query
-from .store import UPLOAD_BLOCK, InputStore, clip_name, parse_spec, read_block, upload_name
+from .store import (
+    UPLOAD_BLOCK,
+    InputStore,
+    Reservation,
+    body_pace,
+    clip_name,
+    parse_spec,
+    read_block,
+    upload_name,
+)
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", InputStore)
@@ -51,8 +68,8 @@ SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
 RESULTS = web.AppKey("results", Results)
 MASTER_METRICS = web.AppKey("master_metrics", MasterMetrics)
-MAX_WAIT = 600.0
 TOP_BATCH = 4096  # ?top=N entries written at a time
+JSON_SLOT_SIZE = 64 * 1024  # a JSON body larger than this (or of unknown length) holds an MR_MAX_UPLOADS slot
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
 
 log = EventLog(__name__)
@@ -70,6 +87,7 @@ def build_master(settings: Settings) -> web.Application:
     app.router.add_get("/compute", compute)
     app.router.add_post("/v1/jobs", submit)
     app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_get("/v1/jobs/kinds", job_kinds)  # before /v1/jobs/{id}
     app.router.add_get("/v1/jobs/{id}", status)
     app.router.add_get("/v1/jobs/{id}/result", result)
     app.router.add_delete("/v1/jobs/{id}", cancel)
@@ -83,7 +101,7 @@ def build_master(settings: Settings) -> web.Application:
 def _add_metrics(app: web.Application) -> None:
     """The master's metric families; jobs and peers are read at scrape time (peers within the discovery timeout)."""
     metrics, timeout = app[METRICS], app[SETTINGS].timeouts.discovery
-    app[MASTER_METRICS] = master = MasterMetrics(metrics, job_names())
+    app[MASTER_METRICS] = master = MasterMetrics(metrics, app[JOBS].names())
     metrics.readings.gauge("mapreduce_jobs_running", "jobs running now",
                            lambda: app[REGISTRY].running if REGISTRY in app else 0)
     metrics.readings.gauge("mapreduce_jobs_queued", "jobs admitted and waiting to run",
@@ -115,13 +133,13 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
                            on_end=ended, on_forget=forget)
     app[REGISTRY] = registry
     app[UPLOADS] = UploadSlots(settings.max_uploads)
-    for record, key in journal.interrupted():
+    for record, key in await asyncio.to_thread(journal.interrupted):
         record.transition(FAILED)
         record.error, record.finished = RESTARTED, time.time()
         record.done.set()
         registry.restore(record, key)
         log.warning("job_lost_in_restart", job=record.id, epoch=record.epoch)
-    journal.compact()
+    await asyncio.to_thread(journal.compact)
     drain = app[DRAIN]
     drain.hooks.append(lambda d: registry.close(d.stop_at, d.cancel_by))  # SIGTERM: the jobs share one deadline
     try:
@@ -131,6 +149,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
         await registry.close(drain.stop_at, drain.cancel_by)
         store.close()
         results.clear()
+        await asyncio.to_thread(journal.close)
 
 
 def _job_id(key: str) -> str:
@@ -145,12 +164,12 @@ def _epoch(previous: JobRecord | None) -> int:
 
 
 def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "",
-              interactive: bool = False) -> JobRecord:
+              interactive: bool = False, params: dict[str, str] | None = None) -> JobRecord:
     """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
-                       created=time.time(), split_size=split_size)
+                       created=time.time(), split_size=split_size, params=dict(params or {}))
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
                               app[SLOTS], time.monotonic, keep=_keeper(app, record), metrics=app[MASTER_METRICS])
     try:
@@ -165,7 +184,7 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
 
 
 class UploadSlots:
-    """How many uploads this master spools at once (MR_MAX_UPLOADS): each holds a connection and an open file."""
+    """How many uploads (and JSON bodies over 64 KiB) this master receives at once (MR_MAX_UPLOADS)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -174,8 +193,8 @@ class UploadSlots:
     @contextmanager
     def hold(self) -> Iterator[None]:
         if self.active >= self.limit:
-            raise TooManyRequests(f"{self.active} uploads are already being received, the limit (MR_MAX_UPLOADS); "
-                                  "retry later", retry_after=5.0)
+            raise TooManyRequests(f"{self.active} uploads and large JSON bodies are already being received, the "
+                                  "limit (MR_MAX_UPLOADS); retry later", retry_after=5.0)
         self.active += 1
         try:
             yield
@@ -209,14 +228,20 @@ async def submit(request: web.Request) -> web.Response:
     app, settings = request.app, request.app[SETTINGS]
     await _ready_for_jobs(app)
     registry = app[REGISTRY]
-    key = request.headers.get("Idempotency-Key", "")
+    key = idempotency_key(request.headers.get("Idempotency-Key", ""))
     if key not in registry.keys:  # a known key may be answered with its job even when the master is full
         registry.check_room()  # refuse a flood before reading its bodies
     deadline = asyncio.get_running_loop().time() + settings.timeouts.body
     digest = hashlib.blake2b(digest_size=16)
+    reservation = Reservation(app[STORE].text_budget)  # released when this request ends, whatever its outcome
+    encoded = None
     if request.content_type == "application/json":
-        spec = await _json_body(request, deadline)
-        digest.update(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        try:
+            spec = await _json_body(request, deadline, reservation)
+            encoded = _fingerprint(spec, digest)
+        except BaseException:
+            reservation.release()
+            raise
         upload = None
     else:
         spec = {}
@@ -236,40 +261,59 @@ async def submit(request: web.Request) -> web.Response:
             if upload is not None:
                 app[STORE].drop(upload.served_id)
             return web.json_response({**existing.status(), "links": _links(existing)}, status=200)
-        job_name, ref, split_size = await _job_of(request, spec, upload)
-        record = start_job(app, job_name, ref, split_size, key)
+        job_name, ref, split_size = await _job_of(request, spec, upload, reservation, encoded)
+        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"))
     except BaseException:
         if upload is not None:
             app[STORE].drop(upload.served_id)
         raise
     finally:
+        reservation.release()
         if held:
             registry.release(key)  # a no-op once start_job bound the key to the job
     return web.json_response({**record.status(), "links": _links(record)}, status=202)
 
 
-async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None) -> tuple[str, InputRef, int]:
+async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None,
+                  reservation: Reservation | None = None,
+                  encoded: bytes | None = None) -> tuple[str, InputRef, int]:
     """The job name, input and split size a submission asks for, its plan checked against MR_MAX_SPLITS."""
     app, settings = request.app, request.app[SETTINGS]
     if upload is not None:
         job_name = request.query.get("job", "wordcount")
-        get_job(job_name)
+        await check_job(app, job_name, {})
         split_size = query_split_size(request.query.get("split_size"), settings)
         check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
         return job_name, upload, split_size
     job_name = spec.get("job", "wordcount")
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
-    get_job(job_name)
+    await check_job(app, job_name, spec.setdefault("params", {}))
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
-    unknown = sorted(set(spec) - {"job", "input", "split_size"})
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "params"})
     if unknown:
-        raise BadRequest(f"unknown fields {unknown}; a job spec has job, input and split_size")
-    ref = clip_name(await parse_spec(spec["input"], settings, app[STORE]), settings.max_name)
+        raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input and split_size")
+    ref = clip_name(await parse_spec(spec["input"], settings, app[STORE], reservation, encoded), settings.max_name)
     _admit_plan(app, ref, split_size)
     return job_name, ref, split_size
+
+
+async def check_job(app: web.Application, name: str, params: Any) -> None:
+    """400 unless the job is known here, takes ``params`` (its configure hook), and every visible actor has it in
+    this version (jobcheck.py)."""
+    if not isinstance(params, dict):
+        raise BadRequest('"params" must be an object of string values')
+    catalog = app[JOBS]
+    catalog.sdk(name, params)
+    await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
+                               app[SETTINGS].timeouts.connect)
+
+
+async def job_kinds(request: web.Request) -> web.Response:
+    """GET /v1/jobs/kinds: the jobs this master can run, with their parameters and docstrings."""
+    return web.json_response({"jobs": request.app[JOBS].describe()})
 
 
 def _finite(text: str) -> float:
@@ -284,20 +328,45 @@ def _no_constant(name: str) -> Any:
     raise BadRequest(f"JSON has {name}, which is not a JSON number")
 
 
-async def _json_body(request: web.Request, deadline: float) -> dict[str, Any]:
-    settings = request.app[SETTINGS]
-    cap = settings.max_json
-    if request.content_length is not None and request.content_length > cap:
-        raise PayloadTooLarge(f"JSON body too large: {request.content_length} bytes exceed the cap of {cap} bytes "
-                              "(MR_MAX_JSON)")
-    parts, size = [], 0
-    while block := await read_block(request.content, UPLOAD_BLOCK, settings.timeouts.body_idle, deadline):
-        size += len(block)
-        if size > cap:
-            raise PayloadTooLarge(f"JSON body too large: it exceeds the cap of {cap} bytes (MR_MAX_JSON)")
-        parts.append(block)
+def _fingerprint(spec: dict[str, Any], digest: hashlib.blake2b) -> bytes | None:
+    """Feed ``digest`` a JSON spec's canonical form; return its text input's UTF-8 bytes, if it has one.
+
+    A text enters the canonical form as the hash of its bytes: re-encoding it as escaped JSON took 6x its size
+    for 4-byte characters. The bytes are returned so the text is encoded once.
+    """
+    source, canonical, data = spec.get("input"), spec, None
+    if isinstance(source, dict) and isinstance(source.get("text"), str):
+        data = source["text"].encode("utf-8", "surrogatepass")
+        text_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+        canonical = {**spec, "input": {**source, "text": {"blake2b": text_hash}}}
+    digest.update(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    return data
+
+
+async def _json_body(request: web.Request, deadline: float, reservation: Reservation) -> dict[str, Any]:
+    """Read and parse a JSON body, its memory reserved in MR_TEXT_BUDGET before it is held (see parse_cost)."""
+    app, settings = request.app, request.app[SETTINGS]
+    cap, length = settings.max_json, request.content_length
+    if length is not None and length > cap:
+        raise PayloadTooLarge(f"JSON body too large: {length} bytes exceed the cap of {cap} bytes (MR_MAX_JSON)")
+    what = f"a JSON body of {length} bytes" if length is not None else "a JSON body"
+    if length is not None:
+        reservation.grow_to(parse_cost(b"", length), what)  # before a byte is read: the least it can cost
+    large = length is None or length > JSON_SLOT_SIZE
+    with app[UPLOADS].hold() if large else nullcontext():
+        parts: list[bytes] = []
+        size, pace = 0, body_pace(settings)
+        while block := await read_block(request.content, UPLOAD_BLOCK, settings.timeouts.body_idle, deadline, pace):
+            size += len(block)
+            if size > cap:
+                raise PayloadTooLarge(f"JSON body too large: it exceeds the cap of {cap} bytes (MR_MAX_JSON)")
+            parts.append(block)
+            reservation.grow_to(parse_cost(b"", size), what)
+    body = b"".join(parts)
+    del parts  # only the joined body from here on, as parse_cost counts
+    reservation.grow_to(parse_cost(body, size), what)  # its characters known: what parsing it will hold
     try:
-        spec = json.loads(b"".join(parts), parse_float=_finite, parse_constant=_no_constant)
+        spec = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
         raise BadRequest("JSON body is nested too deeply") from None
     except ValueError as exc:
@@ -335,13 +404,7 @@ async def _wait(record: JobRecord, request: web.Request) -> None:
     wait = request.query.get("wait")
     if wait is None:
         return
-    try:
-        seconds = float(wait)
-    except ValueError:
-        raise BadRequest("wait must be a number of seconds") from None
-    if not math.isfinite(seconds):
-        raise BadRequest("wait must be a finite number of seconds")
-    seconds = min(seconds, MAX_WAIT)
+    seconds = min(wait_seconds(wait), request.app[SETTINGS].max_wait)  # MR_MAX_WAIT: longer asks are cut
     try:
         async with asyncio.timeout(max(seconds, 0.0)):
             await record.done.wait()
@@ -354,12 +417,17 @@ async def result(request: web.Request) -> web.StreamResponse:
     record = request.app[REGISTRY].get(request.match_info["id"])
     top = request.query.get("top")
     n = positive_decimal(top, "top") if top is not None else None
+    form = request.query.get("format", "json")
+    if form not in ("json", "ndjson"):
+        raise BadRequest("format must be json or ndjson")
     await _wait(record, request)
     held = held_result(request.app, record)
     if held is None:
         detail = f": {record.error}" if record.error else ""
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
     head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
+    if form == "ndjson":
+        return await _stream_ndjson(request, held, held.keys if n is None else n)
     if n is not None:
         return await _stream_top(request, head, held, n)
     return await _stream_result(request, head, held)
@@ -377,7 +445,7 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]
 
     def keep(result: dict[str, Any]) -> HeldResult:
         try:
-            held = app[RESULTS].hold(record.id, result, get_job(record.job_name).top)
+            held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).top)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
             raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
         log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)
@@ -419,6 +487,23 @@ async def _stream_top(request: web.Request, head: dict[str, Any], held: HeldResu
     return response
 
 
+async def _stream_ndjson(request: web.Request, held: HeldResult, n: int) -> web.StreamResponse:
+    """The first ``n`` entries as NDJSON, one ``[key, value]`` a line, a batch at a time: a result of millions of
+    keys never has to fit in one JSON document, on either side."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson; charset=utf-8"})
+    await response.prepare(request)
+    batch: list[str] = []
+    for entry in held.entries(n):
+        batch.append(json.dumps(entry))
+        if len(batch) == TOP_BATCH:
+            await response.write(("\n".join(batch) + "\n").encode())
+            batch = []
+    if batch:
+        await response.write(("\n".join(batch) + "\n").encode())
+    await response.write_eof()
+    return response
+
+
 async def cancel(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     record = registry.cancel(request.match_info["id"])
@@ -434,7 +519,7 @@ async def compute(request: web.Request) -> web.Response:
     app, settings = request.app, request.app[SETTINGS]
     await _ready_for_jobs(app)
     app[REGISTRY].check_room(interactive=True)
-    ref = app[STORE].add_text(text.encode("utf-8", "surrogatepass"), "compute")
+    ref = app[STORE].add_text(text.encode("utf-8", "surrogatepass"), "compute")  # 429 past MR_TEXT_BUDGET
     # Interactive: it waits ahead of queued /v1 jobs, so a flood of submissions cannot starve it.
     record = start_job(app, "wordcount", ref, settings.split_size, interactive=True)
     try:
@@ -445,8 +530,8 @@ async def compute(request: web.Request) -> web.Response:
         raise Unavailable(f"job {record.id} did not finish within {settings.timeouts.request:g} s "
                           "(MR_TIMEOUT_REQUEST): the cluster is busy", retry_after=5.0) from None
     held = held_result(app, record)
-    if held is None:
-        raise MapReduceError(f"job {record.id} {record.state}: {record.error}")
+    if held is None:  # the job failed or was cancelled: the cluster could not serve it now, never a 500
+        raise Unavailable(f"job {record.id} {record.state}: {record.error or 'no result'}", retry_after=5.0)
     # The held JSON is compact; /compute answers as the original did, in json.dumps' own spacing. Its result is
     # small by construction (the text came in one request line, at most MR_MAX_LINE bytes).
     return web.json_response(json.loads(held.payload))
@@ -456,8 +541,8 @@ async def cluster(request: web.Request) -> web.Response:
     """The peers this master sees; ``?wait_mappers=M&wait_reducers=R`` waits (bounded) until it sees that many."""
     discovery = request.app[DISCOVERY]
     timeout = request.app[SETTINGS].timeouts.peers
-    want_mappers = _count(request.query.get("wait_mappers", "0"), "wait_mappers")
-    want_reducers = _count(request.query.get("wait_reducers", "0"), "wait_reducers")
+    want_mappers = count_param(request.query.get("wait_mappers", "0"), "wait_mappers")
+    want_reducers = count_param(request.query.get("wait_reducers", "0"), "wait_reducers")
     mappers, reducers = await asyncio.gather(
         discovery.wait_for("mapper", want_mappers, timeout) if want_mappers else discovery.peers("mapper"),
         discovery.wait_for("reducer", want_reducers, timeout) if want_reducers else discovery.peers("reducer"),
@@ -471,12 +556,6 @@ async def cluster(request: web.Request) -> web.Response:
         "jobs_known": len(registry.jobs),
         "finished": sum(1 for r in registry.jobs.values() if r.state in FINISHED),
     })
-
-
-def _count(value: str, name: str) -> int:
-    if not value.isdigit():
-        raise BadRequest(f"{name} must be a non-negative integer")
-    return int(value)
 
 
 async def serve_input(request: web.Request) -> web.StreamResponse:

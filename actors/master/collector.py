@@ -11,7 +11,6 @@ from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, 
 from ..core.logs import EventLog
 from ..core.messages import Finalize, Missing, Release, Report
 from ..discovery import Discovery, Peer
-from ..jobs import get_job
 from ..net.client import retrying
 from ..net.ordinals import wait_for_ordinals
 from ..net.transport import Transport
@@ -47,15 +46,15 @@ class Collector:
                 raise JobFailed(f"partitions {sorted(lost)} still lack splits after {round_number - 1} recoveries")
             await remap(lost, round_number)
             pending = sorted(lost)
-        job = get_job(record.job_name)
         result: dict[str, Any] = {}
         for partition in sorted(reports):
-            result.update(job.finish(reports[partition].totals))
+            result.update(reports[partition].totals)  # the reducer finished them (a job's reduce runs there once)
         return result
 
     async def _reducer(self, partition: int) -> Peer:
         try:
-            found = await wait_for_ordinals(self.discovery, "reducer", [partition], self.settings.timeouts.peers)
+            found = await wait_for_ordinals(self.discovery, "reducer", [partition], self.settings.timeouts.peers,
+                                            self.settings.discovery_backoff)
         except DiscoveryError as error:
             raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
         return found[partition]
@@ -71,7 +70,7 @@ class Collector:
 
         try:
             answer = await retrying(call, (PeerError, Unavailable), 1_000_000, settings.timeouts.recovery,
-                                    base_delay=0.1)
+                                    settings.peer_backoff)
         except (PeerError, Unavailable) as error:
             raise JobFailed(f"reducer {partition} did not come back within {settings.timeouts.recovery:g} s: "
                             f"{error.message}") from None

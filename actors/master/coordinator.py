@@ -8,10 +8,11 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ..core.config import Settings
+from ..core.config import Backoff, Settings
 from ..core.errors import (
     DiscoveryError,
     JobFailed,
@@ -51,6 +52,32 @@ class Superseded(MapReduceError):
     """Another attempt of the split won while this one still ran: stop listening, it changes nothing."""
 
 
+@dataclass(frozen=True)
+class WorkerPolicy:
+    """How the map phase feeds mappers: the few settings the worker loop and the split table read."""
+
+    slots: int  # MR_MAPPER_SLOTS: workers per mapper
+    max_attempts: int  # MR_MAX_ATTEMPTS
+    backup_tasks: bool  # MR_BACKUP_TASKS
+    backup_after: float  # MR_BACKUP_AFTER
+    backoff: Backoff  # MR_MAPPER_BACKOFF_FIRST / _MAX: before a faulty mapper gets another split
+    straggler_check: float  # MR_STRAGGLER_CHECK: the longest an idle worker sleeps without looking for stragglers
+    lease: float  # MR_TIMEOUT_LEASE: a mapper silent this long on its assignment loses the split
+    unreachable: float  # MR_TIMEOUT_PEERS: a mapper unreachable this long is retired from the job
+
+    @classmethod
+    def of(cls, settings: Settings) -> WorkerPolicy:
+        return cls(settings.mapper_slots, settings.max_attempts, settings.backup_tasks, settings.backup_after,
+                   settings.mapper_backoff, settings.straggler_check, settings.timeouts.lease,
+                   settings.timeouts.peers)
+
+    @property
+    def tick(self) -> float:
+        """How often idle workers look for stragglers: a short MR_BACKUP_AFTER (tests) makes a faster, still
+        faithful, run."""
+        return min(self.straggler_check, max(0.01, self.backup_after / 4))
+
+
 class MapperSlots:
     """How many assignments each mapper runs at once, shared by every job on this master."""
 
@@ -78,9 +105,11 @@ class Coordinator:
         clock: Callable[[], float],
         keep: Callable[[dict[str, Any]], object] | None = None,
         metrics: MasterMetrics | None = None,
+        policy: WorkerPolicy | None = None,
     ) -> None:
         self.record = record
-        self.settings = settings
+        self.settings = settings  # for planning and the collector; the map phase reads only ``policy``
+        self.policy = policy if policy is not None else WorkerPolicy.of(settings)
         self.transport = transport
         self.keep = keep  # holds the finished result (the master encodes it once); raises JobFailed past its cap
         self.discovery = discovery
@@ -89,8 +118,6 @@ class Coordinator:
         self.metrics = metrics or MasterMetrics()
         self.changed = asyncio.Condition()
         self.collector = Collector(record, settings, transport, discovery)
-        # Idle workers look for stragglers this often (short test settings make a fast, still faithful, run).
-        self.tick = min(1.0, max(0.01, settings.backup_after / 4))
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
 
     @property
@@ -138,7 +165,8 @@ class Coordinator:
                             "StatefulSet's replicas (or list them in MR_REDUCERS)")
         try:
             # R is the configured count, never what happens to be visible: a missing ordinal is waited for.
-            reducers = await wait_for_ordinals(self.discovery, "reducer", range(partitions), t.recovery)
+            reducers = await wait_for_ordinals(self.discovery, "reducer", range(partitions), t.recovery,
+                                               self.settings.discovery_backoff)
         except OrdinalMissing as error:
             raise JobFailed(f"reducer {error.missing[0]} of {partitions} (MR_REDUCER_COUNT) did not appear: "
                             f"{error.message}") from None
@@ -154,8 +182,8 @@ class Coordinator:
         await self._run_table(record.table, mappers, only=[])
 
     def _table(self, splits: list[Split]) -> SplitTable:
-        s = self.settings
-        return SplitTable(splits, s.max_attempts, self.clock, s.backup_tasks, s.backup_after)
+        p = self.policy
+        return SplitTable(splits, p.max_attempts, self.clock, p.backup_tasks, p.backup_after)
 
     async def _run_table(self, table: SplitTable, mappers: list[Peer], only: list[int]) -> None:
         """Feed every split of ``table`` to the mappers (just partitions ``only``, if given) until all are done."""
@@ -165,7 +193,7 @@ class Coordinator:
                 workers = [
                     group.create_task(self._worker(mapper, table, only))
                     for mapper in mappers
-                    for _ in range(self.settings.mapper_slots)
+                    for _ in range(self.policy.slots)
                 ]
                 # Once every split is done, end the workers still busy: one queued for a mapper slot another job
                 # holds, or one listening to an attempt that lost to a backup, must not hold this job open.
@@ -189,7 +217,7 @@ class Coordinator:
     async def _worker(self, mapper: Peer, table: SplitTable, only: list[int]) -> None:
         """Feeds one mapper slot until no split is left; backs off a faulty mapper, retires an unreachable one."""
         unreachable_since: float | None = None
-        backoff = 0.05
+        faults = 0  # attempts in a row this mapper stalled or crashed on
         try:
             while not table.all_done:
                 ticket: Ticket | None = None
@@ -204,17 +232,18 @@ class Coordinator:
                         await self._wait_for_change(seen)
                     continue
                 if outcome in (Outcome.OK, Outcome.REPORTED):
-                    unreachable_since, backoff = None, 0.05
+                    unreachable_since, faults = None, 0
                     continue
                 if outcome == Outcome.UNREACHABLE:
                     now = self.clock()
                     unreachable_since = unreachable_since or now
-                    if now - unreachable_since > self.settings.timeouts.peers:
+                    if now - unreachable_since > self.policy.unreachable:
                         log.warning("mapper_unreachable", **self.fields, mapper=mapper.name)
                         return
                 # A stalled or crashing mapper waits before it may take (and perhaps lose) another split.
-                backoff = min(backoff * 2, 2.0)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # retry backoff, not a condition wait
+                faults += 1
+                pause = self.policy.backoff.pause(faults + 1, random.uniform(0.5, 1.5))
+                await asyncio.sleep(pause)  # retry backoff, not a condition wait
                 mapper = await self._refresh(mapper)
         except BaseException:
             table.retire(mapper.name)
@@ -226,7 +255,7 @@ class Coordinator:
         async with self.changed:
             try:
                 # A timed wake-up too: a straggler may deserve a backup before anything else changes.
-                async with asyncio.timeout(self.tick):
+                async with asyncio.timeout(self.policy.tick):
                     await self.changed.wait_for(lambda: self.version != seen)
             except TimeoutError:
                 pass
@@ -251,8 +280,8 @@ class Coordinator:
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=record.input.kind, input_location=record.input.location,
-            input_name=record.input.name, input_size=record.input.size, start=ticket.split.start,
-            end=ticket.split.end, partitions=record.partitions, reducers=record.reducers, only_partitions=only,
+            input_name=record.input.name, start=ticket.split.start, end=ticket.split.end,
+            partitions=record.partitions, only_partitions=only, params=record.params,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -279,7 +308,7 @@ class Coordinator:
             reported = isinstance(exc, MapperReported)
             cause = exc.message if isinstance(exc, MapReduceError) else describe(exc)
             if isinstance(exc, TimeoutError):
-                cause = f"no word from {mapper.name} for the lease of {self.settings.timeouts.lease:g} s (stalled)"
+                cause = f"no word from {mapper.name} for the lease of {self.policy.lease:g} s (stalled)"
             log.warning("split_attempt_failed", **fields, cause=cause)
             self.metrics.attempt("failed")
             # Raises JobFailed on the split's last allowed failure: then no worker is woken to start another.
@@ -296,7 +325,7 @@ class Coordinator:
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
         """Listen to one assignment's stream; the lease is held here, between messages, whatever the transport."""
-        lease = self.settings.timeouts.lease
+        lease = self.policy.lease
         assignment = self._assignment(ticket, only)
         async with contextlib.aclosing(self.transport.assign(mapper, assignment)) as messages:
             while True:

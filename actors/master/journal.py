@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..core.logs import EventLog
-from ..inputs.ref import InputRef
+from ..inputs.ref import PATH, SERVED, URL, InputRef
 from .record import JobRecord
 
 log = EventLog(__name__)
@@ -21,6 +23,10 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "ended": {"id": _STR, "epoch": _INT, "state": _STR},
 }
 _INPUT_FIELDS: dict[str, tuple[type, ...]] = {"kind": _STR, "location": _STR, "name": _STR, "size": _INT}
+_KINDS = frozenset({SERVED, PATH, URL})
+# Numbers that must not be negative (a size, an epoch, a time) and those that must be positive.
+_NOT_NEGATIVE = ("epoch", "created")
+_POSITIVE = ("split_size",)
 
 
 class BadRecord(ValueError):
@@ -38,6 +44,23 @@ def _check(entry: dict[str, Any], fields: dict[str, tuple[type, ...]], where: st
             raise BadRecord(f"{where}field {name!r} is {type(value).__name__}, not {wanted}")
 
 
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are Python's extensions to JSON; a status carrying one is not JSON any more.
+    raise BadRecord(f"{name} is not a JSON number")
+
+
+def _check_values(entry: dict[str, Any]) -> None:
+    """What the types alone do not say: finite, in range, a known input kind."""
+    for name in _NOT_NEGATIVE:
+        value = entry.get(name)
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+            raise BadRecord(f"field {name!r} is {value!r}, not a finite number >= 0")
+    for name in _POSITIVE:
+        value = entry.get(name)
+        if isinstance(value, int) and value <= 0:
+            raise BadRecord(f"field {name!r} is {value}, not > 0")
+
+
 def parse_line(raw: bytes) -> dict[str, Any]:
     """One journal line as a checked entry, or :class:`BadRecord` saying what is wrong with it."""
     try:
@@ -45,35 +68,66 @@ def parse_line(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise BadRecord(f"not UTF-8 (byte {exc.start})") from None
     try:
-        entry = json.loads(text)
+        entry = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise BadRecord(f"not JSON ({exc.msg} at column {exc.colno}); a torn write?") from None
+    except BadRecord:
+        raise
+    except ValueError as exc:  # an integer past Python's digit limit (sys.set_int_max_str_digits)
+        raise BadRecord(f"a number too long to read ({str(exc)[:80]})") from None
+    except RecursionError:
+        raise BadRecord("nested too deeply to read") from None
     if not isinstance(entry, dict):
         raise BadRecord(f"a JSON {type(entry).__name__}, not an object")
     event = entry.get("event")
     if event not in _FIELDS:
         raise BadRecord(f"unknown event {event!r}")
     _check(entry, _FIELDS[event], "")
+    _check_values(entry)
     if event == "started":
-        extra = sorted(set(entry["input"]) - set(_INPUT_FIELDS))
+        ref = entry["input"]
+        extra = sorted(set(ref) - set(_INPUT_FIELDS))
         if extra:
             raise BadRecord(f"input has unknown fields {extra}")
-        _check(entry["input"], _INPUT_FIELDS, "input ")
+        _check(ref, _INPUT_FIELDS, "input ")
+        if ref["kind"] not in _KINDS:
+            raise BadRecord(f"input kind {ref['kind']!r} is not one of {sorted(_KINDS)}")
+        if ref["size"] < 0:
+            raise BadRecord(f"input size {ref['size']} is negative")
     return entry
 
 
 class Journal:
-    """JSON lines under the state directory; with no directory configured it records nothing."""
+    """JSON lines under the state directory; with no directory configured it records nothing.
+
+    Appends run on a writer thread of its own, in order, so a slow state volume never stalls the event loop;
+    :meth:`close` waits for the ones queued. Reading (:meth:`interrupted`, :meth:`compact`) is for startup, before
+    any append, and runs wherever it is called (the app calls it in a thread).
+    """
 
     def __init__(self, directory: str) -> None:
         self.path = Path(directory) / "jobs.journal" if directory else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One thread: appends land in the order they were made (a job's "started" before its "ended").
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
 
     def _append(self, entry: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        with open(self.path, "a", encoding="utf-8") as file:
+        if self.path is not None:
+            self._writer.submit(self._write, self.path, entry).add_done_callback(self._written)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer thread (blocks: call it in a thread from async code)."""
+        self._writer.shutdown(wait=True)
+
+    def _written(self, done: Future[None]) -> None:
+        error = done.exception()
+        if error is not None:  # a full or read-only volume: the job runs on, its record is what is lost
+            log.error("journal_write_failed", path=str(self.path), error=repr(error))
+
+    @staticmethod
+    def _write(path: Path, entry: dict[str, Any]) -> None:
+        with open(path, "a", encoding="utf-8") as file:
             # Written through to the OS, not fsynced: this journal is for a master process that dies, not for a
             # machine that loses power, and an fsync per job costs more than the job (measured at /compute rates).
             file.write(json.dumps(entry) + "\n")
@@ -82,6 +136,7 @@ class Journal:
         ref = record.input
         self._append({"event": "started", "id": record.id, "epoch": record.epoch, "job": record.job_name,
                       "key": key, "created": record.created, "split_size": record.split_size,
+                      "params": record.params,
                       "input": {"kind": ref.kind, "location": ref.location, "name": ref.name, "size": ref.size}})
 
     def ended(self, record: JobRecord) -> None:

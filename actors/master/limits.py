@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ..core.config import Settings
@@ -15,6 +16,56 @@ def positive_decimal(raw: str, name: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) == 0:
         raise BadRequest(f"{name} must be a positive integer in decimal digits, got {raw[:40]!r}")
     return int(raw)
+
+
+def count_param(raw: str, name: str) -> int:
+    """A query parameter counting things: plain ASCII decimal digits ("²" is a digit to str.isdigit, not to us)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise BadRequest(f"{name} must be a non-negative integer in decimal digits, got {raw[:40]!r}")
+    return int(raw)
+
+
+_SECONDS = re.compile(r"[0-9]{1,18}(\.[0-9]{1,18})?")  # longer asks are cut to MR_MAX_WAIT, not refused
+
+
+def wait_seconds(raw: str) -> float:
+    """``?wait=``: seconds as plain decimal digits with an optional fraction (no sign, space, "_", exponent, NaN)."""
+    if not (raw.isascii() and _SECONDS.fullmatch(raw)):
+        raise BadRequest(f"wait must be a number of seconds, finite and in plain decimal digits (like 30 or "
+                         f"0.5), got {raw[:40]!r}")
+    return float(raw)
+
+
+MAX_IDEMPOTENCY_KEY = 255  # bytes; a key is held for as long as its job is known
+
+
+def idempotency_key(raw: str) -> str:
+    """An ``Idempotency-Key`` header: UTF-8 text of at most 255 bytes ("" when absent)."""
+    try:
+        size = len(raw.encode("utf-8"))
+    except UnicodeEncodeError:  # aiohttp decodes header bytes that are not UTF-8 with surrogate escapes
+        raise BadRequest("the Idempotency-Key header is not UTF-8 text") from None
+    if size > MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"the Idempotency-Key header is {size} bytes, more than the {MAX_IDEMPOTENCY_KEY} a key "
+                         "may have")
+    return raw
+
+
+# What reading and parsing a JSON body holds, per body byte: the body, its decoded text and the string values parsed
+# out of it (a text input), each character 1, 2 or 4 bytes wide as Python stores it (the widest one decides), and
+# about one more body's worth of transient buffers (the UTF-8 codec's, aiohttp's). Measured with tracemalloc:
+# ASCII 3x, CJK 4x, 4-byte characters 6x, ASCII with one emoji 10x (tests/test_hostile_master.py checks it).
+_WIDE4 = re.compile(rb"[\xf0-\xf4]|\\u[dD][89abAB]")  # 4-byte UTF-8, or an escaped surrogate pair
+_WIDE2 = re.compile(rb"[\xc4-\xef]|\\u(?!00)")  # a character past U+00FF, raw or escaped
+
+
+def parse_cost(body: bytes | bytearray, size: int) -> int:
+    """Bytes of memory a JSON body of ``size`` bytes takes to read and parse: (2 + 2 x width) x size.
+
+    ``body`` empty (not read yet): the least it can cost, width 1.
+    """
+    width = 4 if _WIDE4.search(body) else 2 if _WIDE2.search(body) else 1
+    return (2 + 2 * width) * size
 
 
 def json_split_size(spec: dict[str, Any], settings: Settings) -> int:

@@ -73,6 +73,8 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "job": {"type": "string", "default": "wordcount", "description": "a registered job's name"},
+            "params": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "the job's parameters (GET /v1/jobs/kinds lists them)"},
             "input": _ref("Input"),
             "split_size": {**POSITIVE, "description": "bytes per split, at least MR_SPLIT_SIZE_FLOOR"},
         },
@@ -175,11 +177,21 @@ SCHEMAS: dict[str, Any] = {
     },
     "Peer": {"type": "object", "properties": {"name": {"type": "string"}, "ordinal": WHOLE,
                                               "url": {"type": "string"}}},
+    "JobKind": {
+        "type": "object",
+        "required": ["name", "doc", "parameters", "fingerprint"],
+        "properties": {"name": {"type": "string"}, "doc": {"type": "string"},
+                       "parameters": {"type": "object", "additionalProperties": {"type": "string"}},
+                       "combiner": {"type": "boolean"}, "fingerprint": {"type": "string"},
+                       "origin": {"type": "string"}},
+    },
     "Identity": {
         "type": "object",
         "required": ["status", "role"],
         "properties": {"status": {"enum": ["ok", "ready", "draining"]}, "role": {"type": "string"},
-                       "name": {"type": "string"}, "ordinal": WHOLE, "incarnation": {"type": "string"}},
+                       "name": {"type": "string"}, "ordinal": WHOLE, "incarnation": {"type": "string"},
+                       "jobs": {"type": "object", "additionalProperties": {"type": "string"},
+                                "description": "/healthz: each job this actor runs, by name, with its fingerprint"}},
     },
 }
 
@@ -226,6 +238,12 @@ PATHS: dict[str, Any] = {
         "get": {"summary": "The jobs the master knows",
                 "responses": {"200": _json(_ref("JobList"), "the jobs"), **_errors(401)}},
     },
+    "/v1/jobs/kinds": {"get": {
+        "summary": "The jobs this cluster can run, with their parameters and docstrings",
+        "responses": {"200": _json({"type": "object", "required": ["jobs"],
+                                    "properties": {"jobs": {"type": "array", "items": _ref("JobKind")}}},
+                                   "the registered jobs"), **_errors(401)},
+    }},
     "/v1/jobs/{id}": {
         "parameters": [JOB_ID],
         "get": {
@@ -248,8 +266,13 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "A done job's result",
             "parameters": [_query("top", "only the first N entries, in the job's order", POSITIVE),
-                           _query("wait", "seconds to hold the request until the job finishes", SECONDS)],
-            "responses": {"200": _json(_ref("Result"), "the result"), **_errors(400, 401, 404, 409, 410)},
+                           _query("wait", "seconds to hold the request until the job finishes", SECONDS),
+                           _query("format", "json (one document, the default) or ndjson (one [key, value] array a "
+                                  "line, streamed, in the job's order)", {"enum": ["json", "ndjson"]})],
+            "responses": {"200": {"description": "the result", "content": {
+                "application/json": {"schema": _ref("Result")},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            }}, **_errors(400, 401, 404, 409, 410)},
         },
     },
     "/v1/cluster": {"get": {

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from ..core.config import Settings
+from ..core.config import Backoff, Settings
 from ..core.errors import ConfigError, DiscoveryError, Unavailable
 from ..core.logs import EventLog
 from ..discovery import Discovery
 from ..net.actor import DISCOVERY, READINESS, SETTINGS
 
 COALESCE = 0.05  # probes closer together than this share one discovery look-up (many callers wait at once)
-FIRST_PAUSE, MAX_PAUSE = 0.05, 1.0  # backoff between look-ups while waiting
 RETRY_AFTER = 2.0
 
 log = EventLog(__name__)
@@ -35,8 +34,9 @@ class Readiness:
     take the master out of its Service (the coordinator waits for a missing ordinal itself, bounded)."""
 
     def __init__(self, discovery: Discovery, reducers: int, probe_timeout: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], backoff: Backoff) -> None:
         self.discovery = discovery
+        self.backoff = backoff  # between look-ups while a caller waits (MR_DISCOVERY_RETRY_FIRST / _MAX)
         self.reducers = reducers
         self.probe_timeout = probe_timeout
         self.clock = clock
@@ -87,12 +87,13 @@ class Readiness:
     async def wait(self, timeout: float) -> None:
         """Return once ready; after ``timeout`` seconds raise Unavailable (503 + Retry-After) saying what is missing."""
         waiting: dict[str, object] | None = None
-        pause = FIRST_PAUSE
+        tries = 0
         try:
             async with asyncio.timeout(timeout):
                 while (waiting := await self.check()) is not None:
-                    await asyncio.sleep(pause)  # a backoff between discovery look-ups, not a wait for an event
-                    pause = min(pause * 2, MAX_PAUSE)
+                    tries += 1
+                    # a backoff between discovery look-ups, not a wait for an event
+                    await asyncio.sleep(self.backoff.pause(tries))
         except TimeoutError:
             message = waiting["message"] if waiting else "waiting for discovery to answer"
             raise Unavailable(f"the master is not ready yet ({message}) after {timeout:g} s; retry shortly",
@@ -106,7 +107,7 @@ async def readiness_context(app: web.Application) -> AsyncIterator[None]:
     """A cleanup_ctx after discovery's: the master's readiness, which ``/readyz`` and job intake consult."""
     settings = app[SETTINGS]
     readiness = Readiness(app[DISCOVERY], expected_reducers(settings), settings.timeouts.discovery,
-                          asyncio.get_running_loop().time)
+                          asyncio.get_running_loop().time, settings.discovery_backoff)
     app[READY] = readiness
     app[READINESS] = readiness.check
     yield

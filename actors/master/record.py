@@ -59,6 +59,7 @@ class JobRecord:
     input: InputRef
     created: float
     split_size: int
+    params: dict[str, str] = field(default_factory=dict)  # the job's parameters, sent with every assignment
     finished: float | None = None
     error: str = ""
     partitions: int = 0

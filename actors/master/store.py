@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import math
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -15,7 +17,14 @@ from urllib.parse import urlsplit
 from aiohttp import StreamReader, web
 
 from ..core.config import Settings
-from ..core.errors import BadRequest, InsufficientStorage, NotFound, PayloadTooLarge, RequestTimeout
+from ..core.errors import (
+    BadRequest,
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    TooManyRequests,
+)
 from ..inputs.ref import PATH, SERVED, URL, InputRef
 from ..inputs.sources import resolve_under_root
 from ..inputs.urls import UrlPolicy, url_size
@@ -27,20 +36,99 @@ class Digest(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
-async def read_block(stream: StreamReader, size: int, idle: float, deadline: float) -> bytes:
-    """The next block of a request body (b"" at its end); a stalled or endlessly trickling sender gets 408.
+@dataclass
+class BodyPace:
+    """How fast a request body arrives: after ``grace`` seconds it must average ``rate`` bytes/s (MR_MIN_BODY_RATE).
 
-    ``deadline`` is in loop time; the two limits are MR_TIMEOUT_BODY_IDLE and MR_TIMEOUT_BODY.
+    Without it a sender of one byte every 20 s never trips the idle timeout and holds its slot (and, for an upload,
+    its share of MR_UPLOAD_BUDGET) for the whole MR_TIMEOUT_BODY.
     """
-    left = deadline - asyncio.get_running_loop().time()
-    whole = left <= idle
+
+    started: float  # loop time
+    rate: int
+    grace: float
+    received: int = 0
+
+    def due(self) -> float:
+        """The loop time by which more bytes must have arrived."""
+        return self.started + self.grace + self.received / self.rate if self.rate > 0 else math.inf
+
+
+def body_pace(settings: Settings) -> BodyPace:
+    """A pace starting now; the grace is MR_TIMEOUT_BODY_IDLE, so a body may start as slowly as it may pause."""
+    timeouts = settings.timeouts
+    return BodyPace(asyncio.get_running_loop().time(), settings.min_body_rate, timeouts.body_idle)
+
+
+async def read_block(stream: StreamReader, size: int, idle: float, deadline: float,
+                     pace: BodyPace | None = None) -> bytes:
+    """The next block of a request body (b"" at its end); a stalled, trickling or too slow sender gets 408.
+
+    ``deadline`` is in loop time; the limits are MR_TIMEOUT_BODY_IDLE, MR_TIMEOUT_BODY and (with ``pace``)
+    MR_MIN_BODY_RATE.
+    """
+    now = asyncio.get_running_loop().time()
+    left = deadline - now
+    wait, cause = (left, "whole") if left <= idle else (idle, "idle")
+    if pace is not None and pace.due() - now < wait:
+        wait, cause = pace.due() - now, "rate"
     try:
-        async with asyncio.timeout(max(0.0, min(idle, left))):
-            return await stream.read(size)
+        async with asyncio.timeout(max(0.0, wait)):
+            block = await stream.read(size)
     except TimeoutError:
-        if whole:
+        if cause == "whole":
             raise RequestTimeout("the request body did not arrive whole in time (MR_TIMEOUT_BODY)") from None
+        if cause == "rate":
+            assert pace is not None
+            raise RequestTimeout(f"the request body arrives slower than {pace.rate} bytes/s on average: "
+                                 f"{pace.received} bytes in {now - pace.started:.0f} s (MR_MIN_BODY_RATE)") from None
         raise RequestTimeout(f"the request body stalled: no bytes for {idle:g} s (MR_TIMEOUT_BODY_IDLE)") from None
+    if pace is not None:
+        pace.received += len(block)
+    return block
+
+
+class TextBudget:
+    """Bytes of master memory for text inputs held and JSON bodies being read and parsed (MR_TEXT_BUDGET)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, extra: int, total: int, what: str) -> None:
+        """Reserve ``extra`` bytes for something needing ``total`` in all: 413 if it never fits, 429 if not now."""
+        if total > self.limit:
+            raise PayloadTooLarge(f"{what} needs {total} bytes of master memory, more than the {self.limit} bytes "
+                                  "text inputs and JSON bodies may take (MR_TEXT_BUDGET); send it as an upload "
+                                  "(a raw request body) instead")
+        if self.used + extra > self.limit:
+            raise TooManyRequests(f"{what} needs {total} bytes of master memory; {self.used} of the {self.limit} "
+                                  "bytes text inputs and JSON bodies may take are in use (MR_TEXT_BUDGET); retry "
+                                  "later", retry_after=5.0)
+        self.used += extra
+
+
+class Reservation:
+    """One request's share of the text budget while it reads and parses its body; released when it ends."""
+
+    def __init__(self, budget: TextBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def grow_to(self, size: int, what: str) -> None:
+        if size > self.held:
+            self.budget.take(size - self.held, size, what)
+            self.held = size
+
+    def hand_over(self, size: int) -> int:
+        """Pass up to ``size`` reserved bytes on to a text the store now holds; how many were passed."""
+        moved = min(size, self.held)
+        self.held -= moved
+        return moved
+
+    def release(self) -> None:
+        self.budget.used -= self.held
+        self.held = 0
 
 
 class InputStore:
@@ -53,6 +141,7 @@ class InputStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._texts: dict[str, bytes] = {}
+        self.text_budget = TextBudget(settings.text_budget)
         self._files: dict[str, Path] = {}
         self._sizes: dict[str, int] = {}
         self.spooled = 0  # bytes of uploads on disk, counting those still arriving
@@ -62,7 +151,15 @@ class InputStore:
         url = f"{self.settings.advertise_url}/internal/v1/inputs/{input_id}"
         return InputRef(SERVED, url, name, size, served_id=input_id)
 
-    def add_text(self, data: bytes, name: str) -> InputRef:
+    def add_text(self, data: bytes, name: str, reservation: Reservation | None = None) -> InputRef:
+        """Hold a text input, charged to MR_TEXT_BUDGET (out of the request's reservation, if it has one)."""
+        size = len(data)
+        moved = reservation.hand_over(size) if reservation is not None else 0
+        try:
+            self.text_budget.take(size - moved, size, f"a text input of {size} bytes")
+        except BaseException:
+            self.text_budget.used -= moved
+            raise
         input_id = uuid.uuid4().hex
         self._texts[input_id] = data
         return self._ref(input_id, name, len(data))
@@ -90,9 +187,13 @@ class InputStore:
         size = 0
         timeouts = self.settings.timeouts
         deadline = deadline if deadline is not None else asyncio.get_running_loop().time() + timeouts.body
+        pace = body_pace(self.settings)
         try:
-            with open(path, "wb") as file:
-                while block := await read_block(stream, UPLOAD_BLOCK, timeouts.body_idle, deadline):
+            # Disk writes run in a thread: a slow volume or the kernel throttling dirty pages can stall one write
+            # for seconds, and the loop serves every other request meanwhile.
+            file = await asyncio.to_thread(open, path, "wb")
+            try:
+                while block := await read_block(stream, UPLOAD_BLOCK, timeouts.body_idle, deadline, pace):
                     if size + len(block) > cap:
                         raise PayloadTooLarge(f"upload exceeds the cap of {cap} bytes (MR_MAX_BODY)")
                     if self.spooled + len(block) > self.settings.upload_budget:
@@ -101,7 +202,11 @@ class InputStore:
                     self.spooled += len(block)  # reserved before the write, so concurrent uploads see it
                     if digest is not None:
                         digest.update(block)
-                    file.write(block)
+                    await asyncio.to_thread(file.write, block)
+            finally:
+                # Cheap (no fsync; writes of a whole block leave the buffer empty). A write still running in its
+                # thread after a cancel holds the buffer's lock, so close waits for it rather than cutting it.
+                file.close()
         except BaseException as error:
             self.spooled -= size
             path.unlink(missing_ok=True)
@@ -114,7 +219,9 @@ class InputStore:
         return self._ref(input_id, name, size)
 
     def drop(self, input_id: str) -> None:
-        self._texts.pop(input_id, None)
+        text = self._texts.pop(input_id, None)
+        if text is not None:
+            self.text_budget.used -= len(text)
         path = self._files.pop(input_id, None)
         if path is not None:
             path.unlink(missing_ok=True)
@@ -144,14 +251,20 @@ class InputStore:
 
     def close(self) -> None:
         self._texts.clear()
+        self.text_budget.used = 0
         self._files.clear()
         self._sizes.clear()
         self.spooled = 0
         self._dir.cleanup()
 
 
-async def parse_spec(spec: Any, settings: Settings, store: InputStore) -> InputRef:
-    """The reference for a JSON input spec: exactly one of ``text``, ``path`` or ``url``."""
+async def parse_spec(spec: Any, settings: Settings, store: InputStore, reservation: Reservation | None = None,
+                     encoded: bytes | None = None) -> InputRef:
+    """The reference for a JSON input spec: exactly one of ``text``, ``path`` or ``url``.
+
+    ``encoded``: the text's UTF-8 bytes when the caller has them already; ``reservation``: the request's share of
+    MR_TEXT_BUDGET, passed on to the held text.
+    """
     if not isinstance(spec, dict) or not spec:
         raise BadRequest('"input" must be an object with one of "text", "path" or "url"')
     kinds = [k for k in ("text", "path", "url") if k in spec]
@@ -169,22 +282,39 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore) -> InputR
         raise BadRequest('"input.name" must be a string')
     check_name(name, settings.max_name, '"input.name"')
     if kind == "text":
-        data = value.encode("utf-8", "surrogatepass")
+        # A text travels as bytes (a lone surrogate becomes bytes a mapper decodes as it decodes any input).
+        data = encoded if encoded is not None else value.encode("utf-8", "surrogatepass")
         if len(data) > settings.max_body:
             raise PayloadTooLarge(f"text input exceeds the cap of {settings.max_body} bytes")
-        return store.add_text(data, name or "text")
+        return store.add_text(data, name or "text", reservation)
+    check_unicode(value, f'"input.{kind}"')
     if kind == "path":
-        path = resolve_under_root(settings.data_root, value)
-        return InputRef(PATH, value, name or Path(value).name, path.stat().st_size)
+        # File-system calls (resolve, stat, a trial open) may block on a network volume: off the loop.
+        size = await asyncio.to_thread(_path_size, settings.data_root, value)
+        return InputRef(PATH, value, name or Path(value).name, size)
     policy = UrlPolicy(settings.allow_private_urls)
     await policy.check(value)
     size = await url_size(policy, value, settings)
     return InputRef(URL, value, name or Path(urlsplit(value).path).name or "url", size)
 
 
+def _path_size(root: str, relative: str) -> int:
+    return resolve_under_root(root, relative).stat().st_size
+
+
+def check_unicode(value: str, what: str) -> None:
+    """Refuse a string that has no UTF-8 form (a lone surrogate such as "\\ud800"): it could never reach an actor."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadRequest(f"{what} is not valid Unicode text: it has a lone surrogate at character {error.start}, "
+                         "which has no UTF-8 form") from None
+
+
 def check_name(name: str, limit: int, what: str) -> None:
     """Refuse a name longer than ``limit`` UTF-8 bytes: a job may copy it into every value (inverted index)."""
-    size = len(name.encode("utf-8", "surrogatepass"))
+    check_unicode(name, what)
+    size = len(name.encode("utf-8"))
     if size > limit:
         raise BadRequest(f"{what} is {size} bytes, more than the limit of {limit} bytes (MR_MAX_NAME)")
 

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from ..core import wire
-from ..core.config import Settings
+from ..core.config import Backoff, Settings
 from ..core.errors import (
     Conflict,
     MapReduceError,
@@ -100,17 +100,17 @@ async def retrying(
     retry_on: tuple[type[BaseException], ...],
     attempts: int,
     deadline: float,
-    base_delay: float = 0.05,
-    max_delay: float = 2.0,
+    backoff: Backoff,
 ) -> T:
-    """Run ``operation`` again on the named errors only, with jittered backoff, within attempts and a deadline."""
+    """Run ``operation`` again on the named errors only, with jittered ``backoff``, within attempts and a deadline
+    (``backoff`` is the settings' peer_backoff: MR_RETRY_FIRST, MR_RETRY_MAX)."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + deadline
     for attempt in range(1, attempts + 1):
         try:
             return await operation()
         except retry_on as exc:
-            delay = min(max_delay, base_delay * 2 ** min(attempt - 1, 20)) * random.uniform(0.5, 1.5)
+            delay = backoff.pause(attempt, random.uniform(0.5, 1.5))
             if isinstance(exc, Unavailable):
                 delay = max(delay, exc.retry_after * random.uniform(0.5, 1.0))
             if attempt == attempts or loop.time() + delay > give_up:

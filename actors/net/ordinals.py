@@ -6,10 +6,9 @@ import asyncio
 import random
 from collections.abc import Iterable
 
+from ..core.config import Backoff
 from ..core.errors import DiscoveryError
 from ..discovery import Discovery, Peer, PeerRole
-
-FIRST_PAUSE, MAX_PAUSE = 0.05, 1.0
 
 
 class OrdinalMissing(DiscoveryError):
@@ -21,16 +20,17 @@ class OrdinalMissing(DiscoveryError):
 
 
 async def wait_for_ordinals(
-    discovery: Discovery, role: PeerRole, ordinals: Iterable[int], timeout: float
+    discovery: Discovery, role: PeerRole, ordinals: Iterable[int], timeout: float, backoff: Backoff
 ) -> dict[int, Peer]:
     """The peers holding ``ordinals``, waiting up to ``timeout`` s for any not yet visible (a pod not Ready yet,
-    or restarting); raise OrdinalMissing naming the ones still missing."""
+    or restarting), looking again after each ``backoff`` pause (the settings' discovery_backoff); raise
+    OrdinalMissing naming the ones still missing."""
     needed = sorted(set(ordinals))
     if not needed:
         return {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    pause = FIRST_PAUSE
+    tries = 0
     while True:
         remaining = max(deadline - loop.time(), 0.001)
         try:
@@ -51,8 +51,8 @@ async def wait_for_ordinals(
                 missing,
             )
         # The protocol offers no event for "this ordinal appeared": look again after a short, growing pause.
-        await asyncio.sleep(min(pause * random.uniform(0.5, 1.5), max(deadline - loop.time(), 0.0)))
-        pause = min(pause * 2, MAX_PAUSE)
+        tries += 1
+        await asyncio.sleep(min(backoff.pause(tries, random.uniform(0.5, 1.5)), max(deadline - loop.time(), 0.0)))
 
 
 async def _visible(discovery: Discovery, role: PeerRole) -> list[Peer]:

@@ -25,10 +25,11 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
-from ..net.actor import IDENTITY, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
+from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
+from .density import container_bound, count_containers
 from .ledger import Ledger, Stage
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -40,7 +41,7 @@ log = EventLog(__name__)
 
 def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
-    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic)
+    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS])
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
@@ -170,17 +171,50 @@ def check_frame(body: bytes, frame_keys: int) -> None:
         raise WireError(f"a frame of {len(body)} bytes that is neither a DATA nor a KEYPART frame")
 
 
+def container_limit(frame_keys: int) -> int:
+    """Most lists and maps a frame may hold: two per key (a value such as a list of names, with room to spare)
+    and the message's own. Every built-in job's frames hold at most one per key."""
+    return 2 * frame_keys + 16
+
+
+async def check_density(body: bytes, frame_keys: int) -> None:
+    """Refuse a frame holding more lists and maps than :func:`container_limit` before decoding it: each costs ten
+    times a scalar to decode, so MR_FRAME_CAP alone would let a frame of empty lists stall the loop for seconds."""
+    limit = container_limit(frame_keys)
+    if container_bound(body) <= limit:
+        return  # the common case, decided at C speed
+    walk = count_containers(body, limit)
+    while True:
+        try:
+            next(walk)
+        except StopIteration as done:
+            containers: int = done.value
+            break
+        await asyncio.sleep(0)  # a yield between slices of the walk, so probes and other streams run
+    if containers > limit:
+        raise PayloadTooLarge(f"a frame holding more than {limit} lists and maps (2 per key of "
+                              f"MR_FRAME_KEYS={frame_keys})")
+
+
+async def _next_frame(reader: FrameReader, limit: int) -> bytes | None:
+    try:
+        return await reader.next_raw(limit=limit)
+    except PayloadTooLarge as exc:
+        raise PayloadTooLarge(f"{exc} (MR_FRAME_CAP)") from None
+
+
 async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, reserved: Reservation,
                    settings: Settings) -> None:
     """Stage the stream's frames up to its valid COMMIT; each frame's decoded size is charged to the budget."""
     received = 0
     while True:
-        raw = await reader.next_raw(limit=max(header.size - received, SMALL_FRAME + wire.PREFIX))
+        raw = await _next_frame(reader, max(header.size - received, SMALL_FRAME + wire.PREFIX))
         if raw is None:
             log.warning("stream_cut", job=header.job, epoch=header.epoch, split=header.split,
                         attempt=header.attempt, frames=stage.frames)
             raise StreamCut(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
         check_frame(raw, settings.frame_keys)
+        await check_density(raw, settings.frame_keys)
         message = from_wire(wire.decode(raw, settings.frame_cap), Data, KeyPart, Commit)
         if isinstance(message, Commit):
             stage.verify(message)

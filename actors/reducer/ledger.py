@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.errors import Conflict, KeyTooLarge, NotFound, WireError
 from ..core.messages import Commit, Data, KeyPart, StreamHeader
-from ..jobs import Job, get_job
+from ..jobs import Catalog, Job, load_catalog
 from .budget import footprint
 
 COMMITTED = "committed"
@@ -94,6 +94,7 @@ class PartitionState:
     partitions: int
     job_def: Job
     touched: float
+    params: dict[str, str] = field(default_factory=dict)
     committed: set[int] = field(default_factory=set)
     totals: dict[str, Any] = field(default_factory=dict)
     pending: list[dict[str, Any]] = field(default_factory=list)  # committed values not yet merged into totals
@@ -150,8 +151,9 @@ class PartitionState:
 class Ledger:
     """Every job this reducer holds, by id; a newer epoch of a job replaces an older one, an older is refused."""
 
-    def __init__(self, partition: int, clock: Callable[[], float]) -> None:
+    def __init__(self, partition: int, clock: Callable[[], float], catalog: Catalog | None = None) -> None:
         self.partition = partition
+        self.catalog = catalog if catalog is not None else load_catalog()
         self.clock = clock
         self.jobs: dict[str, PartitionState] = {}
         self.stale = 0  # streams, commits and finalizes refused for an old epoch
@@ -169,7 +171,8 @@ class Ledger:
         if state is not None:
             self._fence(state, key.epoch)
             if state.epoch == key.epoch:
-                if state.partitions != header.partitions or state.job_def.name != header.job_name:
+                if (state.partitions != header.partitions or state.job_def.name != header.job_name
+                        or state.params != header.params):
                     raise Conflict(f"job {key.job} epoch {key.epoch} was started with other parameters")
                 state.touched = self.clock()
                 return state
@@ -178,8 +181,9 @@ class Ledger:
             epoch=header.epoch,
             partition=header.partition,
             partitions=header.partitions,
-            job_def=get_job(header.job_name),
+            job_def=self.catalog.get(header.job_name, header.params),
             touched=self.clock(),
+            params=header.params,
         )
         self.jobs[header.job] = state
         return state

@@ -1,0 +1,135 @@
+"""The public job SDK: subclass :class:`MapReduceJob`, register its module, and every actor can run it.
+
+A job is installed on every actor (an image or a package); its code never travels. See README "Writing a job".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from .core.errors import BadRequest
+from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
+
+MAX_VALUE_DEPTH = 64
+
+__all__ = ["JobCodeError", "JobConfigError", "Key", "MapReduceJob", "plain_value"]
+
+
+class JobConfigError(BadRequest):
+    """A job refused its parameters (raised by :meth:`MapReduceJob.configure`); the user gets a 400 with it."""
+
+    code = "bad_params"
+
+
+class JobCodeError(BadRequest):
+    """A job's own code failed (raised, or produced a key or value outside the contract): the same input fails the
+    same way on any actor, so the split is not retried and the job fails with this message."""
+
+    code = "job_code"
+
+
+class MapReduceJob:
+    """A MapReduce job: ``mapper`` turns each input line into (key, value) pairs, ``reducer`` turns every value of
+    one key into that key's output value; an optional ``combiner`` pre-aggregates values where they are produced.
+
+    Keys are ``str``, ``int`` or tuples of them. Values are plain JSON data: None, bool, int (64-bit), finite float,
+    str, lists or tuples (sent as lists) and dicts with str keys. Methods must be deterministic pure functions of
+    their arguments and ``self.params``: an attempt may run twice, on any actor, and the values of a key reach the
+    reducer in no particular order.
+    """
+
+    #: The name users submit the job under (``"job": NAME``); unique among the registered jobs.
+    name: ClassVar[str] = ""
+    #: Parameters the job takes, name -> one-line doc; any other parameter is refused with a 400.
+    parameters: ClassVar[Mapping[str, str]] = {}
+    #: Optional explicit version; without it the fingerprint is a hash of the class's module source.
+    version: ClassVar[str | None] = None
+
+    def __init__(self, params: Mapping[str, str] | None = None) -> None:
+        self.params: dict[str, str] = dict(params or {})
+        #: The name of the input the current line comes from (set by the framework before mapping a chunk).
+        self.input_name = ""
+
+    def configure(self, params: Mapping[str, str]) -> None:
+        """Check (and prepare from) the parameters; raise :class:`JobConfigError` or ValueError for a 400."""
+
+    def mapper(self, line: str) -> Iterable[tuple[Key, Any]]:
+        """Yield (key, value) pairs for one input line (without its newline)."""
+        raise NotImplementedError(f"job {self.name!r} has no mapper")
+
+    def combiner(self, key: Key, values: list[Any]) -> Any:
+        """Optional: fold some values of ``key`` into one value of the same kind (associative, order-free)."""
+        raise NotImplementedError  # not overridden: the job has no combiner
+
+    def reducer(self, key: Key, values: list[Any]) -> Any:
+        """The output value of ``key`` from all its values (every split's, each exactly once, in any order)."""
+        raise NotImplementedError(f"job {self.name!r} has no reducer")
+
+    def order(self, key: str, value: Any) -> Any:
+        """Sort key for ``?top=N`` and the CLI (smallest first, ties by key), given an entry of the result (``key``
+        as the result shows it, a str); by default the result's key order."""
+        return 0
+
+    def engine(self) -> Any:
+        """A built-in's native engine (actors.jobs.base.Job) equal to this contract but faster; None for most jobs."""
+        return None
+
+    @classmethod
+    def has_combiner(cls) -> bool:
+        return cls.combiner is not MapReduceJob.combiner
+
+
+def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:
+    """Check ``params`` against the job's declared parameters, then call its ``configure`` hook; errors are 400s."""
+    for name, value in params.items():
+        if type(name) is not str or type(value) is not str:
+            raise JobConfigError(f"job {job.name!r}: parameters are strings; {name!r} is {value!r}")
+    unknown = sorted(set(params) - set(job.parameters))
+    if unknown:
+        known = ", ".join(sorted(job.parameters)) or "none"
+        raise JobConfigError(f"job {job.name!r} has no parameter {', '.join(unknown)}; it takes: {known}")
+    try:
+        job.configure(job.params)
+    except (BadRequest, ValueError) as error:
+        message = error.message if isinstance(error, BadRequest) else str(error)
+        raise JobConfigError(f"job {job.name!r}: {message}") from None
+
+
+def plain_value(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON data (tuples become lists); BadRequest naming what is not."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise BadRequest(f"integer value {value} is out of the 64-bit range a value may have")
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise BadRequest(f"value {value!r} is not a finite number")
+        return value
+    if depth >= MAX_VALUE_DEPTH:
+        raise BadRequest(f"a value is nested deeper than {MAX_VALUE_DEPTH} levels")
+    if kind is list or kind is tuple:
+        return [plain_value(item, depth + 1) for item in value]
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise BadRequest(f"a dict in a value has a non-string key {key!r}")
+            out[key] = plain_value(item, depth + 1)
+        return out
+    raise BadRequest(f"a value must be plain JSON data (None, bool, int, float, str, list, dict), not a "
+                     f"{kind.__name__}: {_short(value)}")
+
+
+def check_key(key: Any) -> str:
+    """The canonical encoding of a key a job produced (BadRequest naming a bad one)."""
+    return canonical_key(key)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
