@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -70,3 +71,26 @@ async def serve_app(app: web.Application, host: str = "127.0.0.1",
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def held_url(data: bytes) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A URL input whose every read is held until the block ends: a job on it is certainly running.
+
+    Yields the URL and an event set at the first read; on leaving, the held reads are let go, then the server ends.
+    """
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":
+            reading.set()
+            await release.wait()
+        return web.Response(body=data, headers={"Accept-Ranges": "bytes"})
+
+    app = web.Application()
+    app.router.add_get("/book.txt", serve)
+    async with serve_app(app, shutdown_timeout=0.1) as url:
+        try:
+            yield f"{url}/book.txt", reading
+        finally:
+            release.set()

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
-from aiohttp import web
 
 from actors.api import AsyncClient, JobStatus, Progress
 from actors.remote.progress import ProgressBar, progress_bar, progress_text, size_text
 from actors.sequential import run_sequential
 
 from .conftest import Cluster, ClusterFactory
+from .support import held_url as held_text_url
 
 REPO = Path(__file__).resolve().parent.parent
 API_TOKEN = "remote-api-secret-5d1e"
@@ -169,25 +169,8 @@ async def test_submit_json_top_and_every_follow_up_command(guarded: Cluster, boo
 @pytest.fixture
 async def held_url() -> AsyncIterator[tuple[str, asyncio.Event]]:
     """A URL input whose every read is held until the test ends: a job on it is certainly running."""
-    reading, release = asyncio.Event(), asyncio.Event()
-    data = TEXT.encode()
-
-    async def serve(request: web.Request) -> web.StreamResponse:
-        if request.method == "GET":
-            reading.set()
-            await release.wait()
-        return web.Response(body=data, headers={"Accept-Ranges": "bytes"})
-
-    app = web.Application()
-    app.router.add_get("/book.txt", serve)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/book.txt", reading
-    finally:
-        release.set()
-        await runner.cleanup()
+    async with held_text_url(TEXT.encode()) as held:
+        yield held
 
 
 async def test_cancel_a_job_another_command_is_waiting_for(make_cluster: ClusterFactory,
