@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.reducer.density import SLICE, container_bound, count_containers
+from actors.core.density import SLICE, container_bound, count_containers
 
 
 def run(walk: Generator[None, None, int]) -> tuple[int, int]:

@@ -13,12 +13,15 @@ from hypothesis import strategies as st
 
 from actors.core import wire
 from actors.core.config import Settings
+from actors.core.density import too_dense
 from actors.core.errors import KeyTooLarge
 from actors.core.messages import Commit, Data, KeyPart, from_wire
 from actors.core.splits import Chunker
 from actors.jobs import get_job
+from actors.jobs.adapter import SdkJob
 from actors.mapper.spool import Spool
 from actors.reducer.ledger import Stage
+from actors.sdk import MapReduceJob
 
 from .framing import FrameDecoder
 from .test_partition import partition_of
@@ -286,3 +289,41 @@ def test_long_words_survive_mapper_and_reducer_exactly(text: str, chunk_size: in
     finally:
         spool.close()
     assert merged == Counter(text.split())
+
+
+class PairsByLetter(MapReduceJob):
+    """Every word's [length, word] under its first letter: list values and no combiner, so frames hold many lists."""
+
+    name = "pairs_by_letter"
+
+    def mapper(self, line: str) -> Iterator[tuple[str, Any]]:
+        for word in line.split():
+            yield word[0], [len(word), word]
+
+    def reducer(self, key: str, values: list[Any]) -> Any:
+        return sorted(values)
+
+
+def test_frames_of_list_values_stay_within_what_a_reducer_takes(spools: list[Spool]) -> None:
+    job = SdkJob(PairsByLetter())
+    spool = Spool(job, 1, 1_000_000, CAP, frame_keys=16)
+    spools.append(spool)
+    words = [f"{letter}{i}" for i in range(3000) for letter in "ab"]
+    spool.map(" ".join(words) + "\n", "book")
+    spool.flush()
+    raws = list(FrameDecoder(CAP).feed(b"".join(spool.blocks(0))))
+    assert len(raws) > 1  # 6000 lists under 2 keys are far past 2 x 16 + 16 lists a frame: cut by values
+    decoded = b"".join(spool.blocks(0))
+    offset = 0
+    for _ in raws:  # every frame, as a reducer reads it, passes its density check
+        length = int.from_bytes(decoded[offset:offset + 4], "big")
+        assert not too_dense(decoded[offset + 4: offset + 4 + length], 16)
+        offset += 4 + length
+    values: dict[str, list[Any]] = {}
+    for items in frames_of(spool, 0):
+        for key, value in items.items():
+            values.setdefault(key, []).extend(value)
+    expected: dict[str, list[Any]] = {}
+    for word in words:
+        expected.setdefault(job.map(word, "book") and word[0], []).append([len(word), word])
+    assert {k: sorted(v) for k, v in values.items()} == {k: sorted(v) for k, v in expected.items()}

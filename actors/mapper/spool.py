@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..core import wire
+from ..core.density import too_dense
 from ..core.errors import KeyTooLarge, PayloadTooLarge
 from ..core.messages import Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
@@ -75,6 +76,8 @@ class Spool:
             return
         try:
             encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
+            if too_dense(encoded[wire.PREFIX:], self.frame_keys):  # a reducer would refuse it: cut it as too large
+                raise PayloadTooLarge(f"a frame of {len(items)} keys holds more lists and maps than a reducer takes")
         except PayloadTooLarge:
             if len(items) == 1:
                 ((key, value),) = items.items()

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
+from ..core.density import container_bound, container_limit, count_containers
 from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
@@ -29,7 +30,6 @@ from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, disco
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
-from .density import container_bound, count_containers
 from .ledger import Ledger, Stage
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -171,10 +171,6 @@ def check_frame(body: bytes, frame_keys: int) -> None:
         raise WireError(f"a frame of {len(body)} bytes that is neither a DATA nor a KEYPART frame")
 
 
-def container_limit(frame_keys: int) -> int:
-    """Most lists and maps a frame may hold: two per key (a value such as a list of names, with room to spare)
-    and the message's own. Every built-in job's frames hold at most one per key."""
-    return 2 * frame_keys + 16
 
 
 async def check_density(body: bytes, frame_keys: int) -> None:

@@ -57,3 +57,21 @@ def count_containers(body: bytes, limit: int) -> Generator[None, None, int]:
         if items % SLICE == 0:
             yield
     return containers
+
+def container_limit(frame_keys: int) -> int:
+    """Most lists and maps a frame may hold: two per key (a value such as a list of names, with room to spare)
+    and the message's own. Every built-in job's frames hold at most one per key."""
+    return 2 * frame_keys + 16
+
+
+def too_dense(body: bytes, frame_keys: int) -> bool:
+    """Whether a frame holds more lists and maps than a reducer takes (for a mapper cutting its frames: no yields)."""
+    limit = container_limit(frame_keys)
+    if container_bound(body) <= limit:
+        return False
+    walk = count_containers(body, limit)
+    while True:
+        try:
+            next(walk)
+        except StopIteration as done:
+            return bool(done.value > limit)
