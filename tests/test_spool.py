@@ -21,7 +21,7 @@ from actors.jobs import get_job
 from actors.jobs.adapter import SdkJob
 from actors.mapper.spool import Spool
 from actors.reducer.ledger import Stage
-from actors.sdk import MapReduceJob
+from actors.sdk import Key, MapReduceJob
 
 from .framing import FrameDecoder
 from .test_partition import partition_of
@@ -300,7 +300,7 @@ class PairsByLetter(MapReduceJob):
         for word in line.split():
             yield word[0], [len(word), word]
 
-    def reducer(self, key: str, values: list[Any]) -> Any:
+    def reducer(self, key: Key, values: list[Any]) -> Any:
         return sorted(values)
 
 
@@ -325,5 +325,6 @@ def test_frames_of_list_values_stay_within_what_a_reducer_takes(spools: list[Spo
             values.setdefault(key, []).extend(value)
     expected: dict[str, list[Any]] = {}
     for word in words:
-        expected.setdefault(job.map(word, "book") and word[0], []).append([len(word), word])
+        assert job.map(word, "book")
+        expected.setdefault(word[0], []).append([len(word), word])
     assert {k: sorted(v) for k, v in values.items()} == {k: sorted(v) for k, v in expected.items()}
