@@ -81,14 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--reducers", type=positive_int, default=2, help="reducer processes (default 2)")
         p.add_argument("--static", action="store_true", help="static peer lists instead of mDNS discovery")
 
-    run = commands.add_parser("run", help="count a file on a local cluster and print the result")
-    run.add_argument("file", type=Path)
+    run = commands.add_parser("run", help="run a job over files, directories or globs on a local cluster and "
+                              "print the result (the cluster's data root is the deepest directory holding them all)")
+    run.add_argument("inputs", type=str, nargs="+", metavar="INPUT",
+                     help="a file, a directory (walked recursively) or a quoted glob (** spans directories)")
     run.add_argument("--top", type=positive_int, default=None, help="print only the N most frequent keys")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--job", default="wordcount", help="the job's name (`mapreduce kinds` lists them)")
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
+    run.add_argument("--output", type=Path, default=None, metavar="DIR",
+                     help="write the result to DIR as part-NNNNN.jsonl files and _SUCCESS instead of printing it")
     cluster_options(run)
 
     local = commands.add_parser("local", help="keep a local cluster serving until Ctrl-C")
@@ -155,15 +159,68 @@ def readable_input(given: Path) -> Path:
     return path
 
 
+_GLOB = frozenset("*?[")
+
+
+def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
+    """The data root and the job's input spec for ``mapreduce run``'s INPUTs: one file is a ``path``; several, or
+    directories and globs, are ``paths`` relative to the deepest directory holding them all (a file's or a
+    directory's parent, a glob's leading directory), so the inputs' names are their paths below it."""
+    entries: list[tuple[Path, str]] = []  # (where it lies, the pattern below that, "" for none)
+    for text in given:
+        parts = Path(text).parts
+        magic = next((i for i, part in enumerate(parts) if _GLOB & set(part)), None)
+        if magic is None:
+            path = Path(text).resolve()
+            if path.is_dir():
+                entries.append((path, ""))
+                continue
+            entries.append((readable_input(Path(text)), ""))
+            continue
+        base = Path(*parts[:magic]).resolve() if magic else Path.cwd().resolve()
+        if not base.is_dir():
+            raise MapReduceError(f"{text}: {base} is not a directory")
+        entries.append((base, str(Path(*parts[magic:]))))
+    if len(entries) == 1 and not entries[0][1] and entries[0][0].is_file():
+        path = entries[0][0]
+        return path.parent, {"path": path.name}
+    root = Path(os.path.commonpath([p if pattern else p.parent for p, pattern in entries]))
+    paths = []
+    for path, pattern in entries:
+        below = path.relative_to(root).as_posix()
+        paths.append(f"{below}/{pattern}" if pattern and below != "." else pattern or below)
+    return root, {"paths": paths}
+
+
+def _rebased(source: dict[str, Any], root: Path, common: Path) -> dict[str, Any]:
+    """An input spec relative to ``root`` made relative to ``common``, a directory above it."""
+    prefix = root.relative_to(common).as_posix()
+    if prefix == ".":
+        return source
+    if "path" in source:
+        return {"path": f"{prefix}/{source['path']}"}
+    return {"paths": [f"{prefix}/{path}" for path in source["paths"]]}
+
+
 async def _run(args: argparse.Namespace) -> int:
-    path = readable_input(args.file)
+    root, source = input_spec(args.inputs)
+    output = args.output.resolve() if args.output is not None else None
+    if output is not None:
+        # The actors confine inputs and outputs to one data root: the nearest directory holding both.
+        common = Path(os.path.commonpath([root, output]))
+        if output == common:
+            raise MapReduceError(f"--output {args.output} must not be a directory holding the inputs")
+        source = _rebased(source, root, common)
+        root = common
     started = time.monotonic()
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
-        data_root=str(path.parent),
+        data_root=str(root),
     ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
-        spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": {"path": path.name}}
+        spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": source}
+        if output is not None:
+            spec["output"] = {"path": str(output.relative_to(root))}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:
@@ -173,8 +230,14 @@ async def _run(args: argparse.Namespace) -> int:
         job_id = submitted["id"]
         result = await _follow(session, job_id)
         elapsed = time.monotonic() - started
-    _print_result(args, result)
-    print(f"done: {result['keys']} keys from {path.name} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
+    if output is not None:
+        written = result["output"]
+        print(f"{output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), {written['keys']} keys, "
+              f"{written['bytes']} bytes, and {written['success']}")
+    else:
+        _print_result(args, result)
+    named = source.get("path") or f"{len(args.inputs)} inputs under {root}"
+    print(f"done: {result['keys']} keys from {named} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)
     return 0
 

@@ -46,6 +46,9 @@ class MapReduceJob:
     parameters: ClassVar[Mapping[str, str]] = {}
     #: Optional explicit version; without it the fingerprint is a hash of the class's module source.
     version: ClassVar[str | None] = None
+    #: True: ``reducer`` gets a one-pass iterator over the key's values, read from disk as it goes, so one key may
+    #: hold more values than fit in memory. False (the default): a list, so one key's values must fit in memory.
+    stream_values: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, str] | None = None) -> None:
         self.params: dict[str, str] = dict(params or {})
@@ -64,7 +67,8 @@ class MapReduceJob:
         raise NotImplementedError  # not overridden: the job has no combiner
 
     def reducer(self, key: Key, values: list[Any]) -> Any:
-        """The output value of ``key`` from all its values (every split's, each exactly once, in any order)."""
+        """The output value of ``key`` from all its values (every split's, each exactly once, in any order): a list,
+        or a one-pass iterator when the job sets ``stream_values`` (annotate it ``values: Iterable[Any]``)."""
         raise NotImplementedError(f"job {self.name!r} has no reducer")
 
     def order(self, key: str, value: Any) -> Any:

@@ -25,7 +25,9 @@ def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, A
             for key, value in job.mapper(line):
                 canonical_key(key)  # the same checks a mapper makes
                 groups.setdefault(key, []).append(plain_value(value))
-    return {key: plain_value(job.reducer(key, values)) for key, values in groups.items()}
+    streams = job.stream_values  # such a job's reducer gets a one-pass iterator, as the engine gives it
+    return {key: plain_value(job.reducer(key, iter(values) if streams else values))  # type: ignore[arg-type]
+            for key, values in groups.items()}
 
 
 def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],

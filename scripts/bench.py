@@ -17,13 +17,16 @@ On every input, each repetition measures:
   (VmHWM) is read from ``/proc/<pid>/status`` just before the cluster is stopped.
 
 Reported: medians of wall time, MB/s, the speed ratio to ``counter``, peak RSS sum and largest, the ratio of the
-RSS sum to ``counter``'s peak, and whether every result equals ``counter``'s exactly. Missed targets (issue 5)
+RSS sum to ``counter``'s peak, whether the mappers counted with the native kernel, and whether every result
+equals ``counter``'s exactly. ``--python-path`` adds, per cluster shape, a run with the native kernel switched
+off (``MR_NATIVE_KERNEL=false``: the pure-Python map path), named ``cluster MxR py``. Missed targets (issue 5)
 are printed as ``TARGET MISSED: ...``. The exit status is 1 when a result is wrong or a run fails, 0 otherwise
 (missed targets are reported, not failures: timings are noisy on shared machines).
 
     python scripts/bench.py                 # 80 MB real text + 200 MB Zipf, 2+2 and 3+2, 3 repetitions
     python scripts/bench.py --quick         # a few MB, 1 repetition: a smoke run
     python scripts/bench.py FILE --repeat 5 --json
+    python scripts/bench.py --real-mb 40 --zipf-mb 40 --zipf-words 300000 --clusters 2x2 --python-path
 """
 
 from __future__ import annotations
@@ -352,14 +355,15 @@ def summarize(name: str, runs: list[Run], size: int, counter: dict[str, float]) 
 def print_table(report: dict[str, Any]) -> None:
     for entry in report["inputs"]:
         print(f"\n== {entry['name']}: {entry['bytes'] / MB:.1f} MB, {entry['keys']:,} distinct words, "
-              f"{report['repeat']} repetition(s), medians")
-        print(f"{'method':<13}{'wall s':>8}{'MB/s':>8}{'x Counter':>10}{'RSS sum MB':>12}{'RSS max MB':>12}"
-              f"{'largest':>12}{'sum/Counter':>12}{'ready s':>9}{'exact':>7}")
+              f"{report['repeat']} repetition(s), medians; native kernel built: {report['native_kernel']}")
+        print(f"{'method':<16}{'wall s':>8}{'MB/s':>8}{'x Counter':>10}{'RSS sum MB':>12}{'RSS max MB':>12}"
+              f"{'largest':>12}{'sum/Counter':>12}{'ready s':>9}{'native':>8}{'exact':>7}")
         for row in entry["rows"]:
             ready = f"{row['ready_seconds']:.2f}" if "ready_seconds" in row else "-"
-            print(f"{row['method']:<13}{row['seconds']:>8.2f}{row['mb_per_s']:>8.1f}{row['speed_ratio']:>10.2f}"
+            native = ("yes" if row["native"] else "no") if "native" in row else "-"
+            print(f"{row['method']:<16}{row['seconds']:>8.2f}{row['mb_per_s']:>8.1f}{row['speed_ratio']:>10.2f}"
                   f"{row['rss_sum'] / MB:>12.0f}{row['rss_max'] / MB:>12.0f}{row['rss_largest_process']:>12}"
-                  f"{row['rss_ratio']:>12.2f}{ready:>9}{'yes' if row['exact'] else 'NO':>7}")
+                  f"{row['rss_ratio']:>12.2f}{ready:>9}{native:>8}{'yes' if row['exact'] else 'NO':>7}")
             for error in row.get("errors", []):
                 print(f"   ERROR {row['method']}: {error}")
     print()
@@ -421,6 +425,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pool", action="store_true", help="skip the multiprocessing.Pool(2) baseline")
     p.add_argument("--pool-chunks", type=int, default=2, help="line-aligned ranges for the Pool (default 2)")
     p.add_argument("--timeout", type=float, default=600.0, help="longest a cluster job may take (s)")
+    p.add_argument("--python-path", action="store_true",
+                   help="also run every cluster shape with the pure-Python map path (MR_NATIVE_KERNEL=false)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the actors (e.g. MR_SPLIT_SIZE=8388608); repeatable")
     return p.parse_args(argv)
@@ -442,8 +448,15 @@ def main(argv: list[str] | None = None) -> int:
         import actors  # noqa: F401  (the installed package, or the one on PYTHONPATH / in the working directory)
     except ImportError:
         sys.path.insert(0, str(REPO))
+    from actors.core.config import Settings
+    from actors.jobs.kernel import NATIVE, native_status
+
     extra_env = dict(item.split("=", 1) for item in args.env)
     shapes = [tuple(int(n) for n in shape.lower().split("x")) for shape in args.clusters.split(",") if shape]
+    # The actors run this same installed package, so its kernel is theirs; MR_NATIVE_KERNEL may switch it off.
+    native_wanted = Settings.from_env({"MR_NATIVE_KERNEL": extra_env.get("MR_NATIVE_KERNEL", "true")}).native_kernel
+    paths = [("", native_wanted)] + ([(" py", False)] if args.python_path else [])
+    print(f"bench: native kernel built: {native_status()}", file=sys.stderr, flush=True)
 
     inputs: list[tuple[str, str, Path]] = []
     if args.files:
@@ -456,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs.append(("zipf", "zipf", zipf_input(args.data_dir, args.zipf_mb * MB, args.zipf_words, args.seed)))
 
     report: dict[str, Any] = {"repeat": args.repeat, "quick": args.quick, "python": sys.version.split()[0],
-                              "cpus": os.cpu_count(), "inputs": []}
+                              "cpus": os.cpu_count(), "native_kernel": native_status(), "inputs": []}
     failed = False
     for kind, name, path in inputs:
         size = path.stat().st_size
@@ -474,17 +487,20 @@ def main(argv: list[str] | None = None) -> int:
             runs = [measure_pool(path, baseline, 2, args.pool_chunks) for _ in range(args.repeat)]
             rows.append(summarize("pool2", runs, size, counter))
             print(f"bench:   pool2 {rows[-1]['seconds']:.2f} s", file=sys.stderr, flush=True)
-        for mappers, reducers in shapes:
+        for (mappers, reducers), (suffix, native) in itertools.product(shapes, paths):
+            env = {**extra_env, "MR_NATIVE_KERNEL": "true" if native else "false"}
             runs = []
             for _ in range(args.repeat):
                 try:
                     runs.append(asyncio.run(measure_cluster(path, baseline, mappers, reducers, args.discovery,
-                                                            args.timeout, extra_env)))
+                                                            args.timeout, env)))
                 except Exception as exc:  # a failed start-up is a result to report, not a crash
                     runs.append(Run(error=f"{type(exc).__name__}: {exc}"))
-            rows.append(summarize(f"cluster {mappers}x{reducers}", runs, size, counter))
-            print(f"bench:   cluster {mappers}x{reducers} {rows[-1]['seconds']:.2f} s "
-                  f"(ready {rows[-1].get('ready_seconds', float('nan')):.2f} s)", file=sys.stderr, flush=True)
+            rows.append(summarize(f"cluster {mappers}x{reducers}{suffix}", runs, size, counter))
+            rows[-1]["native"] = NATIVE and native
+            print(f"bench:   cluster {mappers}x{reducers}{suffix} {rows[-1]['seconds']:.2f} s "
+                  f"(ready {rows[-1].get('ready_seconds', float('nan')):.2f} s, native kernel "
+                  f"{'yes' if rows[-1]['native'] else 'no'})", file=sys.stderr, flush=True)
         failed |= not all(row["exact"] for row in rows)
         report["inputs"].append({"kind": kind if size >= 10 * MB or kind != "file" else "file-small",
                                  "name": name, "path": str(path), "bytes": size, "keys": len(baseline),

@@ -134,7 +134,7 @@ async def test_each_error_class_from_a_real_answer(make_cluster: ClusterFactory,
         assert bad.value.status == 400
         with pytest.raises(BadRequest, match="job 'wordcount' has no parameter k"):
             await api.submit("wordcount", "a b", params={"k": "v"})
-        with pytest.raises(BadRequest, match=r"unknown fields \['output'\]"):
+        with pytest.raises(BadRequest, match=r'"output" must be \{"path": DIR\}'):
             await api.submit("wordcount", "a b", output="/out")
         with pytest.raises(BadRequest, match=r"without '\.\.'"):
             await api.submit("wordcount", {"path": "../etc/passwd"})
@@ -318,3 +318,20 @@ async def test_ndjson_lines_split_across_chunks() -> None:
     for bad in (b"not json\n", b'["a", 1, 2]\n', b"[1, 2]\n"):
         with pytest.raises(PeerError, match="result line"):
             _ = [b async for b in ndjson_batches(_chunks(bad), "/r")]
+
+
+async def test_a_job_with_an_output_directory_answers_where_it_went(client: AsyncClient, data_root: Path) -> None:
+    (data_root / "book.txt").write_text("to be or not to be\n")
+    handle = await client.submit("wordcount", {"path": "book.txt"}, output={"path": "out"})
+    assert (await handle.wait(timeout=60)).state == "done"
+    output = await handle.output()
+    assert output["path"] == "out" and output["keys"] == 4 and output["success"] == "_SUCCESS"
+    parts = [(data_root / "out" / part).read_text() for part in output["parts"]]
+    lines = [json.loads(line) for text in parts for line in text.splitlines()]
+    assert dict(lines) == oracle("to be or not to be\n")
+    with pytest.raises(Conflict, match="read it with output"):
+        await handle.result()
+    text = await client.submit("wordcount", "a b a")
+    await text.wait(timeout=60)
+    with pytest.raises(Conflict, match="held by the master"):
+        await text.output()

@@ -16,11 +16,15 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors.core.columns import unpack_columns
+from actors.core.errors import WireError
+from actors.core.messages import Columns
 from actors.core.partition import split_by_partition
 from actors.jobs import kernel
 from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
@@ -362,3 +366,148 @@ def test_bench_kernel_script_runs_and_both_kernels_are_exact(tmp_path: Path) -> 
     rows = [row for row in map(str.split, done.stdout.splitlines()) if len(row) == 6 and row[0] in ("native", "python")]
     assert len(rows) == (4 if kernel.NATIVE else 2) and all(row[-1] == "yes" for row in rows), done.stdout
     assert f"native kernel: {kernel.native_status()}" in done.stdout
+
+
+def _native_table(partitions: int) -> Any:
+    table = _native(partitions)
+    assert hasattr(table, "take_columns")
+    return table
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(data=TEXT, partitions=PARTITIONS, frame_keys=st.integers(1, 40), frame_bytes=st.integers(1, 2000))
+def test_fuzz_take_columns_packs_exactly_what_take_holds(data: bytes, partitions: int, frame_keys: int,
+                                                         frame_bytes: int) -> None:
+    table = _native_table(partitions)
+    table.feed(data)
+    frames = table.take_columns(frame_keys, frame_bytes)
+    assert len(table) == 0 and table.take() == [{} for _ in range(partitions)]
+    expected = split_by_partition(oracle(data), partitions)
+    assert len(frames) == partitions
+    for part, want in zip(frames, expected, strict=True):
+        got: dict[str, int] = {}
+        for keys, ends, counts, checksum in part:
+            items = unpack_columns(Columns(keys, ends, counts))  # the strict wire check: any flaw raises
+            assert 1 <= len(items) <= frame_keys
+            # Cut at about frame_bytes: only a frame of one key (too long for any frame) may be over it.
+            assert len(keys) + 12 * len(items) + 80 <= frame_bytes or len(items) == 1
+            assert checksum == sum(items.values())
+            assert not got.keys() & items.keys()
+            got.update(items)
+        assert got == want
+        assert list(got) == list(want)  # first-seen order, as take() gives
+
+
+def test_take_columns_refuses_bad_sizes_and_keeps_the_table() -> None:
+    table = _native_table(2)
+    table.feed(b"a b a\n")
+    for args in [(0, 100), (1, 0), (-1, 5)]:
+        with pytest.raises(ValueError, match="at least 1"):
+            table.take_columns(*args)
+    with pytest.raises(TypeError):
+        table.take_columns(1)
+    assert len(table) == 2
+    assert merged(table.take()) == {"a": 2, "b": 1}
+
+
+def _python_only(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The kernel's wrapper with the native helpers hidden: its pure-Python path."""
+
+    def run(*args: Any) -> Any:
+        saved = kernel._native_add, kernel._native_move
+        kernel._native_add = kernel._native_move = None
+        try:
+            return function(*args)
+        finally:
+            kernel._native_add, kernel._native_move = saved
+
+    return run
+
+
+def _native_only(function: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        if not kernel.NATIVE:
+            pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+        return function(*args)
+
+    return run
+
+
+MERGERS = pytest.mark.parametrize("wrap", [_native_only, _python_only], ids=["native", "python"])
+COUNTS = st.dictionaries(st.text(max_size=4), st.integers(1, 2**70), max_size=40)
+
+
+@MERGERS
+@settings(max_examples=150, deadline=None)
+@given(into=COUNTS, parts=st.lists(COUNTS, max_size=4), limits=st.lists(st.integers(1, 15), min_size=1, max_size=8))
+def test_add_and_move_counts_sum_exactly_and_never_lose_or_double_a_count(
+    wrap: Callable[..., Any], into: dict[str, int], parts: list[dict[str, int]], limits: list[int],
+) -> None:
+    expected = Counter(into)
+    for part in parts:
+        expected.update(part)
+    totals = dict(into)
+    for part in parts[:1]:
+        wrap(kernel.add_counts)(totals, dict(part))
+    pending = [dict(part) for part in parts[1:]]
+    step = 0
+    while pending:
+        items = pending[-1]
+        before = sum(totals.values()) + sum(items.values())
+        moved = wrap(kernel.move_counts)(totals, items, limits[step % len(limits)])
+        step += 1
+        assert moved == min(limits[(step - 1) % len(limits)], moved + len(items))
+        assert sum(totals.values()) + sum(items.values()) == before  # each count exactly once, between slices
+        if not items:
+            pending.pop()
+    assert totals == dict(expected)
+
+
+def test_native_merges_refuse_what_is_not_two_dicts() -> None:
+    if not kernel.NATIVE:
+        pytest.skip("the native kernel is not built")
+    from actors.jobs import _wordcount
+
+    same: dict[str, int] = {"a": 1}
+    args: tuple[Any, ...]
+    for args in [(same, same), ({}, [("a", 1)]), ([], {}), ({},)]:
+        with pytest.raises(TypeError):
+            _wordcount.add_counts(*args)  # type: ignore[arg-type]
+    for args in [(same, same, 1), ({}, {}, "1"), ({}, {}), (Counter(), {}, 1)]:
+        with pytest.raises(TypeError):
+            _wordcount.move_counts(*args)  # type: ignore[arg-type]
+    assert _wordcount.move_counts({}, {"a": 1}, 0) == 0 and _wordcount.move_counts({}, {"a": 1}, -5) == 0
+
+
+def _outcome(unpack: Callable[[Columns], dict[str, int]], columns: Columns) -> Any:
+    try:
+        return unpack(columns)
+    except WireError:
+        return WireError
+
+
+COLUMN_KEYS = st.lists(st.one_of(st.sampled_from(SPECIAL_BYTES), st.binary(max_size=6), st.sampled_from([b"a", b""])),
+                       max_size=8)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(keys=COLUMN_KEYS, counts=st.lists(st.integers(0, 2**64 - 1), max_size=9), extra=st.binary(max_size=3),
+       shuffle=st.randoms(use_true_random=False))
+def test_fuzz_native_unpack_agrees_with_the_python_unpack(keys: list[bytes], counts: list[int], extra: bytes,
+                                                          shuffle: Any) -> None:
+    # Near-valid columns (maybe decreasing, short, long, invalid UTF-8, zero counts, duplicates): the native
+    # unpacking must accept exactly what the Python one accepts, and give the same dict.
+    if not kernel.NATIVE:
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    ends, at = [], 0
+    for key in keys:
+        at += len(key)
+        ends.append(at)
+    if shuffle.random() < 0.3:
+        shuffle.shuffle(ends)
+    if shuffle.random() < 0.6:  # mostly as many counts as keys, so many cases are valid
+        counts = (counts + [1] * len(keys))[: len(keys)]
+    blob = b"".join(keys) + (extra if shuffle.random() < 0.3 else b"")
+    columns = Columns(blob, b"".join(e.to_bytes(4, "little") for e in ends),
+                      b"".join(c.to_bytes(8, "little") for c in counts))
+    assert _outcome(kernel.unpack_columns, columns) == _outcome(unpack_columns, columns)

@@ -14,6 +14,7 @@ from actors.core.messages import (
     VERSION,
     Assignment,
     AttemptKey,
+    Columns,
     Commit,
     Data,
     Finalize,
@@ -43,6 +44,8 @@ SAMPLES: list[Any] = [
     SplitFailed(job="job-1", epoch=2, split=3, attempt=1, cause="reducer-1 unreachable", retriable=True),
     StreamHeader(job="job-1", epoch=2, split=3, attempt=1, partition=1, partitions=3, job_name="wordcount", size=999),
     Data(items={"a": 1, "é": 2, "日本": 3}),
+    Columns(keys="aé日本".encode(), ends=bytes([1, 0, 0, 0, 3, 0, 0, 0, 9, 0, 0, 0]),
+            counts=b"".join(n.to_bytes(8, "little") for n in (1, 2, 3))),
     KeyPart(text="a long key's first piece, é 日本"),
     Commit(frames=2, keys=10, checksum=55),
     StreamAck(job="job-1", epoch=2, split=3, partition=1, status="duplicate", incarnation="inc-b"),
@@ -150,6 +153,8 @@ def bad_values(kind: Any) -> list[Any]:
         return [1, b"x", None, ["x"], True]
     if origin is bool:
         return [1, 0, "true", None]
+    if origin is bytes:
+        return ["x", 1, None, [1], bytearray(b"x")]
     if origin is dict:
         return [[], "x", None, [("a", 1)]]
     if origin is list:

@@ -201,6 +201,9 @@ class AsyncJobHandle:
             params["wait"] = f"{wait:.3f}"
         limit = (self.client.timeout if timeout is None else timeout) + (wait or 0.0)
         body = await self.client._call("GET", f"{self._path}/result", limit, params=params)
+        if isinstance(body, dict) and isinstance(body.get("output"), dict):
+            raise Conflict(f"job {body.get('id')} wrote its result to the output directory "
+                           f"{body['output'].get('path')!r}: read it with output()")
         field = "top" if top is not None else "result"
         value = body.get(field) if isinstance(body, dict) else None
         if top is not None and isinstance(value, list):
@@ -210,6 +213,16 @@ class AsyncJobHandle:
         if not isinstance(value, dict):
             raise PeerError(f"GET {self._path}/result: the master's answer has no {field!r}")
         return value
+
+    async def output(self, wait: float | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Where a done job with an output wrote it: ``{"path", "success", "parts", "bytes", "keys"}``."""
+        params = {"wait": f"{wait:.3f}"} if wait is not None else {}
+        limit = (self.client.timeout if timeout is None else timeout) + (wait or 0.0)
+        body = await self.client._call("GET", f"{self._path}/result", limit, params=params)
+        output = body.get("output") if isinstance(body, dict) else None
+        if not isinstance(output, dict):
+            raise Conflict(f"job {self.id} has no output directory: its result is held by the master (result())")
+        return output
 
     async def iter_result(self, timeout: float | None = None) -> AsyncIterator[tuple[str, Any]]:
         """The result's ``(key, value)`` entries, in the server's order."""

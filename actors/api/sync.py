@@ -115,6 +115,9 @@ class JobHandle:
                timeout: float | None = None) -> dict[str, Any]:
         return self.client.run(self.aio.result(top, wait, timeout))
 
+    def output(self, wait: float | None = None, timeout: float | None = None) -> dict[str, Any]:
+        return self.client.run(self.aio.output(wait, timeout))
+
     def cancel(self, timeout: float | None = None) -> JobStatus:
         return self.client.run(self.aio.cancel(timeout))
 

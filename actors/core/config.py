@@ -143,11 +143,17 @@ class Settings:
     # 32 Ki keys decode in about 20 ms (measured: a 1 M-key frame took 0.65 s idle, 2.5 s on busy cores, and
     # cbor2's C decoder holds the GIL, so a thread does not help): a reducer's loop never stalls on one frame.
     frame_keys: int = setting("MR_FRAME_KEYS", 16 * 1024, "most keys in one shuffle DATA frame (mappers cut frames "
-                              "there; reducers refuse more before decoding)", low=1)
+                              "there; reducers refuse more before decoding)", low=1, count=True)
     max_key: int = setting("MR_MAX_KEY", 64 * MiB, "longest key (a word) in UTF-8 bytes; a longer one fails the job "
                            "at once", low=1)
     job_modules: tuple[str, ...] = setting("MR_JOB_MODULES", (), "modules of user jobs (MapReduceJob classes), "
                                            "comma-separated, importable on every actor and imported at startup")
+    native_kernel: bool = setting("MR_NATIVE_KERNEL", True, "mappers count word-count chunks with the native kernel "
+                                  "when it is built; false: the pure-Python path (for comparison)")
+    reduce_memory: int = setting("MR_REDUCE_MEMORY", 256 * MiB, "bytes of a general job's values (no combiner) a "
+                                 "reducer holds per job before spilling a sorted run under MR_SPOOL_DIR", low=1)
+    max_inputs: int = setting("MR_MAX_INPUTS", 10000, "most inputs (files after walking directories and globs, or "
+                              "URLs) one job may have; more are refused at submit", low=1, count=True)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")

@@ -13,7 +13,8 @@ from .keys import AttemptKey as AttemptKey  # re-exported: the messages below ca
 
 # The wire version. Decoding is strict (a missing or unknown field is refused with a message naming it), so a field
 # added or removed already fails loudly between mismatched actors; VERSION moves when a field keeps its name but
-# changes its meaning, which no field check could catch.
+# changes its meaning, which no field check could catch. (Finalize.output and Report.part* were added under version
+# 1: an actor without them refuses these messages by their unknown fields, and ``totals`` keeps its meaning.)
 VERSION = 1
 
 
@@ -35,6 +36,8 @@ class Assignment:
     only_partitions: list[int]  # empty: every partition; else redo just these
     # The job's parameters as the user gave them; each actor configures its own instance of the job from them.
     params: dict[str, str] = field(default_factory=dict)
+    # "" or "gzip": a compressed input is one whole-file split [0, size), decompressed as it is read.
+    compression: str = ""
 
     @property
     def key(self) -> AttemptKey:
@@ -116,6 +119,31 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Columns:
+    """A shuffle DATA frame of an integer-valued job, packed: decoding it builds no CBOR map.
+
+    Layout (all CBOR byte strings), for n >= 1 distinct keys:
+
+    - ``keys``: the keys' UTF-8 bytes back to back;
+    - ``ends``: n little-endian uint32, where key i ends in ``keys`` (it starts where key i-1 ends, key 0 at 0):
+      non-decreasing, the last equal to ``len(keys)``;
+    - ``counts``: n little-endian uint64, the value of key i, each at least 1.
+
+    Every key must be valid UTF-8 on its own and distinct; :func:`actors.core.columns.unpack_columns` refuses
+    anything else (400); :func:`actors.core.columns.pack_columns` makes one.
+    A KEYPART run still ends with a plain DATA frame of one item.
+    """
+
+    keys: bytes
+    ends: bytes
+    counts: bytes
+
+    def __len__(self) -> int:
+        """The number of keys the frame claims (validated when it is unpacked)."""
+        return len(self.ends) // 4
+
+
+@dataclass(frozen=True)
 class KeyPart:
     """A shuffle frame carrying a piece of one key too long for a frame; the next DATA frame holds exactly one
     item, whose key is the key's last piece. Keys are cut between characters; the whole is at most MR_MAX_KEY."""
@@ -146,25 +174,32 @@ class StreamAck:
 
 @dataclass(frozen=True)
 class Finalize:
-    """Master → reducer: every split is done; report your partition's totals."""
+    """Master → reducer: every split is done; report your partition's totals, or write them as a part file."""
 
     job: str
     epoch: int
     partition: int
     splits: int
     job_name: str
+    # The job's output directory under the data root; empty: report the totals themselves.
+    output: str = ""
 
 
 @dataclass(frozen=True)
 class Report:
-    """Reducer → master: the final totals of one partition."""
+    """Reducer → master: the final totals of one partition, or (with an output) a reference to its part file."""
 
     job: str
     epoch: int
     partition: int
     incarnation: str
     splits: int
-    totals: dict[str, Any]
+    totals: dict[str, Any]  # empty when ``part`` names the file holding them
+    # With an output: the part's file name in the output directory, its size, entries and SHA-256; else empty.
+    part: str = ""
+    part_bytes: int = 0
+    part_keys: int = 0
+    part_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,14 +222,15 @@ class Release:
 
 
 Message = (
-    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | KeyPart | Commit | StreamAck | Finalize
-    | Report | Missing | Release
+    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Columns | KeyPart | Commit | StreamAck
+    | Finalize | Report | Missing | Release
 )
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
 P = TypeVar("P", bound=Message)
-_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, KeyPart, Commit, StreamAck, Finalize,
-            Report, Missing, Release)
+Q = TypeVar("Q", bound=Message)
+_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit, StreamAck,
+            Finalize, Report, Missing, Release)
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
 
 
@@ -210,6 +246,8 @@ def from_wire(raw: Any, first: type[M], /) -> M: ...
 def from_wire(raw: Any, first: type[M], second: type[N], /) -> M | N: ...
 @overload
 def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], /) -> M | N | P: ...
+@overload
+def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], fourth: type[Q], /) -> M | N | P | Q: ...
 
 
 def from_wire(raw: Any, *expected: type[Any]) -> Any:
@@ -258,3 +296,4 @@ def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+

@@ -25,6 +25,7 @@ class Split:
     index: int
     start: int
     end: int
+    input: int = 0  # which of the job's inputs the range is of: a split never crosses an input's boundary
 
 
 def split_count(size: int, split_size: int) -> int:
@@ -47,6 +48,28 @@ def plan(size: int, split_size: int, min_splits: int, min_split_size: int = 0, m
         count = max_splits - max_splits % workers if max_splits >= workers else max_splits
     bounds = [size * i // count for i in range(count + 1)]
     return [Split(i, bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+def input_split_counts(sizes: list[int], whole: list[bool], split_size: int) -> list[int]:
+    """Splits per input of a job with several: at most ``split_size`` bytes each, one for a ``whole`` input."""
+    return [1 if w else split_count(size, split_size) for size, w in zip(sizes, whole, strict=True)]
+
+
+def plan_inputs(sizes: list[int], whole: list[bool], split_size: int, min_splits: int, min_split_size: int = 0,
+                max_splits: int = 0) -> list[Split]:
+    """The splits of a job's inputs, numbered across them; none crosses an input's boundary.
+
+    One plain input is planned by :func:`plan` (a multiple of the mappers). Several are planned input by input,
+    each in :func:`input_split_counts` even ranges: the many inputs already keep the mappers busy. A ``whole``
+    input (compressed: its byte offsets are no line offsets) is one split.
+    """
+    if len(sizes) == 1 and not whole[0]:
+        return plan(sizes[0], split_size, min_splits, min_split_size, max_splits)
+    splits: list[Split] = []
+    for number, (size, count) in enumerate(zip(sizes, input_split_counts(sizes, whole, split_size), strict=True)):
+        bounds, first = [size * i // count for i in range(count + 1)], len(splits)
+        splits.extend(Split(first + i, bounds[i], bounds[i + 1], number) for i in range(count))
+    return splits
 
 
 def read_from(start: int) -> int:

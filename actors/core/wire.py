@@ -145,3 +145,34 @@ def map_size_after(body: bytes, prefix: bytes) -> int | None:
     if width is None or len(body) < start + width:
         return None  # indefinite length (refused by the decoder anyway) or a truncated header
     return int.from_bytes(body[start : start + width], "big")
+
+
+def _head(body: bytes, at: int) -> tuple[int, int, int] | None:
+    """(major type, argument, where the item's content starts) of the definite-length CBOR head at ``at``."""
+    if at >= len(body):
+        return None
+    initial = body[at]
+    info = initial & 0x1F
+    if info < 24:
+        return initial >> 5, info, at + 1
+    width = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
+    if width is None or len(body) < at + 1 + width:
+        return None
+    return initial >> 5, int.from_bytes(body[at + 1 : at + 1 + width], "big"), at + 1 + width
+
+
+def only_byte_strings_after(body: bytes, prefix: bytes, names: tuple[str, ...]) -> bool:
+    """Whether ``body`` is ``prefix`` then exactly the fields ``names``, in order, each a byte string: then
+    decoding it costs a copy, whatever its size (no map or array with a million members can hide in it)."""
+    if not body.startswith(prefix):
+        return False
+    at = len(prefix)
+    for name in names:
+        key = encode(name)
+        if body[at : at + len(key)] != key:
+            return False
+        head = _head(body, at + len(key))
+        if head is None or head[0] != 2:  # major type 2: a byte string
+            return False
+        at = head[2] + head[1]
+    return at == len(body)

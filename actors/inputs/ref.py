@@ -7,6 +7,8 @@ from dataclasses import dataclass
 SERVED = "served"  # bytes the master holds (text, uploads), read with the cluster token
 PATH = "path"  # a file under the shared data root
 URL = "url"  # an external http(s) URL, read with Range requests and no token
+MANY = "many"  # a job's summary of its several inputs (JobRecord.input), never read itself
+GZIP = "gzip"  # a compressed input: one whole-file split, decompressed as a stream by the mapper
 
 @dataclass(frozen=True)
 class InputRef:
@@ -17,3 +19,4 @@ class InputRef:
     name: str
     size: int
     served_id: str = ""  # set when the master holds the bytes
+    compression: str = ""  # "" (plain text) or GZIP

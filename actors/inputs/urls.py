@@ -134,22 +134,44 @@ def forbidden_cause(exc: BaseException) -> ForbiddenAddress | None:
     return None
 
 
+# What object stores answer HEAD on a URL presigned for GET only (403: the signature covers the method), and what
+# servers without HEAD answer: the size is then probed with a ranged GET of one byte.
+_NO_HEAD = frozenset({403, 405, 501})
+
+
 async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
-    """The size of a URL input, which must answer HEAD with a length and accept byte ranges."""
+    """The size of a URL input, which must accept byte ranges: from HEAD, or (a presigned URL, which allows GET
+    only) from the Content-Range of a ranged GET of its first byte."""
     timeout = aiohttp.ClientTimeout(total=settings.timeouts.request, sock_connect=settings.timeouts.connect)
     try:
         # No redirects: the size must come from the URL the mappers will read, not from wherever it points.
-        async with policy.session() as session, session.head(url, timeout=timeout, allow_redirects=False) as response:
-            if response.status != 200:
-                raise InputError(f"input url {url!r} answered HEAD with {response.status}")
-            if response.headers.get("Accept-Ranges", "").lower() != "bytes":
-                raise InputError(f"input url {url!r} does not accept byte ranges (Accept-Ranges: bytes)")
-            length = response.headers.get("Content-Length", "")
-            if not length.isdigit():
-                raise InputError(f"input url {url!r} does not say its length")
-            return int(length)
+        async with policy.session() as session:
+            async with session.head(url, timeout=timeout, allow_redirects=False) as response:
+                if response.status in _NO_HEAD:
+                    pass
+                elif response.status != 200:
+                    raise InputError(f"input url {url!r} answered HEAD with {response.status}")
+                else:
+                    if response.headers.get("Accept-Ranges", "").lower() != "bytes":
+                        raise InputError(f"input url {url!r} does not accept byte ranges (Accept-Ranges: bytes)")
+                    length = response.headers.get("Content-Length", "")
+                    if not length.isdigit():
+                        raise InputError(f"input url {url!r} does not say its length")
+                    return int(length)
+            return await _ranged_size(session, url, timeout)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         forbidden = forbidden_cause(exc)
         if forbidden is not None:
             raise InputError(f"input url {url!r}: {forbidden}") from None
         raise InputError(f"input url {url!r} cannot be read: {describe(exc)}") from None
+
+
+async def _ranged_size(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> int:
+    """The total of ``Content-Range: bytes 0-0/N`` from a GET of the first byte (``bytes */0``: empty)."""
+    headers = {"Range": "bytes=0-0"}
+    async with session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as response:
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        if response.status not in (206, 416) or not (total.isascii() and total.isdigit()):
+            raise InputError(f"input url {url!r} answered a ranged GET (its HEAD refused) with {response.status} "
+                             "and no byte range with a length (Content-Range)")
+        return int(total)  # the body (one byte) is left unread: closing the response drops the connection

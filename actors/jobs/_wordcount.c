@@ -676,6 +676,156 @@ CountTable_take(CountTable *self, PyObject *Py_UNUSED(ignored))
     return parts;
 }
 
+/* --------------------------------------------------------------------------------- take_columns() */
+
+/* Bytes of a COLUMNS frame besides its keys and the 12 bytes a key adds to the two arrays: the length prefix, the
+ * message map with its field names and type name, three byte-string heads. 80 is generous (measured: 55). */
+#define COLUMNS_OVERHEAD 80
+
+static inline void
+store_le(unsigned char *p, uint64_t v, int width)
+{
+    for (int i = 0; i < width; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* One COLUMNS frame of the entries order[0:n] as a new (keys, ends, counts, checksum) tuple. */
+static PyObject *
+columns_frame(const CountTable *t, const Py_ssize_t *order, Py_ssize_t n, Py_ssize_t key_bytes)
+{
+    PyObject *keys = PyBytes_FromStringAndSize(NULL, key_bytes);
+    PyObject *ends = PyBytes_FromStringAndSize(NULL, 4 * n);
+    PyObject *counts = PyBytes_FromStringAndSize(NULL, 8 * n);
+    if (keys == NULL || ends == NULL || counts == NULL) {
+        goto fail;
+    }
+    unsigned char *k = (unsigned char *)PyBytes_AS_STRING(keys);
+    unsigned char *e = (unsigned char *)PyBytes_AS_STRING(ends);
+    unsigned char *c = (unsigned char *)PyBytes_AS_STRING(counts);
+    Py_ssize_t at = 0;
+    unsigned long long total = 0; /* at most the bytes ever fed: cannot overflow */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Entry *entry = &t->entries[order[i]];
+        if (entry->length > 0) {
+            memcpy(k + at, t->arena + entry->offset, (size_t)entry->length);
+        }
+        at += entry->length;
+        store_le(e + 4 * i, (uint64_t)at, 4);
+        store_le(c + 8 * i, (uint64_t)entry->count, 8);
+        total += (unsigned long long)entry->count;
+    }
+    PyObject *checksum = PyLong_FromUnsignedLongLong(total);
+    if (checksum == NULL) {
+        goto fail;
+    }
+    return Py_BuildValue("(NNNN)", keys, ends, counts, checksum); /* steals all four, even on failure */
+fail:
+    Py_XDECREF(keys);
+    Py_XDECREF(ends);
+    Py_XDECREF(counts);
+    return NULL;
+}
+
+/* The frames of one partition's entries order[0:n], cut at frame_keys keys and about frame_bytes bytes, appended
+ * to the list `frames`. A key too long for any frame gets a frame of its own (the caller sends it in pieces). */
+static int
+partition_frames(const CountTable *t, const Py_ssize_t *order, Py_ssize_t n, Py_ssize_t frame_keys,
+                 Py_ssize_t frame_bytes, PyObject *frames)
+{
+    Py_ssize_t start = 0, key_bytes = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        Py_ssize_t length = i < n ? t->entries[order[i]].length : 0;
+        Py_ssize_t keys = i - start;
+        int full = keys == frame_keys ||
+                   (keys > 0 && COLUMNS_OVERHEAD + key_bytes + length + 12 * (keys + 1) > frame_bytes) ||
+                   key_bytes + length > (Py_ssize_t)UINT32_MAX;
+        if (keys > 0 && (i == n || full)) {
+            PyObject *frame = columns_frame(t, order + start, keys, key_bytes);
+            if (frame == NULL || PyList_Append(frames, frame) < 0) {
+                Py_XDECREF(frame);
+                return -1;
+            }
+            Py_DECREF(frame);
+            start = i;
+            key_bytes = 0;
+        }
+        key_bytes += length;
+    }
+    return 0;
+}
+
+/* The counts as COLUMNS frames, a new list of one list per partition; the table is unchanged. */
+static PyObject *
+table_emit_columns(CountTable *self, Py_ssize_t frame_keys, Py_ssize_t frame_bytes)
+{
+    Py_ssize_t parts = self->partitions, used = self->used;
+    Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(used > 0 ? used : 1));
+    Py_ssize_t *starts = PyMem_Calloc((size_t)parts + 1, sizeof(Py_ssize_t));
+    uint32_t *part_of = PyMem_Malloc(sizeof(uint32_t) * (size_t)(used > 0 ? used : 1));
+    PyObject *result = NULL;
+    if (order == NULL || starts == NULL || part_of == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* A counting sort by partition keeps each partition's keys in first-seen order. */
+    for (Py_ssize_t n = 0; n < used; n++) {
+        const Entry *e = &self->entries[n];
+        part_of[n] = parts > 1 ? (uint32_t)(crc32_of(self->arena + e->offset, e->length) % (uint64_t)parts) : 0;
+        starts[part_of[n] + 1]++;
+    }
+    for (Py_ssize_t p = 0; p < parts; p++) {
+        starts[p + 1] += starts[p];
+    }
+    for (Py_ssize_t n = 0; n < used; n++) {
+        order[starts[part_of[n]]++] = n; /* starts[p] ends at the start of p + 1 */
+    }
+    result = PyList_New(parts);
+    if (result == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < parts; p++) {
+        Py_ssize_t begin = p > 0 ? starts[p - 1] : 0;
+        PyObject *frames = PyList_New(0);
+        if (frames == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, p, frames); /* steals frames */
+        if (partition_frames(self, order + begin, starts[p] - begin, frame_keys, frame_bytes, frames) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+done:
+    PyMem_Free(order);
+    PyMem_Free(starts);
+    PyMem_Free(part_of);
+    return result;
+}
+
+static PyObject *
+CountTable_take_columns(CountTable *self, PyObject *args)
+{
+    Py_ssize_t frame_keys, frame_bytes;
+    if (!PyArg_ParseTuple(args, "nn:take_columns", &frame_keys, &frame_bytes)) {
+        return NULL;
+    }
+    if (frame_keys < 1 || frame_bytes < 1) {
+        PyErr_SetString(PyExc_ValueError, "frame_keys and frame_bytes must be at least 1");
+        return NULL;
+    }
+    if (enter(self) < 0) {
+        return NULL;
+    }
+    PyObject *parts = table_emit_columns(self, frame_keys, frame_bytes);
+    if (parts != NULL) {
+        table_clear(self); /* only on success: after a MemoryError the table keeps its counts */
+    }
+    self->busy = 0;
+    return parts;
+}
+
 static Py_ssize_t
 CountTable_len(CountTable *self)
 {
@@ -691,6 +841,9 @@ CountTable_get_partitions(CountTable *self, void *Py_UNUSED(closure))
 static PyMethodDef CountTable_methods[] = {
     {"feed", (PyCFunction)CountTable_feed, METH_O,
      "feed(data, /)\n--\n\nCount every whitespace-separated token of a chunk of whole lines (any bytes-like)."},
+    {"take_columns", (PyCFunction)CountTable_take_columns, METH_VARARGS,
+     "take_columns(frame_keys, frame_bytes, /)\n--\n\nThe counts as COLUMNS frames (keys, ends, counts, checksum), "
+     "a list per partition, cut at frame_keys keys and about frame_bytes bytes; empties the table."},
     {"take", (PyCFunction)CountTable_take, METH_NOARGS,
      "take()\n--\n\nThe counts as one dict per partition (crc32 of the key's UTF-8 % partitions); empties the table."},
     {NULL, NULL, 0, NULL},
@@ -717,6 +870,215 @@ static PyTypeObject CountTableType = {
     .tp_methods = CountTable_methods,
     .tp_getset = CountTable_getset,
     .tp_as_sequence = &CountTable_as_sequence,
+};
+
+/* ----------------------------------------------------------------------------------- unpack_columns */
+
+static inline uint64_t
+load_le(const unsigned char *p, int width)
+{
+    uint64_t v = 0;
+    for (int i = width - 1; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* A new str of p[0:n], strictly decoded (ASCII copied directly); NULL with an exception set. */
+static PyObject *
+key_of(const unsigned char *p, Py_ssize_t n)
+{
+    const unsigned char *end = p + n, *q = p;
+    while (end - q >= 8 && (load64(q) & 0x8080808080808080ULL) == 0) {
+        q += 8;
+    }
+    while (q < end && *q < 0x80) {
+        q++;
+    }
+    if (q == end) {
+        PyObject *key = PyUnicode_New(n, 127); /* new reference */
+        if (key != NULL && n > 0) {
+            memcpy(PyUnicode_DATA(key), p, (size_t)n);
+        }
+        return key;
+    }
+    return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+}
+
+/* unpack_columns(keys, ends, counts) -> dict: the layout of actors.core.messages.Columns, every part checked;
+ * ValueError names what is malformed. */
+static PyObject *
+unpack_columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "unpack_columns(keys, ends, counts) takes three bytes objects");
+        return NULL;
+    }
+    const unsigned char *blob = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *ends = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    const unsigned char *counts = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]), n = PyBytes_GET_SIZE(args[1]) / 4;
+    if (PyBytes_GET_SIZE(args[1]) % 4 != 0 || n == 0) {
+        return PyErr_Format(PyExc_ValueError, "ends must be 1 or more 4-byte offsets, not %zd bytes",
+                            PyBytes_GET_SIZE(args[1]));
+    }
+    if (PyBytes_GET_SIZE(args[2]) != 8 * n) {
+        return PyErr_Format(PyExc_ValueError, "%zd keys need %zd bytes of counts, not %zd", n, 8 * n,
+                            PyBytes_GET_SIZE(args[2]));
+    }
+    if ((Py_ssize_t)load_le(ends + 4 * (n - 1), 4) != size) {
+        return PyErr_Format(PyExc_ValueError, "the last key ends at %zd, not at the end of %zd key bytes",
+                            (Py_ssize_t)load_le(ends + 4 * (n - 1), 4), size);
+    }
+    PyObject *items = PyDict_New(); /* new reference */
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t end = (Py_ssize_t)load_le(ends + 4 * i, 4);
+        uint64_t count = load_le(counts + 8 * i, 8);
+        if (end < start) {
+            PyErr_SetString(PyExc_ValueError, "key offsets must not decrease");
+            goto fail;
+        }
+        if (count == 0) {
+            PyErr_SetString(PyExc_ValueError, "counts must be positive");
+            goto fail;
+        }
+        PyObject *key = key_of(blob + start, end - start); /* new reference */
+        if (key == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "a key is not valid UTF-8");
+            }
+            goto fail;
+        }
+        PyObject *value = PyLong_FromUnsignedLongLong(count); /* new reference */
+        if (value == NULL) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        int rc = PyDict_SetItem(items, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0) {
+            goto fail;
+        }
+        start = end;
+    }
+    if (PyDict_GET_SIZE(items) != n) {
+        PyErr_Format(PyExc_ValueError, "%zd duplicate keys", n - PyDict_GET_SIZE(items));
+        goto fail;
+    }
+    return items;
+fail:
+    Py_DECREF(items);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------ add_counts, move_counts */
+
+/* into[key] = into.get(key, 0) + value; -1 with an exception set (then `into` is unchanged for this key). */
+static int
+add_one(PyObject *into, PyObject *key, PyObject *value)
+{
+    PyObject *have = PyDict_GetItemWithError(into, key); /* borrowed */
+    if (have == NULL) {
+        return PyErr_Occurred() ? -1 : PyDict_SetItem(into, key, value);
+    }
+    PyObject *sum = PyNumber_Add(have, value); /* new reference */
+    if (sum == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(into, key, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+/* add_counts(into, part): add every count of the dict `part` to the dict `into` (WordCount.combine). */
+static PyObject *
+add_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyDict_Check(args[1]) || args[0] == args[1]) {
+        PyErr_SetString(PyExc_TypeError, "add_counts(into, part) takes two distinct dicts");
+        return NULL;
+    }
+    PyObject *into = args[0], *part = args[1], *key, *value;
+    Py_ssize_t pos = 0;
+    /* `part` is not changed while we walk it (add_one touches `into` only; str keys run no Python code). */
+    while (PyDict_Next(part, &pos, &key, &value)) {
+        Py_INCREF(key);
+        Py_INCREF(value);
+        int rc = add_one(into, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* move_counts(into, part, limit) -> moved: move up to `limit` counts from `part` into `into`, each key deleted
+ * from `part` right after it is added to `into`, so the two together always hold every count exactly once. */
+static PyObject *
+move_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) || args[0] == args[1]) {
+        PyErr_SetString(PyExc_TypeError, "move_counts(into, part, limit) takes two distinct dicts and an int");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *into = args[0], *part = args[1], *key, *value;
+    Py_ssize_t n = PyDict_GET_SIZE(part) < limit ? PyDict_GET_SIZE(part) : limit;
+    if (n <= 0) {
+        return PyLong_FromLong(0);
+    }
+    PyObject *keys = PyList_New(n); /* new reference: the keys to move, taken before `part` changes */
+    if (keys == NULL) {
+        return NULL;
+    }
+    Py_ssize_t pos = 0, i = 0;
+    while (i < n && PyDict_Next(part, &pos, &key, &value)) {
+        Py_INCREF(key);
+        PyList_SET_ITEM(keys, i++, key);
+    }
+    Py_ssize_t moved = 0;
+    for (; moved < n; moved++) {
+        key = PyList_GET_ITEM(keys, moved);
+        value = PyDict_GetItemWithError(part, key); /* borrowed; `part` holds it until the delete below */
+        if (value == NULL) {
+            if (PyErr_Occurred()) {
+                break;
+            }
+            continue;
+        }
+        Py_INCREF(value);
+        int rc = add_one(into, key, value);
+        Py_DECREF(value);
+        if (rc < 0 || PyDict_DelItem(part, key) < 0) {
+            break; /* an added key that failed to leave `part` is impossible: deleting a present key cannot fail */
+        }
+    }
+    Py_DECREF(keys);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(moved);
+}
+
+static PyMethodDef module_methods[] = {
+    {"add_counts", (PyCFunction)(void (*)(void))add_counts, METH_FASTCALL,
+     "add_counts(into, part, /)\n--\n\nAdd every count of the dict part to the dict into."},
+    {"move_counts", (PyCFunction)(void (*)(void))move_counts, METH_FASTCALL,
+     "move_counts(into, part, limit, /)\n--\n\nMove up to limit counts from part into into; the number moved."},
+    {"unpack_columns", (PyCFunction)(void (*)(void))unpack_columns, METH_FASTCALL,
+     "unpack_columns(keys, ends, counts, /)\n--\n\nThe dict a COLUMNS frame stands for; ValueError if malformed."},
+    {NULL, NULL, 0, NULL},
 };
 
 /* ------------------------------------------------------------------------------------------ module */
@@ -749,6 +1111,7 @@ static struct PyModuleDef wordcount_module = {
     .m_name = "actors.jobs._wordcount",
     .m_doc = "The native word-count kernel (see actors/jobs/kernel.py).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

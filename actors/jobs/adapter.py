@@ -1,13 +1,14 @@
 """The SDK adapter: any :class:`~actors.sdk.MapReduceJob` run by the engine through the internal Job protocol.
 
-Partial values are lists of the job's values per canonical key (one combined value when the job has a combiner);
-the reducer holds them in memory until finalize (spilling sorted runs to disk is a later step).
+Partial values are lists of the job's values per canonical key (one combined value when the job has a combiner).
+A job without a combiner is a *general* job: a reducer groups its values per key and spills sorted runs to disk
+past MR_REDUCE_MEMORY (actors.reducer.spill), then calls :meth:`SdkJob.reduce_groups` over the merged runs.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +24,8 @@ class SdkJob:
         self.job = job
         self.name = job.name
         self._combines = job.has_combiner()
+        #: Values are grouped per key and may spill to disk (no combiner folds them as they arrive).
+        self.groups = not self._combines
 
     def map(self, text: str, source: str) -> dict[str, Any]:
         acc = self.partial()
@@ -97,11 +100,18 @@ class SdkJob:
 
     def finish(self, totals: dict[str, Any]) -> dict[str, Any]:
         """Call the job's reducer once per key, with every value the committed splits sent (a new dict)."""
+        return self.reduce_groups((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals))
+
+    def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any]:
+        """The job's reducer over (canonical key, its values) groups: a one-pass iterator to a job that declares
+        ``stream_values``, else a list (one key's values must then fit in memory)."""
+        streams = self.job.stream_values
         out: dict[str, Any] = {}
-        for wire_key in sorted(totals):
+        for wire_key, values in groups:
             key = decode_key(wire_key)
+            given: Any = values if streams else list(values)  # the declared type is the default contract's list
             with self._user_code("reducer", ""):
-                out[display_key(wire_key)] = plain_value(self.job.reducer(key, list(totals[wire_key])))
+                out[display_key(wire_key)] = plain_value(self.job.reducer(key, given))
         return out
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+from ..core.columns import unpack_columns as _unpack_in_python
+from ..core.errors import WireError
+from ..core.messages import Columns
 from ..core.partition import split_by_partition
 
 
@@ -65,15 +69,58 @@ class PythonCountTable:
 
 NativeCountTable: type[WordCounts] | None
 _native_error: str | None
+_native_unpack: Callable[[bytes, bytes, bytes], dict[str, int]] | None
+_native_add: Callable[[dict[str, int], dict[str, int]], None] | None
+_native_move: Callable[[dict[str, int], dict[str, int], int], int] | None
 try:
     from ._wordcount import CountTable as _Native
+    from ._wordcount import add_counts as _add_natively
+    from ._wordcount import move_counts as _move_natively
+    from ._wordcount import unpack_columns as _unpack_natively
 except ImportError as error:  # built without a compiler (setup.py marks the extension optional)
-    NativeCountTable, _native_error = None, str(error)
+    NativeCountTable, _native_unpack, _native_add, _native_move = None, None, None, None
+    _native_error = str(error)
 else:
-    NativeCountTable, _native_error = _Native, None
+    NativeCountTable, _native_unpack, _native_add, _native_move = (_Native, _unpack_natively, _add_natively,
+                                                                   _move_natively)
+    _native_error = None
 
 NATIVE: bool = NativeCountTable is not None
 CountTable: type[WordCounts] = NativeCountTable if NativeCountTable is not None else PythonCountTable
+
+
+def unpack_columns(columns: Columns) -> dict[str, int]:
+    """The map a COLUMNS frame stands for (see actors.core.messages.Columns); WireError when it is malformed.
+
+    Native when the extension is built: about 3x faster than decoding the same keys as a CBOR map, where the
+    pure-Python unpacking is about 1.6x slower (measured on 16 Ki-key frames; see README, Performance).
+    """
+    if _native_unpack is None:
+        return _unpack_in_python(columns)
+    try:
+        return _native_unpack(columns.keys, columns.ends, columns.counts)
+    except ValueError as error:
+        raise WireError(f"columns frame: {error}") from None
+
+
+def add_counts(into: dict[str, Any], part: Mapping[str, Any]) -> None:
+    """``into[k] = into.get(k, 0) + v`` for every count of ``part`` (natively for plain dicts: ~3x faster)."""
+    if _native_add is not None and type(into) is dict and isinstance(part, dict) and into is not part:
+        _native_add(into, part)
+        return
+    get = into.get
+    for key, count in part.items():
+        into[key] = get(key, 0) + count
+
+
+def move_counts(into: dict[str, Any], part: dict[str, Any], limit: int) -> int:
+    """Move up to ``limit`` counts out of ``part`` into ``into``; each key leaves ``part`` as it joins ``into``,
+    so the two always hold every count exactly once. Returns how many moved."""
+    if _native_move is not None and type(into) is dict and type(part) is dict and into is not part:
+        return _native_move(into, part, limit)
+    moved = dict(part.popitem() for _ in range(min(limit, len(part))))
+    add_counts(into, moved)
+    return len(moved)
 
 
 def native_status() -> str:
@@ -81,4 +128,5 @@ def native_status() -> str:
     return "yes" if _native_error is None else f"no ({_native_error})"
 
 
-__all__ = ["NATIVE", "CountTable", "NativeCountTable", "PythonCountTable", "WordCounts", "native_status"]
+__all__ = ["NATIVE", "CountTable", "NativeCountTable", "PythonCountTable", "WordCounts", "add_counts",
+           "move_counts", "native_status", "unpack_columns"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..core.errors import WireError
 from ..sdk import JobConfigError, MapReduceJob
+from .kernel import add_counts, move_counts
 
 PUNCTUATION = string.punctuation
 FLAGS = {"true": True, "false": False}
@@ -28,6 +29,7 @@ class WordCountEngine:
     """The native engine: equals ``collections.Counter(text.split())`` exactly, with the normalisations asked for."""
 
     name = "wordcount"
+    integer_values = True  # its partials may travel as COLUMNS frames (actors/core/messages.py)
 
     def __init__(self, lower: bool = False, strip_punctuation: bool = False) -> None:
         self.lower = lower
@@ -59,9 +61,11 @@ class WordCountEngine:
         if not into:
             into.update(part)
             return
-        get = into.get
-        for key, count in part.items():
-            into[key] = get(key, 0) + count
+        add_counts(into, part)  # natively when the kernel is built
+
+    def merge_slice(self, into: dict[str, Any], part: dict[str, Any], limit: int) -> int:
+        """Move up to ``limit`` counts from ``part`` into ``into`` (a reducer's merge, a slice at a time)."""
+        return move_counts(into, part, limit)
 
     def checksum(self, part: Mapping[str, Any]) -> int:
         return sum(part.values())

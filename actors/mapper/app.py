@@ -36,10 +36,12 @@ from ..core.messages import (
 )
 from ..core.splits import Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
-from ..inputs.ref import PATH, URL
+from ..inputs.gzipped import gunzip
+from ..inputs.ref import GZIP, PATH, URL
 from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
 from ..jobs import Job
+from ..jobs.kernel import NATIVE, native_status
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
@@ -47,6 +49,8 @@ from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
 from ..sdk import JobCodeError
 from .spool import Spool
+
+UNBOUNDED = 1 << 62  # the end of a split that owns every line of its (decompressed) input
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 MAPPER_METRICS = web.AppKey("mapper_metrics", MapperMetrics)
@@ -75,6 +79,9 @@ def build_mapper(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
     app.router.add_post("/internal/v1/assign", assign)
+    # Once per process: which word-count kernel this mapper runs (the native one may be absent or switched off).
+    log.info("map_kernel", native=NATIVE and settings.native_kernel, status=native_status(),
+             enabled=settings.native_kernel)
     return app
 
 
@@ -159,10 +166,17 @@ class MapRun:
         return HttpSource(self.client.session, a.input_location, self.client.headers, s.timeouts.connect,
                           s.timeouts.stream_idle)
 
+    def _owned_blocks(self) -> tuple[OwnedLines, AsyncGenerator[bytes, None]]:
+        """The split's line owner and the blocks to feed it: a compressed input's whole split, decompressed."""
+        a = self.a
+        if a.compression == GZIP:
+            return OwnedLines(0, UNBOUNDED), gunzip(self._source().blocks(0), a.input_name)
+        return OwnedLines(a.start, a.end), self._source().blocks(read_from(a.start))
+
     async def run(self) -> AsyncGenerator[Progress, None]:
         s = self.settings
         spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
-                      frame_keys=s.frame_keys, max_key=s.max_key)
+                      frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel)
         self.metrics.spools.add(spool)
         try:
             async with contextlib.aclosing(self._map(spool)) as mapping:
@@ -184,17 +198,16 @@ class MapRun:
             spool.close()
 
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
-        owned = OwnedLines(self.a.start, self.a.end)
         chunker = Chunker(self.settings.chunk_size, self.settings.max_key)
         name = self.a.input_name
-        blocks = self._source().blocks(read_from(self.a.start))
+        owned, blocks = self._owned_blocks()
         try:
             async for block in blocks:
                 data = owned.feed(block)
                 self.bytes_read += len(data)
                 self.metrics.bytes_read.inc(len(data))
                 for piece in chunker.feed(data):
-                    spool.map(piece.decode("utf-8", "replace"), name)
+                    spool.feed(piece, name)
                     await asyncio.sleep(0)  # a yield between chunks of CPU work, not a wait for a condition
                 # Every block, not every piece: reading a long word yields no piece for a while, and a silent
                 # mapper loses its lease.
@@ -204,7 +217,7 @@ class MapRun:
         finally:
             await blocks.aclose()
         for piece in chunker.finish():
-            spool.map(piece.decode("utf-8", "replace"), name)
+            spool.feed(piece, name)
         spool.flush()
         self.keys = spool.total_keys
         yield self._progress()

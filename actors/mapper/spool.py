@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..core import wire
+from ..core.columns import pack_columns, unpack_columns
 from ..core.density import too_dense
 from ..core.errors import KeyTooLarge, PayloadTooLarge
-from ..core.messages import Commit, Data, KeyPart, to_wire
+from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
-from ..jobs import Job
+from ..jobs import Job, kernel
+from ..jobs.kernel import CountTable, PythonCountTable, WordCounts
+from ..jobs.wordcount import WordCountEngine
 
 READ_BLOCK = 256 * 1024
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
@@ -33,6 +36,7 @@ class Spool:
         memory_limit: int = 8 * 1024 * 1024,
         frame_keys: int = 16 * 1024,
         max_key: int = 64 * 1024 * 1024,
+        native: bool = True,
     ) -> None:
         self.job = job
         self.partitions = partitions
@@ -42,6 +46,15 @@ class Spool:
         self.max_key = max_key
         self.memory_limit = memory_limit
         self._acc: dict[str, Any] = job.partial()
+        # Word count with default params counts raw bytes in the kernel (native when built and wanted): no
+        # per-chunk decode here. Its lower/strip_punctuation variants keep the text path.
+        self.table: WordCounts | None = None
+        if isinstance(job, WordCountEngine) and job.plain:
+            self.table = (CountTable if native else PythonCountTable)(partitions)
+        # Integer-valued jobs ship COLUMNS frames, which a reducer unpacks natively 1.8x faster than it decodes a
+        # CBOR map — but 5x slower without the extension. Every actor runs the same build, so a mapper without the
+        # native kernel (or told not to use it) sends CBOR maps: the pure-Python path stays today's path.
+        self.columnar = bool(getattr(job, "integer_values", False)) and native and kernel.NATIVE
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
@@ -50,17 +63,39 @@ class Spool:
         self.checksums = [0] * partitions
         self.sizes = [0] * partitions
 
+    def feed(self, data: bytes, source: str) -> None:
+        """Map one chunk of whole lines (raw UTF-8, errors replaced); flush once past the key budget."""
+        if self.table is None:
+            self.map(data.decode("utf-8", "replace"), source)
+            return
+        self.table.feed(data)
+        if len(self.table) >= self.key_budget:
+            self.flush()
+
     def map(self, text: str, source: str) -> None:
-        """Map one chunk into the combined partial values; flush to frames once they pass the key budget."""
+        """Map one decoded chunk into the combined partial values; flush once past the key budget."""
+        if self.table is not None:
+            self.feed(text.encode("utf-8", "surrogatepass"), source)
+            return
         self.job.map_into(self._acc, text, source)
         if self.job.weight(self._acc) >= self.key_budget:
             self.flush()
 
     def flush(self) -> None:
-        acc, self._acc = self._acc, self.job.partial()
-        if not acc:
+        take_columns = getattr(self.table, "take_columns", None)  # the native table's: no dicts made at all
+        if take_columns is not None and self.columnar:
+            for partition, frames in enumerate(take_columns(self.frame_keys, self.frame_cap)):
+                for keys, ends, counts, checksum in frames:
+                    self._write_columns(partition, Columns(keys, ends, counts), checksum)
             return
-        for partition, items in enumerate(split_by_partition(acc, self.partitions)):
+        if self.table is not None:
+            parts = self.table.take()
+        else:
+            acc, self._acc = self._acc, self.job.partial()
+            if not acc:
+                return
+            parts = split_by_partition(acc, self.partitions)
+        for partition, items in enumerate(parts):
             if items:
                 self._write(partition, items)
 
@@ -75,9 +110,13 @@ class Spool:
             self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
             return
         try:
-            encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
-            if too_dense(encoded[wire.PREFIX:], self.frame_keys):  # a reducer would refuse it: cut it as too large
-                raise PayloadTooLarge(f"a frame of {len(items)} keys holds more lists and maps than a reducer takes")
+            if self.columnar:
+                encoded = wire.frame(to_wire(pack_columns(items)), self.frame_cap)
+            else:
+                encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
+                if too_dense(encoded[wire.PREFIX:], self.frame_keys):  # a reducer would refuse it: cut it as too large
+                    raise PayloadTooLarge(f"a frame of {len(items)} keys holds more lists and maps than a reducer "
+                                          "takes")
         except PayloadTooLarge:
             if len(items) == 1:
                 ((key, value),) = items.items()
@@ -98,6 +137,18 @@ class Spool:
         self._append(partition, encoded)
         self.keys[partition] += len(items)
         self.checksums[partition] += self.job.checksum(items)
+
+    def _write_columns(self, partition: int, columns: Columns, checksum: int) -> None:
+        """One COLUMNS frame cut by the kernel (at MR_FRAME_KEYS keys and about the frame cap)."""
+        try:
+            encoded = wire.frame(to_wire(columns), self.frame_cap)
+        except PayloadTooLarge:
+            # One key too long for a frame (it travels in pieces), or a frame over the kernel's size estimate.
+            self._write(partition, unpack_columns(columns))
+            return
+        self._append(partition, encoded)
+        self.keys[partition] += len(columns)
+        self.checksums[partition] += checksum
 
     def _write_long(self, partition: int, items: dict[str, Any]) -> None:
         """One key too long for a frame: KEYPART frames with its pieces, then a DATA frame with the last piece."""

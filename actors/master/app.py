@@ -25,6 +25,7 @@ from ..core.errors import (
     Unavailable,
 )
 from ..core.logs import EventLog
+from ..inputs.outdir import SUCCESS, prepare_output_dir, resolve_output_dir
 from ..inputs.ref import InputRef
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
@@ -34,6 +35,7 @@ from .coordinator import Coordinator, MapperSlots
 from .jobcheck import check_job_everywhere
 from .journal import Journal
 from .limits import (
+    check_inputs_plan,
     check_plan,
     count_param,
     idempotency_key,
@@ -46,7 +48,7 @@ from .limits import (
 from .openapi import openapi
 from .page import add_status_page
 from .readiness import READY, expected_reducers, readiness_context
-from .record import DONE, FAILED, FINISHED, JobRecord
+from .record import DONE, FAILED, FINISHED, JobRecord, many_inputs
 from .registry import JobRegistry
 from .results import HeldResult, Results
 from .splitview import parse_query
@@ -56,7 +58,7 @@ from .store import (
     Reservation,
     body_pace,
     clip_name,
-    parse_spec,
+    parse_inputs,
     read_block,
     upload_name,
 )
@@ -164,12 +166,17 @@ def _epoch(previous: JobRecord | None) -> int:
 
 
 def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "",
-              interactive: bool = False, params: dict[str, str] | None = None) -> JobRecord:
-    """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here."""
+              interactive: bool = False, params: dict[str, str] | None = None,
+              inputs: list[InputRef] | None = None, output: str = "") -> JobRecord:
+    """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here.
+
+    ``inputs``: a job's several inputs, which ``ref`` then summarises (record.many_inputs); ``output``: the output
+    directory under the data root, or empty for a result the master holds."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
-                       created=time.time(), split_size=split_size, params=dict(params or {}))
+                       created=time.time(), split_size=split_size, params=dict(params or {}),
+                       inputs=list(inputs or []), output=output)
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
                               app[SLOTS], time.monotonic, keep=_keeper(app, record), metrics=app[MASTER_METRICS])
     try:
@@ -261,8 +268,10 @@ async def submit(request: web.Request) -> web.Response:
             if upload is not None:
                 app[STORE].drop(upload.served_id)
             return web.json_response({**existing.status(), "links": _links(existing)}, status=200)
-        job_name, ref, split_size = await _job_of(request, spec, upload, reservation, encoded)
-        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"))
+        job_name, refs, split_size, output = await _job_of(request, spec, upload, reservation, encoded)
+        ref = refs[0] if len(refs) == 1 else many_inputs(refs)
+        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"),
+                           inputs=refs if len(refs) > 1 else None, output=output)
     except BaseException:
         if upload is not None:
             app[STORE].drop(upload.served_id)
@@ -276,15 +285,16 @@ async def submit(request: web.Request) -> web.Response:
 
 async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None,
                   reservation: Reservation | None = None,
-                  encoded: bytes | None = None) -> tuple[str, InputRef, int]:
-    """The job name, input and split size a submission asks for, its plan checked against MR_MAX_SPLITS."""
+                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, str]:
+    """The job name, inputs, split size and output directory a submission asks for, its plan checked against
+    MR_MAX_SPLITS."""
     app, settings = request.app, request.app[SETTINGS]
     if upload is not None:
         job_name = request.query.get("job", "wordcount")
         await check_job(app, job_name, {})
         split_size = query_split_size(request.query.get("split_size"), settings)
         check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
-        return job_name, upload, split_size
+        return job_name, [upload], split_size, ""
     job_name = spec.get("job", "wordcount")
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
@@ -292,12 +302,28 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
-    unknown = sorted(set(spec) - {"job", "input", "split_size", "params"})
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
     if unknown:
-        raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input and split_size")
-    ref = clip_name(await parse_spec(spec["input"], settings, app[STORE], reservation, encoded), settings.max_name)
-    _admit_plan(app, ref, split_size)
-    return job_name, ref, split_size
+        raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input, output and split_size")
+    output = await _output_of(app, spec.get("output")) if "output" in spec else ""
+    refs = await parse_inputs(spec["input"], settings, app[STORE], reservation, encoded)
+    refs = [clip_name(ref, settings.max_name) for ref in refs]
+    _admit_plan(app, refs, split_size)
+    return job_name, refs, split_size, output
+
+
+async def _output_of(app: web.Application, spec: Any) -> str:
+    """The output directory ``{"path": DIR}`` asks for, under the data root, created if need be: 400 for a bad or
+    escaping path, 409 when it holds another job's output or a running job of this master writes there."""
+    if not isinstance(spec, dict) or set(spec) != {"path"} or not isinstance(spec["path"], str):
+        raise BadRequest('"output" must be {"path": DIR}, DIR a directory under the data root')
+    relative, root = spec["path"], app[SETTINGS].data_root
+    target = await asyncio.to_thread(prepare_output_dir, root, relative)
+    for other in app[REGISTRY].jobs.values():
+        busy = other.output and other.state not in FINISHED
+        if busy and await asyncio.to_thread(resolve_output_dir, root, other.output) == target:
+            raise Conflict(f"output directory {relative!r} is the output of job {other.id}, still {other.state}")
+    return relative
 
 
 async def check_job(app: web.Application, name: str, params: Any) -> None:
@@ -376,12 +402,13 @@ async def _json_body(request: web.Request, deadline: float, reservation: Reserva
     return spec
 
 
-def _admit_plan(app: web.Application, ref: InputRef, split_size: int) -> None:
-    """Check the plan the input's known size gives; a refused job's served input is let go at once."""
+def _admit_plan(app: web.Application, refs: list[InputRef], split_size: int) -> None:
+    """Check the plan the inputs' known sizes give; a refused job's served input is let go at once."""
     try:
-        check_plan(ref.size, split_size, app[SETTINGS])
+        check_inputs_plan(refs, split_size, app[SETTINGS])
     except BadRequest:
-        app[STORE].drop(ref.served_id)
+        for ref in refs:
+            app[STORE].drop(ref.served_id)
         raise
 
 
@@ -421,6 +448,8 @@ async def result(request: web.Request) -> web.StreamResponse:
     if form not in ("json", "ndjson"):
         raise BadRequest("format must be json or ndjson")
     await _wait(record, request)
+    if record.output and record.state == DONE:
+        return _output_pointer(record, n is not None or form != "json")
     held = held_result(request.app, record)
     if held is None:
         detail = f": {record.error}" if record.error else ""
@@ -433,6 +462,18 @@ async def result(request: web.Request) -> web.StreamResponse:
     return await _stream_result(request, head, held)
 
 
+def _output_pointer(record: JobRecord, partial: bool) -> web.Response:
+    """A done job with an output: where its result went, never the data (the master never held it)."""
+    written = record.written or {}
+    if partial:
+        raise Conflict(f"job {record.id} wrote its result to {record.output!r}: read its part files there "
+                       "(top and format=ndjson are for results the master holds)")
+    output = {"path": record.output, "success": SUCCESS, "parts": written.get("parts", []),
+              "bytes": written.get("bytes", 0), "keys": written.get("keys", 0)}
+    return web.json_response({"id": record.id, "job": record.job_name, "state": record.state,
+                              "keys": written.get("keys", 0), "output": output})
+
+
 def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
     """A done job's held result; None if the job is not done; Gone (410) if it was dropped for the budget."""
     if record.state != DONE:
@@ -440,10 +481,13 @@ def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
     return app[RESULTS].get(record.id)
 
 
-def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], HeldResult]:
-    """What the coordinator calls with a finished result: encode it once and hold it within the results budget."""
+def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], HeldResult | None]:
+    """What the coordinator calls with a finished result: encode it once and hold it within the results budget
+    (a job with an output has its result in its directory: nothing to hold)."""
 
-    def keep(result: dict[str, Any]) -> HeldResult:
+    def keep(result: dict[str, Any]) -> HeldResult | None:
+        if record.output:
+            return None
         try:
             held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).top)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job

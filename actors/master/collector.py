@@ -11,6 +11,7 @@ from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, 
 from ..core.logs import EventLog
 from ..core.messages import Finalize, Missing, Release, Report
 from ..discovery import Discovery, Peer
+from ..inputs.outdir import PartInfo, check_parts, part_name, resolve_output_dir, write_success
 from ..net.client import retrying
 from ..net.ordinals import wait_for_ordinals
 from ..net.transport import Transport
@@ -46,10 +47,36 @@ class Collector:
                 raise JobFailed(f"partitions {sorted(lost)} still lack splits after {round_number - 1} recoveries")
             await remap(lost, round_number)
             pending = sorted(lost)
+        if record.output:
+            await self._commit_output([reports[p] for p in sorted(reports)])
+            return {}  # the result is in the output directory; no key or value passed through the master
         result: dict[str, Any] = {}
         for partition in sorted(reports):
             result.update(reports[partition].totals)  # the reducer finished them (a job's reduce runs there once)
         return result
+
+    async def _commit_output(self, reports: list[Report]) -> None:
+        """Every part in place with its reported size, then ``_SUCCESS`` (in a thread: the volume may be slow)."""
+        record = self.record
+        unwritten = [r.partition for r in reports if not r.part]
+        if unwritten:
+            raise JobFailed(f"reducers of partitions {unwritten} reported totals instead of writing their parts")
+        parts = [PartInfo(r.part, r.part_bytes, r.part_keys, r.part_sha256) for r in reports]
+        wrong = [r.partition for r in reports if r.part != part_name(r.partition)]
+        if wrong:
+            raise JobFailed(f"reducers of partitions {wrong} reported parts under other names")
+
+        def commit() -> dict[str, Any]:
+            directory = resolve_output_dir(self.settings.data_root, record.output)
+            check_parts(directory, parts)
+            return write_success(directory, record.id, record.epoch, parts, f"{record.id}.{record.epoch}")
+
+        try:
+            record.written = await asyncio.to_thread(commit)
+        except MapReduceError as error:
+            raise JobFailed(f"output {record.output!r}: {error.message}") from None
+        log.info("output_committed", **self.fields, parts=len(parts), keys=record.written["keys"],
+                 bytes=record.written["bytes"])
 
     async def _reducer(self, partition: int) -> Peer:
         try:
@@ -63,7 +90,7 @@ class Collector:
         """Ask reducer ``partition`` for its report, waiting (bounded) for it to come back if it is down."""
         record, settings = self.record, self.settings
         message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=len(record.splits),
-                           job_name=record.job_name)
+                           job_name=record.job_name, output=record.output)
 
         async def call() -> Report | Missing:
             return await self.transport.finalize(await self._reducer(partition), message)
@@ -77,7 +104,8 @@ class Collector:
         if (answer.job, answer.epoch, answer.partition) != (record.id, record.epoch, partition):
             raise JobFailed(f"reducer {partition} answered for another job or partition")
         if isinstance(answer, Report):
-            log.info("partition_collected", **self.fields, partition=partition, keys=len(answer.totals),
+            log.info("partition_collected", **self.fields, partition=partition,
+                     keys=answer.part_keys if answer.part else len(answer.totals), part=answer.part or None,
                      incarnation=answer.incarnation)
         return answer
 

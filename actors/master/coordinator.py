@@ -23,7 +23,7 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
-from ..core.splits import Split, plan
+from ..core.splits import Split, plan_inputs
 from ..discovery import Discovery, Peer
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
@@ -173,8 +173,10 @@ class Coordinator:
         record.partitions = partitions
         record.mappers = [m.name for m in mappers]
         record.reducers = [reducers[i].name for i in range(partitions)]
-        record.splits = plan(record.input.size, record.split_size, len(mappers), self.settings.min_split_size,
-                             self.settings.max_splits)
+        inputs = record.input_list()
+        record.splits = plan_inputs([r.size for r in inputs], [bool(r.compression) for r in inputs],
+                                    record.split_size, len(mappers), self.settings.min_split_size,
+                                    self.settings.max_splits)
         record.table = self._table(record.splits)
         record.transition(JobState.RUNNING)
         log.info("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
@@ -277,11 +279,13 @@ class Coordinator:
 
     def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
+        source = record.input_at(ticket.split.input)
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
-            job_name=record.job_name, input_kind=record.input.kind, input_location=record.input.location,
-            input_name=record.input.name, start=ticket.split.start, end=ticket.split.end,
+            job_name=record.job_name, input_kind=source.kind, input_location=source.location,
+            input_name=source.name, start=ticket.split.start, end=ticket.split.end,
             partitions=record.partitions, only_partitions=only, params=record.params,
+            compression=source.compression,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

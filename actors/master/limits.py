@@ -8,7 +8,8 @@ from typing import Any
 
 from ..core.config import Settings
 from ..core.errors import BadRequest
-from ..core.splits import split_count
+from ..core.splits import input_split_counts, split_count
+from ..inputs.ref import InputRef
 
 
 def positive_decimal(raw: str, name: str) -> int:
@@ -105,3 +106,16 @@ def check_plan(size: int, split_size: int, settings: Settings) -> None:
         least = max(-(-size // limit), settings.split_size_floor)
         raise BadRequest(f"an input of {size} bytes at split_size {split_size} plans {count} splits, more than the "
                          f"{limit} one job may have (MR_MAX_SPLITS); use a split_size of at least {least} bytes")
+
+
+def check_inputs_plan(refs: list[InputRef], split_size: int, settings: Settings) -> None:
+    """Refuse, at submit, inputs that would plan more than MR_MAX_SPLITS splits in all (at least one each)."""
+    if len(refs) == 1 and not refs[0].compression:
+        check_plan(refs[0].size, split_size, settings)
+        return
+    counts = input_split_counts([r.size for r in refs], [bool(r.compression) for r in refs], split_size)
+    total, limit = sum(counts), settings.max_splits
+    if total > limit:
+        raise BadRequest(f"{len(refs)} inputs of {sum(r.size for r in refs)} bytes at split_size {split_size} plan "
+                         f"{total} splits (at least one per input), more than the {limit} one job may have "
+                         "(MR_MAX_SPLITS); use a larger split_size or fewer inputs")

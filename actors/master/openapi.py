@@ -57,15 +57,22 @@ SCHEMAS: dict[str, Any] = {
     },
     "Input": {
         "type": "object",
-        "description": "Exactly one of text, path (under the master's MR_DATA_ROOT) or url (http(s), public).",
+        "description": "Exactly one of text, path (under the master's MR_DATA_ROOT), url (http(s), public), paths "
+                       "or urls (several inputs, at most MR_MAX_INPUTS; .gz inputs are read whole, decompressed).",
         "properties": {
             "text": {"type": "string"},
             "path": {"type": "string"},
             "url": {"type": "string", "format": "uri"},
+            "paths": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                      "description": "files, directories (walked recursively) and globs under MR_DATA_ROOT; each "
+                                     "file's input name is its path relative to the root"},
+            "urls": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "uri"},
+                     "description": "http(s) URLs with byte ranges; presigned (GET-only) URLs work"},
             "name": {"type": "string", "description": "the input's name (MR_MAX_NAME bytes at most)"},
         },
         "additionalProperties": False,
-        "oneOf": [{"required": ["text"]}, {"required": ["path"]}, {"required": ["url"]}],
+        "oneOf": [{"required": ["text"]}, {"required": ["path"]}, {"required": ["url"]}, {"required": ["paths"]},
+                  {"required": ["urls"]}],
     },
     "JobSpec": {
         "type": "object",
@@ -76,8 +83,25 @@ SCHEMAS: dict[str, Any] = {
             "params": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "the job's parameters (GET /v1/jobs/kinds lists them)"},
             "input": _ref("Input"),
+            "output": _ref("Output"),
             "split_size": {**POSITIVE, "description": "bytes per split, at least MR_SPLIT_SIZE_FLOOR"},
         },
+    },
+    "Output": {
+        "type": "object",
+        "description": "Write the result to this directory under MR_DATA_ROOT (created if missing) as part-NNNNN.jsonl "
+                       "files, one [key, value] array a line sorted by key, then _SUCCESS; 409 if it already holds "
+                       "a _SUCCESS or part files, or a running job writes there.",
+        "required": ["path"],
+        "additionalProperties": False,
+        "properties": {"path": {"type": "string"}},
+    },
+    "OutputPointer": {
+        "type": "object",
+        "description": "Where a done job with an output wrote its result (never the data).",
+        "required": ["path", "success", "parts"],
+        "properties": {"path": {"type": "string"}, "success": {"const": "_SUCCESS"},
+                       "parts": {"type": "array", "items": {"type": "string"}}, "bytes": WHOLE, "keys": WHOLE},
     },
     "Progress": {
         "type": "object",
@@ -112,8 +136,12 @@ SCHEMAS: dict[str, Any] = {
             "epoch": {"type": "integer"},
             "state": _ref("State"),
             "error": NULLABLE_STRING,
-            "input": {"type": "object", "properties": {"kind": {"type": "string"}, "name": {"type": "string"},
-                                                       "size": WHOLE}},
+            "input": {"type": "object", "description": "the input; for several, kind \"many\" and their total size",
+                      "properties": {"kind": {"type": "string"}, "name": {"type": "string"}, "size": WHOLE}},
+            "inputs": {"type": "object", "description": "only for a job of several inputs: a summary of them",
+                       "properties": {"count": WHOLE, "kinds": {"type": "array", "items": {"type": "string"}},
+                                      "compressed": WHOLE, "size": WHOLE,
+                                      "first": {"type": "array", "items": {"type": "string"}}}},
             "created": {"type": "number", "description": "Unix time"},
             "finished": {"type": ["number", "null"]},
             "partitions": WHOLE,
@@ -123,6 +151,8 @@ SCHEMAS: dict[str, Any] = {
             "attempts": _ref("Attempts"),
             "recoveries": {"type": "array", "items": {"type": "object"}},
             "splits": _ref("Splits"),
+            "output": {"type": "object", "description": "with an output: its path and whether _SUCCESS is written",
+                       "properties": {"path": {"type": "string"}, "written": {"type": "boolean"}}},
             "links": {"type": "object", "properties": {"status": {"type": "string"}, "result": {"type": "string"}}},
         },
     },
@@ -138,11 +168,13 @@ SCHEMAS: dict[str, Any] = {
     },
     "Result": {
         "type": "object",
-        "description": "A done job's result: the whole result, or with ?top=N its first N [key, value] entries.",
+        "description": "A done job's result: the whole result, or with ?top=N its first N [key, value] entries; "
+                       "for a job with an output, where it went (output) instead.",
         "required": ["id", "job", "state", "keys"],
         "properties": {
             "id": {"type": "string"}, "job": {"type": "string"}, "state": {"const": "done"}, "keys": WHOLE,
             "result": {"type": "object", "description": "key -> value"},
+            "output": _ref("OutputPointer"),
             "top": {"type": "array", "items": {"type": "array", "prefixItems": [{"type": "string"}, {}],
                                                "minItems": 2, "maxItems": 2}},
         },

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.machine import move
 from ..core.splits import Split
-from ..inputs.ref import InputRef
+from ..inputs.ref import MANY, InputRef
 from .splittable import SplitTable
 from .splitview import SplitQuery, page, summary
 
@@ -60,6 +60,10 @@ class JobRecord:
     created: float
     split_size: int
     params: dict[str, str] = field(default_factory=dict)  # the job's parameters, sent with every assignment
+    # Every input when the job has several (``input`` then summarises them, see many_inputs); empty: just ``input``.
+    inputs: list[InputRef] = field(default_factory=list)
+    output: str = ""  # the output directory under the data root; empty: the master holds the result
+    written: dict[str, Any] | None = None  # with an output, once done: what its _SUCCESS says
     finished: float | None = None
     error: str = ""
     partitions: int = 0
@@ -73,6 +77,13 @@ class JobRecord:
     stale_dropped: int = 0  # frames of other attempts or epochs seen on an assignment stream
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _state: JobState = field(default=JobState.QUEUED, init=False, repr=False)
+
+    def input_at(self, index: int) -> InputRef:
+        """The input a split of index ``Split.input`` reads."""
+        return self.inputs[index] if self.inputs else self.input
+
+    def input_list(self) -> list[InputRef]:
+        return self.inputs or [self.input]
 
     @property
     def state(self) -> JobState:
@@ -108,6 +119,7 @@ class JobRecord:
             "state": self.state,
             "error": self.error or None,
             "input": {"kind": self.input.kind, "name": self.input.name, "size": self.input.size},
+            **({"inputs": inputs_summary(self.inputs)} if self.inputs else {}),
             "created": self.created,
             "finished": self.finished,
             "partitions": self.partitions,
@@ -125,4 +137,24 @@ class JobRecord:
             "recoveries": self.recoveries,
             "partition_status": self.partition_status(),
             "splits": page(table, listing) if listing is not None else summary(table),
+            **({"output": {"path": self.output, "written": self.written is not None}} if self.output else {}),
         }
+
+
+SHOWN_INPUTS = 10  # names a status lists of a job's many inputs; a job may have MR_MAX_INPUTS
+
+
+def many_inputs(refs: list[InputRef]) -> InputRef:
+    """The summary ``input`` of a job with several: kind "many", named by their count, sized by their total."""
+    return InputRef(MANY, "", f"{len(refs)} inputs", sum(r.size for r in refs))
+
+
+def inputs_summary(refs: list[InputRef]) -> dict[str, Any]:
+    """The status's ``inputs``: their count, kinds, total size and the first few names."""
+    return {
+        "count": len(refs),
+        "kinds": sorted({r.kind for r in refs}),
+        "compressed": sum(1 for r in refs if r.compression),
+        "size": sum(r.size for r in refs),
+        "first": [r.name for r in refs[:SHOWN_INPUTS]],
+    }

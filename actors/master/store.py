@@ -19,13 +19,16 @@ from aiohttp import StreamReader, web
 from ..core.config import Settings
 from ..core.errors import (
     BadRequest,
+    InputError,
     InsufficientStorage,
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
     TooManyRequests,
 )
-from ..inputs.ref import PATH, SERVED, URL, InputRef
+from ..inputs.gzipped import MAGIC, is_gzip
+from ..inputs.paths import expand_paths
+from ..inputs.ref import GZIP, PATH, SERVED, URL, InputRef
 from ..inputs.sources import resolve_under_root
 from ..inputs.urls import UrlPolicy, url_size
 
@@ -266,13 +269,13 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore, reservati
     MR_TEXT_BUDGET, passed on to the held text.
     """
     if not isinstance(spec, dict) or not spec:
-        raise BadRequest('"input" must be an object with one of "text", "path" or "url"')
+        raise BadRequest('"input" must be an object with one of "text", "path", "url", "paths" or "urls"')
     kinds = [k for k in ("text", "path", "url") if k in spec]
     unknown = sorted(set(spec) - {"text", "path", "url", "name"})
     if unknown:
-        raise BadRequest(f"unknown input fields {unknown}; use one of text, path, url")
+        raise BadRequest(f"unknown input fields {unknown}; use one of text, path, url, paths, urls")
     if len(kinds) != 1:
-        raise BadRequest('"input" must have exactly one of "text", "path" or "url"')
+        raise BadRequest('"input" must have exactly one of "text", "path", "url", "paths" or "urls"')
     kind = kinds[0]
     value = spec[kind]
     if not isinstance(value, str):
@@ -290,16 +293,57 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore, reservati
     check_unicode(value, f'"input.{kind}"')
     if kind == "path":
         # File-system calls (resolve, stat, a trial open) may block on a network volume: off the loop.
-        size = await asyncio.to_thread(_path_size, settings.data_root, value)
-        return InputRef(PATH, value, name or Path(value).name, size)
+        size, compression = await asyncio.to_thread(_path_info, settings.data_root, value)
+        return InputRef(PATH, value, name or Path(value).name, size, compression=compression)
+    return await _url_ref(value, name, settings)
+
+
+async def parse_inputs(spec: Any, settings: Settings, store: InputStore, reservation: Reservation | None = None,
+                       encoded: bytes | None = None) -> list[InputRef]:
+    """The references for a JSON input spec: one for ``text``, ``path`` or ``url``; one per file for ``paths``
+    (files, directories and globs under the data root, named by their relative paths) and one per URL of
+    ``urls``. At most MR_MAX_INPUTS."""
+    if not isinstance(spec, dict) or not ({"paths", "urls"} & set(spec)):
+        return [await parse_spec(spec, settings, store, reservation, encoded)]
+    if len(spec) != 1:
+        raise BadRequest(f'"input" with "paths" or "urls" takes nothing else, got {sorted(spec)}')
+    ((kind, values),) = spec.items()
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise BadRequest(f'"input.{kind}" must be a non-empty list of strings')
+    limit = settings.max_inputs
+    if len(values) > limit:
+        raise BadRequest(f'"input.{kind}" has {len(values)} entries, more than the {limit} inputs one job may have '
+                         "(MR_MAX_INPUTS)")
+    for value in values:
+        check_unicode(value, f'"input.{kind}"')
+    if kind == "urls":
+        return [await _url_ref(url, "", settings) for url in values]
+    # Walking directories and stat-ing files may block on a network volume: off the loop.
+    return await asyncio.to_thread(_path_refs, settings.data_root, values, limit)
+
+
+async def _url_ref(url: str, name: str, settings: Settings) -> InputRef:
     policy = UrlPolicy(settings.allow_private_urls)
-    await policy.check(value)
-    size = await url_size(policy, value, settings)
-    return InputRef(URL, value, name or Path(urlsplit(value).path).name or "url", size)
+    await policy.check(url)
+    size = await url_size(policy, url, settings)
+    name = name or Path(urlsplit(url).path).name or "url"
+    return InputRef(URL, url, name, size, compression=GZIP if is_gzip(urlsplit(url).path, b"") else "")
 
 
-def _path_size(root: str, relative: str) -> int:
-    return resolve_under_root(root, relative).stat().st_size
+def _path_refs(root: str, entries: list[str], limit: int) -> list[InputRef]:
+    refs = []
+    for relative in expand_paths(root, entries, limit):
+        size, compression = _path_info(root, relative)
+        refs.append(InputRef(PATH, relative, relative, size, compression=compression))
+    return refs
+
+
+def _path_info(root: str, relative: str) -> tuple[int, str]:
+    """A path input's size, and whether it is gzip-compressed (by its name or its first bytes)."""
+    with open(resolve_under_root(root, relative), "rb") as file:
+        head = file.read(len(MAGIC))
+        size = os.fstat(file.fileno()).st_size
+    return size, GZIP if is_gzip(relative, head) else ""
 
 
 def check_unicode(value: str, what: str) -> None:
@@ -307,7 +351,7 @@ def check_unicode(value: str, what: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise BadRequest(f"{what} is not valid Unicode text: it has a lone surrogate at character {error.start}, "
+        raise InputError(f"{what} is not valid Unicode text: it has a lone surrogate at character {error.start}, "
                          "which has no UTF-8 form") from None
 
 

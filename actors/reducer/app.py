@@ -14,6 +14,7 @@ from ..core.density import container_bound, container_limit, count_containers
 from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
+    Columns,
     Commit,
     Data,
     Finalize,
@@ -31,6 +32,7 @@ from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
 from .ledger import Ledger, Stage
+from .output import write_output
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)
@@ -41,13 +43,15 @@ log = EventLog(__name__)
 
 def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
-    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS])
+    app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS],
+                         memory=settings.reduce_memory, spool=settings.spool_dir)
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
                                           keys=lambda: _keys_held(ledger))
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.cleanup_ctx.append(_janitor)
+    app.cleanup_ctx.append(_spills)
     app.router.add_post("/internal/v1/shuffle", shuffle)
     app.router.add_post("/internal/v1/finalize", finalize)
     app.router.add_post("/internal/v1/release", release)
@@ -58,6 +62,12 @@ def build_reducer(settings: Settings) -> web.Application:
 def _keys_held(ledger: Ledger) -> int:
     """Entries held for every job: merged totals, plus committed values not merged yet (a key may be in both)."""
     return sum(len(s.totals) + sum(map(len, s.pending)) for s in ledger.jobs.values())
+
+
+async def _spills(app: web.Application) -> AsyncIterator[None]:
+    """The ledger's spill thread and files live as long as the app."""
+    yield
+    await asyncio.to_thread(app[LEDGER].close)
 
 
 async def _janitor(app: web.Application) -> AsyncIterator[None]:
@@ -152,6 +162,11 @@ async def _stream(request: web.Request) -> web.Response:
 # bytes after this prefix and refuses too many before decoding; any other frame must be small.
 DATA_PREFIX = wire.encode(to_wire(Data({})))[:-1]
 KEYPART_PREFIX = wire.encode(to_wire(KeyPart("")))[:-1]
+# A COLUMNS frame is a map of three byte strings: decoded at copying speed whatever its size; its key count is
+# checked (MR_FRAME_KEYS) before it is unpacked.
+_COLUMNS = wire.encode(to_wire(Columns(b"", b"", b"")))
+COLUMNS_PREFIX = _COLUMNS[: _COLUMNS.index(wire.encode("keys"))]
+COLUMNS_FIELDS = ("keys", "ends", "counts")
 SMALL_FRAME = 1024
 HEADER_FRAME = 64 * 1024
 
@@ -167,6 +182,8 @@ def check_frame(body: bytes, frame_keys: int) -> None:
         return
     if body.startswith(KEYPART_PREFIX) and len(body) > len(KEYPART_PREFIX) and body[len(KEYPART_PREFIX)] >> 5 == 3:
         return  # one text string: decoded at copying speed, whatever its length
+    if wire.only_byte_strings_after(body, COLUMNS_PREFIX, COLUMNS_FIELDS):
+        return
     if len(body) > SMALL_FRAME:
         raise WireError(f"a frame of {len(body)} bytes that is neither a DATA nor a KEYPART frame")
 
@@ -211,7 +228,10 @@ async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, rese
             raise StreamCut(f"stream for split {header.split} ended before its COMMIT frame; nothing merged")
         check_frame(raw, settings.frame_keys)
         await check_density(raw, settings.frame_keys)
-        message = from_wire(wire.decode(raw, settings.frame_cap), Data, KeyPart, Commit)
+        message = from_wire(wire.decode(raw, settings.frame_cap), Data, Columns, KeyPart, Commit)
+        if isinstance(message, Columns) and len(message) > settings.frame_keys:
+            raise PayloadTooLarge(f"a COLUMNS frame of {len(message)} keys exceeds the {settings.frame_keys} a frame "
+                                  "may hold (MR_FRAME_KEYS)")
         if isinstance(message, Commit):
             stage.verify(message)
             return
@@ -245,7 +265,20 @@ async def finalize(request: web.Request) -> web.Response:
                          splits=missing)
         return cbor_response(to_wire(answer))
     partition.settle()  # a stream may still be merging (its split also committed by a backup attempt)
-    totals = partition.job_def.finish(partition.totals)
+    if partition.spilled():  # merge the runs on the spill thread, after its writes
+        totals = await asyncio.wrap_future(partition.finish_spilled())
+    else:
+        totals = partition.job_def.finish(partition.totals)
+    if message.output:
+        part = await write_output(settings.data_root, message, totals, incarnation)
+        log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,
+                 keys=part.keys, bytes=part.bytes, part=part.name, duplicates=partition.duplicates)
+        report = Report(
+            job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+            splits=message.splits, totals={}, part=part.name, part_bytes=part.bytes, part_keys=part.keys,
+            part_sha256=part.sha256,
+        )
+        return cbor_response(to_wire(report))
     log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
              keys=len(totals), duplicates=partition.duplicates)
     report = Report(
@@ -259,6 +292,7 @@ async def release(request: web.Request) -> web.Response:
     message = from_wire(await read_cbor_body(request, request.app[SETTINGS].message_cap), Release)
     dropped = request.app[LEDGER].release(message.job, message.epoch)
     if dropped:
+        await asyncio.wrap_future(request.app[LEDGER].barrier())  # its spilled runs are gone when we answer
         log.info("job_released", job=message.job, epoch=message.epoch)
     return cbor_response({"released": dropped, "incarnation": request.app[IDENTITY].incarnation})
 
@@ -267,7 +301,8 @@ async def state(request: web.Request) -> web.Response:
     """What this reducer holds, for operators and tests."""
     ledger = request.app[LEDGER]
     jobs = {
-        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates}
+        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates,
+              "spills": s.spills}
         for job, s in ledger.jobs.items()
     }
     budget = request.app[BUDGET]

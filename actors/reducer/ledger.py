@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import Conflict, KeyTooLarge, NotFound, WireError
-from ..core.messages import Commit, Data, KeyPart, StreamHeader
+from ..core.errors import Conflict, InsufficientStorage, KeyTooLarge, NotFound, WireError
+from ..core.messages import Columns, Commit, Data, KeyPart, StreamHeader
 from ..jobs import Catalog, Job, load_catalog
+from ..jobs.adapter import SdkJob
+from ..jobs.kernel import unpack_columns
 from .budget import footprint
+from .spill import SpillRuns
 
 COMMITTED = "committed"
 DUPLICATE = "duplicate"
@@ -33,8 +37,9 @@ class Stage:
         self._parts: list[str] = []  # pieces of a key longer than a frame, until its last piece arrives
         self._part_bytes = 0
 
-    def add(self, data: Data) -> None:
-        items = data.items
+    def add(self, data: Data | Columns) -> None:
+        """Stage one DATA or COLUMNS frame (COLUMNS unpacked natively when the kernel is built)."""
+        items = data.items if isinstance(data, Data) else unpack_columns(data)
         if self._parts:
             items = self._join(items)
         self.job.check(items)
@@ -99,6 +104,15 @@ class PartitionState:
     totals: dict[str, Any] = field(default_factory=dict)
     pending: list[dict[str, Any]] = field(default_factory=list)  # committed values not yet merged into totals
     duplicates: int = 0
+    # The general path (an SDK job without a combiner): past ``memory`` bytes of values held, the totals leave
+    # memory as a sorted run written by ``pool`` (one thread, so its tasks run in order: a finish or a removal
+    # submitted after a spill sees that run on disk).
+    spill: SpillRuns | None = None
+    pool: ThreadPoolExecutor | None = None
+    memory: int = 0
+    held: int = 0  # bytes of committed values held in totals and pending (budget.footprint)
+    spills: int = 0
+    writing: list[Future[None]] = field(default_factory=list)
 
     def commit(self, split: int, stage: Stage) -> str:
         """The commit rule, merged at once: for callers that need not keep an event loop running."""
@@ -117,6 +131,7 @@ class PartitionState:
             self.duplicates += 1
             return DUPLICATE
         self.committed.add(split)
+        self.held += stage.held
         if not self.totals and not self.pending:
             self.totals = stage.items  # take the staged dict over: a copy of 1 M keys takes 0.1 s
         elif stage.items:
@@ -130,15 +145,58 @@ class PartitionState:
         Keys leave the pending dict as they join the totals, so totals plus pending always hold each committed
         split exactly once, whenever a caller stops between slices.
         """
+        merge_slice = getattr(self.job_def, "merge_slice", None)  # word count's: native, no slice dict made
         while self.pending and limit > 0:
             items = self.pending[-1]
-            take = min(limit, len(items))
-            part = dict(items.popitem() for _ in range(take))
-            self.job_def.combine(self.totals, part)
-            limit -= take
+            if merge_slice is not None:
+                limit -= merge_slice(self.totals, items, limit)
+            else:
+                take = min(limit, len(items))
+                part = dict(items.popitem() for _ in range(take))
+                self.job_def.combine(self.totals, part)
+                limit -= take
             if not items:
                 self.pending.pop()
-        return not self.pending
+        if self.pending:
+            return False
+        if self.spill is not None and self.held > self.memory:
+            self._spill()
+        return True
+
+    def _spill(self) -> None:
+        """Hand the totals to the spill thread as a sorted run; synchronous, so every committed value is, at any
+        moment, either in the totals or in a run submitted before anything that reads the runs."""
+        assert self.spill is not None and self.pool is not None
+        groups, self.totals, self.held = self.totals, {}, 0
+        self.spills += 1
+        self.writing.append(self.pool.submit(self.spill.spill, groups))
+
+    def spilled(self) -> bool:
+        return bool(self.writing)
+
+    def finish_spilled(self) -> Future[dict[str, Any]]:
+        """The result merged from the runs and the totals, computed on the spill thread after every write; call
+        after :meth:`settle`."""
+        assert self.spill is not None and self.pool is not None and isinstance(self.job_def, SdkJob)
+        return self.pool.submit(self._merge, self.spill, self.job_def, self.totals, list(self.writing))
+
+    @staticmethod
+    def _merge(spill: SpillRuns, job: SdkJob, memory: dict[str, Any], writes: list[Future[None]]) -> dict[str, Any]:
+        try:
+            for write in writes:
+                write.result()  # a failed write (say, a full disk) fails the finalize rather than losing values
+            return job.reduce_groups(spill.groups(memory))
+        except OSError as error:
+            raise InsufficientStorage(f"a reducer could not write or read its spilled runs under MR_SPOOL_DIR "
+                                      f"({error}); the job's values there are lost, so it cannot finish") from None
+
+    def close(self) -> Future[None] | None:
+        """Remove the spilled runs (after any write still queued); the state is no longer used."""
+        spill, self.spill = self.spill, None  # a stream still committing into this state spills no more
+        if spill is None or self.pool is None:
+            return None
+        self.totals, self.pending, self.held = {}, [], 0
+        return self.pool.submit(spill.remove)
 
     def settle(self) -> None:
         """Merge everything pending: the totals are then complete."""
@@ -151,10 +209,17 @@ class PartitionState:
 class Ledger:
     """Every job this reducer holds, by id; a newer epoch of a job replaces an older one, an older is refused."""
 
-    def __init__(self, partition: int, clock: Callable[[], float], catalog: Catalog | None = None) -> None:
+    def __init__(self, partition: int, clock: Callable[[], float], catalog: Catalog | None = None,
+                 memory: int = 0, spool: str = "") -> None:
+        """``memory`` (MR_REDUCE_MEMORY): bytes of a general job's values held before spilling; 0 never spills.
+        ``spool`` (MR_SPOOL_DIR): where runs are written."""
         self.partition = partition
         self.catalog = catalog if catalog is not None else load_catalog()
         self.clock = clock
+        self.memory = memory
+        self.spool = spool
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spill-{partition}")
+        self.spills = 0  # runs spilled by jobs no longer held (for metrics and tests)
         self.jobs: dict[str, PartitionState] = {}
         self.stale = 0  # streams, commits and finalizes refused for an old epoch
 
@@ -185,6 +250,11 @@ class Ledger:
             touched=self.clock(),
             params=header.params,
         )
+        if self.memory > 0 and isinstance(state.job_def, SdkJob) and state.job_def.groups:
+            state.spill = SpillRuns(self.spool, f"reduce-{self.partition}-")
+            state.pool, state.memory = self.pool, self.memory
+        if state.job in self.jobs:
+            self._drop(self.jobs[state.job])  # a newer epoch replaces the older one's runs too
         self.jobs[header.job] = state
         return state
 
@@ -220,6 +290,7 @@ class Ledger:
         if state is None or state.epoch > epoch:
             return False
         del self.jobs[job]
+        self._drop(state)
         return True
 
     def expire(self, ttl: float) -> list[str]:
@@ -227,5 +298,24 @@ class Ledger:
         cutoff = self.clock() - ttl
         old = [job for job, state in self.jobs.items() if state.touched < cutoff]
         for job in old:
-            del self.jobs[job]
+            self._drop(self.jobs.pop(job))
         return old
+
+    def _drop(self, state: PartitionState) -> None:
+        self.spills += state.spills
+        state.close()
+
+    def barrier(self) -> Future[None]:
+        """Done once every spill task submitted so far (writes, removals) is."""
+        return self.pool.submit(_nothing)
+
+    def close(self) -> None:
+        """Remove every job's runs and stop the spill thread (blocking: call from a thread at shutdown)."""
+        for state in self.jobs.values():
+            self._drop(state)
+        self.jobs.clear()
+        self.pool.shutdown(wait=True)
+
+
+def _nothing() -> None:
+    return None
