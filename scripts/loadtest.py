@@ -431,9 +431,9 @@ async def run(args: argparse.Namespace) -> int:
                 last = report["end"].get(name, {})
                 print(f"{name:<11}{first['pid']:>8}{first['rss'] / 1e6:>14.1f}{last.get('rss', 0) / 1e6:>12.1f}"
                       f"{last.get('hwm', 0) / 1e6:>9.1f}{first['fds']:>11}{last.get('fds', -1):>9}")
-        ok = sum(p["kinds"]["all"]["ok"] for p in report["phases"])
+        answered = sum(p["kinds"]["all"]["ok"] for p in report["phases"])
         sent = sum(p["kinds"]["all"]["sent"] for p in report["phases"])
-        print(f"\nexact: {ok} of {sent} answers equal the expected counts; wrong results: {errors}")
+        print(f"\nexact: {answered} of {sent} answers equal the expected counts; wrong results: {errors}")
         for line in verdicts:
             print(line)
     return 1 if errors or not answered else 0

@@ -19,8 +19,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 echo "== ruff" >&2
 ruff check actors tests scripts
-echo "== mypy --strict actors" >&2
-mypy actors
+echo "== mypy --strict actors tests scripts" >&2
+mypy actors tests scripts
 echo "== import contracts" >&2
 lint-imports
 echo "== native kernel under AddressSanitizer/UBSan" >&2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from actors.core.config import Settings, Timeouts
@@ -19,6 +21,7 @@ from actors.net.actor import make_runner
 from actors.serve import bind, build_app
 
 from .heldinput import HeldInput
+from .support import serve_app
 
 TOKEN = "test-token"
 FAST = Timeouts(connect=2.0, request=20.0, lease=5.0, stream_idle=5.0, stage_wait=2.0, finalize=20.0,
@@ -113,13 +116,16 @@ def data_root(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-async def make_cluster(data_root: Path) -> AsyncIterator[ClusterFactory]:
-    """Build clusters on demand; every actor and session is closed and checked for leaks at the end."""
-    actors: list[Actor] = []
-    sessions: list[aiohttp.ClientSession] = []
+class Clusters:
+    """Builds clusters in this process and owns them: :meth:`close` stops every actor and session it made."""
 
-    async def make(mappers: int = 2, reducers: int = 2, **overrides: Any) -> Cluster:
+    def __init__(self, data_root: Path) -> None:
+        self.data_root = data_root
+        self.actors: list[Actor] = []
+        self.sessions: list[aiohttp.ClientSession] = []
+
+    async def make(self, mappers: int = 2, reducers: int = 2, **overrides: Any) -> Cluster:
+        data_root = self.data_root
         reducer_actors = [await start_actor(actor_settings("reducer", i, data_root, **overrides))
                           for i in range(reducers)]
         reducer_urls = tuple(a.url for a in reducer_actors)
@@ -131,20 +137,48 @@ async def make_cluster(data_root: Path) -> AsyncIterator[ClusterFactory]:
             "master", 0, data_root, reducer_urls=reducer_urls, mapper_urls=tuple(a.url for a in mapper_actors),
             **overrides,
         ))
-        actors.extend([*reducer_actors, *mapper_actors, master])
+        self.actors.extend([*reducer_actors, *mapper_actors, master])
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        sessions.append(session)
+        self.sessions.append(session)
         return Cluster(master, mapper_actors, reducer_actors, session)
 
+    async def close(self) -> None:
+        """Stop everything, then check that no task was left running and no resource left unclosed."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            for session in self.sessions:
+                await session.close()
+            for actor in reversed(self.actors):
+                await actor.runner.cleanup()
+            await assert_no_leaked_tasks()
+            gc.collect()
+
+
+@pytest.fixture
+async def make_cluster(data_root: Path) -> AsyncIterator[ClusterFactory]:
+    """Build clusters on demand; every actor and session is closed and checked for leaks at the end."""
+    clusters = Clusters(data_root)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
-        yield make
-        for session in sessions:
-            await session.close()
-        for actor in reversed(actors):
-            await actor.runner.cleanup()
-        await assert_no_leaked_tasks()
-        gc.collect()
+        yield clusters.make
+        await clusters.close()
+
+
+# A test that neither kills nor reconfigures an actor may use ``shared_cluster``: one default cluster for its whole
+# module. Such a test runs in the module's event loop, where the cluster lives: mark it ``@SHARED``.
+SHARED = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    """2 mappers and 2 reducers (``actor_settings`` defaults) for a module; closed and leak-checked at its end."""
+    root = tmp_path_factory.mktemp("shared") / "data"
+    root.mkdir()
+    clusters = Clusters(root)
+    try:
+        yield await clusters.make()
+    finally:
+        await clusters.close()
 
 
 async def assert_no_leaked_tasks() -> None:
@@ -171,22 +205,16 @@ HeldInputFactory = Callable[[bytes], Awaitable[HeldInput]]
 @pytest.fixture
 async def held_input() -> AsyncIterator[HeldInputFactory]:
     """Serve bytes as ``HeldInput`` on 127.0.0.1; every held read is released and the server closed at the end."""
-    runners: list[tuple[HeldInput, web.AppRunner]] = []
+    servers = contextlib.AsyncExitStack()
 
     async def serve(data: bytes) -> HeldInput:
         held = HeldInput(data)
         app = web.Application()
         app.router.add_route("*", "/{name}", held.handle)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        held.url = f"http://127.0.0.1:{port}/input.txt"
-        runners.append((held, runner))
+        url = await servers.enter_async_context(serve_app(app, shutdown_timeout=1.0))
+        servers.callback(held.release_all)  # runs before its server's cleanup: no held read outlives the test
+        held.url = f"{url}/input.txt"
         return held
 
     yield serve
-    for held, runner in runners:
-        held.release_all()
-        await runner.cleanup()
+    await servers.aclose()

@@ -119,7 +119,7 @@ class PodSpec:
 
     @property
     def role(self) -> str:
-        return self.workload["metadata"]["name"]
+        return str(self.workload["metadata"]["name"])
 
     def port(self, name: str = "http") -> int:
         return next(int(p["containerPort"]) for p in self.container["ports"] if p.get("name") == name)
@@ -420,15 +420,6 @@ def _target_port(port: dict[str, Any], pods: list[SimPod]) -> int:
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="k8s-sim-") as directory:
         yield Path(directory)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
 
 
 # ---------------------------------------------------------------- a stand-in kubectl for the demo script

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from actors.api import AsyncClient, Client, JobStatus
 from actors.api.aio import ndjson_batches
@@ -32,6 +31,7 @@ from actors.net.actor import IDENTITY
 from actors.sequential import run_sequential
 
 from .conftest import Actor, ClusterFactory, actor_settings, start_actor
+from .support import held_url
 
 TEXT = "the quick brown fox jumps over the lazy dog\nthe dog barks\n" * 400 + "a lone line without a newline"
 API_TOKEN = "api-secret"
@@ -101,26 +101,8 @@ async def test_result_waits_on_the_server(client: AsyncClient) -> None:
 @pytest.fixture
 async def held_input() -> AsyncIterator[tuple[str, asyncio.Event]]:
     """A URL input whose every read is held until the test ends: a job on it is certainly running."""
-    reading = asyncio.Event()
-    release = asyncio.Event()
-    data = TEXT.encode()
-
-    async def serve(request: web.Request) -> web.StreamResponse:
-        if request.method == "GET":
-            reading.set()
-            await release.wait()
-        return web.Response(body=data, headers={"Accept-Ranges": "bytes"})
-
-    app = web.Application()
-    app.router.add_get("/book.txt", serve)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/book.txt", reading
-    finally:
-        release.set()
-        await runner.cleanup()
+    async with held_url(TEXT.encode()) as held:
+        yield held
 
 
 async def test_cancel_a_running_job(make_cluster: ClusterFactory, held_input: tuple[str, asyncio.Event]) -> None:

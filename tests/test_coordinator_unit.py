@@ -21,6 +21,7 @@ from actors.master.splitview import entry
 from actors.sequential import run_sequential
 
 from .fakes import FakeClock, FakeDiscovery, FakeReducer, FakeTransport, Faults
+from .support import make_text
 
 TIMEOUTS = Timeouts(connect=0.5, request=1.0, lease=0.3, stream_idle=0.5, stage_wait=0.2, finalize=1.0,
                     discovery=0.2, peers=0.5, drain=0.5, startup=1.0, retry_deadline=1.0, recovery=2.0)
@@ -32,12 +33,12 @@ def make_settings(**changes: Any) -> Settings:
     return base.replace(**changes)
 
 
-def make_text(rng: random.Random, lines: int) -> bytes:
-    out = [" ".join(rng.choice(WORDS) for _ in range(rng.choice([0, 1, 3, 7]))) for _ in range(lines)]
-    return "\n".join(out).encode()
+def random_text(rng: random.Random, lines: int) -> bytes:
+    """About ``lines`` short lines (0, 1, 3 or 7 words) of unicode and case-variant words."""
+    return make_text(rng, 3 * lines, WORDS, (0, 1, 3, 7))
 
 
-TEXT = make_text(random.Random(5), 200)
+TEXT = random_text(random.Random(5), 200)
 
 
 @dataclass
@@ -368,7 +369,7 @@ async def test_a_seeded_simulation_of_many_jobs_keeps_every_invariant(seed: int)
     slots = MapperSlots(settings.mapper_slots)
     clock = FakeClock(tick=0.001)  # time moves with every look at the clock: deterministic, and backups happen
     jobs = [
-        make_job(transport, discovery, make_text(rng, rng.randint(0, 100)), settings=settings, clock=clock,
+        make_job(transport, discovery, random_text(rng, rng.randint(0, 100)), settings=settings, clock=clock,
                  slots=slots, split_size=rng.choice([60, 150, 400]),
                  job_name=rng.choice(["wordcount", "inverted_index"]), job_id=f"job{i}")
         for i in range(20)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,15 +63,18 @@ def workload(objects: list[Obj], role: str) -> Obj:
 
 
 def pod_template(w: Obj) -> Obj:
-    return w["spec"]["template"]
+    template: Obj = w["spec"]["template"]
+    return template
 
 
 def container(w: Obj) -> Obj:
+    only: Obj
     (only,) = pod_template(w)["spec"]["containers"]
     return only
 
 
 def env_value(w: Obj, name: str) -> Obj:
+    var: Obj
     (var,) = [v for v in container(w).get("env", []) if v["name"] == name]
     return var
 
@@ -779,9 +783,12 @@ def test_overlay_objects_are_valid_strictly(overlays: dict[str, list[Obj]], kv: 
 
 def test_the_service_monitor_schema_is_not_vacuous(overlays: dict[str, list[Obj]], jsonschema: Any) -> None:
     (monitor,) = find(overlays["production"], "ServiceMonitor")
-    for change in (lambda m: m["spec"]["endpoints"][0].pop("port"), lambda m: m["spec"].pop("selector"),
-                   lambda m: m["spec"]["endpoints"][0].update(intervall="30s"),
-                   lambda m: m.update(apiVersion="monitoring.coreos.com/v1alpha1")):
+    changes: tuple[Callable[[Obj], object], ...] = (
+        lambda m: m["spec"]["endpoints"][0].pop("port"), lambda m: m["spec"].pop("selector"),
+        lambda m: m["spec"]["endpoints"][0].update(intervall="30s"),
+        lambda m: m.update(apiVersion="monitoring.coreos.com/v1alpha1"),
+    )
+    for change in changes:
         bad = copy.deepcopy(monitor)
         change(bad)
         with pytest.raises(jsonschema.ValidationError):

@@ -18,28 +18,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
 from actors.sequential import run_sequential
 
 from .conftest import HeldInputFactory
 from .heldinput import HeldInput, HeldRead
+from .support import alive, make_text_file
 
-WORDS = [f"w{i}" for i in range(3000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
 FAULT_ENV, FAULT_TIMEOUTS = DRILL_ENV, DRILL_TIMEOUTS
-
-
-def make_text(path: Path, megabytes: float, seed: int) -> bytes:
-    rng = random.Random(seed)
-    words = rng.choices(WORDS, k=int(megabytes * 1024 * 1024 / 5))
-    lines, at = [], 0
-    while at < len(words):
-        step = rng.randint(0, 24)
-        lines.append(" ".join(words[at : at + step]))
-        at += step
-    data = "\n".join(lines).encode()
-    path.write_bytes(data)
-    return data
 
 
 async def wait_for_progress(client: Client, job_id: str, splits: int) -> None:
@@ -51,11 +39,6 @@ async def wait_for_progress(client: Client, job_id: str, splits: int) -> None:
             if status["progress"]["splits_done"] >= splits:
                 return
             await asyncio.sleep(0.01)  # observing another process's progress: nothing to wait on but its status
-
-
-def alive(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "zombie" not in status.read_text()
 
 
 @contextlib.asynccontextmanager
@@ -75,6 +58,17 @@ async def fault_cluster(tmp_path: Path, env: dict[str, str] = FAULT_ENV) -> Asyn
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
     async with fault_cluster(tmp_path) as running:
+        yield running
+
+
+# One cluster for the tests that inject no fault (they run in the module's event loop: see ``SHARED``); its
+# leak check (no actor process outlives it) runs once, at the end of the module.
+SHARED = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
+    async with fault_cluster(tmp_path_factory.mktemp("shared")) as running:
         yield running
 
 
@@ -119,6 +113,12 @@ async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
         yield running
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_client(shared_cluster: LocalCluster) -> AsyncIterator[Client]:
+    async with client_of(shared_cluster) as running:
+        yield running
+
+
 async def still_exact(client: Client) -> None:
     """After any fault the cluster must run a new job exactly."""
     text = "after the fault the cluster still counts the cluster"
@@ -126,16 +126,19 @@ async def still_exact(client: Client) -> None:
     assert await client.result(job["id"]) == run_sequential("wordcount", text.encode())
 
 
-def events(cluster: LocalCluster, name: str, event: str) -> list[dict[str, Any]]:
+def events(cluster: LocalCluster, name: str, event: str, job: str | None = None) -> list[dict[str, Any]]:
+    """``name``'s log lines of ``event`` (only ``job``'s, when given: a shared cluster runs other tests' jobs)."""
     lines = (cluster.log_dir / f"{name}.log").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e.get("event") == event]
+    return [e for e in map(json.loads, lines) if e.get("event") == event and job in (None, e.get("job"))]
 
 
+@SHARED
 async def test_failure_free_runs_are_exact_parallel_and_map_each_split_once(
-    cluster: LocalCluster, client: Client, tmp_path: Path
+    shared_cluster: LocalCluster, shared_client: Client
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 4, seed=1)
-    job = await client.submit({"input": {"path": "book.txt"}})
+    cluster, client = shared_cluster, shared_client
+    data = make_text_file(Path(cluster.data_root) / "free.txt", 4, seed=1)
+    job = await client.submit({"input": {"path": "free.txt"}})
     assert await client.result(job["id"]) == run_sequential("wordcount", data)
     status = await client.status(job["id"])
     total = status["progress"]["splits_total"]
@@ -143,13 +146,13 @@ async def test_failure_free_runs_are_exact_parallel_and_map_each_split_once(
     # Job count: no spurious retries, no backups, every split mapped exactly once.
     assert status["attempts"]["started"] == total
     assert status["attempts"]["retries"] == 0
-    assert sum(len(events(cluster, f"mapper-{i}", "split_done")) for i in range(3)) == total
+    assert sum(len(events(cluster, f"mapper-{i}", "split_done", job["id"])) for i in range(3)) == total
 
     # Map parallelism: two mappers were inside a split at the same moment.
     windows = []
     for i in range(3):
-        starts = events(cluster, f"mapper-{i}", "split_started")
-        dones = events(cluster, f"mapper-{i}", "split_done")
+        starts = events(cluster, f"mapper-{i}", "split_started", job["id"])
+        dones = events(cluster, f"mapper-{i}", "split_done", job["id"])
         windows += [(i, s["ts"], d["ts"]) for s, d in zip(starts, dones, strict=True)]
     assert any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in windows for b in windows), windows
     # Reduce parallelism: both reducers committed streams of this job.
@@ -157,14 +160,16 @@ async def test_failure_free_runs_are_exact_parallel_and_map_each_split_once(
         assert len([e for e in events(cluster, f"reducer-{i}", "stream_committed") if e["job"] == job["id"]]) == total
 
     # Inverted index, a job whose reduce is a union, on the same cluster.
-    index = await client.submit({"job": "inverted_index", "input": {"path": "book.txt"}})
-    assert await client.result(index["id"]) == run_sequential("inverted_index", data, "book.txt")
+    index = await client.submit({"job": "inverted_index", "input": {"path": "free.txt"}})
+    assert await client.result(index["id"]) == run_sequential("inverted_index", data, "free.txt")
 
 
-async def test_early_exit_done_means_every_partition_is_in(cluster: LocalCluster, client: Client,
-                                                          tmp_path: Path) -> None:
-    data = make_text(tmp_path / "book.txt", 2, seed=2)
-    job = await client.submit({"input": {"path": "book.txt"}})
+@SHARED
+async def test_early_exit_done_means_every_partition_is_in(shared_cluster: LocalCluster,
+                                                          shared_client: Client) -> None:
+    client = shared_client
+    data = make_text_file(Path(shared_cluster.data_root) / "early.txt", 2, seed=2)
+    job = await client.submit({"input": {"path": "early.txt"}})
     async with client.session.get(f"/v1/jobs/{job['id']}/result", params={"wait": "60"}) as response:
         first = (await response.json())["result"]  # read at the very moment the job turns done
     assert first == run_sequential("wordcount", data)
@@ -216,7 +221,7 @@ async def test_killed_mappers_are_replaced_and_the_result_is_exact(
     tmp_path: Path, held_input: HeldInputFactory, seed: int
 ) -> None:
     rng = random.Random(seed)
-    data = make_text(tmp_path / "book.txt", 4, seed=seed)
+    data = make_text_file(tmp_path / "book.txt", 4, seed=seed)
     source = await held_input(data)
     async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
         job_id, splits = await submit_held(client, source)
@@ -242,7 +247,7 @@ async def test_killed_mappers_are_replaced_and_the_result_is_exact(
 async def test_killed_reducer_comes_back_and_its_partition_is_redone(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=9)
+    data = make_text_file(tmp_path / "book.txt", 8, seed=9)
     job = await client.submit({"input": {"path": "book.txt"}})
     await wait_for_progress(client, job["id"], 10)
     cluster.signal("reducer-1", signal.SIGKILL)
@@ -258,7 +263,7 @@ async def test_killed_reducer_comes_back_and_its_partition_is_redone(
 async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
     tmp_path: Path, held_input: HeldInputFactory
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 4, seed=4)
+    data = make_text_file(tmp_path / "book.txt", 4, seed=4)
     source = await held_input(data)
     # The drill's 2 s lease this time: the stall is what the lease is for.
     async with fault_cluster(tmp_path, {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true"}) as cluster, \
@@ -284,7 +289,7 @@ async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
 async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=6)
+    data = make_text_file(tmp_path / "book.txt", 8, seed=6)
     spec = {"input": {"path": "book.txt"}}
     job = await client.submit(spec, key="nightly")
     await wait_for_progress(client, job["id"], 3)
@@ -306,7 +311,7 @@ async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
 
 
 async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
-    make_text(tmp_path / "book.txt", 1, seed=3)
+    make_text_file(tmp_path / "book.txt", 1, seed=3)
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path),
                             extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs")) as cluster:
         async with aiohttp.ClientSession(base_url=cluster.master_url) as session, session.post(
@@ -326,7 +331,7 @@ async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
 async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(
     cluster: LocalCluster, client: Client, tmp_path: Path
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=12)
+    data = make_text_file(tmp_path / "book.txt", 8, seed=12)
     job = await client.submit({"input": {"path": "book.txt"}})
     await wait_for_progress(client, job["id"], 5)
     mapper = cluster.actor("mapper-1")
@@ -340,7 +345,7 @@ async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(
 
 
 async def test_reducer_killed_and_restarted_under_mdns_on_a_new_port(tmp_path: Path) -> None:
-    data = make_text(tmp_path / "book.txt", 16, seed=13)
+    data = make_text_file(tmp_path / "book.txt", 8, seed=13)
     async with LocalCluster(mappers=2, reducers=2, discovery="mdns", data_root=str(tmp_path), extra_env=FAULT_ENV,
                             timeouts=FAULT_TIMEOUTS) as cluster, aiohttp.ClientSession(
         base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=120)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from actors.core import wire
 from actors.core.errors import PayloadTooLarge, WireError
-from actors.net.frames import FrameReader
+from actors.net.frames import BODY_BLOCK, FrameReader, read_body
 
 from .test_wire import CAP, VALUES, depth, same
 
@@ -132,3 +132,19 @@ async def test_a_silent_peer_is_an_error_after_idle() -> None:
     reader = FrameReader(stream_of([wire.frame(1, CAP)[:3]], end=False), CAP, idle=0.05)
     with pytest.raises(WireError, match="stalled"):
         await reader.next()
+
+
+async def test_a_body_arrives_whole_from_many_chunks() -> None:
+    body = bytes(range(256)) * 3
+    assert await read_body(stream_of([body[i : i + 7] for i in range(0, len(body), 7)]), CAP, None) == body
+    assert await read_body(stream_of([b"x" * 1024]), 1024, 1024) == b"x" * 1024  # exactly the cap is fine
+    big = b"y" * (3 * BODY_BLOCK)
+    assert await read_body(stream_of([big]), len(big), None) == big  # longer than one read
+
+
+async def test_a_body_over_the_cap_is_refused() -> None:
+    never_fed = stream_of([], end=False)  # a declared length over the cap is refused before any read
+    with pytest.raises(PayloadTooLarge, match="2000 bytes exceeds the cap of 1024"):
+        await read_body(never_fed, 1024, 2000)
+    with pytest.raises(PayloadTooLarge, match="exceeds the cap of 1024"):
+        await read_body(stream_of([b"z" * 600, b"z" * 600]), 1024, None)  # undeclared (chunked): cut as it passes

@@ -7,6 +7,7 @@ is still exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,7 +25,8 @@ from actors.core.messages import Data, StreamHeader, to_wire
 from actors.master.app import REGISTRY, UPLOADS
 from actors.reducer.app import BUDGET
 
-from .conftest import FAST, TOKEN, Actor, Cluster, ClusterFactory, eventually
+from .conftest import FAST, SHARED, TOKEN, Actor, Cluster, ClusterFactory, eventually
+from .support import serve_app
 
 GOOD_TEXT = "to be or not to be"
 GOOD_RESULT = {"to": 2, "be": 2, "or": 1, "not": 1}
@@ -134,7 +136,7 @@ async def test_a_flood_past_the_queue_gets_429s_while_probes_and_compute_still_a
         assert body["error"] == "too_many_requests" and "MR_MAX_QUEUED_JOBS" in body["message"]
         assert int(headers["Retry-After"]) >= 1
     for text, body in accepted:
-        expected = {}
+        expected: dict[str, int] = {}
         for word in text.split():
             expected[word] = expected.get(word, 0) + 1
         assert await cluster.result(body["id"]) == expected
@@ -338,15 +340,11 @@ async def test_a_refused_intruder_does_not_free_a_claim_others_wait_on(make_clus
 
     source = web.Application()
     source.router.add_get("/book.txt", serve)
-    runner = web.AppRunner(source)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with serve_app(source) as base, contextlib.AsyncExitStack() as stack:
+        stack.callback(gate.set)  # first thing at the end, also on failure: no request stays held
         cluster = await make_cluster(allow_private_urls=True)
         key = {"Idempotency-Key": "url-1"}
-        spec = {"input": {"url": f"http://127.0.0.1:{port}/book.txt"}}
+        spec = {"input": {"url": f"{base}/book.txt"}}
         holder = asyncio.ensure_future(request(cluster, "POST", "/v1/jobs", json=spec, headers=key))
         async with asyncio.timeout(20):
             await asked.wait()
@@ -359,9 +357,6 @@ async def test_a_refused_intruder_does_not_free_a_claim_others_wait_on(make_clus
         assert first[2]["id"] == second[2]["id"] and first[2]["epoch"] == second[2]["epoch"]
         assert await cluster.result(first[2]["id"]) == {"word": 1000}
         await assert_good_job(cluster)
-    finally:
-        gate.set()
-        await runner.cleanup()
 
 
 async def test_resubmitting_while_a_cancelled_epoch_cleans_up(make_cluster: ClusterFactory,
@@ -391,8 +386,9 @@ async def test_resubmitting_while_a_cancelled_epoch_cleans_up(make_cluster: Clus
 
 
 @pytest.mark.parametrize("wait", ["nan", "inf", "-inf", "NaN"])
-async def test_non_finite_wait_is_a_400(make_cluster: ClusterFactory, wait: str) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_non_finite_wait_is_a_400(shared_cluster: Cluster, wait: str) -> None:
+    cluster = shared_cluster
     job = await cluster.submit({"input": {"text": GOOD_TEXT}})
     expect(await request(cluster, "GET", f"/v1/jobs/{job['id']}/result?wait={wait}"), 400, "finite")
     expect(await request(cluster, "GET", f"/v1/jobs/{job['id']}/result?top={wait}"), 400, "top must be")
@@ -435,24 +431,27 @@ async def test_a_bad_idempotency_key_is_a_400(make_cluster: ClusterFactory) -> N
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
-async def test_non_finite_json_numbers_are_a_400(make_cluster: ClusterFactory, number: str) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_non_finite_json_numbers_are_a_400(shared_cluster: Cluster, number: str) -> None:
+    cluster = shared_cluster
     body = '{"input": {"text": "a"}, "split_size": ' + number + "}"
     expect(await request(cluster, "POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"}),
            400, "not")
     await assert_good_job(cluster)
 
 
-async def test_deeply_nested_json_is_a_400(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_deeply_nested_json_is_a_400(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     body = "[" * 100_000 + "]" * 100_000
     expect(await request(cluster, "POST", "/v1/jobs", data=body, headers={"Content-Type": "application/json"}),
            400, "nested too deeply")
     await assert_good_job(cluster)
 
 
-async def test_a_very_long_input_path_is_a_400(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_a_very_long_input_path_is_a_400(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     for path in ["a" * 5000, "/".join(["abcd"] * 1000)]:
         expect(await request(cluster, "POST", "/v1/jobs", json={"input": {"path": path}}), 400, "input path")
     await assert_good_job(cluster)

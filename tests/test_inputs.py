@@ -256,7 +256,7 @@ async def presigned() -> AsyncIterator[tuple[str, list[tuple[str, str]]]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     yield f"http://127.0.0.1:{port}", seen
     await runner.cleanup()
 
@@ -364,7 +364,7 @@ async def test_a_url_refusing_head_and_ranges_is_refused_at_submit(make_cluster:
     await site.start()
     try:
         assert site._server is not None
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         cluster = await make_cluster(mappers=1, reducers=1, allow_private_urls=True)
         status, body = await submit_error(cluster, {"input": {"urls": [f"http://127.0.0.1:{port}/x.txt"]}})
         assert status == 400 and "answered a ranged GET (its HEAD refused) with 200" in body["message"], body

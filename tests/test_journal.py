@@ -43,7 +43,7 @@ def damaged_journal(path: Path) -> None:
         line({"event": "ended", "id": "good-ended", "epoch": 1, "state": "done"}),
         line(missing_input),
         line(started("bad-epoch", epoch="7")),  # type: ignore[arg-type]  # a string where an int belongs
-        line(started("bad-bool", epoch=True)),  # type: ignore[arg-type]  # a bool is not an int
+        line(started("bad-bool", epoch=True)),  # a bool is not an int
         line(wrong_input),
         line({"event": "ended", "id": "good-1"}),  # an "ended" missing its epoch must not close good-1
         b"[1, 2, 3]\n",

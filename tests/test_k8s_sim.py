@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import os
 import random
 import socket
@@ -23,7 +22,8 @@ import pytest
 
 from tests.dnsserver import FakeClusterDns
 
-from .k8s_sim import FAKE_KUBECTL, ROOT, SimCluster, alive, reducer_count_problems, render, tool, workdir
+from .k8s_sim import FAKE_KUBECTL, ROOT, SimCluster, reducer_count_problems, render, tool, workdir
+from .support import alive, make_text
 
 pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
 pytestmark = pytest.mark.timeout(180)
@@ -31,18 +31,12 @@ pytestmark = pytest.mark.timeout(180)
 ORIGINAL = "hello hello hello hello world world world"
 
 
+VOCABULARY = (*(f"w{i}" for i in range(20_000)), "straße", "naïve", "日本", "ok")
+
+
 def big_text(size: int, seed: int = 7) -> str:
-    """A few MB of text with a Zipf-ish vocabulary, ragged lines and a few unicode words."""
-    rng = random.Random(seed)
-    vocabulary = [f"w{i}" for i in range(20_000)] + ["straße", "naïve", "日本", "ok"]
-    cumulative = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocabulary))))
-    words = rng.choices(vocabulary, cum_weights=cumulative, k=size // 5)
-    lines, at = [], 0
-    while at < len(words):
-        step = rng.randint(1, 25)
-        lines.append(" ".join(words[at:at + step]))
-        at += step
-    return "\n".join(lines) + "\n"
+    """About ``size`` bytes with a Zipf vocabulary, ragged lines and a few unicode words."""
+    return make_text(random.Random(seed), size // 5, VOCABULARY, range(1, 26), zipf=True).decode() + "\n"
 
 
 async def _json(response: aiohttp.ClientResponse) -> Any:

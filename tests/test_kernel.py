@@ -294,7 +294,8 @@ def test_native_table_refuses_reentry_from_code_run_by_the_gc() -> None:
     try:
         for _ in range(20):  # the first try should do; more only if something else collected just before
             gc.disable()
-            hold = [[] for _ in range(200)]  # empties the list free list: str.split() must make a new GC object
+            # Empties the list free list: str.split() must make a new GC object.
+            hold: list[list[object]] = [[] for _ in range(200)]
             gc.set_threshold(1)  # ... and that allocation collects: the young generation already holds > 1
             gc.enable()
             table.feed(data)
@@ -468,6 +469,7 @@ def test_native_merges_refuse_what_is_not_two_dicts() -> None:
     from actors.jobs import _wordcount
 
     same: dict[str, int] = {"a": 1}
+    args: tuple[Any, ...]
     for args in [(same, same), ({}, [("a", 1)]), ([], {}), ({},)]:
         with pytest.raises(TypeError):
             _wordcount.add_counts(*args)  # type: ignore[arg-type]

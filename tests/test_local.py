@@ -15,18 +15,10 @@ import pytest
 from actors.local import LocalCluster
 from actors.sequential import run_sequential_file
 
+from .support import alive
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "genesis-kjv.txt"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0) until reaped; it is not running.
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "zombie" not in status.read_text()
 
 
 @pytest.mark.parametrize("discovery", ["mdns", "static"])

@@ -17,7 +17,8 @@ from actors.master.app import REGISTRY, RESULTS, STORE
 from actors.master.record import DONE, FINALIZING, RUNNING, JobRecord
 from actors.master.store import clip_name
 
-from .conftest import Cluster, ClusterFactory, HeldInputFactory, eventually
+from .conftest import SHARED, Cluster, ClusterFactory, HeldInputFactory, eventually
+from .support import serve_app
 
 GOOD_TEXT = "to be or not to be"
 GOOD_RESULT = {"to": 2, "be": 2, "or": 1, "not": 1}
@@ -88,14 +89,16 @@ async def test_oversized_bodies_get_413(make_cluster: ClusterFactory) -> None:
 
 
 @pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("GET", "/result"), ("DELETE", "")])
-async def test_unknown_job_ids_get_404(make_cluster: ClusterFactory, method: str, suffix: str) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_unknown_job_ids_get_404(shared_cluster: Cluster, method: str, suffix: str) -> None:
+    cluster = shared_cluster
     await assert_error(cluster, method, f"/v1/jobs/nosuchjob{suffix}", 404, "unknown job id 'nosuchjob'")
     assert await cluster.run_text(GOOD_TEXT) == GOOD_RESULT
 
 
-async def test_bad_query_parameters(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_bad_query_parameters(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     job = await cluster.submit({"input": {"text": GOOD_TEXT}})
     await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}/result?top=-3", 400, "top must be a positive")
     await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}/result?wait=soon", 400, "wait must be a number")
@@ -121,8 +124,9 @@ async def test_result_before_done_is_a_409_and_status_shows_progress(make_cluste
     assert status["progress"]["splits_done"] == status["progress"]["splits_total"] > 100
 
 
-async def test_idempotency_key_returns_the_same_job(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_idempotency_key_returns_the_same_job(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     headers = {"Idempotency-Key": "nightly-42"}
     first = await cluster.submit({"input": {"text": GOOD_TEXT}}, headers=headers)
     async with cluster.session.post(f"{cluster.url}/v1/jobs", json={"input": {"text": GOOD_TEXT}},
@@ -133,8 +137,9 @@ async def test_idempotency_key_returns_the_same_job(make_cluster: ClusterFactory
     assert await cluster.result(first["id"]) == GOOD_RESULT
 
 
-async def test_internal_routes_need_the_cluster_token(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_internal_routes_need_the_cluster_token(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     for actor, path in [(cluster.master, "/internal/v1/inputs/x"), (cluster.mappers[0], "/internal/v1/assign"),
                         (cluster.reducers[0], "/internal/v1/shuffle"), (cluster.reducers[0], "/internal/v1/finalize")]:
         method = "GET" if "inputs" in path else "POST"
@@ -165,16 +170,18 @@ UPLOAD = {"Content-Type": "application/octet-stream"}
 @pytest.mark.parametrize("query", ["split_size=1e5", "split_size=+65536", "split_size=%2065536", "split_size=65536.0",
                                    "split_size=%D9%A3%D9%A3%D9%A3%D9%A3%D9%A3", "split_size=0", "split_size=",
                                    "split_size=0x10000", "split_size=99999999999999999999999"])
-async def test_upload_split_size_must_be_plain_decimal_digits(make_cluster: ClusterFactory, query: str) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_upload_split_size_must_be_plain_decimal_digits(shared_cluster: Cluster, query: str) -> None:
+    cluster = shared_cluster
     await assert_error(cluster, "POST", f"/v1/jobs?{query}", 400, "split_size must be a positive integer",
                        data=GOOD_TEXT.encode(), headers=UPLOAD)
     assert cluster.master.app[STORE].spooled == 0
     assert await cluster.run_text(GOOD_TEXT) == GOOD_RESULT
 
 
-async def test_upload_names_and_tiny_splits_are_refused(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+@SHARED
+async def test_upload_names_and_tiny_splits_are_refused(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     await assert_error(cluster, "POST", "/v1/jobs?name=" + "x" * 300, 400, "?name= is 300 bytes, more than the "
                        "limit of 255 bytes (MR_MAX_NAME)", data=GOOD_TEXT.encode(), headers=UPLOAD)
     await assert_error(cluster, "POST", "/v1/jobs?split_size=100", 400, "below the smallest split size a request "
@@ -274,21 +281,17 @@ async def test_a_url_input_with_a_long_path_gets_a_bounded_name(make_cluster: Cl
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with serve_app(app) as base:
         cluster = await make_cluster(allow_private_urls=True)
-        job = await cluster.submit({"job": "inverted_index", "input": {"url": f"http://127.0.0.1:{port}/{'p' * 2000}"}})
+        job = await cluster.submit({"job": "inverted_index", "input": {"url": f"{base}/{'p' * 2000}"}})
         assert job["input"]["name"] == "p" * 255
         result = await cluster.result(job["id"])
         assert result == {word: ["p" * 255] for word in GOOD_RESULT}
-    finally:
-        await runner.cleanup()
-async def test_status_summarises_splits_and_pages_them_on_request(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
+
+
+@SHARED
+async def test_status_summarises_splits_and_pages_them_on_request(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     job = await cluster.submit({"input": {"text": "a b c\n" * 2000}, "split_size": 512})
     assert await cluster.result(job["id"]) == {"a": 2000, "b": 2000, "c": 2000}
     status = await cluster.status(job["id"])

@@ -84,7 +84,7 @@ def test_round_trip(message: Any) -> None:
 @pytest.mark.parametrize("message", SAMPLES, ids=IDS)
 def test_one_of_several_expected(message: Any) -> None:
     others = [type(m) for m in SAMPLES if type(m) is not type(message)][:2]
-    assert from_wire(to_wire(message), *others, type(message)) == message
+    assert from_wire(to_wire(message), others[0], others[1], type(message)) == message
 
 
 @pytest.mark.parametrize("version", [0, 2, "1", None, 1.5, [1]])
@@ -184,7 +184,7 @@ def test_zero_and_big_ints_and_empty_lists_are_fine() -> None:
 
 def test_messages_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        SAMPLES[6].frames = 3  # type: ignore[misc]
+        SAMPLES[6].frames = 3
 
 
 KEYED = [m for m in SAMPLES if {"job", "epoch", "split", "attempt"} <= set(fields_of(m))]
@@ -207,14 +207,6 @@ def test_keys_differing_in_any_part_differ(change: dict[str, Any]) -> None:
     other = dataclasses.replace(progress, **change)
     assert other.key != progress.key
     assert dataclasses.replace(progress, bytes_read=99).key == progress.key  # the payload is not the key
-
-
-def test_a_key_is_not_a_tuple_and_cannot_change() -> None:
-    key = AttemptKey("job-1", 2, 3, 1)
-    assert key != ("job-1", 2, 3, 1)
-    assert hash(key) == hash(AttemptKey("job-1", 2, 3, 1))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        key.attempt = 2  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(("cls", "dropped"), [(Assignment, "input_size"), (Assignment, "reducers"),

@@ -23,6 +23,7 @@ from actors.sequential import run_sequential
 
 from .conftest import ClusterFactory, HeldInputFactory
 from .heldinput import HeldInput
+from .support import make_text_file
 from .test_cli import mapreduce
 from .test_faults import (
     HELD_ENV,
@@ -30,7 +31,6 @@ from .test_faults import (
     client_of,
     fault_cluster,
     hold_reads_of,
-    make_text,
     reader_of,
     wait_for_progress,
 )
@@ -294,7 +294,7 @@ async def output_pointer(client: Client, job_id: str) -> dict[str, Any]:
 
 
 async def test_killed_mappers_leave_an_exact_output(tmp_path: Path, held_input: HeldInputFactory) -> None:
-    data = make_text(tmp_path / "book.txt", 4, seed=21)
+    data = make_text_file(tmp_path / "book.txt", 4, seed=21)
     source = await held_input(data)
     async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
         job_id, splits = await submit_held_output(client, source, "out")
@@ -315,7 +315,7 @@ async def test_killed_mappers_leave_an_exact_output(tmp_path: Path, held_input: 
 async def test_a_reducer_killed_before_its_part_is_written_leaves_an_exact_output(
     tmp_path: Path, held_input: HeldInputFactory
 ) -> None:
-    data = make_text(tmp_path / "book.txt", 4, seed=22)
+    data = make_text_file(tmp_path / "book.txt", 4, seed=22)
     source = await held_input(data)
     async with fault_cluster(tmp_path, HELD_ENV) as cluster, client_of(cluster) as client:
         job_id, splits = await submit_held_output(client, source, "out")

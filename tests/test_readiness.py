@@ -126,7 +126,7 @@ async def test_a_job_submitted_while_waiting_starts_once_the_cluster_appears(
 
 def test_a_dns_or_mdns_master_needs_the_reducer_count() -> None:
     for mode in ("dns", "mdns"):
-        settings = Settings(role="master", discovery=mode, reducer_count=0)  # type: ignore[arg-type]
+        settings = Settings(role="master", discovery=mode, reducer_count=0)
         with pytest.raises(ConfigError, match="MR_REDUCER_COUNT"):
             build_master(settings)
         assert expected_reducers(settings.replace(reducer_count=3)) == 3

@@ -24,10 +24,11 @@ from actors.net.client import PeerClient
 from actors.sequential import run_sequential
 
 from .fakes import FakeDiscovery, FakeTransport, Faults
+from .support import make_text, make_text_file
 
 TIMEOUTS = Timeouts(connect=0.5, request=1.0, lease=0.3, stream_idle=0.5, stage_wait=0.2, finalize=1.0,
                     discovery=0.2, peers=0.5, drain=0.5, startup=1.0, retry_deadline=1.0, recovery=3.0)
-TEXT = "\n".join(" ".join(random.Random(i).choices(["a", "b", "日本語", "the", "The"], k=i % 9)) for i in range(400))
+TEXT = make_text(random.Random(30), 1600, ("a", "b", "日本語", "the", "The"), range(9)).decode()
 
 
 @pytest.fixture
@@ -130,16 +131,7 @@ async def test_a_reducer_answering_errors_gets_a_bounded_number_of_tries(
 
 # --- a real reducer process, killed and restarted mid-job --------------------------------------------------------
 
-WORDS = [f"w{i}" for i in range(2000)] + ["γάμμα", "日本語", "naïve", "The", "the"]
-
-
-def make_book(path: Path, megabytes: float, seed: int) -> bytes:
-    rng = random.Random(seed)
-    words = rng.choices(WORDS, k=int(megabytes * 1024 * 1024 / 5))
-    lines = [" ".join(words[i : i + 12]) for i in range(0, len(words), 12)]
-    data = "\n".join(lines).encode()
-    path.write_bytes(data)
-    return data
+VOCABULARY = (*(f"w{i}" for i in range(2000)), "γάμμα", "日本語", "naïve", "The", "the")
 
 
 async def test_a_reducer_killed_and_back_seconds_later_does_not_fail_the_job(tmp_path: Path) -> None:
@@ -147,7 +139,7 @@ async def test_a_reducer_killed_and_back_seconds_later_does_not_fail_the_job(tmp
     # tries and the job failed long before the reducer was back.
     env = {**DRILL_ENV, "MR_MAX_ATTEMPTS": "2", "MR_REDUCER_COUNT": "2", "MR_TIMEOUT_RECOVERY": "30",
            "MR_BACKUP_TASKS": "false"}
-    data = make_book(tmp_path / "book.txt", 8, seed=21)
+    data = make_text_file(tmp_path / "book.txt", 8, seed=21, vocabulary=VOCABULARY, line_words=(12,))
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path), extra_env=env,
                             timeouts=DRILL_TIMEOUTS, log_dir=str(tmp_path / "logs")) as cluster, \
             aiohttp.ClientSession(base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=120)) as http:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from actors.core.errors import Conflict, TooManyRequests, Unprocessable
+from actors.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from actors.inputs.ref import SERVED, InputRef
+from actors.master.app import REGISTRY, RESULTS
 from actors.master.record import CANCELLED, DONE, FINALIZING, QUEUED, RUNNING, JobRecord
 from actors.master.registry import JobRegistry
+
+from .conftest import ClusterFactory
 
 
 async def close(registry: JobRegistry, grace: float) -> None:
@@ -216,3 +220,79 @@ async def test_an_epoch_that_is_not_newer_is_refused() -> None:
         jobs.start(registry, "x", epoch=5)
     gate.set()
     await close(registry, 1.0)
+
+
+async def test_expire_forgets_finished_jobs_past_the_ttl_with_their_keys_and_never_live_ones() -> None:
+    now = [100.0]
+    forgotten: list[str] = []
+    jobs = Jobs()
+    registry = JobRegistry(lambda: now[0], 60.0, 1, 2, on_end=lambda r: None,
+                           on_forget=lambda r: forgotten.append(r.id))
+    old, old_gate = jobs.start(registry, "old", key="k-old")
+    old_gate.set()
+    await settle()
+    old.finished = 100.0  # the helper's runs finish at 0.0: as if at now
+    cancelled, _ = jobs.start(registry, "cancelled", key="k-cancelled")
+    await settle()
+    registry.cancel("cancelled")
+    await registry.wait_cancelled(cancelled, 1.0)
+    assert (old.state, cancelled.state) == (DONE, CANCELLED)
+    cancelled.finished = 100.0
+    running, running_gate = jobs.start(registry, "running", key="k-running")
+    queued, queued_gate = jobs.start(registry, "queued", key="k-queued")
+    await settle()
+    assert (running.state, queued.state) == (RUNNING, QUEUED)
+    now[0] = 130.0
+    young, young_gate = jobs.start(registry, "young", key="k-young")  # admission expires first: nothing is due
+    await settle()
+    assert young.state == QUEUED
+    registry.cancel("young")
+    await registry.wait_cancelled(young, 1.0)
+    assert (young.state, young.finished) == (CANCELLED, 130.0)  # cancelled while queued: finished by the clock
+
+    now[0] = 160.0  # exactly the TTL: not yet older than it
+    registry.expire()
+    assert forgotten == [] and set(registry.jobs) == {"old", "cancelled", "running", "queued", "young"}
+    assert await registry.claim("k-old", "f", 1.0) is old  # a live key still answers its finished job
+
+    now[0] = 160.5
+    registry.expire()
+    assert sorted(forgotten) == ["cancelled", "old"]  # on_forget lets go of their served inputs and results
+    assert set(registry.jobs) == {"running", "queued", "young"}
+    with pytest.raises(NotFound):
+        registry.get("old")
+    assert not {"k-old", "k-cancelled"} & set(registry.keys)
+    assert await registry.claim("k-old", "another body", 1.0) is None  # released: no 422, a new job may take it
+    registry.release("k-old")
+
+    now[0] = 1e9  # however old, running and queued jobs are never forgotten
+    registry.expire()
+    assert set(registry.jobs) == {"running", "queued"} and sorted(forgotten) == ["cancelled", "old", "young"]
+    assert registry.keys.keys() == {"k-running", "k-queued"}
+    assert await registry.claim("k-running", "f", 1.0) is running
+    assert await registry.claim("k-queued", "f", 1.0) is queued
+    running_gate.set()
+    queued_gate.set()
+    young_gate.set()
+    await settle()
+    assert queued.state == DONE
+    await close(registry, 1.0)
+
+
+async def test_admission_expires_old_jobs_in_a_running_master(make_cluster: ClusterFactory) -> None:
+    """Through the app: the TTL frees the old job's id, idempotency key and held result (on_forget)."""
+    cluster = await make_cluster(mappers=1, reducers=1)
+    registry, results = cluster.master.app[REGISTRY], cluster.master.app[RESULTS]
+    key = {"Idempotency-Key": "ttl-1"}
+    old = await cluster.submit({"input": {"text": "a b a"}}, headers=key)
+    assert await cluster.result(old["id"]) == {"a": 2, "b": 1}
+    held = results.get(old["id"])
+    assert held is not None and results.held_bytes >= held.size > 0
+    late = time.time() + cluster.master.settings.job_ttl + 1
+    registry.clock = lambda: late
+    # Another body under the expired job's key: the key is free (202, not 422); the key names the same job id.
+    new = await cluster.submit({"input": {"text": "c"}}, headers=key)
+    assert new["id"] == old["id"]
+    assert results.get(old["id"]) is not held  # the old result was let go when its job was forgotten
+    assert await cluster.result(new["id"]) == {"c": 1}
+    assert (await cluster.status(new["id"]))["state"] == "done"

@@ -13,16 +13,16 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
-from aiohttp import web
 
 from actors.api import AsyncClient, JobStatus, Progress
 from actors.remote.progress import ProgressBar, progress_bar, progress_text, size_text
 from actors.sequential import run_sequential
 
 from .conftest import Cluster, ClusterFactory
+from .support import held_url as held_text_url
 
 REPO = Path(__file__).resolve().parent.parent
 API_TOKEN = "remote-api-secret-5d1e"
@@ -44,6 +44,12 @@ def command_env(**extra: str) -> dict[str, str]:
     # Neither the caller's MR_URL nor its MR_API_TOKEN may leak into a test: each test says what it sends.
     env = {k: v for k, v in os.environ.items() if k not in ("MR_URL", "MR_API_TOKEN")}
     return {**env, "PYTHONPATH": str(REPO), **extra}
+
+
+class Token(TypedDict, total=False):
+    """The token variable a command may be given (typed, so ``**token`` cannot be taken for ``timeout``)."""
+
+    MR_API_TOKEN: str
 
 
 async def mapreduce(*args: str, timeout: float = 90, **env: str) -> Done:
@@ -111,7 +117,7 @@ async def test_submit_wait_uploads_and_prints_the_oracles_counts(guarded: Cluste
 
 
 async def test_submit_json_top_and_every_follow_up_command(guarded: Cluster, book: Path) -> None:
-    url, token = guarded.url, {"MR_API_TOKEN": API_TOKEN}
+    url, token = guarded.url, Token(MR_API_TOKEN=API_TOKEN)
     expected = oracle(TEXT)
     done = await mapreduce("submit", "--url", url, "--wait", "--json", "--top", "3", "--quiet", str(book), **token)
     assert done.code == 0, done.err
@@ -163,25 +169,8 @@ async def test_submit_json_top_and_every_follow_up_command(guarded: Cluster, boo
 @pytest.fixture
 async def held_url() -> AsyncIterator[tuple[str, asyncio.Event]]:
     """A URL input whose every read is held until the test ends: a job on it is certainly running."""
-    reading, release = asyncio.Event(), asyncio.Event()
-    data = TEXT.encode()
-
-    async def serve(request: web.Request) -> web.StreamResponse:
-        if request.method == "GET":
-            reading.set()
-            await release.wait()
-        return web.Response(body=data, headers={"Accept-Ranges": "bytes"})
-
-    app = web.Application()
-    app.router.add_get("/book.txt", serve)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/book.txt", reading
-    finally:
-        release.set()
-        await runner.cleanup()
+    async with held_text_url(TEXT.encode()) as held:
+        yield held
 
 
 async def test_cancel_a_job_another_command_is_waiting_for(make_cluster: ClusterFactory,
@@ -210,7 +199,7 @@ async def test_cancel_a_job_another_command_is_waiting_for(make_cluster: Cluster
 
 
 async def test_a_wrong_or_missing_token_is_refused_and_never_shown(guarded: Cluster, book: Path) -> None:
-    for how in ({"MR_API_TOKEN": "not-the-token"}, {}):
+    for how in (Token(MR_API_TOKEN="not-the-token"), Token()):
         for argv in (["jobs"], ["submit", "--wait", str(book)], ["status", "x"]):
             done = await mapreduce(*argv, "--url", guarded.url, **how)
             assert done.code == 1, (argv, done)
@@ -239,10 +228,10 @@ async def test_unknown_job_ids_and_refused_submissions_print_the_servers_message
         (str(book), "--param", "k=v"): "params and output cannot go with an uploaded file",
         (str(book), str(book)): "exactly one input per job, got a list of 2",
     }
-    for argv, message in refused.items():
-        done = await mapreduce("submit", "--url", url, *argv)
-        assert done.code == 1, (argv, done)
-        assert done.err.startswith("mapreduce: ") and message in done.err, (argv, done.err)
+    for words, message in refused.items():
+        done = await mapreduce("submit", "--url", url, *words)
+        assert done.code == 1, (words, done)
+        assert done.err.startswith("mapreduce: ") and message in done.err, (words, done.err)
     assert json.loads((await mapreduce("jobs", "--json", "--url", url)).out) == []  # nothing was started
     (data_root / "book.txt").write_text(TEXT)
     done = await mapreduce("submit", "--url", url, "--path", "book.txt", "--wait", "--json")

@@ -273,9 +273,11 @@ async def test_user_job_through_mr_job_modules_equals_the_oracle(actors_factory:
     cluster = await actors_factory(common, [{}, {}], [{}, {}, {}])
     text = sample(11, 3000)
     (data_root / "words.txt").write_text(text, encoding="utf-8")
-    for spec, params in [({"job": "longest_by_letter", "input": {"path": "words.txt"}, "split_size": 4096}, {}),
-                         ({"job": "shapes", "params": {"min": "2"}, "input": {"text": text}, "split_size": 2048},
-                          {"min": "2"})]:
+    runs: list[tuple[dict[str, Any], dict[str, str]]] = [
+        ({"job": "longest_by_letter", "input": {"path": "words.txt"}, "split_size": 4096}, {}),
+        ({"job": "shapes", "params": {"min": "2"}, "input": {"text": text}, "split_size": 2048}, {"min": "2"}),
+    ]
+    for spec, params in runs:
         result = await run(cluster, spec)
         expected = run_sequential(spec["job"], text.encode(), "words.txt", params, (user_module,))
         assert result == expected and result
@@ -308,7 +310,7 @@ async def test_a_job_in_another_version_on_one_actor_is_refused(
 
 async def test_configure_errors_are_400s_with_the_jobs_message(actors_factory: Any, user_module: str) -> None:
     cluster = await actors_factory({"job_modules": (user_module,)}, [{}], [{}])
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"job": "grep", "params": {"pattern": "(unclosed"}}, "bad pattern"),
         ({"job": "grep"}, "needs a non-empty parameter pattern"),
         ({"job": "shapes", "params": {"min": "two"}}, "min must be a whole number"),

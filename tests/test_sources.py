@@ -11,6 +11,8 @@ from actors.core.errors import InputError
 from actors.inputs.sources import UrlSource
 from actors.inputs.urls import UrlPolicy
 
+from .support import serve_app
+
 DATA = b"".join(b"line %d of the input\n" % i for i in range(5000))
 
 
@@ -32,14 +34,8 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
     app = web.Application()
     app.router.add_get("/data.txt", data)
     app.router.add_get("/moved.txt", moved)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url, seen
 
 
 async def _read(source: UrlSource, offset: int) -> bytes:

@@ -173,7 +173,10 @@ def commit_split(ledger: Ledger, split: int, job_name: str, text: str | None = N
                  items: dict[str, Any] | None = None) -> int:
     state = ledger.admit(header(split, job_name))
     stage = Stage(state.job_def, MAX_KEY)
-    stage.add(Data(state.job_def.map(text, "input") if items is None else items))
+    if items is None:
+        assert text is not None, "give the split's text or its items"
+        items = state.job_def.map(text, "input")
+    stage.add(Data(items))
     held = stage.held
     state.record(split, stage)
     state.settle()

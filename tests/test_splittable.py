@@ -458,7 +458,7 @@ def test_indexed_table_matches_the_scanning_model(
         if name == "next":
             mine, theirs = real.next_for(f"m{step[1]}"), model.next_for(f"m{step[1]}")
             assert (mine.split, mine.attempt, mine.backup) == (theirs.split, theirs.attempt, theirs.backup) \
-                if mine is not None and theirs is not None else mine is theirs is None
+                if mine is not None and theirs is not None else mine is None and theirs is None
             if mine is not None:
                 tickets.append(mine)
         elif name == "retire":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from actors.net.client import PeerClient, PeerUnreachable
 from actors.net.transport import HttpTransport
 
 from .conftest import FAST
+from .support import serve_app
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ASSIGNMENT = Assignment(job="j", epoch=1, split=0, attempt=1, job_name="wordcount", input_kind="path",
@@ -48,7 +50,7 @@ class Server:
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
-    runners: list[web.AppRunner] = []
+    servers = contextlib.AsyncExitStack()
     sessions: list[aiohttp.ClientSession] = []
 
     async def start(handler: Handler) -> Server:
@@ -60,23 +62,17 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
 
         app = web.Application()
         app.router.add_post("/{tail:.*}", record)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
+        url = await servers.enter_async_context(serve_app(app))
         session = aiohttp.ClientSession()
         sessions.append(session)
         settings = Settings(token="secret", timeouts=FAST)
-        peer = Peer(ordinal=0, role="reducer", name="reducer-0", url=f"http://127.0.0.1:{port}")
+        peer = Peer(ordinal=0, role="reducer", name="reducer-0", url=url)
         return Server(peer, HttpTransport(PeerClient(session, settings)), seen)
 
     yield start
     for session in sessions:
         await session.close()
-    for runner in runners:
-        await runner.cleanup()
+    await servers.aclose()
 
 
 def closed_port() -> int:

@@ -15,6 +15,8 @@ from actors.core.config import Settings
 from actors.core.errors import InputError
 from actors.inputs.urls import ForbiddenAddress, UrlPolicy, embedded_ipv4, forbidden_cause, refusal, url_size
 
+from .support import serve_app
+
 REFUSED = [
     "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
     "224.0.0.1", "255.255.255.255", "240.0.0.1", "198.51.100.7",
@@ -103,14 +105,8 @@ async def loopback_service() -> AsyncIterator[tuple[int, list[str]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield port, seen
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        yield int(url.rsplit(":", 1)[1]), seen
 
 
 async def test_rebinding_between_check_and_fetch_is_refused_at_connect(

@@ -76,6 +76,7 @@ class JobRegistry:
             raise Conflict(f"another request with Idempotency-Key {key!r} is still being admitted; "
                            "retry shortly") from None
         # No await from here on: the check and the claim are one step.
+        self.expire()  # a key whose job passed its TTL is free now, not only after the next admission
         entry = self.keys.get(key)
         if entry is not None:
             self._check_fingerprint(key, entry.fingerprint, fingerprint)
