@@ -31,7 +31,7 @@ mkdir -p "$work/tests"
 cp -r "$ROOT/actors" "$work/"
 find "$work/actors" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
 cp "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$work/"
-cp "$ROOT/tests/__init__.py" "$ROOT/tests/test_kernel.py" "$work/tests/"
+cp "$ROOT/tests/__init__.py" "$ROOT/tests/test_kernel.py" "$ROOT/tests/test_partition.py" "$work/tests/"
 suffix=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 echo "asan_kernel: building actors/jobs/_wordcount.c with -fsanitize=address,undefined" >&2
 "$CC" -shared -fPIC -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all \
