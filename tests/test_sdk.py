@@ -21,7 +21,7 @@ from actors.core.errors import BadRequest, ConfigError, WireError
 from actors.core.partition import canonical_key, decode_key, display_key, partition_of_key, split_by_partition
 from actors.jobs import get_job, load_catalog
 from actors.sdk import plain_value
-from actors.sequential import run_sequential
+from actors.sequential import run_sequential, run_sequential_inputs
 from actors.serve import build_app
 
 from .conftest import Actor, Cluster, actor_settings, start_actor
@@ -68,6 +68,19 @@ class Shapes(MapReduceJob):
 
     def reducer(self, key, values):
         return sum(values)
+
+
+class FilesByWord(MapReduceJob):
+    """Which input files hold each word: every record knows its input's name."""
+
+    name = "files_by_word"
+
+    def mapper(self, line):
+        for word in line.split():
+            yield word, self.input_name
+
+    def reducer(self, key, values):
+        return sorted(set(values))
 
 
 class Broken(MapReduceJob):
@@ -574,3 +587,32 @@ def test_a_mapper_flushes_a_job_without_combiner_by_its_values_not_only_its_keys
         spool.close()
     combined = get_job("wordcount")
     assert combined.weight({"a": 5, "b": 7}) == 2
+
+
+
+def _documents(root: Path) -> list[tuple[str, bytes]]:
+    """Three documents in a nested directory under the data root, as (name below the root, bytes)."""
+    docs = {"docs/a.txt": sample(21, 400), "docs/b.txt": sample(22, 300), "docs/deep/c.txt": sample(23, 200)}
+    for name, text in docs.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return [(name, text.encode()) for name, text in sorted(docs.items())]
+
+
+async def test_a_user_job_over_several_files_through_mr_job_modules(actors_factory: Any, user_module: str,
+                                                                    data_root: Path) -> None:
+    documents = _documents(data_root)
+    cluster = await actors_factory({"job_modules": (user_module,)}, [{}, {}], [{}, {}])
+    for job in ("files_by_word", "longest_by_letter"):
+        result = await run(cluster, {"job": job, "input": {"paths": ["docs"]}, "split_size": 4096})
+        assert result == run_sequential_inputs(job, documents, modules=(user_module,)) and result
+    assert (await run(cluster, {"job": "files_by_word", "input": {"paths": ["docs/deep"]}}))["alpha"] == [
+        "docs/deep/c.txt"]
+
+
+async def test_a_user_job_over_several_files_through_an_entry_point(actors_factory: Any, data_root: Path,
+                                                                    entry_point_dist: tuple[Path, str]) -> None:
+    documents = _documents(data_root)
+    cluster = await actors_factory({}, [{}, {}], [{}, {}])
+    result = await run(cluster, {"job": "files_by_word", "input": {"paths": ["docs/**/*.txt"]}, "split_size": 4096})
+    assert result == run_sequential_inputs("files_by_word", documents) and result
