@@ -175,10 +175,12 @@ async def test_each_error_class_from_a_real_answer(make_cluster: ClusterFactory,
 
 
 async def test_client_side_refusals_and_an_unreachable_master(client: AsyncClient, tmp_path: Path) -> None:
-    with pytest.raises(BadRequest, match="exactly one input per job, got a list of 2"):
+    with pytest.raises(BadRequest, match="a list of 2 inputs must be all"):
         await client.submit("wordcount", ["a", "b"])
-    with pytest.raises(BadRequest, match="exactly one input per job, got a list of 0"):
+    with pytest.raises(BadRequest, match="a list of 0 inputs must be all"):
         await client.submit("wordcount", [])
+    with pytest.raises(BadRequest, match="a list of 2 inputs must be all"):
+        await client.submit("wordcount", [{"path": "a.txt"}, {"url": "http://example.org/b"}])
     upload = tmp_path / "f.txt"
     upload.write_text("a")
     with pytest.raises(BadRequest, match="params and output cannot go with an uploaded file"):
@@ -335,3 +337,13 @@ async def test_a_job_with_an_output_directory_answers_where_it_went(client: Asyn
     await text.wait(timeout=60)
     with pytest.raises(Conflict, match="held by the master"):
         await text.output()
+
+
+
+async def test_a_list_of_path_references_is_one_job_over_them_all(client: AsyncClient, data_root: Path) -> None:
+    (data_root / "a.txt").write_text("to be or\n")
+    (data_root / "b.txt").write_text("not to be\n")
+    handle = await client.submit("inverted_index", [{"path": "a.txt"}, {"path": "b.txt"}])
+    assert (await handle.wait(timeout=60)).state == "done"
+    assert await handle.result() == {"to": ["a.txt", "b.txt"], "be": ["a.txt", "b.txt"], "or": ["a.txt"],
+                                     "not": ["b.txt"]}

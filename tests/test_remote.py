@@ -226,7 +226,7 @@ async def test_unknown_job_ids_and_refused_submissions_print_the_servers_message
         ("--path", "../etc/passwd"): "'..'",
         ("--path", "book.txt", "--param", "k=v"): "job 'wordcount' has no parameter k",
         (str(book), "--param", "k=v"): "params and output cannot go with an uploaded file",
-        (str(book), str(book)): "exactly one input per job, got a list of 2",
+        (str(book), str(book)): "a list of 2 inputs must be all",
     }
     for words, message in refused.items():
         done = await mapreduce("submit", "--url", url, *words)

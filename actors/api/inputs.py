@@ -33,13 +33,22 @@ class Upload:
 
 
 def one_input(inputs: Inputs) -> JsonInput | Upload:
-    """The single input this API takes per job; a list is accepted only with one element."""
+    """What one job reads: a single input, or a list of path (or of URL) references sent as one
+    ``{"paths": [...]}`` (or ``{"urls": [...]}``) input; text and uploads travel one per job."""
     if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes, bytearray)):
-        if len(inputs) != 1:
-            raise BadRequest(f"this server takes exactly one input per job, got a list of {len(inputs)}; "
-                             "submit one job per input")
-        return _prepare(inputs[0])
+        if len(inputs) == 1:
+            return _prepare(inputs[0])
+        return _references(inputs)
     return _prepare(inputs)
+
+
+def _references(inputs: Sequence[Input]) -> JsonInput:
+    kinds = {next(iter(item)) if isinstance(item, Mapping) and len(item) == 1 else "" for item in inputs}
+    if len(inputs) == 0 or len(kinds) != 1 or kinds.pop() not in ("path", "url"):
+        raise BadRequest(f"a list of {len(inputs)} inputs must be all {{\"path\": ...}} or all {{\"url\": ...}} "
+                         "references (text and uploads go one per job)")
+    kind = next(iter(inputs[0]))  # type: ignore[arg-type]
+    return JsonInput({f"{kind}s": [item[kind] for item in inputs]})  # type: ignore[index]
 
 
 def _prepare(item: Any) -> JsonInput | Upload:
