@@ -16,6 +16,7 @@ from actors.core import wire
 from actors.core.errors import DiscoveryError, PeerError, Unavailable
 from actors.core.messages import (
     Assignment,
+    Columns,
     Commit,
     Data,
     Finalize,
@@ -131,7 +132,7 @@ class FakeReducer:
         job = self.ledger.current(header.job, header.epoch).job_def
         stage = Stage(job, MAX_KEY)
         for raw in frames:
-            message = from_wire(raw, Data, KeyPart)
+            message = from_wire(raw, Data, Columns, KeyPart)
             if isinstance(message, KeyPart):
                 stage.add_part(message)
             else:
