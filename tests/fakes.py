@@ -37,7 +37,7 @@ from actors.core.splits import OwnedLines, read_from
 from actors.discovery import Peer, PeerRole
 from actors.jobs import get_job
 from actors.net.transport import MapperMessage, PeerUnreachable
-from actors.reducer.ledger import COMMITTED, Ledger, Stage
+from actors.reducer.ledger import COMMITTED, DUPLICATE, Ledger, Stage
 
 CAP = 16 * 1024 * 1024
 
@@ -128,8 +128,8 @@ class FakeReducer:
 
     def commit(self, header: StreamHeader, frames: list[Any], commit: Commit) -> StreamAck:
         """What the reducer's shuffle handler does with a whole stream: stage privately, verify, commit once."""
-        self.ledger.admit(header)
-        job = self.ledger.current(header.job, header.epoch).job_def
+        state = self.ledger.receive(header)
+        job = state.job_def if state is not None else get_job(header.job_name)
         stage = Stage(job, MAX_KEY)
         for raw in frames:
             message = from_wire(raw, Data, Columns, KeyPart)
@@ -138,16 +138,25 @@ class FakeReducer:
             else:
                 stage.add(message)
         stage.verify(commit)
-        status = self.ledger.current(header.job, header.epoch).commit(header.split, stage)
+        if state is None:  # reported already: every split is committed
+            status = DUPLICATE
+        else:
+            status = self.ledger.current(header.job, header.epoch).commit(header.split, stage)
         return StreamAck(header.job, header.epoch, header.split, header.partition, status, self.incarnation)
 
     def finalize(self, message: Finalize) -> Report | Missing:
+        """As the reducer's handler: a kept answer is answered again; a report forgets the job, keeping it."""
+        kept = self.ledger.reported_answer(message.job, message.epoch)
+        if kept is not None:
+            return from_wire(wire.decode(kept, CAP), Report, Missing)
         state = self.ledger.find(message.job, message.epoch)
         missing = state.missing(message.splits) if state is not None else list(range(message.splits))
         if state is None or missing:
             return Missing(message.job, message.epoch, self.ordinal, self.incarnation, missing)
-        return Report(message.job, message.epoch, self.ordinal, self.incarnation, message.splits,
-                      state.job_def.finish(state.totals))
+        report = Report(message.job, message.epoch, self.ordinal, self.incarnation, message.splits,
+                        state.job_def.finish(state.totals))
+        self.ledger.forget_reported(state, wire.encode(to_wire(report)))
+        return report
 
 
 @dataclass
@@ -160,6 +169,7 @@ class Faults:
     duplicate_stream: float = 0.0  # a partition stream is sent twice (the second answers "duplicate")
     stale_message: float = 0.0  # a message of another attempt shows up on the assignment stream
     delay: float = 0.0  # up to this many seconds of delay before each message
+    drop_answer: float = 0.0  # a reducer reports (and forgets the job), then its finalize answer is lost
 
 
 Script = Callable[[str, Assignment], str | None]
@@ -185,6 +195,9 @@ class FakeTransport:
     commits: Counter[tuple[str, int, int, str, int]] = field(default_factory=Counter)  # (job, epoch, part, inc, split)
     closed_early: int = 0  # assignment streams the master stopped listening to
     finalized: list[tuple[str, int]] = field(default_factory=list)
+    answers: list[tuple[str, int, Report | Missing]] = field(default_factory=list)  # (job, partition, answer)
+    lose_answers: int = 0  # the first this many finalize answers are lost after the reducer gave them
+    lost_answers: int = 0
     released: list[tuple[str, str]] = field(default_factory=list)
     sent: list[tuple[int, StreamHeader]] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -307,7 +320,12 @@ class FakeTransport:
         await self._pause()
         if not target.up:
             raise PeerUnreachable(f"{reducer.url}: connection refused (simulated)")
-        return target.finalize(message)
+        answer = target.finalize(message)
+        self.answers.append((message.job, message.partition, answer))
+        if self.lost_answers < self.lose_answers or self._chance(self.faults.drop_answer):
+            self.lost_answers += 1
+            raise PeerError(f"finalize answer of reducer {reducer.ordinal} lost (simulated)")
+        return answer
 
     async def release(self, peer: Peer, message: Release) -> None:
         self.released.append((message.job, peer.name))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from actors.core.config import Settings, Timeouts
-from actors.core.messages import Assignment
+from actors.core.messages import Assignment, Report
 from actors.inputs.ref import SERVED, InputRef
 from actors.master.coordinator import Coordinator, MapperSlots
 from actors.master.record import JobRecord
@@ -100,7 +100,26 @@ async def test_a_clean_run_maps_each_split_once_and_equals_the_oracle() -> None:
     assert len(transport.assignments) == len(record.splits)
     assert sum(transport.commits.values()) == 2 * len(record.splits)
     assert_committed_once(transport)
-    assert sorted(name for _, name in transport.released) == ["reducer-0", "reducer-1"]
+    # Each reducer forgot the job when it reported it: no Release round trip, no state left behind.
+    assert transport.released == []
+    assert all(not r.ledger.jobs for r in transport.reducers.values())
+
+
+async def test_a_lost_finalize_answer_is_answered_again_exactly_without_a_re_map() -> None:
+    """A reducer reports and forgets the job; its answer is lost on the way; the master asks again and gets the
+    same report from what the reducer kept, so nothing is re-mapped and nothing is released."""
+    transport = FakeTransport.with_reducers({}, 2, lose_answers=2)
+    job = make_job(transport, FakeDiscovery(2, 2))
+    record = await job.run()
+    assert (record.state, record.error) == ("done", "")
+    assert record.result == job.oracle
+    assert record.recoveries == [] and len(transport.assignments) == len(record.splits)
+    assert transport.lost_answers == 2 and len(transport.answers) == 4
+    for partition in (0, 1):
+        first, again = [answer for _, p, answer in transport.answers if p == partition]
+        assert isinstance(first, Report) and again == first
+    assert transport.released == []
+    assert all(not r.ledger.jobs for r in transport.reducers.values())
 
 
 async def test_a_lost_report_is_retried_and_its_committed_partitions_answer_duplicate() -> None:
@@ -362,8 +381,9 @@ async def test_a_seeded_simulation_of_many_jobs_keeps_every_invariant(seed: int)
     rng = random.Random(seed)
     reducers = rng.choice([2, 3])
     faults = Faults(drop_stream=0.03, drop_ack=0.03, drop_report=0.02, duplicate_stream=0.1, stale_message=0.05,
-                    delay=0.002)
-    transport = FakeTransport.with_reducers({}, reducers, faults=faults, rng=rng, heartbeat=0.02)
+                    delay=0.002, drop_answer=0.05)
+    # lose_answers: one finalize answer is surely lost, whatever the draws meet in the loop's schedule.
+    transport = FakeTransport.with_reducers({}, reducers, faults=faults, rng=rng, heartbeat=0.02, lose_answers=1)
     chaos = Chaos(rng, transport.reducers)
     transport.script, transport.before_finalize = chaos.script, chaos.before_finalize
     discovery = FakeDiscovery(3, reducers)
@@ -403,3 +423,4 @@ async def test_a_seeded_simulation_of_many_jobs_keeps_every_invariant(seed: int)
     assert chaos.restarts > 0 and any(r.recoveries for r in records)
     assert chaos.modes["dead"] and chaos.modes["silent"] and chaos.modes["slow"] and chaos.blips
     assert transport.closed_early > 0  # silent attempts lost their lease, or stragglers lost to a backup
+    assert transport.lost_answers > 0  # reports given, answers lost, finalize asked again

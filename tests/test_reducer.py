@@ -14,7 +14,7 @@ import pytest
 from actors.core import wire
 from actors.core.messages import Commit, Data, Finalize, KeyPart, Release, StreamHeader, to_wire
 from actors.net.actor import IDENTITY
-from actors.reducer.app import BUDGET
+from actors.reducer.app import BUDGET, LEDGER
 from actors.reducer.budget import DECODED_RATIO
 
 from .conftest import TOKEN, Cluster, ClusterFactory, eventually
@@ -146,6 +146,57 @@ async def test_finalize_names_missing_splits_and_release_forgets(make_cluster: C
     status, answer = await finalize(cluster, splits=2)
     assert status == 200
     assert (answer["type"], answer["splits"]) == ("missing", [0, 1])
+
+
+async def raw_finalize(cluster: Cluster, splits: int, epoch: int = 1) -> tuple[int, bytes]:
+    message = Finalize(job="j1", epoch=epoch, partition=0, splits=splits, job_name="wordcount")
+    async with cluster.session.post(cluster.reducers[0].url + "/internal/v1/finalize",
+                                    data=wire.encode(to_wire(message)), headers=AUTH) as response:
+        return response.status, await response.read()
+
+
+async def test_a_reported_job_is_forgotten_and_a_repeated_finalize_gets_the_same_bytes(
+        make_cluster: ClusterFactory) -> None:
+    """The master's finalize answer may be lost and asked for again: the reducer forgot the job when it reported
+    (no Release needed), yet answers the repeated finalize with the very same bytes."""
+    cluster = await make_cluster(mappers=1, reducers=1)
+    assert (await post(cluster, good_stream(0, {"a": 2, "b": 1})))[1]["status"] == "committed"
+    assert (await post(cluster, good_stream(1, {"a": 5, "c": 1})))[1]["status"] == "committed"
+    status, first = await raw_finalize(cluster, splits=2)
+    assert status == 200
+    assert cbor2.loads(first)["totals"] == {"a": 7, "b": 1, "c": 1}
+    state = await reducer_state(cluster)
+    assert state["jobs"] == {} and state["reported"] == 1  # forgotten at once: nothing held but the answer
+    for _ in range(2):  # the answer was lost on the way: asked again, answered the same, byte for byte
+        status, again = await raw_finalize(cluster, splits=2)
+        assert (status, again) == (200, first)
+    # A late stream of the reported job (a backup attempt still sending) is a duplicate and recreates nothing.
+    status, ack = await post(cluster, header(0) + data({"a": 2, "b": 1}) + commit(1, 2, 3))
+    assert (status, ack["status"]) == (200, "duplicate")
+    status, answer = await post(cluster, good_stream(0, {"a": 1}, epoch=0))  # an older epoch is still fenced
+    assert status == 409 and "stale" in answer["message"]
+    assert (await reducer_state(cluster))["jobs"] == {}
+    assert (await raw_finalize(cluster, splits=2))[1] == first
+    # A newer epoch of the job starts afresh.
+    assert (await post(cluster, good_stream(0, {"z": 1}, epoch=2)))[1]["status"] == "committed"
+    assert (await finalize(cluster, splits=1, epoch=2))[1]["totals"] == {"z": 1}
+
+
+async def test_a_report_no_longer_kept_is_redone_exactly(make_cluster: ClusterFactory) -> None:
+    """Past MR_REPORT_GRACE the kept answer goes: a finalize asked again then names every split missing, and the
+    splits sent again give the same totals (a master re-maps them for this partition)."""
+    cluster = await make_cluster(mappers=1, reducers=1, report_grace=0.001)
+    streams = [good_stream(0, {"a": 2, "b": 1}), good_stream(1, {"a": 5})]
+    for body in streams:
+        assert (await post(cluster, body))[1]["status"] == "committed"
+    status, first = await finalize(cluster, splits=2)
+    assert (status, first["totals"]) == (200, {"a": 7, "b": 1})
+    await eventually(lambda: not cluster.reducers[0].app[LEDGER].reported.get("j1"), timeout=5)
+    status, answer = await finalize(cluster, splits=2)
+    assert (status, answer["type"], answer["splits"]) == (200, "missing", [0, 1])
+    for body in streams:
+        assert (await post(cluster, body))[1]["status"] == "committed"
+    assert (await finalize(cluster, splits=2))[1]["totals"] == first["totals"]
 
 
 @pytest.mark.parametrize("body", [b"", b"\xa1", cbor2.dumps([1, 2]), cbor2.dumps({"v": 1, "type": "finalize"}),

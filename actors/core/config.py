@@ -154,6 +154,12 @@ class Settings:
                                  "reducer holds per job before spilling a sorted run under MR_SPOOL_DIR", low=1)
     max_inputs: int = setting("MR_MAX_INPUTS", 10000, "most inputs (files after walking directories and globs, or "
                               "URLs) one job may have; more are refused at submit", low=1, count=True)
+    # A reducer forgets a job once it has reported it; a master that lost the answer and asks again gets the same
+    # bytes while they are kept, else every split named missing (it re-maps them: slower, still exact).
+    report_grace: float = setting("MR_REPORT_GRACE", 300.0, "seconds a reducer keeps each report it answered, for "
+                                  "a master that asks again after losing the answer; 0: none kept", low=0.0)
+    report_budget: int = setting("MR_REPORT_BUDGET", 64 * MiB, "bytes of reports a reducer keeps within "
+                                 "MR_REPORT_GRACE; past it the oldest go first", low=1024)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")

@@ -23,7 +23,10 @@ log = EventLog(__name__)
 
 
 class Collector:
-    """The reduce side of one job: finalize, recover lost partitions through ``remap``, release."""
+    """The reduce side of one job: finalize, recover lost partitions through ``remap``, release the unreported.
+
+    A reducer forgets a job once it has reported it (keeping its answer a while for a repeated finalize), so only
+    the partitions never reported (a failed or cancelled job) need a Release."""
 
     def __init__(self, record: JobRecord, settings: Settings, transport: Transport, discovery: Discovery) -> None:
         self.record = record
@@ -31,6 +34,7 @@ class Collector:
         self.transport = transport
         self.discovery = discovery
         self.fields = {"job": record.id, "epoch": record.epoch}
+        self.reported: set[int] = set()  # partitions whose report arrived: their reducers forgot the job
 
     async def collect(self, remap: Remap) -> dict[str, Any]:
         """Every partition's report; a partition whose reducer lost splits has ``remap`` redo just those."""
@@ -104,20 +108,22 @@ class Collector:
         if (answer.job, answer.epoch, answer.partition) != (record.id, record.epoch, partition):
             raise JobFailed(f"reducer {partition} answered for another job or partition")
         if isinstance(answer, Report):
-            log.info("partition_collected", **self.fields, partition=partition,
-                     keys=answer.part_keys if answer.part else len(answer.totals), part=answer.part or None,
-                     incarnation=answer.incarnation)
+            self.reported.add(partition)
+            log.debug("partition_collected", **self.fields, partition=partition,
+                      keys=answer.part_keys if answer.part else len(answer.totals), part=answer.part or None,
+                      incarnation=answer.incarnation)
         return answer
 
     async def release(self) -> None:
-        """Tell every reducer to forget the job; best effort, bounded, never raises."""
+        """Tell every reducer that has not reported the job to forget it; best effort, bounded, never raises."""
         record = self.record
-        if not record.partitions:
-            return
+        unreported = set(range(record.partitions)) - self.reported
+        if not unreported:
+            return  # a finished job: every reducer forgot it when it reported
         message = Release(job=record.id, epoch=record.epoch)
         try:
             reducers = await self.discovery.peers("reducer")
         except MapReduceError:
             return
-        calls = [self.transport.release(r, message) for r in reducers if r.ordinal < record.partitions]
+        calls = [self.transport.release(r, message) for r in reducers if r.ordinal in unreported]
         await asyncio.gather(*calls, return_exceptions=True)

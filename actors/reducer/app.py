@@ -31,7 +31,7 @@ from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, disco
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
-from .ledger import Ledger, Stage
+from .ledger import DUPLICATE, Ledger, Stage
 from .output import write_output
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -44,7 +44,8 @@ log = EventLog(__name__)
 def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
     app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS],
-                         memory=settings.reduce_memory, spool=settings.spool_dir)
+                         memory=settings.reduce_memory, spool=settings.spool_dir,
+                         report_grace=settings.report_grace, report_budget=settings.report_budget)
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
@@ -133,24 +134,30 @@ async def _stream(request: web.Request) -> web.Response:
             f"stream of {header.size} bytes exceeds the staging budget of {settings.stage_budget} bytes "
             "(raise MR_STAGE_BUDGET on the reducers or lower MR_SPLIT_SIZE)"
         )
-    ledger.admit(header)
+    # A job this reducer already reported had every split committed: the stream is checked whole, then a duplicate.
+    state = ledger.receive(header)
+    reported = state is None
+    job_def = ledger.catalog.get(header.job_name, header.params) if state is None else state.job_def
     # Most streams decode to about DECODED_RATIO times their size; one long key to about its size. Reserve the
     # estimate (at most the whole budget) and let the decoded frames grow it when they hold more.
     estimate = min(header.size * DECODED_RATIO, settings.stage_budget)
     async with request.app[BUDGET].reserve(estimate, settings.timeouts.stage_wait) as reserved:
-        stage = Stage(ledger.current(header.job, header.epoch).job_def, settings.max_key)
+        stage = Stage(job_def, settings.max_key)
         await _receive(reader, header, stage, reserved, settings)
         await reader.expect_end()
-        # Re-read the state after the awaits above: a newer epoch may have replaced it meanwhile.
-        partition = ledger.current(header.job, header.epoch)
-        status = partition.record(header.split, stage)  # no await between the check and the commit
-        # Merge in slices, yielding between them, while this stream's reservation still covers its values.
-        while True:
-            if partition.merge_some(settings.frame_keys):
-                break
-            await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
+        # Re-read the state after the awaits above: a newer epoch may have replaced it, or a finalize reported it.
+        if reported or ledger.was_reported(header.job, header.epoch):
+            status = DUPLICATE
+        else:
+            partition = ledger.current(header.job, header.epoch)
+            status = partition.record(header.split, stage)  # no await between the check and the commit
+            # Merge in slices, yielding between them, while this stream's reservation still covers its values.
+            while True:
+                if partition.merge_some(settings.frame_keys):
+                    break
+                await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
     request.app[REDUCER_METRICS].stream(status)
-    log.info("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
+    log.debug("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
     ack = StreamAck(
         job=header.job, epoch=header.epoch, split=header.split, partition=header.partition, status=status,
         incarnation=request.app[IDENTITY].incarnation,
@@ -249,11 +256,17 @@ async def _receive(reader: FrameReader, header: StreamHeader, stage: Stage, rese
 
 
 async def finalize(request: web.Request) -> web.Response:
+    """The partition's report (or the splits it lacks); once reported, the job is forgotten here and the same
+    answer, byte for byte, is kept for a master that asks again (MR_REPORT_GRACE, MR_REPORT_BUDGET)."""
     settings = request.app[SETTINGS]
     message = from_wire(await read_cbor_body(request, settings.message_cap), Finalize)
     ledger = request.app[LEDGER]
     if message.partition != ledger.partition:
         raise Conflict(f"finalize for partition {message.partition} reached reducer {ledger.partition}")
+    kept = ledger.reported_answer(message.job, message.epoch)
+    if kept is not None:
+        log.info("report_repeated", job=message.job, epoch=message.epoch, partition=ledger.partition)
+        return _cbor_bytes(kept)
     incarnation = request.app[IDENTITY].incarnation
     partition = ledger.find(message.job, message.epoch)
     missing = partition.missing(message.splits) if partition is not None else list(range(message.splits))
@@ -278,14 +291,23 @@ async def finalize(request: web.Request) -> web.Response:
             splits=message.splits, totals={}, part=part.name, part_bytes=part.bytes, part_keys=part.keys,
             part_sha256=part.sha256,
         )
-        return cbor_response(to_wire(report))
-    log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
-             keys=len(totals), duplicates=partition.duplicates)
-    report = Report(
-        job=message.job, epoch=message.epoch, partition=ledger.partition,
-        incarnation=incarnation, splits=message.splits, totals=totals,
-    )
-    return cbor_response(to_wire(report))
+    else:
+        log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
+                  keys=len(totals), duplicates=partition.duplicates)
+        report = Report(
+            job=message.job, epoch=message.epoch, partition=ledger.partition,
+            incarnation=incarnation, splits=message.splits, totals=totals,
+        )
+    # A finalize asked twice at once reports once: the answer kept first is the answer.
+    kept = ledger.reported_answer(message.job, message.epoch)
+    if kept is None:
+        kept = wire.encode(to_wire(report))
+        ledger.forget_reported(partition, kept)
+    return _cbor_bytes(kept)
+
+
+def _cbor_bytes(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/cbor")
 
 
 async def release(request: web.Request) -> web.Response:
@@ -308,6 +330,6 @@ async def state(request: web.Request) -> web.Response:
     budget = request.app[BUDGET]
     return web.json_response({
         "incarnation": request.app[IDENTITY].incarnation, "partition": ledger.partition, "jobs": jobs,
-        "stale": ledger.stale, "staged_bytes": budget.used, "waited": budget.waited,
+        "reported": len(ledger.reported), "stale": ledger.stale, "staged_bytes": budget.used, "waited": budget.waited,
         "refused": budget.refused,
     })

@@ -14,6 +14,7 @@ from ..jobs import Catalog, Job, load_catalog
 from ..jobs.adapter import SdkJob
 from ..jobs.kernel import unpack_columns
 from .budget import footprint
+from .reported import ReportedJobs
 from .spill import SpillRuns
 
 COMMITTED = "committed"
@@ -210,9 +211,11 @@ class Ledger:
     """Every job this reducer holds, by id; a newer epoch of a job replaces an older one, an older is refused."""
 
     def __init__(self, partition: int, clock: Callable[[], float], catalog: Catalog | None = None,
-                 memory: int = 0, spool: str = "") -> None:
+                 memory: int = 0, spool: str = "", report_grace: float = 300.0,
+                 report_budget: int = 64 * 1024 * 1024) -> None:
         """``memory`` (MR_REDUCE_MEMORY): bytes of a general job's values held before spilling; 0 never spills.
-        ``spool`` (MR_SPOOL_DIR): where runs are written."""
+        ``spool`` (MR_SPOOL_DIR): where runs are written. ``report_grace`` and ``report_budget`` (MR_REPORT_GRACE,
+        MR_REPORT_BUDGET): how long and how much of the answers to reported jobs are kept (see reported.py)."""
         self.partition = partition
         self.catalog = catalog if catalog is not None else load_catalog()
         self.clock = clock
@@ -221,17 +224,31 @@ class Ledger:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spill-{partition}")
         self.spills = 0  # runs spilled by jobs no longer held (for metrics and tests)
         self.jobs: dict[str, PartitionState] = {}
+        self.reported = ReportedJobs(report_grace, report_budget, clock)  # jobs reported and forgotten
         self.stale = 0  # streams, commits and finalizes refused for an old epoch
 
-    def admit(self, header: StreamHeader) -> PartitionState:
-        """The state a new stream will commit into, created on first sight of (job, epoch)."""
+    def receive(self, header: StreamHeader) -> PartitionState | None:
+        """What a new stream commits into: its state, or None when (job, epoch) was already reported here (every
+        split is committed, so the stream is a duplicate)."""
+        self._route(header)
+        if self.was_reported(header.job, header.epoch):
+            return None
+        return self.admit(header)
+
+    def _route(self, header: StreamHeader) -> None:
         if header.partition != self.partition:
             raise Conflict(
                 f"stream for partition {header.partition} reached reducer {self.partition}: routing is stale"
             )
         if header.partition >= header.partitions:
             raise WireError(f"partition {header.partition} is out of range for {header.partitions} partitions")
+
+    def admit(self, header: StreamHeader) -> PartitionState:
+        """The state a new stream will commit into, created on first sight of (job, epoch)."""
+        self._route(header)
         key = header.key
+        if self.was_reported(key.job, key.epoch):
+            raise Conflict(f"job {key.job} epoch {key.epoch} was already reported by reducer {self.partition}")
         state = self.jobs.get(key.job)
         if state is not None:
             self._fence(state, key.epoch)
@@ -255,8 +272,40 @@ class Ledger:
             state.pool, state.memory = self.pool, self.memory
         if state.job in self.jobs:
             self._drop(self.jobs[state.job])  # a newer epoch replaces the older one's runs too
+        self.reported.drop(state.job)  # an older epoch's report: superseded
         self.jobs[header.job] = state
         return state
+
+    def was_reported(self, job: str, epoch: int) -> bool:
+        """Whether this reducer reported (job, epoch) and forgot its state (every split was committed then); an
+        epoch older than the one reported is stale (409)."""
+        if job in self.jobs:
+            return False  # a live state fences by itself; it is never older than a kept report
+        entry = self.reported.get(job)
+        if entry is None:
+            return False
+        if epoch < entry.epoch:
+            self.stale += 1
+            raise Conflict(f"job {job} epoch {epoch} is stale: this reducer reported epoch {entry.epoch}")
+        return epoch == entry.epoch
+
+    def reported_answer(self, job: str, epoch: int) -> bytes | None:
+        """The encoded finalize answer this reducer gave for (job, epoch), if it still keeps it."""
+        if not self.was_reported(job, epoch):
+            return None
+        entry = self.reported.get(job)
+        return entry.answer if entry is not None else None
+
+    def forget_reported(self, state: PartitionState, answer: bytes) -> None:
+        """(job, epoch) is reported with ``answer``: drop its state now and keep the answer (bounded) for a master
+        that asks again. No Release round trip is needed after a report."""
+        live = self.jobs.get(state.job)
+        if live is not None and live is not state:
+            return  # a newer epoch replaced it meanwhile: its report is nobody's answer any more
+        if live is state:
+            del self.jobs[state.job]
+            self._drop(state)
+        self.reported.keep(state.job, state.epoch, answer)
 
     def current(self, job: str, epoch: int) -> PartitionState:
         """The state of (job, epoch), or a clear 404/409 when it is unknown or superseded."""
@@ -286,6 +335,9 @@ class Ledger:
             raise Conflict(f"job {state.job} epoch {epoch} is stale: this reducer is at epoch {state.epoch}")
 
     def release(self, job: str, epoch: int) -> bool:
+        entry = self.reported.get(job)
+        if entry is not None and entry.epoch <= epoch:
+            self.reported.drop(job)
         state = self.jobs.get(job)
         if state is None or state.epoch > epoch:
             return False
@@ -295,6 +347,7 @@ class Ledger:
 
     def expire(self, ttl: float) -> list[str]:
         """Forget jobs untouched for ``ttl`` seconds (finished or abandoned by a master that is gone)."""
+        self.reported.expire()
         cutoff = self.clock() - ttl
         old = [job for job, state in self.jobs.items() if state.touched < cutoff]
         for job in old:
