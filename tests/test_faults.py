@@ -68,7 +68,9 @@ SHARED = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
-    async with fault_cluster(tmp_path_factory.mktemp("shared")) as running:
+    # DEBUG: its tests read the per-split and per-stream events (split_started, stream_committed...) from the logs.
+    env = {**FAULT_ENV, "MR_LOG_LEVEL": "DEBUG"}
+    async with fault_cluster(tmp_path_factory.mktemp("shared"), env) as running:
         yield running
 
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import tracemalloc
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,12 +127,27 @@ async def test_a_result_over_the_per_job_cap_fails_its_job(make_cluster: Cluster
     assert await cluster.run_text("small text small") == {"small": 2, "text": 1}
 
 
-async def test_compute_answers_from_the_held_result(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster()
-    async with cluster.session.get(f"{cluster.url}/compute", params={"text": "a b a c a b"}) as response:
-        assert response.status == 200
-        assert await response.json() == {"a": 3, "b": 2, "c": 1}
-    assert cluster.master.app[RESULTS].encodes == 1
+async def test_compute_answers_once_encoded_and_forgets_its_job(make_cluster: ClusterFactory,
+                                                                  tmp_path: Path) -> None:
+    """A /compute job is answered on its own request: encoded once, never held among the results, never journaled
+    (its id is never handed out), and forgotten once answered, so a flood of them holds nothing on the master."""
+    cluster = await make_cluster(state_dir=str(tmp_path / "state"))
+    registry, results = cluster.master.app[REGISTRY], cluster.master.app[RESULTS]
+    for _ in range(3):
+        async with cluster.session.get(f"{cluster.url}/compute", params={"text": "a b a c a b"}) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+            assert await response.read() == b'{"a": 3, "b": 2, "c": 1}'  # top order, json.dumps' own spacing
+    assert registry.jobs == {}
+    assert (results.encodes, results.held_bytes) == (0, 0)
+    job = await cluster.submit({"input": {"text": "x y x"}})  # a submitted job is still journaled and held
+    assert await cluster.result(job["id"]) == {"x": 2, "y": 1}
+    await registry.wait_cancelled(registry.get(job["id"]), timeout=10.0)  # its task ended: "ended" is queued
+    journal = tmp_path / "state" / "jobs.journal"
+    await eventually(lambda: journal.exists() and journal.read_text().count("\n") >= 2)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [(entry["event"], entry["id"]) for entry in lines] == [("started", job["id"]), ("ended", job["id"])]
+    assert results.encodes == 1
 
 
 async def test_strings_with_lone_surrogates_are_refused_at_submit(make_cluster: ClusterFactory) -> None:

@@ -10,7 +10,7 @@ import pytest
 from actors.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from actors.inputs.ref import SERVED, InputRef
 from actors.master.app import REGISTRY, RESULTS
-from actors.master.record import CANCELLED, DONE, FINALIZING, QUEUED, RUNNING, JobRecord
+from actors.master.record import CANCELLED, DONE, FINALIZING, QUEUED, RUNNING, JobRecord, JobState
 from actors.master.registry import JobRegistry
 
 from .conftest import ClusterFactory
@@ -296,3 +296,41 @@ async def test_admission_expires_old_jobs_in_a_running_master(make_cluster: Clus
     assert results.get(old["id"]) is not held  # the old result was let go when its job was forgotten
     assert await cluster.result(new["id"]) == {"c": 1}
     assert (await cluster.status(new["id"]))["state"] == "done"
+
+
+class Watched(JobRecord):
+    """A record that counts how often its state is read."""
+
+    reads = 0
+
+    @property
+    def state(self) -> JobState:
+        Watched.reads += 1
+        return super().state
+
+
+async def test_admission_costs_the_same_however_many_finished_jobs_are_held() -> None:
+    """expire() ran on every admission over every job held: at /compute rates (3600 s TTL) that grew without end.
+    It now looks only at the oldest ended jobs, and stops at the first one not due."""
+    jobs = Jobs()
+    now = [100.0]
+    registry = JobRegistry(lambda: now[0], 60.0, 4, 4, on_end=lambda r: None, on_forget=lambda r: None)
+    for i in range(300):
+        record = Watched(id=f"j{i}", epoch=1, job_name="wordcount", input=InputRef(SERVED, "http://x/", "t", 1),
+                         created=0.0, split_size=1)
+        jobs.run(record).set()
+        registry.start(record, jobs.body)
+        await settle()
+        record.finished = now[0]
+    assert all(r.state == DONE for r in registry.jobs.values()) and len(registry.jobs) == 300
+    Watched.reads = 0
+    for i in range(20):
+        jobs.start(registry, f"new{i}")[1].set()
+        await settle()
+    assert Watched.reads <= 20, Watched.reads  # nothing due: one look at the oldest per admission, at most
+    now[0] = 161.0  # all 300 past the TTL: dropped in one admission, each looked at once
+    Watched.reads = 0
+    jobs.start(registry, "later")[1].set()
+    await settle()
+    assert not any(job_id.startswith("j") for job_id in registry.jobs) and Watched.reads <= 300
+    await close(registry, 1.0)

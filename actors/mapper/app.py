@@ -99,7 +99,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
     run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY], metrics)
     fields = {"job": assignment.job, "epoch": assignment.epoch, "split": assignment.split,
               "attempt": assignment.attempt}
-    log.info("split_started", **fields, start=assignment.start, end=assignment.end)
+    log.debug("split_started", **fields, start=assignment.start, end=assignment.end)
     try:
         outcome: SplitDone | SplitFailed
         try:
@@ -110,7 +110,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
                     await response.write(wire.frame(to_wire(progress), settings.message_cap))
             outcome = run.outcome()
             metrics.splits_done.inc()
-            log.info("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
+            log.debug("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
             # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read (nor
             # a conflict, a key past MR_MAX_KEY, or a job's own code failing): the job fails at once, not after

@@ -50,7 +50,7 @@ from .page import add_status_page
 from .readiness import READY, expected_reducers, readiness_context
 from .record import DONE, FAILED, FINISHED, JobRecord, many_inputs
 from .registry import JobRegistry
-from .results import HeldResult, Results
+from .results import HeldResult, Results, check_result_size
 from .splitview import parse_query
 from .store import (
     UPLOAD_BLOCK,
@@ -123,7 +123,8 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
 
     def ended(record: JobRecord) -> None:
         store.drop(record.input.served_id)
-        journal.ended(record)
+        if not record.interactive:
+            journal.ended(record)
         seconds = (record.finished or time.time()) - record.created
         app[MASTER_METRICS].job_finished(record.job_name, record.state, seconds)
 
@@ -176,17 +177,24 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
                        created=time.time(), split_size=split_size, params=dict(params or {}),
-                       inputs=list(inputs or []), output=output)
+                       inputs=list(inputs or []), output=output, interactive=interactive)
+    # An interactive job's answer stays on its record for the request that waits on it; the held results are for
+    # jobs whose result is asked for later.
+    keep = _answerer(app, record) if interactive else _keeper(app, record)
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
-                              app[SLOTS], time.monotonic, keep=_keeper(app, record), metrics=app[MASTER_METRICS])
+                              app[SLOTS], time.monotonic, keep=keep, metrics=app[MASTER_METRICS])
     try:
         registry.start(record, coordinator.run, key, interactive)
     except BaseException:
         app[STORE].drop(ref.served_id)
         raise
-    app[JOURNAL].started(record, key)
-    log.info("job_submitted", job=record.id, epoch=record.epoch, name=job_name, input=ref.kind, bytes=ref.size,
-             running=registry.running, queued=registry.queued)
+    if not interactive:
+        # A /compute job is not journaled: its id is never handed out and its caller's connection ends with the
+        # master, which is all a restarted master could have said about it (and a journal write per job costs
+        # the master a thread hand-off per job, measured).
+        app[JOURNAL].started(record, key)
+    log.debug("job_submitted", job=record.id, epoch=record.epoch, name=job_name, input=ref.kind, bytes=ref.size,
+              running=registry.running, queued=registry.queued)
     return record
 
 
@@ -214,9 +222,9 @@ UPLOADS = web.AppKey("uploads", UploadSlots)
 
 async def _ready_for_jobs(app: web.Application) -> None:
     """Jobs start only on a ready master: draining refuses at once; not ready yet waits (bounded), then 503."""
-    identity = app[IDENTITY]
-    if not identity.draining:
-        await app[READY].wait(app[SETTINGS].timeouts.peers)
+    identity, ready = app[IDENTITY], app[READY]
+    if not identity.draining and not ready.ready:  # latched: once ready, a job pays nothing here
+        await ready.wait(app[SETTINGS].timeouts.peers)
     if identity.draining:  # also when SIGTERM came during the wait
         raise Unavailable("master is shutting down; submit again shortly")
 
@@ -492,8 +500,25 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]
             held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).top)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
             raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
-        log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)
+        log.debug("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)
         return held
+
+    return keep
+
+
+def _answerer(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], None]:
+    """What the coordinator calls with an interactive (``/compute``) job's result: its answer, encoded once, kept on
+    the record for the request waiting on it. Entries in the job's top order and in json.dumps' own spacing, as the
+    original answered; small by construction (the text came in one request line, at most MR_MAX_LINE bytes)."""
+
+    def keep(result: dict[str, Any]) -> None:
+        ordered = dict(app[JOBS].get(record.job_name, record.params).top(result, len(result)))
+        try:
+            answer = json.dumps(ordered).encode("ascii")
+        except (TypeError, ValueError) as error:
+            raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
+        check_result_size(len(answer), app[SETTINGS].result_max)
+        record.answer = answer
 
     return keep
 
@@ -573,12 +598,11 @@ async def compute(request: web.Request) -> web.Response:
         app[REGISTRY].cancel(record.id)
         raise Unavailable(f"job {record.id} did not finish within {settings.timeouts.request:g} s "
                           "(MR_TIMEOUT_REQUEST): the cluster is busy", retry_after=5.0) from None
-    held = held_result(app, record)
-    if held is None:  # the job failed or was cancelled: the cluster could not serve it now, never a 500
+    if record.state != DONE:  # the job failed or was cancelled: the cluster could not serve it now, never a 500
         raise Unavailable(f"job {record.id} {record.state}: {record.error or 'no result'}", retry_after=5.0)
-    # The held JSON is compact; /compute answers as the original did, in json.dumps' own spacing. Its result is
-    # small by construction (the text came in one request line, at most MR_MAX_LINE bytes).
-    return web.json_response(json.loads(held.payload))
+    # Answered here, so forgotten here: nobody else knows its id (a failed one stays, its id is in the 503).
+    app[REGISTRY].forget(record)
+    return web.Response(body=record.answer, content_type="application/json", charset="utf-8")
 
 
 async def cluster(request: web.Request) -> web.Response:

@@ -92,6 +92,10 @@ class MapperSlots:
             yield
 
 
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
 class Coordinator:
     """Runs one JobRecord to a finished state; owns nothing beyond the job's own tasks."""
 
@@ -126,17 +130,24 @@ class Coordinator:
 
     async def run(self) -> None:
         record = self.record
+        began, started = time.time(), self.clock()  # wall time against ``created``; the clock for durations
         try:
             await self._map_phase()
+            mapped = self.clock()
             record.transition(JobState.FINALIZING)
             result = await self.collector.collect(self._recover)
+            collected = self.clock()
             if self.keep is not None:
                 self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             else:
                 record.result = result
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
-            log.info("job_done", **self.fields, keys=len(result), splits=splits)
+            # The one INFO line of a finished job, with where its time went (per split and stream: DEBUG).
+            log.info("job_done", **self.fields, name=record.job_name, keys=len(result), splits=splits,
+                     partitions=record.partitions, bytes=record.input.size,
+                     queued_ms=_ms(began - record.created), map_ms=_ms(mapped - started),
+                     finalize_ms=_ms(collected - mapped), ms=_ms(time.time() - record.created))
         except asyncio.CancelledError:
             record.transition(JobState.CANCELLED)
             record.error = record.error or "cancelled"
@@ -179,7 +190,7 @@ class Coordinator:
                                     self.settings.max_splits)
         record.table = self._table(record.splits)
         record.transition(JobState.RUNNING)
-        log.info("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
+        log.debug("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
                  mappers=len(mappers), bytes=record.input.size)
         await self._run_table(record.table, mappers, only=[])
 
@@ -292,7 +303,7 @@ class Coordinator:
         """Run one attempt and say how it went."""
         split, attempt = ticket.split.index, ticket.attempt
         fields = {**self.fields, "split": split, "attempt": attempt, "mapper": mapper.name}
-        log.info("split_assigned", **fields, backup=ticket.backup, only=only or None)
+        log.debug("split_assigned", **fields, backup=ticket.backup, only=only or None)
         if ticket.backup:
             self.metrics.attempt("backup")
         try:

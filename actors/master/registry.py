@@ -57,6 +57,10 @@ class JobRegistry:
         # Two FIFO lanes of waiting jobs (dicts keep insertion order and remove in O(1)).
         self._lanes: tuple[dict[Slot, asyncio.Future[None]], dict[Slot, asyncio.Future[None]]] = ({}, {})
         self._finishes: deque[float] = deque(maxlen=64)  # when recent jobs ended, for Retry-After
+        # Jobs whose tasks ended (or restored finished), in about the order they finished: expire() looks only at the
+        # oldest, so admitting a job costs the same with a million finished jobs held as with none.
+        self._ended: deque[JobRecord] = deque()
+        self._keys_of: dict[str, list[str]] = {}  # job id -> its idempotency keys, to drop them with the job
 
     # ------------------------------------------------------------------------------------------ idempotency keys
 
@@ -147,7 +151,7 @@ class JobRegistry:
         self.jobs[record.id] = record
         if key:
             claim = self._claims.pop(key, None)
-            self.keys[key] = _Key(record.id, claim.fingerprint if claim else "")
+            self._bind(key, _Key(record.id, claim.fingerprint if claim else ""))
             if claim is not None:
                 claim.settled.set()
         task = asyncio.get_running_loop().create_task(self._lifetime(record, slot, run, turn),
@@ -173,6 +177,7 @@ class JobRegistry:
                 self._running.discard(slot)
                 self._finishes.append(self.clock())
                 self._admit_next()
+            self._ended.append(record)
             self.on_end(record)
 
     def _admit_next(self) -> None:
@@ -190,8 +195,27 @@ class JobRegistry:
     def restore(self, record: JobRecord, key: str) -> None:
         """Re-enter a finished job (from the journal) so its id and idempotency key still answer."""
         self.jobs[record.id] = record
+        self._ended.append(record)
         if key:
-            self.keys[key] = _Key(record.id, "")
+            self._bind(key, _Key(record.id, ""))
+
+    def _bind(self, key: str, entry: _Key) -> None:
+        self.keys[key] = entry
+        self._keys_of.setdefault(entry.job_id, []).append(key)
+
+    def forget(self, record: JobRecord) -> None:
+        """Forget a finished job now, before its TTL: a ``/compute`` job once answered (its id was never given
+        out, and its caller has the result)."""
+        if self.jobs.get(record.id) is record and record.state in FINISHED:
+            del self.jobs[record.id]
+            self._drop_keys(record.id)
+            self.on_forget(record)
+
+    def _drop_keys(self, job_id: str) -> None:
+        for key in self._keys_of.pop(job_id, []):
+            entry = self.keys.get(key)
+            if entry is not None and entry.job_id == job_id:
+                del self.keys[key]
 
     def get(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)
@@ -213,13 +237,19 @@ class JobRegistry:
             await asyncio.wait({task}, timeout=timeout)
 
     def expire(self) -> None:
-        """Forget finished jobs older than the TTL, with their served inputs."""
+        """Forget finished jobs older than the TTL, with their served inputs: only the oldest ended jobs are looked
+        at, so this costs what it drops, not what is held."""
         cutoff = self.clock() - self.ttl
-        for job_id, record in list(self.jobs.items()):
-            if record.state in FINISHED and record.finished is not None and record.finished < cutoff:
-                del self.jobs[job_id]
-                self.keys = {k: v for k, v in self.keys.items() if v.job_id != job_id}
-                self.on_forget(record)
+        while self._ended:
+            record = self._ended[0]
+            if record.finished is not None and record.finished >= cutoff:
+                return
+            self._ended.popleft()
+            if record.finished is None or record.state not in FINISHED or self.jobs.get(record.id) is not record:
+                continue  # never finished, already forgotten, or replaced by a newer epoch (which ends later)
+            del self.jobs[record.id]
+            self._drop_keys(record.id)
+            self.on_forget(record)
 
     async def close(self, stop_at: float, cancel_by: float) -> None:
         """Cancel queued jobs; let running ones run until ``stop_at``, then cancel the rest, waiting to ``cancel_by``.

@@ -75,6 +75,13 @@ def _entries(text: str, n: int) -> tuple[list[list[Any]], int, bool]:
     return entries, pos, True
 
 
+def check_result_size(size: int, per_job: int) -> None:
+    """A job's result of ``size`` bytes of JSON fails the job past MR_RESULT_MAX."""
+    if size > per_job:
+        raise JobFailed(f"the result is {size} bytes of JSON, more than the {per_job} bytes one job may hold "
+                        "(MR_RESULT_MAX); narrow the job, or raise the setting and the master's memory together")
+
+
 class Results:
     """The finished results the master holds: each at most ``per_job`` bytes, all together at most ``budget``.
 
@@ -100,10 +107,7 @@ class Results:
         payload = json.dumps(ordered, separators=(",", ":"), ensure_ascii=True).encode("ascii")
         del ordered
         self.encodes += 1
-        if len(payload) > self.per_job:
-            raise JobFailed(f"the result is {len(payload)} bytes of JSON, more than the {self.per_job} bytes one "
-                            "job may hold (MR_RESULT_MAX); narrow the job, or raise the setting and the master's "
-                            "memory together")
+        check_result_size(len(payload), self.per_job)
         if len(payload) > self.budget:
             raise JobFailed(f"the result is {len(payload)} bytes of JSON, more than all held results may take "
                             f"({self.budget} bytes, MR_RESULTS_BUDGET)")
