@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from actors.net.metrics import METRICS
 from actors.sequential import run_sequential
 
-from .conftest import ClusterFactory
+from .conftest import Cluster, ClusterFactory
 
 WORDS = ["alpha", "beta", "γάμμα", "δέλτα", "日本語", "😀", "naïve", "x", "The", "the"]
 
@@ -107,6 +108,27 @@ async def test_original_compute_trigger(make_cluster: ClusterFactory) -> None:
                                    params={"text": "hello hello hello hello world world world"}) as response:
         assert response.status == 200
         assert await response.json() == {"hello": 4, "world": 3}
+
+
+def input_reads(cluster: Cluster) -> float:
+    """How many times mappers asked the master for a served input's bytes (any status)."""
+    samples = (sample for family in cluster.master.app[METRICS].registry.collect() for sample in family.samples)
+    return sum(s.value for s in samples
+               if s.name == "mapreduce_http_requests_total" and s.labels.get("route") == "/internal/v1/inputs/{id}")
+
+
+async def test_a_small_text_travels_inside_its_assignment(make_cluster: ClusterFactory) -> None:
+    """A text of at most MR_INLINE_INPUT bytes goes to the mapper inside its assignment: no request back to the
+    master for it. A longer one is still read by reference, in ranges."""
+    cluster = await make_cluster(mappers=2, reducers=2, inline_input=64)
+    text = "hello hello hello hello world world world"
+    async with cluster.session.get(f"{cluster.url}/compute", params={"text": text}) as response:
+        assert (response.status, await response.json()) == (200, {"hello": 4, "world": 3})
+    assert await cluster.run_text("x y x z") == {"x": 2, "y": 1, "z": 1}
+    assert input_reads(cluster) == 0
+    longer = " ".join(["alpha beta gamma"] * 10)  # 169 bytes: past the limit
+    assert await cluster.run_text(longer) == run_sequential("wordcount", longer.encode())
+    assert input_reads(cluster) >= 1
 
 
 async def test_top_n_result(make_cluster: ClusterFactory) -> None:

@@ -9,18 +9,18 @@ import pytest
 
 from actors.core import wire
 from actors.core.messages import Assignment, Progress, SplitDone, SplitFailed, from_wire, to_wire
-from actors.inputs.ref import PATH, URL
+from actors.inputs.ref import PATH, SERVED, URL
 
 from .conftest import TOKEN, Cluster, ClusterFactory
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cbor"}
 
 
-async def answer(cluster: Cluster, kind: str, location: str, size: int = 100) -> list[Any]:
+async def answer(cluster: Cluster, kind: str, location: str, size: int = 100, inline: bytes = b"") -> list[Any]:
     """Every message of one assignment's answer stream."""
     assignment = Assignment(job="j1", epoch=1, split=0, attempt=1, job_name="wordcount", input_kind=kind,
                             input_location=location, input_name="in", start=0, end=size, partitions=1,
-                            only_partitions=[])
+                            only_partitions=[], inline=inline)
     body = wire.encode(to_wire(assignment))
     async with cluster.session.post(cluster.mappers[0].url + "/internal/v1/assign", data=body,
                                     headers=AUTH) as response:
@@ -55,3 +55,15 @@ async def test_a_readable_path_is_mapped(make_cluster: ClusterFactory, data_root
     cluster = await make_cluster(mappers=1, reducers=1)
     *_, last = await answer(cluster, PATH, "book.txt", size=6)
     assert isinstance(last, SplitDone) and last.bytes_read == 6
+
+
+async def test_an_inline_input_is_mapped_without_a_request_and_answered_by_its_report_alone(
+        make_cluster: ClusterFactory) -> None:
+    """A small text inside its assignment is read from there (the served location here answers nothing), and a
+    split this quick sends no heartbeat: its answer is the SPLITDONE frame alone (PROGRESS_GAP)."""
+    cluster = await make_cluster(mappers=1, reducers=1)
+    text = b"a b a\nc a\n"
+    messages = await answer(cluster, SERVED, "http://127.0.0.1:9/internal/v1/inputs/gone", size=len(text),
+                            inline=text)
+    assert len(messages) == 1 and isinstance(messages[0], SplitDone), messages
+    assert (messages[0].bytes_read, messages[0].keys) == (len(text), 3)

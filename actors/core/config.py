@@ -160,6 +160,9 @@ class Settings:
                                   "a master that asks again after losing the answer; 0: none kept", low=0.0)
     report_budget: int = setting("MR_REPORT_BUDGET", 64 * MiB, "bytes of reports a reducer keeps within "
                                  "MR_REPORT_GRACE; past it the oldest go first", low=1024)
+    inline_input: int = setting("MR_INLINE_INPUT", 64 * 1024, "a text input the master holds of at most this many "
+                                "bytes travels inside each assignment, saving the mapper a request back for it; "
+                                "0: never", low=0, high=512 * 1024)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")

@@ -20,7 +20,7 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class Assignment:
-    """Master → mapper: map one split of one input; never the data itself."""
+    """Master → mapper: map one split of one input; never shuffle data, and input bytes only for a small text."""
 
     job: str
     epoch: int
@@ -38,6 +38,9 @@ class Assignment:
     params: dict[str, str] = field(default_factory=dict)
     # "" or "gzip": a compressed input is one whole-file split [0, size), decompressed as it is read.
     compression: str = ""
+    # A small text input the master holds, whole (at most MR_INLINE_INPUT bytes): the mapper reads its split from
+    # these bytes instead of asking the master for them. Empty: read the input by reference.
+    inline: bytes = b""
 
     @property
     def key(self) -> AttemptKey:

@@ -52,6 +52,17 @@ def resolve_under_root(root: str, relative: str) -> Path:
     return target
 
 
+class InlineSource:
+    """An input that came whole inside its assignment (a small text the master holds): nothing to request."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
+        for start in range(offset, len(self.data), BLOCK):
+            yield self.data[start : start + BLOCK]
+
+
 class PathSource:
     """A file under the data root, read in a thread: a cold or network volume may take long for one block."""
 

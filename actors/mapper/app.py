@@ -38,7 +38,7 @@ from ..core.splits import Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
 from ..inputs.gzipped import gunzip
 from ..inputs.ref import GZIP, PATH, URL
-from ..inputs.sources import HttpSource, PathSource, Source, UrlSource
+from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
 from ..jobs import Job
 from ..jobs.kernel import NATIVE, native_status
@@ -51,6 +51,7 @@ from ..sdk import JobCodeError
 from .spool import Spool
 
 UNBOUNDED = 1 << 62  # the end of a split that owns every line of its (decompressed) input
+PROGRESS_GAP = 0.1  # seconds: the most often a mapper sends an assignment's master a progress heartbeat
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 MAPPER_METRICS = web.AppKey("mapper_metrics", MapperMetrics)
@@ -105,9 +106,15 @@ async def assign(request: web.Request) -> web.StreamResponse:
         try:
             # aclosing: if the master goes away mid-write, the run's own cleanup (spool, send task) runs here,
             # not later in an unowned finalizer task.
+            # Heartbeats at most every PROGRESS_GAP (and a lease's tenth): a small split answers with its report
+            # alone, one frame the master reads rather than three.
+            loop, gap = asyncio.get_running_loop(), min(PROGRESS_GAP, settings.timeouts.lease / 10)
+            last = loop.time()
             async with contextlib.aclosing(run.run()) as progress_stream:
                 async for progress in progress_stream:
-                    await response.write(wire.frame(to_wire(progress), settings.message_cap))
+                    if loop.time() - last >= gap:
+                        await response.write(wire.frame(to_wire(progress), settings.message_cap))
+                        last = loop.time()
             outcome = run.outcome()
             metrics.splits_done.inc()
             log.debug("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
@@ -158,6 +165,8 @@ class MapRun:
 
     def _source(self) -> Source:
         a, s = self.a, self.settings
+        if a.inline:
+            return InlineSource(a.inline)
         if a.input_kind == PATH:
             return PathSource(s.data_root, a.input_location)
         if a.input_kind == URL:

@@ -26,7 +26,7 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..inputs.outdir import SUCCESS, prepare_output_dir, resolve_output_dir
-from ..inputs.ref import InputRef
+from ..inputs.ref import SERVED, InputRef
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.metrics import METRICS, MasterMetrics
@@ -182,7 +182,8 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     # jobs whose result is asked for later.
     keep = _answerer(app, record) if interactive else _keeper(app, record)
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
-                              app[SLOTS], time.monotonic, keep=keep, metrics=app[MASTER_METRICS])
+                              app[SLOTS], time.monotonic, keep=keep, metrics=app[MASTER_METRICS],
+                              inline=_inline(app, ref) if not inputs else b"")
     try:
         registry.start(record, coordinator.run, key, interactive)
     except BaseException:
@@ -196,6 +197,14 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     log.debug("job_submitted", job=record.id, epoch=record.epoch, name=job_name, input=ref.kind, bytes=ref.size,
               running=registry.running, queued=registry.queued)
     return record
+
+
+def _inline(app: web.Application, ref: InputRef) -> bytes:
+    """A small text input's bytes, to send inside its assignments (MR_INLINE_INPUT): the mapper then needs no
+    request back to the master for them. Uploads (on disk), paths and URLs are read by reference."""
+    if ref.kind != SERVED or ref.compression or not 0 < ref.size <= app[SETTINGS].inline_input:
+        return b""
+    return app[STORE].text(ref.served_id) or b""
 
 
 class UploadSlots:

@@ -110,6 +110,7 @@ class Coordinator:
         keep: Callable[[dict[str, Any]], object] | None = None,
         metrics: MasterMetrics | None = None,
         policy: WorkerPolicy | None = None,
+        inline: bytes = b"",
     ) -> None:
         self.record = record
         self.settings = settings  # for planning and the collector; the map phase reads only ``policy``
@@ -123,6 +124,7 @@ class Coordinator:
         self.changed = asyncio.Condition()
         self.collector = Collector(record, settings, transport, discovery)
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
+        self.inline = inline  # a small single text input, sent inside every assignment (MR_INLINE_INPUT)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -296,7 +298,7 @@ class Coordinator:
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
             input_name=source.name, start=ticket.split.start, end=ticket.split.end,
             partitions=record.partitions, only_partitions=only, params=record.params,
-            compression=source.compression,
+            compression=source.compression, inline=self.inline if source is record.input else b"",
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

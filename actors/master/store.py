@@ -221,6 +221,10 @@ class InputStore:
         self._sizes[input_id] = size
         return self._ref(input_id, name, size)
 
+    def text(self, input_id: str) -> bytes | None:
+        """The bytes of a text input held in memory (None for an upload, spooled to disk, or an unknown id)."""
+        return self._texts.get(input_id)
+
     def drop(self, input_id: str) -> None:
         text = self._texts.pop(input_id, None)
         if text is not None:
