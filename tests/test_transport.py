@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 import pytest
@@ -30,7 +30,7 @@ from actors.core.messages import (
 )
 from actors.discovery import Peer
 from actors.net.client import PeerClient, PeerUnreachable
-from actors.net.transport import HttpTransport
+from actors.net.transport import SMALL_STREAM, HttpTransport
 
 from .conftest import FAST
 from .support import serve_app
@@ -113,6 +113,30 @@ async def test_a_partition_stream_carries_header_blocks_and_commit_with_the_toke
     assert from_wire(wire.decode(body[prefix : prefix + first], 1024), StreamHeader) == HEADER
     assert body[prefix + first : prefix + first + len(block)] == block
     assert from_wire(wire.decode(body[prefix * 2 + first + len(block) :], 1024), Commit) == Commit(1, 1, 2)
+
+
+async def test_a_small_partition_goes_as_one_body_with_its_length_a_large_one_streamed(
+    serve: Callable[..., Awaitable[Server]],
+) -> None:
+    """A small partition is one write with a Content-Length (no chunked framing for either side to do); past
+    SMALL_STREAM it is streamed block by block, never joined in memory."""
+    lengths: list[tuple[str | None, str | None]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        lengths.append((request.headers.get("Content-Length"), request.headers.get("Transfer-Encoding")))
+        return cbor(StreamAck("j", 1, 0, 0, "committed", "inc-1"))
+
+    server = await serve(handler)
+    small = wire.frame(to_wire(Data({"a": 2})), 1024)
+    await server.transport.send_partition(server.peer, replace(HEADER, size=len(small)), [small], Commit(1, 1, 2))
+    big = [wire.frame(to_wire(Data({f"k{i}-{j}": 1 for j in range(2000)})), 1 << 20) for i in range(4)]
+    size = sum(map(len, big))
+    assert size > SMALL_STREAM
+    await server.transport.send_partition(server.peer, replace(HEADER, size=size), big, Commit(4, 8000, 8000))
+    (small_length, small_chunked), (big_length, big_chunked) = lengths
+    assert small_chunked is None and small_length == str(len(server.seen[0][1]))
+    assert big_chunked == "chunked" and big_length is None
+    assert b"".join(big) in server.seen[1][1]
 
 
 async def _answer(response: web.StreamResponse) -> web.StreamResponse:

@@ -70,9 +70,14 @@ class Metrics:
         self.http_requests = Counter("mapreduce_http_requests", "HTTP requests answered, by route pattern and status",
                                      ["route", "status"], registry=self.registry)
         self.refreshers: list[Refresh] = []  # run before each scrape; each bounds its own time
+        # Each (route, status) series, looked up once: labels() costs more than the increment, on every request.
+        self._requests: dict[tuple[str, int], Counter] = {}
 
     def request(self, route: str, status: int) -> None:
-        self.http_requests.labels(route, str(status)).inc()
+        series = self._requests.get((route, status))
+        if series is None:
+            series = self._requests[(route, status)] = self.http_requests.labels(route, str(status))
+        series.inc()
 
     async def exposition(self) -> bytes:
         for refresh in self.refreshers:

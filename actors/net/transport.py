@@ -29,6 +29,7 @@ from .client import CBOR, PeerClient, PeerUnreachable, peer_error, peer_failure,
 from .frames import FrameReader
 
 MapperMessage = Progress | SplitDone | SplitFailed
+SMALL_STREAM = 64 * 1024  # bytes of DATA frames at most, for a partition stream sent as one body
 __all__ = ["HttpTransport", "MapperMessage", "PeerUnreachable", "Transport"]
 
 
@@ -105,9 +106,13 @@ class HttpTransport:
                 yield block
             yield wire.frame(to_wire(commit), cap)
 
+        # A small partition goes as one body with its length: one write, no chunked encoding on either side.
+        small = header.size <= SMALL_STREAM
+        data = b"".join([wire.frame(to_wire(header), cap), *blocks, wire.frame(to_wire(commit), cap)]) if small \
+            else body()
         try:
             async with self.client.session.post(
-                url, data=body(), headers=self._headers("application/cbor-seq"),
+                url, data=data, headers=self._headers("application/cbor-seq"),
                 timeout=self.client.timeout(read=t.stream_idle + t.stage_wait),
             ) as response:
                 answer = await read_cbor(response, self.settings.message_cap, url)
