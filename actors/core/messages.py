@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -235,12 +236,14 @@ Q = TypeVar("Q", bound=Message)
 _CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit, StreamAck,
             Finalize, Report, Missing, Release)
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
+_NAMES: dict[type[Any], str] = {cls: name for name, cls in _TYPES.items()}
+_FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _CLASSES}
 
 
 def to_wire(message: Message) -> dict[str, Any]:
     """The plain dict that goes on the wire: version, type name, fields."""
-    fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
-    return {"v": VERSION, "type": type(message).__name__.lower(), **fields}
+    kind = type(message)
+    return {"v": VERSION, "type": _NAMES[kind], **{name: getattr(message, name) for name in _FIELDS[kind]}}
 
 
 @overload
@@ -265,14 +268,15 @@ def from_wire(raw: Any, *expected: type[Any]) -> Any:
         wanted = " or ".join(c.__name__.lower() for c in expected)
         raise WireError(f"expected a {wanted} message, got {name!r}")
     assert isinstance(name, str)
-    hints = _hints(name)
-    given = set(raw) - {"v", "type"}
-    if given != set(hints):
+    checks = _checks(name)
+    if len(raw) != len(checks) + 2 or any(field_name not in raw for field_name, _ in checks):
+        hints, given = _hints(name), set(raw) - {"v", "type"}
         missing, unknown = sorted(set(hints) - given), sorted(given - set(hints))
         raise WireError(f"{name} message: missing fields {missing}, unknown fields {unknown}")
-    for field_name, kind in hints.items():
-        _check_field(name, field_name, raw[field_name], kind)
-    return cls(**{k: raw[k] for k in hints})
+    for field_name, check in checks:
+        if not check(raw[field_name]):
+            raise WireError(f"{name} message: field {field_name!r} has a bad value {_short(raw[field_name])}")
+    return cls(**{field_name: raw[field_name] for field_name, _ in checks})
 
 
 @functools.cache
@@ -280,20 +284,24 @@ def _hints(name: str) -> dict[str, Any]:
     return typing.get_type_hints(_TYPES[name])
 
 
-def _check_field(message: str, field_name: str, value: Any, kind: Any) -> None:
+@functools.cache
+def _checks(name: str) -> tuple[tuple[str, Callable[[Any], bool]], ...]:
+    """Each field of message ``name`` with its check, made once (every frame and message is checked)."""
+    return tuple((field_name, _check_of(kind)) for field_name, kind in _hints(name).items())
+
+
+def _check_of(kind: Any) -> Callable[[Any], bool]:
     origin = typing.get_origin(kind) or kind
-    ok: bool
     if origin is int:
-        ok = type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool
-    elif origin is dict and typing.get_args(kind) == (str, str):
-        ok = type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
-    elif origin is list:
-        (item_kind,) = typing.get_args(kind)
-        ok = type(value) is list and all(type(v) is item_kind and (item_kind is not int or v >= 0) for v in value)
-    else:
-        ok = type(value) is origin
-    if not ok:
-        raise WireError(f"{message} message: field {field_name!r} has a bad value {_short(value)}")
+        return lambda value: type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool
+    if origin is dict and typing.get_args(kind) == (str, str):
+        return lambda value: type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        return lambda value: type(value) is list and all(type(v) is item and (item is not int or v >= 0)
+                                                         for v in value)
+    return lambda value: type(value) is origin
+
 
 
 def _short(value: Any) -> str:

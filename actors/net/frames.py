@@ -62,13 +62,18 @@ class FrameReader:
         return body
 
     async def _read(self, count: int, allow_eof: bool) -> bytes | None:
+        # What is buffered already is taken without arming a timer (a small stream arrives whole in one read).
+        head = self.stream.read_nowait(count)
+        if len(head) == count:
+            return head
         try:
             async with asyncio.timeout(self.idle):
-                return await self.stream.readexactly(count)
+                return head + await self.stream.readexactly(count - len(head))
         except asyncio.IncompleteReadError as exc:
-            if allow_eof and not exc.partial:
+            got = len(head) + len(exc.partial)
+            if allow_eof and not got:
                 return None
-            raise StreamCut(f"stream ended inside a frame ({len(exc.partial)} of {count} bytes)") from None
+            raise StreamCut(f"stream ended inside a frame ({got} of {count} bytes)") from None
         except TimeoutError:
             raise StreamCut(f"stream stalled: no bytes for {self.idle:g} s") from None
 
