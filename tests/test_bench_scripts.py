@@ -69,6 +69,21 @@ def test_loadtest_small_rate_answers_exactly() -> None:
                    for line in out.splitlines() if line.strip()), out
 
 
+@pytest.mark.timeout(60)
+def test_loadtest_closed_loop_answers_exactly_and_reports_cpu_per_actor() -> None:
+    done = _run([str(SCRIPTS / "loadtest.py"), "--clients", "3", "--duration", "2", "--warmup", "0",
+                 "--mappers", "2", "--reducers", "2", "--json"], timeout=55)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["mode"] == "closed"
+    (phase,) = report["phases"]
+    compute = phase["kinds"]["compute"]
+    assert phase["clients"] == 3 and compute["ok"] == compute["sent"] > 0 and not compute["errors"]
+    assert {"master-0", "mapper-0", "mapper-1", "reducer-0", "reducer-1", "loadtest"} <= set(phase["cpu_ms_per_job"])
+    assert all(ms >= 0 for ms in phase["cpu_ms_per_job"].values())
+    assert not any("/compute" in line for line in report["verdicts"])  # 3 clients: the 32-client target is not judged
+
+
 def test_loadtest_refuses_non_loopback_masters() -> None:
     done = _run([str(SCRIPTS / "loadtest.py"), "--url", "http://10.1.2.3:8080", "--duration", "1"], timeout=20)
     assert done.returncode == 2
