@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 Top = Callable[[Mapping[str, Any], int], list[tuple[str, Any]]]
 
 _native: Callable[[dict[str, int]], bytes] | None
 try:
-    from ._resultjson import ordered_counts_json as _native
+    from ._resultjson import ordered_counts_json
 except ImportError:  # built without a compiler (setup.py marks the extension optional)
     _native = None
+else:
+    _native = ordered_counts_json
 
 NATIVE: bool = _native is not None
 
@@ -38,7 +40,8 @@ def counts_json_in_python(result: Mapping[str, int]) -> bytes:
         raise TypeError("counts_json() takes str keys and int values")
     keys = sorted(result)  # ties by key ...
     keys.sort(key=result.__getitem__, reverse=True)  # ... kept by a stable sort on the count, largest first
-    entries = map(":".join, zip(map(encode_basestring_ascii, keys), map(str, map(result.__getitem__, keys))))
+    values = map(str, map(result.__getitem__, keys))
+    entries = map(":".join, zip(map(encode_basestring_ascii, keys), values, strict=True))
     return ("{" + ",".join(entries) + "}").encode("ascii")
 
 
