@@ -281,10 +281,14 @@ async def finalize(request: web.Request) -> web.Response:
         return cbor_response(to_wire(report))
     log.info("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
              keys=len(totals), duplicates=partition.duplicates)
-    report = Report(
-        job=message.job, epoch=message.epoch, partition=ledger.partition,
-        incarnation=incarnation, splits=message.splits, totals=totals,
-    )
+    report_columns = getattr(partition.job_def, "report_columns", None)  # word count's: sorted here, not there
+    run = report_columns(totals) if report_columns is not None else None
+    if run is not None:
+        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                        splits=message.splits, totals={}, top_keys=run.keys, top_ends=run.ends, top_counts=run.counts)
+    else:
+        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                        splits=message.splits, totals=totals)
     return cbor_response(to_wire(report))
 
 
