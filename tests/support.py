@@ -105,7 +105,7 @@ def staged_items(stage: Stage) -> dict[str, Any]:
     """Everything a Stage holds, combined as a commit would merge it into empty totals (tests read this)."""
     merged: dict[str, Any] = {}
     for part in stage.parts:
-        stage.job.combine(merged, part)
+        stage.job.combine(merged, unpack_columns(part) if isinstance(part, Columns) else part)
     return merged
 
 
