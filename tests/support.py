@@ -1,4 +1,4 @@
-"""Helpers the tests share: seeded text, a loopback web server, and whether a process still runs."""
+"""Helpers the tests share: seeded text, a loopback web server, whether a process still runs, a stage's contents."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import os
 import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from actors.reducer.ledger import Stage
 
 # Many distinct words, plus unicode and case variants the native kernel must hand to str.split().
 VOCABULARY = (*(f"w{i}" for i in range(3000)), "γάμμα", "日本語", "naïve", "The", "the")
@@ -94,3 +97,11 @@ async def held_url(data: bytes) -> AsyncIterator[tuple[str, asyncio.Event]]:
             yield f"{url}/book.txt", reading
         finally:
             release.set()
+
+
+def staged_items(stage: Stage) -> dict[str, Any]:
+    """Everything a Stage holds, combined as a commit would merge it into empty totals (tests read this)."""
+    merged: dict[str, Any] = {}
+    for part in stage.parts:
+        stage.job.combine(merged, part)
+    return merged

@@ -46,3 +46,8 @@ class Job(Protocol):
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         """The ``n`` most significant entries of a result, for ``?top=N`` and the CLI."""
         ...
+
+    def encode(self, result: Mapping[str, Any]) -> bytes:
+        """The whole result as compact ASCII JSON, entries in :meth:`top` order: what the master holds (see
+        actors.jobs.resultjson); TypeError or ValueError if JSON cannot carry a value."""
+        ...

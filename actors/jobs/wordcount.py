@@ -12,6 +12,7 @@ from typing import Any
 from ..core.errors import WireError
 from ..sdk import JobConfigError, MapReduceJob
 from .kernel import add_counts, move_counts
+from .resultjson import counts_json, general_json
 
 PUNCTUATION = string.punctuation
 FLAGS = {"true": True, "false": False}
@@ -82,6 +83,12 @@ class WordCountEngine:
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         # Ties broken by word so the answer is the same whichever reducer reported first.
         return heapq.nsmallest(n, result.items(), key=lambda item: (-item[1], item[0]))
+
+    def encode(self, result: Mapping[str, Any]) -> bytes:
+        try:
+            return counts_json(result)  # type: ignore[arg-type]  # a str -> int dict, or TypeError
+        except (TypeError, OverflowError):
+            return general_json(result, self.top)
 
 
 class WordCount(MapReduceJob):

@@ -489,7 +489,7 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]
         if record.output:
             return None
         try:
-            held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).top)
+            held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).encode)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
             raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
         log.info("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)

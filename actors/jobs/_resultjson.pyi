@@ -1,0 +1,3 @@
+"""Type stub of the native result encoder (actors/jobs/_resultjson.c); use it through actors.jobs.resultjson."""
+
+def ordered_counts_json(result: dict[str, int], /) -> bytes: ...
