@@ -295,6 +295,7 @@ class Run:
     ready: float | None = None  # cluster start-up until ready
     server_seconds: float | None = None  # the master's own created -> finished
     cpu: float | None = None  # the actors' CPU seconds from submit until the result is received
+    cpu_master: float | None = None  # the master's share of it
     native: bool | None = None  # every mapper logged that it counts with the native kernel (None: no log line)
     splits: int | None = None
     phases: dict[str, float] = field(default_factory=dict)  # seconds after submit, from the actors' logs
@@ -327,7 +328,7 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
     async with cluster:
         run.ready = time.perf_counter() - started
         async with aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
-            cpu_before = sum(cpu_seconds(actor.pid) for actor in cluster.actors)
+            cpu_before = {actor.name: cpu_seconds(actor.pid) for actor in cluster.actors}
             submitted_at = time.time()  # the actors' log stamps are wall-clock times
             job_started = time.perf_counter()
             async with session.post("/v1/jobs", json={"job": "wordcount", "input": {"path": path.name}}) as resp:
@@ -343,7 +344,8 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
                     if resp.status == 200:
                         body = await resp.json()
                         run.seconds = time.perf_counter() - job_started
-                        run.cpu = sum(cpu_seconds(actor.pid) for actor in cluster.actors) - cpu_before
+                        used = {a.name: cpu_seconds(a.pid) - cpu_before[a.name] for a in cluster.actors}
+                        run.cpu, run.cpu_master = sum(used.values()), used[cluster.master.name]
                         break
                     answer = await resp.json()
                 async with session.get(f"/v1/jobs/{job_id}") as resp:
@@ -419,6 +421,7 @@ def summarize(name: str, runs: list[Run], size: int, counter: dict[str, float]) 
         row["ready_seconds"] = median([r.ready for r in runs if r.ready is not None])
         row["server_seconds"] = median([r.server_seconds for r in runs if r.server_seconds is not None])
         row["cpu_seconds"] = median([r.cpu for r in runs if r.cpu is not None])
+        row["cpu_master_seconds"] = median([r.cpu_master for r in runs if r.cpu_master is not None])
         row["splits"] = max((r.splits for r in runs if r.splits is not None), default=None)
         row["phases"] = {phase: median([r.phases[phase] for r in runs if phase in r.phases])
                          for phase in ("map_shuffle", "reports", "result_held")}
@@ -505,9 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         wanted = {name.strip() for name in args.inputs.split(",")}
         if "real" in wanted:
-            inputs.append(("real", "real", real_input(args.data_dir, args.real_mb * MB)))
+            inputs.append(("real", "real", real_input(args.data_dir, args.real_mb * MB).resolve()))
         if "zipf" in wanted:
-            inputs.append(("zipf", "zipf", zipf_input(args.data_dir, args.zipf_mb * MB, args.zipf_words, args.seed)))
+            # resolve(): a symlink to a shared copy is served from where it lies (the data root confines symlinks).
+            inputs.append(("zipf", "zipf",
+                           zipf_input(args.data_dir, args.zipf_mb * MB, args.zipf_words, args.seed).resolve()))
 
     report: dict[str, Any] = {"repeat": args.repeat, "quick": args.quick, "python": sys.version.split()[0],
                               "cpus": os.cpu_count(), "cpus_usable": usable_cpus(), "native_kernel": native_status(),
