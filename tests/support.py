@@ -1,4 +1,4 @@
-"""Helpers the tests share: seeded text, a loopback web server, whether a process still runs, a stage's contents."""
+"""Helpers the tests share: seeded text, a loopback server, whether a process runs, what a stage or report holds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from actors.core.columns import unpack_columns
+from actors.core.messages import Columns
 from actors.reducer.ledger import Stage
 
 # Many distinct words, plus unicode and case variants the native kernel must hand to str.split().
@@ -103,5 +105,16 @@ def staged_items(stage: Stage) -> dict[str, Any]:
     """Everything a Stage holds, combined as a commit would merge it into empty totals (tests read this)."""
     merged: dict[str, Any] = {}
     for part in stage.parts:
-        stage.job.combine(merged, part)
+        stage.job.combine(merged, unpack_columns(part) if isinstance(part, Columns) else part)
     return merged
+
+
+def report_totals(report: dict[str, Any]) -> dict[str, Any]:
+    """A raw Report's totals, whether they came as a map or (a word count's) as a COLUMNS run in top order."""
+    if report.get("top_ends"):
+        run = Columns(report["top_keys"], report["top_ends"], report["top_counts"])
+        items = unpack_columns(run)
+        assert list(items) == [key for key, _ in sorted(items.items(), key=lambda kv: (-kv[1], kv[0]))]
+        assert report["totals"] == {}
+        return items
+    return dict(report["totals"])

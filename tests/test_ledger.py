@@ -344,6 +344,7 @@ def test_a_commit_merged_in_slices_counts_once_wherever_it_stops() -> None:
     assert state.merge_some(2) is False  # stopped part way: totals and pending still hold each split once
     merged = Counter(state.totals)
     for pending in state.pending:
+        assert isinstance(pending, dict)  # Data frames stay maps (COLUMNS frames go to the count table)
         merged.update(pending)
     assert merged == Counter({"a": 4, "b": 3, "c": 4, "d": 6})
     state.settle()

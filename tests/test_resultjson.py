@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.core.columns import pack_columns, unpack_columns
+from actors.core.errors import WireError
+from actors.core.messages import Columns
 from actors.jobs import get_job, resultjson
-from actors.jobs.resultjson import counts_json_in_python, general_json
+from actors.jobs.resultjson import OrderedRuns, counts_json_in_python, general_json, merge_json, ordered_columns
 
 Encoder = Callable[[dict[str, int]], bytes]
 FUZZ_EXAMPLES = int(os.environ.get("MR_KERNEL_FUZZ_EXAMPLES", "300"))
@@ -125,3 +129,83 @@ def test_general_json_keeps_the_jobs_own_order() -> None:
     result = {"b": ["x"], "a": ["x", "y"], "c": ["x", "y"]}
     assert general_json(result, job.top) == b'{"a":["x","y"],"c":["x","y"],"b":["x"]}'
     assert job.encode(result) == general_json(result, job.top)
+
+
+# ------------------------------------------------------------------------------------ reported runs, merged
+
+
+def _partitioned(result: dict[str, int], k: int) -> list[dict[str, int]]:
+    parts: list[dict[str, int]] = [{} for _ in range(k)]
+    for key, count in result.items():
+        parts[zlib.crc32(key.encode("utf-8")) % k][key] = count
+    return parts
+
+
+ENCODABLE = [c for c in SPECIAL if not 0xD800 <= ord(c) <= 0xDFFF]  # strict UTF-8 carries no lone surrogate
+UTF8_KEYS = st.text(alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(ENCODABLE)), max_size=12)
+POSITIVE = st.one_of(st.integers(min_value=1, max_value=6), st.integers(min_value=1, max_value=2**63 - 1))
+MERGES = pytest.mark.parametrize("native_merge", [True, False], ids=["native", "python"])
+
+
+@pytest.fixture
+def merging(native_merge: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merge under test: native, or the fallback (the patch holds for every example hypothesis draws)."""
+    if native_merge:
+        _native({})  # skips (or fails under ASan) when the extension is not built
+    else:
+        monkeypatch.setattr(resultjson, "_native_merge", None)
+
+
+@MERGES
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(result=st.dictionaries(UTF8_KEYS, POSITIVE, max_size=40), k=st.integers(min_value=1, max_value=5))
+def test_merged_runs_are_byte_for_byte_the_whole_results_json(merging: None, result: dict[str, int], k: int) -> None:
+    runs = [run for part in _partitioned(result, k) if (run := ordered_columns(part)) is not None]
+    assert OrderedRuns(tuple(runs)).to_dict() == result
+    assert merge_json(runs) == reference(result)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(result=st.dictionaries(UTF8_KEYS, POSITIVE, min_size=1, max_size=40))
+def test_a_reported_run_is_the_partition_in_top_order(result: dict[str, int]) -> None:
+    run = ordered_columns(result)
+    assert run is not None
+    assert list(unpack_columns(run).items()) == sorted(result.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert Columns(*resultjson._native_columns(result)) == run if resultjson._native_columns else True
+
+
+@pytest.mark.parametrize("result", [{}, {"a": 0}, {"a": -1}, {"\ud800": 1}, {"a": True}, {1: 1}, {"a": 2**64}])
+def test_what_cannot_be_a_run_is_reported_as_a_map(result: dict[Any, Any]) -> None:
+    assert ordered_columns(result) is None
+
+
+@MERGES
+def test_a_run_out_of_top_order_is_still_merged_exactly(merging: None) -> None:
+    unordered = pack_columns({"a": 1, "b": 5, "c": 5})  # not in top order: the native merge refuses it
+    ordered = ordered_columns({"d": 3})
+    assert ordered is not None
+    assert merge_json([unordered, ordered]) == reference({"a": 1, "b": 5, "c": 5, "d": 3})
+
+
+@MERGES
+@pytest.mark.parametrize("run", [
+    Columns(b"ab", (1).to_bytes(4, "little"), (1).to_bytes(8, "little")),  # the last key ends before the blob does
+    Columns(b"a", (1).to_bytes(4, "little"), (0).to_bytes(8, "little")),  # a count of 0
+    Columns(b"\xff", (1).to_bytes(4, "little"), (1).to_bytes(8, "little")),  # not UTF-8
+    Columns(b"\xed\xa0\x80", (3).to_bytes(4, "little"), (1).to_bytes(8, "little")),  # an encoded surrogate
+    Columns(b"aa", (1).to_bytes(4, "little") + (2).to_bytes(4, "little"), (1).to_bytes(8, "little") * 2),  # "a" twice
+    Columns(b"a", (1).to_bytes(4, "little"), (1).to_bytes(7, "little")),  # a count cut short
+])
+def test_a_malformed_run_is_refused_with_a_wire_error(merging: None, run: Columns) -> None:
+    with pytest.raises(WireError):
+        merge_json([run])
+
+
+def test_the_native_merge_refuses_what_it_cannot_prove_in_order() -> None:
+    _native({})
+    assert resultjson._native_merge is not None
+    same = (b"ab", (1).to_bytes(4, "little") + (2).to_bytes(4, "little"), (2).to_bytes(8, "little") * 2)
+    with pytest.raises(ValueError, match="top order"):
+        resultjson._native_merge([(b"ba", same[1], same[2])])  # "b" before "a" at equal counts
+    assert resultjson._native_merge([same]) == b'{"a":2,"b":2}'
+    assert resultjson._native_merge([]) == b"{}"

@@ -15,7 +15,7 @@ from typing import Any
 from ..core.errors import BadRequest, WireError
 from ..core.partition import decode_key, display_key
 from ..sdk import JobCodeError, MapReduceJob, check_key, plain_value
-from .resultjson import general_json
+from .resultjson import Result, as_mapping, general_json
 
 
 class SdkJob:
@@ -119,8 +119,8 @@ class SdkJob:
         order = self.job.order
         return heapq.nsmallest(n, result.items(), key=lambda item: (order(item[0], item[1]), item[0]))
 
-    def encode(self, result: Mapping[str, Any]) -> bytes:
-        return general_json(result, self.top)
+    def encode(self, result: Result) -> bytes:
+        return general_json(as_mapping(result), self.top)
 
 
 def lines_of(text: str) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..core.errors import WireError
 from ..sdk import MapReduceJob
-from .resultjson import general_json
+from .resultjson import Result, as_mapping, general_json
 
 
 class InvertedIndexEngine:
@@ -50,8 +50,8 @@ class InvertedIndexEngine:
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         return sorted(result.items(), key=lambda item: (-len(item[1]), item[0]))[:n]
 
-    def encode(self, result: Mapping[str, Any]) -> bytes:
-        return general_json(result, self.top)
+    def encode(self, result: Result) -> bytes:
+        return general_json(as_mapping(result), self.top)
 
 
 class InvertedIndex(MapReduceJob):

@@ -27,6 +27,7 @@ from ..core.errors import (
 from ..core.logs import EventLog
 from ..inputs.outdir import SUCCESS, prepare_output_dir, resolve_output_dir
 from ..inputs.ref import InputRef
+from ..jobs.resultjson import Result
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.metrics import METRICS, MasterMetrics
@@ -481,11 +482,11 @@ def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
     return app[RESULTS].get(record.id)
 
 
-def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], HeldResult | None]:
+def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], HeldResult | None]:
     """What the coordinator calls with a finished result: encode it once and hold it within the results budget
     (a job with an output has its result in its directory: nothing to hold)."""
 
-    def keep(result: dict[str, Any]) -> HeldResult | None:
+    def keep(result: Result) -> HeldResult | None:
         if record.output:
             return None
         try:

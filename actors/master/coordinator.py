@@ -25,6 +25,7 @@ from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan_inputs
 from ..discovery import Discovery, Peer
+from ..jobs.resultjson import OrderedRuns, Result
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
@@ -103,7 +104,7 @@ class Coordinator:
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
-        keep: Callable[[dict[str, Any]], object] | None = None,
+        keep: Callable[[Result], object] | None = None,
         metrics: MasterMetrics | None = None,
         policy: WorkerPolicy | None = None,
     ) -> None:
@@ -133,7 +134,7 @@ class Coordinator:
             if self.keep is not None:
                 self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             else:
-                record.result = result
+                record.result = result.to_dict() if isinstance(result, OrderedRuns) else dict(result)
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
             log.info("job_done", **self.fields, keys=len(result), splits=splits)

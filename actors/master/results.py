@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import Gone, JobFailed
+from ..jobs.resultjson import Result
 
-Encode = Callable[[Mapping[str, Any]], bytes]  # a job's ``encode``: the result as JSON, entries in its top order
+Encode = Callable[[Result], bytes]  # a job's ``encode``: the result as JSON, entries in its top order
 CHUNK = 256 * 1024  # a response writes this much at a time, so a slow reader holds no copy of the whole result
 _SCAN_FIRST = 64 * 1024
 _DECODER = json.JSONDecoder()
@@ -91,7 +92,7 @@ class Results:
         self._held: dict[str, HeldResult] = {}  # insertion order is age order: the oldest is dropped first
         self._dropped: dict[str, tuple[float, float]] = {}  # job id -> (held at, dropped at)
 
-    def hold(self, job_id: str, result: Mapping[str, Any], encode: Encode) -> HeldResult:
+    def hold(self, job_id: str, result: Result, encode: Encode) -> HeldResult:
         """Encode ``result`` once (with its job's ``encode``) and hold it; raises JobFailed if it can never fit."""
         held = self.get(job_id)
         if held is not None:
