@@ -12,11 +12,13 @@ setup(
         Extension(
             "actors.jobs._wordcount",
             ["actors/jobs/_wordcount.c"],
+            depends=["actors/jobs/_utf8.h"],
             optional=True,
         ),
         Extension(
             "actors.jobs._resultjson",
             ["actors/jobs/_resultjson.c"],
+            depends=["actors/jobs/_utf8.h"],
             optional=True,
         ),
     ]

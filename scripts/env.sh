@@ -27,7 +27,7 @@ fi
 fresh() {
   [ -f "$1" ] && [ ! "$ROOT/setup.cfg" -nt "$1" ] && [ ! "$ROOT/pyproject.toml" -nt "$1" ] \
     && [ ! "$ROOT/setup.py" -nt "$1" ] && [ ! "$ROOT/actors/jobs/_wordcount.c" -nt "$1" ] \
-    && [ ! "$ROOT/actors/jobs/_resultjson.c" -nt "$1" ]
+    && [ ! "$ROOT/actors/jobs/_resultjson.c" -nt "$1" ] && [ ! "$ROOT/actors/jobs/_utf8.h" -nt "$1" ]
 }
 stamp="$VENV/.installed${extras:+-$extras}"
 installed=false

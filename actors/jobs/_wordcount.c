@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_utf8.h"
+
 /* --------------------------------------------------------------------------------------- byte classes */
 
 /* The ASCII whitespace str.split() and bytes.split() agree on; \x1c-\x1f never reach the C tokenizer. */
@@ -1091,38 +1093,15 @@ utf8_valid(const unsigned char *p, Py_ssize_t n)
     const unsigned char *end = p + n;
     while (p < end) {
         if (end - p >= 8 && (load64(p) & 0x8080808080808080ULL) == 0) {
-            p += 8;
+            p += 8; /* eight ASCII bytes at once: most keys are all ASCII */
             continue;
         }
-        unsigned char b = *p;
-        if (b < 0x80) {
-            p++;
-            continue;
-        }
-        int length;
-        uint32_t v, least;
-        if (b >= 0xc2 && b <= 0xdf) {
-            length = 2, v = b & 0x1f, least = 0x80;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            length = 3, v = b & 0x0f, least = 0x800;
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            length = 4, v = b & 0x07, least = 0x10000;
-        } else {
+        Py_UCS4 point;
+        int used = utf8_point(p, end - p, &point);
+        if (used == 0) {
             return 0;
         }
-        if (end - p < length) {
-            return 0;
-        }
-        for (int j = 1; j < length; j++) {
-            if ((p[j] & 0xc0) != 0x80) {
-                return 0;
-            }
-            v = (v << 6) | (p[j] & 0x3f);
-        }
-        if (v < least || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
-            return 0;
-        }
-        p += length;
+        p += used;
     }
     return 1;
 }
