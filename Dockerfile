@@ -6,8 +6,9 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-# A C compiler for actors/jobs/_wordcount.c (the image already has Python's headers). This stage is thrown away,
-# so the toolchain never reaches the runtime image; Debian's stable release fixes its version, hence no pins.
+# A C compiler for actors/jobs/_wordcount.c and _resultjson.c (the image already has Python's headers). This
+# stage is thrown away, so the toolchain never reaches the runtime image; Debian's stable release fixes its
+# version, hence no pins.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -16,9 +17,9 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml setup.cfg setup.py README.md ./
 COPY actors ./actors
-# The extension is optional for pip (machines without a compiler fall back to Python); here it must be built.
+# The extensions are optional for pip (machines without a compiler fall back to Python); here they must be built.
 RUN /opt/venv/bin/pip install --no-cache-dir . \
-    && /opt/venv/bin/python -c "import actors.jobs._wordcount" \
+    && /opt/venv/bin/python -c "import actors.jobs._wordcount, actors.jobs._resultjson" \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 # --- runtime: the slim base, the virtualenv and a non-root user; no compilers, no sources, no pip cache ---

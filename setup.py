@@ -1,4 +1,5 @@
-"""The build: metadata lives in setup.cfg; this only declares the optional native word-count kernel.
+"""The build: metadata lives in setup.cfg; this only declares the optional native extensions: the
+word-count kernel and the result encoder.
 
 ``optional=True``: without a C compiler or Python headers the build warns and the package still installs, and
 actors/jobs/kernel.py falls back to its pure-Python path (the actors log which one they use).
@@ -11,7 +12,14 @@ setup(
         Extension(
             "actors.jobs._wordcount",
             ["actors/jobs/_wordcount.c"],
+            depends=["actors/jobs/_utf8.h"],
             optional=True,
-        )
+        ),
+        Extension(
+            "actors.jobs._resultjson",
+            ["actors/jobs/_resultjson.c"],
+            depends=["actors/jobs/_utf8.h"],
+            optional=True,
+        ),
     ]
 )

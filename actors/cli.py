@@ -16,21 +16,11 @@ from typing import Any
 import aiohttp
 
 from . import remote
+from .core.arguments import positive_int
 from .core.config import Settings
 from .core.errors import MapReduceError
 from .jobs import Catalog, load_catalog
 from .local import LocalCluster
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1, so no number silently means "the default" or "all"."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer (1 or more)")
-    return value
 
 
 def port_number(text: str) -> int:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the native word-count kernel with AddressSanitizer and UBSan into a temporary copy of the package and
-# runs tests/test_kernel.py (the hypothesis fuzz included) against it. Called by scripts/test.sh; about a minute.
+# Builds the native word-count kernel and result encoder with AddressSanitizer and UBSan into a temporary copy of
+# the package and runs tests/test_kernel.py and tests/test_resultjson.py (the hypothesis fuzz included) against
+# them. Called by scripts/test.sh; about a minute.
 # Skips, saying why, when there is no C compiler or no Python headers (the package then uses its Python path).
 # Usage: scripts/asan_kernel.sh [python]   (default: .venv/bin/python, else python3; needs pytest and hypothesis)
 set -euo pipefail
@@ -31,11 +32,14 @@ mkdir -p "$work/tests"
 cp -r "$ROOT/actors" "$work/"
 find "$work/actors" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
 cp "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$work/"
-cp "$ROOT/tests/__init__.py" "$ROOT/tests/test_kernel.py" "$ROOT/tests/test_partition.py" "$work/tests/"
+cp "$ROOT/tests/__init__.py" "$ROOT/tests/test_kernel.py" "$ROOT/tests/test_partition.py" \
+  "$ROOT/tests/test_resultjson.py" "$work/tests/"
 suffix=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-echo "asan_kernel: building actors/jobs/_wordcount.c with -fsanitize=address,undefined" >&2
-"$CC" -shared -fPIC -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all \
-  -fno-omit-frame-pointer -I"$include" "$ROOT/actors/jobs/_wordcount.c" -o "$work/actors/jobs/_wordcount$suffix"
+for module in _wordcount _resultjson; do
+  echo "asan_kernel: building actors/jobs/$module.c with -fsanitize=address,undefined" >&2
+  "$CC" -shared -fPIC -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all \
+    -fno-omit-frame-pointer -I"$include" "$ROOT/actors/jobs/$module.c" -o "$work/actors/jobs/$module$suffix"
+done
 
 cd "$work"
 # detect_leaks=0: CPython itself leaks at exit. PYTHONMALLOC=malloc: no pymalloc arenas hiding overflows from ASan.
@@ -43,6 +47,7 @@ cd "$work"
 export LD_PRELOAD=$libasan ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 \
   MR_REQUIRE_NATIVE_KERNEL=1 MR_KERNEL_FUZZ_EXAMPLES=${MR_KERNEL_FUZZ_EXAMPLES:-300}
-"$PY" -c 'import actors.jobs._wordcount as m, sys; assert m.__file__.startswith(sys.argv[1]), m.__file__' "$work"
-"$PY" -m pytest -q -p no:cacheprovider --capture=no -k native --durations=8 tests/test_kernel.py
-echo "asan_kernel: the sanitized kernel passed" >&2
+"$PY" -c 'import sys, actors.jobs._wordcount as k, actors.jobs._resultjson as r
+assert all(m.__file__.startswith(sys.argv[1]) for m in (k, r)), (k.__file__, r.__file__)' "$work"
+"$PY" -m pytest -q -p no:cacheprovider --capture=no -k native --durations=8 tests/test_kernel.py tests/test_resultjson.py
+echo "asan_kernel: the sanitized kernel and result encoder passed" >&2

@@ -1,4 +1,4 @@
-"""Helpers the tests share: seeded text, a loopback web server, and whether a process still runs."""
+"""Helpers the tests share: seeded text, a loopback server, whether a process runs, what a stage or report holds."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ import os
 import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from actors.core.columns import unpack_columns
+from actors.core.messages import Columns
+from actors.reducer.ledger import Stage
 
 # Many distinct words, plus unicode and case variants the native kernel must hand to str.split().
 VOCABULARY = (*(f"w{i}" for i in range(3000)), "γάμμα", "日本語", "naïve", "The", "the")
@@ -94,3 +99,22 @@ async def held_url(data: bytes) -> AsyncIterator[tuple[str, asyncio.Event]]:
             yield f"{url}/book.txt", reading
         finally:
             release.set()
+
+
+def staged_items(stage: Stage) -> dict[str, Any]:
+    """Everything a Stage holds, combined as a commit would merge it into empty totals (tests read this)."""
+    merged: dict[str, Any] = {}
+    for part in stage.parts:
+        stage.job.combine(merged, unpack_columns(part) if isinstance(part, Columns) else part)
+    return merged
+
+
+def report_totals(report: dict[str, Any]) -> dict[str, Any]:
+    """A raw Report's totals, whether they came as a map or (a word count's) as a COLUMNS run in top order."""
+    if report.get("top_ends"):
+        run = Columns(report["top_keys"], report["top_ends"], report["top_counts"])
+        items = unpack_columns(run)
+        assert list(items) == [key for key, _ in sorted(items.items(), key=lambda kv: (-kv[1], kv[0]))]
+        assert report["totals"] == {}
+        return items
+    return dict(report["totals"])

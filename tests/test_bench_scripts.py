@@ -27,8 +27,8 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(60)
 def test_bench_quick_runs_and_every_result_is_exact(tmp_path: Path) -> None:
-    done = _run([str(SCRIPTS / "bench.py"), "--quick", "--json", "--data-dir", str(tmp_path), "--clusters", "2x2"],
-                timeout=55)
+    done = _run([str(SCRIPTS / "bench.py"), "--quick", "--json", "--markdown", "--data-dir", str(tmp_path),
+                 "--clusters", "2x2"], timeout=55)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert [entry["kind"] for entry in report["inputs"]] == ["real", "zipf"]
@@ -38,8 +38,14 @@ def test_bench_quick_runs_and_every_result_is_exact(tmp_path: Path) -> None:
         for row in entry["rows"]:
             assert row["exact"], (entry["name"], row)
             assert row["seconds"] > 0 and row["rss_sum"] > 0
-        assert entry["rows"][-1]["ready_seconds"] > 0
+        cluster = entry["rows"][-1]
+        assert cluster["ready_seconds"] > 0 and cluster["cpu_seconds"] > 0 and cluster["splits"] >= 1
+        # Read from the mappers' own logs: they counted natively exactly when the kernel is built here.
+        assert cluster["native"] is (report["native_kernel"] == "yes")
+        assert 0 < cluster["phases"]["map_shuffle"] <= cluster["phases"]["result_held"] <= cluster["seconds"]
     assert not any(line.startswith("FAILED") for line in report["verdicts"])
+    assert any("(issue 11)" in line for line in report["verdicts"])
+    assert "| 2 + 2, native path |" in report["markdown"] or report["native_kernel"] != "yes"
 
 
 @pytest.mark.timeout(60)

@@ -7,11 +7,15 @@ import sys
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.core import wire
+from actors.core.columns import pack_columns
 from actors.core.errors import PayloadTooLarge, Unavailable
 from actors.core.messages import Data, to_wire
-from actors.reducer.budget import DECODED_RATIO, StagingBudget, footprint
+from actors.jobs.kernel import unpack_columns
+from actors.reducer.budget import DECODED_RATIO, StagingBudget, columns_footprint, footprint
 
 
 async def settle() -> None:
@@ -206,3 +210,19 @@ def test_decoded_ratio_covers_what_word_frames_really_hold() -> None:
     assert footprint(decoded["items"]) >= allocated * 0.9
     # ...and the up-front estimate is in the right range for such words (within a factor of 2 either way).
     assert len(body) * DECODED_RATIO / 2 <= allocated <= len(body) * DECODED_RATIO * 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.dictionaries(st.text(min_size=0, max_size=12), st.integers(min_value=1, max_value=2**64 - 1),
+                             min_size=1, max_size=60))
+def test_columns_footprint_never_charges_less_than_footprint(items: dict[str, int]) -> None:
+    columns = pack_columns(items)
+    decoded = unpack_columns(columns)
+    assert columns_footprint(columns, decoded) >= footprint(decoded)
+
+
+def test_columns_footprint_of_ascii_keys_and_like_sized_counts_is_exact() -> None:
+    items = {f"word{i}": 1 + i % 1000 for i in range(5000)}
+    columns = pack_columns(items)
+    decoded = unpack_columns(columns)
+    assert columns_footprint(columns, decoded) == footprint(decoded)

@@ -29,7 +29,7 @@ def test_defaults() -> None:
     assert s.discovery == "static"
     assert s.mapper_urls == () and s.reducer_urls == ()
     assert (s.mapper_host, s.reducer_host, s.mapper_port, s.reducer_port) == ("mapper", "reducer", 8081, 8082)
-    assert s.split_size == 64 * MiB
+    assert s.split_size == 128 * MiB
     assert s.max_attempts == 4
     assert s.backup_tasks is True
     assert s.allow_private_urls is False
@@ -103,7 +103,7 @@ def test_booleans(raw: str, value: bool) -> None:
 
 def test_empty_values_mean_default() -> None:
     s = Settings.from_env(env(MR_SPLIT_SIZE="", MR_PORT="", MR_TIMEOUT_LEASE="", TYPE=""))
-    assert s.split_size == 64 * MiB and s.port == 8080 and s.timeouts.lease == Timeouts().lease and s.role == "master"
+    assert s.split_size == 128 * MiB and s.port == 8080 and s.timeouts.lease == Timeouts().lease and s.role == "master"
 
 
 @pytest.mark.parametrize(

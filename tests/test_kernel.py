@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core.columns import unpack_columns
+from actors.core.columns import pack_columns, unpack_columns
 from actors.core.errors import WireError
 from actors.core.messages import Columns
 from actors.core.partition import split_by_partition
@@ -496,7 +496,8 @@ COLUMN_KEYS = st.lists(st.one_of(st.sampled_from(SPECIAL_BYTES), st.binary(max_s
 def test_fuzz_native_unpack_agrees_with_the_python_unpack(keys: list[bytes], counts: list[int], extra: bytes,
                                                           shuffle: Any) -> None:
     # Near-valid columns (maybe decreasing, short, long, invalid UTF-8, zero counts, duplicates): the native
-    # unpacking must accept exactly what the Python one accepts, and give the same dict.
+    # unpacking must accept exactly what the Python one accepts, and give the same dict; and the native check the
+    # reducer stages a word count's frames with (checked, never decoded) must refuse exactly those too.
     if not kernel.NATIVE:
         pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
     ends, at = [], 0
@@ -511,3 +512,94 @@ def test_fuzz_native_unpack_agrees_with_the_python_unpack(keys: list[bytes], cou
     columns = Columns(blob, b"".join(e.to_bytes(4, "little") for e in ends),
                       b"".join(c.to_bytes(8, "little") for c in counts))
     assert _outcome(kernel.unpack_columns, columns) == _outcome(unpack_columns, columns)
+    assert _checked(columns) == _unpacked(columns)
+
+
+def _checked(columns: Columns) -> Any:
+    """What the reducer's native staging makes of a frame: (its keys, the sum of its counts), or WireError."""
+    try:
+        return len(columns), kernel.check_columns(columns)
+    except WireError:
+        return WireError
+
+
+def _unpacked(columns: Columns) -> Any:
+    """The same, through the Python unpacking; counts past 2**63 are refused by the native check alone."""
+    try:
+        items = unpack_columns(columns)
+    except WireError:
+        return WireError
+    return WireError if max(items.values()) >= 2**63 else (len(items), sum(items.values()))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(frames=st.lists(st.dictionaries(st.sampled_from(["a", "b", "é", "日本", "😀", "", "x" * 20, "x" * 21]),
+                                       st.integers(1, 2**40), min_size=1), max_size=6),
+       text=st.lists(st.sampled_from([b"a b\n", "é x\n".encode(), b"\xff a\n"]), max_size=4))
+def test_fuzz_native_add_columns_counts_like_merging_the_dicts(frames: list[dict[str, int]], text: list[bytes]) -> None:
+    # The reducer's count table takes checked frames (and the table is the mapper's: words fed in text add up too).
+    if not kernel.NATIVE or NativeCountTable is None:
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    table = NativeCountTable(1)
+    expected: Counter[str] = Counter()
+    for frame in frames:
+        columns = pack_columns(frame)
+        kernel.check_columns(columns)
+        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        expected.update(frame)
+    for line in text:
+        table.feed(line)
+        expected.update(line.decode("utf-8", "replace").split())
+    assert table.take() == [dict(expected)]
+
+
+def test_native_add_columns_refuses_offsets_outside_the_frame() -> None:
+    if NativeCountTable is None:
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    table = NativeCountTable(1)
+    one = (1).to_bytes(8, "little")
+    for keys, ends, counts in [(b"ab", (5).to_bytes(4, "little"), one), (b"ab", (1).to_bytes(4, "little"), one),
+                               (b"ab", (2).to_bytes(4, "little") + (1).to_bytes(4, "little"), one * 2),
+                               (b"a", b"", b""), (b"a", (1).to_bytes(4, "little"), b"\x01"),
+                               (b"a", (1).to_bytes(4, "little"), (2**63).to_bytes(8, "little"))]:
+        with pytest.raises(ValueError):
+            table.add_columns(keys, ends, counts)  # type: ignore[attr-defined]
+    assert len(table) == 0
+    with pytest.raises(TypeError):
+        table.add_columns(b"a", (1).to_bytes(4, "little"))  # type: ignore[attr-defined]
+
+
+def test_native_check_sums_counts_past_64_bits() -> None:
+    if not kernel.NATIVE:
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    items = {f"k{i}": 2**63 - 1 for i in range(5)}
+    assert kernel.check_columns(pack_columns(items)) == 5 * (2**63 - 1)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(frames=st.lists(st.dictionaries(st.sampled_from(["a", "b", "é", "日本", "😀", "", "abcdefgh", "abcdefghi",
+                                                         "abcdefgh\x00", "abcdefg"]),
+                                       st.integers(1, 6), min_size=1), max_size=6),
+       text=st.lists(st.sampled_from([b"a b\n", "é x\n".encode(), b"\xff a\n", b"abcdefgh abcdefg\n"]), max_size=4))
+def test_fuzz_native_ordered_columns_is_the_table_in_top_order(frames: list[dict[str, int]], text: list[bytes]) -> None:
+    # What a reducer reports of a word count: every count, largest first and ties by key (code point order), with
+    # the table left as it was, so a repeated finalize answers the same.
+    if NativeCountTable is None:
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    table = NativeCountTable(1)
+    expected: Counter[str] = Counter()
+    for frame in frames:
+        columns = pack_columns(frame)
+        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        expected.update(frame)
+    for line in text:
+        table.feed(line)
+        expected.update(line.decode("utf-8", "replace").split())
+    run = Columns(*table.ordered_columns())  # type: ignore[attr-defined]
+    assert Columns(*table.ordered_columns()) == run  # type: ignore[attr-defined]
+    if expected:
+        in_order = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
+        assert list(unpack_columns(run).items()) == in_order
+    else:
+        assert run == Columns(b"", b"", b"")
+    assert table.take() == [dict(expected)]

@@ -360,7 +360,7 @@ async def test_a_million_key_result_streams_as_ndjson_without_a_copy_of_it(make_
         record.transition(state)
     record.done.set()
     app[REGISTRY].restore(record, "")
-    held = app[RESULTS].hold(record.id, {f"w{i}": 1 + i % 7 for i in range(keys)}, get_job("wordcount").top)
+    held = app[RESULTS].hold(record.id, {f"w{i}": 1 + i % 7 for i in range(keys)}, get_job("wordcount").encode)
     Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM) to its current RSS
     before = _peak_rss()
     seen, pending = 0, b""

@@ -26,6 +26,7 @@ from actors.serve import build_app
 
 from .conftest import Actor, Cluster, actor_settings, start_actor
 from .framing import FrameDecoder
+from .support import staged_items
 
 USER_JOBS = '''
 from actors.sdk import JobConfigError, MapReduceJob
@@ -570,7 +571,7 @@ def test_one_keys_values_past_a_frame_travel_in_several_frames_and_merge_exactly
     finally:
         spool.close()
     assert len(frames) > 4  # 20 000 lengths (about 20 KB) do not fit one 4 KiB frame
-    assert job.finish(stage.items) == run_sequential("median_length", text.encode())
+    assert job.finish(staged_items(stage)) == run_sequential("median_length", text.encode())
 
 
 def test_a_mapper_flushes_a_job_without_combiner_by_its_values_not_only_its_keys() -> None:

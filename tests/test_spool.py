@@ -22,6 +22,7 @@ from actors.mapper.spool import Spool
 from actors.reducer.ledger import Stage
 
 from .framing import FrameDecoder
+from .support import staged_items
 from .test_partition import partition_of
 
 CAP = 1 << 20
@@ -286,7 +287,7 @@ def test_long_words_survive_mapper_and_reducer_exactly(text: str, chunk_size: in
                         assert len(message.items if isinstance(message, Data) else message) <= frame_keys
                         stage.add(message)
             stage.verify(spool.commit(partition))
-            merged.update(stage.items)
+            merged.update(staged_items(stage))
     finally:
         spool.close()
     assert merged == Counter(text.split())

@@ -198,12 +198,21 @@ class Report:
     partition: int
     incarnation: str
     splits: int
-    totals: dict[str, Any]  # empty when ``part`` names the file holding them
+    totals: dict[str, Any]  # empty when ``part`` names the file holding them, or the top_* columns carry them
     # With an output: the part's file name in the output directory, its size, entries and SHA-256; else empty.
     part: str = ""
     part_bytes: int = 0
     part_keys: int = 0
     part_sha256: str = ""
+    # A word count's totals as one COLUMNS run (see Columns) in top order, largest count first and ties by key, so
+    # the master merges the partitions' runs instead of sorting (see actors.jobs.resultjson); else all empty.
+    top_keys: bytes = b""
+    top_ends: bytes = b""
+    top_counts: bytes = b""
+
+    @property
+    def top_run(self) -> Columns | None:
+        return Columns(self.top_keys, self.top_ends, self.top_counts) if self.top_ends else None
 
 
 @dataclass(frozen=True)

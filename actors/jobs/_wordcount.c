@@ -19,8 +19,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_utf8.h"
 
 /* --------------------------------------------------------------------------------------- byte classes */
 
@@ -241,9 +244,10 @@ grow_slots(CountTable *t)
     return 0;
 }
 
-/* Append a new key with count 1 and index it at slot i; -1 with MemoryError set (the table is unchanged). */
+/* Append a new key with `count` and index it at slot i; -1 with MemoryError set (the table is unchanged). */
 static int
-table_insert(CountTable *t, size_t i, uint64_t hash, uint64_t head, const unsigned char *key, Py_ssize_t length)
+table_insert(CountTable *t, size_t i, uint64_t hash, uint64_t head, const unsigned char *key, Py_ssize_t length,
+             long long count)
 {
     if ((uint64_t)t->used + 1 >= INDEX_MASK || t->arena_used > PY_SSIZE_T_MAX - length) {
         PyErr_NoMemory();
@@ -256,7 +260,7 @@ table_insert(CountTable *t, size_t i, uint64_t hash, uint64_t head, const unsign
     if (length > 0) {
         memcpy(t->arena + t->arena_used, key, (size_t)length);
     }
-    t->entries[t->used] = (Entry){hash, head, t->arena_used, length, 1};
+    t->entries[t->used] = (Entry){hash, head, t->arena_used, length, count};
     t->arena_used += length;
     t->used++;
     t->slots[i] = (TAG_OF(hash) << INDEX_BITS) | (uint64_t)t->used;
@@ -277,9 +281,9 @@ make_token(const unsigned char *key, Py_ssize_t length, const unsigned char *lim
     return (Token){key, length, head, hash_key(key, length, head, limit)};
 }
 
-/* Count one occurrence of a token; -1 with MemoryError set. */
+/* Add `count` occurrences of a token; -1 with MemoryError (or OverflowError) set. */
 static inline int
-table_count_token(CountTable *t, const Token *k)
+table_add_token(CountTable *t, const Token *k, long long count)
 {
     /* Keep the index at most 2/3 full, counting the key about to be added. */
     if ((size_t)(t->used + 1) * 3 > t->capacity * 2 && grow_slots(t) < 0) {
@@ -291,18 +295,29 @@ table_count_token(CountTable *t, const Token *k)
     for (;;) {
         uint64_t slot = t->slots[i];
         if (slot == 0) {
-            return table_insert(t, i, k->hash, k->head, k->key, k->length);
+            return table_insert(t, i, k->hash, k->head, k->key, k->length, count);
         }
         if ((slot >> INDEX_BITS) == tag) {
             Entry *e = &t->entries[(slot & INDEX_MASK) - 1];
             if (e->head == k->head && e->length == k->length &&
                 (k->length <= 8 || memcmp(t->arena + e->offset + 8, k->key + 8, (size_t)(k->length - 8)) == 0)) {
-                e->count++;
+                if (e->count > LLONG_MAX - count) { /* a count past 2**63: more occurrences than bytes anywhere */
+                    PyErr_SetString(PyExc_OverflowError, "a count passed 2**63 - 1");
+                    return -1;
+                }
+                e->count += count;
                 return 0;
             }
         }
         i = (i + 1) & mask;
     }
+}
+
+/* Count one occurrence of a token; -1 with MemoryError set. */
+static inline int
+table_count_token(CountTable *t, const Token *k)
+{
+    return table_add_token(t, k, 1);
 }
 
 /* Count one occurrence of key[0:length], which lies in a buffer ending at `limit`; -1 with MemoryError set. */
@@ -804,6 +819,90 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------- ordered_columns() */
+
+/* What the top-order sort compares: most keys differ in their count or first 8 bytes, read here in order. */
+typedef struct {
+    long long count;
+    uint64_t prefix; /* the key's first 8 bytes, big-endian, zero-padded: compares as the bytes do */
+    Py_ssize_t entry;
+} Ranked;
+
+/* The table being sorted, for the comparator (qsort takes no context). Only set and read while the GIL is held,
+ * and ordered_columns runs no Python code, so no other sort can interleave. */
+static const CountTable *ranking;
+
+static inline uint64_t
+big_endian(uint64_t little)
+{
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) {
+        v = (v << 8) | ((little >> (8 * b)) & 0xff);
+    }
+    return v;
+}
+
+static int
+compare_ranked(const void *left, const void *right)
+{
+    const Ranked *a = left, *b = right;
+    if (a->count != b->count) {
+        return a->count > b->count ? -1 : 1; /* the largest count first */
+    }
+    if (a->prefix != b->prefix) {
+        return a->prefix < b->prefix ? -1 : 1;
+    }
+    const Entry *x = &ranking->entries[a->entry], *y = &ranking->entries[b->entry];
+    Py_ssize_t shorter = x->length < y->length ? x->length : y->length;
+    int c = shorter > 8 ? memcmp(ranking->arena + x->offset + 8, ranking->arena + y->offset + 8,
+                                 (size_t)(shorter - 8)) : 0;
+    if (c != 0) {
+        return c;
+    }
+    return x->length < y->length ? -1 : (x->length > y->length ? 1 : 0);
+}
+
+/* ordered_columns() -> (keys, ends, counts): every count as one COLUMNS run in top order (largest count first,
+ * ties by key: UTF-8 byte order is code point order), the table unchanged. OverflowError past 4 GiB of keys. */
+static PyObject *
+CountTable_ordered_columns(CountTable *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->arena_used > (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "more key bytes than 32-bit offsets reach");
+        return NULL;
+    }
+    if (enter(self) < 0) {
+        return NULL;
+    }
+    Py_ssize_t used = self->used;
+    Ranked *ranked = PyMem_Malloc(sizeof(Ranked) * (size_t)(used > 0 ? used : 1));
+    Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(used > 0 ? used : 1));
+    PyObject *frame = NULL, *result = NULL;
+    if (ranked == NULL || order == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t n = 0; n < used; n++) {
+        ranked[n] = (Ranked){self->entries[n].count, big_endian(self->entries[n].head), n};
+    }
+    ranking = self;
+    qsort(ranked, (size_t)used, sizeof(Ranked), compare_ranked);
+    ranking = NULL;
+    for (Py_ssize_t n = 0; n < used; n++) {
+        order[n] = ranked[n].entry;
+    }
+    frame = columns_frame(self, order, used, self->arena_used); /* (keys, ends, counts, checksum) */
+    if (frame != NULL) {
+        result = PyTuple_GetSlice(frame, 0, 3);
+    }
+done:
+    Py_XDECREF(frame);
+    PyMem_Free(ranked);
+    PyMem_Free(order);
+    self->busy = 0;
+    return result;
+}
+
 static PyObject *
 CountTable_take_columns(CountTable *self, PyObject *args)
 {
@@ -838,7 +937,14 @@ CountTable_get_partitions(CountTable *self, void *Py_UNUSED(closure))
     return PyLong_FromSsize_t(self->partitions);
 }
 
+static PyObject *CountTable_add_columns(CountTable *self, PyObject *const *args, Py_ssize_t nargs);
+static PyObject *CountTable_ordered_columns(CountTable *self, PyObject *Py_UNUSED(ignored));
+
 static PyMethodDef CountTable_methods[] = {
+    {"add_columns", (PyCFunction)(void (*)(void))CountTable_add_columns, METH_FASTCALL,
+     "add_columns(keys, ends, counts, /)\n--\n\nAdd a COLUMNS frame check_columns accepted to the counts."},
+    {"ordered_columns", (PyCFunction)CountTable_ordered_columns, METH_NOARGS,
+     "ordered_columns()\n--\n\nEvery count as one COLUMNS run (keys, ends, counts) in top order; the table unchanged."},
     {"feed", (PyCFunction)CountTable_feed, METH_O,
      "feed(data, /)\n--\n\nCount every whitespace-separated token of a chunk of whole lines (any bytes-like)."},
     {"take_columns", (PyCFunction)CountTable_take_columns, METH_VARARGS,
@@ -977,6 +1083,206 @@ fail:
     return NULL;
 }
 
+/* ----------------------------------------------------------------------- check_columns, add_columns */
+
+/* Whether p[0:n] is UTF-8 as Python's strict decoder accepts it: no overlong forms, no surrogates, nothing past
+ * U+10FFFF, no truncated sequence. */
+static int
+utf8_valid(const unsigned char *p, Py_ssize_t n)
+{
+    const unsigned char *end = p + n;
+    while (p < end) {
+        if (end - p >= 8 && (load64(p) & 0x8080808080808080ULL) == 0) {
+            p += 8; /* eight ASCII bytes at once: most keys are all ASCII */
+            continue;
+        }
+        Py_UCS4 point;
+        int used = utf8_point(p, end - p, &point);
+        if (used == 0) {
+            return 0;
+        }
+        p += used;
+    }
+    return 1;
+}
+
+/* The parts of a COLUMNS frame, its offsets checked against its key bytes; -1 with ValueError set. */
+typedef struct {
+    const unsigned char *blob, *ends, *counts;
+    Py_ssize_t size, n;
+} Frame;
+
+static int
+frame_of(PyObject *const *args, Py_ssize_t nargs, Frame *f)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "takes three bytes objects: keys, ends, counts");
+        return -1;
+    }
+    f->blob = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    f->ends = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    f->counts = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    f->size = PyBytes_GET_SIZE(args[0]);
+    f->n = PyBytes_GET_SIZE(args[1]) / 4;
+    if (PyBytes_GET_SIZE(args[1]) % 4 != 0 || f->n == 0) {
+        PyErr_Format(PyExc_ValueError, "ends must be 1 or more 4-byte offsets, not %zd bytes", PyBytes_GET_SIZE(args[1]));
+        return -1;
+    }
+    if (PyBytes_GET_SIZE(args[2]) != 8 * f->n) {
+        PyErr_Format(PyExc_ValueError, "%zd keys need %zd bytes of counts, not %zd", f->n, 8 * f->n,
+                     PyBytes_GET_SIZE(args[2]));
+        return -1;
+    }
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < f->n; i++) {
+        Py_ssize_t end = (Py_ssize_t)load_le(f->ends + 4 * i, 4);
+        if (end < start) {
+            PyErr_SetString(PyExc_ValueError, "key offsets must not decrease");
+            return -1;
+        }
+        start = end;
+    }
+    if (start != f->size) {
+        PyErr_Format(PyExc_ValueError, "the last key ends at %zd, not at the end of %zd key bytes", start, f->size);
+        return -1;
+    }
+    return 0;
+}
+
+static inline Py_ssize_t
+frame_start(const Frame *f, Py_ssize_t i)
+{
+    return i == 0 ? 0 : (Py_ssize_t)load_le(f->ends + 4 * (i - 1), 4);
+}
+
+/* Whether the frame repeats a key: an open-addressing set of its key numbers. -1 with MemoryError set. */
+static int
+frame_repeats(const Frame *f, Py_ssize_t *repeats)
+{
+    size_t capacity = 16;
+    while (capacity < (size_t)f->n * 2) {
+        capacity *= 2;
+    }
+    uint32_t *slots = PyMem_Calloc(capacity, sizeof(uint32_t)); /* key number + 1; 0 is empty */
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const unsigned char *limit = f->blob + f->size;
+    *repeats = 0;
+    for (Py_ssize_t i = 0; i < f->n; i++) {
+        Py_ssize_t start = frame_start(f, i), length = (Py_ssize_t)load_le(f->ends + 4 * i, 4) - start;
+        const unsigned char *key = f->blob + start;
+        size_t at = (size_t)hash_key(key, length, head_word(key, length, limit), limit) & (capacity - 1);
+        for (;;) {
+            uint32_t slot = slots[at];
+            if (slot == 0) {
+                slots[at] = (uint32_t)(i + 1);
+                break;
+            }
+            Py_ssize_t other = (Py_ssize_t)slot - 1, other_start = frame_start(f, other);
+            if ((Py_ssize_t)load_le(f->ends + 4 * other, 4) - other_start == length &&
+                memcmp(f->blob + other_start, key, (size_t)length) == 0) {
+                (*repeats)++;
+                break;
+            }
+            at = (at + 1) & (capacity - 1);
+        }
+    }
+    PyMem_Free(slots);
+    return 0;
+}
+
+/* check_columns(keys, ends, counts) -> checksum: every rule unpack_columns checks (offsets, positive counts, strict
+ * UTF-8 keys, no key twice), with no Python object made per key; the sum of the counts. ValueError as unpack's. */
+static PyObject *
+check_columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Frame f;
+    if (frame_of(args, nargs, &f) < 0) {
+        return NULL;
+    }
+    uint64_t low = 0, high = 0; /* the checksum as a 128-bit number: n counts of up to 2**64 - 1 each */
+    for (Py_ssize_t i = 0; i < f.n; i++) {
+        uint64_t count = load_le(f.counts + 8 * i, 8);
+        if (count == 0) {
+            PyErr_SetString(PyExc_ValueError, "counts must be positive");
+            return NULL;
+        }
+        if (count > (uint64_t)LLONG_MAX) {
+            PyErr_SetString(PyExc_ValueError, "counts must be below 2**63");
+            return NULL;
+        }
+        low += count;
+        high += low < count;
+        Py_ssize_t start = frame_start(&f, i);
+        if (!utf8_valid(f.blob + start, (Py_ssize_t)load_le(f.ends + 4 * i, 4) - start)) {
+            PyErr_SetString(PyExc_ValueError, "a key is not valid UTF-8");
+            return NULL;
+        }
+    }
+    Py_ssize_t repeats;
+    if (frame_repeats(&f, &repeats) < 0) {
+        return NULL;
+    }
+    if (repeats > 0) {
+        return PyErr_Format(PyExc_ValueError, "%zd duplicate keys", repeats);
+    }
+    if (high == 0) {
+        return PyLong_FromUnsignedLongLong(low);
+    }
+    PyObject *h = PyLong_FromUnsignedLongLong(high), *shift = PyLong_FromLong(64), *l = PyLong_FromUnsignedLongLong(low);
+    PyObject *shifted = (h && shift) ? PyNumber_Lshift(h, shift) : NULL;
+    PyObject *sum = (shifted && l) ? PyNumber_Add(shifted, l) : NULL;
+    Py_XDECREF(h);
+    Py_XDECREF(shift);
+    Py_XDECREF(l);
+    Py_XDECREF(shifted);
+    return sum;
+}
+
+/* add_columns(keys, ends, counts): add a COLUMNS frame's counts to the table, making no Python object. The frame
+ * must be one check_columns accepted (its keys then decode in take()); here only its offsets are checked again,
+ * which is all reading it safely needs. ValueError or OverflowError leave earlier keys of the frame added. */
+static PyObject *
+CountTable_add_columns(CountTable *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Frame f;
+    if (frame_of(args, nargs, &f) < 0) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < f.n; i++) {
+        if (load_le(f.counts + 8 * i, 8) > (uint64_t)LLONG_MAX) {
+            PyErr_SetString(PyExc_ValueError, "counts must be below 2**63");
+            return NULL;
+        }
+    }
+    if (enter(self) < 0) {
+        return NULL;
+    }
+    const unsigned char *limit = f.blob + f.size;
+    Token tokens[BATCH];
+    long long counts[BATCH];
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < f.n && rc == 0; i += BATCH) {
+        int m = (int)(f.n - i < BATCH ? f.n - i : BATCH);
+        for (int j = 0; j < m; j++) {
+            Py_ssize_t start = frame_start(&f, i + j);
+            tokens[j] = make_token(f.blob + start, (Py_ssize_t)load_le(f.ends + 4 * (i + j), 4) - start, limit);
+            counts[j] = (long long)load_le(f.counts + 8 * (i + j), 8);
+            prefetch_slot(self, &tokens[j]);
+        }
+        for (int j = 0; j < m && rc == 0; j++) {
+            rc = table_add_token(self, &tokens[j], counts[j]);
+        }
+    }
+    self->busy = 0;
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------------------ add_counts, move_counts */
 
 /* into[key] = into.get(key, 0) + value; -1 with an exception set (then `into` is unchanged for this key). */
@@ -1076,6 +1382,8 @@ static PyMethodDef module_methods[] = {
      "add_counts(into, part, /)\n--\n\nAdd every count of the dict part to the dict into."},
     {"move_counts", (PyCFunction)(void (*)(void))move_counts, METH_FASTCALL,
      "move_counts(into, part, limit, /)\n--\n\nMove up to limit counts from part into into; the number moved."},
+    {"check_columns", (PyCFunction)(void (*)(void))check_columns, METH_FASTCALL,
+     "check_columns(keys, ends, counts, /)\n--\n\nCheck a COLUMNS frame as unpack_columns does; the sum of its counts."},
     {"unpack_columns", (PyCFunction)(void (*)(void))unpack_columns, METH_FASTCALL,
      "unpack_columns(keys, ends, counts, /)\n--\n\nThe dict a COLUMNS frame stands for; ValueError if malformed."},
     {NULL, NULL, 0, NULL},

@@ -15,6 +15,7 @@ from typing import Any
 from ..core.errors import BadRequest, WireError
 from ..core.partition import decode_key, display_key
 from ..sdk import JobCodeError, MapReduceJob, check_key, plain_value
+from .resultjson import Result, as_mapping, general_json
 
 
 class SdkJob:
@@ -117,6 +118,9 @@ class SdkJob:
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         order = self.job.order
         return heapq.nsmallest(n, result.items(), key=lambda item: (order(item[0], item[1]), item[0]))
+
+    def encode(self, result: Result) -> bytes:
+        return general_json(as_mapping(result), self.top)
 
 
 def lines_of(text: str) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from .resultjson import Result
+
 
 class Job(Protocol):
     """A registered MapReduce job; values are plain CBOR types so partials can cross the wire."""
@@ -45,4 +47,9 @@ class Job(Protocol):
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         """The ``n`` most significant entries of a result, for ``?top=N`` and the CLI."""
+        ...
+
+    def encode(self, result: Result) -> bytes:
+        """The whole result as compact ASCII JSON, entries in :meth:`top` order: what the master holds (see
+        actors.jobs.resultjson); TypeError or ValueError if JSON cannot carry a value."""
         ...

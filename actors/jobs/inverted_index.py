@@ -7,6 +7,7 @@ from typing import Any
 
 from ..core.errors import WireError
 from ..sdk import MapReduceJob
+from .resultjson import Result, as_mapping, general_json
 
 
 class InvertedIndexEngine:
@@ -48,6 +49,9 @@ class InvertedIndexEngine:
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         return sorted(result.items(), key=lambda item: (-len(item[1]), item[0]))[:n]
+
+    def encode(self, result: Result) -> bytes:
+        return general_json(as_mapping(result), self.top)
 
 
 class InvertedIndex(MapReduceJob):

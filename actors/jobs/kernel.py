@@ -72,17 +72,19 @@ _native_error: str | None
 _native_unpack: Callable[[bytes, bytes, bytes], dict[str, int]] | None
 _native_add: Callable[[dict[str, int], dict[str, int]], None] | None
 _native_move: Callable[[dict[str, int], dict[str, int], int], int] | None
+_native_check: Callable[[bytes, bytes, bytes], int] | None
 try:
     from ._wordcount import CountTable as _Native
     from ._wordcount import add_counts as _add_natively
+    from ._wordcount import check_columns as _check_natively
     from ._wordcount import move_counts as _move_natively
     from ._wordcount import unpack_columns as _unpack_natively
 except ImportError as error:  # built without a compiler (setup.py marks the extension optional)
-    NativeCountTable, _native_unpack, _native_add, _native_move = None, None, None, None
+    NativeCountTable, _native_unpack, _native_add, _native_move, _native_check = None, None, None, None, None
     _native_error = str(error)
 else:
-    NativeCountTable, _native_unpack, _native_add, _native_move = (_Native, _unpack_natively, _add_natively,
-                                                                   _move_natively)
+    NativeCountTable, _native_unpack, _native_add, _native_move, _native_check = (
+        _Native, _unpack_natively, _add_natively, _move_natively, _check_natively)
     _native_error = None
 
 NATIVE: bool = NativeCountTable is not None
@@ -99,6 +101,17 @@ def unpack_columns(columns: Columns) -> dict[str, int]:
         return _unpack_in_python(columns)
     try:
         return _native_unpack(columns.keys, columns.ends, columns.counts)
+    except ValueError as error:
+        raise WireError(f"columns frame: {error}") from None
+
+
+def check_columns(columns: Columns) -> int:
+    """Check a COLUMNS frame as :func:`unpack_columns` does, without decoding it: the sum of its counts; WireError
+    when it is malformed. Only with the extension (see NATIVE): the frame is then merged by ``add_columns``."""
+    if _native_check is None:
+        raise RuntimeError("check_columns needs the native kernel")
+    try:
+        return _native_check(columns.keys, columns.ends, columns.counts)
     except ValueError as error:
         raise WireError(f"columns frame: {error}") from None
 
@@ -129,4 +142,4 @@ def native_status() -> str:
 
 
 __all__ = ["NATIVE", "CountTable", "NativeCountTable", "PythonCountTable", "WordCounts", "add_counts",
-           "move_counts", "native_status", "unpack_columns"]
+           "check_columns", "move_counts", "native_status", "unpack_columns"]

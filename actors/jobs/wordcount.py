@@ -10,8 +10,10 @@ from itertools import repeat
 from typing import Any
 
 from ..core.errors import WireError
+from ..core.messages import Columns
 from ..sdk import JobConfigError, MapReduceJob
 from .kernel import add_counts, move_counts
+from .resultjson import OrderedRuns, Result, counts_json, general_json, merge_json, ordered_columns
 
 PUNCTUATION = string.punctuation
 FLAGS = {"true": True, "false": False}
@@ -82,6 +84,18 @@ class WordCountEngine:
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         # Ties broken by word so the answer is the same whichever reducer reported first.
         return heapq.nsmallest(n, result.items(), key=lambda item: (-item[1], item[0]))
+
+    def encode(self, result: Result) -> bytes:
+        if isinstance(result, OrderedRuns):
+            return merge_json(result.runs)
+        try:
+            return counts_json(result)  # type: ignore[arg-type]  # a str -> int dict, or TypeError
+        except (TypeError, OverflowError):
+            return general_json(result, self.top)
+
+    def report_columns(self, totals: dict[str, Any]) -> Columns | None:
+        """A partition's totals as the reducer reports them: one run in top order (None: report the dict)."""
+        return ordered_columns(totals)
 
 
 class WordCount(MapReduceJob):

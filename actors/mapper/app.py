@@ -191,6 +191,8 @@ class MapRun:
             async with contextlib.aclosing(self._map(spool)) as mapping:
                 async for progress in mapping:
                     yield progress
+            log.debug("split_mapped", job=self.a.job, split=self.a.split, attempt=self.a.attempt, keys=self.keys,
+                      bytes=self.bytes_read)
             send = asyncio.ensure_future(self._send_all(spool))
             try:
                 heartbeat = self.settings.timeouts.lease / 3

@@ -27,6 +27,7 @@ from ..core.errors import (
 from ..core.logs import EventLog
 from ..inputs.outdir import SUCCESS, prepare_output_dir, resolve_output_dir
 from ..inputs.ref import SERVED, InputRef
+from ..jobs.resultjson import Result, as_mapping
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.metrics import METRICS, MasterMetrics
@@ -498,15 +499,15 @@ def held_result(app: web.Application, record: JobRecord) -> HeldResult | None:
     return app[RESULTS].get(record.id)
 
 
-def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], HeldResult | None]:
+def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], HeldResult | None]:
     """What the coordinator calls with a finished result: encode it once and hold it within the results budget
     (a job with an output has its result in its directory: nothing to hold)."""
 
-    def keep(result: dict[str, Any]) -> HeldResult | None:
+    def keep(result: Result) -> HeldResult | None:
         if record.output:
             return None
         try:
-            held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).top)
+            held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).encode)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
             raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
         log.debug("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)
@@ -515,13 +516,14 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]
     return keep
 
 
-def _answerer(app: web.Application, record: JobRecord) -> Callable[[dict[str, Any]], None]:
+def _answerer(app: web.Application, record: JobRecord) -> Callable[[Result], None]:
     """What the coordinator calls with an interactive (``/compute``) job's result: its answer, encoded once, kept on
     the record for the request waiting on it. Entries in the job's top order and in json.dumps' own spacing, as the
     original answered; small by construction (the text came in one request line, at most MR_MAX_LINE bytes)."""
 
-    def keep(result: dict[str, Any]) -> None:
-        ordered = dict(app[JOBS].get(record.job_name, record.params).top(result, len(result)))
+    def keep(result: Result) -> None:
+        entries = as_mapping(result)
+        ordered = dict(app[JOBS].get(record.job_name, record.params).top(entries, len(entries)))
         try:
             answer = json.dumps(ordered).encode("ascii")
         except (TypeError, ValueError) as error:

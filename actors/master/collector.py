@@ -12,6 +12,8 @@ from ..core.logs import EventLog
 from ..core.messages import Finalize, Missing, Release, Report
 from ..discovery import Discovery, Peer
 from ..inputs.outdir import PartInfo, check_parts, part_name, resolve_output_dir, write_success
+from ..jobs.kernel import unpack_columns
+from ..jobs.resultjson import OrderedRuns, Result
 from ..net.client import retrying
 from ..net.ordinals import wait_for_ordinals
 from ..net.transport import Transport
@@ -36,7 +38,7 @@ class Collector:
         self.fields = {"job": record.id, "epoch": record.epoch}
         self.reported: set[int] = set()  # partitions whose report arrived: their reducers forgot the job
 
-    async def collect(self, remap: Remap) -> dict[str, Any]:
+    async def collect(self, remap: Remap) -> Result:
         """Every partition's report; a partition whose reducer lost splits has ``remap`` redo just those."""
         record = self.record
         reports: dict[int, Report] = {}
@@ -54,9 +56,15 @@ class Collector:
         if record.output:
             await self._commit_output([reports[p] for p in sorted(reports)])
             return {}  # the result is in the output directory; no key or value passed through the master
+        # The reducer finished them (a job's reduce runs there once). A word count's come as runs in top order: the
+        # master merges them into the held JSON later, with no dict of every key made here.
+        ordered = [reports[p] for p in sorted(reports)]
+        runs = [report.top_run for report in ordered]
+        if any(runs) and all(run is not None or not r.totals for run, r in zip(runs, ordered, strict=True)):
+            return OrderedRuns(tuple(run for run in runs if run is not None))
         result: dict[str, Any] = {}
-        for partition in sorted(reports):
-            result.update(reports[partition].totals)  # the reducer finished them (a job's reduce runs there once)
+        for report, run in zip(ordered, runs, strict=True):
+            result.update(unpack_columns(run) if run is not None else report.totals)
         return result
 
     async def _commit_output(self, reports: list[Report]) -> None:

@@ -25,6 +25,7 @@ from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan_inputs
 from ..discovery import Discovery, Peer
+from ..jobs.resultjson import OrderedRuns, Result
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
@@ -107,7 +108,7 @@ class Coordinator:
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
-        keep: Callable[[dict[str, Any]], object] | None = None,
+        keep: Callable[[Result], object] | None = None,
         metrics: MasterMetrics | None = None,
         policy: WorkerPolicy | None = None,
         inline: bytes = b"",
@@ -142,7 +143,7 @@ class Coordinator:
             if self.keep is not None:
                 self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             else:
-                record.result = result
+                record.result = result.to_dict() if isinstance(result, OrderedRuns) else dict(result)
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
             # The one INFO line of a finished job, with where its time went (per split and stream: DEBUG).

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import Gone, JobFailed
+from ..jobs.resultjson import Result
 
-Order = Callable[[Mapping[str, Any], int], list[tuple[str, Any]]]  # a job's ``top``: the n most significant entries
+Encode = Callable[[Result], bytes]  # a job's ``encode``: the result as JSON, entries in its top order
 CHUNK = 256 * 1024  # a response writes this much at a time, so a slow reader holds no copy of the whole result
 _SCAN_FIRST = 64 * 1024
 _DECODER = json.JSONDecoder()
@@ -98,14 +99,12 @@ class Results:
         self._held: dict[str, HeldResult] = {}  # insertion order is age order: the oldest is dropped first
         self._dropped: dict[str, tuple[float, float]] = {}  # job id -> (held at, dropped at)
 
-    def hold(self, job_id: str, result: Mapping[str, Any], order: Order) -> HeldResult:
-        """Encode ``result`` once (entries in ``order``) and hold it; raises JobFailed if it can never fit."""
+    def hold(self, job_id: str, result: Result, encode: Encode) -> HeldResult:
+        """Encode ``result`` once (with its job's ``encode``) and hold it; raises JobFailed if it can never fit."""
         held = self.get(job_id)
         if held is not None:
             return held
-        ordered = dict(order(result, len(result)))
-        payload = json.dumps(ordered, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-        del ordered
+        payload = encode(result)
         self.encodes += 1
         check_result_size(len(payload), self.per_job)
         if len(payload) > self.budget:

@@ -31,7 +31,7 @@ from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, disco
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import DECODED_RATIO, Reservation, StagingBudget
-from .ledger import DUPLICATE, Ledger, Stage
+from .ledger import DUPLICATE, Ledger, PartitionState, Stage
 from .output import write_output
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -62,7 +62,7 @@ def build_reducer(settings: Settings) -> web.Application:
 
 def _keys_held(ledger: Ledger) -> int:
     """Entries held for every job: merged totals, plus committed values not merged yet (a key may be in both)."""
-    return sum(len(s.totals) + sum(map(len, s.pending)) for s in ledger.jobs.values())
+    return sum(s.keys_held for s in ledger.jobs.values())
 
 
 async def _spills(app: web.Application) -> AsyncIterator[None]:
@@ -277,7 +277,16 @@ async def finalize(request: web.Request) -> web.Response:
         answer = Missing(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
                          splits=missing)
         return cbor_response(to_wire(answer))
-    partition.settle()  # a stream may still be merging (its split also committed by a backup attempt)
+    partition.merge_pending()  # a stream may still be merging (its split also committed by a backup attempt)
+    ordered = None if message.output else partition.ordered_run()
+    if ordered is not None:  # a word count held in the count table: sorted there, no object made per key
+        log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
+                  keys=len(ordered), duplicates=partition.duplicates)
+        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                        splits=message.splits, totals={}, top_keys=ordered.keys, top_ends=ordered.ends,
+                        top_counts=ordered.counts)
+        return _reported(ledger, partition, report)
+    partition.settle()
     if partition.spilled():  # merge the runs on the spill thread, after its writes
         totals = await asyncio.wrap_future(partition.finish_spilled())
     else:
@@ -294,12 +303,22 @@ async def finalize(request: web.Request) -> web.Response:
     else:
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(totals), duplicates=partition.duplicates)
-        report = Report(
-            job=message.job, epoch=message.epoch, partition=ledger.partition,
-            incarnation=incarnation, splits=message.splits, totals=totals,
-        )
-    # A finalize asked twice at once reports once: the answer kept first is the answer.
-    kept = ledger.reported_answer(message.job, message.epoch)
+        report_columns = getattr(partition.job_def, "report_columns", None)  # word count's: sorted here, not there
+        run = report_columns(totals) if report_columns is not None else None
+        if run is not None:
+            report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                            splits=message.splits, totals={}, top_keys=run.keys, top_ends=run.ends,
+                            top_counts=run.counts)
+        else:
+            report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                            splits=message.splits, totals=totals)
+    return _reported(ledger, partition, report)
+
+
+def _reported(ledger: Ledger, partition: PartitionState, report: Report) -> web.Response:
+    """Answer ``report`` and forget the job, keeping the answer; a finalize asked twice at once reports once (the
+    answer kept first is the answer)."""
+    kept = ledger.reported_answer(report.job, report.epoch)
     if kept is None:
         kept = wire.encode(to_wire(report))
         ledger.forget_reported(partition, kept)
@@ -323,7 +342,7 @@ async def state(request: web.Request) -> web.Response:
     """What this reducer holds, for operators and tests."""
     ledger = request.app[LEDGER]
     jobs = {
-        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": len(s.totals), "duplicates": s.duplicates,
+        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": s.keys_held, "duplicates": s.duplicates,
               "spills": s.spills}
         for job, s in ledger.jobs.items()
     }

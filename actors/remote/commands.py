@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..api import AsyncClient, AsyncJobHandle, JobStatus
 from ..api.inputs import Input
+from ..core.arguments import positive_int
 from ..core.errors import Conflict, Gone, MapReduceError, PeerError
 from .progress import ProgressBar, progress_text, size_text
 
@@ -31,16 +32,6 @@ Command = Callable[[argparse.Namespace, AsyncClient], Awaitable[int]]
 
 class UsageError(MapReduceError):
     """The command line asks for something that cannot be sent: a missing file, a malformed URL (exit 2)."""
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer (1 or more)")
-    return value
 
 
 def _seconds(text: str) -> float:
@@ -79,12 +70,12 @@ def add_commands(commands: Any) -> None:
     submit.add_argument("--job", default="wordcount", help="the job's registered name (default wordcount)")
     submit.add_argument("--param", action="append", default=[], type=_param, metavar="KEY=VALUE",
                         help="a job parameter (sent only if given)")
-    submit.add_argument("--split-size", type=_positive, default=None, metavar="BYTES",
+    submit.add_argument("--split-size", type=positive_int, default=None, metavar="BYTES",
                         help="bytes per split (default: the master's setting)")
     submit.add_argument("--wait", action="store_true", help="follow the job (progress on stderr), print its result")
     submit.add_argument("--timeout", type=_seconds, default=DEFAULT_WAIT,
                         help=f"seconds --wait follows the job (default {DEFAULT_WAIT:g})")
-    submit.add_argument("--top", type=_positive, default=None, help="with --wait: only the N first entries")
+    submit.add_argument("--top", type=positive_int, default=None, help="with --wait: only the N first entries")
     submit.add_argument("--json", action="store_true", help="the result (or, without --wait, the status) as JSON")
     submit.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
@@ -94,7 +85,7 @@ def add_commands(commands: Any) -> None:
 
     result = remote("result", _result, "print a finished job's result")
     result.add_argument("id")
-    result.add_argument("--top", type=_positive, default=None, help="only the N first entries")
+    result.add_argument("--top", type=positive_int, default=None, help="only the N first entries")
     shape = result.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="one JSON object")
     shape.add_argument("--ndjson", action="store_true", help="one [key, value] JSON line per entry")

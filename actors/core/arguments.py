@@ -1,0 +1,16 @@
+"""Command-line argument types the ``mapreduce`` commands share (argparse ``type=`` callables)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1, so no number silently means "the default" or "all"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer (1 or more)")
+    return value
