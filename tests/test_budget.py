@@ -14,8 +14,10 @@ from actors.core import wire
 from actors.core.columns import pack_columns
 from actors.core.errors import PayloadTooLarge, Unavailable
 from actors.core.messages import Data, to_wire
+from actors.jobs import get_job, kernel
 from actors.jobs.kernel import unpack_columns
-from actors.reducer.budget import DECODED_RATIO, StagingBudget, columns_footprint, footprint
+from actors.reducer.budget import DECODED_RATIO, StagingBudget, columns_footprint, footprint, reservation
+from actors.reducer.ledger import Stage
 
 
 async def settle() -> None:
@@ -226,3 +228,20 @@ def test_columns_footprint_of_ascii_keys_and_like_sized_counts_is_exact() -> Non
     columns = pack_columns(items)
     decoded = unpack_columns(columns)
     assert columns_footprint(columns, decoded) == footprint(decoded)
+
+
+@pytest.mark.parametrize(("packed", "expected"), [(False, 8000), (True, 2000)])
+def test_a_packed_stream_reserves_near_its_wire_size(packed: bool, expected: int) -> None:
+    assert reservation(1000, packed, 1 << 20) == expected
+    assert reservation(1 << 20, packed, 4096) == 4096  # never more than the whole budget
+
+
+def test_a_staged_columns_stream_stays_within_its_packed_reservation() -> None:
+    if not kernel.NATIVE:
+        pytest.skip("without the native kernel COLUMNS frames are decoded and charged as maps")
+    stage = Stage(get_job("wordcount"), 1 << 20)
+    frames = [pack_columns({f"w{j}-{i}": 1 + i for i in range(2000)}) for j in range(4)]
+    size = sum(len(wire.frame(to_wire(f), 1 << 20)) for f in frames)
+    for frame in frames:
+        stage.add(frame)
+    assert stage.native and stage.held <= reservation(size, True, 1 << 30)

@@ -15,7 +15,6 @@ from actors.core import wire
 from actors.core.messages import Commit, Data, Finalize, KeyPart, Release, StreamHeader, to_wire
 from actors.net.actor import IDENTITY
 from actors.reducer.app import BUDGET, LEDGER
-from actors.reducer.budget import DECODED_RATIO
 
 from .conftest import TOKEN, Cluster, ClusterFactory, eventually
 from .support import report_totals
@@ -217,7 +216,7 @@ async def test_a_full_staging_budget_pushes_back_and_jobs_stay_exact(make_cluste
     release = asyncio.Event()
 
     async def hog() -> AsyncIterator[bytes]:
-        yield header(split=0, size=budget // DECODED_RATIO, job="hog")  # it reserves the whole budget
+        yield header(split=0, size=budget, job="hog")  # it reserves the whole budget, packed or not
         yield data({"hog": 1})
         await release.wait()
         yield commit(1, 1, 1)

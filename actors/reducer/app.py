@@ -30,7 +30,7 @@ from ..core.messages import (
 from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
-from .budget import DECODED_RATIO, Reservation, StagingBudget
+from .budget import Reservation, StagingBudget, reservation
 from .ledger import DUPLICATE, Ledger, PartitionState, Stage
 from .output import write_output
 
@@ -138,11 +138,11 @@ async def _stream(request: web.Request) -> web.Response:
     state = ledger.receive(header)
     reported = state is None
     job_def = ledger.catalog.get(header.job_name, header.params) if state is None else state.job_def
-    # Most streams decode to about DECODED_RATIO times their size; one long key to about its size. Reserve the
-    # estimate (at most the whole budget) and let the decoded frames grow it when they hold more.
-    estimate = min(header.size * DECODED_RATIO, settings.stage_budget)
+    # Most streams decode to about DECODED_RATIO times their size, packed ones stay near it; one long key takes about
+    # its size. Reserve the estimate (at most the whole budget) and let the staged frames grow it when they hold more.
+    stage = Stage(job_def, settings.max_key)
+    estimate = reservation(header.size, stage.native, settings.stage_budget)
     async with request.app[BUDGET].reserve(estimate, settings.timeouts.stage_wait) as reserved:
-        stage = Stage(job_def, settings.max_key)
         await _receive(reader, header, stage, reserved, settings)
         await reader.expect_end()
         # Re-read the state after the awaits above: a newer epoch may have replaced it, or a finalize reported it.

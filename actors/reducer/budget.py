@@ -16,6 +16,14 @@ from ..core.messages import Columns
 # charges) 7.7; 2-character keys reach about 20. A stream reserves its declared wire size times this up front
 # and grows its reservation as the frames it decodes show what they really hold (see Reservation.cover).
 DECODED_RATIO = 8
+# A word count's COLUMNS frames stay packed while staged (the reducer checks them natively and merges them into a
+# count table without decoding them): a stream holds about its wire size, plus each frame's few object headers.
+PACKED_RATIO = 2
+
+
+def reservation(size: int, packed: bool, capacity: int) -> int:
+    """What a stream declaring ``size`` wire bytes reserves up front (its frames grow it if they hold more)."""
+    return min(size * (PACKED_RATIO if packed else DECODED_RATIO), capacity)
 
 
 def footprint(items: dict[str, Any]) -> int:
