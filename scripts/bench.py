@@ -376,20 +376,26 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
 
 def read_logs(actors: list[Any], since: float) -> tuple[bool | None, dict[str, float]]:
     """Whether every mapper counted natively (its ``map_kernel`` line), and when the job's phases ended, in
-    seconds after ``since``: the last split done on a mapper (map and shuffle), the last partition collected
-    (every reducer's report), and the job done (its result held on the master)."""
+    seconds after ``since``, from the master's one ``job_done`` line (per-split events are DEBUG): the map phase
+    (every split mapped and shuffled), every reducer's report collected, and the job done (its result held)."""
     kernels: list[bool] = []
-    stamps: dict[str, list[float]] = {"map_shuffle": [], "reports": [], "result_held": []}
-    names = {"split_done": "map_shuffle", "partition_collected": "reports", "job_done": "result_held"}
+    phases: dict[str, float] = {}
     for actor in actors:
-        for event in log_events(actor.log_path, {"map_kernel", *names}):
+        for event in log_events(actor.log_path, {"map_kernel", "job_done"}):
             if event["event"] == "map_kernel":
                 kernels.append(bool(event.get("native")))
-            elif isinstance(event.get("ts"), (int, float)):
-                stamps[names[event["event"]]].append(float(event["ts"]) - since)
+                continue
+            numbers = [event.get(name) for name in ("ts", "ms", "queued_ms", "map_ms", "finalize_ms")]
+            if not all(isinstance(n, (int, float)) for n in numbers):
+                continue
+            done, total, queued, mapped, finalized = (float(n) for n in numbers)  # type: ignore[arg-type]
+            created = done - total / 1000
+            phases = {"map_shuffle": created + (queued + mapped) / 1000 - since,
+                      "reports": created + (queued + mapped + finalized) / 1000 - since,
+                      "result_held": done - since}
     mappers = sum(1 for actor in actors if actor.role == "mapper")
     native = all(kernels) if len(kernels) == mappers else None
-    return native, {phase: max(times) for phase, times in stamps.items() if times}
+    return native, phases
 
 
 # ---------------------------------------------------------------------------------------------------- report
