@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from actors.core.columns import pack_columns
 from actors.core.errors import BadRequest, Conflict, KeyTooLarge, NotFound, WireError
 from actors.core.messages import Commit, Data, KeyPart, StreamHeader
 from actors.jobs import get_job
@@ -350,3 +351,18 @@ def test_a_commit_merged_in_slices_counts_once_wherever_it_stops() -> None:
     state.settle()
     assert not state.pending
     assert state.totals == {"a": 4, "b": 3, "c": 4, "d": 6}
+
+
+def test_a_count_past_63_bits_is_merged_exactly_and_only_once() -> None:
+    # The count table holds counts below 2**63: a frame that would pass that is refused whole (nothing of it added),
+    # and the table and every later frame go to the totals, whose ints have no bound. Merging again adds nothing.
+    state = PartitionState(job="j", epoch=1, partition=0, partitions=1, job_def=get_job("wordcount"), touched=0.0)
+    for split, items in enumerate(({"b": 2**63 - 1}, {"a": 5, "b": 1}, {"a": 2, "c": 1})):
+        stage = Stage(get_job("wordcount"), MAX_KEY)
+        stage.add(pack_columns(items))
+        assert state.record(split, stage) == COMMITTED
+        assert state.merge_some(1000)
+    state.merge_pending()
+    state.settle()
+    state.settle()
+    assert state.totals == {"b": 2**63, "a": 7, "c": 1}

@@ -217,3 +217,21 @@ def test_the_native_merge_refuses_what_it_cannot_prove_in_order() -> None:
         resultjson._native_merge([(b"ba", same[1], same[2])])  # "b" before "a" at equal counts
     assert resultjson._native_merge([same]) == b'{"a":2,"b":2}'
     assert resultjson._native_merge([]) == b"{}"
+
+
+@MERGES
+@pytest.mark.parametrize("runs", [
+    [Columns(b"aa", (1).to_bytes(4, "little") + (2).to_bytes(4, "little"),
+             (5).to_bytes(8, "little") + (3).to_bytes(8, "little"))],  # "a" twice in one run, in top order
+    [pack_columns({"a": 5}), pack_columns({"a": 3})],  # "a" from two partitions
+], ids=["in_one_run", "in_two_runs"])
+def test_a_key_reported_twice_is_refused_not_written_twice(merging: None, runs: list[Columns]) -> None:
+    with pytest.raises(WireError):
+        merge_json(runs)
+
+
+def test_a_run_past_64_bit_counts_still_encodes_exactly() -> None:
+    job = get_job("wordcount")
+    big = Columns(b"ab", (1).to_bytes(4, "little") + (2).to_bytes(4, "little"),
+                  (2**64 - 1).to_bytes(8, "little") + (2**63).to_bytes(8, "little"))
+    assert json.loads(job.encode(OrderedRuns((big,)))) == {"a": 2**64 - 1, "b": 2**63}

@@ -424,8 +424,56 @@ compare_run_entries(const Run *a, Py_ssize_t i, const Run *b, Py_ssize_t j)
     return la < lb ? -1 : (la > lb ? 1 : 0);
 }
 
+/* Whether any key stands twice in the runs (in one run, or in two): an open-addressing set of (run, entry) pairs
+ * keyed by an FNV-1a hash of the key's bytes. 1 if one repeats, 0 if none, -1 with MemoryError set. */
+static int
+runs_repeat_a_key(const Run *runs, Py_ssize_t k)
+{
+    Py_ssize_t total = 0;
+    for (Py_ssize_t r = 0; r < k; r++) {
+        total += runs[r].n;
+    }
+    size_t capacity = 16;
+    while (capacity < (size_t)total * 2) {
+        capacity *= 2;
+    }
+    uint64_t *slots = PyMem_Calloc(capacity, sizeof(uint64_t)); /* (run << 40) | (entry + 1); 0 is empty */
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int repeats = 0;
+    for (Py_ssize_t r = 0; r < k && !repeats; r++) {
+        for (Py_ssize_t i = 0; i < runs[r].n && !repeats; i++) {
+            Py_ssize_t start = run_start(&runs[r], i), length = (Py_ssize_t)get_le32(runs[r].ends + 4 * i) - start;
+            const unsigned char *key = runs[r].keys + start;
+            uint64_t hash = 0xcbf29ce484222325ULL;
+            for (Py_ssize_t b = 0; b < length; b++) {
+                hash = (hash ^ key[b]) * 0x100000001b3ULL;
+            }
+            for (size_t at = (size_t)hash & (capacity - 1);; at = (at + 1) & (capacity - 1)) {
+                uint64_t slot = slots[at];
+                if (slot == 0) {
+                    slots[at] = ((uint64_t)r << 40) | (uint64_t)(i + 1);
+                    break;
+                }
+                const Run *other = &runs[slot >> 40];
+                Py_ssize_t j = (Py_ssize_t)(slot & ((1ULL << 40) - 1)) - 1, other_start = run_start(other, j);
+                if ((Py_ssize_t)get_le32(other->ends + 4 * j) - other_start == length &&
+                    memcmp(other->keys + other_start, key, (size_t)length) == 0) {
+                    repeats = 1;
+                    break;
+                }
+            }
+        }
+    }
+    PyMem_Free(slots);
+    return repeats;
+}
+
 /* merge_columns_json(runs) -> bytes: runs of COLUMNS (keys, ends, counts), each strictly in top order, merged into
- * the held JSON object. ValueError for anything malformed or out of order (the caller then takes the general path). */
+ * the held JSON object. ValueError for anything malformed, out of order or repeating a key (the caller then takes the
+ * general path, which names the problem). */
 static PyObject *
 merge_columns_json(PyObject *module, PyObject *runs_list)
 {
@@ -496,6 +544,13 @@ merge_columns_json(PyObject *module, PyObject *runs_list)
             PyErr_Format(PyExc_ValueError, "run %zd: key bytes without keys", r);
             goto done;
         }
+    }
+    int repeats = runs_repeat_a_key(runs, k);
+    if (repeats != 0) {
+        if (repeats > 0) {
+            PyErr_SetString(PyExc_ValueError, "a key stands twice in the runs");
+        }
+        goto done;
     }
     buffer = PyMem_Malloc((size_t)total);
     if (buffer == NULL) {

@@ -157,7 +157,7 @@ typedef struct {
     uint64_t head; /* head_word of the key: most keys compare without touching the arena */
     Py_ssize_t offset; /* of the key's UTF-8 bytes in the arena */
     Py_ssize_t length;
-    long long count; /* at most the number of bytes ever fed: cannot overflow */
+    long long count; /* fed text: at most its bytes; add_columns refuses a sum past 2**63 - 1 */
 } Entry;
 
 /* A slot is 0 (empty) or (tag << INDEX_BITS) | (entry number + 1): the tag (high hash bits) rejects most
@@ -719,7 +719,7 @@ columns_frame(const CountTable *t, const Py_ssize_t *order, Py_ssize_t n, Py_ssi
     unsigned char *e = (unsigned char *)PyBytes_AS_STRING(ends);
     unsigned char *c = (unsigned char *)PyBytes_AS_STRING(counts);
     Py_ssize_t at = 0;
-    unsigned long long total = 0; /* at most the bytes ever fed: cannot overflow */
+    unsigned long long total = 0; /* a mapper's table: at most the bytes fed (ordered_columns drops it) */
     for (Py_ssize_t i = 0; i < n; i++) {
         const Entry *entry = &t->entries[order[i]];
         if (entry->length > 0) {
@@ -1209,10 +1209,6 @@ check_columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
             PyErr_SetString(PyExc_ValueError, "counts must be positive");
             return NULL;
         }
-        if (count > (uint64_t)LLONG_MAX) {
-            PyErr_SetString(PyExc_ValueError, "counts must be below 2**63");
-            return NULL;
-        }
         low += count;
         high += low < count;
         Py_ssize_t start = frame_start(&f, i);
@@ -1241,9 +1237,35 @@ check_columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     return sum;
 }
 
-/* add_columns(keys, ends, counts): add a COLUMNS frame's counts to the table, making no Python object. The frame
- * must be one check_columns accepted (its keys then decode in take()); here only its offsets are checked again,
- * which is all reading it safely needs. ValueError or OverflowError leave earlier keys of the frame added. */
+/* The entry holding token k's key, or NULL (the table is not changed). */
+static Entry *
+table_find(const CountTable *t, const Token *k)
+{
+    if (t->capacity == 0) {
+        return NULL;
+    }
+    uint64_t tag = TAG_OF(k->hash);
+    size_t mask = t->capacity - 1;
+    for (size_t i = (size_t)k->hash & mask;; i = (i + 1) & mask) {
+        uint64_t slot = t->slots[i];
+        if (slot == 0) {
+            return NULL;
+        }
+        if ((slot >> INDEX_BITS) == tag) {
+            Entry *e = &t->entries[(slot & INDEX_MASK) - 1];
+            if (e->head == k->head && e->length == k->length &&
+                (k->length <= 8 || memcmp(t->arena + e->offset + 8, k->key + 8, (size_t)(k->length - 8)) == 0)) {
+                return e;
+            }
+        }
+    }
+}
+
+/* add_columns(keys, ends, counts): add a COLUMNS frame's counts to the table, making no Python object; all or
+ * nothing. A first pass finds every key and refuses (OverflowError, the table unchanged) a count past 2**63 - 1
+ * or a sum that would pass it, then reserves room for the new keys (MemoryError, unchanged); the second pass then
+ * cannot fail. The frame must be one check_columns accepted (its keys then decode in take(), none repeats);
+ * here only its offsets are checked again, which is all reading it safely needs. */
 static PyObject *
 CountTable_add_columns(CountTable *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1251,19 +1273,42 @@ CountTable_add_columns(CountTable *self, PyObject *const *args, Py_ssize_t nargs
     if (frame_of(args, nargs, &f) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < f.n; i++) {
-        if (load_le(f.counts + 8 * i, 8) > (uint64_t)LLONG_MAX) {
-            PyErr_SetString(PyExc_ValueError, "counts must be below 2**63");
-            return NULL;
-        }
-    }
     if (enter(self) < 0) {
         return NULL;
     }
     const unsigned char *limit = f.blob + f.size;
+    Py_ssize_t fresh = 0;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < f.n; i++) {
+        Py_ssize_t start = frame_start(&f, i);
+        Token k = make_token(f.blob + start, (Py_ssize_t)load_le(f.ends + 4 * i, 4) - start, limit);
+        uint64_t count = load_le(f.counts + 8 * i, 8);
+        const Entry *e = table_find(self, &k);
+        if (count > (uint64_t)LLONG_MAX || (e != NULL && e->count > LLONG_MAX - (long long)count)) {
+            PyErr_SetString(PyExc_OverflowError, "a count would pass 2**63 - 1");
+            rc = -1;
+            break;
+        }
+        fresh += e == NULL;
+    }
+    if (rc == 0 && fresh > 0) {
+        /* Room for every new key now, so that adding them below allocates nothing and cannot fail half-way. */
+        while (rc == 0 && (size_t)(self->used + fresh) * 3 > self->capacity * 2) {
+            rc = grow_slots(self);
+        }
+        if (rc == 0 && ((uint64_t)(self->used + fresh) >= INDEX_MASK || self->arena_used > PY_SSIZE_T_MAX - f.size)) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
+        if (rc == 0) {
+            rc = grow_buffer((void **)&self->entries, &self->entries_capacity, self->used + fresh, sizeof(Entry));
+        }
+        if (rc == 0) {
+            rc = grow_buffer((void **)&self->arena, &self->arena_capacity, self->arena_used + f.size, 1);
+        }
+    }
     Token tokens[BATCH];
     long long counts[BATCH];
-    int rc = 0;
     for (Py_ssize_t i = 0; i < f.n && rc == 0; i += BATCH) {
         int m = (int)(f.n - i < BATCH ? f.n - i : BATCH);
         for (int j = 0; j < m; j++) {
@@ -1273,7 +1318,7 @@ CountTable_add_columns(CountTable *self, PyObject *const *args, Py_ssize_t nargs
             prefetch_slot(self, &tokens[j]);
         }
         for (int j = 0; j < m && rc == 0; j++) {
-            rc = table_add_token(self, &tokens[j], counts[j]);
+            rc = table_add_token(self, &tokens[j], counts[j]); /* checked and reserved above: cannot fail */
         }
     }
     self->busy = 0;

@@ -18,6 +18,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ..core.columns import pack_columns, unpack_columns
+from ..core.errors import WireError
 from ..core.messages import Columns
 
 Top = Callable[[Mapping[str, Any], int], list[tuple[str, Any]]]
@@ -47,10 +48,13 @@ class OrderedRuns:
         return sum(len(run) for run in self.runs)
 
     def to_dict(self) -> dict[str, int]:
-        """The result as a plain dict (for callers that hold no encoded form)."""
+        """The result as a plain dict (for callers that hold no encoded form); WireError if a run is malformed or
+        two runs (two partitions) hold the same key."""
         merged: dict[str, int] = {}
         for run in self.runs:
             merged.update(unpack_columns(run))
+        if len(merged) != len(self):
+            raise WireError(f"{len(self) - len(merged)} keys reported by two reducers (partitions are disjoint)")
         return merged
 
 

@@ -87,7 +87,10 @@ class WordCountEngine:
 
     def encode(self, result: Result) -> bytes:
         if isinstance(result, OrderedRuns):
-            return merge_json(result.runs)
+            try:
+                return merge_json(result.runs)
+            except OverflowError:  # a count past 64 bits (only a lying reducer sends one): json.dumps has no limit
+                return general_json(result.to_dict(), self.top)
         try:
             return counts_json(result)  # type: ignore[arg-type]  # a str -> int dict, or TypeError
         except (TypeError, OverflowError):

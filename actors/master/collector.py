@@ -60,6 +60,9 @@ class Collector:
         # master merges them into the held JSON later, with no dict of every key made here.
         ordered = [reports[p] for p in sorted(reports)]
         runs = [report.top_run for report in ordered]
+        both = [r.partition for run, r in zip(runs, ordered, strict=True) if run is not None and r.totals]
+        if both:
+            raise JobFailed(f"reducers of partitions {both} reported their totals twice (a map and a run)")
         if any(runs) and all(run is not None or not r.totals for run, r in zip(runs, ordered, strict=True)):
             return OrderedRuns(tuple(run for run in runs if run is not None))
         result: dict[str, Any] = {}

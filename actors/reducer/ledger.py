@@ -123,6 +123,7 @@ class PartitionState:
     pending: list[dict[str, Any] | Columns] = field(default_factory=list)  # committed, not yet merged into totals
     # A word count's COLUMNS frames merge here, natively, with no object per key; settle() folds it into totals.
     table: WordCounts | None = None
+    unbounded: bool = False  # a count passed what the table holds: every frame merges into the totals instead
     duplicates: int = 0
     # The general path (an SDK job without a combiner): past ``memory`` bytes of values held, the totals leave
     # memory as a sorted run written by ``pool`` (one thread, so its tasks run in order: a finish or a removal
@@ -172,10 +173,7 @@ class PartitionState:
         while self.pending and limit > 0:
             items = self.pending[-1]
             if isinstance(items, Columns):
-                if self.table is None:
-                    assert NativeCountTable is not None  # Stage keeps COLUMNS frames only with the kernel built
-                    self.table = NativeCountTable(1)
-                self.table.add_columns(items.keys, items.ends, items.counts)  # type: ignore[attr-defined]
+                self._add_packed(items)
                 self.pending.pop()
                 limit -= len(items)
                 continue
@@ -236,6 +234,29 @@ class PartitionState:
         self.totals, self.pending, self.held, self.table = {}, [], 0, None
         return self.pool.submit(spill.remove)
 
+    def _add_packed(self, frame: Columns) -> None:
+        """Merge a checked COLUMNS frame into the count table (all or nothing); a count past 2**63 - 1, which the
+        table cannot hold, sends the table and from then on every frame to the totals, whose ints have no bound."""
+        if not self.unbounded:
+            if self.table is None:
+                assert NativeCountTable is not None  # Stage keeps COLUMNS frames only with the kernel built
+                self.table = NativeCountTable(1)
+            try:
+                self.table.add_columns(frame.keys, frame.ends, frame.counts)  # type: ignore[attr-defined]
+                return
+            except OverflowError:  # the table is unchanged: nothing of this frame was added
+                self.unbounded = True
+                self._fold_table()
+        self.job_def.combine(self.totals, unpack_columns(frame))
+
+    def _fold_table(self) -> None:
+        if self.table is not None and len(self.table):
+            (counted,) = self.table.take()
+            if self.totals:
+                add_counts(self.totals, counted)
+            else:
+                self.totals = counted
+
     def merge_pending(self) -> None:
         """Merge everything pending (into the totals, or the count table)."""
         self.merge_some(sum(map(len, self.pending)))
@@ -253,12 +274,7 @@ class PartitionState:
     def settle(self) -> None:
         """Merge everything pending, and the count table into the totals: the totals are then complete."""
         self.merge_pending()
-        if self.table is not None and len(self.table):
-            (counted,) = self.table.take()
-            if self.totals:
-                add_counts(self.totals, counted)
-            else:
-                self.totals = counted
+        self._fold_table()
 
     @property
     def keys_held(self) -> int:
