@@ -37,7 +37,8 @@ from actors.core.splits import OwnedLines, read_from
 from actors.discovery import Peer, PeerRole
 from actors.jobs import get_job
 from actors.net.transport import MapperMessage, PeerUnreachable
-from actors.reducer.ledger import COMMITTED, DUPLICATE, Ledger, Stage
+from actors.reducer.ledger import COMMITTED, DUPLICATE, Ledger
+from actors.reducer.stage import Stage
 
 CAP = 16 * 1024 * 1024
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from actors.core.columns import unpack_columns
 from actors.core.messages import Columns
-from actors.reducer.ledger import Stage
+from actors.reducer.stage import Stage
 
 # Many distinct words, plus unicode and case variants the native kernel must hand to str.split().
 VOCABULARY = (*(f"w{i}" for i in range(3000)), "γάμμα", "日本語", "naïve", "The", "the")

@@ -17,7 +17,7 @@ from actors.core.messages import Data, to_wire
 from actors.jobs import get_job, kernel
 from actors.jobs.kernel import unpack_columns
 from actors.reducer.budget import DECODED_RATIO, StagingBudget, columns_footprint, footprint, reservation
-from actors.reducer.ledger import Stage
+from actors.reducer.stage import Stage
 
 
 async def settle() -> None:

@@ -17,7 +17,7 @@ from actors.core.errors import WireError
 from actors.core.messages import Columns, Commit, StreamHeader, from_wire, to_wire
 from actors.jobs import get_job, kernel
 from actors.reducer.app import LEDGER, check_frame
-from actors.reducer.ledger import Stage
+from actors.reducer.stage import Stage
 
 from .conftest import TOKEN, Cluster, ClusterFactory
 from .support import report_totals

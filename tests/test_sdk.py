@@ -555,7 +555,7 @@ def test_a_broken_entry_point_is_a_config_error_naming_it(tmp_path: Path, monkey
 def test_one_keys_values_past_a_frame_travel_in_several_frames_and_merge_exactly() -> None:
     from actors.core.messages import Data, from_wire
     from actors.mapper.spool import Spool
-    from actors.reducer.ledger import Stage
+    from actors.reducer.stage import Stage
 
     job = get_job("median_length")
     text = "".join(f"{'t' * (1 + i % 9)} " for i in range(20_000)) + "\n"

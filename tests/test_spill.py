@@ -20,8 +20,9 @@ from actors.core.messages import Data, StreamHeader
 from actors.jobs import load_catalog
 from actors.reducer import spill
 from actors.reducer.app import LEDGER
-from actors.reducer.ledger import Ledger, Stage
+from actors.reducer.ledger import Ledger
 from actors.reducer.spill import SpillRuns, grouped, merge_records, read_run, write_run
+from actors.reducer.stage import Stage
 from actors.sequential import run_job
 
 from .conftest import ClusterFactory, eventually

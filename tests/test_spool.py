@@ -19,7 +19,7 @@ from actors.core.messages import Columns, Commit, Data, KeyPart, from_wire
 from actors.core.splits import Chunker
 from actors.jobs import get_job
 from actors.mapper.spool import Spool
-from actors.reducer.ledger import Stage
+from actors.reducer.stage import Stage
 
 from .framing import FrameDecoder
 from .support import staged_items

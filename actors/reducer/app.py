@@ -31,8 +31,9 @@ from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, disco
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from .budget import Reservation, StagingBudget, reservation
-from .ledger import DUPLICATE, Ledger, PartitionState, Stage
+from .ledger import DUPLICATE, Ledger, PartitionState
 from .output import write_output
+from .stage import Stage
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)
