@@ -3,6 +3,7 @@ when HEAD is refused), gzip inputs as whole-file splits; against real actors on 
 
 from __future__ import annotations
 
+import glob
 import gzip
 import itertools
 import json
@@ -372,3 +373,21 @@ async def test_a_url_refusing_head_and_ranges_is_refused_at_submit(make_cluster:
         assert status == 400 and "answered a ranged GET (its HEAD refused) with 200" in body["message"], body
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("pattern", ["*", "**", "**/*.txt", "docs/**", "*/*.txt", "**/.h*", "**/.*/*", "docs/**/d*.txt",
+                                     "**/sub/**/*.txt", "d?cs/[ab].txt", "**/**/*.txt", "docs/*", ".*", "e/**/**/*",
+                                     "docs/**/**", "docs/sub"])
+def test_a_glob_finds_what_glob_finds_each_file_once(data_root: Path, pattern: str) -> None:
+    for name in ["a.txt", "b.log", ".h.txt", "docs/a.txt", "docs/.h.txt", "docs/sub/c.txt", "docs/sub/deeper/d.txt",
+                 ".hid/x.txt", "docs/.hd/y.txt", "docs/sub/.z/w.txt", "e/f/g/h.txt"]:
+        (data_root / name).parent.mkdir(parents=True, exist_ok=True)
+        (data_root / name).write_text("x\n")
+    expected = set()  # glob's matches, a matched directory standing for every file below it
+    for match in glob.glob(pattern, root_dir=data_root, recursive=True):
+        if (data_root / match).is_dir():
+            expected |= {Path(folder, name).relative_to(data_root).as_posix()
+                         for folder, _, names in os.walk(data_root / match) for name in names}
+        else:
+            expected.add(Path(match).as_posix())
+    assert expand_paths(str(data_root), [pattern], 100, SCAN) == sorted(expected)

@@ -80,6 +80,8 @@ def _glob(base: Path, entry: str, limit: int, scan: Scan) -> list[str]:
         top = _real(base, prefix)
         if not _exists(top, prefix) or not top.is_dir():
             return []
+        if pattern.accepts(pattern.start()):  # ``docs/**`` names docs itself, as glob has it: every file below
+            return _walk(base, prefix, limit, scan)
     files: set[str] = set()
     pending: list[tuple[str, States]] = [(prefix, pattern.start())]
     while pending:
