@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -182,35 +183,24 @@ def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
     return root, {"paths": paths}
 
 
-def _rebased(source: dict[str, Any], root: Path, common: Path) -> dict[str, Any]:
-    """An input spec relative to ``root`` made relative to ``common``, a directory above it."""
-    prefix = root.relative_to(common).as_posix()
-    if prefix == ".":
-        return source
-    if "path" in source:
-        return {"path": f"{prefix}/{source['path']}"}
-    return {"paths": [f"{prefix}/{path}" for path in source["paths"]]}
-
-
 async def _run(args: argparse.Namespace) -> int:
     root, source = input_spec(args.inputs)
     output = args.output.resolve() if args.output is not None else None
-    if output is not None:
-        # The actors confine inputs and outputs to one data root: the nearest directory holding both.
-        common = Path(os.path.commonpath([root, output]))
-        if output == common:
-            raise MapReduceError(f"--output {args.output} must not be a directory holding the inputs")
-        source = _rebased(source, root, common)
-        root = common
+    if output is not None and (output == root or output in root.parents):
+        raise MapReduceError(f"--output {args.output} must not be a directory holding the inputs")
     started = time.monotonic()
+    # The data root stays the inputs' own: the output gets a root of its own (its parent), so an output elsewhere
+    # neither widens what path inputs may read nor renames the inputs. The API token is fresh and known only here:
+    # no other local process can use this private cluster's master.
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
-        data_root=str(root),
+        data_root=str(root), output_root=str(output.parent) if output is not None else "",
+        extra_env={"MR_API_TOKEN": secrets.token_urlsafe(24)},
     ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
         spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": source}
         if output is not None:
-            spec["output"] = {"path": str(output.relative_to(root))}
+            spec["output"] = {"path": output.name}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:

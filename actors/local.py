@@ -84,6 +84,7 @@ class LocalCluster:
         host: str = "127.0.0.1",
         master_port: int = 0,
         data_root: str = "",
+        output_root: str = "",
         log_dir: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
@@ -96,6 +97,7 @@ class LocalCluster:
         self.host = host
         self.master_port = master_port
         self.data_root = data_root
+        self.output_root = output_root
         self.timeouts = timeouts or Timeouts()
         self.token = secrets.token_hex(16)
         self.cluster_id = uuid.uuid4().hex[:12]
@@ -137,6 +139,7 @@ class LocalCluster:
             "MR_MDNS_CLUSTER": self.cluster_id,
             "MR_REDUCER_COUNT": str(self.reducers),
             "MR_DATA_ROOT": self.data_root,
+            "MR_OUTPUT_ROOT": self.output_root,  # never inherited: "" confines outputs to the data root
             "MR_STATE_DIR": str(self.log_dir / "state"),
             "PYTHONUNBUFFERED": "1",
         })

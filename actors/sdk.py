@@ -99,6 +99,8 @@ def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:
     except (BadRequest, ValueError) as error:
         message = error.message if isinstance(error, BadRequest) else str(error)
         raise JobConfigError(f"job {job.name!r}: {message}") from None
+    except Exception as error:  # a bug in the hook (a KeyError on a missing parameter): the request's 400 all the same
+        raise JobConfigError(f"job {job.name!r}: configure raised {type(error).__name__}: {error}") from None
 
 
 def plain_value(value: Any, depth: int = 0) -> Any:

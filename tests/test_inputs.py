@@ -3,6 +3,7 @@ when HEAD is refused), gzip inputs as whole-file splits; against real actors on 
 
 from __future__ import annotations
 
+import glob
 import gzip
 import itertools
 import json
@@ -17,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from actors.cli import input_spec
+from actors.core.config import Settings
 from actors.core.errors import InputError, MapReduceError
 from actors.core.messages import Assignment, from_wire, to_wire
 from actors.core.splits import plan, plan_inputs
@@ -25,6 +27,7 @@ from actors.inputs.paths import expand_paths
 from actors.sequential import run_sequential_inputs
 from tests.conftest import ClusterFactory
 
+SCAN = Settings().max_path_scan
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "the", "cat", "naps", "while",
          "a", "bird", "sings"]
 
@@ -83,14 +86,14 @@ def test_an_assignment_carries_its_compression_on_the_strict_wire() -> None:
 def test_directories_are_walked_recursively_in_sorted_order(data_root: Path) -> None:
     files = tree(data_root)
     (data_root / "top.txt").write_bytes(b"x\n")
-    found = expand_paths(str(data_root), ["top.txt", "docs", "docs/b.txt"], 100)
+    found = expand_paths(str(data_root), ["top.txt", "docs", "docs/b.txt"], 100, SCAN)
     assert found == ["top.txt", *sorted(files)]  # in the order given, each file once
 
 
 def test_globs_match_under_the_root(data_root: Path) -> None:
     tree(data_root)
-    assert expand_paths(str(data_root), ["docs/*.txt"], 100) == ["docs/a.txt", "docs/b.txt"]
-    assert expand_paths(str(data_root), ["**/d*.txt"], 100) == ["docs/sub/deeper/d.txt"]
+    assert expand_paths(str(data_root), ["docs/*.txt"], 100, SCAN) == ["docs/a.txt", "docs/b.txt"]
+    assert expand_paths(str(data_root), ["**/d*.txt"], 100, SCAN) == ["docs/sub/deeper/d.txt"]
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -105,7 +108,7 @@ def test_entries_outside_the_root_or_matching_nothing_are_refused(data_root: Pat
                                                                     message: str) -> None:
     tree(data_root)
     with pytest.raises(InputError, match=message):
-        expand_paths(str(data_root), [entry], 100)
+        expand_paths(str(data_root), [entry], 100, SCAN)
 
 
 def test_a_symlink_out_of_the_root_inside_a_directory_is_refused(data_root: Path, tmp_path: Path) -> None:
@@ -114,9 +117,9 @@ def test_a_symlink_out_of_the_root_inside_a_directory_is_refused(data_root: Path
     outside.write_text("secret words\n")
     (data_root / "docs" / "sub" / "link.txt").symlink_to(outside)
     with pytest.raises(InputError, match=r"link\.txt' leaves the data root"):
-        expand_paths(str(data_root), ["docs"], 100)
+        expand_paths(str(data_root), ["docs"], 100, SCAN)
     with pytest.raises(InputError, match="leaves the data root"):
-        expand_paths(str(data_root), ["docs/sub/*.txt"], 100)
+        expand_paths(str(data_root), ["docs/sub/*.txt"], 100, SCAN)
 
 
 def test_a_symlinked_directory_out_of_the_root_is_refused(data_root: Path, tmp_path: Path) -> None:
@@ -125,16 +128,16 @@ def test_a_symlinked_directory_out_of_the_root_is_refused(data_root: Path, tmp_p
     (tmp_path / "elsewhere" / "x.txt").write_text("x\n")
     (data_root / "docs" / "out").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(InputError, match="docs/out' leaves the data root"):
-        expand_paths(str(data_root), ["docs"], 100)
+        expand_paths(str(data_root), ["docs"], 100, SCAN)
 
 
 def test_an_empty_directory_and_too_many_files_are_refused(data_root: Path) -> None:
     tree(data_root)
     (data_root / "void").mkdir()
     with pytest.raises(InputError, match="'void' matches no file"):
-        expand_paths(str(data_root), ["void"], 100)
+        expand_paths(str(data_root), ["void"], 100, SCAN)
     with pytest.raises(InputError, match=r"more than 3 files.*\(MR_MAX_INPUTS\)"):
-        expand_paths(str(data_root), ["docs"], 3)
+        expand_paths(str(data_root), ["docs"], 3, SCAN)
 
 
 def test_run_finds_the_deepest_common_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,7 +145,7 @@ def test_run_finds_the_deepest_common_root(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "top.txt").write_text("a\n")
     root, spec = input_spec([str(tmp_path / "docs" / "sub"), str(tmp_path / "docs" / "*.txt")])
     assert root == tmp_path / "docs" and spec == {"paths": ["sub", "*.txt"]}
-    assert expand_paths(str(root), spec["paths"], 100) == [
+    assert expand_paths(str(root), spec["paths"], 100, SCAN) == [
         "sub/c.txt", "sub/deeper/d.txt", "sub/empty.txt", "a.txt", "b.txt"]
     assert input_spec([str(tmp_path / "top.txt")]) == (tmp_path, {"path": "top.txt"})
     assert input_spec([str(tmp_path / "docs")]) == (tmp_path, {"paths": ["docs"]})
@@ -370,3 +373,21 @@ async def test_a_url_refusing_head_and_ranges_is_refused_at_submit(make_cluster:
         assert status == 400 and "answered a ranged GET (its HEAD refused) with 200" in body["message"], body
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("pattern", ["*", "**", "**/*.txt", "docs/**", "*/*.txt", "**/.h*", "**/.*/*", "docs/**/d*.txt",
+                                     "**/sub/**/*.txt", "d?cs/[ab].txt", "**/**/*.txt", "docs/*", ".*", "e/**/**/*",
+                                     "docs/**/**", "docs/sub"])
+def test_a_glob_finds_what_glob_finds_each_file_once(data_root: Path, pattern: str) -> None:
+    for name in ["a.txt", "b.log", ".h.txt", "docs/a.txt", "docs/.h.txt", "docs/sub/c.txt", "docs/sub/deeper/d.txt",
+                 ".hid/x.txt", "docs/.hd/y.txt", "docs/sub/.z/w.txt", "e/f/g/h.txt"]:
+        (data_root / name).parent.mkdir(parents=True, exist_ok=True)
+        (data_root / name).write_text("x\n")
+    expected = set()  # glob's matches, a matched directory standing for every file below it
+    for match in glob.glob(pattern, root_dir=data_root, recursive=True):
+        if (data_root / match).is_dir():
+            expected |= {Path(folder, name).relative_to(data_root).as_posix()
+                         for folder, _, names in os.walk(data_root / match) for name in names}
+        else:
+            expected.add(Path(match).as_posix())
+    assert expand_paths(str(data_root), [pattern], 100, SCAN) == sorted(expected)

@@ -98,6 +98,9 @@ class Settings:
     mdns_interface: str = setting("MR_MDNS_INTERFACE", "127.0.0.1", "interface address mDNS binds to")
     # data and sizes
     data_root: str = setting("MR_DATA_ROOT", "", "shared volume for path inputs; empty: path inputs refused")
+    # Its own root, so that a writable place for outputs never widens what path inputs may read (`mapreduce run`
+    # with an output outside the inputs' tree sets it to the output's parent).
+    output_root: str = setting("MR_OUTPUT_ROOT", "", "directory output paths are confined to; empty: MR_DATA_ROOT")
     spool_dir: str = setting("MR_SPOOL_DIR", "", "uploads and mapper spools; empty: the system temp dir")
     state_dir: str = setting("MR_STATE_DIR", "", "the master's job journal; empty: a restarted master forgets jobs")
     # 128 MiB (Hadoop's default block size) rather than the design's example 16: every split ships each distinct
@@ -154,8 +157,13 @@ class Settings:
                                   "when it is built; false: the pure-Python path (for comparison)")
     reduce_memory: int = setting("MR_REDUCE_MEMORY", 256 * MiB, "bytes of a general job's values (no combiner) a "
                                  "reducer holds per job before spilling a sorted run under MR_SPOOL_DIR", low=1)
-    max_inputs: int = setting("MR_MAX_INPUTS", 10000, "most inputs (files after walking directories and globs, or "
-                              "URLs) one job may have; more are refused at submit", low=1, count=True)
+    max_inputs: int = setting("MR_MAX_INPUTS", 10000, "most inputs (distinct files after walking directories and "
+                              "globs, or URLs) one job may have; more are refused at submit", low=1, count=True)
+    # Listing one directory entry costs a few microseconds: 200 k bound one submission's walks to well under a second.
+    max_path_scan: int = setting("MR_MAX_PATH_SCAN", 200_000, "most directory entries one submission's directories "
+                                 "and globs may examine; more are refused at submit", low=1, count=True)
+    max_expansions: int = setting("MR_MAX_EXPANSIONS", 2, "submissions whose directories and globs a master expands "
+                                  "at once; beyond, 429", low=1, count=True)
     # A reducer forgets a job once it has reported it; a master that lost the answer and asks again gets the same
     # bytes while they are kept, else every split named missing (it re-maps them: slower, still exact).
     report_grace: float = setting("MR_REPORT_GRACE", 300.0, "seconds a reducer keeps each report it answered, for "
@@ -238,6 +246,11 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def output_base(self) -> str:
+        """The root output directories are confined to: MR_OUTPUT_ROOT, else the data root."""
+        return self.output_root or self.data_root
 
     @property
     def peer_backoff(self) -> Backoff:

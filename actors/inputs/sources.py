@@ -44,6 +44,8 @@ def resolve_under_root(root: str, relative: str) -> Path:
             raise InputError(f"input path {relative!r} is not a readable file under the data root")
     except OSError as error:  # e.g. a name too long for the file system
         raise InputError(f"input path {relative[:100]!r} cannot be used: {error.strerror}") from None
+    except RuntimeError:  # Python 3.11's Path.resolve on a symlink loop
+        raise InputError(f"input path {relative[:100]!r} cannot be used: it passes through a symlink loop") from None
     try:
         with open(target, "rb"):  # the mappers open it the same way: refuse now rather than fail every attempt
             pass

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from ..core.errors import BadRequest, ConfigError
-from ..sdk import MapReduceJob, configure_job
+from ..sdk import JobConfigError, MapReduceJob, configure_job
 from .adapter import SdkJob
 from .base import Job
 from .grep import Grep
@@ -48,7 +48,7 @@ class Catalog:
         cls = self.classes.get(name)
         if cls is None:
             raise BadRequest(f"unknown job {name!r}; known jobs: {', '.join(self.names())}")
-        job = cls(params)
+        job = _instance(cls, params or {})
         configure_job(job, params or {})
         return job
 
@@ -63,6 +63,16 @@ class Catalog:
         return [{"name": name, "doc": inspect.getdoc(cls) or "", "parameters": dict(cls.parameters),
                  "combiner": cls.has_combiner(), "fingerprint": self.fingerprints[name], "origin": self.origins[name]}
                 for name, cls in sorted(self.classes.items())]
+
+
+def _instance(cls: type[MapReduceJob], params: Mapping[str, Any]) -> MapReduceJob:
+    """A new instance of the job class; whatever its ``__init__`` raises is a 400 naming the job, not a 500."""
+    try:
+        return cls(params)
+    except BadRequest as error:
+        raise JobConfigError(f"job {cls.name!r}: {error.message}") from None
+    except Exception as error:
+        raise JobConfigError(f"job {cls.name!r}: __init__ raised {type(error).__name__}: {error}") from None
 
 
 def fingerprint(cls: type[MapReduceJob]) -> str:

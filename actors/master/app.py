@@ -335,7 +335,7 @@ async def _output_of(app: web.Application, spec: Any) -> str:
     escaping path, 409 when it holds another job's output or a running job of this master writes there."""
     if not isinstance(spec, dict) or set(spec) != {"path"} or not isinstance(spec["path"], str):
         raise BadRequest('"output" must be {"path": DIR}, DIR a directory under the data root')
-    relative, root = spec["path"], app[SETTINGS].data_root
+    relative, root = spec["path"], app[SETTINGS].output_base
     target = await asyncio.to_thread(prepare_output_dir, root, relative)
     for other in app[REGISTRY].jobs.values():
         busy = other.output and other.state not in FINISHED

@@ -82,7 +82,7 @@ class Collector:
             raise JobFailed(f"reducers of partitions {wrong} reported parts under other names")
 
         def commit() -> dict[str, Any]:
-            directory = resolve_output_dir(self.settings.data_root, record.output)
+            directory = resolve_output_dir(self.settings.output_base, record.output)
             check_parts(directory, parts)
             return write_success(directory, record.id, record.epoch, parts, f"{record.id}.{record.epoch}")
 

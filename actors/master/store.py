@@ -148,6 +148,7 @@ class InputStore:
         self._files: dict[str, Path] = {}
         self._sizes: dict[str, int] = {}
         self.spooled = 0  # bytes of uploads on disk, counting those still arriving
+        self.expanding = 0  # threads walking directories and globs now (MR_MAX_EXPANSIONS)
         self._dir = tempfile.TemporaryDirectory(prefix="mr-uploads-", dir=settings.spool_dir or None)
 
     def _ref(self, input_id: str, name: str, size: int) -> InputRef:
@@ -166,6 +167,25 @@ class InputStore:
         input_id = uuid.uuid4().hex
         self._texts[input_id] = data
         return self._ref(input_id, name, len(data))
+
+    async def expand(self, entries: list[str]) -> list[InputRef]:
+        """The references of ``paths`` entries, walked and stat-ed in a thread (a network volume may block) that
+        holds one of MR_MAX_EXPANSIONS slots until it ends, even when the request that asked has gone: the slots
+        bound the threads, not the requests."""
+        settings = self.settings
+        if self.expanding >= settings.max_expansions:
+            raise TooManyRequests(f"{self.expanding} submissions' directories and globs are being expanded, the "
+                                  "most a master expands at once (MR_MAX_EXPANSIONS); retry later", retry_after=1.0)
+        self.expanding += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            None, _path_refs, settings.data_root, entries, settings.max_inputs, settings.max_path_scan)
+        future.add_done_callback(self._expanded)
+        return await asyncio.shield(future)
+
+    def _expanded(self, future: asyncio.Future[list[InputRef]]) -> None:
+        self.expanding -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved here: a request that gave up no longer awaits it
 
     def _budget_error(self, size: int) -> InsufficientStorage:
         budget = self.settings.upload_budget
@@ -322,8 +342,7 @@ async def parse_inputs(spec: Any, settings: Settings, store: InputStore, reserva
         check_unicode(value, f'"input.{kind}"')
     if kind == "urls":
         return [await _url_ref(url, "", settings) for url in values]
-    # Walking directories and stat-ing files may block on a network volume: off the loop.
-    return await asyncio.to_thread(_path_refs, settings.data_root, values, limit)
+    return await store.expand(values)
 
 
 async def _url_ref(url: str, name: str, settings: Settings) -> InputRef:
@@ -334,9 +353,9 @@ async def _url_ref(url: str, name: str, settings: Settings) -> InputRef:
     return InputRef(URL, url, name, size, compression=GZIP if is_gzip(urlsplit(url).path, b"") else "")
 
 
-def _path_refs(root: str, entries: list[str], limit: int) -> list[InputRef]:
+def _path_refs(root: str, entries: list[str], limit: int, scan_limit: int) -> list[InputRef]:
     refs = []
-    for relative in expand_paths(root, entries, limit):
+    for relative in expand_paths(root, entries, limit, scan_limit):
         size, compression = _path_info(root, relative)
         refs.append(InputRef(PATH, relative, relative, size, compression=compression))
     return refs
