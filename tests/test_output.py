@@ -142,10 +142,11 @@ def test_a_directory_holding_another_jobs_output_is_refused(tmp_path: Path) -> N
         directory = tmp_path / f"taken-{taken}"
         directory.mkdir()
         (directory / taken).write_text("{}")
-        for check in (lambda: check_output_free(directory, directory.name),
-                      lambda: open_staging(str(tmp_path), directory.name, DEPTH, "job1", 7)):
-            with pytest.raises(Conflict, match=f"already holds a job's output \\({taken}\\)"):
-                check()
+        refused = f"already holds a job's output \\({taken}\\)"
+        with pytest.raises(Conflict, match=refused):
+            check_output_free(directory, directory.name)
+        with pytest.raises(Conflict, match=refused):
+            open_staging(str(tmp_path), directory.name, DEPTH, "job1", 7)
 
 
 # --- real actors on loopback ---------------------------------------------------------------------------------
