@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from actors.core.errors import BadRequest, Conflict, InputError
-from actors.inputs.outdir import SUCCESS, entry_lines, prepare_output_dir, resolve_output_dir, write_part
+from actors.inputs.outdir import SUCCESS, check_output_free, entry_lines, open_staging, resolve_output_dir, write_part
 from actors.jobs import load_catalog
 from actors.sequential import run_sequential
 
@@ -35,6 +36,7 @@ from .test_faults import (
     wait_for_progress,
 )
 
+DEPTH = 32  # MR_MAX_OUTPUT_DEPTH's default
 TEXT = "the quick brown fox\njumps over the lazy dog\nthe dog naïve 日本語 the\n" * 50
 
 # A user job with int and tuple keys: its parts show them in the SDK's display form (their JSON text).
@@ -111,7 +113,7 @@ def test_a_failed_write_leaves_no_partial_file_and_keeps_the_whole_previous_part
 @pytest.mark.parametrize("relative", ["../out", "/tmp/out", "a/../../out", "", "a\x00b", ".", "out/.."])
 def test_output_paths_are_confined_to_the_data_root(tmp_path: Path, relative: str) -> None:
     with pytest.raises(InputError):
-        resolve_output_dir(str(tmp_path), relative)
+        resolve_output_dir(str(tmp_path), relative, DEPTH)
 
 
 def test_a_symlink_out_of_the_data_root_is_refused(tmp_path: Path) -> None:
@@ -119,26 +121,32 @@ def test_a_symlink_out_of_the_data_root_is_refused(tmp_path: Path) -> None:
     root.mkdir()
     outside.mkdir()
     (root / "link").symlink_to(outside)
-    with pytest.raises(InputError, match="leaves the data root"):
-        resolve_output_dir(str(root), "link/out")
+    with pytest.raises(InputError, match="leaves the output root"):
+        resolve_output_dir(str(root), "link/out", DEPTH)
     (root / "file").write_text("x")
     with pytest.raises(InputError, match="not a directory"):
-        resolve_output_dir(str(root), "file")
+        resolve_output_dir(str(root), "file", DEPTH)
     with pytest.raises(InputError, match="MR_DATA_ROOT"):
-        resolve_output_dir("", "out")
+        resolve_output_dir("", "out", DEPTH)
 
 
 def test_a_directory_holding_another_jobs_output_is_refused(tmp_path: Path) -> None:
-    assert prepare_output_dir(str(tmp_path), "new/deep").is_dir()  # created, parents too
+    check_output_free(tmp_path / "new" / "deep", "new/deep")  # need not exist: nothing is created by the check
+    assert not (tmp_path / "new").exists()
+    staging = open_staging(str(tmp_path), "new/deep", DEPTH, "job1", 7)  # at the job's start: parents too
+    assert staging == (tmp_path / "new" / "deep" / ".staging-job1-7").resolve() and staging.is_dir()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README").write_text("other files are left alone")
-    assert prepare_output_dir(str(tmp_path), "notes") == (tmp_path / "notes").resolve()
+    check_output_free((tmp_path / "notes").resolve(), "notes")
     for taken in (SUCCESS, "part-00007.jsonl"):
         directory = tmp_path / f"taken-{taken}"
         directory.mkdir()
         (directory / taken).write_text("{}")
-        with pytest.raises(Conflict, match=f"already holds a job's output \\({taken}\\)"):
-            prepare_output_dir(str(tmp_path), directory.name)
+        refused = f"already holds a job's output \\({taken}\\)"
+        with pytest.raises(Conflict, match=refused):
+            check_output_free(directory, directory.name)
+        with pytest.raises(Conflict, match=refused):
+            open_staging(str(tmp_path), directory.name, DEPTH, "job1", 7)
 
 
 # --- real actors on loopback ---------------------------------------------------------------------------------
@@ -202,8 +210,8 @@ async def test_an_sdk_job_with_tuple_and_int_keys_writes_their_display_form(
 
 @pytest.mark.parametrize(("output", "status", "message"), [
     ({"path": "../escape"}, 400, "without '..'"),
-    ({"path": "/tmp/escape"}, 400, "relative to the data root"),
-    ({"path": "link/out"}, 400, "leaves the data root"),
+    ({"path": "/tmp/escape"}, 400, "relative to the output root"),
+    ({"path": "link/out"}, 400, "leaves the output root"),
     ({"path": "book.txt"}, 400, "not a directory"),
     ({"path": "done"}, 409, "already holds a job's output"),
     ({"path": ""}, 400, "non-empty"),
@@ -243,8 +251,8 @@ async def test_a_directory_a_running_job_writes_is_refused_and_a_failed_write_fa
                                                                       "output": {"path": "./out/"}}) as response:
         refusal = await response.json()
     assert response.status == 409 and f"output of job {job['id']}" in refusal["message"], refusal
-    # The directory is taken away under the running job: no reducer can write its part there.
-    (data_root / "out").rmdir()
+    # The directory is taken away under the running job (its staging directory too): no part can be written.
+    shutil.rmtree(data_root / "out")
     (data_root / "out").write_text("not a directory any more")
     source.release_all()
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
@@ -326,9 +334,10 @@ async def test_a_reducer_killed_before_its_part_is_written_leaves_an_exact_outpu
         await wait_for_progress(client, job_id, len(splits) - 1)  # every other split is in: finalize is next
         cluster.signal("reducer-1", signal.SIGKILL)
         await cluster.restart("reducer-1")
-        # What a reducer killed in the middle of writing leaves: a hidden, partial temporary file of this job.
+        # What a reducer killed in the middle of writing leaves: a partial temporary file in the job's staging.
         epoch = (await client.status(job_id))["epoch"]
-        (tmp_path / "out" / f".part-00001.{job_id}.{epoch}.{'0' * 32}-0.tmp").write_text('["half a li')
+        staging = tmp_path / "out" / f".staging-{job_id}-{epoch}"
+        (staging / f".part-00001.{job_id}.{epoch}.{'0' * 32}-0.tmp").write_text('["half a li')
         source.release(read)
         pointer = await output_pointer(client, job_id)
         assert pointer["parts"] == ["part-00000.jsonl", "part-00001.jsonl"]

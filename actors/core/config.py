@@ -139,6 +139,9 @@ class Settings:
     split_size_floor: int = setting("MR_SPLIT_SIZE_FLOOR", 4096, "smallest split_size a request may ask for",
                                     low=1)
     max_name: int = setting("MR_MAX_NAME", 255, "longest input name (input.name, ?name=) in UTF-8 bytes", low=1)
+    # Bounded well below Python's recursion limit: creating a directory (Path.mkdir) recurses once per level.
+    max_output_depth: int = setting("MR_MAX_OUTPUT_DEPTH", 32, "most directory levels an output path may have "
+                                    "(out/a/b is 3); a deeper one is refused at submit", low=1, high=200, count=True)
     result_max: int = setting("MR_RESULT_MAX", 32 * MiB, "largest result one job may hold on the master (its "
                               "encoded JSON); a bigger one fails the job", low=1024)
     results_budget: int = setting("MR_RESULTS_BUDGET", 256 * MiB, "bytes of finished results the master holds at "

@@ -1,19 +1,25 @@
 """Output directories: a job's ``part-NNNNN.jsonl`` files and ``_SUCCESS`` marker, committed by atomic renames.
 
-Each part is written under a hidden temporary name in the output directory itself (the same file system), flushed
-and fsynced, then renamed over its final name (``os.replace``: atomic on POSIX) and the directory fsynced; so a
-reader sees a whole part or none, and a rewrite of a part (a retried finalize) replaces it whole. ``_SUCCESS`` is
-written the same way, last, by the master, as Hadoop's FileOutputCommitter does.
+A job's reducers write their parts into the job's own staging directory inside the output directory
+(``.staging-<job>-<epoch>``, same file system): each under a hidden temporary name, flushed and fsynced, then
+renamed to its final name there. Only the master moves parts from there into the output directory, once every
+partition has reported, and then writes ``_SUCCESS`` the same way, last, as Hadoop's FileOutputCommitter does. A
+job that ends any other way has its staging directory renamed away: a late writer of a cancelled, failed or
+superseded job finds no directory to rename into, so it can never publish over another job's output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
+import stat
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +29,7 @@ from ..core.errors import BadRequest, Conflict, InputError
 
 SUCCESS = "_SUCCESS"
 PART = re.compile(r"part-\d{5}\.jsonl")
+_JOB_ID = re.compile(r"[A-Za-z0-9_]{1,64}")  # what a staging directory's name may carry of a job id
 _WRITE_BLOCK = 256 * 1024
 
 
@@ -30,47 +37,117 @@ def part_name(partition: int) -> str:
     return f"part-{partition:05d}.jsonl"
 
 
-def resolve_output_dir(root: str, relative: str) -> Path:
+def staging_name(job: str, epoch: int) -> str:
+    """The hidden directory (inside the output directory) where (job, epoch)'s reducers put their parts."""
+    if not _JOB_ID.fullmatch(job) or epoch < 0:
+        raise BadRequest(f"job id {job[:80]!r} cannot name a staging directory")
+    return f".staging-{job}-{epoch}"
+
+
+def resolve_output_dir(root: str, relative: str, max_depth: int) -> Path:
     """The real path of output directory ``relative`` inside ``root``, confined as input paths are (no absolute
-    path, no ``..``, no symlink leading out); it need not exist yet, but if it does it must be a directory."""
+    path, no ``..``, no symlink leading out, at most ``max_depth`` levels); it need not exist yet, but if it does
+    it must be a directory. Every refusal is an InputError naming the problem (a symlink loop too)."""
     if not root:
-        raise InputError("outputs are disabled: no data root is configured (MR_DATA_ROOT)")
+        raise InputError("outputs are disabled: no output root is configured (MR_OUTPUT_ROOT or MR_DATA_ROOT)")
     if not isinstance(relative, str) or not relative or "\x00" in relative:
         raise InputError("output path must be a non-empty string without NUL bytes")
     try:
         relative.encode("utf-8")
     except UnicodeEncodeError:
-        raise InputError(f"output path {relative!r} is not valid UTF-8") from None
-    if os.path.isabs(relative) or ".." in Path(relative).parts:
-        raise InputError(f"output path {relative!r} must be relative to the data root, without '..'")
+        raise InputError(f"output path {relative[:100]!r} is not valid UTF-8") from None
+    parts = Path(relative).parts
+    if os.path.isabs(relative) or ".." in parts:
+        raise InputError(f"output path {relative[:100]!r} must be relative to the output root, without '..'")
+    if len(parts) > max_depth:
+        raise InputError(f"output path {relative[:100]!r} has {len(parts)} directory levels, more than the "
+                         f"{max_depth} an output may have (MR_MAX_OUTPUT_DEPTH)")
     base = Path(root).resolve()
     try:
-        target = (base / relative).resolve()
+        target = (base / relative).resolve()  # Python 3.11 raises RuntimeError on a loop, later ones do not
         if target == base or base not in target.parents:
-            raise InputError(f"output path {relative!r} leaves the data root (or is the data root itself)")
-        if target.exists() and not target.is_dir():
-            raise InputError(f"output path {relative!r} exists and is not a directory")
+            raise InputError(f"output path {relative[:100]!r} leaves the output root (or is the output root itself)")
+        if _kind(target) not in (None, "dir"):
+            raise InputError(f"output path {relative[:100]!r} exists and is not a directory")
+    except (RuntimeError, RecursionError):
+        raise InputError(f"output path {relative[:100]!r} cannot be used: a symlink loop") from None
     except OSError as error:
-        raise InputError(f"output path {relative[:100]!r} cannot be used: {error.strerror}") from None
+        cause = "a symlink loop" if error.errno == errno.ELOOP else error.strerror
+        raise InputError(f"output path {relative[:100]!r} cannot be used: {cause}") from None
     return target
 
 
-def prepare_output_dir(root: str, relative: str) -> Path:
-    """Check ``relative`` for a new job and create it: refused (409) when it already holds another job's output (a
-    ``_SUCCESS`` or a part file), so no job's parts ever mix with another's. Other files are left alone."""
-    target = resolve_output_dir(root, relative)
+def _kind(path: Path) -> str | None:
+    """``"dir"``, ``"other"`` or None (absent); a symlink loop or an unusable component raises OSError."""
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        taken = sorted(name for name in os.listdir(target) if name == SUCCESS or PART.fullmatch(name))
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    return "dir" if stat.S_ISDIR(mode) else "other"
+
+
+def check_output_free(target: Path, relative: str) -> None:
+    """Refuse (409) a directory that already holds a job's output (a ``_SUCCESS`` or a part file), so no job's parts
+    ever mix with another's; other files are left alone. Reads only: nothing is created here."""
+    try:
+        names = os.listdir(target)
+    except FileNotFoundError:
+        return
     except OSError as error:
-        raise InputError(f"cannot create output directory {relative!r}: {os.strerror(error.errno or 0)}") from None
+        raise InputError(f"output directory {relative[:100]!r} cannot be read: "
+                         f"{os.strerror(error.errno or 0)}") from None
+    taken = sorted(name for name in names if name == SUCCESS or PART.fullmatch(name))
     if taken:
         shown = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
         raise Conflict(f"output directory {relative!r} already holds a job's output ({shown}); "
                        "choose a new directory or remove them")
+
+
+def open_staging(root: str, relative: str, max_depth: int, job: str, epoch: int) -> Path:
+    """At a job's start: create its output directory (parents too) and its empty staging directory; refused if
+    the directory holds another job's output by now. Returns the staging directory (blocking: call in a thread)."""
+    target = resolve_output_dir(root, relative, max_depth)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create output directory {relative!r}: {os.strerror(error.errno or 0)}") from None
     # The directory may have been a symlink swapped in between the checks; check the result once more.
-    resolve_output_dir(root, relative)
-    return target
+    if resolve_output_dir(root, relative, max_depth) != target:
+        raise InputError(f"output path {relative!r} changed while it was created")
+    check_output_free(target, relative)
+    staging = target / staging_name(job, epoch)
+    try:
+        staging.mkdir()
+    except OSError as error:
+        raise InputError(f"cannot create the staging directory in {relative!r}: "
+                         f"{os.strerror(error.errno or 0)}") from None
+    return staging
+
+
+def staged_dir(root: str, relative: str, max_depth: int, job: str, epoch: int) -> Path:
+    """A reducer's view: (job, epoch)'s staging directory, which must exist (only the master creates it). Gone
+    means the job ended (cancelled, failed, superseded) and fenced its writers: a Conflict says so."""
+    target = resolve_output_dir(root, relative, max_depth)  # confined again here: never trust the path given
+    staging = target / staging_name(job, epoch)
+    try:
+        real = staging.resolve(strict=True)
+    except (OSError, RuntimeError):
+        real = None
+    if real != staging or not staging.is_dir():
+        raise Conflict(f"job {job} epoch {epoch} no longer writes to {relative!r}: its staging directory is gone "
+                       "(the job was cancelled, failed or superseded)")
+    return staging
+
+
+def discard_staging(staging: Path) -> None:
+    """Fence a job's writers: rename its staging directory away (atomic: a writer's later rename into it fails),
+    then remove it with whatever it held. Absent already: nothing to do."""
+    doomed = staging.with_name(f".discarded-{uuid.uuid4().hex}")
+    try:
+        os.rename(staging, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -134,12 +211,23 @@ def check_parts(directory: Path, parts: list[PartInfo]) -> None:
             raise BadRequest(f"output part {part.name} is {size} bytes, not the {part.bytes} its reducer reported")
 
 
+def commit_staged(target: Path, staging: Path, job: str, epoch: int, parts: list[PartInfo]) -> dict[str, Any]:
+    """Publish (job, epoch)'s staged parts: each checked in place with its reported size, then moved into
+    ``target`` (atomic renames), then ``_SUCCESS`` written, then the staging directory removed with any temporary
+    file a killed reducer left there. Blocking: call in a thread. Returns what ``_SUCCESS`` says."""
+    check_parts(staging, parts)
+    for part in parts:
+        try:
+            os.replace(staging / part.name, target / part.name)
+        except OSError as error:
+            raise BadRequest(f"cannot publish output part {part.name}: {os.strerror(error.errno or 0)}") from None
+    doc = write_success(target, job, epoch, parts, f"{job}.{epoch}")  # fsyncs the directory: the moves too
+    discard_staging(staging)
+    return doc
+
+
 def write_success(directory: Path, job: str, epoch: int, parts: list[PartInfo], tag: str) -> dict[str, Any]:
-    """Remove the job's leftover temporary files, then write ``_SUCCESS`` atomically; returns what it says."""
-    for name in os.listdir(directory):
-        if name.startswith(".part-") and f".{job}." in name and name.endswith(".tmp"):
-            with contextlib.suppress(OSError):
-                os.unlink(directory / name)  # a reducer killed while writing left it
+    """Write ``_SUCCESS`` atomically; returns what it says."""
     doc = {"job": job, "epoch": epoch, "parts": [p.name for p in parts], "keys": sum(p.keys for p in parts),
            "bytes": sum(p.bytes for p in parts), "sha256": {p.name: p.sha256 for p in parts}, "created": time.time()}
     temp = directory / f".{SUCCESS}.{tag}.tmp"

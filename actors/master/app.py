@@ -25,7 +25,7 @@ from ..core.errors import (
     Unavailable,
 )
 from ..core.logs import EventLog
-from ..inputs.outdir import SUCCESS, prepare_output_dir, resolve_output_dir
+from ..inputs.outdir import SUCCESS
 from ..inputs.ref import SERVED, InputRef
 from ..jobs.resultjson import Result, as_mapping
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
@@ -47,6 +47,7 @@ from .limits import (
     wait_seconds,
 )
 from .openapi import openapi
+from .outputs import JobOutput, OutputClaim, OutputClaims, claim_output
 from .page import add_status_page
 from .readiness import READY, expected_reducers, readiness_context
 from .record import DONE, FAILED, FINISHED, JobRecord, many_inputs
@@ -71,6 +72,7 @@ SLOTS = web.AppKey("slots", MapperSlots)
 JOURNAL = web.AppKey("journal", Journal)
 RESULTS = web.AppKey("results", Results)
 MASTER_METRICS = web.AppKey("master_metrics", MasterMetrics)
+CLAIMS = web.AppKey("claims", OutputClaims)
 TOP_BATCH = 4096  # ?top=N entries written at a time
 JSON_SLOT_SIZE = 64 * 1024  # a JSON body larger than this (or of unknown length) holds an MR_MAX_UPLOADS slot
 RESTARTED = "the master restarted while this job was running; resubmit it (with the same Idempotency-Key it is safe)"
@@ -121,9 +123,11 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     app[RESULTS] = results
     journal = Journal(settings.state_dir)
     app[JOURNAL] = journal
+    claims = app[CLAIMS] = OutputClaims()
 
     def ended(record: JobRecord) -> None:
         store.drop(record.input.served_id)
+        claims.end(record)  # its coordinator let it go once fenced; a job cancelled while queued never ran
         if not record.interactive:
             journal.ended(record)
         seconds = (record.finished or time.time()) - record.created
@@ -169,27 +173,32 @@ def _epoch(previous: JobRecord | None) -> int:
 
 def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "",
               interactive: bool = False, params: dict[str, str] | None = None,
-              inputs: list[InputRef] | None = None, output: str = "") -> JobRecord:
+              inputs: list[InputRef] | None = None, output: OutputClaim | None = None) -> JobRecord:
     """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here.
 
-    ``inputs``: a job's several inputs, which ``ref`` then summarises (record.many_inputs); ``output``: the output
-    directory under the data root, or empty for a result the master holds."""
+    ``inputs``: a job's several inputs, which ``ref`` then summarises (record.many_inputs); ``output``: the claim
+    on its output directory under the data root (bound to the job once admitted; the caller releases it if this
+    raises), or None for a result the master holds."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
                        created=time.time(), split_size=split_size, params=dict(params or {}),
-                       inputs=list(inputs or []), output=output, interactive=interactive)
+                       inputs=list(inputs or []), output=output.relative if output else "",
+                       interactive=interactive)
     # An interactive job's answer stays on its record for the request that waits on it; the held results are for
     # jobs whose result is asked for later.
     keep = _answerer(app, record) if interactive else _keeper(app, record)
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
                               app[SLOTS], time.monotonic, keep=keep, metrics=app[MASTER_METRICS],
-                              inline=_inline(app, ref) if not inputs else b"")
+                              inline=_inline(app, ref) if not inputs else b"",
+                              output=JobOutput(record, settings, lambda: app[CLAIMS].end(record)) if output else None)
     try:
         registry.start(record, coordinator.run, key, interactive)
     except BaseException:
         app[STORE].drop(ref.served_id)
         raise
+    if output is not None:
+        output.bind(record)  # before the job's task first runs: it holds the directory until its writers are fenced
     if not interactive:
         # A /compute job is not journaled: its id is never handed out and its caller's connection ends with the
         # master, which is all a restarted master could have said about it (and a journal write per job costs
@@ -279,6 +288,7 @@ async def submit(request: web.Request) -> web.Response:
             upload = await app[STORE].add_upload(request.content, name, settings.max_body, request.content_length,
                                                  deadline=deadline, digest=digest)
     held = False  # whether this request holds the key's claim, so it alone may release it
+    output: OutputClaim | None = None
     try:
         existing = await registry.claim(key, digest.hexdigest(), settings.timeouts.request) if key else None
         held = bool(key) and existing is None
@@ -293,6 +303,8 @@ async def submit(request: web.Request) -> web.Response:
     except BaseException:
         if upload is not None:
             app[STORE].drop(upload.served_id)
+        if output is not None:
+            output.release()  # a no-op once start_job bound it to the job
         raise
     finally:
         reservation.release()
@@ -303,16 +315,16 @@ async def submit(request: web.Request) -> web.Response:
 
 async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None,
                   reservation: Reservation | None = None,
-                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, str]:
-    """The job name, inputs, split size and output directory a submission asks for, its plan checked against
-    MR_MAX_SPLITS."""
+                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None]:
+    """The job name, inputs, split size and claimed output directory a submission asks for, its plan checked
+    against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the submission."""
     app, settings = request.app, request.app[SETTINGS]
     if upload is not None:
         job_name = request.query.get("job", "wordcount")
         await check_job(app, job_name, {})
         split_size = query_split_size(request.query.get("split_size"), settings)
         check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
-        return job_name, [upload], split_size, ""
+        return job_name, [upload], split_size, None
     job_name = spec.get("job", "wordcount")
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
@@ -323,25 +335,27 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
     if unknown:
         raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input, output and split_size")
-    output = await _output_of(app, spec.get("output")) if "output" in spec else ""
-    refs = await parse_inputs(spec["input"], settings, app[STORE], reservation, encoded)
-    refs = [clip_name(ref, settings.max_name) for ref in refs]
-    _admit_plan(app, refs, split_size)
+    # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same
+    # directory meanwhile is refused, never admitted alongside.
+    output = await _output_of(app, spec.get("output")) if "output" in spec else None
+    try:
+        refs = await parse_inputs(spec["input"], settings, app[STORE], reservation, encoded)
+        refs = [clip_name(ref, settings.max_name) for ref in refs]
+        _admit_plan(app, refs, split_size)
+    except BaseException:
+        if output is not None:
+            output.release()
+        raise
     return job_name, refs, split_size, output
 
 
-async def _output_of(app: web.Application, spec: Any) -> str:
-    """The output directory ``{"path": DIR}`` asks for, under the data root, created if need be: 400 for a bad or
-    escaping path, 409 when it holds another job's output or a running job of this master writes there."""
+async def _output_of(app: web.Application, spec: Any) -> OutputClaim:
+    """The output directory ``{"path": DIR}`` asks for, under the data root, claimed (outputs.py): 400 for a bad or
+    escaping path, 409 when it holds another job's output or a job of this master holds it. Nothing is created
+    until the job starts."""
     if not isinstance(spec, dict) or set(spec) != {"path"} or not isinstance(spec["path"], str):
         raise BadRequest('"output" must be {"path": DIR}, DIR a directory under the data root')
-    relative, root = spec["path"], app[SETTINGS].output_base
-    target = await asyncio.to_thread(prepare_output_dir, root, relative)
-    for other in app[REGISTRY].jobs.values():
-        busy = other.output and other.state not in FINISHED
-        if busy and await asyncio.to_thread(resolve_output_dir, root, other.output) == target:
-            raise Conflict(f"output directory {relative!r} is the output of job {other.id}, still {other.state}")
-    return relative
+    return await claim_output(app[SETTINGS], app[CLAIMS], spec["path"])
 
 
 async def check_job(app: web.Application, name: str, params: Any) -> None:

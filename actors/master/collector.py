@@ -11,12 +11,13 @@ from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, 
 from ..core.logs import EventLog
 from ..core.messages import Finalize, Missing, Release, Report
 from ..discovery import Discovery, Peer
-from ..inputs.outdir import PartInfo, check_parts, part_name, resolve_output_dir, write_success
+from ..inputs.outdir import PartInfo, part_name
 from ..jobs.kernel import unpack_columns
 from ..jobs.resultjson import OrderedRuns, Result
 from ..net.client import retrying
 from ..net.ordinals import wait_for_ordinals
 from ..net.transport import Transport
+from .outputs import JobOutput
 from .record import JobRecord
 
 Remap = Callable[[dict[int, list[int]], int], Awaitable[None]]
@@ -30,8 +31,10 @@ class Collector:
     A reducer forgets a job once it has reported it (keeping its answer a while for a repeated finalize), so only
     the partitions never reported (a failed or cancelled job) need a Release."""
 
-    def __init__(self, record: JobRecord, settings: Settings, transport: Transport, discovery: Discovery) -> None:
+    def __init__(self, record: JobRecord, settings: Settings, transport: Transport, discovery: Discovery,
+                 output: JobOutput | None = None) -> None:
         self.record = record
+        self.output = output  # with record.output: where the parts are staged and committed
         self.settings = settings
         self.transport = transport
         self.discovery = discovery
@@ -71,7 +74,7 @@ class Collector:
         return result
 
     async def _commit_output(self, reports: list[Report]) -> None:
-        """Every part in place with its reported size, then ``_SUCCESS`` (in a thread: the volume may be slow)."""
+        """Every part staged with its reported size, then moved into place and ``_SUCCESS`` written (JobOutput)."""
         record = self.record
         unwritten = [r.partition for r in reports if not r.part]
         if unwritten:
@@ -81,15 +84,9 @@ class Collector:
         if wrong:
             raise JobFailed(f"reducers of partitions {wrong} reported parts under other names")
 
-        def commit() -> dict[str, Any]:
-            directory = resolve_output_dir(self.settings.output_base, record.output)
-            check_parts(directory, parts)
-            return write_success(directory, record.id, record.epoch, parts, f"{record.id}.{record.epoch}")
-
-        try:
-            record.written = await asyncio.to_thread(commit)
-        except MapReduceError as error:
-            raise JobFailed(f"output {record.output!r}: {error.message}") from None
+        if self.output is None:
+            raise JobFailed(f"output {record.output!r} was never opened")
+        record.written = await self.output.commit(parts)
         log.info("output_committed", **self.fields, parts=len(parts), keys=record.written["keys"],
                  bytes=record.written["bytes"])
 

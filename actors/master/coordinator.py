@@ -30,6 +30,7 @@ from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
 from .collector import Collector
+from .outputs import JobOutput
 from .record import JobRecord, JobState
 from .splittable import SplitTable, Ticket
 
@@ -112,6 +113,7 @@ class Coordinator:
         metrics: MasterMetrics | None = None,
         policy: WorkerPolicy | None = None,
         inline: bytes = b"",
+        output: JobOutput | None = None,
     ) -> None:
         self.record = record
         self.settings = settings  # for planning and the collector; the map phase reads only ``policy``
@@ -123,7 +125,10 @@ class Coordinator:
         self.clock = clock
         self.metrics = metrics or MasterMetrics()
         self.changed = asyncio.Condition()
-        self.collector = Collector(record, settings, transport, discovery)
+        if output is None and record.output:
+            output = JobOutput(record, settings)
+        self.output = output  # with record.output: opened at the start, committed or fenced at the end
+        self.collector = Collector(record, settings, transport, discovery, self.output)
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
         self.inline = inline  # a small single text input, sent inside every assignment (MR_INLINE_INPUT)
 
@@ -135,6 +140,8 @@ class Coordinator:
         record = self.record
         began, started = time.time(), self.clock()  # wall time against ``created``; the clock for durations
         try:
+            if self.output is not None:
+                await self.output.open()  # created now, not at submission: a refused job creates nothing
             await self._map_phase()
             mapped = self.clock()
             record.transition(JobState.FINALIZING)
@@ -166,7 +173,11 @@ class Coordinator:
             log.error("job_crashed", exc=True, **self.fields)
         finally:
             record.finished = time.time()  # wall clock, like ``created``; the injected clock is for durations
-            record.done.set()
+            try:
+                if self.output is not None:  # before anyone sees the job end: then no writer of it can publish
+                    await asyncio.shield(self.output.fence())
+            finally:
+                record.done.set()
             await asyncio.shield(self.collector.release())
 
     async def _map_phase(self) -> None:

@@ -293,7 +293,7 @@ async def finalize(request: web.Request) -> web.Response:
     else:
         totals = partition.job_def.finish(partition.totals)
     if message.output:
-        part = await write_output(settings.output_base, message, totals, incarnation)
+        part = await write_output(settings, message, totals, incarnation)
         log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,
                  keys=part.keys, bytes=part.bytes, part=part.name, duplicates=partition.duplicates)
         report = Report(

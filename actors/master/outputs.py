@@ -1,0 +1,156 @@
+"""Output directories on the master's side: claimed at submission, staged while the job runs, then committed or
+fenced; the claim is let go only after the fence."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..core.config import Settings
+from ..core.errors import Conflict, JobFailed, MapReduceError
+from ..core.logs import EventLog
+from ..inputs.outdir import (
+    PartInfo,
+    check_output_free,
+    commit_staged,
+    discard_staging,
+    open_staging,
+    resolve_output_dir,
+    staging_name,
+)
+from .record import FINISHED, JobRecord
+
+log = EventLog(__name__)
+
+
+class OutputClaim:
+    """One output directory held by a submission being admitted, then by its job until the job's task ends."""
+
+    def __init__(self, claims: OutputClaims, target: Path, relative: str) -> None:
+        self.claims = claims
+        self.target = target
+        self.relative = relative
+        self.job: JobRecord | None = None
+
+    def bind(self, record: JobRecord) -> None:
+        """The admitted job holds the claim from now on; :meth:`OutputClaims.end` lets it go."""
+        self.job = record
+        self.claims.by_job[(record.id, record.epoch)] = self
+
+    def release(self) -> None:
+        """Let go a claim whose submission was refused (no-op once bound to a job)."""
+        if self.job is None and self.claims.held.get(self.target) is self:
+            del self.claims.held[self.target]
+
+
+class OutputClaims:
+    """The output directories this master's jobs (and submissions being admitted) hold, by real path.
+
+    :meth:`take` checks and claims with no ``await`` between them, so two submissions racing for one directory
+    (the first still resolving its inputs) cannot both be admitted.
+    """
+
+    def __init__(self) -> None:
+        self.held: dict[Path, OutputClaim] = {}
+        self.by_job: dict[tuple[str, int], OutputClaim] = {}
+
+    def take(self, target: Path, relative: str) -> OutputClaim:
+        holder = self.held.get(target)
+        if holder is not None:
+            if holder.job is None:
+                raise Conflict(f"output directory {relative!r} is claimed by another submission being admitted")
+            job = holder.job
+            if job.state in FINISHED:  # its task is still ending: a moment until its writers are fenced
+                raise Conflict(f"output directory {relative!r} is still held by job {job.id} ({job.state}) until "
+                               "its writers are fenced; retry shortly")
+            raise Conflict(f"output directory {relative!r} is the output of job {job.id}, still {job.state}")
+        claim = OutputClaim(self, target, relative)
+        self.held[target] = claim
+        return claim
+
+    def end(self, record: JobRecord) -> None:
+        """``record``'s task has ended, its writers fenced: its directory is free for another job."""
+        claim = self.by_job.pop((record.id, record.epoch), None)
+        if claim is not None and self.held.get(claim.target) is claim:
+            del self.held[claim.target]
+
+
+async def claim_output(settings: Settings, claims: OutputClaims, relative: str) -> OutputClaim:
+    """Resolve ``relative`` (400s name the problem), claim it (409 if held), then check it holds no job's output
+    (409); nothing is created. The caller releases the claim if its submission is refused later."""
+    target = await asyncio.to_thread(resolve_output_dir, settings.output_base, relative, settings.max_output_depth)
+    claim = claims.take(target, relative)  # no await between resolving's result and the claim's check
+    try:
+        await asyncio.to_thread(check_output_free, target, relative)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+class JobOutput:
+    """One job's output directory, from the master's side: opened when the job starts, committed once every part
+    is staged, or fenced when the job ends any other way. Commit and fence exclude each other (a lock held in
+    their threads), so a cancel that lands during a commit waits for it and never leaves half a fence."""
+
+    def __init__(self, record: JobRecord, settings: Settings, fenced: Callable[[], None] | None = None) -> None:
+        self.record = record
+        self.settings = settings
+        self.fenced = fenced  # called once the job's writers are fenced (or its output committed)
+        self.staging: Path | None = None
+        self._lock = threading.Lock()
+        self._committed = False
+        self._fenced = False
+
+    async def open(self) -> None:
+        """Create the output directory and the job's staging directory (a refusal fails the job by name)."""
+        try:
+            await asyncio.to_thread(self._open)
+        except MapReduceError as error:
+            raise JobFailed(f"output {self.record.output!r}: {error.message}") from None
+
+    def _open(self) -> None:
+        s, record = self.settings, self.record
+        with self._lock:
+            if self._fenced:
+                raise Conflict("the job ended before its output directory was opened")
+            self.staging = open_staging(s.output_base, record.output, s.max_output_depth, record.id, record.epoch)
+
+    async def commit(self, parts: list[PartInfo]) -> dict[str, Any]:
+        """Move the staged parts into the output directory and write ``_SUCCESS``; what it says."""
+        try:
+            return await asyncio.to_thread(self._commit, parts)
+        except MapReduceError as error:
+            raise JobFailed(f"output {self.record.output!r}: {error.message}") from None
+
+    def _commit(self, parts: list[PartInfo]) -> dict[str, Any]:
+        with self._lock:
+            if self._fenced or self.staging is None:
+                raise Conflict("the job's writers were fenced before its output was committed")
+            doc = commit_staged(self.staging.parent, self.staging, self.record.id, self.record.epoch, parts)
+            self._committed = True
+            return doc
+
+    async def fence(self) -> None:
+        """Unless committed: remove the staging directory so no writer of this job can publish (never raises)."""
+        try:
+            await asyncio.to_thread(self._fence)
+        except OSError as error:  # the rename failed: the directory is gone or unusable, so nothing lands there
+            log.warning("output_fence_failed", job=self.record.id, epoch=self.record.epoch, error=str(error))
+        if self.fenced is not None:
+            self.fenced()
+
+    def _fence(self) -> None:
+        with self._lock:
+            if self._committed:
+                return
+            self._fenced = True
+            staging = self.staging
+            if staging is None:  # never opened: and now it never will be
+                return
+            discard_staging(staging)
+            log.info("output_fenced", job=self.record.id, epoch=self.record.epoch,
+                     staging=staging_name(self.record.id, self.record.epoch))
