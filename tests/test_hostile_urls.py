@@ -1,8 +1,8 @@
 """Hostile URL inputs against real actors: a public host that redirects to a loopback secret (SSRF).
 
 The scenario runs in a network namespace the test makes itself (``unshare --net``), whose only interface is ``lo``:
-nothing can leave it. ``lo`` there also carries 192.0.0.9, an address Python calls global, so a server on it is a
-"public" host to the address policy while everything stays inside the namespace.
+nothing can leave it. ``lo`` there also carries 192.0.0.9, an address the IANA registry calls globally reachable,
+so a server on it is a "public" host to the address policy while everything stays inside the namespace.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
+from actors.inputs.urls import refusal
 
 PUBLIC = "192.0.0.9"
 SECRET_WORD = "hunter2secret"
@@ -58,7 +60,7 @@ def observed() -> dict[str, Any]:
 
 def test_the_namespace_address_counts_as_public() -> None:
     # The scenario is only meaningful if the policy would let the "public" server through.
-    assert ipaddress.ip_address(PUBLIC).is_global
+    assert refusal(ipaddress.ip_address(PUBLIC)) is None
 
 
 def test_redirect_to_loopback_never_reaches_the_secret(observed: dict[str, Any]) -> None:

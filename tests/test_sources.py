@@ -52,6 +52,6 @@ async def test_url_source_reads_from_an_offset_when_private_urls_are_allowed(ser
 async def test_url_source_refuses_a_forbidden_address_as_a_bad_input(server: tuple[str, list[str]]) -> None:
     base, seen = server
     source = UrlSource(f"{base}/data.txt", UrlPolicy(allow_private=False), connect=2.0, idle=5.0)
-    with pytest.raises(InputError, match=r"127\.0\.0\.1 is not a public address \(set MR_ALLOW_PRIVATE_URLS"):
+    with pytest.raises(InputError, match=r"127\.0\.0\.1 is not a public address: .* \(set MR_ALLOW_PRIVATE_URLS"):
         await _read(source, 0)
     assert seen == []
