@@ -14,7 +14,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from actors.core.config import Settings
 from actors.core.errors import InputError
 from actors.inputs import special
-from actors.inputs.urls import ForbiddenAddress, UrlPolicy, embedded_ipv4, forbidden_cause, refusal, url_size
+from actors.inputs.urls import ForbiddenAddress, UrlPolicy, embedded_ipv4, forbidden_cause, refusal, url_pin
 
 from .support import serve_app
 
@@ -189,7 +189,7 @@ async def test_the_size_probe_obeys_the_policy_at_connect(loopback_service: tupl
     port, seen = loopback_service
     policy = UrlPolicy(allow_private=False, resolver=ChangingResolver("::ffff:127.0.0.1"))
     with pytest.raises(InputError, match=r"refused to connect: .* MR_ALLOW_PRIVATE_URLS"):
-        await url_size(policy, f"http://rebind.example:{port}/data.txt", Settings())
+        await url_pin(policy, f"http://rebind.example:{port}/data.txt", Settings())
     assert seen == []
 
 

@@ -13,6 +13,7 @@ from aiohttp.abc import AbstractResolver
 
 from ..core.config import Settings
 from ..core.errors import InputError, describe
+from .pin import Pin
 from .special import block_of
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -138,9 +139,9 @@ def forbidden_cause(exc: BaseException) -> ForbiddenAddress | None:
 _NO_HEAD = frozenset({403, 405, 501})
 
 
-async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
-    """The size of a URL input, which must accept byte ranges: from HEAD, or (a presigned URL, which allows GET
-    only) from the Content-Range of a ranged GET of its first byte."""
+async def url_pin(policy: UrlPolicy, url: str, settings: Settings) -> Pin:
+    """The size and version of a URL input, which must accept byte ranges: from HEAD, or (a presigned URL, which
+    allows GET only) from the Content-Range of a ranged GET of its first byte. The mappers' reads are pinned to it."""
     timeout = aiohttp.ClientTimeout(total=settings.timeouts.request, sock_connect=settings.timeouts.connect)
     try:
         # No redirects: the size must come from the URL the mappers will read, not from wherever it points.
@@ -154,10 +155,10 @@ async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
                     if response.headers.get("Accept-Ranges", "").lower() != "bytes":
                         raise InputError(f"input url {url!r} does not accept byte ranges (Accept-Ranges: bytes)")
                     length = response.headers.get("Content-Length", "")
-                    if not length.isdigit():
+                    if not (length.isascii() and length.isdigit()):
                         raise InputError(f"input url {url!r} does not say its length")
-                    return int(length)
-            return await _ranged_size(session, url, timeout)
+                    return Pin.of(int(length), response.headers)
+            return await _ranged_pin(session, url, timeout)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         forbidden = forbidden_cause(exc)
         if forbidden is not None:
@@ -165,12 +166,13 @@ async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
         raise InputError(f"input url {url!r} cannot be read: {describe(exc)}") from None
 
 
-async def _ranged_size(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> int:
+async def _ranged_pin(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> Pin:
     """The total of ``Content-Range: bytes 0-0/N`` from a GET of the first byte (``bytes */0``: empty)."""
-    headers = {"Range": "bytes=0-0"}
+    headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
     async with session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as response:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
         if response.status not in (206, 416) or not (total.isascii() and total.isdigit()):
             raise InputError(f"input url {url!r} answered a ranged GET (its HEAD refused) with {response.status} "
                              "and no byte range with a length (Content-Range)")
-        return int(total)  # the body (one byte) is left unread: closing the response drops the connection
+        # The body (one byte) is left unread: closing the response drops the connection.
+        return Pin.of(int(total), response.headers)
