@@ -1,8 +1,9 @@
-"""Hostile URL inputs against real actors: a public host that redirects to a loopback secret (SSRF).
+"""Hostile URL inputs against real actors: a public host that redirects to a loopback secret (SSRF), and servers
+that lie about byte ranges or change the object between the master's probe and the mappers' reads.
 
 The scenario runs in a network namespace the test makes itself (``unshare --net``), whose only interface is ``lo``:
-nothing can leave it. ``lo`` there also carries 192.0.0.9, an address Python calls global, so a server on it is a
-"public" host to the address policy while everything stays inside the namespace.
+nothing can leave it. ``lo`` there also carries 192.0.0.9, an address the IANA registry calls globally reachable,
+so a server on it is a "public" host to the address policy while everything stays inside the namespace.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
+from actors.inputs.urls import refusal
+
+from .conftest import ClusterFactory
+from .objectstore import ObjectStore
+from .support import serve_app
 
 PUBLIC = "192.0.0.9"
 SECRET_WORD = "hunter2secret"
@@ -58,7 +65,7 @@ def observed() -> dict[str, Any]:
 
 def test_the_namespace_address_counts_as_public() -> None:
     # The scenario is only meaningful if the policy would let the "public" server through.
-    assert ipaddress.ip_address(PUBLIC).is_global
+    assert refusal(ipaddress.ip_address(PUBLIC)) is None
 
 
 def test_redirect_to_loopback_never_reaches_the_secret(observed: dict[str, Any]) -> None:
@@ -87,6 +94,59 @@ def test_public_url_still_counts_exactly(observed: dict[str, Any]) -> None:
     legit = observed["legit"]
     assert legit["state"] == "done", legit
     assert legit["result"] == run_sequential("wordcount", LEGIT_TEXT)
+
+
+# Servers that lie about ranges or change the object mid-job, on loopback (MR_ALLOW_PRIVATE_URLS=true: what is
+# tested is the reads' pinning, not the address policy). Every one must fail the job naming the URL, never `done`.
+
+PINNED_TEXT = b"".join(b"word%d shared%d common\n" % (i, i % 13) for i in range(4000))
+EDITED_TEXT = PINNED_TEXT.replace(b"common", b"edited")  # the same size: only the version tells them apart
+
+
+async def _run_url_job(make_cluster: ClusterFactory, store: ObjectStore) -> tuple[str, dict[str, Any]]:
+    async with serve_app(store.app()) as base:
+        url = f"{base}/object.txt"
+        cluster = await make_cluster(allow_private_urls=True)
+        job = await cluster.submit({"job": "wordcount", "input": {"url": url}, "split_size": 8192})
+        async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "60"}) as r:
+            body = await r.json()
+        status = await cluster.status(job["id"])
+    return url, {"state": status["state"], "error": status.get("error") or "", "result": body.get("result")}
+
+
+async def test_a_correct_range_server_gives_the_exact_result_with_pinned_reads(make_cluster: ClusterFactory) -> None:
+    from actors.sequential import run_sequential
+
+    store = ObjectStore(PINNED_TEXT)
+    _, outcome = await _run_url_job(make_cluster, store)
+    assert outcome["state"] == "done", outcome
+    assert outcome["result"] == run_sequential("wordcount", PINNED_TEXT)
+    assert len(store.gets) > 2 and all(get.get("If-Match") == '"v1"' for get in store.gets)
+
+
+async def test_a_server_answering_every_range_from_byte_0_fails_the_job(make_cluster: ClusterFactory) -> None:
+    # Every split but the first would otherwise count the object's start again and skip its own lines: a result
+    # of nearly the right size, reported as done.
+    url, outcome = await _run_url_job(make_cluster, ObjectStore(PINNED_TEXT, lie_about_ranges=True))
+    assert outcome["state"] == "failed", outcome
+    assert f"input url {url} answered a read of bytes" in outcome["error"]
+    assert "with Content-Range 'bytes 0-" in outcome["error"]
+
+
+@pytest.mark.parametrize(("etag", "ignore_conditions", "new_version", "cause"), [
+    ('"v1"', False, (EDITED_TEXT, '"v2"', ""), "answered 412 Precondition Failed"),
+    ('"v1"', True, (EDITED_TEXT, '"v2"', ""), 'ETag "v1" then, "v2" now'),
+    ("", True, (PINNED_TEXT + b"appended\n", "", ""), "answered a read of bytes"),  # no validator: the size tells
+], ids=["conditional", "ignores-conditions", "no-validator"])
+async def test_an_object_changing_after_the_probe_fails_the_job(
+    make_cluster: ClusterFactory, etag: str, ignore_conditions: bool, new_version: tuple[bytes, str, str], cause: str,
+) -> None:
+    # The first mapper read gets the probed version, every later one the new version: a mix of two objects.
+    store = ObjectStore(PINNED_TEXT, etag=etag, ignore_conditions=ignore_conditions, next_version=new_version,
+                        change_after=1)
+    url, outcome = await _run_url_job(make_cluster, store)
+    assert outcome["state"] == "failed", outcome
+    assert f"input url {url}" in outcome["error"] and cause in outcome["error"], outcome["error"]
 
 
 # The scenario itself, run as ``python -m tests.test_hostile_urls`` inside the namespace.

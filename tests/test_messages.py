@@ -217,3 +217,20 @@ def test_fields_nobody_read_are_gone_and_refused(cls: type[Any], dropped: str) -
     assert dropped not in fields_of(sample)
     with pytest.raises(WireError, match=f"unknown fields \\['{dropped}'\\]"):
         from_wire(to_wire(sample) | {dropped: 1}, cls)
+
+
+def test_a_url_assignment_carries_its_pinned_version_and_needs_it() -> None:
+    # The mapper pins every read to the version the master probed; an actor that does not send the pin is refused
+    # by name rather than read unpinned.
+    assignment = Assignment(
+        job="j", epoch=1, split=0, attempt=1, job_name="wordcount", input_kind="url",
+        input_location="https://bucket.example/a.txt?sig=x", input_name="a.txt", start=0, end=10, partitions=2,
+        only_partitions=[], pin_size=10, pin_etag='"abc"', pin_modified="",
+    )
+    raw = to_wire(assignment)
+    assert from_wire(wire.decode(wire.encode(raw), 1 << 20), Assignment) == assignment
+    del raw["pin_etag"]
+    with pytest.raises(WireError, match=r"missing fields \['pin_etag'\]"):
+        from_wire(raw, Assignment)
+    with pytest.raises(WireError, match="'pin_size' has a bad value"):
+        from_wire(to_wire(assignment) | {"pin_size": -1}, Assignment)

@@ -13,7 +13,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from actors.core.config import Settings
 from actors.core.errors import InputError
-from actors.inputs.urls import ForbiddenAddress, UrlPolicy, embedded_ipv4, forbidden_cause, refusal, url_size
+from actors.inputs import special
+from actors.inputs.urls import ForbiddenAddress, UrlPolicy, embedded_ipv4, forbidden_cause, refusal, url_pin
 
 from .support import serve_app
 
@@ -30,12 +31,28 @@ REFUSED = [
     "2001:0:808:808:8000:63bf:f7f7:f7f7",  # Teredo between public addresses: not global either
     "64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe", "64:ff9b::192.168.0.1",  # NAT64 well-known prefix
     "64:ff9b:1::8.8.8.8",  # local-use NAT64: the IPv4 position is site-specific, so never checkable
+    # Rows some CPython releases' is_global gets wrong (the registry says: not globally reachable, or N/A).
+    "192.88.99.2",  # 6a44 relay anycast (RFC 6751)
+    "192.88.99.1",  # deprecated 6to4 relay anycast (RFC 7526): terminated
+    "192.0.0.8", "192.0.0.170", "192.0.0.171", "192.0.0.1",  # 192.0.0.0/24 outside its two reachable /32s
+    "3fff::1",  # documentation (RFC 9637)
+    "5f00::1",  # SRv6 SIDs (RFC 9602)
+    "100:0:0:1::1", "100::1",  # dummy prefix (RFC 9780), discard-only
+    "2001:2::1",  # benchmarking, inside 2001::/23
+    "2001:10::1",  # deprecated ORCHID: terminated
+    "2001:1::4",  # 2001::/23 next to its reachable anycast /128s
+    "2001:db8::1",
+    "4000::1", "8000::1", "fec0::1",  # outside 2000::/3: reserved by the IETF, never assigned to anyone
 ]
 ALLOWED = [
-    "8.8.8.8", "1.1.1.1", "192.0.0.9", "2606:4700:4700::1111",
+    "8.8.8.8", "1.1.1.1", "192.0.0.9", "192.0.0.10", "2606:4700:4700::1111",
     "::ffff:8.8.8.8",  # mapped: reaches 8.8.8.8
     "64:ff9b::8.8.8.8",  # NAT64 to a public IPv4 (IPv6-only clusters reach the internet this way)
-    "2002:808:808::1",  # 6to4 around a public IPv4
+    "2002:808:808::1",  # 6to4 around a public IPv4 (is_global says no on CPython 3.13.0 and Debian's 3.11.2)
+    # The registry's globally reachable rows inside 2001::/23 (is_global says no on CPython 3.11.7 and 3.12.1).
+    "2001:1::1", "2001:1::2", "2001:1::3", "2001:3::1", "2001:4:112::1", "2001:20::1", "2001:2f:ffff::1",
+    "2001:30::1",
+    "192.31.196.1", "192.52.193.1", "192.175.48.1", "2620:4f:8000::1",  # AS112 and AMT
 ]
 
 
@@ -47,6 +64,48 @@ def test_refused_forms(text: str) -> None:
 @pytest.mark.parametrize("text", ALLOWED)
 def test_public_forms(text: str) -> None:
     assert refusal(ipaddress.ip_address(text)) is None
+
+
+_PROPERTIES = ("is_global", "is_private", "is_reserved", "is_multicast", "is_loopback", "is_link_local",
+               "is_unspecified", "is_site_local")
+
+
+@pytest.mark.parametrize("text", REFUSED + ALLOWED)
+def test_the_policy_never_asks_ipaddress(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The verdict comes from the registry table alone: the interpreter's own idea of "global" (which changed between
+    # CPython patch releases) is not consulted at all.
+    def asked(self: object) -> bool:
+        raise AssertionError("refusal() consulted ipaddress's own classification")
+
+    expected = text in REFUSED
+    for cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        for name in _PROPERTIES:
+            if hasattr(cls, name):
+                monkeypatch.setattr(cls, name, property(asked))
+    assert (refusal(ipaddress.ip_address(text)) is not None) is expected
+
+
+def test_the_table_names_its_registries_and_version() -> None:
+    assert special.REGISTRY_VERSION == "2025-10-09"
+    assert {b.registry for b in special.BLOCKS} >= {special.IPV4_REGISTRY, special.IPV6_REGISTRY}
+    by_network = {str(b.network): b for b in special.BLOCKS}
+    # The registry's three-valued column is kept: N/A (Teredo, 6to4) and terminated rows are neither yes nor no.
+    assert by_network["2001::/32"].reachable is None and by_network["2002::/16"].reachable is None
+    assert by_network["2001::/23"].reachable is False and by_network["2001:20::/28"].reachable is True
+
+
+_CARRY_IPV4 = {"::ffff:0:0/96", "64:ff9b::/96", "2002::/16"}
+
+
+@pytest.mark.parametrize("block", [b for b in special.BLOCKS if b.network.prefixlen > 0],
+                         ids=lambda b: str(b.network))
+def test_every_row_decides_its_first_and_last_address(block: special.Block) -> None:
+    # The most specific row speaks: a row's first and last addresses get its verdict unless a narrower row (or, for
+    # the IPv4-carrying forms, the IPv4 address they carry) decides them instead.
+    for address in (block.network[0], block.network[-1]):
+        assert special.block_of(address).network.subnet_of(block.network)  # type: ignore[arg-type]
+        if special.block_of(address) == block and str(block.network) not in _CARRY_IPV4:
+            assert (refusal(address) is None) is bool(block.reachable), (address, block)
 
 
 def test_embedded_ipv4_of_each_form() -> None:
@@ -130,7 +189,7 @@ async def test_the_size_probe_obeys_the_policy_at_connect(loopback_service: tupl
     port, seen = loopback_service
     policy = UrlPolicy(allow_private=False, resolver=ChangingResolver("::ffff:127.0.0.1"))
     with pytest.raises(InputError, match=r"refused to connect: .* MR_ALLOW_PRIVATE_URLS"):
-        await url_size(policy, f"http://rebind.example:{port}/data.txt", Settings())
+        await url_pin(policy, f"http://rebind.example:{port}/data.txt", Settings())
     assert seen == []
 
 

@@ -15,7 +15,8 @@ from .keys import AttemptKey as AttemptKey  # re-exported: the messages below ca
 # The wire version. Decoding is strict (a missing or unknown field is refused with a message naming it), so a field
 # added or removed already fails loudly between mismatched actors; VERSION moves when a field keeps its name but
 # changes its meaning, which no field check could catch. (Finalize.output and Report.part* were added under version
-# 1: an actor without them refuses these messages by their unknown fields, and ``totals`` keeps its meaning.)
+# 1: an actor without them refuses these messages by their unknown fields, and ``totals`` keeps its meaning; so
+# were Assignment.pin_size/pin_etag/pin_modified, a URL input's version.)
 VERSION = 1
 
 
@@ -42,6 +43,11 @@ class Assignment:
     # A small text input the master holds, whole (at most MR_INLINE_INPUT bytes): the mapper reads its split from
     # these bytes instead of asking the master for them. Empty: read the input by reference.
     inline: bytes = b""
+    # A URL input's version as the master probed it: every read is pinned to it and checked against it (its size,
+    # and its strong ETag or else Last-Modified; both empty when the server gave neither). Unused for other kinds.
+    pin_size: int = 0
+    pin_etag: str = ""
+    pin_modified: str = ""
 
     @property
     def key(self) -> AttemptKey:

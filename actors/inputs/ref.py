@@ -20,3 +20,7 @@ class InputRef:
     size: int
     served_id: str = ""  # set when the master holds the bytes
     compression: str = ""  # "" (plain text) or GZIP
+    # A URL input's version when the master probed it (see actors/inputs/pin.py): its strong ETag, else its
+    # Last-Modified; both empty when the server gave neither.
+    etag: str = ""
+    modified: str = ""

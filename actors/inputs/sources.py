@@ -12,6 +12,7 @@ from typing import BinaryIO, Protocol
 import aiohttp
 
 from ..core.errors import InputError, NotFound, PeerError, describe
+from .pin import Pin
 from .urls import UrlPolicy, forbidden_cause
 
 BLOCK = 1024 * 1024
@@ -92,24 +93,38 @@ def _open_under_root(root: str, relative: str, offset: int) -> BinaryIO:
 
 
 class HttpSource:
-    """An input read over HTTP with Range requests through ``session``: the master's served bytes, or a URL."""
+    """An input read over HTTP with Range requests through ``session``: the master's served bytes, or a URL.
+
+    With a ``pin`` (URL inputs), every read is conditional on the pinned version and its answer is checked: exactly
+    the pinned bytes from the offset to the end, or an error (see :class:`actors.inputs.pin.Pin`).
+    """
 
     def __init__(
-        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], connect: float, idle: float
+        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], connect: float, idle: float,
+        pin: Pin | None = None,
     ) -> None:
         self.session = session
         self.url = url
         self.headers = headers
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
+        self.pin = pin
 
     async def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
-        headers = {**self.headers, "Range": f"bytes={offset}-"}
+        pin = self.pin
+        headers = {**self.headers, "Range": f"bytes={offset}-", **(pin.conditions() if pin else {})}
         try:
             async with self.session.get(self.url, headers=headers, timeout=self.timeout) as response:
-                if response.status == 416:
-                    return  # offset at or past the end: nothing to read
                 if response.status == 404:
                     raise NotFound(f"input {self.url} is gone")
+                if pin is not None and response.status in (200, 206, 412, 416):
+                    if not pin.check(self.url, offset, response.status, response.headers):
+                        return
+                    async with contextlib.aclosing(_counted(response, self.url, pin.size - offset)) as blocks:
+                        async for block in blocks:
+                            yield block
+                    return
+                if response.status == 416:
+                    return  # offset at or past the end: nothing to read
                 if response.status == 200 and offset > 0:
                     raise PeerError(f"{self.url} ignored the Range request")
                 if response.status not in (200, 206):
@@ -123,22 +138,38 @@ class HttpSource:
             raise PeerError(f"reading {self.url}: {describe(exc)}") from None
 
 
+async def _counted(response: aiohttp.ClientResponse, url: str, expected: int) -> AsyncGenerator[bytes, None]:
+    """The body of a checked range, which must be exactly ``expected`` bytes: a body that ends early (no
+    Content-Length to hold the server to) or runs long is another object than the pinned one."""
+    seen = 0
+    async for block in response.content.iter_chunked(BLOCK):
+        seen += len(block)
+        if seen > expected:
+            raise InputError(f"input url {url} sent more than the {expected} bytes of the range it announced")
+        yield block
+    if seen != expected:
+        raise InputError(f"input url {url} ended its answer after {seen} of the {expected} bytes it announced")
+
+
 class UrlSource:
-    """A URL input: read through a session of its own whose every connection, redirects included, obeys the policy.
+    """A URL input: read through a session of its own whose every connection, redirects included, obeys the policy,
+    pinned to the version the master probed.
 
     Not the actor's peer session: that one must reach private cluster addresses. The session lives as long as one
     read of one split (this generator), which makes a single GET.
     """
 
-    def __init__(self, url: str, policy: UrlPolicy, connect: float, idle: float) -> None:
+    def __init__(self, url: str, policy: UrlPolicy, connect: float, idle: float, pin: Pin) -> None:
         self.url = url
         self.policy = policy
         self.connect = connect
         self.idle = idle
+        self.pin = pin
 
     async def blocks(self, offset: int) -> AsyncGenerator[bytes, None]:
         async with self.policy.session() as session:
-            source = HttpSource(session, self.url, {}, self.connect, self.idle)
+            # identity: a range counts bytes of the object itself, never of a compressed rendering of it.
+            source = HttpSource(session, self.url, {"Accept-Encoding": "identity"}, self.connect, self.idle, self.pin)
             async with contextlib.aclosing(source.blocks(offset)) as blocks:
                 async for block in blocks:
                     yield block

@@ -13,11 +13,13 @@ from aiohttp.abc import AbstractResolver
 
 from ..core.config import Settings
 from ..core.errors import InputError, describe
+from .pin import Pin
+from .special import block_of
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are the IPv4 target
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use: where the IPv4 sits is site-specific
+_SIXTOFOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056: bits 16-47 are the IPv4 relay that carries the packet
 _COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible form ::a.b.c.d
 _ALLOW = "MR_ALLOW_PRIVATE_URLS"
 
@@ -37,26 +39,24 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]
 
 
 def refusal(address: IPAddress) -> str | None:
-    """Why the policy forbids connecting to ``address``, or None when it is a public unicast address."""
-    if isinstance(address, ipaddress.IPv4Address):
-        if address.is_multicast or address.is_reserved or not address.is_global:
-            return f"{address} is not a public address"
+    """Why the policy forbids connecting to ``address``, or None when it is a public unicast address.
+
+    Decided by the IANA registries encoded in :mod:`actors.inputs.special` alone, the same on every interpreter.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address.ipv4_mapped is not None or address in _NAT64 or address in _SIXTOFOUR
+    ):
+        # Ways to write (or to reach through) an IPv4 address: that address decides, whatever the IPv6 row says.
+        for inner in embedded_ipv4(address):
+            if refusal(inner) is not None:
+                return f"{address} carries the non-public IPv4 address {inner}"
         return None
-    if address.is_loopback or address.is_unspecified:
-        return f"{address} is not a public address"
-    if address in _NAT64_LOCAL:
-        return f"{address} is in the local-use NAT64 prefix {_NAT64_LOCAL}, whose IPv4 target cannot be checked"
-    for inner in embedded_ipv4(address):
-        if refusal(inner) is not None:
-            return f"{address} carries the non-public IPv4 address {inner}"
-    if address.ipv4_mapped is not None or address in _NAT64:
-        # Only a way to write the IPv4 target just checked (Python's is_global would judge the IPv6 wrapper).
+    block = block_of(address)  # Teredo and IPv4-compatible forms are refused here, by their rows
+    if block.reachable:
         return None
-    if address in _COMPATIBLE:
-        return f"{address} uses the deprecated IPv4-compatible form"
-    if address.is_multicast or not address.is_global:
-        return f"{address} is not a public address"
-    return None
+    verdict = "not globally reachable" if block.reachable is False else "given no global reachability (N/A)"
+    return (f"{address} is not a public address: {block.network} ({block.name}, {block.rfc}) is {verdict} in the "
+            f"{block.registry}")
 
 
 class ForbiddenAddress(OSError):
@@ -139,9 +139,9 @@ def forbidden_cause(exc: BaseException) -> ForbiddenAddress | None:
 _NO_HEAD = frozenset({403, 405, 501})
 
 
-async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
-    """The size of a URL input, which must accept byte ranges: from HEAD, or (a presigned URL, which allows GET
-    only) from the Content-Range of a ranged GET of its first byte."""
+async def url_pin(policy: UrlPolicy, url: str, settings: Settings) -> Pin:
+    """The size and version of a URL input, which must accept byte ranges: from HEAD, or (a presigned URL, which
+    allows GET only) from the Content-Range of a ranged GET of its first byte. The mappers' reads are pinned to it."""
     timeout = aiohttp.ClientTimeout(total=settings.timeouts.request, sock_connect=settings.timeouts.connect)
     try:
         # No redirects: the size must come from the URL the mappers will read, not from wherever it points.
@@ -155,10 +155,10 @@ async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
                     if response.headers.get("Accept-Ranges", "").lower() != "bytes":
                         raise InputError(f"input url {url!r} does not accept byte ranges (Accept-Ranges: bytes)")
                     length = response.headers.get("Content-Length", "")
-                    if not length.isdigit():
+                    if not (length.isascii() and length.isdigit()):
                         raise InputError(f"input url {url!r} does not say its length")
-                    return int(length)
-            return await _ranged_size(session, url, timeout)
+                    return Pin.of(int(length), response.headers)
+            return await _ranged_pin(session, url, timeout)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         forbidden = forbidden_cause(exc)
         if forbidden is not None:
@@ -166,12 +166,13 @@ async def url_size(policy: UrlPolicy, url: str, settings: Settings) -> int:
         raise InputError(f"input url {url!r} cannot be read: {describe(exc)}") from None
 
 
-async def _ranged_size(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> int:
+async def _ranged_pin(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> Pin:
     """The total of ``Content-Range: bytes 0-0/N`` from a GET of the first byte (``bytes */0``: empty)."""
-    headers = {"Range": "bytes=0-0"}
+    headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
     async with session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as response:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
         if response.status not in (206, 416) or not (total.isascii() and total.isdigit()):
             raise InputError(f"input url {url!r} answered a ranged GET (its HEAD refused) with {response.status} "
                              "and no byte range with a length (Content-Range)")
-        return int(total)  # the body (one byte) is left unread: closing the response drops the connection
+        # The body (one byte) is left unread: closing the response drops the connection.
+        return Pin.of(int(total), response.headers)

@@ -37,6 +37,7 @@ from ..core.messages import (
 from ..core.splits import Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
 from ..inputs.gzipped import gunzip
+from ..inputs.pin import Pin
 from ..inputs.ref import GZIP, PATH, URL
 from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
@@ -171,7 +172,8 @@ class MapRun:
             return PathSource(s.data_root, a.input_location)
         if a.input_kind == URL:
             policy = UrlPolicy(s.allow_private_urls)
-            return UrlSource(a.input_location, policy, s.timeouts.connect, s.timeouts.stream_idle)
+            pin = Pin(a.pin_size, a.pin_etag, a.pin_modified)
+            return UrlSource(a.input_location, policy, s.timeouts.connect, s.timeouts.stream_idle, pin)
         return HttpSource(self.client.session, a.input_location, self.client.headers, s.timeouts.connect,
                           s.timeouts.stream_idle)
 

@@ -30,7 +30,7 @@ from ..inputs.gzipped import MAGIC, is_gzip
 from ..inputs.paths import expand_paths
 from ..inputs.ref import GZIP, PATH, SERVED, URL, InputRef
 from ..inputs.sources import resolve_under_root
-from ..inputs.urls import UrlPolicy, url_size
+from ..inputs.urls import UrlPolicy, url_pin
 
 UPLOAD_BLOCK = 1024 * 1024
 
@@ -348,9 +348,10 @@ async def parse_inputs(spec: Any, settings: Settings, store: InputStore, reserva
 async def _url_ref(url: str, name: str, settings: Settings) -> InputRef:
     policy = UrlPolicy(settings.allow_private_urls)
     await policy.check(url)
-    size = await url_size(policy, url, settings)
+    pin = await url_pin(policy, url, settings)
     name = name or Path(urlsplit(url).path).name or "url"
-    return InputRef(URL, url, name, size, compression=GZIP if is_gzip(urlsplit(url).path, b"") else "")
+    return InputRef(URL, url, name, pin.size, compression=GZIP if is_gzip(urlsplit(url).path, b"") else "",
+                    etag=pin.etag, modified=pin.modified)
 
 
 def _path_refs(root: str, entries: list[str], limit: int, scan_limit: int) -> list[InputRef]:
