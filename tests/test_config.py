@@ -237,6 +237,8 @@ def _sample(kind: object, f: dataclasses.Field[object]) -> tuple[str, object]:
         return "7.5", 7.5
     if kind == tuple[str, ...] and f.name == "job_modules":
         return "pkg.jobs, other_jobs", ("pkg.jobs", "other_jobs")
+    if kind == tuple[str, ...] and f.name == "allowed_hosts":
+        return "MR.Example.com., .corp.example, [::1], *", ("mr.example.com", ".corp.example", "[::1]", "*")
     if kind == tuple[str, ...]:
         return "http://a:1,http://b:2", ("http://a:1", "http://b:2")
     return "some-value", "some-value"

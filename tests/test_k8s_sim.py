@@ -50,7 +50,7 @@ async def _json(response: aiohttp.ClientResponse) -> Any:
 async def run_job(session: aiohttp.ClientSession, master: str, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """POST the text as an upload to /v1/jobs, wait for the result; answer (status, result)."""
     async with session.post(f"{master}/v1/jobs", data=text.encode(),
-                            headers={"Content-Type": "text/plain"}) as response:
+                            headers={"Content-Type": "application/octet-stream"}) as response:
         submitted = await _json(response)
         assert response.status == 202, submitted
     async with session.get(f"{master}/v1/jobs/{submitted['id']}/result", params={"wait": "60"}) as response:

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from actors.net.middleware import _authorized
+from actors.net.middleware import authorized as check_authorized
 
 TOKEN = "s3cret-Token"
 
@@ -21,7 +21,7 @@ class Request:
 
 
 def authorized(header: str | None) -> bool:
-    return _authorized(cast(web.Request, cast(Any, Request(header))), TOKEN)
+    return check_authorized(cast(web.Request, cast(Any, Request(header))), TOKEN)
 
 
 @pytest.mark.parametrize("header", [f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER {TOKEN}", f"  Bearer  {TOKEN} "])

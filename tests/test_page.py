@@ -177,7 +177,7 @@ async def test_status_lists_each_partition_with_its_reducer(make_cluster: Cluste
 async def _submit_upload(cluster: Cluster, text: str, name: str, headers: dict[str, str] | None = None,
                          split_size: int = 16384) -> str:
     params = {"name": name, "split_size": str(split_size)}
-    headers = {"Content-Type": "text/plain", **(headers or {})}
+    headers = {"Content-Type": "application/octet-stream", **(headers or {})}
     async with cluster.session.post(f"{cluster.url}/v1/jobs", params=params, data=text.encode(),
                                     headers=headers) as response:
         body = await response.json()

@@ -21,6 +21,12 @@ from .status import JobStatus
 
 DEFAULT_TIMEOUT = 30.0  # seconds for one ordinary call
 DEFAULT_UPLOAD_TIMEOUT = 3600.0  # seconds for a whole upload
+DEFAULT_STREAM_TIMEOUT = 3600.0  # seconds for a whole streamed result
+MiB = 1024 * 1024
+# A master holds at most MR_RESULT_MAX (32 MiB by default) of result JSON; twice that leaves room for a raised one.
+DEFAULT_MAX_JSON = 64 * MiB
+# One result line is a key (at most MR_MAX_KEY, 64 MiB by default) and its value: a longer line is not a result.
+DEFAULT_MAX_LINE = 80 * MiB
 LONG_POLL = 60.0  # one long-poll of wait(): the server answers as soon as the job finishes
 ERROR_BODY_CAP = 64 * 1024  # bytes of an error answer read before it is judged
 BATCH = 1024  # result entries handed over at a time by _result_batches
@@ -38,16 +44,23 @@ def _segment(job_id: str) -> str:
 class AsyncClient:
     """A master's public API, from asyncio code; use ``async with AsyncClient(url) as client``.
 
-    Every call has a timeout: ``timeout`` seconds by default, or the ``timeout=`` given to the call; a whole upload
-    gets ``upload_timeout`` (its answer, once the body is sent, ``timeout``); a streamed result times out when the
-    server is silent ``timeout`` seconds. The session is made on first use and belongs to that event loop.
+    Every call has a total deadline, reading the answer included: ``timeout`` seconds by default, or the
+    ``timeout=`` given to the call (plus the ``wait`` of a long poll); a whole upload gets ``upload_timeout`` (its
+    answer, once the body is sent, ``timeout``); a streamed result gets ``stream_timeout`` in all and times out when
+    the server is silent ``timeout`` seconds. The server is not trusted with memory: a JSON answer past
+    ``max_json`` bytes and a streamed result line past ``max_line`` bytes are refused (:class:`PeerError`). The
+    session is made on first use and belongs to that event loop.
     """
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT) -> None:
+                 upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT, stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
+                 max_json: int = DEFAULT_MAX_JSON, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.upload_timeout = upload_timeout
+        self.stream_timeout = stream_timeout
+        self.max_json = max_json
+        self.max_line = max_line
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session: aiohttp.ClientSession | None = None  # made on first use, inside the running loop
 
@@ -84,15 +97,26 @@ class AsyncClient:
 
     async def _call(self, method: str, path: str, timeout: float | aiohttp.ClientTimeout | None = None,
                     **kwargs: Any) -> Any:
-        """One request whose whole answer is a JSON document."""
+        """One request whose whole answer is a JSON document (aiohttp's ``total`` covers reading it)."""
         if not isinstance(timeout, aiohttp.ClientTimeout):
             timeout = aiohttp.ClientTimeout(total=self.timeout if timeout is None else timeout)
         async with self._open(method, path, timeout, **kwargs) as response:
-            raw = await response.read()
+            raw = await self._read_json(response, f"{method} {path.split('?')[0]}")
         try:
             return json.loads(raw)
         except ValueError:
             raise PeerError(f"{method} {path}: the master answered malformed JSON") from None
+
+    async def _read_json(self, response: aiohttp.ClientResponse, what: str) -> bytes:
+        """A JSON answer's bytes, refused past ``max_json`` before more of it is held."""
+        cap = self.max_json
+        if response.content_length is not None and response.content_length > cap:
+            raise PeerError(f"{what}: the master's answer is {response.content_length} bytes, more than the "
+                            f"client's max_json of {cap}")
+        raw = await _read_capped(response.content, cap + 1)
+        if len(raw) > cap:
+            raise PeerError(f"{what}: the master's answer is more than the client's max_json of {cap} bytes")
+        return raw
 
     async def submit(self, job: str, inputs: Inputs, params: Mapping[str, Any] | None = None,
                      output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
@@ -233,17 +257,18 @@ class AsyncJobHandle:
     async def _result_batches(self, timeout: float | None = None) -> AsyncGenerator[list[tuple[str, Any]], None]:
         """Entries a batch at a time: streamed NDJSON lines when the server offers them, else its JSON document.
 
-        ``timeout`` bounds each silence of the server, not the whole transfer.
+        ``timeout`` bounds each silence of the server; the client's ``stream_timeout`` the whole transfer.
         """
-        idle = self.client.timeout if timeout is None else timeout
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=idle, sock_read=idle)
+        client = self.client
+        idle = client.timeout if timeout is None else timeout
+        limits = aiohttp.ClientTimeout(total=client.stream_timeout, sock_connect=idle, sock_read=idle)
         path = f"{self._path}/result"
-        async with self.client._open("GET", path, limits, params={"format": "ndjson"}) as response:
+        async with client._open("GET", path, limits, params={"format": "ndjson"}) as response:
             if response.content_type in NDJSON:
-                async for batch in ndjson_batches(response.content.iter_any(), path):
+                async for batch in ndjson_batches(response.content.iter_any(), path, client.max_line):
                     yield batch
                 return
-            raw = await response.read()  # errors reading it become PeerError in _open
+            raw = await client._read_json(response, f"GET {path}")  # errors reading it become PeerError in _open
         try:
             body = json.loads(raw)
         except ValueError:
@@ -268,17 +293,32 @@ async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
     return bytes(data)
 
 
-async def ndjson_batches(chunks: AsyncIterable[bytes], path: str) -> AsyncIterator[list[tuple[str, Any]]]:
-    """The ``[key, value]`` lines of a streamed body, a chunk's worth at a time (split here: readline caps lines)."""
-    pending = b""
+async def ndjson_batches(chunks: AsyncIterable[bytes], path: str,
+                         max_line: int = DEFAULT_MAX_LINE) -> AsyncIterator[list[tuple[str, Any]]]:
+    """The ``[key, value]`` lines of a streamed body, a chunk's worth at a time; a line past ``max_line`` bytes is
+    refused once that much of it has come, so a body that never ends a line costs ``max_line`` bytes at most (a
+    line's start is kept in a bytearray and joined once, never re-copied per chunk)."""
+    pending = bytearray()  # the unfinished last line
     async for chunk in chunks:
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            pending += chunk
+            _check_line(len(pending), max_line, path)
+            continue
+        lines = (bytes(pending) + chunk[:end]).split(b"\n")
+        pending = bytearray(chunk[end + 1:])
+        _check_line(max(map(len, lines)), max_line, path)
+        _check_line(len(pending), max_line, path)
         batch = [_entry(line, path) for line in lines if line.strip()]
         if batch:
             yield batch
     if pending.strip():
-        yield [_entry(pending, path)]
+        yield [_entry(bytes(pending), path)]
+
+
+def _check_line(size: int, max_line: int, path: str) -> None:
+    if size > max_line:
+        raise PeerError(f"GET {path}: a result line is longer than the client's max_line of {max_line} bytes")
 
 
 def _entry(line: bytes, path: str) -> tuple[str, Any]:

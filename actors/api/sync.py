@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .aio import DEFAULT_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT, AsyncClient, AsyncJobHandle
+from .aio import (
+    DEFAULT_MAX_JSON,
+    DEFAULT_MAX_LINE,
+    DEFAULT_STREAM_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    DEFAULT_UPLOAD_TIMEOUT,
+    AsyncClient,
+    AsyncJobHandle,
+)
 from .inputs import Inputs
 from .status import JobStatus
 
@@ -21,13 +29,15 @@ class Client:
 
     Why a thread: one event loop, started with the client and stopped by :meth:`close`, keeps one connection
     pool for every call and lets :meth:`JobHandle.iter_result` stream; each call runs the :class:`AsyncClient`
-    coroutine there and blocks until it ends. The calls' timeouts are the async client's. A client may be used
-    from several threads, and from inside another event loop's code (it never touches that loop).
+    coroutine there and blocks until it ends. The calls' timeouts and size caps are the async client's. A client
+    may be used from several threads, and from inside another event loop's code (it never touches that loop).
     """
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT) -> None:
-        self.aio = AsyncClient(url, token, timeout=timeout, upload_timeout=upload_timeout)
+                 upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT, stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
+                 max_json: int = DEFAULT_MAX_JSON, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self.aio = AsyncClient(url, token, timeout=timeout, upload_timeout=upload_timeout,
+                               stream_timeout=stream_timeout, max_json=max_json, max_line=max_line)
         self._loop = asyncio.new_event_loop()
         # A daemon thread, so a client never closed cannot keep the interpreter from exiting.
         self._thread = threading.Thread(target=self._loop.run_forever, name="mapreduce-api-client", daemon=True)

@@ -179,6 +179,10 @@ class Settings:
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")
+    allowed_hosts: tuple[str, ...] = setting("MR_ALLOWED_HOSTS", (), "more Host names the public API and page answer "
+                                             "(comma-separated; .example.com: any name under it; *: any) besides "
+                                             "IP addresses, localhost, dotless names, the actor's own names and "
+                                             "Kubernetes Service names; others get 421 (DNS rebinding)")
     allow_private_urls: bool = setting("MR_ALLOW_PRIVATE_URLS", False, "allow URL inputs on loopback, private and "
                                        "link-local addresses")
     max_running_jobs: int = setting("MR_MAX_RUNNING_JOBS", 16, "jobs a master runs at once; more wait in its queue",
@@ -331,6 +335,8 @@ def _read(env: Mapping[str, str], f: dataclasses.Field[Any], kind: Any) -> Any:
             raise ConfigError(f"{key}={choice!r} must be one of {', '.join(options)}")
         return choice
     elif kind == tuple[str, ...]:
+        if key == "MR_ALLOWED_HOSTS":
+            return _hosts(key, raw)
         return _modules(key, raw) if key == "MR_JOB_MODULES" else _urls(key, raw)
     else:
         return raw
@@ -356,6 +362,18 @@ def _urls(key: str, raw: str) -> tuple[str, ...]:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}: {url!r} is not an http(s) URL")
     return urls
+
+
+_HOST_NAME = re.compile(r"(\*|\.?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])")
+
+
+def _hosts(key: str, raw: str) -> tuple[str, ...]:
+    """Host names, lower-cased; ports are not compared (a rebinding page is told apart by its name, not its port)."""
+    names = tuple(name.strip().lower().rstrip(".") for name in raw.split(",") if name.strip())
+    for name in names:
+        if not _HOST_NAME.fullmatch(name):
+            raise ConfigError(f"{key}: {name!r} is not a host name, .domain or * (no scheme, port or path)")
+    return names
 
 
 def _modules(key: str, raw: str) -> tuple[str, ...]:

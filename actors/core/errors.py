@@ -49,6 +49,20 @@ class Unauthorized(MapReduceError):
     code = "unauthorized"
 
 
+class Forbidden(MapReduceError):
+    """A request a web page could have made without the user's intent (cross-site, or a browser's simple POST)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class MisdirectedRequest(MapReduceError):
+    """The request's Host is a name this actor does not answer (a DNS rebinding page); see MR_ALLOWED_HOSTS."""
+
+    status = 421
+    code = "misdirected_request"
+
+
 class NotFound(MapReduceError):
     """An unknown job, input or route."""
 

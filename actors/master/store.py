@@ -26,6 +26,7 @@ from ..core.errors import (
     RequestTimeout,
     TooManyRequests,
 )
+from ..core.text import first_control
 from ..inputs.gzipped import MAGIC, is_gzip
 from ..inputs.paths import expand_paths
 from ..inputs.ref import GZIP, PATH, SERVED, URL, InputRef
@@ -380,8 +381,13 @@ def check_unicode(value: str, what: str) -> None:
 
 
 def check_name(name: str, limit: int, what: str) -> None:
-    """Refuse a name longer than ``limit`` UTF-8 bytes: a job may copy it into every value (inverted index)."""
+    """Refuse a name with a control character, or longer than ``limit`` UTF-8 bytes: a job may copy it into every
+    value (inverted index)."""
     check_unicode(name, what)
+    at = first_control(name)
+    if at is not None:  # a name is shown by the CLI, the page and the logs: it must not be able to drive a terminal
+        raise BadRequest(f"{what} has a control character (U+{ord(name[at]):04X}) at character {at}; a name is "
+                         "printable text")
     size = len(name.encode("utf-8"))
     if size > limit:
         raise BadRequest(f"{what} is {size} bytes, more than the limit of {limit} bytes (MR_MAX_NAME)")

@@ -26,6 +26,7 @@ from .frames import read_body
 from .metrics import METRICS, Metrics, serve_metrics
 from .middleware import log as request_log
 from .middleware import make_middlewares
+from .origin import host_policy, origin_middleware
 
 
 @dataclass
@@ -65,7 +66,8 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
         middlewares=[access_log, drain_middleware(drain),
-                     *make_middlewares(settings.token, settings.api_token, identity.incarnation)],
+                     *make_middlewares(settings.token, settings.api_token, identity.incarnation,
+                                       origin_middleware(host_policy(settings), settings.api_token))],
         client_max_size=client_max_size,
     )
     app[SETTINGS] = settings

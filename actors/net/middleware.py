@@ -28,7 +28,7 @@ def error_response(error: MapReduceError) -> web.Response:
     return response
 
 
-def _authorized(request: web.Request, token: str) -> bool:
+def authorized(request: web.Request, token: str) -> bool:
     """``Authorization: Bearer <token>``; the scheme is case-insensitive (RFC 7235), the token is not."""
     scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
     # Header bytes that are not UTF-8 arrive as surrogate escapes: encode them back, never fail on them.
@@ -36,8 +36,10 @@ def _authorized(request: web.Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode())
 
 
-def make_middlewares(token: str, api_token: str, incarnation: str) -> list[Middleware]:
-    """Errors become JSON with the right status, logged once here; internal routes need ``token``."""
+def make_middlewares(token: str, api_token: str, incarnation: str,
+                     *guards: Middleware) -> list[Middleware]:
+    """Errors become JSON with the right status, logged once here; internal routes need ``token``; ``guards`` run
+    first inside the error handling (the Host and cross-site rules of :mod:`.origin`)."""
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -67,8 +69,8 @@ def make_middlewares(token: str, api_token: str, incarnation: str) -> list[Middl
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return await handler(request)
         required = token if path.startswith(INTERNAL_PREFIX) else api_token
-        if required and not _authorized(request, required):
+        if required and not authorized(request, required):
             raise Unauthorized(f"{path} requires the {'cluster' if required == token else 'API'} token")
         return await handler(request)
 
-    return [errors, auth]
+    return [errors, *guards, auth]
