@@ -6,15 +6,19 @@ import asyncio
 import io
 import json
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from actors.core.columns import unpack_columns
 from actors.core.config import Settings
+from actors.core.messages import Report
 from actors.jobs import get_job
 from actors.master.app import REGISTRY, RESULTS, STORE
+from actors.reducer import app as reducer_app
 from actors.sequential import run_sequential
 
 from .conftest import TOKEN, Cluster, ClusterFactory, eventually
@@ -241,3 +245,38 @@ async def test_parsing_a_json_text_holds_no_more_than_it_reserves(make_cluster: 
     # slack for aiohttp's buffers.
     assert peak < 10 * len(body) + (1 << 20), (peak / len(body), len(body))
     assert cluster.master.app[STORE].text_budget.used == 0
+
+
+@pytest.mark.parametrize("other", ["map", "run"])
+async def test_a_report_whose_offsets_lie_fails_its_job_and_the_master_stays_up(
+        make_cluster: ClusterFactory, monkeypatch: pytest.MonkeyPatch, other: str) -> None:
+    """Lying peer offsets: reducer 0's run has a middle key ending past its key bytes (its last offset right).
+
+    With reducer 1 reporting a map, the collector unpacked that run natively and read past the blob (a segfault
+    for an offset near 2**32); with runs only, the merge refuses it. Either way the job fails naming the reducer,
+    never ``done``, and the master goes on serving."""
+    honest = reducer_app._reported
+
+    def lying(ledger: Any, partition: Any, report: Report) -> Any:
+        if report.partition == 0 and report.top_ends:
+            ends = (2**32 - 16).to_bytes(4, "little") + report.top_ends[4:]
+            report = replace(report, top_ends=ends)
+        elif report.partition == 1 and report.top_ends and other == "map":  # a reducer without the extension
+            report = replace(report, totals=unpack_columns(report.top_run), top_keys=b"", top_ends=b"",
+                             top_counts=b"")
+        return honest(ledger, partition, report)
+
+    monkeypatch.setattr(reducer_app, "_reported", lying)
+    cluster = await make_cluster()
+    text = " ".join(f"w{i}" for i in range(200))  # enough keys that each partition holds several
+    job = await cluster.submit({"input": {"text": text}})
+    await eventually(lambda: cluster.master.app[REGISTRY].get(job["id"]).state in ("done", "failed"))
+    status = await cluster.status(job["id"])
+    assert status["state"] == "failed", status
+    if other == "map":
+        assert "reducer 0 sent a malformed report: columns frame: key 0 ends at 4294967280" in status["error"], status
+    else:
+        assert "columns frame" in status["error"], status
+    await healthz_answers(cluster)
+    monkeypatch.setattr(reducer_app, "_reported", honest)
+    assert await cluster.run_text(text) == run_sequential("wordcount", text.encode())
