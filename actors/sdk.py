@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from .core.errors import BadRequest
+from .core.errors import ECHO_LIMIT, BadRequest, shown, shown_all
 from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
 MAX_VALUE_DEPTH = 64
@@ -89,16 +89,17 @@ def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:
     """Check ``params`` against the job's declared parameters, then call its ``configure`` hook; errors are 400s."""
     for name, value in params.items():
         if type(name) is not str or type(value) is not str:
-            raise JobConfigError(f"job {job.name!r}: parameters are strings; {name!r} is {value!r}")
+            raise JobConfigError(f"job {job.name!r}: parameters are strings; {shown(name)} is {shown(value)}")
     unknown = sorted(set(params) - set(job.parameters))
     if unknown:
         known = ", ".join(sorted(job.parameters)) or "none"
-        raise JobConfigError(f"job {job.name!r} has no parameter {', '.join(unknown)}; it takes: {known}")
+        raise JobConfigError(f"job {job.name!r} has no parameter {shown_all(unknown, quote=False)}; it takes: {known}")
     try:
         job.configure(job.params)
     except (BadRequest, ValueError) as error:
         message = error.message if isinstance(error, BadRequest) else str(error)
-        raise JobConfigError(f"job {job.name!r}: {message}") from None
+        # The hook may echo a parameter's value: a 4 MB one is not sent back (nor logged) whole.
+        raise JobConfigError(f"job {job.name!r}: {message[:4 * ECHO_LIMIT]}") from None
 
 
 def plain_value(value: Any, depth: int = 0) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
@@ -280,3 +281,28 @@ async def test_a_report_whose_offsets_lie_fails_its_job_and_the_master_stays_up(
     await healthz_answers(cluster)
     monkeypatch.setattr(reducer_app, "_reported", honest)
     assert await cluster.run_text(text) == run_sequential("wordcount", text.encode())
+
+
+async def test_huge_unknown_names_are_not_echoed_whole(make_cluster: ClusterFactory,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A 4 MB unknown job, parameter or field name came back whole in the 400, and went whole into the log."""
+    cluster = await make_cluster()
+    huge = "n" * (4 * 1024 * 1024)
+    specs = [
+        ({"job": huge, "input": {"text": "a"}}, "unknown job 'nnnn"),
+        ({"job": "wordcount", "params": {huge: "v"}, "input": {"text": "a"}}, "has no parameter nnnn"),
+        ({"job": "wordcount", "params": {"lowercase": [huge]}, "input": {"text": "a"}}, "parameters are strings"),
+        ({huge: 1, "input": {"text": "a"}}, "unknown fields 'nnnn"),
+        ({"input": {"text": "a", huge: 1}}, "unknown input fields 'nnnn"),
+        ({"input": {"paths": ["a"], huge: 1}}, "takes nothing else"),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for spec, message in specs:
+            status, _, body = await json_post(cluster, io.BytesIO(json.dumps(spec).encode()))
+            assert status == 400, body["message"][:300]
+            assert message in body["message"] and len(body["message"]) < 1000, body["message"][:300]
+            if "characters)" in body["message"]:
+                assert f"... ({len(huge)} characters)" in body["message"]
+    longest = max(len(str(getattr(r, "fields", ""))) + len(r.getMessage()) for r in caplog.records)
+    assert longest < 2000
+    assert cluster.master.app[REGISTRY].jobs == {}

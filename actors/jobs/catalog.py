@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from ..core.errors import BadRequest, ConfigError
+from ..core.errors import BadRequest, ConfigError, shown
 from ..sdk import MapReduceJob, configure_job
 from .adapter import SdkJob
 from .base import Job
@@ -47,7 +47,7 @@ class Catalog:
         """A new configured instance of the job (400: an unknown job, or parameters it refuses)."""
         cls = self.classes.get(name)
         if cls is None:
-            raise BadRequest(f"unknown job {name!r}; known jobs: {', '.join(self.names())}")
+            raise BadRequest(f"unknown job {shown(name)}; known jobs: {', '.join(self.names())}")
         job = cls(params)
         configure_job(job, params or {})
         return job

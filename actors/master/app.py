@@ -23,6 +23,7 @@ from ..core.errors import (
     PayloadTooLarge,
     TooManyRequests,
     Unavailable,
+    shown_all,
 )
 from ..core.logs import EventLog
 from ..inputs.outdir import SUCCESS, prepare_output_dir, resolve_output_dir
@@ -322,7 +323,8 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     split_size = json_split_size(spec, settings)
     unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
     if unknown:
-        raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input, output and split_size")
+        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output and "
+                         "split_size")
     output = await _output_of(app, spec.get("output")) if "output" in spec else ""
     refs = await parse_inputs(spec["input"], settings, app[STORE], reservation, encoded)
     refs = [clip_name(ref, settings.max_name) for ref in refs]

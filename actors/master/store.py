@@ -25,6 +25,7 @@ from ..core.errors import (
     PayloadTooLarge,
     RequestTimeout,
     TooManyRequests,
+    shown_all,
 )
 from ..inputs.gzipped import MAGIC, is_gzip
 from ..inputs.paths import expand_paths
@@ -281,7 +282,7 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore, reservati
     kinds = [k for k in ("text", "path", "url") if k in spec]
     unknown = sorted(set(spec) - {"text", "path", "url", "name"})
     if unknown:
-        raise BadRequest(f"unknown input fields {unknown}; use one of text, path, url, paths, urls")
+        raise BadRequest(f"unknown input fields {shown_all(unknown)}; use one of text, path, url, paths, urls")
     if len(kinds) != 1:
         raise BadRequest('"input" must have exactly one of "text", "path", "url", "paths" or "urls"')
     kind = kinds[0]
@@ -314,7 +315,7 @@ async def parse_inputs(spec: Any, settings: Settings, store: InputStore, reserva
     if not isinstance(spec, dict) or not ({"paths", "urls"} & set(spec)):
         return [await parse_spec(spec, settings, store, reservation, encoded)]
     if len(spec) != 1:
-        raise BadRequest(f'"input" with "paths" or "urls" takes nothing else, got {sorted(spec)}')
+        raise BadRequest(f'"input" with "paths" or "urls" takes nothing else, got {shown_all(sorted(spec))}')
     ((kind, values),) = spec.items()
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise BadRequest(f'"input.{kind}" must be a non-empty list of strings')
