@@ -90,6 +90,11 @@ def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:
     for name, value in params.items():
         if type(name) is not str or type(value) is not str:
             raise JobConfigError(f"job {job.name!r}: parameters are strings; {shown(name)} is {shown(value)}")
+        try:  # they travel in every assignment: one with no UTF-8 form would fail every attempt, not the submit
+            _check_text(name, "parameter name")
+            _check_text(value, f"parameter {shown(name)}")
+        except BadRequest as error:
+            raise JobConfigError(f"job {job.name!r}: {error.message}") from None
     unknown = sorted(set(params) - set(job.parameters))
     if unknown:
         known = ", ".join(sorted(job.parameters)) or "none"
@@ -105,7 +110,10 @@ def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:
 def plain_value(value: Any, depth: int = 0) -> Any:
     """``value`` as plain JSON data (tuples become lists); BadRequest naming what is not."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is str:
+        _check_text(value, "a value")
+        return value
+    if kind is bool or value is None:
         return value
     if kind is int:
         if not INT_MIN <= value <= INT_MAX:
@@ -123,7 +131,8 @@ def plain_value(value: Any, depth: int = 0) -> Any:
         out = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise BadRequest(f"a dict in a value has a non-string key {key!r}")
+                raise BadRequest(f"a dict in a value has a non-string key {shown(key)}")
+            _check_text(key, "a dict key in a value")
             out[key] = plain_value(item, depth + 1)
         return out
     raise BadRequest(f"a value must be plain JSON data (None, bool, int, float, str, list, dict), not a "
@@ -132,7 +141,21 @@ def plain_value(value: Any, depth: int = 0) -> Any:
 
 def check_key(key: Any) -> str:
     """The canonical encoding of a key a job produced (BadRequest naming a bad one)."""
-    return canonical_key(key)
+    wire_key = canonical_key(key)
+    _check_text(wire_key, "a key", key)
+    return wire_key
+
+
+def _check_text(text: str, what: str, given: object = None) -> None:
+    """Refuse a str with no UTF-8 form (a lone surrogate such as "\\ud800"): it could never be sent, so it must fail
+    the job here, named, rather than every attempt at encoding time."""
+    if text.isascii():  # O(1) for most strings: no surrogate possible
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} {shown(text if given is None else given)} has a lone surrogate, which has no "
+                         "UTF-8 form") from None
 
 
 def _short(value: object) -> str:

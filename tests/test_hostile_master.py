@@ -164,6 +164,11 @@ async def test_strings_with_lone_surrogates_are_refused_at_submit(make_cluster: 
         status, body = await post_json(cluster, spec)
         assert status == 400, body
         assert f"{what} is not valid Unicode text" in body["message"], body
+    # A parameter travels in every assignment: it was accepted, then failed all 4 attempts the same way.
+    for params in [{"pattern": "a\ud800"}, {"\udfff": "a"}]:
+        status, body = await post_json(cluster, {"job": "grep", "params": params, "input": {"text": "a b"}})
+        assert status == 400, body
+        assert "has a lone surrogate, which has no UTF-8 form" in body["message"], body
     assert cluster.master.app[REGISTRY].jobs == {}
     # A text travels as bytes: a lone surrogate in it counts as the oracle counts those bytes.
     text = "a \ud800 b a"

@@ -93,6 +93,13 @@ class KeyTooLarge(PayloadTooLarge):
     code = "key_too_large"
 
 
+class ValueTooLarge(PayloadTooLarge):
+    """One value a job made does not fit a shuffle frame (MR_FRAME_CAP): the same split makes it again on any
+    mapper, so the job fails at once instead of after MR_MAX_ATTEMPTS."""
+
+    code = "value_too_large"
+
+
 class Unavailable(MapReduceError):
     """The actor cannot take the work now (no budget, draining, no peers); retry later."""
 
