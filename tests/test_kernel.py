@@ -577,8 +577,9 @@ def hostile_columns(draw: st.DrawFn) -> Columns:
     size = len(blob)
     offset = st.one_of(st.integers(0, size), st.integers(size + 1, size + 64),
                        st.sampled_from([2**31 - 1, 2**31, 2**32 - 8, 2**32 - 1]))
-    ends = draw(st.lists(offset, max_size=8))
-    if ends and draw(st.booleans()):
+    ends: list[int] = draw(st.lists(offset, max_size=8))
+    last_right: bool = draw(st.booleans())
+    if ends and last_right:
         ends[-1] = size  # the one offset the old check looked at: right, so only the middle ones lie
     counts = draw(st.lists(st.integers(0, 2**64 - 1), min_size=len(ends), max_size=len(ends)))
     if draw(st.integers(0, 9)) == 0:
