@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from .core.errors import BadRequest
+from .core.errors import ECHO_LIMIT, BadRequest, shown, shown_all
 from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
 MAX_VALUE_DEPTH = 64
@@ -89,24 +89,34 @@ def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:
     """Check ``params`` against the job's declared parameters, then call its ``configure`` hook; errors are 400s."""
     for name, value in params.items():
         if type(name) is not str or type(value) is not str:
-            raise JobConfigError(f"job {job.name!r}: parameters are strings; {name!r} is {value!r}")
+            raise JobConfigError(f"job {job.name!r}: parameters are strings; {shown(name)} is {shown(value)}")
+        try:  # they travel in every assignment: one with no UTF-8 form would fail every attempt, not the submit
+            _check_text(name, "parameter name")
+            _check_text(value, f"parameter {shown(name)}")
+        except BadRequest as error:
+            raise JobConfigError(f"job {job.name!r}: {error.message}") from None
     unknown = sorted(set(params) - set(job.parameters))
     if unknown:
         known = ", ".join(sorted(job.parameters)) or "none"
-        raise JobConfigError(f"job {job.name!r} has no parameter {', '.join(unknown)}; it takes: {known}")
+        raise JobConfigError(f"job {job.name!r} has no parameter {shown_all(unknown, quote=False)}; it takes: {known}")
     try:
         job.configure(job.params)
     except (BadRequest, ValueError) as error:
         message = error.message if isinstance(error, BadRequest) else str(error)
-        raise JobConfigError(f"job {job.name!r}: {message}") from None
+        # The hook may echo a parameter's value: a 4 MB one is not sent back (nor logged) whole.
+        raise JobConfigError(f"job {job.name!r}: {message[:4 * ECHO_LIMIT]}") from None
     except Exception as error:  # a bug in the hook (a KeyError on a missing parameter): the request's 400 all the same
-        raise JobConfigError(f"job {job.name!r}: configure raised {type(error).__name__}: {error}") from None
+        raise JobConfigError(f"job {job.name!r}: configure raised {type(error).__name__}: "
+                             f"{str(error)[:4 * ECHO_LIMIT]}") from None
 
 
 def plain_value(value: Any, depth: int = 0) -> Any:
     """``value`` as plain JSON data (tuples become lists); BadRequest naming what is not."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is str:
+        _check_text(value, "a value")
+        return value
+    if kind is bool or value is None:
         return value
     if kind is int:
         if not INT_MIN <= value <= INT_MAX:
@@ -124,7 +134,8 @@ def plain_value(value: Any, depth: int = 0) -> Any:
         out = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise BadRequest(f"a dict in a value has a non-string key {key!r}")
+                raise BadRequest(f"a dict in a value has a non-string key {shown(key)}")
+            _check_text(key, "a dict key in a value")
             out[key] = plain_value(item, depth + 1)
         return out
     raise BadRequest(f"a value must be plain JSON data (None, bool, int, float, str, list, dict), not a "
@@ -133,7 +144,21 @@ def plain_value(value: Any, depth: int = 0) -> Any:
 
 def check_key(key: Any) -> str:
     """The canonical encoding of a key a job produced (BadRequest naming a bad one)."""
-    return canonical_key(key)
+    wire_key = canonical_key(key)
+    _check_text(wire_key, "a key", key)
+    return wire_key
+
+
+def _check_text(text: str, what: str, given: object = None) -> None:
+    """Refuse a str with no UTF-8 form (a lone surrogate such as "\\ud800"): it could never be sent, so it must fail
+    the job here, named, rather than every attempt at encoding time."""
+    if text.isascii():  # O(1) for most strings: no surrogate possible
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} {shown(text if given is None else given)} has a lone surrogate, which has no "
+                         "UTF-8 form") from None
 
 
 def _short(value: object) -> str:

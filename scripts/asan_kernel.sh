@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds the native word-count kernel and result encoder with AddressSanitizer and UBSan into a temporary copy of
-# the package and runs tests/test_kernel.py and tests/test_resultjson.py (the hypothesis fuzz included) against
-# them. Called by scripts/test.sh; about a minute.
+# the package and runs tests/test_kernel.py and tests/test_resultjson.py (the hypothesis fuzz included, hostile
+# peer offsets against every native entry point that reads them) against them. Called by scripts/test.sh; about
+# a minute.
 # Skips, saying why, when there is no C compiler or no Python headers (the package then uses its Python path).
 # Usage: scripts/asan_kernel.sh [python]   (default: .venv/bin/python, else python3; needs pytest and hypothesis)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${1:-$ROOT/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
+# A relative path (.venv/bin/python) would not be found after the cd below; the venv's symlink is kept as it is.
+case $PY in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY") ;; esac
 CC=${CC:-gcc}
 
 if ! command -v "$CC" >/dev/null 2>&1; then

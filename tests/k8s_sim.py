@@ -324,9 +324,10 @@ class SimCluster:
     async def scale(self, workload: str, replicas: int, settings: dict[str, str] | None = None) -> list[SimPod]:
         """``kubectl scale statefulset/<workload> --replicas=N`` upwards: start the new ordinals.
 
-        With ``settings``, the change to ``settings.env`` that goes with it (MR_REDUCER_COUNT for reducers) is
-        applied as ``kubectl apply -k`` would: the regenerated ConfigMap has a new name, so every existing pod is
-        replaced by one with the new env, and the new ordinals start with it.
+        With ``settings``, the ConfigMap change that goes with it (MR_REDUCER_COUNT for reducers, which
+        deploy/reducer-count copies from the replicas) is applied as ``kubectl apply -k`` would: the regenerated
+        ConfigMap has a new name, so every existing pod is replaced by one with the new env, and the new ordinals
+        start with it.
         """
         (sts,) = [o for o in self.objects if o["kind"] in WORKLOADS and o["metadata"]["name"] == workload]
         sts["spec"]["replicas"] = replicas

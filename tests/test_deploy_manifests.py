@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from actors.core.config import Settings
+from actors.core.errors import ConfigError
 from actors.reducer.budget import DECODED_RATIO
 
 from .k8s_sim import (
@@ -349,6 +350,36 @@ def test_every_actor_is_told_the_reducer_statefulsets_replicas(objects: list[Obj
     assert one(objects, "StatefulSet", "reducer")["spec"]["replicas"] == 2
 
 
+KUSTOMIZATIONS = sorted(str(k.parent.relative_to(DEPLOY)) for k in DEPLOY.rglob("kustomization.yaml")
+                        if "kind: Component" not in k.read_text() and k.parent.name != "reducer-count")
+
+
+def test_the_agreement_check_sees_every_kustomization() -> None:
+    assert {".", "base", "overlays/dev", "overlays/production"} <= set(KUSTOMIZATIONS)
+
+
+@pytest.mark.parametrize("where", KUSTOMIZATIONS)
+def test_every_kustomization_tells_every_actor_its_reducer_replicas(where: str) -> None:
+    """deploy/overlays/production rendered 4 reducers told MR_REDUCER_COUNT=2: two idle, four nodes asked for."""
+    if tool("kubectl") is None:
+        pytest.skip("kubectl is missing: run scripts/k8s-test-deps.sh")
+    rendered = render(DEPLOY / where)
+    if not find(rendered, "Secret"):
+        rendered.append(OUT_OF_BAND)  # production's token Secret is made out of band
+    assert reducer_count_problems(rendered) == []
+    replicas = one(rendered, "StatefulSet", "reducer")["spec"]["replicas"]
+    (config,) = find(rendered, "ConfigMap")
+    assert config["data"]["MR_REDUCER_COUNT"] == str(replicas)  # a string, as a ConfigMap's data must be
+
+
+def test_the_settings_placeholder_is_never_taken_for_a_count() -> None:
+    """Rendered without deploy/reducer-count, the base's placeholder stops every actor instead of a wrong count."""
+    (line,) = [x for x in (DEPLOY / "base" / "settings.env").read_text().splitlines()
+               if x.startswith("MR_REDUCER_COUNT=")]
+    with pytest.raises(ConfigError, match="MR_REDUCER_COUNT"):
+        Settings.from_env({"MR_REDUCER_COUNT": line.partition("=")[2]})
+
+
 # ---------------------------------------------------------------- NetworkPolicies and PDBs
 
 
@@ -518,14 +549,11 @@ def test_scaling_mappers_changes_only_the_replicas(objects: list[Obj], tmp_path:
     assert one(scaled, "StatefulSet", "mapper")["spec"]["replicas"] == 5
 
 
-REDUCERS_4 = ("replicas:\n  - name: reducer\n    count: 4\n"
-              "configMapGenerator:\n  - name: mapreduce-settings\n    behavior: merge\n"
-              "    literals:\n      - MR_REDUCER_COUNT=4\n")
-
-
 def test_scaling_reducers_changes_the_replicas_and_the_count_together(objects: list[Obj], tmp_path: Path) -> None:
-    """The documented recipe: the replicas and MR_REDUCER_COUNT, and nothing else (but the ConfigMap's new name)."""
-    scaled = _overlay(tmp_path, REDUCERS_4)
+    """The documented recipe: the replicas, with the reducer-count transformer listed; MR_REDUCER_COUNT follows and
+    nothing else changes (but the ConfigMap's new name)."""
+    transformer = os.path.relpath(DEPLOY / "reducer-count", tmp_path)
+    scaled = _overlay(tmp_path, f"replicas:\n  - name: reducer\n    count: 4\ntransformers:\n  - {transformer}\n")
     assert reducer_count_problems(scaled) == []
     assert one(scaled, "StatefulSet", "reducer")["spec"]["replicas"] == 4
     (old_config,), (new_config,) = find(objects, "ConfigMap"), find(scaled, "ConfigMap")

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from actors.core.columns import unpack_columns
 from actors.core.config import Settings
+from actors.core.messages import Columns, Report
 from actors.jobs import get_job
 from actors.master.app import REGISTRY, RESULTS, STORE
+from actors.reducer import app as reducer_app
 from actors.sequential import run_sequential
 
 from .conftest import TOKEN, Cluster, ClusterFactory, eventually
@@ -159,6 +164,11 @@ async def test_strings_with_lone_surrogates_are_refused_at_submit(make_cluster: 
         status, body = await post_json(cluster, spec)
         assert status == 400, body
         assert f"{what} is not valid Unicode text" in body["message"], body
+    # A parameter travels in every assignment: it was accepted, then failed all 4 attempts the same way.
+    for params in [{"pattern": "a\ud800"}, {"\udfff": "a"}]:
+        status, body = await post_json(cluster, {"job": "grep", "params": params, "input": {"text": "a b"}})
+        assert status == 400, body
+        assert "has a lone surrogate, which has no UTF-8 form" in body["message"], body
     assert cluster.master.app[REGISTRY].jobs == {}
     # A text travels as bytes: a lone surrogate in it counts as the oracle counts those bytes.
     text = "a \ud800 b a"
@@ -241,3 +251,63 @@ async def test_parsing_a_json_text_holds_no_more_than_it_reserves(make_cluster: 
     # slack for aiohttp's buffers.
     assert peak < 10 * len(body) + (1 << 20), (peak / len(body), len(body))
     assert cluster.master.app[STORE].text_budget.used == 0
+
+
+@pytest.mark.parametrize("other", ["map", "run"])
+async def test_a_report_whose_offsets_lie_fails_its_job_and_the_master_stays_up(
+        make_cluster: ClusterFactory, monkeypatch: pytest.MonkeyPatch, other: str) -> None:
+    """Lying peer offsets: reducer 0's run has a middle key ending past its key bytes (its last offset right).
+
+    With reducer 1 reporting a map, the collector unpacked that run natively and read past the blob (a segfault
+    for an offset near 2**32); with runs only, the merge refuses it. Either way the job fails naming the reducer,
+    never ``done``, and the master goes on serving."""
+    honest = reducer_app._reported
+
+    def lying(ledger: Any, partition: Any, report: Report) -> Any:
+        if report.partition == 0 and report.top_ends:
+            ends = (2**32 - 16).to_bytes(4, "little") + report.top_ends[4:]
+            report = replace(report, top_ends=ends)
+        elif report.partition == 1 and report.top_ends and other == "map":  # a reducer without the extension
+            run = Columns(report.top_keys, report.top_ends, report.top_counts)
+            report = replace(report, totals=unpack_columns(run), top_keys=b"", top_ends=b"", top_counts=b"")
+        return honest(ledger, partition, report)
+
+    monkeypatch.setattr(reducer_app, "_reported", lying)
+    cluster = await make_cluster()
+    text = " ".join(f"w{i}" for i in range(200))  # enough keys that each partition holds several
+    job = await cluster.submit({"input": {"text": text}})
+    await eventually(lambda: cluster.master.app[REGISTRY].get(job["id"]).state in ("done", "failed"))
+    status = await cluster.status(job["id"])
+    assert status["state"] == "failed", status
+    if other == "map":
+        assert "reducer 0 sent a malformed report: columns frame: key 0 ends at 4294967280" in status["error"], status
+    else:
+        assert "columns frame" in status["error"], status
+    await healthz_answers(cluster)
+    monkeypatch.setattr(reducer_app, "_reported", honest)
+    assert await cluster.run_text(text) == run_sequential("wordcount", text.encode())
+
+
+async def test_huge_unknown_names_are_not_echoed_whole(make_cluster: ClusterFactory,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A 4 MB unknown job, parameter or field name came back whole in the 400, and went whole into the log."""
+    cluster = await make_cluster()
+    huge = "n" * (4 * 1024 * 1024)
+    specs = [
+        ({"job": huge, "input": {"text": "a"}}, "unknown job 'nnnn"),
+        ({"job": "wordcount", "params": {huge: "v"}, "input": {"text": "a"}}, "has no parameter nnnn"),
+        ({"job": "wordcount", "params": {"lowercase": [huge]}, "input": {"text": "a"}}, "parameters are strings"),
+        ({huge: 1, "input": {"text": "a"}}, "unknown fields 'nnnn"),
+        ({"input": {"text": "a", huge: 1}}, "unknown input fields 'nnnn"),
+        ({"input": {"paths": ["a"], huge: 1}}, "takes nothing else"),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for spec, message in specs:
+            status, _, body = await json_post(cluster, io.BytesIO(json.dumps(spec).encode()))
+            assert status == 400, body["message"][:300]
+            assert message in body["message"] and len(body["message"]) < 1000, body["message"][:300]
+            if "characters)" in body["message"]:
+                assert f"... ({len(huge)} characters)" in body["message"]
+    longest = max(len(str(getattr(r, "fields", ""))) + len(r.getMessage()) for r in caplog.records)
+    assert longest < 2000
+    assert cluster.master.app[REGISTRY].jobs == {}

@@ -235,6 +235,35 @@ async def test_a_single_gzip_path_is_decompressed(make_cluster: ClusterFactory, 
     assert (await cluster.status(job["id"]))["progress"]["splits_total"] == 1
 
 
+async def finished_status(cluster: Any, job_id: str) -> dict[str, Any]:
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job_id}/result", params={"wait": "30"}) as response:
+        await response.read()
+    return dict(await cluster.status(job_id))
+
+
+@pytest.mark.parametrize("query", [{"name": "book.txt.gz"}, {"name": "book.txt"}, {}],
+                         ids=["by-name", "by-magic", "no-name"])
+async def test_an_uploaded_gzip_body_is_decompressed(make_cluster: ClusterFactory, query: dict[str, str]) -> None:
+    """A .gz upload was counted as its compressed bytes, a job "done" with garbage; told by name or magic bytes."""
+    text = document(4, 2000)
+    cluster = await make_cluster(mappers=2, reducers=2)
+    job = await cluster.submit(data=gzip.compress(text), headers={"Content-Type": "application/octet-stream"},
+                               params={**query, "split_size": "1024"})
+    assert await cluster.result(job["id"]) == run_sequential_inputs("wordcount", [("x", text)])
+    status = await cluster.status(job["id"])
+    assert status["progress"]["splits_total"] == 1  # a whole-file split, as a gzip path is read
+
+
+async def test_a_truncated_gzip_upload_fails_its_job_naming_it(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    packed = gzip.compress(os.urandom(20_000))  # random bytes: incompressible, so half the stream is half the data
+    job = await cluster.submit(data=packed[: len(packed) // 2], headers={"Content-Type": "application/octet-stream"},
+                               params={"name": "cut.gz"})
+    status = await finished_status(cluster, job["id"])
+    assert status["state"] == "failed" and "gzip input 'cut.gz' is truncated" in status["error"], status
+    assert status["attempts"]["retries"] == 0
+
+
 @pytest.fixture
 async def presigned() -> AsyncIterator[tuple[str, list[tuple[str, str]]]]:
     """Objects served as presigned URLs are: GET with byte ranges, HEAD refused (403). Records (method, Range)."""

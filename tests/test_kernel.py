@@ -26,8 +26,9 @@ from actors.core.columns import pack_columns, unpack_columns
 from actors.core.errors import WireError
 from actors.core.messages import Columns
 from actors.core.partition import split_by_partition
-from actors.jobs import kernel
+from actors.jobs import kernel, resultjson
 from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
+from actors.jobs.resultjson import counts_json_in_python
 
 from .test_partition import partition_of
 
@@ -566,6 +567,85 @@ def test_native_add_columns_refuses_offsets_outside_the_frame() -> None:
     assert len(table) == 0
     with pytest.raises(TypeError):
         table.add_columns(b"a", (1).to_bytes(4, "little"))  # type: ignore[attr-defined]
+
+
+@st.composite
+def hostile_columns(draw: st.DrawFn) -> Columns:
+    """A COLUMNS frame as a lying peer may send it: any key bytes, and offsets that may point anywhere a uint32
+    reaches (past the blob in the middle while the last is right, decreasing, at the very top), with any counts."""
+    blob = draw(st.one_of(st.binary(max_size=24), st.lists(st.sampled_from(SPECIAL_BYTES), max_size=6).map(b"".join)))
+    size = len(blob)
+    offset = st.one_of(st.integers(0, size), st.integers(size + 1, size + 64),
+                       st.sampled_from([2**31 - 1, 2**31, 2**32 - 8, 2**32 - 1]))
+    ends: list[int] = draw(st.lists(offset, max_size=8))
+    last_right: bool = draw(st.booleans())
+    if ends and last_right:
+        ends[-1] = size  # the one offset the old check looked at: right, so only the middle ones lie
+    counts = draw(st.lists(st.integers(0, 2**64 - 1), min_size=len(ends), max_size=len(ends)))
+    if draw(st.integers(0, 9)) == 0:
+        counts = counts[:-1]
+    return Columns(blob, b"".join(e.to_bytes(4, "little") for e in ends),
+                   b"".join(c.to_bytes(8, "little") for c in counts))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(columns=hostile_columns())
+def test_fuzz_native_entry_points_refuse_hostile_offsets(columns: Columns) -> None:
+    # Every native function that reads a peer's offsets (unpack, check, add to the table, the master's merge)
+    # refuses what the Python unpacking refuses, before reading a byte it names: under scripts/asan_kernel.sh an
+    # offset read past the blob aborts the run.
+    if not kernel.NATIVE or NativeCountTable is None or resultjson._native_merge is None:
+        if os.environ.get("MR_REQUIRE_NATIVE_KERNEL") == "1":
+            pytest.fail("MR_REQUIRE_NATIVE_KERNEL=1 but the native kernel or result encoder is not built")
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    expected = _outcome(unpack_columns, columns)
+    assert _outcome(kernel.unpack_columns, columns) == expected
+    assert _checked(columns) == _unpacked(columns)
+    table = NativeCountTable(1)
+    if expected is WireError:
+        if columns != Columns(b"", b"", b""):  # no keys at all: an empty run, which the merge takes as {}
+            with pytest.raises(ValueError):
+                resultjson._native_merge([(columns.keys, columns.ends, columns.counts)])
+        if not _offsets_valid(columns):
+            with pytest.raises(ValueError):
+                table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        assert len(table) == 0
+        return
+    try:
+        merged = resultjson._native_merge([(columns.keys, columns.ends, columns.counts)])
+    except ValueError:
+        pass  # a valid frame not in top order: the master then takes the general path
+    else:
+        assert merged == counts_json_in_python(expected)
+    try:
+        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+    except OverflowError:  # a table holds counts to 2**63 - 1 (a reducer then folds into unbounded ints)
+        assert max(expected.values()) > 2**63 - 1
+        assert len(table) == 0
+    else:
+        assert table.take() == [expected]
+
+
+def _offsets_valid(columns: Columns) -> bool:
+    """Whether a frame's offsets alone are sound (what add_columns checks again: all reading it safely needs)."""
+    n, rest = divmod(len(columns.ends), 4)
+    if rest or n == 0 or len(columns.counts) != 8 * n:
+        return False
+    ends = [int.from_bytes(columns.ends[i:i + 4], "little") for i in range(0, len(columns.ends), 4)]
+    return ends == sorted(ends) and ends[-1] == len(columns.keys)
+
+
+def test_native_unpack_refuses_a_middle_offset_past_the_blob() -> None:
+    # The last offset right, a middle one past the key bytes: refused before anything is read (it once read there).
+    if not kernel.NATIVE:
+        pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
+    from actors.jobs import _wordcount
+
+    one = (1).to_bytes(8, "little")
+    for middle in (3, 4096, 2**31, 2**32 - 1):
+        ends = middle.to_bytes(4, "little") + (2).to_bytes(4, "little")
+        with pytest.raises(ValueError, match=f"key 0 ends at {middle}, past the end of 2 key bytes"):
+            _wordcount.unpack_columns(b"ab", ends, one * 2)
 
 
 def test_native_check_sums_counts_past_64_bits() -> None:

@@ -4,6 +4,7 @@ against real actors on loopback, results compared with the sequential oracle."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import os
@@ -114,6 +115,16 @@ async def test_submit_wait_uploads_and_prints_the_oracles_counts(guarded: Cluste
     assert bars[-1].endswith(f"/{size_text(len(TEXT.encode()))} (100%)") and "splits" in bars[-1]
     assert "\r" not in done.err and len(bars) == len(set(bars))  # no redraws into a log, no repeated lines
     assert API_TOKEN not in done.out + done.err
+
+
+async def test_submit_of_a_gzip_file_counts_its_text_as_run_does(guarded: Cluster, tmp_path: Path) -> None:
+    """`mapreduce submit book.txt.gz` was a done job counting the compressed bytes; `mapreduce run` decompressed."""
+    packed = tmp_path / "book.txt.gz"
+    packed.write_bytes(gzip.compress(TEXT.encode()))
+    done = await mapreduce("submit", "--url", guarded.url, "--wait", "--json", "--quiet", str(packed),
+                           MR_API_TOKEN=API_TOKEN)
+    assert done.code == 0, done.err
+    assert json.loads(done.out) == oracle(TEXT)
 
 
 async def test_submit_json_top_and_every_follow_up_command(guarded: Cluster, book: Path) -> None:

@@ -85,19 +85,35 @@ class FilesByWord(MapReduceJob):
 
 
 class Broken(MapReduceJob):
-    """Fails where its parameter says: a NaN value from the mapper, or an exception in the reducer."""
+    """Fails where its parameter says: a NaN value, a lone surrogate in a key or a value or a value too large for a
+    frame from the mapper; an exception in the reducer or in order."""
 
     name = "broken"
-    parameters = {"where": "mapper or reducer"}
+    parameters = {"where": "mapper, surrogate-key, surrogate-value, huge-value, reducer or order"}
 
     def mapper(self, line):
+        where = self.params.get("where")
         for word in line.split():
-            yield word, float("nan") if self.params.get("where") == "mapper" else 1
+            if where == "mapper":
+                yield word, float("nan")
+            elif where == "surrogate-key":
+                yield word + "\\ud800", 1
+            elif where == "surrogate-value":
+                yield word, ["fine", "\\udfff"]
+            elif where == "huge-value":
+                yield word, "v" * 5_000_000
+            else:
+                yield word, 1
 
     def reducer(self, key, values):
-        if key == "boom":
+        if key == "boom" and self.params.get("where") == "reducer":
             raise ZeroDivisionError("no reduce for boom")
         return sum(values)
+
+    def order(self, key, value):
+        if self.params.get("where") == "order":
+            raise ValueError("no order for " + key)
+        return super().order(key, value)
 '''
 
 WORDS = ["alpha", "beta", "γάμμα", "日本語", "😀", "naïve", "x", "The", "the", "a", "ab", "abc", "zz"]
@@ -480,6 +496,13 @@ def test_the_readmes_example_job_runs_as_documented(tmp_path: Path, monkeypatch:
 @pytest.mark.parametrize(("where", "message"), [
     ("mapper", "job 'broken': mapper (input 'text'): value nan is not a finite number"),
     ("reducer", "job 'broken': reducer raised ZeroDivisionError: no reduce for boom"),
+    # These failed every attempt at encoding time ("cannot encode message", a frame too large), then the job.
+    ("surrogate-key", "job 'broken': mapper (input 'text'): a key 'a\\ud800' has a lone surrogate, which has no "
+                      "UTF-8 form"),
+    ("surrogate-value", "job 'broken': mapper (input 'text'): a value '\\udfff' has a lone surrogate"),
+    ("huge-value", "(key 'a') does not fit a shuffle frame of 1048576 bytes (MR_FRAME_CAP)"),
+    # Reported as "internal error: the result cannot be encoded as JSON".
+    ("order", "job 'broken': order raised ValueError: no order for "),
 ])
 async def test_a_jobs_own_failure_fails_the_job_with_its_message(actors_factory: Any, user_module: str,
                                                                  where: str, message: str) -> None:
@@ -493,7 +516,7 @@ async def test_a_jobs_own_failure_fails_the_job_with_its_message(actors_factory:
     state = await cluster.status(body["id"])
     assert state["state"] == "failed", (answer, state)
     assert message in state["error"], state
-    if where == "mapper":
+    if where not in ("reducer", "order"):
         assert state["attempts"]["started"] == 1 and state["attempts"]["retries"] == 0  # not retried
 
 

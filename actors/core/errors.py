@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Iterable
+
 
 class MapReduceError(Exception):
     """Root of every error this package raises on purpose."""
@@ -104,6 +107,13 @@ class KeyTooLarge(PayloadTooLarge):
     code = "key_too_large"
 
 
+class ValueTooLarge(PayloadTooLarge):
+    """One value a job made does not fit a shuffle frame (MR_FRAME_CAP): the same split makes it again on any
+    mapper, so the job fails at once instead of after MR_MAX_ATTEMPTS."""
+
+    code = "value_too_large"
+
+
 class Unavailable(MapReduceError):
     """The actor cannot take the work now (no budget, draining, no peers); retry later."""
 
@@ -169,3 +179,26 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if isinstance(error, MapReduceError):
             return error
     return group
+
+
+ECHO_LIMIT = 100  # characters of a client's string an error message echoes (a 4 MB name is not sent back or logged)
+
+
+def shown(value: object, limit: int = ECHO_LIMIT, quote: bool = True) -> str:
+    """``repr(value)`` (a str as it is, without ``quote``) for an error message, cut to about ``limit`` characters
+    with an ellipsis (a long string says how long it was); never builds the repr of a huge value whole."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value) if quote else value
+        return (repr(value[:limit]) if quote else value[:limit]) + f"... ({len(value)} characters)"
+    bounded = reprlib.Repr()
+    bounded.maxstring = bounded.maxother = limit
+    text = bounded.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def shown_all(values: Iterable[object], limit: int = ECHO_LIMIT, most: int = 10, quote: bool = True) -> str:
+    """Up to ``most`` values, each :func:`shown`, then how many more there are: a list an error message echoes."""
+    values = list(values)
+    text = ", ".join(shown(v, limit, quote) for v in values[:most])
+    return text + (f" and {len(values) - most} more" if len(values) > most else "")

@@ -1048,6 +1048,11 @@ unpack_columns(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
             PyErr_SetString(PyExc_ValueError, "key offsets must not decrease");
             goto fail;
         }
+        /* Before reading: a lying peer's middle offset may point past the blob while its last one is right. */
+        if (end > size) {
+            PyErr_Format(PyExc_ValueError, "key %zd ends at %zd, past the end of %zd key bytes", i, end, size);
+            goto fail;
+        }
         if (count == 0) {
             PyErr_SetString(PyExc_ValueError, "counts must be positive");
             goto fail;

@@ -117,7 +117,11 @@ class SdkJob:
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
         order = self.job.order
-        return heapq.nsmallest(n, result.items(), key=lambda item: (order(item[0], item[1]), item[0]))
+        # The job's order raising, or returning what does not compare, is the job's failure, named as such.
+        entries: list[tuple[str, Any]] = []
+        with self._user_code("order", ""):
+            entries = heapq.nsmallest(n, result.items(), key=lambda item: (order(item[0], item[1]), item[0]))
+        return entries
 
     def encode(self, result: Result) -> bytes:
         return general_json(as_mapping(result), self.top)

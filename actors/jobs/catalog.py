@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from ..core.errors import BadRequest, ConfigError
+from ..core.errors import BadRequest, ConfigError, shown
 from ..sdk import JobConfigError, MapReduceJob, configure_job
 from .adapter import SdkJob
 from .base import Job
@@ -47,7 +47,7 @@ class Catalog:
         """A new configured instance of the job (400: an unknown job, or parameters it refuses)."""
         cls = self.classes.get(name)
         if cls is None:
-            raise BadRequest(f"unknown job {name!r}; known jobs: {', '.join(self.names())}")
+            raise BadRequest(f"unknown job {shown(name)}; known jobs: {', '.join(self.names())}")
         job = _instance(cls, params or {})
         configure_job(job, params or {})
         return job
@@ -70,9 +70,10 @@ def _instance(cls: type[MapReduceJob], params: Mapping[str, Any]) -> MapReduceJo
     try:
         return cls(params)
     except BadRequest as error:
-        raise JobConfigError(f"job {cls.name!r}: {error.message}") from None
+        raise JobConfigError(f"job {cls.name!r}: {shown(error.message, quote=False)}") from None
     except Exception as error:
-        raise JobConfigError(f"job {cls.name!r}: __init__ raised {type(error).__name__}: {error}") from None
+        cause = shown(str(error), quote=False)
+        raise JobConfigError(f"job {cls.name!r}: __init__ raised {type(error).__name__}: {cause}") from None
 
 
 def fingerprint(cls: type[MapReduceJob]) -> str:

@@ -21,6 +21,7 @@ from ..core.errors import (
     MapReduceError,
     PeerError,
     Unavailable,
+    ValueTooLarge,
     first_error,
 )
 from ..core.logs import EventLog
@@ -121,9 +122,9 @@ async def assign(request: web.Request) -> web.StreamResponse:
             log.debug("split_done", **fields, bytes=outcome.bytes_read, keys=outcome.keys)
         except MapReduceError as error:
             # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read (nor
-            # a conflict, a key past MR_MAX_KEY, or a job's own code failing): the job fails at once, not after
-            # MR_MAX_ATTEMPTS.
-            retriable = not isinstance(error, (Conflict, KeyTooLarge, InputError, JobCodeError))
+            # a conflict, a key past MR_MAX_KEY, a value past MR_FRAME_CAP, or a job's own code failing): the job
+            # fails at once, not after MR_MAX_ATTEMPTS.
+            retriable = not isinstance(error, (Conflict, KeyTooLarge, ValueTooLarge, InputError, JobCodeError))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             metrics.splits_failed.inc()

@@ -10,7 +10,7 @@ from typing import IO, Any
 from ..core import wire
 from ..core.columns import pack_columns, unpack_columns
 from ..core.density import too_dense
-from ..core.errors import KeyTooLarge, PayloadTooLarge
+from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
 from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import Job, kernel
@@ -157,9 +157,11 @@ class Spool:
         if len(encoded) > self.max_key:
             raise KeyTooLarge(f"a word of {len(encoded)} bytes is longer than the longest key allowed "
                               f"(MR_MAX_KEY={self.max_key})")
-        room = self.frame_cap - FRAME_OVERHEAD - len(wire.encode(value))
+        size = len(wire.encode(value))
+        room = self.frame_cap - FRAME_OVERHEAD - size
         if room < 4:  # not even one character fits beside the value
-            raise PayloadTooLarge(f"one value is too large for a frame of {self.frame_cap} bytes (MR_FRAME_CAP)")
+            raise ValueTooLarge(f"job {self.job.name!r}: a value of {size} bytes (key {shown(key)}) does not fit a "
+                                f"shuffle frame of {self.frame_cap} bytes (MR_FRAME_CAP)")
         start = 0
         while len(encoded) - start > room:
             end = start + room

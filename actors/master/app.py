@@ -23,6 +23,7 @@ from ..core.errors import (
     PayloadTooLarge,
     TooManyRequests,
     Unavailable,
+    shown_all,
 )
 from ..core.logs import EventLog
 from ..inputs.outdir import SUCCESS
@@ -334,7 +335,8 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     split_size = json_split_size(spec, settings)
     unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
     if unknown:
-        raise BadRequest(f"unknown fields {unknown}; a job spec has job, params, input, output and split_size")
+        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output and "
+                         "split_size")
     # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same
     # directory meanwhile is refused, never admitted alongside.
     output = await _output_of(app, spec.get("output")) if "output" in spec else None

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.config import Settings
-from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable
+from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable, WireError
 from ..core.logs import EventLog
 from ..core.messages import Finalize, Missing, Release, Report
 from ..discovery import Discovery, Peer
@@ -70,7 +70,10 @@ class Collector:
             return OrderedRuns(tuple(run for run in runs if run is not None))
         result: dict[str, Any] = {}
         for report, run in zip(ordered, runs, strict=True):
-            result.update(unpack_columns(run) if run is not None else report.totals)
+            try:
+                result.update(unpack_columns(run) if run is not None else report.totals)
+            except WireError as error:  # a lying or broken reducer: its report is refused, and with it the job
+                raise JobFailed(f"reducer {report.partition} sent a malformed report: {error.message}") from None
         return result
 
     async def _commit_output(self, reports: list[Report]) -> None:

@@ -25,6 +25,7 @@ from ..core.errors import (
     PayloadTooLarge,
     RequestTimeout,
     TooManyRequests,
+    shown_all,
 )
 from ..core.text import first_control
 from ..inputs.gzipped import MAGIC, is_gzip
@@ -152,9 +153,9 @@ class InputStore:
         self.expanding = 0  # threads walking directories and globs now (MR_MAX_EXPANSIONS)
         self._dir = tempfile.TemporaryDirectory(prefix="mr-uploads-", dir=settings.spool_dir or None)
 
-    def _ref(self, input_id: str, name: str, size: int) -> InputRef:
+    def _ref(self, input_id: str, name: str, size: int, compression: str = "") -> InputRef:
         url = f"{self.settings.advertise_url}/internal/v1/inputs/{input_id}"
-        return InputRef(SERVED, url, name, size, served_id=input_id)
+        return InputRef(SERVED, url, name, size, served_id=input_id, compression=compression)
 
     def add_text(self, data: bytes, name: str, reservation: Reservation | None = None) -> InputRef:
         """Hold a text input, charged to MR_TEXT_BUDGET (out of the request's reservation, if it has one)."""
@@ -200,7 +201,8 @@ class InputStore:
         """Spool an upload to disk as it arrives; never held whole in memory. ``length``: its Content-Length.
 
         A sender that stalls or trickles past the body timeouts gets 408 (the deadline is the request's, in loop
-        time); a full disk gets 507. Either way the partial file is removed. ``digest`` is fed every byte.
+        time); a full disk gets 507. Either way the partial file is removed. ``digest`` is fed every byte. A gzip
+        upload (by its name or its first bytes, as a path input is told) is marked so mappers decompress it.
         """
         if length is not None and length > cap:
             raise PayloadTooLarge(f"upload exceeds the cap of {cap} bytes (MR_MAX_BODY)")
@@ -209,6 +211,7 @@ class InputStore:
         input_id = uuid.uuid4().hex
         path = Path(self._dir.name) / input_id
         size = 0
+        head = b""  # the upload's first bytes, for the gzip magic
         timeouts = self.settings.timeouts
         deadline = deadline if deadline is not None else asyncio.get_running_loop().time() + timeouts.body
         pace = body_pace(self.settings)
@@ -226,6 +229,8 @@ class InputStore:
                     self.spooled += len(block)  # reserved before the write, so concurrent uploads see it
                     if digest is not None:
                         digest.update(block)
+                    if len(head) < len(MAGIC):
+                        head = (head + block)[: len(MAGIC)]
                     await asyncio.to_thread(file.write, block)
             finally:
                 # Cheap (no fsync; writes of a whole block leave the buffer empty). A write still running in its
@@ -240,7 +245,7 @@ class InputStore:
             raise
         self._files[input_id] = path
         self._sizes[input_id] = size
-        return self._ref(input_id, name, size)
+        return self._ref(input_id, name, size, GZIP if is_gzip(name, head) else "")
 
     def text(self, input_id: str) -> bytes | None:
         """The bytes of a text input held in memory (None for an upload, spooled to disk, or an unknown id)."""
@@ -298,7 +303,7 @@ async def parse_spec(spec: Any, settings: Settings, store: InputStore, reservati
     kinds = [k for k in ("text", "path", "url") if k in spec]
     unknown = sorted(set(spec) - {"text", "path", "url", "name"})
     if unknown:
-        raise BadRequest(f"unknown input fields {unknown}; use one of text, path, url, paths, urls")
+        raise BadRequest(f"unknown input fields {shown_all(unknown)}; use one of text, path, url, paths, urls")
     if len(kinds) != 1:
         raise BadRequest('"input" must have exactly one of "text", "path", "url", "paths" or "urls"')
     kind = kinds[0]
@@ -331,7 +336,7 @@ async def parse_inputs(spec: Any, settings: Settings, store: InputStore, reserva
     if not isinstance(spec, dict) or not ({"paths", "urls"} & set(spec)):
         return [await parse_spec(spec, settings, store, reservation, encoded)]
     if len(spec) != 1:
-        raise BadRequest(f'"input" with "paths" or "urls" takes nothing else, got {sorted(spec)}')
+        raise BadRequest(f'"input" with "paths" or "urls" takes nothing else, got {shown_all(sorted(spec))}')
     ((kind, values),) = spec.items()
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise BadRequest(f'"input.{kind}" must be a non-empty list of strings')
