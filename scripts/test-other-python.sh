@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 MAIN=${PYTHON:-python3}
 TESTS=(tests/test_urls.py tests/test_hostile_urls.py tests/test_pin.py tests/test_sources.py tests/test_messages.py
-       tests/test_wire.py tests/test_splits.py tests/test_partition.py tests/test_keys.py)
+       tests/test_wire.py tests/test_splits.py tests/test_partition.py tests/test_keys.py tests/test_columns.py)
 [ "$#" -gt 0 ] && TESTS=("$@")
 
 version_of() { "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])'; }
