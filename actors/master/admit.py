@@ -94,6 +94,7 @@ async def ready_for_jobs(app: web.Application) -> None:
 
 
 def job_links(record: JobRecord) -> dict[str, str]:
+    """Where a job's status and result are: every answer that names a job links them."""
     return {"status": f"/v1/jobs/{record.id}", "result": f"/v1/jobs/{record.id}/result"}
 
 
