@@ -255,7 +255,7 @@ def test_backoff_doubles_from_first_up_to_most_and_is_jittered() -> None:
 
 def test_retry_settings_reach_the_policies_that_use_them() -> None:
     from actors.mapper.app import SendPolicy
-    from actors.master.coordinator import WorkerPolicy
+    from actors.master.workers import WorkerPolicy
 
     env = {"MR_SEND_ATTEMPTS": "9", "MR_SEND_RETRY_FIRST": "0.2", "MR_SEND_RETRY_MAX": "3",
            "MR_MAPPER_BACKOFF_FIRST": "0.3", "MR_MAPPER_BACKOFF_MAX": "4", "MR_STRAGGLER_CHECK": "0.5",

@@ -16,9 +16,10 @@ from actors.core.config import Settings, Timeouts
 from actors.core.messages import Assignment, Report
 from actors.inputs.ref import SERVED, InputRef
 from actors.jobs.resultjson import ordered_columns_in_python
-from actors.master.coordinator import Coordinator, MapperSlots
+from actors.master.coordinator import Coordinator
 from actors.master.record import JobRecord
 from actors.master.splitview import entry
+from actors.master.workers import MapperSlots
 from actors.sequential import run_sequential
 
 from .fakes import FakeClock, FakeDiscovery, FakeReducer, FakeTransport, Faults

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from actors.core import wire
 from actors.core.messages import Data, StreamHeader, to_wire
-from actors.master.app import REGISTRY, UPLOADS
+from actors.master.keys import REGISTRY, UPLOADS
 from actors.reducer.app import BUDGET
 
 from .conftest import FAST, SHARED, TOKEN, Actor, Cluster, ClusterFactory, eventually

@@ -16,7 +16,7 @@ from aiohttp import web
 from actors.api import AsyncClient
 from actors.api.aio import ndjson_batches
 from actors.core.errors import PeerError
-from actors.core.text import CONTROL, json_shown, shown
+from actors.core.text import CONTROL, escaped, json_escaped
 
 from .conftest import SHARED, Cluster
 from .support import serve_app
@@ -170,13 +170,13 @@ async def test_status_result_and_jobs_escape_control_characters(master: tuple[st
     status = await mapreduce("status", "--url", url, "j1")
     assert status.code == 0, status.err
     assert_escaped(status.out)
-    assert f"({shown('wordcount' + HOSTILE)})" in status.out and "\\x1b[31m" in status.out
-    assert f"error: {shown('boom' + HOSTILE + chr(10) + 'line two')}" in status.out
+    assert f"({escaped('wordcount' + HOSTILE)})" in status.out and "\\x1b[31m" in status.out
+    assert f"error: {escaped('boom' + HOSTILE + chr(10) + 'line two')}" in status.out
     assert "\\u202e" in status.out and "\\x9b" in status.out
     result = await mapreduce("result", "--url", url, "j1")
     assert result.code == 0, result.err
     assert_escaped(result.out)
-    assert result.out.splitlines() == [f"3\tk{shown(HOSTILE)}", f"2\t{shown(HOSTILE)}", "1\tplain"]
+    assert result.out.splitlines() == [f"3\tk{escaped(HOSTILE)}", f"2\t{escaped(HOSTILE)}", "1\tplain"]
     as_lines = await mapreduce("result", "--url", url, "--ndjson", "j1")
     assert_escaped(as_lines.out)
     assert [json.loads(line) for line in as_lines.out.splitlines()] == [[f"k{HOSTILE}", 3], [HOSTILE, 2],
@@ -184,7 +184,7 @@ async def test_status_result_and_jobs_escape_control_characters(master: tuple[st
     jobs = await mapreduce("jobs", "--url", url)
     assert jobs.code == 0, jobs.err
     assert_escaped(jobs.out)
-    assert shown(f"job{HOSTILE}") in jobs.out
+    assert escaped(f"job{HOSTILE}") in jobs.out
     as_json = await mapreduce("jobs", "--url", url, "--json")
     assert_escaped(as_json.out)
     assert json.loads(as_json.out)[0]["id"] == f"job{HOSTILE}"
@@ -200,12 +200,12 @@ async def test_an_error_message_from_the_master_is_escaped() -> None:
         done = await mapreduce("status", "--url", url, "x")
     assert done.code == 1
     assert_escaped(done.err)
-    assert shown(f"no job{HOSTILE}") in done.err
+    assert escaped(f"no job{HOSTILE}") in done.err
 
 
-def test_json_shown_is_the_same_json() -> None:
+def test_json_escaped_is_the_same_json() -> None:
     item = {"k": HOSTILE, "n": [1, "\u2067x\u2069"], "ok": "naïve 漢字 \t"}
-    text = json_shown(item)
+    text = json_escaped(item)
     assert not CONTROL.search(text) and json.loads(text) == item and "naïve 漢字" in text
 
 

@@ -24,8 +24,7 @@ from actors import cli
 from actors.inputs import paths
 from actors.jobs import load_catalog
 from actors.local import LocalCluster
-from actors.master import store
-from actors.master.app import STORE
+from actors.master.keys import STORE
 from actors.sequential import run_sequential_inputs
 
 from .conftest import ClusterFactory, eventually
@@ -100,7 +99,7 @@ async def test_expansions_past_max_expansions_get_429_and_a_slot_lasts_as_long_a
         release.wait(10.0)  # bounded: the test releases it
         return real(*args)
 
-    monkeypatch.setattr(store, "expand_paths", held)
+    monkeypatch.setattr(paths, "expand_paths", held)
     cluster = await make_cluster(mappers=1, reducers=1, max_expansions=1)
     inputs = cluster.master.app[STORE]
     spec = {"job": "wordcount", "input": {"paths": ["logs"]}}

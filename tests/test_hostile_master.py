@@ -18,7 +18,7 @@ from actors.core.columns import unpack_columns
 from actors.core.config import Settings
 from actors.core.messages import Columns, Report
 from actors.jobs import get_job
-from actors.master.app import REGISTRY, RESULTS, STORE
+from actors.master.keys import REGISTRY, RESULTS, STORE
 from actors.reducer import app as reducer_app
 from actors.sequential import run_sequential
 

@@ -19,7 +19,7 @@ from actors.core.messages import Commit, Data, Release, StreamHeader, to_wire
 from actors.discovery import Peer, PeerRole
 from actors.jobs import get_job, job_names
 from actors.mapper.spool import Spool
-from actors.master.app import REGISTRY
+from actors.master.keys import REGISTRY
 from actors.net.metrics import METRICS, PEERS_FRESH, MapperMetrics, MasterMetrics, Metrics
 from actors.reducer.app import BUDGET
 from actors.sequential import run_sequential

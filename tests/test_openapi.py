@@ -10,6 +10,7 @@ from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from actors.inputs.outdir import SUCCESS
 from actors.master.app import build_master
 from actors.master.openapi import DOCUMENT, ERROR_STATUSES
 
@@ -57,13 +58,22 @@ def test_every_public_route_is_described_and_nothing_else(data_root: Path) -> No
 
 def test_errors_are_described_with_their_json_shape() -> None:
     submit = DOCUMENT["paths"]["/v1/jobs"]["post"]["responses"]
-    for status in (400, 401, 408, 413, 422, 429, 503, 507):
+    for status in (400, 401, 403, 408, 409, 413, 421, 422, 429, 503, 507):
         assert submit[str(status)] == {"$ref": f"#/components/responses/Error{status}"}
     for status in ERROR_STATUSES:
         response = DOCUMENT["components"]["responses"][f"Error{status}"]
         assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     assert "Retry-After" in DOCUMENT["components"]["responses"]["Error429"]["headers"]
     assert DOCUMENT["components"]["schemas"]["Error"]["required"] == ["error", "message"]
+
+
+def test_every_operation_lists_the_host_and_cross_site_refusals() -> None:
+    """net/origin.py answers 403 and 421 on every public route, whatever its handler does."""
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                for status in (403, 421):
+                    assert str(status) in operation["responses"], (method, path, status)
 
 
 def check_answer(path: str, method: str, status: int, body: Any) -> None:
@@ -124,3 +134,24 @@ def test_the_error_schema_refuses_other_shapes(bad: dict[str, Any]) -> None:
     """The schema the answers were checked against is not vacuous."""
     with pytest.raises(ValidationError, match=r"is a required property|is not of type"):
         check_answer("/v1/jobs", "GET", 401, bad)
+
+
+async def test_refusals_of_hosts_sites_and_claimed_outputs_match_the_document(make_cluster: ClusterFactory,
+                                                                              data_root: Path) -> None:
+    cluster = await make_cluster()  # no MR_API_TOKEN: the cross-site and simple-write rules apply
+    (data_root / "book.txt").write_text("to be or not to be")
+    (data_root / "done").mkdir()
+    (data_root / "done" / SUCCESS).write_text("{}")
+    spec = {"input": {"path": "book.txt"}}
+    cases: list[tuple[str, str, str, dict[str, Any], int]] = [
+        ("POST", "/v1/jobs", "/v1/jobs", {"json": spec, "headers": {"Host": "rebound.example.com"}}, 421),
+        ("GET", "/healthz", "/healthz", {"headers": {"Host": "rebound.example.com"}}, 421),
+        ("POST", "/v1/jobs", "/v1/jobs", {"data": b"a b", "headers": {"Content-Type": "text/plain"}}, 403),
+        ("GET", "/v1/jobs", "/v1/jobs", {"headers": {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}},
+         403),
+        ("POST", "/v1/jobs", "/v1/jobs", {"json": {**spec, "output": {"path": "done"}}, "headers": {}}, 409),
+    ]
+    for method, url, path, kwargs, expected in cases:
+        status, body = await answer(cluster, method, url, **kwargs)
+        assert status == expected, body
+        check_answer(path, method, status, body)

@@ -9,7 +9,7 @@ import pytest
 
 from actors.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from actors.inputs.ref import SERVED, InputRef
-from actors.master.app import REGISTRY, RESULTS
+from actors.master.keys import REGISTRY, RESULTS
 from actors.master.record import CANCELLED, DONE, FINALIZING, QUEUED, RUNNING, JobRecord, JobState
 from actors.master.registry import JobRegistry
 

@@ -16,17 +16,17 @@ def first_control(text: str) -> int | None:
     return found.start() if found is not None else None
 
 
-def _escaped(match: re.Match[str]) -> str:
+def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def shown(value: object) -> str:
+def escaped(value: object) -> str:
     """``value`` as text for a terminal: each control character (tab and newline too) as ``\\xNN`` or ``\\uNNNN``."""
-    return CONTROL.sub(_escaped, value if isinstance(value, str) else str(value))
+    return CONTROL.sub(_escape, value if isinstance(value, str) else str(value))
 
 
-def json_shown(item: object) -> str:
+def json_escaped(item: object) -> str:
     """``item`` as JSON for a terminal: the same JSON, with the control characters json leaves raw (DEL, C1,
     bidi) written as ``\\uNNNN`` escapes, which can only stand inside its strings."""
     return CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(item, ensure_ascii=False))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from .globs import Pattern, States, has_magic
+from .gzipped import MAGIC, is_gzip
+from .ref import GZIP, PATH, InputRef
 from .sources import resolve_under_root
 
 
@@ -189,3 +191,20 @@ def _inside(base: Path, relative: str) -> Path:
     if not _exists(target, relative):
         raise InputError(f"input path {relative!r} does not exist under the data root")
     return target
+
+
+def path_refs(root: str, entries: list[str], limit: int, scan_limit: int) -> list[InputRef]:
+    """The references of ``paths`` entries: one per file they name, named by its relative path (blocking I/O)."""
+    refs = []
+    for relative in expand_paths(root, entries, limit, scan_limit):
+        size, compression = path_info(root, relative)
+        refs.append(InputRef(PATH, relative, relative, size, compression=compression))
+    return refs
+
+
+def path_info(root: str, relative: str) -> tuple[int, str]:
+    """A path input's size, and whether it is gzip-compressed (by its name or its first bytes)."""
+    with open(resolve_under_root(root, relative), "rb") as file:
+        head = file.read(len(MAGIC))
+        size = os.fstat(file.fileno()).st_size
+    return size, GZIP if is_gzip(relative, head) else ""

@@ -12,13 +12,20 @@ JSON = "application/json"
 ERROR_STATUSES = {
     400: "The request is malformed: bad JSON, an unknown job, a bad input spec or parameter, a limit passed",
     401: "The API token is missing or wrong (only when the master has MR_API_TOKEN)",
+    403: "A web page could have sent this without the user's intent: a request from another site's page, a write "
+         "from another origin, or a POST whose Content-Type a page may send unasked (use application/json or "
+         "application/octet-stream, or an Authorization: Bearer header)",
     404: "No such job (unknown, or forgotten after MR_JOB_TTL), or no such route",
     408: "The request body arrived too slowly",
-    409: "The job has no result: it is not done yet, failed or was cancelled (the message says which)",
+    409: "The job has no result: it is not done yet, failed or was cancelled (the message says which); or its "
+         "result is in its output directory; or the output directory asked for holds a job's output or is being "
+         "written by a running job",
     410: "The job is done but its result was dropped to stay within MR_RESULTS_BUDGET",
     413: "The body is over its cap (MR_MAX_BODY for uploads and text, MR_MAX_JSON for JSON)",
+    421: "The Host header names a host this actor does not answer (DNS rebinding); see MR_ALLOWED_HOSTS",
     422: "The Idempotency-Key was used before for a different request",
-    429: "An admission limit is reached (running or queued jobs); retry after Retry-After seconds",
+    429: "An admission limit is reached (running or queued jobs, MR_MAX_UPLOADS, MR_TEXT_BUDGET, "
+         "MR_MAX_EXPANSIONS); retry after Retry-After seconds",
     500: "The master failed, or the job did (the message names the split or partition and the cause)",
     502: "Peers could not be found or did not answer",
     503: "The master cannot take the work now (shutting down, not ready); retry after Retry-After seconds",
@@ -36,6 +43,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/Error{s}"} for s in statuses}
+
+
+def _guarded(paths: dict[str, Any]) -> dict[str, Any]:
+    """``paths`` with 403 and 421 on every operation: net/origin.py answers them on every public route."""
+    return {path: {method: operation if method == "parameters" else
+                   {**operation, "responses": {**operation["responses"], **_errors(403, 421)}}
+                   for method, operation in item.items()}
+            for path, item in paths.items()}
 
 
 def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
@@ -264,7 +279,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("JobStatus"), "a job submitted earlier with this Idempotency-Key"),
                 "202": _json(_ref("JobStatus"), "the job is accepted; its status and links"),
-                **_errors(400, 401, 408, 413, 422, 429, 503, 507),
+                **_errors(400, 401, 408, 409, 413, 422, 429, 503, 507),
             },
         },
         "get": {"summary": "The jobs the master knows",
@@ -346,7 +361,7 @@ DOCUMENT: dict[str, Any] = {
                        "...} with a 4xx or 5xx status. The token is needed only when the master has MR_API_TOKEN.",
     },
     "security": [{"apiToken": []}, {}],
-    "paths": PATHS,
+    "paths": _guarded(PATHS),
     "components": {
         "schemas": SCHEMAS,
         "responses": RESPONSES,

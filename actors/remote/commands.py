@@ -1,7 +1,7 @@
 """The remote commands: submit, status, result, cancel and jobs, each one call or two of the client (actors.api).
 
 Everything printed that came from the master (ids, names, keys, values, errors) goes through
-:func:`~actors.core.text.shown` or :func:`~actors.core.text.json_shown`: a master cannot drive the terminal."""
+:func:`~actors.core.text.escaped` or :func:`~actors.core.text.json_escaped`: a master cannot drive the terminal."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..api import AsyncClient, AsyncJobHandle, JobStatus
 from ..api.inputs import Input
 from ..core.arguments import positive_int
 from ..core.errors import Conflict, Gone, MapReduceError, PeerError
-from ..core.text import json_shown, shown
+from ..core.text import escaped, json_escaped
 from .progress import ProgressBar, progress_text, size_text
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -108,13 +108,13 @@ def run(args: argparse.Namespace) -> int:
         url, token = _connection(args)
         return asyncio.run(_with_client(args, url, token))
     except UsageError as error:
-        print(f"mapreduce {args.command}: {shown(error.message)}", file=sys.stderr)
+        print(f"mapreduce {args.command}: {escaped(error.message)}", file=sys.stderr)
         return EXIT_USAGE
     except PeerError as error:  # no answer, or a broken one: say which master was asked
-        print(f"mapreduce: {shown(error.message)} [master {shown(url)}]", file=sys.stderr)
+        print(f"mapreduce: {escaped(error.message)} [master {escaped(url)}]", file=sys.stderr)
         return EXIT_FAILURE
     except MapReduceError as error:
-        print(f"mapreduce: {shown(error.message)}", file=sys.stderr)
+        print(f"mapreduce: {escaped(error.message)}", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -166,11 +166,11 @@ async def _submit(args: argparse.Namespace, client: AsyncClient) -> int:
     params = dict(args.param) if args.param else None
     handle = await client.submit(args.job, _inputs(args), params, split_size=args.split_size)
     if not args.wait:
-        print(json_shown(handle.submitted.raw if handle.submitted else {"id": handle.id}) if args.json
-              else shown(handle.id))
+        print(json_escaped(handle.submitted.raw if handle.submitted else {"id": handle.id}) if args.json
+              else escaped(handle.id))
         sys.stdout.flush()
         return 0
-    print(f"submitted job {shown(handle.id)}", file=sys.stderr)
+    print(f"submitted job {escaped(handle.id)}", file=sys.stderr)
     bar = ProgressBar(sys.stderr, enabled=not args.quiet)
     final = await follow(handle, bar, args.timeout)
     if final.state != "done":
@@ -203,23 +203,23 @@ async def follow(handle: AsyncJobHandle, bar: ProgressBar, timeout: float) -> Jo
 async def _status(args: argparse.Namespace, client: AsyncClient) -> int:
     status = await client.job(args.id).status()
     if args.json:
-        print(json_shown(status.raw))
+        print(json_escaped(status.raw))
         return 0
     raw = status.raw
     source = raw.get("input") if isinstance(raw.get("input"), dict) else {}
     attempts = raw.get("attempts") if isinstance(raw.get("attempts"), dict) else {}
-    lines = [f"job {shown(status.id)} ({shown(status.job)}): {shown(status.state)}",
+    lines = [f"job {escaped(status.id)} ({escaped(status.job)}): {escaped(status.state)}",
              f"progress: {progress_text(status)}"]
     if source:
-        lines.append(f"input: {shown(source.get('name'))} ({size_text(source.get('size', 0))}, "
-                     f"{shown(source.get('kind'))})")
+        lines.append(f"input: {escaped(source.get('name'))} ({size_text(source.get('size', 0))}, "
+                     f"{escaped(source.get('kind'))})")
     if raw.get("partitions"):
-        lines.append(f"partitions: {shown(raw['partitions'])}")
+        lines.append(f"partitions: {escaped(raw['partitions'])}")
     if attempts:
-        lines.append(f"attempts: {shown(attempts.get('started', 0))} started, "
-                     f"{shown(attempts.get('retries', 0))} retries")
+        lines.append(f"attempts: {escaped(attempts.get('started', 0))} started, "
+                     f"{escaped(attempts.get('retries', 0))} retries")
     if status.error:
-        lines.append(f"error: {shown(status.error)}")
+        lines.append(f"error: {escaped(status.error)}")
     print("\n".join(lines))
     return 0
 
@@ -232,7 +232,7 @@ async def _result(args: argparse.Namespace, client: AsyncClient) -> int:
 async def _print_result(handle: AsyncJobHandle, top: int | None, shape: str) -> None:
     """The result in the server's order (the job's own: most significant first): all of it, or its first ``top``."""
     if shape == "json":
-        print(json_shown(await handle.result(top=top)))
+        print(json_escaped(await handle.result(top=top)))
     elif top is not None:
         _write_entries((await handle.result(top=top)).items(), shape)
     else:
@@ -248,31 +248,31 @@ async def _print_result(handle: AsyncJobHandle, top: int | None, shape: str) -> 
 
 def _write_entries(entries: Iterable[tuple[str, Any]], shape: str) -> None:
     if shape == "ndjson":
-        sys.stdout.write("".join(json_shown([key, value]) + "\n" for key, value in entries))
+        sys.stdout.write("".join(json_escaped([key, value]) + "\n" for key, value in entries))
         return
     lines = []
     for key, value in entries:  # `count<TAB>word`, as `mapreduce run` prints; a list value space-separated
         text = " ".join(map(str, value)) if isinstance(value, list) else value
-        lines.append(f"{shown(text)}\t{shown(key)}\n")
+        lines.append(f"{escaped(text)}\t{escaped(key)}\n")
     sys.stdout.write("".join(lines))
 
 
 async def _cancel(args: argparse.Namespace, client: AsyncClient) -> int:
     status = await client.job(args.id).cancel()
-    print(json_shown(status.raw) if args.json else f"job {shown(status.id)}: {shown(status.state)}")
+    print(json_escaped(status.raw) if args.json else f"job {escaped(status.id)}: {escaped(status.state)}")
     return 0
 
 
 async def _jobs(args: argparse.Namespace, client: AsyncClient) -> int:
     jobs = sorted(await client.jobs(), key=lambda s: _created(s.raw))
     if args.json:
-        print(json_shown([s.raw for s in jobs]))
+        print(json_escaped([s.raw for s in jobs]))
         return 0
     for s in jobs:
         created = _created(s.raw)
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(created)) if created else "-"
         fields = [s.id, s.state, s.job, when, (s.error or "").replace("\n", " ")]
-        print("\t".join(map(shown, fields)).rstrip("\t"))
+        print("\t".join(map(escaped, fields)).rstrip("\t"))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from ..api import JobStatus
-from ..core.text import shown
+from ..core.text import escaped
 
 BAR_WIDTH = 24
 
@@ -43,7 +43,7 @@ def progress_bar(status: JobStatus, width: int = BAR_WIDTH) -> str:
     the job is planned: ``[######------] running: 3/8 splits, 2.0 MB/4.0 MB (50%)``."""
     filled = min(width, int(_share(status) * width))
     numbers = f": {progress_text(status)}" if status.progress.splits_total else ""
-    return f"[{'#' * filled}{'-' * (width - filled)}] {shown(status.state)}{numbers}"
+    return f"[{'#' * filled}{'-' * (width - filled)}] {escaped(status.state)}{numbers}"
 
 
 class ProgressBar:

@@ -1,0 +1,225 @@
+"""Submitting a job: POST /v1/jobs, its JSON spec or upload read within its limits, idempotent under a key."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+from contextlib import nullcontext
+from typing import Any
+
+from aiohttp import web
+
+from ..core.errors import BadRequest, PayloadTooLarge, shown_all
+from ..inputs.ref import InputRef
+from ..inputs.spec import check_name, clip_name, parse_inputs
+from ..net.actor import DISCOVERY, JOBS, SETTINGS
+from .admit import job_links, ready_for_jobs, start_job
+from .body import UPLOAD_BLOCK, body_pace, read_block
+from .jobcheck import check_job_everywhere
+from .keys import CLAIMS, REGISTRY, SESSION, STORE, UPLOADS
+from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost, query_split_size
+from .outputs import OutputClaim, claim_output
+from .record import many_inputs
+from .textbudget import Reservation
+
+JSON_SLOT_SIZE = 64 * 1024  # a JSON body larger than this (or of unknown length) holds an MR_MAX_UPLOADS slot
+
+
+async def submit(request: web.Request) -> web.Response:
+    """POST /v1/jobs: a JSON spec ``{"job": ..., "input": {...}}``, or a raw body uploaded as the input.
+
+    With an ``Idempotency-Key``, the request's fingerprint is the hash of its canonical form (a JSON spec re-encoded
+    with sorted keys; an upload's bytes with its sorted query): the same key and fingerprint answer the same job
+    (200), the same key with another fingerprint is refused (422).
+    """
+    app, settings = request.app, request.app[SETTINGS]
+    await ready_for_jobs(app)
+    registry = app[REGISTRY]
+    key = idempotency_key(request.headers.get("Idempotency-Key", ""))
+    if key not in registry.keys:  # a known key may be answered with its job even when the master is full
+        registry.check_room()  # refuse a flood before reading its bodies
+    deadline = asyncio.get_running_loop().time() + settings.timeouts.body
+    digest = hashlib.blake2b(digest_size=16)
+    reservation = Reservation(app[STORE].text_budget)  # released when this request ends, whatever its outcome
+    encoded = None
+    if request.content_type == "application/json":
+        try:
+            spec = await _json_body(request, deadline, reservation)
+            encoded = _fingerprint(spec, digest)
+        except BaseException:
+            reservation.release()
+            raise
+        upload = None
+    else:
+        spec = {}
+        digest.update(json.dumps(sorted(request.query.items())).encode("utf-8", "surrogatepass"))
+        split_size = query_split_size(request.query.get("split_size"), settings)
+        name = upload_name(request, settings.max_name)
+        if request.content_length is not None:
+            check_plan(request.content_length, split_size, settings)  # refuse before spooling a byte
+        with app[UPLOADS].hold():
+            upload = await app[STORE].add_upload(request.content, name, settings.max_body, request.content_length,
+                                                 deadline=deadline, digest=digest)
+    held = False  # whether this request holds the key's claim, so it alone may release it
+    output: OutputClaim | None = None
+    try:
+        existing = await registry.claim(key, digest.hexdigest(), settings.timeouts.request) if key else None
+        held = bool(key) and existing is None
+        if existing is not None:
+            if upload is not None:
+                app[STORE].drop(upload.served_id)
+            return web.json_response({**existing.status(), "links": job_links(existing)}, status=200)
+        job_name, refs, split_size, output = await _job_of(request, spec, upload, reservation, encoded)
+        ref = refs[0] if len(refs) == 1 else many_inputs(refs)
+        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"),
+                           inputs=refs if len(refs) > 1 else None, output=output)
+    except BaseException:
+        if upload is not None:
+            app[STORE].drop(upload.served_id)
+        if output is not None:
+            output.release()  # a no-op once start_job bound it to the job
+        raise
+    finally:
+        reservation.release()
+        if held:
+            registry.release(key)  # a no-op once start_job bound the key to the job
+    return web.json_response({**record.status(), "links": job_links(record)}, status=202)
+
+
+async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None,
+                  reservation: Reservation | None = None,
+                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None]:
+    """The job name, inputs, split size and claimed output directory a submission asks for, its plan checked
+    against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the submission."""
+    app, settings = request.app, request.app[SETTINGS]
+    if upload is not None:
+        job_name = request.query.get("job", "wordcount")
+        await check_job(app, job_name, {})
+        split_size = query_split_size(request.query.get("split_size"), settings)
+        check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
+        return job_name, [upload], split_size, None
+    job_name = spec.get("job", "wordcount")
+    if not isinstance(job_name, str):
+        raise BadRequest('"job" must be a job name string')
+    await check_job(app, job_name, spec.setdefault("params", {}))
+    if "input" not in spec:
+        raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
+    split_size = json_split_size(spec, settings)
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
+    if unknown:
+        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output and "
+                         "split_size")
+    # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same
+    # directory meanwhile is refused, never admitted alongside.
+    output = await _output_of(app, spec.get("output")) if "output" in spec else None
+    try:
+        store = app[STORE]
+        refs = await parse_inputs(spec["input"], settings, lambda data, name: store.add_text(data, name, reservation),
+                                  store.expand, encoded)
+        refs = [clip_name(ref, settings.max_name) for ref in refs]
+        _admit_plan(app, refs, split_size)
+    except BaseException:
+        if output is not None:
+            output.release()
+        raise
+    return job_name, refs, split_size, output
+
+
+async def _output_of(app: web.Application, spec: Any) -> OutputClaim:
+    """The output directory ``{"path": DIR}`` asks for, under the data root, claimed (outputs.py): 400 for a bad or
+    escaping path, 409 when it holds another job's output or a job of this master holds it. Nothing is created
+    until the job starts."""
+    if not isinstance(spec, dict) or set(spec) != {"path"} or not isinstance(spec["path"], str):
+        raise BadRequest('"output" must be {"path": DIR}, DIR a directory under the data root')
+    return await claim_output(app[SETTINGS], app[CLAIMS], spec["path"])
+
+
+async def check_job(app: web.Application, name: str, params: Any) -> None:
+    """400 unless the job is known here, takes ``params`` (its configure hook), and every visible actor has it in
+    this version (jobcheck.py)."""
+    if not isinstance(params, dict):
+        raise BadRequest('"params" must be an object of string values')
+    catalog = app[JOBS]
+    catalog.sdk(name, params)
+    await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
+                               app[SETTINGS].timeouts.connect)
+
+
+def _finite(text: str) -> float:
+    """A JSON number that is finite: NaN, Infinity and overflowing literals are refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"JSON number {text[:40]!r} is not finite")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise BadRequest(f"JSON has {name}, which is not a JSON number")
+
+
+def _fingerprint(spec: dict[str, Any], digest: hashlib.blake2b) -> bytes | None:
+    """Feed ``digest`` a JSON spec's canonical form; return its text input's UTF-8 bytes, if it has one.
+
+    A text enters the canonical form as the hash of its bytes: re-encoding it as escaped JSON took 6x its size
+    for 4-byte characters. The bytes are returned so the text is encoded once.
+    """
+    source, canonical, data = spec.get("input"), spec, None
+    if isinstance(source, dict) and isinstance(source.get("text"), str):
+        data = source["text"].encode("utf-8", "surrogatepass")
+        text_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+        canonical = {**spec, "input": {**source, "text": {"blake2b": text_hash}}}
+    digest.update(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    return data
+
+
+async def _json_body(request: web.Request, deadline: float, reservation: Reservation) -> dict[str, Any]:
+    """Read and parse a JSON body, its memory reserved in MR_TEXT_BUDGET before it is held (see parse_cost)."""
+    app, settings = request.app, request.app[SETTINGS]
+    cap, length = settings.max_json, request.content_length
+    if length is not None and length > cap:
+        raise PayloadTooLarge(f"JSON body too large: {length} bytes exceed the cap of {cap} bytes (MR_MAX_JSON)")
+    what = f"a JSON body of {length} bytes" if length is not None else "a JSON body"
+    if length is not None:
+        reservation.grow_to(parse_cost(b"", length), what)  # before a byte is read: the least it can cost
+    large = length is None or length > JSON_SLOT_SIZE
+    with app[UPLOADS].hold() if large else nullcontext():
+        parts: list[bytes] = []
+        size, pace = 0, body_pace(settings)
+        while block := await read_block(request.content, UPLOAD_BLOCK, settings.timeouts.body_idle, deadline, pace):
+            size += len(block)
+            if size > cap:
+                raise PayloadTooLarge(f"JSON body too large: it exceeds the cap of {cap} bytes (MR_MAX_JSON)")
+            parts.append(block)
+            reservation.grow_to(parse_cost(b"", size), what)
+    body = b"".join(parts)
+    del parts  # only the joined body from here on, as parse_cost counts
+    reservation.grow_to(parse_cost(body, size), what)  # its characters known: what parsing it will hold
+    try:
+        spec = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest("JSON body is nested too deeply") from None
+    except ValueError as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from None
+    if not isinstance(spec, dict):
+        raise BadRequest("the JSON body must be an object")
+    return spec
+
+
+def _admit_plan(app: web.Application, refs: list[InputRef], split_size: int) -> None:
+    """Check the plan the inputs' known sizes give; a refused job's served input is let go at once."""
+    try:
+        check_inputs_plan(refs, split_size, app[SETTINGS])
+    except BadRequest:
+        for ref in refs:
+            app[STORE].drop(ref.served_id)
+        raise
+
+
+def upload_name(request: web.Request, limit: int) -> str:
+    name = request.query.get("name", "upload")
+    check_name(name, limit, "?name=")
+    return os.path.basename(name) or "upload"
+
