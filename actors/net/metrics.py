@@ -91,7 +91,7 @@ class Metrics:
     Python), the build it runs, and the HTTP counter and latency histogram every actor has."""
 
     def __init__(self, role: str = "") -> None:
-        disable_created_metrics()  # process-wide (see the module's docstring); idempotent
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide (module docstring); idempotent
         self.registry = CollectorRegistry()
         self.readings = Readings()
         self.registry.register(self.readings)
