@@ -3,6 +3,7 @@ every role of a real cluster), the rule is well-formed, and, where promtool is i
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 import subprocess
@@ -198,3 +199,19 @@ def test_the_alerts_fire_on_the_series_they_watch_and_only_there(tmp_path: Path)
     result = subprocess.run([promtool(), "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_promtool_lints_every_roles_exposition(make_cluster: ClusterFactory) -> None:
+    """Names, help texts, units and suffixes as Prometheus' own linter wants them, on each role's real scrape."""
+    linter = promtool()
+    cluster = await make_cluster(mappers=1, reducers=1)
+    job = await cluster.submit({"input": {"text": "a b a\n"}})
+    assert await cluster.result(job["id"]) == {"a": 2, "b": 1}
+    for actor in [cluster.master, *cluster.mappers, *cluster.reducers]:
+        async with cluster.session.get(actor.url + "/metrics") as response:
+            exposition = await response.read()
+        process = await asyncio.create_subprocess_exec(linter, "check", "metrics", stdin=asyncio.subprocess.PIPE,
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        async with asyncio.timeout(60):
+            output, _ = await process.communicate(exposition)
+        assert process.returncode == 0, (actor.url, output.decode())
