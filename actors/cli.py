@@ -16,12 +16,12 @@ from typing import Any
 
 import aiohttp
 
-from . import remote
+from . import __version__, remote
 from .core.arguments import positive_int
 from .core.config import Settings
-from .core.errors import MapReduceError
+from .core.errors import ConfigError, MapReduceError
 from .jobs import Catalog, load_catalog
-from .local import LocalCluster
+from .local import ERROR_PREFIX, LocalCluster
 
 
 def port_number(text: str) -> int:
@@ -65,6 +65,7 @@ def print_jobs(as_json: bool) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mapreduce", description="MapReduce on asyncio actors.")
+    parser.add_argument("--version", action="version", version=f"mapreduce-actors {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def cluster_options(p: argparse.ArgumentParser) -> None:
@@ -116,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             local_catalog().sdk(args.job, dict(args.param))  # an unknown job or a bad parameter, before starting
             return asyncio.run(_run(args))
         return asyncio.run(_local(args))
+    except ConfigError as error:  # a setting, a port or a directory to fix: a mistake in how it was started
+        print(f"{ERROR_PREFIX}{error.message}", file=sys.stderr)
+        return 2
     except MapReduceError as error:
-        print(f"mapreduce: {error.message}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{error.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -259,6 +263,13 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
 
 async def _local(args: argparse.Namespace) -> int:
     data_root = str(Path(args.data_root).resolve())
+    if not Path(data_root).is_dir():
+        raise ConfigError(f"--data-root {args.data_root} is not a directory: create it, or give the directory "
+                          "path inputs are read from")
+    if args.port != 0:
+        from .serve import listen  # the actor's side, imported only where it is needed (like `serve`)
+
+        listen(args.host, args.port, "--port; --port 0 takes any free one").close()  # the master binds it next
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
         host=args.host, master_port=args.port, data_root=data_root,

@@ -20,10 +20,11 @@ from typing import Any
 
 import aiohttp
 
-from .core.config import DiscoveryMode, Role, Timeouts
-from .core.errors import MapReduceError
+from .core.config import DiscoveryMode, Role, Settings, Timeouts
+from .core.errors import ConfigError, MapReduceError
 
 PR_SET_PDEATHSIG = 1
+ERROR_PREFIX = "mapreduce: "  # how `mapreduce serve` says why it stopped (actors/cli.py), one line on stderr
 EXIT_MARGIN = 2.0  # seconds past MR_TIMEOUT_DRAIN a SIGTERMed actor may take to exit before it is killed
 # Settings for fault drills (tests/test_faults.py, scripts/soak_faults.py): small splits so a fault lands mid-job,
 # short leases and timeouts so recovery is quick, room for the extra attempts that repeated kills cost.
@@ -167,6 +168,8 @@ class LocalCluster:
                     for i in range(self.mappers)]
         master = ActorProcess("master", 0, self._env("master", 0, self.master_port), self.log_dir / "master.log")
         self.actors = [*workers, master]
+        for actor in self.actors:
+            Settings.from_env(actor.env)  # a malformed setting is one ConfigError here, before any process starts
         if self.discovery == "static":
             # A static list must name its peers before they start: reducers, then mappers, then the master.
             reducers = [a for a in workers if a.role == "reducer"]
@@ -231,8 +234,22 @@ class LocalCluster:
             actor.url = str(json.loads(line)["url"])
             actor.ready.set_result(actor.url)
         except (ValueError, KeyError, TypeError):
-            tail = actor.log_path.read_text(errors="replace")[-2000:] if actor.log_path.exists() else ""
-            actor.ready.set_exception(MapReduceError(f"{actor.name} exited before it was ready:\n{tail}"))
+            actor.ready.set_exception(await self._exit_error(actor))
+
+    async def _exit_error(self, actor: ActorProcess) -> MapReduceError:
+        """Why an actor exited before it was ready: its own one-line error (``mapreduce: ...``, exit status 2 for a
+        setting to fix) when it gave one, else the tail of its log (a crash)."""
+        tail = actor.log_path.read_text(errors="replace")[-2000:] if actor.log_path.exists() else ""
+        said = [line for line in tail.splitlines() if line.startswith(ERROR_PREFIX)]
+        if not said:
+            return MapReduceError(f"{actor.name} exited before it was ready:\n{tail}")
+        code = None
+        if actor.process is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(EXIT_MARGIN):  # it closed its readiness pipe: it is exiting
+                    code = await actor.process.wait()
+        kind = ConfigError if code == 2 else MapReduceError
+        return kind(f"{actor.name}: {said[-1].removeprefix(ERROR_PREFIX)}")
 
     async def wait_for_peers(self) -> None:
         """Ready means the master's /readyz says so, and it sees every mapper (mDNS needs a moment to announce)."""

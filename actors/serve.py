@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from .core import logs
 from .core.config import Settings
+from .core.errors import ConfigError
 from .core.logs import EventLog
 from .net.actor import DRAIN, IDENTITY, make_runner
 from .net.drain import Drain
@@ -34,13 +36,43 @@ def build_app(settings: Settings) -> web.Application:
     return build_reducer(settings)
 
 
+def listen(host: str, port: int, port_setting: str = "MR_PORT") -> socket.socket:
+    """A listening socket on ``host:port``; a ConfigError naming the fix if the address cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as error:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        fix = {
+            errno.EADDRINUSE: f"another process is listening there: stop it, or choose another port ({port_setting})",
+            errno.EACCES: f"ports below 1024 need privileges: choose a port from 1024 up ({port_setting})",
+            errno.EADDRNOTAVAIL: "no interface of this machine has that address: set MR_HOST to one of its own",
+        }.get(error.errno or 0, f"check MR_HOST and {port_setting}")
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        raise ConfigError(f"cannot listen on {where}: {reason}; {fix}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def check_data_root(settings: Settings) -> None:
+    """The master and the mappers read path inputs under MR_DATA_ROOT: when it is set it must exist, so an actor
+    that would refuse every path input over a missing volume refuses to start instead, naming the setting. (An
+    output root may be missing: the first output creates it.)"""
+    root = settings.data_root
+    if settings.role in ("master", "mapper") and root and not os.path.isdir(root):
+        raise ConfigError(f"MR_DATA_ROOT={root} is not a directory: create it or mount its volume there, or set "
+                          "MR_DATA_ROOT to the directory path inputs are read from")
+
+
 def bind(settings: Settings) -> tuple[socket.socket, Settings]:
     """Bind first, so an actor started on port 0 knows (and advertises) its real port."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.listen(1024)
+    sock = listen(settings.host, settings.port)
     sock.setblocking(False)
     port = sock.getsockname()[1]
     if port != settings.port:
@@ -51,6 +83,7 @@ def bind(settings: Settings) -> tuple[socket.socket, Settings]:
 
 async def run_actor(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then drain under one deadline (MR_TIMEOUT_DRAIN, see net/drain.py) and exit."""
+    check_data_root(settings)
     sock, settings = bind(settings)
     app = build_app(settings)
     drain = app[DRAIN]

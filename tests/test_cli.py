@@ -6,14 +6,17 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+import actors
 from actors.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -198,3 +201,63 @@ def test_env_script_refuses_arguments_that_are_not_extras(tmp_path: Path) -> Non
                           timeout=60, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "'--top' is not a list of extras" in done.stderr and "not reached" not in done.stdout
+
+
+# ---------------------------------------------------------------- starting mistakes: one line naming the fix, exit 2
+
+
+def test_version_prints_the_package_version() -> None:
+    done = mapreduce("--version", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"mapreduce-actors {actors.__version__}"
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The whole of stderr, asserted to be a single ``mapreduce: ...`` line and exit status 2."""
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("mapreduce: "), line
+    return line
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 another socket is listening on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+def test_local_on_a_busy_port_says_so_in_one_line(busy_port: int) -> None:
+    line = one_line(mapreduce("local", "--port", str(busy_port), "--static", timeout=60))
+    assert f"cannot listen on 127.0.0.1:{busy_port}: address already in use" in line
+    assert "choose another port (--port; --port 0 takes any free one)" in line
+
+
+@pytest.mark.parametrize("role", ["master", "mapper", "reducer"])
+def test_serve_on_a_busy_port_says_so_in_one_line(busy_port: int, role: str) -> None:
+    line = one_line(mapreduce("serve", env={"TYPE": role, "MR_HOST": "127.0.0.1", "MR_PORT": str(busy_port)},
+                              timeout=60))
+    assert line == (f"mapreduce: cannot listen on 127.0.0.1:{busy_port}: address already in use; another process "
+                    "is listening there: stop it, or choose another port (MR_PORT)")
+
+
+def test_a_missing_data_root_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-volume"
+    line = one_line(mapreduce("local", "--data-root", str(missing), "--port", "0", "--static", timeout=60))
+    assert line == (f"mapreduce: --data-root {missing} is not a directory: create it, or give the directory path "
+                    "inputs are read from")
+    for role in ("master", "mapper"):
+        line = one_line(mapreduce("serve", env={"TYPE": role, "MR_HOST": "127.0.0.1", "MR_PORT": "0",
+                                                "MR_DATA_ROOT": str(missing)}, timeout=60))
+        assert line.startswith(f"mapreduce: MR_DATA_ROOT={missing} is not a directory: "), line
+
+
+@pytest.mark.parametrize("command", [["run", "FILE", "--static"], ["local", "--port", "0", "--static"], ["serve"]])
+def test_a_bad_setting_is_one_line_naming_it(command: list[str], tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("a b a\n")
+    argv = [str(tmp_path / "in.txt") if arg == "FILE" else arg for arg in command]
+    line = one_line(mapreduce(*argv, env={"MR_SPLIT_SIZE": "ten", "TYPE": "master", "MR_PORT": "0"}, timeout=60))
+    assert line == "mapreduce: MR_SPLIT_SIZE='ten' is not an integer"

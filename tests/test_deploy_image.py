@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from actors import __version__
+
 from .k8s_sim import ROOT, tool
 
 SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
@@ -50,6 +52,32 @@ def test_dockerfile_shape() -> None:
     rules = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert rules[0] == "*" and "!actors/" in rules, ".dockerignore should allow-list the build context"
+
+
+def test_dockerfile_builds_reproducibly() -> None:
+    """The base by digest, the dependencies by hash from the lock (tests/test_lock.py checks the lock itself), the
+    package on top with nothing else fetched, and the OCI labels."""
+    text = (ROOT / "Dockerfile").read_text()
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert default and re.search(r"@sha256:[0-9a-f]{64}$", default.group(1)), "pin the base image by digest"
+    build = text[:text.index(" AS runtime")]
+    steps = [line for line in build.splitlines() if line.startswith(("COPY", "RUN"))]
+    lock = steps.index("COPY requirements.lock ./")
+    assert steps[lock + 1] == ("RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps "
+                               "-r requirements.lock")
+    assert lock < steps.index("COPY actors ./actors"), "dependencies install before the sources are copied"
+    installs = re.findall(r"pip install ([^\n\\]*)", build)
+    assert installs == ["--no-cache-dir --require-hashes --no-deps -r requirements.lock",
+                        "--no-cache-dir --no-deps --no-build-isolation . "], installs
+    assert "pip check" in build
+    final = text[text.index(" AS runtime"):]
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"', final))
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    assert re.search(rf"^ARG VERSION={re.escape(__version__)}$", final, re.MULTILINE), "VERSION follows actors"
+    assert {"title", "description", "revision", "created", "licenses", "base.name"} <= {
+        key.removeprefix("org.opencontainers.image.") for key in labels}
+    rules = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!requirements.lock" in rules
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])

@@ -34,6 +34,7 @@ from .k8s_sim import (
     settings_read,
     tool,
 )
+from .monitoring import PROMETHEUS_RULE_SCHEMA
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is missing: run scripts/k8s-test-deps.sh")
 
@@ -804,6 +805,8 @@ def test_overlay_objects_are_valid_strictly(overlays: dict[str, list[Obj]], kv: 
         if o["kind"] == "ServiceMonitor":
             jsonschema.validate(o, SERVICE_MONITOR_SCHEMA)
             monitors += 1
+        elif o["kind"] == "PrometheusRule":
+            jsonschema.validate(o, PROMETHEUS_RULE_SCHEMA)  # deploy/monitoring; tests/test_monitoring.py checks more
         else:
             kv.validate(o, K8S_VERSION, strict=True)
     assert monitors == (1 if name == "production" else 0)

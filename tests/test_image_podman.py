@@ -14,12 +14,13 @@ Dockerfile's base ``python:3.11-slim-bookworm`` cannot be pulled. The test build
 minimal Debian bookworm root filesystem made with ``debootstrap --variant=minbase`` with Debian's python3.11,
 python3-venv, python3-pip and python-is-python3 (so ``python`` exists, as in the official image), imported with
 ``podman import`` as ``localhost/mr-standin-python:3.11`` and passed as ``--build-arg PYTHON_IMAGE=...``. So it
-proves the Dockerfile's own steps (``python -m venv``, ``pip install .`` from PyPI, ``compileall``, the non-root
-user, the spool directory, the exec-form entrypoint and its SIGTERM drain) and the actors working across
+proves the Dockerfile's own steps (``python -m venv``, ``requirements.lock`` installed from PyPI with
+``--require-hashes``, the package built with the locked setuptools, ``pip check``, ``compileall``, the OCI labels,
+the non-root user, the spool directory, the exec-form entrypoint and its SIGTERM drain) and the actors working across
 containers — with a Debian python (3.11.2, /usr/bin) instead of the official image's (/usr/local/bin). It says
 nothing about the official image's contents or digest.
 
-How the stand-in reaches PyPI: ``pip install .`` runs inside the build, so the build must reach the package index
+How the stand-in reaches PyPI: ``pip install`` runs inside the build, so the build must reach the package index
 the way the host's pip does. The build uses ``--network=host``, and the stand-in carries the host's CA bundle (the
 one the host's pip is told to use: ``PIP_CERT``, else the system bundle) with ``PIP_CERT`` pointing at it, because
 TLS to PyPI may be re-signed by an egress proxy that only the host's bundle trusts (it is here).
@@ -64,6 +65,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from actors import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "genesis-kjv.txt"
@@ -343,6 +346,9 @@ def test_image_runs_a_master_mapper_and_reducer_on_a_podman_network() -> None:
         phase = time.monotonic()
         pod.build(image, base)
         _log(f"image built in {time.monotonic() - phase:.1f} s")
+        labels = json.loads(pod("image", "inspect", "--format", "{{json .Labels}}", image).stdout)
+        assert labels["org.opencontainers.image.version"] == __version__, labels
+        assert labels["org.opencontainers.image.base.name"] == base, labels
 
         pod.network(network)
         dns = pod("network", "inspect", "--format", "{{.DNSEnabled}}", network).stdout.strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from actors.core.errors import ConfigError
 from actors.local import LocalCluster
 from actors.sequential import run_sequential_file
 
@@ -74,3 +76,28 @@ def test_mapreduce_run_reports_a_missing_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "is not a readable file" in done.stderr
+
+
+async def test_an_actor_that_cannot_start_is_named_with_its_own_one_line_reason(tmp_path: Path) -> None:
+    """The launcher relays what the actor said (`mapreduce: ...`, exit status 2), not a page of its log: here the
+    master's port is taken after any check the command line could make."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        cluster = LocalCluster(mappers=1, reducers=1, discovery="static", master_port=port, data_root=str(tmp_path))
+        with pytest.raises(ConfigError) as error:
+            async with cluster:
+                pass
+    assert error.value.message == (f"master-0: cannot listen on 127.0.0.1:{port}: address already in use; another "
+                                   "process is listening there: stop it, or choose another port (MR_PORT)")
+    assert all(actor.process is not None and actor.process.returncode is not None for actor in cluster.actors)
+
+
+async def test_a_malformed_setting_stops_the_launcher_before_any_process(tmp_path: Path) -> None:
+    cluster = LocalCluster(mappers=1, reducers=1, discovery="static", data_root=str(tmp_path),
+                           extra_env={"MR_TIMEOUT_LEASE": "soon"})
+    with pytest.raises(ConfigError, match="MR_TIMEOUT_LEASE"):
+        async with cluster:
+            pass
+    assert all(actor.process is None for actor in cluster.actors)

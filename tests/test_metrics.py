@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import platform
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import actors
 from actors.core import wire
 from actors.core.messages import Commit, Data, Release, StreamHeader, to_wire
 from actors.discovery import Peer, PeerRole
@@ -24,7 +27,7 @@ from actors.net.metrics import METRICS, PEERS_FRESH, MapperMetrics, MasterMetric
 from actors.reducer.app import BUDGET
 from actors.sequential import run_sequential
 
-from .conftest import TOKEN, Actor, Cluster, ClusterFactory, HeldInputFactory, eventually
+from .conftest import FAST, TOKEN, Actor, Cluster, ClusterFactory, HeldInputFactory, eventually
 from .fakes import FakeClock
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -192,6 +195,21 @@ async def test_a_done_job_moves_every_counter_by_exactly_its_amount(make_cluster
     assert after.mapper("mapreduce_shuffle_bytes_sent_total") > 0
     assert after.mapper("mapreduce_mapper_spool_disk_bytes") == 0
 
+    # Time per split and per stream: each histogram observed exactly once per split, stream or request.
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_count", outcome="ok") == splits
+    for end in ("failed", "superseded"):
+        assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_count", outcome=end) == 0
+    assert after.moved(before, "master", "mapreduce_split_leases_expired_total") == 0
+    assert after.moved(before, "mappers", "mapreduce_shuffle_send_duration_seconds_count") == splits * 2
+    assert after.moved(before, "reducers", "mapreduce_reducer_stream_duration_seconds_count",
+                       outcome="committed") == splits * 2
+    assert after.moved(before, "master", "mapreduce_http_request_duration_seconds_count", route="/v1/jobs",
+                       method="POST") == 1
+    assert after.moved(before, "mappers", "mapreduce_http_request_duration_seconds_count",
+                       route="/internal/v1/assign", method="POST") == splits
+    assert after.moved(before, "reducers", "mapreduce_http_request_duration_seconds_count",
+                       route="/internal/v1/shuffle", method="POST") == splits * 2
+
     # The reducers: one committed stream per split and partition, nothing else.
     assert after.moved(before, "reducers", "mapreduce_reducer_streams_total", outcome="committed") == splits * 2
     for outcome in ("duplicate", "cut", "rejected"):
@@ -244,6 +262,9 @@ async def test_a_retried_split_and_a_failed_job(make_cluster: ClusterFactory,
     after = await Scrapes.of(cluster)
     assert after.moved(before, "master", "mapreduce_split_attempts_total", outcome="failed") == 1
     assert after.moved(before, "master", "mapreduce_split_attempts_total", outcome="ok") == 1
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_count", outcome="failed") == 1
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_count", outcome="ok") == 1
+    assert after.moved(before, "master", "mapreduce_split_leases_expired_total") == 0  # it failed, it did not stall
     assert after.moved(before, "mappers", "mapreduce_mapper_splits_failed_total") == 1
     assert after.moved(before, "mappers", "mapreduce_mapper_splits_done_total") == 1
     assert after.moved(before, "reducers", "mapreduce_reducer_streams_total", outcome="committed") == 2
@@ -261,9 +282,33 @@ async def test_a_retried_split_and_a_failed_job(make_cluster: ClusterFactory,
     assert after.moved(before, "master", "mapreduce_job_duration_seconds_count", job="wordcount") == 1
     assert after.moved(before, "master", "mapreduce_split_attempts_total", outcome="failed") == 3
     assert after.moved(before, "master", "mapreduce_split_attempts_total", outcome="ok") == 0
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_count", outcome="failed") == 3
+    assert after.moved(before, "mappers", "mapreduce_shuffle_send_duration_seconds_count") == 0
     assert after.moved(before, "mappers", "mapreduce_mapper_splits_failed_total") == 3
     assert after.moved(before, "mappers", "mapreduce_mapper_bytes_read_total") == 0
     assert after.moved(before, "reducers", "mapreduce_reducer_streams_total", outcome="committed") == 0
+
+
+async def test_a_stalled_split_expires_its_lease_once(make_cluster: ClusterFactory,
+                                                      held_input: HeldInputFactory) -> None:
+    lease = 1.0
+    cluster = await make_cluster(mappers=2, reducers=2, backup_tasks=False, allow_private_urls=True,
+                                 timeouts=dataclasses.replace(FAST, lease=lease))
+    data = text_of(5, 300).encode()
+    source = await held_input(data)
+    source.hold_next_read(0, 0)  # the first attempt's read stops mid-split: no progress, its lease runs out
+    before = await Scrapes.of(cluster)
+    job = await cluster.submit({"input": {"url": source.url}})
+    assert await cluster.result(job["id"]) == run_sequential("wordcount", data)
+    await ended(cluster, job["id"])
+    after = await Scrapes.of(cluster)
+    assert after.moved(before, "master", "mapreduce_split_leases_expired_total") == 1
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_count", outcome="failed") == 1
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_count", outcome="ok") == 1
+    # The stalled attempt was timed to its lease's end: at least one lease, in the buckets at or above it.
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_sum", outcome="failed") >= lease
+    assert after.moved(before, "master", "mapreduce_split_attempt_duration_seconds_bucket", outcome="failed",
+                       le="0.5") == 0
 
 
 async def test_running_queued_and_cancelled_jobs(make_cluster: ClusterFactory, held_input: HeldInputFactory) -> None:
@@ -306,6 +351,8 @@ async def test_a_full_staging_budget_counts_a_wait_and_a_send_retry(make_cluster
     assert after.moved(before, "mappers", "mapreduce_shuffle_send_retries_total") == 1
     assert after.moved(before, "reducers", "mapreduce_reducer_streams_total", outcome="rejected") == 1
     assert after.moved(before, "reducers", "mapreduce_reducer_streams_total", outcome="committed") == 2
+    assert after.moved(before, "reducers", "mapreduce_reducer_stream_duration_seconds_count", outcome="rejected") == 1
+    assert after.moved(before, "mappers", "mapreduce_shuffle_send_duration_seconds_count") == 2  # acknowledged only
     assert after.moved(before, "reducers", "mapreduce_reducer_staging_waits_total") >= 1
     assert after.moved(before, "reducers", "mapreduce_http_requests_total", route="/internal/v1/shuffle",
                        status="503") == 1
@@ -341,6 +388,9 @@ async def test_committed_duplicate_cut_and_rejected_streams(make_cluster: Cluste
     samples = await scrape(cluster.session, reducer)
     for outcome, count in {"committed": 1, "duplicate": 1, "cut": 2, "rejected": 1}.items():
         assert value(samples, "mapreduce_reducer_streams_total", outcome=outcome) == count, outcome
+        assert value(samples, "mapreduce_reducer_stream_duration_seconds_count", outcome=outcome) == count, outcome
+    assert value(samples, "mapreduce_http_request_duration_seconds_count", route="/internal/v1/shuffle",
+                 method="POST") == 5
     assert value(samples, "mapreduce_reducer_keys_held") == 2
     assert value(samples, "mapreduce_http_requests_total", route="/internal/v1/shuffle", status="200") == 2
     assert await post(wire.encode(to_wire(Release(job="j1", epoch=1))), "/internal/v1/release") == 200
@@ -363,6 +413,40 @@ async def test_metrics_needs_no_token_while_the_api_does(make_cluster: ClusterFa
         assert response.status == 401
     samples = await scrape(cluster.session, cluster.master)
     assert value(samples, "mapreduce_http_requests_total", route="/v1/jobs", status="401") == 1
+
+
+async def test_every_actor_shows_its_build_and_its_process_and_no_created_samples(
+        make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    for actor, role in [(cluster.master, "master"), (cluster.mappers[0], "mapper"), (cluster.reducers[0], "reducer")]:
+        exposition = await scrape_text(cluster.session, actor)
+        samples = parse(exposition)
+        assert value(samples, "mapreduce_build_info", version=actors.__version__, role=role,
+                     python=platform.python_version()) == 1
+        assert value(samples, "process_resident_memory_bytes") > 0  # the process collector, from /proc
+        assert value(samples, "process_start_time_seconds") > 0
+        assert [name for name, _ in samples if name.startswith("python_info")]
+        assert not [name for name, _ in samples if name.endswith("_created")], "created samples are off"
+        assert "_created" not in exposition
+
+
+async def test_request_latency_is_by_route_pattern_and_a_known_method(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1)
+    before = await scrape(cluster.session, cluster.master)
+    for path in ("/v1/jobs/some-unknown-id-1", "/v1/jobs/some-unknown-id-2"):
+        async with cluster.session.get(cluster.url + path) as response:
+            assert response.status == 404
+    async with cluster.session.request("PROPFIND", cluster.url + "/healthz") as response:
+        assert response.status == 405
+    samples = await scrape(cluster.session, cluster.master)
+
+    def moved(**labels: str) -> float:
+        name = "mapreduce_http_request_duration_seconds_count"
+        return value(samples, name, **labels) - value(before, name, **labels)
+
+    assert moved(route="/v1/jobs/{id}", method="GET") == 2
+    assert moved(route="(no route)", method="other") == 1  # an unknown method is one label, not a new one each
+    assert not [labels for name, labels in samples if ("method", "PROPFIND") in labels]
 
 
 async def test_requests_are_counted_by_route_pattern_never_by_path(make_cluster: ClusterFactory) -> None:

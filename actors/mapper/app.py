@@ -272,8 +272,10 @@ class MapRun:
                     found = await wait_for_ordinals(self.discovery, "reducer", [partition],
                                                     max(deadline - loop.time(), 0.001), policy.discovery)
                     reducer = found[partition]
+                sending = loop.time()
                 ack = await self.transport.send_partition(reducer, header, spool.blocks(partition),
                                                           spool.commit(partition))
+                self.metrics.send_duration.observe(loop.time() - sending)
                 break
             except OrdinalMissing as error:
                 raise Unavailable(f"reducer {partition} did not come back: {error.message}") from None

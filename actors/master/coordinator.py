@@ -270,13 +270,16 @@ class Coordinator:
         log.debug("split_assigned", **fields, backup=ticket.backup, only=only or None)
         if ticket.backup:
             self.metrics.attempt("backup")
+        began = self.clock()
         try:
             done = await self._run_assignment(mapper, ticket, table, only)
         except JobFailed:
             self.metrics.attempt("failed")
+            self.metrics.attempt_ended("failed", self.clock() - began)
             raise
         except Superseded:
             log.info("attempt_superseded", **fields)
+            self.metrics.attempt_ended("superseded", self.clock() - began)
             await self._notify()
             return Outcome.OK
         except PeerUnreachable as exc:
@@ -290,6 +293,7 @@ class Coordinator:
                 cause = f"no word from {mapper.name} for the lease of {self.policy.lease:g} s (stalled)"
             log.warning("split_attempt_failed", **fields, cause=cause)
             self.metrics.attempt("failed")
+            self.metrics.attempt_ended("failed", self.clock() - began, stalled=isinstance(exc, TimeoutError))
             # Raises JobFailed on the split's last allowed failure: then no worker is woken to start another.
             table.failed(split, attempt, cause)
             await self._notify()
@@ -297,6 +301,7 @@ class Coordinator:
         self.record.duplicate_streams += done.duplicates
         counted = table.succeeded(split, attempt, done.bytes_read)
         self.metrics.attempt("ok" if counted else "stale")
+        self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:
             log.info("late_report_dropped", **fields)
         await self._notify()

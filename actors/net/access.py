@@ -44,7 +44,8 @@ def _log(request: web.Request, status: int, ms: float) -> None:
     route = resource.canonical if resource is not None else UNMATCHED
     metrics = request.app.get(METRICS)
     if metrics is not None:
-        metrics.request(route, status)  # every request, probes and scrapes too: the route pattern, never the path
+        # Every request, probes and scrapes too: the route pattern, never the path.
+        metrics.request(route, request.method, status, ms / 1000)
     quiet = request.path in QUIET_PATHS or request.path.startswith(INTERNAL_PREFIX)
     fields: dict[str, object] = {"method": request.method, "route": route, "status": status,
                                  "duration_ms": round(ms, 3)}

@@ -74,7 +74,7 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     app[IDENTITY] = identity
     app[DRAIN] = drain
     app[JOBS] = catalog
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(settings.role)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", serve_metrics)

@@ -50,7 +50,7 @@ def build_reducer(settings: Settings) -> web.Application:
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
-                                          keys=lambda: _keys_held(ledger))
+                                          keys=lambda: _keys_held(ledger), capacity=budget.capacity)
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.cleanup_ctx.append(_janitor)
     app.cleanup_ctx.append(_spills)
@@ -103,24 +103,25 @@ async def shuffle(request: web.Request) -> web.Response:
     limit = request.app[SETTINGS].timeouts.stream
     metrics = request.app[REDUCER_METRICS]
     deadline = asyncio.timeout(limit)
+    started = time.monotonic()
     try:
         async with deadline:
-            return await _stream(request)
+            return await _stream(request, started)
     except TimeoutError:
         if not deadline.expired():
             raise
-        metrics.stream("cut")
+        metrics.stream("cut", time.monotonic() - started)
         raise RequestTimeout(f"shuffle stream did not reach its COMMIT within {limit:g} s (MR_TIMEOUT_STREAM); "
                              "nothing merged") from None
     except (StreamCut, ConnectionError):
-        metrics.stream("cut")
+        metrics.stream("cut", time.monotonic() - started)
         raise
     except MapReduceError:
-        metrics.stream("rejected")
+        metrics.stream("rejected", time.monotonic() - started)
         raise
 
 
-async def _stream(request: web.Request) -> web.Response:
+async def _stream(request: web.Request, started: float) -> web.Response:
     """HEADER, DATA..., COMMIT: staged privately, merged once on a valid COMMIT."""
     settings = request.app[SETTINGS]
     ledger = request.app[LEDGER]
@@ -157,7 +158,7 @@ async def _stream(request: web.Request) -> web.Response:
                 if partition.merge_some(settings.frame_keys):
                     break
                 await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
-    request.app[REDUCER_METRICS].stream(status)
+    request.app[REDUCER_METRICS].stream(status, time.monotonic() - started)
     log.debug("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
     ack = StreamAck(
         job=header.job, epoch=header.epoch, split=header.split, partition=header.partition, status=status,
