@@ -22,12 +22,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core.columns import pack_columns, unpack_columns
 from actors.core.errors import WireError
 from actors.core.messages import Columns
 from actors.core.partition import split_by_partition
-from actors.jobs import kernel
-from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
+from actors.jobs.engine import CountTable as WordCounts
+from actors.jobs.wordcount import kernel
+from actors.jobs.wordcount.columns import pack_columns, unpack_columns
+from actors.jobs.wordcount.kernel import NativeCountTable, PythonCountTable
 
 from .test_partition import partition_of
 
@@ -314,7 +315,7 @@ def test_native_table_refuses_reentry_from_code_run_by_the_gc() -> None:
 
 MEMORY_CHILD = """
 import resource, sys
-from actors.jobs.kernel import NativeCountTable, PythonCountTable
+from actors.jobs.wordcount.kernel import NativeCountTable, PythonCountTable
 make = NativeCountTable if sys.argv[1] == "native" else PythonCountTable
 with open("/proc/self/status") as status:
     size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
@@ -466,7 +467,7 @@ def test_add_and_move_counts_sum_exactly_and_never_lose_or_double_a_count(
 def test_native_merges_refuse_what_is_not_two_dicts() -> None:
     if not kernel.NATIVE:
         pytest.skip("the native kernel is not built")
-    from actors.jobs import _wordcount
+    from actors.jobs.wordcount import _wordcount
 
     same: dict[str, int] = {"a": 1}
     args: tuple[Any, ...]
@@ -545,7 +546,7 @@ def test_fuzz_native_add_columns_counts_like_merging_the_dicts(frames: list[dict
     for frame in frames:
         columns = pack_columns(frame)
         kernel.check_columns(columns)
-        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        table.add_columns(columns.keys, columns.ends, columns.counts)
         expected.update(frame)
     for line in text:
         table.feed(line)
@@ -562,10 +563,10 @@ def test_native_add_columns_refuses_offsets_outside_the_frame() -> None:
                                (b"ab", (2).to_bytes(4, "little") + (1).to_bytes(4, "little"), one * 2),
                                (b"a", b"", b""), (b"a", (1).to_bytes(4, "little"), b"\x01")]:
         with pytest.raises(ValueError):
-            table.add_columns(keys, ends, counts)  # type: ignore[attr-defined]
+            table.add_columns(keys, ends, counts)
     assert len(table) == 0
     with pytest.raises(TypeError):
-        table.add_columns(b"a", (1).to_bytes(4, "little"))  # type: ignore[attr-defined]
+        table.add_columns(b"a", (1).to_bytes(4, "little"))  # type: ignore[call-arg]
 
 
 def test_native_check_sums_counts_past_64_bits() -> None:
@@ -589,13 +590,13 @@ def test_fuzz_native_ordered_columns_is_the_table_in_top_order(frames: list[dict
     expected: Counter[str] = Counter()
     for frame in frames:
         columns = pack_columns(frame)
-        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        table.add_columns(columns.keys, columns.ends, columns.counts)
         expected.update(frame)
     for line in text:
         table.feed(line)
         expected.update(line.decode("utf-8", "replace").split())
-    run = Columns(*table.ordered_columns())  # type: ignore[attr-defined]
-    assert Columns(*table.ordered_columns()) == run  # type: ignore[attr-defined]
+    run = Columns(*table.ordered_columns())
+    assert Columns(*table.ordered_columns()) == run
     if expected:
         in_order = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
         assert list(unpack_columns(run).items()) == in_order
@@ -609,10 +610,42 @@ def test_native_add_columns_is_all_or_nothing_when_a_count_would_pass_63_bits() 
         pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
     table = NativeCountTable(1)
     first = pack_columns({"b": 2**63 - 1})
-    table.add_columns(first.keys, first.ends, first.counts)  # type: ignore[attr-defined]
+    table.add_columns(first.keys, first.ends, first.counts)
     for items in ({"a": 5, "b": 1}, {"new": 2**63}):
         frame = pack_columns(items)
         assert kernel.check_columns(frame) == sum(items.values())  # a valid frame, as unpacking says
         with pytest.raises(OverflowError):
-            table.add_columns(frame.keys, frame.ends, frame.counts)  # type: ignore[attr-defined]
+            table.add_columns(frame.keys, frame.ends, frame.counts)
     assert table.take() == [{"b": 2**63 - 1}]  # nothing of either frame was added
+
+
+@IMPLEMENTATIONS
+def test_both_tables_have_one_interface_and_give_the_same_frames_runs_and_refusals(make: Factory) -> None:
+    table = make(3)
+    table.feed(b"b a a c\nd b\n")
+    frames = table.take_columns(2, 1 << 20)
+    assert len(frames) == 3 and len(table) == 0
+    merged: dict[str, int] = {}
+    for part, cut in enumerate(frames):
+        for keys, ends, counts, checksum in cut:
+            items = unpack_columns(Columns(keys, ends, counts))
+            assert len(items) <= 2 and sum(items.values()) == checksum
+            assert {partition_of(key, 3) for key in items} == {part}
+            merged.update(items)
+    assert merged == {"a": 2, "b": 2, "c": 1, "d": 1}
+    one = make(1)
+    for frame in (pack_columns(merged), pack_columns({"a": 1})):
+        one.add_columns(frame.keys, frame.ends, frame.counts)
+    assert Columns(*one.ordered_columns()) == pack_columns({"a": 3, "b": 2, "c": 1, "d": 1})
+    past = pack_columns({"z": 1, "a": 2**63 - 3})
+    with pytest.raises(OverflowError):
+        one.add_columns(past.keys, past.ends, past.counts)  # all or nothing: "z" is not added either
+    assert one.take() == [{"a": 3, "b": 2, "c": 1, "d": 1}]
+
+
+def test_check_columns_without_the_extension_checks_what_unpacking_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel, "_native_check", None)
+    assert kernel.check_columns(pack_columns({"a": 2, "é": 3})) == 5
+    with pytest.raises(WireError, match="UTF-8"):
+        kernel.check_columns(Columns(b"a\xff", (1).to_bytes(4, "little") + (2).to_bytes(4, "little"),
+                                     (1).to_bytes(8, "little") * 2))

@@ -27,7 +27,8 @@ from ..core.errors import (
 from ..core.logs import EventLog
 from ..inputs.outdir import SUCCESS, prepare_output_dir, resolve_output_dir
 from ..inputs.ref import SERVED, InputRef
-from ..jobs.resultjson import Result, as_mapping
+from ..jobs import DEFAULT_JOB
+from ..jobs.result import Result, as_mapping
 from ..net.actor import DISCOVERY, DRAIN, IDENTITY, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import PeerClient, session_context
 from ..net.metrics import METRICS, MasterMetrics
@@ -308,12 +309,12 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     MR_MAX_SPLITS."""
     app, settings = request.app, request.app[SETTINGS]
     if upload is not None:
-        job_name = request.query.get("job", "wordcount")
+        job_name = request.query.get("job", DEFAULT_JOB)
         await check_job(app, job_name, {})
         split_size = query_split_size(request.query.get("split_size"), settings)
         check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
         return job_name, [upload], split_size, ""
-    job_name = spec.get("job", "wordcount")
+    job_name = spec.get("job", DEFAULT_JOB)
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
     await check_job(app, job_name, spec.setdefault("params", {}))
@@ -601,7 +602,7 @@ async def compute(request: web.Request) -> web.Response:
     app[REGISTRY].check_room(interactive=True)
     ref = app[STORE].add_text(text.encode("utf-8", "surrogatepass"), "compute")  # 429 past MR_TEXT_BUDGET
     # Interactive: it waits ahead of queued /v1 jobs, so a flood of submissions cannot starve it.
-    record = start_job(app, "wordcount", ref, settings.split_size, interactive=True)
+    record = start_job(app, DEFAULT_JOB, ref, settings.split_size, interactive=True)
     try:
         async with asyncio.timeout(settings.timeouts.request):
             await record.done.wait()

@@ -966,7 +966,7 @@ static PySequenceMethods CountTable_as_sequence = {
 
 static PyTypeObject CountTableType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "actors.jobs._wordcount.CountTable",
+    .tp_name = "actors.jobs.wordcount._wordcount.CountTable",
     .tp_doc = "CountTable(partitions)\n--\n\n"
               "Exact str.split() token counts of fed UTF-8 lines, grouped by partition on take().",
     .tp_basicsize = sizeof(CountTable),
@@ -1461,7 +1461,7 @@ seed_hash(void)
 
 static struct PyModuleDef wordcount_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "actors.jobs._wordcount",
+    .m_name = "actors.jobs.wordcount._wordcount",
     .m_doc = "The native word-count kernel (see actors/jobs/kernel.py).",
     .m_size = -1,
     .m_methods = module_methods,

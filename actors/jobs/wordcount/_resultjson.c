@@ -608,7 +608,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef resultjson_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "actors.jobs._resultjson",
+    .m_name = "actors.jobs.wordcount._resultjson",
     .m_doc = "The native result encoder (see actors/jobs/resultjson.py).",
     .m_size = -1,
     .m_methods = module_methods,
