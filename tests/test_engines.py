@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +137,27 @@ async def test_a_native_style_engine_runs_through_the_roles_untouched(make_clust
     assert list(result) == sorted(result, key=lambda key: (-result[key], key))  # its own top order
     encoded = sys.modules[engine_module].ENCODED
     assert encoded == ["runs" if kernel.NATIVE else "map"]  # with the kernel: packed all the way to the master
+
+
+async def test_word_count_on_a_cluster_equals_the_oracle(make_cluster: ClusterFactory, data_root: Path) -> None:
+    rng = random.Random(3)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.choice([0, 2, 7]))) for _ in range(3000)]
+    data = "\n".join(lines).encode() + b"\n\xff\xfe broken \xe2\x82 bytes\n"  # invalid UTF-8: replaced
+    (data_root / "words.txt").write_bytes(data)
+    cluster = await make_cluster(mappers=2, reducers=2)
+    job = await cluster.submit({"job": "wordcount", "input": {"path": "words.txt"}, "split_size": 8192})
+    result = await cluster.result(job["id"])
+    assert result == run_sequential("wordcount", data, "words.txt") == Counter(data.decode("utf-8", "replace").split())
+
+
+def test_the_cluster_tests_pass_without_the_extension() -> None:
+    """The pure-Python fallback on real clusters: this module's cluster tests again, the extensions made absent."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "MR_REQUIRE_NATIVE_KERNEL": "0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.without_native", "-q", "-p", "no:cacheprovider",
+         "-k", "not without_the_extension", f"{Path(__file__).relative_to(root)}",
+         "tests/test_kernel.py::test_fallback_is_used_when_the_extension_is_absent"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "4 passed" in run.stdout, run.stdout[-2000:]  # none skipped

@@ -649,3 +649,13 @@ def test_check_columns_without_the_extension_checks_what_unpacking_checks(monkey
     with pytest.raises(WireError, match="UTF-8"):
         kernel.check_columns(Columns(b"a\xff", (1).to_bytes(4, "little") + (2).to_bytes(4, "little"),
                                      (1).to_bytes(8, "little") * 2))
+
+
+def test_fallback_is_used_when_the_extension_is_absent() -> None:
+    """Run under ``-p tests.without_native`` (tests/test_engines.py does): every native path is off."""
+    if "actors.jobs.wordcount._wordcount" not in sys.modules or sys.modules["actors.jobs.wordcount._wordcount"]:
+        pytest.skip("only meaningful with the extension made absent (-p tests.without_native)")
+    from actors.jobs.wordcount import encode
+
+    assert not kernel.NATIVE and not encode.NATIVE and kernel.CountTable is PythonCountTable
+    assert kernel.native_status().startswith("no (")
