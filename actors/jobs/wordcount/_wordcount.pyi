@@ -1,4 +1,4 @@
-"""Type stub of the native word-count kernel (actors/jobs/wordcount/_wc_*.c); use it through actors.jobs.wordcount.kernel."""
+"""Type stub of the native word-count kernel (_wc_*.c here); use it through actors.jobs.wordcount.kernel."""
 
 from typing import final
 
