@@ -1,24 +1,29 @@
-"""The build: metadata lives in setup.cfg; this only declares the optional native extensions: the
-word-count kernel and the result encoder.
+"""The build: metadata lives in setup.cfg; this only declares the optional native extensions of word count: the
+kernel (one extension built from the ``_wc_*.c`` sources) and the result encoder.
 
 ``optional=True``: without a C compiler or Python headers the build warns and the package still installs, and
-actors/jobs/kernel.py falls back to its pure-Python path (the actors log which one they use).
+actors/jobs/wordcount/kernel.py falls back to its pure-Python path (the actors log which one they use).
 """
 
+from glob import glob
+
 from setuptools import Extension, setup
+
+WORDCOUNT = "actors/jobs/wordcount"
+HEADERS = sorted(glob(f"{WORDCOUNT}/*.h"))
 
 setup(
     ext_modules=[
         Extension(
-            "actors.jobs._wordcount",
-            ["actors/jobs/_wordcount.c"],
-            depends=["actors/jobs/_utf8.h"],
+            "actors.jobs.wordcount._wordcount",
+            sorted(glob(f"{WORDCOUNT}/_wc_*.c")),
+            depends=HEADERS,
             optional=True,
         ),
         Extension(
-            "actors.jobs._resultjson",
-            ["actors/jobs/_resultjson.c"],
-            depends=["actors/jobs/_utf8.h"],
+            "actors.jobs.wordcount._resultjson",
+            [f"{WORDCOUNT}/_resultjson.c"],
+            depends=HEADERS,
             optional=True,
         ),
     ]

@@ -38,11 +38,17 @@ cp "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$work/"
 cp "$ROOT/tests/__init__.py" "$ROOT/tests/test_kernel.py" "$ROOT/tests/test_partition.py" \
   "$ROOT/tests/test_resultjson.py" "$work/tests/"
 suffix=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-for module in _wordcount _resultjson; do
-  echo "asan_kernel: building actors/jobs/$module.c with -fsanitize=address,undefined" >&2
+# The same sources setup.py builds: the kernel is one extension of every _wc_*.c, the encoder one file.
+wordcount=actors/jobs/wordcount
+build() {
+  local module=$1
+  shift
+  echo "asan_kernel: building $wordcount/$module from $* with -fsanitize=address,undefined" >&2
   "$CC" -shared -fPIC -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=all \
-    -fno-omit-frame-pointer -I"$include" "$ROOT/actors/jobs/$module.c" -o "$work/actors/jobs/$module$suffix"
-done
+    -fno-omit-frame-pointer -I"$include" "$@" -o "$work/$wordcount/$module$suffix"
+}
+build _wordcount "$ROOT"/$wordcount/_wc_*.c
+build _resultjson "$ROOT/$wordcount/_resultjson.c"
 
 cd "$work"
 # detect_leaks=0: CPython itself leaks at exit. PYTHONMALLOC=malloc: no pymalloc arenas hiding overflows from ASan.
@@ -50,7 +56,7 @@ cd "$work"
 export LD_PRELOAD=$libasan ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 \
   MR_REQUIRE_NATIVE_KERNEL=1 MR_KERNEL_FUZZ_EXAMPLES=${MR_KERNEL_FUZZ_EXAMPLES:-300}
-"$PY" -c 'import sys, actors.jobs._wordcount as k, actors.jobs._resultjson as r
+"$PY" -c 'import sys, actors.jobs.wordcount._wordcount as k, actors.jobs.wordcount._resultjson as r
 assert all(m.__file__.startswith(sys.argv[1]) for m in (k, r)), (k.__file__, r.__file__)' "$work"
 "$PY" -m pytest -q -p no:cacheprovider --capture=no -k native --durations=8 tests/test_kernel.py tests/test_resultjson.py
 echo "asan_kernel: the sanitized kernel and result encoder passed" >&2

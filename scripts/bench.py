@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench_report import SCALE_SHAPE, markdown, print_table, scale_summary, verdicts
 
     from actors.core.config import Settings
-    from actors.jobs.kernel import NATIVE, native_status
+    from actors.jobs import NATIVE, native_status
 
     if args.scale:
         args.inputs, args.no_pool, args.python_path = "zipf", True, False

@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import MB, real_input, zipf_input  # the inputs of scripts/bench.py, shared
 
-from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts, native_status
+from actors.jobs.engine import CountTable
+from actors.jobs.wordcount.kernel import NativeCountTable, PythonCountTable, native_status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,7 @@ def run_counter(data: bytes) -> Counter[str]:
     return Counter(data.decode("utf-8", "replace").split())
 
 
-def run_kernel(make: Callable[[int], WordCounts], chunks: list[memoryview], partitions: int,
+def run_kernel(make: Callable[[int], CountTable], chunks: list[memoryview], partitions: int,
                take_seconds: list[float]) -> list[dict[str, int]]:
     table = make(partitions)
     for chunk in chunks:

@@ -23,11 +23,14 @@ if [[ ! "$extras" =~ ^[A-Za-z0-9_]*(,[A-Za-z0-9_]+)*$ ]]; then
   return 2  # sourced (the only way to use this file): stops the caller, not an interactive shell
 fi
 # The editable install also compiles the native kernel (setup.py) and copies it next to its source: a changed
-# actors/jobs/_wordcount.c or _resultjson.c needs a reinstall as much as changed metadata does.
+# C source or header under actors/jobs/wordcount/ needs a reinstall as much as changed metadata does.
 fresh() {
   [ -f "$1" ] && [ ! "$ROOT/setup.cfg" -nt "$1" ] && [ ! "$ROOT/pyproject.toml" -nt "$1" ] \
-    && [ ! "$ROOT/setup.py" -nt "$1" ] && [ ! "$ROOT/actors/jobs/_wordcount.c" -nt "$1" ] \
-    && [ ! "$ROOT/actors/jobs/_resultjson.c" -nt "$1" ] && [ ! "$ROOT/actors/jobs/_utf8.h" -nt "$1" ]
+    && [ ! "$ROOT/setup.py" -nt "$1" ] || return 1
+  local source
+  for source in "$ROOT"/actors/jobs/wordcount/*.c "$ROOT"/actors/jobs/wordcount/*.h; do
+    [ ! "$source" -nt "$1" ] || return 1
+  done
 }
 stamp="$VENV/.installed${extras:+-$extras}"
 installed=false

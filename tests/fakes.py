@@ -21,6 +21,7 @@ from actors.core.messages import (
     Data,
     Finalize,
     KeyPart,
+    MapResult,
     Missing,
     Progress,
     Release,
@@ -142,7 +143,9 @@ class FakeReducer:
         if state is None:  # reported already: every split is committed
             status = DUPLICATE
         else:
-            status = self.ledger.current(header.job, header.epoch).commit(header.split, stage)
+            partition = self.ledger.current(header.job, header.epoch)
+            status = partition.record(header.split, stage)
+            partition.merge_pending()
         return StreamAck(header.job, header.epoch, header.split, header.partition, status, self.incarnation)
 
     def finalize(self, message: Finalize) -> Report | Missing:
@@ -154,8 +157,9 @@ class FakeReducer:
         missing = state.missing(message.splits) if state is not None else list(range(message.splits))
         if state is None or missing:
             return Missing(message.job, message.epoch, self.ordinal, self.incarnation, missing)
+        state.settle()
         report = Report(message.job, message.epoch, self.ordinal, self.incarnation, message.splits,
-                        state.job_def.finish(state.totals))
+                        MapResult(state.job_def.finish(state.totals)))
         self.ledger.forget_reported(state, wire.encode(to_wire(report)))
         return report
 

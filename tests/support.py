@@ -13,8 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.core.columns import unpack_columns
 from actors.core.messages import Columns
+from actors.jobs.wordcount.columns import unpack_columns
+from actors.reducer.ledger import PartitionState
 from actors.reducer.stage import Stage
 
 # Many distinct words, plus unicode and case variants the native kernel must hand to str.split().
@@ -110,11 +111,20 @@ def staged_items(stage: Stage) -> dict[str, Any]:
 
 
 def report_totals(report: dict[str, Any]) -> dict[str, Any]:
-    """A raw Report's totals, whether they came as a map or (a word count's) as a COLUMNS run in top order."""
-    if report.get("top_ends"):
-        run = Columns(report["top_keys"], report["top_ends"], report["top_counts"])
-        items = unpack_columns(run)
+    """A raw Report's totals, whether they came as a map or (a packing engine's) as a COLUMNS run in top order."""
+    payload = report["payload"]
+    if payload["type"] == "columns":
+        items = unpack_columns(Columns(payload["keys"], payload["ends"], payload["counts"]))
         assert list(items) == [key for key, _ in sorted(items.items(), key=lambda kv: (-kv[1], kv[0]))]
-        assert report["totals"] == {}
         return items
-    return dict(report["totals"])
+    assert payload["type"] == "mapresult", payload
+    return dict(payload["totals"])
+
+
+def commit(state: PartitionState, split: int, stage: Stage) -> str:
+    """The reducer's own path for a staged stream: the commit rule, the merge in slices, then settled totals."""
+    status = state.record(split, stage)
+    while not state.merge_some(16 * 1024):
+        pass
+    state.settle()
+    return status

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 from actors.core.config import Settings, Timeouts
-from actors.core.messages import Assignment, Report
+from actors.core.messages import Assignment, PartFile, Report
 from actors.inputs.ref import SERVED, InputRef
-from actors.jobs.resultjson import ordered_columns_in_python
 from actors.master.coordinator import Coordinator
 from actors.master.record import JobRecord
 from actors.master.splitview import entry
@@ -428,20 +427,20 @@ async def test_a_seeded_simulation_of_many_jobs_keeps_every_invariant(seed: int)
     assert transport.lost_answers > 0  # reports given, answers lost, finalize asked again
 
 
-async def test_a_report_carrying_its_totals_twice_fails_the_job_instead_of_dropping_one() -> None:
-    """A lying reducer sends a map and a run: the master cannot tell which is right, so it fails the job."""
+async def test_a_part_file_reported_for_a_job_without_an_output_fails_the_job() -> None:
+    """A lying reducer answers a part file where its totals were asked for: the job fails, naming the partition."""
     transport = FakeTransport.with_reducers({}, 2)
     reducer = transport.reducers[0]
     honest = reducer.finalize
 
-    def both(message: Any) -> Any:
+    def part(message: Any) -> Any:
         report = honest(message)
-        if isinstance(report, Report) and report.totals:
-            run = ordered_columns_in_python(report.totals)
-            return replace(report, top_keys=run.keys, top_ends=run.ends, top_counts=run.counts)
+        if isinstance(report, Report):
+            return replace(report, payload=PartFile("part-00000", 0, 0, ""))
         return report
 
-    reducer.finalize = both  # type: ignore[method-assign]
+    reducer.finalize = part  # type: ignore[method-assign]
     record = await make_job(transport, FakeDiscovery(2, 2)).run()
     assert record.state == "failed"
-    assert "partitions [0] reported their totals twice" in record.error
+    assert "partitions [0] reported part files for a job without an output" in record.error
+

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from actors.core.columns import unpack_columns
 from actors.core.config import Settings
-from actors.core.messages import Columns, Report
+from actors.core.messages import Columns, MapResult, Report
 from actors.jobs import get_job
+from actors.jobs.wordcount.columns import unpack_columns
 from actors.master.keys import REGISTRY, RESULTS, STORE
 from actors.reducer import app as reducer_app
 from actors.sequential import run_sequential
@@ -264,12 +264,12 @@ async def test_a_report_whose_offsets_lie_fails_its_job_and_the_master_stays_up(
     honest = reducer_app._reported
 
     def lying(ledger: Any, partition: Any, report: Report) -> Any:
-        if report.partition == 0 and report.top_ends:
-            ends = (2**32 - 16).to_bytes(4, "little") + report.top_ends[4:]
-            report = replace(report, top_ends=ends)
-        elif report.partition == 1 and report.top_ends and other == "map":  # a reducer without the extension
-            run = Columns(report.top_keys, report.top_ends, report.top_counts)
-            report = replace(report, totals=unpack_columns(run), top_keys=b"", top_ends=b"", top_counts=b"")
+        run = report.payload
+        if report.partition == 0 and isinstance(run, Columns):
+            ends = (2**32 - 16).to_bytes(4, "little") + run.ends[4:]
+            report = replace(report, payload=replace(run, ends=ends))
+        elif report.partition == 1 and isinstance(run, Columns) and other == "map":  # a reducer without the extension
+            report = replace(report, payload=MapResult(dict(unpack_columns(run))))
         return honest(ledger, partition, report)
 
     monkeypatch.setattr(reducer_app, "_reported", lying)

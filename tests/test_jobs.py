@@ -168,7 +168,7 @@ def test_wordcount_engine_equals_its_sdk_form(text: str, index: int) -> None:
 
 
 def test_wordcount_default_is_still_the_c_counter_path() -> None:
-    from actors.jobs.wordcount import WordCountEngine
+    from actors.jobs.wordcount.engine import WordCountEngine
 
     engine = get_job("wordcount")
     assert isinstance(engine, WordCountEngine) and engine.plain

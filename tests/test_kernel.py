@@ -22,13 +22,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core.columns import pack_columns, unpack_columns
 from actors.core.errors import WireError
 from actors.core.messages import Columns
 from actors.core.partition import split_by_partition
-from actors.jobs import kernel, resultjson
-from actors.jobs.kernel import NativeCountTable, PythonCountTable, WordCounts
-from actors.jobs.resultjson import counts_json_in_python
+from actors.jobs.engine import CountTable as WordCounts
+from actors.jobs.wordcount import encode, kernel
+from actors.jobs.wordcount.columns import pack_columns, unpack_columns
+from actors.jobs.wordcount.encode import counts_json_in_python
+from actors.jobs.wordcount.kernel import NativeCountTable, PythonCountTable
 
 from .test_partition import partition_of
 
@@ -315,7 +316,7 @@ def test_native_table_refuses_reentry_from_code_run_by_the_gc() -> None:
 
 MEMORY_CHILD = """
 import resource, sys
-from actors.jobs.kernel import NativeCountTable, PythonCountTable
+from actors.jobs.wordcount.kernel import NativeCountTable, PythonCountTable
 make = NativeCountTable if sys.argv[1] == "native" else PythonCountTable
 with open("/proc/self/status") as status:
     size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
@@ -467,7 +468,7 @@ def test_add_and_move_counts_sum_exactly_and_never_lose_or_double_a_count(
 def test_native_merges_refuse_what_is_not_two_dicts() -> None:
     if not kernel.NATIVE:
         pytest.skip("the native kernel is not built")
-    from actors.jobs import _wordcount
+    from actors.jobs.wordcount import _wordcount
 
     same: dict[str, int] = {"a": 1}
     args: tuple[Any, ...]
@@ -546,7 +547,7 @@ def test_fuzz_native_add_columns_counts_like_merging_the_dicts(frames: list[dict
     for frame in frames:
         columns = pack_columns(frame)
         kernel.check_columns(columns)
-        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        table.add_columns(columns.keys, columns.ends, columns.counts)
         expected.update(frame)
     for line in text:
         table.feed(line)
@@ -563,10 +564,10 @@ def test_native_add_columns_refuses_offsets_outside_the_frame() -> None:
                                (b"ab", (2).to_bytes(4, "little") + (1).to_bytes(4, "little"), one * 2),
                                (b"a", b"", b""), (b"a", (1).to_bytes(4, "little"), b"\x01")]:
         with pytest.raises(ValueError):
-            table.add_columns(keys, ends, counts)  # type: ignore[attr-defined]
+            table.add_columns(keys, ends, counts)
     assert len(table) == 0
     with pytest.raises(TypeError):
-        table.add_columns(b"a", (1).to_bytes(4, "little"))  # type: ignore[attr-defined]
+        table.add_columns(b"a", (1).to_bytes(4, "little"))  # type: ignore[call-arg]
 
 
 @st.composite
@@ -594,7 +595,7 @@ def test_fuzz_native_entry_points_refuse_hostile_offsets(columns: Columns) -> No
     # Every native function that reads a peer's offsets (unpack, check, add to the table, the master's merge)
     # refuses what the Python unpacking refuses, before reading a byte it names: under scripts/asan_kernel.sh an
     # offset read past the blob aborts the run.
-    if not kernel.NATIVE or NativeCountTable is None or resultjson._native_merge is None:
+    if not kernel.NATIVE or NativeCountTable is None or encode._native_merge is None:
         if os.environ.get("MR_REQUIRE_NATIVE_KERNEL") == "1":
             pytest.fail("MR_REQUIRE_NATIVE_KERNEL=1 but the native kernel or result encoder is not built")
         pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
@@ -605,20 +606,20 @@ def test_fuzz_native_entry_points_refuse_hostile_offsets(columns: Columns) -> No
     if expected is WireError:
         if columns != Columns(b"", b"", b""):  # no keys at all: an empty run, which the merge takes as {}
             with pytest.raises(ValueError):
-                resultjson._native_merge([(columns.keys, columns.ends, columns.counts)])
+                encode._native_merge([(columns.keys, columns.ends, columns.counts)])
         if not _offsets_valid(columns):
             with pytest.raises(ValueError):
-                table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+                table.add_columns(columns.keys, columns.ends, columns.counts)
         assert len(table) == 0
         return
     try:
-        merged = resultjson._native_merge([(columns.keys, columns.ends, columns.counts)])
+        merged = encode._native_merge([(columns.keys, columns.ends, columns.counts)])
     except ValueError:
         pass  # a valid frame not in top order: the master then takes the general path
     else:
         assert merged == counts_json_in_python(expected)
     try:
-        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        table.add_columns(columns.keys, columns.ends, columns.counts)
     except OverflowError:  # a table holds counts to 2**63 - 1 (a reducer then folds into unbounded ints)
         assert max(expected.values()) > 2**63 - 1
         assert len(table) == 0
@@ -639,7 +640,7 @@ def test_native_unpack_refuses_a_middle_offset_past_the_blob() -> None:
     # The last offset right, a middle one past the key bytes: refused before anything is read (it once read there).
     if not kernel.NATIVE:
         pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
-    from actors.jobs import _wordcount
+    from actors.jobs.wordcount import _wordcount
 
     one = (1).to_bytes(8, "little")
     for middle in (3, 4096, 2**31, 2**32 - 1):
@@ -669,13 +670,13 @@ def test_fuzz_native_ordered_columns_is_the_table_in_top_order(frames: list[dict
     expected: Counter[str] = Counter()
     for frame in frames:
         columns = pack_columns(frame)
-        table.add_columns(columns.keys, columns.ends, columns.counts)  # type: ignore[attr-defined]
+        table.add_columns(columns.keys, columns.ends, columns.counts)
         expected.update(frame)
     for line in text:
         table.feed(line)
         expected.update(line.decode("utf-8", "replace").split())
-    run = Columns(*table.ordered_columns())  # type: ignore[attr-defined]
-    assert Columns(*table.ordered_columns()) == run  # type: ignore[attr-defined]
+    run = Columns(*table.ordered_columns())
+    assert Columns(*table.ordered_columns()) == run
     if expected:
         in_order = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
         assert list(unpack_columns(run).items()) == in_order
@@ -689,10 +690,52 @@ def test_native_add_columns_is_all_or_nothing_when_a_count_would_pass_63_bits() 
         pytest.skip(f"the native kernel is not built ({kernel.native_status()})")
     table = NativeCountTable(1)
     first = pack_columns({"b": 2**63 - 1})
-    table.add_columns(first.keys, first.ends, first.counts)  # type: ignore[attr-defined]
+    table.add_columns(first.keys, first.ends, first.counts)
     for items in ({"a": 5, "b": 1}, {"new": 2**63}):
         frame = pack_columns(items)
         assert kernel.check_columns(frame) == sum(items.values())  # a valid frame, as unpacking says
         with pytest.raises(OverflowError):
-            table.add_columns(frame.keys, frame.ends, frame.counts)  # type: ignore[attr-defined]
+            table.add_columns(frame.keys, frame.ends, frame.counts)
     assert table.take() == [{"b": 2**63 - 1}]  # nothing of either frame was added
+
+
+@IMPLEMENTATIONS
+def test_both_tables_have_one_interface_and_give_the_same_frames_runs_and_refusals(make: Factory) -> None:
+    table = make(3)
+    table.feed(b"b a a c\nd b\n")
+    frames = table.take_columns(2, 1 << 20)
+    assert len(frames) == 3 and len(table) == 0
+    merged: dict[str, int] = {}
+    for part, cut in enumerate(frames):
+        for keys, ends, counts, checksum in cut:
+            items = unpack_columns(Columns(keys, ends, counts))
+            assert len(items) <= 2 and sum(items.values()) == checksum
+            assert {partition_of(key, 3) for key in items} == {part}
+            merged.update(items)
+    assert merged == {"a": 2, "b": 2, "c": 1, "d": 1}
+    one = make(1)
+    for frame in (pack_columns(merged), pack_columns({"a": 1})):
+        one.add_columns(frame.keys, frame.ends, frame.counts)
+    assert Columns(*one.ordered_columns()) == pack_columns({"a": 3, "b": 2, "c": 1, "d": 1})
+    past = pack_columns({"z": 1, "a": 2**63 - 3})
+    with pytest.raises(OverflowError):
+        one.add_columns(past.keys, past.ends, past.counts)  # all or nothing: "z" is not added either
+    assert one.take() == [{"a": 3, "b": 2, "c": 1, "d": 1}]
+
+
+def test_check_columns_without_the_extension_checks_what_unpacking_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel, "_native_check", None)
+    assert kernel.check_columns(pack_columns({"a": 2, "é": 3})) == 5
+    with pytest.raises(WireError, match="UTF-8"):
+        kernel.check_columns(Columns(b"a\xff", (1).to_bytes(4, "little") + (2).to_bytes(4, "little"),
+                                     (1).to_bytes(8, "little") * 2))
+
+
+def test_fallback_is_used_when_the_extension_is_absent() -> None:
+    """Run under ``-p tests.without_native`` (tests/test_engines.py does): every native path is off."""
+    if "actors.jobs.wordcount._wordcount" not in sys.modules or sys.modules["actors.jobs.wordcount._wordcount"]:
+        pytest.skip("only meaningful with the extension made absent (-p tests.without_native)")
+    from actors.jobs.wordcount import encode
+
+    assert not kernel.NATIVE and not encode.NATIVE and kernel.CountTable is PythonCountTable
+    assert kernel.native_status().startswith("no (")

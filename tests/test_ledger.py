@@ -6,13 +6,14 @@ from collections import Counter
 
 import pytest
 
-from actors.core.columns import pack_columns
 from actors.core.errors import BadRequest, Conflict, NotFound, WireError
 from actors.core.messages import Commit, Data, StreamHeader
 from actors.jobs import get_job
-from actors.reducer.ledger import COMMITTED, DUPLICATE, Ledger, PartitionState
+from actors.jobs.wordcount.columns import pack_columns
+from actors.reducer.ledger import COMMITTED, DUPLICATE, Ledger
 from actors.reducer.stage import Stage
 
+from .support import commit
 from .test_stage import MAX_KEY, honest_commit, staged
 
 
@@ -35,7 +36,7 @@ def stream(ledger: Ledger, split: int, *frames: dict[str, int], epoch: int = 1) 
     state = ledger.admit(header(split=split, epoch=epoch, partition=ledger.partition))
     stage = staged(*frames)
     stage.verify(honest_commit(*frames))
-    return state.commit(split, stage)
+    return commit(state, split, stage)
 
 
 @pytest.fixture
@@ -86,13 +87,13 @@ def test_uncommitted_stream_changes_nothing(ledger: Ledger) -> None:
 
 
 def test_inverted_index_commit_rule() -> None:
-    state = PartitionState(job="j", epoch=1, partition=0, partitions=1, job_def=get_job("inverted_index"), touched=0)
+    state = Ledger(0, Clock()).admit(header(job_name="inverted_index"))
     first = staged({"w": ["a.txt"]}, job_name="inverted_index")
     again = staged({"w": ["a.txt"]}, job_name="inverted_index")
     other = staged({"w": ["b.txt"], "v": ["b.txt"]}, job_name="inverted_index")
-    assert state.commit(0, first) == COMMITTED
-    assert state.commit(0, again) == DUPLICATE
-    assert state.commit(1, other) == COMMITTED
+    assert commit(state, 0, first) == COMMITTED
+    assert commit(state, 0, again) == DUPLICATE
+    assert commit(state, 1, other) == COMMITTED
     assert state.totals == {"w": ["a.txt", "b.txt"], "v": ["b.txt"]}
 
 
@@ -226,7 +227,7 @@ def test_admit_touches(ledger: Ledger, clock: Clock) -> None:
 
 
 def test_a_commit_merged_in_slices_counts_once_wherever_it_stops() -> None:
-    state = PartitionState(job="j", epoch=1, partition=0, partitions=1, job_def=get_job("wordcount"), touched=0.0)
+    state = Ledger(0, Clock()).admit(header(job_name="wordcount"))
     stages = []
     for split, items in enumerate(({"a": 1, "b": 2}, {"a": 3, "c": 4, "d": 5}, {"b": 1, "d": 1})):
         stage = Stage(get_job("wordcount"), MAX_KEY)
@@ -237,25 +238,33 @@ def test_a_commit_merged_in_slices_counts_once_wherever_it_stops() -> None:
     assert state.record(1, stages[1]) == DUPLICATE
     assert state.merge_some(2) is False  # stopped part way: totals and pending still hold each split once
     merged = Counter(state.totals)
-    for pending in state.pending:
+    for pending in state.merged.pending:
         assert isinstance(pending, dict)  # Data frames stay maps (COLUMNS frames go to the count table)
         merged.update(pending)
     assert merged == Counter({"a": 4, "b": 3, "c": 4, "d": 6})
     state.settle()
-    assert not state.pending
+    assert not state.merged.pending
     assert state.totals == {"a": 4, "b": 3, "c": 4, "d": 6}
 
 
-def test_a_count_past_63_bits_is_merged_exactly_and_only_once() -> None:
-    # The count table holds counts below 2**63: a frame that would pass that is refused whole (nothing of it added),
-    # and the table and every later frame go to the totals, whose ints have no bound. Merging again adds nothing.
-    state = PartitionState(job="j", epoch=1, partition=0, partitions=1, job_def=get_job("wordcount"), touched=0.0)
-    for split, items in enumerate(({"b": 2**63 - 1}, {"a": 5, "b": 1}, {"a": 2, "c": 1})):
-        stage = Stage(get_job("wordcount"), MAX_KEY)
-        stage.add(pack_columns(items))
-        assert state.record(split, stage) == COMMITTED
-        assert state.merge_some(1000)
-    state.merge_pending()
+def test_counts_past_63_bits_are_refused_at_the_wire_and_change_nothing() -> None:
+    # The count table holds counts below 2**63 and no input has that many words: a frame or a map carrying such a
+    # count is refused as it is staged, and a stream that would bring the partition's sum past it is refused at its
+    # commit, before it counts; the partition stays exact and the split can still commit honestly.
+    state = Ledger(0, Clock()).admit(header(job_name="wordcount"))
+    for bad in (pack_columns({"b": 2**63}), Data({"b": 2**63})):
+        with pytest.raises(WireError, match="2\\*\\*63"):
+            Stage(state.job_def, MAX_KEY).add(bad)
+    first = Stage(state.job_def, MAX_KEY)
+    first.add(pack_columns({"b": 2**63 - 2}))
+    assert state.record(0, first) == COMMITTED
+    over = Stage(state.job_def, MAX_KEY)
+    over.add(pack_columns({"a": 1, "b": 1}))
+    with pytest.raises(WireError, match="past 2\\*\\*63 - 1"):
+        state.record(1, over)
+    assert state.committed == {0}
+    honest = Stage(state.job_def, MAX_KEY)
+    honest.add(pack_columns({"a": 1}))
+    assert state.record(1, honest) == COMMITTED
     state.settle()
-    state.settle()
-    assert state.totals == {"b": 2**63, "a": 7, "c": 1}
+    assert state.totals == {"b": 2**63 - 2, "a": 1}

@@ -19,7 +19,9 @@ from actors.core.messages import (
     Data,
     Finalize,
     KeyPart,
+    MapResult,
     Missing,
+    PartFile,
     Progress,
     Release,
     Report,
@@ -50,7 +52,12 @@ SAMPLES: list[Any] = [
     Commit(frames=2, keys=10, checksum=55),
     StreamAck(job="job-1", epoch=2, split=3, partition=1, status="duplicate", incarnation="inc-b"),
     Finalize(job="job-1", epoch=2, partition=1, splits=8, job_name="wordcount"),
-    Report(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=8, totals={"a": 5, "b": ["x", "y"]}),
+    Report(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=8,
+           payload=MapResult({"a": 5, "b": ["x", "y"]})),
+    Report(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=8,
+           payload=Columns(b"ab", b"\x01\0\0\0\x02\0\0\0", b"\x02" + b"\0" * 7 + b"\x01" + b"\0" * 7)),
+    Report(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=8,
+           payload=PartFile("part-00001", 10, 2, "ab" * 32)),
     Missing(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=[0, 4]),
     Release(job="job-1", epoch=2),
 ]
@@ -68,7 +75,8 @@ def test_every_message_class_has_a_sample() -> None:
         obj for obj in vars(module).values()
         if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__
     }
-    assert classes == {type(m) for m in SAMPLES}
+    payloads = {type(m.payload) for m in SAMPLES if isinstance(m, Report)}
+    assert classes == {type(m) for m in SAMPLES} | payloads
 
 
 @pytest.mark.parametrize("message", SAMPLES, ids=IDS)
@@ -161,6 +169,8 @@ def bad_values(kind: Any) -> list[Any]:
         (item,) = typing.get_args(kind)
         wrong = [[1], [b"x"], [None]] if item is str else [[True], [-1], ["1"], [1.0], [0, False]]
         return ["x", None, {"a": 1}, *wrong]
+    if typing.get_args(kind) and all(dataclasses.is_dataclass(arg) for arg in typing.get_args(kind)):
+        return [[], "x", None, {}, {"type": "columns"}, {"type": "data", "items": {}}]  # a tagged payload
     raise AssertionError(f"no bad values for {kind}")
 
 
@@ -234,3 +244,15 @@ def test_a_url_assignment_carries_its_pinned_version_and_needs_it() -> None:
         from_wire(raw, Assignment)
     with pytest.raises(WireError, match="'pin_size' has a bad value"):
         from_wire(to_wire(assignment) | {"pin_size": -1}, Assignment)
+
+
+@pytest.mark.parametrize("payload", [
+    {"type": "report"},  # not a payload type
+    {"type": "mapresult", "totals": {}, "top_keys": b""},  # a map and a run at once: an unknown field
+    {"type": "partfile", "name": "p", "size": -1, "keys": 0, "sha256": ""},  # a negative size
+    {"totals": {}},  # untagged
+])
+def test_a_report_carries_exactly_one_tagged_payload(payload: dict[str, Any]) -> None:
+    raw = to_wire(Report("j", 1, 0, "inc", 1, MapResult({}))) | {"payload": payload}
+    with pytest.raises(WireError, match=r"payload|mapresult|partfile"):
+        from_wire(raw, Report)

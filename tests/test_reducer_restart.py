@@ -64,6 +64,7 @@ def totals(transport: FakeTransport) -> dict[str, int]:
     for reducer in transport.reducers.values():
         state = reducer.ledger.find("j", 3)
         assert state is not None and state.committed == {0}
+        state.settle()  # the finalize's step: count table and pending frames into the totals
         merged.update(state.totals)
     return merged
 

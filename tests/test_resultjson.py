@@ -10,24 +10,28 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import astuple
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.core.columns import pack_columns, unpack_columns
 from actors.core.errors import WireError
 from actors.core.messages import Columns
-from actors.jobs import get_job, resultjson
-from actors.jobs.resultjson import (
-    OrderedRuns,
-    counts_json_in_python,
-    general_json,
-    merge_json,
-    ordered_columns,
-    ordered_columns_in_python,
-)
+from actors.jobs import get_job
+from actors.jobs.result import OrderedRuns, general_json
+from actors.jobs.wordcount import encode as resultjson
+from actors.jobs.wordcount.columns import pack_columns, unpack_columns
+from actors.jobs.wordcount.encode import counts_json_in_python, merge_json, ordered_columns
+from actors.jobs.wordcount.kernel import PythonCountTable
+
+
+def ordered_columns_in_python(result: dict[str, int]) -> Columns:
+    """A partition as the pure-Python count table reports it: one run in top order."""
+    table = PythonCountTable(1)
+    table.add_columns(*astuple(pack_columns(result)))
+    return Columns(*table.ordered_columns())
 
 Encoder = Callable[[dict[str, int]], bytes]
 FUZZ_EXAMPLES = int(os.environ.get("MR_KERNEL_FUZZ_EXAMPLES", "300"))
@@ -36,7 +40,7 @@ FUZZ_EXAMPLES = int(os.environ.get("MR_KERNEL_FUZZ_EXAMPLES", "300"))
 def _native(result: dict[str, int]) -> bytes:
     if resultjson._native is None:
         if os.environ.get("MR_REQUIRE_NATIVE_KERNEL") == "1":
-            pytest.fail("MR_REQUIRE_NATIVE_KERNEL=1 but actors.jobs._resultjson is not built")
+            pytest.fail("MR_REQUIRE_NATIVE_KERNEL=1 but actors.jobs.wordcount._resultjson is not built")
         pytest.skip("the native result encoder is not built: pip install -e . with a C compiler")
     return resultjson._native(result)
 

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
-from actors.core.columns import unpack_columns
 from actors.core.config import Settings
 from actors.core.errors import KeyTooLarge
 from actors.core.messages import Columns, Commit, Data, KeyPart, from_wire
 from actors.core.splits import Chunker
 from actors.jobs import get_job
+from actors.jobs.wordcount.columns import unpack_columns
 from actors.mapper.spool import Spool
 from actors.reducer.stage import Stage
 
@@ -55,7 +55,7 @@ def frames_of(spool: Spool, partition: int) -> list[dict[str, Any]]:
                 parts.append(message.text)
                 continue
             # Integer-valued jobs (word count) ship COLUMNS frames, the others CBOR maps; a long key ends in DATA.
-            assert isinstance(message, Columns) == (spool.columnar and not parts)
+            assert isinstance(message, Columns) == (spool.packing is not None and not parts)
             decoded = message.items if isinstance(message, Data) else unpack_columns(message)
             if parts:
                 ((last, value),) = decoded.items()

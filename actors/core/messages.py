@@ -14,9 +14,9 @@ from .keys import AttemptKey as AttemptKey  # re-exported: the messages below ca
 
 # The wire version. Decoding is strict (a missing or unknown field is refused with a message naming it), so a field
 # added or removed already fails loudly between mismatched actors; VERSION moves when a field keeps its name but
-# changes its meaning, which no field check could catch. (Finalize.output and Report.part* were added under version
-# 1: an actor without them refuses these messages by their unknown fields, and ``totals`` keeps its meaning; so
-# were Assignment.pin_size/pin_etag/pin_modified, a URL input's version.)
+# changes its meaning, which no field check could catch. (Finalize.output, Report.payload and Assignment.pin_size/
+# pin_etag/pin_modified, a URL input's version, came under version 1: an actor without them refuses these messages
+# by their missing or unknown fields.)
 VERSION = 1
 
 
@@ -139,8 +139,8 @@ class Columns:
       non-decreasing, the last equal to ``len(keys)``;
     - ``counts``: n little-endian uint64, the value of key i, each at least 1.
 
-    Every key must be valid UTF-8 on its own and distinct; :func:`actors.core.columns.unpack_columns` refuses
-    anything else (400); :func:`actors.core.columns.pack_columns` makes one.
+    Every key must be valid UTF-8 on its own and distinct; a packing engine's ``unpack`` refuses anything else (400)
+    (word count's codec: actors.jobs.wordcount.columns). Also a Report's payload: one run in the job's top order.
     A KEYPART run still ends with a plain DATA frame of one item.
     """
 
@@ -196,29 +196,47 @@ class Finalize:
 
 
 @dataclass(frozen=True)
+class MapResult:
+    """A Report's payload: the partition's finished result as a map."""
+
+    totals: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """A Report's payload with an output: the part's file name in the output directory, size, entries, SHA-256."""
+
+    name: str
+    size: int
+    keys: int
+    sha256: str
+
+
+# One of three, tagged by its type name on the wire: a map; a packing engine's run in top order (Columns, so the
+# master merges the partitions' runs instead of sorting, see actors.jobs.engine.Packing.report); or a part file.
+ReportPayload = MapResult | Columns | PartFile
+
+
+@dataclass(frozen=True)
 class Report:
-    """Reducer → master: the final totals of one partition, or (with an output) a reference to its part file."""
+    """Reducer → master: the final result of one partition, or (with an output) a reference to its part file."""
 
     job: str
     epoch: int
     partition: int
     incarnation: str
     splits: int
-    totals: dict[str, Any]  # empty when ``part`` names the file holding them, or the top_* columns carry them
-    # With an output: the part's file name in the output directory, its size, entries and SHA-256; else empty.
-    part: str = ""
-    part_bytes: int = 0
-    part_keys: int = 0
-    part_sha256: str = ""
-    # A word count's totals as one COLUMNS run (see Columns) in top order, largest count first and ties by key, so
-    # the master merges the partitions' runs instead of sorting (see actors.jobs.resultjson); else all empty.
-    top_keys: bytes = b""
-    top_ends: bytes = b""
-    top_counts: bytes = b""
+    payload: ReportPayload
 
     @property
-    def top_run(self) -> Columns | None:
-        return Columns(self.top_keys, self.top_ends, self.top_counts) if self.top_ends else None
+    def keys(self) -> int:
+        """How many entries the payload holds (for logs)."""
+        payload = self.payload
+        if isinstance(payload, PartFile):
+            return payload.keys
+        if isinstance(payload, MapResult):
+            return len(payload.totals)
+        return len(payload)
 
 
 @dataclass(frozen=True)
@@ -250,15 +268,24 @@ P = TypeVar("P", bound=Message)
 Q = TypeVar("Q", bound=Message)
 _CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit, StreamAck,
             Finalize, Report, Missing, Release)
-_TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES}
+_PAYLOADS = (MapResult, Columns, PartFile)  # carried inside a message, as {"type": name, fields...}
+_TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES + _PAYLOADS}
 _NAMES: dict[type[Any], str] = {cls: name for name, cls in _TYPES.items()}
-_FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _CLASSES}
+_FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls))
+                                             for cls in _CLASSES + _PAYLOADS}
 
 
 def to_wire(message: Message) -> dict[str, Any]:
-    """The plain dict that goes on the wire: version, type name, fields."""
+    """The plain dict that goes on the wire: version, type name, fields (a payload field as its own tagged map)."""
     kind = type(message)
-    return {"v": VERSION, "type": _NAMES[kind], **{name: getattr(message, name) for name in _FIELDS[kind]}}
+    return {"v": VERSION, "type": _NAMES[kind], **{name: _plain(getattr(message, name)) for name in _FIELDS[kind]}}
+
+
+def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PAYLOADS:
+        return {"type": _NAMES[kind], **{name: getattr(value, name) for name in _FIELDS[kind]}}
+    return value
 
 
 @overload
@@ -283,15 +310,42 @@ def from_wire(raw: Any, *expected: type[Any]) -> Any:
         wanted = " or ".join(c.__name__.lower() for c in expected)
         raise WireError(f"expected a {wanted} message, got {name!r}")
     assert isinstance(name, str)
+    return _build(raw, name, cls, 2)
+
+
+def _build(raw: dict[Any, Any], name: str, cls: type[Any], tags: int) -> Any:
+    """The ``name`` message or payload from ``raw``, whose ``tags`` keys (v, type) are checked already."""
     checks = _checks(name)
-    if len(raw) != len(checks) + 2 or any(field_name not in raw for field_name, _ in checks):
+    if len(raw) != len(checks) + tags or any(field_name not in raw for field_name, _, _ in checks):
         hints, given = _hints(name), set(raw) - {"v", "type"}
         missing, unknown = sorted(set(hints) - given), sorted(given - set(hints))
         raise WireError(f"{name} message: missing fields {missing}, unknown fields {unknown}")
-    for field_name, check in checks:
-        if not check(raw[field_name]):
-            raise WireError(f"{name} message: field {field_name!r} has a bad value {_short(raw[field_name])}")
-    return cls(**{field_name: raw[field_name] for field_name, _ in checks})
+    values = {}
+    for field_name, check, nested in checks:
+        value = raw[field_name]
+        if not check(value):
+            raise WireError(f"{name} message: field {field_name!r} has a bad value {_short(value)}")
+        values[field_name] = _payload(value, name, field_name) if nested else value
+    return cls(**values)
+
+
+def _is_payload(kind: Any) -> bool:
+    return set(typing.get_args(kind)) <= set(_PAYLOADS) and bool(typing.get_args(kind))
+
+
+def _payload(raw: dict[Any, Any], name: str, field_name: str) -> Any:
+    """A tagged payload field: one of the dataclasses its type names, checked as strictly as a message."""
+    allowed = typing.get_args(_hints(name)[field_name])
+    kind = raw.get("type")
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None or cls not in allowed:
+        wanted = " or ".join(c.__name__.lower() for c in allowed)
+        raise WireError(f"{name} message: field {field_name!r} must be a {wanted}, not {_short(kind)}")
+    assert isinstance(kind, str)
+    try:
+        return _build(raw, kind, cls, 1)
+    except WireError as error:
+        raise WireError(f"{name} message: field {field_name!r}: {error.message}") from None
 
 
 @functools.cache
@@ -300,12 +354,15 @@ def _hints(name: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _checks(name: str) -> tuple[tuple[str, Callable[[Any], bool]], ...]:
-    """Each field of message ``name`` with its check, made once (every frame and message is checked)."""
-    return tuple((field_name, _check_of(kind)) for field_name, kind in _hints(name).items())
+def _checks(name: str) -> tuple[tuple[str, Callable[[Any], bool], bool], ...]:
+    """Each field of message ``name`` with its check and whether it holds a tagged payload, made once (every frame
+    and message is checked)."""
+    return tuple((field_name, _check_of(kind), _is_payload(kind)) for field_name, kind in _hints(name).items())
 
 
 def _check_of(kind: Any) -> Callable[[Any], bool]:
+    if _is_payload(kind):
+        return lambda value: type(value) is dict  # then decoded by _payload, field by field
     origin = typing.get_origin(kind) or kind
     if origin is int:
         return lambda value: type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool

@@ -15,7 +15,7 @@ from typing import Any
 from ..core.errors import BadRequest, WireError
 from ..core.partition import decode_key, display_key
 from ..sdk import JobCodeError, MapReduceJob, check_key, plain_value
-from .resultjson import Result, as_mapping, general_json
+from .result import Result, as_mapping, general_json
 
 
 class SdkJob:

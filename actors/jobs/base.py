@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .resultjson import Result
+from .result import Result
 
 
 class Job(Protocol):
@@ -51,5 +51,5 @@ class Job(Protocol):
 
     def encode(self, result: Result) -> bytes:
         """The whole result as compact ASCII JSON, entries in :meth:`top` order: what the master holds (see
-        actors.jobs.resultjson); TypeError or ValueError if JSON cannot carry a value."""
+        actors.jobs.result); TypeError or ValueError if JSON cannot carry a value."""
         ...

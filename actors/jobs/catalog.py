@@ -19,9 +19,11 @@ from .base import Job
 from .grep import Grep
 from .inverted_index import InvertedIndex
 from .median_length import MedianLength
-from .wordcount import WordCount
+from .wordcount.engine import WordCount
 
 BUILT_INS: tuple[type[MapReduceJob], ...] = (WordCount, InvertedIndex, Grep, MedianLength)
+#: The job a submission that names none runs, and the one ``GET /compute`` runs (the original's word count).
+DEFAULT_JOB = WordCount.name
 ENTRY_POINTS = "mapreduce_actors.jobs"
 
 

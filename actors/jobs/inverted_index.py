@@ -7,7 +7,7 @@ from typing import Any
 
 from ..core.errors import WireError
 from ..sdk import MapReduceJob
-from .resultjson import Result, as_mapping, general_json
+from .result import Result, as_mapping, general_json
 
 
 class InvertedIndexEngine:

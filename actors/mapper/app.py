@@ -42,8 +42,7 @@ from ..inputs.pin import Pin
 from ..inputs.ref import GZIP, PATH, URL
 from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
-from ..jobs import Job
-from ..jobs.kernel import NATIVE, native_status
+from ..jobs import NATIVE, Job, native_status
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
@@ -82,7 +81,7 @@ def build_mapper(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
     app.router.add_post("/internal/v1/assign", assign)
-    # Once per process: which word-count kernel this mapper runs (the native one may be absent or switched off).
+    # Once per process: which native kernel this mapper runs (the native one may be absent or switched off).
     log.info("map_kernel", native=NATIVE and settings.native_kernel, status=native_status(),
              enabled=settings.native_kernel)
     return app

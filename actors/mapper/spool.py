@@ -8,14 +8,11 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..core import wire
-from ..core.columns import pack_columns, unpack_columns
 from ..core.density import too_dense
 from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
 from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
-from ..jobs import Job, kernel
-from ..jobs.kernel import CountTable, PythonCountTable, WordCounts
-from ..jobs.wordcount import WordCountEngine
+from ..jobs import CountTable, Job, byte_table_of, packing_of
 
 READ_BLOCK = 256 * 1024
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
@@ -46,15 +43,11 @@ class Spool:
         self.max_key = max_key
         self.memory_limit = memory_limit
         self._acc: dict[str, Any] = job.partial()
-        # Word count with default params counts raw bytes in the kernel (native when built and wanted): no
-        # per-chunk decode here. Its lower/strip_punctuation variants keep the text path.
-        self.table: WordCounts | None = None
-        if isinstance(job, WordCountEngine) and job.plain:
-            self.table = (CountTable if native else PythonCountTable)(partitions)
-        # Integer-valued jobs ship COLUMNS frames, which a reducer unpacks natively 1.8x faster than it decodes a
-        # CBOR map — but 5x slower without the extension. Every actor runs the same build, so a mapper without the
-        # native kernel (or told not to use it) sends CBOR maps: the pure-Python path stays today's path.
-        self.columnar = bool(getattr(job, "integer_values", False)) and native and kernel.NATIVE
+        # The engine's capabilities (actors.jobs.engine), resolved once: a table that maps raw bytes (no per-chunk
+        # decode here), and a packing that ships COLUMNS frames (None: CBOR maps; the engine decides when packing
+        # pays, e.g. only with its native kernel built and MR_NATIVE_KERNEL on).
+        self.table: CountTable | None = byte_table_of(job, partitions, native)
+        self.packing = packing_of(job, native)
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
@@ -82,9 +75,8 @@ class Spool:
             self.flush()
 
     def flush(self) -> None:
-        take_columns = getattr(self.table, "take_columns", None)  # the native table's: no dicts made at all
-        if take_columns is not None and self.columnar:
-            for partition, frames in enumerate(take_columns(self.frame_keys, self.frame_cap)):
+        if self.table is not None and self.packing is not None:  # frames cut by the table: no dicts made at all
+            for partition, frames in enumerate(self.table.take_columns(self.frame_keys, self.frame_cap)):
                 for keys, ends, counts, checksum in frames:
                     self._write_columns(partition, Columns(keys, ends, counts), checksum)
             return
@@ -110,8 +102,8 @@ class Spool:
             self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
             return
         try:
-            if self.columnar:
-                encoded = wire.frame(to_wire(pack_columns(items)), self.frame_cap)
+            if self.packing is not None:
+                encoded = wire.frame(to_wire(self.packing.pack(items)), self.frame_cap)
             else:
                 encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
                 if too_dense(encoded[wire.PREFIX:], self.frame_keys):  # a reducer would refuse it: cut it as too large
@@ -139,12 +131,13 @@ class Spool:
         self.checksums[partition] += self.job.checksum(items)
 
     def _write_columns(self, partition: int, columns: Columns, checksum: int) -> None:
-        """One COLUMNS frame cut by the kernel (at MR_FRAME_KEYS keys and about the frame cap)."""
+        """One COLUMNS frame cut by the table (at MR_FRAME_KEYS keys and about the frame cap)."""
+        assert self.packing is not None
         try:
             encoded = wire.frame(to_wire(columns), self.frame_cap)
         except PayloadTooLarge:
-            # One key too long for a frame (it travels in pieces), or a frame over the kernel's size estimate.
-            self._write(partition, unpack_columns(columns))
+            # One key too long for a frame (it travels in pieces), or a frame over the table's size estimate.
+            self._write(partition, self.packing.unpack(columns))
             return
         self._append(partition, encoded)
         self.keys[partition] += len(columns)

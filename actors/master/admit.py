@@ -13,7 +13,7 @@ from aiohttp import web
 from ..core.errors import JobFailed, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import SERVED, InputRef
-from ..jobs.resultjson import Result, as_mapping
+from ..jobs.result import Result, as_mapping
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS
 from ..net.client import PeerClient
 from ..net.transport import HttpTransport

@@ -9,11 +9,10 @@ from typing import Any
 from ..core.config import Settings
 from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable, WireError
 from ..core.logs import EventLog
-from ..core.messages import Finalize, Missing, Release, Report
+from ..core.messages import Columns, Finalize, MapResult, Missing, PartFile, Release, Report
 from ..discovery import Discovery, Peer
 from ..inputs.outdir import PartInfo, part_name
-from ..jobs.kernel import unpack_columns
-from ..jobs.resultjson import OrderedRuns, Result
+from ..jobs.result import OrderedRuns, Result
 from ..net.client import retrying
 from ..net.ordinals import wait_for_ordinals
 from ..net.transport import Transport
@@ -59,31 +58,36 @@ class Collector:
         if record.output:
             await self._commit_output([reports[p] for p in sorted(reports)])
             return {}  # the result is in the output directory; no key or value passed through the master
-        # The reducer finished them (a job's reduce runs there once). A word count's come as runs in top order: the
-        # master merges them into the held JSON later, with no dict of every key made here.
-        ordered = [reports[p] for p in sorted(reports)]
-        runs = [report.top_run for report in ordered]
-        both = [r.partition for run, r in zip(runs, ordered, strict=True) if run is not None and r.totals]
-        if both:
-            raise JobFailed(f"reducers of partitions {both} reported their totals twice (a map and a run)")
-        if any(runs) and all(run is not None or not r.totals for run, r in zip(runs, ordered, strict=True)):
-            return OrderedRuns(tuple(run for run in runs if run is not None))
+        # The reducer finished them (a job's reduce runs there once). A packing engine's come as runs in top order:
+        # the job's encoder merges them into the held JSON later, with no dict of every key made here.
+        payloads = [reports[p].payload for p in sorted(reports)]
+        files = [p for p in sorted(reports) if isinstance(reports[p].payload, PartFile)]
+        if files:
+            raise JobFailed(f"reducers of partitions {files} reported part files for a job without an output")
+        runs = tuple(payload for payload in payloads if isinstance(payload, Columns))
+        maps = [payload.totals for payload in payloads if isinstance(payload, MapResult)]
+        if runs and not any(maps):
+            return OrderedRuns(runs)
         result: dict[str, Any] = {}
-        for report, run in zip(ordered, runs, strict=True):
+        for partition, payload in zip(sorted(reports), payloads, strict=True):
             try:
-                result.update(unpack_columns(run) if run is not None else report.totals)
+                if isinstance(payload, MapResult):
+                    result.update(payload.totals)
+                elif isinstance(payload, Columns):
+                    result.update(OrderedRuns((payload,)).to_dict())
             except WireError as error:  # a lying or broken reducer: its report is refused, and with it the job
-                raise JobFailed(f"reducer {report.partition} sent a malformed report: {error.message}") from None
+                raise JobFailed(f"reducer {partition} sent a malformed report: {error.message}") from None
         return result
 
     async def _commit_output(self, reports: list[Report]) -> None:
         """Every part staged with its reported size, then moved into place and ``_SUCCESS`` written (JobOutput)."""
         record = self.record
-        unwritten = [r.partition for r in reports if not r.part]
+        files = {r.partition: r.payload for r in reports if isinstance(r.payload, PartFile)}
+        unwritten = [r.partition for r in reports if r.partition not in files]
         if unwritten:
             raise JobFailed(f"reducers of partitions {unwritten} reported totals instead of writing their parts")
-        parts = [PartInfo(r.part, r.part_bytes, r.part_keys, r.part_sha256) for r in reports]
-        wrong = [r.partition for r in reports if r.part != part_name(r.partition)]
+        parts = [PartInfo(f.name, f.size, f.keys, f.sha256) for f in files.values()]
+        wrong = [p for p, f in files.items() if f.name != part_name(p)]
         if wrong:
             raise JobFailed(f"reducers of partitions {wrong} reported parts under other names")
 
@@ -121,7 +125,7 @@ class Collector:
         if isinstance(answer, Report):
             self.reported.add(partition)
             log.debug("partition_collected", **self.fields, partition=partition,
-                      keys=answer.part_keys if answer.part else len(answer.totals), part=answer.part or None,
+                      keys=answer.keys, part=answer.payload.name if isinstance(answer.payload, PartFile) else None,
                       incarnation=answer.incarnation)
         return answer
 

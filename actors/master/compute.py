@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from ..core.errors import BadRequest, Unavailable
+from ..jobs import DEFAULT_JOB
 from ..net.actor import SETTINGS
 from .admit import ready_for_jobs, start_job
 from .keys import REGISTRY, STORE
@@ -23,7 +24,7 @@ async def compute(request: web.Request) -> web.Response:
     app[REGISTRY].check_room(interactive=True)
     ref = app[STORE].add_text(text.encode("utf-8", "surrogatepass"), "compute")  # 429 past MR_TEXT_BUDGET
     # Interactive: it waits ahead of queued /v1 jobs, so a flood of submissions cannot starve it.
-    record = start_job(app, "wordcount", ref, settings.split_size, interactive=True)
+    record = start_job(app, DEFAULT_JOB, ref, settings.split_size, interactive=True)
     try:
         async with asyncio.timeout(settings.timeouts.request):
             await record.done.wait()

@@ -22,7 +22,7 @@ from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan_inputs
 from ..discovery import Discovery, Peer
-from ..jobs.resultjson import OrderedRuns, Result
+from ..jobs.result import OrderedRuns, Result
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport

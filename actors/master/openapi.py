@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..jobs import DEFAULT_JOB
 
 JSON = "application/json"
 ERROR_STATUSES = {
@@ -94,7 +95,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["input"],
         "additionalProperties": False,
         "properties": {
-            "job": {"type": "string", "default": "wordcount", "description": "a registered job's name"},
+            "job": {"type": "string", "default": DEFAULT_JOB, "description": "a registered job's name"},
             "params": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "the job's parameters (GET /v1/jobs/kinds lists them)"},
             "input": _ref("Input"),
@@ -267,7 +268,7 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "the same key answers the same job (200) instead of starting another"},
-                _query("job", "uploads: the job's name", {"type": "string", "default": "wordcount"}),
+                _query("job", "uploads: the job's name", {"type": "string", "default": DEFAULT_JOB}),
                 _query("name", "uploads: the input's name", {"type": "string"}),
                 _query("split_size", "uploads: bytes per split", POSITIVE),
             ],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import Gone, JobFailed
-from ..jobs.resultjson import Result
+from ..jobs.result import Result
 
 Encode = Callable[[Result], bytes]  # a job's ``encode``: the result as JSON, entries in its top order
 CHUNK = 256 * 1024  # a response writes this much at a time, so a slow reader holds no copy of the whole result

@@ -15,6 +15,7 @@ from aiohttp import web
 from ..core.errors import BadRequest, PayloadTooLarge, shown_all
 from ..inputs.ref import InputRef
 from ..inputs.spec import check_name, clip_name, parse_inputs
+from ..jobs import DEFAULT_JOB
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
 from .admit import job_links, ready_for_jobs, start_job
 from .body import UPLOAD_BLOCK, body_pace, read_block
@@ -96,12 +97,12 @@ async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef |
     against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the submission."""
     app, settings = request.app, request.app[SETTINGS]
     if upload is not None:
-        job_name = request.query.get("job", "wordcount")
+        job_name = request.query.get("job", DEFAULT_JOB)
         await check_job(app, job_name, {})
         split_size = query_split_size(request.query.get("split_size"), settings)
         check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
         return job_name, [upload], split_size, None
-    job_name = spec.get("job", "wordcount")
+    job_name = spec.get("job", DEFAULT_JOB)
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
     await check_job(app, job_name, spec.setdefault("params", {}))

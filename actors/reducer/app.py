@@ -19,7 +19,9 @@ from ..core.messages import (
     Data,
     Finalize,
     KeyPart,
+    MapResult,
     Missing,
+    PartFile,
     Release,
     Report,
     StreamAck,
@@ -143,7 +145,7 @@ async def _stream(request: web.Request, started: float) -> web.Response:
     # Most streams decode to about DECODED_RATIO times their size, packed ones stay near it; one long key takes about
     # its size. Reserve the estimate (at most the whole budget) and let the staged frames grow it when they hold more.
     stage = Stage(job_def, settings.max_key)
-    estimate = reservation(header.size, stage.native, settings.stage_budget)
+    estimate = reservation(header.size, stage.packed, settings.stage_budget)
     async with request.app[BUDGET].reserve(estimate, settings.timeouts.stage_wait) as reserved:
         await _receive(reader, header, stage, reserved, settings)
         await reader.expect_end()
@@ -281,12 +283,11 @@ async def finalize(request: web.Request) -> web.Response:
         return cbor_response(to_wire(answer))
     partition.merge_pending()  # a stream may still be merging (its split also committed by a backup attempt)
     ordered = None if message.output else partition.ordered_run()
-    if ordered is not None:  # a word count held in the count table: sorted there, no object made per key
+    if ordered is not None:  # counts held in a packing engine's table: sorted there, no object made per key
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(ordered), duplicates=partition.duplicates)
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                        splits=message.splits, totals={}, top_keys=ordered.keys, top_ends=ordered.ends,
-                        top_counts=ordered.counts)
+                        splits=message.splits, payload=ordered)
         return _reported(ledger, partition, report)
     partition.settle()
     if partition.spilled():  # merge the runs on the spill thread, after its writes
@@ -299,21 +300,14 @@ async def finalize(request: web.Request) -> web.Response:
                  keys=part.keys, bytes=part.bytes, part=part.name, duplicates=partition.duplicates)
         report = Report(
             job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-            splits=message.splits, totals={}, part=part.name, part_bytes=part.bytes, part_keys=part.keys,
-            part_sha256=part.sha256,
+            splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256),
         )
     else:
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(totals), duplicates=partition.duplicates)
-        report_columns = getattr(partition.job_def, "report_columns", None)  # word count's: sorted here, not there
-        run = report_columns(totals) if report_columns is not None else None
-        if run is not None:
-            report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                            splits=message.splits, totals={}, top_keys=run.keys, top_ends=run.ends,
-                            top_counts=run.counts)
-        else:
-            report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                            splits=message.splits, totals=totals)
+        run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
+        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                        splits=message.splits, payload=run if run is not None else MapResult(totals))
     return _reported(ledger, partition, report)
 
 

@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..core.errors import PayloadTooLarge, Unavailable
-from ..core.messages import Columns
 
-# Decoded partial values take several times their wire size. Measured (1 M wordcount keys of 4-19 characters,
+# Decoded partial values take several times their wire size. Measured (1 M word-count keys of 4-19 characters,
 # 15.7 wire bytes a key): tracemalloc saw 6.2 bytes of memory per wire byte, sys.getsizeof (what footprint()
 # charges) 7.7; 2-character keys reach about 20. A stream reserves its declared wire size times this up front
 # and grows its reservation as the frames it decodes show what they really hold (see Reservation.cover).
@@ -35,17 +34,6 @@ def footprint(items: dict[str, Any]) -> int:
     return size + sum(map(_deep, values))
 
 
-_EMPTY_STR = sys.getsizeof("")  # an ASCII str takes this plus one byte a character
-
-
-def columns_footprint(columns: Columns, items: dict[str, int]) -> int:
-    """:func:`footprint` of the map a COLUMNS frame decoded to, with no call per key when its keys are ASCII
-    (almost always): each key is then the empty str's size plus its length, and no count outweighs the largest.
-    An over-estimate only where counts differ in size; never an under-estimate."""
-    if not columns.keys.isascii():
-        return footprint(items)
-    largest = max(items.values(), default=0)
-    return sys.getsizeof(items) + _EMPTY_STR * len(items) + len(columns.keys) + sys.getsizeof(largest) * len(items)
 
 
 def _deep(value: Any) -> int:

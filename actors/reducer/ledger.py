@@ -7,14 +7,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import Conflict, InsufficientStorage, NotFound, WireError
+from ..core.errors import Conflict, NotFound, WireError
 from ..core.messages import Columns, StreamHeader
-from ..jobs import Catalog, Job, load_catalog
+from ..jobs import Catalog, Job, load_catalog, packing_of
 from ..jobs.adapter import SdkJob
-from ..jobs.kernel import NativeCountTable, WordCounts, add_counts, unpack_columns
 from .reported import ReportedJobs
 from .spill import SpillRuns
 from .stage import Stage
+from .totals import PackedTotals, SpillingTotals, Totals
 
 COMMITTED = "committed"
 DUPLICATE = "duplicate"
@@ -22,7 +22,7 @@ DUPLICATE = "duplicate"
 
 @dataclass
 class PartitionState:
-    """One job's partition at this reducer: which splits are merged, and the totals so far."""
+    """One job's partition at this reducer: which splits are committed, and their merged totals."""
 
     job: str
     epoch: int
@@ -30,169 +30,69 @@ class PartitionState:
     partitions: int
     job_def: Job
     touched: float
+    merged: Totals  # the totals strategy, chosen once when the state is made (see totals.py)
     params: dict[str, str] = field(default_factory=dict)
     committed: set[int] = field(default_factory=set)
-    totals: dict[str, Any] = field(default_factory=dict)
-    pending: list[dict[str, Any] | Columns] = field(default_factory=list)  # committed, not yet merged into totals
-    # A word count's COLUMNS frames merge here, natively, with no object per key; settle() folds it into totals.
-    table: WordCounts | None = None
-    unbounded: bool = False  # a count passed what the table holds: every frame merges into the totals instead
     duplicates: int = 0
-    # The general path (an SDK job without a combiner): past ``memory`` bytes of values held, the totals leave
-    # memory as a sorted run written by ``pool`` (one thread, so its tasks run in order: a finish or a removal
-    # submitted after a spill sees that run on disk).
-    spill: SpillRuns | None = None
-    pool: ThreadPoolExecutor | None = None
-    memory: int = 0
-    held: int = 0  # bytes of committed values held in totals and pending (budget.footprint)
-    spills: int = 0
-    writing: list[Future[None]] = field(default_factory=list)
-
-    def commit(self, split: int, stage: Stage) -> str:
-        """The commit rule, merged at once: for callers that need not keep an event loop running."""
-        status = self.record(split, stage)
-        self.settle()
-        return status
 
     def record(self, split: int, stage: Stage) -> str:
         """The commit rule: count a split's stream only the first time; synchronous, so nothing interleaves.
 
-        The stream's values join ``pending`` (the first split's simply become the totals), so the split counts
-        from here on; :meth:`merge_some` moves them into ``totals`` a slice at a time (merging 1 M keys into 1 M
-        takes 1.2 s, too long to hold an event loop), and :meth:`settle` before the totals are read.
+        The stream's values join the pending frames, so the split counts from here on; :meth:`merge_some` merges
+        them a slice at a time (merging 1 M keys into 1 M takes 1.2 s, too long to hold an event loop), and
+        :meth:`settle` before the totals are read. WireError, with nothing changed, for a stream the totals
+        cannot hold.
         """
         if split in self.committed:
             self.duplicates += 1
             return DUPLICATE
+        self.merged.admit(stage.checksum)
         self.committed.add(split)
-        self.held += stage.held
         parts, stage.parts = stage.parts, []
-        first = parts[0] if parts else None
-        if isinstance(first, dict) and not self.totals and not self.pending:
-            self.totals = first  # take a staged dict over: copying it would cost a pass over its keys
-            parts = parts[1:]
-        # merge_some takes from the end: reversed, one stream's frames combine in the order they came, as a job
-        # whose values are lists (appended in order) expects.
-        self.pending.extend(reversed(parts))
+        self.merged.add(parts, stage.held)
         return COMMITTED
 
     def merge_some(self, limit: int) -> bool:
-        """Merge up to ``limit`` pending keys into the totals; True once nothing is pending.
-
-        Keys leave the pending dict as they join the totals, so totals plus pending always hold each committed
-        split exactly once, whenever a caller stops between slices.
-        """
-        merge_slice = getattr(self.job_def, "merge_slice", None)  # word count's: native, no slice dict made
-        while self.pending and limit > 0:
-            items = self.pending[-1]
-            if isinstance(items, Columns):
-                self._add_packed(items)
-                self.pending.pop()
-                limit -= len(items)
-                continue
-            if len(items) <= limit:
-                # A whole frame (the usual case: frames hold at most MR_FRAME_KEYS keys, the slice the reducer
-                # asks for) is combined at once and then dropped, with no key deleted one by one.
-                self.job_def.combine(self.totals, items)
-                self.pending.pop()
-                limit -= len(items)
-                continue
-            if merge_slice is not None:
-                limit -= merge_slice(self.totals, items, limit)
-            else:
-                take = min(limit, len(items))
-                part = dict(items.popitem() for _ in range(take))
-                self.job_def.combine(self.totals, part)
-                limit -= take
-            if not items:
-                self.pending.pop()
-        if self.pending:
-            return False
-        if self.spill is not None and self.held > self.memory:
-            self._spill()
-        return True
-
-    def _spill(self) -> None:
-        """Hand the totals to the spill thread as a sorted run; synchronous, so every committed value is, at any
-        moment, either in the totals or in a run submitted before anything that reads the runs."""
-        assert self.spill is not None and self.pool is not None
-        groups, self.totals, self.held = self.totals, {}, 0
-        self.spills += 1
-        self.writing.append(self.pool.submit(self.spill.spill, groups))
-
-    def spilled(self) -> bool:
-        return bool(self.writing)
-
-    def finish_spilled(self) -> Future[dict[str, Any]]:
-        """The result merged from the runs and the totals, computed on the spill thread after every write; call
-        after :meth:`settle`."""
-        assert self.spill is not None and self.pool is not None and isinstance(self.job_def, SdkJob)
-        return self.pool.submit(self._merge, self.spill, self.job_def, self.totals, list(self.writing))
-
-    @staticmethod
-    def _merge(spill: SpillRuns, job: SdkJob, memory: dict[str, Any], writes: list[Future[None]]) -> dict[str, Any]:
-        try:
-            for write in writes:
-                write.result()  # a failed write (say, a full disk) fails the finalize rather than losing values
-            return job.reduce_groups(spill.groups(memory))
-        except OSError as error:
-            raise InsufficientStorage(f"a reducer could not write or read its spilled runs under MR_SPOOL_DIR "
-                                      f"({error}); the job's values there are lost, so it cannot finish") from None
-
-    def close(self) -> Future[None] | None:
-        """Remove the spilled runs (after any write still queued); the state is no longer used."""
-        spill, self.spill = self.spill, None  # a stream still committing into this state spills no more
-        if spill is None or self.pool is None:
-            return None
-        self.totals, self.pending, self.held, self.table = {}, [], 0, None
-        return self.pool.submit(spill.remove)
-
-    def _add_packed(self, frame: Columns) -> None:
-        """Merge a checked COLUMNS frame into the count table (all or nothing); a count past 2**63 - 1, which the
-        table cannot hold, sends the table and from then on every frame to the totals, whose ints have no bound."""
-        if not self.unbounded:
-            if self.table is None:
-                assert NativeCountTable is not None  # Stage keeps COLUMNS frames only with the kernel built
-                self.table = NativeCountTable(1)
-            try:
-                self.table.add_columns(frame.keys, frame.ends, frame.counts)  # type: ignore[attr-defined]
-                return
-            except OverflowError:  # the table is unchanged: nothing of this frame was added
-                self.unbounded = True
-                self._fold_table()
-        self.job_def.combine(self.totals, unpack_columns(frame))
-
-    def _fold_table(self) -> None:
-        if self.table is not None and len(self.table):
-            (counted,) = self.table.take()
-            if self.totals:
-                add_counts(self.totals, counted)
-            else:
-                self.totals = counted
+        """Merge up to ``limit`` pending keys into the totals; True once nothing is pending."""
+        return self.merged.merge_some(limit)
 
     def merge_pending(self) -> None:
-        """Merge everything pending (into the totals, or the count table)."""
-        self.merge_some(sum(map(len, self.pending)))
-
-    def ordered_run(self) -> Columns | None:
-        """With everything merged and held in the count table alone: the partition as one COLUMNS run in top
-        order, the table unchanged (a repeated finalize answers the same); else None."""
-        if self.pending or self.totals or self.table is None or not len(self.table):
-            return None
-        try:
-            return Columns(*self.table.ordered_columns())  # type: ignore[attr-defined]
-        except OverflowError:  # past 4 GiB of keys: the dict path reports them
-            return None
+        self.merged.merge_pending()
 
     def settle(self) -> None:
-        """Merge everything pending, and the count table into the totals: the totals are then complete."""
-        self.merge_pending()
-        self._fold_table()
+        """Merge everything pending: :attr:`totals` are then complete."""
+        self.merged.settle()
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        """The merged totals (complete after :meth:`settle`)."""
+        return self.merged.values
+
+    def ordered_run(self) -> Columns | None:
+        return self.merged.ordered_run()
+
+    def report_run(self, result: dict[str, Any]) -> Columns | None:
+        """A finished result as one run in top order (a packing engine's), or None: report it as a map."""
+        return self.merged.report_run(result)
+
+    def spilled(self) -> bool:
+        return self.merged.spilled()
+
+    def finish_spilled(self) -> Future[dict[str, Any]]:
+        assert isinstance(self.merged, SpillingTotals)
+        return self.merged.finish_spilled()
 
     @property
     def keys_held(self) -> int:
-        """Keys in the totals, the count table and pending frames (a key in several is counted in each)."""
-        return len(self.totals) + (len(self.table) if self.table is not None else 0) + sum(map(len, self.pending))
+        return self.merged.keys_held
+
+    @property
+    def spills(self) -> int:
+        return self.merged.spills
+
+    def close(self) -> Future[None] | None:
+        """Drop the totals and remove any spilled runs; the state is no longer used."""
+        return self.merged.close()
 
     def missing(self, splits: int) -> list[int]:
         return sorted(set(range(splits)) - self.committed)
@@ -249,23 +149,24 @@ class Ledger:
                     raise Conflict(f"job {key.job} epoch {key.epoch} was started with other parameters")
                 state.touched = self.clock()
                 return state
-        state = PartitionState(
-            job=header.job,
-            epoch=header.epoch,
-            partition=header.partition,
-            partitions=header.partitions,
-            job_def=self.catalog.get(header.job_name, header.params),
-            touched=self.clock(),
-            params=header.params,
-        )
-        if self.memory > 0 and isinstance(state.job_def, SdkJob) and state.job_def.groups:
-            state.spill = SpillRuns(self.spool, f"reduce-{self.partition}-")
-            state.pool, state.memory = self.pool, self.memory
+        job_def = self.catalog.get(header.job_name, header.params)
+        state = PartitionState(job=header.job, epoch=header.epoch, partition=header.partition,
+                               partitions=header.partitions, job_def=job_def, touched=self.clock(),
+                               merged=self._totals(job_def), params=header.params)
         if state.job in self.jobs:
             self._drop(self.jobs[state.job])  # a newer epoch replaces the older one's runs too
         self.reported.drop(state.job)  # an older epoch's report: superseded
         self.jobs[header.job] = state
         return state
+
+    def _totals(self, job: Job) -> Totals:
+        """The totals strategy of a new partition, from its engine's declared capabilities."""
+        packing = packing_of(job, native=True)
+        if packing is not None:
+            return PackedTotals(job, packing)
+        if self.memory > 0 and isinstance(job, SdkJob) and job.groups:
+            return SpillingTotals(job, SpillRuns(self.spool, f"reduce-{self.partition}-"), self.pool, self.memory)
+        return Totals(job)
 
     def was_reported(self, job: str, epoch: int) -> bool:
         """Whether this reducer reported (job, epoch) and forgot its state (every split was committed then); an

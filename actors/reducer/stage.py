@@ -7,9 +7,9 @@ from typing import Any
 
 from ..core.errors import KeyTooLarge, WireError
 from ..core.messages import Columns, Commit, Data, KeyPart
-from ..jobs import Job
-from ..jobs.kernel import NativeCountTable, check_columns, unpack_columns
-from .budget import columns_footprint, footprint
+from ..jobs import Job, packing_of
+from ..jobs.engine import COUNT_LIMIT
+from .budget import footprint
 
 
 class Stage:
@@ -23,10 +23,10 @@ class Stage:
     def __init__(self, job: Job, max_key: int) -> None:
         self.job = job
         self.max_key = max_key
-        # Each frame's decoded map, in arrival order; or, for an integer-valued job with the native kernel, the
-        # COLUMNS frame itself, checked but never decoded: the partition's count table merges it as it is.
+        # Each frame's decoded map, in arrival order; or, for a job whose engine packs its values, the COLUMNS
+        # frame itself, checked but never decoded: the partition's count table merges it as it is.
         self.parts: list[dict[str, Any] | Columns] = []
-        self.native = NativeCountTable is not None and bool(getattr(job, "integer_values", False))
+        self.packing = packing_of(job, native=True)
         self.frames = 0
         self.keys = 0
         self.checksum = 0
@@ -35,31 +35,37 @@ class Stage:
         self._part_bytes = 0
 
     def add(self, data: Data | Columns) -> None:
-        """Stage one DATA or COLUMNS frame (COLUMNS unpacked natively when the kernel is built)."""
-        if isinstance(data, Data):
-            items = data.items
-            if self._parts:
-                items = self._join(items)
-            held = footprint(items)
-            self.job.check(items)
-        elif self.native:
-            self.checksum += check_columns(data)  # every rule unpacking checks; no object made per key
-            self.held += sum(map(sys.getsizeof, (data.keys, data.ends, data.counts)))
-            self.frames += 1
-            self.keys += len(data)
-            self.parts.append(data)
+        """Stage one DATA frame, or a COLUMNS frame of a job whose engine packs its values (checked, not decoded)."""
+        if isinstance(data, Columns):
+            self._add_packed(data)
             return
-        else:
-            items = unpack_columns(data)
-            held = columns_footprint(data, items)
-            if not getattr(self.job, "integer_values", False):  # unpacked counts are positive ints by construction
-                self.job.check(items)
+        items = data.items
+        if self._parts:
+            items = self._join(items)
+        held = footprint(items)
+        self.job.check(items)
         self.held += held
         self.frames += 1
         self.keys += len(items)
         self.checksum += self.job.checksum(items)
         if items:
             self.parts.append(items)  # the decoder's fresh dict: kept, never copied
+
+    def _add_packed(self, data: Columns) -> None:
+        if self.packing is None:
+            raise WireError(f"job {self.job.name!r} takes no COLUMNS frames here (its values travel as DATA maps)")
+        self.checksum += self.packing.check(data)  # every rule unpacking checks; no object made per key
+        if self.checksum >= COUNT_LIMIT:  # a count past 63 bits: refused here, so no total ever overflows
+            raise WireError("columns frame: counts must be below 2**63")
+        self.held += sum(map(sys.getsizeof, (data.keys, data.ends, data.counts)))
+        self.frames += 1
+        self.keys += len(data)
+        self.parts.append(data)
+
+    @property
+    def packed(self) -> bool:
+        """Whether COLUMNS frames stay packed here (what the staging reservation assumes)."""
+        return self.packing is not None
 
     def add_part(self, part: KeyPart) -> None:
         """A piece of a long key: held until the DATA frame with its last piece."""

@@ -1,7 +1,8 @@
 """The word-count kernel: exact ``str.split()`` token counts of UTF-8 lines, native when the C extension is built.
 
-``CountTable(partitions)`` is the C kernel (actors/jobs/_wordcount.c) when it was built, else the pure-Python
-:class:`PythonCountTable`; both give, for any chunks of whole lines fed in order, exactly
+``CountTable(partitions)`` is the C kernel (``_wordcount``, built from this package's ``_wc_*.c`` sources) when it was
+built, else the pure-Python :class:`PythonCountTable`, with the same interface (actors.jobs.engine.CountTable); both
+give, for any chunks of whole lines fed in order, exactly
 ``Counter(data.decode("utf-8", "replace").split())`` over their concatenation, grouped as
 :func:`actors.core.partition.split_by_partition` groups keys. ``NATIVE`` (and :func:`native_status`, for the startup
 log) say which one is in use.
@@ -12,33 +13,16 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from ..core.columns import unpack_columns as _unpack_in_python
-from ..core.errors import WireError
-from ..core.messages import Columns
-from ..core.partition import split_by_partition
+from ...core.errors import WireError
+from ...core.messages import Columns
+from ...core.partition import split_by_partition
+from .columns import COUNT_MAX, pack_columns
+from .columns import unpack_columns as _unpack_in_python
 
-
-class WordCounts(Protocol):
-    """A table of word counts, fed chunks of whole lines, emptied by :meth:`take`."""
-
-    def __init__(self, partitions: int) -> None: ...
-
-    @property
-    def partitions(self) -> int: ...
-
-    def feed(self, data: bytes | bytearray | memoryview, /) -> None:
-        """Count every whitespace-separated token of ``data`` (UTF-8, errors replaced), a chunk of whole lines."""
-        ...
-
-    def take(self) -> list[dict[str, int]]:
-        """The counts as one dict per partition (crc32 of the key's UTF-8 modulo partitions); empties the table."""
-        ...
-
-    def __len__(self) -> int:
-        """The number of distinct keys held."""
-        ...
+if TYPE_CHECKING:
+    from ..engine import CountTable as CountTableInterface
 
 
 class PythonCountTable:
@@ -63,11 +47,43 @@ class PythonCountTable:
         counts, self._counts = self._counts, Counter()
         return split_by_partition(counts, self._partitions)
 
+    def take_columns(self, frame_keys: int, frame_bytes: int, /) -> list[list[tuple[bytes, bytes, bytes, int]]]:
+        """The counts as COLUMNS frames per partition, at most ``frame_keys`` keys each (``frame_bytes`` is the native
+        table's size hint: a frame too large for the cap is cut again by the spool)."""
+        if frame_keys < 1:
+            raise ValueError(f"frame_keys must be at least 1, not {frame_keys}")
+        frames: list[list[tuple[bytes, bytes, bytes, int]]] = []
+        for part in self.take():
+            keys = list(part)
+            cut = []
+            for start in range(0, len(keys), frame_keys):
+                chunk = {key: part[key] for key in keys[start : start + frame_keys]}
+                packed = pack_columns(chunk)
+                cut.append((packed.keys, packed.ends, packed.counts, sum(chunk.values())))
+            frames.append(cut)
+        return frames
+
+    def add_columns(self, keys: bytes, ends: bytes, counts: bytes, /) -> None:
+        items = _unpack_in_python(Columns(keys, ends, counts))
+        counted = self._counts
+        if any(counted.get(key, 0) + count > COUNT_MAX for key, count in items.items()):
+            raise OverflowError("a count passed 2**63 - 1")  # all or nothing, as the native table
+        counted.update(items)
+
+    def ordered_columns(self) -> tuple[bytes, bytes, bytes]:
+        counted = self._counts
+        if max(counted.values(), default=0) > COUNT_MAX:
+            raise OverflowError("a count passed 2**63 - 1")
+        keys = sorted(counted)
+        keys.sort(key=counted.__getitem__, reverse=True)  # stable: ties stay in key order
+        run = pack_columns({key: counted[key] for key in keys}) if keys else Columns(b"", b"", b"")
+        return run.keys, run.ends, run.counts
+
     def __len__(self) -> int:
         return len(self._counts)
 
 
-NativeCountTable: type[WordCounts] | None
+NativeCountTable: type[CountTableInterface] | None
 _native_error: str | None
 _native_unpack: Callable[[bytes, bytes, bytes], dict[str, int]] | None
 _native_add: Callable[[dict[str, int], dict[str, int]], None] | None
@@ -88,7 +104,7 @@ else:
     _native_error = None
 
 NATIVE: bool = NativeCountTable is not None
-CountTable: type[WordCounts] = NativeCountTable if NativeCountTable is not None else PythonCountTable
+CountTable: type[CountTableInterface] = NativeCountTable if NativeCountTable is not None else PythonCountTable
 
 
 def unpack_columns(columns: Columns) -> dict[str, int]:
@@ -106,10 +122,10 @@ def unpack_columns(columns: Columns) -> dict[str, int]:
 
 
 def check_columns(columns: Columns) -> int:
-    """Check a COLUMNS frame as :func:`unpack_columns` does, without decoding it: the sum of its counts; WireError
-    when it is malformed. Only with the extension (see NATIVE): the frame is then merged by ``add_columns``."""
+    """Check a COLUMNS frame as :func:`unpack_columns` does, without decoding it when the extension is built: the sum
+    of its counts; WireError when it is malformed."""
     if _native_check is None:
-        raise RuntimeError("check_columns needs the native kernel")
+        return sum(_unpack_in_python(columns).values())
     try:
         return _native_check(columns.keys, columns.ends, columns.counts)
     except ValueError as error:
@@ -141,5 +157,5 @@ def native_status() -> str:
     return "yes" if _native_error is None else f"no ({_native_error})"
 
 
-__all__ = ["NATIVE", "CountTable", "NativeCountTable", "PythonCountTable", "WordCounts", "add_counts",
+__all__ = ["NATIVE", "CountTable", "NativeCountTable", "PythonCountTable", "add_counts",
            "check_columns", "move_counts", "native_status", "unpack_columns"]

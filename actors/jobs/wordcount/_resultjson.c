@@ -424,8 +424,24 @@ compare_run_entries(const Run *a, Py_ssize_t i, const Run *b, Py_ssize_t j)
     return la < lb ? -1 : (la > lb ? 1 : 0);
 }
 
+/* Seeded once per process from os.urandom (as the kernel's table is), so a reducer cannot craft keys that collide
+ * in the repeat check below and make the master's merge quadratic. */
+static uint64_t hash_seed;
+
+/* A 64-bit finalizer (MurmurHash3's fmix64): every input bit moves every output bit. */
+static inline uint64_t
+mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
 /* Whether any key stands twice in the runs (in one run, or in two): an open-addressing set of (run, entry) pairs
- * keyed by an FNV-1a hash of the key's bytes. 1 if one repeats, 0 if none, -1 with MemoryError set. */
+ * keyed by a seeded FNV-1a hash of the key's bytes. 1 if one repeats, 0 if none, -1 with MemoryError set. */
 static int
 runs_repeat_a_key(const Run *runs, Py_ssize_t k)
 {
@@ -447,10 +463,11 @@ runs_repeat_a_key(const Run *runs, Py_ssize_t k)
         for (Py_ssize_t i = 0; i < runs[r].n && !repeats; i++) {
             Py_ssize_t start = run_start(&runs[r], i), length = (Py_ssize_t)get_le32(runs[r].ends + 4 * i) - start;
             const unsigned char *key = runs[r].keys + start;
-            uint64_t hash = 0xcbf29ce484222325ULL;
+            uint64_t hash = 0xcbf29ce484222325ULL ^ hash_seed;
             for (Py_ssize_t b = 0; b < length; b++) {
                 hash = (hash ^ key[b]) * 0x100000001b3ULL;
             }
+            hash = mix(hash ^ hash_seed);
             for (size_t at = (size_t)hash & (capacity - 1);; at = (at + 1) & (capacity - 1)) {
                 uint64_t slot = slots[at];
                 if (slot == 0) {
@@ -608,14 +625,40 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef resultjson_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "actors.jobs._resultjson",
-    .m_doc = "The native result encoder (see actors/jobs/resultjson.py).",
+    .m_name = "actors.jobs.wordcount._resultjson",
+    .m_doc = "The native result encoder (see actors/jobs/wordcount/encode.py).",
     .m_size = -1,
     .m_methods = module_methods,
 };
 
+/* hash_seed from os.urandom(8); -1 with an exception set. */
+static int
+seed_hash(void)
+{
+    PyObject *os = PyImport_ImportModule("os"); /* new reference */
+    if (os == NULL) {
+        return -1;
+    }
+    PyObject *random = PyObject_CallMethod(os, "urandom", "i", 8); /* new reference */
+    Py_DECREF(os);
+    if (random == NULL) {
+        return -1;
+    }
+    if (!PyBytes_Check(random) || PyBytes_GET_SIZE(random) != 8) {
+        Py_DECREF(random);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom(8) did not return 8 bytes");
+        return -1;
+    }
+    memcpy(&hash_seed, PyBytes_AS_STRING(random), 8);
+    Py_DECREF(random);
+    return 0;
+}
+
 PyMODINIT_FUNC
 PyInit__resultjson(void)
 {
+    if (seed_hash() < 0) {
+        return NULL;
+    }
     return PyModule_Create(&resultjson_module);
 }

@@ -1,4 +1,4 @@
-"""Type stub of the native word-count kernel (actors/jobs/_wordcount.c); use it through actors.jobs.kernel."""
+"""Type stub of the native word-count kernel (_wc_*.c here); use it through actors.jobs.wordcount.kernel."""
 
 from typing import final
 

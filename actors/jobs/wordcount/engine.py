@@ -1,4 +1,4 @@
-"""Word count: tokens as ``str.split()`` makes them, case-sensitive, summed; opt-in lower-casing and punctuation."""
+"""Word count's engine and SDK job: ``str.split()`` tokens, case-sensitive, summed; opt-in lower-casing, punctuation."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
 from typing import Any
 
-from ..core.errors import WireError
-from ..core.messages import Columns
-from ..sdk import JobConfigError, MapReduceJob
-from .kernel import add_counts, move_counts
-from .resultjson import OrderedRuns, Result, counts_json, general_json, merge_json, ordered_columns
+from ...core.errors import WireError
+from ...sdk import JobConfigError, MapReduceJob
+from ..engine import COUNT_LIMIT, CountTable
+from ..result import OrderedRuns, Result, general_json
+from .encode import counts_json, merge_json
+from .kernel import CountTable as KernelTable
+from .kernel import PythonCountTable, add_counts
+from .packing import CountPacking, count_packing
 
 PUNCTUATION = string.punctuation
 FLAGS = {"true": True, "false": False}
@@ -28,10 +31,12 @@ def flag(params: Mapping[str, str], name: str, job: str) -> bool:
 
 
 class WordCountEngine:
-    """The native engine: equals ``collections.Counter(text.split())`` exactly, with the normalisations asked for."""
+    """The native engine: equals ``collections.Counter(text.split())`` exactly, with the normalisations asked for.
+
+    Capabilities (actors.jobs.engine): its counts travel packed (:meth:`packing`), and without normalisations the
+    kernel maps raw bytes (:meth:`byte_table`)."""
 
     name = "wordcount"
-    integer_values = True  # its partials may travel as COLUMNS frames (actors/core/messages.py)
 
     def __init__(self, lower: bool = False, strip_punctuation: bool = False) -> None:
         self.lower = lower
@@ -65,9 +70,14 @@ class WordCountEngine:
             return
         add_counts(into, part)  # natively when the kernel is built
 
-    def merge_slice(self, into: dict[str, Any], part: dict[str, Any], limit: int) -> int:
-        """Move up to ``limit`` counts from ``part`` into ``into`` (a reducer's merge, a slice at a time)."""
-        return move_counts(into, part, limit)
+    def packing(self, native: bool) -> CountPacking | None:
+        return count_packing(native)
+
+    def byte_table(self, partitions: int, native: bool) -> CountTable | None:
+        # Lower-casing and punctuation stripping keep the text path; plain counting needs no decode at all.
+        if not self.plain:
+            return None
+        return (KernelTable if native else PythonCountTable)(partitions)
 
     def checksum(self, part: Mapping[str, Any]) -> int:
         return sum(part.values())
@@ -75,8 +85,8 @@ class WordCountEngine:
     def check(self, part: Mapping[str, Any]) -> None:
         counts = part.values()
         # C-level iteration: a reducer checks millions of counts.
-        if counts and (set(map(type, counts)) != {int} or min(counts) <= 0):
-            raise WireError("wordcount values must be positive integers")
+        if counts and (set(map(type, counts)) != {int} or min(counts) <= 0 or max(counts) >= COUNT_LIMIT):
+            raise WireError("wordcount values must be integers from 1 to 2**63 - 1")
 
     def finish(self, totals: dict[str, Any]) -> dict[str, Any]:
         return totals
@@ -89,16 +99,12 @@ class WordCountEngine:
         if isinstance(result, OrderedRuns):
             try:
                 return merge_json(result.runs)
-            except OverflowError:  # a count past 64 bits (only a lying reducer sends one): json.dumps has no limit
+            except OverflowError:  # a count past 63 bits (only a lying reducer sends one): json.dumps has no limit
                 return general_json(result.to_dict(), self.top)
         try:
             return counts_json(result)  # type: ignore[arg-type]  # a str -> int dict, or TypeError
         except (TypeError, OverflowError):
             return general_json(result, self.top)
-
-    def report_columns(self, totals: dict[str, Any]) -> Columns | None:
-        """A partition's totals as the reducer reports them: one run in top order (None: report the dict)."""
-        return ordered_columns(totals)
 
 
 class WordCount(MapReduceJob):

@@ -1,4 +1,4 @@
-"""The COLUMNS codec: a map of positive integers packed as a key blob, end offsets and counts, and back."""
+"""Word count's COLUMNS codec in Python: a map of positive integers as a key blob, end offsets and counts."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from array import array
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import PayloadTooLarge, WireError
-from .messages import Columns
+from ...core.errors import PayloadTooLarge, WireError
+from ...core.messages import Columns
 
 _BIG_ENDIAN = sys.byteorder == "big"
 UINT32_MAX = 2**32 - 1
+COUNT_MAX = 2**63 - 1  # the largest count a count table holds (the wire format carries 64 bits)
 
 
 def _little(kind: str, values: Any) -> bytes:

@@ -1,27 +1,20 @@
-"""The result encoding: a finished result as the compact ASCII JSON object the master holds, entries in top order.
+"""Word count's result encoders: a str -> int result as the compact ASCII JSON object the master holds, in top order.
 
 Every path gives exactly ``json.dumps(dict(top(result, len(result))), separators=(",", ":"), ensure_ascii=True)``:
 
-- a word-count result (str keys, int values) is ordered and encoded natively when the C extension
-  ``actors.jobs._resultjson`` is built, else with C-level builtins only (two stable sorts and ``map``);
+- a result is ordered and encoded natively when the C extension ``_resultjson`` is built, else with C-level
+  builtins only (two stable sorts and ``map``);
 - a reducer reports its partition as :class:`Columns` already in top order (:func:`ordered_columns`), and the master
-  merges those runs into the JSON bytes (:func:`merge_json`) without making a Python object per key;
-- any other result goes through its job's own ``top`` and ``json.dumps``.
+  merges those runs into the JSON bytes (:func:`merge_json`) without making a Python object per key.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any
 
-from ..core.columns import pack_columns, unpack_columns
-from ..core.errors import WireError
-from ..core.messages import Columns
-
-Top = Callable[[Mapping[str, Any], int], list[tuple[str, Any]]]
+from ...core.messages import Columns
+from ..result import OrderedRuns
 
 _native: Callable[[dict[str, int]], bytes] | None
 _native_columns: Callable[[dict[str, int]], tuple[bytes, bytes, bytes]] | None
@@ -36,33 +29,6 @@ else:
     _native, _native_columns, _native_merge = _json_natively, _columns_natively, _merge_natively
 
 NATIVE: bool = _native is not None
-
-
-@dataclass(frozen=True)
-class OrderedRuns:
-    """A word-count result as the reducers reported it: one COLUMNS run per partition, each in top order."""
-
-    runs: tuple[Columns, ...]
-
-    def __len__(self) -> int:
-        return sum(len(run) for run in self.runs)
-
-    def to_dict(self) -> dict[str, int]:
-        """The result as a plain dict (for callers that hold no encoded form); WireError if a run is malformed or
-        two runs (two partitions) hold the same key."""
-        merged: dict[str, int] = {}
-        for run in self.runs:
-            merged.update(unpack_columns(run))
-        if len(merged) != len(self):
-            raise WireError(f"{len(self) - len(merged)} keys reported by two reducers (partitions are disjoint)")
-        return merged
-
-
-Result = Mapping[str, Any] | OrderedRuns  # what the master collected: a dict, or the reducers' ordered runs
-
-
-def as_mapping(result: Result) -> Mapping[str, Any]:
-    return result.to_dict() if isinstance(result, OrderedRuns) else result
 
 
 def counts_json(result: dict[str, int]) -> bytes:
@@ -102,11 +68,6 @@ def ordered_columns(result: dict[str, int]) -> Columns | None:
         return None
 
 
-def ordered_columns_in_python(result: Mapping[str, int]) -> Columns:
-    """:func:`ordered_columns` with C-level builtins only (what a reducer without the extension could send)."""
-    return pack_columns({key: result[key] for key in _top_order(result)})
-
-
 def merge_json(runs: Sequence[Columns]) -> bytes:
     """The held JSON of a result reported as ordered runs: merged natively, or (no extension, or runs the native
     merge refuses) unpacked and encoded whole; WireError when a run is malformed."""
@@ -116,10 +77,3 @@ def merge_json(runs: Sequence[Columns]) -> bytes:
         except ValueError:
             pass  # out of order or malformed: the general path below orders it, or names what is wrong
     return counts_json(OrderedRuns(tuple(runs)).to_dict())
-
-
-def general_json(result: Mapping[str, Any], top: Top) -> bytes:
-    """Any job's result in its own top order, through ``json.dumps`` (TypeError or ValueError if JSON cannot
-    carry a value)."""
-    ordered = dict(top(result, len(result)))
-    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=True).encode("ascii")
