@@ -19,7 +19,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
@@ -201,9 +201,12 @@ class Stderr:
         assert process.stderr is not None
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
-        self._thread = threading.Thread(target=lambda: [self._queue.put(line) for line in process.stderr or ()],
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
         self._thread.start()
+
+    def _read(self, stream: TextIO) -> None:
+        for line in stream:
+            self._queue.put(line)
 
     def wait_for(self, pattern: str, timeout: float = 60.0) -> str:
         while True:
