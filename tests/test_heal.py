@@ -232,11 +232,13 @@ def child_named(parent: int, name: str) -> int:
     raise AssertionError(f"no child {name} of {parent}")
 
 
-def test_mapreduce_local_restarts_a_killed_mapper_shows_it_and_keeps_its_logs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("discovery", ["static", "mdns"])
+def test_mapreduce_local_restarts_a_killed_mapper_shows_it_and_keeps_its_logs(tmp_path: Path, discovery: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)}
     env.pop("MR_API_TOKEN", None)
+    static = ["--static"] if discovery == "static" else []  # mDNS: the new process announces itself again
     process = subprocess.Popen(
-        [sys.executable, "-m", "actors", "local", "--port", "0", "--static", "--mappers", "2", "--reducers", "1",
+        [sys.executable, "-m", "actors", "local", "--port", "0", *static, "--mappers", "2", "--reducers", "1",
          "--data-root", str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True)
     stderr = Stderr(process)
     try:
