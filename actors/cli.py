@@ -261,8 +261,8 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
 
 
 async def _local(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()  # Ctrl-C, or an actor the cluster needs given up
     data_root = str(Path(args.data_root).resolve())
-    stop = asyncio.Event()
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
         host=args.host, master_port=args.port, data_root=data_root, on_broken=stop.set,
