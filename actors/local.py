@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from .core.config import DiscoveryMode, Role, Timeouts
-from .core.errors import MapReduceError
+from .core.errors import ConfigError, MapReduceError
 from .supervise import RestartPolicy, Supervised, Supervisor
 
 PR_SET_PDEATHSIG = 1
@@ -77,6 +77,11 @@ class ActorProcess:
         return self.process.pid
 
 
+def _worth_logs(error: BaseException) -> bool:
+    """Whether the actors' logs may explain ``error``: not for a setting to fix, which names its fix itself."""
+    return not isinstance(error, ConfigError)
+
+
 def _stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -86,9 +91,10 @@ class LocalCluster:
 
     While it runs, an actor process that exits on its own is restarted under ``restarts`` (a :class:`RestartPolicy`;
     None: never, as the fault drills want) and ``announce`` is told so, one line each (default: stderr). A log
-    directory of its own (``log_dir`` None) is removed on a clean exit and kept, and announced, when the block
-    ends with an error or an actor exited on its own. ``on_broken`` is called once when an actor the cluster cannot
-    work without (the master, any reducer, the last mapper) is given up."""
+    directory of its own (``log_dir`` None) is removed on a clean exit and kept, and announced, when an actor exited
+    on its own or the block ends with an error (but a ConfigError: a setting to fix names the fix itself).
+    ``on_broken`` is called once when an actor the cluster cannot work without (the master, any reducer, the last
+    mapper) is given up."""
 
     def __init__(
         self,
@@ -173,15 +179,15 @@ class LocalCluster:
     async def __aenter__(self) -> LocalCluster:
         try:
             await self.start()
-        except BaseException:
-            await self.stop(keep_logs=True)
+        except BaseException as error:
+            await self.stop(keep_logs=_worth_logs(error))
             raise
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.stop(keep_logs=error is not None)
+        await self.stop(keep_logs=error is not None and _worth_logs(error))
 
     async def start(self) -> None:
         workers = [ActorProcess("reducer", i, self._env("reducer", i, 0), self.log_dir / f"reducer-{i}.log")
@@ -371,7 +377,8 @@ class LocalCluster:
 
     async def stop(self, keep_logs: bool = False) -> dict[str, int | None]:
         """SIGTERM every actor (the master first, so no new work starts), SIGKILL after the drain time. A log
-        directory of the cluster's own is removed unless ``keep_logs`` or an actor exited on its own."""
+        directory of the cluster's own is removed unless an actor ran and ``keep_logs`` or an actor exited on its
+        own."""
         failure: BaseException | None = None
         if self._supervision is not None:
             # First, so the exits the SIGTERMs below cause are not taken for crashes.
@@ -386,7 +393,8 @@ class LocalCluster:
             codes.update({a.name: code for a, code in zip(group, results, strict=True)})
         if self._own_log_dir:
             self._own_log_dir = False
-            if keep_logs or self.given_up or any(a.restarts for a in self.actors):
+            started = any(a.process is not None for a in self.actors)
+            if started and (keep_logs or self.given_up or any(a.restarts for a in self.actors)):
                 self.announce(f"mapreduce: the actors' logs are kept in {self.log_dir}")
             else:
                 shutil.rmtree(self.log_dir, ignore_errors=True)

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from actors.core.errors import MapReduceError
+from actors.core.errors import ConfigError, MapReduceError
 from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
 from actors.supervise import RestartBudget, RestartPolicy, exit_cause
 
@@ -191,6 +191,17 @@ async def test_an_actor_restarted_by_hand_is_not_restarted_again_and_stop_leaves
         assert (await restarts_shown(cluster))["mapper-0"] == 1
     assert not [pid for pid in pids if alive(pid)]
     assert (tmp_path / "logs").exists()  # a directory it was given is never removed
+
+
+async def test_a_setting_to_fix_leaves_no_log_directory_behind(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    announced = Announced()
+    with pytest.raises(ConfigError):
+        async with LocalCluster(mappers=1, reducers=1, discovery="static", timeouts=DRILL_TIMEOUTS,
+                                announce=announced):
+            raise ConfigError("MR_SOMETHING is wrong")  # its message names the fix: the logs add nothing
+    assert announced.lines == [] and list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- the commands
