@@ -11,6 +11,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +213,7 @@ async def _run(args: argparse.Namespace) -> int:
             if response.status >= 400:
                 raise MapReduceError(submitted.get("message", str(submitted)))
         job_id = submitted["id"]
-        result = await _follow(session, job_id)
+        result = await _follow(session, job_id, cluster.check)
         elapsed = time.monotonic() - started
     if output is not None:
         written = result["output"]
@@ -226,8 +227,9 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _follow(session: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
-    """Wait for the job, printing progress to stderr; the result request wakes as soon as the job ends."""
+async def _follow(session: aiohttp.ClientSession, job_id: str, check: Callable[[], None]) -> dict[str, Any]:
+    """Wait for the job, printing progress to stderr; the result request wakes as soon as the job ends. ``check``
+    raises once the cluster cannot finish it (an actor it needs kept exiting)."""
     tty = sys.stderr.isatty()
     while True:
         async with session.get(f"/v1/jobs/{job_id}/result", params={"wait": "1"}) as response:
@@ -240,6 +242,7 @@ async def _follow(session: aiohttp.ClientSession, job_id: str) -> dict[str, Any]
             status = await response.json()
         if status["state"] in ("failed", "cancelled"):
             raise MapReduceError(f"job {job_id} {status['state']}: {status['error']}")
+        check()
         progress = status["progress"]
         total = max(progress["bytes_total"], 1)
         line = (f"{status['state']}: {progress['splits_done']}/{progress['splits_total']} splits, "
@@ -262,6 +265,7 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
 
 
 async def _local(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()  # Ctrl-C, or an actor the cluster needs given up
     data_root = str(Path(args.data_root).resolve())
     if not Path(data_root).is_dir():
         raise ConfigError(f"--data-root {args.data_root} is not a directory: create it, or give the directory "
@@ -272,7 +276,7 @@ async def _local(args: argparse.Namespace) -> int:
         listen(args.host, args.port, "--port; --port 0 takes any free one").close()  # the master binds it next
     async with LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
-        host=args.host, master_port=args.port, data_root=data_root,
+        host=args.host, master_port=args.port, data_root=data_root, on_broken=stop.set,
     ) as cluster:
         url = cluster.master_url
         # Name the token's variable, never its value: the banner may end up in a shared log.
@@ -283,10 +287,10 @@ async def _local(args: argparse.Namespace) -> int:
               f"  mapreduce submit --url {url} --wait FILE     (the token: $MR_API_TOKEN, if set)\n"
               f"  curl{auth} '{url}/compute?text=hello+hello+hello+hello+world+world+world'\n"
               f"logs: {cluster.log_dir}\nCtrl-C stops it.", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
+        cluster.check()  # an actor it needs was given up: exit 1, keeping the logs
         print("stopping the local cluster ...", file=sys.stderr)
     return 0

@@ -8,11 +8,12 @@ import ctypes
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,7 @@ import aiohttp
 
 from .core.config import DiscoveryMode, Role, Settings, Timeouts
 from .core.errors import ConfigError, MapReduceError
+from .supervise import RestartPolicy, Supervised, Supervisor
 
 PR_SET_PDEATHSIG = 1
 ERROR_PREFIX = "mapreduce: "  # how `mapreduce serve` says why it stopped (actors/cli.py), one line on stderr
@@ -63,6 +65,8 @@ class ActorProcess:
     url: str = ""
     ready: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     pump: asyncio.Task[None] | None = None
+    restarts: int = 0  # processes started after the first, by the supervisor or by hand (MR_RESTARTS)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one restart at a time: supervisor or by hand
 
     @property
     def name(self) -> str:
@@ -74,8 +78,24 @@ class ActorProcess:
         return self.process.pid
 
 
+def _worth_logs(error: BaseException) -> bool:
+    """Whether the actors' logs may explain ``error``: not for a setting to fix, which names its fix itself."""
+    return not isinstance(error, ConfigError)
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class LocalCluster:
-    """Start with ``async with LocalCluster(...) as cluster``; every process is stopped on exit."""
+    """Start with ``async with LocalCluster(...) as cluster``; every process is stopped on exit.
+
+    While it runs, an actor process that exits on its own is restarted under ``restarts`` (a :class:`RestartPolicy`;
+    None: never, as the fault drills want) and ``announce`` is told so, one line each (default: stderr). A log
+    directory of its own (``log_dir`` None) is removed on a clean exit and kept, and announced, when an actor exited
+    on its own or the block ends with an error (but a ConfigError: a setting to fix names the fix itself).
+    ``on_broken`` is called once when an actor the cluster cannot work without (the master, any reducer, the last
+    mapper) is given up."""
 
     def __init__(
         self,
@@ -89,6 +109,9 @@ class LocalCluster:
         log_dir: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
+        restarts: RestartPolicy | None = RestartPolicy(),  # noqa: B008 (frozen: one shared default is safe)
+        announce: Callable[[str], None] = _stderr_line,
+        on_broken: Callable[[], None] | None = None,
     ) -> None:
         if mappers < 1 or reducers < 1:
             raise MapReduceError("a local cluster needs at least one mapper and one reducer")
@@ -102,11 +125,17 @@ class LocalCluster:
         self.timeouts = timeouts or Timeouts()
         self.token = secrets.token_hex(16)
         self.cluster_id = uuid.uuid4().hex[:12]
-        self._own_log_dir = tempfile.TemporaryDirectory(prefix="mr-local-") if log_dir is None else None
-        self.log_dir = Path(log_dir or self._own_log_dir.name)  # type: ignore[union-attr]
+        # mkdtemp, not TemporaryDirectory: a kept directory must outlive this process (no finalizer removes it).
+        self._own_log_dir = log_dir is None
+        self.log_dir = Path(log_dir if log_dir is not None else tempfile.mkdtemp(prefix="mr-local-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.extra_env = dict(extra_env or {})
         self.actors: list[ActorProcess] = []
+        self.restart_policy = restarts
+        self.announce = announce
+        self.on_broken = on_broken
+        self.given_up: list[str] = []
+        self._supervision: asyncio.Task[None] | None = None
 
     @property
     def master(self) -> ActorProcess:
@@ -151,15 +180,15 @@ class LocalCluster:
     async def __aenter__(self) -> LocalCluster:
         try:
             await self.start()
-        except BaseException:
-            await self.stop()
+        except BaseException as error:
+            await self.stop(keep_logs=_worth_logs(error))
             raise
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.stop()
+        await self.stop(keep_logs=error is not None and _worth_logs(error))
 
     async def start(self) -> None:
         workers = [ActorProcess("reducer", i, self._env("reducer", i, 0), self.log_dir / f"reducer-{i}.log")
@@ -185,6 +214,11 @@ class LocalCluster:
         else:
             await self._launch([*workers, master])
         await self.wait_for_peers()
+        if self.restart_policy is not None:
+            supervisor = Supervisor(self.restart_policy, self._respawn, self.announce, self._given_up,
+                                    self.timeouts.startup)
+            self._supervision = asyncio.get_running_loop().create_task(supervisor.run(self.actors),
+                                                                       name="local-supervisor")
 
     async def _launch(self, actors: list[ActorProcess]) -> None:
         for actor in actors:
@@ -292,14 +326,46 @@ class LocalCluster:
         actor.process.send_signal(signum)
 
     async def restart(self, name: str) -> None:
-        """Start a fresh process for an actor that died, under the same name and ordinal (a replaced pod)."""
+        """Start a fresh process for an actor that died, under the same name and ordinal (a replaced pod); if the
+        supervisor has already replaced the process this call found, wait for that one instead."""
         actor = self.actor(name)
-        await self._reap(actor, self.grace)
-        if self.discovery == "static" and actor.url:
-            actor.env["MR_PORT"] = actor.url.rsplit(":", 1)[1]  # same address, as a static list expects
+        found = actor.process
+        async with actor.lock:
+            if actor.process is found:
+                await self._respawn(actor)
+            async with asyncio.timeout(self.timeouts.startup):
+                await actor.ready
+
+    async def _respawn(self, actor: Supervised) -> None:
+        """A fresh process for ``actor`` (the old one has exited), counted in its MR_RESTARTS."""
+        assert isinstance(actor, ActorProcess)
+        await self._reap(actor, self.grace)  # already exited; this collects its readiness reader
+        if actor.url and (self.discovery == "static" or actor.role == "master"):
+            # Same address: a static list names it, and the master's URL is what clients and peers hold.
+            actor.env["MR_PORT"] = actor.url.rsplit(":", 1)[1]
+        actor.restarts += 1
+        actor.env["MR_RESTARTS"] = str(actor.restarts)
         await self._spawn(actor)
-        async with asyncio.timeout(self.timeouts.startup):
-            await actor.ready
+
+    def _given_up(self, name: str) -> None:
+        self.given_up.append(name)
+        if self.broken() and self.on_broken is not None:
+            self.on_broken()
+
+    def broken(self) -> str:
+        """Why the cluster cannot run jobs any more ("" while it can): an actor it needs was given up."""
+        lost = [a for a in self.actors if a.name in self.given_up]
+        mappers = [a for a in self.actors if a.role == "mapper"]
+        needed = [a.name for a in lost if a.role != "mapper"]
+        if not needed and mappers and all(a in lost for a in mappers):
+            needed = [a.name for a in mappers]
+        return f"{', '.join(needed)} kept exiting and {'was' if len(needed) == 1 else 'were'} given up" if needed \
+            else ""
+
+    def check(self) -> None:
+        """Raise MapReduceError if the cluster is broken (see :meth:`broken`)."""
+        if reason := self.broken():
+            raise MapReduceError(f"the local cluster cannot go on: {reason}")
 
     @property
     def grace(self) -> float:
@@ -326,16 +392,31 @@ class LocalCluster:
             await asyncio.gather(actor.pump, return_exceptions=True)
         return process.returncode
 
-    async def stop(self) -> dict[str, int | None]:
-        """SIGTERM every actor (the master first, so no new work starts), SIGKILL after the drain time."""
+    async def stop(self, keep_logs: bool = False) -> dict[str, int | None]:
+        """SIGTERM every actor (the master first, so no new work starts), SIGKILL after the drain time. A log
+        directory of the cluster's own is removed unless an actor ran and ``keep_logs`` or an actor exited on its
+        own."""
+        failure: BaseException | None = None
+        if self._supervision is not None:
+            # First, so the exits the SIGTERMs below cause are not taken for crashes.
+            supervision, self._supervision = self._supervision, None
+            supervision.cancel()
+            await asyncio.wait([supervision])
+            failure = None if supervision.cancelled() else supervision.exception()
         codes: dict[str, int | None] = {}
         masters = [a for a in self.actors if a.role == "master"]
         for group in (masters, [a for a in self.actors if a.role != "master"]):
             results = await asyncio.gather(*(self._reap(a, self.grace) for a in group))
             codes.update({a.name: code for a, code in zip(group, results, strict=True)})
-        if self._own_log_dir is not None:
-            self._own_log_dir.cleanup()
-            self._own_log_dir = None
+        if self._own_log_dir:
+            self._own_log_dir = False
+            started = any(a.process is not None for a in self.actors)
+            if started and (keep_logs or self.given_up or any(a.restarts for a in self.actors)):
+                self.announce(f"mapreduce: the actors' logs are kept in {self.log_dir}")
+            else:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
+        if failure is not None:
+            raise failure  # a fault of the supervisor itself, raised once every process is gone
         return codes
 
     def logs(self) -> str:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +242,8 @@ def test_run_with_the_output_in_another_tree_keeps_the_data_root_and_the_names_a
 
     follow = cli._follow
 
-    async def probe_then_follow(session: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    async def probe_then_follow(session: aiohttp.ClientSession, job_id: str,
+                                check: Callable[[], None]) -> dict[str, Any]:
         # Another local process, while the run's cluster serves: first without the token, then as if it had it.
         (cluster,) = clusters
         async with aiohttp.ClientSession() as other:
@@ -254,7 +255,7 @@ def test_run_with_the_output_in_another_tree_keeps_the_data_root_and_the_names_a
                                       json={"job": "wordcount", "input": given}) as response:
                     probes[json.dumps(given)] = (response.status, await response.json())
         probes["data_root"] = cluster.data_root
-        return await follow(session, job_id)
+        return await follow(session, job_id, check)
 
     monkeypatch.setattr(cli, "LocalCluster", Recorded)
     monkeypatch.setattr(cli, "_follow", probe_then_follow)

@@ -102,7 +102,30 @@ async def test_cluster_actors_shows_every_actor_ready_with_its_version(make_clus
         assert actor["ready"] is True and actor["status"] == "ready" and actor["version"] == __version__, actor
     incarnations = {a["incarnation"] for a in rows.values()}
     assert len(incarnations) == 5
+    assert {a["restarts"] for a in rows.values()} == {0}
     assert rows["reducer", "reducer-1"]["incarnation"] == cluster.reducers[1].app[IDENTITY].incarnation
+
+
+async def test_the_page_shows_how_often_an_actor_was_restarted(
+        make_cluster: ClusterFactory, browser_path: str, tmp_path: Path) -> None:
+    cluster = await make_cluster()
+    # What MR_RESTARTS, set by the local cluster's supervisor, gives a restarted actor.
+    cluster.mappers[1].app[IDENTITY].restarts = 2
+    cluster.reducers[0].app[IDENTITY].restarts = 1
+    async with cluster.session.get(f"{cluster.url}/v1/cluster/actors") as response:
+        shown = {a["name"]: a["restarts"] for a in (await response.json())["actors"]}
+    assert shown == {"master-0": 0, "mapper-0": 0, "mapper-1": 2, "reducer-0": 1, "reducer-1": 0}
+    async with chromium(browser_path, tmp_path) as page:
+        await page.goto(f"{cluster.url}/")
+        await page.wait_for("document.getElementById('cluster').textContent.includes('reducer-1')")
+        items = await page.evaluate("Object.fromEntries([...document.querySelectorAll('#cluster li')]"
+                                    ".map(li => [li.childNodes[1].textContent, li.textContent]))")
+        assert items["mapper-1"].endswith(" restarted 2 times"), items
+        assert items["reducer-0"].endswith(" restarted once"), items
+        assert [name for name, text in items.items() if "restarted" in text] == ["mapper-1", "reducer-0"], items
+        shot = await page.screenshot(tmp_path / "restarts.png")
+        print(f"status page screenshot: {shot}")
+        assert page.script_errors() == []
 
 
 async def test_cluster_actors_reports_a_stopped_and_a_draining_peer_as_not_ready(make_cluster: ClusterFactory) -> None:

@@ -142,7 +142,8 @@ async def test_a_reducer_killed_and_back_seconds_later_does_not_fail_the_job(tmp
            "MR_BACKUP_TASKS": "false"}
     data = make_text_file(tmp_path / "book.txt", 8, seed=21, vocabulary=VOCABULARY, line_words=(12,))
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path), extra_env=env,
-                            timeouts=DRILL_TIMEOUTS, log_dir=str(tmp_path / "logs")) as cluster, \
+                            timeouts=DRILL_TIMEOUTS, log_dir=str(tmp_path / "logs"),
+                            restarts=None) as cluster, \
             aiohttp.ClientSession(base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=120)) as http:
         async with http.post("/v1/jobs", json={"input": {"path": "book.txt"}}) as response:
             job = await response.json()

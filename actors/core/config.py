@@ -195,6 +195,8 @@ class Settings:
                             "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
+    restarts: int = setting("MR_RESTARTS", 0, "set by a launcher: how many times it has restarted this actor (the "
+                            "status page shows it)", low=0)
     # retries and backoff: a pause starts at *_FIRST, doubles per try up to *_MAX, and is jittered by +-50%
     retry_first: float = setting("MR_RETRY_FIRST", 0.05, "first pause (s) before a peer call is retried (finalize, "
                                  "a reducer coming back)", low=0.001)

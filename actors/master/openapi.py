@@ -219,6 +219,8 @@ SCHEMAS: dict[str, Any] = {
                     "role": {"enum": ["master", "mapper", "reducer"]}, "name": {"type": "string"}, "ordinal": WHOLE,
                     "url": {"type": "string"}, "ready": {"type": "boolean"}, "status": {"type": "string"},
                     "version": {"type": ["string", "null"]}, "incarnation": {"type": ["string", "null"]},
+                    "restarts": {"type": ["integer", "null"], "minimum": 0,
+                                 "description": "times its local launcher restarted it; null: unknown"},
                 },
             }},
         },
@@ -238,7 +240,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["status", "role"],
         "properties": {"status": {"enum": ["ok", "ready", "draining"]}, "role": {"type": "string"},
                        "name": {"type": "string"}, "ordinal": WHOLE, "incarnation": {"type": "string"},
-                       "jobs": {"type": "object", "additionalProperties": {"type": "string"},
+                       "restarts": WHOLE, "jobs": {"type": "object", "additionalProperties": {"type": "string"},
                                 "description": "/healthz: each job this actor runs, by name, with its fingerprint"}},
     },
 }

@@ -39,7 +39,8 @@ def add_status_page(app: web.Application, session: web.AppKey[aiohttp.ClientSess
     """Serve the page at ``/`` and ``/static/<file>``, and ``GET /v1/cluster/actors`` (probes with ``session``)."""
 
     async def actors(request: web.Request) -> web.Response:
-        """Every actor by role: name, ordinal, URL, ready or not (its /readyz, probed now), version."""
+        """Every actor by role: name, ordinal, URL, ready or not (its /readyz, probed now), version, and how many
+        times its launcher has restarted it (``mapreduce run``/``local``; Kubernetes counts a pod's restarts itself)."""
         app, settings = request.app, request.app[SETTINGS]
         discovery = app[DISCOVERY]
         mappers, reducers = await asyncio.gather(discovery.peers("mapper"), discovery.peers("reducer"))
@@ -48,7 +49,7 @@ def add_status_page(app: web.Application, session: web.AppKey[aiohttp.ClientSess
         identity = app[IDENTITY]
         master = {"role": "master", "name": identity.name, "ordinal": identity.ordinal, "url": settings.advertise_url,
                   "ready": not identity.draining, "status": "draining" if identity.draining else "ready",
-                  "version": __version__, "incarnation": identity.incarnation}
+                  "version": __version__, "incarnation": identity.incarnation, "restarts": identity.restarts}
         return web.json_response({"version": __version__, "actors": [master, *probed]})
 
     app.router.add_get("/", index)
@@ -59,7 +60,7 @@ def add_status_page(app: web.Application, session: web.AppKey[aiohttp.ClientSess
 async def probe(session: aiohttp.ClientSession, peer: Peer, timeout: aiohttp.ClientTimeout) -> dict[str, Any]:
     """One peer as the page shows it; an unreachable or draining peer is "not ready", with the reason."""
     row: dict[str, Any] = {"role": peer.role, "name": peer.name, "ordinal": peer.ordinal, "url": peer.url,
-                           "ready": False, "status": "", "version": None, "incarnation": None}
+                           "ready": False, "status": "", "version": None, "incarnation": None, "restarts": None}
     try:
         async with session.get(f"{peer.url}/readyz", timeout=timeout) as response:
             raw = await response.content.read(READYZ_CAP)
@@ -78,6 +79,8 @@ async def probe(session: aiohttp.ClientSession, peer: Peer, timeout: aiohttp.Cli
     row["status"] = _text(answer.get("status")) or f"HTTP {status}"
     row["version"] = _text(answer.get("version"))
     row["incarnation"] = _text(answer.get("incarnation"))
+    restarts = answer.get("restarts")
+    row["restarts"] = restarts if type(restarts) is int and restarts >= 0 else None  # a bool is not a count
     return row
 
 

@@ -37,6 +37,7 @@ class Identity:
     name: str
     ordinal: int
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex)
+    restarts: int = 0  # how many times a launcher restarted this actor before this process (MR_RESTARTS)
     draining: bool = False
 
 
@@ -62,7 +63,8 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     """An application with the shared middleware, ``/healthz``, ``/readyz`` and ``/metrics``; its job catalog is
     loaded here, so a job module that cannot be imported stops the actor at startup with a ConfigError naming it."""
     catalog = load_catalog(settings.job_modules)
-    identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal)
+    identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal,
+                        restarts=settings.restarts)
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
         middlewares=[access_log, drain_middleware(drain),
@@ -88,7 +90,7 @@ async def _start_draining(app: web.Application) -> None:
 
 def _identity_json(identity: Identity) -> dict[str, object]:
     return {"role": identity.role, "name": identity.name, "ordinal": identity.ordinal,
-            "incarnation": identity.incarnation, "version": __version__}
+            "incarnation": identity.incarnation, "restarts": identity.restarts, "version": __version__}
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -106,6 +106,14 @@
 
   // ------------------------------------------------------------------ the cluster
 
+  // How many times the local launcher restarted an actor (mapreduce run / local); nothing when never or unknown.
+  function restarted(actor) {
+    const n = actor.restarts;
+    if (typeof n !== "number" || n < 1) return null;
+    return el("span", { className: "restarts", text: " restarted " + (n === 1 ? "once" : n + " times"),
+      title: "its process exited and was started again" });
+  }
+
   function drawCluster(view) {
     $("version").textContent = "v" + view.version;
     const byRole = { master: [], mapper: [], reducer: [] };
@@ -117,7 +125,8 @@
         actors.length === 0 ? el("p", { className: "muted", text: "none visible" }) : el("ul", null,
           ...actors.map((a) => el("li", { className: a.ready ? "ready" : "not-ready", title: a.url + " · " + a.status },
             el("span", { className: "dot" }), a.name,
-            el("span", { className: "muted", text: " " + (a.ready ? (a.version ? "v" + a.version : "") : a.status) })))));
+            el("span", { className: "muted", text: " " + (a.ready ? (a.version ? "v" + a.version : "") : a.status) }),
+            restarted(a)))));
     });
     $("cluster").replaceChildren(...groups);
   }
