@@ -18,6 +18,7 @@ from aiohttp import web
 
 from actors.core.config import Settings, Timeouts
 from actors.net.actor import make_runner
+from actors.net.protocol import ActorRunner
 from actors.serve import bind, build_app
 
 from .heldinput import HeldInput
@@ -34,7 +35,7 @@ class Actor:
 
     settings: Settings
     app: web.Application
-    runner: web.AppRunner
+    runner: ActorRunner
 
     @property
     def url(self) -> str:
@@ -46,7 +47,7 @@ async def start_actor(settings: Settings) -> Actor:
     app = build_app(settings)
     runner = make_runner(app, shutdown_timeout=settings.timeouts.drain)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await runner.listen(sock)
     return Actor(settings, app, runner)
 
 
