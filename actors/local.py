@@ -25,23 +25,6 @@ from .core.errors import MapReduceError
 
 PR_SET_PDEATHSIG = 1
 EXIT_MARGIN = 2.0  # seconds past MR_TIMEOUT_DRAIN a SIGTERMed actor may take to exit before it is killed
-# Settings for fault drills (tests/test_faults.py, scripts/soak_faults.py): small splits so a fault lands mid-job,
-# short leases and timeouts so recovery is quick, room for the extra attempts that repeated kills cost.
-DRILL_ENV: dict[str, str] = {
-    "MR_SPLIT_SIZE": str(160 * 1024),
-    "MR_CHUNK_SIZE": str(32 * 1024),
-    "MR_KEY_BUDGET": "2000",
-    "MR_MAX_ATTEMPTS": "10",
-    "MR_TIMEOUT_LEASE": "2",
-    "MR_TIMEOUT_STREAM_IDLE": "3",
-    "MR_TIMEOUT_PEERS": "5",
-    "MR_TIMEOUT_DRAIN": "3",
-    "MR_TIMEOUT_RETRY_DEADLINE": "20",
-    "MR_TIMEOUT_RECOVERY": "30",
-    "MR_BACKUP_AFTER": "30",
-}
-DRILL_TIMEOUTS = Timeouts(lease=2.0, stream_idle=3.0, peers=5.0, drain=3.0, startup=20.0, retry_deadline=20.0,
-                          recovery=30.0)
 
 
 def _die_with_parent() -> None:
@@ -86,7 +69,6 @@ class LocalCluster:
         data_root: str = "",
         log_dir: str | None = None,
         extra_env: Mapping[str, str] | None = None,
-        timeouts: Timeouts | None = None,
     ) -> None:
         if mappers < 1 or reducers < 1:
             raise MapReduceError("a local cluster needs at least one mapper and one reducer")
@@ -96,13 +78,15 @@ class LocalCluster:
         self.host = host
         self.master_port = master_port
         self.data_root = data_root
-        self.timeouts = timeouts or Timeouts()
         self.token = secrets.token_hex(16)
         self.cluster_id = uuid.uuid4().hex[:12]
         self._own_log_dir = tempfile.TemporaryDirectory(prefix="mr-local-") if log_dir is None else None
         self.log_dir = Path(log_dir or self._own_log_dir.name)  # type: ignore[union-attr]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.extra_env = dict(extra_env or {})
+        # The launcher waits as long as its actors do: they read the same environment (MR_TIMEOUT_STARTUP, _PEERS,
+        # _DRAIN), from this process or from extra_env.
+        self.timeouts = Timeouts.from_env({**os.environ, **self.extra_env})
         self.actors: list[ActorProcess] = []
 
     @property

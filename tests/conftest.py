@@ -26,7 +26,7 @@ from .support import serve_app
 
 TOKEN = "test-token"
 FAST = Timeouts(connect=2.0, request=20.0, lease=5.0, stream_idle=5.0, stage_wait=2.0, finalize=20.0,
-                discovery=2.0, peers=3.0, drain=2.0, startup=20.0, retry_deadline=5.0)
+                discovery=2.0, peers=3.0, drain=2.0, startup=20.0)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from .fakes import FakeClock, FakeDiscovery, FakeReducer, FakeTransport, Faults
 from .support import make_text
 
 TIMEOUTS = Timeouts(connect=0.5, request=1.0, lease=0.3, stream_idle=0.5, stage_wait=0.2, finalize=1.0,
-                    discovery=0.2, peers=0.5, drain=0.5, startup=1.0, retry_deadline=1.0, recovery=2.0)
+                    discovery=0.2, peers=0.5, drain=0.5, startup=1.0, recovery=2.0)
 WORDS = ["alpha", "beta", "γάμμα", "日本語", "😀", "naïve", "The", "the", "x"]
 
 
