@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from actors.local import LocalCluster
-from actors.sequential import run_sequential_file
+from actors.sequential import run_sequential
 
 from .support import alive
 
@@ -36,7 +36,7 @@ async def test_local_cluster_runs_jobs_and_stops_cleanly(discovery: str, tmp_pat
                 job = await r.json()
             async with session.get(f"/v1/jobs/{job['id']}/result", params={"wait": "60"}) as r:
                 body = await r.json()
-            assert body["result"] == run_sequential_file("wordcount", SAMPLE)
+            assert body["result"] == run_sequential("wordcount", SAMPLE.read_bytes(), SAMPLE.name)
             # Without the cluster's token an internal route is refused.
             async with session.get("/internal/v1/inputs/whatever") as r:
                 assert r.status == 401
@@ -74,3 +74,11 @@ def test_mapreduce_run_reports_a_missing_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "is not a readable file" in done.stderr
+
+
+async def test_the_launcher_waits_as_long_as_its_actors_are_told_to(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher's startup, peers and drain waits come from the environment its actors get, not a second copy."""
+    monkeypatch.setenv("MR_TIMEOUT_DRAIN", "7")  # a user's own setting, inherited by every actor
+    cluster = LocalCluster(discovery="static", log_dir=str(tmp_path), extra_env={"MR_TIMEOUT_STARTUP": "45"})
+    assert (cluster.timeouts.drain, cluster.timeouts.startup) == (7.0, 45.0)

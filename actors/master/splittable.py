@@ -254,11 +254,6 @@ class SplitTable:
     def failed_positions(self) -> list[int]:
         return self._failed
 
-    @property
-    def states(self) -> list[SplitState]:
-        """Every split's state in table order: O(splits), for tests and debugging only."""
-        return [self.split_at(i) for i in range(len(self.splits))]
-
     # -- internals --------------------------------------------------------------------------------------------
 
     def _state_of(self, split: int) -> SplitState:
