@@ -219,3 +219,10 @@ async def held_input() -> AsyncIterator[HeldInputFactory]:
 
     yield serve
     await servers.aclose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tiers (process, browser, k8s, native: see tests/tiers.py) from the code it reaches."""
+    from .tiers import mark
+
+    mark(items)
