@@ -221,6 +221,14 @@ async def held_input() -> AsyncIterator[HeldInputFactory]:
     await servers.aclose()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection made (modules, items, parameters: live for the whole session) out of the collector's
+    reach: the ``gc.collect()`` each cluster's leak check makes then scans only what tests made since, so it stays
+    cheap in a session of 2000 tests (measured: 0.3 s per cluster teardown late in a session, 0.06 s early)."""
+    gc.collect()
+    gc.freeze()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tiers (process, browser, k8s, native: see tests/tiers.py) from the code it reaches."""
     from .tiers import mark
