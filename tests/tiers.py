@@ -12,6 +12,7 @@ without an edit: ``scripts/test.sh --quick`` deselects ``process``, ``browser``,
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import types
@@ -26,6 +27,7 @@ TIERS = ("process", "browser", "k8s", "native")
 SPAWNS = re.compile(r"\bsubprocess\.|\bcreate_subprocess_\w+|\bPopen\(|\bLocalCluster\(")
 NATIVE = re.compile(r"\bkernel\.NATIVE\b|\b_wordcount\b|\b_resultjson\b")
 CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+LOCAL_IMPORT = re.compile(r"^\s+from\s+(\.?[\w.]+)\s+import\s+([\w, ]+)$", re.M)  # inside a function
 HELPERS = "tests"  # only code of this package is followed; the project's own code is what is under test
 
 
@@ -62,7 +64,11 @@ class Classifier:
         found.modules.add(module)
         source = _source(obj)
         found.spawns = bool(SPAWNS.search(source))
-        namespace = getattr(obj, "__globals__", None) or vars(inspect.getmodule(obj) or types.ModuleType("none"))
+        namespace = dict(getattr(obj, "__globals__", None) or vars(inspect.getmodule(obj) or types.ModuleType("n")))
+        for origin, names in LOCAL_IMPORT.findall(source):
+            if origin.startswith((".", HELPERS)):
+                helper = importlib.import_module(origin, HELPERS)
+                namespace.update({name.strip(): getattr(helper, name.strip(), None) for name in names.split(",")})
         for name in set(CALLED.findall(source)):
             target = namespace.get(name)
             if target is None or target is obj or not str(getattr(target, "__module__", "")).startswith(HELPERS):
