@@ -28,23 +28,6 @@ from .supervise import RestartPolicy, Supervised, Supervisor
 PR_SET_PDEATHSIG = 1
 ERROR_PREFIX = "mapreduce: "  # how `mapreduce serve` says why it stopped (actors/cli.py), one line on stderr
 EXIT_MARGIN = 2.0  # seconds past MR_TIMEOUT_DRAIN a SIGTERMed actor may take to exit before it is killed
-# Settings for fault drills (tests/test_faults.py, scripts/soak_faults.py): small splits so a fault lands mid-job,
-# short leases and timeouts so recovery is quick, room for the extra attempts that repeated kills cost.
-DRILL_ENV: dict[str, str] = {
-    "MR_SPLIT_SIZE": str(160 * 1024),
-    "MR_CHUNK_SIZE": str(32 * 1024),
-    "MR_KEY_BUDGET": "2000",
-    "MR_MAX_ATTEMPTS": "10",
-    "MR_TIMEOUT_LEASE": "2",
-    "MR_TIMEOUT_STREAM_IDLE": "3",
-    "MR_TIMEOUT_PEERS": "5",
-    "MR_TIMEOUT_DRAIN": "3",
-    "MR_TIMEOUT_RETRY_DEADLINE": "20",
-    "MR_TIMEOUT_RECOVERY": "30",
-    "MR_BACKUP_AFTER": "30",
-}
-DRILL_TIMEOUTS = Timeouts(lease=2.0, stream_idle=3.0, peers=5.0, drain=3.0, startup=20.0, retry_deadline=20.0,
-                          recovery=30.0)
 
 
 def _die_with_parent() -> None:
@@ -108,7 +91,6 @@ class LocalCluster:
         output_root: str = "",
         log_dir: str | None = None,
         extra_env: Mapping[str, str] | None = None,
-        timeouts: Timeouts | None = None,
         restarts: RestartPolicy | None = RestartPolicy(),  # noqa: B008 (frozen: one shared default is safe)
         announce: Callable[[str], None] = _stderr_line,
         on_broken: Callable[[], None] | None = None,
@@ -122,7 +104,6 @@ class LocalCluster:
         self.master_port = master_port
         self.data_root = data_root
         self.output_root = output_root
-        self.timeouts = timeouts or Timeouts()
         self.token = secrets.token_hex(16)
         self.cluster_id = uuid.uuid4().hex[:12]
         # mkdtemp, not TemporaryDirectory: a kept directory must outlive this process (no finalizer removes it).
@@ -130,6 +111,9 @@ class LocalCluster:
         self.log_dir = Path(log_dir if log_dir is not None else tempfile.mkdtemp(prefix="mr-local-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.extra_env = dict(extra_env or {})
+        # The launcher waits as long as its actors do: they read the same environment (MR_TIMEOUT_STARTUP, _PEERS,
+        # _DRAIN), from this process or from extra_env.
+        self.timeouts = Timeouts.from_env({**os.environ, **self.extra_env})
         self.actors: list[ActorProcess] = []
         self.restart_policy = restarts
         self.announce = announce

@@ -7,7 +7,6 @@ native fast path), so a distributed run checks the engine, the combiner and a bu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from .core.partition import Key, canonical_key, display_key
@@ -43,9 +42,3 @@ def run_sequential(job_name: str, data: bytes, source: str = "input", params: Ma
                    modules: tuple[str, ...] = ()) -> dict[str, Any]:
     """One input's result, as the master serves it."""
     return run_sequential_inputs(job_name, [(source, data)], params, modules)
-
-
-def run_sequential_file(job_name: str, path: str | Path, source: str | None = None,
-                        params: Mapping[str, str] | None = None, modules: tuple[str, ...] = ()) -> dict[str, Any]:
-    path = Path(path)
-    return run_sequential(job_name, path.read_bytes(), source or path.name, params, modules)

@@ -17,6 +17,7 @@ from .core.errors import ConfigError
 from .core.logs import EventLog
 from .net.actor import DRAIN, IDENTITY, make_runner
 from .net.drain import Drain
+from .net.protocol import ActorRunner
 
 log = EventLog(__name__)
 
@@ -95,7 +96,7 @@ async def run_actor(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     await runner.setup()
     try:
-        await web.SockSite(runner, sock).start()
+        await runner.listen(sock)
         identity = app[IDENTITY]
         log.info("actor_ready", role=settings.role, name=settings.name, ordinal=settings.ordinal,
                  url=settings.advertise_url, incarnation=identity.incarnation, discovery=settings.discovery)
@@ -129,12 +130,11 @@ async def _finish_work(drain: Drain) -> None:
             log.error("drain_hook_failed", error=repr(result))
 
 
-async def _stop(runner: web.AppRunner, drain: Drain, settings: Settings) -> None:
+async def _stop(runner: ActorRunner, drain: Drain, settings: Settings) -> None:
     """Close the listener, cut what still runs, close the app's resources: all before the deadline."""
     loop = asyncio.get_running_loop()
     drain.begin(loop.time())  # also on a failed start, so the clean-up below is bounded the same way
-    for site in list(runner.sites):
-        await site.stop()
+    runner.stop_listening()
     cut = await drain.stop_handlers(drain.reserve / 4)
     try:
         async with asyncio.timeout_at(max(drain.deadline, loop.time() + drain.reserve / 4)):

@@ -114,7 +114,7 @@ def simulate(splits: int, args: argparse.Namespace) -> dict[str, Any]:
         "next_for_calls": asks,
         "attempts": table.attempts_started(),
         "retries": table.retries,
-        "backups": sum(1 for s in table.states for a in s.attempts if a.backup),
+        "backups": sum(1 for s in map(table.split_at, range(table.total)) for a in s.attempts if a.backup),
         "late_reports": table.late_reports,
         "status_bytes": len(summary),
         "status_ms": 1000 * summary_s,

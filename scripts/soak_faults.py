@@ -20,8 +20,10 @@ from pathlib import Path
 
 import aiohttp
 
-from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: its tests' drill settings
+from actors.local import LocalCluster
 from actors.sequential import run_sequential
+from tests.support import DRILL_ENV
 
 
 def make_text(path: Path, megabytes: float, rng: random.Random) -> bytes:
@@ -63,8 +65,8 @@ async def main() -> int:
     done = 0
     with tempfile.TemporaryDirectory(prefix="mr-soak-") as root:
         data = make_text(Path(root) / "input.txt", args.megabytes, rng)
-        async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=root, extra_env=DRILL_ENV,
-                                timeouts=DRILL_TIMEOUTS) as cluster:
+        async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=root, extra_env=DRILL_ENV) \
+                as cluster:
             timeout = aiohttp.ClientTimeout(total=300)
             async with aiohttp.ClientSession(base_url=cluster.master_url, timeout=timeout,
                                              headers=cluster.api_headers) as session:

@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: creates the virtualenv with the test tools, lints, type-checks, then pytest.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k reducer -x).
+# scripts/test.sh --quick: ruff, then only the unit, property and in-process tests (no process, browser, k8s or
+# slow test; tests/tiers.py marks them): under a minute. CI runs the whole suite.
 set -euo pipefail
+quick=false
+if [ "${1:-}" = "--quick" ]; then
+  quick=true
+  shift
+fi
+filtered=$#  # arguments of the caller's own: a run they filter may rightly collect nothing
 . "$(dirname "$0")/env.sh" test
 cd "$ROOT"
-if [ -f scripts/k8s-test-deps.sh ]; then
+if $quick; then
+  echo "== ruff" >&2
+  ruff check actors tests scripts
+  echo "== pytest (quick tier)" >&2
+  set -- -m "not process and not browser and not k8s and not slow" -q "$@"
+fi
+if ! $quick && [ -f scripts/k8s-test-deps.sh ]; then
   bash scripts/k8s-test-deps.sh
 fi
 # tests/test_page.py drives the status page in headless Chromium; install it when missing (root + apt-get only,
 # else those tests skip and say why).
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+if ! $quick && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "== installing chromium (the status page's browser test)" >&2
   chromium_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null 2>&1
@@ -17,15 +31,17 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   chromium_install || { apt-get update -qq >/dev/null 2>&1 && chromium_install; } \
     || echo "chromium could not be installed: the status page's browser tests will skip" >&2
 fi
-echo "== ruff" >&2
-ruff check actors tests scripts
-echo "== mypy --strict actors tests scripts" >&2
-mypy actors tests scripts
-echo "== import contracts" >&2
-lint-imports
-echo "== native kernel under AddressSanitizer/UBSan" >&2
-bash scripts/asan_kernel.sh "$VENV/bin/python"
-echo "== pytest" >&2
+if ! $quick; then
+  echo "== ruff" >&2
+  ruff check actors tests scripts
+  echo "== mypy --strict actors tests scripts" >&2
+  mypy actors tests scripts
+  echo "== import contracts" >&2
+  lint-imports
+  echo "== native kernel under AddressSanitizer/UBSan" >&2
+  bash scripts/asan_kernel.sh "$VENV/bin/python"
+  echo "== pytest" >&2
+fi
 set +e
 python -m pytest "$@"
 rc=$?
@@ -33,7 +49,7 @@ set -e
 if [ "$rc" -eq 5 ]; then
   # pytest's "no tests collected": fine for a filtered run, a failure for the whole suite.
   echo "pytest collected no tests" >&2
-  [ "$#" -gt 0 ] && exit 0
+  [ "$filtered" -gt 0 ] && exit 0
   exit 1
 fi
 exit "$rc"

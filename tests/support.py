@@ -18,6 +18,23 @@ from actors.jobs.wordcount.columns import unpack_columns
 from actors.reducer.ledger import PartitionState
 from actors.reducer.stage import Stage
 
+# Settings for fault drills (tests/test_faults.py, tests/test_reducer_restart.py, scripts/soak_faults.py): small
+# splits so a fault lands mid-job, short leases and timeouts so recovery is quick, room for the extra attempts that
+# repeated kills cost. The launcher's own waits follow the same MR_TIMEOUT_* values.
+DRILL_ENV: dict[str, str] = {
+    "MR_SPLIT_SIZE": str(160 * 1024),
+    "MR_CHUNK_SIZE": str(32 * 1024),
+    "MR_KEY_BUDGET": "2000",
+    "MR_MAX_ATTEMPTS": "10",
+    "MR_TIMEOUT_LEASE": "2",
+    "MR_TIMEOUT_STREAM_IDLE": "3",
+    "MR_TIMEOUT_PEERS": "5",
+    "MR_TIMEOUT_DRAIN": "3",
+    "MR_TIMEOUT_STARTUP": "20",
+    "MR_TIMEOUT_RECOVERY": "30",
+    "MR_BACKUP_AFTER": "30",
+}
+
 # Many distinct words, plus unicode and case variants the native kernel must hand to str.split().
 VOCABULARY = (*(f"w{i}" for i in range(3000)), "γάμμα", "日本語", "naïve", "The", "the")
 

@@ -257,16 +257,14 @@ def test_retry_settings_reach_the_policies_that_use_them() -> None:
     from actors.mapper.app import SendPolicy
     from actors.master.workers import WorkerPolicy
 
-    env = {"MR_SEND_ATTEMPTS": "9", "MR_SEND_RETRY_FIRST": "0.2", "MR_SEND_RETRY_MAX": "3",
-           "MR_MAPPER_BACKOFF_FIRST": "0.3", "MR_MAPPER_BACKOFF_MAX": "4", "MR_STRAGGLER_CHECK": "0.5",
-           "MR_RETRY_FIRST": "0.4", "MR_RETRY_MAX": "5", "MR_DISCOVERY_RETRY_FIRST": "0.6",
-           "MR_DISCOVERY_RETRY_MAX": "6", "MR_MAX_WAIT": "30", "MR_BACKUP_AFTER": "60"}
+    env = {"MR_SEND_ATTEMPTS": "9", "MR_STRAGGLER_CHECK": "0.5", "MR_MAX_WAIT": "30", "MR_BACKUP_AFTER": "60"}
     settings = Settings.from_env(env)
     send = SendPolicy.of(settings)
-    assert (send.attempts, send.backoff.first, send.backoff.most) == (9, 0.2, 3.0)
-    assert (send.discovery.first, send.discovery.most) == (0.6, 6.0)
+    assert (send.attempts, send.backoff, send.discovery) == (9, settings.send_backoff, settings.discovery_backoff)
     worker = WorkerPolicy.of(settings)
-    assert (worker.backoff.first, worker.backoff.most, worker.tick) == (0.3, 4.0, 0.5)
-    assert (settings.peer_backoff.first, settings.peer_backoff.most, settings.max_wait) == (0.4, 5.0, 30.0)
+    assert (worker.backoff, worker.tick, settings.max_wait) == (settings.mapper_backoff, 0.5, 30.0)
+    # Retry pauses are fixed policies: each loop's bound is a setting, its pauses are not.
+    for backoff in (settings.peer_backoff, settings.discovery_backoff, settings.send_backoff, settings.mapper_backoff):
+        assert 0 < backoff.first <= 0.1 and backoff.first < backoff.most <= 2.0
     with pytest.raises(ConfigError, match="MR_SEND_ATTEMPTS=0 is below its minimum 1"):
         Settings.from_env({"MR_SEND_ATTEMPTS": "0"})

@@ -20,14 +20,12 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
+from actors.local import LocalCluster
 from actors.sequential import run_sequential
 
 from .conftest import HeldInputFactory
 from .heldinput import HeldInput, HeldRead
-from .support import alive, make_text_file
-
-FAULT_ENV, FAULT_TIMEOUTS = DRILL_ENV, DRILL_TIMEOUTS
+from .support import DRILL_ENV, alive, make_text_file
 
 
 async def wait_for_progress(client: Client, job_id: str, splits: int) -> None:
@@ -42,12 +40,12 @@ async def wait_for_progress(client: Client, job_id: str, splits: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def fault_cluster(tmp_path: Path, env: dict[str, str] = FAULT_ENV) -> AsyncIterator[LocalCluster]:
+async def fault_cluster(tmp_path: Path, env: dict[str, str] = DRILL_ENV) -> AsyncIterator[LocalCluster]:
     """3 mappers and 2 reducers with the drill settings; after it, no actor process may be left alive. Nothing
     restarts an actor on its own (the drills restart by hand, when their fault calls for it: tests/test_heal.py
     covers the supervisor)."""
     async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=str(tmp_path), extra_env=env,
-                            timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs"), restarts=None) as running:
+                            log_dir=str(tmp_path / "logs"), restarts=None) as running:
         pids: set[int] = set()
         try:
             yield running
@@ -71,7 +69,7 @@ SHARED = pytest.mark.asyncio(loop_scope="module")
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalCluster]:
     # DEBUG: its tests read the per-split and per-stream events (split_started, stream_committed...) from the logs.
-    env = {**FAULT_ENV, "MR_LOG_LEVEL": "DEBUG"}
+    env = {**DRILL_ENV, "MR_LOG_LEVEL": "DEBUG"}
     async with fault_cluster(tmp_path_factory.mktemp("shared"), env) as running:
         yield running
 
@@ -182,7 +180,7 @@ async def test_early_exit_done_means_every_partition_is_in(shared_cluster: Local
 
 # The input comes from a HeldInput server, so the test knows which mapper is mid-split when it strikes. A held
 # reader sends no progress: the lease outlasts any hold, and a kill shows at once as the assignment stream breaking.
-HELD_ENV = {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true", "MR_TIMEOUT_LEASE": "30", "MR_TIMEOUT_STREAM_IDLE": "30"}
+HELD_ENV = {**DRILL_ENV, "MR_ALLOW_PRIVATE_URLS": "true", "MR_TIMEOUT_LEASE": "30", "MR_TIMEOUT_STREAM_IDLE": "30"}
 
 
 async def submit_held(client: Client, source: HeldInput) -> tuple[str, list[dict[str, Any]]]:
@@ -270,7 +268,7 @@ async def test_stalled_mapper_is_overtaken_and_its_late_output_ignored(
     data = make_text_file(tmp_path / "book.txt", 4, seed=4)
     source = await held_input(data)
     # The drill's 2 s lease this time: the stall is what the lease is for.
-    async with fault_cluster(tmp_path, {**FAULT_ENV, "MR_ALLOW_PRIVATE_URLS": "true"}) as cluster, \
+    async with fault_cluster(tmp_path, {**DRILL_ENV, "MR_ALLOW_PRIVATE_URLS": "true"}) as cluster, \
             client_of(cluster) as client:
         job_id, splits = await submit_held(client, source)
         hold_reads_of(source, [splits[5]])
@@ -317,7 +315,7 @@ async def test_master_killed_mid_job_resubmission_with_the_same_key_works(
 async def test_sigterm_drains_every_actor_with_exit_0(tmp_path: Path) -> None:
     make_text_file(tmp_path / "book.txt", 1, seed=3)
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path),
-                            extra_env=FAULT_ENV, timeouts=FAULT_TIMEOUTS, log_dir=str(tmp_path / "logs")) as cluster:
+                            extra_env=DRILL_ENV, log_dir=str(tmp_path / "logs")) as cluster:
         async with aiohttp.ClientSession(base_url=cluster.master_url) as session, session.post(
             "/v1/jobs", json={"input": {"path": "book.txt"}}
         ) as response:
@@ -350,8 +348,8 @@ async def test_sigterm_on_a_busy_mapper_drains_and_the_job_stays_exact(
 
 async def test_reducer_killed_and_restarted_under_mdns_on_a_new_port(tmp_path: Path) -> None:
     data = make_text_file(tmp_path / "book.txt", 8, seed=13)
-    async with LocalCluster(mappers=2, reducers=2, discovery="mdns", data_root=str(tmp_path), extra_env=FAULT_ENV,
-                            timeouts=FAULT_TIMEOUTS, restarts=None) as cluster, aiohttp.ClientSession(
+    async with LocalCluster(mappers=2, reducers=2, discovery="mdns", data_root=str(tmp_path), extra_env=DRILL_ENV,
+                            restarts=None) as cluster, aiohttp.ClientSession(
         base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
         client = Client(session)

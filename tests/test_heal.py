@@ -24,11 +24,11 @@ from typing import Any, TextIO
 import pytest
 
 from actors.core.errors import ConfigError, MapReduceError
-from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
+from actors.local import LocalCluster
 from actors.supervise import RestartBudget, RestartPolicy, exit_cause
 
 from .conftest import HeldInputFactory
-from .support import alive, make_text_file
+from .support import DRILL_ENV, alive, make_text_file
 from .test_faults import HELD_ENV, client_of, hold_reads_of, reader_of, still_exact, struck_attempt, submit_held
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ async def test_a_mapper_and_a_reducer_killed_mid_job_are_restarted_and_the_job_i
     announced = Announced()
     pids: set[int] = set()
     async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=str(tmp_path), extra_env=HELD_ENV,
-                            timeouts=DRILL_TIMEOUTS, log_dir=str(tmp_path / "logs"), announce=announced) as cluster:
+                            log_dir=str(tmp_path / "logs"), announce=announced) as cluster:
         announced.seen = lambda: pids.update(a.pid for a in cluster.actors)  # restarted processes too
         pids.update(a.pid for a in cluster.actors)
         urls = {a.name: a.url for a in cluster.actors}
@@ -142,7 +142,7 @@ async def test_a_crash_loop_is_given_up_after_the_bound_and_a_needed_actor_break
     pids: set[int] = set()
     policy = RestartPolicy(limit=2, window=60.0, backoff=0.05)
     async with LocalCluster(mappers=2, reducers=1, discovery="static", extra_env=DRILL_ENV,
-                            timeouts=DRILL_TIMEOUTS, restarts=policy, announce=announced,
+                            restarts=policy, announce=announced,
                             on_broken=lambda: broken.append("broken")) as cluster:
         announced.seen = lambda: pids.update(a.pid for a in cluster.actors)
         pids.update(a.pid for a in cluster.actors)
@@ -179,7 +179,7 @@ async def test_a_crash_loop_is_given_up_after_the_bound_and_a_needed_actor_break
 async def test_an_actor_restarted_by_hand_is_not_restarted_again_and_stop_leaves_nothing(tmp_path: Path) -> None:
     announced = Announced()
     pids: set[int] = set()
-    async with LocalCluster(mappers=1, reducers=1, discovery="static", extra_env=DRILL_ENV, timeouts=DRILL_TIMEOUTS,
+    async with LocalCluster(mappers=1, reducers=1, discovery="static", extra_env=DRILL_ENV,
                             log_dir=str(tmp_path / "logs"), announce=announced) as cluster:
         pids.update(a.pid for a in cluster.actors)
         cluster.signal("mapper-0", signal.SIGKILL)
@@ -198,7 +198,7 @@ async def test_a_setting_to_fix_leaves_no_log_directory_behind(tmp_path: Path,
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     announced = Announced()
     with pytest.raises(ConfigError):
-        async with LocalCluster(mappers=1, reducers=1, discovery="static", timeouts=DRILL_TIMEOUTS,
+        async with LocalCluster(mappers=1, reducers=1, discovery="static",
                                 announce=announced):
             raise ConfigError("MR_SOMETHING is wrong")  # its message names the fix: the logs add nothing
     assert announced.lines == [] and list(tmp_path.iterdir()) == []

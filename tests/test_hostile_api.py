@@ -184,6 +184,7 @@ async def test_uploads_beyond_the_cap_get_429(make_cluster: ClusterFactory) -> N
 
 
 @pytest.mark.parametrize("kind", ["upload", "json"])
+@pytest.mark.slow
 async def test_slow_bodies_are_cut_off_with_408_and_leave_nothing(make_cluster: ClusterFactory, tmp_path: Path,
                                                                   kind: str) -> None:
     spool = tmp_path / "spool"
@@ -207,6 +208,7 @@ async def test_slow_bodies_are_cut_off_with_408_and_leave_nothing(make_cluster: 
 
 
 @pytest.mark.parametrize("kind", ["upload", "json"])
+@pytest.mark.slow
 async def test_a_body_slower_than_the_minimum_rate_is_cut_off_and_frees_its_slot(make_cluster: ClusterFactory,
                                                                                  kind: str) -> None:
     """/tmp/r1/upload_slots.py: 1 byte every 20 s held every upload slot for MR_TIMEOUT_BODY (an hour)."""
@@ -227,6 +229,7 @@ async def test_a_body_slower_than_the_minimum_rate_is_cut_off_and_frees_its_slot
     await assert_good_job(cluster)
 
 
+@pytest.mark.slow
 async def test_a_request_head_must_arrive_within_the_header_timeout(make_cluster: ClusterFactory) -> None:
     """/tmp/r1/slow_headers.py: a header byte every 20 s kept a connection (a file descriptor) open forever."""
     cluster = await make_cluster(timeouts=dataclasses.replace(FAST, headers=1.0))
@@ -260,6 +263,7 @@ async def test_a_request_head_must_arrive_within_the_header_timeout(make_cluster
     await assert_good_job(cluster)
 
 
+@pytest.mark.slow
 async def test_a_trickled_shuffle_stream_is_cut_off_and_frees_its_budget(make_cluster: ClusterFactory) -> None:
     timeouts = dataclasses.replace(FAST, stream_idle=1.5, stream=3.0, body_idle=1.5)
     cluster = await make_cluster(mappers=1, reducers=1, timeouts=timeouts)

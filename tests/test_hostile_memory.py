@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+import pytest
 
 from actors.core import wire
 from actors.core.config import Settings
@@ -105,6 +106,7 @@ def mapper_streams(job: str, splits: int, items: dict[str, int]) -> list[bytes]:
             for split in range(splits)]
 
 
+@pytest.mark.slow
 async def test_million_key_streams_never_stall_the_reducer(make_cluster: ClusterFactory) -> None:
     cluster = await make_cluster(mappers=1, reducers=1)
     expected = distinct_words(1_000_000)
@@ -128,6 +130,7 @@ async def test_million_key_streams_never_stall_the_reducer(make_cluster: Cluster
     assert partition.totals == {word: 2 * n for word, n in expected.items()}
 
 
+@pytest.mark.slow
 async def test_a_million_key_frame_is_refused_before_it_is_decoded(make_cluster: ClusterFactory) -> None:
     cluster = await make_cluster(mappers=1, reducers=1, frame_cap=16 * MiB)  # the key count, not the cap, refuses it
     items = distinct_words(1_000_000)
@@ -170,6 +173,7 @@ async def test_one_key_with_16_m_values_is_refused_before_it_is_decoded(make_clu
     assert lag < bound and probe < bound, (lag, probe, bound)
 
 
+@pytest.mark.slow
 async def test_a_frame_dense_with_lists_is_refused_without_a_stall(make_cluster: ClusterFactory) -> None:
     # Under MR_FRAME_CAP in bytes, but each byte an empty list: ten times a scalar's decode cost each.
     cluster = await make_cluster(mappers=1, reducers=1)
@@ -222,6 +226,7 @@ async def job_outcome(cluster: Cluster, job_id: str) -> dict[str, Any]:
     return await cluster.status(job_id)
 
 
+@pytest.mark.slow
 async def test_a_40_mib_word_counts_exactly(make_cluster: ClusterFactory, data_root: Path) -> None:
     word = "ω" + "x" * (40 * MiB)
     text = f"a {word} b\nc {word}\n" + "d e f\n" * 1000

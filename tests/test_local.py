@@ -15,7 +15,7 @@ import pytest
 
 from actors.core.errors import ConfigError
 from actors.local import LocalCluster
-from actors.sequential import run_sequential_file
+from actors.sequential import run_sequential
 
 from .support import alive
 
@@ -38,7 +38,7 @@ async def test_local_cluster_runs_jobs_and_stops_cleanly(discovery: str, tmp_pat
                 job = await r.json()
             async with session.get(f"/v1/jobs/{job['id']}/result", params={"wait": "60"}) as r:
                 body = await r.json()
-            assert body["result"] == run_sequential_file("wordcount", SAMPLE)
+            assert body["result"] == run_sequential("wordcount", SAMPLE.read_bytes(), SAMPLE.name)
             # Without the cluster's token an internal route is refused.
             async with session.get("/internal/v1/inputs/whatever") as r:
                 assert r.status == 401
@@ -101,3 +101,11 @@ async def test_a_malformed_setting_stops_the_launcher_before_any_process(tmp_pat
         async with cluster:
             pass
     assert all(actor.process is None for actor in cluster.actors)
+
+
+async def test_the_launcher_waits_as_long_as_its_actors_are_told_to(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher's startup, peers and drain waits come from the environment its actors get, not a second copy."""
+    monkeypatch.setenv("MR_TIMEOUT_DRAIN", "7")  # a user's own setting, inherited by every actor
+    cluster = LocalCluster(discovery="static", log_dir=str(tmp_path), extra_env={"MR_TIMEOUT_STARTUP": "45"})
+    assert (cluster.timeouts.drain, cluster.timeouts.startup) == (7.0, 45.0)

@@ -18,16 +18,16 @@ from actors.core.errors import PeerError, Unavailable
 from actors.core.messages import Assignment, Progress
 from actors.inputs.ref import PATH
 from actors.jobs import get_job
-from actors.local import DRILL_ENV, DRILL_TIMEOUTS, LocalCluster
+from actors.local import LocalCluster
 from actors.mapper.app import MapRun
 from actors.net.client import PeerClient
 from actors.sequential import run_sequential
 
 from .fakes import FakeDiscovery, FakeTransport, Faults
-from .support import make_text, make_text_file
+from .support import DRILL_ENV, make_text, make_text_file
 
 TIMEOUTS = Timeouts(connect=0.5, request=1.0, lease=0.3, stream_idle=0.5, stage_wait=0.2, finalize=1.0,
-                    discovery=0.2, peers=0.5, drain=0.5, startup=1.0, retry_deadline=1.0, recovery=3.0)
+                    discovery=0.2, peers=0.5, drain=0.5, startup=1.0, recovery=3.0)
 TEXT = make_text(random.Random(30), 1600, ("a", "b", "日本語", "the", "The"), range(9)).decode()
 
 
@@ -142,8 +142,7 @@ async def test_a_reducer_killed_and_back_seconds_later_does_not_fail_the_job(tmp
            "MR_BACKUP_TASKS": "false"}
     data = make_text_file(tmp_path / "book.txt", 8, seed=21, vocabulary=VOCABULARY, line_words=(12,))
     async with LocalCluster(mappers=2, reducers=2, discovery="static", data_root=str(tmp_path), extra_env=env,
-                            timeouts=DRILL_TIMEOUTS, log_dir=str(tmp_path / "logs"),
-                            restarts=None) as cluster, \
+                            log_dir=str(tmp_path / "logs"), restarts=None) as cluster, \
             aiohttp.ClientSession(base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=120)) as http:
         async with http.post("/v1/jobs", json={"input": {"path": "book.txt"}}) as response:
             job = await response.json()

@@ -6,6 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from actors.inputs.ref import URL, InputRef
 from actors.jobs import get_job
 from actors.master.keys import REGISTRY, RESULTS
@@ -65,6 +67,7 @@ async def test_a_result_streams_as_ndjson_in_the_jobs_order(make_cluster: Cluste
     await assert_error(cluster, "GET", f"/v1/jobs/{job['id']}/result?format=xml", 400, "format must be json or ndjson")
 
 
+@pytest.mark.slow
 async def test_a_million_key_result_streams_as_ndjson_without_a_copy_of_it(make_cluster: ClusterFactory) -> None:
     # The master's side of a huge result: a done job whose 1 M-key result it holds (mapping 1 M keys through an
     # in-process cluster would take a minute; the map and reduce sides are exercised by every other test).

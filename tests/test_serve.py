@@ -23,7 +23,6 @@ import pytest
 from aiohttp import web
 
 from actors.core import wire
-from actors.core.config import Timeouts
 from actors.core.messages import Assignment, Data, StreamHeader, to_wire
 from actors.local import LocalCluster
 from actors.net.drain import Drain, drain_middleware, reserve
@@ -105,8 +104,7 @@ def events(log_path: Path) -> list[str]:
 
 
 async def test_master_with_a_running_job_and_a_long_poll_exits_within_the_budget(tmp_path: Path) -> None:
-    timeouts = Timeouts(drain=DRAIN, peers=10.0, startup=30.0)
-    async with LocalCluster(mappers=1, reducers=1, discovery="static", extra_env=SLOW, timeouts=timeouts,
+    async with LocalCluster(mappers=1, reducers=1, discovery="static", extra_env={**SLOW, "MR_TIMEOUT_STARTUP": "30"},
                             log_dir=str(tmp_path / "logs")) as cluster, aiohttp.ClientSession(
         base_url=cluster.master_url, timeout=aiohttp.ClientTimeout(total=60)
     ) as session:

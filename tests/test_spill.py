@@ -197,6 +197,7 @@ def spool(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_key_of_millions_of_values_is_reduced_exactly_in_bounded_memory(spool: Path, jobs_module: str) -> None:
     splits, lines, per_line = 20, 1000, 100  # 2 M values of one key
     catalog = load_catalog((jobs_module,))

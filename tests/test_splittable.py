@@ -65,7 +65,7 @@ def test_failure_free_run_without_backups_maps_each_split_once(splits: int) -> N
     assert t.retries == 0
     assert t.late_reports == 0
     assert t.bytes_done == splits * 100
-    assert all(s.attempts[0].state == AttemptState.DONE and s.winner == 1 for s in t.states)
+    assert all(s.attempts[0].state == AttemptState.DONE and s.winner == 1 for s in map(t.split_at, range(t.total)))
     for mapper in mappers:
         assert t.next_for(mapper) is None
 
@@ -105,7 +105,7 @@ def test_failure_free_run_with_backups_on_maps_each_split_once(splits: int) -> N
                 assert t.succeeded(ticket.split.index, ticket.attempt, 100)
     assert t.attempts_started() == splits
     assert t.late_reports == 0
-    assert all(len(s.attempts) == 1 for s in t.states)
+    assert all(len(s.attempts) == 1 for s in map(t.split_at, range(t.total)))
 
 
 def test_backup_starts_for_a_straggler_after_backup_after() -> None:
@@ -127,7 +127,7 @@ def test_backup_starts_for_a_straggler_after_backup_after() -> None:
     assert t.next_for("m0") is None
     # The first to finish wins; the other's report is late and dropped.
     assert t.succeeded(b.split.index, backup.attempt, 100)
-    assert t.states[b.split.index].attempts[0].state == AttemptState.ABANDONED
+    assert t.split_at(b.split.index).attempts[0].state == AttemptState.ABANDONED
     assert not t.succeeded(b.split.index, b.attempt, 100)
     assert t.late_reports == 1
     assert t.done_count == 2
@@ -253,7 +253,7 @@ def test_late_success_of_a_superseded_attempt_is_dropped_and_counted() -> None:
     # The first mapper was only slow; its report arrives after the retry won.
     assert not t.succeeded(0, first.attempt, 100)
     assert t.late_reports == 1
-    assert t.states[0].winner == second.attempt
+    assert t.split_at(0).winner == second.attempt
     assert t.done_count == 1
 
 
@@ -265,7 +265,7 @@ def test_failure_after_the_split_is_done_is_ignored() -> None:
     t.succeeded(0, second.attempt, 100)
     t.failed(0, first.attempt, "late crash")  # not running any more: ignored, no JobFailed
     t.failed(0, second.attempt, "nonsense")  # the winner: ignored too
-    assert t.states[0].attempts[1].state == AttemptState.DONE
+    assert t.split_at(0).attempts[1].state == AttemptState.DONE
 
 
 def test_loser_of_a_race_failing_does_not_fail_the_job() -> None:
@@ -285,7 +285,7 @@ def test_repeated_report_of_the_winner_keeps_it_done() -> None:
     a = take(t, "m0")
     assert t.succeeded(0, a.attempt, 100)
     assert not t.succeeded(0, a.attempt, 100)
-    assert t.states[0].attempts[0].state == AttemptState.DONE
+    assert t.split_at(0).attempts[0].state == AttemptState.DONE
     assert t.late_reports == 0
 
 
@@ -298,7 +298,7 @@ def test_abandoned_attempts_do_not_count_as_failures() -> None:
     for _ in range(5):
         ticket = take(t, "m0")
         t.abandoned(0, ticket.attempt, "mapper unreachable")
-    assert t.states[0].failures() == 0
+    assert t.split_at(0).failures() == 0
     ticket = take(t, "m0")
     t.failed(0, ticket.attempt, "one")
     ticket = take(t, "m1")
@@ -311,8 +311,8 @@ def test_abandoned_only_touches_running_attempts() -> None:
     a = take(t, "m0")
     t.failed(0, a.attempt, "crash")
     t.abandoned(0, a.attempt, "later")
-    assert t.states[0].attempts[0].state == AttemptState.FAILED
-    assert t.states[0].attempts[0].cause == "crash"
+    assert t.split_at(0).attempts[0].state == AttemptState.FAILED
+    assert t.split_at(0).attempts[0].cause == "crash"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,8 +338,8 @@ def test_late_report_after_another_attempt_won_keeps_the_failure_visible() -> No
     second = take(t, "m1")
     assert t.succeeded(0, second.attempt, 100)
     assert not t.succeeded(0, first.attempt, 100)
-    assert t.states[0].attempts[0].state == AttemptState.FAILED
-    assert t.states[0].attempts[0].cause == "lease expired"
+    assert t.split_at(0).attempts[0].state == AttemptState.FAILED
+    assert t.split_at(0).attempts[0].cause == "lease expired"
     assert t.failed_count == 1
 
 
@@ -350,7 +350,7 @@ def test_late_success_of_a_handed_back_attempt_completes_the_split() -> None:
     t.failed(0, a.attempt, "lease expired")
     assert t.failed_count == 1
     assert t.succeeded(0, a.attempt, 100)
-    assert t.states[0].attempts[0].state == AttemptState.DONE
+    assert t.split_at(0).attempts[0].state == AttemptState.DONE
     assert t.failed_count == 0  # no failed attempt is left on it
     # The split is no longer pending: the next mapper gets split 1, not a retry of split 0.
     assert take(t, "m1").split.index == 1
@@ -364,7 +364,7 @@ def test_reports_for_unknown_attempts_are_refused() -> None:
         with pytest.raises(KeyError):
             t.succeeded(split, attempt, 100)
     assert t.done_count == 0
-    assert t.states[0].attempts[0].state == AttemptState.RUNNING
+    assert t.split_at(0).attempts[0].state == AttemptState.RUNNING
     assert t.succeeded(0, a.attempt, 100)
 
 
@@ -428,7 +428,7 @@ def same_tables(real: SplitTable, model: reference.SplitTable) -> None:
     shown = [
         (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
                              for a in s.attempts])
-        for s in real.states
+        for s in map(real.split_at, range(real.total))
     ]
     assert shown == [
         (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)

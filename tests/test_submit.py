@@ -45,15 +45,24 @@ BAD_SUBMISSIONS = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "status", "message"), BAD_SUBMISSIONS,
-                         ids=[case[2] for case in BAD_SUBMISSIONS])
-async def test_bad_submissions_are_refused_clearly(
-    make_cluster: ClusterFactory, data_root: Path, kwargs: dict[str, Any], status: int, message: str
-) -> None:
+@pytest.fixture(scope="module")
+def escaping_root(shared_cluster: Cluster) -> Path:
+    """The shared cluster's data root, with a symlink ``escape`` to a file outside it."""
+    data_root = Path(shared_cluster.master.settings.data_root)
     outside = data_root.parent / "secret.txt"
     outside.write_text("secret words")
     os.symlink(outside, data_root / "escape")
-    cluster = await make_cluster()
+    return data_root
+
+
+@pytest.mark.parametrize(("kwargs", "status", "message"), BAD_SUBMISSIONS,
+                         ids=[case[2] for case in BAD_SUBMISSIONS])
+@SHARED
+async def test_bad_submissions_are_refused_clearly(
+    shared_cluster: Cluster, escaping_root: Path, kwargs: dict[str, Any], status: int, message: str
+) -> None:
+    # A refused submission leaves nothing behind, so one cluster serves every case (and a good job after each).
+    cluster = shared_cluster
     await assert_error(cluster, "POST", "/v1/jobs", status, message, **kwargs)
     assert await cluster.run_text(GOOD_TEXT) == GOOD_RESULT
 

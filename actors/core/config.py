@@ -41,6 +41,10 @@ def _timeout(default: float, doc: str) -> Any:
 class Timeouts:
     """Every network wait in seconds; each field is read from ``MR_TIMEOUT_<NAME>``."""
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Timeouts:
+        return cls(**_read_all(environ, cls))
+
     connect: float = _timeout(3.0, "opening a connection to a peer")
     request: float = _timeout(30.0, "one small request/response between actors")
     lease: float = _timeout(30.0, "a mapper silent this long on its assignment loses the split")
@@ -52,7 +56,6 @@ class Timeouts:
     drain: float = _timeout(20.0, "SIGTERM: the whole budget to exit (finish work, then cancel it); keep it below "
                             "terminationGracePeriodSeconds minus the preStop sleep")
     startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this")
-    retry_deadline: float = _timeout(60.0, "total time one narrow retry loop may take")
     recovery: float = _timeout(120.0, "how long a job waits for a lost reducer's ordinal to answer again")
     body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")
     body: float = _timeout(3600.0, "a request body must arrive whole within this, however steadily it trickles")
@@ -197,25 +200,9 @@ class Settings:
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
     restarts: int = setting("MR_RESTARTS", 0, "set by a launcher: how many times it has restarted this actor (the "
                             "status page shows it)", low=0)
-    # retries and backoff: a pause starts at *_FIRST, doubles per try up to *_MAX, and is jittered by +-50%
-    retry_first: float = setting("MR_RETRY_FIRST", 0.05, "first pause (s) before a peer call is retried (finalize, "
-                                 "a reducer coming back)", low=0.001)
-    retry_max: float = setting("MR_RETRY_MAX", 2.0, "longest pause (s) between retries of a peer call", low=0.001)
-    discovery_retry_first: float = setting("MR_DISCOVERY_RETRY_FIRST", 0.05, "first pause (s) before discovery is "
-                                           "asked again for peers not visible yet", low=0.001)
-    discovery_retry_max: float = setting("MR_DISCOVERY_RETRY_MAX", 1.0, "longest pause (s) between discovery look-ups "
-                                         "while waiting for peers", low=0.001)
     send_attempts: int = setting("MR_SEND_ATTEMPTS", 6, "tries a mapper gives a reducer that answers a stream with "
                                  "an error (one that is down is waited for, up to MR_TIMEOUT_RECOVERY)", low=1,
                                  count=True)
-    send_retry_first: float = setting("MR_SEND_RETRY_FIRST", 0.05, "first pause (s) before a mapper sends a partition "
-                                      "again", low=0.001)
-    send_retry_max: float = setting("MR_SEND_RETRY_MAX", 1.0, "longest pause (s) between a mapper's sends of one "
-                                    "partition", low=0.001)
-    mapper_backoff_first: float = setting("MR_MAPPER_BACKOFF_FIRST", 0.05, "first pause (s) before a mapper that "
-                                          "stalled or crashed on a split gets another", low=0.001)
-    mapper_backoff_max: float = setting("MR_MAPPER_BACKOFF_MAX", 2.0, "longest pause (s) before a faulty mapper gets "
-                                        "another split", low=0.001)
     straggler_check: float = setting("MR_STRAGGLER_CHECK", 1.0, "idle mapper slots look for stragglers to back up "
                                      "at least this often, in s (more often when MR_BACKUP_AFTER is short)", low=0.01)
     max_wait: float = setting("MR_MAX_WAIT", 600.0, "longest long-poll (s) a client may ask for with ?wait=; longer "
@@ -250,11 +237,15 @@ class Settings:
                                    or f"http://{advertise_host}:{values['port']}")
         if "log_level" in values:
             values["log_level"] = values["log_level"].upper()
-        values["timeouts"] = Timeouts(**_read_all(env, Timeouts))
+        values["timeouts"] = Timeouts.from_env(env)
         return cls(**values)
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    # Retry pauses are policies, not settings: each loop is bounded by a timeout or an attempt cap that is a
+    # setting (MR_TIMEOUT_RECOVERY, MR_TIMEOUT_PEERS, MR_SEND_ATTEMPTS, MR_MAX_ATTEMPTS); the pauses only keep a
+    # waiting caller from spinning, and short first pauses keep a quick recovery quick.
 
     @property
     def output_base(self) -> str:
@@ -263,19 +254,23 @@ class Settings:
 
     @property
     def peer_backoff(self) -> Backoff:
-        return Backoff(self.retry_first, self.retry_max)
+        """Between retries of a peer call (finalize, a reducer coming back)."""
+        return Backoff(0.05, 2.0)
 
     @property
     def discovery_backoff(self) -> Backoff:
-        return Backoff(self.discovery_retry_first, self.discovery_retry_max)
+        """Between discovery look-ups while peers that are not visible yet are waited for."""
+        return Backoff(0.05, 1.0)
 
     @property
     def send_backoff(self) -> Backoff:
-        return Backoff(self.send_retry_first, self.send_retry_max)
+        """Between a mapper's sends of one partition to a reducer that answered with an error."""
+        return Backoff(0.05, 1.0)
 
     @property
     def mapper_backoff(self) -> Backoff:
-        return Backoff(self.mapper_backoff_first, self.mapper_backoff_max)
+        """Before a mapper that stalled or crashed on a split gets another."""
+        return Backoff(0.05, 2.0)
 
 
 @dataclass(frozen=True)

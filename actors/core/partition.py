@@ -27,12 +27,6 @@ INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what CBOR carries without a tag
 MAX_KEY_DEPTH = 16
 
 
-def partition_of_key(key: Key, partitions: int) -> int:
-    """The partition (reducer ordinal) of any job key, through its canonical encoding: the rule of
-    :func:`split_by_partition` for one key."""
-    return zlib.crc32(canonical_key(key).encode("utf-8", "surrogatepass")) % partitions
-
-
 def canonical_key(key: Key) -> str:
     """The canonical encoding of a job key; raises BadRequest naming the problem for anything else."""
     if type(key) is str and not key.startswith(TAG):

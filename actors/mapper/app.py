@@ -63,9 +63,9 @@ class SendPolicy:
     """How a mapper delivers one partition: the few settings its retry loop reads."""
 
     attempts: int  # MR_SEND_ATTEMPTS: tries for a reducer that answers errors
-    backoff: Backoff  # MR_SEND_RETRY_FIRST / _MAX
+    backoff: Backoff  # the settings' send_backoff
     recovery: float  # MR_TIMEOUT_RECOVERY: how long a reducer that is down (or not visible) is waited for
-    discovery: Backoff  # MR_DISCOVERY_RETRY_FIRST / _MAX: pauses while looking for a reducer not visible yet
+    discovery: Backoff  # the settings' discovery_backoff: pauses while looking for a reducer not visible yet
 
     @classmethod
     def of(cls, settings: Settings) -> SendPolicy:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..core import wire
+from ..core.config import MiB, Settings
 from ..core.density import too_dense
 from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
 from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
@@ -30,9 +31,9 @@ class Spool:
         key_budget: int,
         frame_cap: int,
         directory: str | None = None,
-        memory_limit: int = 8 * 1024 * 1024,
-        frame_keys: int = 16 * 1024,
-        max_key: int = 64 * 1024 * 1024,
+        memory_limit: int = 8 * MiB,
+        frame_keys: int = Settings.frame_keys,  # MR_FRAME_KEYS' default, declared once in the settings
+        max_key: int = Settings.max_key,  # MR_MAX_KEY's default
         native: bool = True,
     ) -> None:
         self.job = job

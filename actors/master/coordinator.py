@@ -22,7 +22,7 @@ from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan_inputs
 from ..discovery import Discovery, Peer
-from ..jobs.result import OrderedRuns, Result
+from ..jobs.result import Result
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
@@ -58,7 +58,7 @@ class Coordinator:
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
-        keep: Callable[[Result], object] | None = None,
+        keep: Callable[[Result], object],
         metrics: MasterMetrics | None = None,
         policy: WorkerPolicy | None = None,
         inline: bytes = b"",
@@ -96,10 +96,7 @@ class Coordinator:
             record.transition(JobState.FINALIZING)
             result = await self.collector.collect(self._recover)
             collected = self.clock()
-            if self.keep is not None:
-                self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
-            else:
-                record.result = result.to_dict() if isinstance(result, OrderedRuns) else dict(result)
+            self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
             # The one INFO line of a finished job, with where its time went (per split and stream: DEBUG).

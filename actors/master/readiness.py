@@ -36,7 +36,7 @@ class Readiness:
     def __init__(self, discovery: Discovery, reducers: int, probe_timeout: float,
                  clock: Callable[[], float], backoff: Backoff) -> None:
         self.discovery = discovery
-        self.backoff = backoff  # between look-ups while a caller waits (MR_DISCOVERY_RETRY_FIRST / _MAX)
+        self.backoff = backoff  # between look-ups while a caller waits (the settings' discovery_backoff)
         self.reducers = reducers
         self.probe_timeout = probe_timeout
         self.clock = clock

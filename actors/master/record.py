@@ -75,7 +75,6 @@ class JobRecord:
     table: SplitTable | None = None
     recoveries: list[dict[str, Any]] = field(default_factory=list)  # partitions re-mapped after a reducer loss
     duplicate_streams: int = 0  # partition streams that reducers already had (retries, backups)
-    result: dict[str, Any] | None = None
     stale_dropped: int = 0  # frames of other attempts or epochs seen on an assignment stream
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _state: JobState = field(default=JobState.QUEUED, init=False, repr=False)

@@ -13,6 +13,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.config import Settings
 from ..core.errors import JobFailed
 from ..core.splits import Split
 from .attempts import Attempt, AttemptState, SplitState
@@ -53,8 +54,8 @@ class SplitTable:
         splits: list[Split],
         max_attempts: int,
         clock: Callable[[], float],
-        backups: bool = True,
-        backup_after: float = 5.0,
+        backups: bool = Settings.backup_tasks,  # MR_BACKUP_TASKS' and MR_BACKUP_AFTER's defaults, declared there
+        backup_after: float = Settings.backup_after,
     ) -> None:
         self.splits = splits
         # Split index -> position; None while they are equal (a whole plan), to hold no per-split map.
@@ -253,11 +254,6 @@ class SplitTable:
 
     def failed_positions(self) -> list[int]:
         return self._failed
-
-    @property
-    def states(self) -> list[SplitState]:
-        """Every split's state in table order: O(splits), for tests and debugging only."""
-        return [self.split_at(i) for i in range(len(self.splits))]
 
     # -- internals --------------------------------------------------------------------------------------------
 

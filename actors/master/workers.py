@@ -28,7 +28,7 @@ class WorkerPolicy:
     max_attempts: int  # MR_MAX_ATTEMPTS
     backup_tasks: bool  # MR_BACKUP_TASKS
     backup_after: float  # MR_BACKUP_AFTER
-    backoff: Backoff  # MR_MAPPER_BACKOFF_FIRST / _MAX: before a faulty mapper gets another split
+    backoff: Backoff  # the settings' mapper_backoff: before a faulty mapper gets another split
     straggler_check: float  # MR_STRAGGLER_CHECK: the longest an idle worker sleeps without looking for stragglers
     lease: float  # MR_TIMEOUT_LEASE: a mapper silent this long on its assignment loses the split
     unreachable: float  # MR_TIMEOUT_PEERS: a mapper unreachable this long is retired from the job

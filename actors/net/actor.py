@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.web_protocol import RequestHandler
 
 from .. import __version__
 from ..core import wire
@@ -24,9 +19,9 @@ from .access import access_log
 from .drain import Drain, drain_middleware
 from .frames import read_body
 from .metrics import METRICS, Metrics, serve_metrics
-from .middleware import log as request_log
 from .middleware import make_middlewares
 from .origin import host_policy, origin_middleware
+from .protocol import ActorRunner, head_deadline_middleware
 
 
 @dataclass
@@ -67,7 +62,7 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
                         restarts=settings.restarts)
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
-        middlewares=[access_log, drain_middleware(drain),
+        middlewares=[head_deadline_middleware, access_log, drain_middleware(drain),
                      *make_middlewares(settings.token, settings.api_token, identity.incarnation,
                                        origin_middleware(host_policy(settings), settings.api_token))],
         client_max_size=client_max_size,
@@ -123,133 +118,7 @@ def cbor_response(item: object, status: int = 200) -> web.Response:
     return web.Response(body=wire.encode(item), status=status, content_type="application/cbor")
 
 
-_REQUEST_LINE = re.compile(rb"([A-Z]+ )?(/|https?:)")
-
-
-class _JsonProtocolErrors(RequestHandler):
-    """aiohttp's own protocol errors (a request line or header past MR_MAX_LINE, a malformed request, an unhandled
-    exception) answered as JSON like every other error, instead of aiohttp's plain text; and a deadline for a
-    request's head (MR_TIMEOUT_HEADERS), which aiohttp lacks.
-
-    The head deadline: a connection must deliver a complete request line and headers within ``head_timeout`` of
-    its opening, or of the first byte of its next request. Between requests an idle keep-alive connection is not
-    timed by it (aiohttp's keepalive_timeout closes it); while a request is being handled, its body is timed by
-    the body limits (MR_TIMEOUT_BODY_IDLE, MR_MIN_BODY_RATE, MR_TIMEOUT_BODY).
-    """
-
-    head_timeout = 0.0  # set per connection by _JsonErrorServer; 0: no deadline
-    _head_started: float | None = None  # loop time the awaited head began (its first byte, or the connection)
-    _head_bytes = False  # whether any byte of that head has arrived
-    _head_timer: asyncio.TimerHandle | None = None
-    _last_payload: Any = None  # the body of the newest request; a new head can only start once it is whole
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._await_head(with_bytes=False)
-
-    def data_received(self, data: bytes) -> None:
-        between = self._last_payload is None or self._last_payload.is_eof()
-        if data and between and (self._head_started is None or not self._head_bytes):
-            self._await_head(with_bytes=True)  # the first byte of the next request's head
-        count = self._request_count
-        super().data_received(data)
-        if self._request_count != count and self._messages:  # a whole head parsed: its body has its own limits
-            self._last_payload = self._messages[-1][1]
-            self._head_started, self._head_bytes = None, False
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        super().connection_lost(exc)
-
-    def _await_head(self, with_bytes: bool) -> None:
-        if self.head_timeout <= 0:
-            return
-        self._head_started, self._head_bytes = self._loop.time(), with_bytes
-        if self._head_timer is None:
-            self._head_timer = self._loop.call_at(self._head_started + self.head_timeout, self._head_overdue)
-
-    def _head_overdue(self) -> None:
-        self._head_timer = None
-        started = self._head_started
-        if started is None or self.transport is None or self._force_close:
-            return  # the head arrived; the next one arms a new timer
-        now, due = self._loop.time(), started + self.head_timeout
-        if self._waiter is None:  # a request before this (pipelined) head is still being handled: look again later
-            due = now + self.head_timeout
-        if now < due:
-            self._head_timer = self._loop.call_at(due, self._head_overdue)
-            return
-        if self._head_bytes:  # a client that started a request hears why it ends; a silent one is just closed
-            request_log.warning("request_refused", status=408, error="request_timeout",
-                                message="request head too slow (MR_TIMEOUT_HEADERS)")
-            self.transport.write(_head_timeout_response(self.head_timeout))
-        self.force_close()
-
-    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send an error")
-        body = protocol_error(status, exc, self.max_line_size)
-        if body["status"] >= 500:
-            request_log.error("request_crashed", status=body["status"], error=body["error"], exc=exc is not None)
-        else:
-            request_log.warning("request_refused", status=body["status"], error=body["error"],
-                                message=body["message"])
-        status = int(body.pop("status"))
-        response = web.json_response(body, status=status)
-        response.force_close()
-        return response
-
-
-def protocol_error(status: int, exc: BaseException | None, max_line: int) -> dict[str, Any]:
-    """The JSON error (with its status) for an error aiohttp raised before our middleware could see the request."""
-    if isinstance(exc, LineTooLong):
-        line = bytes(exc.args[0]) if exc.args and isinstance(exc.args[0], (bytes, bytearray)) else b""
-        if _REQUEST_LINE.match(line):  # the parsers quote the URL, or the whole request line, or the header
-            return {"status": 414, "error": "uri_too_long",
-                    "message": f"request line longer than {max_line} bytes (MR_MAX_LINE): send a long text as a "
-                               "POST /v1/jobs body instead of a query"}
-        return {"status": 431, "error": "header_too_large",
-                "message": f"a header field is longer than {max_line} bytes (MR_MAX_LINE)"}
-    if isinstance(exc, BadHttpMessage) or 400 <= status < 500:
-        return {"status": status if 400 <= status < 500 else 400, "error": "bad_http",
-                "message": f"malformed HTTP request: {getattr(exc, 'message', '') or type(exc).__name__}"}
-    return {"status": 500, "error": "internal", "message": "internal error; the request was not carried out"}
-
-
-def _head_timeout_response(timeout: float) -> bytes:
-    body = json.dumps({"error": "request_timeout", "message": f"the request line and headers did not arrive whole "
-                       f"within {timeout:g} s (MR_TIMEOUT_HEADERS)"}).encode()
-    return (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n"
-            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-
-
-class _JsonErrorServer(web.Server):
-    head_timeout = 0.0
-
-    def __call__(self) -> RequestHandler:
-        handler = _JsonProtocolErrors(self, loop=self._loop, **self._kwargs)
-        handler.head_timeout = self.head_timeout
-        return handler
-
-
-class ActorRunner(web.AppRunner):
-    """The runner every actor serves with: parser limits from the settings, protocol errors answered in JSON."""
-
-    def __init__(self, app: web.Application, *, head_timeout: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.head_timeout = head_timeout
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _JsonErrorServer  # the same server, building our request handler for each connection
-        server.head_timeout = self.head_timeout  # type: ignore[attr-defined]
-        return server
-
-
-def make_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
+def make_runner(app: web.Application, **kwargs: Any) -> ActorRunner:
     """An :class:`ActorRunner` for ``app``; MR_MAX_LINE bounds the request line and every header field."""
     settings = app[SETTINGS]
     # After an early answer (413, 429, 408) aiohttp reads and drops the rest of the body for a while: never longer
@@ -258,5 +127,5 @@ def make_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
     # An idle keep-alive connection is closed after 75 s (aiohttp's default here is 3630 s, which lets idle clients
     # hold file descriptors for an hour); a started request head has MR_TIMEOUT_HEADERS.
     kwargs.setdefault("keepalive_timeout", 75.0)
-    return ActorRunner(app, handle_signals=False, max_line_size=settings.max_line, max_field_size=settings.max_line,
+    return ActorRunner(app, max_line_size=settings.max_line, max_field_size=settings.max_line,
                        lingering_time=lingering, head_timeout=settings.timeouts.headers, **kwargs)

@@ -103,7 +103,7 @@ async def retrying(
     backoff: Backoff,
 ) -> T:
     """Run ``operation`` again on the named errors only, with jittered ``backoff``, within attempts and a deadline
-    (``backoff`` is the settings' peer_backoff: MR_RETRY_FIRST, MR_RETRY_MAX)."""
+    (``backoff`` is the settings' peer_backoff)."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + deadline
     for attempt in range(1, attempts + 1):
