@@ -1,6 +1,6 @@
 """The public job SDK: subclass :class:`MapReduceJob`, register its module, and every actor can run it.
 
-A job is installed on every actor (an image or a package); its code never travels. See README "Writing a job".
+A job is installed on every actor (an image or a package); its code never travels. See docs/jobs.md.
 """
 
 from __future__ import annotations

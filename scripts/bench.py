@@ -23,8 +23,8 @@ counted with the native kernel (read from each mapper's ``map_kernel`` log line)
 (``MR_NATIVE_KERNEL=false``: the pure-Python map path), named ``cluster MxR py``. Issue 11's targets are checked
 on the 2 + 2 rows and printed as ``target met: ...`` or ``TARGET MISSED: ...``: real text >= 8x Counter, Zipf
 >= 5x, the actors' peak RSS sum <= 0.5 of Counter's, and the Python path's ratio no lower than the last
-pre-native one (the README's issue-5 table: 1.89x real, 1.57x Zipf; another day's run, so compare loosely).
-``--markdown`` also prints the run as the README's Performance table. The exit status is 1 when a result is
+pre-native one (docs/performance.md's pre-native run: 1.89x real, 1.57x Zipf; another day's run, so compare loosely).
+``--markdown`` also prints the run as docs/performance.md's table. The exit status is 1 when a result is
 wrong or a run fails, 0 otherwise (missed targets are reported, not failures: timings are noisy on shared
 machines).
 
@@ -41,7 +41,7 @@ and the job's phases from the actors' logs (map + shuffle done, last reducer rep
     python scripts/bench.py                 # 80 MB real text + 200 MB Zipf, 2+2 and 3+2, 3 repetitions
     python scripts/bench.py --quick         # a few MB, 1 repetition: a smoke run
     python scripts/bench.py FILE --repeat 5 --json
-    python scripts/bench.py --clusters 2x2 --python-path --markdown   # the README's table
+    python scripts/bench.py --clusters 2x2 --python-path --markdown   # docs/performance.md's table
     python scripts/bench.py --scale --markdown                         # 12 + 6 against 2 + 2 on the Zipf text
 """
 
@@ -466,7 +466,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the actors (e.g. MR_SPLIT_SIZE=8388608); repeatable")
     p.add_argument("--markdown", action="store_true",
-                   help="after the table, print the run as the README's Performance table(s)")
+                   help="after the table, print the run as docs/performance.md's table(s)")
     p.add_argument("--scale", action="store_true",
                    help="issue 11's simulated scale run: the Zipf input only, Counter, then 2+2 and 12+6 clusters "
                         "(no Pool, no Python path); per-core throughput compared")

@@ -1,4 +1,4 @@
-"""Reporting for scripts/bench.py: its table, the README's markdown tables, and issue 11's verdicts."""
+"""Reporting for scripts/bench.py: its table, docs/performance.md's markdown tables, and issue 11's verdicts."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ TARGET_CONFIG = (2, 2)
 # Issue 5's, still checked: a local cluster is ready this soon (not for the scale shape: 19 processes on 2 cores).
 TARGET_READY_S = 2.0
 # "A pure-Python fallback no slower than today": the 2 + 2 cluster's ratios to Counter before the native kernel,
-# from the README's issue-5 table (80 MB real text, 200 MB Zipf, medians of 3). Another day's run on a shared
-# machine: the comparison is loose by nature.
+# from the pre-native run in docs/performance.md (80 MB real text, 200 MB Zipf, medians of 3). Another day's run
+# on a shared machine: the comparison is loose by nature.
 TODAY_PYTHON_RATIO = {"real": 1.89, "zipf": 1.57}
 # The same run's Pool(2) ratios: the Python path against Pool(2) is less at the mercy of a busy machine (both use
 # both cores) than against Counter, so that comparison is printed too.
@@ -125,8 +125,8 @@ def _fallback_verdict(label: str, row: dict[str, Any], kind: str, native: dict[s
                     f"{today / TODAY_POOL_RATIO[kind]:.2f}x then")
     verdict = "target met" if ratio >= today else "TARGET MISSED"
     return (f"{verdict} (issue 11, fallback no slower than today): {label}: {ratio:.2f}x Counter with "
-            f"MR_NATIVE_KERNEL=false vs {today:.2f}x before the native kernel (README's issue-5 run, another day: "
-            f"compare loosely){against}")
+            f"MR_NATIVE_KERNEL=false vs {today:.2f}x before the native kernel (docs/performance.md's pre-native run, "
+            f"another day: compare loosely){against}")
 
 
 def verdicts(report: dict[str, Any]) -> list[str]:
@@ -199,7 +199,7 @@ def input_label(entry: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The run as the README's Performance tables: one row per method, the scale run apart."""
+    """The run as docs/performance.md's tables: one row per method, the scale run apart."""
     load = report["load"]
     exact = all(row["exact"] for entry in report["inputs"] for row in entry["rows"])
     out = [f"Measured {report['date']} by `{report['command']}` on {report['machine']} ({report['cpus_usable']} "

@@ -1,4 +1,5 @@
-"""scripts/bench_report.py: issue 11's verdicts, the scale comparison and the README's markdown, on made-up runs.
+"""scripts/bench_report.py: the targets' verdicts, the scale comparison and docs/performance.md's markdown, on
+made-up runs.
 
 The numbers are invented so each verdict's side is known; no timing is measured here.
 """

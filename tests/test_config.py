@@ -201,12 +201,12 @@ def test_every_setting_is_declared_with_a_variable_and_a_doc() -> None:
     assert len(names) == len(set(names))
 
 
-def test_readme_settings_table_is_generated_from_the_declarations() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_the_settings_table_is_generated_from_the_declarations() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text()
     begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
-    shown = readme[readme.index(begin) + len(begin): readme.index(end)]
+    shown = page[page.index(begin) + len(begin): page.index(end)]
     assert shown == settings_table(), (
-        "README's settings table differs from actors/core/config.py; regenerate it with "
+        "docs/settings.md's table differs from actors/core/config.py; regenerate it with "
         '`python -c "from actors.core.config import settings_table; print(settings_table())"`'
     )
 

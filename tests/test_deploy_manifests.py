@@ -576,7 +576,7 @@ def test_scaling_reducers_without_the_count_is_caught(tmp_path: Path) -> None:
 
 
 def test_the_documented_token_overlay_replaces_the_sample(objects: list[Obj], tmp_path: Path) -> None:
-    """The README's recipe for a real token: an overlay whose secretGenerator replaces the sample."""
+    """docs/kubernetes.md's recipe for a real token: an overlay whose secretGenerator replaces the sample."""
     base = os.path.relpath(DEPLOY, tmp_path)
     (tmp_path / "token.env").write_text("MR_TOKEN=a-real-token\n")
     (tmp_path / "kustomization.yaml").write_text(
@@ -606,7 +606,7 @@ def _bytes(quantity: str) -> int:
 
 
 def _master_budget_problems(objects: list[Obj]) -> list[str]:
-    """Where the master's manifest and its settings disagree: the README's "Limits and safety → master" arithmetic."""
+    """Where the master's manifest and its settings disagree: docs/limits.md's "Master" arithmetic."""
     w = workload(objects, "master")
     settings = Settings.from_env(container_env(declared_pods([w])[0], objects, "10.0.0.1"))
     c, volumes = container(w), {v["name"]: v for v in pod_template(w)["spec"]["volumes"]}
@@ -671,7 +671,7 @@ def test_master_budget_check_is_not_vacuous(objects: list[Obj]) -> None:
 # ---------------------------------------------------------------- memory limits agree with the budgets
 
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-# The terms of README "Limits and safety -> reducer and mapper", which explains each.
+# The terms of docs/limits.md "Reducer and mapper", which explains each.
 REDUCER_TOTALS = 1024 * MiB  # a partition's merged totals: about 10 M distinct keys at ~100 B each
 REPORT_SHARE = 1 / 6  # the encoded report at finalize, beside the totals (wire bytes per decoded byte)
 MAPPER_KEY_BYTES = 240  # one key of the partial Counter plus its partitioned copy (measured ~100 B + ~40 B)

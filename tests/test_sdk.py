@@ -481,11 +481,10 @@ def test_a_user_job_on_process_actors_through_pythonpath_and_mr_job_modules(user
     assert json.loads(done.stdout) == expected and expected
 
 
-def test_the_readmes_example_job_runs_as_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Writing a job"):]
+def test_the_documented_example_job_runs_as_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    section = (REPO / "docs" / "jobs.md").read_text(encoding="utf-8")
     code = section[section.index("```python\n") + len("```python\n"):section.index("```\n")]
-    name = f"readme_jobs_{uuid.uuid4().hex[:8]}"
+    name = f"doc_jobs_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(code, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:

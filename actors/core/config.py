@@ -25,9 +25,9 @@ DERIVED = "derived"  # a default computed from other settings; the doc says how
 
 def setting(env: str, default: Any, doc: str, *, low: float | None = None, high: float | None = None,
             count: bool = False) -> Any:
-    """Declare one setting: its environment variable, default, bounds and one line for the README.
+    """Declare one setting: its environment variable, default, bounds and one line for docs/settings.md.
 
-    ``count``: the number counts things, not bytes, so the README shows 65536, not 64 KiB.
+    ``count``: the number counts things, not bytes, so docs/settings.md shows 65536, not 64 KiB.
     """
     return field(default=default, metadata={"env": env, "doc": doc, "low": low, "high": high, "count": count})
 
@@ -402,7 +402,7 @@ def _shown(value: Any) -> str:
 
 
 def settings_table() -> str:
-    """The README's settings table, generated from the declarations (a test keeps the README equal to it)."""
+    """docs/settings.md's table, generated from the declarations (tests/test_config.py keeps the page equal to it)."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for cls in (Settings, Timeouts):
         for f in declared(cls):

@@ -111,7 +111,7 @@ def unpack_columns(columns: Columns) -> dict[str, int]:
     """The map a COLUMNS frame stands for (see actors.core.messages.Columns); WireError when it is malformed.
 
     Native when the extension is built: about 3x faster than decoding the same keys as a CBOR map, where the
-    pure-Python unpacking is about 1.6x slower (measured on 16 Ki-key frames; see README, Performance).
+    pure-Python unpacking is about 1.6x slower (measured on 16 Ki-key frames; see docs/performance.md).
     """
     if _native_unpack is None:
         return _unpack_in_python(columns)

@@ -43,5 +43,5 @@ PACKING = CountPacking()
 
 def count_packing(native: bool) -> CountPacking | None:
     """The packing when ``native`` (MR_NATIVE_KERNEL) and the extension is built. Without it a reducer unpacks a
-    frame 5x slower than it decodes the same CBOR map, so counts then travel as maps (README, Performance)."""
+    frame 5x slower than it decodes the same CBOR map, so counts then travel as maps (docs/performance.md)."""
     return PACKING if native and kernel.NATIVE else None
