@@ -30,6 +30,7 @@ DEFAULT_MAX_JSON = 64 * MiB
 # One result line is a key (at most MR_MAX_KEY, 64 MiB by default) and its value: a longer line is not a result.
 DEFAULT_MAX_LINE = 80 * MiB
 LONG_POLL = 60.0  # one long-poll of wait(): the server answers as soon as the job finishes
+SPLIT_PAGE = 1000  # splits one status page lists at most (the master's largest page)
 PROGRESS_POLL = 1.0  # one long-poll of wait() that reports progress: how often the caller hears of the job
 ERROR_BODY_CAP = 64 * 1024  # bytes of an error answer read before it is judged
 BATCH = 1024  # result entries handed over at a time by _result_batches
@@ -233,6 +234,18 @@ class AsyncJobHandle:
 
     async def status(self, timeout: float | None = None) -> JobStatus:
         return JobStatus.from_json(await self.client._call("GET", self._path, timeout))
+
+    async def splits(self, which: str = "all", offset: int = 0, limit: int = SPLIT_PAGE,
+                     timeout: float | None = None) -> dict[str, Any]:
+        """One page of the job's splits (``which``: all, failed or running), in table order from ``offset``:
+        ``{"matching": N, "items": [{"split", "start", "end", "done", "attempts": [...]}, ...], ...}``."""
+        query = {"splits": which, "offset": str(offset), "limit": str(limit)}
+        body = await self.client._call("GET", self._path, timeout, params=query)
+        page = body.get("splits") if isinstance(body, dict) else None
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list) or \
+                not isinstance(page.get("matching"), int):
+            raise PeerError(f"GET {self._path}?splits={which}: the master answered no page of splits")
+        return page
 
     async def wait(self, timeout: float = 300.0, progress: Progressed | None = None) -> JobStatus:
         """The job's final status (done, failed or cancelled); TimeoutError if it is still going after ``timeout``.
