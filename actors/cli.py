@@ -21,8 +21,11 @@ from . import __version__, remote
 from .core.arguments import positive_int
 from .core.config import Settings
 from .core.errors import ConfigError, MapReduceError
+from .inputs.given import input_spec
 from .jobs import Catalog, load_catalog
 from .local import ERROR_PREFIX, LocalCluster
+from .remote.entries import entry_fields
+from .remote.progress import size_text
 
 
 def port_number(text: str) -> int:
@@ -78,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                               "print the result (the cluster's data root is the deepest directory holding them all)")
     run.add_argument("inputs", type=str, nargs="+", metavar="INPUT",
                      help="a file, a directory (walked recursively) or a quoted glob (** spans directories)")
-    run.add_argument("--top", type=positive_int, default=None, help="print only the N most frequent keys")
+    run.add_argument("--top", type=positive_int, default=None,
+                     help="print only the first N entries in the job's order (for counts: the most frequent)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--job", default="wordcount", help="the job's name (`mapreduce kinds` lists them)")
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
@@ -135,59 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
-def readable_input(given: Path) -> Path:
-    """The input's real path, checked before a cluster starts: a regular file this process can open, whose name
-    is UTF-8 (the name travels in the job's messages, which carry UTF-8 text only)."""
-    path = given.resolve()
-    if not path.is_file():
-        raise MapReduceError(f"{given} is not a readable file")
-    try:
-        path.name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise MapReduceError(f"cannot read {given}: its file name {os.fsencode(path.name)!r} is not valid UTF-8; "
-                             "rename the file") from None
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-        raise MapReduceError(f"cannot read {given}: {reason}") from None
-    return path
-
-
-_GLOB = frozenset("*?[")
-
-
-def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
-    """The data root and the job's input spec for ``mapreduce run``'s INPUTs: one file is a ``path``; several, or
-    directories and globs, are ``paths`` relative to the deepest directory holding them all (a file's or a
-    directory's parent, a glob's leading directory), so the inputs' names are their paths below it."""
-    entries: list[tuple[Path, str]] = []  # (where it lies, the pattern below that, "" for none)
-    for text in given:
-        parts = Path(text).parts
-        magic = next((i for i, part in enumerate(parts) if _GLOB & set(part)), None)
-        if magic is None:
-            path = Path(text).resolve()
-            if path.is_dir():
-                entries.append((path, ""))
-                continue
-            entries.append((readable_input(Path(text)), ""))
-            continue
-        base = Path(*parts[:magic]).resolve() if magic else Path.cwd().resolve()
-        if not base.is_dir():
-            raise MapReduceError(f"{text}: {base} is not a directory")
-        entries.append((base, str(Path(*parts[magic:]))))
-    if len(entries) == 1 and not entries[0][1] and entries[0][0].is_file():
-        path = entries[0][0]
-        return path.parent, {"path": path.name}
-    root = Path(os.path.commonpath([p if pattern else p.parent for p, pattern in entries]))
-    paths = []
-    for path, pattern in entries:
-        below = path.relative_to(root).as_posix()
-        paths.append(f"{below}/{pattern}" if pattern and below != "." else pattern or below)
-    return root, {"paths": paths}
-
-
 async def _run(args: argparse.Namespace) -> int:
     root, source = input_spec(args.inputs)
     output = args.output.resolve() if args.output is not None else None
@@ -215,13 +166,14 @@ async def _run(args: argparse.Namespace) -> int:
         job_id = submitted["id"]
         result = await _follow(session, job_id, cluster.check)
         elapsed = time.monotonic() - started
+        count = submitted.get("inputs", {}).get("count", 1)  # the files the directories and globs held
     if output is not None:
         written = result["output"]
         print(f"{output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), {written['keys']} keys, "
               f"{written['bytes']} bytes, and {written['success']}")
     else:
         _print_result(args, result)
-    named = source.get("path") or f"{len(args.inputs)} inputs under {root}"
+    named = source.get("path") or f"{count} input{'s' if count != 1 else ''} under {root}"
     print(f"done: {result['keys']} keys from {named} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)
     return 0
@@ -246,7 +198,7 @@ async def _follow(session: aiohttp.ClientSession, job_id: str, check: Callable[[
         progress = status["progress"]
         total = max(progress["bytes_total"], 1)
         line = (f"{status['state']}: {progress['splits_done']}/{progress['splits_total']} splits, "
-                f"{progress['bytes_done'] / 1e6:.1f}/{progress['bytes_total'] / 1e6:.1f} MB "
+                f"{size_text(progress['bytes_done'])}/{size_text(progress['bytes_total'])} "
                 f"({100 * progress['bytes_done'] / total:.0f}%)")
         print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
@@ -259,8 +211,7 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
         print(json.dumps(dict(entries), ensure_ascii=False))
     else:
         for key, value in entries:
-            shown = value if not isinstance(value, list) else " ".join(map(str, value))
-            print(f"{shown}\t{key}")
+            print("\t".join(entry_fields(key, value)))
     sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not in the interpreter's exit
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from actors.api import AsyncClient, Client, JobStatus
+from actors.api import AsyncClient, Client, JobStatus, Upload
 from actors.api.aio import ndjson_batches
 from actors.api.errors import server_error
 from actors.core.errors import (
@@ -28,7 +29,7 @@ from actors.core.errors import (
     Unavailable,
 )
 from actors.net.actor import IDENTITY
-from actors.sequential import run_sequential
+from actors.sequential import run_sequential, run_sequential_inputs
 
 from .conftest import Actor, ClusterFactory, actor_settings, start_actor
 from .support import held_url
@@ -135,6 +136,8 @@ async def test_each_error_class_from_a_real_answer(make_cluster: ClusterFactory,
         with pytest.raises(BadRequest, match="job 'wordcount' has no parameter k"):
             await api.submit("wordcount", "a b", params={"k": "v"})
         with pytest.raises(BadRequest, match=r'"output" must be \{"path": DIR\}'):
+            await api.submit("wordcount", "a b", output={"path": 5})
+        with pytest.raises(BadRequest, match="output path '/out' must be relative"):  # "DIR" is {"path": DIR}
             await api.submit("wordcount", "a b", output="/out")
         with pytest.raises(BadRequest, match=r"without '\.\.'"):
             await api.submit("wordcount", {"path": "../etc/passwd"})
@@ -183,8 +186,10 @@ async def test_client_side_refusals_and_an_unreachable_master(client: AsyncClien
         await client.submit("wordcount", [{"path": "a.txt"}, {"url": "http://example.org/b"}])
     upload = tmp_path / "f.txt"
     upload.write_text("a")
-    with pytest.raises(BadRequest, match="params and output cannot go with an uploaded file"):
-        await client.submit("wordcount", upload, params={"k": 1})
+    with pytest.raises(BadRequest, match='output must be a directory under the data root: "DIR" or'):
+        await client.submit("wordcount", upload, output={"dir": "out"})
+    with pytest.raises(BadRequest, match="a list of 2 inputs must be all local files"):
+        await client.submit("wordcount", [upload, {"path": "a.txt"}])
     with pytest.raises(TypeError, match="not int"):
         await client.submit("wordcount", 42)  # type: ignore[arg-type]
     with open(upload) as text_file, pytest.raises(TypeError, match="binary mode"):
@@ -276,6 +281,12 @@ def test_blocking_client_from_plain_code(threaded_master: str, tmp_path: Path) -
             client.job("nosuchid").cancel()
         with pytest.raises(BadRequest, match="unknown job"):
             client.submit("nosuchjob", "a")
+        assert "wordcount" in {kind["name"] for kind in client.kinds()}
+        assert len(client.cluster()["mappers"]) == 2
+        seen: list[JobStatus] = []
+        assert client.submit("wordcount", book, split_size=4096).wait(30, progress=seen.append).state == "done"
+        assert seen and seen[-1].state == "done"
+        assert not hasattr(client, "run")  # the coroutine runner is the client's own business (Client._run)
     with pytest.raises(RuntimeError, match="closed"):
         client.jobs()
     with Client(threaded_master) as anonymous, pytest.raises(Unauthorized):
@@ -347,3 +358,44 @@ async def test_a_list_of_path_references_is_one_job_over_them_all(client: AsyncC
     assert (await handle.wait(timeout=60)).state == "done"
     assert await handle.result() == {"to": ["a.txt", "b.txt"], "be": ["a.txt", "b.txt"], "or": ["a.txt"],
                                      "not": ["b.txt"]}
+
+
+async def test_several_files_with_params_and_output_are_one_job_as_their_paths_are(
+        client: AsyncClient, data_root: Path, tmp_path: Path) -> None:
+    """Uploaded together (one multipart body), under the caller's names, with params and an output: the same
+    output as the same files read from the data root by a {"paths": [...]} job."""
+    texts = {"logs/a.txt": "To be, or not\n", "logs/b.txt": "to BE\n" * 50, "c.txt": "Not!\n"}
+    for name, text in texts.items():
+        for root in (tmp_path / "local", data_root):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+    params = {"lower": "true", "strip_punctuation": "true"}
+    uploads = [Upload(name, path=tmp_path / "local" / name) for name in texts]
+    uploaded = await client.submit("wordcount", uploads, params, "up", split_size=512)
+    assert uploaded.submitted is not None and uploaded.submitted.raw["inputs"]["first"] == list(texts)
+    by_path = await client.submit("wordcount", [{"path": "logs"}, {"path": "c.txt"}], params, "by-path",
+                                  split_size=512)
+    for handle in (uploaded, by_path):
+        assert (await handle.wait(60)).state == "done"
+    parts = [sorted((data_root / out).glob("part-*.jsonl")) for out in ("up", "by-path")]
+    assert [p.name for p in parts[0]] == [p.name for p in parts[1]] == ["part-00000.jsonl", "part-00001.jsonl"]
+    assert [p.read_bytes() for p in parts[0]] == [p.read_bytes() for p in parts[1]]  # the same parts, byte for byte
+    assert (await uploaded.output())["keys"] == len(run_sequential("wordcount", "".join(texts.values()).encode(),
+                                                                   params=params))
+    with open(tmp_path / "local" / "c.txt", "rb") as held:  # a file the caller holds and a Path, by their names
+        index = await client.submit("inverted_index", [tmp_path / "local" / "logs" / "a.txt", held])
+        assert (await index.wait(60)).state == "done"
+    named = [("a.txt", texts["logs/a.txt"].encode()), ("c.txt", texts["c.txt"].encode())]
+    assert await index.result() == run_sequential_inputs("inverted_index", named)
+
+
+async def test_kinds_cluster_and_a_progress_callback(client: AsyncClient) -> None:
+    kinds = {kind["name"]: kind for kind in await client.kinds()}
+    assert set(kinds) >= {"wordcount", "grep", "inverted_index"} and "pattern" in kinds["grep"]["parameters"]
+    peers = await client.cluster()
+    assert len(peers["mappers"]) == len(peers["reducers"]) == 2
+    seen: list[JobStatus] = []
+    handle = await client.submit("wordcount", TEXT * 20, split_size=4096)
+    final = await handle.wait(60, progress=seen.append)
+    assert final.state == "done" and seen[-1] == final and seen[0].id == handle.id
+    assert all(a.progress.splits_done <= b.progress.splits_done for a, b in itertools.pairwise(seen))

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from actors.cli import input_spec
 from actors.core.config import Settings
 from actors.core.errors import InputError, MapReduceError
 from actors.core.messages import Assignment, from_wire, to_wire
 from actors.core.splits import plan, plan_inputs
+from actors.inputs.given import input_spec
 from actors.inputs.gzipped import OUT_BLOCK, gunzip, is_gzip
 from actors.inputs.paths import expand_paths
 from actors.sequential import run_sequential_inputs
@@ -370,7 +370,7 @@ def test_mapreduce_run_takes_a_directory_and_a_glob(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     inputs = [(n, d) for n, d in files.items() if n.startswith("docs/sub/")] + [("notes.gz", b"fox fox zebra\n")]
     assert json.loads(done.stdout) == run_sequential_inputs("inverted_index", inputs)
-    assert f"2 inputs under {tmp_path}" in done.stderr
+    assert f"{len(inputs)} inputs under {tmp_path}" in done.stderr  # the files, not the 2 arguments
 
 
 async def test_a_corrupt_gzip_input_fails_the_job_naming_it(make_cluster: ClusterFactory, data_root: Path) -> None:

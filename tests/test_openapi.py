@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import OAS31Validator
@@ -155,3 +156,22 @@ async def test_refusals_of_hosts_sites_and_claimed_outputs_match_the_document(ma
         status, body = await answer(cluster, method, url, **kwargs)
         assert status == expected, body
         check_answer(path, method, status, body)
+
+
+async def test_an_upload_with_params_output_and_several_parts_matches_the_document(make_cluster: ClusterFactory,
+                                                                                   data_root: Path) -> None:
+    cluster = await make_cluster(api_token=API_TOKEN)
+    parameters = {p["name"] for p in DOCUMENT["paths"]["/v1/jobs"]["post"]["parameters"]}
+    assert {"job", "name", "split_size", "param", "output"} <= parameters
+    assert "multipart/mixed" in DOCUMENT["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    writer = aiohttp.MultipartWriter("mixed")
+    for name in ("a.txt", "b.txt"):
+        writer.append(b"to be or not to be\n", {"Content-Disposition": f'attachment; filename="{name}"'})
+    status, body = await answer(cluster, "POST", "/v1/jobs?param=lower=true&output=out", data=writer)
+    check_answer("/v1/jobs", "POST", status, body)
+    assert status == 202 and body["output"]["path"] == "out"
+    status, body = await answer(cluster, "POST", "/v1/jobs?params=lower", data=b"a b",
+                                headers={"Authorization": f"Bearer {API_TOKEN}",
+                                         "Content-Type": "application/octet-stream"})
+    check_answer("/v1/jobs", "POST", status, body)
+    assert status == 400 and "unknown query parameters 'params'" in body["message"]

@@ -20,13 +20,14 @@ import pytest
 
 from actors.api import AsyncClient, JobStatus, Progress
 from actors.remote.progress import ProgressBar, progress_bar, progress_text, size_text
-from actors.sequential import run_sequential
+from actors.sequential import run_sequential, run_sequential_inputs
 
 from .conftest import Cluster, ClusterFactory
 from .support import held_url as held_text_url
 
 REPO = Path(__file__).resolve().parent.parent
 API_TOKEN = "remote-api-secret-5d1e"
+MiB = 1024 * 1024
 TEXT = "".join(f"the quick brown fox {i % 97} jumps over the lazy dog {i % 13}\nthe dog barks\n" for i in range(3000))
 
 
@@ -236,8 +237,8 @@ async def test_unknown_job_ids_and_refused_submissions_print_the_servers_message
         ("--job", "nosuchjob", str(book)): "unknown job 'nosuchjob'",
         ("--path", "../etc/passwd"): "'..'",
         ("--path", "book.txt", "--param", "k=v"): "job 'wordcount' has no parameter k",
-        (str(book), "--param", "k=v"): "params and output cannot go with an uploaded file",
-        (str(book), str(book)): "a list of 2 inputs must be all",
+        (str(book), "--param", "k=v"): "job 'wordcount' has no parameter k",  # refused before it is uploaded
+        (str(book), "--output", "../out"): "'..'",
     }
     for words, message in refused.items():
         done = await mapreduce("submit", "--url", url, *words)
@@ -263,8 +264,12 @@ async def test_an_unreachable_master_is_a_clear_error_in_bounded_time(book: Path
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["submit", "/nonexistent/book.txt"], "/nonexistent/book.txt is not a file"),
-    (["submit", "/"], "/ is a directory"),
+    (["submit", "/nonexistent/book.txt"], "/nonexistent/book.txt is not a readable file"),
+    (["submit", "/nonexistent/*.txt"], "/nonexistent is not a directory"),
+    (["submit", "x.txt", "https://example.org/y.txt"], "one kind per job"),
+    (["submit", "x.txt", "--path", "y.txt"], "one kind per job"),
+    (["status", "x", "--splits", "some"], "invalid choice: 'some'"),
+    (["jobs", "--state", "sleeping"], "invalid choice: 'sleeping'"),
     (["submit"], "give an INPUT"),
     (["submit", "--url", "ftp://127.0.0.1:1", "x"], "is not a master's http(s):// URL"),
     (["jobs", "--url", "127.0.0.1:8080"], "is not a master's http(s):// URL"),
@@ -304,12 +309,13 @@ def status(state: str, **progress: int) -> JobStatus:
 def test_progress_text_and_bar_say_what_the_status_says() -> None:
     assert progress_text(status("queued")) == "not planned yet"
     assert progress_bar(status("queued")) == "[" + "-" * 24 + "] queued"
-    half = status("running", splits_done=3, splits_total=8, bytes_done=2_000_000, bytes_total=4_000_000)
-    assert progress_bar(half) == "[" + "#" * 12 + "-" * 12 + "] running: 3/8 splits, 2.0 MB/4.0 MB (50%)"
+    half = status("running", splits_done=3, splits_total=8, bytes_done=2 * MiB, bytes_total=4 * MiB)
+    assert progress_bar(half) == "[" + "#" * 12 + "-" * 12 + "] running: 3/8 splits, 2.0 MiB/4.0 MiB (50%)"
     unknown_size = status("running", splits_done=1, splits_total=4)  # an input whose size is not known
     assert progress_bar(unknown_size).startswith("[" + "#" * 6 + "-" * 18 + "] running: 1/4 splits")
-    assert [size_text(n) for n in (0, 999, 1000, 1_234_567, 5 * 10**12)] == [
-        "0 B", "999 B", "1.0 KB", "1.2 MB", "5000.0 GB"]
+    # Binary units, as the status page and the settings show sizes.
+    assert [size_text(n) for n in (0, 1000, 1024, 1_234_567, 5 * 10**12, 3 * 1024**5)] == [
+        "0 B", "1000 B", "1.0 KiB", "1.2 MiB", "4.5 TiB", "3072.0 TiB"]
 
 
 class Terminal(io.StringIO):
@@ -337,3 +343,87 @@ def test_the_bar_redraws_on_a_terminal_and_prints_changes_only_on_a_pipe() -> No
     bar.show(updates[3])
     bar.close()
     assert quiet.getvalue() == ""
+
+
+DOCS = {"docs/a.txt": "To be, or not to be:\nthat is the question.\n" * 30, "docs/notes.md": "Not counted by *.txt\n",
+        "docs/sub/b.txt": "Whether 'tis nobler in the mind\n" * 20, "docs/sub/c.txt": "to suffer THE slings\n"}
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A directory tree of four files on the client's side (tmp_path/local/docs)."""
+    for name, text in DOCS.items():
+        (tmp_path / "local" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "local" / name).write_text(text)
+    return tmp_path / "local" / "docs"
+
+
+async def run_locally(*args: str) -> Done:
+    """`mapreduce run` on its own local cluster, shaped as the test clusters are (2 mappers, 2 reducers)."""
+    done = await mapreduce("run", "--static", "--mappers", "2", "--reducers", "2", *args, timeout=180)
+    assert done.code == 0, done.err
+    return done
+
+
+async def test_submit_of_a_directory_with_params_and_output_writes_the_parts_run_writes(
+        make_cluster: ClusterFactory, data_root: Path, docs: Path, tmp_path: Path) -> None:
+    """An uploaded directory with --param and --output: the same part files, byte for byte, as `mapreduce run`
+    over the same directory with the same options."""
+    cluster = await make_cluster()
+    options = ["--param", "lower=true", "--param", "strip_punctuation=true", "--split-size", "4096"]
+    done = await mapreduce("submit", "--url", cluster.url, "--wait", "--output", "out", *options, str(docs))
+    assert done.code == 0, done.err
+    assert done.out.startswith("out: 2 parts, ") and done.out.endswith(" and _SUCCESS\n"), done.out
+    ran = await run_locally("--output", str(tmp_path / "ran"), *options, str(docs))
+    assert f"from 4 inputs under {docs.parent}" in ran.err  # was "from 1 inputs": the directory, not its files
+    parts = [sorted(p.name for p in (root.glob("part-*.jsonl"))) for root in (data_root / "out", tmp_path / "ran")]
+    assert parts[0] == parts[1] == ["part-00000.jsonl", "part-00001.jsonl"]
+    for part in parts[0]:
+        assert (data_root / "out" / part).read_bytes() == (tmp_path / "ran" / part).read_bytes()
+    entries = [json.loads(line) for part in parts[0] for line in (data_root / "out" / part).read_text().splitlines()]
+    assert dict(entries) == run_sequential_inputs("wordcount", [(k, v.encode()) for k, v in DOCS.items()],
+                                                  {"lower": "true", "strip_punctuation": "true"})
+
+
+async def test_submit_of_a_directory_and_a_glob_prints_what_run_prints(make_cluster: ClusterFactory,
+                                                                       docs: Path) -> None:
+    """Inputs named as `run` names them (below the deepest directory holding them all), and an inverted index
+    printed key first: `word<TAB>a.txt sub/b.txt`."""
+    cluster = await make_cluster()
+    given = ["--job", "inverted_index", str(docs / "sub"), str(docs / "*.txt")]
+    done = await mapreduce("submit", "--url", cluster.url, "--wait", "--quiet", *given)
+    assert done.code == 0, done.err
+    ran = await run_locally(*given)
+    assert done.out == ran.out
+    named = [(name, DOCS[f"docs/{name}"].encode()) for name in ("sub/b.txt", "sub/c.txt", "a.txt")]
+    expected = run_sequential_inputs("inverted_index", named)
+    assert dict(line.split("\t") for line in done.out.splitlines()) == {k: " ".join(v) for k, v in expected.items()}
+    assert "to\ta.txt sub/c.txt\n" in done.out
+    listed = await mapreduce("jobs", "--url", cluster.url, "--state", "done")
+    assert listed.code == 0 and listed.out.splitlines()[0] == "ID\tSTATE\tJOB\tCREATED\tERROR"
+    ((job_id, state, job, _),) = [line.split("\t") for line in listed.out.splitlines()[1:]]
+    assert (state, job) == ("done", "inverted_index")
+    assert (await mapreduce("jobs", "--url", cluster.url, "--state", "failed", "--state", "queued")).out == ""
+    shown = await mapreduce("status", job_id, "--url", cluster.url, "--splits", "all")
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    at = lines.index("splits (all): 3")
+    assert lines[at + 1] == "SPLIT\tBYTES\tSTATE\tATTEMPTS"
+    splits = [line.split("\t") for line in lines[at + 2:]]
+    assert [s[0] for s in splits] == ["0", "1", "2"] and all(s[2] == "done" for s in splits)
+    assert all(s[3].startswith("#1 mapper-") and s[3].endswith(" done") for s in splits), splits
+    failed = await mapreduce("status", job_id, "--url", cluster.url, "--splits", "failed")
+    assert failed.out.splitlines()[-1] == "splits (failed): 0"
+
+
+async def test_submit_path_entries_are_read_on_the_masters_data_root(make_cluster: ClusterFactory,
+                                                                    data_root: Path) -> None:
+    cluster = await make_cluster()
+    for name, text in DOCS.items():
+        (data_root / name).parent.mkdir(parents=True, exist_ok=True)
+        (data_root / name).write_text(text)
+    done = await mapreduce("submit", "--url", cluster.url, "--wait", "--json", "--path", "docs/sub",
+                           "--path", "docs/*.md", "--job", "inverted_index")
+    assert done.code == 0, done.err
+    named = [(name, DOCS[name].encode()) for name in ("docs/sub/b.txt", "docs/sub/c.txt", "docs/notes.md")]
+    assert json.loads(done.out) == run_sequential_inputs("inverted_index", named)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,8 @@ from .errors import server_error, unreachable
 from .inputs import Inputs, JsonInput, Upload, one_input
 from .status import JobStatus
 
+Progressed = Callable[[JobStatus], object]  # wait()'s progress callback: called with each status it reads
+
 DEFAULT_TIMEOUT = 30.0  # seconds for one ordinary call
 DEFAULT_UPLOAD_TIMEOUT = 3600.0  # seconds for a whole upload
 DEFAULT_STREAM_TIMEOUT = 3600.0  # seconds for a whole streamed result
@@ -28,6 +30,8 @@ DEFAULT_MAX_JSON = 64 * MiB
 # One result line is a key (at most MR_MAX_KEY, 64 MiB by default) and its value: a longer line is not a result.
 DEFAULT_MAX_LINE = 80 * MiB
 LONG_POLL = 60.0  # one long-poll of wait(): the server answers as soon as the job finishes
+SPLIT_PAGE = 1000  # splits one status page lists at most (the master's largest page)
+PROGRESS_POLL = 1.0  # one long-poll of wait() that reports progress: how often the caller hears of the job
 ERROR_BODY_CAP = 64 * 1024  # bytes of an error answer read before it is judged
 BATCH = 1024  # result entries handed over at a time by _result_batches
 NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -39,6 +43,21 @@ def _segment(job_id: str) -> str:
         raise ValueError("a job id is a non-empty string")
     escaped = quote(job_id, safe="")
     return escaped.replace(".", "%2E") if escaped in {".", ".."} else escaped
+
+
+def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapping[str, Any] | None,
+                  split_size: int | None) -> list[tuple[str, str]]:
+    """An upload's job spec as its query: ``job``, one ``param=NAME=VALUE`` each, ``output``, ``split_size``."""
+    query = [("job", job)]
+    query.extend(("param", f"{name}={value}") for name, value in (params or {}).items())
+    if output is not None:
+        path = output if isinstance(output, str) else output.get("path")
+        if not isinstance(path, str) or (not isinstance(output, str) and set(output) != {"path"}):
+            raise BadRequest('output must be a directory under the data root: "DIR" or {"path": "DIR"}')
+        query.append(("output", path))
+    if split_size is not None:
+        query.append(("split_size", str(split_size)))
+    return query
 
 
 class AsyncClient:
@@ -123,8 +142,10 @@ class AsyncClient:
                      split_size: int | None = None, timeout: float | None = None) -> AsyncJobHandle:
         """Submit ``job`` on ``inputs`` (see :mod:`actors.api.inputs`); the handle follows the job.
 
-        ``params`` and ``output`` are sent only when given; a server that does not take them answers 400
-        (:class:`BadRequest`). An uploaded file cannot carry them: the upload's body is the input itself.
+        ``params`` and ``output`` (a directory under the master's data root: ``"DIR"`` or ``{"path": "DIR"}``) are
+        sent only when given, in the JSON job spec or, for uploaded files, in the upload's query. Several files are
+        uploaded together as one job's inputs (one multipart body), each named by its :class:`Upload` name or its
+        file name.
         """
         given = one_input(inputs)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -133,34 +154,57 @@ class AsyncClient:
             if params is not None:
                 spec["params"] = dict(params)
             if output is not None:
-                spec["output"] = output if isinstance(output, str) else dict(output)
+                spec["output"] = {"path": output} if isinstance(output, str) else dict(output)
             if split_size is not None:
                 spec["split_size"] = split_size
             body = await self._call("POST", "/v1/jobs", timeout, json=spec, headers=headers)
         else:
-            body = await self._upload(job, given, params, output, split_size, headers, timeout)
+            query = _upload_query(job, params, output, split_size)
+            body = await self._upload(given if isinstance(given, list) else [given], query, headers, timeout)
         status = JobStatus.from_json(body)
         return AsyncJobHandle(self, status.id, status)
 
-    async def _upload(self, job: str, upload: Upload, params: Mapping[str, Any] | None,
-                      output: str | Mapping[str, Any] | None, split_size: int | None, headers: dict[str, str],
+    async def _upload(self, uploads: list[Upload], query: list[tuple[str, str]], headers: dict[str, str],
                       timeout: float | None) -> Any:
-        if params is not None or output is not None:
-            raise BadRequest("params and output cannot go with an uploaded file: its body is the input, and the "
-                             'API takes them only in a JSON job spec; give a {"path": ...} or {"url": ...} input')
-        query = {"job": job, "name": upload.name}
-        if split_size is not None:
-            query["split_size"] = str(split_size)
-        # Always octet-stream: a guessed type (a file named x.json) would make the master read it as a job spec.
-        headers = {**headers, "Content-Type": "application/octet-stream"}
+        """One upload as the body (``?name=`` names it), or several as the parts of one multipart/mixed body: a
+        type no web page may send unasked, so the master takes it without a token; each part named in RFC 5987's
+        ``filename*`` form, which carries any name."""
         # The whole upload within upload_timeout; the answer, once the body is sent, within the usual timeout.
         limit = aiohttp.ClientTimeout(total=self.upload_timeout if timeout is None else timeout,
                                       sock_connect=self.timeout, sock_read=self.timeout)
-        if upload.path is not None:
-            # Opened in a thread, as aiohttp then reads it: the caller's loop may be serving other work.
-            with await asyncio.to_thread(open, upload.path, "rb") as file:
-                return await self._call("POST", "/v1/jobs", limit, data=file, params=query, headers=headers)
-        return await self._call("POST", "/v1/jobs", limit, data=upload.file, params=query, headers=headers)
+        async with contextlib.AsyncExitStack() as files:
+            opened = [upload.file if upload.file is not None else
+                      # Opened in a thread, as aiohttp then reads it: the caller's loop may be serving other work.
+                      files.enter_context(await asyncio.to_thread(open, upload.path or "", "rb"))
+                      for upload in uploads]
+            if len(uploads) == 1:
+                # Always octet-stream: a guessed type (a file named x.json) would make the master read it as a spec.
+                return await self._call("POST", "/v1/jobs", limit, data=opened[0],
+                                        params=[*query, ("name", uploads[0].name)],
+                                        headers={**headers, "Content-Type": "application/octet-stream"})
+            body = aiohttp.MultipartWriter("mixed")
+            for upload, file in zip(uploads, opened, strict=True):
+                named = "attachment; filename*=utf-8''" + quote(upload.name, safe="")
+                body.append(file, {"Content-Type": "application/octet-stream", "Content-Disposition": named})
+            return await self._call("POST", "/v1/jobs", limit, data=body, params=query, headers=headers)
+
+    async def kinds(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The jobs the master can run: each one's ``name``, ``doc``, ``parameters`` (name -> description) and
+        ``fingerprint``."""
+        body = await self._call("GET", "/v1/jobs/kinds", timeout)
+        kinds = body.get("jobs") if isinstance(body, dict) else None
+        if not isinstance(kinds, list) or not all(isinstance(k, dict) and isinstance(k.get("name"), str)
+                                                  for k in kinds):
+            raise PeerError("GET /v1/jobs/kinds: the master answered no list of jobs")
+        return kinds
+
+    async def cluster(self, timeout: float | None = None) -> dict[str, Any]:
+        """The peers the master sees (``mappers``, ``reducers``: name, ordinal, url) and its job counts."""
+        body = await self._call("GET", "/v1/cluster", timeout)
+        if not isinstance(body, dict) or not isinstance(body.get("mappers"), list) or \
+                not isinstance(body.get("reducers"), list):
+            raise PeerError("GET /v1/cluster: the master answered no mappers and reducers")
+        return body
 
     def job(self, job_id: str) -> AsyncJobHandle:
         """A handle on a job submitted earlier (by this client or another)."""
@@ -191,22 +235,38 @@ class AsyncJobHandle:
     async def status(self, timeout: float | None = None) -> JobStatus:
         return JobStatus.from_json(await self.client._call("GET", self._path, timeout))
 
-    async def wait(self, timeout: float = 300.0) -> JobStatus:
+    async def splits(self, which: str = "all", offset: int = 0, limit: int = SPLIT_PAGE,
+                     timeout: float | None = None) -> dict[str, Any]:
+        """One page of the job's splits (``which``: all, failed or running), in table order from ``offset``:
+        ``{"matching": N, "items": [{"split", "start", "end", "done", "attempts": [...]}, ...], ...}``."""
+        query = {"splits": which, "offset": str(offset), "limit": str(limit)}
+        body = await self.client._call("GET", self._path, timeout, params=query)
+        page = body.get("splits") if isinstance(body, dict) else None
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list) or \
+                not isinstance(page.get("matching"), int):
+            raise PeerError(f"GET {self._path}?splits={which}: the master answered no page of splits")
+        return page
+
+    async def wait(self, timeout: float = 300.0, progress: Progressed | None = None) -> JobStatus:
         """The job's final status (done, failed or cancelled); TimeoutError if it is still going after ``timeout``.
 
         Waits on the server's long poll (``/result?wait=S&top=1`` answers as soon as the job finishes), not by
-        polling on a clock.
+        polling on a clock. ``progress``, if given, is called with every status read, the final one included; the
+        long poll then lasts at most PROGRESS_POLL seconds, so the calls come about that often while the job runs.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        longest = LONG_POLL if progress is None else PROGRESS_POLL
         while True:
             status = await self.status()
+            if progress is not None:
+                progress(status)
             if status.finished:
                 return status
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"job {self.id} is still {status.state} after {timeout:g} s")
-            poll = min(remaining, LONG_POLL)
+            poll = min(remaining, longest)
             # Conflict: not done yet, failed or cancelled; Gone: done, its result dropped. The status tells which.
             with contextlib.suppress(Conflict, Gone):
                 await self.client._call("GET", f"{self._path}/result", poll + self.client.timeout,

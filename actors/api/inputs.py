@@ -11,8 +11,9 @@ from typing import IO, Any, TypeAlias
 
 from ..core.errors import BadRequest
 
-# str: text; a PathLike or an open binary file: uploaded; a mapping: {"text"|"path"|"url": ..., "name": ...}.
-Input: TypeAlias = "str | os.PathLike[str] | IO[bytes] | Mapping[str, Any]"
+# str: text; a PathLike, an open binary file or an Upload (a file under a name of the caller's): uploaded; a
+# mapping: {"text"|"path"|"url": ..., "name": ...}.
+Input: TypeAlias = "str | os.PathLike[str] | IO[bytes] | Upload | Mapping[str, Any]"
 Inputs: TypeAlias = "Input | Sequence[Input]"
 
 
@@ -25,19 +26,25 @@ class JsonInput:
 
 @dataclass(frozen=True)
 class Upload:
-    """An input whose bytes are the request body: a file the client opens (``path``) or one the caller holds."""
+    """An input whose bytes are uploaded: a file the client opens (``path``) or one the caller holds (``file``),
+    under ``name`` (a relative path such as ``logs/a.txt`` names a file below a directory it was found in)."""
 
     name: str
     path: Path | None = None
     file: IO[bytes] | None = None
 
 
-def one_input(inputs: Inputs) -> JsonInput | Upload:
-    """What one job reads: a single input, or a list of path (or of URL) references sent as one
-    ``{"paths": [...]}`` (or ``{"urls": [...]}``) input; text and uploads travel one per job."""
+def one_input(inputs: Inputs) -> JsonInput | Upload | list[Upload]:
+    """What one job reads: a single input; a list of path (or of URL) references, sent as one ``{"paths": [...]}``
+    (or ``{"urls": [...]}``) input; or a list of files, uploaded together (one multipart body). Text goes one per
+    job."""
     if isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes, bytearray)):
         if len(inputs) == 1:
             return _prepare(inputs[0])
+        prepared = [_prepare(item) if not isinstance(item, Mapping) else None for item in inputs]
+        uploads = [item for item in prepared if isinstance(item, Upload)]
+        if uploads and len(uploads) == len(inputs):
+            return uploads
         return _references(inputs)
     return _prepare(inputs)
 
@@ -45,13 +52,15 @@ def one_input(inputs: Inputs) -> JsonInput | Upload:
 def _references(inputs: Sequence[Input]) -> JsonInput:
     kinds = {next(iter(item)) if isinstance(item, Mapping) and len(item) == 1 else "" for item in inputs}
     if len(inputs) == 0 or len(kinds) != 1 or kinds.pop() not in ("path", "url"):
-        raise BadRequest(f"a list of {len(inputs)} inputs must be all {{\"path\": ...}} or all {{\"url\": ...}} "
-                         "references (text and uploads go one per job)")
+        raise BadRequest(f"a list of {len(inputs)} inputs must be all local files (uploaded together), all "
+                         '{"path": ...} or all {"url": ...} references (text goes one per job)')
     kind = next(iter(inputs[0]))  # type: ignore[arg-type]
     return JsonInput({f"{kind}s": [item[kind] for item in inputs]})  # type: ignore[index]
 
 
 def _prepare(item: Any) -> JsonInput | Upload:
+    if isinstance(item, Upload):
+        return item
     if isinstance(item, str):
         return JsonInput({"text": item})
     if isinstance(item, os.PathLike):

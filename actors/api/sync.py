@@ -16,6 +16,7 @@ from .aio import (
     DEFAULT_UPLOAD_TIMEOUT,
     AsyncClient,
     AsyncJobHandle,
+    Progressed,
 )
 from .inputs import Inputs
 from .status import JobStatus
@@ -68,7 +69,7 @@ class Client:
             if not self._thread.is_alive():
                 self._loop.close()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one of the async client's coroutines on this client's loop and wait for its answer."""
         if self._closed or threading.current_thread() is self._thread:
             coro.close()
@@ -85,7 +86,7 @@ class Client:
                output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
                split_size: int | None = None, timeout: float | None = None) -> JobHandle:
         """See :meth:`AsyncClient.submit`."""
-        handle = self.run(self.aio.submit(job, inputs, params, output, idempotency_key, split_size=split_size,
+        handle = self._run(self.aio.submit(job, inputs, params, output, idempotency_key, split_size=split_size,
                                           timeout=timeout))
         return JobHandle(self, handle)
 
@@ -94,7 +95,15 @@ class Client:
         return JobHandle(self, self.aio.job(job_id))
 
     def jobs(self, timeout: float | None = None) -> list[JobStatus]:
-        return self.run(self.aio.jobs(timeout))
+        return self._run(self.aio.jobs(timeout))
+
+    def kinds(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """See :meth:`AsyncClient.kinds`."""
+        return self._run(self.aio.kinds(timeout))
+
+    def cluster(self, timeout: float | None = None) -> dict[str, Any]:
+        """See :meth:`AsyncClient.cluster`."""
+        return self._run(self.aio.cluster(timeout))
 
 
 class JobHandle:
@@ -116,30 +125,31 @@ class JobHandle:
         return repr(self.aio)
 
     def status(self, timeout: float | None = None) -> JobStatus:
-        return self.client.run(self.aio.status(timeout))
+        return self.client._run(self.aio.status(timeout))
 
-    def wait(self, timeout: float = 300.0) -> JobStatus:
-        return self.client.run(self.aio.wait(timeout))
+    def wait(self, timeout: float = 300.0, progress: Progressed | None = None) -> JobStatus:
+        """See :meth:`AsyncJobHandle.wait`; ``progress`` is called on the client's own thread."""
+        return self.client._run(self.aio.wait(timeout, progress))
 
     def result(self, top: int | None = None, wait: float | None = None,
                timeout: float | None = None) -> dict[str, Any]:
-        return self.client.run(self.aio.result(top, wait, timeout))
+        return self.client._run(self.aio.result(top, wait, timeout))
 
     def output(self, wait: float | None = None, timeout: float | None = None) -> dict[str, Any]:
-        return self.client.run(self.aio.output(wait, timeout))
+        return self.client._run(self.aio.output(wait, timeout))
 
     def cancel(self, timeout: float | None = None) -> JobStatus:
-        return self.client.run(self.aio.cancel(timeout))
+        return self.client._run(self.aio.cancel(timeout))
 
     def iter_result(self, timeout: float | None = None) -> Generator[tuple[str, Any], None, None]:
         """The result's ``(key, value)`` entries, fetched a batch at a time as the loop is consumed."""
         batches = self.aio._result_batches(timeout)
         try:
-            while (batch := self.client.run(_next(batches))) is not None:
+            while (batch := self.client._run(_next(batches))) is not None:
                 yield from batch
         finally:
             if not self.client._closed:
-                self.client.run(batches.aclose())
+                self.client._run(batches.aclose())
 
 
 async def _next(batches: AsyncIterator[list[tuple[str, Any]]]) -> list[tuple[str, Any]] | None:

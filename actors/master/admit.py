@@ -62,7 +62,8 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     try:
         registry.start(record, coordinator.run, key, interactive)
     except BaseException:
-        app[STORE].drop(ref.served_id)
+        for each in inputs or [ref]:
+            app[STORE].drop(each.served_id)
         raise
     if output is not None:
         output.bind(record)  # before the job's task first runs: it holds the directory until its writers are fenced

@@ -82,8 +82,12 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     app[JOURNAL] = journal
     claims = app[CLAIMS] = OutputClaims()
 
+    def drop_inputs(record: JobRecord) -> None:
+        for ref in record.input_list():  # a job of several uploads holds each of them
+            store.drop(ref.served_id)
+
     def ended(record: JobRecord) -> None:
-        store.drop(record.input.served_id)
+        drop_inputs(record)
         claims.end(record)  # its coordinator let it go once fenced; a job cancelled while queued never ran
         if not record.interactive:
             journal.ended(record)
@@ -91,7 +95,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
         app[MASTER_METRICS].job_finished(record.job_name, record.state, seconds)
 
     def forget(record: JobRecord) -> None:
-        store.drop(record.input.served_id)
+        drop_inputs(record)
         results.forget(record.id)
 
     registry = JobRegistry(time.time, settings.job_ttl, settings.max_running_jobs, settings.max_queued_jobs,

@@ -7,13 +7,18 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from aiohttp import StreamReader
+from typing import Protocol
 
 from ..core.config import Settings
 from ..core.errors import RequestTimeout, TooManyRequests
 
 UPLOAD_BLOCK = 1024 * 1024
+
+
+class Readable(Protocol):
+    """A request body, or one part of a multipart body: ``read(n)`` answers at most n bytes, b"" at its end."""
+
+    async def read(self, n: int = -1, /) -> bytes: ...
 
 
 @dataclass
@@ -40,7 +45,7 @@ def body_pace(settings: Settings) -> BodyPace:
     return BodyPace(asyncio.get_running_loop().time(), settings.min_body_rate, timeouts.body_idle)
 
 
-async def read_block(stream: StreamReader, size: int, idle: float, deadline: float,
+async def read_block(stream: Readable, size: int, idle: float, deadline: float,
                      pace: BodyPace | None = None) -> bytes:
     """The next block of a request body (b"" at its end); a stalled, trickling or too slow sender gets 408.
 

@@ -271,13 +271,25 @@ PATHS: dict[str, Any] = {
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "the same key answers the same job (200) instead of starting another"},
                 _query("job", "uploads: the job's name", {"type": "string", "default": DEFAULT_JOB}),
-                _query("name", "uploads: the input's name", {"type": "string"}),
+                _query("name", "a raw upload: the input's name (a multipart part is named by its filename)",
+                       {"type": "string"}),
                 _query("split_size", "uploads: bytes per split", POSITIVE),
+                {**_query("param", "uploads: one job parameter as NAME=VALUE (repeatable; GET /v1/jobs/kinds "
+                                   "lists them)", {"type": "array", "items": {"type": "string"}}),
+                 "style": "form", "explode": True},
+                _query("output", "uploads: write the result to this directory under MR_DATA_ROOT (as a JSON spec's "
+                       "output)", {"type": "string"}),
             ],
             "requestBody": {"required": True, "content": {
                 JSON: {"schema": _ref("JobSpec")},
                 "application/octet-stream": {"schema": {"type": "string", "contentMediaType":
                                                         "application/octet-stream"}},
+                "multipart/mixed": {"schema": {
+                    "type": "string", "contentMediaType": "multipart/mixed",
+                    "description": "several files, one job: each part one input of at most MR_MAX_BODY bytes, named "
+                                   "by its Content-Disposition filename (filename*=utf-8''... for any name); at most "
+                                   "MR_MAX_INPUTS parts. multipart/form-data is taken too, but only with an "
+                                   "Authorization header (a web page may send it without asking)"}},
             }},
             "responses": {
                 "200": _json(_ref("JobStatus"), "a job submitted earlier with this Idempotency-Key"),

@@ -9,14 +9,14 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
 from ..core.config import Settings
 from ..core.errors import BadRequest, InsufficientStorage, NotFound, PayloadTooLarge, TooManyRequests
 from ..inputs.gzipped import MAGIC, is_gzip
 from ..inputs.paths import path_refs
 from ..inputs.ref import GZIP, SERVED, InputRef
-from .body import UPLOAD_BLOCK, body_pace, read_block
+from .body import UPLOAD_BLOCK, Readable, body_pace, read_block
 from .textbudget import Reservation, TextBudget
 
 
@@ -84,7 +84,7 @@ class InputStore:
             f"(MR_UPLOAD_BUDGET; {self.spooled} in use); retry when running jobs finish, or use a path or url input"
         )
 
-    async def add_upload(self, stream: StreamReader, name: str, cap: int, length: int | None = None, *,
+    async def add_upload(self, stream: Readable, name: str, cap: int, length: int | None = None, *,
                          deadline: float | None = None, digest: Digest | None = None) -> InputRef:
         """Spool an upload to disk as it arrives; never held whole in memory. ``length``: its Content-Length.
 

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import math
-import os
 from contextlib import nullcontext
 from typing import Any
 
@@ -14,27 +13,30 @@ from aiohttp import web
 
 from ..core.errors import BadRequest, PayloadTooLarge, shown_all
 from ..inputs.ref import InputRef
-from ..inputs.spec import check_name, clip_name, parse_inputs
+from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
 from .admit import job_links, ready_for_jobs, start_job
 from .body import UPLOAD_BLOCK, body_pace, read_block
 from .jobcheck import check_job_everywhere
 from .keys import CLAIMS, REGISTRY, SESSION, STORE, UPLOADS
-from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost, query_split_size
+from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost
 from .outputs import OutputClaim, claim_output
 from .record import many_inputs
 from .textbudget import Reservation
+from .uploads import UploadSpec, fingerprint_query, is_multipart, read_parts, upload_spec
 
 JSON_SLOT_SIZE = 64 * 1024  # a JSON body larger than this (or of unknown length) holds an MR_MAX_UPLOADS slot
 
 
 async def submit(request: web.Request) -> web.Response:
-    """POST /v1/jobs: a JSON spec ``{"job": ..., "input": {...}}``, or a raw body uploaded as the input.
+    """POST /v1/jobs: a JSON spec ``{"job": ..., "input": {...}}``, a raw body uploaded as the input, or a multipart
+    body whose parts (one per file, named by their filenames) are the inputs. An upload's query carries the rest of
+    its spec: ``?job=&param=NAME=VALUE&output=DIR&split_size=N`` (uploads.py).
 
     With an ``Idempotency-Key``, the request's fingerprint is the hash of its canonical form (a JSON spec re-encoded
-    with sorted keys; an upload's bytes with its sorted query): the same key and fingerprint answer the same job
-    (200), the same key with another fingerprint is refused (422).
+    with sorted keys; an upload's sorted query and its bytes, or each part's name and bytes): the same key and
+    fingerprint answer the same job (200), the same key with another fingerprint is refused (422).
     """
     app, settings = request.app, request.app[SETTINGS]
     await ready_for_jobs(app)
@@ -46,6 +48,8 @@ async def submit(request: web.Request) -> web.Response:
     digest = hashlib.blake2b(digest_size=16)
     reservation = Reservation(app[STORE].text_budget)  # released when this request ends, whatever its outcome
     encoded = None
+    uploads: list[InputRef] = []
+    upload: UploadSpec | None = None
     if request.content_type == "application/json":
         try:
             spec = await _json_body(request, deadline, reservation)
@@ -53,33 +57,40 @@ async def submit(request: web.Request) -> web.Response:
         except BaseException:
             reservation.release()
             raise
-        upload = None
     else:
         spec = {}
-        digest.update(json.dumps(sorted(request.query.items())).encode("utf-8", "surrogatepass"))
-        split_size = query_split_size(request.query.get("split_size"), settings)
-        name = upload_name(request, settings.max_name)
-        if request.content_length is not None:
-            check_plan(request.content_length, split_size, settings)  # refuse before spooling a byte
+        multipart = is_multipart(request)
+        upload = upload_spec(request.query, settings, multipart)
+        app[JOBS].sdk(upload.job, upload.params)  # an unknown job or parameter is refused before a byte is spooled
+        fingerprint_query(request.query, digest)
+        if not multipart and request.content_length is not None:
+            check_plan(request.content_length, upload.split_size, settings)  # refuse before spooling a byte
         with app[UPLOADS].hold():
-            upload = await app[STORE].add_upload(request.content, name, settings.max_body, request.content_length,
-                                                 deadline=deadline, digest=digest)
+            if multipart:
+                digest.update(b"multipart")
+                uploads = await read_parts(request, app[STORE], deadline, digest)
+            else:
+                uploads = [await app[STORE].add_upload(request.content, upload.name, settings.max_body,
+                                                       request.content_length, deadline=deadline, digest=digest)]
     held = False  # whether this request holds the key's claim, so it alone may release it
     output: OutputClaim | None = None
     try:
         existing = await registry.claim(key, digest.hexdigest(), settings.timeouts.request) if key else None
         held = bool(key) and existing is None
         if existing is not None:
-            if upload is not None:
-                app[STORE].drop(upload.served_id)
+            _drop(app, uploads)
             return web.json_response({**existing.status(), "links": job_links(existing)}, status=200)
-        job_name, refs, split_size, output = await _job_of(request, spec, upload, reservation, encoded)
+        if upload is not None:
+            job_name, refs, split_size, output = await _uploaded_job(app, upload, uploads)
+            params: dict[str, str] | None = upload.params
+        else:
+            job_name, refs, split_size, output = await _job_of(request, spec, reservation, encoded)
+            params = spec.get("params")
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
-        record = start_job(app, job_name, ref, split_size, key, params=spec.get("params"),
+        record = start_job(app, job_name, ref, split_size, key, params=params,
                            inputs=refs if len(refs) > 1 else None, output=output)
     except BaseException:
-        if upload is not None:
-            app[STORE].drop(upload.served_id)
+        _drop(app, uploads)
         if output is not None:
             output.release()  # a no-op once start_job bound it to the job
         raise
@@ -90,18 +101,31 @@ async def submit(request: web.Request) -> web.Response:
     return web.json_response({**record.status(), "links": job_links(record)}, status=202)
 
 
-async def _job_of(request: web.Request, spec: dict[str, Any], upload: InputRef | None,
-                  reservation: Reservation | None = None,
+def _drop(app: web.Application, refs: list[InputRef]) -> None:
+    for ref in refs:
+        app[STORE].drop(ref.served_id)
+
+
+async def _uploaded_job(app: web.Application, upload: UploadSpec,
+                        refs: list[InputRef]) -> tuple[str, list[InputRef], int, OutputClaim | None]:
+    """The job an upload asks for on its spooled inputs: checked everywhere, its output claimed, its plan checked
+    against MR_MAX_SPLITS (an upload without a Content-Length, or of several parts, is checked once spooled)."""
+    await check_job(app, upload.job, upload.params)
+    output = await _output_of(app, {"path": upload.output}) if upload.output is not None else None
+    try:
+        check_inputs_plan(refs, upload.split_size, app[SETTINGS])
+    except BaseException:
+        if output is not None:
+            output.release()
+        raise
+    return upload.job, refs, upload.split_size, output
+
+
+async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reservation | None = None,
                   encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None]:
-    """The job name, inputs, split size and claimed output directory a submission asks for, its plan checked
+    """The job name, inputs, split size and claimed output directory a JSON spec asks for, its plan checked
     against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the submission."""
     app, settings = request.app, request.app[SETTINGS]
-    if upload is not None:
-        job_name = request.query.get("job", DEFAULT_JOB)
-        await check_job(app, job_name, {})
-        split_size = query_split_size(request.query.get("split_size"), settings)
-        check_plan(upload.size, split_size, settings)  # an upload without a Content-Length is checked once spooled
-        return job_name, [upload], split_size, None
     job_name = spec.get("job", DEFAULT_JOB)
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
@@ -217,10 +241,3 @@ def _admit_plan(app: web.Application, refs: list[InputRef], split_size: int) -> 
         for ref in refs:
             app[STORE].drop(ref.served_id)
         raise
-
-
-def upload_name(request: web.Request, limit: int) -> str:
-    name = request.query.get("name", "upload")
-    check_name(name, limit, "?name=")
-    return os.path.basename(name) or "upload"
-

@@ -132,8 +132,9 @@ def check_request(request: web.Request, policy: HostPolicy, api_token: str) -> N
         shown = kind or "none"
         raise Forbidden(f"a {request.method} with Content-Type {shown} is what any web page can send, so it is "
                         "refused: send an upload as application/octet-stream (curl -H 'Content-Type: "
-                        "application/octet-stream' --data-binary @FILE), a job spec as application/json, or add "
-                        "an 'Authorization: Bearer ...' header")
+                        "application/octet-stream' --data-binary @FILE), several files as multipart/mixed (curl "
+                        "-H 'Content-Type: multipart/mixed' -F f=@A -F f=@B), a job spec as application/json, or "
+                        "add an 'Authorization: Bearer ...' header")
 
 
 def origin_middleware(policy: HostPolicy, api_token: str) -> Middleware:

@@ -7,28 +7,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..api import AsyncClient, AsyncJobHandle, JobStatus
-from ..api.inputs import Input
+from ..api import AsyncClient, AsyncJobHandle, Inputs, JobStatus, Upload
+from ..api.status import FINISHED_STATES
 from ..core.arguments import positive_int
-from ..core.errors import Conflict, Gone, MapReduceError, PeerError
+from ..core.errors import MapReduceError, PeerError
 from ..core.text import escaped, json_escaped
+from ..inputs.given import local_files
+from ..inputs.outdir import SUCCESS
+from .entries import entry_fields
 from .progress import ProgressBar, progress_text, size_text
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-POLL = 1.0  # seconds one progress update may wait on the server's long poll (it answers at once when the job ends)
 DEFAULT_WAIT = 3600.0  # seconds `submit --wait` follows a job before giving up (the job itself goes on)
 WRITE_BATCH = 1024  # result lines written at a time
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+SPLIT_FILTERS = ("failed", "running", "all")  # what `status --splits` lists (the master's ?splits= filters)
+JOB_STATES = ("queued", "running", "finalizing", *sorted(FINISHED_STATES))
 
 Command = Callable[[argparse.Namespace, AsyncClient], Awaitable[int]]
 
@@ -66,29 +68,37 @@ def add_commands(commands: Any) -> None:
         parser.set_defaults(remote=run)
         return parser
 
-    submit = remote("submit", _submit, "submit a job to a running master (files are uploaded)")
-    submit.add_argument("inputs", nargs="*", metavar="INPUT", help="a local file to upload, or an http(s):// URL")
+    submit = remote("submit", _submit, "submit a job to a running master (local files are uploaded)")
+    submit.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="local files, directories (walked) or quoted globs, uploaded together and named as "
+                        "`mapreduce run` names them; or http(s):// URLs")
     submit.add_argument("--path", action="append", default=[], metavar="P",
-                        help="a file under the master's data root (as {\"path\": P})")
+                        help="a file, directory or glob under the master's data root, read there (repeatable)")
     submit.add_argument("--job", default="wordcount", help="the job's registered name (default wordcount)")
     submit.add_argument("--param", action="append", default=[], type=_param, metavar="KEY=VALUE",
-                        help="a job parameter (sent only if given)")
+                        help="a job parameter (repeatable)")
+    submit.add_argument("--output", default=None, metavar="DIR",
+                        help="write the result under the master's data root to DIR (part files and _SUCCESS)")
     submit.add_argument("--split-size", type=positive_int, default=None, metavar="BYTES",
                         help="bytes per split (default: the master's setting)")
     submit.add_argument("--wait", action="store_true", help="follow the job (progress on stderr), print its result")
     submit.add_argument("--timeout", type=_seconds, default=DEFAULT_WAIT,
                         help=f"seconds --wait follows the job (default {DEFAULT_WAIT:g})")
-    submit.add_argument("--top", type=positive_int, default=None, help="with --wait: only the N first entries")
+    submit.add_argument("--top", type=positive_int, default=None,
+                        help="with --wait: only the first N entries in the job's order (for counts: the most frequent)")
     submit.add_argument("--json", action="store_true", help="the result (or, without --wait, the status) as JSON")
     submit.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
     status = remote("status", _status, "show a job's state and progress")
     status.add_argument("id")
     status.add_argument("--json", action="store_true", help="the master's whole status document")
+    status.add_argument("--splits", choices=SPLIT_FILTERS, default=None,
+                        help="also list these splits, one line each: their byte range and every attempt")
 
     result = remote("result", _result, "print a finished job's result")
     result.add_argument("id")
-    result.add_argument("--top", type=positive_int, default=None, help="only the N first entries")
+    result.add_argument("--top", type=positive_int, default=None,
+                        help="only the first N entries in the job's order (for counts: the most frequent)")
     shape = result.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="one JSON object")
     shape.add_argument("--ndjson", action="store_true", help="one [key, value] JSON line per entry")
@@ -99,6 +109,8 @@ def add_commands(commands: Any) -> None:
 
     jobs = remote("jobs", _jobs, "list the jobs a master knows (id, state, job, created, error)")
     jobs.add_argument("--json", action="store_true", help="the list as JSON")
+    jobs.add_argument("--state", action="append", choices=JOB_STATES, default=None,
+                      help="only the jobs in this state (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,34 +149,30 @@ async def _with_client(args: argparse.Namespace, url: str, token: str | None) ->
         return await command(args, client)
 
 
-def _inputs(args: argparse.Namespace) -> list[Input]:
-    """Each INPUT as the client takes it: a URL reference, or a local file checked here, before any upload."""
-    inputs: list[Input] = []
-    for given in args.inputs:
-        if given.lower().startswith(("http://", "https://")):
-            inputs.append({"url": given})
-            continue
-        path = Path(given)
-        if not path.is_file():
-            what = "is a directory" if path.is_dir() else "is not a file"
-            raise UsageError(f"{given} {what}; an INPUT is a local file to upload or an http(s):// URL "
-                             "(--path P names a file under the master's data root)")
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise UsageError(f"cannot read {given}: {os.strerror(exc.errno or 0).lower()}") from None
-        inputs.append(path)
-    inputs.extend({"path": p} for p in args.path)
-    if not inputs:
-        raise UsageError("give an INPUT (a local file or an http(s):// URL) or --path P")
-    return inputs
+def _inputs(args: argparse.Namespace) -> Inputs:
+    """What the job reads: the local files the INPUTs name (checked and named here, before any upload), their
+    URLs, or the --path entries the master expands under its data root."""
+    urls = [given for given in args.inputs if given.lower().startswith(("http://", "https://"))]
+    local = [given for given in args.inputs if given not in urls]
+    if sum(map(bool, (urls, local, args.path))) > 1:
+        raise UsageError("give local files, http(s):// URLs or --path entries, one kind per job: a job reads its "
+                         "inputs from one place")
+    if args.path:
+        return {"paths": list(args.path)}
+    if urls:
+        return [{"url": url} for url in urls]
+    if not local:
+        raise UsageError("give an INPUT (a local file, directory or glob, or an http(s):// URL) or --path P")
+    try:
+        files = local_files(local)
+    except MapReduceError as error:
+        raise UsageError(error.message) from None
+    return [Upload(name, path=path) for path, name in files]
 
 
 async def _submit(args: argparse.Namespace, client: AsyncClient) -> int:
-    # The list as given: the client refuses more than one input per job with the server's rule in its message.
-    params = dict(args.param) if args.param else None
-    handle = await client.submit(args.job, _inputs(args), params, split_size=args.split_size)
+    handle = await client.submit(args.job, _inputs(args), dict(args.param) if args.param else None, args.output,
+                                 split_size=args.split_size)
     if not args.wait:
         print(json_escaped(handle.submitted.raw if handle.submitted else {"id": handle.id}) if args.json
               else escaped(handle.id))
@@ -175,27 +183,22 @@ async def _submit(args: argparse.Namespace, client: AsyncClient) -> int:
     final = await follow(handle, bar, args.timeout)
     if final.state != "done":
         raise MapReduceError(f"job {final.id} {final.state}: {final.error or 'no reason given'}")
+    if args.output is not None:
+        written = await handle.output()
+        print(json_escaped(written) if args.json else
+              f"{escaped(written.get('path'))}: {escaped(len(written.get('parts', [])))} parts, "
+              f"{escaped(written.get('keys'))} keys, {size_text(written.get('bytes'))}, and {escaped(SUCCESS)}")
+        return 0
     await _print_result(handle, args.top, "json" if args.json else "tsv")
     return 0
 
 
 async def follow(handle: AsyncJobHandle, bar: ProgressBar, timeout: float) -> JobStatus:
-    """Show the job's progress until it finishes; the server's long poll answers as soon as it does."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    """Show the job's progress until it finishes (the client's wait calls the bar with each status it reads)."""
     try:
-        while True:
-            status = await handle.status()
-            bar.show(status)
-            if status.finished:
-                return status
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise MapReduceError(f"job {handle.id} is still {status.state} after {timeout:g} s (--timeout); "
-                                     f"it goes on: see `mapreduce status {handle.id}`")
-            # Conflict: not done yet, or failed/cancelled; Gone: done, result dropped. The next status tells which.
-            with contextlib.suppress(Conflict, Gone):
-                await handle.result(top=1, wait=min(POLL, remaining))
+        return await handle.wait(timeout, progress=bar.show)
+    except TimeoutError as error:  # "job ID is still STATE after N s"
+        raise MapReduceError(f"{error} (--timeout); it goes on: see `mapreduce status {handle.id}`") from None
     finally:
         bar.close()
 
@@ -221,7 +224,43 @@ async def _status(args: argparse.Namespace, client: AsyncClient) -> int:
     if status.error:
         lines.append(f"error: {escaped(status.error)}")
     print("\n".join(lines))
+    if args.splits is not None:
+        await _print_splits(client.job(args.id), args.splits)
     return 0
+
+
+async def _print_splits(handle: AsyncJobHandle, which: str) -> None:
+    """Every split ``which`` names, a page of the master's at a time: a header, then one line each."""
+    offset, header = 0, True
+    while True:
+        page = await handle.splits(which, offset)
+        items = page["items"]
+        if header:
+            print(f"splits ({escaped(which)}): {escaped(page['matching'])}")
+            if items:
+                print("SPLIT\tBYTES\tSTATE\tATTEMPTS")
+            header = False
+        print("".join(_split_line(item) + "\n" for item in items), end="")
+        offset += len(items)
+        if not items or offset >= page["matching"]:
+            break
+    sys.stdout.flush()
+
+
+def _split_line(item: Any) -> str:
+    """``3<TAB>1024-2048<TAB>done<TAB>#1 mapper-0 failed (its cause), #2 mapper-1 done``."""
+    item = item if isinstance(item, dict) else {}
+    attempts = item.get("attempts") if isinstance(item.get("attempts"), list) else []
+    shown = []
+    for a in attempts:
+        a = a if isinstance(a, dict) else {}
+        cause = f" ({a['cause']})" if a.get("cause") else ""
+        backup = " backup" if a.get("backup") else ""
+        shown.append(f"#{a.get('attempt')} {a.get('mapper')} {a.get('state')}{backup}{cause}")
+    state = "done" if item.get("done") else "running" if any(a.get("state") == "running" for a in attempts
+                                                              if isinstance(a, dict)) else "pending"
+    fields = [item.get("split"), f"{item.get('start')}-{item.get('end')}", state, ", ".join(shown) or "-"]
+    return "\t".join(escaped(f) for f in fields)
 
 
 async def _result(args: argparse.Namespace, client: AsyncClient) -> int:
@@ -250,11 +289,8 @@ def _write_entries(entries: Iterable[tuple[str, Any]], shape: str) -> None:
     if shape == "ndjson":
         sys.stdout.write("".join(json_escaped([key, value]) + "\n" for key, value in entries))
         return
-    lines = []
-    for key, value in entries:  # `count<TAB>word`, as `mapreduce run` prints; a list value space-separated
-        text = " ".join(map(str, value)) if isinstance(value, list) else value
-        lines.append(f"{escaped(text)}\t{escaped(key)}\n")
-    sys.stdout.write("".join(lines))
+    # As `mapreduce run` prints them: `count<TAB>word`, or `word<TAB>a.txt b.txt` for a list value.
+    sys.stdout.write("".join("\t".join(map(escaped, entry_fields(key, value))) + "\n" for key, value in entries))
 
 
 async def _cancel(args: argparse.Namespace, client: AsyncClient) -> int:
@@ -265,9 +301,13 @@ async def _cancel(args: argparse.Namespace, client: AsyncClient) -> int:
 
 async def _jobs(args: argparse.Namespace, client: AsyncClient) -> int:
     jobs = sorted(await client.jobs(), key=lambda s: _created(s.raw))
+    if args.state:
+        jobs = [s for s in jobs if s.state in args.state]
     if args.json:
         print(json_escaped([s.raw for s in jobs]))
         return 0
+    if jobs:
+        print("ID\tSTATE\tJOB\tCREATED\tERROR")
     for s in jobs:
         created = _created(s.raw)
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(created)) if created else "-"

@@ -11,13 +11,13 @@ BAR_WIDTH = 24
 
 
 def size_text(n: Any) -> str:
-    """Bytes for a person: ``512 B``, ``1.2 MB`` (decimal units)."""
+    """Bytes for a person: ``512 B``, ``1.2 MiB`` (binary units, as the status page and the settings have them)."""
     value = float(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else 0.0
     unit = "B"
-    for bigger in ("KB", "MB", "GB"):
-        if value < 1000:
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
             break
-        value, unit = value / 1000, bigger
+        value, unit = value / 1024, bigger
     return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
@@ -30,7 +30,7 @@ def _share(status: JobStatus) -> float:
 
 
 def progress_text(status: JobStatus) -> str:
-    """Splits and bytes done, as the master counts them: ``3/8 splits, 1.2 MB/4.0 MB (30%)``."""
+    """Splits and bytes done, as the master counts them: ``3/8 splits, 1.2 MiB/4.0 MiB (30%)``."""
     p = status.progress
     if p.splits_total == 0:
         return "not planned yet" if not status.finished else "no splits"
@@ -40,7 +40,7 @@ def progress_text(status: JobStatus) -> str:
 
 def progress_bar(status: JobStatus, width: int = BAR_WIDTH) -> str:
     """One line: a bar filled by the bytes done (splits when the size is unknown), the state, the numbers once
-    the job is planned: ``[######------] running: 3/8 splits, 2.0 MB/4.0 MB (50%)``."""
+    the job is planned: ``[######------] running: 3/8 splits, 2.0 MiB/4.0 MiB (50%)``."""
     filled = min(width, int(_share(status) * width))
     numbers = f": {progress_text(status)}" if status.progress.splits_total else ""
     return f"[{'#' * filled}{'-' * (width - filled)}] {escaped(status.state)}{numbers}"
