@@ -18,6 +18,7 @@ from .aio import (
     AsyncJobHandle,
 )
 from .inputs import Inputs
+from .logs import LogLine
 from .status import JobStatus
 
 T = TypeVar("T")
@@ -96,6 +97,17 @@ class Client:
     def jobs(self, timeout: float | None = None) -> list[JobStatus]:
         return self.run(self.aio.jobs(timeout))
 
+    def logs(self, job_id: str, *, follow: bool = False, actor: str | None = None, level: str | None = None,
+             timeout: float | None = None) -> Generator[LogLine, None, None]:
+        """See :meth:`AsyncClient.logs`: the lines are fetched a batch at a time as the loop is consumed."""
+        batches = self.aio._log_batches(job_id, follow, actor, level, timeout)
+        try:
+            while (batch := self.run(_next(batches))) is not None:
+                yield from batch
+        finally:
+            if not self._closed:
+                self.run(batches.aclose())
+
 
 class JobHandle:
     """One submitted job, from blocking code; the methods are those of :class:`AsyncJobHandle`."""
@@ -142,7 +154,7 @@ class JobHandle:
                 self.client.run(batches.aclose())
 
 
-async def _next(batches: AsyncIterator[list[tuple[str, Any]]]) -> list[tuple[str, Any]] | None:
+async def _next(batches: AsyncIterator[list[T]]) -> list[T] | None:
     """The next batch, or None at the end (a coroutine must not raise StopAsyncIteration through a future)."""
     try:
         return await anext(batches)

@@ -36,6 +36,9 @@ class EventLog:
         if self._logger.isEnabledFor(level):
             self._logger.log(level, event, extra={"fields": fields}, exc_info=exc)
 
+    def log(self, level: int, event: str, **fields: Any) -> None:
+        self._log(level, event, fields)
+
     def debug(self, event: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, fields)
 
