@@ -19,9 +19,10 @@ from actors.core.joblog import ACTOR, JobLogRing, RingHandler, RingLimits, cut_t
 from actors.core.logs import EventLog
 from actors.jobs import load_catalog
 from actors.local import LocalCluster
+from actors.net import access
 from actors.remote.commands import log_text
 
-from .conftest import ClusterFactory
+from .conftest import Cluster, ClusterFactory
 from .support import held_url
 from .test_remote import mapreduce
 
@@ -133,7 +134,7 @@ def test_long_texts_keep_their_head_and_tail_and_odd_values_become_text() -> Non
 def test_the_handler_keeps_only_its_own_actors_lines_with_a_job() -> None:
     """Several actors share a process in tests: each ring takes the records made in its actor's context only."""
     rings = [JobLogRing(f"mapper-{i}", f"inc{i}", RingLimits()) for i in range(2)]
-    handlers = [RingHandler(ring) for ring in rings]
+    handlers = [RingHandler(ring, skip=frozenset({access.log.name})) for ring in rings]
     logger = logging.getLogger("actors")
     log = EventLog("actors.test_joblogs")
     for handler in handlers:
@@ -143,6 +144,7 @@ def test_the_handler_keeps_only_its_own_actors_lines_with_a_job() -> None:
         try:
             log.warning("split_failed", job="j", split=1)
             log.warning("no_job_here", split=2)
+            access.log.warning("http_request", job="j", route="/v1/jobs/{id}")  # a request about it: stdout only
             user_output("j", "error", "Traceback ...\nValueError: x")
         finally:
             ACTOR.reset(token)
@@ -170,14 +172,14 @@ def test_a_log_line_prints_its_fields_and_its_traceback_below_escaped() -> None:
 # ---- the API, on an in-process cluster ---------------------------------------------------------------------------
 
 
-async def logs_of(cluster: Any, job_id: str, **params: str) -> list[dict[str, Any]]:
+async def logs_of(cluster: Cluster, job_id: str, **params: str) -> list[dict[str, Any]]:
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job_id}/logs", params=params) as response:
         assert response.status == 200, await response.text()
         assert response.content_type == "application/x-ndjson"
         return [json.loads(line) for line in (await response.text()).splitlines() if line.strip()]
 
 
-async def failed(cluster: Any, spec: dict[str, Any]) -> dict[str, Any]:
+async def failed(cluster: Cluster, spec: dict[str, Any]) -> dict[str, Any]:
     job = await cluster.submit(spec)
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}):
         pass
@@ -241,6 +243,9 @@ async def test_unknown_jobs_actors_and_levels_are_refused(make_cluster: ClusterF
             _ = [line async for line in client.logs(job["id"], actor="mapper-9")]
         with pytest.raises(BadRequest, match="level must be one of"):
             _ = [line async for line in client.logs(job["id"], level="loud")]
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/logs", params={"follow": "2"}) as response:
+        assert response.status == 400 and "follow must be" in (await response.json())["message"]
+    async with AsyncClient(cluster.url) as client:
         assert [line async for line in client.logs(job["id"], level="error")] == []
 
 
@@ -272,7 +277,9 @@ async def test_an_unreachable_actor_is_a_line_not_a_failure(make_cluster: Cluste
     assert any(line["event"] == "split_failed" for line in lines)
 
 
-async def test_follow_streams_until_the_job_ends(make_cluster: ClusterFactory) -> None:
+async def test_follow_streams_until_the_job_ends(make_cluster: ClusterFactory,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="actors")  # so the job's INFO lines are made at all
     text = ("the quick brown fox\n" * 5000).encode()
     cluster = await make_cluster(allow_private_urls=True, job_log_poll=0.1)
     async with held_url(text) as (url, reading), AsyncClient(cluster.url, timeout=10) as client:
@@ -285,7 +292,9 @@ async def test_follow_streams_until_the_job_ends(make_cluster: ClusterFactory) -
         await client.job(job["id"]).cancel()
         async with asyncio.timeout(10):  # ends with the job, not at a timeout
             lines = await following
-    assert isinstance(lines, list)
+    events = [(line.actor, line.event) for line in lines]
+    assert ("master-0", "job_cancelled") in events  # the last gather, after the end, has the end
+    assert not [line for line in lines if line.event == "http_request"]  # requests about the job stay on stdout
 
 
 async def _collect(client: AsyncClient, job_id: str) -> list[LogLine]:

@@ -126,15 +126,17 @@ class JobLogRing:
 
 
 class RingHandler(logging.Handler):
-    """Feeds a ring with the records of its own actor that carry a ``job`` field (an :class:`EventLog` field)."""
+    """Feeds a ring with the records of its own actor that carry a ``job`` field (an :class:`EventLog` field), but
+    those of the loggers in ``skip``."""
 
-    def __init__(self, ring: JobLogRing) -> None:
+    def __init__(self, ring: JobLogRing, skip: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.ring = ring
+        self.skip = skip
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", None)
-        if not isinstance(fields, dict):
+        if not isinstance(fields, dict) or record.name in self.skip:
             return
         job = fields.get("job")
         if not isinstance(job, str) or not job or ACTOR.get() != self.ring.incarnation:

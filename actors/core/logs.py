@@ -32,6 +32,10 @@ class EventLog:
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
 
+    @property
+    def name(self) -> str:
+        return self._logger.name
+
     def _log(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
         if self._logger.isEnabledFor(level):
             self._logger.log(level, event, extra={"fields": fields}, exc_info=exc)

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from ..core.config import Settings
-from ..core.errors import DiscoveryError, MapReduceError, NotFound, PeerError, describe
+from ..core.errors import BadRequest, DiscoveryError, MapReduceError, NotFound, PeerError, describe
 from ..core.joblog import LEVELS, JobLogRing, level_number
 from ..discovery import Discovery, PeerRole
 from ..net.actor import DISCOVERY, SETTINGS
@@ -24,7 +24,7 @@ from .keys import REGISTRY, SESSION
 
 NDJSON = "application/x-ndjson"
 ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
-FOLLOW = frozenset({"1", "true", "yes"})
+FLAGS = {"": False, "0": False, "false": False, "1": True, "true": True}
 
 
 @dataclass
@@ -137,6 +137,13 @@ def _well_formed(entry: Any) -> bool:
             and isinstance(entry.get("fields"), dict))
 
 
+def _flag(text: str, name: str) -> bool:
+    value = FLAGS.get(text.lower())
+    if value is None:
+        raise BadRequest(f"{name} must be 1, true, 0 or false, not {text[:40]!r}")
+    return value
+
+
 def _lines(entries: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries).encode()
 
@@ -148,7 +155,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     record = request.app[REGISTRY].get(request.match_info["id"])
     query = request.query
     level = level_number(query.get("level", "debug"))
-    follow = query.get("follow", "").lower() in FOLLOW
+    follow = _flag(query.get("follow", ""), "follow")
     only = query.get("actor") or None
     gatherer = Gatherer(request.app, record.id, level, only)
     if only is not None and not await gatherer.refresh():

@@ -12,6 +12,7 @@ from ..core import wire
 from ..core.config import Settings
 from ..core.errors import BadRequest
 from ..core.joblog import ACTOR, JobLogRing, RingHandler, RingLimits, level_number
+from .access import log as access_log
 from .middleware import Handler
 
 JOB_LOG = web.AppKey("job_log", JobLogRing)
@@ -26,7 +27,9 @@ def make_ring(settings: Settings, incarnation: str) -> JobLogRing:
 
 async def ring_context(app: web.Application) -> AsyncIterator[None]:
     """A cleanup_ctx: the ring hears the package's log records exactly as long as the app lives."""
-    handler = RingHandler(app[JOB_LOG])
+    # A request about a job (its status, result, logs) is not an event of the job, and a client polling its
+    # status would push the job's own lines out of the ring: access lines go to stdout only.
+    handler = RingHandler(app[JOB_LOG], skip=frozenset({access_log.name}))
     logger = logging.getLogger(LOGGER)
     logger.addHandler(handler)
     try:
