@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -75,6 +76,9 @@ class JobLogRing:
         self.incarnation = incarnation
         self.limits = limits
         self._jobs: OrderedDict[str, deque[tuple[dict[str, Any], int]]] = OrderedDict()
+        # A record may come from a worker thread (asyncio.to_thread keeps the actor's context) while the loop
+        # reads: held for an append or one read, never across an await.
+        self._lock = threading.Lock()
         self._seq = 0
         self.size = 0  # bytes held: each entry's JSON (ASCII-escaped, so at least its UTF-8 size) and its overhead
 
@@ -84,10 +88,15 @@ class JobLogRing:
     def add(self, job: str, level: str, event: str, fields: Mapping[str, Any], when: float) -> None:
         """Keep one line of ``job``; O(1) but for the lines it drops."""
         limit = self.limits.text
-        self._seq += 1
-        entry = {"seq": self._seq, "time": when, "actor": self.actor, "level": level, "event": event,
+        entry = {"seq": 0, "time": when, "actor": self.actor, "level": level, "event": event,
                  "fields": {str(k)[:limit]: plain(v, limit) for k, v in fields.items() if k != "job"}}
-        size = len(json.dumps(entry)) + ENTRY_OVERHEAD
+        size = len(json.dumps(entry)) + ENTRY_OVERHEAD  # the overhead covers the sequence number's digits
+        with self._lock:
+            self._seq += 1
+            entry["seq"] = self._seq
+            self._keep(job, entry, size)
+
+    def _keep(self, job: str, entry: dict[str, Any], size: int) -> None:
         lines = self._jobs.get(job)
         if lines is None:
             while len(self._jobs) >= self.limits.jobs:
@@ -113,6 +122,10 @@ class JobLogRing:
              budget: int | None = None) -> tuple[list[dict[str, Any]], bool]:
         """The entries of ``job`` after sequence number ``since`` at ``level`` or above, oldest first, within
         ``budget`` bytes (at least one entry); and whether more remain."""
+        with self._lock:
+            return self._read(job, since, level, budget)
+
+    def _read(self, job: str, since: int, level: int, budget: int | None) -> tuple[list[dict[str, Any]], bool]:
         out: list[dict[str, Any]] = []
         used = 0
         for entry, size in self._jobs.get(job, ()):
