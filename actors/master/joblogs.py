@@ -16,7 +16,7 @@ from aiohttp import web
 from ..core.config import Settings
 from ..core.errors import BadRequest, DiscoveryError, MapReduceError, NotFound, PeerError, describe
 from ..core.joblog import LEVELS, JobLogRing, level_number
-from ..discovery import Discovery, PeerRole
+from ..discovery import Discovery, Peer, PeerRole
 from ..net.actor import DISCOVERY, SETTINGS
 from ..net.client import PeerClient, read_cbor
 from ..net.joblog import JOB_LOG
@@ -56,7 +56,7 @@ class Gatherer:
     async def refresh(self) -> list[Source]:
         """The actors to ask now: this master and every peer discovery sees (only ``only``, when given)."""
         found = [Source(self.ring.actor, "")]
-        looked = await asyncio.gather(*(self.discovery.peers(role) for role in ROLES), return_exceptions=True)
+        looked = await asyncio.gather(*(self._peers(role) for role in ROLES), return_exceptions=True)
         for role, peers in zip(ROLES, looked, strict=True):
             if isinstance(peers, BaseException):
                 if not isinstance(peers, (DiscoveryError, TimeoutError)):
@@ -66,6 +66,10 @@ class Gatherer:
             found.extend(Source(p.name, p.url) for p in peers)
         chosen = [s for s in found if self.only is None or s.name == self.only]
         return [self.sources.setdefault((s.name, s.url), s) for s in chosen]
+
+    async def _peers(self, role: PeerRole) -> list[Peer]:
+        async with asyncio.timeout(self.settings.timeouts.discovery):
+            return await self.discovery.peers(role)
 
     async def gather(self) -> list[dict[str, Any]]:
         sources = await self.refresh()
