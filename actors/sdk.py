@@ -28,6 +28,9 @@ class JobCodeError(BadRequest):
     same way on any actor, so the split is not retried and the job fails with this message."""
 
     code = "job_code"
+    #: The user code's own traceback, for the actor's logs of the job (never in the answer: the message says what
+    #: failed, the traceback where). Empty when the framework itself found the fault (a key outside the contract).
+    traceback: str = ""
 
 
 class MapReduceJob:

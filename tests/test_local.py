@@ -95,9 +95,14 @@ async def test_an_actor_that_cannot_start_is_named_with_its_own_one_line_reason(
 
 
 async def test_a_malformed_setting_stops_the_launcher_before_any_process(tmp_path: Path) -> None:
-    cluster = LocalCluster(mappers=1, reducers=1, discovery="static", data_root=str(tmp_path),
-                           extra_env={"MR_TIMEOUT_LEASE": "soon"})
+    # The launcher reads its own timeouts from the environment its actors get: a malformed one stops it when it is
+    # made, before it could start a process.
     with pytest.raises(ConfigError, match="MR_TIMEOUT_LEASE"):
+        LocalCluster(mappers=1, reducers=1, discovery="static", data_root=str(tmp_path),
+                     extra_env={"MR_TIMEOUT_LEASE": "soon"})
+    with pytest.raises(ConfigError, match="MR_MAX_ATTEMPTS"):  # an actor-only setting: refused before any process
+        cluster = LocalCluster(mappers=1, reducers=1, discovery="static", data_root=str(tmp_path),
+                               extra_env={"MR_MAX_ATTEMPTS": "many"})
         async with cluster:
             pass
     assert all(actor.process is None for actor in cluster.actors)

@@ -10,7 +10,9 @@ Errors are the project's own (:mod:`actors.core.errors`), carrying the server's 
 
 from .aio import AsyncClient, AsyncJobHandle
 from .inputs import Input, Inputs, Upload
+from .logs import LogLine
 from .status import JobStatus, Progress
 from .sync import Client, JobHandle
 
-__all__ = ["AsyncClient", "AsyncJobHandle", "Client", "Input", "Inputs", "JobHandle", "JobStatus", "Progress", "Upload"]
+__all__ = ["AsyncClient", "AsyncJobHandle", "Client", "Input", "Inputs", "JobHandle", "JobStatus", "LogLine",
+           "Progress", "Upload"]

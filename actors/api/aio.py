@@ -17,6 +17,7 @@ from yarl import URL
 from ..core.errors import BadRequest, Conflict, Gone, PeerError
 from .errors import server_error, unreachable
 from .inputs import Inputs, JsonInput, Upload, one_input
+from .logs import LogLine
 from .status import JobStatus
 
 Progressed = Callable[[JobStatus], object]  # wait()'s progress callback: called with each status it reads
@@ -220,6 +221,33 @@ class AsyncClient:
         return [JobStatus.from_json(entry) for entry in entries]
 
 
+    async def logs(self, job_id: str, *, follow: bool = False, actor: str | None = None, level: str | None = None,
+                   timeout: float | None = None) -> AsyncIterator[LogLine]:
+        """The job's log lines from every actor, in time order; ``follow``: new ones as they come, until the job
+        ends. ``actor``: only that actor's; ``level``: only at that level (debug, info, warning, error) or above.
+
+        ``timeout`` bounds each silence of the server (a followed job's server sends a blank line every
+        MR_JOB_LOG_POLL seconds); the client's ``stream_timeout`` the whole transfer; a line past ``max_line``
+        bytes is refused."""
+        async for batch in self._log_batches(job_id, follow, actor, level, timeout):
+            for line in batch:
+                yield line
+
+    async def _log_batches(self, job_id: str, follow: bool, actor: str | None, level: str | None,
+                           timeout: float | None) -> AsyncGenerator[list[LogLine], None]:
+        idle = self.timeout if timeout is None else timeout
+        limits = aiohttp.ClientTimeout(total=self.stream_timeout, sock_connect=idle, sock_read=idle)
+        path = f"/v1/jobs/{_segment(job_id)}/logs"
+        params = {"follow": "1"} if follow else {}
+        if actor is not None:
+            params["actor"] = actor
+        if level is not None:
+            params["level"] = level
+        async with self._open("GET", path, limits, params=params) as response:
+            async for lines in ndjson_lines(response.content.iter_any(), path, self.max_line, "a log line"):
+                yield [LogLine.from_json(line, path) for line in lines]
+
+
 class AsyncJobHandle:
     """One submitted job: its status, its result, waiting for it, cancelling it."""
 
@@ -355,30 +383,37 @@ async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
 
 async def ndjson_batches(chunks: AsyncIterable[bytes], path: str,
                          max_line: int = DEFAULT_MAX_LINE) -> AsyncIterator[list[tuple[str, Any]]]:
-    """The ``[key, value]`` lines of a streamed body, a chunk's worth at a time; a line past ``max_line`` bytes is
-    refused once that much of it has come, so a body that never ends a line costs ``max_line`` bytes at most (a
-    line's start is kept in a bytearray and joined once, never re-copied per chunk)."""
+    """The ``[key, value]`` lines of a streamed result body, a chunk's worth at a time (see :func:`ndjson_lines`)."""
+    async for lines in ndjson_lines(chunks, path, max_line):
+        yield [_entry(line, path) for line in lines]
+
+
+async def ndjson_lines(chunks: AsyncIterable[bytes], path: str, max_line: int = DEFAULT_MAX_LINE,
+                       what: str = "a result line") -> AsyncIterator[list[bytes]]:
+    """The non-blank lines of a streamed body, a chunk's worth at a time; a line past ``max_line`` bytes is refused
+    once that much of it has come, so a body that never ends a line costs ``max_line`` bytes at most (a line's
+    start is kept in a bytearray and joined once, never re-copied per chunk)."""
     pending = bytearray()  # the unfinished last line
     async for chunk in chunks:
         end = chunk.rfind(b"\n")
         if end < 0:
             pending += chunk
-            _check_line(len(pending), max_line, path)
+            _check_line(len(pending), max_line, path, what)
             continue
         lines = (bytes(pending) + chunk[:end]).split(b"\n")
         pending = bytearray(chunk[end + 1:])
-        _check_line(max(map(len, lines)), max_line, path)
-        _check_line(len(pending), max_line, path)
-        batch = [_entry(line, path) for line in lines if line.strip()]
+        _check_line(max(map(len, lines)), max_line, path, what)
+        _check_line(len(pending), max_line, path, what)
+        batch = [line for line in lines if line.strip()]
         if batch:
             yield batch
     if pending.strip():
-        yield [_entry(bytes(pending), path)]
+        yield [bytes(pending)]
 
 
-def _check_line(size: int, max_line: int, path: str) -> None:
+def _check_line(size: int, max_line: int, path: str, what: str) -> None:
     if size > max_line:
-        raise PeerError(f"GET {path}: a result line is longer than the client's max_line of {max_line} bytes")
+        raise PeerError(f"GET {path}: {what} is longer than the client's max_line of {max_line} bytes")
 
 
 def _entry(line: bytes, path: str) -> tuple[str, Any]:

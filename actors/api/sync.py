@@ -19,6 +19,7 @@ from .aio import (
     Progressed,
 )
 from .inputs import Inputs
+from .logs import LogLine
 from .status import JobStatus
 
 T = TypeVar("T")
@@ -105,6 +106,17 @@ class Client:
         """See :meth:`AsyncClient.cluster`."""
         return self._run(self.aio.cluster(timeout))
 
+    def logs(self, job_id: str, *, follow: bool = False, actor: str | None = None, level: str | None = None,
+             timeout: float | None = None) -> Generator[LogLine, None, None]:
+        """See :meth:`AsyncClient.logs`: the lines are fetched a batch at a time as the loop is consumed."""
+        batches = self.aio._log_batches(job_id, follow, actor, level, timeout)
+        try:
+            while (batch := self._run(_next(batches))) is not None:
+                yield from batch
+        finally:
+            if not self._closed:
+                self._run(batches.aclose())
+
 
 class JobHandle:
     """One submitted job, from blocking code; the methods are those of :class:`AsyncJobHandle`."""
@@ -152,7 +164,7 @@ class JobHandle:
                 self.client._run(batches.aclose())
 
 
-async def _next(batches: AsyncIterator[list[tuple[str, Any]]]) -> list[tuple[str, Any]] | None:
+async def _next(batches: AsyncIterator[list[T]]) -> list[T] | None:
     """The next batch, or None at the end (a coroutine must not raise StopAsyncIteration through a future)."""
     try:
         return await anext(batches)

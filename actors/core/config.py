@@ -197,6 +197,17 @@ class Settings:
     max_line: int = setting("MR_MAX_LINE", 8190, "longest request line (so URL) or header field in bytes; longer "
                             "gets 414 or 431", low=1024, high=1 * MiB)
     log_level: str = setting("MR_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    job_log_lines: int = setting("MR_JOB_LOG_LINES", 1000, "log lines an actor keeps per job for `mapreduce logs` "
+                                 "(GET /v1/jobs/{id}/logs); past it the oldest go", low=1, count=True)
+    job_log_jobs: int = setting("MR_JOB_LOG_JOBS", 100, "jobs whose log lines an actor keeps; past it the least "
+                                "recently logged job's go", low=1, count=True)
+    job_log_bytes: int = setting("MR_JOB_LOG_BYTES", 16 * MiB, "bytes of job log lines an actor keeps in all; past "
+                                 "it the oldest lines of the least recently logged job go", low=64 * 1024)
+    job_log_text: int = setting("MR_JOB_LOG_TEXT", 8192, "characters of one text in a job log line (a traceback, "
+                                "an error); a longer one keeps its head and tail", low=256, high=64 * 1024,
+                                count=True)
+    job_log_poll: float = setting("MR_JOB_LOG_POLL", 1.0, "seconds between gathers of a followed job's logs "
+                                  "(?follow=1) while it runs", low=0.05)
     ready_fd: int = setting("MR_READY_FD", -1, "set by a launcher: write one line here once serving", low=-1)
     restarts: int = setting("MR_RESTARTS", 0, "set by a launcher: how many times it has restarted this actor (the "
                             "status page shows it)", low=0)

@@ -8,6 +8,7 @@ past MR_REDUCE_MEMORY (actors.reducer.spill), then calls :meth:`SdkJob.reduce_gr
 from __future__ import annotations
 
 import heapq
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -70,7 +71,9 @@ class SdkJob:
         except BadRequest as error:  # a key or value outside the contract
             raise JobCodeError(f"{where}: {error.message}") from None
         except Exception as error:
-            raise JobCodeError(f"{where} raised {type(error).__name__}: {error}") from None
+            failure = JobCodeError(f"{where} raised {type(error).__name__}: {error}")
+            failure.traceback = user_traceback(error)
+            raise failure from None
 
     def weight(self, acc: Mapping[str, Any]) -> int:
         # With a combiner every key holds one value; without, a hot key's list is what grows.
@@ -125,6 +128,13 @@ class SdkJob:
 
     def encode(self, result: Result) -> bytes:
         return general_json(as_mapping(result), self.top)
+
+
+def user_traceback(error: BaseException) -> str:
+    """``error``'s traceback from the user's code on: this module's frames, which only called it, are left out."""
+    trace = traceback.TracebackException.from_exception(error)
+    trace.stack = traceback.StackSummary.from_list([frame for frame in trace.stack if frame.filename != __file__])
+    return "".join(trace.format())
 
 
 def lines_of(text: str) -> list[str]:

@@ -127,7 +127,9 @@ async def assign(request: web.Request) -> web.StreamResponse:
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             metrics.splits_failed.inc()
-            log.warning("split_failed", **fields, cause=error.message)
+            # The user code's traceback goes to this actor's logs of the job, never into the answer.
+            trace = {"traceback": error.traceback} if isinstance(error, JobCodeError) and error.traceback else {}
+            log.warning("split_failed", **fields, cause=error.message, **trace)
         await response.write(wire.frame(to_wire(outcome), settings.message_cap))
         await response.write_eof()
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):

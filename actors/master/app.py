@@ -16,6 +16,7 @@ from ..net.metrics import METRICS, MasterMetrics
 from .admit import job_links
 from .body import UploadSlots
 from .compute import compute
+from .joblogs import job_logs
 from .journal import Journal
 from .keys import CLAIMS, JOURNAL, MASTER_METRICS, REGISTRY, RESULTS, SESSION, SLOTS, STORE, UPLOADS
 from .limits import count_param
@@ -52,6 +53,7 @@ def build_master(settings: Settings) -> web.Application:
     app.router.add_get("/v1/jobs/kinds", job_kinds)  # before /v1/jobs/{id}
     app.router.add_get("/v1/jobs/{id}", status)
     app.router.add_get("/v1/jobs/{id}/result", result)
+    app.router.add_get("/v1/jobs/{id}/logs", job_logs)
     app.router.add_delete("/v1/jobs/{id}", cancel)
     app.router.add_get("/v1/cluster", cluster)
     app.router.add_get("/v1/openapi.json", openapi)

@@ -65,6 +65,19 @@ SECONDS = {"type": "number", "minimum": 0, "maximum": 600}
 NULLABLE_STRING = {"type": ["string", "null"]}
 
 SCHEMAS: dict[str, Any] = {
+    "LogLine": {
+        "type": "object",
+        "description": "One line of a job's logs: an actor's event with its fields (a failing user function's "
+                       "traceback in fields.traceback, what user code wrote in fields.message).",
+        "required": ["time", "actor", "level", "event", "fields"],
+        "properties": {
+            "time": {"type": "number", "description": "seconds since the epoch"},
+            "actor": {"type": "string", "examples": ["mapper-1"]},
+            "level": {"enum": ["debug", "info", "warning", "error"]},
+            "event": {"type": "string", "examples": ["split_failed"]},
+            "fields": {"type": "object"},
+        },
+    },
     "Error": {
         "type": "object",
         "description": "Every error: a code and a message naming the problem (and the limit's setting, if any).",
@@ -335,6 +348,21 @@ PATHS: dict[str, Any] = {
                 "application/json": {"schema": _ref("Result")},
                 "application/x-ndjson": {"schema": {"type": "string"}},
             }}, **_errors(400, 401, 404, 409, 410)},
+        },
+    },
+    "/v1/jobs/{id}/logs": {
+        "parameters": [JOB_ID],
+        "get": {
+            "summary": "The job's log lines from every actor (each keeps its recent lines per job), in time order",
+            "parameters": [_query("follow", "1: stream new lines until the job ends (an empty line while there are "
+                                  "none)", {"enum": ["1", "0", "true", "false"]}),
+                           _query("actor", "only this actor's lines (e.g. mapper-1)", {"type": "string"}),
+                           _query("level", "only lines at this level or above",
+                                  {"enum": ["debug", "info", "warning", "error"]})],
+            "responses": {"200": {"description": "one LogLine a line (NDJSON), streamed; an actor that cannot "
+                                                 "answer is a line with the event logs_unavailable",
+                                  "content": {"application/x-ndjson": {"schema": _ref("LogLine")}}},
+                          **_errors(400, 401, 404)},
         },
     },
     "/v1/cluster": {"get": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,11 +14,13 @@ from .. import __version__
 from ..core import wire
 from ..core.config import Settings
 from ..core.errors import WireError
+from ..core.joblog import ACTOR
 from ..discovery import Discovery, open_discovery
 from ..jobs import Catalog, load_catalog
 from .access import access_log
 from .drain import Drain, drain_middleware
 from .frames import read_body
+from .joblog import JOB_LOG, actor_middleware, make_ring, ring_context, ring_route
 from .metrics import METRICS, Metrics, serve_metrics
 from .middleware import make_middlewares
 from .origin import host_policy, origin_middleware
@@ -55,14 +58,16 @@ async def discovery_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def base_app(settings: Settings, client_max_size: int) -> web.Application:
-    """An application with the shared middleware, ``/healthz``, ``/readyz`` and ``/metrics``; its job catalog is
-    loaded here, so a job module that cannot be imported stops the actor at startup with a ConfigError naming it."""
+    """An application with the shared middleware, ``/healthz``, ``/readyz``, ``/metrics`` and its job log ring;
+    its job catalog is loaded here, so a job module that cannot be imported stops the actor at startup with a
+    ConfigError naming it."""
     catalog = load_catalog(settings.job_modules)
     identity = Identity(role=settings.role, name=settings.name, ordinal=settings.ordinal,
                         restarts=settings.restarts)
     drain = Drain(settings.timeouts.drain)
     app = web.Application(
-        middlewares=[head_deadline_middleware, access_log, drain_middleware(drain),
+        middlewares=[actor_middleware(identity.incarnation), head_deadline_middleware, access_log,
+                     drain_middleware(drain),
                      *make_middlewares(settings.token, settings.api_token, identity.incarnation,
                                        origin_middleware(host_policy(settings), settings.api_token))],
         client_max_size=client_max_size,
@@ -72,9 +77,12 @@ def base_app(settings: Settings, client_max_size: int) -> web.Application:
     app[DRAIN] = drain
     app[JOBS] = catalog
     app[METRICS] = Metrics(settings.role)
+    app[JOB_LOG] = make_ring(settings, identity.incarnation)
+    app.cleanup_ctx.append(ring_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/internal/v1/logs/{job}", ring_route(settings.message_cap // 2))
     app.on_shutdown.append(_start_draining)
     return app
 
@@ -127,5 +135,9 @@ def make_runner(app: web.Application, **kwargs: Any) -> ActorRunner:
     # An idle keep-alive connection is closed after 75 s (aiohttp's default here is 3630 s, which lets idle clients
     # hold file descriptors for an hour); a started request head has MR_TIMEOUT_HEADERS.
     kwargs.setdefault("keepalive_timeout", 75.0)
-    return ActorRunner(app, max_line_size=settings.max_line, max_field_size=settings.max_line,
+    # The app starts and stops in its actor's context, so what its start-up starts (and its clean-up logs) is
+    # attributed to this actor's job log ring, also when several actors share a process.
+    context = contextvars.copy_context()
+    context.run(ACTOR.set, app[IDENTITY].incarnation)
+    return ActorRunner(app, context=context, max_line_size=settings.max_line, max_field_size=settings.max_line,
                        lingering_time=lingering, head_timeout=settings.timeouts.headers, **kwargs)

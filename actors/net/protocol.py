@@ -7,9 +7,11 @@ asyncio protocol methods), ``AppRunner.server`` as the handler's manager, a midd
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import re
 import socket
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -175,9 +177,10 @@ class ActorRunner(web.AppRunner):
     ``handler_kwargs`` are aiohttp's ``RequestHandler`` parameters (parser limits, timeouts, access log)."""
 
     def __init__(self, app: web.Application, *, head_timeout: float = 0.0, shutdown_timeout: float = 60.0,
-                 **handler_kwargs: Any) -> None:
+                 context: contextvars.Context | None = None, **handler_kwargs: Any) -> None:
         super().__init__(app, handle_signals=False, shutdown_timeout=shutdown_timeout, **handler_kwargs)
         self.head_timeout = head_timeout
+        self.context = context  # setup and cleanup run in a copy of it (the caller's own, without one)
         self.handler_kwargs = handler_kwargs
         self.listeners: list[asyncio.Server] = []
 
@@ -199,6 +202,16 @@ class ActorRunner(web.AppRunner):
             listener.close()
         self.listeners.clear()
 
+    async def setup(self) -> None:
+        await self._in_context(super().setup())
+
     async def cleanup(self) -> None:
         self.stop_listening()
-        await super().cleanup()
+        await self._in_context(super().cleanup())
+
+    async def _in_context(self, step: Coroutine[Any, Any, None]) -> None:
+        if self.context is None:
+            await step
+            return
+        # A task of its own: the context's values hold for the step and every task it starts, not for the caller.
+        await asyncio.get_running_loop().create_task(step, context=self.context.copy())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from aiohttp import web
 
@@ -32,6 +34,7 @@ from ..core.messages import (
 from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
+from ..sdk import JobCodeError
 from .budget import Reservation, StagingBudget, reservation
 from .ledger import DUPLICATE, Ledger, PartitionState
 from .output import write_output
@@ -156,10 +159,11 @@ async def _stream(request: web.Request, started: float) -> web.Response:
             partition = ledger.current(header.job, header.epoch)
             status = partition.record(header.split, stage)  # no await between the check and the commit
             # Merge in slices, yielding between them, while this stream's reservation still covers its values.
-            while True:
-                if partition.merge_some(settings.frame_keys):
-                    break
-                await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
+            with user_code_logged(fields):  # a combiner runs here
+                while True:
+                    if partition.merge_some(settings.frame_keys):
+                        break
+                    await asyncio.sleep(0)  # a yield between slices of work, not a wait for a condition
     request.app[REDUCER_METRICS].stream(status, time.monotonic() - started)
     log.debug("stream_" + status, **fields, partition=header.partition, keys=stage.keys)
     ack = StreamAck(
@@ -290,10 +294,11 @@ async def finalize(request: web.Request) -> web.Response:
                         splits=message.splits, payload=ordered)
         return _reported(ledger, partition, report)
     partition.settle()
-    if partition.spilled():  # merge the runs on the spill thread, after its writes
-        totals = await asyncio.wrap_future(partition.finish_spilled())
-    else:
-        totals = partition.job_def.finish(partition.totals)
+    with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": ledger.partition}):
+        if partition.spilled():  # merge the runs on the spill thread, after its writes
+            totals = await asyncio.wrap_future(partition.finish_spilled())
+        else:
+            totals = partition.job_def.finish(partition.totals)
     if message.output:
         part = await write_output(settings, message, totals, incarnation)
         log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,
@@ -309,6 +314,17 @@ async def finalize(request: web.Request) -> web.Response:
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
                         splits=message.splits, payload=run if run is not None else MapResult(totals))
     return _reported(ledger, partition, report)
+
+
+@contextlib.contextmanager
+def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
+    """A job's own code failing here: its traceback goes to this actor's logs of the job (the error middleware
+    answers the request, and logs it, without the job or the traceback)."""
+    try:
+        yield
+    except JobCodeError as error:
+        log.warning("user_code_failed", **fields, cause=error.message, traceback=error.traceback)
+        raise
 
 
 def _reported(ledger: Ledger, partition: PartitionState, report: Report) -> web.Response:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -14,7 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..api import AsyncClient, AsyncJobHandle, Inputs, JobStatus, Upload
+from ..api import AsyncClient, AsyncJobHandle, Inputs, JobStatus, LogLine, Upload
+from ..api.logs import LEVELS
 from ..api.status import FINISHED_STATES
 from ..core.arguments import positive_int
 from ..core.errors import MapReduceError, PeerError
@@ -111,6 +113,8 @@ def add_commands(commands: Any) -> None:
     jobs.add_argument("--json", action="store_true", help="the list as JSON")
     jobs.add_argument("--state", action="append", choices=JOB_STATES, default=None,
                       help="only the jobs in this state (repeatable)")
+
+    _add_logs(remote)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -319,3 +323,41 @@ async def _jobs(args: argparse.Namespace, client: AsyncClient) -> int:
 def _created(raw: dict[str, Any]) -> float:
     value = raw.get("created")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+# ---- mapreduce logs ----------------------------------------------------------------------------------------------
+
+
+def _add_logs(remote: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    logs = remote("logs", _logs, "print a job's log lines from every actor, in time order (user code's tracebacks "
+                  "included)")
+    logs.add_argument("id")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until the job ends")
+    logs.add_argument("--actor", default=None, metavar="NAME", help="only this actor's lines (e.g. mapper-1)")
+    logs.add_argument("--level", choices=LEVELS, default=None, help="only lines at this level or above")
+    logs.add_argument("--json", action="store_true", help="one JSON object a line, as the master sends them")
+
+
+async def _logs(args: argparse.Namespace, client: AsyncClient) -> int:
+    async for line in client.logs(args.id, follow=args.follow, actor=args.actor, level=args.level):
+        sys.stdout.write(json_escaped(dataclasses.asdict(line)) + "\n" if args.json else log_text(line))
+        sys.stdout.flush()  # a followed job's lines show as they come, also through a pipe
+    return 0
+
+
+def log_text(line: LogLine) -> str:
+    """``TIME ACTOR LEVEL EVENT key=value ...``, then each multi-line text (a traceback) indented below it."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(line.time)) + f".{int(line.time % 1 * 1000):03d}"
+    head = [when, escaped(line.actor), escaped(line.level.upper()), escaped(line.event)]
+    below = []
+    for key, value in line.fields.items():
+        if isinstance(value, str) and "\n" in value:
+            below.append((key, value))
+        elif isinstance(value, str) and value and " " not in value:
+            head.append(f"{escaped(key)}={escaped(value)}")
+        else:
+            head.append(f"{escaped(key)}={json_escaped(value)}")
+    text = " ".join(head) + "\n"
+    for key, value in below:
+        text += f"  {escaped(key)}:\n" + "".join(f"    {escaped(part)}\n" for part in value.rstrip("\n").split("\n"))
+    return text
