@@ -140,5 +140,5 @@ def test_serve_refuses_to_start_a_master_without_the_reducer_count(tmp_path: Pat
                 "MR_STATE_DIR": str(tmp_path)})
     done = subprocess.run([sys.executable, "-m", "actors", "serve"], env=env, capture_output=True, text=True,
                           timeout=60)
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done  # a configuration mistake: exit 2, one line naming the fix
     assert "MR_REDUCER_COUNT" in done.stderr, done.stderr
