@@ -426,13 +426,13 @@ def same_tables(real: SplitTable, model: reference.SplitTable) -> None:
     )
     assert real.straggler_time() == model.straggler_time()
     shown = [
-        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
-                             for a in s.attempts])
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished,
+                              a.outcome) for a in s.attempts])
         for s in map(real.split_at, range(real.total))
     ]
     assert shown == [
-        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
-                             for a in s.attempts])
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished,
+                              a.outcome) for a in s.attempts])
         for s in model.states
     ]
     running = [i for i, s in enumerate(model.states) if s.running()]

@@ -21,6 +21,7 @@ from ..api.inputs import Input
 from ..core.arguments import positive_int
 from ..core.errors import Conflict, Gone, MapReduceError, PeerError
 from ..core.text import escaped, json_escaped
+from .failures import failure_lines
 from .progress import ProgressBar, progress_text, size_text
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -218,6 +219,7 @@ async def _status(args: argparse.Namespace, client: AsyncClient) -> int:
     if attempts:
         lines.append(f"attempts: {escaped(attempts.get('started', 0))} started, "
                      f"{escaped(attempts.get('retries', 0))} retries")
+    lines += failure_lines(raw)
     if status.error:
         lines.append(f"error: {escaped(status.error)}")
     print("\n".join(lines))
