@@ -21,8 +21,8 @@ from . import __version__, remote
 from .core.arguments import positive_int
 from .core.config import Settings
 from .core.errors import ConfigError, MapReduceError
-from .jobs import Catalog, load_catalog
 from .interrupt import EXIT_INTERRUPTED, Interrupts
+from .jobs import Catalog, load_catalog
 from .local import ERROR_PREFIX, LocalCluster
 
 
@@ -308,5 +308,7 @@ async def _local(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         cluster.check()  # an actor it needs was given up: exit 1, keeping the logs
-        print("stopping the local cluster ...", file=sys.stderr)
+        print("stopping the local cluster ... (Ctrl-C again to kill)", file=sys.stderr, flush=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the actors drain, unless told again
+            loop.add_signal_handler(signum, cluster.kill)
     return 0

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from actors.jobs.catalog import load_catalog
+from actors.remote.failures import failure_lines
 
 from .conftest import Cluster, ClusterFactory
 from .test_remote import mapreduce
@@ -114,3 +115,22 @@ async def test_a_deterministic_failure_is_counted_failed_with_its_cause_everywhe
     assert "1 failed" in shown.out and "0 running" in shown.out, shown.out
     failed_line = next(line for line in shown.out.splitlines() if line.startswith(f"  split {listed['split']}:"))
     assert cause in failed_line and "(failed)" in failed_line, shown.out
+
+
+@pytest.mark.parametrize("raw", [{}, {"splits": None}, {"splits": {"counts": 3}}, {"splits": {"counts": {},
+                                 "failed": "x"}}, {"splits": {"counts": {"failed": 1}, "failed": [{"attempts": 5}]}}])
+def test_failure_lines_take_any_shape_a_master_answers(raw: dict[str, Any]) -> None:
+    lines = failure_lines(raw)
+    assert all(isinstance(line, str) and "\n" not in line for line in lines)
+
+
+def test_failure_lines_name_each_failed_split_and_say_how_many_are_left_out() -> None:
+    attempt = {"attempt": 2, "mapper": "mapper-1", "state": "failed", "outcome": "lease_expired",
+               "cause": "no word\nfor 30 s"}
+    raw = {"splits": {"counts": {"done": 5, "running": 1, "pending": 0, "failed": 3},
+                      "failed": [{"split": 4, "attempts": [{**attempt, "attempt": 1, "cause": "first"}, attempt]}]}}
+    assert failure_lines(raw) == [
+        "splits: 5 done, 1 running, 0 pending, 3 failed",
+        "  split 4: 2 failed, last on mapper-1 (lease_expired): no word\\x0afor 30 s",
+        "  ... and 2 more: the status's ?splits=failed lists them all",
+    ]

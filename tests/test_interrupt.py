@@ -70,7 +70,7 @@ class Run:
 
     def wait_for_line(self, prefix: str, timeout: float = 90.0) -> list[str]:
         """Every line up to the first starting with ``prefix`` (bounded)."""
-        seen = []
+        seen: list[str] = []
         deadline = time.monotonic() + timeout
         while True:
             line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))

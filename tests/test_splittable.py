@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.core.config import Settings
 from actors.core.errors import JobFailed
 from actors.core.splits import plan
 from actors.master.attempts import AttemptState
@@ -26,9 +27,11 @@ class Clock:
 
 
 def table(
-    splits: int = 4, max_attempts: int = 3, backups: bool = True, clock: Clock | None = None, **kwargs: float
+    splits: int = 4, max_attempts: int = 3, backups: bool = True, clock: Clock | None = None,
+    backup_after: float = Settings.backup_after,
 ) -> SplitTable:
-    return SplitTable(plan(splits * 100, 100, splits), max_attempts, clock or Clock(), backups=backups, **kwargs)
+    return SplitTable(plan(splits * 100, 100, splits), max_attempts, clock or Clock(), backups=backups,
+                      backup_after=backup_after)
 
 
 def take(t: SplitTable, mapper: str) -> Ticket:

@@ -26,8 +26,8 @@ from ..jobs.result import Result
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
-from .collector import Collector
 from .attempts import AttemptOutcome
+from .collector import Collector
 from .outputs import JobOutput
 from .record import JobRecord, JobState
 from .splittable import SplitTable, Ticket

@@ -11,15 +11,18 @@ CAUSE_CHARS = 300  # of one cause, on one line
 
 def failure_lines(raw: dict[str, Any]) -> list[str]:
     """The ``splits:`` counts and, per failed split the status lists, its last failed attempt's cause."""
-    splits = raw.get("splits") if isinstance(raw.get("splits"), dict) else {}
-    counts = splits.get("counts") if isinstance(splits.get("counts"), dict) else {}
-    if not counts:
+    splits = raw.get("splits")
+    counts = splits.get("counts") if isinstance(splits, dict) else None
+    if not isinstance(splits, dict) or not isinstance(counts, dict):
         return []
     lines = [f"splits: {escaped(counts.get('done', 0))} done, {escaped(counts.get('running', 0))} running, "
              f"{escaped(counts.get('pending', 0))} pending, {escaped(counts.get('failed', 0))} failed"]
-    listed = [s for s in splits.get("failed", []) if isinstance(s, dict)]
+    failed_splits = splits.get("failed")
+    listed = [s for s in failed_splits if isinstance(s, dict)] if isinstance(failed_splits, list) else []
     for split in listed:
-        attempts = [a for a in split.get("attempts", []) if isinstance(a, dict) and a.get("state") == "failed"]
+        tried = split.get("attempts")
+        attempts = [a for a in tried if isinstance(a, dict) and a.get("state") == "failed"] \
+            if isinstance(tried, list) else []
         if attempts:
             last = attempts[-1]
             cause = escaped(last.get("cause", ""))

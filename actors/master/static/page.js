@@ -269,7 +269,7 @@
           splitList("Failed splits and their causes", failedSplits(s), "failed-splits", s.splits.counts.failed),
           splitList("Running", s.splits.running)),
         el("div", null, el("h3", { text: "Reducers" }), partitionTable(s.partition_status))),
-      el("div", null, el("h3", { text: "Timeline" }), timeline(s)),
+      el("div", { id: "timeline-section" }, el("h3", { text: "Timeline" }), timeline(s)),
       el("div", { className: "columns" },
         el("div", null, el("h3", { text: "Timing and attempts" }), facts([
           ["created", clock(s.created)], ["finished", clock(s.finished)], ["duration", duration(jobDuration(s))],

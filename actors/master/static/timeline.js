@@ -101,6 +101,7 @@
 
   // ``status``: the job's status; ``listing``: a page of its splits (``?splits=all``); ``bytes``: a formatter.
   function draw(status, listing, bytes) {
+    const after = listing && typeof listing.straggler_after === "number" ? listing.straggler_after : null;
     const box = html("div", "timeline");
     box.id = "timeline";
     const items = listing && Array.isArray(listing.items) ? listing.items : [];
@@ -156,11 +157,16 @@
       svg.append(rect);
       if (width > 34) {
         const label = node("text", { x: left + 3, y: barTop + ROW - 3, class: "bar-label" });
-        label.textContent = String(bar.split) + (bar.backup ? " B" : "");
+        label.textContent = String(bar.split) + (bar.backup ? " backup" : "");
+        svg.append(label);
+      } else if (bar.backup) { // too narrow to hold its label: say it beside the bar
+        const label = node("text", { x: left - 3, y: barTop + ROW - 3, class: "bar-note", "text-anchor": "end" });
+        label.textContent = "backup of " + bar.split;
         svg.append(label);
       }
       if (bar.straggler) {
-        const tip = x(bar.end);
+        // Where it turned straggler, when the rule is known: from there on a backup could race it.
+        const tip = Math.min(x(after !== null ? Math.min(bar.start + after, bar.end) : bar.end), WIDTH - 14);
         svg.append(node("path", { d: "M" + (tip - 5) + " " + (barTop - 1) + " h10 l-5 7 z", class: "straggler-flag",
           "data-split": bar.split, "data-attempt": bar.attempt }));
       }
@@ -170,11 +176,10 @@
     const matching = listing && typeof listing.matching === "number" ? listing.matching : items.length;
     if (items.length < matching) notes.push("the attempts of the first " + items.length + " of " + matching + " splits");
     if (bars.length < attemptsListed) notes.push("the first " + bars.length + " of those " + attemptsListed + " attempts");
-    const after = listing && typeof listing.straggler_after === "number" ? listing.straggler_after : null;
-    const rule = after !== null ? "A straggler ran over " + seconds(after)
-      + " (MR_BACKUP_AFTER and twice the median finished attempt)." : "";
+    const rule = after !== null ? " The flag marks where an attempt turned straggler: past " + seconds(after)
+      + " (MR_BACKUP_AFTER, or twice the median finished attempt if more)." : "";
     box.append(html("p", "small muted", (notes.length ? "Showing " + notes.join(", ") + ". " : "")
-      + seconds(span) + " from the first attempt's start. " + rule));
+      + "Time from the first attempt's start (" + seconds(span) + " in all)." + rule));
     return box;
   }
 
