@@ -82,8 +82,9 @@ def test_every_served_file_is_in_the_package() -> None:
     assert "actors.master = static/*.html, static/*.js, static/*.css" in setup  # shipped as package data
 
 
-def test_the_script_never_writes_markup() -> None:
-    script = (STATIC / "page.js").read_text()
+@pytest.mark.parametrize("name", [name for name in FILES if name.endswith(".js")])
+def test_the_scripts_never_write_markup(name: str) -> None:
+    script = (STATIC / name).read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, sink
     assert "localStorage" not in script  # the token stays in this tab's sessionStorage
