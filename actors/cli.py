@@ -22,6 +22,7 @@ from .core.arguments import positive_int
 from .core.config import Settings
 from .core.errors import ConfigError, MapReduceError
 from .inputs.given import input_spec
+from .interrupt import EXIT_INTERRUPTED, Interrupts
 from .jobs import Catalog, load_catalog
 from .local import ERROR_PREFIX, LocalCluster
 from .remote.entries import entry_fields
@@ -148,11 +149,26 @@ async def _run(args: argparse.Namespace) -> int:
     # The data root stays the inputs' own: the output gets a root of its own (its parent), so an output elsewhere
     # neither widens what path inputs may read nor renames the inputs. The API token is fresh and known only here:
     # no other local process can use this private cluster's master.
-    async with LocalCluster(
+    cluster = LocalCluster(
         mappers=args.mappers, reducers=args.reducers, discovery="static" if args.static else "mdns",
         data_root=str(root), output_root=str(output.parent) if output is not None else "",
         extra_env={"MR_API_TOKEN": secrets.token_urlsafe(24)},
-    ) as cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
+    )
+    task = asyncio.current_task()
+    assert task is not None
+    with Interrupts(cluster, task, lambda line: print(line, file=sys.stderr, flush=True)) as interrupts:
+        try:
+            return await _run_on(args, cluster, root, source, output, started)
+        except asyncio.CancelledError:
+            if not interrupts.count:
+                raise
+            task.uncancel()  # our own cancel, from the interrupt: answered by the exit status
+            return EXIT_INTERRUPTED
+
+
+async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, source: dict[str, Any],
+                  output: Path | None, started: float) -> int:
+    async with cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
         spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": source}
         if output is not None:
@@ -243,5 +259,7 @@ async def _local(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         cluster.check()  # an actor it needs was given up: exit 1, keeping the logs
-        print("stopping the local cluster ...", file=sys.stderr)
+        print("stopping the local cluster ... (Ctrl-C again to kill)", file=sys.stderr, flush=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the actors drain, unless told again
+            loop.add_signal_handler(signum, cluster.kill)
     return 0

@@ -61,9 +61,19 @@ class ActorProcess:
         return self.process.pid
 
 
+def _kill_group(actor: ActorProcess) -> None:
+    """SIGKILL an actor's process group (its own, see _spawn), unless the actor has been reaped: then its pid, and
+    so its group id, may already name another process."""
+    process = actor.process
+    if process is not None and process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def _worth_logs(error: BaseException) -> bool:
-    """Whether the actors' logs may explain ``error``: not for a setting to fix, which names its fix itself."""
-    return not isinstance(error, ConfigError)
+    """Whether the actors' logs may explain ``error``: not for a setting to fix, which names its fix itself, nor for
+    an interrupt (Ctrl-C: the user stopped it, nothing went wrong)."""
+    return not isinstance(error, (ConfigError, asyncio.CancelledError, KeyboardInterrupt))
 
 
 def _stderr_line(line: str) -> None:
@@ -111,6 +121,9 @@ class LocalCluster:
         self.log_dir = Path(log_dir if log_dir is not None else tempfile.mkdtemp(prefix="mr-local-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.extra_env = dict(extra_env or {})
+        # Spools (uploads, mapper and reducer spill files) go under the cluster's own directory unless the user
+        # placed them: an actor killed mid-job cannot remove its own, and stop() removes this one.
+        self._spool = None if "MR_SPOOL_DIR" in {**os.environ, **self.extra_env} else self.log_dir / "spool"
         # The launcher waits as long as its actors do: they read the same environment (MR_TIMEOUT_STARTUP, _PEERS,
         # _DRAIN), from this process or from extra_env.
         self.timeouts = Timeouts.from_env({**os.environ, **self.extra_env})
@@ -120,6 +133,7 @@ class LocalCluster:
         self.on_broken = on_broken
         self.given_up: list[str] = []
         self._supervision: asyncio.Task[None] | None = None
+        self._stop_by: float | None = None  # set by hurry(): the loop time every actor must be gone by
 
     @property
     def master(self) -> ActorProcess:
@@ -155,6 +169,7 @@ class LocalCluster:
             "MR_DATA_ROOT": self.data_root,
             "MR_OUTPUT_ROOT": self.output_root,  # never inherited: "" confines outputs to the data root
             "MR_STATE_DIR": str(self.log_dir / "state"),
+            **({"MR_SPOOL_DIR": str(self._spool)} if self._spool is not None else {}),
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("KUBERNETES_SERVICE_HOST", None)
@@ -175,6 +190,8 @@ class LocalCluster:
         await self.stop(keep_logs=error is not None and _worth_logs(error))
 
     async def start(self) -> None:
+        if self._spool is not None:
+            self._spool.mkdir(exist_ok=True)
         workers = [ActorProcess("reducer", i, self._env("reducer", i, 0), self.log_dir / f"reducer-{i}.log")
                    for i in range(self.reducers)]
         workers += [ActorProcess("mapper", i, self._env("mapper", i, 0), self.log_dir / f"mapper-{i}.log")
@@ -226,7 +243,9 @@ class LocalCluster:
                     sys.executable, "-m", "actors", "serve",
                     env={**actor.env, "MR_READY_FD": str(write_end)}, stdin=asyncio.subprocess.DEVNULL,
                     stdout=log_file, stderr=asyncio.subprocess.STDOUT, pass_fds=(write_end,),
-                    preexec_fn=_die_with_parent,
+                    # A group of its own: a terminal's Ctrl-C reaches the launcher only, which decides how the
+                    # actors stop (see stop, hurry, kill), and killing the group takes whatever the actor started.
+                    preexec_fn=_die_with_parent, process_group=0,
                 )
         except BaseException:
             os.close(read_end)
@@ -357,6 +376,17 @@ class LocalCluster:
         (what a pod's terminationGracePeriodSeconds must also cover)."""
         return self.timeouts.drain + EXIT_MARGIN
 
+    def hurry(self, budget: float) -> None:
+        """Be gone within ``budget`` seconds from now (an interrupted launcher): the stop under way, or the next
+        one, SIGTERMs every actor at once and SIGKILLs what is still alive when the budget is spent."""
+        self._stop_by = asyncio.get_running_loop().time() + budget
+
+    def kill(self) -> None:
+        """SIGKILL every actor and whatever it started, now (a second Ctrl-C); safe from a signal handler. The stop
+        under way, if any, then finds them gone."""
+        for actor in self.actors:
+            _kill_group(actor)
+
     async def _reap(self, actor: ActorProcess, grace: float) -> int | None:
         process = actor.process
         if process is None:
@@ -369,8 +399,7 @@ class LocalCluster:
                 async with asyncio.timeout(grace):
                     await process.wait()
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+                _kill_group(actor)
                 await process.wait()
         if actor.pump is not None:
             await asyncio.gather(actor.pump, return_exceptions=True)
@@ -389,9 +418,15 @@ class LocalCluster:
             failure = None if supervision.cancelled() else supervision.exception()
         codes: dict[str, int | None] = {}
         masters = [a for a in self.actors if a.role == "master"]
-        for group in (masters, [a for a in self.actors if a.role != "master"]):
-            results = await asyncio.gather(*(self._reap(a, self.grace) for a in group))
+        # Hurried: every actor at once, under what is left of the budget; else the master first, so no new work
+        # starts, each with its whole drain time.
+        groups = [self.actors] if self._stop_by is not None else [masters, [a for a in self.actors
+                                                                              if a.role != "master"]]
+        for group in groups:
+            results = await asyncio.gather(*(self._reap(a, self._grace_now()) for a in group))
             codes.update({a.name: code for a, code in zip(group, results, strict=True)})
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)  # every actor is gone: what is left there is litter
         if self._own_log_dir:
             self._own_log_dir = False
             started = any(a.process is not None for a in self.actors)
@@ -402,6 +437,11 @@ class LocalCluster:
         if failure is not None:
             raise failure  # a fault of the supervisor itself, raised once every process is gone
         return codes
+
+    def _grace_now(self) -> float:
+        if self._stop_by is None:
+            return self.grace
+        return max(0.0, self._stop_by - asyncio.get_running_loop().time())
 
     def logs(self) -> str:
         """Every actor's log, for a failing test's report."""

@@ -104,8 +104,17 @@ class Page:
     async def text(self, selector: str) -> str:
         return str(await self.evaluate(f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || ''"))
 
-    async def screenshot(self, path: Path) -> Path:
-        answer = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    async def screenshot(self, path: Path, selector: str = "") -> Path:
+        """The whole page, or just the element ``selector`` finds (with a small margin)."""
+        clip: dict[str, Any] = {}
+        if selector:
+            box = await self.evaluate(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+                " return [r.left + scrollX, r.top + scrollY, r.width, r.height]; })()")
+            x, y, width, height = (float(v) for v in box)
+            clip = {"clip": {"x": max(0.0, x - 8), "y": max(0.0, y - 8), "width": width + 16, "height": height + 16,
+                             "scale": 1}}
+        answer = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, **clip)
         path.write_bytes(base64.b64decode(answer["data"]))
         return path
 

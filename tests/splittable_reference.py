@@ -30,7 +30,8 @@ class Attempt:
     cause: str = ""
     bytes_read: int = 0
     backup: bool = False
-    finished: float | None = None
+    finished: float | None = None  # when it stopped running, however it ended
+    outcome: str = "running"  # ok, failed, superseded, unreachable (what the status shows)
 
 
 @dataclass
@@ -148,11 +149,11 @@ class SplitTable:
                 return False  # the winner's report again (a retried ack): it already counted
             self.late_reports += 1
             return False
-        record.state = DONE
+        record.state, record.outcome = DONE, "ok"
         record.finished = self.clock()
         state.winner = attempt
         for other in state.running():
-            other.state = ABANDONED
+            other.state, other.outcome, other.finished = ABANDONED, "superseded", record.finished
             other.cause = f"attempt {attempt} finished first"
         return True
 
@@ -162,7 +163,7 @@ class SplitTable:
         record = self._attempt(split, attempt)
         if record.state != RUNNING:
             return
-        record.state = FAILED
+        record.state, record.outcome, record.finished = FAILED, "failed", self.clock()
         record.cause = cause
         self.last_failure = f"split {split} attempt {attempt} on {record.mapper}: {cause}"
         if not state.done and state.failures() >= self.max_attempts:
@@ -172,7 +173,7 @@ class SplitTable:
         """Hand an attempt back without counting it as a failure (it never started, or lost a race)."""
         record = self._attempt(split, attempt)
         if record.state == RUNNING:
-            record.state = ABANDONED
+            record.state, record.outcome, record.finished = ABANDONED, "unreachable", self.clock()
             record.cause = cause
 
     @property

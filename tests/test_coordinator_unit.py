@@ -92,7 +92,7 @@ def attempts_of(record: JobRecord, split: int) -> list[dict[str, Any]]:
     assert record.table is not None
     table = record.table
     state = next(s for s in map(table.split_at, range(table.total)) if s.split.index == split)
-    return list(entry(state)["attempts"])
+    return list(entry(state, table)["attempts"])
 
 
 def assert_committed_once(transport: FakeTransport) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from actors.master.page import FILES, STATIC, probe
 from actors.net.actor import IDENTITY
 
 from .cdp import chromium, find_chromium
-from .conftest import Cluster, ClusterFactory
+from .conftest import Cluster, ClusterFactory, HeldInputFactory
 
 API_TOKEN = "page-secret-9c1e77a4"
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -80,8 +82,9 @@ def test_every_served_file_is_in_the_package() -> None:
     assert "actors.master = static/*.html, static/*.js, static/*.css" in setup  # shipped as package data
 
 
-def test_the_script_never_writes_markup() -> None:
-    script = (STATIC / "page.js").read_text()
+@pytest.mark.parametrize("name", [name for name in FILES if name.endswith(".js")])
+def test_the_scripts_never_write_markup(name: str) -> None:
+    script = (STATIC / name).read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, sink
     assert "localStorage" not in script  # the token stays in this tab's sessionStorage
@@ -299,4 +302,77 @@ async def test_with_an_api_token_the_page_asks_for_it_and_never_puts_it_in_a_url
         assert f"Bearer {API_TOKEN}" in sent
         static = [h for u, h in page.request_headers() if "/static/" in u]
         assert static and not any("Authorization" in h for h in static)  # the page's own files go without it
+        assert page.script_errors() == []
+
+
+# ---------------------------------------------------------------- the timeline, and a failed split's cause
+
+
+def _bars(selector: str = "#timeline rect.attempt") -> str:
+    return (f"[...document.querySelectorAll({json.dumps(selector)})].map(r => ({{split: +r.dataset.split, "
+            "attempt: +r.dataset.attempt, mapper: r.dataset.mapper, outcome: r.dataset.outcome, "
+            "backup: r.dataset.backup === 'true', straggler: r.dataset.straggler === 'true', "
+            "x: +r.getAttribute('x'), width: +r.getAttribute('width')}))")
+
+
+async def test_the_timeline_draws_every_attempt_per_mapper_with_backups_stragglers_and_failures(
+        make_cluster: ClusterFactory, held_input: HeldInputFactory, browser_path: str, tmp_path: Path) -> None:
+    cluster = await make_cluster(mappers=3, reducers=2, allow_private_urls=True, backup_tasks=True,
+                                 backup_after=0.5)
+    source = await held_input(TEXT.encode())
+    source.hold_next_read(0, 0)  # split 0's first reader stalls: a straggler, raced by a backup on the other mapper
+    job = await cluster.submit({"input": {"url": source.url}, "split_size": 16384})
+    await cluster.result(job["id"])
+    source.release_all()
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}", params={"splits": "all",
+                                                                                "limit": "1000"}) as response:
+        listing = (await response.json())["splits"]
+    attempts = [(s["split"], a) for s in listing["items"] for a in s["attempts"]]
+    (backup,) = [(split, a) for split, a in attempts if a["backup"]]
+    assert backup[0] == 0 and backup[1]["outcome"] == "ok", attempts
+    original = next(a for split, a in attempts if split == 0 and a["attempt"] == 1)
+    assert original["outcome"] == "superseded" and original["straggler"] and original["mapper"] != backup[1]["mapper"]
+    assert original["seconds"] > listing["straggler_after"] >= 0.5
+
+    packed = gzip.compress(os.urandom(20_000))
+    async with cluster.session.post(f"{cluster.url}/v1/jobs", params={"name": "cut.gz"}, data=packed[:len(packed) // 2],
+                                    headers={"Content-Type": "application/octet-stream"}) as response:
+        failed_id = (await response.json())["id"]
+
+    async with chromium(browser_path, tmp_path, width=1280, height=1000) as page:
+        await page.goto(f"{cluster.url}/#job={job['id']}")
+        await page.wait_for(f"document.querySelectorAll('#timeline rect.attempt').length === {len(attempts)}",
+                            timeout=60)
+        bars = await page.evaluate(_bars())
+        lanes = await page.evaluate("[...document.querySelectorAll('#timeline .lane-name')].map(t => t.textContent)")
+        assert lanes == ["mapper-0", "mapper-1", "mapper-2"]
+        assert sorted((b["split"], b["attempt"], b["mapper"], b["outcome"], b["backup"], b["straggler"])
+                      for b in bars) == sorted((split, a["attempt"], a["mapper"], a["outcome"], a["backup"],
+                                                a["straggler"]) for split, a in attempts)
+        drawn = {(b["split"], b["attempt"]): b for b in bars}
+        first, raced = drawn[0, 1], drawn[0, backup[1]["attempt"]]
+        assert raced["x"] > first["x"] and first["x"] + first["width"] >= raced["x"] + raced["width"] - 1
+        flags = await page.evaluate("[...document.querySelectorAll('#timeline .straggler-flag')]"
+                                    ".map(f => [+f.dataset.split, +f.dataset.attempt])")
+        assert [0, 1] in flags and len(flags) == sum(1 for _, a in attempts if a["straggler"])
+        assert await page.evaluate("document.querySelector('#timeline rect.backup').dataset.split") == "0"
+        legend = await page.text(".timeline-legend")
+        assert "backup attempt" in legend and "straggler" in legend and "superseded" in legend
+        await page.evaluate("document.getElementById('timeline').scrollIntoView()")
+        shot = await page.screenshot(tmp_path / "timeline.png", selector="#timeline-section")  # docs/timeline.png
+        print(f"timeline screenshot: {shot}")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        await page.wait_for(f"{_row(failed_id)} !== null && {_row(failed_id)}.textContent.includes('failed')",
+                            timeout=60)
+        await page.evaluate(f"{_row(failed_id)}.click()")
+        await page.wait_for("(document.getElementById('failed-splits') || {}).textContent !== undefined", timeout=30)
+        counts = await page.text("#split-counts")
+        assert "failed 1" in counts and "running 0" in counts, counts
+        causes = await page.evaluate("[...document.querySelectorAll('#failed-splits .cause')].map(c => c.textContent)")
+        assert len(causes) == 1 and "gzip input 'cut.gz' is truncated" in causes[0], causes
+        await page.wait_for("document.querySelector('#timeline rect.attempt') !== null")
+        assert [b["outcome"] for b in await page.evaluate(_bars())] == ["failed"]
+        shot = await page.screenshot(tmp_path / "failed-split.png", selector="#detail-section")
+        print(f"failed split screenshot: {shot}")
         assert page.script_errors() == []

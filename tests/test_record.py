@@ -81,7 +81,7 @@ def test_status_strings_are_unchanged() -> None:
 def run_some(job: JobRecord, splits: int) -> SplitTable:
     """A table of ``splits`` where split 0 failed once and runs again, splits 1-2 are done, 3 runs."""
     now = [100.0]
-    table = SplitTable(plan(splits * 10, 10, 1), 3, lambda: now[0], backups=False)
+    table = SplitTable(plan(splits * 10, 10, 1), 3, lambda: now[0], backups=False, wall=lambda: 5000.0)
     job.table = table
     first = table.next_for("m0")
     assert first is not None
@@ -105,7 +105,8 @@ def test_status_summarises_splits_in_a_size_that_does_not_grow_with_them() -> No
         assert summary["counts"] == {"total": splits, "pending": splits - 4, "running": 2, "done": 2, "failed": 1}
         assert [s["split"] for s in summary["failed"]] == [0]
         assert summary["failed"][0]["attempts"][0] == {
-            "attempt": 1, "mapper": "m0", "state": "failed", "backup": False, "cause": "crash"
+            "attempt": 1, "mapper": "m0", "state": "failed", "outcome": "failed", "backup": False, "cause": "crash",
+            "bytes": 0, "started": 5000.0, "ended": 5000.0, "seconds": 0.0, "straggler": False,
         }
         assert [s["split"] for s in summary["running"]] == [0, 3]
         assert status["progress"]["splits_done"] == 2 and status["progress"]["splits_total"] == splits
@@ -129,7 +130,8 @@ def test_status_pages_every_split_in_table_order() -> None:
 def test_status_before_planning() -> None:
     job = record()
     assert job.status()["splits"] == {
-        "counts": {"total": 0, "pending": 0, "running": 0, "done": 0, "failed": 0}, "failed": [], "running": []
+        "counts": {"total": 0, "pending": 0, "running": 0, "done": 0, "failed": 0}, "failed": [], "running": [],
+        "straggler_after": None,
     }
     assert job.status(SplitQuery(SplitFilter.ALL))["splits"]["items"] == []
 

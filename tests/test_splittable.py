@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.core.config import Settings
 from actors.core.errors import JobFailed
 from actors.core.splits import plan
 from actors.master.attempts import AttemptState
@@ -26,9 +27,11 @@ class Clock:
 
 
 def table(
-    splits: int = 4, max_attempts: int = 3, backups: bool = True, clock: Clock | None = None, **kwargs: float
+    splits: int = 4, max_attempts: int = 3, backups: bool = True, clock: Clock | None = None,
+    backup_after: float = Settings.backup_after,
 ) -> SplitTable:
-    return SplitTable(plan(splits * 100, 100, splits), max_attempts, clock or Clock(), backups=backups, **kwargs)
+    return SplitTable(plan(splits * 100, 100, splits), max_attempts, clock or Clock(), backups=backups,
+                      backup_after=backup_after)
 
 
 def take(t: SplitTable, mapper: str) -> Ticket:
@@ -426,13 +429,13 @@ def same_tables(real: SplitTable, model: reference.SplitTable) -> None:
     )
     assert real.straggler_time() == model.straggler_time()
     shown = [
-        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
-                             for a in s.attempts])
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished,
+                              a.outcome) for a in s.attempts])
         for s in map(real.split_at, range(real.total))
     ]
     assert shown == [
-        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished)
-                             for a in s.attempts])
+        (s.split, s.winner, [(a.number, a.mapper, a.started, a.state, a.cause, a.bytes_read, a.backup, a.finished,
+                              a.outcome) for a in s.attempts])
         for s in model.states
     ]
     running = [i for i, s in enumerate(model.states) if s.running()]

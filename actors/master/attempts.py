@@ -18,6 +18,19 @@ class AttemptState(StrEnum):
     ABANDONED = "abandoned"  # handed back without fault (mapper unreachable before starting, drained, lost a race)
 
 
+class AttemptOutcome(StrEnum):
+    """How an attempt ended (or that it runs): the ``outcome`` of the JSON status, the timeline's colour, and the
+    words of the metrics' outcome labels."""
+
+    RUNNING = "running"
+    OK = "ok"  # its report counted (or it finished an open split after it was given up on)
+    FAILED = "failed"  # the mapper reported a failure, crashed or answered nonsense
+    LEASE_EXPIRED = "lease_expired"  # its mapper was silent for MR_TIMEOUT_LEASE (stalled)
+    SUPERSEDED = "superseded"  # another attempt of its split finished first
+    UNREACHABLE = "unreachable"  # its mapper could not be reached: handed back without fault
+    CUT = "cut"  # the job ended (failed or cancelled) while it ran
+
+
 # An attempt given up on (failed or abandoned) may still report success while its split is open: its streams
 # are committed, so the split is done. Nothing leaves DONE: a late report after another attempt won changes nothing.
 ATTEMPT_MOVES: dict[AttemptState, frozenset[AttemptState]] = {
@@ -38,7 +51,8 @@ class Attempt:
     cause: str = ""
     bytes_read: int = 0
     backup: bool = False
-    finished: float | None = None
+    finished: float | None = None  # the table's clock when it stopped running (its last word for a late success)
+    outcome: AttemptOutcome = AttemptOutcome.RUNNING
     _state: AttemptState = AttemptState.RUNNING
 
     @property
@@ -48,6 +62,14 @@ class Attempt:
     def transition(self, new: AttemptState) -> None:
         """Move to ``new``; an illegal move raises IllegalTransition."""
         self._state = move("attempt", ATTEMPT_MOVES, self._state, new)
+
+    def end(self, new: AttemptState, outcome: AttemptOutcome, at: float, cause: str = "") -> None:
+        """Stop running (or, given up on, succeed after all) at ``at``, as ``outcome``."""
+        self.transition(new)
+        self.outcome = outcome
+        self.finished = at
+        if cause:
+            self.cause = cause
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from ..jobs.result import Result
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
+from .attempts import AttemptOutcome
 from .collector import Collector
 from .outputs import JobOutput
 from .record import JobRecord, JobState
@@ -37,6 +38,10 @@ log = EventLog(__name__)
 
 class MapperReported(PeerError):
     """The mapper itself reported the attempt failed (e.g. a reducer was down): not the mapper's fault."""
+
+
+class Unmappable(PeerError):
+    """The mapper reported the split can never be mapped (e.g. its input is corrupt): no retry can do better."""
 
 
 class Superseded(MapReduceError):
@@ -162,6 +167,18 @@ class Coordinator:
         """Feed every split of ``table`` to the mappers (just partitions ``only``, if given) until all are done."""
         table.mappers.update(m.name for m in mappers)
         try:
+            await self._feed(table, mappers, only)
+        finally:
+            table.cut("the job ended while it ran")  # none is left running once the table is done
+        if not table.all_done:
+            raise JobFailed(
+                f"no mapper could be reached; {table.total - table.done_count} splits unfinished"
+                + (f"; last failure: {table.last_failure}" if table.last_failure else "")
+            )
+
+    async def _feed(self, table: SplitTable, mappers: list[Peer], only: list[int]) -> None:
+        """Run the mappers' workers until every split is done, every worker has given up, or one raises."""
+        try:
             async with asyncio.TaskGroup() as group:
                 workers = [
                     group.create_task(self._worker(mapper, table, only))
@@ -177,11 +194,6 @@ class Coordinator:
                     task.cancel()
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
-        if not table.all_done:
-            raise JobFailed(
-                f"no mapper could be reached; {table.total - table.done_count} splits unfinished"
-                + (f"; last failure: {table.last_failure}" if table.last_failure else "")
-            )
 
     async def _until_all_done(self, table: SplitTable) -> None:
         async with self.changed:
@@ -270,10 +282,15 @@ class Coordinator:
         began = self.clock()
         try:
             done = await self._run_assignment(mapper, ticket, table, only)
-        except JobFailed:
+        except Unmappable as exc:
+            log.warning("split_attempt_failed", **fields, cause=exc.message, final=True)
             self.metrics.attempt("failed")
             self.metrics.attempt_ended("failed", self.clock() - began)
-            raise
+            # Counted and shown like any failed attempt, then the job fails at once (JobFailed naming the split),
+            # unless another attempt of the split has finished it meanwhile.
+            table.failed(split, attempt, exc.message, final=True)
+            await self._notify()
+            return Outcome.REPORTED
         except Superseded:
             log.info("attempt_superseded", **fields)
             self.metrics.attempt_ended("superseded", self.clock() - began)
@@ -292,7 +309,8 @@ class Coordinator:
             self.metrics.attempt("failed")
             self.metrics.attempt_ended("failed", self.clock() - began, stalled=isinstance(exc, TimeoutError))
             # Raises JobFailed on the split's last allowed failure: then no worker is woken to start another.
-            table.failed(split, attempt, cause)
+            table.failed(split, attempt, cause,
+                         AttemptOutcome.LEASE_EXPIRED if isinstance(exc, TimeoutError) else AttemptOutcome.FAILED)
             await self._notify()
             return Outcome.REPORTED if reported else Outcome.FAULTY
         self.record.duplicate_streams += done.duplicates
@@ -328,7 +346,7 @@ class Coordinator:
                     return message
                 else:
                     if not message.retriable:
-                        raise JobFailed(f"split {assignment.split} cannot be mapped: {message.cause}")
+                        raise Unmappable(message.cause)
                     raise MapperReported(f"{mapper.name}: {message.cause}")
 
     async def _recover(self, lost: dict[int, list[int]], round_number: int) -> None:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..jobs import DEFAULT_JOB
+from .attempts import AttemptOutcome, AttemptState
 
 JSON = "application/json"
 ERROR_STATUSES = {
@@ -148,11 +149,32 @@ SCHEMAS: dict[str, Any] = {
         "description": "A summary (counts, the first failed and running splits), or the page ?splits= asked for.",
         "properties": {
             "counts": {"type": "object", "additionalProperties": WHOLE},
-            "failed": {"type": "array", "items": {"type": "object"}},
-            "running": {"type": "array", "items": {"type": "object"}},
+            "failed": {"type": "array", "items": _ref("Split")},
+            "running": {"type": "array", "items": _ref("Split")},
             "filter": {"enum": ["all", "failed", "running"]},
             "offset": WHOLE, "limit": WHOLE, "matching": WHOLE,
-            "items": {"type": "array", "items": {"type": "object"}},
+            "items": {"type": "array", "items": _ref("Split")},
+            "straggler_after": {"type": ["number", "null"], "description": "seconds past which an attempt is a "
+                                "straggler: MR_BACKUP_AFTER, or twice the median finished attempt if more"},
+        },
+    },
+    "Split": {
+        "type": "object",
+        "description": "One split (a byte range of one input) and every attempt at it.",
+        "properties": {"split": WHOLE, "start": WHOLE, "end": WHOLE, "done": {"type": "boolean"},
+                       "attempts": {"type": "array", "items": _ref("SplitAttempt")}},
+    },
+    "SplitAttempt": {
+        "type": "object",
+        "description": "One try at a split on one mapper: started and ended in Unix seconds (ended null while it "
+                       "runs), seconds it took (or has taken), bytes it read, and how it ended.",
+        "properties": {
+            "attempt": WHOLE, "mapper": {"type": "string"},
+            "state": {"enum": [s.value for s in AttemptState]},
+            "outcome": {"enum": [o.value for o in AttemptOutcome]},
+            "backup": {"type": "boolean"}, "cause": {"type": "string"}, "bytes": WHOLE,
+            "started": {"type": "number"}, "ended": {"type": ["number", "null"]}, "seconds": {"type": "number"},
+            "straggler": {"type": "boolean", "description": "it ran (or runs) past straggler_after"},
         },
     },
     "State": {"enum": ["queued", "running", "finalizing", "done", "failed", "cancelled"]},

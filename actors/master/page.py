@@ -20,6 +20,7 @@ STATIC = Path(__file__).with_name("static")
 # The only files served: a fixed table, so no request path ever reaches the file system unchecked.
 FILES = {
     "page.js": "text/javascript",
+    "timeline.js": "text/javascript",
     "page.css": "text/css",
 }
 # The page loads nothing from elsewhere and runs no inline script: injected markup could not run even if the

@@ -9,6 +9,7 @@ bounded by failures: a mapper asking for work walks past the pending splits it h
 from __future__ import annotations
 
 import heapq
+import time
 from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from ..core.config import Settings
 from ..core.errors import JobFailed
 from ..core.splits import Split
-from .attempts import Attempt, AttemptState, SplitState
+from .attempts import Attempt, AttemptOutcome, AttemptState, SplitState
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class SplitTable:
         clock: Callable[[], float],
         backups: bool = Settings.backup_tasks,  # MR_BACKUP_TASKS' and MR_BACKUP_AFTER's defaults, declared there
         backup_after: float = Settings.backup_after,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.splits = splits
         # Split index -> position; None while they are equal (a whole plan), to hold no per-split map.
@@ -73,6 +75,9 @@ class SplitTable:
         self._started = 0
         self.max_attempts = max_attempts
         self.clock = clock
+        # Attempts keep the clock's times (durations); wall-clock time, for display, is this offset away: one
+        # reading per table, nothing more per attempt.
+        self.wall_offset = wall() - clock()
         self.backups = backups
         self.backup_after = backup_after
         self.mappers: set[str] = set()  # mappers with a live worker; a split returns to a mapper that failed it
@@ -163,18 +168,17 @@ class SplitTable:
                 self.late_reports += 1  # it keeps its state: a failure's cause stays visible
             return False
         had_failed = record.state == AttemptState.FAILED
-        record.transition(AttemptState.DONE)
-        record.finished = self.clock()
+        now = self.clock()
+        record.end(AttemptState.DONE, AttemptOutcome.OK, now)
         state.winner = attempt
         for other in state.running():
-            other.transition(AttemptState.ABANDONED)
-            other.cause = f"attempt {attempt} finished first"
+            other.end(AttemptState.ABANDONED, AttemptOutcome.SUPERSEDED, now, f"attempt {attempt} finished first")
         state.runners = 0
         self._running.discard(state.position)
         self._done += 1
         self._done_bytes += state.split.end - state.split.start
         self._measure(state)
-        self._durations.add(record.finished - record.started)
+        self._durations.add(now - record.started)
         if had_failed and not state.failures():
             del self._failed[bisect_left(self._failed, state.position)]
         # Splits finish roughly in the order they started: drop the entries this leaves stale at the heap's top,
@@ -183,30 +187,40 @@ class SplitTable:
             heapq.heappop(self._lone)
         return True
 
-    def failed(self, split: int, attempt: int, cause: str) -> None:
-        """Record a failed attempt; raise JobFailed once the split has failed ``max_attempts`` times."""
+    def failed(self, split: int, attempt: int, cause: str, outcome: AttemptOutcome = AttemptOutcome.FAILED,
+               final: bool = False) -> None:
+        """Record a failed attempt; raise JobFailed once the split has failed ``max_attempts`` times, or at once
+        when the failure is ``final`` (no attempt could do better: e.g. the input itself is corrupt)."""
         state = self._state_of(split)
         record = self._attempt(state, attempt)
         if record.state != AttemptState.RUNNING:
             return
         if not state.failures():
             insort(self._failed, state.position)
-        record.transition(AttemptState.FAILED)
-        record.cause = cause
+        record.end(AttemptState.FAILED, outcome, self.clock(), cause)
         self._stopped(state, record)
         self.last_failure = f"split {split} attempt {attempt} on {record.mapper}: {cause}"
+        if final:
+            raise JobFailed(f"split {split} cannot be mapped: {cause}")
         failures = state.failures()
         if failures >= self.max_attempts:
             raise JobFailed(f"split {split} failed {failures} attempts; last cause: {cause}")
 
-    def abandoned(self, split: int, attempt: int, cause: str) -> None:
+    def abandoned(self, split: int, attempt: int, cause: str,
+                  outcome: AttemptOutcome = AttemptOutcome.UNREACHABLE) -> None:
         """Hand an attempt back without counting it as a failure (it never started, or lost a race)."""
         state = self._state_of(split)
         record = self._attempt(state, attempt)
         if record.state == AttemptState.RUNNING:
-            record.transition(AttemptState.ABANDONED)
-            record.cause = cause
+            record.end(AttemptState.ABANDONED, outcome, self.clock(), cause)
             self._stopped(state, record)
+
+    def cut(self, cause: str) -> None:
+        """The job ended while attempts still ran: end each of them as cut, so no finished job shows one running."""
+        for position in sorted(self._running):
+            state = self._states[position]
+            for record in state.running():
+                self.abandoned(state.split.index, record.number, cause, AttemptOutcome.CUT)
 
     # -- counters (all O(1)) ----------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..core.errors import BadRequest
-from .attempts import SplitState
+from .attempts import Attempt, SplitState
 from .splittable import SplitTable
 
 SUMMARY_LIMIT = 10  # failed and running splits listed in the default summary
@@ -66,33 +66,34 @@ def _short(value: str) -> str:
 def summary(table: SplitTable | None) -> dict[str, Any]:
     """Counts by state and the first few failed and running splits: the default, whatever the table's size."""
     if table is None:
-        return {"counts": _counts(None), "failed": [], "running": []}
+        return {"counts": _counts(None), "failed": [], "running": [], "straggler_after": None}
+    shown = Shown(table)
     return {
         "counts": _counts(table),
-        "failed": [entry(table.split_at(p)) for p in table.failed_positions()[:SUMMARY_LIMIT]],
-        "running": [entry(table.split_at(p)) for p in table.running_positions()[:SUMMARY_LIMIT]],
+        "failed": [shown.entry(table.split_at(p)) for p in table.failed_positions()[:SUMMARY_LIMIT]],
+        "running": [shown.entry(table.split_at(p)) for p in table.running_positions()[:SUMMARY_LIMIT]],
+        "straggler_after": shown.straggler_after,
     }
 
 
 def page(table: SplitTable | None, query: SplitQuery) -> dict[str, Any]:
     """One page of splits, in table order, with how many match the filter in all."""
-    positions: range | list[int]
+    heading = {"counts": _counts(table), "filter": query.which, "offset": query.offset, "limit": query.limit}
     if table is None:
-        positions = []
-    elif query.which == SplitFilter.ALL:
+        return {**heading, "matching": 0, "items": [], "straggler_after": None}
+    positions: range | list[int]
+    if query.which == SplitFilter.ALL:
         positions = range(table.total)
     elif query.which == SplitFilter.FAILED:
         positions = table.failed_positions()
     else:
         positions = table.running_positions()
-    chosen = positions[query.offset : query.offset + query.limit]
+    shown = Shown(table)
     return {
-        "counts": _counts(table),
-        "filter": query.which,
-        "offset": query.offset,
-        "limit": query.limit,
+        **heading,
         "matching": len(positions),
-        "items": [entry(table.split_at(p)) for p in chosen] if table is not None else [],
+        "items": [shown.entry(table.split_at(p)) for p in positions[query.offset : query.offset + query.limit]],
+        "straggler_after": shown.straggler_after,
     }
 
 
@@ -109,15 +110,38 @@ def _counts(table: SplitTable | None) -> dict[str, int]:
     }
 
 
-def entry(state: SplitState) -> dict[str, Any]:
-    """One split as the status shows it."""
-    return {
-        "split": state.split.index,
-        "start": state.split.start,
-        "end": state.split.end,
-        "done": state.done,
-        "attempts": [
-            {"attempt": a.number, "mapper": a.mapper, "state": a.state, "backup": a.backup, "cause": a.cause}
-            for a in state.attempts
-        ],
-    }
+class Shown:
+    """Splits as one status answer shows them: every attempt timed against the same moment and straggler rule."""
+
+    def __init__(self, table: SplitTable) -> None:
+        self.now = table.clock()
+        self.wall_offset = table.wall_offset
+        # The coordinator's own rule for a backup: over MR_BACKUP_AFTER and twice the median finished attempt.
+        self.straggler_after = round(table.straggler_time(), 3)
+
+    def entry(self, state: SplitState) -> dict[str, Any]:
+        """One split as the status shows it."""
+        return {
+            "split": state.split.index,
+            "start": state.split.start,
+            "end": state.split.end,
+            "done": state.done,
+            "attempts": [self.attempt(a) for a in state.attempts],
+        }
+
+    def attempt(self, a: Attempt) -> dict[str, Any]:
+        """Started and ended in wall-clock seconds (display), ``seconds`` from the table's clock (durations)."""
+        end = a.finished if a.finished is not None else self.now
+        return {
+            "attempt": a.number, "mapper": a.mapper, "state": a.state, "outcome": a.outcome, "backup": a.backup,
+            "cause": a.cause, "bytes": a.bytes_read,
+            "started": round(a.started + self.wall_offset, 3),
+            "ended": round(a.finished + self.wall_offset, 3) if a.finished is not None else None,
+            "seconds": round(end - a.started, 3),
+            "straggler": end - a.started > self.straggler_after,
+        }
+
+
+def entry(state: SplitState, table: SplitTable) -> dict[str, Any]:
+    """One split as the status shows it, on its own."""
+    return Shown(table).entry(state)

@@ -24,6 +24,7 @@ from ..core.text import escaped, json_escaped
 from ..inputs.given import local_files
 from ..inputs.outdir import SUCCESS
 from .entries import entry_fields
+from .failures import failure_lines
 from .progress import ProgressBar, progress_text, size_text
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -225,6 +226,7 @@ async def _status(args: argparse.Namespace, client: AsyncClient) -> int:
     if attempts:
         lines.append(f"attempts: {escaped(attempts.get('started', 0))} started, "
                      f"{escaped(attempts.get('retries', 0))} retries")
+    lines += failure_lines(raw)
     if status.error:
         lines.append(f"error: {escaped(status.error)}")
     print("\n".join(lines))

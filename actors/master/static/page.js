@@ -8,12 +8,15 @@
   const CLUSTER_MS = 10000; // the cluster view probes every actor: less often
   const RECENT = 25; // jobs listed
   const TOP_N = 20; // words shown for a finished job
+  const TIMELINE_SPLITS = 1000; // splits the timeline fetches (the status's largest page)
+  const FAILED_SPLITS = 200; // failed splits listed with their causes
   const TOKEN_KEY = "mapreduce-api-token";
   const FINISHED = new Set(["done", "failed", "cancelled"]);
 
   const $ = (id) => document.getElementById(id);
   const statuses = new Map(); // job id -> last status; a finished job's status is final and never fetched again
   const tops = new Map(); // job id -> {top} or {error}: fetched once, when the job is done
+  const listings = new Map(); // job id -> {all, failed}: pages of its splits, final once the job is
   let selected = null;
   let clusterAt = 0;
   let timer = null;
@@ -177,6 +180,7 @@
     const keep = new Set(recent.map((j) => j.id));
     for (const id of statuses.keys()) if (!keep.has(id) && id !== selected) statuses.delete(id);
     for (const id of tops.keys()) if (!statuses.has(id)) tops.delete(id);
+    for (const id of listings.keys()) if (!statuses.has(id)) listings.delete(id);
     drawJobs(recent.map((j) => statuses.get(j.id)).filter(Boolean));
   }
 
@@ -212,14 +216,21 @@
     return el("div", null, stacked, legend);
   }
 
-  function splitList(title, splits) {
+  const OUTCOME_NAMES = { lease_expired: "lease expired" };
+
+  function splitList(title, splits, id, total) {
     if (!splits || splits.length === 0) return null;
-    return el("div", null, el("h4", { text: title }), el("ul", { className: "splits" },
-      ...splits.map((s) => el("li", null, el("strong", { text: "split " + s.split }),
+    const more = typeof total === "number" && total > splits.length
+      ? el("p", { className: "small muted", text: "… and " + (total - splits.length) + " more (the status's ?splits=failed lists every one)" })
+      : null;
+    return el("div", { id }, el("h4", { text: title }), el("ul", { className: "splits" },
+      ...splits.map((s) => el("li", { dataset: { split: s.split } }, el("strong", { text: "split " + s.split }),
         el("span", { className: "muted", text: " bytes " + s.start + "–" + s.end }),
         el("ul", null, ...s.attempts.map((a) => el("li", null,
-          "attempt " + a.attempt + " on " + a.mapper + ": " + a.state + (a.backup ? " (backup)" : ""),
-          a.cause ? el("span", { className: "error", text: " — " + clip(a.cause, 300) }) : null)))))));
+          "attempt " + a.attempt + " on " + a.mapper + ": " + (OUTCOME_NAMES[a.outcome] || a.outcome || a.state)
+            + (a.backup ? " (backup)" : "") + (typeof a.seconds === "number" ? ", " + duration(a.seconds) : ""),
+          a.cause ? el("span", { className: "error cause", text: " — " + clip(a.cause, 300) }) : null)))))),
+      more);
   }
 
   function partitionTable(partitions) {
@@ -255,8 +266,10 @@
       s.error ? el("pre", { className: "error-box", id: "detail-error", text: s.error }) : null,
       el("div", { className: "columns" },
         el("div", null, el("h3", { text: "Splits" }), splitCounts(s.splits.counts),
-          splitList("Failed attempts", s.splits.failed), splitList("Running", s.splits.running)),
+          splitList("Failed splits and their causes", failedSplits(s), "failed-splits", s.splits.counts.failed),
+          splitList("Running", s.splits.running)),
         el("div", null, el("h3", { text: "Reducers" }), partitionTable(s.partition_status))),
+      el("div", { id: "timeline-section" }, el("h3", { text: "Timeline" }), timeline(s)),
       el("div", { className: "columns" },
         el("div", null, el("h3", { text: "Timing and attempts" }), facts([
           ["created", clock(s.created)], ["finished", clock(s.finished)], ["duration", duration(jobDuration(s))],
@@ -268,6 +281,30 @@
         el("div", null, el("h3", { text: "Top " + TOP_N }), topTable(s))),
     ];
     $("detail").replaceChildren(...parts.filter(Boolean));
+  }
+
+  // The failed splits to list: the summary's first few, or a page of them when the job has more.
+  function failedSplits(s) {
+    const page = (listings.get(s.id) || {}).failed;
+    return page ? page.items : s.splits.failed;
+  }
+
+  function timeline(s) {
+    const all = (listings.get(s.id) || {}).all;
+    if (!all) return el("p", { className: "muted", text: "Loading…" });
+    if (!window.mapreduceTimeline) return el("p", { className: "error", text: "The timeline script did not load." });
+    return window.mapreduceTimeline.draw(s, all, bytes);
+  }
+
+  async function loadListings(s) {
+    const known = listings.get(s.id);
+    if (known && FINISHED.has(s.state) && known.state === s.state) return; // final: fetched once
+    const page = async (query) => (await api(jobPath(s.id) + "?" + query)).splits;
+    const listing = { state: s.state, all: await page("splits=all&limit=" + TIMELINE_SPLITS) };
+    if (s.splits.counts.failed > s.splits.failed.length) {
+      listing.failed = await page("splits=failed&limit=" + FAILED_SPLITS);
+    }
+    listings.set(s.id, listing);
   }
 
   async function loadDetail() {
@@ -285,6 +322,12 @@
         throw error;
       }
       statuses.set(id, s);
+    }
+    try {
+      await loadListings(s);
+    } catch (error) {
+      if (error instanceof NeedToken) throw error;
+      if (error.status !== 404) throw error; // expired meanwhile: the status says so on the next tick
     }
     if (s.state === "done" && !tops.has(id)) {
       try {
