@@ -213,3 +213,27 @@ async def test_refused_submissions_create_no_directories(make_cluster: ClusterFa
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
         assert response.status == 200, await response.text()
     assert read_output(data_root / "made/by/a/refused/job0", 2) == run_sequential("wordcount", TEXT_B.encode())
+
+
+async def test_an_output_inside_another_jobs_staging_directory_is_refused(
+    make_cluster: ClusterFactory, data_root: Path, write_gate: WriteGate
+) -> None:
+    """Job A's reducers are about to publish into its staging directory. Job B asking for that directory (by name,
+    through a symlinked parent, or through a symlink to it) as its output would say done, then lose its output to
+    A's commit, which removes the staging directory (or B's commit would replace A's staged parts): refused."""
+    cluster = await make_cluster(mappers=2, reducers=2)
+    a = await cluster.submit({"input": {"text": TEXT_A}, "output": {"path": "out"}})
+    async with asyncio.timeout(30):
+        await write_gate.arrived.wait()
+    staging = f".staging-{a['id']}-{(await cluster.status(a['id']))['epoch']}"
+    assert (data_root / "out" / staging).is_dir()
+    (data_root / "alias").symlink_to("out")
+    (data_root / "straight").symlink_to(f"out/{staging}")
+    for path in (f"out/{staging}", f"alias/{staging}/sub", "straight", "out/.discarded-x"):
+        status, body = await post_json(cluster, {"input": {"text": TEXT_B}, "output": {"path": path}})
+        assert status == 400, body
+        assert f"output path {path!r} is inside a job's staging directory" in body["message"], body
+    write_gate.open()
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{a['id']}/result", params={"wait": "30"}) as response:
+        assert response.status == 200, await response.text()
+    assert read_output(data_root / "out", 2) == run_sequential("wordcount", TEXT_A.encode())

@@ -30,6 +30,7 @@ from ..core.errors import BadRequest, Conflict, InputError
 SUCCESS = "_SUCCESS"
 PART = re.compile(r"part-\d{5}\.jsonl")
 _JOB_ID = re.compile(r"[A-Za-z0-9_]{1,64}")  # what a staging directory's name may carry of a job id
+_COMMITTER = (".staging-", ".discarded-")  # the prefixes of the directories the commit protocol owns
 _WRITE_BLOCK = 256 * 1024
 
 
@@ -67,6 +68,11 @@ def resolve_output_dir(root: str, relative: str, max_depth: int) -> Path:
         target = (base / relative).resolve()  # Python 3.11 raises RuntimeError on a loop, later ones do not
         if target == base or base not in target.parents:
             raise InputError(f"output path {relative[:100]!r} leaves the output root (or is the output root itself)")
+        # Another job's staging directory (or one being discarded) is never an output: that job's commit would
+        # overwrite this job's parts or remove them with its staging directory after this job said done.
+        if any(part.startswith(_COMMITTER) for part in target.relative_to(base).parts):
+            raise InputError(f"output path {relative[:100]!r} is inside a job's staging directory "
+                             "(names starting '.staging-' or '.discarded-' belong to the output commit)")
         if _kind(target) not in (None, "dir"):
             raise InputError(f"output path {relative[:100]!r} exists and is not a directory")
     except (RuntimeError, RecursionError):
