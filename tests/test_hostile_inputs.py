@@ -66,6 +66,21 @@ async def test_a_repeated_double_star_glob_runs_over_every_distinct_file(make_cl
     assert (await cluster.status(body["id"]))["progress"]["splits_total"] == len(files)
 
 
+async def test_a_glob_of_a_thousand_double_stars_costs_what_one_does(make_cluster: ClusterFactory,
+                                                                      data_root: Path) -> None:
+    """``**/**/...`` 1,500 times: every state of the glob's automaton used to walk the whole run of ``**`` on every
+    entry (quadratic in the pattern: 9 s of master CPU for 20 files, hours for a longer one). A run of ``**`` is
+    the one it equals, and the job runs over every file."""
+    files = nested_logs(data_root, depth=1, per_level=10)
+    cluster = await make_cluster(mappers=1, reducers=2)
+    started = time.monotonic()
+    status, _, body = await submit(cluster, {"job": "inverted_index",
+                                             "input": {"paths": ["logs/" + "**/" * 1500 + "*.log"]}})
+    assert status == 202, body
+    assert time.monotonic() - started < 5.0
+    assert await cluster.result(body["id"]) == run_sequential_inputs("inverted_index", sorted(files.items()))
+
+
 async def test_a_glob_over_more_distinct_files_than_max_inputs_is_refused(make_cluster: ClusterFactory,
                                                                           data_root: Path) -> None:
     nested_logs(data_root, depth=3, per_level=6)

@@ -77,7 +77,7 @@ def _glob(base: Path, entry: str, limit: int, scan: Scan) -> list[str]:
     parts = Path(entry).parts
     literal = next(i for i, part in enumerate(parts) if has_magic(part))
     prefix = "/".join(parts[:literal])
-    pattern = Pattern(parts[literal:])
+    pattern = Pattern.of(parts[literal:])
     if prefix:
         top = _real(base, prefix)
         if not _exists(top, prefix) or not top.is_dir():
