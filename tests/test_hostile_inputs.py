@@ -299,3 +299,18 @@ def test_run_with_the_output_in_another_tree_keeps_the_data_root_and_the_names_a
                      str(shelf / "a.txt"), str(shelf / "b.txt")])
     assert code == 0
     assert json.loads(capsys.readouterr().out) == written
+
+
+async def test_a_long_input_or_output_path_is_echoed_cut(make_cluster: ClusterFactory, data_root: Path) -> None:
+    """A refusal names the path a client sent, cut to ECHO_LIMIT characters with its length: a glob matching
+    nothing was sent back whole (40 kB for a 40 kB pattern), and so was an output path's."""
+    nested_logs(data_root, depth=0, per_level=1)
+    cluster = await make_cluster(mappers=1, reducers=1)
+    pattern = "*" + "/q" * 20_000
+    status, _, body = await submit(cluster, {"job": "wordcount", "input": {"paths": [pattern]}})
+    assert status == 400 and len(body["message"]) < 300, body["message"][:300]
+    assert f"... ({len(pattern)} characters) matches no file under the data root" in body["message"], body
+    output = "/".join(["o" * 300] * 10)
+    status, _, body = await submit(cluster, {"input": {"text": "a"}, "output": {"path": output}})
+    assert status == 400 and len(body["message"]) < 300, body["message"][:300]
+    assert f"... ({len(output)} characters) cannot be used: File name too long" in body["message"], body
