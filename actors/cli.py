@@ -21,6 +21,7 @@ from . import __version__, remote
 from .core.arguments import positive_int
 from .core.config import Settings
 from .core.errors import ConfigError, MapReduceError
+from .core.text import escaped, json_escaped
 from .jobs import Catalog, load_catalog
 from .local import ERROR_PREFIX, LocalCluster
 
@@ -119,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_run(args))
         return asyncio.run(_local(args))
     except ConfigError as error:  # a setting, a port or a directory to fix: a mistake in how it was started
-        print(f"{ERROR_PREFIX}{error.message}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{escaped(error.message)}", file=sys.stderr)
         return 2
-    except MapReduceError as error:
-        print(f"{ERROR_PREFIX}{error.message}", file=sys.stderr)
+    except MapReduceError as error:  # a job's error may quote its input (a name, a line): escaped as remote's are
+        print(f"{ERROR_PREFIX}{escaped(error.message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -255,12 +256,13 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
     job = local_catalog().get(args.job, dict(args.param))
     result = body["result"]
     entries = job.top(result, args.top if args.top is not None else len(result))
+    # Keys and values are the input's own words and names: a terminal must not run the escape sequences in them.
     if args.json:
-        print(json.dumps(dict(entries), ensure_ascii=False))
+        print(json_escaped(dict(entries)))
     else:
         for key, value in entries:
             shown = value if not isinstance(value, list) else " ".join(map(str, value))
-            print(f"{shown}\t{key}")
+            print(f"{escaped(shown)}\t{escaped(key)}")
     sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not in the interpreter's exit
 
 
