@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from actors.inputs.outdir import SUCCESS, write_part
+from actors.inputs.outdir import SUCCESS, commit_staged, write_part
 from actors.sequential import run_sequential
 
-from .conftest import Cluster, ClusterFactory
+from .conftest import Cluster, ClusterFactory, eventually
 from .heldinput import HeldInput
 from .support import serve_app
 from .test_output import read_output
@@ -236,4 +236,44 @@ async def test_an_output_inside_another_jobs_staging_directory_is_refused(
     write_gate.open()
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{a['id']}/result", params={"wait": "30"}) as response:
         assert response.status == 200, await response.text()
+    assert read_output(data_root / "out", 2) == run_sequential("wordcount", TEXT_A.encode())
+
+
+async def test_a_second_cancel_during_the_commit_keeps_the_directory_claimed_until_the_commit_ends(
+    make_cluster: ClusterFactory, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job A's commit is under way in its thread (a slow volume) when A is cancelled twice: the second cancel ends
+    A's task while the commit still publishes. Its claim used to go with the task, so job B was admitted to the
+    same directory, could say done, and then have A's parts and _SUCCESS land over its own."""
+    entered, release = threading.Event(), threading.Event()
+    real = commit_staged
+
+    def slow_commit(*args: Any) -> Any:
+        entered.set()
+        assert release.wait(30), "the commit was never let go on"
+        return real(*args)
+
+    monkeypatch.setattr("actors.master.outputs.commit_staged", slow_commit)
+    cluster = await make_cluster(mappers=2, reducers=2)
+    a = await cluster.submit({"input": {"text": TEXT_A}, "output": {"path": "out"}})
+    try:
+        assert await asyncio.to_thread(entered.wait, 30)
+        async def cancel() -> int:
+            async with cluster.session.delete(f"{cluster.url}/v1/jobs/{a['id']}") as response:
+                return response.status
+
+        first = asyncio.create_task(cancel())  # answers once A's task ends, which its fence holds up
+        while (await cluster.status(a["id"]))["state"] != "cancelled":  # in its fence, waiting for the commit
+            await asyncio.sleep(0.01)
+        assert await cancel() == 200 and await first == 200  # the second cancel interrupts the fence's await
+        status, refusal = await post_json(cluster, {"input": {"text": TEXT_B}, "output": {"path": "out"}})
+        assert status == 409, refusal
+        assert f"is still held by job {a['id']} (cancelled) until its writers are fenced" in refusal["message"]
+    finally:
+        release.set()
+
+    await eventually(lambda: (data_root / "out" / SUCCESS).exists(), timeout=30)
+    status, refusal = await post_json(cluster, {"input": {"text": TEXT_B}, "output": {"path": "out"}})
+    assert status == 409 and "already holds a job's output" in refusal["message"], refusal
+    assert json.loads((data_root / "out" / SUCCESS).read_text())["job"] == a["id"]  # the commit it began, whole
     assert read_output(data_root / "out", 2) == run_sequential("wordcount", TEXT_A.encode())
