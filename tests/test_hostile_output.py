@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from actors.inputs.outdir import SUCCESS, commit_staged, write_part
+from actors.master.outputs import JobOutput
 from actors.sequential import run_sequential
 
 from .conftest import Cluster, ClusterFactory, eventually
@@ -253,7 +254,15 @@ async def test_a_second_cancel_during_the_commit_keeps_the_directory_claimed_unt
         assert release.wait(30), "the commit was never let go on"
         return real(*args)
 
+    fencing = asyncio.Event()
+    real_fence = JobOutput.fence
+
+    async def fence(self: JobOutput) -> None:
+        fencing.set()
+        await real_fence(self)
+
     monkeypatch.setattr("actors.master.outputs.commit_staged", slow_commit)
+    monkeypatch.setattr(JobOutput, "fence", fence)
     cluster = await make_cluster(mappers=2, reducers=2)
     a = await cluster.submit({"input": {"text": TEXT_A}, "output": {"path": "out"}})
     try:
@@ -263,8 +272,8 @@ async def test_a_second_cancel_during_the_commit_keeps_the_directory_claimed_unt
                 return response.status
 
         first = asyncio.create_task(cancel())  # answers once A's task ends, which its fence holds up
-        while (await cluster.status(a["id"]))["state"] != "cancelled":  # in its fence, waiting for the commit
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):
+            await fencing.wait()  # A's task is in its fence, which waits for the commit
         assert await cancel() == 200 and await first == 200  # the second cancel interrupts the fence's await
         status, refusal = await post_json(cluster, {"input": {"text": TEXT_B}, "output": {"path": "out"}})
         assert status == 409, refusal
