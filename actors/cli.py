@@ -21,6 +21,7 @@ from . import __version__, remote
 from .core.arguments import positive_int
 from .core.config import Settings
 from .core.errors import ConfigError, MapReduceError
+from .core.text import escaped, json_escaped
 from .inputs.given import input_spec
 from .interrupt import EXIT_INTERRUPTED, Interrupts
 from .jobs import Catalog, load_catalog
@@ -124,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_run(args))
         return asyncio.run(_local(args))
     except ConfigError as error:  # a setting, a port or a directory to fix: a mistake in how it was started
-        print(f"{ERROR_PREFIX}{error.message}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{escaped(error.message)}", file=sys.stderr)
         return 2
-    except MapReduceError as error:
-        print(f"{ERROR_PREFIX}{error.message}", file=sys.stderr)
+    except MapReduceError as error:  # a job's error may quote its input (a name, a line): escaped as remote's are
+        print(f"{ERROR_PREFIX}{escaped(error.message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -223,11 +224,12 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
     job = local_catalog().get(args.job, dict(args.param))
     result = body["result"]
     entries = job.top(result, args.top if args.top is not None else len(result))
+    # Keys and values are the input's own words and names: a terminal must not run the escape sequences in them.
     if args.json:
-        print(json.dumps(dict(entries), ensure_ascii=False))
+        print(json_escaped(dict(entries)))
     else:
         for key, value in entries:
-            print("\t".join(entry_fields(key, value)))
+            print("\t".join(map(escaped, entry_fields(key, value))))
     sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not in the interpreter's exit
 
 

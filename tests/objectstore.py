@@ -19,6 +19,7 @@ class ObjectStore:
     ignore_ranges: bool = False  # answer 200 with the whole object to every ranged GET
     ignore_conditions: bool = False  # serve whatever it holds now, whatever If-Match/If-Range say
     presigned: bool = False  # refuse HEAD (403) as a URL presigned for GET only does
+    encoding: str = ""  # a Content-Encoding stored with the object and sent with its bytes, as S3 does
     # The next version and after how many answered GETs it replaces the current one (the probe is a HEAD).
     next_version: tuple[bytes, str, str] | None = None
     change_after: int = 0
@@ -31,6 +32,8 @@ class ObjectStore:
 
     def _validators(self) -> dict[str, str]:
         headers = {"ETag": self.etag} if self.etag else {}
+        if self.encoding:
+            headers["Content-Encoding"] = self.encoding
         return {**headers, "Last-Modified": self.modified} if self.modified else headers
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -85,6 +85,23 @@ def test_run_refuses_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     assert "surrogates" not in done.stderr
 
 
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_run_prints_the_inputs_words_with_their_control_characters_escaped(tmp_path: Path, form: str) -> None:
+    """A word is whatever lies between spaces: an escape sequence (a title set, a hidden line), a C1 CSI or a bidi
+    override in a file reached the terminal as it was. `mapreduce result` escapes them; `run` must too."""
+    hostile = "\x1b]0;owned\x07title \x9b31mred \u202eevil plain plain\n"
+    (tmp_path / "words.txt").write_text(hostile)
+    done = mapreduce("run", str(tmp_path / "words.txt"), "--static", *(["--json"] if form == "json" else []),
+                     timeout=60)
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout
+    assert not any(ch in shown for ch in "\x1b\x07\x9b\u202e"), repr(shown)
+    if form == "json":
+        assert json.loads(shown) == dict(Counter(hostile.split()))
+    else:
+        assert "1\t\\x1b]0;owned\\x07title\n" in shown and "2\tplain\n" in shown, repr(shown)
+
+
 def test_run_into_a_closed_pipe_exits_quietly_and_stops_the_cluster(tmp_path: Path) -> None:
     words = tmp_path / "words.txt"
     words.write_text("\n".join(f"word{i} " * (1 + i % 3) for i in range(40_000)))  # ~400 KB of output

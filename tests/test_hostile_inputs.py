@@ -66,6 +66,21 @@ async def test_a_repeated_double_star_glob_runs_over_every_distinct_file(make_cl
     assert (await cluster.status(body["id"]))["progress"]["splits_total"] == len(files)
 
 
+async def test_a_glob_of_a_thousand_double_stars_costs_what_one_does(make_cluster: ClusterFactory,
+                                                                      data_root: Path) -> None:
+    """``**/**/...`` 1,500 times: every state of the glob's automaton used to walk the whole run of ``**`` on every
+    entry (quadratic in the pattern: 9 s of master CPU for 20 files, hours for a longer one). A run of ``**`` is
+    the one it equals, and the job runs over every file."""
+    files = nested_logs(data_root, depth=1, per_level=10)
+    cluster = await make_cluster(mappers=1, reducers=2)
+    started = time.monotonic()
+    status, _, body = await submit(cluster, {"job": "inverted_index",
+                                             "input": {"paths": ["logs/" + "**/" * 1500 + "*.log"]}})
+    assert status == 202, body
+    assert time.monotonic() - started < 5.0
+    assert await cluster.result(body["id"]) == run_sequential_inputs("inverted_index", sorted(files.items()))
+
+
 async def test_a_glob_over_more_distinct_files_than_max_inputs_is_refused(make_cluster: ClusterFactory,
                                                                           data_root: Path) -> None:
     nested_logs(data_root, depth=3, per_level=6)
@@ -284,3 +299,18 @@ def test_run_with_the_output_in_another_tree_keeps_the_data_root_and_the_names_a
                      str(shelf / "a.txt"), str(shelf / "b.txt")])
     assert code == 0
     assert json.loads(capsys.readouterr().out) == written
+
+
+async def test_a_long_input_or_output_path_is_echoed_cut(make_cluster: ClusterFactory, data_root: Path) -> None:
+    """A refusal names the path a client sent, cut to ECHO_LIMIT characters with its length: a glob matching
+    nothing was sent back whole (40 kB for a 40 kB pattern), and so was an output path's."""
+    nested_logs(data_root, depth=0, per_level=1)
+    cluster = await make_cluster(mappers=1, reducers=1)
+    pattern = "*" + "/q" * 20_000
+    status, _, body = await submit(cluster, {"job": "wordcount", "input": {"paths": [pattern]}})
+    assert status == 400 and len(body["message"]) < 300, body["message"][:300]
+    assert f"... ({len(pattern)} characters) matches no file under the data root" in body["message"], body
+    output = "/".join(["o" * 300] * 10)
+    status, _, body = await submit(cluster, {"input": {"text": "a"}, "output": {"path": output}})
+    assert status == 400 and len(body["message"]) < 300, body["message"][:300]
+    assert f"... ({len(output)} characters) cannot be used: File name too long" in body["message"], body

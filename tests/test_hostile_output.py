@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from actors.inputs.outdir import SUCCESS, write_part
+from actors.inputs.outdir import SUCCESS, commit_staged, write_part
+from actors.master.outputs import JobOutput
 from actors.sequential import run_sequential
 
-from .conftest import Cluster, ClusterFactory
+from .conftest import Cluster, ClusterFactory, eventually
 from .heldinput import HeldInput
 from .support import serve_app
 from .test_output import read_output
@@ -213,3 +214,75 @@ async def test_refused_submissions_create_no_directories(make_cluster: ClusterFa
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
         assert response.status == 200, await response.text()
     assert read_output(data_root / "made/by/a/refused/job0", 2) == run_sequential("wordcount", TEXT_B.encode())
+
+
+async def test_an_output_inside_another_jobs_staging_directory_is_refused(
+    make_cluster: ClusterFactory, data_root: Path, write_gate: WriteGate
+) -> None:
+    """Job A's reducers are about to publish into its staging directory. Job B asking for that directory (by name,
+    through a symlinked parent, or through a symlink to it) as its output would say done, then lose its output to
+    A's commit, which removes the staging directory (or B's commit would replace A's staged parts): refused."""
+    cluster = await make_cluster(mappers=2, reducers=2)
+    a = await cluster.submit({"input": {"text": TEXT_A}, "output": {"path": "out"}})
+    async with asyncio.timeout(30):
+        await write_gate.arrived.wait()
+    staging = f".staging-{a['id']}-{(await cluster.status(a['id']))['epoch']}"
+    assert (data_root / "out" / staging).is_dir()
+    (data_root / "alias").symlink_to("out")
+    (data_root / "straight").symlink_to(f"out/{staging}")
+    for path in (f"out/{staging}", f"alias/{staging}/sub", "straight", "out/.discarded-x"):
+        status, body = await post_json(cluster, {"input": {"text": TEXT_B}, "output": {"path": path}})
+        assert status == 400, body
+        assert f"output path {path!r} is inside a job's staging directory" in body["message"], body
+    write_gate.open()
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{a['id']}/result", params={"wait": "30"}) as response:
+        assert response.status == 200, await response.text()
+    assert read_output(data_root / "out", 2) == run_sequential("wordcount", TEXT_A.encode())
+
+
+async def test_a_second_cancel_during_the_commit_keeps_the_directory_claimed_until_the_commit_ends(
+    make_cluster: ClusterFactory, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job A's commit is under way in its thread (a slow volume) when A is cancelled twice: the second cancel ends
+    A's task while the commit still publishes. Its claim used to go with the task, so job B was admitted to the
+    same directory, could say done, and then have A's parts and _SUCCESS land over its own."""
+    entered, release = threading.Event(), threading.Event()
+    real = commit_staged
+
+    def slow_commit(*args: Any) -> Any:
+        entered.set()
+        assert release.wait(30), "the commit was never let go on"
+        return real(*args)
+
+    fencing = asyncio.Event()
+    real_fence = JobOutput.fence
+
+    async def fence(self: JobOutput) -> None:
+        fencing.set()
+        await real_fence(self)
+
+    monkeypatch.setattr("actors.master.outputs.commit_staged", slow_commit)
+    monkeypatch.setattr(JobOutput, "fence", fence)
+    cluster = await make_cluster(mappers=2, reducers=2)
+    a = await cluster.submit({"input": {"text": TEXT_A}, "output": {"path": "out"}})
+    try:
+        assert await asyncio.to_thread(entered.wait, 30)
+        async def cancel() -> int:
+            async with cluster.session.delete(f"{cluster.url}/v1/jobs/{a['id']}") as response:
+                return response.status
+
+        first = asyncio.create_task(cancel())  # answers once A's task ends, which its fence holds up
+        async with asyncio.timeout(30):
+            await fencing.wait()  # A's task is in its fence, which waits for the commit
+        assert await cancel() == 200 and await first == 200  # the second cancel interrupts the fence's await
+        status, refusal = await post_json(cluster, {"input": {"text": TEXT_B}, "output": {"path": "out"}})
+        assert status == 409, refusal
+        assert f"is still held by job {a['id']} (cancelled) until its writers are fenced" in refusal["message"]
+    finally:
+        release.set()
+
+    await eventually(lambda: (data_root / "out" / SUCCESS).exists(), timeout=30)
+    status, refusal = await post_json(cluster, {"input": {"text": TEXT_B}, "output": {"path": "out"}})
+    assert status == 409 and "already holds a job's output" in refusal["message"], refusal
+    assert json.loads((data_root / "out" / SUCCESS).read_text())["job"] == a["id"]  # the commit it began, whole
+    assert read_output(data_root / "out", 2) == run_sequential("wordcount", TEXT_A.encode())

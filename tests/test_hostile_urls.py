@@ -9,6 +9,7 @@ so a server on it is a "public" host to the address policy while everything stay
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import json
 import os
@@ -147,6 +148,28 @@ async def test_an_object_changing_after_the_probe_fails_the_job(
     url, outcome = await _run_url_job(make_cluster, store)
     assert outcome["state"] == "failed", outcome
     assert f"input url {url}" in outcome["error"] and cause in outcome["error"], outcome["error"]
+
+
+async def test_an_object_stored_gzip_encoded_is_read_as_gzip(make_cluster: ClusterFactory) -> None:
+    """An object store keeps an object uploaded with ``Content-Encoding: gzip`` as its gzip bytes and sends them
+    with that header, whatever the client accepts; HEAD's length and every Content-Range count those bytes. The
+    mappers decode no content coding, so they counted the gzip bytes as the text and the job said done."""
+    from actors.sequential import run_sequential
+
+    _, outcome = await _run_url_job(make_cluster, ObjectStore(gzip.compress(PINNED_TEXT), encoding="gzip"))
+    assert outcome["state"] == "done", outcome
+    assert outcome["result"] == run_sequential("wordcount", PINNED_TEXT)
+
+
+async def test_an_object_in_a_content_coding_the_mappers_cannot_read_is_refused(make_cluster: ClusterFactory) -> None:
+    store = ObjectStore(PINNED_TEXT, encoding="br")
+    async with serve_app(store.app()) as base:
+        cluster = await make_cluster(allow_private_urls=True)
+        async with cluster.session.post(f"{cluster.url}/v1/jobs", json={"input": {"url": f"{base}/o.txt"}}) as r:
+            body = await r.json()
+    assert r.status == 400, body
+    assert f"input url {base}/o.txt is sent with Content-Encoding 'br'" in body["message"], body
+    assert not store.gets  # refused at the probe: no mapper read it
 
 
 # The scenario itself, run as ``python -m tests.test_hostile_urls`` inside the namespace.

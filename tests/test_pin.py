@@ -137,3 +137,13 @@ def test_the_pin_of_a_probe_answer() -> None:
     assert Pin.of(5, {"ETag": 'W/"abc"', "Last-Modified": DATE}) == Pin(5, "", DATE)
     assert Pin.of(5, {}) == Pin(5)
     assert Pin.of(5, {"ETag": '"\x7f"'}) == Pin(5)  # not a value a request header could carry back
+
+
+def test_a_read_in_a_content_coding_is_refused_unless_the_input_is_gzip() -> None:
+    """A server switching to a coded rendering mid-job: the body would be the coded bytes of the same length."""
+    headers = {"Content-Range": f"bytes 0-{len(DATA) - 1}/{len(DATA)}", "Content-Encoding": "gzip"}
+    with pytest.raises(InputError, match="answered a read of bytes 0- with Content-Encoding 'gzip'"):
+        Pin(len(DATA), '"v1"').check("http://x/o", 0, 206, headers)
+    assert Pin(len(DATA), '"v1"', gzip=True).check("http://x/o", 0, 206, headers)
+    with pytest.raises(InputError, match="Content-Encoding 'deflate'"):
+        Pin(len(DATA), '"v1"', gzip=True).check("http://x/o", 0, 206, {**headers, "Content-Encoding": "deflate"})

@@ -31,6 +31,13 @@ class Pattern:
 
     parts: tuple[str, ...]
 
+    @classmethod
+    def of(cls, parts: tuple[str, ...]) -> Pattern:
+        """The pattern of ``parts``, a run of ``**`` components taken as the one it equals: a state then has at most
+        one ``**`` to skip, and a pattern of thousands of ``**`` costs what one does (the closure was quadratic)."""
+        kept = [part for i, part in enumerate(parts) if not (part == RECURSIVE and i and parts[i - 1] == RECURSIVE)]
+        return cls(tuple(kept))
+
     def start(self) -> States:
         return self._closure({0})
 

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import BadRequest, Conflict, InputError
+from ..core.errors import BadRequest, Conflict, InputError, shown
 
 SUCCESS = "_SUCCESS"
 PART = re.compile(r"part-\d{5}\.jsonl")
 _JOB_ID = re.compile(r"[A-Za-z0-9_]{1,64}")  # what a staging directory's name may carry of a job id
+_COMMITTER = (".staging-", ".discarded-")  # the prefixes of the directories the commit protocol owns
 _WRITE_BLOCK = 256 * 1024
 
 
@@ -55,25 +56,30 @@ def resolve_output_dir(root: str, relative: str, max_depth: int) -> Path:
     try:
         relative.encode("utf-8")
     except UnicodeEncodeError:
-        raise InputError(f"output path {relative[:100]!r} is not valid UTF-8") from None
+        raise InputError(f"output path {shown(relative)} is not valid UTF-8") from None
     parts = Path(relative).parts
     if os.path.isabs(relative) or ".." in parts:
-        raise InputError(f"output path {relative[:100]!r} must be relative to the output root, without '..'")
+        raise InputError(f"output path {shown(relative)} must be relative to the output root, without '..'")
     if len(parts) > max_depth:
-        raise InputError(f"output path {relative[:100]!r} has {len(parts)} directory levels, more than the "
+        raise InputError(f"output path {shown(relative)} has {len(parts)} directory levels, more than the "
                          f"{max_depth} an output may have (MR_MAX_OUTPUT_DEPTH)")
     base = Path(root).resolve()
     try:
         target = (base / relative).resolve()  # Python 3.11 raises RuntimeError on a loop, later ones do not
         if target == base or base not in target.parents:
-            raise InputError(f"output path {relative[:100]!r} leaves the output root (or is the output root itself)")
+            raise InputError(f"output path {shown(relative)} leaves the output root (or is the output root itself)")
+        # Another job's staging directory (or one being discarded) is never an output: that job's commit would
+        # overwrite this job's parts or remove them with its staging directory after this job said done.
+        if any(part.startswith(_COMMITTER) for part in target.relative_to(base).parts):
+            raise InputError(f"output path {shown(relative)} is inside a job's staging directory "
+                             "(names starting '.staging-' or '.discarded-' belong to the output commit)")
         if _kind(target) not in (None, "dir"):
-            raise InputError(f"output path {relative[:100]!r} exists and is not a directory")
+            raise InputError(f"output path {shown(relative)} exists and is not a directory")
     except (RuntimeError, RecursionError):
-        raise InputError(f"output path {relative[:100]!r} cannot be used: a symlink loop") from None
+        raise InputError(f"output path {shown(relative)} cannot be used: a symlink loop") from None
     except OSError as error:
         cause = "a symlink loop" if error.errno == errno.ELOOP else error.strerror
-        raise InputError(f"output path {relative[:100]!r} cannot be used: {cause}") from None
+        raise InputError(f"output path {shown(relative)} cannot be used: {cause}") from None
     return target
 
 
@@ -94,12 +100,12 @@ def check_output_free(target: Path, relative: str) -> None:
     except FileNotFoundError:
         return
     except OSError as error:
-        raise InputError(f"output directory {relative[:100]!r} cannot be read: "
+        raise InputError(f"output directory {shown(relative)} cannot be read: "
                          f"{os.strerror(error.errno or 0)}") from None
     taken = sorted(name for name in names if name == SUCCESS or PART.fullmatch(name))
     if taken:
-        shown = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
-        raise Conflict(f"output directory {relative!r} already holds a job's output ({shown}); "
+        held = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
+        raise Conflict(f"output directory {shown(relative)} already holds a job's output ({held}); "
                        "choose a new directory or remove them")
 
 
@@ -110,16 +116,16 @@ def open_staging(root: str, relative: str, max_depth: int, job: str, epoch: int)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"cannot create output directory {relative!r}: {os.strerror(error.errno or 0)}") from None
+        raise InputError(f"cannot create output directory {shown(relative)}: {os.strerror(error.errno or 0)}") from None
     # The directory may have been a symlink swapped in between the checks; check the result once more.
     if resolve_output_dir(root, relative, max_depth) != target:
-        raise InputError(f"output path {relative!r} changed while it was created")
+        raise InputError(f"output path {shown(relative)} changed while it was created")
     check_output_free(target, relative)
     staging = target / staging_name(job, epoch)
     try:
         staging.mkdir()
     except OSError as error:
-        raise InputError(f"cannot create the staging directory in {relative!r}: "
+        raise InputError(f"cannot create the staging directory in {shown(relative)}: "
                          f"{os.strerror(error.errno or 0)}") from None
     return staging
 
@@ -134,7 +140,7 @@ def staged_dir(root: str, relative: str, max_depth: int, job: str, epoch: int) -
     except (OSError, RuntimeError):
         real = None
     if real != staging or not staging.is_dir():
-        raise Conflict(f"job {job} epoch {epoch} no longer writes to {relative!r}: its staging directory is gone "
+        raise Conflict(f"job {job} epoch {epoch} no longer writes to {shown(relative)}: its staging directory is gone "
                        "(the job was cancelled, failed or superseded)")
     return staging
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core.errors import InputError
+from ..core.errors import InputError, shown
 from .globs import Pattern, States, has_magic
 from .gzipped import MAGIC, is_gzip
 from .ref import GZIP, PATH, InputRef
@@ -27,7 +27,7 @@ class Scan:
     def take(self, entry: str) -> None:
         self.seen += 1
         if self.seen > self.limit:
-            raise InputError(f"input path {entry!r}: the inputs' directories and globs examine more than "
+            raise InputError(f"input path {shown(entry)}: the inputs' directories and globs examine more than "
                              f"{self.limit} directory entries, the most one job may (MR_MAX_PATH_SCAN); name "
                              "narrower directories or patterns")
 
@@ -45,7 +45,7 @@ def expand_paths(root: str, entries: list[str], limit: int, scan_limit: int) -> 
     for entry in entries:
         names = _expand(base, entry, limit, scan)
         if not names:
-            raise InputError(f"input path {entry!r} matches no file under the data root")
+            raise InputError(f"input path {shown(entry)} matches no file under the data root")
         for relative in names:
             found.setdefault(relative)
             if len(found) > limit:
@@ -77,7 +77,7 @@ def _glob(base: Path, entry: str, limit: int, scan: Scan) -> list[str]:
     parts = Path(entry).parts
     literal = next(i for i, part in enumerate(parts) if has_magic(part))
     prefix = "/".join(parts[:literal])
-    pattern = Pattern(parts[literal:])
+    pattern = Pattern.of(parts[literal:])
     if prefix:
         top = _real(base, prefix)
         if not _exists(top, prefix) or not top.is_dir():
@@ -161,7 +161,7 @@ def _check_relative(entry: str) -> None:
     if not entry or "\x00" in entry:
         raise InputError("input path is empty or contains a NUL byte")
     if os.path.isabs(entry) or ".." in Path(entry).parts:
-        raise InputError(f"input path {entry!r} must be relative to the data root, without '..'")
+        raise InputError(f"input path {shown(entry)} must be relative to the data root, without '..'")
 
 
 def _real(base: Path, relative: str) -> Path:
@@ -174,7 +174,7 @@ def _real(base: Path, relative: str) -> Path:
     except RuntimeError:  # Python 3.11's Path.resolve on a symlink loop
         raise InputError(f"input path {relative[:100]!r} cannot be used: it passes through a symlink loop") from None
     if target != base and base not in target.parents:
-        raise InputError(f"input path {relative!r} leaves the data root")
+        raise InputError(f"input path {shown(relative)} leaves the data root")
     return target
 
 
@@ -189,7 +189,7 @@ def _inside(base: Path, relative: str) -> Path:
     """The real path of ``relative``, which must exist inside the root."""
     target = _real(base, relative)
     if not _exists(target, relative):
-        raise InputError(f"input path {relative!r} does not exist under the data root")
+        raise InputError(f"input path {shown(relative)} does not exist under the data root")
     return target
 
 

@@ -18,16 +18,22 @@ class Pin:
     size: int
     etag: str = ""
     modified: str = ""
+    gzip: bool = False  # the input is read as gzip: a gzip content coding is then the object's own bytes
 
     @classmethod
-    def of(cls, size: int, headers: Mapping[str, str]) -> Pin:
+    def of(cls, size: int, headers: Mapping[str, str], url: str = "") -> Pin:
         """The pin for a probe's answer: a weak ETag (``W/``) cannot be used with If-Match, so Last-Modified
-        stands in for it."""
+        stands in for it. An object stored with ``Content-Encoding: gzip`` (as object stores keep one uploaded so)
+        is a gzip input; any other coding is refused, naming ``url``."""
         etag = headers.get("ETag", "")
         if etag.startswith("W/") or not _printable(etag):
             etag = ""
         modified = headers.get("Last-Modified", "") if not etag else ""
-        return cls(size, etag, modified if _printable(modified) else "")
+        coding = content_coding(headers)
+        if coding not in ("", *GZIP_CODINGS):
+            raise InputError(f"input url {url} is sent with Content-Encoding {coding[:40]!r}, which the mappers "
+                             "cannot decode (only gzip is read)")
+        return cls(size, etag, modified if _printable(modified) else "", gzip=bool(coding))
 
     def conditions(self) -> dict[str, str]:
         """The headers that make the server refuse (412) or answer whole (200, refused here) once the object is
@@ -57,6 +63,12 @@ class Pin:
             raise InputError(f"input url {url} changed since the job was planned: it answered 412 Precondition "
                              f"Failed to the pinned {self.describe()}")
         self._same_version(url, headers)
+        coding = content_coding(headers)
+        if coding and not (self.gzip and coding in GZIP_CODINGS):
+            # Without a client-side decoder the body is the coded bytes, the same size as Content-Range says:
+            # counted as the object's text, they would be a wrong answer reported as done.
+            raise InputError(f"input url {url} answered a read of bytes {offset}- with Content-Encoding "
+                             f"{coding[:40]!r}: not the bytes of the object planned")
         expected = f"bytes {offset}-{self.size - 1}/{self.size}"
         if status == 206:
             got = headers.get("Content-Range", "")
@@ -94,6 +106,15 @@ class Pin:
         length = headers.get("Content-Length")
         if length is not None and length != str(expected):
             raise InputError(f"input url {url} announced {length} bytes for a range of {expected} bytes")
+
+
+GZIP_CODINGS = ("gzip", "x-gzip")
+
+
+def content_coding(headers: Mapping[str, str]) -> str:
+    """An answer's content coding, lower-cased ("" for none or ``identity``)."""
+    coding = headers.get("Content-Encoding", "").strip().lower()
+    return "" if coding == "identity" else coding
 
 
 def _printable(value: str) -> bool:

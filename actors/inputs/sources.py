@@ -11,7 +11,7 @@ from typing import BinaryIO, Protocol
 
 import aiohttp
 
-from ..core.errors import InputError, NotFound, PeerError, describe
+from ..core.errors import InputError, NotFound, PeerError, describe, shown
 from .pin import Pin
 from .urls import UrlPolicy, forbidden_cause
 
@@ -33,16 +33,16 @@ def resolve_under_root(root: str, relative: str) -> Path:
     try:
         relative.encode("utf-8")  # lone surrogates: a non-UTF-8 name, which no message could carry to a mapper
     except UnicodeEncodeError:
-        raise InputError(f"input path {relative!r} is not valid UTF-8") from None
+        raise InputError(f"input path {shown(relative)} is not valid UTF-8") from None
     if os.path.isabs(relative) or ".." in Path(relative).parts:
-        raise InputError(f"input path {relative!r} must be relative to the data root, without '..'")
+        raise InputError(f"input path {shown(relative)} must be relative to the data root, without '..'")
     base = Path(root).resolve()
     try:
         target = (base / relative).resolve()
         if target != base and base not in target.parents:
-            raise InputError(f"input path {relative!r} leaves the data root")
+            raise InputError(f"input path {shown(relative)} leaves the data root")
         if not target.is_file():
-            raise InputError(f"input path {relative!r} is not a readable file under the data root")
+            raise InputError(f"input path {shown(relative)} is not a readable file under the data root")
     except OSError as error:  # e.g. a name too long for the file system
         raise InputError(f"input path {relative[:100]!r} cannot be used: {error.strerror}") from None
     except RuntimeError:  # Python 3.11's Path.resolve on a symlink loop
@@ -51,7 +51,7 @@ def resolve_under_root(root: str, relative: str) -> Path:
         with open(target, "rb"):  # the mappers open it the same way: refuse now rather than fail every attempt
             pass
     except OSError as exc:
-        raise InputError(f"cannot read input path {relative!r}: {os.strerror(exc.errno or 0).lower()}") from None
+        raise InputError(f"cannot read input path {shown(relative)}: {os.strerror(exc.errno or 0).lower()}") from None
     return target
 
 

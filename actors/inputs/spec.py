@@ -85,7 +85,8 @@ async def _url_ref(url: str, name: str, settings: Settings) -> InputRef:
     await policy.check(url)
     pin = await url_pin(policy, url, settings)
     name = name or Path(urlsplit(url).path).name or "url"
-    return InputRef(URL, url, name, pin.size, compression=GZIP if is_gzip(urlsplit(url).path, b"") else "",
+    gzipped = pin.gzip or is_gzip(urlsplit(url).path, b"")
+    return InputRef(URL, url, name, pin.size, compression=GZIP if gzipped else "",
                     etag=pin.etag, modified=pin.modified)
 
 

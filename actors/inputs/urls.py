@@ -137,6 +137,7 @@ def forbidden_cause(exc: BaseException) -> ForbiddenAddress | None:
 # What object stores answer HEAD on a URL presigned for GET only (403: the signature covers the method), and what
 # servers without HEAD answer: the size is then probed with a ranged GET of one byte.
 _NO_HEAD = frozenset({403, 405, 501})
+_IDENTITY = {"Accept-Encoding": "identity"}  # a size and a range count the object's own bytes, never a rendering
 
 
 async def url_pin(policy: UrlPolicy, url: str, settings: Settings) -> Pin:
@@ -146,7 +147,7 @@ async def url_pin(policy: UrlPolicy, url: str, settings: Settings) -> Pin:
     try:
         # No redirects: the size must come from the URL the mappers will read, not from wherever it points.
         async with policy.session() as session:
-            async with session.head(url, timeout=timeout, allow_redirects=False) as response:
+            async with session.head(url, headers=_IDENTITY, timeout=timeout, allow_redirects=False) as response:
                 if response.status in _NO_HEAD:
                     pass
                 elif response.status != 200:
@@ -157,7 +158,7 @@ async def url_pin(policy: UrlPolicy, url: str, settings: Settings) -> Pin:
                     length = response.headers.get("Content-Length", "")
                     if not (length.isascii() and length.isdigit()):
                         raise InputError(f"input url {url!r} does not say its length")
-                    return Pin.of(int(length), response.headers)
+                    return Pin.of(int(length), response.headers, url)
             return await _ranged_pin(session, url, timeout)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         forbidden = forbidden_cause(exc)
@@ -168,11 +169,11 @@ async def url_pin(policy: UrlPolicy, url: str, settings: Settings) -> Pin:
 
 async def _ranged_pin(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> Pin:
     """The total of ``Content-Range: bytes 0-0/N`` from a GET of the first byte (``bytes */0``: empty)."""
-    headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
+    headers = {"Range": "bytes=0-0", **_IDENTITY}
     async with session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as response:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
         if response.status not in (206, 416) or not (total.isascii() and total.isdigit()):
             raise InputError(f"input url {url!r} answered a ranged GET (its HEAD refused) with {response.status} "
                              "and no byte range with a length (Content-Range)")
         # The body (one byte) is left unread: closing the response drops the connection.
-        return Pin.of(int(total), response.headers)
+        return Pin.of(int(total), response.headers, url)

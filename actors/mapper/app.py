@@ -174,7 +174,7 @@ class MapRun:
             return PathSource(s.data_root, a.input_location)
         if a.input_kind == URL:
             policy = UrlPolicy(s.allow_private_urls)
-            pin = Pin(a.pin_size, a.pin_etag, a.pin_modified)
+            pin = Pin(a.pin_size, a.pin_etag, a.pin_modified, gzip=a.compression == GZIP)
             return UrlSource(a.input_location, policy, s.timeouts.connect, s.timeouts.stream_idle, pin)
         return HttpSource(self.client.session, a.input_location, self.client.headers, s.timeouts.connect,
                           s.timeouts.stream_idle)

@@ -55,10 +55,10 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     # An interactive job's answer stays on its record for the request that waits on it; the held results are for
     # jobs whose result is asked for later.
     keep = _answerer(app, record) if interactive else _keeper(app, record)
+    writer = JobOutput(record, settings, lambda: app[CLAIMS].end(record, settled=True)) if output else None
     coordinator = Coordinator(record, settings, HttpTransport(PeerClient(app[SESSION], settings)), app[DISCOVERY],
                               app[SLOTS], time.monotonic, keep=keep, metrics=app[MASTER_METRICS],
-                              inline=_inline(app, ref) if not inputs else b"",
-                              output=JobOutput(record, settings, lambda: app[CLAIMS].end(record)) if output else None)
+                              inline=_inline(app, ref) if not inputs else b"", output=writer)
     try:
         registry.start(record, coordinator.run, key, interactive)
     except BaseException:
@@ -66,7 +66,7 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
             app[STORE].drop(each.served_id)
         raise
     if output is not None:
-        output.bind(record)  # before the job's task first runs: it holds the directory until its writers are fenced
+        output.bind(record, writer)  # before the job's task first runs: held until its writers are fenced
     if not interactive:
         # A /compute job is not journaled: its id is never handed out and its caller's connection ends with the
         # master, which is all a restarted master could have said about it (and a journal write per job costs

@@ -90,7 +90,7 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
 
     def ended(record: JobRecord) -> None:
         drop_inputs(record)
-        claims.end(record)  # its coordinator let it go once fenced; a job cancelled while queued never ran
+        claims.end(record)  # a job whose output was never opened (cancelled while queued); else its fence lets go
         if not record.interactive:
             journal.ended(record)
         seconds = (record.finished or time.time()) - record.created

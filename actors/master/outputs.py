@@ -4,6 +4,7 @@ fenced; the claim is let go only after the fence."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +35,11 @@ class OutputClaim:
         self.target = target
         self.relative = relative
         self.job: JobRecord | None = None
+        self.output: JobOutput | None = None
 
-    def bind(self, record: JobRecord) -> None:
+    def bind(self, record: JobRecord, output: JobOutput | None = None) -> None:
         """The admitted job holds the claim from now on; :meth:`OutputClaims.end` lets it go."""
-        self.job = record
+        self.job, self.output = record, output
         self.claims.by_job[(record.id, record.epoch)] = self
 
     def release(self) -> None:
@@ -71,10 +73,15 @@ class OutputClaims:
         self.held[target] = claim
         return claim
 
-    def end(self, record: JobRecord) -> None:
-        """``record``'s task has ended, its writers fenced: its directory is free for another job."""
-        claim = self.by_job.pop((record.id, record.epoch), None)
-        if claim is not None and self.held.get(claim.target) is claim:
+    def end(self, record: JobRecord, settled: bool = False) -> None:
+        """``record``'s task has ended: its directory is free for another job once its output has settled (fenced or
+        committed, ``settled``: :class:`JobOutput` says so from its thread) or was never opened. A task cancelled
+        twice ends while its commit or fence is still under way in a thread: the claim is let go after that."""
+        claim = self.by_job.get((record.id, record.epoch))
+        if claim is None or (not settled and claim.output is not None and claim.output.opened):
+            return
+        del self.by_job[(record.id, record.epoch)]
+        if self.held.get(claim.target) is claim:
             del self.held[claim.target]
 
 
@@ -99,7 +106,8 @@ class JobOutput:
     def __init__(self, record: JobRecord, settings: Settings, fenced: Callable[[], None] | None = None) -> None:
         self.record = record
         self.settings = settings
-        self.fenced = fenced  # called once the job's writers are fenced (or its output committed)
+        self.fenced = fenced  # called on the loop once the job's writers are fenced (or its output committed)
+        self.opened = False  # open() was called: from then on only the fence's end lets the claim go
         self.staging: Path | None = None
         self._lock = threading.Lock()
         self._committed = False
@@ -107,6 +115,7 @@ class JobOutput:
 
     async def open(self) -> None:
         """Create the output directory and the job's staging directory (a refusal fails the job by name)."""
+        self.opened = True  # before the thread: a cancel from here on leaves the claim to the fence
         try:
             await asyncio.to_thread(self._open)
         except MapReduceError as error:
@@ -135,13 +144,23 @@ class JobOutput:
             return doc
 
     async def fence(self) -> None:
-        """Unless committed: remove the staging directory so no writer of this job can publish (never raises)."""
-        try:
-            await asyncio.to_thread(self._fence)
-        except OSError as error:  # the rename failed: the directory is gone or unusable, so nothing lands there
-            log.warning("output_fence_failed", job=self.record.id, epoch=self.record.epoch, error=str(error))
-        if self.fenced is not None:
-            self.fenced()
+        """Unless committed: remove the staging directory so no writer of this job can publish (never raises).
+
+        ``fenced`` runs once the thread is done (the commit it waited for included), even if this await is
+        cancelled first (a second cancel interrupts the shield around it): never while a commit still publishes."""
+        loop = asyncio.get_running_loop()
+
+        def fence_then_tell() -> None:
+            try:
+                self._fence()
+            except OSError as error:  # the rename failed: the directory is gone or unusable, nothing lands there
+                log.warning("output_fence_failed", job=self.record.id, epoch=self.record.epoch, error=str(error))
+            finally:
+                if self.fenced is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop closed: its claims went with it
+                        loop.call_soon_threadsafe(self.fenced)
+
+        await asyncio.to_thread(fence_then_tell)
 
     def _fence(self) -> None:
         with self._lock:
