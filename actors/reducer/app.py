@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
 from ..core.density import container_bound, container_limit, count_containers
-from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, WireError
+from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, TaskFailed, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
     Columns,
@@ -32,14 +33,19 @@ from ..core.messages import (
 from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
+from ..sdk import JobCodeError
+from ..tasks.calls import decode_result, reduce_runs, user_spec
+from ..tasks.pool import TaskPool
 from .budget import Reservation, StagingBudget, reservation
 from .ledger import DUPLICATE, Ledger, PartitionState
 from .output import write_output
 from .stage import Stage
+from .totals import SpillingTotals
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)
 REDUCER_METRICS = web.AppKey("reducer_metrics", ReducerMetrics)
+TASKS = web.AppKey("tasks", TaskPool)
 
 log = EventLog(__name__)
 
@@ -56,6 +62,7 @@ def build_reducer(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.cleanup_ctx.append(_janitor)
     app.cleanup_ctx.append(_spills)
+    app.cleanup_ctx.append(_tasks)
     app.router.add_post("/internal/v1/shuffle", shuffle)
     app.router.add_post("/internal/v1/finalize", finalize)
     app.router.add_post("/internal/v1/release", release)
@@ -72,6 +79,15 @@ async def _spills(app: web.Application) -> AsyncIterator[None]:
     """The ledger's spill thread and files live as long as the app."""
     yield
     await asyncio.to_thread(app[LEDGER].close)
+
+
+async def _tasks(app: web.Application) -> AsyncIterator[None]:
+    """The task processes that run user jobs' reducers: as long as the app, killed with it."""
+    app[TASKS] = TaskPool.of(app[SETTINGS])
+    try:
+        yield
+    finally:
+        await app[TASKS].close()
 
 
 async def _janitor(app: web.Application) -> AsyncIterator[None]:
@@ -290,7 +306,10 @@ async def finalize(request: web.Request) -> web.Response:
                         splits=message.splits, payload=ordered)
         return _reported(ledger, partition, report)
     partition.settle()
-    if partition.spilled():  # merge the runs on the spill thread, after its writes
+    spec = user_spec(partition.job_def, partition.params)
+    if spec is not None and isinstance(partition.merged, SpillingTotals):  # user code: in a task process
+        totals = await _reduce_in_task(request.app, partition.merged, spec)
+    elif partition.spilled():  # merge the runs on the spill thread, after its writes
         totals = await asyncio.wrap_future(partition.finish_spilled())
     else:
         totals = partition.job_def.finish(partition.totals)
@@ -309,6 +328,25 @@ async def finalize(request: web.Request) -> web.Response:
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
                         splits=message.splits, payload=run if run is not None else MapResult(totals))
     return _reported(ledger, partition, report)
+
+
+async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any) -> dict[str, Any]:
+    """The job's reducer over the partition's runs in a task process; a worker that dies or stalls is replaced and
+    the reduce run again, up to MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
+    settings = app[SETTINGS]
+    paths = await asyncio.wrap_future(merged.hand_over())
+    cause = ""
+    for _ in range(settings.max_attempts):
+        try:
+            async with app[TASKS].worker() as process:
+                result = await reduce_runs(process, spec, paths, settings.task_batch, settings.timeouts.lease)
+        except TaskFailed as error:
+            cause = error.message
+            log.warning("reduce_task_failed", job=spec.name, cause=cause)
+            continue
+        # A large result decodes off the loop (cbor2 holds the GIL, but the loop still gets its turns).
+        return await asyncio.to_thread(decode_result, result, settings.result_cap)
+    raise JobCodeError(f"{cause} (on each of MR_MAX_ATTEMPTS={settings.max_attempts} attempts)")
 
 
 def _reported(ledger: Ledger, partition: PartitionState, report: Report) -> web.Response:

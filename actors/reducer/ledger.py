@@ -12,7 +12,7 @@ from ..core.messages import Columns, StreamHeader
 from ..jobs import Catalog, Job, load_catalog, packing_of
 from ..jobs.adapter import SdkJob
 from .reported import ReportedJobs
-from .spill import SpillRuns
+from ..tasks.runs import SpillRuns
 from .stage import Stage
 from .totals import PackedTotals, SpillingTotals, Totals
 
@@ -164,7 +164,7 @@ class Ledger:
         packing = packing_of(job, native=True)
         if packing is not None:
             return PackedTotals(job, packing)
-        if self.memory > 0 and isinstance(job, SdkJob) and job.groups:
+        if isinstance(job, SdkJob):  # user code: grouped here, reduced in a task process (memory 0: never spills)
             return SpillingTotals(job, SpillRuns(self.spool, f"reduce-{self.partition}-"), self.pool, self.memory)
         return Totals(job)
 
