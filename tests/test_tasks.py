@@ -29,7 +29,7 @@ from actors.sequential import run_sequential
 from actors.tasks.pool import TaskPool
 from actors.tasks.process import exit_cause
 
-from .conftest import FAST, Cluster, ClusterFactory
+from .conftest import FAST, Cluster, ClusterFactory, eventually
 from .test_serve import actor_env, actor_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -355,9 +355,7 @@ def _alive(pid: int) -> bool:
 
 
 async def _gone(pids: list[int], timeout: float = 10.0) -> bool:
-    async with asyncio.timeout(timeout):
-        while any(_alive(pid) for pid in pids):
-            await asyncio.sleep(0.05)  # polling /proc: the kernel offers no event for another's child
+    await eventually(lambda: not any(_alive(pid) for pid in pids), timeout)  # no event for another's child
     return True
 
 
@@ -380,9 +378,8 @@ async def test_no_worker_outlives_its_actor_process(how: str, task_module: str, 
                     await response.read()
 
         call = asyncio.create_task(assign())
-        async with asyncio.timeout(30):
-            while not (workers := _children(mapper.pid)):
-                await asyncio.sleep(0.05)  # polling /proc for the worker the assignment starts
+        await eventually(lambda: bool(_children(mapper.pid)), 30)  # the worker the assignment starts
+        workers = _children(mapper.pid)
         mapper.send_signal(getattr(signal, how))
         await asyncio.wait_for(mapper.wait(), 30)
         call.cancel()

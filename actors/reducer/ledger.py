@@ -11,8 +11,8 @@ from ..core.errors import Conflict, NotFound, WireError
 from ..core.messages import Columns, StreamHeader
 from ..jobs import Catalog, Job, load_catalog, packing_of
 from ..jobs.adapter import SdkJob
-from .reported import ReportedJobs
 from ..tasks.runs import SpillRuns
+from .reported import ReportedJobs
 from .stage import Stage
 from .totals import PackedTotals, SpillingTotals, Totals
 

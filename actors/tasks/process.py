@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -117,8 +118,6 @@ class TaskProcess:
         """Kill and reap the process (at once: its work is abandoned)."""
         self.spent = True
         if self.proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-            except ProcessLookupError:
-                pass
         await self.proc.wait()
