@@ -108,6 +108,19 @@ class Burn(MapReduceJob):
         return sum(values)
 
 
+class Hog(MapReduceJob):
+    """A mapper that allocates ``bytes`` bytes."""
+    name = "hog"
+    parameters = {"bytes": "how many"}
+
+    def mapper(self, line):
+        hold = bytearray(int(self.params.get("bytes", "0")))
+        yield line, len(hold)
+
+    def reducer(self, key, values):
+        return sum(values)
+
+
 class Segv(MapReduceJob):
     """A mapper that segfaults."""
     name = "segv"
@@ -316,15 +329,17 @@ async def test_a_deterministic_exception_is_still_a_job_error_not_retried(make_c
 
 async def test_a_worker_past_the_memory_limit_fails_its_attempt_naming_the_limit(
         make_cluster: ClusterFactory, task_module: str) -> None:
-    cluster = await make_cluster(mappers=1, reducers=1, job_modules=(task_module,), max_attempts=1,
-                                 task_memory=64 * 1024 * 1024)
-    text = "a\n" * 10
-    # 64 MiB of address space is less than a Python process with the actors package needs: it cannot even start
-    # its work, and the attempt fails naming the limit or the exit, never this actor.
-    job_id = await submit(cluster, {"job": "slow", "params": {"pause": "0"}, "input": {"text": text}})
+    limit = 512 * 1024 * 1024
+    cluster = await make_cluster(mappers=1, reducers=1, job_modules=(task_module,), max_attempts=2,
+                                 task_memory=limit)
+    job_id = await submit(cluster, {"job": "hog", "params": {"bytes": str(2 * limit)}, "input": {"text": "a\n"}})
     state, _ = await outcome(cluster, job_id)
     assert state["state"] == "failed", state
-    assert "mapper of job 'slow'" in state["error"], state
+    assert f"mapper of job 'hog' ran out of memory past MR_TASK_MEMORY={limit} bytes" in state["error"], state
+    assert state["attempts"]["started"] == 2  # retried: not the input's fault
+    job_id = await submit(cluster, {"job": "hog", "params": {"bytes": "1000"}, "input": {"text": "a\n"}})
+    state, result = await outcome(cluster, job_id)
+    assert state["state"] == "done" and result == {"a": 1000}  # the actor and a fresh worker carry on
 
 
 # ---------------------------------------------------------------------------------------------------------------
