@@ -412,3 +412,86 @@ async def test_the_pool_kills_its_workers_when_the_app_stops(make_cluster: Clust
     for actor in [*cluster.mappers, *cluster.reducers]:
         await actor.runner.cleanup()  # as the app stops (the fixture's second cleanup finds nothing to do)
     assert not any(_alive(pid) for pid in pids)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the master's calls of user code: configure at submit, order when the result is encoded
+
+MASTER_JOBS = '''
+import os
+import time
+
+from actors.sdk import MapReduceJob
+
+
+class Hooks(MapReduceJob):
+    """Word count whose configure or order exits, hangs or raises, as its parameter says."""
+    name = "hooks"
+    parameters = {"configure": "exit, hang or raise", "order": "exit or raise"}
+
+    def configure(self, params):
+        how = params.get("configure")
+        if how == "exit":
+            os._exit(1)
+        if how == "hang":
+            time.sleep(600)
+        if how == "raise":
+            raise SystemExit(3)
+
+    def mapper(self, line):
+        for word in line.split():
+            yield word, 1
+
+    def reducer(self, key, values):
+        return sum(values)
+
+    def order(self, key, value):
+        how = self.params.get("order")
+        if how == "exit":
+            os._exit(1)
+        if how == "raise":
+            raise ValueError("no order")
+        return -value
+'''
+
+
+@pytest.fixture
+def master_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"masterjobs_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "masterpkg"
+    root.mkdir()
+    (root / f"{name}.py").write_text(MASTER_JOBS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(root))
+    yield name
+    sys.modules.pop(name, None)
+    load_catalog.cache_clear()
+
+
+async def test_a_configure_that_exits_or_hangs_is_a_400_and_the_master_carries_on(make_cluster: ClusterFactory,
+                                                                                 master_module: str) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1, job_modules=(master_module,),
+                                 timeouts=dataclasses.replace(FAST, request=2.0))
+    for how, cause in [("exit", "configure of job 'hooks' exited with status 1"),
+                       ("raise", "configure of job 'hooks' raised SystemExit: 3"),
+                       ("hang", "configure of job 'hooks' made no progress for 2 s")]:
+        async with cluster.session.post(f"{cluster.url}/v1/jobs", headers=cluster.auth,
+                                        json={"job": "hooks", "params": {"configure": how},
+                                              "input": {"text": "a b a\n"}}) as response:
+            body = await response.json()
+        assert response.status == 400 and cause in body["message"], body
+    job_id = await submit(cluster, {"job": "hooks", "input": {"text": "a b a\n"}})
+    state, result = await outcome(cluster, job_id)
+    assert state["state"] == "done" and list(result.items()) == [("a", 2), ("b", 1)], (state, result)
+
+
+async def test_an_order_that_exits_or_raises_fails_the_job_and_the_master_carries_on(make_cluster: ClusterFactory,
+                                                                                    master_module: str) -> None:
+    cluster = await make_cluster(mappers=1, reducers=1, job_modules=(master_module,))
+    for how, cause in [("exit", "order of job 'hooks' exited with status 1"),
+                       ("raise", "job 'hooks': order raised ValueError: no order")]:
+        job_id = await submit(cluster, {"job": "hooks", "params": {"order": how}, "input": {"text": "a b a\n"}})
+        state, _ = await outcome(cluster, job_id)
+        assert state["state"] == "failed" and cause in state["error"], state
+    job_id = await submit(cluster, {"job": "wordcount", "input": {"text": "still up\n"}})
+    state, result = await outcome(cluster, job_id)
+    assert state["state"] == "done" and result == {"still": 1, "up": 1}

@@ -25,6 +25,7 @@ BUILT_INS: tuple[type[MapReduceJob], ...] = (WordCount, InvertedIndex, Grep, Med
 #: The job a submission that names none runs, and the one ``GET /compute`` runs (the original's word count).
 DEFAULT_JOB = WordCount.name
 ENTRY_POINTS = "mapreduce_actors.jobs"
+BUILT_IN = "built-in"  # the origin of a built-in job: our own code, which a master may run in its own process
 
 
 class Catalog:
@@ -136,7 +137,7 @@ def load_catalog(modules: tuple[str, ...] = ()) -> Catalog:
 
     Cached per module list: an actor builds it once at startup, every request reads it.
     """
-    classes: list[tuple[type[MapReduceJob], str]] = [(cls, "built-in") for cls in BUILT_INS]
+    classes: list[tuple[type[MapReduceJob], str]] = [(cls, BUILT_IN) for cls in BUILT_INS]
     classes.extend(_entry_point_jobs())
     for module_name in modules:
         module = _import(module_name)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.config import Settings
@@ -58,7 +58,7 @@ class Coordinator:
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
-        keep: Callable[[Result], object] | None = None,
+        keep: Callable[[Result], Awaitable[object]] | None = None,
         metrics: MasterMetrics | None = None,
         policy: WorkerPolicy | None = None,
         inline: bytes = b"",
@@ -97,7 +97,7 @@ class Coordinator:
             result = await self.collector.collect(self._recover)
             collected = self.clock()
             if self.keep is not None:
-                self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
+                await self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             else:
                 record.result = result.to_dict() if isinstance(result, OrderedRuns) else dict(result)
             record.transition(JobState.DONE)

@@ -9,8 +9,24 @@ from ..core import wire
 from ..core.errors import TaskFailed, WireError
 from ..jobs import Job
 from ..jobs.adapter import SdkJob
+from ..sdk import MapReduceJob
+from .pool import TaskPool
 from .process import TaskProcess
-from .protocol import ChunkDone, Frames, JobSpec, MapChunk, MapDone, MapEnd, MapStart, Reduced, ReduceRuns
+from .protocol import (
+    ChunkDone,
+    Configure,
+    Done,
+    Encoded,
+    EncodeResult,
+    Frames,
+    JobSpec,
+    MapChunk,
+    MapDone,
+    MapEnd,
+    MapStart,
+    Reduced,
+    ReduceRuns,
+)
 
 
 def user_spec(job: Job, params: Mapping[str, str]) -> JobSpec | None:
@@ -19,6 +35,11 @@ def user_spec(job: Job, params: Mapping[str, str]) -> JobSpec | None:
         return None
     cls = type(job.job)
     return JobSpec(job.name, cls.__module__, cls.__qualname__, dict(params))
+
+
+def class_spec(cls: type[MapReduceJob], params: Mapping[str, str]) -> JobSpec:
+    """How a worker finds a job class (nothing of the job's code runs here)."""
+    return JobSpec(cls.name, cls.__module__, cls.__qualname__, dict(params))
 
 
 def label(what: str, spec: JobSpec) -> str:
@@ -75,3 +96,21 @@ def decode_result(result: bytes, cap: int) -> dict[str, object]:
     if type(totals) is not dict:
         raise WireError("a task process's result is not a map")
     return totals
+
+
+async def configure(pool: TaskPool, spec: JobSpec, silence: float) -> None:
+    """The job's ``__init__`` and ``configure`` with the parameters, in a task process (JobConfigError: a 400)."""
+    async with pool.worker() as process:
+        answer = await process.call(Configure(spec), label("configure", spec), silence)
+    if not isinstance(answer, Done):
+        raise TaskFailed(f"{label('configure', spec)}: a task process answered with {type(answer).__name__}")
+
+
+async def encode_result(pool: TaskPool, spec: JobSpec, result: Mapping[str, object], silence: float) -> bytes:
+    """The job's JSON of a finished result, sorted by its ``order``, in a task process."""
+    body = wire.encode(dict(result))
+    async with pool.worker() as process:
+        answer = await process.call(EncodeResult(spec, body), label("order", spec), silence)
+    if not isinstance(answer, Encoded):
+        raise TaskFailed(f"{label('order', spec)}: a task process answered with {type(answer).__name__}")
+    return answer.payload

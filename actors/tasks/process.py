@@ -10,12 +10,13 @@ import sys
 from collections.abc import Callable
 
 from ..core.errors import KeyTooLarge, MapReduceError, TaskFailed, ValueTooLarge, WireError
-from ..sdk import JobCodeError
+from ..sdk import JobCodeError, JobConfigError
 from . import protocol
 from .protocol import Failed, Frames, Message, Tick
 
 #: A worker's deterministic failures, by code: raised again as themselves (the job fails, not retried).
-DETERMINISTIC: dict[str, type[MapReduceError]] = {cls.code: cls for cls in (JobCodeError, KeyTooLarge, ValueTooLarge)}
+DETERMINISTIC: dict[str, type[MapReduceError]] = {
+    cls.code: cls for cls in (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge)}
 
 
 def exit_cause(returncode: int) -> str:

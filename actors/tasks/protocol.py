@@ -64,6 +64,33 @@ class ReduceRuns:
 
 
 @dataclass(frozen=True)
+class Configure:
+    """Actor → worker: make the job with these parameters (its ``__init__`` and ``configure``), as a submit checks."""
+
+    job: JobSpec
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Actor → worker: the job's JSON of a finished result (its ``order`` sorts it), from the result as CBOR."""
+
+    job: JobSpec
+    result: bytes
+
+
+@dataclass(frozen=True)
+class Done:
+    """Worker → actor: a request with nothing to return went well."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Worker → actor: the job's encoded result (compact ASCII JSON)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class Tick:
     """Worker → actor: still working (``done`` records so far in this request)."""
 
@@ -112,16 +139,17 @@ class Failed:
     fatal: bool
 
 
-Message = MapStart | MapChunk | MapEnd | ReduceRuns | Tick | Frames | ChunkDone | MapDone | Reduced | Failed
+Message = (MapStart | MapChunk | MapEnd | ReduceRuns | Configure | EncodeResult | Tick | Frames | ChunkDone | MapDone
+           | Reduced | Done | Encoded | Failed)
 _KINDS: dict[str, type[Any]] = {cls.__name__: cls for cls in
-                                (MapStart, MapChunk, MapEnd, ReduceRuns, Tick, Frames, ChunkDone, MapDone, Reduced,
-                                 Failed)}
+                                (MapStart, MapChunk, MapEnd, ReduceRuns, Configure, EncodeResult, Tick, Frames,
+                                 ChunkDone, MapDone, Reduced, Done, Encoded, Failed)}
 
 
 def encode(message: Message) -> bytes:
     """One frame: a 4-byte big-endian length, then the message as a CBOR map."""
     fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
-    if isinstance(message, (MapStart, ReduceRuns)):
+    if isinstance(message, (MapStart, ReduceRuns, Configure, EncodeResult)):
         fields["job"] = dataclasses.asdict(message.job)
     body = wire.encode({"t": type(message).__name__, **fields})
     return _LENGTH.pack(len(body)) + body

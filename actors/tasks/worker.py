@@ -22,11 +22,16 @@ from ..core import wire
 from ..core.errors import KeyTooLarge, MapReduceError, ValueTooLarge
 from ..jobs import Catalog, Job
 from ..jobs.adapter import SdkJob
-from ..sdk import JobCodeError, MapReduceJob
+from ..jobs.result import as_mapping
+from ..sdk import JobCodeError, JobConfigError, MapReduceJob
 from . import protocol
 from .encoder import FrameEncoder
 from .protocol import (
     ChunkDone,
+    Configure,
+    Done,
+    Encoded,
+    EncodeResult,
     Failed,
     Frames,
     JobSpec,
@@ -45,7 +50,7 @@ TICK_GAP = 0.2  # seconds: the most often a busy worker says it is alive (the ac
 OUT_BLOCK = 1024 * 1024  # bytes of one partition's frames sent back at once
 PR_SET_PDEATHSIG = 1
 #: Errors whose cause is the job's code or its data: the same input fails the same way anywhere (not retried).
-DETERMINISTIC: tuple[type[MapReduceError], ...] = (JobCodeError, KeyTooLarge, ValueTooLarge)
+DETERMINISTIC: tuple[type[MapReduceError], ...] = (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge)
 
 
 class Outbox(FrameEncoder):
@@ -142,6 +147,14 @@ class Worker:
         if isinstance(message, ReduceRuns):
             self.what, self.job_name = "reducer", message.job.name
             return self.reduce(message)
+        if isinstance(message, Configure):
+            self.what, self.job_name = "configure", message.job.name
+            self.job(message.job)
+            return Done()
+        if isinstance(message, EncodeResult):
+            self.what, self.job_name = "order", message.job.name
+            result = wire.decode(message.result, self.cap)
+            return Encoded(self.job(message.job).encode(as_mapping(result)))
         raise MapReduceError(f"a task worker takes no {type(message).__name__} message")
 
     def ongoing(self) -> tuple[Outbox, MapStart]:
