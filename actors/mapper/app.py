@@ -97,7 +97,9 @@ def build_mapper(settings: Settings) -> web.Application:
 
 async def tasks_context(app: web.Application) -> AsyncIterator[None]:
     """The task processes that run user jobs' code: as long as the app, killed with it."""
-    app[TASKS] = TaskPool.of(app[SETTINGS])
+    settings = app[SETTINGS]
+    # At least a worker per assignment slot: an attempt never waits for one (it could not heartbeat meanwhile).
+    app[TASKS] = TaskPool.of(settings.replace(task_workers=max(settings.task_pool, settings.mapper_slots)))
     try:
         yield
     finally:
