@@ -495,3 +495,10 @@ async def test_an_order_that_exits_or_raises_fails_the_job_and_the_master_carrie
     job_id = await submit(cluster, {"job": "wordcount", "input": {"text": "still up\n"}})
     state, result = await outcome(cluster, job_id)
     assert state["state"] == "done" and result == {"still": 1, "up": 1}
+
+
+def test_mappers_and_reducers_see_a_user_job_without_running_its_configure(master_module: str) -> None:
+    """The actors' own view of a user job (to route, frame and check its values) runs none of its code: with
+    ``get`` this configure would exit the test process."""
+    view = load_catalog((master_module,)).view("hooks", {"configure": "exit"})
+    assert view.name == "hooks" and view.checksum({"a": [1, 2]}) == 2

@@ -49,7 +49,7 @@ from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
-from ..sdk import JobCodeError
+from ..sdk import JobCodeError, JobConfigError
 from ..tasks.calls import MapTask, user_spec
 from ..tasks.pool import TaskPool
 from ..tasks.protocol import JobSpec, MapStart
@@ -110,7 +110,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
     """Run one assignment; the answer is a frame stream: PROGRESS heartbeats, then SPLITDONE or SPLITFAILED."""
     settings = request.app[SETTINGS]
     assignment = from_wire(await read_cbor_body(request, settings.message_cap), Assignment)
-    job = request.app[JOBS].get(assignment.job_name, assignment.params)
+    job = request.app[JOBS].view(assignment.job_name, assignment.params)  # user code runs in task processes
     if request.app[IDENTITY].draining:
         raise Unavailable("mapper is shutting down")
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
@@ -143,7 +143,8 @@ async def assign(request: web.Request) -> web.StreamResponse:
             # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read (nor
             # a conflict, a key past MR_MAX_KEY, a value past MR_FRAME_CAP, or a job's own code failing): the job
             # fails at once, not after MR_MAX_ATTEMPTS.
-            retriable = not isinstance(error, (Conflict, KeyTooLarge, ValueTooLarge, InputError, JobCodeError))
+            retriable = not isinstance(error, (Conflict, KeyTooLarge, ValueTooLarge, InputError, JobCodeError,
+                                                JobConfigError))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             metrics.splits_failed.inc()

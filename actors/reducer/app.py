@@ -54,7 +54,7 @@ def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
     app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS],
                          memory=settings.reduce_memory, spool=settings.spool_dir,
-                         report_grace=settings.report_grace, report_budget=settings.report_budget)
+                         report_grace=settings.report_grace, report_budget=settings.report_budget, views=True)
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
@@ -157,7 +157,7 @@ async def _stream(request: web.Request, started: float) -> web.Response:
     # A job this reducer already reported had every split committed: the stream is checked whole, then a duplicate.
     state = ledger.receive(header)
     reported = state is None
-    job_def = ledger.catalog.get(header.job_name, header.params) if state is None else state.job_def
+    job_def = ledger.catalog.view(header.job_name, header.params) if state is None else state.job_def
     # Most streams decode to about DECODED_RATIO times their size, packed ones stay near it; one long key takes about
     # its size. Reserve the estimate (at most the whole budget) and let the staged frames grow it when they hold more.
     stage = Stage(job_def, settings.max_key)

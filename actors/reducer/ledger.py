@@ -103,11 +103,12 @@ class Ledger:
 
     def __init__(self, partition: int, clock: Callable[[], float], catalog: Catalog | None = None,
                  memory: int = 0, spool: str = "", report_grace: float = 300.0,
-                 report_budget: int = 64 * 1024 * 1024) -> None:
+                 report_budget: int = 64 * 1024 * 1024, views: bool = False) -> None:
         """``memory`` (MR_REDUCE_MEMORY): bytes of a general job's values held before spilling; 0 never spills.
         ``spool`` (MR_SPOOL_DIR): where runs are written. ``report_grace`` and ``report_budget`` (MR_REPORT_GRACE,
         MR_REPORT_BUDGET): how long and how much of the answers to reported jobs are kept (see reported.py)."""
         self.partition = partition
+        self.views = views  # jobs as actors that run no user code see them (Catalog.view): the reducer app's
         self.catalog = catalog if catalog is not None else load_catalog()
         self.clock = clock
         self.memory = memory
@@ -149,7 +150,7 @@ class Ledger:
                     raise Conflict(f"job {key.job} epoch {key.epoch} was started with other parameters")
                 state.touched = self.clock()
                 return state
-        job_def = self.catalog.get(header.job_name, header.params)
+        job_def = (self.catalog.view if self.views else self.catalog.get)(header.job_name, header.params)
         state = PartitionState(job=header.job, epoch=header.epoch, partition=header.partition,
                                partitions=header.partitions, job_def=job_def, touched=self.clock(),
                                merged=self._totals(job_def), params=header.params)
