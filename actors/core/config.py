@@ -52,7 +52,8 @@ class Timeouts:
     peers: float = _timeout(15.0, "how long a job waits for enough peers to appear")
     drain: float = _timeout(20.0, "SIGTERM: the whole budget to exit (finish work, then cancel it); keep it below "
                             "terminationGracePeriodSeconds minus the preStop sleep")
-    startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this")
+    startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this; a new task "
+                              "process too")
     retry_deadline: float = _timeout(60.0, "total time one narrow retry loop may take")
     recovery: float = _timeout(120.0, "how long a job waits for a lost reducer's ordinal to answer again")
     body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")

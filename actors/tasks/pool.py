@@ -19,8 +19,9 @@ class TaskPool:
     One lifetime, the actor's (its cleanup context calls :meth:`close`): no worker outlives it, and each worker
     also dies with the actor's process itself (actors.tasks.worker asks the kernel for that)."""
 
-    def __init__(self, size: int, cap: int, memory: int) -> None:
+    def __init__(self, size: int, cap: int, memory: int, startup: float) -> None:
         self.size = size
+        self.startup = startup  # MR_TIMEOUT_STARTUP: a new worker's first answer may take this long
         self.cap = cap
         self.memory = memory
         self.slots: asyncio.Queue[TaskProcess | None] = asyncio.Queue()
@@ -34,7 +35,7 @@ class TaskPool:
     def of(cls, settings: Settings) -> TaskPool:
         # The largest message either way: a chunk (with a line as long as MR_MAX_KEY), a block of frames, a result.
         cap = max(settings.chunk_size + settings.max_key, 2 * settings.frame_cap, settings.result_cap) + RESULT_SLACK
-        return cls(settings.task_pool, cap, settings.task_memory)
+        return cls(settings.task_pool, cap, settings.task_memory, settings.timeouts.startup)
 
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[TaskProcess]:
@@ -47,7 +48,7 @@ class TaskPool:
                 if held is not None:
                     await self._retire(held)
                     held = None
-                held = await TaskProcess.start(self.cap, self.memory)
+                held = await TaskProcess.start(self.cap, self.memory, self.startup)
                 self.processes.add(held)
                 self.started += 1
             yield held

@@ -34,20 +34,22 @@ class TaskProcess:
     """One running worker; :meth:`call` makes one request. A process whose request did not end cleanly (it failed,
     stalled, or its caller was cancelled) is :attr:`spent`: its owner kills it and starts another."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, cap: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, cap: int, startup: float) -> None:
         self.proc = proc
         self.cap = cap
+        self.startup = startup  # the first answer may take this long: the worker imports Python and the jobs first
+        self.answered = False
         self.spent = False
 
     @classmethod
-    async def start(cls, cap: int, memory: int) -> TaskProcess:
+    async def start(cls, cap: int, memory: int, startup: float) -> TaskProcess:
         env = dict(os.environ)
         # The actor's own import path, so the worker imports the same job modules (tests add theirs to sys.path).
         env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "actors.tasks.worker", "--parent", str(os.getpid()), "--cap", str(cap),
             "--memory", str(memory), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
-        return cls(proc, cap)
+        return cls(proc, cap, startup)
 
     @property
     def pid(self) -> int:
@@ -65,6 +67,10 @@ class TaskProcess:
         silent for ``silence`` seconds (it is killed); a deterministic failure raises as its own error."""
         self.spent = True  # until the answer is read whole
         assert self.proc.stdin is not None
+        if not self.answered:  # a new worker says hello once it has imported Python and this package
+            hello = await self._receive(label, self.startup, "did not start within {:g} s (MR_TIMEOUT_STARTUP)")
+            if not isinstance(hello, Tick):
+                raise WireError(f"{label}: a task process began with {type(hello).__name__}")
         try:
             self.proc.stdin.write(protocol.encode(message))
             await self.proc.stdin.drain()
@@ -91,7 +97,8 @@ class TaskProcess:
             self.spent = False
             return reply
 
-    async def _receive(self, label: str, silence: float) -> Message:
+    async def _receive(self, label: str, silence: float,
+                       stalled: str = "made no progress for {:g} s (MR_TIMEOUT_LEASE)") -> Message:
         assert self.proc.stdout is not None
         try:
             async with asyncio.timeout(silence):
@@ -101,7 +108,8 @@ class TaskProcess:
             raise await self._died(label, silence) from None
         except TimeoutError:
             await self.kill()
-            raise TaskFailed(f"{label} made no progress for {silence:g} s (MR_TIMEOUT_LEASE); killed") from None
+            raise TaskFailed(f"{label} {stalled.format(silence)}; killed") from None
+        self.answered = True
         return protocol.decode(body, self.cap)
 
     async def _died(self, label: str, silence: float) -> TaskFailed:

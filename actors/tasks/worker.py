@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
-    return Worker(inp, out, args.cap, args.memory).serve()
+    worker = Worker(inp, out, args.cap, args.memory)
+    worker.send(Tick(0))  # ready: the actor's startup bound ends here, each request's own bound starts
+    return worker.serve()
 
 
 if __name__ == "__main__":
