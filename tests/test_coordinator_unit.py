@@ -15,7 +15,7 @@ import pytest
 from actors.core.config import Settings, Timeouts
 from actors.core.messages import Assignment, PartFile, Report
 from actors.inputs.ref import SERVED, InputRef
-from actors.jobs.result import as_mapping
+from actors.jobs.result import Result, as_mapping
 from actors.master.coordinator import Coordinator
 from actors.master.record import JobRecord
 from actors.master.splitview import entry
@@ -83,8 +83,12 @@ def make_job(
     record = JobRecord(id=job_id, epoch=7, job_name=job_name, input=InputRef(SERVED, location, "book.txt", len(data)),
                        created=0.0, split_size=split_size)
     kept: list[dict[str, Any]] = []
+
+    async def keep(result: Result) -> None:  # the master keeps a result as an awaited call (a task may encode it)
+        kept.append(dict(as_mapping(result)))
+
     coordinator = Coordinator(record, settings, transport, discovery, slots or MapperSlots(settings.mapper_slots),
-                              clock or FakeClock(), keep=lambda result: kept.append(dict(as_mapping(result))))
+                              clock or FakeClock(), keep=keep)
     return Job(coordinator, record, data, kept)
 
 

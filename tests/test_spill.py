@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from actors.core.errors import InsufficientStorage, WireError
 from actors.core.messages import Data, StreamHeader
 from actors.jobs import load_catalog
-from actors.reducer import spill
 from actors.reducer.app import LEDGER
 from actors.reducer.ledger import Ledger
-from actors.reducer.spill import SpillRuns, grouped, merge_records, read_run, write_run
 from actors.reducer.stage import Stage
 from actors.reducer.totals import SpillingTotals
 from actors.sequential import run_job
+from actors.tasks import runs as spill
+from actors.tasks.runs import SpillRuns, grouped, merge_records, read_run, write_run
 
 from .conftest import ClusterFactory, eventually
 

@@ -47,7 +47,8 @@ class Timeouts:
 
     connect: float = _timeout(3.0, "opening a connection to a peer")
     request: float = _timeout(30.0, "one small request/response between actors")
-    lease: float = _timeout(30.0, "a mapper silent this long on its assignment loses the split")
+    lease: float = _timeout(30.0, "a mapper silent this long on its assignment loses the split; a task process with "
+                            "no progress this long is killed")
     stream_idle: float = _timeout(30.0, "a shuffle stream or input read silent this long is dropped")
     stage_wait: float = _timeout(10.0, "a reducer waits this long for staging budget, then answers 503")
     finalize: float = _timeout(120.0, "a reducer's finalize answer (large totals take a while)")
@@ -55,7 +56,8 @@ class Timeouts:
     peers: float = _timeout(15.0, "how long a job waits for enough peers to appear")
     drain: float = _timeout(20.0, "SIGTERM: the whole budget to exit (finish work, then cancel it); keep it below "
                             "terminationGracePeriodSeconds minus the preStop sleep")
-    startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this")
+    startup: float = _timeout(20.0, "local cluster: an actor process must be ready within this; a new task "
+                              "process too")
     recovery: float = _timeout(120.0, "how long a job waits for a lost reducer's ordinal to answer again")
     body_idle: float = _timeout(30.0, "a request body (upload or JSON) silent this long is cut off with 408")
     body: float = _timeout(3600.0, "a request body must arrive whole within this, however steadily it trickles")
@@ -159,6 +161,13 @@ class Settings:
                            "at once", low=1)
     job_modules: tuple[str, ...] = setting("MR_JOB_MODULES", (), "modules of user jobs (MapReduceJob classes), "
                                            "comma-separated, importable on every actor and imported at startup")
+    task_workers: int = setting("MR_TASK_WORKERS", 0, "task processes per mapper and reducer that run user jobs' "
+                                f"code (never the actor's event loop); {DERIVED}: the cores this actor may use",
+                                low=0, count=True)
+    task_memory: int = setting("MR_TASK_MEMORY", 4096 * MiB, "address space one task process may use (RLIMIT_AS); "
+                               "past it the attempt fails and is retried; 0: no limit", low=0)
+    task_batch: int = setting("MR_TASK_BATCH", 64, "lines (or keys, reducing) a task process runs between two "
+                              "progress reports; one batch must finish within MR_TIMEOUT_LEASE", low=1, count=True)
     native_kernel: bool = setting("MR_NATIVE_KERNEL", True, "mappers count word-count chunks with the native kernel "
                                   "when it is built; false: the pure-Python path (for comparison)")
     reduce_memory: int = setting("MR_REDUCE_MEMORY", 256 * MiB, "bytes of a general job's values (no combiner) a "
@@ -262,6 +271,14 @@ class Settings:
     def output_base(self) -> str:
         """The root output directories are confined to: MR_OUTPUT_ROOT, else the data root."""
         return self.output_root or self.data_root
+
+    @property
+    def task_pool(self) -> int:
+        """Task processes per actor: MR_TASK_WORKERS, else the cores this process may run on (at least 1)."""
+        if self.task_workers:
+            return self.task_workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, cores or 1)
 
     @property
     def peer_backoff(self) -> Backoff:

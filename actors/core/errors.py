@@ -164,6 +164,13 @@ class JobFailed(MapReduceError):
 
     code = "job_failed"
 
+
+class TaskFailed(MapReduceError):
+    """A task process running a job's code exited, was killed, stalled or ran out of memory: its attempt fails and
+    is retried (the message names the job, the function and what happened)."""
+
+    code = "task_failed"
+
 def describe(exc: BaseException) -> str:
     """A short text for an exception from the network or the OS, for error messages."""
     if isinstance(exc, TimeoutError):

@@ -25,6 +25,7 @@ BUILT_INS: tuple[type[MapReduceJob], ...] = (WordCount, InvertedIndex, Grep, Med
 #: The job a submission that names none runs, and the one ``GET /compute`` runs (the original's word count).
 DEFAULT_JOB = WordCount.name
 ENTRY_POINTS = "mapreduce_actors.jobs"
+BUILT_IN = "built-in"  # the origin of a built-in job: our own code, which a master may run in its own process
 
 
 class Catalog:
@@ -59,6 +60,17 @@ class Catalog:
         job = self.sdk(name, params)
         engine: Job | None = job.engine()
         return engine if engine is not None else SdkJob(job)
+
+    def view(self, name: str, params: Mapping[str, Any] | None = None) -> Job:
+        """The job as an actor that runs no user code sees it: a built-in's engine (our own code, configured here),
+        or the SDK adapter over an instance the job's own ``__init__`` and ``configure`` never ran on. Such an actor
+        only routes, frames and checks the job's values; its code (and its configure) runs in task processes."""
+        cls = self.classes.get(name)
+        if cls is None or self.origins[name] == BUILT_IN:
+            return self.get(name, params)  # an unknown name: the same 400
+        job = cls.__new__(cls)
+        MapReduceJob.__init__(job, params)
+        return SdkJob(job)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every job with its parameters and docstring, for ``GET /v1/jobs/kinds`` and ``mapreduce jobs``."""
@@ -136,7 +148,7 @@ def load_catalog(modules: tuple[str, ...] = ()) -> Catalog:
 
     Cached per module list: an actor builds it once at startup, every request reads it.
     """
-    classes: list[tuple[type[MapReduceJob], str]] = [(cls, "built-in") for cls in BUILT_INS]
+    classes: list[tuple[type[MapReduceJob], str]] = [(cls, BUILT_IN) for cls in BUILT_INS]
     classes.extend(_entry_point_jobs())
     for module_name in modules:
         module = _import(module_name)

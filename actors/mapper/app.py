@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -48,14 +49,20 @@ from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
-from ..sdk import JobCodeError
+from ..sdk import JobCodeError, JobConfigError
+from ..tasks.calls import MapTask, user_spec
+from ..tasks.pool import TaskPool
+from ..tasks.protocol import JobSpec, MapStart
 from .spool import Spool
+
+T = TypeVar("T")
 
 UNBOUNDED = 1 << 62  # the end of a split that owns every line of its (decompressed) input
 PROGRESS_GAP = 0.1  # seconds: the most often a mapper sends an assignment's master a progress heartbeat
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 MAPPER_METRICS = web.AppKey("mapper_metrics", MapperMetrics)
+TASKS = web.AppKey("tasks", TaskPool)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ def build_mapper(settings: Settings) -> web.Application:
     app[MAPPER_METRICS] = MapperMetrics(app[METRICS])
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
+    app.cleanup_ctx.append(tasks_context)
     app.router.add_post("/internal/v1/assign", assign)
     # Once per process: which native kernel this mapper runs (the native one may be absent or switched off).
     log.info("map_kernel", native=NATIVE and settings.native_kernel, status=native_status(),
@@ -87,18 +95,30 @@ def build_mapper(settings: Settings) -> web.Application:
     return app
 
 
+async def tasks_context(app: web.Application) -> AsyncIterator[None]:
+    """The task processes that run user jobs' code: as long as the app, killed with it."""
+    settings = app[SETTINGS]
+    # At least a worker per assignment slot: an attempt never waits for one (it could not heartbeat meanwhile).
+    app[TASKS] = TaskPool.of(settings.replace(task_workers=max(settings.task_pool, settings.mapper_slots)))
+    try:
+        yield
+    finally:
+        await app[TASKS].close()
+
+
 async def assign(request: web.Request) -> web.StreamResponse:
     """Run one assignment; the answer is a frame stream: PROGRESS heartbeats, then SPLITDONE or SPLITFAILED."""
     settings = request.app[SETTINGS]
     assignment = from_wire(await read_cbor_body(request, settings.message_cap), Assignment)
-    job = request.app[JOBS].get(assignment.job_name, assignment.params)
+    job = request.app[JOBS].view(assignment.job_name, assignment.params)  # user code runs in task processes
     if request.app[IDENTITY].draining:
         raise Unavailable("mapper is shutting down")
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
     await response.prepare(request)
     client = PeerClient(request.app[SESSION], settings)
     metrics = request.app[MAPPER_METRICS]
-    run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY], metrics)
+    run = MapRun(assignment, job, settings, client, HttpTransport(client), request.app[DISCOVERY], metrics,
+                 tasks=request.app[TASKS])
     fields = {"job": assignment.job, "epoch": assignment.epoch, "split": assignment.split,
               "attempt": assignment.attempt}
     log.debug("split_started", **fields, start=assignment.start, end=assignment.end)
@@ -123,7 +143,8 @@ async def assign(request: web.Request) -> web.StreamResponse:
             # Retrying elsewhere cannot help an input the address policy refuses or a path that cannot be read (nor
             # a conflict, a key past MR_MAX_KEY, a value past MR_FRAME_CAP, or a job's own code failing): the job
             # fails at once, not after MR_MAX_ATTEMPTS.
-            retriable = not isinstance(error, (Conflict, KeyTooLarge, ValueTooLarge, InputError, JobCodeError))
+            retriable = not isinstance(error, (Conflict, KeyTooLarge, ValueTooLarge, InputError, JobCodeError,
+                                                JobConfigError))
             outcome = SplitFailed(assignment.job, assignment.epoch, assignment.split, assignment.attempt,
                                   cause=error.message, retriable=retriable)
             metrics.splits_failed.inc()
@@ -150,7 +171,9 @@ class MapRun:
         transport: Transport,
         discovery: Discovery,
         metrics: MapperMetrics | None = None,
+        tasks: TaskPool | None = None,
     ) -> None:
+        """``tasks``: where a user job's code runs (None: here, as a unit test's run does)."""
         self.a = assignment
         self.job = job
         self.settings = settings
@@ -162,6 +185,8 @@ class MapRun:
         self.bytes_read = 0
         self.keys = 0
         self.acks: dict[int, StreamAck] = {}
+        self.tasks = tasks
+        self.lines = 0  # lines a task process mapped so far in the current chunk
 
     def _progress(self) -> Progress:
         return Progress(self.a.job, self.a.epoch, self.a.split, self.a.attempt, self.bytes_read)
@@ -191,8 +216,10 @@ class MapRun:
         spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
                       frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel)
         self.metrics.spools.add(spool)
+        spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
-            async with contextlib.aclosing(self._map(spool)) as mapping:
+            stream = self._map(spool) if spec is None else self._map_in_task(spool, spec)
+            async with contextlib.aclosing(stream) as mapping:
                 async for progress in mapping:
                     yield progress
             log.debug("split_mapped", job=self.a.job, split=self.a.split, attempt=self.a.attempt, keys=self.keys,
@@ -236,6 +263,59 @@ class MapRun:
         spool.flush()
         self.keys = spool.total_keys
         yield self._progress()
+
+    async def _map_in_task(self, spool: Spool, spec: JobSpec) -> AsyncGenerator[Progress, None]:
+        """Map in a task process: the chunks go to it, its encoded frames come back into the spool, and this loop
+        stays free (heartbeats go on) while user code works."""
+        assert self.tasks is not None
+        s = self.settings
+        start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
+                         s.max_key, s.task_batch)
+        chunker = Chunker(s.chunk_size, s.max_key)
+        async with self.tasks.worker() as process:
+            task = MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
+            async for progress in self._meanwhile(task.open()):
+                yield progress
+            owned, blocks = self._owned_blocks()
+            try:
+                async for block in blocks:
+                    data = owned.feed(block)
+                    self.bytes_read += len(data)
+                    self.metrics.bytes_read.inc(len(data))
+                    for piece in chunker.feed(data):
+                        async for progress in self._meanwhile(task.feed(piece)):
+                            yield progress
+                    yield self._progress()
+                    if owned.done:
+                        break
+            finally:
+                await blocks.aclose()
+            for piece in chunker.finish():
+                async for progress in self._meanwhile(task.feed(piece)):
+                    yield progress
+            finishing = asyncio.ensure_future(task.finish())
+            async for progress in self._meanwhile(finishing):
+                yield progress
+            spool.settle(finishing.result())
+        self.keys = spool.total_keys
+        yield self._progress()
+
+    def _mapped(self, lines: int) -> None:
+        self.lines = lines
+
+    async def _meanwhile(self, work: Awaitable[T]) -> AsyncGenerator[Progress, None]:
+        """Await ``work`` (a task process's answer), heartbeating every third of a lease while it runs."""
+        future = asyncio.ensure_future(work)
+        try:
+            while not future.done():
+                await asyncio.wait({future}, timeout=self.settings.timeouts.lease / 3)
+                if not future.done():
+                    yield self._progress()
+            future.result()
+        finally:
+            if not future.done():
+                future.cancel()
+                await asyncio.gather(future, return_exceptions=True)
 
     async def _send_all(self, spool: Spool) -> None:
         partitions = self.a.only_partitions or list(range(self.a.partitions))

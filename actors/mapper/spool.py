@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
-from ..core import wire
 from ..core.config import MiB, Settings
-from ..core.density import too_dense
-from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
-from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
-from ..core.partition import split_by_partition
-from ..jobs import CountTable, Job, byte_table_of, packing_of
+from ..core.errors import WireError
+from ..core.messages import Commit
+from ..jobs import Job
+from ..tasks.encoder import FRAME_OVERHEAD, FrameEncoder
+from ..tasks.protocol import MapDone
+
+__all__ = ["FRAME_OVERHEAD", "Spool"]
 
 READ_BLOCK = 256 * 1024
-# Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
-# the string headers (at most 31 bytes, counted from the encoding; kept generous).
-FRAME_OVERHEAD = 40
 
 
-class Spool:
-    """Partial values for every partition of one split, held as encoded DATA frames (in memory, then on disk)."""
+class Spool(FrameEncoder):
+    """Partial values for every partition of one split, held as encoded DATA frames (in memory, then on disk).
+
+    Frames are encoded here (:meth:`feed`, for a native engine) or by a task process, which sends them as bytes
+    (:meth:`absorb`, then :meth:`settle` with its counts)."""
 
     def __init__(
         self,
@@ -36,142 +36,30 @@ class Spool:
         max_key: int = Settings.max_key,  # MR_MAX_KEY's default
         native: bool = True,
     ) -> None:
-        self.job = job
-        self.partitions = partitions
-        self.key_budget = key_budget
-        self.frame_cap = frame_cap
-        self.frame_keys = frame_keys
-        self.max_key = max_key
+        super().__init__(job, partitions, key_budget, frame_cap, frame_keys=frame_keys, max_key=max_key,
+                         native=native)
         self.memory_limit = memory_limit
-        self._acc: dict[str, Any] = job.partial()
-        # The engine's capabilities (actors.jobs.engine), resolved once: a table that maps raw bytes (no per-chunk
-        # decode here), and a packing that ships COLUMNS frames (None: CBOR maps; the engine decides when packing
-        # pays, e.g. only with its native kernel built and MR_NATIVE_KERNEL on).
-        self.table: CountTable | None = byte_table_of(job, partitions, native)
-        self.packing = packing_of(job, native)
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
-        self.frames = [0] * partitions
-        self.keys = [0] * partitions
-        self.checksums = [0] * partitions
-        self.sizes = [0] * partitions
 
-    def feed(self, data: bytes, source: str) -> None:
-        """Map one chunk of whole lines (raw UTF-8, errors replaced); flush once past the key budget."""
-        if self.table is None:
-            self.map(data.decode("utf-8", "replace"), source)
-            return
-        self.table.feed(data)
-        if len(self.table) >= self.key_budget:
-            self.flush()
-
-    def map(self, text: str, source: str) -> None:
-        """Map one decoded chunk into the combined partial values; flush once past the key budget."""
-        if self.table is not None:
-            self.feed(text.encode("utf-8", "surrogatepass"), source)
-            return
-        self.job.map_into(self._acc, text, source)
-        if self.job.weight(self._acc) >= self.key_budget:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.table is not None and self.packing is not None:  # frames cut by the table: no dicts made at all
-            for partition, frames in enumerate(self.table.take_columns(self.frame_keys, self.frame_cap)):
-                for keys, ends, counts, checksum in frames:
-                    self._write_columns(partition, Columns(keys, ends, counts), checksum)
-            return
-        if self.table is not None:
-            parts = self.table.take()
-        else:
-            acc, self._acc = self._acc, self.job.partial()
-            if not acc:
-                return
-            parts = split_by_partition(acc, self.partitions)
-        for partition, items in enumerate(parts):
-            if items:
-                self._write(partition, items)
-
-    def _write(self, partition: int, items: dict[str, Any]) -> None:
-        if len(items) > self.frame_keys:
-            # A reducer decodes a frame in one go on its event loop: a key count bounds how long that takes.
-            ordered = iter(items)
-            for _ in range(0, len(items), self.frame_keys):
-                self._write(partition, {k: items[k] for k in itertools.islice(ordered, self.frame_keys)})
-            return
-        if len(items) == 1 and len(next(iter(items))) > self.frame_cap:
-            self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
-            return
-        try:
-            if self.packing is not None:
-                encoded = wire.frame(to_wire(self.packing.pack(items)), self.frame_cap)
-            else:
-                encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
-                if too_dense(encoded[wire.PREFIX:], self.frame_keys):  # a reducer would refuse it: cut it as too large
-                    raise PayloadTooLarge(f"a frame of {len(items)} keys holds more lists and maps than a reducer "
-                                          "takes")
-        except PayloadTooLarge:
-            if len(items) == 1:
-                ((key, value),) = items.items()
-                if type(value) is list and len(value) > 1:
-                    # One key's many values (an SDK job without a combiner): in several frames, which a reducer
-                    # merges by the job's own combine, exactly as if they had come in one.
-                    half = len(value) // 2
-                    self._write(partition, {key: value[:half]})
-                    self._write(partition, {key: value[half:]})
-                    return
-                self._write_long(partition, items)
-                return
-            keys = list(items)
-            half = len(keys) // 2
-            self._write(partition, {k: items[k] for k in keys[:half]})
-            self._write(partition, {k: items[k] for k in keys[half:]})
-            return
-        self._append(partition, encoded)
-        self.keys[partition] += len(items)
-        self.checksums[partition] += self.job.checksum(items)
-
-    def _write_columns(self, partition: int, columns: Columns, checksum: int) -> None:
-        """One COLUMNS frame cut by the table (at MR_FRAME_KEYS keys and about the frame cap)."""
-        assert self.packing is not None
-        try:
-            encoded = wire.frame(to_wire(columns), self.frame_cap)
-        except PayloadTooLarge:
-            # One key too long for a frame (it travels in pieces), or a frame over the table's size estimate.
-            self._write(partition, self.packing.unpack(columns))
-            return
-        self._append(partition, encoded)
-        self.keys[partition] += len(columns)
-        self.checksums[partition] += checksum
-
-    def _write_long(self, partition: int, items: dict[str, Any]) -> None:
-        """One key too long for a frame: KEYPART frames with its pieces, then a DATA frame with the last piece."""
-        ((key, value),) = items.items()
-        encoded = key.encode("utf-8")
-        if len(encoded) > self.max_key:
-            raise KeyTooLarge(f"a word of {len(encoded)} bytes is longer than the longest key allowed "
-                              f"(MR_MAX_KEY={self.max_key})")
-        size = len(wire.encode(value))
-        room = self.frame_cap - FRAME_OVERHEAD - size
-        if room < 4:  # not even one character fits beside the value
-            raise ValueTooLarge(f"job {self.job.name!r}: a value of {size} bytes (key {shown(key)}) does not fit a "
-                                f"shuffle frame of {self.frame_cap} bytes (MR_FRAME_CAP)")
-        start = 0
-        while len(encoded) - start > room:
-            end = start + room
-            while encoded[end] & 0xC0 == 0x80:  # never cut inside a character
-                end -= 1
-            self._append(partition, wire.frame(to_wire(KeyPart(encoded[start:end].decode("utf-8"))), self.frame_cap))
-            start = end
-        last = {encoded[start:].decode("utf-8"): value}
-        self._append(partition, wire.frame(to_wire(Data(last)), self.frame_cap))
-        self.keys[partition] += 1
-        self.checksums[partition] += self.job.checksum(items)
-
-    def _append(self, partition: int, encoded: bytes) -> None:
+    def _store(self, partition: int, encoded: bytes) -> None:
         self._files[partition].write(encoded)
-        self.frames[partition] += 1
-        self.sizes[partition] += len(encoded)
+
+    def absorb(self, partition: int, blob: bytes, frames: int) -> None:
+        """Frames a task process encoded for ``partition``, appended as they are."""
+        if not 0 <= partition < self.partitions:
+            raise WireError(f"a task process sent frames for partition {partition} of {self.partitions}")
+        self._files[partition].write(blob)
+        self.frames[partition] += frames
+        self.sizes[partition] += len(blob)
+
+    def settle(self, done: MapDone) -> None:
+        """The task process's counts per partition, once every frame is absorbed (they must agree)."""
+        if done.frames != self.frames or done.sizes != self.sizes or len(done.keys) != self.partitions:
+            raise WireError("a task process's frame counts disagree with the frames it sent")
+        self.keys = list(done.keys)
+        self.checksums = list(done.checksums)
 
     def commit(self, partition: int) -> Commit:
         return Commit(frames=self.frames[partition], keys=self.keys[partition], checksum=self.checksums[partition])
@@ -189,10 +77,6 @@ class Spool:
         if not self.memory_limit:  # SpooledTemporaryFile's max_size 0: it never moves to disk
             return 0
         return sum(size for size in self.sizes if size > self.memory_limit)
-
-    @property
-    def total_keys(self) -> int:
-        return sum(self.keys)
 
     def close(self) -> None:
         for file in self._files:

@@ -6,19 +6,21 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..core.errors import JobFailed, Unavailable
+from ..core.errors import JobFailed, TaskFailed, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import SERVED, InputRef
+from ..jobs.catalog import BUILT_IN
 from ..jobs.result import Result, as_mapping
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS
 from ..net.client import PeerClient
 from ..net.transport import HttpTransport
+from ..tasks.calls import class_spec, encode_result
 from .coordinator import Coordinator
-from .keys import CLAIMS, JOURNAL, MASTER_METRICS, REGISTRY, RESULTS, SESSION, SLOTS, STORE
+from .keys import CLAIMS, JOURNAL, MASTER_METRICS, REGISTRY, RESULTS, SESSION, SLOTS, STORE, TASKS
 from .outputs import JobOutput, OutputClaim
 from .readiness import READY
 from .record import JobRecord
@@ -99,15 +101,19 @@ def job_links(record: JobRecord) -> dict[str, str]:
     return {"status": f"/v1/jobs/{record.id}", "result": f"/v1/jobs/{record.id}/result"}
 
 
-def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], HeldResult | None]:
+def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], Awaitable[HeldResult | None]]:
     """What the coordinator calls with a finished result: encode it once and hold it within the results budget
-    (a job with an output has its result in its directory: nothing to hold)."""
+    (a job with an output has its result in its directory: nothing to hold). A user job's result is encoded in a
+    task process (its ``order`` is user code): the payload is made first, then held."""
 
-    def keep(result: Result) -> HeldResult | None:
+    async def keep(result: Result) -> HeldResult | None:
         if record.output:
             return None
+        catalog = app[JOBS]
+        encode: Callable[[Result], bytes] = catalog.get(record.job_name, record.params).encode \
+            if catalog.origins[record.job_name] == BUILT_IN else (await _encoded_in_task(app, record, result)).get
         try:
-            held = app[RESULTS].hold(record.id, result, app[JOBS].get(record.job_name, record.params).encode)
+            held = app[RESULTS].hold(record.id, result, encode)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
             raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
         log.debug("result_held", job=record.id, epoch=record.epoch, bytes=held.size, held_bytes=app[RESULTS].held_bytes)
@@ -116,12 +122,30 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], HeldR
     return keep
 
 
-def _answerer(app: web.Application, record: JobRecord) -> Callable[[Result], None]:
+class _Encoded:
+    """A result a task process encoded: what :meth:`Results.hold` asks its encoder for."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def get(self, result: Result) -> bytes:
+        return self.payload
+
+
+async def _encoded_in_task(app: web.Application, record: JobRecord, result: Result) -> _Encoded:
+    spec = class_spec(app[JOBS].classes[record.job_name], record.params)
+    try:
+        return _Encoded(await encode_result(app[TASKS], spec, as_mapping(result), app[SETTINGS].timeouts.finalize))
+    except TaskFailed as error:  # it exited, crashed or hung: this job fails, the master carries on
+        raise JobFailed(error.message) from None
+
+
+def _answerer(app: web.Application, record: JobRecord) -> Callable[[Result], Awaitable[None]]:
     """What the coordinator calls with an interactive (``/compute``) job's result: its answer, encoded once, kept on
     the record for the request waiting on it. Entries in the job's top order and in json.dumps' own spacing, as the
     original answered; small by construction (the text came in one request line, at most MR_MAX_LINE bytes)."""
 
-    def keep(result: Result) -> None:
+    async def keep(result: Result) -> None:
         entries = as_mapping(result)
         ordered = dict(app[JOBS].get(record.job_name, record.params).top(entries, len(entries)))
         try:

@@ -13,12 +13,13 @@ from ..core.logs import EventLog
 from ..net.actor import DISCOVERY, DRAIN, JOBS, SETTINGS, base_app, discovery_context
 from ..net.client import session_context
 from ..net.metrics import METRICS, MasterMetrics
+from ..tasks.pool import TaskPool
 from .admit import job_links
 from .body import UploadSlots
 from .compute import compute
 from .joblogs import job_logs
 from .journal import Journal
-from .keys import CLAIMS, JOURNAL, MASTER_METRICS, REGISTRY, RESULTS, SESSION, SLOTS, STORE, UPLOADS
+from .keys import CLAIMS, JOURNAL, MASTER_METRICS, REGISTRY, RESULTS, SESSION, SLOTS, STORE, TASKS, UPLOADS
 from .limits import count_param
 from .openapi import openapi
 from .outputs import OutputClaims
@@ -38,6 +39,19 @@ RESTARTED = "the master restarted while this job was running; resubmit it (with 
 log = EventLog(__name__)
 
 
+MASTER_TASKS = 2  # at most: a master runs only configure and order of user jobs there, seldom and briefly
+
+
+async def _tasks_context(app: web.Application) -> AsyncIterator[None]:
+    """The task processes that run user jobs' configure and order: as long as the app, killed with it."""
+    settings = app[SETTINGS]
+    app[TASKS] = TaskPool.of(settings.replace(task_workers=min(MASTER_TASKS, settings.task_pool)))
+    try:
+        yield
+    finally:
+        await app[TASKS].close()
+
+
 def build_master(settings: Settings) -> web.Application:
     expected_reducers(settings)  # refuse to start without knowing how many reducers to wait for
     app = base_app(settings, client_max_size=settings.max_json)
@@ -46,6 +60,7 @@ def build_master(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(session_context(SESSION))
     app.cleanup_ctx.append(discovery_context)
     app.cleanup_ctx.append(readiness_context)
+    app.cleanup_ctx.append(_tasks_context)  # before the jobs: running jobs end before their workers go
     app.cleanup_ctx.append(_jobs_context)
     app.router.add_get("/compute", compute)
     app.router.add_post("/v1/jobs", submit)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.config import Settings
@@ -63,7 +63,7 @@ class Coordinator:
         discovery: Discovery,
         slots: MapperSlots,
         clock: Callable[[], float],
-        keep: Callable[[Result], object],
+        keep: Callable[[Result], Awaitable[object]],
         metrics: MasterMetrics | None = None,
         policy: WorkerPolicy | None = None,
         inline: bytes = b"",
@@ -101,7 +101,7 @@ class Coordinator:
             record.transition(JobState.FINALIZING)
             result = await self.collector.collect(self._recover)
             collected = self.clock()
-            self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
+            await self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
             # The one INFO line of a finished job, with where its time went (per split and stream: DEBUG).

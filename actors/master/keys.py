@@ -6,6 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from ..net.metrics import MasterMetrics
+from ..tasks.pool import TaskPool
 from .body import UploadSlots
 from .journal import Journal
 from .outputs import OutputClaims
@@ -23,3 +24,4 @@ RESULTS = web.AppKey("results", Results)
 MASTER_METRICS = web.AppKey("master_metrics", MasterMetrics)
 CLAIMS = web.AppKey("claims", OutputClaims)
 UPLOADS = web.AppKey("uploads", UploadSlots)
+TASKS = web.AppKey("tasks", TaskPool)  # where a user job's configure and order run (actors.tasks)

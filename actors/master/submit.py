@@ -11,15 +11,18 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core.errors import BadRequest, PayloadTooLarge, shown_all
+from ..core.errors import BadRequest, PayloadTooLarge, TaskFailed, shown_all
 from ..inputs.ref import InputRef
 from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
+from ..jobs.catalog import BUILT_IN
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
+from ..sdk import JobConfigError
+from ..tasks.calls import class_spec, configure
 from .admit import job_links, ready_for_jobs, start_job
 from .body import UPLOAD_BLOCK, body_pace, read_block
 from .jobcheck import check_job_everywhere
-from .keys import CLAIMS, REGISTRY, SESSION, STORE, UPLOADS
+from .keys import CLAIMS, REGISTRY, SESSION, STORE, TASKS, UPLOADS
 from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost
 from .outputs import OutputClaim, claim_output
 from .record import many_inputs
@@ -168,7 +171,14 @@ async def check_job(app: web.Application, name: str, params: Any) -> None:
     if not isinstance(params, dict):
         raise BadRequest('"params" must be an object of string values')
     catalog = app[JOBS]
-    catalog.sdk(name, params)
+    if catalog.origins.get(name) == BUILT_IN or name not in catalog.classes:
+        catalog.sdk(name, params)  # our own code: checked here (an unknown name is a 400 from here too)
+    else:
+        spec = class_spec(catalog.classes[name], params)
+        try:
+            await configure(app[TASKS], spec, app[SETTINGS].timeouts.request)
+        except TaskFailed as error:  # it hung, exited or crashed: the submission's fault, never the master's
+            raise JobConfigError(error.message) from None
     await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
                                app[SETTINGS].timeouts.connect)
 

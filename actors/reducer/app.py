@@ -13,7 +13,7 @@ from aiohttp import web
 from ..core import wire
 from ..core.config import Settings
 from ..core.density import container_bound, container_limit, count_containers
-from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, WireError
+from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, TaskFailed, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
     Columns,
@@ -35,14 +35,18 @@ from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, disco
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from ..sdk import JobCodeError
+from ..tasks.calls import decode_result, reduce_runs, user_spec
+from ..tasks.pool import TaskPool
 from .budget import Reservation, StagingBudget, reservation
 from .ledger import DUPLICATE, Ledger, PartitionState
 from .output import write_output
 from .stage import Stage
+from .totals import SpillingTotals
 
 LEDGER = web.AppKey("ledger", Ledger)
 BUDGET = web.AppKey("budget", StagingBudget)
 REDUCER_METRICS = web.AppKey("reducer_metrics", ReducerMetrics)
+TASKS = web.AppKey("tasks", TaskPool)
 
 log = EventLog(__name__)
 
@@ -51,7 +55,7 @@ def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
     app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS],
                          memory=settings.reduce_memory, spool=settings.spool_dir,
-                         report_grace=settings.report_grace, report_budget=settings.report_budget)
+                         report_grace=settings.report_grace, report_budget=settings.report_budget, views=True)
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,
@@ -59,6 +63,7 @@ def build_reducer(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(discovery_context)  # reducers are found by others: with mDNS this registers us
     app.cleanup_ctx.append(_janitor)
     app.cleanup_ctx.append(_spills)
+    app.cleanup_ctx.append(_tasks)
     app.router.add_post("/internal/v1/shuffle", shuffle)
     app.router.add_post("/internal/v1/finalize", finalize)
     app.router.add_post("/internal/v1/release", release)
@@ -75,6 +80,15 @@ async def _spills(app: web.Application) -> AsyncIterator[None]:
     """The ledger's spill thread and files live as long as the app."""
     yield
     await asyncio.to_thread(app[LEDGER].close)
+
+
+async def _tasks(app: web.Application) -> AsyncIterator[None]:
+    """The task processes that run user jobs' reducers: as long as the app, killed with it."""
+    app[TASKS] = TaskPool.of(app[SETTINGS])
+    try:
+        yield
+    finally:
+        await app[TASKS].close()
 
 
 async def _janitor(app: web.Application) -> AsyncIterator[None]:
@@ -144,7 +158,7 @@ async def _stream(request: web.Request, started: float) -> web.Response:
     # A job this reducer already reported had every split committed: the stream is checked whole, then a duplicate.
     state = ledger.receive(header)
     reported = state is None
-    job_def = ledger.catalog.get(header.job_name, header.params) if state is None else state.job_def
+    job_def = ledger.catalog.view(header.job_name, header.params) if state is None else state.job_def
     # Most streams decode to about DECODED_RATIO times their size, packed ones stay near it; one long key takes about
     # its size. Reserve the estimate (at most the whole budget) and let the staged frames grow it when they hold more.
     stage = Stage(job_def, settings.max_key)
@@ -294,8 +308,11 @@ async def finalize(request: web.Request) -> web.Response:
                         splits=message.splits, payload=ordered)
         return _reported(ledger, partition, report)
     partition.settle()
+    spec = user_spec(partition.job_def, partition.params)
     with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": ledger.partition}):
-        if partition.spilled():  # merge the runs on the spill thread, after its writes
+        if spec is not None and isinstance(partition.merged, SpillingTotals):  # user code: in a task process
+            totals = await _reduce_in_task(request.app, partition.merged, spec)
+        elif partition.spilled():  # merge the runs on the spill thread, after its writes
             totals = await asyncio.wrap_future(partition.finish_spilled())
         else:
             totals = partition.job_def.finish(partition.totals)
@@ -325,6 +342,25 @@ def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
     except JobCodeError as error:
         log.warning("user_code_failed", **fields, cause=error.message, traceback=error.traceback)
         raise
+
+
+async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any) -> dict[str, Any]:
+    """The job's reducer over the partition's runs in a task process; a worker that dies or stalls is replaced and
+    the reduce run again, up to MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
+    settings = app[SETTINGS]
+    paths = await asyncio.wrap_future(merged.hand_over())
+    cause = ""
+    for _ in range(settings.max_attempts):
+        try:
+            async with app[TASKS].worker() as process:
+                result = await reduce_runs(process, spec, paths, settings.task_batch, settings.timeouts.lease)
+        except TaskFailed as error:
+            cause = error.message
+            log.warning("reduce_task_failed", job=spec.name, cause=cause)
+            continue
+        # A large result decodes off the loop (cbor2 holds the GIL, but the loop still gets its turns).
+        return await asyncio.to_thread(decode_result, result, settings.result_cap)
+    raise JobCodeError(f"{cause} (on each of MR_MAX_ATTEMPTS={settings.max_attempts} attempts)")
 
 
 def _reported(ledger: Ledger, partition: PartitionState, report: Report) -> web.Response:

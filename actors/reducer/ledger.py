@@ -11,8 +11,8 @@ from ..core.errors import Conflict, NotFound, WireError
 from ..core.messages import Columns, StreamHeader
 from ..jobs import Catalog, Job, load_catalog, packing_of
 from ..jobs.adapter import SdkJob
+from ..tasks.runs import SpillRuns
 from .reported import ReportedJobs
-from .spill import SpillRuns
 from .stage import Stage
 from .totals import PackedTotals, SpillingTotals, Totals
 
@@ -103,11 +103,12 @@ class Ledger:
 
     def __init__(self, partition: int, clock: Callable[[], float], catalog: Catalog | None = None,
                  memory: int = 0, spool: str = "", report_grace: float = 300.0,
-                 report_budget: int = 64 * 1024 * 1024) -> None:
+                 report_budget: int = 64 * 1024 * 1024, views: bool = False) -> None:
         """``memory`` (MR_REDUCE_MEMORY): bytes of a general job's values held before spilling; 0 never spills.
         ``spool`` (MR_SPOOL_DIR): where runs are written. ``report_grace`` and ``report_budget`` (MR_REPORT_GRACE,
         MR_REPORT_BUDGET): how long and how much of the answers to reported jobs are kept (see reported.py)."""
         self.partition = partition
+        self.views = views  # jobs as actors that run no user code see them (Catalog.view): the reducer app's
         self.catalog = catalog if catalog is not None else load_catalog()
         self.clock = clock
         self.memory = memory
@@ -149,7 +150,7 @@ class Ledger:
                     raise Conflict(f"job {key.job} epoch {key.epoch} was started with other parameters")
                 state.touched = self.clock()
                 return state
-        job_def = self.catalog.get(header.job_name, header.params)
+        job_def = (self.catalog.view if self.views else self.catalog.get)(header.job_name, header.params)
         state = PartitionState(job=header.job, epoch=header.epoch, partition=header.partition,
                                partitions=header.partitions, job_def=job_def, touched=self.clock(),
                                merged=self._totals(job_def), params=header.params)
@@ -164,7 +165,7 @@ class Ledger:
         packing = packing_of(job, native=True)
         if packing is not None:
             return PackedTotals(job, packing)
-        if self.memory > 0 and isinstance(job, SdkJob) and job.groups:
+        if isinstance(job, SdkJob):  # user code: grouped here, reduced in a task process (memory 0: never spills)
             return SpillingTotals(job, SpillRuns(self.spool, f"reduce-{self.partition}-"), self.pool, self.memory)
         return Totals(job)
 

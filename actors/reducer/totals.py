@@ -12,14 +12,15 @@ once, whenever a caller stops between slices.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from ..core.errors import InsufficientStorage, WireError
+from ..core.errors import Conflict, InsufficientStorage, WireError
 from ..core.messages import Columns
 from ..jobs import Job, Packing
 from ..jobs.adapter import SdkJob
 from ..jobs.engine import COUNT_LIMIT
-from .spill import SpillRuns
+from ..tasks.runs import SpillRuns
 
 Part = dict[str, Any] | Columns  # a staged frame: a decoded map, or a checked COLUMNS frame of a packing engine
 
@@ -59,7 +60,7 @@ class Totals:
             elif len(items) <= limit:
                 # A whole frame (the usual case: frames hold at most MR_FRAME_KEYS keys, the slice the reducer asks
                 # for) is combined at once and then dropped, with no key deleted one by one.
-                self.job.combine(self.values, items)
+                self._combine(self.values, items)
                 self.pending.pop()
                 limit -= len(items)
             else:
@@ -73,8 +74,11 @@ class Totals:
 
     def _merge_part(self, items: dict[str, Any], limit: int) -> int:
         part = dict(items.popitem() for _ in range(min(limit, len(items))))
-        self.job.combine(self.values, part)
+        self._combine(self.values, part)
         return len(part)
+
+    def _combine(self, into: dict[str, Any], part: dict[str, Any]) -> None:
+        self.job.combine(into, part)
 
     def merge_pending(self) -> None:
         self.merge_some(sum(map(len, self.pending)))
@@ -166,9 +170,12 @@ class PackedTotals(Totals):
 
 
 class SpillingTotals(Totals):
-    """A general job's values grouped per key: past ``memory`` bytes held they leave memory as a sorted run written
+    """An SDK job's values grouped per key: past ``memory`` bytes held they leave memory as a sorted run written
     by ``pool`` (one thread, so its tasks run in order: a finish or a removal submitted after a spill sees that run
-    on disk)."""
+    on disk).
+
+    No user code runs here, not even a combiner: values are only grouped (a mapper's combiner already folded each
+    split's), and the job's reducer runs over the runs in a task process (:meth:`hand_over`)."""
 
     def __init__(self, job: SdkJob, runs: SpillRuns, pool: ThreadPoolExecutor, memory: int) -> None:
         super().__init__(job)
@@ -177,11 +184,20 @@ class SpillingTotals(Totals):
         self.pool = pool
         self.memory = memory
         self.writing: list[Future[None]] = []
+        self.handed = 0  # runs written only to hand the values to a task process (not spills)
+
+    def _combine(self, into: dict[str, Any], part: dict[str, Any]) -> None:
+        for key, values in part.items():
+            have = into.get(key)
+            if have is None:
+                into[key] = values
+            else:
+                have.extend(values)
 
     def merge_some(self, limit: int) -> bool:
         if not super().merge_some(limit):
             return False
-        if self.runs is not None and self.held > self.memory:
+        if self.runs is not None and self.memory and self.held > self.memory:
             self._spill()
         return True
 
@@ -194,7 +210,7 @@ class SpillingTotals(Totals):
 
     @property
     def spills(self) -> int:
-        return len(self.writing)
+        return len(self.writing) - self.handed
 
     def spilled(self) -> bool:
         return bool(self.writing)
@@ -204,6 +220,27 @@ class SpillingTotals(Totals):
         after :meth:`settle`."""
         assert self.runs is not None
         return self.pool.submit(self._merge, self.runs, self.sdk, self.values, list(self.writing))
+
+    def hand_over(self) -> Future[list[Path]]:
+        """Every value as sorted runs on disk, for a task process to reduce (call after :meth:`settle`): the values
+        held are spilled as one more run; the same runs answer a repeated finalize."""
+        if self.runs is None:
+            raise Conflict(f"job {self.job.name!r} was released while it was finalized")
+        if self.values:
+            self._spill()
+            self.handed += 1
+        return self.pool.submit(self._paths, self.runs, list(self.writing))
+
+    @staticmethod
+    def _paths(runs: SpillRuns, writes: list[Future[None]]) -> list[Path]:
+        try:
+            for write in writes:
+                write.result()
+            runs.compact()  # at most FAN_IN runs: what one merge opens
+        except OSError as error:
+            raise InsufficientStorage(f"a reducer could not write or read its spilled runs under MR_SPOOL_DIR "
+                                      f"({error}); the job's values there are lost, so it cannot finish") from None
+        return list(runs.paths)
 
     @staticmethod
     def _merge(runs: SpillRuns, job: SdkJob, memory: dict[str, Any], writes: list[Future[None]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Spilled runs: a general job's grouped values written to disk as sorted runs and merged back key by key.
+"""Sorted runs: a general job's grouped values written to disk as sorted runs and merged back key by key.
 
 A run is a file of length-prefixed records (4-byte big-endian length, then one strict-CBOR ``[key, [value, ...]]``),
 sorted by the key's canonical encoding, each record holding at most :data:`RECORD_VALUES` values: a key with more

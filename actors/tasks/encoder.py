@@ -1,0 +1,174 @@
+"""The frame encoder: a mapper's partial values for one split, combined, partitioned and encoded as shuffle frames.
+
+Run by the mapper itself for a native engine, and by a task process for user code (actors.tasks.worker)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from ..core import wire
+from ..core.density import too_dense
+from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
+from ..core.messages import Columns, Data, KeyPart, to_wire
+from ..core.partition import split_by_partition
+from ..jobs import CountTable, Job, byte_table_of, packing_of
+
+# Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
+# the string headers (at most 31 bytes, counted from the encoding; kept generous).
+FRAME_OVERHEAD = 40
+
+
+class FrameEncoder:
+    """Partial values for every partition of one split, combined and encoded as shuffle frames; a subclass keeps
+    the frames (:meth:`_store`)."""
+
+    def __init__(
+        self,
+        job: Job,
+        partitions: int,
+        key_budget: int,
+        frame_cap: int,
+        frame_keys: int = 16 * 1024,
+        max_key: int = 64 * 1024 * 1024,
+        native: bool = True,
+    ) -> None:
+        self.job = job
+        self.partitions = partitions
+        self.key_budget = key_budget
+        self.frame_cap = frame_cap
+        self.frame_keys = frame_keys
+        self.max_key = max_key
+        self._acc: dict[str, Any] = job.partial()
+        # The engine's capabilities (actors.jobs.engine), resolved once: a table that maps raw bytes (no per-chunk
+        # decode here), and a packing that ships COLUMNS frames (None: CBOR maps; the engine decides when packing
+        # pays, e.g. only with its native kernel built and MR_NATIVE_KERNEL on).
+        self.table: CountTable | None = byte_table_of(job, partitions, native)
+        self.packing = packing_of(job, native)
+        self.frames = [0] * partitions
+        self.keys = [0] * partitions
+        self.checksums = [0] * partitions
+        self.sizes = [0] * partitions
+
+    def feed(self, data: bytes, source: str) -> None:
+        """Map one chunk of whole lines (raw UTF-8, errors replaced); flush once past the key budget."""
+        if self.table is None:
+            self.map(data.decode("utf-8", "replace"), source)
+            return
+        self.table.feed(data)
+        if len(self.table) >= self.key_budget:
+            self.flush()
+
+    def map(self, text: str, source: str) -> None:
+        """Map one decoded chunk into the combined partial values; flush once past the key budget."""
+        if self.table is not None:
+            self.feed(text.encode("utf-8", "surrogatepass"), source)
+            return
+        self.job.map_into(self._acc, text, source)
+        if self.job.weight(self._acc) >= self.key_budget:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.table is not None and self.packing is not None:  # frames cut by the table: no dicts made at all
+            for partition, frames in enumerate(self.table.take_columns(self.frame_keys, self.frame_cap)):
+                for keys, ends, counts, checksum in frames:
+                    self._write_columns(partition, Columns(keys, ends, counts), checksum)
+            return
+        if self.table is not None:
+            parts = self.table.take()
+        else:
+            acc, self._acc = self._acc, self.job.partial()
+            if not acc:
+                return
+            parts = split_by_partition(acc, self.partitions)
+        for partition, items in enumerate(parts):
+            if items:
+                self._write(partition, items)
+
+    def _write(self, partition: int, items: dict[str, Any]) -> None:
+        if len(items) > self.frame_keys:
+            # A reducer decodes a frame in one go on its event loop: a key count bounds how long that takes.
+            ordered = iter(items)
+            for _ in range(0, len(items), self.frame_keys):
+                self._write(partition, {k: items[k] for k in itertools.islice(ordered, self.frame_keys)})
+            return
+        if len(items) == 1 and len(next(iter(items))) > self.frame_cap:
+            self._write_long(partition, items)  # surely too long (a character is at least a byte): skip encoding it
+            return
+        try:
+            if self.packing is not None:
+                encoded = wire.frame(to_wire(self.packing.pack(items)), self.frame_cap)
+            else:
+                encoded = wire.frame(to_wire(Data(items)), self.frame_cap)
+                if too_dense(encoded[wire.PREFIX:], self.frame_keys):  # a reducer would refuse it: cut it as too large
+                    raise PayloadTooLarge(f"a frame of {len(items)} keys holds more lists and maps than a reducer "
+                                          "takes")
+        except PayloadTooLarge:
+            if len(items) == 1:
+                ((key, value),) = items.items()
+                if type(value) is list and len(value) > 1:
+                    # One key's many values (an SDK job without a combiner): in several frames, which a reducer
+                    # merges by the job's own combine, exactly as if they had come in one.
+                    half = len(value) // 2
+                    self._write(partition, {key: value[:half]})
+                    self._write(partition, {key: value[half:]})
+                    return
+                self._write_long(partition, items)
+                return
+            keys = list(items)
+            half = len(keys) // 2
+            self._write(partition, {k: items[k] for k in keys[:half]})
+            self._write(partition, {k: items[k] for k in keys[half:]})
+            return
+        self._append(partition, encoded)
+        self.keys[partition] += len(items)
+        self.checksums[partition] += self.job.checksum(items)
+
+    def _write_columns(self, partition: int, columns: Columns, checksum: int) -> None:
+        """One COLUMNS frame cut by the table (at MR_FRAME_KEYS keys and about the frame cap)."""
+        assert self.packing is not None
+        try:
+            encoded = wire.frame(to_wire(columns), self.frame_cap)
+        except PayloadTooLarge:
+            # One key too long for a frame (it travels in pieces), or a frame over the table's size estimate.
+            self._write(partition, self.packing.unpack(columns))
+            return
+        self._append(partition, encoded)
+        self.keys[partition] += len(columns)
+        self.checksums[partition] += checksum
+
+    def _write_long(self, partition: int, items: dict[str, Any]) -> None:
+        """One key too long for a frame: KEYPART frames with its pieces, then a DATA frame with the last piece."""
+        ((key, value),) = items.items()
+        encoded = key.encode("utf-8")
+        if len(encoded) > self.max_key:
+            raise KeyTooLarge(f"a word of {len(encoded)} bytes is longer than the longest key allowed "
+                              f"(MR_MAX_KEY={self.max_key})")
+        size = len(wire.encode(value))
+        room = self.frame_cap - FRAME_OVERHEAD - size
+        if room < 4:  # not even one character fits beside the value
+            raise ValueTooLarge(f"job {self.job.name!r}: a value of {size} bytes (key {shown(key)}) does not fit a "
+                                f"shuffle frame of {self.frame_cap} bytes (MR_FRAME_CAP)")
+        start = 0
+        while len(encoded) - start > room:
+            end = start + room
+            while encoded[end] & 0xC0 == 0x80:  # never cut inside a character
+                end -= 1
+            self._append(partition, wire.frame(to_wire(KeyPart(encoded[start:end].decode("utf-8"))), self.frame_cap))
+            start = end
+        last = {encoded[start:].decode("utf-8"): value}
+        self._append(partition, wire.frame(to_wire(Data(last)), self.frame_cap))
+        self.keys[partition] += 1
+        self.checksums[partition] += self.job.checksum(items)
+
+    def _append(self, partition: int, encoded: bytes) -> None:
+        self._store(partition, encoded)
+        self.frames[partition] += 1
+        self.sizes[partition] += len(encoded)
+
+    def _store(self, partition: int, encoded: bytes) -> None:
+        raise NotImplementedError
+
+    @property
+    def total_keys(self) -> int:
+        return sum(self.keys)

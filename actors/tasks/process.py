@@ -1,0 +1,135 @@
+"""A task process: one worker child of an actor, spoken to with actors.tasks.protocol over its pipes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from ..core.errors import KeyTooLarge, MapReduceError, TaskFailed, ValueTooLarge, WireError
+from ..sdk import JobCodeError, JobConfigError
+from . import protocol
+from .protocol import Failed, Frames, Message, Tick
+
+#: A worker's deterministic failures, by code: raised again as themselves (the job fails, not retried).
+DETERMINISTIC: dict[str, type[MapReduceError]] = {
+    cls.code: cls for cls in (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge)}
+
+
+def exit_cause(returncode: int) -> str:
+    """How a process ended, for a failure's cause: "exited with status 1", "was killed by signal 11 (SIGSEGV)"."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown"
+        return f"was killed by signal {-returncode} ({name})"
+    return f"exited with status {returncode}"
+
+
+class TaskProcess:
+    """One running worker; :meth:`call` makes one request. A process whose request did not end cleanly (it failed,
+    stalled, or its caller was cancelled) is :attr:`spent`: its owner kills it and starts another."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, cap: int, startup: float) -> None:
+        self.proc = proc
+        self.cap = cap
+        self.startup = startup  # the first answer may take this long: the worker imports Python and the jobs first
+        self.answered = False
+        self.spent = False
+
+    @classmethod
+    async def start(cls, cap: int, memory: int, startup: float) -> TaskProcess:
+        env = dict(os.environ)
+        # The actor's own import path, so the worker imports the same job modules (tests add theirs to sys.path).
+        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "actors.tasks.worker", "--parent", str(os.getpid()), "--cap", str(cap),
+            "--memory", str(memory), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
+        return cls(proc, cap, startup)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None and not self.spent
+
+    async def call(self, message: Message, label: str, silence: float, *,
+                   frames: Callable[[Frames], None] | None = None,
+                   tick: Callable[[int], None] | None = None) -> Message:
+        """Send ``message`` and return the worker's answer; ``label`` ("mapper of job 'x'") names the work in a
+        failure's cause. Frames and ticks on the way go to their callbacks. TaskFailed if the worker dies or is
+        silent for ``silence`` seconds (it is killed); a deterministic failure raises as its own error."""
+        self.spent = True  # until the answer is read whole
+        assert self.proc.stdin is not None
+        if not self.answered:  # a new worker says hello once it has imported Python and this package
+            hello = await self._receive(label, self.startup, "did not start within {:g} s (MR_TIMEOUT_STARTUP)")
+            if not isinstance(hello, Tick):
+                raise WireError(f"{label}: a task process began with {type(hello).__name__}")
+        try:
+            self.proc.stdin.write(protocol.encode(message))
+            await self.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            raise await self._died(label, silence) from None
+        while True:
+            reply = await self._receive(label, silence)
+            if isinstance(reply, Tick):
+                if tick is not None:
+                    tick(reply.done)
+                continue
+            if isinstance(reply, Frames):
+                if frames is None:
+                    raise WireError(f"{label}: a task process sent frames unasked")
+                frames(reply)
+                continue
+            if isinstance(reply, Failed):
+                if reply.fatal:
+                    await self.kill()
+                    raise TaskFailed(reply.cause)
+                self.spent = False
+                cls = DETERMINISTIC.get(reply.code)
+                failure = cls(reply.cause) if cls is not None else TaskFailed(reply.cause)
+                if isinstance(failure, JobCodeError):
+                    failure.traceback = reply.traceback  # for this actor's logs of the job, never the answer
+                raise failure
+            self.spent = False
+            return reply
+
+    async def _receive(self, label: str, silence: float,
+                       stalled: str = "made no progress for {:g} s (MR_TIMEOUT_LEASE)") -> Message:
+        assert self.proc.stdout is not None
+        try:
+            async with asyncio.timeout(silence):
+                prefix = await self.proc.stdout.readexactly(protocol.PREFIX)
+                body = await self.proc.stdout.readexactly(protocol.length(prefix, self.cap))
+        except asyncio.IncompleteReadError:
+            raise await self._died(label, silence) from None
+        except TimeoutError:
+            await self.kill()
+            raise TaskFailed(f"{label} {stalled.format(silence)}; killed") from None
+        self.answered = True
+        return protocol.decode(body, self.cap)
+
+    async def _died(self, label: str, silence: float) -> TaskFailed:
+        """The cause of a worker that closed its pipe: how it exited (killed if it lingers past ``silence``)."""
+        self.spent = True
+        try:
+            async with asyncio.timeout(silence):
+                returncode = await self.proc.wait()
+        except TimeoutError:
+            await self.kill()
+            return TaskFailed(f"{label} closed its pipe and made no progress for {silence:g} s; killed")
+        return TaskFailed(f"{label} {exit_cause(returncode)}")
+
+    async def kill(self) -> None:
+        """Kill and reap the process (at once: its work is abandoned)."""
+        self.spent = True
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        await self.proc.wait()

@@ -1,0 +1,191 @@
+"""The task protocol: the messages between an actor and its worker process, as length-prefixed CBOR frames.
+
+Each message is a frozen dataclass, sent as a CBOR map of its fields plus ``t`` (its kind); bytes travel as CBOR
+byte strings (chunks of input, encoded shuffle frames, an encoded result), never as pickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from ..core import wire
+from ..core.errors import WireError
+
+_LENGTH = struct.Struct(">I")
+PREFIX = _LENGTH.size
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Which job a worker runs: its class (imported by module and qualified name) and its parameters."""
+
+    name: str
+    module: str
+    qualname: str
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MapStart:
+    """Actor → worker: map one split's chunks into encoded shuffle frames."""
+
+    job: JobSpec
+    source: str  # the input's name, given to the mapper
+    partitions: int
+    key_budget: int
+    frame_cap: int
+    frame_keys: int
+    max_key: int
+    batch: int  # lines mapped between two progress ticks (MR_TASK_BATCH)
+
+
+@dataclass(frozen=True)
+class MapChunk:
+    """Actor → worker: one chunk of whole lines (raw UTF-8)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MapEnd:
+    """Actor → worker: the split is read; flush and report the partitions' counts."""
+
+
+@dataclass(frozen=True)
+class ReduceRuns:
+    """Actor → worker: run the job's reducer over sorted runs on the shared disk (actors.tasks.runs's format)."""
+
+    job: JobSpec
+    paths: list[str]
+    batch: int  # keys reduced between two progress ticks
+
+
+@dataclass(frozen=True)
+class Configure:
+    """Actor → worker: make the job with these parameters (its ``__init__`` and ``configure``), as a submit checks."""
+
+    job: JobSpec
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Actor → worker: the job's JSON of a finished result (its ``order`` sorts it), from the result as CBOR."""
+
+    job: JobSpec
+    result: bytes
+
+
+@dataclass(frozen=True)
+class Done:
+    """Worker → actor: a request with nothing to return went well."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Worker → actor: the job's encoded result (compact ASCII JSON)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Worker → actor: still working (``done`` records so far in this request)."""
+
+    done: int
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Worker → actor: encoded shuffle frames for one partition, to append to its spool as they are."""
+
+    partition: int
+    blob: bytes
+    frames: int
+
+
+@dataclass(frozen=True)
+class ChunkDone:
+    """Worker → actor: the chunk is mapped (its frames, if a flush made any, were sent before)."""
+
+
+@dataclass(frozen=True)
+class MapDone:
+    """Worker → actor: every frame is sent; per partition its frame count, keys, checksum and bytes."""
+
+    frames: list[int]
+    keys: list[int]
+    checksums: list[int]
+    sizes: list[int]
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """Worker → actor: the partition's result, one CBOR map."""
+
+    result: bytes
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Worker → actor: the request failed. ``code``: the error's code (actors.core.errors) when the failure is
+    deterministic (the job's own code, a key or value past a limit), "" when it is not (retry it elsewhere);
+    ``fatal``: the worker exits after this (its state cannot be trusted); ``traceback``: the user code's own, for the
+    actor's logs of the job (empty when the framework found the fault)."""
+
+    cause: str
+    code: str
+    fatal: bool
+    traceback: str
+
+
+Message = (MapStart | MapChunk | MapEnd | ReduceRuns | Configure | EncodeResult | Tick | Frames | ChunkDone | MapDone
+           | Reduced | Done | Encoded | Failed)
+_KINDS: dict[str, type[Any]] = {cls.__name__: cls for cls in
+                                (MapStart, MapChunk, MapEnd, ReduceRuns, Configure, EncodeResult, Tick, Frames,
+                                 ChunkDone, MapDone, Reduced, Done, Encoded, Failed)}
+
+
+def encode(message: Message) -> bytes:
+    """One frame: a 4-byte big-endian length, then the message as a CBOR map."""
+    fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    if isinstance(message, (MapStart, ReduceRuns, Configure, EncodeResult)):
+        fields["job"] = dataclasses.asdict(message.job)
+    body = wire.encode({"t": type(message).__name__, **fields})
+    return _LENGTH.pack(len(body)) + body
+
+
+def decode(body: bytes, cap: int) -> Message:
+    """The message of one frame's body; WireError if it is not one."""
+    raw = wire.decode(body, cap)
+    if type(raw) is not dict:
+        raise WireError("a task message must be a CBOR map")
+    cls = _KINDS.get(raw.pop("t", None))
+    if cls is None:
+        raise WireError("a task message of no known kind")
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(raw) != names:
+        raise WireError(f"a {cls.__name__} message with fields {sorted(raw)}")
+    if "job" in raw:
+        job = raw["job"]
+        if type(job) is not dict or set(job) != {f.name for f in dataclasses.fields(JobSpec)}:
+            raise WireError("a task message with a malformed job")
+        raw["job"] = JobSpec(**job)
+    message: Message = cls(**raw)
+    return message
+
+
+def length(prefix: bytes, cap: int) -> int:
+    """The body length a frame prefix announces, checked against ``cap``."""
+    return wire.frame_length(prefix, cap)
+
+
+def read_blocking(stream: BinaryIO, cap: int) -> Message | None:
+    """The next message from a blocking stream (the worker's side), or None at its end."""
+    prefix = stream.read(PREFIX)
+    if not prefix:
+        return None
+    body = stream.read(length(prefix, cap))
+    return decode(body, cap)
