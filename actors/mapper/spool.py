@@ -13,6 +13,7 @@ from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
 from ..core.messages import Columns, Commit, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import CountTable, Job, byte_table_of, packing_of
+from ..jobs.adapter import SdkJob
 
 READ_BLOCK = 256 * 1024
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
@@ -48,6 +49,9 @@ class Spool:
         # pays, e.g. only with its native kernel built and MR_NATIVE_KERNEL on).
         self.table: CountTable | None = byte_table_of(job, partitions, native)
         self.packing = packing_of(job, native)
+        # A key's value is a list of its values (an SDK job's without a declared fold), which may travel in pieces;
+        # any other value is one value, even a list (a declared MAX of lists, say).
+        self.lists = isinstance(job, SdkJob) and job.fold is None
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
@@ -112,7 +116,7 @@ class Spool:
         except PayloadTooLarge:
             if len(items) == 1:
                 ((key, value),) = items.items()
-                if type(value) is list and len(value) > 1:
+                if self.lists and type(value) is list and len(value) > 1:
                     # One key's many values (an SDK job without a combiner): in several frames, which a reducer
                     # merges by the job's own combine, exactly as if they had come in one.
                     half = len(value) // 2
