@@ -9,6 +9,7 @@ dict key, so only the first one seen in a chunk is checked: a job must not mix t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import chain
 from typing import Any
 
 from ..core.partition import TAG, Key
@@ -25,8 +26,7 @@ def batch_pairs(job: MapReduceJob, lines: list[str]) -> Pairs:
     if type(job).has_mapper_batch():
         out = job.mapper_batch(lines)
         return out.items() if isinstance(out, Mapping) else out
-    mapper = job.mapper
-    return (pair for line in lines for pair in mapper(line))
+    return chain.from_iterable(map(job.mapper, lines))  # no Python frame per line or pair between them
 
 
 def fold_pairs(fold: Fold, pairs: Pairs) -> dict[Key, Any]:
