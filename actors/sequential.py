@@ -17,7 +17,7 @@ from .core.partition import Key, canonical_key, display_key
 from .jobs import load_catalog
 from .jobs.adapter import lines_of
 from .jobs.partials import batch_pairs
-from .sdk import MapReduceJob, plain_value
+from .sdk import MapReduceJob, check_key, plain_value
 
 
 def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, Any]:
@@ -27,7 +27,7 @@ def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, A
     for name, text in inputs:
         job.input_name = name
         for key, value in batch_pairs(job, lines_of(text)):
-            canonical_key(key)  # the same checks a mapper makes
+            check_key(key)  # the same checks a mapper makes
             groups.setdefault(key, []).append(value if fold is not None else plain_value(value))
     if fold is not None:
         groups = {key: [plain_value(fold(key, values))] for key, values in groups.items()}

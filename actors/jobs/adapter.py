@@ -56,8 +56,7 @@ class SdkJob:
             else:
                 grouped = wire_keys(group_pairs(pairs))
         if self.fold is not None:
-            with self._user_code("combiner", ""):  # MIN/MAX of values that do not compare across chunks
-                merge_folded(self.fold, acc, folded)
+            self._merge_folded(acc, folded)
             return
         with self._user_code(self._mapping, source):
             for wire_key, values in grouped.items():
@@ -70,6 +69,14 @@ class SdkJob:
             if self._combines and len(values) > 1:  # a mapper holds one value per key between chunks
                 values = [self._combine(wire_key, values)]
             acc[wire_key] = values
+
+    def _merge_folded(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
+        assert self.fold is not None
+        with self._user_code("combiner", ""):  # MIN/MAX of values that do not compare across chunks, say
+            grown = bool(into)
+            merge_folded(self.fold, into, part)
+            if grown and self.fold is MapReduceJob.SUM:  # a sum may leave 64 bits: checked as it is made
+                plain_values([into[wire_key] for wire_key in part])
 
     def _combine(self, wire_key: str, values: list[Any]) -> Any:
         with self._user_code("combiner", ""):
@@ -94,8 +101,7 @@ class SdkJob:
 
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
         if self.fold is not None:
-            with self._user_code("combiner", ""):
-                merge_folded(self.fold, into, part)
+            self._merge_folded(into, part)
             return
         for wire_key, values in part.items():
             have = into.get(wire_key)

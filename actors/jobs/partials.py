@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.partition import TAG, Key
 from ..sdk import Fold, MapReduceJob, check_key, plain_values
-from .wordcount.kernel import add_counts
+from .wordcount.kernel import add_counts, fold_sum
 
 Pairs = Iterable[tuple[Key, Any]]
 _MISSING = object()
@@ -35,8 +35,7 @@ def fold_pairs(fold: Fold, pairs: Pairs) -> dict[Key, Any]:
     part: dict[Key, Any] = {}
     get = part.get
     if fold is MapReduceJob.SUM:
-        for key, value in pairs:
-            part[key] = get(key, 0) + value
+        fold_sum(part, pairs)  # natively when the kernel is built
     elif fold is MapReduceJob.MIN:
         for key, value in pairs:
             have = get(key, _MISSING)
