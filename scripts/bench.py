@@ -241,12 +241,13 @@ def child_counter(path: str, dump: str) -> None:
     del data
     counts = collections.Counter(text.split())
     elapsed = time.perf_counter() - started
+    cpu = time.process_time()
     peak = vmhwm()
     del text
     if dump:
         with open(dump, "wb") as out:
             marshal.dump(dict(counts), out)
-    print(json.dumps({"seconds": elapsed, "rss": {"counter": peak}, "keys": len(counts)}))
+    print(json.dumps({"seconds": elapsed, "rss": {"counter": peak}, "keys": len(counts), "cpu": cpu}))
 
 
 def _pool_count(task: tuple[str, int, int]) -> Any:
@@ -298,7 +299,7 @@ class Run:
     keys: int = 0
     ready: float | None = None  # cluster start-up until ready
     server_seconds: float | None = None  # the master's own created -> finished
-    cpu: float | None = None  # the actors' CPU seconds from submit until the result is received
+    cpu: float | None = None  # the actors' CPU seconds from submit until the result is received (Counter's own)
     cpu_master: float | None = None  # the master's share of it
     native: bool | None = None  # every mapper logged that it counts with the native kernel (None: no log line)
     splits: int | None = None
@@ -308,7 +309,7 @@ class Run:
 
 def measure_counter(path: Path, baseline_file: Path | None) -> Run:
     info = _run_child(["counter", str(path), str(baseline_file or "")])
-    return Run(seconds=info["seconds"], rss=info["rss"], exact=True, keys=info["keys"])
+    return Run(seconds=info["seconds"], rss=info["rss"], exact=True, keys=info["keys"], cpu=info["cpu"])
 
 
 def measure_pool(path: Path, baseline: dict[str, int], workers: int, chunks: int) -> Run:
@@ -427,10 +428,13 @@ def summarize(name: str, runs: list[Run], size: int, counter: dict[str, float]) 
         "exact": all(r.exact for r in runs),
         "runs": [asdict(r) for r in runs],
     }
+    if any(r.cpu is not None for r in runs):  # CPU seconds are less at the mercy of a busy machine than wall time
+        row["cpu_seconds"] = median([r.cpu for r in runs if r.cpu is not None])
+        if counter.get("cpu"):
+            row["cpu_ratio"] = counter["cpu"] / row["cpu_seconds"]
     if any(r.ready is not None for r in runs):
         row["ready_seconds"] = median([r.ready for r in runs if r.ready is not None])
         row["server_seconds"] = median([r.server_seconds for r in runs if r.server_seconds is not None])
-        row["cpu_seconds"] = median([r.cpu for r in runs if r.cpu is not None])
         row["cpu_master_seconds"] = median([r.cpu_master for r in runs if r.cpu_master is not None])
         row["splits"] = max((r.splits for r in runs if r.splits is not None), default=None)
         row["phases"] = {phase: median([r.phases[phase] for r in runs if phase in r.phases])
@@ -568,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
                 baseline = marshal.load(f)
         counter_runs += [measure_counter(path, None) for _ in range(args.repeat - 1)]
         counter = {"seconds": median([r.seconds for r in counter_runs]),
-                   "rss": median([sum(r.rss.values()) for r in counter_runs])}
+                   "rss": median([sum(r.rss.values()) for r in counter_runs]),
+                   "cpu": median([r.cpu for r in counter_runs if r.cpu is not None])}
         rows = [summarize("counter", counter_runs, size, counter)]
         print(f"bench:   counter {counter['seconds']:.2f} s", file=sys.stderr, flush=True)
         if not args.no_pool:

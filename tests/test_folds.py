@@ -3,6 +3,7 @@ oracle's result exactly; keys and values are checked once per distinct key, and 
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 import uuid
@@ -21,7 +22,7 @@ from actors.core.partition import INT_MAX, Key, canonical_key, display_key, spli
 from actors.jobs import load_catalog, partials
 from actors.jobs.adapter import SdkJob
 from actors.jobs.examples import BatchWordCount, LineWordCount
-from actors.sdk import Fold, JobCodeError, MapReduceJob
+from actors.sdk import Fold, JobCodeError, MapReduceJob, check_key
 from actors.sequential import run_job, run_sequential
 
 from .conftest import ClusterFactory
@@ -71,7 +72,7 @@ def engine_run(cls: type[MapReduceJob], lines: int, cuts: list[int], partitions:
     job = SdkJob(cls())
     bounds = [0, *sorted({min(cut, lines) for cut in cuts}), lines]
     received: list[list[dict[str, Any]]] = [[] for _ in range(partitions)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         if start >= end:
             continue
         acc = job.partial()
@@ -186,11 +187,13 @@ def test_a_general_job_with_mapper_batch_equals_the_oracle(pairs: list[list[tupl
 @pytest.mark.parametrize("fold", FOLDS)
 def test_a_fold_job_fails_where_the_oracle_fails(fold: Fold) -> None:
     """A sum leaving 64 bits, or values that do not add or compare: a job error, in the oracle as in the engine."""
-    for pairs in ([[("k", 2**63)], [("k", 2**63)]], [[("k", "a")], [("k", 1)]], [[("k", [1])], [("k", "x")]]):
+    cases: list[list[list[tuple[Any, Any]]]] = [[[("k", 2**63)], [("k", 2**63)]], [[("k", "a")], [("k", 1)]],
+                                                [[("k", [1])], [("k", "x")]]]
+    for pairs in cases:
         TableJob.pairs = pairs
         cls = table_job(fold, batch=False, mapping=False, reduce_fold=True)
-        engine = fold_outcome(lambda cls=cls: engine_run(cls, 2, [], 1, 0))  # type: ignore[misc]
-        expected = fold_outcome(lambda cls=cls: oracle(cls, 2))  # type: ignore[misc]
+        engine = fold_outcome(lambda cls=cls: engine_run(cls, 2, [], 1, 0))
+        expected = fold_outcome(lambda cls=cls: oracle(cls, 2))
         assert engine == expected
 
 
@@ -224,11 +227,10 @@ def test_a_bad_key_anywhere_fails_the_job_naming_it(bad: Any, message: str, styl
 
 def test_each_distinct_key_is_checked_once_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     checked: list[Any] = []
-    real = partials.check_key
 
     def counting(key: Any) -> str:
         checked.append(key)
-        return real(key)
+        return check_key(key)
 
     monkeypatch.setattr(partials, "check_key", counting)
     TableJob.pairs = [[(i % 10, 1), (("t", i % 3), 1), ("w", 1)] for i in range(1000)]
@@ -275,7 +277,8 @@ def test_declared_folds_are_callable_like_the_methods_they_stand_for() -> None:
     assert BatchWordCount.declared_fold() is MapReduceJob.SUM  # the reducer's fold is its own combiner
     assert BatchWordCount.has_mapper_batch() and not LineWordCount.has_mapper_batch()
     assert TableJob.declared_fold() is None and not TableJob.has_combiner()
-    own = type("Own", (TableJob,), {"combiner": lambda self, key, values: sum(values), "reducer": MapReduceJob.SUM})
+    own: type[MapReduceJob] = type("Own", (TableJob,), {"combiner": lambda self, key, values: sum(values),
+                                                        "reducer": MapReduceJob.SUM})
     assert own.declared_fold() is None  # a combiner of its own code: the reducer's fold does not replace it
     assert repr(MapReduceJob.SUM) == "MapReduceJob.SUM"
 
@@ -373,3 +376,20 @@ async def test_user_jobs_of_every_style_on_a_cluster_equal_the_oracle(make_clust
             assert result == Counter(data.decode("utf-8", "replace").split())
     shapes = run_sequential("signed_shapes", data, "words.txt", {}, modules)
     assert any(type(v) is int and v < 0 for v in shapes.values()) and '["a",2]' in shapes
+
+
+def test_the_readmes_fast_jobs_run_and_equal_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Writing a job"):readme.index("### Settings")]
+    start = section.rindex("  ```python\n", 0, section.index("class LineWordCount")) + len("  ```python\n")
+    code = "\n".join(line[2:] for line in section[start:section.index("  ```\n", start)].splitlines())
+    name = f"readme_fast_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(code, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = b"In the beginning\n\nGod created  the heaven\n\xff and the earth\n"
+    try:
+        for job in ("line_wordcount", "batch_wordcount"):
+            assert run_sequential(job, text, modules=(name,)) == Counter(text.decode("utf-8", "replace").split())
+    finally:
+        sys.modules.pop(name, None)
+        load_catalog.cache_clear()
