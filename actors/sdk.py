@@ -86,7 +86,7 @@ class MapReduceJob:
         """Yield (key, value) pairs for one input line (without its newline)."""
         raise NotImplementedError(f"job {self.name!r} has no mapper")
 
-    def mapper_batch(self, lines: list[str]) -> Iterable[tuple[Key, Any]] | Mapping[Key, Any]:
+    def mapper_batch(self, lines: list[str]) -> Iterable[tuple[Key, Any]] | Mapping[Any, Any]:
         """Optional, used instead of ``mapper`` when defined: the (key, value) pairs of a batch of whole lines (each
         without its newline), as an iterable of pairs or a mapping ``{key: value}`` whose values are already combined
         for the batch. The framework picks the batches (a chunk's lines; the oracle: an input's), so the result must
@@ -200,7 +200,7 @@ def plain_values(values: list[Any]) -> list[Any]:
     """Every value as plain JSON data: ``values`` itself when each already is one (checked at C speed for lists of
     one scalar type), else a new list from :func:`plain_value` (BadRequest naming the first that is not)."""
     kinds = set(map(type, values))
-    if not values or (kinds == {int} and INT_MIN <= min(values) and max(values) <= INT_MAX):
+    if not values or (kinds == {int} and min(values) >= INT_MIN and max(values) <= INT_MAX):
         return values
     if kinds == {float} and all(map(math.isfinite, values)):
         return values

@@ -393,3 +393,25 @@ def test_the_readmes_fast_jobs_run_and_equal_counter(tmp_path: Path, monkeypatch
     finally:
         sys.modules.pop(name, None)
         load_catalog.cache_clear()
+
+
+def test_a_declared_max_of_one_long_list_is_never_cut_into_two_values() -> None:
+    """A general job's list of values may travel in pieces (merged by extending); a MAX's list is one value, which
+    halves would turn into two values whose MAX is not the list: too large for a frame, it fails by name."""
+    from actors.core.errors import ValueTooLarge
+    from actors.mapper.spool import Spool
+
+    folded = Spool(SdkJob(table_job(MapReduceJob.MAX, False, False, True)()), 1, 1000, 1024)
+    grouped = Spool(SdkJob(TableJob()), 1, 1000, 1024)
+    try:
+        TableJob.pairs = [[("k", list(range(1000)))], [("k", [0])]]
+        folded.map("0\n1\n", "in")
+        with pytest.raises(ValueTooLarge, match="does not fit a shuffle frame"):
+            folded.flush()
+        TableJob.pairs = [[("k", i)] for i in range(1000)]
+        grouped.map("".join(f"{i}\n" for i in range(1000)), "in")
+        grouped.flush()
+        assert grouped.commit(0).frames > 1 and grouped.commit(0).checksum == 1000
+    finally:
+        folded.close()
+        grouped.close()

@@ -49,9 +49,9 @@ class Spool:
         # pays, e.g. only with its native kernel built and MR_NATIVE_KERNEL on).
         self.table: CountTable | None = byte_table_of(job, partitions, native)
         self.packing = packing_of(job, native)
-        # A key's value is a list of its values (an SDK job's without a declared fold), which may travel in pieces;
-        # any other value is one value, even a list (a declared MAX of lists, say).
-        self.lists = isinstance(job, SdkJob) and job.fold is None
+        # A key's list value may travel in pieces when it holds the key's values (an SDK job's lists); not when it
+        # is one value (an SDK job's declared fold: a MAX of lists, say).
+        self.lists = not (isinstance(job, SdkJob) and job.fold is not None)
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)
         ]
