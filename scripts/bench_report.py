@@ -148,8 +148,7 @@ def verdicts(report: dict[str, Any]) -> list[str]:
             if not row["exact"]:
                 lines.append(f"FAILED: {label}: result not equal to Counter's ({'; '.join(row.get('errors', []))})")
             style = user_style(row["method"])
-            on_target = row["method"].split()[1] == "x".join(map(str, TARGET_CONFIG))
-            if style in TARGET_USER and kind == "real" and on_target:
+            if style in TARGET_USER and kind == "real" and row["method"].split()[1] == "{}x{}".format(*TARGET_CONFIG):
                 lines.append(_speed_verdict(label, row, TARGET_USER[style], entry["counter_seconds"])
                              .replace("issue 11", "user jobs")
                              + f"; CPU: Counter's {_num(row.get('cpu_ratio'), 2)}x the actors' total")
