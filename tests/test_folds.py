@@ -415,3 +415,41 @@ def test_a_declared_max_of_one_long_list_is_never_cut_into_two_values() -> None:
     finally:
         folded.close()
         grouped.close()
+
+
+def kernel_built() -> bool:
+    from actors.jobs.wordcount import kernel
+
+    return kernel.NATIVE
+
+
+def python_fold_sum(into: dict[Any, Any], pairs: Any) -> None:
+    get = into.get
+    for key, value in pairs:
+        into[key] = get(key, 0) + value
+
+
+PAIR_ITEMS = st.one_of(
+    st.tuples(st.one_of(SMALL_KEYS, st.just(1.0), st.just(True)),
+              st.one_of(INTS, st.floats(allow_nan=False), st.booleans(), st.just(-0.0), st.just("s"))),
+    st.lists(st.sampled_from(["a", 1]), max_size=3),  # a list unpacks like a tuple, or fails to by its length
+    st.sampled_from(["ab", 5, ([], 1)]))  # a 2-character str unpacks; an int does not; a list key is unhashable
+
+
+@pytest.mark.skipif(not kernel_built(), reason="the native kernel is not built")
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(PAIR_ITEMS, max_size=12), start=st.dictionaries(SMALL_KEYS, INTS, max_size=3))
+def test_the_native_fold_sum_does_what_the_python_loop_does(items: list[Any], start: dict[Any, Any]) -> None:
+    from actors.jobs.wordcount import kernel
+
+    native, python = dict(start), dict(start)
+    outcomes: list[type[Exception] | None] = []
+    for fold, into in ((kernel.fold_sum, native), (python_fold_sum, python)):
+        try:
+            fold(into, iter(items))
+            outcomes.append(None)
+        except Exception as error:  # the same type (the unpacking messages change between Python versions)
+            outcomes.append(type(error))
+    assert outcomes[0] == outcomes[1]
+    assert native == python and [type(v) for v in native.values()] == [type(v) for v in python.values()]
+    assert [repr(v) for v in native.values()] == [repr(v) for v in python.values()]  # -0.0 and 0.0 too
