@@ -6,7 +6,7 @@ A job is installed on every actor (an image or a package); its code never travel
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from .core.errors import ECHO_LIMIT, BadRequest, shown, shown_all
@@ -14,7 +14,7 @@ from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
 MAX_VALUE_DEPTH = 64
 
-__all__ = ["JobCodeError", "JobConfigError", "Key", "MapReduceJob", "plain_value"]
+__all__ = ["Fold", "JobCodeError", "JobConfigError", "Key", "MapReduceJob", "plain_value"]
 
 
 class JobConfigError(BadRequest):
@@ -33,9 +33,26 @@ class JobCodeError(BadRequest):
     traceback: str = ""
 
 
+class Fold:
+    """A declared combiner or reducer the framework runs itself, with no call of user code per value:
+    ``combiner = MapReduceJob.SUM`` (or MIN, MAX). Called like the method it stands for, ``fold(key, values)``."""
+
+    def __init__(self, name: str, function: Callable[[list[Any]], Any]) -> None:
+        self.name = name
+        self.function = function
+
+    def __call__(self, key: Key, values: list[Any]) -> Any:
+        return self.function(values)
+
+    def __repr__(self) -> str:
+        return f"MapReduceJob.{self.name.upper()}"
+
+
 class MapReduceJob:
     """A MapReduce job: ``mapper`` turns each input line into (key, value) pairs, ``reducer`` turns every value of
     one key into that key's output value; an optional ``combiner`` pre-aggregates values where they are produced.
+    ``mapper_batch`` may map a list of lines at once instead, and ``combiner``/``reducer`` may be declared folds
+    (``SUM``, ``MIN``, ``MAX``) that the framework runs natively.
 
     Keys are ``str``, ``int`` or tuples of them. Values are plain JSON data: None, bool, int (64-bit), finite float,
     str, lists or tuples (sent as lists) and dicts with str keys. Methods must be deterministic pure functions of
@@ -53,6 +70,13 @@ class MapReduceJob:
     #: hold more values than fit in memory. False (the default): a list, so one key's values must fit in memory.
     stream_values: ClassVar[bool] = False
 
+    #: Declared folds, for ``combiner = MapReduceJob.SUM`` and ``reducer = MapReduceJob.SUM``: ``sum(values)`` (from
+    #: 0, like Python's), ``min(values)``, ``max(values)``. A job whose combiner or reducer is one has its partial
+    #: values folded in place as they are made and merged natively, and no user code runs to combine them.
+    SUM: ClassVar[Fold] = Fold("sum", sum)
+    MIN: ClassVar[Fold] = Fold("min", min)
+    MAX: ClassVar[Fold] = Fold("max", max)
+
     def __init__(self, params: Mapping[str, str] | None = None) -> None:
         self.params: dict[str, str] = dict(params or {})
         #: The name of the input the current line comes from (set by the framework before mapping a chunk).
@@ -64,6 +88,14 @@ class MapReduceJob:
     def mapper(self, line: str) -> Iterable[tuple[Key, Any]]:
         """Yield (key, value) pairs for one input line (without its newline)."""
         raise NotImplementedError(f"job {self.name!r} has no mapper")
+
+    def mapper_batch(self, lines: list[str]) -> Iterable[tuple[Key, Any]] | Mapping[Any, Any]:
+        """Optional, used instead of ``mapper`` when defined: the (key, value) pairs of a batch of whole lines (each
+        without its newline), as an iterable of pairs or a mapping ``{key: value}`` whose values are already combined
+        for the batch. The framework picks the batches (a chunk's lines; the oracle: an input's), so the result must
+        not depend on them: the pairs of a batch must be what ``mapper`` yields for its lines, or those combined by
+        the job's combiner."""
+        raise NotImplementedError  # not overridden: the job maps line by line
 
     def combiner(self, key: Key, values: list[Any]) -> Any:
         """Optional: fold some values of ``key`` into one value of the same kind (associative, order-free)."""
@@ -85,7 +117,29 @@ class MapReduceJob:
 
     @classmethod
     def has_combiner(cls) -> bool:
-        return cls.combiner is not MapReduceJob.combiner
+        return cls.combiner is not MapReduceJob.combiner or cls.declared_fold() is not None
+
+    @classmethod
+    def has_mapper_batch(cls) -> bool:
+        return cls.mapper_batch is not MapReduceJob.mapper_batch
+
+    @classmethod
+    def declared_fold(cls) -> Fold | None:
+        """The declared fold partial values are combined with: the combiner's, else (no combiner given) the
+        reducer's, which is then its own combiner; None: the job's combiner is its own code, or it has none."""
+        combiner: object = cls.combiner
+        if isinstance(combiner, Fold):
+            return combiner
+        reducer: object = cls.reducer
+        if combiner is MapReduceJob.combiner and isinstance(reducer, Fold):
+            return reducer
+        return None
+
+    @classmethod
+    def declared_reducer(cls) -> Fold | None:
+        """The reducer's declared fold, if it is one."""
+        reducer: object = cls.reducer
+        return reducer if isinstance(reducer, Fold) else None
 
 
 def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:
@@ -143,6 +197,23 @@ def plain_value(value: Any, depth: int = 0) -> Any:
         return out
     raise BadRequest(f"a value must be plain JSON data (None, bool, int, float, str, list, dict), not a "
                      f"{kind.__name__}: {_short(value)}")
+
+
+def plain_values(values: list[Any]) -> list[Any]:
+    """Every value as plain JSON data: ``values`` itself when each already is one (checked at C speed for lists of
+    one scalar type), else a new list from :func:`plain_value` (BadRequest naming the first that is not)."""
+    kinds = set(map(type, values))
+    if not values or (kinds == {int} and min(values) >= INT_MIN and max(values) <= INT_MAX):
+        return values
+    if kinds == {float} and all(map(math.isfinite, values)):
+        return values
+    if kinds == {str}:
+        joined = "".join(values)
+        if joined.isascii():
+            return values
+    if kinds <= {bool, type(None)}:
+        return values
+    return [plain_value(value) for value in values]
 
 
 def check_key(key: Any) -> str:

@@ -1,7 +1,10 @@
 """The sequential oracle: any SDK job run in one process, the answer every distributed run must equal.
 
-It runs the job's plain contract (mapper over each line, every value of a key to the reducer, no combiner, no
-native fast path), so a distributed run checks the engine, the combiner and a built-in's fast path at once.
+It runs the job's plain contract (mapper over each line, or ``mapper_batch`` over each input's lines as one batch;
+every value of a key to the reducer; no combiner of the job's own, no native fast path), so a distributed run checks
+the engine, the combiner, the batching and a built-in's fast path at once. A declared fold (``combiner =
+MapReduceJob.SUM``, say) is the one combining it does: the reducer gets each key's values folded into one, as every
+run gives it, and that value is what is checked, as the engine checks it.
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ from typing import Any
 from .core.partition import Key, canonical_key, display_key
 from .jobs import load_catalog
 from .jobs.adapter import lines_of
-from .sdk import MapReduceJob, plain_value
+from .jobs.partials import batch_pairs
+from .sdk import MapReduceJob, check_key, plain_value
 
 
 def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, Any]:
     """The job's output by key, over ``(input name, text)`` pairs, keys as the job made them."""
+    fold = type(job).declared_fold()
     groups: dict[Key, list[Any]] = {}
     for name, text in inputs:
         job.input_name = name
-        for line in lines_of(text):
-            for key, value in job.mapper(line):
-                canonical_key(key)  # the same checks a mapper makes
-                groups.setdefault(key, []).append(plain_value(value))
+        for key, value in batch_pairs(job, lines_of(text)):
+            check_key(key)  # the same checks a mapper makes
+            groups.setdefault(key, []).append(value if fold is not None else plain_value(value))
+    if fold is not None:
+        groups = {key: [plain_value(fold(key, values))] for key, values in groups.items()}
     streams = job.stream_values  # such a job's reducer gets a one-pass iterator, as the engine gives it
     return {key: plain_value(job.reducer(key, iter(values) if streams else values))  # type: ignore[arg-type]
             for key, values in groups.items()}

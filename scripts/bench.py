@@ -20,7 +20,11 @@ Reported per method: medians of wall time, MB/s, the speed ratio to ``counter``,
 the ratio of the RSS sum to ``counter``'s peak, the actors' CPU seconds during the job, whether the mappers
 counted with the native kernel (read from each mapper's ``map_kernel`` log line), and whether every result equals
 ``counter``'s exactly. ``--python-path`` adds, per cluster shape, a run with the native kernel switched off
-(``MR_NATIVE_KERNEL=false``: the pure-Python map path), named ``cluster MxR py``. Issue 11's targets are checked
+(``MR_NATIVE_KERNEL=false``: the pure-Python map path), named ``cluster MxR py``. On every input but the Zipf one,
+two user jobs written with the SDK (``actors.jobs.examples``, through MR_JOB_MODULES) run on the first cluster
+shape too: word count per line (``mapper`` yielding ``(word, 1)``, declared SUM), named ``user MxR line``, and per
+batch (``mapper_batch`` returning a ``Counter``), named ``user MxR batch`` (``--no-user-jobs`` skips them); the user
+jobs' targets (>= 1.5x and >= 3x Counter on 2 + 2 real text) are checked like issue 11's. Issue 11's targets are checked
 on the 2 + 2 rows and printed as ``target met: ...`` or ``TARGET MISSED: ...``: real text >= 8x Counter, Zipf
 >= 5x, the actors' peak RSS sum <= 0.5 of Counter's, and the Python path's ratio no lower than the last
 pre-native one (docs/performance.md's pre-native run: 1.89x real, 1.57x Zipf; another day's run, so compare loosely).
@@ -237,12 +241,13 @@ def child_counter(path: str, dump: str) -> None:
     del data
     counts = collections.Counter(text.split())
     elapsed = time.perf_counter() - started
+    cpu = time.process_time()
     peak = vmhwm()
     del text
     if dump:
         with open(dump, "wb") as out:
             marshal.dump(dict(counts), out)
-    print(json.dumps({"seconds": elapsed, "rss": {"counter": peak}, "keys": len(counts)}))
+    print(json.dumps({"seconds": elapsed, "rss": {"counter": peak}, "keys": len(counts), "cpu": cpu}))
 
 
 def _pool_count(task: tuple[str, int, int]) -> Any:
@@ -294,7 +299,7 @@ class Run:
     keys: int = 0
     ready: float | None = None  # cluster start-up until ready
     server_seconds: float | None = None  # the master's own created -> finished
-    cpu: float | None = None  # the actors' CPU seconds from submit until the result is received
+    cpu: float | None = None  # the actors' CPU seconds from submit until the result is received (Counter's own)
     cpu_master: float | None = None  # the master's share of it
     native: bool | None = None  # every mapper logged that it counts with the native kernel (None: no log line)
     splits: int | None = None
@@ -304,7 +309,7 @@ class Run:
 
 def measure_counter(path: Path, baseline_file: Path | None) -> Run:
     info = _run_child(["counter", str(path), str(baseline_file or "")])
-    return Run(seconds=info["seconds"], rss=info["rss"], exact=True, keys=info["keys"])
+    return Run(seconds=info["seconds"], rss=info["rss"], exact=True, keys=info["keys"], cpu=info["cpu"])
 
 
 def measure_pool(path: Path, baseline: dict[str, int], workers: int, chunks: int) -> Run:
@@ -316,7 +321,7 @@ def measure_pool(path: Path, baseline: dict[str, int], workers: int, chunks: int
 
 
 async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, reducers: int, discovery: str,
-                          timeout: float, extra_env: dict[str, str]) -> Run:
+                          timeout: float, extra_env: dict[str, str], job: str = "wordcount") -> Run:
     import aiohttp
 
     from actors.local import LocalCluster
@@ -331,7 +336,7 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
             cpu_before = {actor.name: cpu_seconds(actor.pid) for actor in cluster.actors}
             submitted_at = time.time()  # the actors' log stamps are wall-clock times
             job_started = time.perf_counter()
-            async with session.post("/v1/jobs", json={"job": "wordcount", "input": {"path": path.name}}) as resp:
+            async with session.post("/v1/jobs", json={"job": job, "input": {"path": path.name}}) as resp:
                 submitted = await resp.json()
                 if resp.status >= 400:
                     run.error = f"submit answered {resp.status}: {submitted.get('message', submitted)}"
@@ -423,10 +428,13 @@ def summarize(name: str, runs: list[Run], size: int, counter: dict[str, float]) 
         "exact": all(r.exact for r in runs),
         "runs": [asdict(r) for r in runs],
     }
+    if any(r.cpu is not None for r in runs):  # CPU seconds are less at the mercy of a busy machine than wall time
+        row["cpu_seconds"] = median([r.cpu for r in runs if r.cpu is not None])
+        if counter.get("cpu"):
+            row["cpu_ratio"] = counter["cpu"] / row["cpu_seconds"]
     if any(r.ready is not None for r in runs):
         row["ready_seconds"] = median([r.ready for r in runs if r.ready is not None])
         row["server_seconds"] = median([r.server_seconds for r in runs if r.server_seconds is not None])
-        row["cpu_seconds"] = median([r.cpu for r in runs if r.cpu is not None])
         row["cpu_master_seconds"] = median([r.cpu_master for r in runs if r.cpu_master is not None])
         row["splits"] = max((r.splits for r in runs if r.splits is not None), default=None)
         row["phases"] = {phase: median([r.phases[phase] for r in runs if phase in r.phases])
@@ -465,12 +473,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also run every cluster shape with the pure-Python map path (MR_NATIVE_KERNEL=false)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the actors (e.g. MR_SPLIT_SIZE=8388608); repeatable")
+    p.add_argument("--no-user-jobs", action="store_true",
+                   help="skip the SDK user jobs (word count per line and per batch) on the first cluster shape")
     p.add_argument("--markdown", action="store_true",
                    help="after the table, print the run as docs/performance.md's table(s)")
     p.add_argument("--scale", action="store_true",
                    help="issue 11's simulated scale run: the Zipf input only, Counter, then 2+2 and 12+6 clusters "
                         "(no Pool, no Python path); per-core throughput compared")
     return p.parse_args(argv)
+
+
+# The SDK user jobs: (row suffix, job name) in actors.jobs.examples.
+USER_JOBS = (("line", "line_wordcount"), ("batch", "batch_wordcount"))
+USER_MODULE = "actors.jobs.examples"
+
+
+def measure_user_jobs(path: Path, baseline: dict[str, int], shape: tuple[int, ...], args: argparse.Namespace,
+                      env: dict[str, str], size: int, counter: dict[str, float]) -> list[dict[str, Any]]:
+    """The user jobs' rows on one cluster shape (their modules added to MR_JOB_MODULES)."""
+    mappers, reducers = shape
+    modules = ",".join(filter(None, [env.get("MR_JOB_MODULES", ""), USER_MODULE]))
+    rows = []
+    for suffix, job in USER_JOBS:
+        runs = []
+        for _ in range(args.repeat):
+            try:
+                runs.append(asyncio.run(measure_cluster(path, baseline, mappers, reducers, args.discovery,
+                                                        args.timeout, {**env, "MR_JOB_MODULES": modules}, job)))
+            except Exception as exc:  # a failed start-up is a result to report, not a crash
+                runs.append(Run(error=f"{type(exc).__name__}: {exc}"))
+        row = summarize(f"user {mappers}x{reducers} {suffix}", runs, size, counter)
+        row.pop("native", None)  # user code maps: the word count kernel is not theirs
+        rows.append(row)
+        print(f"bench:   {row['method']} {row['seconds']:.2f} s", file=sys.stderr, flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -536,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
                 baseline = marshal.load(f)
         counter_runs += [measure_counter(path, None) for _ in range(args.repeat - 1)]
         counter = {"seconds": median([r.seconds for r in counter_runs]),
-                   "rss": median([sum(r.rss.values()) for r in counter_runs])}
+                   "rss": median([sum(r.rss.values()) for r in counter_runs]),
+                   "cpu": median([r.cpu for r in counter_runs if r.cpu is not None])}
         rows = [summarize("counter", counter_runs, size, counter)]
         print(f"bench:   counter {counter['seconds']:.2f} s", file=sys.stderr, flush=True)
         if not args.no_pool:
@@ -558,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench:   cluster {mappers}x{reducers}{suffix} {rows[-1]['seconds']:.2f} s "
                   f"(ready {rows[-1].get('ready_seconds', float('nan')):.2f} s, native kernel "
                   f"{'yes' if rows[-1]['native'] else 'no'})", file=sys.stderr, flush=True)
+        if not args.no_user_jobs and kind != "zipf" and shapes:
+            rows += measure_user_jobs(path, baseline, shapes[0], args, {**extra_env, "MR_NATIVE_KERNEL": "true"},
+                                      size, counter)
         failed |= not all(row["exact"] for row in rows)
         report["inputs"].append({"kind": kind if size >= 10 * MB or kind != "file" else "file-small",
                                  "name": name, "path": str(path), "bytes": size, "keys": len(baseline),

@@ -23,6 +23,8 @@ TODAY_POOL_RATIO = {"real": 1.80, "zipf": 1.73}
 # Issue 11, scale: a 12 + 6 run's per-core throughput within 25% of the 2 + 2 run's.
 SCALE_SHAPE = (12, 6)
 TARGET_SCALE_RATIO = 0.75
+# The user-jobs issue: SDK word counts on 2 + 2, real text, per line and with mapper_batch.
+TARGET_USER = {"line": 1.5, "batch": 3.0}
 
 
 def shape_of(method: str) -> tuple[int, int] | None:
@@ -31,6 +33,12 @@ def shape_of(method: str) -> tuple[int, int] | None:
         return None
     mappers, reducers = method.split()[1].split("x")
     return int(mappers), int(reducers)
+
+
+def user_style(method: str) -> str | None:
+    """``line`` or ``batch`` for a ``user MxR STYLE`` row (an SDK job, scripts/bench.py), else None."""
+    parts = method.split()
+    return parts[2] if len(parts) == 3 and parts[0] == "user" else None
 
 
 def target_method(python_path: bool = False) -> str:
@@ -139,6 +147,11 @@ def verdicts(report: dict[str, Any]) -> list[str]:
             label = f"{entry['name']} {row['method']}"
             if not row["exact"]:
                 lines.append(f"FAILED: {label}: result not equal to Counter's ({'; '.join(row.get('errors', []))})")
+            style = user_style(row["method"])
+            if style in TARGET_USER and kind == "real" and row["method"].split()[1] == "{}x{}".format(*TARGET_CONFIG):
+                lines.append(_speed_verdict(label, row, TARGET_USER[style], entry["counter_seconds"])
+                             .replace("issue 11", "user jobs")
+                             + f"; CPU: Counter's {_num(row.get('cpu_ratio'), 2)}x the actors' total")
             shape = shape_of(row["method"])
             if shape is None:
                 continue
@@ -186,6 +199,11 @@ _BASELINES = {"counter": "`Counter(text.split())`", "pool2": "`multiprocessing.P
 
 def method_label(row: dict[str, Any]) -> str:
     shape = shape_of(row["method"])
+    style = user_style(row["method"])
+    if style is not None:
+        mappers, reducers = row["method"].split()[1].split("x")
+        how = "`mapper` per line" if style == "line" else "`mapper_batch`"
+        return f"{mappers} + {reducers}, user job, {how}"
     if shape is None:
         return _BASELINES.get(row["method"], str(row["method"]))
     path = "native path" if row.get("native") else "Python path"
@@ -216,7 +234,7 @@ def markdown(report: dict[str, Any]) -> str:
             first = input_label(entry) if entry is not shown else ""
             shown = entry
             native = ("yes" if row["native"] else "no") if "native" in row else DASH
-            ratio = f"**{row['speed_ratio']:.2f}**" if row["method"].startswith("cluster") else \
+            ratio = f"**{row['speed_ratio']:.2f}**" if row["method"].startswith(("cluster", "user")) else \
                 f"{row['speed_ratio']:.2f}"
             out.append(f"| {first} | {method_label(row)} | {row['seconds']:.2f} | {row['mb_per_s']:.1f} | {ratio} | "
                        f"{row['rss_sum'] / MB:.0f} MB | {row['rss_ratio']:.2f} | {native} |")

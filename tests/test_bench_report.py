@@ -137,3 +137,19 @@ def test_markdown_puts_the_four_methods_side_by_side(report_module: ModuleType) 
     assert table[2].split("|")[1].strip() == "real text (`real-input.txt`, 80.0 MB, 123 k distinct words)"
     assert "load average 1.50 at the start and 2.50 at the end" in text
     assert "every result equal to `Counter(text.split())`" in text
+
+
+def test_the_user_job_rows_are_judged_and_shown(report_module: ModuleType) -> None:
+    real = 80 * MB
+    made = report([entry("real", real, 3.0, [
+        row("cluster 2x2", 0.3, 3.0, real, native=True),
+        row("user 2x2 line", 1.5, 3.0, real, cpu_ratio=0.7),  # 2.0x: the 1.5x target met
+        row("user 2x2 batch", 1.5, 3.0, real, cpu_ratio=1.1),  # 2.0x: the 3x target missed
+    ])])
+    lines = report_module.verdicts(made)
+    assert any(line.startswith("target met (user jobs): real user 2x2 line: 2.00x Counter >= 1.5x") and
+               line.endswith("CPU: Counter's 0.70x the actors' total") for line in lines)
+    assert any(line.startswith("TARGET MISSED (user jobs): real user 2x2 batch: 2.00x Counter < 3x") for line in lines)
+    table = report_module.markdown(made)
+    assert "| 2 + 2, user job, `mapper` per line | 1.50 |" in table
+    assert "| 2 + 2, user job, `mapper_batch` | 1.50 |" in table and "**2.00**" in table

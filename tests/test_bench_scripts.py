@@ -28,7 +28,7 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(60)
 def test_bench_quick_runs_and_every_result_is_exact(tmp_path: Path) -> None:
     done = _run([str(SCRIPTS / "bench.py"), "--quick", "--json", "--markdown", "--data-dir", str(tmp_path),
-                 "--clusters", "2x2"], timeout=55)
+                 "--clusters", "2x2", "--no-user-jobs"], timeout=55)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert [entry["kind"] for entry in report["inputs"]] == ["real", "zipf"]
@@ -58,8 +58,11 @@ def test_bench_table_names_every_method(tmp_path: Path) -> None:
     table = done.stdout
     assert "== small.txt" in table and "x Counter" in table
     lines = [line.split() for line in table.splitlines()]
-    rows = {line[0]: line for line in lines if line and line[0] in ("counter", "cluster")}
+    rows = {" ".join(line[:3 if line[0] == "user" else 1]): line for line in lines
+            if line and line[0] in ("counter", "cluster", "user")}
     assert rows["counter"][-1] == "yes" and rows["cluster"][-1] == "yes"
+    # The SDK user jobs (actors.jobs.examples) on the same shape, exact too.
+    assert rows["user 2x2 line"][-1] == "yes" and rows["user 2x2 batch"][-1] == "yes"
 
 
 @pytest.mark.timeout(60)

@@ -739,3 +739,40 @@ def test_fallback_is_used_when_the_extension_is_absent() -> None:
 
     assert not kernel.NATIVE and not encode.NATIVE and kernel.CountTable is PythonCountTable
     assert kernel.native_status().startswith("no (")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fold_sum: an SDK job's declared SUM (actors.jobs.partials)
+
+
+def python_fold_sum(into: dict[Any, Any], pairs: Any) -> None:
+    get = into.get
+    for key, value in pairs:
+        into[key] = get(key, 0) + value
+
+
+FOLD_KEYS = st.one_of(st.sampled_from(["a", "b", "日本", 1.0, True]), st.integers(-2, 2),
+                      st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 1)))
+FOLD_INTS = st.one_of(st.integers(-3, 3), st.sampled_from([2**63 - 1, -(2**62), 2**64, 0]))
+PAIR_ITEMS = st.one_of(
+    st.tuples(FOLD_KEYS, st.one_of(FOLD_INTS, st.floats(allow_nan=False), st.booleans(), st.just(-0.0),
+                                   st.just("s"))),
+    st.lists(st.sampled_from(["a", 1]), max_size=3),  # a list unpacks like a tuple, or fails to by its length
+    st.sampled_from(["ab", 5, ([], 1)]))  # a 2-character str unpacks; an int does not; a list key is unhashable
+
+
+@pytest.mark.skipif(not kernel.NATIVE, reason="the native kernel is not built")
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(PAIR_ITEMS, max_size=12), start=st.dictionaries(FOLD_KEYS, FOLD_INTS, max_size=3))
+def test_the_native_fold_sum_does_what_the_python_loop_does(items: list[Any], start: dict[Any, Any]) -> None:
+    native, python = dict(start), dict(start)
+    outcomes: list[type[Exception] | None] = []
+    for fold, into in ((kernel.fold_sum, native), (python_fold_sum, python)):
+        try:
+            fold(into, iter(items))
+            outcomes.append(None)
+        except Exception as error:  # the same type (the unpacking messages change between Python versions)
+            outcomes.append(type(error))
+    assert outcomes[0] == outcomes[1]
+    assert native == python and [type(v) for v in native.values()] == [type(v) for v in python.values()]
+    assert [repr(v) for v in native.values()] == [repr(v) for v in python.values()]  # -0.0 and 0.0 too

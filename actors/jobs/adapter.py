@@ -1,8 +1,10 @@
 """The SDK adapter: any :class:`~actors.sdk.MapReduceJob` run by the engine through the internal Job protocol.
 
-Partial values are lists of the job's values per canonical key (one combined value when the job has a combiner).
-A job without a combiner is a *general* job: a reducer groups its values per key and spills sorted runs to disk
-past MR_REDUCE_MEMORY (actors.reducer.spill), then calls :meth:`SdkJob.reduce_groups` over the merged runs.
+Partial values per canonical key are, for a job whose combiner (or reducer) is a declared fold (``SUM``, ``MIN``,
+``MAX``), the folded value itself, merged natively where the kernel can; otherwise lists of the job's values (one
+combined value when the job has a combiner of its own). A job without a combiner is a *general* job: a reducer
+groups its values per key and spills sorted runs to disk past MR_REDUCE_MEMORY (actors.reducer.spill), then calls
+:meth:`SdkJob.reduce_groups` over the merged runs.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.errors import BadRequest, WireError
-from ..core.partition import decode_key, display_key
-from ..sdk import JobCodeError, MapReduceJob, check_key, plain_value
+from ..core.partition import TAG, decode_key, display_key
+from ..sdk import JobCodeError, MapReduceJob, plain_value, plain_values
+from .partials import batch_pairs, fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
 from .result import Result, as_mapping, general_json
 
 
@@ -25,9 +28,13 @@ class SdkJob:
     def __init__(self, job: MapReduceJob) -> None:
         self.job = job
         self.name = job.name
+        self.fold = type(job).declared_fold()
         self._combines = job.has_combiner()
         #: Values are grouped per key and may spill to disk (no combiner folds them as they arrive).
         self.groups = not self._combines
+        # A declared reducer equal to the fold: a key's folded value is its result, with no user code run.
+        self._folded_result = self.fold is not None and type(job).declared_reducer() is self.fold
+        self._mapping = "mapper_batch" if type(job).has_mapper_batch() else "mapper"
 
     def map(self, text: str, source: str) -> dict[str, Any]:
         acc = self.partial()
@@ -38,23 +45,39 @@ class SdkJob:
         return {}
 
     def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
+        """The chunk's lines mapped (one ``mapper_batch`` call, or ``mapper`` per line), folded or grouped per key,
+        then each distinct key and each value that travels checked once, and the whole merged into ``acc``."""
         job = self.job
         job.input_name = source
-        grown: set[str] = set()
-        with self._user_code("mapper", source):
-            for line in lines_of(text):
-                for key, value in job.mapper(line):
-                    wire_key = check_key(key)
-                    value = plain_value(value)
-                    have = acc.get(wire_key)
-                    if have is None:
-                        acc[wire_key] = [value]
-                    else:
-                        have.append(value)
-                        grown.add(wire_key)
-        if self._combines:
-            for wire_key in grown:  # keeps a mapper's memory at one value per key between chunks
-                acc[wire_key] = [self._combine(wire_key, acc[wire_key])]
+        lines = lines_of(text)
+        with self._user_code(self._mapping, source):
+            pairs = batch_pairs(job, lines)
+            if self.fold is not None:
+                folded = plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
+            else:
+                grouped = wire_keys(group_pairs(pairs))
+        if self.fold is not None:
+            self._merge_folded(acc, folded)
+            return
+        with self._user_code(self._mapping, source):
+            for wire_key, values in grouped.items():
+                grouped[wire_key] = plain_values(values)  # every value travels: each is checked
+        for wire_key, values in grouped.items():
+            have = acc.get(wire_key)
+            if have is not None:
+                have.extend(values)
+                values = have
+            if self._combines and len(values) > 1:  # a mapper holds one value per key between chunks
+                values = [self._combine(wire_key, values)]
+            acc[wire_key] = values
+
+    def _merge_folded(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
+        assert self.fold is not None
+        with self._user_code("combiner", ""):  # MIN/MAX of values that do not compare across chunks, say
+            grown = bool(into)
+            merge_folded(self.fold, into, part)
+            if grown and self.fold is MapReduceJob.SUM:  # a sum may leave 64 bits: checked as it is made
+                plain_values([into[wire_key] for wire_key in part])
 
     def _combine(self, wire_key: str, values: list[Any]) -> Any:
         with self._user_code("combiner", ""):
@@ -79,7 +102,15 @@ class SdkJob:
         # With a combiner every key holds one value; without, a hot key's list is what grows.
         return len(acc) if self._combines else sum(map(len, acc.values()))
 
+    @property
+    def folds_to_result(self) -> bool:
+        """A declared fold merges the partials and is the reducer too: no code of the job runs at a reducer."""
+        return self._folded_result
+
     def combine(self, into: dict[str, Any], part: Mapping[str, Any]) -> None:
+        if self.fold is not None:
+            self._merge_folded(into, part)
+            return
         for wire_key, values in part.items():
             have = into.get(wire_key)
             if have is None:
@@ -90,20 +121,39 @@ class SdkJob:
                 have.extend(values)
 
     def checksum(self, part: Mapping[str, Any]) -> int:
-        return sum(map(len, part.values()))
+        return len(part) if self.fold is not None else sum(map(len, part.values()))
 
     def check(self, part: Mapping[str, Any]) -> None:
-        for wire_key, values in part.items():
+        if TAG in "".join(part):  # some key is not a plain str: each such one must decode
+            for wire_key in part:
+                if wire_key.startswith(TAG):
+                    decode_key(wire_key)
+        if self.fold is not None:
+            values = list(part.values())
+            if self.fold is MapReduceJob.SUM and not set(map(type, values)) <= {int, float}:
+                raise WireError(f"job {self.name!r}: summed values must be numbers")
+            try:
+                plain_values(values)
+            except BadRequest as error:
+                raise WireError(f"job {self.name!r}: {error.message}") from None
+            return
+        for values in part.values():
             if type(values) is not list or not values:
                 raise WireError(f"job {self.name!r}: partial values must be non-empty lists")
-            decode_key(wire_key)
             try:
                 plain_value(values)
             except BadRequest as error:
                 raise WireError(f"job {self.name!r}: {error.message}") from None
 
     def finish(self, totals: dict[str, Any]) -> dict[str, Any]:
-        """Call the job's reducer once per key, with every value the committed splits sent (a new dict)."""
+        """Call the job's reducer once per key, with every value the committed splits sent (a new dict); with a
+        declared reducer equal to the fold, the folded values are the result."""
+        if self._folded_result:
+            if TAG not in "".join(totals):
+                return dict(totals)
+            return {display_key(wire_key): value for wire_key, value in totals.items()}
+        if self.fold is not None:
+            return self.reduce_groups((wire_key, iter([totals[wire_key]])) for wire_key in sorted(totals))
         return self.reduce_groups((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals))
 
     def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any]:
@@ -111,6 +161,9 @@ class SdkJob:
         ``stream_values``, else a list (one key's values must then fit in memory)."""
         streams = self.job.stream_values
         out: dict[str, Any] = {}
+        if self.fold is not None:  # a key's folded values (one per run or split) are one value for its reducer
+            fold = self.fold.function
+            groups = ((wire_key, iter([fold(list(values))])) for wire_key, values in groups)
         for wire_key, values in groups:
             key = decode_key(wire_key)
             given: Any = values if streams else list(values)  # the declared type is the default contract's list

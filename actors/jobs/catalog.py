@@ -61,12 +61,19 @@ class Catalog:
         engine: Job | None = job.engine()
         return engine if engine is not None else SdkJob(job)
 
+    def trusted(self, name: str) -> bool:
+        """Whether an actor may run the job's own methods in its process: a built-in (our code), or a job that brings
+        its own engine (declared native, as the built-ins' are: actors.jobs.engine). Any other job's code runs in
+        task processes only."""
+        cls = self.classes.get(name)
+        return cls is not None and (self.origins[name] == BUILT_IN or cls.engine is not MapReduceJob.engine)
+
     def view(self, name: str, params: Mapping[str, Any] | None = None) -> Job:
         """The job as an actor that runs no user code sees it: a built-in's engine (our own code, configured here),
         or the SDK adapter over an instance the job's own ``__init__`` and ``configure`` never ran on. Such an actor
         only routes, frames and checks the job's values; its code (and its configure) runs in task processes."""
         cls = self.classes.get(name)
-        if cls is None or self.origins[name] == BUILT_IN:
+        if cls is None or self.trusted(name):
             return self.get(name, params)  # an unknown name: the same 400
         job = cls.__new__(cls)
         MapReduceJob.__init__(job, params)

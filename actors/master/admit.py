@@ -13,7 +13,6 @@ from aiohttp import web
 from ..core.errors import JobFailed, TaskFailed, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import SERVED, InputRef
-from ..jobs.catalog import BUILT_IN
 from ..jobs.result import Result, as_mapping
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS
 from ..net.client import PeerClient
@@ -111,7 +110,7 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], Await
             return None
         catalog = app[JOBS]
         encode: Callable[[Result], bytes] = catalog.get(record.job_name, record.params).encode \
-            if catalog.origins[record.job_name] == BUILT_IN else (await _encoded_in_task(app, record, result)).get
+            if catalog.trusted(record.job_name) else (await _encoded_in_task(app, record, result)).get
         try:
             held = app[RESULTS].hold(record.id, result, encode)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job

@@ -15,7 +15,6 @@ from ..core.errors import BadRequest, PayloadTooLarge, TaskFailed, shown_all
 from ..inputs.ref import InputRef
 from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
-from ..jobs.catalog import BUILT_IN
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
 from ..sdk import JobConfigError
 from ..tasks.calls import class_spec, configure
@@ -171,7 +170,7 @@ async def check_job(app: web.Application, name: str, params: Any) -> None:
     if not isinstance(params, dict):
         raise BadRequest('"params" must be an object of string values')
     catalog = app[JOBS]
-    if catalog.origins.get(name) == BUILT_IN or name not in catalog.classes:
+    if catalog.trusted(name) or name not in catalog.classes:
         catalog.sdk(name, params)  # our own code: checked here (an unknown name is a 400 from here too)
     else:
         spec = class_spec(catalog.classes[name], params)

@@ -165,8 +165,10 @@ class Ledger:
         packing = packing_of(job, native=True)
         if packing is not None:
             return PackedTotals(job, packing)
-        if isinstance(job, SdkJob):  # user code: grouped here, reduced in a task process (memory 0: never spills)
+        if isinstance(job, SdkJob) and not job.folds_to_result:
+            # User code: grouped here, reduced in a task process (memory 0: never spills).
             return SpillingTotals(job, SpillRuns(self.spool, f"reduce-{self.partition}-"), self.pool, self.memory)
+        # A built-in's engine, or a job whose declared fold is its reducer too: merged here by framework code only.
         return Totals(job)
 
     def was_reported(self, job: str, epoch: int) -> bool:

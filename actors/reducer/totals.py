@@ -187,6 +187,9 @@ class SpillingTotals(Totals):
         self.handed = 0  # runs written only to hand the values to a task process (not spills)
 
     def _combine(self, into: dict[str, Any], part: dict[str, Any]) -> None:
+        if self.sdk.fold is not None:  # a declared fold: the framework folds each split's value in (no user code)
+            self.sdk.combine(into, part)
+            return
         for key, values in part.items():
             have = into.get(key)
             if have is None:
@@ -205,8 +208,13 @@ class SpillingTotals(Totals):
         """Hand the values to the spill thread as a sorted run; synchronous, so every committed value is, at any
         moment, either in the values or in a run submitted before anything that reads the runs."""
         assert self.runs is not None
-        groups, self.values, self.held = self.values, {}, 0
+        groups, self.values, self.held = self._grouped(self.values), {}, 0
         self.writing.append(self.pool.submit(self.runs.spill, groups))
+
+    def _grouped(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Values as runs hold them, a list per key: a declared fold's one value becomes a list of it (the job's
+        reduce folds a key's values from several runs into one again before its reducer sees them)."""
+        return {key: [value] for key, value in values.items()} if self.sdk.fold is not None else values
 
     @property
     def spills(self) -> int:
@@ -219,7 +227,7 @@ class SpillingTotals(Totals):
         """The result merged from the runs and the values, computed on the spill thread after every write; call
         after :meth:`settle`."""
         assert self.runs is not None
-        return self.pool.submit(self._merge, self.runs, self.sdk, self.values, list(self.writing))
+        return self.pool.submit(self._merge, self.runs, self.sdk, self._grouped(self.values), list(self.writing))
 
     def hand_over(self) -> Future[list[Path]]:
         """Every value as sorted runs on disk, for a task process to reduce (call after :meth:`settle`): the values

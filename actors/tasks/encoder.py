@@ -13,6 +13,7 @@ from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
 from ..core.messages import Columns, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import CountTable, Job, byte_table_of, packing_of
+from ..jobs.adapter import SdkJob
 
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
 # the string headers (at most 31 bytes, counted from the encoding; kept generous).
@@ -45,6 +46,9 @@ class FrameEncoder:
         # pays, e.g. only with its native kernel built and MR_NATIVE_KERNEL on).
         self.table: CountTable | None = byte_table_of(job, partitions, native)
         self.packing = packing_of(job, native)
+        # A key's list value may travel in pieces when it holds the key's values (an SDK job's lists); not when it
+        # is one value (an SDK job's declared fold: a MAX of lists, say).
+        self.lists = not (isinstance(job, SdkJob) and job.fold is not None)
         self.frames = [0] * partitions
         self.keys = [0] * partitions
         self.checksums = [0] * partitions
@@ -106,7 +110,7 @@ class FrameEncoder:
         except PayloadTooLarge:
             if len(items) == 1:
                 ((key, value),) = items.items()
-                if type(value) is list and len(value) > 1:
+                if self.lists and type(value) is list and len(value) > 1:
                     # One key's many values (an SDK job without a combiner): in several frames, which a reducer
                     # merges by the job's own combine, exactly as if they had come in one.
                     half = len(value) // 2

@@ -86,6 +86,7 @@ WC_INTERNAL PyObject *CountTable_add_columns(CountTable *self, PyObject *const *
 WC_INTERNAL PyObject *CountTable_ordered_columns(CountTable *self, PyObject *Py_UNUSED(ignored));
 WC_INTERNAL PyObject *add_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
 WC_INTERNAL PyObject *move_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+WC_INTERNAL PyObject *fold_sum(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
 WC_INTERNAL int enter(CountTable *self);
 WC_INTERNAL int table_insert(CountTable *t, size_t i, uint64_t hash, uint64_t head, const unsigned char *key,
                              Py_ssize_t length, long long count);

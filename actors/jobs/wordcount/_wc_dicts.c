@@ -1,4 +1,4 @@
-/* Dict helpers: add_counts and move_counts, a reducer's merges of plain str -> int dicts. */
+/* Dict helpers: add_counts and move_counts, a reducer's merges of plain str -> int dicts; fold_sum, an SDK job's SUM. */
 #include "_wc.h"
 
 /* ------------------------------------------------------------------------------ add_counts, move_counts */
@@ -93,4 +93,86 @@ move_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     return PyLong_FromSsize_t(moved);
+}
+
+/* ------------------------------------------------------------------------------------------------ fold_sum */
+
+/* fold_sum(into, pairs): `for key, value in pairs: into[key] = into.get(key, 0) + value`, the same operations in
+ * the same order (so the same result and the same exceptions), without a Python frame per pair: an SDK job's
+ * declared SUM folded as its mapper yields (actors.jobs.partials). Keys are any hashable objects. */
+PyObject *
+fold_sum(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "fold_sum(into, pairs) takes a dict and an iterable of pairs");
+        return NULL;
+    }
+    PyObject *into = args[0];
+    PyObject *iterator = PyObject_GetIter(args[1]);
+    if (iterator == NULL) {
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        Py_DECREF(iterator);
+        return NULL;
+    }
+    PyObject *item;
+    int failed = 0;
+    while (!failed && (item = PyIter_Next(iterator)) != NULL) {
+        PyObject *pair = item;
+        if (!PyTuple_CheckExact(item)) { /* any iterable unpacks, as in Python: a list, a 2-character str */
+            if (Py_TYPE(item)->tp_iter == NULL && !PySequence_Check(item)) {
+                PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.200s object", Py_TYPE(item)->tp_name);
+                Py_DECREF(item);
+                failed = 1;
+                break;
+            }
+            pair = PySequence_Tuple(item);
+            Py_DECREF(item);
+            if (pair == NULL) {
+                failed = 1;
+                break;
+            }
+        }
+        if (PyTuple_GET_SIZE(pair) != 2) {
+            if (PyTuple_GET_SIZE(pair) < 2) {
+                PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected 2, got %zd)",
+                             PyTuple_GET_SIZE(pair));
+            }
+            else {
+                PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 2)");
+            }
+            Py_DECREF(pair);
+            failed = 1;
+            break;
+        }
+        PyObject *key = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1); /* borrowed from pair */
+        PyObject *have = PyDict_GetItemWithError(into, key);                             /* borrowed */
+        PyObject *sum;
+        if (have == NULL && PyErr_Occurred()) {
+            sum = NULL;
+        }
+        else if (have == NULL && PyLong_CheckExact(value)) {
+            Py_INCREF(value); /* 0 + an int is that int */
+            sum = value;
+        }
+        else {
+            have = have == NULL ? zero : have;
+            Py_INCREF(have); /* a value's __add__ may run code that changes `into` */
+            sum = PyNumber_Add(have, value);
+            Py_DECREF(have);
+        }
+        if (sum == NULL || PyDict_SetItem(into, key, sum) < 0) {
+            failed = 1;
+        }
+        Py_XDECREF(sum);
+        Py_DECREF(pair);
+    }
+    Py_DECREF(zero);
+    Py_DECREF(iterator);
+    if (failed || PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }

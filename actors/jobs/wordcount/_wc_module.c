@@ -190,6 +190,8 @@ static PyMethodDef module_methods[] = {
      "add_counts(into, part, /)\n--\n\nAdd every count of the dict part to the dict into."},
     {"move_counts", (PyCFunction)(void (*)(void))move_counts, METH_FASTCALL,
      "move_counts(into, part, limit, /)\n--\n\nMove up to limit counts from part into into; the number moved."},
+    {"fold_sum", (PyCFunction)(void (*)(void))fold_sum, METH_FASTCALL,
+     "fold_sum(into, pairs, /)\n--\n\nfor key, value in pairs: into[key] = into.get(key, 0) + value."},
     {"check_columns", (PyCFunction)(void (*)(void))check_columns, METH_FASTCALL,
      "check_columns(keys, ends, counts, /)\n--\n\nCheck a COLUMNS frame as unpack_columns does; the sum of its counts."},
     {"unpack_columns", (PyCFunction)(void (*)(void))unpack_columns, METH_FASTCALL,
