@@ -297,6 +297,8 @@ class Coordinator:
             await self._notify()
             return Outcome.OK
         except PeerUnreachable as exc:
+            self.metrics.attempt("unreachable")
+            self.metrics.attempt_ended("unreachable", self.clock() - began)
             table.abandoned(split, attempt, f"mapper unreachable: {exc.message}")
             await self._notify()
             return Outcome.UNREACHABLE
@@ -307,7 +309,8 @@ class Coordinator:
                 cause = f"no word from {mapper.name} for the lease of {self.policy.lease:g} s (stalled)"
             log.warning("split_attempt_failed", **fields, cause=cause)
             self.metrics.attempt("failed")
-            self.metrics.attempt_ended("failed", self.clock() - began, stalled=isinstance(exc, TimeoutError))
+            stalled = isinstance(exc, TimeoutError)
+            self.metrics.attempt_ended("lease_expired" if stalled else "failed", self.clock() - began, stalled=stalled)
             # Raises JobFailed on the split's last allowed failure: then no worker is woken to start another.
             table.failed(split, attempt, cause,
                          AttemptOutcome.LEASE_EXPIRED if isinstance(exc, TimeoutError) else AttemptOutcome.FAILED)

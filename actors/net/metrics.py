@@ -45,7 +45,7 @@ Refresh = Callable[[], Awaitable[None]]
 JOB_STATES = ("done", "failed", "cancelled")
 # ok: the attempt's report counted; failed: it failed (its mapper's fault or not); backup: a backup attempt started
 # for a straggler; stale: a frame or report of another attempt, dropped.
-ATTEMPT_OUTCOMES = ("ok", "failed", "backup", "stale")
+ATTEMPT_OUTCOMES = ("ok", "failed", "unreachable", "backup", "stale")
 # committed: merged; duplicate: its split was already merged; cut: the sender stopped before a valid COMMIT;
 # rejected: refused (malformed, too large, misrouted, stale epoch, no room to stage it).
 STREAM_OUTCOMES = ("committed", "duplicate", "cut", "rejected")
@@ -60,7 +60,8 @@ SPLIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 12
 REQUEST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # How a split attempt the master listened to ended; one it never started (mapper unreachable) or that was cut by
 # the job's end is not timed. superseded: another attempt of the split won (or this one's report came late).
-SPLIT_ENDS = ("ok", "failed", "superseded")
+# How an attempt the master listened to ended: the words of its status (actors/master/attempts.py).
+SPLIT_ENDS = ("ok", "failed", "lease_expired", "superseded", "unreachable")
 # Request methods as a label: what the routes take; anything else a client sends is "other" (no label per word).
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
@@ -148,12 +149,14 @@ class MasterMetrics:
                             registry=registry)
         self.duration = Histogram("mapreduce_job_duration_seconds", "seconds from submission to the job's end",
                                   ["job"], buckets=DURATION_BUCKETS, registry=registry)
-        self.attempts = Counter("mapreduce_split_attempts", "split attempts by outcome: ok, failed, backup (started), "
-                                "stale (frames and reports of other attempts, dropped)", ["outcome"],
+        self.attempts = Counter("mapreduce_split_attempts", "split attempts by outcome: ok, failed, unreachable (its "
+                                "mapper could not be reached), backup (started), stale (frames and reports of other "
+                                "attempts, dropped)", ["outcome"],
                                 registry=registry)
         self.split_duration = Histogram("mapreduce_split_attempt_duration_seconds",
                                         "seconds from a split attempt's assignment to its end, by how it ended: ok, "
-                                        "failed, superseded (another attempt won)", ["outcome"],
+                                        "failed, lease_expired, superseded (another attempt won), unreachable",
+                                        ["outcome"],
                                         buckets=SPLIT_BUCKETS, registry=registry)
         self.leases_expired = Counter("mapreduce_split_leases_expired", "split attempts failed because their mapper "
                                       "was silent for MR_TIMEOUT_LEASE (stalled)", registry=registry)
