@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job over files, directories or globs on a local cluster and "
                               "print the result (the cluster's data root is the deepest directory holding them all)")
     run.add_argument("inputs", type=str, nargs="+", metavar="INPUT",
-                     help="a file, a directory (walked recursively) or a quoted glob (** spans directories)")
+                     help="a file, a directory (walked recursively), a quoted glob (** spans directories), or "
+                          "s3://bucket/key, s3://bucket/prefix/ or a quoted s3://bucket/prefix/*.log")
     run.add_argument("--top", type=positive_int, default=None, help="print only the N most frequent keys")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--job", default="wordcount", help="the job's name (`mapreduce kinds` lists them)")
@@ -162,6 +163,11 @@ def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
     """The data root and the job's input spec for ``mapreduce run``'s INPUTs: one file is a ``path``; several, or
     directories and globs, are ``paths`` relative to the deepest directory holding them all (a file's or a
     directory's parent, a glob's leading directory), so the inputs' names are their paths below it."""
+    objects = [text for text in given if text.startswith("s3://")]
+    if objects:  # listed and read by the actors themselves, through AWS_ENDPOINT_URL and the AWS_* credentials
+        if len(objects) != len(given):
+            raise MapReduceError("give local files or s3:// URIs as INPUTs, not both in one job")
+        return Path.cwd().resolve(), {"uris": objects}
     entries: list[tuple[Path, str]] = []  # (where it lies, the pattern below that, "" for none)
     for text in given:
         parts = Path(text).parts
@@ -221,7 +227,8 @@ async def _run(args: argparse.Namespace) -> int:
               f"{written['bytes']} bytes, and {written['success']}")
     else:
         _print_result(args, result)
-    named = source.get("path") or f"{len(args.inputs)} inputs under {root}"
+    named = source.get("path") or (f"{len(args.inputs)} s3:// inputs" if "uris" in source
+                                   else f"{len(args.inputs)} inputs under {root}")
     print(f"done: {result['keys']} keys from {named} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)
     return 0

@@ -141,7 +141,7 @@ def _inputs(args: argparse.Namespace) -> list[Input]:
     """Each INPUT as the client takes it: a URL reference, or a local file checked here, before any upload."""
     inputs: list[Input] = []
     for given in args.inputs:
-        if given.lower().startswith(("http://", "https://")):
+        if given.lower().startswith(("http://", "https://", "s3://")):  # read by the cluster, not uploaded
             inputs.append({"url": given})
             continue
         path = Path(given)
