@@ -85,8 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
-    run.add_argument("--output", type=Path, default=None, metavar="DIR",
-                     help="write the result to DIR as part-NNNNN.jsonl files and _SUCCESS instead of printing it")
+    run.add_argument("--output", type=str, default=None, metavar="DIR",
+                     help="write the result to DIR (or an s3://bucket/prefix/) as part-NNNNN.jsonl files and "
+                          "_SUCCESS instead of printing it")
     cluster_options(run)
 
     local = commands.add_parser("local", help="keep a local cluster serving until Ctrl-C")
@@ -196,7 +197,8 @@ def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
 
 async def _run(args: argparse.Namespace) -> int:
     root, source = input_spec(args.inputs)
-    output = args.output.resolve() if args.output is not None else None
+    s3_output = args.output if args.output is not None and args.output.startswith("s3://") else None
+    output = Path(args.output).resolve() if args.output is not None and s3_output is None else None
     if output is not None and (output == root or output in root.parents):
         raise MapReduceError(f"--output {args.output} must not be a directory holding the inputs")
     started = time.monotonic()
@@ -212,6 +214,8 @@ async def _run(args: argparse.Namespace) -> int:
         spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": source}
         if output is not None:
             spec["output"] = {"path": output.name}
+        elif s3_output is not None:
+            spec["output"] = {"path": s3_output}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:
@@ -221,10 +225,10 @@ async def _run(args: argparse.Namespace) -> int:
         job_id = submitted["id"]
         result = await _follow(session, job_id, cluster.check)
         elapsed = time.monotonic() - started
-    if output is not None:
+    if output is not None or s3_output is not None:
         written = result["output"]
-        print(f"{output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), {written['keys']} keys, "
-              f"{written['bytes']} bytes, and {written['success']}")
+        print(f"{output or s3_output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), "
+              f"{written['keys']} keys, {written['bytes']} bytes, and {written['success']}")
     else:
         _print_result(args, result)
     named = source.get("path") or (f"{len(args.inputs)} s3:// inputs" if "uris" in source
