@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from obstore.store import S3Store
 
 SCHEME = "s3://"
+# What the library reads from the environment itself (besides AWS_ENDPOINT_URL, a setting): the credentials chain.
+LIBRARY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+                     "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE")
 # Bucket names as S3 allows them (dots included: path-style requests keep them out of the host name).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MAX_KEY = 1024  # bytes: S3's limit on a key
