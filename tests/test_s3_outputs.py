@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from actors.cli import input_spec
 from actors.core.config import Settings
-from actors.core.errors import BadRequest, InputError, JobFailed
+from actors.core.errors import BadRequest, InputError, JobFailed, MapReduceError
 from actors.inputs.outdir import SUCCESS, PartInfo, entry_lines
 from actors.inputs.s3inputs import s3_inputs
 from actors.inputs.s3out import attempt_key, output_uri, write_part
@@ -148,3 +153,21 @@ def test_an_output_prefix_is_plain_and_attempt_keys_are_confined() -> None:
     assert attempt_key(uri, "job1", 2, 7, "abc") == "out/_attempts/job1-2/part-00007-abc.jsonl"
     with pytest.raises(BadRequest, match="cannot name an attempt object"):
         attempt_key(uri, "../x", 2, 7, "abc")
+
+
+def test_mapreduce_run_reads_and_writes_s3_through_a_local_cluster(s3: S3Server, tmp_path: Path) -> None:
+    """The README's local demo: `mapreduce run s3://... --output s3://...` with AWS_ENDPOINT_URL in the environment,
+    the actors (processes of their own) inheriting it."""
+    texts = {f"cli/in/{i}.txt": document(30 + i, 300) for i in range(3)}
+    for key, data in texts.items():
+        s3.put(BUCKET, key, data)
+    env = {**os.environ, **s3.environment(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "actors", "run", f"s3://{BUCKET}/cli/in/*.txt", "--static",
+                           "--output", f"s3://{BUCKET}/cli/out/"], env=env, capture_output=True, text=True,
+                          timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"s3://{BUCKET}/cli/out/: 2 parts" in done.stdout and "from 1 s3:// inputs" in done.stderr
+    _, entries = read_output(s3, "cli/out/")
+    assert entries == run_sequential_inputs("wordcount", sorted(texts.items()))
+    with pytest.raises(MapReduceError, match="not both"):
+        input_spec([f"s3://{BUCKET}/cli/in/", str(tmp_path)])
