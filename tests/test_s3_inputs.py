@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import subprocess
+import sys
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,13 @@ async def test_an_unreachable_endpoint_is_a_502_not_a_500(s3: S3Server, make_clu
     cluster = await make_cluster(mappers=1, reducers=1, s3_endpoint="http://127.0.0.1:9")  # nothing listens
     status, body = await submit_error(cluster, {"job": "wordcount", "input": {"uris": [f"s3://{BUCKET}/x/"]}})
     assert status == 502 and "could not be reached" in body["message"], body
+
+
+def test_the_library_benchmark_runs_and_reads_every_byte() -> None:
+    """scripts/bench_s3.py (the README's comparison) on a small object: every reader gets every byte (it asserts)."""
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "scripts.bench_s3", "--mib", "4", "--part-mib", "1", "--ahead", "2"],
+                          cwd=repo, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    assert [line.split("  ")[0] for line in done.stdout.splitlines()] == [
+        "mapper, local file", "obstore", "aiobotocore", "mapper, s3://"]
