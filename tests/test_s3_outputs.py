@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from actors.api.aio import AsyncClient
 from actors.cli import input_spec
 from actors.core.config import Settings
 from actors.core.errors import BadRequest, InputError, JobFailed, MapReduceError
@@ -171,3 +172,47 @@ def test_mapreduce_run_reads_and_writes_s3_through_a_local_cluster(s3: S3Server,
     assert entries == run_sequential_inputs("wordcount", sorted(texts.items()))
     with pytest.raises(MapReduceError, match="not both"):
         input_spec([f"s3://{BUCKET}/cli/in/", str(tmp_path)])
+
+
+async def test_the_python_client_reads_s3_and_writes_s3(s3: S3Server, make_cluster: ClusterFactory) -> None:
+    texts = {f"client/in/{i}.txt": document(40 + i, 100) for i in range(2)}
+    for key, data in texts.items():
+        s3.put(BUCKET, key, data)
+    cluster = await make_cluster(mappers=1, reducers=2, s3_endpoint=s3.endpoint)
+    async with AsyncClient(cluster.url, "x") as client:
+        handle = await client.submit("wordcount", [{"url": f"s3://{BUCKET}/client/in/0.txt"},
+                                                   {"url": f"s3://{BUCKET}/client/in/1.txt"}],
+                                     output={"path": f"s3://{BUCKET}/client/out/"})
+        assert (await handle.wait(60)).state == "done"
+        written = await handle.output()
+        assert written["path"] == f"s3://{BUCKET}/client/out/"
+        assert written["parts"] == ["part-00000.jsonl", "part-00001.jsonl"]
+    assert read_output(s3, "client/out/")[1] == run_sequential_inputs("wordcount", sorted(texts.items()))
+
+
+async def test_a_job_cancelled_while_its_parts_upload_leaves_no_output(s3: S3Server,
+                                                                      make_cluster: ClusterFactory) -> None:
+    """Whenever the cancel lands (mapping, reducers writing their attempts, the master copying), the prefix ends
+    with no _SUCCESS and no part: the fence deletes what was written and copied."""
+    s3.put(BUCKET, "cancel/in/big.txt", document(50, 20000))  # ~1 MB: many splits, time to cancel mid-job
+    cluster = await make_cluster(mappers=2, reducers=3, s3_endpoint=s3.endpoint)
+    states = []
+    for delay in (0.0, 0.2, 0.5):
+        prefix = f"cancel/out{int(delay * 10)}/"
+        job = await cluster.submit({"job": "wordcount", "input": {"uris": [f"s3://{BUCKET}/cancel/in/"]},
+                                    "output": {"path": f"s3://{BUCKET}/{prefix}"}, "split_size": 4096})
+        await asyncio.sleep(delay)  # a moment into the job, not a condition: any point of it must be safe
+        async with cluster.session.delete(f"{cluster.url}/v1/jobs/{job['id']}") as response:
+            await response.read()
+        async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}):
+            pass
+        state = (await cluster.status(job["id"]))["state"]
+        states.append(state)
+        left = s3.keys(BUCKET, prefix)
+        if state == "done":  # it finished before the cancel: then it is whole
+            assert read_output(s3, prefix)[0]["job"] == job["id"]
+        else:
+            # Nothing a reader takes for output; at most a late writer's hidden attempt (its PUT was in flight
+            # when the fence listed the attempts).
+            assert state == "cancelled" and all(k.startswith(f"{prefix}_attempts/") for k in left), (state, left)
+    assert "cancelled" in states, states
