@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from actors.core.config import Settings
-from actors.core.errors import BadRequest, InputError
+from actors.core.errors import BadRequest, InputError, PeerError
 from actors.inputs.pin import Pin
 from actors.inputs.ref import GZIP, S3
+from actors.inputs.s3 import s3_error
 from actors.inputs.s3inputs import s3_inputs
 from actors.inputs.s3source import S3Source
 from actors.sequential import run_sequential_inputs
@@ -185,3 +186,17 @@ def test_the_library_benchmark_runs_and_reads_every_byte() -> None:
     assert done.returncode == 0, done.stderr
     assert [line.split("  ")[0] for line in done.stdout.splitlines()] == [
         "mapper, local file", "obstore", "aiobotocore", "mapper, s3://"]
+
+
+def test_refusals_are_read_by_their_s3_error_code_alone() -> None:
+    from obstore import exceptions
+
+    uri = "s3://b/AccessDenied-NoSuchKey.log"  # words of a key are not a code
+    found = s3_error(exceptions.GenericError(f"GET http://h/{uri[5:]}: 500 <Code>InternalError</Code>"), uri)
+    assert isinstance(found, PeerError) and found.message == f"{uri}: the object store could not be reached or " \
+        "failed (GenericError)"
+    found = s3_error(exceptions.GenericError("GET x: 404 <Code>NoSuchBucket</Code> <BucketName>b</BucketName>"), uri)
+    assert isinstance(found, InputError) and found.message == f"{uri}: its bucket does not exist"
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    found = s3_error(exceptions.GenericError(f"<Code>SignatureDoesNotMatch</Code><StringToSign>{secret}"), uri)
+    assert secret not in found.message and "bad secret key" in found.message

@@ -72,8 +72,11 @@ def open_store(settings: Settings, bucket: str) -> S3Store:
                "timeout": timedelta(seconds=max(timeouts.request, timeouts.stream_idle)),
                "allow_http": endpoint.startswith("http://")}
     config = {"endpoint": endpoint} if endpoint else {}
+    # The library retries transient failures itself (with backoff); bounded by the settings' request timeout, not
+    # its own three minutes, so a store that is down fails a submission or a split in time to be retried by us.
+    retry = {"max_retries": 3, "retry_timeout": timedelta(seconds=timeouts.request)}
     try:
-        return S3Store(bucket, config=config, client_options=options)  # type: ignore[arg-type]
+        return S3Store(bucket, config=config, client_options=options, retry_config=retry)  # type: ignore[arg-type]
     except Exception as error:  # a malformed endpoint or variable: the library's own config error
         raise InputError(f"the object store client for bucket {bucket!r} cannot be made: "
                          f"{type(error).__name__} (check AWS_ENDPOINT_URL and AWS_REGION)") from None
@@ -104,7 +107,7 @@ def s3_error(error: BaseException, uri: S3Uri | str) -> MapReduceError:
     if isinstance(error, exceptions.PreconditionError):
         return InputError(f"{uri} changed since the job was planned: the object store refused the pinned ETag")
     for code, meaning in _CODES:
-        if code in text:
+        if f"<Code>{code}</Code>" in text:  # the S3 error document's code, never a word of the key or URL
             return InputError(f"{uri}: {meaning}")
     # The library raises Python's own FileNotFoundError and PermissionError for some of these.
     if isinstance(error, (exceptions.NotFoundError, FileNotFoundError)):

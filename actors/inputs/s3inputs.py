@@ -31,7 +31,9 @@ async def s3_inputs(settings: Settings, texts: list[str], limit: int) -> list[In
     stores: dict[str, S3Store] = {}
     for text in texts:
         uri = parse_s3(text)
-        store = stores.get(uri.bucket) or stores.setdefault(uri.bucket, open_store(settings, uri.bucket))
+        if uri.bucket not in stores:
+            stores[uri.bucket] = open_store(settings, uri.bucket)
+        store = stores[uri.bucket]
         found = await _resolve(store, uri, limit - len(refs) + 1)
         if not found:
             raise InputError(f"input {text!r} matches no object")
