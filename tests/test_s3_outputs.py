@@ -46,13 +46,13 @@ def settings(s3: S3Server) -> Settings:
     return Settings(s3_endpoint=s3.endpoint)
 
 
-def read_output(s3: S3Server, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_output(s3: S3Server, prefix: str, bucket: str = BUCKET) -> tuple[dict[str, Any], dict[str, Any]]:
     """What a reader that waits for _SUCCESS sees: the manifest, and the entries of the parts it names, each
     checked against the manifest's SHA-256."""
-    manifest = json.loads(s3.get(BUCKET, f"{prefix}{SUCCESS}"))
+    manifest = json.loads(s3.get(bucket, f"{prefix}{SUCCESS}"))
     entries: dict[str, Any] = {}
     for name in manifest["parts"]:
-        data = s3.get(BUCKET, prefix + name)
+        data = s3.get(bucket, prefix + name)
         assert hashlib.sha256(data).hexdigest() == manifest["sha256"][name]
         for line in data.splitlines():
             key, value = json.loads(line)
