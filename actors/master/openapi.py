@@ -109,9 +109,10 @@ SCHEMAS: dict[str, Any] = {
     },
     "Output": {
         "type": "object",
-        "description": "Write the result to this directory under MR_DATA_ROOT (created if missing) as part-NNNNN.jsonl "
-                       "files, one [key, value] array a line sorted by key, then _SUCCESS; 409 if it already holds "
-                       "a _SUCCESS or part files, or a running job writes there.",
+        "description": "Write the result to this directory under MR_DATA_ROOT (created if missing), or to an "
+                       "s3://bucket/prefix/, as part-NNNNN.jsonl files, one [key, value] array a line sorted by key, "
+                       "then _SUCCESS; 409 if it already holds a _SUCCESS or part files, or a running job writes "
+                       "there.",
         "required": ["path"],
         "additionalProperties": False,
         "properties": {"path": {"type": "string"}},
