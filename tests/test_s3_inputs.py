@@ -4,6 +4,7 @@ refusal a clear 4xx (or a job error naming the object), compared with the sequen
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gzip
 import subprocess
@@ -200,3 +201,10 @@ def test_refusals_are_read_by_their_s3_error_code_alone() -> None:
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     found = s3_error(exceptions.GenericError(f"<Code>SignatureDoesNotMatch</Code><StringToSign>{secret}"), uri)
     assert secret not in found.message and "bad secret key" in found.message
+
+
+def test_mapreduce_submit_sends_s3_uris_as_references_never_as_uploads() -> None:
+    from actors.remote.commands import _inputs
+
+    given = argparse.Namespace(inputs=["s3://corpus/logs/", "s3://corpus/a.log"], path=[])
+    assert _inputs(given) == [{"url": "s3://corpus/logs/"}, {"url": "s3://corpus/a.log"}]
