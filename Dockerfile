@@ -21,7 +21,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # The dependencies first (their layer outlives source changes), each file checked against its hash in the lock
 # (scripts/lock.sh writes it from setup.cfg; tests/test_lock.py checks they agree): an index that serves other
-# bytes fails the build. The lock also pins setuptools, the build backend used below.
+# bytes fails the build. The lock also pins setuptools, the build backend used below, and the s3 extra (obstore).
 COPY requirements.lock ./
 RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml setup.cfg setup.py README.md ./
@@ -31,7 +31,7 @@ COPY actors ./actors
 # The extensions are optional for pip (machines without a compiler fall back to Python); here they must be built.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/venv/bin/pip check \
-    && /opt/venv/bin/python -c "import actors.jobs._wordcount, actors.jobs._resultjson" \
+    && /opt/venv/bin/python -c "import actors.jobs._wordcount, actors.jobs._resultjson, obstore" \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 # --- runtime: the slim base, the virtualenv and a non-root user; no compilers, no sources, no pip cache ---

@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job over files, directories or globs on a local cluster and "
                               "print the result (the cluster's data root is the deepest directory holding them all)")
     run.add_argument("inputs", type=str, nargs="+", metavar="INPUT",
-                     help="a file, a directory (walked recursively) or a quoted glob (** spans directories)")
+                     help="a file, a directory (walked recursively), a quoted glob (** spans directories), or "
+                          "s3://bucket/key, s3://bucket/prefix/ or a quoted s3://bucket/prefix/*.log")
     run.add_argument("--top", type=positive_int, default=None,
                      help="print only the first N entries in the job's order (for counts: the most frequent)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -90,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
-    run.add_argument("--output", type=Path, default=None, metavar="DIR",
-                     help="write the result to DIR as part-NNNNN.jsonl files and _SUCCESS instead of printing it")
+    run.add_argument("--output", type=str, default=None, metavar="DIR",
+                     help="write the result to DIR (or an s3://bucket/prefix/) as part-NNNNN.jsonl files and "
+                          "_SUCCESS instead of printing it")
     cluster_options(run)
 
     local = commands.add_parser("local", help="keep a local cluster serving until Ctrl-C")
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     root, source = input_spec(args.inputs)
-    output = args.output.resolve() if args.output is not None else None
+    s3_output = args.output if args.output is not None and args.output.startswith("s3://") else None
+    output = Path(args.output).resolve() if args.output is not None and s3_output is None else None
     if output is not None and (output == root or output in root.parents):
         raise MapReduceError(f"--output {args.output} must not be a directory holding the inputs")
     started = time.monotonic()
@@ -169,11 +172,14 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, source: dict[str, Any],
                   output: Path | None, started: float) -> int:
+    s3_output = args.output if output is None and args.output is not None else None  # an s3:// prefix
     async with cluster, aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
         ready = time.monotonic() - started
         spec: dict[str, Any] = {"job": args.job, "params": dict(args.param), "input": source}
         if output is not None:
             spec["output"] = {"path": output.name}
+        elif s3_output is not None:
+            spec["output"] = {"path": s3_output}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
         async with session.post("/v1/jobs", json=spec) as response:
@@ -184,13 +190,14 @@ async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, s
         result = await _follow(session, job_id, cluster.check)
         elapsed = time.monotonic() - started
         count = submitted.get("inputs", {}).get("count", 1)  # the files the directories and globs held
-    if output is not None:
+    if output is not None or s3_output is not None:
         written = result["output"]
-        print(f"{output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), {written['keys']} keys, "
-              f"{written['bytes']} bytes, and {written['success']}")
+        print(f"{output or s3_output}: {len(written['parts'])} parts ({', '.join(written['parts'])}), "
+              f"{written['keys']} keys, {written['bytes']} bytes, and {written['success']}")
     else:
         _print_result(args, result)
-    named = source.get("path") or f"{count} input{'s' if count != 1 else ''} under {root}"
+    named = source.get("path") or (f"{len(args.inputs)} s3:// inputs" if "uris" in source
+                                   else f"{count} input{'s' if count != 1 else ''} under {root}")
     print(f"done: {result['keys']} keys from {named} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)
     return 0

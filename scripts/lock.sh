@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Refresh requirements.lock: the image's Python dependencies pinned with their hashes, for the Dockerfile's
-# `pip install --require-hashes`. It resolves setup.cfg's install_requires (and pyproject.toml's build
+# `pip install --require-hashes`. It resolves setup.cfg's install_requires and the extras the image installs (s3),
+# (and pyproject.toml's build
 # requirement, setuptools) with pip-tools for Python 3.11, the image's Python, and records the hash of every file
 # the index has for each pin, so one lock serves every platform the image is built for.
 #
@@ -39,7 +40,7 @@ if [[ -f requirements.lock ]]; then cp requirements.lock "$tmp/src/"; fi
 (
     cd "$tmp/src"
     CUSTOM_COMPILE_COMMAND="scripts/lock.sh" "$tmp/venv/bin/pip-compile" --quiet --generate-hashes \
-        --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --all-build-deps \
+        --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --all-build-deps --extra s3 \
         --output-file requirements.lock "$@" pyproject.toml
 )
 cp "$tmp/src/requirements.lock" requirements.lock

@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 
 from actors.core.config import Settings, Timeouts, declared, env_name
+from actors.inputs.s3 import LIBRARY_VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -98,9 +99,10 @@ def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def settings_read() -> set[str]:
-    """Every environment variable ``Settings.from_env`` reads: the declared settings, plus the two it consults."""
+    """Every environment variable the actors read: the declared settings, the two ``Settings.from_env`` consults,
+    and the object store client's credentials chain (actors/inputs/s3.py)."""
     names = {env_name(f) for cls in (Settings, Timeouts) for f in declared(cls)}
-    return names | {"HOSTNAME", "KUBERNETES_SERVICE_HOST"}
+    return names | {"HOSTNAME", "KUBERNETES_SERVICE_HOST"} | set(LIBRARY_VARIABLES)
 
 
 # ---------------------------------------------------------------- pods and their env

@@ -930,3 +930,37 @@ def test_production_service_monitor_scrapes_every_role(overlays: dict[str, list[
     for role in ROLES:
         assert matches(policy["spec"]["podSelector"], labels[role])
     assert all(_port_ok(rule, "http", 8080) for rule in policy["spec"]["ingress"])
+
+
+# ---------------------------------------------------------------- object storage (README "Object storage")
+
+
+def test_dev_actors_read_object_store_keys_from_their_secret(overlays: dict[str, list[Obj]]) -> None:
+    dev = overlays["dev"]
+    secret = one(dev, "Secret", "s3-credentials")
+    assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    read = settings_read()
+    for w in workloads(dev):
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            ref = env_value(w, name)["valueFrom"]["secretKeyRef"]  # from the Secret, never a literal
+            assert ref == {"name": "s3-credentials", "key": name} and name in read
+        env = container_env(declared_pods([w])[0], dev, "10.0.0.1")
+        assert Settings.from_env(env).s3_endpoint.startswith("http://minio.")
+    for o in dev:
+        if o["kind"] == "ConfigMap":
+            assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(o.get("data", {}))
+
+
+def test_production_actors_use_the_irsa_service_account(overlays: dict[str, list[Obj]]) -> None:
+    production = overlays["production"]
+    account = one(production, "ServiceAccount", "mapreduce-actors")
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+",
+                        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"])
+    assert account["automountServiceAccountToken"] is False
+    for w in workloads(production):
+        spec = pod_template(w)["spec"]
+        assert spec["serviceAccountName"] == "mapreduce-actors" and spec["automountServiceAccountToken"] is False
+    (policy,) = [p for p in find(production, "NetworkPolicy") if p["metadata"]["name"] == "allow-object-store-reducers"]
+    assert policy["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}]
+    assert not any(matches(policy["spec"]["podSelector"], pod_template(w)["metadata"]["labels"])
+                   for w in workloads(production) if w["metadata"]["name"] != "reducer")

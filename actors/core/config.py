@@ -197,6 +197,16 @@ class Settings:
                                              "Kubernetes Service names; others get 421 (DNS rebinding)")
     allow_private_urls: bool = setting("MR_ALLOW_PRIVATE_URLS", False, "allow URL inputs on loopback, private and "
                                        "link-local addresses")
+    # object storage (the s3 extra); credentials are never settings: the library reads AWS_ACCESS_KEY_ID,
+    # AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and web identity (IRSA) from the environment itself
+    s3_endpoint: str = setting("AWS_ENDPOINT_URL", "", "the S3-compatible endpoint for s3:// inputs and outputs "
+                               "(MinIO, Ceph RGW, a local server); trusted configuration, exempt from the URL "
+                               "address policy; empty: AWS itself, by region")
+    s3_read_part: int = setting("MR_S3_READ_PART", 8 * MiB, "bytes of each ranged GET a mapper makes of an s3:// "
+                                "object", low=64 * 1024, high=256 * MiB)
+    s3_read_ahead: int = setting("MR_S3_READ_AHEAD", 4, "ranged GETs a mapper keeps in flight ahead of what it "
+                                 "maps, per split (memory: this many times MR_S3_READ_PART)", low=1, high=64,
+                                 count=True)
     max_running_jobs: int = setting("MR_MAX_RUNNING_JOBS", 16, "jobs a master runs at once; more wait in its queue",
                                     low=1)
     max_queued_jobs: int = setting("MR_MAX_QUEUED_JOBS", 256, "jobs waiting to run; beyond, submissions get 429 "

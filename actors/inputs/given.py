@@ -38,7 +38,13 @@ _GLOB = frozenset("*?[")
 def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
     """The data root and the job's input spec for ``mapreduce run``'s INPUTs: one file is a ``path``; several, or
     directories and globs, are ``paths`` relative to the deepest directory holding them all (a file's or a
-    directory's parent, a glob's leading directory), so the inputs' names are their paths below it."""
+    directory's parent, a glob's leading directory), so the inputs' names are their paths below it. s3:// URIs are
+    ``uris``, listed and read by the actors themselves (through AWS_ENDPOINT_URL and the AWS_* credentials)."""
+    objects = [text for text in given if text.startswith("s3://")]
+    if objects:
+        if len(objects) != len(given):
+            raise MapReduceError("give local files or s3:// URIs as INPUTs, not both in one job")
+        return Path.cwd().resolve(), {"uris": objects}
     entries: list[tuple[Path, str]] = []  # (where it lies, the pattern below that, "" for none)
     for text in given:
         parts = Path(text).parts

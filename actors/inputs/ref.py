@@ -7,6 +7,7 @@ from dataclasses import dataclass
 SERVED = "served"  # bytes the master holds (text, uploads), read with the cluster token
 PATH = "path"  # a file under the shared data root
 URL = "url"  # an external http(s) URL, read with Range requests and no token
+S3 = "s3"  # an object in an S3-compatible store (s3://bucket/key), read with ranged GETs pinned to its ETag
 MANY = "many"  # a job's summary of its several inputs (JobRecord.input), never read itself
 GZIP = "gzip"  # a compressed input: one whole-file split, decompressed as a stream by the mapper
 
@@ -20,7 +21,7 @@ class InputRef:
     size: int
     served_id: str = ""  # set when the master holds the bytes
     compression: str = ""  # "" (plain text) or GZIP
-    # A URL input's version when the master probed it (see actors/inputs/pin.py): its strong ETag, else its
+    # A URL or s3 input's version when the master probed it (see actors/inputs/pin.py): its strong ETag, else its
     # Last-Modified; both empty when the server gave neither.
     etag: str = ""
     modified: str = ""

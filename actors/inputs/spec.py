@@ -15,6 +15,8 @@ from ..core.text import first_control
 from .gzipped import is_gzip
 from .paths import path_info
 from .ref import GZIP, PATH, URL, InputRef
+from .s3 import is_s3
+from .s3inputs import s3_inputs
 from .urls import UrlPolicy, url_pin
 
 HoldText = Callable[[bytes, str], InputRef]  # holds a text input's bytes under a name (the master's input store)
@@ -62,10 +64,12 @@ async def parse_inputs(spec: Any, settings: Settings, hold_text: HoldText, expan
     """The references for a JSON input spec: one for ``text``, ``path`` or ``url``; one per file for ``paths``
     (files, directories and globs under the data root, named by their relative paths) and one per URL of
     ``urls``. At most MR_MAX_INPUTS."""
-    if not isinstance(spec, dict) or not ({"paths", "urls"} & set(spec)):
+    if isinstance(spec, dict) and isinstance(spec.get("url"), str) and is_s3(spec["url"]):
+        return await _s3_spec(spec, settings)
+    if not isinstance(spec, dict) or not ({"paths", "urls", "uris"} & set(spec)):
         return [await parse_spec(spec, settings, hold_text, encoded)]
     if len(spec) != 1:
-        raise BadRequest(f'"input" with "paths" or "urls" takes nothing else, got {shown_all(sorted(spec))}')
+        raise BadRequest(f'"input" with "paths", "urls" or "uris" takes nothing else, got {shown_all(sorted(spec))}')
     ((kind, values),) = spec.items()
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise BadRequest(f'"input.{kind}" must be a non-empty list of strings')
@@ -75,9 +79,40 @@ async def parse_inputs(spec: Any, settings: Settings, hold_text: HoldText, expan
                          "(MR_MAX_INPUTS)")
     for value in values:
         check_unicode(value, f'"input.{kind}"')
-    if kind == "urls":
-        return [await _url_ref(url, "", settings) for url in values]
+    if kind in ("urls", "uris"):
+        return await _uri_refs(values, settings)
     return await expand(values)
+
+
+async def _uri_refs(values: list[str], settings: Settings) -> list[InputRef]:
+    """The inputs of ``urls`` or ``uris``: an http(s) URL is one input; an s3:// URI an object, or every object
+    under a prefix or matching a glob (listed here, once). Each input once, at most MR_MAX_INPUTS."""
+    refs: dict[str, InputRef] = {}
+    for value in values:
+        room = settings.max_inputs - len(refs)
+        found = await s3_inputs(settings, [value], room) if is_s3(value) else [await _url_ref(value, "", settings)]
+        for ref in found:
+            refs.setdefault(ref.location, ref)
+        if len(refs) > settings.max_inputs:
+            raise BadRequest(f"the input names more than the {settings.max_inputs} inputs one job may have "
+                             "(MR_MAX_INPUTS)")
+    return list(refs.values())
+
+
+async def _s3_spec(spec: dict[str, Any], settings: Settings) -> list[InputRef]:
+    """``{"url": "s3://...", "name": ...}``: the object(s) it names; a name applies only to a single object."""
+    unknown = sorted(set(spec) - {"url", "name"})
+    if unknown:
+        raise BadRequest(f"unknown input fields {shown_all(unknown)}; use one of text, path, url, paths, urls, uris")
+    name = spec.get("name", "")
+    if not isinstance(name, str):
+        raise BadRequest('"input.name" must be a string')
+    check_name(name, settings.max_name, '"input.name"')
+    check_unicode(spec["url"], '"input.url"')
+    refs = await s3_inputs(settings, [spec["url"]], settings.max_inputs)
+    if name and len(refs) == 1:
+        refs = [dataclasses.replace(refs[0], name=name)]
+    return refs
 
 
 async def _url_ref(url: str, name: str, settings: Settings) -> InputRef:

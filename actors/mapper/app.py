@@ -40,7 +40,8 @@ from ..core.splits import Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
 from ..inputs.gzipped import gunzip
 from ..inputs.pin import Pin
-from ..inputs.ref import GZIP, PATH, URL
+from ..inputs.ref import GZIP, PATH, S3, URL
+from ..inputs.s3source import S3Source
 from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
 from ..jobs import NATIVE, Job, native_status
@@ -201,6 +202,8 @@ class MapRun:
             policy = UrlPolicy(s.allow_private_urls)
             pin = Pin(a.pin_size, a.pin_etag, a.pin_modified, gzip=a.compression == GZIP)
             return UrlSource(a.input_location, policy, s.timeouts.connect, s.timeouts.stream_idle, pin)
+        if a.input_kind == S3:  # the operator's endpoint: trusted configuration, not under the URL address policy
+            return S3Source(s, a.input_location, Pin(a.pin_size, a.pin_etag))
         return HttpSource(self.client.session, a.input_location, self.client.headers, s.timeouts.connect,
                           s.timeouts.stream_idle)
 

@@ -93,7 +93,7 @@ class Collector:
 
         if self.output is None:
             raise JobFailed(f"output {record.output!r} was never opened")
-        record.written = await self.output.commit(parts)
+        record.written = await self.output.commit(parts, {part_name(r.partition): r.incarnation for r in reports})
         log.info("output_committed", **self.fields, parts=len(parts), keys=record.written["keys"],
                  bytes=record.written["bytes"])
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.logs import EventLog
-from ..inputs.ref import MANY, PATH, SERVED, URL, InputRef
+from ..inputs.ref import MANY, PATH, S3, SERVED, URL, InputRef
 from .record import JobRecord
 
 log = EventLog(__name__)
@@ -23,7 +23,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "ended": {"id": _STR, "epoch": _INT, "state": _STR},
 }
 _INPUT_FIELDS: dict[str, tuple[type, ...]] = {"kind": _STR, "location": _STR, "name": _STR, "size": _INT}
-_KINDS = frozenset({SERVED, PATH, URL, MANY})  # MANY: the summary of a job's several inputs
+_KINDS = frozenset({SERVED, PATH, URL, S3, MANY})  # MANY: the summary of a job's several inputs
 # Numbers that must not be negative (a size, an epoch, a time) and those that must be positive.
 _NOT_NEGATIVE = ("epoch", "created")
 _POSITIVE = ("split_size",)

@@ -87,8 +87,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "Input": {
         "type": "object",
-        "description": "Exactly one of text, path (under the master's MR_DATA_ROOT), url (http(s), public), paths "
-                       "or urls (several inputs, at most MR_MAX_INPUTS; .gz inputs are read whole, decompressed).",
+        "description": "Exactly one of text, path (under the master's MR_DATA_ROOT), url (http(s), public, or "
+                       "s3://), paths, urls or uris (several inputs, at most MR_MAX_INPUTS; .gz inputs are read "
+                       "whole, decompressed).",
         "properties": {
             "text": {"type": "string"},
             "path": {"type": "string"},
@@ -97,12 +98,15 @@ SCHEMAS: dict[str, Any] = {
                       "description": "files, directories (walked recursively) and globs under MR_DATA_ROOT; each "
                                      "file's input name is its path relative to the root"},
             "urls": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "uri"},
-                     "description": "http(s) URLs with byte ranges; presigned (GET-only) URLs work"},
+                     "description": "http(s) URLs with byte ranges (presigned, GET-only URLs work) and s3:// URIs"},
+            "uris": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "uri"},
+                     "description": "s3://bucket/key, s3://bucket/prefix/ (every object under it), "
+                                    "s3://bucket/prefix/*.log (a glob over keys) and http(s) URLs"},
             "name": {"type": "string", "description": "the input's name (MR_MAX_NAME bytes at most)"},
         },
         "additionalProperties": False,
         "oneOf": [{"required": ["text"]}, {"required": ["path"]}, {"required": ["url"]}, {"required": ["paths"]},
-                  {"required": ["urls"]}],
+                  {"required": ["urls"]}, {"required": ["uris"]}],
     },
     "JobSpec": {
         "type": "object",
@@ -119,9 +123,10 @@ SCHEMAS: dict[str, Any] = {
     },
     "Output": {
         "type": "object",
-        "description": "Write the result to this directory under MR_DATA_ROOT (created if missing) as part-NNNNN.jsonl "
-                       "files, one [key, value] array a line sorted by key, then _SUCCESS; 409 if it already holds "
-                       "a _SUCCESS or part files, or a running job writes there.",
+        "description": "Write the result to this directory under MR_DATA_ROOT (created if missing), or to an "
+                       "s3://bucket/prefix/, as part-NNNNN.jsonl files, one [key, value] array a line sorted by key, "
+                       "then _SUCCESS; 409 if it already holds a _SUCCESS or part files, or a running job writes "
+                       "there.",
         "required": ["path"],
         "additionalProperties": False,
         "properties": {"path": {"type": "string"}},

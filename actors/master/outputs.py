@@ -1,12 +1,12 @@
-"""Output directories on the master's side: claimed at submission, staged while the job runs, then committed or
-fenced; the claim is let go only after the fence."""
+"""Outputs on the master's side (a directory, or an ``s3://`` prefix): claimed at submission, staged while the job
+runs, then committed or fenced; the claim is let go only after the fence."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from ..inputs.outdir import (
     resolve_output_dir,
     staging_name,
 )
+from ..inputs.s3 import is_s3
+from ..inputs.s3out import S3Commit, check_free, output_uri
 from .record import FINISHED, JobRecord
 
 log = EventLog(__name__)
@@ -30,7 +32,7 @@ log = EventLog(__name__)
 class OutputClaim:
     """One output directory held by a submission being admitted, then by its job until the job's task ends."""
 
-    def __init__(self, claims: OutputClaims, target: Path, relative: str) -> None:
+    def __init__(self, claims: OutputClaims, target: Path | str, relative: str) -> None:
         self.claims = claims
         self.target = target
         self.relative = relative
@@ -56,10 +58,10 @@ class OutputClaims:
     """
 
     def __init__(self) -> None:
-        self.held: dict[Path, OutputClaim] = {}
+        self.held: dict[Path | str, OutputClaim] = {}  # a directory's real path, or an s3:// prefix
         self.by_job: dict[tuple[str, int], OutputClaim] = {}
 
-    def take(self, target: Path, relative: str) -> OutputClaim:
+    def take(self, target: Path | str, relative: str) -> OutputClaim:
         holder = self.held.get(target)
         if holder is not None:
             if holder.job is None:
@@ -87,7 +89,17 @@ class OutputClaims:
 
 async def claim_output(settings: Settings, claims: OutputClaims, relative: str) -> OutputClaim:
     """Resolve ``relative`` (400s name the problem), claim it (409 if held), then check it holds no job's output
-    (409); nothing is created. The caller releases the claim if its submission is refused later."""
+    (409); nothing is created. The caller releases the claim if its submission is refused later. An ``s3://``
+    prefix is claimed by bucket and prefix in the same table."""
+    if is_s3(relative):
+        uri = output_uri(relative)
+        claim = claims.take(str(uri), relative)
+        try:
+            await check_free(settings, uri)
+        except BaseException:
+            claim.release()
+            raise
+        return claim
     target = await asyncio.to_thread(resolve_output_dir, settings.output_base, relative, settings.max_output_depth)
     claim = claims.take(target, relative)  # no await between resolving's result and the claim's check
     try:
@@ -112,11 +124,18 @@ class JobOutput:
         self._lock = threading.Lock()
         self._committed = False
         self._fenced = False
+        # An s3:// prefix: its commit and fence are awaits, excluded from each other by an asyncio lock instead.
+        self.s3 = S3Commit(settings, record.output, record.id, record.epoch) if is_s3(record.output) else None
+        self._s3_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        """Create the output directory and the job's staging directory (a refusal fails the job by name)."""
+        """Create the output directory and the job's staging directory (a refusal fails the job by name); for an
+        s3:// prefix, check once more that no job's output landed there since the submission."""
         self.opened = True  # before the thread: a cancel from here on leaves the claim to the fence
         try:
+            if self.s3 is not None:
+                await check_free(self.settings, self.s3.uri)
+                return
             await asyncio.to_thread(self._open)
         except MapReduceError as error:
             raise JobFailed(f"output {self.record.output!r}: {error.message}") from None
@@ -128,9 +147,17 @@ class JobOutput:
                 raise Conflict("the job ended before its output directory was opened")
             self.staging = open_staging(s.output_base, record.output, s.max_output_depth, record.id, record.epoch)
 
-    async def commit(self, parts: list[PartInfo]) -> dict[str, Any]:
-        """Move the staged parts into the output directory and write ``_SUCCESS``; what it says."""
+    async def commit(self, parts: list[PartInfo], incarnations: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Move the staged parts into the output directory and write ``_SUCCESS``; what it says. ``incarnations``:
+        the reducer incarnation each part's report came from (an s3:// attempt object is named by it)."""
         try:
+            if self.s3 is not None:
+                async with self._s3_lock:
+                    if self._fenced:
+                        raise Conflict("the job's writers were fenced before its output was committed")
+                    doc = await self.s3.commit(parts, incarnations or {})
+                    self._committed = True
+                    return doc
             return await asyncio.to_thread(self._commit, parts)
         except MapReduceError as error:
             raise JobFailed(f"output {self.record.output!r}: {error.message}") from None
@@ -147,7 +174,13 @@ class JobOutput:
         """Unless committed: remove the staging directory so no writer of this job can publish (never raises).
 
         ``fenced`` runs once the thread is done (the commit it waited for included), even if this await is
-        cancelled first (a second cancel interrupts the shield around it): never while a commit still publishes."""
+        cancelled first (a second cancel interrupts the shield around it): never while a commit still publishes.
+        For an s3:// prefix: delete the job's attempt objects and any part it copied; no ``_SUCCESS`` was written."""
+        if self.s3 is not None:
+            await self._fence_s3(self.s3)
+            if self.fenced is not None:
+                self.fenced()
+            return
         loop = asyncio.get_running_loop()
 
         def fence_then_tell() -> None:
@@ -161,6 +194,18 @@ class JobOutput:
                         loop.call_soon_threadsafe(self.fenced)
 
         await asyncio.to_thread(fence_then_tell)
+
+    async def _fence_s3(self, s3: S3Commit) -> None:
+        async with self._s3_lock:  # a commit under way finishes first: then there is nothing to fence
+            if self._committed:
+                return
+            self._fenced = True
+            try:
+                await s3.discard()
+            except MapReduceError as error:
+                log.warning("output_fence_failed", job=self.record.id, epoch=self.record.epoch, error=error.message)
+                return
+            log.info("output_fenced", job=self.record.id, epoch=self.record.epoch, output=str(s3.uri))
 
     def _fence(self) -> None:
         with self._lock:

@@ -9,7 +9,9 @@ from typing import Any
 from ..core.config import Settings
 from ..core.logs import EventLog
 from ..core.messages import Finalize
+from ..inputs import s3out
 from ..inputs.outdir import PartInfo, entry_lines, staged_dir, write_part
+from ..inputs.s3 import is_s3
 
 log = EventLog(__name__)
 _WRITES = itertools.count()  # makes each write's temporary name unique within this incarnation
@@ -21,6 +23,14 @@ async def write_output(settings: Settings, message: Finalize, totals: dict[str, 
     when the job starts and removes it when the job ends any other way, so a writer that comes too late (its job
     cancelled or superseded) gets a Conflict, or its rename fails, and nothing of it is published. On any error a
     MapReduceError names the cause and the temporary file is gone."""
+    if is_s3(message.output):  # a single PUT under the job's hidden attempt prefix; the master publishes it
+        try:
+            return await s3out.write_part(settings, message.output, message.job, message.epoch, message.partition,
+                                          incarnation, entry_lines(totals))
+        except Exception as error:
+            log.warning("part_write_failed", job=message.job, epoch=message.epoch, partition=message.partition,
+                        error=str(error))
+            raise
     tag = f"{message.job}.{message.epoch}.{incarnation}-{next(_WRITES)}"
 
     def write() -> PartInfo:

@@ -157,17 +157,17 @@ async def _with_client(args: argparse.Namespace, url: str, token: str | None) ->
 def _inputs(args: argparse.Namespace) -> Inputs:
     """What the job reads: the local files the INPUTs name (checked and named here, before any upload), their
     URLs, or the --path entries the master expands under its data root."""
-    urls = [given for given in args.inputs if given.lower().startswith(("http://", "https://"))]
+    urls = [given for given in args.inputs if given.lower().startswith(("http://", "https://", "s3://"))]
     local = [given for given in args.inputs if given not in urls]
     if sum(map(bool, (urls, local, args.path))) > 1:
-        raise UsageError("give local files, http(s):// URLs or --path entries, one kind per job: a job reads its "
-                         "inputs from one place")
+        raise UsageError("give local files, http(s):// or s3:// URLs or --path entries, one kind per job: a job "
+                         "reads its inputs from one place")
     if args.path:
         return {"paths": list(args.path)}
     if urls:
         return [{"url": url} for url in urls]
     if not local:
-        raise UsageError("give an INPUT (a local file, directory or glob, or an http(s):// URL) or --path P")
+        raise UsageError("give an INPUT (a local file, directory or glob, or an http(s):// or s3:// URL) or --path P")
     try:
         files = local_files(local)
     except MapReduceError as error:
