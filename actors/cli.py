@@ -25,7 +25,8 @@ from .core.text import escaped, json_escaped
 from .inputs.given import input_spec
 from .interrupt import EXIT_INTERRUPTED, Interrupts
 from .jobs import Catalog, load_catalog
-from .local import ERROR_PREFIX, LocalCluster
+from .local import LocalCluster
+from .localproc import ERROR_PREFIX
 from .remote.entries import entry_fields
 from .remote.progress import size_text
 

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,51 +19,8 @@ import aiohttp
 
 from .core.config import DiscoveryMode, Role, Settings, Timeouts
 from .core.errors import ConfigError, MapReduceError
+from .localproc import EXIT_MARGIN, ActorProcess, kill_group, reap, spawn
 from .supervise import RestartPolicy, Supervised, Supervisor
-
-PR_SET_PDEATHSIG = 1
-ERROR_PREFIX = "mapreduce: "  # how `mapreduce serve` says why it stopped (actors/cli.py), one line on stderr
-EXIT_MARGIN = 2.0  # seconds past MR_TIMEOUT_DRAIN a SIGTERMed actor may take to exit before it is killed
-
-
-def _die_with_parent() -> None:
-    """Linux: a child is killed when its launcher dies, even by SIGKILL, so no actor outlives its cluster."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@dataclass
-class ActorProcess:
-    """One actor process and what its launcher knows of it."""
-
-    role: Role
-    ordinal: int
-    env: dict[str, str]
-    log_path: Path
-    process: asyncio.subprocess.Process | None = None
-    url: str = ""
-    ready: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    pump: asyncio.Task[None] | None = None
-    restarts: int = 0  # processes started after the first, by the supervisor or by hand (MR_RESTARTS)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one restart at a time: supervisor or by hand
-
-    @property
-    def name(self) -> str:
-        return f"{self.role}-{self.ordinal}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-
-def _kill_group(actor: ActorProcess) -> None:
-    """SIGKILL an actor's process group (its own, see _spawn), unless the actor has been reaped: then its pid, and
-    so its group id, may already name another process."""
-    process = actor.process
-    if process is not None and process.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _worth_logs(error: BaseException) -> bool:
@@ -223,70 +176,13 @@ class LocalCluster:
 
     async def _launch(self, actors: list[ActorProcess]) -> None:
         for actor in actors:
-            await self._spawn(actor)
+            await spawn(actor)
         try:
             async with asyncio.timeout(self.timeouts.startup):
                 await asyncio.gather(*(a.ready for a in actors))
         except TimeoutError:
             late = [a.name for a in actors if not a.ready.done()]
             raise MapReduceError(f"actors {late} were not ready within {self.timeouts.startup:g} s") from None
-
-    async def _spawn(self, actor: ActorProcess) -> None:
-        if actor.ready.done():
-            actor.ready = asyncio.get_running_loop().create_future()
-        # Logs go straight to the actor's file; only the readiness line comes back, on a pipe of its own, so the
-        # launcher does no per-line work however much the actors log.
-        read_end, write_end = os.pipe()
-        try:
-            with open(actor.log_path, "ab") as log_file:
-                actor.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "actors", "serve",
-                    env={**actor.env, "MR_READY_FD": str(write_end)}, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file, stderr=asyncio.subprocess.STDOUT, pass_fds=(write_end,),
-                    # A group of its own: a terminal's Ctrl-C reaches the launcher only, which decides how the
-                    # actors stop (see stop, hurry, kill), and killing the group takes whatever the actor started.
-                    preexec_fn=_die_with_parent, process_group=0,
-                )
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
-        actor.pump = asyncio.get_running_loop().create_task(self._await_ready(actor, read_end),
-                                                            name=f"ready-{actor.name}")
-
-    async def _await_ready(self, actor: ActorProcess, read_end: int) -> None:
-        """Resolve ``actor.ready`` with the URL the actor announces, or fail it if the actor exits first."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                                    os.fdopen(read_end, "rb"))
-        try:
-            line = await reader.readline()
-        finally:
-            transport.close()
-        if actor.ready.done():
-            return
-        try:
-            actor.url = str(json.loads(line)["url"])
-            actor.ready.set_result(actor.url)
-        except (ValueError, KeyError, TypeError):
-            actor.ready.set_exception(await self._exit_error(actor))
-
-    async def _exit_error(self, actor: ActorProcess) -> MapReduceError:
-        """Why an actor exited before it was ready: its own one-line error (``mapreduce: ...``, exit status 2 for a
-        setting to fix) when it gave one, else the tail of its log (a crash)."""
-        tail = actor.log_path.read_text(errors="replace")[-2000:] if actor.log_path.exists() else ""
-        said = [line for line in tail.splitlines() if line.startswith(ERROR_PREFIX)]
-        if not said:
-            return MapReduceError(f"{actor.name} exited before it was ready:\n{tail}")
-        code = None
-        if actor.process is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(EXIT_MARGIN):  # it closed its readiness pipe: it is exiting
-                    code = await actor.process.wait()
-        kind = ConfigError if code == 2 else MapReduceError
-        return kind(f"{actor.name}: {said[-1].removeprefix(ERROR_PREFIX)}")
 
     async def wait_for_peers(self) -> None:
         """Ready means the master's /readyz says so, and it sees every mapper (mDNS needs a moment to announce)."""
@@ -342,13 +238,13 @@ class LocalCluster:
     async def _respawn(self, actor: Supervised) -> None:
         """A fresh process for ``actor`` (the old one has exited), counted in its MR_RESTARTS."""
         assert isinstance(actor, ActorProcess)
-        await self._reap(actor, self.grace)  # already exited; this collects its readiness reader
+        await reap(actor, self.grace)  # already exited; this collects its readiness reader
         if actor.url and (self.discovery == "static" or actor.role == "master"):
             # Same address: a static list names it, and the master's URL is what clients and peers hold.
             actor.env["MR_PORT"] = actor.url.rsplit(":", 1)[1]
         actor.restarts += 1
         actor.env["MR_RESTARTS"] = str(actor.restarts)
-        await self._spawn(actor)
+        await spawn(actor)
 
     def _given_up(self, name: str) -> None:
         self.given_up.append(name)
@@ -385,25 +281,7 @@ class LocalCluster:
         """SIGKILL every actor and whatever it started, now (a second Ctrl-C); safe from a signal handler. The stop
         under way, if any, then finds them gone."""
         for actor in self.actors:
-            _kill_group(actor)
-
-    async def _reap(self, actor: ActorProcess, grace: float) -> int | None:
-        process = actor.process
-        if process is None:
-            return None
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGCONT)
-                process.terminate()
-            try:
-                async with asyncio.timeout(grace):
-                    await process.wait()
-            except TimeoutError:
-                _kill_group(actor)
-                await process.wait()
-        if actor.pump is not None:
-            await asyncio.gather(actor.pump, return_exceptions=True)
-        return process.returncode
+            kill_group(actor)
 
     async def stop(self, keep_logs: bool = False) -> dict[str, int | None]:
         """SIGTERM every actor (the master first, so no new work starts), SIGKILL after the drain time. A log
@@ -423,7 +301,7 @@ class LocalCluster:
         groups = [self.actors] if self._stop_by is not None else [masters, [a for a in self.actors
                                                                               if a.role != "master"]]
         for group in groups:
-            results = await asyncio.gather(*(self._reap(a, self._grace_now()) for a in group))
+            results = await asyncio.gather(*(reap(a, self._grace_now()) for a in group))
             codes.update({a.name: code for a, code in zip(group, results, strict=True)})
         if self._spool is not None:
             shutil.rmtree(self._spool, ignore_errors=True)  # every actor is gone: what is left there is litter

@@ -36,7 +36,8 @@ from typing import Any
 
 import aiohttp
 
-from actors.core.config import Settings, Timeouts, declared, env_name
+from actors.core.config import Settings, Timeouts
+from actors.core.envvars import declared, env_name
 from actors.inputs.s3 import LIBRARY_VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent

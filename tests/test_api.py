@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from actors.api import AsyncClient, Client, JobStatus, Upload
-from actors.api.aio import ndjson_batches
+from actors.api.bodies import ndjson_batches
 from actors.api.errors import server_error
 from actors.core.errors import (
     BadRequest,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.core.config import MiB, Settings, Timeouts, declared, env_name, settings_table
+from actors.core.config import MiB, Settings, Timeouts, settings_table
+from actors.core.envvars import declared, env_name
 from actors.core.errors import ConfigError
 
 BASE = {"HOSTNAME": "master-0"}

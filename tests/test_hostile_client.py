@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from actors.api import AsyncClient
-from actors.api.aio import ndjson_batches
+from actors.api.bodies import ndjson_batches
 from actors.core.errors import PeerError
 from actors.core.text import CONTROL, escaped, json_escaped
 

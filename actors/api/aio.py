@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -15,6 +15,7 @@ import aiohttp
 from yarl import URL
 
 from ..core.errors import BadRequest, Conflict, Gone, PeerError
+from .bodies import DEFAULT_MAX_LINE, NDJSON, MiB, ndjson_batches, ndjson_lines, read_capped
 from .errors import server_error, unreachable
 from .inputs import Inputs, JsonInput, Upload, one_input
 from .logs import LogLine
@@ -25,17 +26,13 @@ Progressed = Callable[[JobStatus], object]  # wait()'s progress callback: called
 DEFAULT_TIMEOUT = 30.0  # seconds for one ordinary call
 DEFAULT_UPLOAD_TIMEOUT = 3600.0  # seconds for a whole upload
 DEFAULT_STREAM_TIMEOUT = 3600.0  # seconds for a whole streamed result
-MiB = 1024 * 1024
 # A master holds at most MR_RESULT_MAX (32 MiB by default) of result JSON; twice that leaves room for a raised one.
 DEFAULT_MAX_JSON = 64 * MiB
-# One result line is a key (at most MR_MAX_KEY, 64 MiB by default) and its value: a longer line is not a result.
-DEFAULT_MAX_LINE = 80 * MiB
 LONG_POLL = 60.0  # one long-poll of wait(): the server answers as soon as the job finishes
 SPLIT_PAGE = 1000  # splits one status page lists at most (the master's largest page)
 PROGRESS_POLL = 1.0  # one long-poll of wait() that reports progress: how often the caller hears of the job
 ERROR_BODY_CAP = 64 * 1024  # bytes of an error answer read before it is judged
 BATCH = 1024  # result entries handed over at a time by _result_batches
-NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 
 def _segment(job_id: str) -> str:
@@ -109,7 +106,7 @@ class AsyncClient:
         try:
             async with self._session.request(method, self._url(path), timeout=timeout, **kwargs) as response:
                 if response.status >= 400:
-                    body = await _read_capped(response.content, ERROR_BODY_CAP)
+                    body = await read_capped(response.content, ERROR_BODY_CAP)
                     raise server_error(response.status, body, response.headers, what)
                 yield response
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -133,7 +130,7 @@ class AsyncClient:
         if response.content_length is not None and response.content_length > cap:
             raise PeerError(f"{what}: the master's answer is {response.content_length} bytes, more than the "
                             f"client's max_json of {cap}")
-        raw = await _read_capped(response.content, cap + 1)
+        raw = await read_capped(response.content, cap + 1)
         if len(raw) > cap:
             raise PeerError(f"{what}: the master's answer is more than the client's max_json of {cap} bytes")
         return raw
@@ -371,58 +368,3 @@ class AsyncJobHandle:
     async def cancel(self, timeout: float | None = None) -> JobStatus:
         """Cancel the job; the answer says the state it ended in."""
         return JobStatus.from_json(await self.client._call("DELETE", self._path, timeout))
-
-
-async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
-    """At most ``cap`` bytes of a body (``read(n)`` alone may stop at the first chunk)."""
-    data = bytearray()
-    while len(data) < cap and (chunk := await stream.read(cap - len(data))):
-        data += chunk
-    return bytes(data)
-
-
-async def ndjson_batches(chunks: AsyncIterable[bytes], path: str,
-                         max_line: int = DEFAULT_MAX_LINE) -> AsyncIterator[list[tuple[str, Any]]]:
-    """The ``[key, value]`` lines of a streamed result body, a chunk's worth at a time (see :func:`ndjson_lines`)."""
-    async for lines in ndjson_lines(chunks, path, max_line):
-        yield [_entry(line, path) for line in lines]
-
-
-async def ndjson_lines(chunks: AsyncIterable[bytes], path: str, max_line: int = DEFAULT_MAX_LINE,
-                       what: str = "a result line") -> AsyncIterator[list[bytes]]:
-    """The non-blank lines of a streamed body, a chunk's worth at a time; a line past ``max_line`` bytes is refused
-    once that much of it has come, so a body that never ends a line costs ``max_line`` bytes at most (a line's
-    start is kept in a bytearray and joined once, never re-copied per chunk)."""
-    pending = bytearray()  # the unfinished last line
-    async for chunk in chunks:
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            pending += chunk
-            _check_line(len(pending), max_line, path, what)
-            continue
-        lines = (bytes(pending) + chunk[:end]).split(b"\n")
-        pending = bytearray(chunk[end + 1:])
-        _check_line(max(map(len, lines)), max_line, path, what)
-        _check_line(len(pending), max_line, path, what)
-        batch = [line for line in lines if line.strip()]
-        if batch:
-            yield batch
-    if pending.strip():
-        yield [bytes(pending)]
-
-
-def _check_line(size: int, max_line: int, path: str, what: str) -> None:
-    if size > max_line:
-        raise PeerError(f"GET {path}: {what} is longer than the client's max_line of {max_line} bytes")
-
-
-def _entry(line: bytes, path: str) -> tuple[str, Any]:
-    try:
-        item = json.loads(line)
-    except ValueError:
-        raise PeerError(f"GET {path}: a result line is not JSON: {line[:100]!r}") from None
-    if isinstance(item, dict) and isinstance(item.get("error"), str):
-        raise server_error(None, line, {}, f"GET {path}")  # the server failed after it began to answer
-    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
-        raise PeerError(f"GET {path}: a result line is not a [key, value] entry: {line[:100]!r}")
-    return item[0], item[1]

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 from .aio import (
     DEFAULT_MAX_JSON,
-    DEFAULT_MAX_LINE,
     DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT,
     DEFAULT_UPLOAD_TIMEOUT,
@@ -18,6 +17,7 @@ from .aio import (
     AsyncJobHandle,
     Progressed,
 )
+from .bodies import DEFAULT_MAX_LINE
 from .inputs import Inputs
 from .logs import LogLine
 from .status import JobStatus

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import socket
@@ -12,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
+from .envvars import declared, env_name, read_all
 
 Role = Literal["master", "mapper", "reducer"]
 DiscoveryMode = Literal["static", "dns", "mdns"]
@@ -33,7 +32,7 @@ def setting(env: str, default: Any, doc: str, *, low: float | None = None, high:
 
 
 def _timeout(default: float, doc: str) -> Any:
-    # The variable name is derived from the field name (MR_TIMEOUT_<NAME>), filled in by ``_env_of``.
+    # The variable name is derived from the field name (MR_TIMEOUT_<NAME>), filled in by ``envvars.env_name``.
     return field(default=default, metadata={"env": "", "doc": doc, "low": 0.001, "high": None})
 
 
@@ -43,7 +42,7 @@ class Timeouts:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Timeouts:
-        return cls(**_read_all(environ, cls))
+        return cls(**read_all(environ, cls))
 
     connect: float = _timeout(3.0, "opening a connection to a peer")
     request: float = _timeout(30.0, "one small request/response between actors")
@@ -247,7 +246,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from ``environ`` (default ``os.environ``); the only place that does."""
         env = os.environ if environ is None else environ
-        values = _read_all(env, cls)
+        values = read_all(env, cls)
         role = values.get("role", "master")
         name = values.get("name") or env.get("HOSTNAME") or socket.gethostname()
         values["name"] = name
@@ -321,102 +320,6 @@ class Backoff:
     def pause(self, tries: int, jitter: float = 1.0) -> float:
         """The pause after ``tries`` failed tries (1 or more); ``jitter`` in [0.5, 1.5) spreads retrying callers."""
         return min(self.most, self.first * 2.0 ** min(max(tries, 1) - 1, 30)) * jitter
-
-
-_UNSET: Any = object()
-
-
-def declared(cls: type) -> list[dataclasses.Field[Any]]:
-    """The fields of ``cls`` read from the environment (all but nested groups)."""
-    return [f for f in dataclasses.fields(cls) if "env" in f.metadata]
-
-
-def env_name(f: dataclasses.Field[Any]) -> str:
-    return str(f.metadata["env"]) or f"MR_TIMEOUT_{f.name.upper()}"
-
-
-def _read_all(env: Mapping[str, str], cls: type) -> dict[str, Any]:
-    """The declared fields of ``cls`` that ``env`` sets, parsed by their declared types."""
-    hints = typing.get_type_hints(cls)
-    found = {f.name: _read(env, f, hints[f.name]) for f in declared(cls)}
-    return {name: value for name, value in found.items() if value is not _UNSET}
-
-
-def _read(env: Mapping[str, str], f: dataclasses.Field[Any], kind: Any) -> Any:
-    """The field's value from ``env``, parsed by its declared type and checked against its bounds; unset: _UNSET."""
-    key = env_name(f)
-    raw = env.get(key)
-    if raw is None or raw.strip() == "":
-        return _UNSET
-    low, high = f.metadata["low"], f.metadata["high"]
-    if kind is bool:
-        return _boolean(key, raw)
-    if kind is int:
-        try:
-            value: float = int(raw)
-        except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not an integer") from None
-    elif kind is float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}={raw!r} is not a finite number")
-    elif typing.get_origin(kind) is Literal:
-        choice = raw.strip().lower()
-        options = typing.get_args(kind)
-        if choice not in options:
-            raise ConfigError(f"{key}={choice!r} must be one of {', '.join(options)}")
-        return choice
-    elif kind == tuple[str, ...]:
-        if key == "MR_ALLOWED_HOSTS":
-            return _hosts(key, raw)
-        return _modules(key, raw) if key == "MR_JOB_MODULES" else _urls(key, raw)
-    else:
-        return raw
-    if low is not None and value < low:
-        raise ConfigError(f"{key}={value} is below its minimum {low}")
-    if high is not None and value > high:
-        raise ConfigError(f"{key}={value} is above its maximum {high}")
-    return value
-
-
-def _boolean(key: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{key}={value!r} is not a boolean (use true or false)")
-
-
-def _urls(key: str, raw: str) -> tuple[str, ...]:
-    urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{key}: {url!r} is not an http(s) URL")
-    return urls
-
-
-_HOST_NAME = re.compile(r"(\*|\.?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])")
-
-
-def _hosts(key: str, raw: str) -> tuple[str, ...]:
-    """Host names, lower-cased; ports are not compared (a rebinding page is told apart by its name, not its port)."""
-    names = tuple(name.strip().lower().rstrip(".") for name in raw.split(",") if name.strip())
-    for name in names:
-        if not _HOST_NAME.fullmatch(name):
-            raise ConfigError(f"{key}: {name!r} is not a host name, .domain or * (no scheme, port or path)")
-    return names
-
-
-def _modules(key: str, raw: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in raw.split(",") if name.strip())
-    for name in names:
-        if not all(part.isidentifier() for part in name.split(".")):
-            raise ConfigError(f"{key}: {name!r} is not a dotted module name")
-    return names
 
 
 def _ordinal_of(name: str) -> int:
