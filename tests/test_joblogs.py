@@ -49,6 +49,25 @@ class FailsInMap(MapReduceJob):
         return sum(values)
 
 
+class Talks(MapReduceJob):
+    """Its mapper and reducer write to stderr, as user code does (print, a library's warnings)."""
+
+    name = "talks"
+
+    def mapper(self, line):
+        if "poison" in line:
+            import sys
+            print("mapper saw: " + line, file=sys.stderr, flush=True)
+        for word in line.split():
+            yield word, 1
+
+    def reducer(self, key, values):
+        if key == "poison":
+            import sys
+            print("reducer got poison " + str(sum(values)) + " times", file=sys.stderr, flush=True)
+        return sum(values)
+
+
 class FailsInReduce(MapReduceJob):
     """Its reducer raises on one key."""
 
@@ -219,6 +238,19 @@ async def test_a_failing_user_mapper_shows_its_traceback_at_the_mapper_that_ran_
     async with AsyncClient(cluster.url) as client:
         read = [line async for line in client.logs(status["id"], level="warning")]
     assert any(line.event == "split_failed" and MAP_LINE in line.fields["traceback"] for line in read)
+
+
+async def test_what_user_code_writes_to_stderr_is_in_the_jobs_logs(
+        make_cluster: ClusterFactory, failing_jobs: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """A task process's stderr is relayed line by line into the logs of the job it works for, at its actor."""
+    caplog.set_level(logging.INFO, logger="actors")  # user_output lines are INFO
+    cluster = await make_cluster(job_modules=(failing_jobs[0],))
+    job = await cluster.submit({"job": "talks", "input": {"text": TEXT}, "split_size": 1024})
+    assert (await cluster.result(job["id"]))["poison"] == 1
+    lines = [line for line in await logs_of(cluster, job["id"]) if line["event"] == "user_output"]
+    said = {(line["actor"].split("-")[0], line["fields"]["message"]) for line in lines}
+    assert ("mapper", "mapper saw: the poison here") in said, lines
+    assert ("reducer", "reducer got poison 1 times") in said, lines
 
 
 async def test_a_failing_user_reducer_shows_its_traceback_at_its_reducer(

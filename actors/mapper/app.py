@@ -275,7 +275,7 @@ class MapRun:
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
                          s.max_key, s.task_batch)
         chunker = Chunker(s.chunk_size, s.max_key)
-        async with self.tasks.worker() as process:
+        async with self.tasks.worker(self.a.job) as process:
             task = MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
             async for progress in self._meanwhile(task.open()):
                 yield progress

@@ -311,7 +311,7 @@ async def finalize(request: web.Request) -> web.Response:
     spec = user_spec(partition.job_def, partition.params)
     with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": ledger.partition}):
         if spec is not None and isinstance(partition.merged, SpillingTotals):  # user code: in a task process
-            totals = await _reduce_in_task(request.app, partition.merged, spec)
+            totals = await _reduce_in_task(request.app, partition.merged, spec, message.job)
         elif partition.spilled():  # merge the runs on the spill thread, after its writes
             totals = await asyncio.wrap_future(partition.finish_spilled())
         else:
@@ -344,7 +344,7 @@ def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
         raise
 
 
-async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any) -> dict[str, Any]:
+async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any, job: str) -> dict[str, Any]:
     """The job's reducer over the partition's runs in a task process; a worker that dies or stalls is replaced and
     the reduce run again, up to MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
     settings = app[SETTINGS]
@@ -352,7 +352,7 @@ async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: An
     cause = ""
     for _ in range(settings.max_attempts):
         try:
-            async with app[TASKS].worker() as process:
+            async with app[TASKS].worker(job) as process:
                 result = await reduce_runs(process, spec, paths, settings.task_batch, settings.timeouts.lease)
         except TaskFailed as error:
             cause = error.message

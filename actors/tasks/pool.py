@@ -38,8 +38,9 @@ class TaskPool:
         return cls(settings.task_pool, cap, settings.task_memory, settings.timeouts.startup)
 
     @contextlib.asynccontextmanager
-    async def worker(self) -> AsyncIterator[TaskProcess]:
-        """A live worker for one conversation; a worker left spent (failed, stalled, cancelled) is killed after."""
+    async def worker(self, job: str = "") -> AsyncIterator[TaskProcess]:
+        """A live worker for one conversation about ``job`` (its id: what the worker writes to stderr meanwhile is
+        that job's log); a worker left spent (failed, stalled, cancelled) is killed after."""
         if self.closed:
             raise Unavailable("the actor is stopping: its task processes are gone")
         held = await self.slots.get()
@@ -51,8 +52,11 @@ class TaskPool:
                 held = await TaskProcess.start(self.cap, self.memory, self.startup)
                 self.processes.add(held)
                 self.started += 1
+            held.job = job
             yield held
         finally:
+            if held is not None:
+                held.job = ""
             if held is not None and not held.alive:
                 await self._retire(held)
                 held = None

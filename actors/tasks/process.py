@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from ..core.errors import KeyTooLarge, MapReduceError, TaskFailed, ValueTooLarge, WireError
+from ..core.joblog import user_output
 from ..sdk import JobCodeError, JobConfigError
 from . import protocol
 from .protocol import Failed, Frames, Message, Tick
@@ -17,6 +18,7 @@ from .protocol import Failed, Frames, Message, Tick
 #: A worker's deterministic failures, by code: raised again as themselves (the job fails, not retried).
 DETERMINISTIC: dict[str, type[MapReduceError]] = {
     cls.code: cls for cls in (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge)}
+STDERR_LINE = 8192  # characters of one line a job writes to stderr kept in its logs (the rest is cut)
 
 
 def exit_cause(returncode: int) -> str:
@@ -40,6 +42,11 @@ class TaskProcess:
         self.startup = startup  # the first answer may take this long: the worker imports Python and the jobs first
         self.answered = False
         self.spent = False
+        #: The job whose conversation holds this worker (its id): what user code writes to stderr goes to its logs.
+        self.job = ""
+        # Owned here and ended by :meth:`kill` (it also ends by itself when the worker's stderr closes): the worker
+        # must never block on a full stderr pipe.
+        self._relay = asyncio.ensure_future(self._relay_stderr())
 
     @classmethod
     async def start(cls, cap: int, memory: int, startup: float) -> TaskProcess:
@@ -48,7 +55,8 @@ class TaskProcess:
         env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "actors.tasks.worker", "--parent", str(os.getpid()), "--cap", str(cap),
-            "--memory", str(memory), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
+            "--memory", str(memory), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env)
         return cls(proc, cap, startup)
 
     @property
@@ -133,3 +141,28 @@ class TaskProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         await self.proc.wait()
+        try:  # the pipe closed with the process: the relay ends once it has passed on what was left
+            async with asyncio.timeout(1.0):
+                await asyncio.shield(self._relay)
+        except TimeoutError:  # a grandchild the job started still holds the pipe open
+            self._relay.cancel()
+            await asyncio.gather(self._relay, return_exceptions=True)
+
+    async def _relay_stderr(self) -> None:
+        """Each line user code writes to stderr: a ``user_output`` line of the job's logs while a job holds this
+        worker, else the actor's own stderr (as an inherited stderr would have shown it)."""
+        assert self.proc.stderr is not None
+        while True:
+            try:
+                raw = await self.proc.stderr.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:
+                raw = end.partial
+                if not raw:
+                    return
+            except asyncio.LimitOverrunError as long:  # a line past the reader's buffer: pass on that much of it
+                raw = await self.proc.stderr.read(long.consumed)
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            if self.job:
+                user_output(self.job, "info", text[:STDERR_LINE])
+            else:
+                sys.stderr.write(text + "\n")
