@@ -1,20 +1,24 @@
 """Object storage (``s3://``): URIs, the client for a bucket, and what the object store's refusals mean.
 
-The client is obstore's (the ``s3`` extra; see the README's "Object storage" for why that library). Credentials are
-never ours: the library reads the standard AWS variables (keys, session token, region, web identity) from the
-environment, so no setting, message, log line or metric can carry them. Every refusal becomes an error of our tree
+The client is obstore's (the ``s3`` extra; see docs/storage.md for why that library). Credentials are never ours:
+the library reads the standard AWS variables (keys, session token, region, web identity) from the environment, and
+actors/inputs/awsfiles.py the shared credentials and config files, so no setting, message, log line or metric can
+carry them. Every refusal becomes an error of our tree
 with a fixed description and the object's URI, never the store's own text, which may echo request details.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.config import Settings
 from ..core.errors import InputError, MapReduceError, PeerError
+from .awsfiles import profile_config
 
 if TYPE_CHECKING:
     from obstore.store import S3Store
@@ -22,7 +26,9 @@ if TYPE_CHECKING:
 SCHEME = "s3://"
 # What the library reads from the environment itself (besides AWS_ENDPOINT_URL, a setting): the credentials chain.
 LIBRARY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-                     "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE")
+                     "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                     # and the shared files, read by actors/inputs/awsfiles.py
+                     "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")
 # Bucket names as S3 allows them (dots included: path-style requests keep them out of the host name).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MAX_KEY = 1024  # bytes: S3's limit on a key
@@ -71,7 +77,8 @@ def open_store(settings: Settings, bucket: str) -> S3Store:
     options = {"connect_timeout": timedelta(seconds=timeouts.connect),
                "timeout": timedelta(seconds=max(timeouts.request, timeouts.stream_idle)),
                "allow_http": endpoint.startswith("http://")}
-    config = {"endpoint": endpoint} if endpoint else {}
+    # The library reads the variables; the shared files (~/.aws/credentials, ~/.aws/config) only through us.
+    config = {**profile_config(os.environ, Path.home()), **({"endpoint": endpoint} if endpoint else {})}
     # The library retries transient failures itself (with backoff); bounded by the settings' request timeout, not
     # its own three minutes, so a store that is down fails a submission or a split in time to be retried by us.
     retry = {"max_retries": 3, "retry_timeout": timedelta(seconds=timeouts.request)}
