@@ -166,7 +166,9 @@ class Settings:
     task_memory: int = setting("MR_TASK_MEMORY", 4096 * MiB, "address space one task process may use (RLIMIT_AS); "
                                "past it the attempt fails and is retried; 0: no limit", low=0)
     task_batch: int = setting("MR_TASK_BATCH", 64, "lines (or keys, reducing) a task process runs between two "
-                              "progress reports; one batch must finish within MR_TIMEOUT_LEASE", low=1, count=True)
+                              "progress reports, to begin with (a mapper's batches then follow the job's speed: "
+                              "doubled while quick, halved while slow); one batch must finish within "
+                              "MR_TIMEOUT_LEASE", low=1, count=True)
     native_kernel: bool = setting("MR_NATIVE_KERNEL", True, "mappers count word-count chunks with the native kernel "
                                   "when it is built; false: the pure-Python path (for comparison)")
     reduce_memory: int = setting("MR_REDUCE_MEMORY", 256 * MiB, "bytes of a general job's values (no combiner) a "

@@ -48,6 +48,11 @@ from .runs import grouped, merge_records, read_run
 
 TICK_GAP = 0.2  # seconds: the most often a busy worker says it is alive (the actor's watchdog waits a lease)
 OUT_BLOCK = 1024 * 1024  # bytes of one partition's frames sent back at once
+# A batch of lines mapped faster than FAST_BATCH seconds doubles the next one, up to MAX_BATCH lines; one slower than
+# SLOW_BATCH (a tick's gap) halves it: the batch follows the job's speed, so ticks stay about TICK_GAP apart.
+FAST_BATCH = 0.05
+SLOW_BATCH = TICK_GAP
+MAX_BATCH = 1 << 20
 PR_SET_PDEATHSIG = 1
 #: Errors whose cause is the job's code or its data: the same input fails the same way anywhere (not retried).
 DETERMINISTIC: tuple[type[MapReduceError], ...] = (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge)
@@ -89,6 +94,7 @@ class Worker:
         self.memory = memory
         self.classes: dict[tuple[str, str], Catalog] = {}
         self.mapping: tuple[Outbox, MapStart] | None = None
+        self.batch = 1  # lines in the next batch of a map request (adapted to how fast the job maps them)
         self.last_tick = 0.0
         self.what = "task"  # the user function running now, for a failure's cause
         self.job_name = ""
@@ -137,6 +143,7 @@ class Worker:
         if isinstance(message, MapStart):
             self.what, self.job_name = "mapper", message.job.name
             self.mapping = (Outbox(self.send, self.job(message.job), message), message)
+            self.batch = message.batch
             return ChunkDone()
         if isinstance(message, MapChunk):
             return self.map_chunk(message.data)
@@ -177,21 +184,29 @@ class Worker:
         return catalog.get(spec.name, spec.params)
 
     def map_chunk(self, data: bytes) -> Message:
-        """Map a chunk a batch of lines at a time, ticking between batches (a slow mapper is seen working)."""
+        """Map a chunk a batch of lines at a time, ticking between batches (a slow mapper is seen working). The first
+        batch has MR_TASK_BATCH lines; one mapped quickly is followed by one twice as large, a slow one by one half as
+        large: a fast job maps whole chunks in a few calls (a call per batch has a cost: the partials are folded and
+        their keys checked per call), a slow one still ticks well within its lease."""
         outbox, start = self.ongoing()
         text = data.decode("utf-8", "replace")
         pos, size, done = 0, len(text), 0
         while pos < size:
-            end = pos
-            for _ in range(start.batch):
+            end, lines = pos, 0
+            while lines < self.batch and end < size:
                 found = text.find("\n", end)
                 end = size if found < 0 else found + 1
-                done += 1
-                if end >= size:
-                    break
+                lines += 1
+            began = time.monotonic()
             outbox.map(text[pos:end], start.source)
+            took = time.monotonic() - began
+            done += lines
             pos = end
             self.tick(done)
+            if took < FAST_BATCH:
+                self.batch = min(self.batch * 2, MAX_BATCH)
+            elif took > SLOW_BATCH:
+                self.batch = max(self.batch // 2, 1)
         outbox.ship_all()
         return ChunkDone()
 
