@@ -242,27 +242,33 @@ class MapRun:
             self.metrics.spools.discard(spool)
             spool.close()
 
-    async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
+    async def _owned_pieces(self) -> AsyncGenerator[list[bytes], None]:
+        """The split's owned bytes cut into whole-line chunks: the chunks each block read completes (maybe none),
+        then the last ones; the bytes are counted as they are read."""
         chunker = Chunker(self.settings.chunk_size, self.settings.max_key)
-        name = self.a.input_name
         owned, blocks = self._owned_blocks()
         try:
             async for block in blocks:
                 data = owned.feed(block)
                 self.bytes_read += len(data)
                 self.metrics.bytes_read.inc(len(data))
-                for piece in chunker.feed(data):
+                yield chunker.feed(data)
+                if owned.done:
+                    break
+        finally:
+            await blocks.aclose()
+        yield chunker.finish()
+
+    async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
+        name = self.a.input_name
+        async with contextlib.aclosing(self._owned_pieces()) as reading:
+            async for pieces in reading:
+                for piece in pieces:
                     spool.feed(piece, name)
                     await asyncio.sleep(0)  # a yield between chunks of CPU work, not a wait for a condition
                 # Every block, not every piece: reading a long word yields no piece for a while, and a silent
                 # mapper loses its lease.
                 yield self._progress()
-                if owned.done:
-                    break
-        finally:
-            await blocks.aclose()
-        for piece in chunker.finish():
-            spool.feed(piece, name)
         spool.flush()
         self.keys = spool.total_keys
         yield self._progress()
@@ -274,28 +280,16 @@ class MapRun:
         s = self.settings
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
                          s.max_key, s.task_batch)
-        chunker = Chunker(s.chunk_size, s.max_key)
         async with self.tasks.worker(self.a.job) as process:
             task = MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
             async for progress in self._meanwhile(task.open()):
                 yield progress
-            owned, blocks = self._owned_blocks()
-            try:
-                async for block in blocks:
-                    data = owned.feed(block)
-                    self.bytes_read += len(data)
-                    self.metrics.bytes_read.inc(len(data))
-                    for piece in chunker.feed(data):
+            async with contextlib.aclosing(self._owned_pieces()) as reading:
+                async for pieces in reading:
+                    for piece in pieces:
                         async for progress in self._meanwhile(task.feed(piece)):
                             yield progress
                     yield self._progress()
-                    if owned.done:
-                        break
-            finally:
-                await blocks.aclose()
-            for piece in chunker.finish():
-                async for progress in self._meanwhile(task.feed(piece)):
-                    yield progress
             finishing = asyncio.ensure_future(task.finish())
             async for progress in self._meanwhile(finishing):
                 yield progress
