@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import random
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +22,11 @@ from actors.jobs import load_catalog
 from actors.jobs.sidefiles import FilePin, locate, materialize, pin_files
 from actors.sequential import run_sequential, run_sequential_inputs
 
-from .conftest import Cluster, ClusterFactory, HeldInputFactory
+from .conftest import FAST, Cluster, ClusterFactory, HeldInputFactory
 
 JOBS = '''
 import hashlib
+import time
 
 from actors.sdk import MapReduceJob
 
@@ -93,6 +96,17 @@ class WholeFiles(MapReduceJob):
         if key in ("total", "comment"):
             return sum(value[0] for value in values)
         return values[0]
+
+
+class SlowWhole(MapReduceJob):
+    """A whole-file mapper that yields a pair every 10 ms: 3 s for 300 pairs."""
+    name = "slow_whole"
+    reducer = MapReduceJob.SUM
+
+    def mapper_raw(self, path, name):
+        for number in range(300):
+            time.sleep(0.01)
+            yield number % 7, 1
 '''
 
 STOP_WORDS = "the and of a\n"
@@ -303,3 +317,17 @@ async def test_an_input_too_large_to_copy_whole_is_refused_at_submit(make_cluste
     cluster = await make_cluster(mappers=1, reducers=1, job_modules=(job_module,), max_raw_input=100)
     status, body = await submit(cluster, {"job": "whole_files", "input": {"text": "x" * 101}})
     assert status == 413 and "MR_MAX_RAW_INPUT" in body["message"], body
+
+
+async def test_a_whole_file_mapper_longer_than_the_lease_finishes(make_cluster: ClusterFactory,
+                                                                  job_module: str) -> None:
+    """3 s of mapper_raw against a lease of 1 s: the task reports progress as the pairs come, never silent long."""
+    cluster = await make_cluster(mappers=1, reducers=1, job_modules=(job_module,), max_attempts=1,
+                                 timeouts=dataclasses.replace(FAST, lease=1.0))
+    began = time.monotonic()
+    status, body = await submit(cluster, {"job": "slow_whole", "input": {"text": "x"}})
+    assert status == 202, body
+    state, result = await finished(cluster, body["id"])
+    assert state["state"] == "done", state
+    assert time.monotonic() - began > 2.5
+    assert result == run_sequential("slow_whole", b"x", "text", modules=(job_module,))
