@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from actors.core.errors import InputError, PayloadTooLarge
+from actors.core.errors import InputError, PayloadTooLarge, WireError
 from actors.jobs import load_catalog
 from actors.jobs.sidefiles import FilePin, locate, materialize, pin_files
 from actors.sequential import run_sequential, run_sequential_inputs
+from actors.tasks import protocol
+from actors.tasks.protocol import JobSpec, MapRaw, MapStart, ReduceRuns, TaskPlace
 
 from .conftest import FAST, Cluster, ClusterFactory, HeldInputFactory
 
@@ -200,6 +202,20 @@ def test_the_oracle_runs_a_job_among_its_side_files(job_module: str, lists: Path
     assert shipped["The"] == 80 * 3 and "cat" not in shipped and shipped["of"] == 80 * 3
 
 
+def test_a_task_place_travels_to_the_worker_strictly() -> None:
+    spec = JobSpec("stop_root", "mod", "StopWords", {})
+    place = TaskPlace("/spool/task-1/files", "/data", {"stop_words.txt": "13:" + "0" * 32})
+    start = MapStart(spec, "input", 2, 10, 1024, 16, 64, 8, place)
+    for message in (start, MapRaw("/spool/task-1/input/a.bin"), ReduceRuns(spec, ["/r"], 4, place)):
+        encoded = protocol.encode(message)
+        assert protocol.decode(encoded[protocol.PREFIX:], 1 << 20) == message
+    bad = dataclasses.replace(start, place=TaskPlace("/w", "/data", {"x": 1}))  # type: ignore[dict-item]
+    with pytest.raises(WireError, match="malformed place"):
+        protocol.decode(protocol.encode(bad)[protocol.PREFIX:], 1 << 20)
+    with pytest.raises(WireError, match="SIZE:DIGEST"):
+        FilePin.decode("13:nothex")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # side files on a cluster
 
@@ -317,6 +333,18 @@ async def test_an_input_too_large_to_copy_whole_is_refused_at_submit(make_cluste
     cluster = await make_cluster(mappers=1, reducers=1, job_modules=(job_module,), max_raw_input=100)
     status, body = await submit(cluster, {"job": "whole_files", "input": {"text": "x" * 101}})
     assert status == 413 and "MR_MAX_RAW_INPUT" in body["message"], body
+    async with cluster.session.post(f"{cluster.url}/v1/jobs", data=b"y" * 101, headers={
+            **cluster.auth, "Content-Type": "application/octet-stream"},
+            params={"job": "whole_files", "name": "big.bin"}) as response:
+        body = await response.json()
+        assert response.status == 413 and "'big.bin' has 101 bytes" in body["message"], body
+    async with cluster.session.post(f"{cluster.url}/v1/jobs", data=b"y" * 100, headers={
+            **cluster.auth, "Content-Type": "application/octet-stream"},
+            params={"job": "whole_files", "name": "fits.bin", "split_size": "4096"}) as response:
+        assert response.status == 202, await response.text()
+        job_id = (await response.json())["id"]
+    state, result = await finished(cluster, job_id)
+    assert state["state"] == "done" and result["fits.bin"][0] == 100, state
 
 
 async def test_a_whole_file_mapper_longer_than_the_lease_finishes(make_cluster: ClusterFactory,

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core.errors import BadRequest, PayloadTooLarge, TaskFailed, shown_all
-from ..inputs.ref import InputRef
+from ..inputs.ref import SERVED, InputRef
 from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
@@ -66,8 +66,11 @@ async def submit(request: web.Request) -> web.Response:
         upload = upload_spec(request.query, settings, multipart)
         app[JOBS].sdk(upload.job, upload.params)  # an unknown job or parameter is refused before a byte is spooled
         fingerprint_query(request.query, digest)
-        if not multipart and request.content_length is not None:
-            check_plan(request.content_length, upload.split_size, settings)  # refuse before spooling a byte
+        if not multipart and request.content_length is not None:  # refuse before spooling a byte
+            if whole_files(app[JOBS], upload.job):  # one split, copied whole by a mapper
+                check_whole_inputs([InputRef(SERVED, "", upload.name, request.content_length)], settings)
+            else:
+                check_plan(request.content_length, upload.split_size, settings)
         with app[UPLOADS].hold():
             if multipart:
                 digest.update(b"multipart")
