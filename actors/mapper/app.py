@@ -224,6 +224,8 @@ class MapRun:
         self.metrics.spools.add(spool)
         spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
+            if spec is None and isinstance(self.job, SdkJob) and self.job.raw:
+                raise MapReduceError(f"job {self.job.name!r}: mapper_raw runs in task processes only")
             if spec is None:
                 stream = self._map(spool)
             elif isinstance(self.job, SdkJob) and self.job.raw:
