@@ -6,6 +6,7 @@ A job is installed on every actor (an image or a package); its code never travel
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -69,6 +70,10 @@ class MapReduceJob:
     #: True: ``reducer`` gets a one-pass iterator over the key's values, read from disk as it goes, so one key may
     #: hold more values than fit in memory. False (the default): a list, so one key's values must fit in memory.
     stream_values: ClassVar[bool] = False
+    #: Side files: name -> a path relative to the data root, or ``"package:PATH"`` relative to the directory of the
+    #: job's own module (a file shipped with it). Every task's working directory holds them, read-only, pinned to
+    #: their contents at submit (docs/jobs.md, "Side files"): ``open(name)`` or ``open(self.file_path(name))``.
+    files: ClassVar[Mapping[str, str]] = {}
 
     #: Declared folds, for ``combiner = MapReduceJob.SUM`` and ``reducer = MapReduceJob.SUM``: ``sum(values)`` (from
     #: 0, like Python's), ``min(values)``, ``max(values)``. A job whose combiner or reducer is one has its partial
@@ -81,6 +86,8 @@ class MapReduceJob:
         self.params: dict[str, str] = dict(params or {})
         #: The name of the input the current line comes from (set by the framework before mapping a chunk).
         self.input_name = ""
+        #: Where this task's side files are (set by the framework in a task; empty elsewhere).
+        self.files_dir = ""
 
     def configure(self, params: Mapping[str, str]) -> None:
         """Check (and prepare from) the parameters; raise :class:`JobConfigError` or ValueError for a 400."""
@@ -96,6 +103,21 @@ class MapReduceJob:
         not depend on them: the pairs of a batch must be what ``mapper`` yields for its lines, or those combined by
         the job's combiner."""
         raise NotImplementedError  # not overridden: the job maps line by line
+
+    def mapper_raw(self, path: str, name: str) -> Iterable[tuple[Key, Any]]:
+        """Optional, used instead of ``mapper`` when defined: the (key, value) pairs of one whole input file, given as
+        a local ``path`` (read-only; a gzip input's compressed bytes) and the input's ``name``. A job that defines it
+        gets one split per input file (docs/jobs.md, "Whole-file input")."""
+        raise NotImplementedError  # not overridden: the job maps lines
+
+    def file_path(self, name: str) -> str:
+        """The local path of the side file ``name`` (one of :attr:`files`) in this task."""
+        if name not in type(self).files:
+            raise KeyError(f"job {self.name!r} declares no side file {name!r} (its files: "
+                           f"{', '.join(sorted(type(self).files)) or 'none'})")
+        if not self.files_dir:
+            raise RuntimeError(f"side file {name!r} is only there in a task (a mapper, combiner, reducer or hook)")
+        return os.path.join(self.files_dir, name)
 
     def combiner(self, key: Key, values: list[Any]) -> Any:
         """Optional: fold some values of ``key`` into one value of the same kind (associative, order-free)."""
@@ -122,6 +144,10 @@ class MapReduceJob:
     @classmethod
     def has_mapper_batch(cls) -> bool:
         return cls.mapper_batch is not MapReduceJob.mapper_batch
+
+    @classmethod
+    def has_mapper_raw(cls) -> bool:
+        return cls.mapper_raw is not MapReduceJob.mapper_raw
 
     @classmethod
     def declared_fold(cls) -> Fold | None:

@@ -4,28 +4,50 @@ It runs the job's plain contract (mapper over each line, or ``mapper_batch`` ove
 every value of a key to the reducer; no combiner of the job's own, no native fast path), so a distributed run checks
 the engine, the combiner, the batching and a built-in's fast path at once. A declared fold (``combiner =
 MapReduceJob.SUM``, say) is the one combining it does: the reducer gets each key's values folded into one, as every
-run gives it, and that value is what is checked, as the engine checks it.
+run gives it, and that value is what is checked, as the engine checks it. A job with ``mapper_raw`` gets each input
+whole, as a file; a job with side files runs in a directory holding copies of them, as a task does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import functools
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .core.partition import Key, canonical_key, display_key
-from .jobs import load_catalog
+from .jobs import Catalog, load_catalog
 from .jobs.adapter import lines_of
 from .jobs.partials import batch_pairs
+from .jobs.sidefiles import declared, materialize, pin_files
+from .mapper.whole import copy_name
 from .sdk import MapReduceJob, check_key, plain_value
 
 
 def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, Any]:
     """The job's output by key, over ``(input name, text)`` pairs, keys as the job made them."""
+    return _reduced(job, ((name, functools.partial(_line_pairs, job, text)) for name, text in inputs))
+
+
+def _line_pairs(job: MapReduceJob, text: str) -> Iterable[tuple[Key, Any]]:
+    return batch_pairs(job, lines_of(text))
+
+
+def run_job_whole(job: MapReduceJob, files: Iterable[tuple[str, str]]) -> dict[Key, Any]:
+    """The output of a job with ``mapper_raw`` by key, over ``(input name, path of the whole input)`` pairs."""
+    return _reduced(job, ((name, functools.partial(job.mapper_raw, path, name)) for name, path in files))
+
+
+def _reduced(job: MapReduceJob, inputs: Iterable[tuple[str, Callable[[], Iterable[tuple[Key, Any]]]]]
+             ) -> dict[Key, Any]:
+    """Every key's values from each input's pairs (made once ``input_name`` is set), reduced."""
     fold = type(job).declared_fold()
     groups: dict[Key, list[Any]] = {}
-    for name, text in inputs:
+    for name, pairs in inputs:
         job.input_name = name
-        for key, value in batch_pairs(job, lines_of(text)):
+        for key, value in pairs():
             check_key(key)  # the same checks a mapper makes
             groups.setdefault(key, []).append(value if fold is not None else plain_value(value))
     if fold is not None:
@@ -36,15 +58,50 @@ def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, A
 
 
 def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],
-                          params: Mapping[str, str] | None = None, modules: tuple[str, ...] = ()) -> dict[str, Any]:
+                          params: Mapping[str, str] | None = None, modules: tuple[str, ...] = (),
+                          data_root: str = "") -> dict[str, Any]:
     """The result as the master serves it (JSON keys, see actors.core.partition.display_key); invalid UTF-8 is
-    replaced exactly as the mappers do."""
-    job = load_catalog(modules).sdk(job_name, params)
-    decoded = ((name, data.decode("utf-8", "replace")) for name, data in inputs)
-    return {display_key(canonical_key(key)): value for key, value in run_job(job, decoded).items()}
+    replaced exactly as the mappers do. The job runs in a directory holding its side files (found under
+    ``data_root`` or its module's directory), made before the job is; a job with ``mapper_raw`` gets each input as
+    a file of its bytes."""
+    catalog = load_catalog(modules)
+    with tempfile.TemporaryDirectory(prefix="oracle-") as scratch, _side_files(catalog, job_name, data_root,
+                                                                               scratch) as files_dir:
+        job = catalog.sdk(job_name, params)
+        job.files_dir = files_dir
+        if type(job).has_mapper_raw():
+            result = run_job_whole(job, _written(inputs, os.path.join(scratch, "inputs")))
+        else:
+            result = run_job(job, ((name, data.decode("utf-8", "replace")) for name, data in inputs))
+    return {display_key(canonical_key(key)): value for key, value in result.items()}
+
+
+@contextlib.contextmanager
+def _side_files(catalog: Catalog, job_name: str, data_root: str, scratch: str) -> Iterator[str]:
+    """In a directory holding the job's side files, pinned and copied as a task does (none: where we are)."""
+    cls = catalog.classes.get(job_name)
+    if cls is None or not declared(cls):
+        yield ""
+        return
+    directory = os.path.join(scratch, "files")
+    os.mkdir(directory)
+    materialize(cls, pin_files(cls, data_root, 1 << 62), data_root, directory)
+    with contextlib.chdir(directory):
+        yield directory
+
+
+def _written(inputs: Iterable[tuple[str, bytes]], directory: str) -> Iterator[tuple[str, str]]:
+    """Each input as a file of its own bytes, in a directory of its own (named as a mapper names its copy)."""
+    for number, (name, data) in enumerate(inputs):
+        folder = os.path.join(directory, str(number))
+        os.makedirs(folder)
+        path = os.path.join(folder, copy_name(name))
+        with open(path, "wb") as file:
+            file.write(data)
+        yield name, path
 
 
 def run_sequential(job_name: str, data: bytes, source: str = "input", params: Mapping[str, str] | None = None,
-                   modules: tuple[str, ...] = ()) -> dict[str, Any]:
+                   modules: tuple[str, ...] = (), data_root: str = "") -> dict[str, Any]:
     """One input's result, as the master serves it."""
-    return run_sequential_inputs(job_name, [(source, data)], params, modules)
+    return run_sequential_inputs(job_name, [(source, data)], params, modules, data_root)

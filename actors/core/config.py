@@ -189,6 +189,13 @@ class Settings:
     inline_input: int = setting("MR_INLINE_INPUT", 64 * 1024, "a text input the master holds of at most this many "
                                 "bytes travels inside each assignment, saving the mapper a request back for it; "
                                 "0: never", low=0, high=512 * 1024)
+    # Every task attempt copies the side files into its working directory and hashes the copy (the pin check).
+    max_side_files: int = setting("MR_MAX_SIDE_FILES", 64 * MiB, "most bytes of side files one job may declare (all "
+                                  "of them; each task attempt copies them); more are refused at submit", low=0)
+    max_raw_input: int = setting("MR_MAX_RAW_INPUT", 1024 * MiB, "largest input (upload, text, URL or s3 object) a "
+                                 "whole-file mapper (mapper_raw) copies to its spool to read; bigger is refused at "
+                                 "submit, or fails the job if its size was unknown (path inputs are read in place)",
+                                 low=1)
     # security
     token: str = setting("MR_TOKEN", "", "shared token actors require from each other; empty: no check")
     api_token: str = setting("MR_API_TOKEN", "", "optional token for the public API")

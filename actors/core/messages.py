@@ -48,6 +48,9 @@ class Assignment:
     pin_size: int = 0
     pin_etag: str = ""
     pin_modified: str = ""
+    # The job's side files as the master pinned them at submit, name -> "SIZE:DIGEST" (actors.jobs.sidefiles):
+    # every task copies them into its working directory and checks each copy against its pin.
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> AttemptKey:
@@ -193,6 +196,8 @@ class Finalize:
     job_name: str
     # The job's output directory under the data root; empty: report the totals themselves.
     output: str = ""
+    # The job's side files as pinned at submit (as Assignment.files): the reduce task's working directory holds them.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,8 +50,26 @@ class SdkJob:
         job = self.job
         job.input_name = source
         lines = lines_of(text)
-        with self._user_code(self._mapping, source):
-            pairs = batch_pairs(job, lines)
+        self.pairs_into(acc, lambda: batch_pairs(job, lines), self._mapping, source)
+
+    @property
+    def raw(self) -> bool:
+        """The job takes each input file whole (``mapper_raw``): one split per input, no lines."""
+        return type(self.job).has_mapper_raw()
+
+    def raw_pairs(self, path: str, source: str) -> Iterator[tuple[Any, Any]]:
+        """The pairs ``mapper_raw`` makes of the whole input file at ``path``; user code runs as it is iterated,
+        which :meth:`pairs_into` does."""
+        self.job.input_name = source
+        with self._user_code("mapper_raw", source):
+            return iter(self.job.mapper_raw(path, source))
+
+    def pairs_into(self, acc: dict[str, Any], make: Callable[[], Iterable[tuple[Any, Any]]], what: str,
+                   source: str) -> None:
+        """The pairs ``make`` gives (user code, named ``what`` in a failure), folded or grouped per key, then each
+        distinct key and each value that travels checked once, and the whole merged into ``acc``."""
+        with self._user_code(what, source):
+            pairs = make()
             if self.fold is not None:
                 folded = plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
             else:
@@ -59,7 +77,7 @@ class SdkJob:
         if self.fold is not None:
             self._merge_folded(acc, folded)
             return
-        with self._user_code(self._mapping, source):
+        with self._user_code(what, source):
             for wire_key, values in grouped.items():
                 grouped[wire_key] = plain_values(values)  # every value travels: each is checked
         for wire_key, values in grouped.items():

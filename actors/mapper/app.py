@@ -45,6 +45,7 @@ from ..inputs.s3source import S3Source
 from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
 from ..jobs import NATIVE, Job, native_status
+from ..jobs.adapter import SdkJob
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
@@ -52,9 +53,11 @@ from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
 from ..sdk import JobCodeError, JobConfigError
 from ..tasks.calls import MapTask, user_spec
+from ..tasks.places import AttemptDir, attempt_dir
 from ..tasks.pool import TaskPool
 from ..tasks.protocol import JobSpec, MapStart
 from .spool import Spool
+from .whole import WholeInput
 
 T = TypeVar("T")
 
@@ -221,7 +224,14 @@ class MapRun:
         self.metrics.spools.add(spool)
         spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
-            stream = self._map(spool) if spec is None else self._map_in_task(spool, spec)
+            if spec is None and isinstance(self.job, SdkJob) and self.job.raw:
+                raise MapReduceError(f"job {self.job.name!r}: mapper_raw runs in task processes only")
+            if spec is None:
+                stream = self._map(spool)
+            elif isinstance(self.job, SdkJob) and self.job.raw:
+                stream = self._map_whole_in_task(spool, spec)
+            else:
+                stream = self._map_in_task(spool, spec)
             async with contextlib.aclosing(stream) as mapping:
                 async for progress in mapping:
                     yield progress
@@ -275,25 +285,60 @@ class MapRun:
 
     async def _map_in_task(self, spool: Spool, spec: JobSpec) -> AsyncGenerator[Progress, None]:
         """Map in a task process: the chunks go to it, its encoded frames come back into the spool, and this loop
-        stays free (heartbeats go on) while user code works."""
+        stays free (heartbeats go on) while user code works. The task's working directory holds the job's side
+        files (actors.tasks.places)."""
+        assert self.tasks is not None
+        s = self.settings
+        with attempt_dir(s.spool_dir, s.data_root, self.a.files, whole_input=False) as place:
+            async with self._task(spool, spec, place) as task:
+                async for progress in self._meanwhile(task.open()):
+                    yield progress
+                async with contextlib.aclosing(self._owned_pieces()) as reading:
+                    async for pieces in reading:
+                        for piece in pieces:
+                            async for progress in self._meanwhile(task.feed(piece)):
+                                yield progress
+                        yield self._progress()
+                async for progress in self._finish(task, spool):
+                    yield progress
+
+    async def _map_whole_in_task(self, spool: Spool, spec: JobSpec) -> AsyncGenerator[Progress, None]:
+        """Map the split's whole input file with the job's ``mapper_raw`` in a task process: a path input is the file
+        itself, any other input is copied (pinned and checked as it is read) into the attempt's directory first,
+        within MR_MAX_RAW_INPUT bytes; the copy goes with the directory when the attempt ends."""
+        assert self.tasks is not None
+        s = self.settings
+        with attempt_dir(s.spool_dir, s.data_root, self.a.files, whole_input=True) as place:
+            async with self._task(spool, spec, place) as task:
+                async for progress in self._meanwhile(task.open()):
+                    yield progress
+                whole = WholeInput(self.a, s, self._source, place.input_dir)
+                async with contextlib.aclosing(whole.fetch()) as fetching:
+                    async for read in fetching:
+                        self.bytes_read = read
+                        yield self._progress()
+                self.metrics.bytes_read.inc(self.bytes_read)
+                async for progress in self._meanwhile(task.feed_raw(whole.path)):
+                    yield progress
+                await whole.check_unchanged()
+                async for progress in self._finish(task, spool):
+                    yield progress
+
+    @contextlib.asynccontextmanager
+    async def _task(self, spool: Spool, spec: JobSpec, place: AttemptDir) -> AsyncIterator[MapTask]:
+        """A task process for this split's map request in ``place`` (opening it puts the side files there)."""
         assert self.tasks is not None
         s = self.settings
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
-                         s.max_key, s.task_batch)
+                         s.max_key, s.task_batch, place.place)
         async with self.tasks.worker(self.a.job) as process:
-            task = MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
-            async for progress in self._meanwhile(task.open()):
-                yield progress
-            async with contextlib.aclosing(self._owned_pieces()) as reading:
-                async for pieces in reading:
-                    for piece in pieces:
-                        async for progress in self._meanwhile(task.feed(piece)):
-                            yield progress
-                    yield self._progress()
-            finishing = asyncio.ensure_future(task.finish())
-            async for progress in self._meanwhile(finishing):
-                yield progress
-            spool.settle(finishing.result())
+            yield MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
+
+    async def _finish(self, task: MapTask, spool: Spool) -> AsyncGenerator[Progress, None]:
+        finishing = asyncio.ensure_future(task.finish())
+        async for progress in self._meanwhile(finishing):
+            yield progress
+        spool.settle(finishing.result())
         self.keys = spool.total_keys
         yield self._progress()
 

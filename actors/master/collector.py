@@ -109,7 +109,7 @@ class Collector:
         """Ask reducer ``partition`` for its report, waiting (bounded) for it to come back if it is down."""
         record, settings = self.record, self.settings
         message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=len(record.splits),
-                           job_name=record.job_name, output=record.output)
+                           job_name=record.job_name, output=record.output, files=record.files)
 
         async def call() -> Report | Missing:
             return await self.transport.finalize(await self._reducer(partition), message)

@@ -150,7 +150,7 @@ class Coordinator:
         record.mappers = [m.name for m in mappers]
         record.reducers = [reducers[i].name for i in range(partitions)]
         inputs = record.input_list()
-        record.splits = plan_inputs([r.size for r in inputs], [bool(r.compression) for r in inputs],
+        record.splits = plan_inputs([r.size for r in inputs], [record.whole or bool(r.compression) for r in inputs],
                                     record.split_size, len(mappers), self.settings.min_split_size,
                                     self.settings.max_splits)
         record.table = self._table(record.splits)
@@ -269,7 +269,7 @@ class Coordinator:
             input_name=source.name, start=ticket.split.start, end=ticket.split.end,
             partitions=record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
-            pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified,
+            pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

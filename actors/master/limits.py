@@ -108,12 +108,13 @@ def check_plan(size: int, split_size: int, settings: Settings) -> None:
                          f"{limit} one job may have (MR_MAX_SPLITS); use a split_size of at least {least} bytes")
 
 
-def check_inputs_plan(refs: list[InputRef], split_size: int, settings: Settings) -> None:
-    """Refuse, at submit, inputs that would plan more than MR_MAX_SPLITS splits in all (at least one each)."""
-    if len(refs) == 1 and not refs[0].compression:
+def check_inputs_plan(refs: list[InputRef], split_size: int, settings: Settings, whole: bool = False) -> None:
+    """Refuse, at submit, inputs that would plan more than MR_MAX_SPLITS splits in all (at least one each);
+    ``whole``: the job maps each input whole (one split each)."""
+    if len(refs) == 1 and not refs[0].compression and not whole:
         check_plan(refs[0].size, split_size, settings)
         return
-    counts = input_split_counts([r.size for r in refs], [bool(r.compression) for r in refs], split_size)
+    counts = input_split_counts([r.size for r in refs], [whole or bool(r.compression) for r in refs], split_size)
     total, limit = sum(counts), settings.max_splits
     if total > limit:
         raise BadRequest(f"{len(refs)} inputs of {sum(r.size for r in refs)} bytes at split_size {split_size} plan "

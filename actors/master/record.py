@@ -63,6 +63,8 @@ class JobRecord:
     # Every input when the job has several (``input`` then summarises them, see many_inputs); empty: just ``input``.
     inputs: list[InputRef] = field(default_factory=list)
     output: str = ""  # the output directory under the data root; empty: the master holds the result
+    files: dict[str, str] = field(default_factory=dict)  # side files pinned at submit, name -> SIZE:DIGEST
+    whole: bool = False  # the job maps each input file whole (mapper_raw): one split per input
     interactive: bool = False  # a /compute job: answered on its own request, never journaled, forgotten once done
     answer: bytes = b""  # an interactive job's JSON answer, encoded once as it finished
     written: dict[str, Any] | None = None  # with an output, once done: what its _SUCCESS says

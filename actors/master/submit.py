@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core.errors import BadRequest, PayloadTooLarge, TaskFailed, shown_all
-from ..inputs.ref import InputRef
+from ..inputs.ref import SERVED, InputRef
 from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
@@ -21,6 +21,7 @@ from ..tasks.calls import class_spec, configure
 from .admit import job_links, ready_for_jobs, start_job
 from .body import UPLOAD_BLOCK, body_pace, read_block
 from .jobcheck import check_job_everywhere
+from .jobfiles import check_whole_inputs, pinned_files, whole_files
 from .keys import CLAIMS, REGISTRY, SESSION, STORE, TASKS, UPLOADS
 from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost
 from .outputs import OutputClaim, claim_output
@@ -65,8 +66,11 @@ async def submit(request: web.Request) -> web.Response:
         upload = upload_spec(request.query, settings, multipart)
         app[JOBS].sdk(upload.job, upload.params)  # an unknown job or parameter is refused before a byte is spooled
         fingerprint_query(request.query, digest)
-        if not multipart and request.content_length is not None:
-            check_plan(request.content_length, upload.split_size, settings)  # refuse before spooling a byte
+        if not multipart and request.content_length is not None:  # refuse before spooling a byte
+            if whole_files(app[JOBS], upload.job):  # one split, copied whole by a mapper
+                check_whole_inputs([InputRef(SERVED, "", upload.name, request.content_length)], settings)
+            else:
+                check_plan(request.content_length, upload.split_size, settings)
         with app[UPLOADS].hold():
             if multipart:
                 digest.update(b"multipart")
@@ -83,14 +87,15 @@ async def submit(request: web.Request) -> web.Response:
             _drop(app, uploads)
             return web.json_response({**existing.status(), "links": job_links(existing)}, status=200)
         if upload is not None:
-            job_name, refs, split_size, output = await _uploaded_job(app, upload, uploads)
+            job_name, refs, split_size, output, files = await _uploaded_job(app, upload, uploads)
             params: dict[str, str] | None = upload.params
         else:
-            job_name, refs, split_size, output = await _job_of(request, spec, reservation, encoded)
+            job_name, refs, split_size, output, files = await _job_of(request, spec, reservation, encoded)
             params = spec.get("params")
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
-                           inputs=refs if len(refs) > 1 else None, output=output)
+                           inputs=refs if len(refs) > 1 else None, output=output, files=files,
+                           whole=whole_files(app[JOBS], job_name))
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -109,29 +114,32 @@ def _drop(app: web.Application, refs: list[InputRef]) -> None:
 
 
 async def _uploaded_job(app: web.Application, upload: UploadSpec,
-                        refs: list[InputRef]) -> tuple[str, list[InputRef], int, OutputClaim | None]:
-    """The job an upload asks for on its spooled inputs: checked everywhere, its output claimed, its plan checked
-    against MR_MAX_SPLITS (an upload without a Content-Length, or of several parts, is checked once spooled)."""
+                        refs: list[InputRef]) -> tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str]]:
+    """The job an upload asks for on its spooled inputs: checked everywhere, its side files pinned, its output
+    claimed, its plan checked against MR_MAX_SPLITS (an upload without a Content-Length, or of several parts, is
+    checked once spooled)."""
     await check_job(app, upload.job, upload.params)
+    files = await pinned_files(app[JOBS], upload.job, app[SETTINGS])
     output = await _output_of(app, {"path": upload.output}) if upload.output is not None else None
     try:
-        check_inputs_plan(refs, upload.split_size, app[SETTINGS])
+        _check_plan(app, upload.job, refs, upload.split_size)
     except BaseException:
         if output is not None:
             output.release()
         raise
-    return upload.job, refs, upload.split_size, output
+    return upload.job, refs, upload.split_size, output, files
 
 
 async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reservation | None = None,
-                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None]:
-    """The job name, inputs, split size and claimed output directory a JSON spec asks for, its plan checked
-    against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the submission."""
+                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str]]:
+    """The job name, inputs, split size, claimed output directory and pinned side files a JSON spec asks for, its
+    plan checked against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the submission."""
     app, settings = request.app, request.app[SETTINGS]
     job_name = spec.get("job", DEFAULT_JOB)
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
     await check_job(app, job_name, spec.setdefault("params", {}))
+    files = await pinned_files(app[JOBS], job_name, settings)  # before any input is held: a refusal leaves none
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
@@ -147,12 +155,12 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
         refs = await parse_inputs(spec["input"], settings, lambda data, name: store.add_text(data, name, reservation),
                                   store.expand, encoded)
         refs = [clip_name(ref, settings.max_name) for ref in refs]
-        _admit_plan(app, refs, split_size)
+        _admit_plan(app, job_name, refs, split_size)
     except BaseException:
         if output is not None:
             output.release()
         raise
-    return job_name, refs, split_size, output
+    return job_name, refs, split_size, output, files
 
 
 async def _output_of(app: web.Application, spec: Any) -> OutputClaim:
@@ -242,11 +250,20 @@ async def _json_body(request: web.Request, deadline: float, reservation: Reserva
     return spec
 
 
-def _admit_plan(app: web.Application, refs: list[InputRef], split_size: int) -> None:
+def _check_plan(app: web.Application, job_name: str, refs: list[InputRef], split_size: int) -> None:
+    """The plan the inputs' known sizes give is within MR_MAX_SPLITS (a whole-file job: one split per input, each
+    input it must copy within MR_MAX_RAW_INPUT)."""
+    whole = whole_files(app[JOBS], job_name)
+    if whole:
+        check_whole_inputs(refs, app[SETTINGS])
+    check_inputs_plan(refs, split_size, app[SETTINGS], whole)
+
+
+def _admit_plan(app: web.Application, job_name: str, refs: list[InputRef], split_size: int) -> None:
     """Check the plan the inputs' known sizes give; a refused job's served input is let go at once."""
     try:
-        check_inputs_plan(refs, split_size, app[SETTINGS])
-    except BadRequest:
+        _check_plan(app, job_name, refs, split_size)
+    except (BadRequest, PayloadTooLarge):
         for ref in refs:
             app[STORE].drop(ref.served_id)
         raise

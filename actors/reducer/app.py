@@ -36,6 +36,7 @@ from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
 from ..sdk import JobCodeError
 from ..tasks.calls import decode_result, reduce_runs, user_spec
+from ..tasks.places import attempt_dir
 from ..tasks.pool import TaskPool
 from .budget import Reservation, StagingBudget, reservation
 from .ledger import DUPLICATE, Ledger, PartitionState
@@ -311,7 +312,7 @@ async def finalize(request: web.Request) -> web.Response:
     spec = user_spec(partition.job_def, partition.params)
     with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": ledger.partition}):
         if spec is not None and isinstance(partition.merged, SpillingTotals):  # user code: in a task process
-            totals = await _reduce_in_task(request.app, partition.merged, spec, message.job)
+            totals = await _reduce_in_task(request.app, partition.merged, spec, message)
         elif partition.spilled():  # merge the runs on the spill thread, after its writes
             totals = await asyncio.wrap_future(partition.finish_spilled())
         else:
@@ -344,16 +345,20 @@ def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
         raise
 
 
-async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any, job: str) -> dict[str, Any]:
-    """The job's reducer over the partition's runs in a task process; a worker that dies or stalls is replaced and
-    the reduce run again, up to MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
+async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any,
+                          message: Finalize) -> dict[str, Any]:
+    """The job's reducer over the partition's runs in a task process (its working directory holding the job's side
+    files); a worker that dies or stalls is replaced and the reduce run again, up to MR_MAX_ATTEMPTS times (then it
+    is the job's failure, not this actor's)."""
     settings = app[SETTINGS]
     paths = await asyncio.wrap_future(merged.hand_over())
     cause = ""
     for _ in range(settings.max_attempts):
         try:
-            async with app[TASKS].worker(job) as process:
-                result = await reduce_runs(process, spec, paths, settings.task_batch, settings.timeouts.lease)
+            with attempt_dir(settings.spool_dir, settings.data_root, message.files, whole_input=False) as place:
+                async with app[TASKS].worker(message.job) as process:
+                    result = await reduce_runs(process, spec, paths, settings.task_batch, settings.timeouts.lease,
+                                               place.place)
         except TaskFailed as error:
             cause = error.message
             log.warning("reduce_task_failed", job=spec.name, cause=cause)

@@ -23,9 +23,11 @@ from .protocol import (
     MapChunk,
     MapDone,
     MapEnd,
+    MapRaw,
     MapStart,
     Reduced,
     ReduceRuns,
+    TaskPlace,
 )
 
 
@@ -61,7 +63,7 @@ class MapTask:
     def _frames(self, frames: Frames) -> None:
         self.sink(frames.partition, frames.blob, frames.frames)
 
-    async def _call(self, message: MapStart | MapChunk | MapEnd) -> object:
+    async def _call(self, message: MapStart | MapChunk | MapRaw | MapEnd) -> object:
         return await self.process.call(message, self.label, self.silence, frames=self._frames, tick=self.progress)
 
     async def open(self) -> None:
@@ -74,6 +76,12 @@ class MapTask:
         if not isinstance(answer, ChunkDone):
             raise WireError(f"{self.label}: a task process answered a chunk with {type(answer).__name__}")
 
+    async def feed_raw(self, path: str) -> None:
+        """The whole input file at ``path``, for the job's ``mapper_raw`` (instead of chunks)."""
+        answer = await self._call(MapRaw(path))
+        if not isinstance(answer, ChunkDone):
+            raise WireError(f"{self.label}: a task process answered a whole file with {type(answer).__name__}")
+
     async def finish(self) -> MapDone:
         answer = await self._call(MapEnd())
         if not isinstance(answer, MapDone):
@@ -81,10 +89,12 @@ class MapTask:
         return answer
 
 
-async def reduce_runs(process: TaskProcess, spec: JobSpec, paths: list[Path], batch: int, silence: float) -> bytes:
-    """The job's reducer over sorted runs, in a task process: its result, encoded as one CBOR map."""
-    answer = await process.call(ReduceRuns(spec, [str(path) for path in paths], batch), label("reducer", spec),
-                                silence)
+async def reduce_runs(process: TaskProcess, spec: JobSpec, paths: list[Path], batch: int, silence: float,
+                      place: TaskPlace | None = None) -> bytes:
+    """The job's reducer over sorted runs, in a task process (in ``place``: its side files): its result, encoded as
+    one CBOR map."""
+    request = ReduceRuns(spec, [str(path) for path in paths], batch, place or TaskPlace())
+    answer = await process.call(request, label("reducer", spec), silence)
     if not isinstance(answer, Reduced):
         raise TaskFailed(f"{label('reducer', spec)}: a task process answered with {type(answer).__name__}")
     return answer.result

@@ -4,12 +4,14 @@ Run by the mapper itself for a native engine, and by a task process for user cod
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..core import wire
 from ..core.density import too_dense
-from ..core.errors import KeyTooLarge, PayloadTooLarge, ValueTooLarge, shown
+from ..core.errors import KeyTooLarge, MapReduceError, PayloadTooLarge, ValueTooLarge, shown
 from ..core.messages import Columns, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import CountTable, Job, byte_table_of, packing_of
@@ -18,6 +20,7 @@ from ..jobs.adapter import SdkJob
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
 # the string headers (at most 31 bytes, counted from the encoding; kept generous).
 FRAME_OVERHEAD = 40
+TICK_PAIRS = 64  # a whole-file mapper's pairs between two chances to report progress
 
 
 class FrameEncoder:
@@ -71,6 +74,24 @@ class FrameEncoder:
         self.job.map_into(self._acc, text, source)
         if self.job.weight(self._acc) >= self.key_budget:
             self.flush()
+
+    def map_raw(self, path: str, source: str, tick: Callable[[int], None] | None = None, batch: int = 4096) -> None:
+        """Map one whole input file with the job's ``mapper_raw``, ``batch`` pairs at a time: folded or grouped,
+        flushed once past the key budget; ``tick`` is told the pairs made so far every :data:`TICK_PAIRS` pairs
+        (it decides whether that is worth a message)."""
+        job = self.job
+        if not isinstance(job, SdkJob):
+            raise MapReduceError(f"job {job.name!r} has a native engine: it takes no whole-file input")
+        pairs = job.raw_pairs(path, source)
+        done = 0
+        while True:
+            taken = _Taken(pairs, batch, done, tick)
+            job.pairs_into(self._acc, functools.partial(iter, taken), "mapper_raw", source)
+            done += taken.count
+            if job.weight(self._acc) >= self.key_budget:
+                self.flush()
+            if taken.count < batch:
+                return
 
     def flush(self) -> None:
         if self.table is not None and self.packing is not None:  # frames cut by the table: no dicts made at all
@@ -176,3 +197,28 @@ class FrameEncoder:
     @property
     def total_keys(self) -> int:
         return sum(self.keys)
+
+
+class _Taken:
+    """At most ``limit`` items of ``source``, counted as they are taken (the source goes on after them); every
+    :data:`TICK_PAIRS` items ``tick`` hears the count, ``before`` included."""
+
+    def __init__(self, source: Iterator[Any], limit: int, before: int = 0,
+                 tick: Callable[[int], None] | None = None) -> None:
+        self.source = source
+        self.limit = limit
+        self.before = before
+        self.tick = tick
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self.count >= self.limit:
+            raise StopIteration
+        item = next(self.source)
+        self.count += 1
+        if self.tick is not None and self.count % TICK_PAIRS == 0:
+            self.tick(self.before + self.count)
+        return item

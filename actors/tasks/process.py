@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from ..core.errors import KeyTooLarge, MapReduceError, TaskFailed, ValueTooLarge, WireError
+from ..core.errors import InputError, KeyTooLarge, MapReduceError, TaskFailed, ValueTooLarge, WireError
 from ..core.joblog import user_output
 from ..sdk import JobCodeError, JobConfigError
 from . import protocol
@@ -17,7 +17,7 @@ from .protocol import Failed, Frames, Message, Tick
 
 #: A worker's deterministic failures, by code: raised again as themselves (the job fails, not retried).
 DETERMINISTIC: dict[str, type[MapReduceError]] = {
-    cls.code: cls for cls in (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge)}
+    cls.code: cls for cls in (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge, InputError)}
 STDERR_LINE = 8192  # characters of one line a job writes to stderr kept in its logs (the rest is cut)
 
 

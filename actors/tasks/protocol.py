@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..core import wire
@@ -29,6 +29,17 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class TaskPlace:
+    """Where a task runs: ``workdir`` (made by the actor, removed by it after the attempt; "" for none) holds the
+    job's side files, copied from ``data_root`` or the job's package and checked against ``files`` (name ->
+    ``SIZE:DIGEST``, actors.jobs.sidefiles), and is the task's working directory while it runs."""
+
+    workdir: str = ""
+    data_root: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MapStart:
     """Actor → worker: map one split's chunks into encoded shuffle frames."""
 
@@ -40,6 +51,14 @@ class MapStart:
     frame_keys: int
     max_key: int
     batch: int  # lines mapped between two progress ticks (MR_TASK_BATCH)
+    place: TaskPlace = field(default_factory=TaskPlace)
+
+
+@dataclass(frozen=True)
+class MapRaw:
+    """Actor → worker: map the whole input file at ``path`` with the job's ``mapper_raw`` (instead of chunks)."""
+
+    path: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,7 @@ class ReduceRuns:
     job: JobSpec
     paths: list[str]
     batch: int  # keys reduced between two progress ticks
+    place: TaskPlace = field(default_factory=TaskPlace)
 
 
 @dataclass(frozen=True)
@@ -141,11 +161,11 @@ class Failed:
     traceback: str
 
 
-Message = (MapStart | MapChunk | MapEnd | ReduceRuns | Configure | EncodeResult | Tick | Frames | ChunkDone | MapDone
-           | Reduced | Done | Encoded | Failed)
+Message = (MapStart | MapChunk | MapRaw | MapEnd | ReduceRuns | Configure | EncodeResult | Tick | Frames | ChunkDone
+           | MapDone | Reduced | Done | Encoded | Failed)
 _KINDS: dict[str, type[Any]] = {cls.__name__: cls for cls in
-                                (MapStart, MapChunk, MapEnd, ReduceRuns, Configure, EncodeResult, Tick, Frames,
-                                 ChunkDone, MapDone, Reduced, Done, Encoded, Failed)}
+                                (MapStart, MapChunk, MapRaw, MapEnd, ReduceRuns, Configure, EncodeResult, Tick,
+                                 Frames, ChunkDone, MapDone, Reduced, Done, Encoded, Failed)}
 
 
 def encode(message: Message) -> bytes:
@@ -153,6 +173,8 @@ def encode(message: Message) -> bytes:
     fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
     if isinstance(message, (MapStart, ReduceRuns, Configure, EncodeResult)):
         fields["job"] = dataclasses.asdict(message.job)
+    if isinstance(message, (MapStart, ReduceRuns)):
+        fields["place"] = dataclasses.asdict(message.place)
     body = wire.encode({"t": type(message).__name__, **fields})
     return _LENGTH.pack(len(body)) + body
 
@@ -173,6 +195,14 @@ def decode(body: bytes, cap: int) -> Message:
         if type(job) is not dict or set(job) != {f.name for f in dataclasses.fields(JobSpec)}:
             raise WireError("a task message with a malformed job")
         raw["job"] = JobSpec(**job)
+    if "place" in raw:
+        place = raw["place"]
+        if (type(place) is not dict or set(place) != {f.name for f in dataclasses.fields(TaskPlace)}
+                or type(place["workdir"]) is not str or type(place["data_root"]) is not str
+                or type(place["files"]) is not dict
+                or not all(type(k) is str and type(v) is str for k, v in place["files"].items())):
+            raise WireError("a task message with a malformed place")
+        raw["place"] = TaskPlace(**place)
     message: Message = cls(**raw)
     return message
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core import wire
-from ..core.errors import KeyTooLarge, MapReduceError, ValueTooLarge
+from ..core.errors import InputError, KeyTooLarge, MapReduceError, ValueTooLarge
 from ..jobs import Catalog, Job
 from ..jobs.adapter import SdkJob, user_traceback
 from ..jobs.result import as_mapping
+from ..jobs.sidefiles import declared, materialize
 from ..sdk import JobCodeError, JobConfigError, MapReduceJob
 from . import protocol
 from .encoder import FrameEncoder
@@ -38,10 +39,12 @@ from .protocol import (
     MapChunk,
     MapDone,
     MapEnd,
+    MapRaw,
     MapStart,
     Message,
     Reduced,
     ReduceRuns,
+    TaskPlace,
     Tick,
 )
 from .runs import grouped, merge_records, read_run
@@ -55,7 +58,8 @@ SLOW_BATCH = TICK_GAP
 MAX_BATCH = 1 << 20
 PR_SET_PDEATHSIG = 1
 #: Errors whose cause is the job's code or its data: the same input fails the same way anywhere (not retried).
-DETERMINISTIC: tuple[type[MapReduceError], ...] = (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge)
+DETERMINISTIC: tuple[type[MapReduceError], ...] = (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge,
+                                                   InputError)
 
 
 class Outbox(FrameEncoder):
@@ -98,6 +102,7 @@ class Worker:
         self.last_tick = 0.0
         self.what = "task"  # the user function running now, for a failure's cause
         self.job_name = ""
+        self.home = os.getcwd()  # the working directory between tasks (a task's own is its side files')
 
     def send(self, message: Message) -> None:
         self.out.write(protocol.encode(message))
@@ -119,6 +124,7 @@ class Worker:
                     return self.out_of_memory()
                 code = error.code if isinstance(error, DETERMINISTIC) else ""
                 self.mapping = None
+                self.leave()
                 trace = error.traceback if isinstance(error, JobCodeError) else ""
                 self.send(Failed(error.message, code, fatal=False, traceback=trace))
             except MemoryError:
@@ -142,20 +148,29 @@ class Worker:
     def handle(self, message: Message) -> Message:
         if isinstance(message, MapStart):
             self.what, self.job_name = "mapper", message.job.name
-            self.mapping = (Outbox(self.send, self.job(message.job), message), message)
+            self.mapping = (Outbox(self.send, self.job(message.job, message.place), message), message)
             self.batch = message.batch
             return ChunkDone()
         if isinstance(message, MapChunk):
             return self.map_chunk(message.data)
+        if isinstance(message, MapRaw):
+            outbox, start = self.ongoing()
+            outbox.map_raw(message.path, start.source, self.tick)
+            outbox.ship_all()
+            return ChunkDone()
         if isinstance(message, MapEnd):
             outbox, _ = self.ongoing()
             outbox.flush()
             outbox.ship_all()
             self.mapping = None
+            self.leave()
             return MapDone(outbox.frames, outbox.keys, outbox.checksums, outbox.sizes)
         if isinstance(message, ReduceRuns):
             self.what, self.job_name = "reducer", message.job.name
-            return self.reduce(message)
+            try:
+                return self.reduce(message)
+            finally:
+                self.leave()
         if isinstance(message, Configure):
             self.what, self.job_name = "configure", message.job.name
             self.job(message.job)
@@ -171,8 +186,33 @@ class Worker:
             raise MapReduceError("a map chunk came before its map request")
         return self.mapping
 
-    def job(self, spec: JobSpec) -> Job:
-        """The configured job: its class imported by name, checked and configured as on the actor."""
+    def job(self, spec: JobSpec, place: TaskPlace | None = None) -> Job:
+        """The configured job: its class imported by name, checked and configured as on the actor; given a task's
+        ``place``, made in its working directory, which holds the job's side files from then on."""
+        catalog = self._catalog(spec)
+        if place is not None:
+            self.enter(catalog.classes[spec.name], place)
+        job = catalog.get(spec.name, spec.params)
+        if place is not None and place.workdir and isinstance(job, SdkJob):
+            job.job.files_dir = place.workdir
+        return job
+
+    def enter(self, cls: type[MapReduceJob], place: TaskPlace) -> None:
+        """Copy the job's side files into the task's working directory (each checked against its pin) and move
+        there: ``open(name)`` opens one."""
+        if not place.workdir:
+            if declared(cls):
+                raise MapReduceError(f"job {cls.name!r} has side files, but its task was given no directory")
+            return
+        materialize(cls, place.files, place.data_root, place.workdir)
+        os.chdir(place.workdir)
+
+    def leave(self) -> None:
+        """Back to the worker's own directory (the actor removes the task's once the attempt ends)."""
+        if os.getcwd() != self.home:
+            os.chdir(self.home)
+
+    def _catalog(self, spec: JobSpec) -> Catalog:
         catalog = self.classes.get((spec.module, spec.qualname))
         if catalog is None:
             found: Any = importlib.import_module(spec.module)
@@ -181,7 +221,7 @@ class Worker:
             if not (isinstance(found, type) and issubclass(found, MapReduceJob)) or found.name != spec.name:
                 raise MapReduceError(f"{spec.module}.{spec.qualname} is not the job {spec.name!r}")
             catalog = self.classes[(spec.module, spec.qualname)] = Catalog([(found, "task")])
-        return catalog.get(spec.name, spec.params)
+        return catalog
 
     def map_chunk(self, data: bytes) -> Message:
         """Map a chunk a batch of lines at a time, ticking between batches (a slow mapper is seen working). The first
@@ -211,7 +251,7 @@ class Worker:
         return ChunkDone()
 
     def reduce(self, request: ReduceRuns) -> Message:
-        job = self.job(request.job)
+        job = self.job(request.job, request.place)
         if not isinstance(job, SdkJob):
             raise MapReduceError(f"job {request.job.name!r} has a native engine: its reducer is not user code")
         groups = grouped(merge_records([read_run(path) for path in map(Path, request.paths)]))

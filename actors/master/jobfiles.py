@@ -1,0 +1,38 @@
+"""What a job's class asks of its submission besides its inputs: side files pinned at submit, and whole-file input
+(``mapper_raw``: one split per input, non-path inputs copied by the mapper within MR_MAX_RAW_INPUT)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..core.config import Settings
+from ..core.errors import PayloadTooLarge, shown
+from ..inputs.ref import PATH, InputRef
+from ..jobs import Catalog
+from ..jobs.sidefiles import declared, pin_files
+
+
+async def pinned_files(catalog: Catalog, job_name: str, settings: Settings) -> dict[str, str]:
+    """The job's side files, each found (confined to the data root or the job's module directory) and pinned to its
+    size and digest now (name -> SIZE:DIGEST): a missing or escaping file is a 400 naming it, too many bytes a 413
+    naming MR_MAX_SIDE_FILES. No code of the job runs: ``files`` is a class attribute."""
+    cls = catalog.classes.get(job_name)
+    if cls is None or not declared(cls):
+        return {}
+    return await asyncio.to_thread(pin_files, cls, settings.data_root, settings.max_side_files)
+
+
+def whole_files(catalog: Catalog, job_name: str) -> bool:
+    """Whether the job maps each input file whole (it defines ``mapper_raw``)."""
+    cls = catalog.classes.get(job_name)
+    return cls is not None and cls.has_mapper_raw()
+
+
+def check_whole_inputs(refs: list[InputRef], settings: Settings) -> None:
+    """A whole-file job's inputs that a mapper must copy (all but path inputs) fit MR_MAX_RAW_INPUT, as far as
+    their sizes are known now (a mapper checks every copy too)."""
+    cap = settings.max_raw_input
+    for ref in refs:
+        if ref.kind != PATH and ref.size > cap:
+            raise PayloadTooLarge(f"input {shown(ref.name)} has {ref.size} bytes; a whole-file mapper (mapper_raw) "
+                                  f"copies at most {cap} bytes of an input (MR_MAX_RAW_INPUT)")
