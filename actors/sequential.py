@@ -14,18 +14,19 @@ from typing import Any
 
 from .core.partition import Key, canonical_key, display_key
 from .jobs import load_catalog
-from .jobs.adapter import lines_of
 from .jobs.partials import batch_pairs
+from .jobs.records import LINES, input_records
 from .sdk import MapReduceJob, check_key, plain_value
 
 
-def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, Any]:
-    """The job's output by key, over ``(input name, text)`` pairs, keys as the job made them."""
+def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str | bytes]], fmt: str = LINES) -> dict[Key, Any]:
+    """The job's output by key, over ``(input name, text or bytes)`` pairs read as records of format ``fmt``
+    (actors.jobs.records: a BOM at an input's start and CRLF line ends stripped), keys as the job made them."""
     fold = type(job).declared_fold()
     groups: dict[Key, list[Any]] = {}
     for name, text in inputs:
         job.input_name = name
-        for key, value in batch_pairs(job, lines_of(text)):
+        for key, value in batch_pairs(job, input_records(text, fmt, name)):
             check_key(key)  # the same checks a mapper makes
             groups.setdefault(key, []).append(value if fold is not None else plain_value(value))
     if fold is not None:
@@ -36,15 +37,15 @@ def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, A
 
 
 def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],
-                          params: Mapping[str, str] | None = None, modules: tuple[str, ...] = ()) -> dict[str, Any]:
+                          params: Mapping[str, str] | None = None, modules: tuple[str, ...] = (),
+                          fmt: str = LINES) -> dict[str, Any]:
     """The result as the master serves it (JSON keys, see actors.core.partition.display_key); invalid UTF-8 is
-    replaced exactly as the mappers do."""
+    replaced exactly as the mappers do; ``fmt``: the inputs' record format (a bad record raises RecordError)."""
     job = load_catalog(modules).sdk(job_name, params)
-    decoded = ((name, data.decode("utf-8", "replace")) for name, data in inputs)
-    return {display_key(canonical_key(key)): value for key, value in run_job(job, decoded).items()}
+    return {display_key(canonical_key(key)): value for key, value in run_job(job, inputs, fmt).items()}
 
 
 def run_sequential(job_name: str, data: bytes, source: str = "input", params: Mapping[str, str] | None = None,
-                   modules: tuple[str, ...] = ()) -> dict[str, Any]:
+                   modules: tuple[str, ...] = (), fmt: str = LINES) -> dict[str, Any]:
     """One input's result, as the master serves it."""
-    return run_sequential_inputs(job_name, [(source, data)], params, modules)
+    return run_sequential_inputs(job_name, [(source, data)], params, modules, fmt)

@@ -48,6 +48,8 @@ class Assignment:
     pin_size: int = 0
     pin_etag: str = ""
     pin_modified: str = ""
+    # The input's record format (actors.jobs.records: "lines", "jsonl" or "csv"): how a user job's mapper reads it.
+    format: str = "lines"
 
     @property
     def key(self) -> AttemptKey:

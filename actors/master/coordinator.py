@@ -269,7 +269,7 @@ class Coordinator:
             input_name=source.name, start=ticket.split.start, end=ticket.split.end,
             partitions=record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
-            pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified,
+            pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, format=record.format,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

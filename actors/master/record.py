@@ -63,6 +63,7 @@ class JobRecord:
     # Every input when the job has several (``input`` then summarises them, see many_inputs); empty: just ``input``.
     inputs: list[InputRef] = field(default_factory=list)
     output: str = ""  # the output directory under the data root; empty: the master holds the result
+    format: str = "lines"  # the inputs' record format (actors.jobs.records), sent with every assignment
     interactive: bool = False  # a /compute job: answered on its own request, never journaled, forgotten once done
     answer: bytes = b""  # an interactive job's JSON answer, encoded once as it finished
     written: dict[str, Any] | None = None  # with an output, once done: what its _SUCCESS says
@@ -120,6 +121,7 @@ class JobRecord:
             "state": self.state,
             "error": self.error or None,
             "input": {"kind": self.input.kind, "name": self.input.name, "size": self.input.size},
+            "format": self.format,
             **({"inputs": inputs_summary(self.inputs)} if self.inputs else {}),
             "created": self.created,
             "finished": self.finished,
