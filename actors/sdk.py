@@ -98,7 +98,8 @@ class MapReduceJob:
         """Check (and prepare from) the parameters; raise :class:`JobConfigError` or ValueError for a 400."""
 
     def mapper(self, line: str) -> Iterable[tuple[Key, Any]]:
-        """Yield (key, value) pairs for one input line (without its newline)."""
+        """Yield (key, value) pairs for one input record: a line without its line end (the job's format ``lines``),
+        its JSON value (``jsonl``) or its list of fields (``csv``); see docs/jobs.md, "Record formats"."""
         raise NotImplementedError(f"job {self.name!r} has no mapper")
 
     def mapper_batch(self, lines: list[str]) -> Iterable[tuple[Key, Any]] | Mapping[Any, Any]:

@@ -12,7 +12,8 @@ from actors.sequential import run_sequential
 
 RAW = st.lists(
     st.binary(max_size=6)
-    | st.sampled_from([b" ", b"\n", b"word", b"\xef\xbb\xbf", b"\x85", "\u2003".encode(), "\x85".encode(), b"\xff", b"\xe2\x80"]),
+    | st.sampled_from([b" ", b"\n", b"word", b"\xef\xbb\xbf", b"\x85", "\u2003".encode(), "\x85".encode(), b"\xff",
+                       b"\xe2\x80"]),
     max_size=40,
 ).map(b"".join)
 

@@ -30,8 +30,8 @@ FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
 
 @dataclass(frozen=True)
 class UploadSpec:
-    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N&format=F`` (and ``?name=`` for a
-    raw body); the body, or each part of a multipart body, is an input."""
+    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N&format=F`` (and ``?name=``
+    for a raw body); the body, or each part of a multipart body, is an input."""
 
     job: str = DEFAULT_JOB
     params: dict[str, str] = field(default_factory=dict)
