@@ -25,6 +25,7 @@ from .core.text import escaped, json_escaped
 from .inputs.given import input_spec
 from .interrupt import EXIT_INTERRUPTED, Interrupts
 from .jobs import Catalog, load_catalog
+from .jobs.records import FORMATS
 from .local import LocalCluster
 from .localproc import ERROR_PREFIX
 from .remote.entries import entry_fields
@@ -92,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
+    run.add_argument("--format", choices=FORMATS, default=None,
+                     help="how the inputs' lines are read: lines (the default), jsonl or csv (docs/jobs.md)")
     run.add_argument("--output", type=str, default=None, metavar="DIR",
                      help="write the result to DIR (or an s3://bucket/prefix/) as part-NNNNN.jsonl files and "
                           "_SUCCESS instead of printing it")
@@ -183,6 +186,8 @@ async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, s
             spec["output"] = {"path": s3_output}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
+        if args.format is not None:
+            spec["format"] = args.format
         async with session.post("/v1/jobs", json=spec) as response:
             submitted = await response.json()
             if response.status >= 400:
@@ -197,7 +202,7 @@ async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, s
               f"{written['keys']} keys, {written['bytes']} bytes, and {written['success']}")
     else:
         _print_result(args, result)
-    named = source.get("path") or (f"{len(args.inputs)} s3:// inputs" if "uris" in source
+    named = source.get("name") or (f"{len(args.inputs)} s3:// inputs" if "uris" in source
                                    else f"{count} input{'s' if count != 1 else ''} under {root}")
     print(f"done: {result['keys']} keys from {named} in {elapsed:.2f} s (cluster ready in {ready:.2f} s)",
           file=sys.stderr)

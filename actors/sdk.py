@@ -15,7 +15,7 @@ from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
 MAX_VALUE_DEPTH = 64
 
-__all__ = ["Fold", "JobCodeError", "JobConfigError", "Key", "MapReduceJob", "plain_value"]
+__all__ = ["Fold", "JobCodeError", "JobConfigError", "Key", "MapReduceJob", "RecordError", "plain_value"]
 
 
 class JobConfigError(BadRequest):
@@ -32,6 +32,18 @@ class JobCodeError(BadRequest):
     #: The user code's own traceback, for the actor's logs of the job (never in the answer: the message says what
     #: failed, the traceback where). Empty when the framework itself found the fault (a key outside the contract).
     traceback: str = ""
+
+
+class RecordError(JobCodeError):
+    """An input record that cannot be parsed in the job's format (a line of ``jsonl`` that is no JSON, a ``csv``
+    line that is no CSV record): names the input and the record's byte offset in it. The same bytes fail the same
+    way anywhere, so, as any fault of the job's own, it is not retried: without bad-record skipping (the job's
+    ``max_bad_records``) it fails the job with this message."""
+
+    def __init__(self, input_name: str, offset: int, message: str) -> None:
+        super().__init__(f"input {shown(input_name)}, byte {offset}: {message}")
+        self.input_name = input_name
+        self.offset = offset
 
 
 class Fold:
@@ -93,7 +105,8 @@ class MapReduceJob:
         """Check (and prepare from) the parameters; raise :class:`JobConfigError` or ValueError for a 400."""
 
     def mapper(self, line: str) -> Iterable[tuple[Key, Any]]:
-        """Yield (key, value) pairs for one input line (without its newline)."""
+        """Yield (key, value) pairs for one input record: a line without its line end (the job's format ``lines``),
+        its JSON value (``jsonl``) or its list of fields (``csv``); see docs/jobs.md, "Record formats"."""
         raise NotImplementedError(f"job {self.name!r} has no mapper")
 
     def mapper_batch(self, lines: list[str]) -> Iterable[tuple[Key, Any]] | Mapping[Any, Any]:

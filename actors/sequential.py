@@ -19,20 +19,21 @@ from typing import Any
 
 from .core.partition import Key, canonical_key, display_key
 from .jobs import Catalog, load_catalog
-from .jobs.adapter import lines_of
 from .jobs.partials import batch_pairs
+from .jobs.records import LINES, input_records
 from .jobs.sidefiles import declared, materialize, pin_files
 from .mapper.whole import copy_name
 from .sdk import MapReduceJob, check_key, plain_value
 
 
-def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str]]) -> dict[Key, Any]:
-    """The job's output by key, over ``(input name, text)`` pairs, keys as the job made them."""
-    return _reduced(job, ((name, functools.partial(_line_pairs, job, text)) for name, text in inputs))
+def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str | bytes]], fmt: str = LINES) -> dict[Key, Any]:
+    """The job's output by key, over ``(input name, text or bytes)`` pairs read as records of format ``fmt``
+    (actors.jobs.records: a BOM at an input's start and CRLF line ends stripped), keys as the job made them."""
+    return _reduced(job, ((name, functools.partial(_record_pairs, job, text, fmt, name)) for name, text in inputs))
 
 
-def _line_pairs(job: MapReduceJob, text: str) -> Iterable[tuple[Key, Any]]:
-    return batch_pairs(job, lines_of(text))
+def _record_pairs(job: MapReduceJob, text: str | bytes, fmt: str, name: str) -> Iterable[tuple[Key, Any]]:
+    return batch_pairs(job, input_records(text, fmt, name))
 
 
 def run_job_whole(job: MapReduceJob, files: Iterable[tuple[str, str]]) -> dict[Key, Any]:
@@ -59,11 +60,11 @@ def _reduced(job: MapReduceJob, inputs: Iterable[tuple[str, Callable[[], Iterabl
 
 def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],
                           params: Mapping[str, str] | None = None, modules: tuple[str, ...] = (),
-                          data_root: str = "") -> dict[str, Any]:
+                          data_root: str = "", fmt: str = LINES) -> dict[str, Any]:
     """The result as the master serves it (JSON keys, see actors.core.partition.display_key); invalid UTF-8 is
-    replaced exactly as the mappers do. The job runs in a directory holding its side files (found under
-    ``data_root`` or its module's directory), made before the job is; a job with ``mapper_raw`` gets each input as
-    a file of its bytes."""
+    replaced exactly as the mappers do; ``fmt``: the inputs' record format (a bad record raises RecordError). The job
+    runs in a directory holding its side files (found under ``data_root`` or its module's directory), made before
+    the job is; a job with ``mapper_raw`` gets each input as a file of its bytes."""
     catalog = load_catalog(modules)
     with tempfile.TemporaryDirectory(prefix="oracle-") as scratch, _side_files(catalog, job_name, data_root,
                                                                                scratch) as files_dir:
@@ -72,7 +73,7 @@ def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],
         if type(job).has_mapper_raw():
             result = run_job_whole(job, _written(inputs, os.path.join(scratch, "inputs")))
         else:
-            result = run_job(job, ((name, data.decode("utf-8", "replace")) for name, data in inputs))
+            result = run_job(job, inputs, fmt)
     return {display_key(canonical_key(key)): value for key, value in result.items()}
 
 
@@ -102,6 +103,6 @@ def _written(inputs: Iterable[tuple[str, bytes]], directory: str) -> Iterator[tu
 
 
 def run_sequential(job_name: str, data: bytes, source: str = "input", params: Mapping[str, str] | None = None,
-                   modules: tuple[str, ...] = (), data_root: str = "") -> dict[str, Any]:
+                   modules: tuple[str, ...] = (), data_root: str = "", fmt: str = LINES) -> dict[str, Any]:
     """One input's result, as the master serves it."""
-    return run_sequential_inputs(job_name, [(source, data)], params, modules, data_root)
+    return run_sequential_inputs(job_name, [(source, data)], params, modules, data_root, fmt)

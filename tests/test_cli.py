@@ -29,11 +29,11 @@ NO_DAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
 
 
 def mapreduce(*args: str, env: dict[str, str] | None = None, drop_dac: bool = False,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+              timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     prefix = NO_DAC if drop_dac and os.geteuid() == 0 else []
     return subprocess.run([*prefix, sys.executable, "-m", "actors", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                          check=False)
+                          check=False, cwd=cwd)
 
 
 def unreadable(path: Path) -> Path:

@@ -21,7 +21,7 @@ from actors.core.config import Settings
 from actors.core.errors import InputError, MapReduceError
 from actors.core.messages import Assignment, from_wire, to_wire
 from actors.core.splits import plan, plan_inputs
-from actors.inputs.given import input_spec
+from actors.inputs.given import input_spec, local_files
 from actors.inputs.gzipped import OUT_BLOCK, gunzip, is_gzip
 from actors.inputs.paths import expand_paths
 from actors.sequential import run_sequential_inputs
@@ -144,13 +144,28 @@ def test_run_finds_the_deepest_common_root(tmp_path: Path, monkeypatch: pytest.M
     tree(tmp_path)
     (tmp_path / "top.txt").write_text("a\n")
     root, spec = input_spec([str(tmp_path / "docs" / "sub"), str(tmp_path / "docs" / "*.txt")])
-    assert root == tmp_path / "docs" and spec == {"paths": ["sub", "*.txt"]}
+    # Given as absolute paths, the inputs are named by their absolute paths.
+    assert root == tmp_path / "docs" and spec == {"paths": ["sub", "*.txt"], "name_prefix": str(tmp_path / "docs")}
     assert expand_paths(str(root), spec["paths"], 100, SCAN) == [
         "sub/c.txt", "sub/deeper/d.txt", "sub/empty.txt", "a.txt", "b.txt"]
-    assert input_spec([str(tmp_path / "top.txt")]) == (tmp_path, {"path": "top.txt"})
-    assert input_spec([str(tmp_path / "docs")]) == (tmp_path, {"paths": ["docs"]})
+    assert input_spec([str(tmp_path / "top.txt")]) == (tmp_path, {"path": "top.txt",
+                                                                  "name": str(tmp_path / "top.txt")})
+    assert input_spec([str(tmp_path / "docs")]) == (tmp_path, {"paths": ["docs"], "name_prefix": str(tmp_path)})
     monkeypatch.chdir(tmp_path / "docs")
-    assert input_spec(["*.txt"]) == (tmp_path / "docs", {"paths": ["*.txt"]})
+    assert input_spec(["*.txt"]) == (tmp_path / "docs", {"paths": ["*.txt"], "name_prefix": "."})
+
+
+def test_inputs_are_named_as_given_whatever_else_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    # Before: "a.txt" alone, "a.txt" with b.txt, but "docs/a.txt" with sub/c.txt: a name depended on the others.
+    for given in (["docs/a.txt"], ["docs/a.txt", "docs/b.txt"], ["docs/a.txt", "docs/sub/c.txt"], ["docs"],
+                  ["./docs/*.txt"]):
+        named = dict((name, path) for path, name in local_files(given))
+        assert named["docs/a.txt"] == (tmp_path / "docs" / "a.txt").resolve(), given
+    monkeypatch.chdir(tmp_path / "docs" / "sub")
+    # From below the inputs: each named by its path from here through the directory holding them all.
+    assert [name for _, name in local_files(["../a.txt", "deeper"])] == ["../a.txt", "../sub/deeper/d.txt"]
     with pytest.raises(MapReduceError, match="is not a readable file"):
         input_spec([str(tmp_path / "nope.txt")])
 
@@ -366,8 +381,8 @@ def test_mapreduce_run_takes_a_directory_and_a_glob(tmp_path: Path) -> None:
     files = tree(tmp_path)
     (tmp_path / "notes.gz").write_bytes(gzip.compress(b"fox fox zebra\n"))
     done = mapreduce("run", "--job", "inverted_index", "--json", "--static", "--mappers", "2", "--reducers", "1",
-                     "--split-size", "4096", str(tmp_path / "docs" / "sub"), str(tmp_path / "*.gz"))
-    assert done.returncode == 0, done.stderr
+                     "--split-size", "4096", "docs/sub", "*.gz", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # each input named by its path as given (from the working directory)
     inputs = [(n, d) for n, d in files.items() if n.startswith("docs/sub/")] + [("notes.gz", b"fox fox zebra\n")]
     assert json.loads(done.stdout) == run_sequential_inputs("inverted_index", inputs)
     assert f"{len(inputs)} inputs under {tmp_path}" in done.stderr  # the files, not the 2 arguments

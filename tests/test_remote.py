@@ -54,10 +54,10 @@ class Token(TypedDict, total=False):
     MR_API_TOKEN: str
 
 
-async def mapreduce(*args: str, timeout: float = 90, **env: str) -> Done:
-    """Run `python -m actors ARGS` without blocking the loop the actors serve on; bounded."""
+async def mapreduce(*args: str, timeout: float = 90, cwd: Path | None = None, **env: str) -> Done:
+    """Run `python -m actors ARGS` (in ``cwd``) without blocking the loop the actors serve on; bounded."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "actors", *args, env=command_env(**env),
+        sys.executable, "-m", "actors", *args, env=command_env(**env), cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
@@ -358,9 +358,9 @@ def docs(tmp_path: Path) -> Path:
     return tmp_path / "local" / "docs"
 
 
-async def run_locally(*args: str) -> Done:
+async def run_locally(*args: str, cwd: Path | None = None) -> Done:
     """`mapreduce run` on its own local cluster, shaped as the test clusters are (2 mappers, 2 reducers)."""
-    done = await mapreduce("run", "--static", "--mappers", "2", "--reducers", "2", *args, timeout=180)
+    done = await mapreduce("run", "--static", "--mappers", "2", "--reducers", "2", *args, timeout=180, cwd=cwd)
     assert done.code == 0, done.err
     return done
 
@@ -387,13 +387,13 @@ async def test_submit_of_a_directory_with_params_and_output_writes_the_parts_run
 
 async def test_submit_of_a_directory_and_a_glob_prints_what_run_prints(make_cluster: ClusterFactory,
                                                                        docs: Path) -> None:
-    """Inputs named as `run` names them (below the deepest directory holding them all), and an inverted index
-    printed key first: `word<TAB>a.txt sub/b.txt`."""
+    """Inputs named as `run` names them (by their paths as given), and an inverted index printed key first:
+    `word<TAB>a.txt sub/b.txt`."""
     cluster = await make_cluster()
-    given = ["--job", "inverted_index", str(docs / "sub"), str(docs / "*.txt")]
-    done = await mapreduce("submit", "--url", cluster.url, "--wait", "--quiet", *given)
+    given = ["--job", "inverted_index", "sub", "*.txt"]
+    done = await mapreduce("submit", "--url", cluster.url, "--wait", "--quiet", *given, cwd=docs)
     assert done.code == 0, done.err
-    ran = await run_locally(*given)
+    ran = await run_locally(*given, cwd=docs)
     assert done.out == ran.out
     named = [(name, DOCS[f"docs/{name}"].encode()) for name in ("sub/b.txt", "sub/c.txt", "a.txt")]
     expected = run_sequential_inputs("inverted_index", named)

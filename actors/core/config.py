@@ -158,6 +158,10 @@ class Settings:
                               "there; reducers refuse more before decoding)", low=1, count=True)
     max_key: int = setting("MR_MAX_KEY", 64 * MiB, "longest key (a word) in UTF-8 bytes; a longer one fails the job "
                            "at once", low=1)
+    # A user job's record is one whole line (a JSON line may hold spaces anywhere): its mapper reads chunks cut at
+    # newlines only, so one line is held whole, up to this.
+    max_record: int = setting("MR_MAX_RECORD", 64 * MiB, "longest input line a user job's mapper takes whole (a "
+                              "record), in bytes; a longer one fails the job at once", low=1)
     job_modules: tuple[str, ...] = setting("MR_JOB_MODULES", (), "modules of user jobs (MapReduceJob classes), "
                                            "comma-separated, importable on every actor and imported at startup")
     task_workers: int = setting("MR_TASK_WORKERS", 0, "task processes per mapper and reducer that run user jobs' "

@@ -51,6 +51,8 @@ class Assignment:
     # The job's side files as the master pinned them at submit, name -> "SIZE:DIGEST" (actors.jobs.sidefiles):
     # every task copies them into its working directory and checks each copy against its pin.
     files: dict[str, str] = field(default_factory=dict)
+    # The input's record format (actors.jobs.records: "lines", "jsonl" or "csv"): how a user job's mapper reads it.
+    format: str = "lines"
 
     @property
     def key(self) -> AttemptKey:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import KeyTooLarge
+from .errors import InputError, KeyTooLarge
 
 NEWLINE = b"\n"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, stripped at byte 0 of an input (never of a split)
 # Bytes that ``str.split()`` treats as whitespace and that UTF-8 never uses inside a multi-byte sequence:
 # cutting a chunk after one of them cannot change how the text tokenizes or decodes.
 ASCII_WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
@@ -85,6 +86,8 @@ class OwnedLines:
         self.pos = read_from(start)
         self.skipping = start > 0
         self.done = start >= end
+        #: Where the owned bytes start in the input (``align(start)``): known once the first owned byte is seen.
+        self.first = 0 if start == 0 else -1
 
     def feed(self, block: bytes) -> bytes:
         """The owned part of ``block``; ``done`` turns true once the last owned line is complete."""
@@ -99,6 +102,7 @@ class OwnedLines:
                 return b""
             self.skipping = False
             i = newline + 1
+            self.first = base + i
             if base + i >= self.end:
                 self.done = True
                 return b""
@@ -141,6 +145,34 @@ def last_unicode_cut(buffer: bytes | bytearray, start: int = 0) -> int:
     return best
 
 
+class ByteOrderMark:
+    """Drops a UTF-8 BOM from the start of an input's bytes, fed block by block (a first block may be shorter than
+    the mark): ``skipped`` says whether it was there."""
+
+    def __init__(self) -> None:
+        self._held = b""
+        self.deciding = True
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if not self.deciding:
+            return data
+        data = self._held + data
+        if len(data) < len(BOM) and BOM.startswith(data):
+            self._held = data  # maybe the mark's first bytes: wait for more
+            return b""
+        self.deciding, self._held = False, b""
+        if data.startswith(BOM):
+            self.skipped = len(BOM)
+            return data[len(BOM):]
+        return data
+
+    def finish(self) -> bytes:
+        """What is held at the input's end (a file of one or two bytes that began like a mark)."""
+        held, self._held, self.deciding = self._held, b"", False
+        return held
+
+
 class Chunker:
     """Regroups owned bytes into pieces of about ``size`` bytes that end on whitespace, so words stay whole.
 
@@ -150,9 +182,12 @@ class Chunker:
     Each byte is scanned for cut points once, as it arrives, so a long word costs linear time.
     """
 
-    def __init__(self, size: int, max_key: int) -> None:
+    def __init__(self, size: int, max_key: int, max_line: int = 0) -> None:
+        """``max_line`` > 0: cut at newlines only, so every piece is whole lines (a user job's records), and refuse a
+        line longer than ``max_line`` bytes (MR_MAX_RECORD) instead of a word longer than ``max_key``."""
         self.size = size
         self.max_key = max_key
+        self.max_line = max_line
         self._buffer = bytearray()
         self._cut = 0  # one past the last whitespace seen in the buffer, 0 if none
         self._scanned = 0  # the buffer was searched for non-ASCII whitespace up to here
@@ -160,6 +195,8 @@ class Chunker:
     def feed(self, data: bytes) -> list[bytes]:
         base = len(self._buffer)
         self._buffer += data
+        if self.max_line:
+            return self._feed_lines(data, base)
         cut = last_cut(data)
         if cut:
             self._cut = self._scanned = base + cut
@@ -178,6 +215,21 @@ class Chunker:
                 )
         if len(self._buffer) < self.size or self._cut == 0:
             return []  # too little yet, or one word longer than a chunk: keep reading until it ends
+        return self._take()
+
+    def _feed_lines(self, data: bytes, base: int) -> list[bytes]:
+        cut = data.rfind(NEWLINE) + 1
+        if cut:
+            self._cut = base + cut
+        run = len(self._buffer) - self._cut  # bytes of a line not ended yet
+        if run > self.max_line:
+            raise InputError(f"a line of more than {self.max_line} bytes (no newline for {run} bytes) is longer than "
+                             f"the longest record a job's mapper takes (MR_MAX_RECORD={self.max_line})")
+        if len(self._buffer) < self.size or self._cut == 0:
+            return []
+        return self._take()
+
+    def _take(self) -> list[bytes]:
         with memoryview(self._buffer) as view:
             piece = bytes(view[: self._cut])  # one copy, not two (a slice of a bytearray is a copy too)
         del self._buffer[: self._cut]

@@ -1,5 +1,6 @@
-"""Inputs given on a command line (files, directories, globs): checked, and named by their paths below the deepest
-directory holding them all, as `mapreduce run` names them and `mapreduce submit` uploads them."""
+"""Inputs given on a command line (files, directories, globs): checked, read from the deepest directory holding them
+all, and named by their paths as given (relative to the working directory, or absolute when given so), as
+`mapreduce run` names them and `mapreduce submit` uploads them."""
 
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ _GLOB = frozenset("*?[")
 def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
     """The data root and the job's input spec for ``mapreduce run``'s INPUTs: one file is a ``path``; several, or
     directories and globs, are ``paths`` relative to the deepest directory holding them all (a file's or a
-    directory's parent, a glob's leading directory), so the inputs' names are their paths below it. s3:// URIs are
-    ``uris``, listed and read by the actors themselves (through AWS_ENDPOINT_URL and the AWS_* credentials)."""
+    directory's parent, a glob's leading directory). Each input is named by its path as given: the root as the user
+    reaches it (:func:`name_base`) joined to its path below the root, whatever other inputs are given and wherever
+    the output goes. s3:// URIs are ``uris``, listed and read by the actors themselves (through AWS_ENDPOINT_URL and
+    the AWS_* credentials)."""
     objects = [text for text in given if text.startswith("s3://")]
     if objects:
         if len(objects) != len(given):
@@ -62,22 +65,34 @@ def input_spec(given: list[str]) -> tuple[Path, dict[str, Any]]:
         entries.append((base, str(Path(*parts[magic:]))))
     if len(entries) == 1 and not entries[0][1] and entries[0][0].is_file():
         path = entries[0][0]
-        return path.parent, {"path": path.name}
+        return path.parent, {"path": path.name, "name": _joined(name_base(path.parent, given), path.name)}
     root = Path(os.path.commonpath([p if pattern else p.parent for p, pattern in entries]))
     paths = []
     for path, pattern in entries:
         below = path.relative_to(root).as_posix()
         paths.append(f"{below}/{pattern}" if pattern and below != "." else pattern or below)
-    return root, {"paths": paths}
+    return root, {"paths": paths, "name_prefix": name_base(root, given)}
+
+
+def name_base(root: Path, given: list[str]) -> str:
+    """How the user reaches ``root``: its path from the working directory ("." for itself), or the absolute path
+    when every input was given as one."""
+    if all(Path(text).is_absolute() for text in given):
+        return root.as_posix()
+    return Path(os.path.relpath(root, Path.cwd().resolve())).as_posix()
+
+
+def _joined(base: str, name: str) -> str:
+    return name if base == "." else f"{base.rstrip('/')}/{name}"
 
 
 def local_files(given: list[str]) -> list[tuple[Path, str]]:
-    """The files ``given`` names (directories walked, globs matched, each file once), each with its name: a lone
-    file its own name, else its path below the deepest directory holding them all. At most MR_MAX_INPUTS's and
+    """The files ``given`` names (directories walked, globs matched, each file once), each with its name: its path
+    as given (see :func:`input_spec`). At most MR_MAX_INPUTS's and
     MR_MAX_PATH_SCAN's defaults, so a mistaken ``/`` is refused before anything is sent."""
     root, spec = input_spec(given)
     if "path" in spec:
-        return [(root / spec["path"], spec["path"])]
+        return [(root / spec["path"], spec["name"])]
     defaults = Settings()  # the client has no actor settings: the masters' defaults bound the walk
     names = expand_paths(str(root), spec["paths"], defaults.max_inputs, defaults.max_path_scan)
-    return [(root / name, name) for name in names]
+    return [(root / name, _joined(spec["name_prefix"], name)) for name in names]

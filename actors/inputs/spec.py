@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,7 +55,9 @@ async def parse_spec(spec: Any, settings: Settings, hold_text: HoldText, encoded
     if kind == "path":
         # File-system calls (resolve, stat, a trial open) may block on a network volume: off the loop.
         size, compression = await asyncio.to_thread(path_info, settings.data_root, value)
-        return InputRef(PATH, value, name or Path(value).name, size, compression=compression)
+        # Named by its path as given (below the data root), as each file of ``paths`` is: a.txt and books/a.txt are
+        # two inputs, and a job that outputs names (inverted_index) tells them apart.
+        return InputRef(PATH, value, name or PurePosixPath(value).as_posix(), size, compression=compression)
     return await _url_ref(value, name, settings)
 
 
@@ -68,8 +70,14 @@ async def parse_inputs(spec: Any, settings: Settings, hold_text: HoldText, expan
         return await _s3_spec(spec, settings)
     if not isinstance(spec, dict) or not ({"paths", "urls", "uris"} & set(spec)):
         return [await parse_spec(spec, settings, hold_text, encoded)]
+    prefix = spec.get("name_prefix", "") if "paths" in spec else ""
+    if not isinstance(prefix, str):
+        raise BadRequest('"input.name_prefix" must be a string')
+    check_name(prefix, settings.max_name, '"input.name_prefix"')
+    spec = {field: value for field, value in spec.items() if field != "name_prefix" or "paths" not in spec}
     if len(spec) != 1:
-        raise BadRequest(f'"input" with "paths", "urls" or "uris" takes nothing else, got {shown_all(sorted(spec))}')
+        raise BadRequest(f'"input" with "paths", "urls" or "uris" takes nothing else (but "name_prefix" with '
+                         f'"paths"), got {shown_all(sorted(spec))}')
     ((kind, values),) = spec.items()
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise BadRequest(f'"input.{kind}" must be a non-empty list of strings')
@@ -81,7 +89,10 @@ async def parse_inputs(spec: Any, settings: Settings, hold_text: HoldText, expan
         check_unicode(value, f'"input.{kind}"')
     if kind in ("urls", "uris"):
         return await _uri_refs(values, settings)
-    return await expand(values)
+    refs = await expand(values)
+    if prefix and prefix != ".":
+        refs = [dataclasses.replace(ref, name=f"{prefix.rstrip('/')}/{ref.name}") for ref in refs]
+    return refs
 
 
 async def _uri_refs(values: list[str], settings: Settings) -> list[InputRef]:

@@ -19,6 +19,7 @@ from ..core.errors import BadRequest, WireError
 from ..core.partition import TAG, decode_key, display_key
 from ..sdk import JobCodeError, MapReduceJob, plain_value, plain_values
 from .partials import batch_pairs, fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
+from .records import lines_of
 from .result import Result, as_mapping, general_json
 
 
@@ -45,12 +46,16 @@ class SdkJob:
         return {}
 
     def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
-        """The chunk's lines mapped (one ``mapper_batch`` call, or ``mapper`` per line), folded or grouped per key,
-        then each distinct key and each value that travels checked once, and the whole merged into ``acc``."""
+        """The chunk's lines mapped: :meth:`map_records` of its lines."""
+        self.map_records(acc, lines_of(text), source)
+
+    def map_records(self, acc: dict[str, Any], records: list[Any], source: str) -> None:
+        """A chunk's records (actors.jobs.records) mapped (one ``mapper_batch`` call, or ``mapper`` per record),
+        folded or grouped per key, then each distinct key and each value that travels checked once, and the whole
+        merged into ``acc``."""
         job = self.job
         job.input_name = source
-        lines = lines_of(text)
-        self.pairs_into(acc, lambda: batch_pairs(job, lines), self._mapping, source)
+        self.pairs_into(acc, lambda: batch_pairs(job, records), self._mapping, source)
 
     @property
     def raw(self) -> bool:
@@ -207,10 +212,3 @@ def user_traceback(error: BaseException) -> str:
     trace.stack = traceback.StackSummary.from_list([frame for frame in trace.stack if frame.filename != __file__])
     return "".join(trace.format())
 
-
-def lines_of(text: str) -> list[str]:
-    """The lines of a chunk of whole lines, without their newlines (only ``\\n`` ends a line)."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the piece after the last newline
-    return lines

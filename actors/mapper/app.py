@@ -36,7 +36,7 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
-from ..core.splits import Chunker, OwnedLines, read_from
+from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
 from ..inputs.gzipped import gunzip
 from ..inputs.pin import Pin
@@ -220,7 +220,7 @@ class MapRun:
     async def run(self) -> AsyncGenerator[Progress, None]:
         s = self.settings
         spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
-                      frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel)
+                      frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel, fmt=self.a.format)
         self.metrics.spools.add(spool)
         spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
@@ -252,29 +252,49 @@ class MapRun:
             self.metrics.spools.discard(spool)
             spool.close()
 
-    async def _owned_pieces(self) -> AsyncGenerator[list[bytes], None]:
-        """The split's owned bytes cut into whole-line chunks: the chunks each block read completes (maybe none),
-        then the last ones; the bytes are counted as they are read."""
-        chunker = Chunker(self.settings.chunk_size, self.settings.max_key)
+    async def _owned_pieces(self) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        """The split's owned bytes cut into chunks, each with its offset in the input: the chunks each block read
+        completes (maybe none), then the last ones; the bytes are counted as they are read. A user job's chunks are
+        whole lines (its records); a native engine's end at whitespace. A BOM at the input's byte 0 is dropped."""
+        s = self.settings
+        chunker = Chunker(s.chunk_size, s.max_key, max_line=s.max_record if isinstance(self.job, SdkJob) else 0)
         owned, blocks = self._owned_blocks()
+        mark = ByteOrderMark() if owned.first == 0 else None
+        at = 0  # the next chunk's offset, once the first owned byte is known
+
+        def placed(pieces: list[bytes]) -> list[tuple[int, bytes]]:
+            nonlocal at
+            out = []
+            for piece in pieces:
+                out.append((at, piece))
+                at += len(piece)
+            return out
+
         try:
             async for block in blocks:
                 data = owned.feed(block)
                 self.bytes_read += len(data)
                 self.metrics.bytes_read.inc(len(data))
-                yield chunker.feed(data)
+                if mark is not None:
+                    data = mark.feed(data)
+                    at = at or mark.skipped
+                elif data and not at:
+                    at = owned.first
+                yield placed(chunker.feed(data))
                 if owned.done:
                     break
         finally:
             await blocks.aclose()
-        yield chunker.finish()
+        if mark is not None:
+            chunker.feed(mark.finish())
+        yield placed(chunker.finish())
 
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
         name = self.a.input_name
         async with contextlib.aclosing(self._owned_pieces()) as reading:
             async for pieces in reading:
-                for piece in pieces:
-                    spool.feed(piece, name)
+                for offset, piece in pieces:
+                    spool.feed(piece, name, offset)
                     await asyncio.sleep(0)  # a yield between chunks of CPU work, not a wait for a condition
                 # Every block, not every piece: reading a long word yields no piece for a while, and a silent
                 # mapper loses its lease.
@@ -295,8 +315,8 @@ class MapRun:
                     yield progress
                 async with contextlib.aclosing(self._owned_pieces()) as reading:
                     async for pieces in reading:
-                        for piece in pieces:
-                            async for progress in self._meanwhile(task.feed(piece)):
+                        for offset, piece in pieces:
+                            async for progress in self._meanwhile(task.feed(piece, offset)):
                                 yield progress
                         yield self._progress()
                 async for progress in self._finish(task, spool):
@@ -330,7 +350,7 @@ class MapRun:
         assert self.tasks is not None
         s = self.settings
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
-                         s.max_key, s.task_batch, place.place)
+                         s.max_key, s.task_batch, place.place, self.a.format)
         async with self.tasks.worker(self.a.job) as process:
             yield MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
 

@@ -270,6 +270,7 @@ class Coordinator:
             partitions=record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
+            format=record.format,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

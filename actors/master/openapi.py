@@ -87,6 +87,8 @@ PATHS: dict[str, Any] = {
                 _query("name", "a raw upload: the input's name (a multipart part is named by its filename)",
                        {"type": "string"}),
                 _query("split_size", "uploads: bytes per split", POSITIVE),
+                _query("format", "uploads: the inputs' record format (as a JSON spec's format)",
+                       {"enum": ["lines", "jsonl", "csv"], "default": "lines"}),
                 {**_query("param", "uploads: one job parameter as NAME=VALUE (repeatable; GET /v1/jobs/kinds "
                                    "lists them)", {"type": "array", "items": {"type": "string"}}),
                  "style": "form", "explode": True},

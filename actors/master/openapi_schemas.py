@@ -54,7 +54,13 @@ SCHEMAS: dict[str, Any] = {
             "uris": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "uri"},
                      "description": "s3://bucket/key, s3://bucket/prefix/ (every object under it), "
                                     "s3://bucket/prefix/*.log (a glob over keys) and http(s) URLs"},
-            "name": {"type": "string", "description": "the input's name (MR_MAX_NAME bytes at most)"},
+            "name": {"type": "string", "description": "the input's name (MR_MAX_NAME bytes at most); by default a "
+                                                       "path's own path as given, a URL's last path segment"},
+            "name_prefix": {"type": "string", "description": "with paths: joined before each file's path below "
+                                                            "MR_DATA_ROOT to make its name (`mapreduce run` names "
+                                                            "inputs by their paths as given on its command line)"},
+            "format": {"enum": ["lines", "jsonl", "csv"], "description": "the inputs' record format, as the job "
+                                                                         "spec's format (both given: they agree)"},
         },
         "additionalProperties": False,
         "oneOf": [{"required": ["text"]}, {"required": ["path"]}, {"required": ["url"]}, {"required": ["paths"]},
@@ -71,6 +77,12 @@ SCHEMAS: dict[str, Any] = {
             "input": ref("Input"),
             "output": ref("Output"),
             "split_size": {**POSITIVE, "description": "bytes per split, at least MR_SPLIT_SIZE_FLOOR"},
+            "format": {"enum": ["lines", "jsonl", "csv"], "default": "lines",
+                       "description": "how every input's lines are read: lines (a str per line), jsonl (each "
+                                      "line's JSON value; blank lines skipped) or csv (each line's list of fields; "
+                                      "empty lines skipped; a quoted newline is a bad record). CRLF and a BOM at "
+                                      "an input's start are stripped. A line that does not parse fails the job "
+                                      "naming its input and byte offset. Built-in jobs read lines only."},
         },
     },
     "Output": {

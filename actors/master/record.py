@@ -65,6 +65,7 @@ class JobRecord:
     output: str = ""  # the output directory under the data root; empty: the master holds the result
     files: dict[str, str] = field(default_factory=dict)  # side files pinned at submit, name -> SIZE:DIGEST
     whole: bool = False  # the job maps each input file whole (mapper_raw): one split per input
+    format: str = "lines"  # the inputs' record format (actors.jobs.records), sent with every assignment
     interactive: bool = False  # a /compute job: answered on its own request, never journaled, forgotten once done
     answer: bytes = b""  # an interactive job's JSON answer, encoded once as it finished
     written: dict[str, Any] | None = None  # with an output, once done: what its _SUCCESS says
@@ -122,6 +123,7 @@ class JobRecord:
             "state": self.state,
             "error": self.error or None,
             "input": {"kind": self.input.kind, "name": self.input.name, "size": self.input.size},
+            "format": self.format,
             **({"inputs": inputs_summary(self.inputs)} if self.inputs else {}),
             "created": self.created,
             "finished": self.finished,

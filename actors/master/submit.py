@@ -15,6 +15,8 @@ from ..core.errors import BadRequest, PayloadTooLarge, TaskFailed, shown_all
 from ..inputs.ref import SERVED, InputRef
 from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
+from ..jobs.catalog import BUILT_IN
+from ..jobs.records import DEFAULT_FORMAT, FORMATS, check_format
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
 from ..sdk import JobConfigError
 from ..tasks.calls import class_spec, configure
@@ -89,13 +91,15 @@ async def submit(request: web.Request) -> web.Response:
         if upload is not None:
             job_name, refs, split_size, output, files = await _uploaded_job(app, upload, uploads)
             params: dict[str, str] | None = upload.params
+            fmt = upload.format
         else:
             job_name, refs, split_size, output, files = await _job_of(request, spec, reservation, encoded)
             params = spec.get("params")
+            fmt = spec["format"]  # checked by _job_of
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
                            inputs=refs if len(refs) > 1 else None, output=output, files=files,
-                           whole=whole_files(app[JOBS], job_name))
+                           whole=whole_files(app[JOBS], job_name), fmt=fmt)
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -119,6 +123,7 @@ async def _uploaded_job(app: web.Application, upload: UploadSpec,
     claimed, its plan checked against MR_MAX_SPLITS (an upload without a Content-Length, or of several parts, is
     checked once spooled)."""
     await check_job(app, upload.job, upload.params)
+    check_job_format(app, upload.job, upload.format, "?format=")
     files = await pinned_files(app[JOBS], upload.job, app[SETTINGS])
     output = await _output_of(app, {"path": upload.output}) if upload.output is not None else None
     try:
@@ -143,16 +148,18 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
-    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output", "format"})
     if unknown:
-        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output and "
-                         "split_size")
+        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output, "
+                         "split_size and format")
+    source, spec["format"] = spec_format(spec)
+    check_job_format(app, job_name, spec["format"], '"format"')
     # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same
     # directory meanwhile is refused, never admitted alongside.
     output = await _output_of(app, spec.get("output")) if "output" in spec else None
     try:
         store = app[STORE]
-        refs = await parse_inputs(spec["input"], settings, lambda data, name: store.add_text(data, name, reservation),
+        refs = await parse_inputs(source, settings, lambda data, name: store.add_text(data, name, reservation),
                                   store.expand, encoded)
         refs = [clip_name(ref, settings.max_name) for ref in refs]
         _admit_plan(app, job_name, refs, split_size)
@@ -161,6 +168,34 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
             output.release()
         raise
     return job_name, refs, split_size, output, files
+
+
+def spec_format(spec: dict[str, Any]) -> tuple[Any, str]:
+    """The input spec without its ``format``, and the inputs' record format: the job's ``"format"`` or the input's
+    own ``"input": {"format": ...}`` (one format for every input of a job; both given must agree), "lines" if none."""
+    source = spec["input"]
+    given: dict[str, Any] = {}
+    if "format" in spec:
+        given['"format"'] = spec["format"]
+    if isinstance(source, dict) and "format" in source:
+        given['"input.format"'] = source["format"]
+        source = {name: value for name, value in source.items() if name != "format"}
+    try:
+        formats = {check_format(value, what) for what, value in given.items()}
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    if len(formats) > 1:
+        raise BadRequest(f'"format" and "input.format" disagree ({spec["format"]} and {spec["input"]["format"]}); '
+                         "a job reads every input in one format")
+    return source, formats.pop() if formats else DEFAULT_FORMAT
+
+
+def check_job_format(app: web.Application, job_name: str, fmt: str, what: str) -> None:
+    """A built-in job reads lines (its native engine counts words of text): any other format is refused."""
+    catalog = app[JOBS]
+    if fmt != DEFAULT_FORMAT and catalog.origins.get(job_name) == BUILT_IN:
+        raise BadRequest(f"{what}: the built-in job {job_name!r} reads lines, not {fmt}; a job of your own reads "
+                         f"{', '.join(FORMATS)}")
 
 
 async def _output_of(app: web.Application, spec: Any) -> OutputClaim:

@@ -18,10 +18,11 @@ from ..core.errors import BadRequest, RequestTimeout, shown_all
 from ..inputs.ref import InputRef
 from ..inputs.spec import check_name
 from ..jobs import DEFAULT_JOB
+from ..jobs.records import DEFAULT_FORMAT, check_format
 from .limits import query_split_size
 from .store import Digest, InputStore
 
-UPLOAD_QUERY = ("job", "name", "split_size", "output", "param")
+UPLOAD_QUERY = ("job", "name", "split_size", "output", "format", "param")
 PLAIN_TRANSFER = frozenset({"", "binary", "8bit", "7bit"})  # a part's bytes as sent are its bytes
 # Malformed framing as aiohttp's multipart reader reports it (a missing boundary, a header line past its cap, ...).
 FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
@@ -29,14 +30,15 @@ FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
 
 @dataclass(frozen=True)
 class UploadSpec:
-    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N`` (and ``?name=`` for a
-    raw body); the body, or each part of a multipart body, is an input."""
+    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N&format=F`` (and ``?name=``
+    for a raw body); the body, or each part of a multipart body, is an input."""
 
     job: str = DEFAULT_JOB
     params: dict[str, str] = field(default_factory=dict)
     output: str | None = None
     split_size: int = 0
     name: str = "upload"
+    format: str = DEFAULT_FORMAT  # the record format of every input (actors.jobs.records)
 
 
 def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -> UploadSpec:
@@ -44,7 +46,7 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
     unknown = sorted(set(query) - set(UPLOAD_QUERY))
     if unknown:
         raise BadRequest(f"unknown query parameters {shown_all(unknown)}; an upload takes job, name, split_size, "
-                         "output and param=NAME=VALUE (repeatable)")
+                         "output, format and param=NAME=VALUE (repeatable)")
     for single in UPLOAD_QUERY[:-1]:
         if len(query.getall(single, [])) > 1:
             raise BadRequest(f"?{single}= is given more than once")
@@ -61,7 +63,11 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
     output = query.get("output")
     if output is not None and not output:
         raise BadRequest("?output= must name a directory under the data root")
-    return UploadSpec(job=query.get("job", DEFAULT_JOB), params=params, output=output,
+    try:
+        fmt = check_format(query.get("format", DEFAULT_FORMAT), "?format=")
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    return UploadSpec(job=query.get("job", DEFAULT_JOB), params=params, output=output, format=fmt,
                       split_size=query_split_size(query.get("split_size"), settings),
                       name=_raw_name(query.get("name", "upload"), settings.max_name))
 

@@ -71,8 +71,9 @@ class MapTask:
         if not isinstance(answer, ChunkDone):
             raise WireError(f"{self.label}: a task process answered a map request with {type(answer).__name__}")
 
-    async def feed(self, data: bytes) -> None:
-        answer = await self._call(MapChunk(data))
+    async def feed(self, data: bytes, offset: int = 0) -> None:
+        """Map a chunk of whole lines that starts at byte ``offset`` of the input."""
+        answer = await self._call(MapChunk(data, offset))
         if not isinstance(answer, ChunkDone):
             raise WireError(f"{self.label}: a task process answered a chunk with {type(answer).__name__}")
 

@@ -16,6 +16,7 @@ from ..core.messages import Columns, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import CountTable, Job, byte_table_of, packing_of
 from ..jobs.adapter import SdkJob
+from ..jobs.records import LINES, parse
 
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
 # the string headers (at most 31 bytes, counted from the encoding; kept generous).
@@ -36,8 +37,10 @@ class FrameEncoder:
         frame_keys: int = 16 * 1024,
         max_key: int = 64 * 1024 * 1024,
         native: bool = True,
+        fmt: str = LINES,
     ) -> None:
         self.job = job
+        self.fmt = fmt  # the input's record format (actors.jobs.records); an SDK job's records are parsed here
         self.partitions = partitions
         self.key_budget = key_budget
         self.frame_cap = frame_cap
@@ -57,9 +60,15 @@ class FrameEncoder:
         self.checksums = [0] * partitions
         self.sizes = [0] * partitions
 
-    def feed(self, data: bytes, source: str) -> None:
-        """Map one chunk of whole lines (raw UTF-8, errors replaced); flush once past the key budget."""
+    def feed(self, data: bytes, source: str, offset: int = 0) -> None:
+        """Map one chunk of whole lines (raw UTF-8, errors replaced) that starts at byte ``offset`` of its input (an
+        SDK job's records are parsed from it, and a bad one named by its offset); flush once past the key budget."""
         if self.table is None:
+            if isinstance(self.job, SdkJob):
+                self.job.map_records(self._acc, parse(data, self.fmt, source, offset), source)
+                if self.job.weight(self._acc) >= self.key_budget:
+                    self.flush()
+                return
             self.map(data.decode("utf-8", "replace"), source)
             return
         self.table.feed(data)

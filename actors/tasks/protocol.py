@@ -52,6 +52,7 @@ class MapStart:
     max_key: int
     batch: int  # lines mapped between two progress ticks (MR_TASK_BATCH)
     place: TaskPlace = field(default_factory=TaskPlace)
+    format: str = "lines"  # the input's record format (actors.jobs.records)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class MapChunk:
     """Actor → worker: one chunk of whole lines (raw UTF-8)."""
 
     data: bytes
+    offset: int = 0  # where the chunk starts in its input: a bad record is named by its own offset
 
 
 @dataclass(frozen=True)

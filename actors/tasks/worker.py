@@ -67,7 +67,7 @@ class Outbox(FrameEncoder):
 
     def __init__(self, send: Callable[[Message], None], job: Job, start: MapStart) -> None:
         super().__init__(job, start.partitions, start.key_budget, start.frame_cap, frame_keys=start.frame_keys,
-                         max_key=start.max_key, native=False)
+                         max_key=start.max_key, native=False, fmt=start.format)
         self.send = send
         self.pending = [bytearray() for _ in range(start.partitions)]
         self.counts = [0] * start.partitions
@@ -152,7 +152,7 @@ class Worker:
             self.batch = message.batch
             return ChunkDone()
         if isinstance(message, MapChunk):
-            return self.map_chunk(message.data)
+            return self.map_chunk(message.data, message.offset)
         if isinstance(message, MapRaw):
             outbox, start = self.ongoing()
             outbox.map_raw(message.path, start.source, self.tick)
@@ -223,22 +223,23 @@ class Worker:
             catalog = self.classes[(spec.module, spec.qualname)] = Catalog([(found, "task")])
         return catalog
 
-    def map_chunk(self, data: bytes) -> Message:
+    def map_chunk(self, data: bytes, offset: int) -> Message:
         """Map a chunk a batch of lines at a time, ticking between batches (a slow mapper is seen working). The first
         batch has MR_TASK_BATCH lines; one mapped quickly is followed by one twice as large, a slow one by one half as
         large: a fast job maps whole chunks in a few calls (a call per batch has a cost: the partials are folded and
         their keys checked per call), a slow one still ticks well within its lease."""
         outbox, start = self.ongoing()
-        text = data.decode("utf-8", "replace")
-        pos, size, done = 0, len(text), 0
+        # Batches are cut from the bytes (a newline is the same byte in UTF-8 and in its decoding), so each knows its
+        # offset in the input: a record that does not parse is named by its own.
+        pos, size, done = 0, len(data), 0
         while pos < size:
             end, lines = pos, 0
             while lines < self.batch and end < size:
-                found = text.find("\n", end)
+                found = data.find(b"\n", end)
                 end = size if found < 0 else found + 1
                 lines += 1
             began = time.monotonic()
-            outbox.map(text[pos:end], start.source)
+            outbox.feed(data[pos:end], start.source, offset + pos)
             took = time.monotonic() - began
             done += lines
             pos = end
