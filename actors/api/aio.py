@@ -44,7 +44,7 @@ def _segment(job_id: str) -> str:
 
 
 def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapping[str, Any] | None,
-                  split_size: int | None) -> list[tuple[str, str]]:
+                  split_size: int | None, max_bad_records: int | None = None) -> list[tuple[str, str]]:
     """An upload's job spec as its query: ``job``, one ``param=NAME=VALUE`` each, ``output``, ``split_size``."""
     query = [("job", job)]
     query.extend(("param", f"{name}={value}") for name, value in (params or {}).items())
@@ -55,6 +55,8 @@ def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapp
         query.append(("output", path))
     if split_size is not None:
         query.append(("split_size", str(split_size)))
+    if max_bad_records is not None:
+        query.append(("max_bad_records", str(max_bad_records)))
     return query
 
 
@@ -137,13 +139,14 @@ class AsyncClient:
 
     async def submit(self, job: str, inputs: Inputs, params: Mapping[str, Any] | None = None,
                      output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
-                     split_size: int | None = None, timeout: float | None = None) -> AsyncJobHandle:
+                     split_size: int | None = None, timeout: float | None = None,
+                     max_bad_records: int | None = None) -> AsyncJobHandle:
         """Submit ``job`` on ``inputs`` (see :mod:`actors.api.inputs`); the handle follows the job.
 
         ``params`` and ``output`` (a directory under the master's data root: ``"DIR"`` or ``{"path": "DIR"}``) are
         sent only when given, in the JSON job spec or, for uploaded files, in the upload's query. Several files are
         uploaded together as one job's inputs (one multipart body), each named by its :class:`Upload` name or its
-        file name.
+        file name. ``max_bad_records``: records whose parsing or mapper fails that the job may skip (docs/jobs.md).
         """
         given = one_input(inputs)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -155,9 +158,11 @@ class AsyncClient:
                 spec["output"] = {"path": output} if isinstance(output, str) else dict(output)
             if split_size is not None:
                 spec["split_size"] = split_size
+            if max_bad_records is not None:
+                spec["max_bad_records"] = max_bad_records
             body = await self._call("POST", "/v1/jobs", timeout, json=spec, headers=headers)
         else:
-            query = _upload_query(job, params, output, split_size)
+            query = _upload_query(job, params, output, split_size, max_bad_records)
             body = await self._upload(given if isinstance(given, list) else [given], query, headers, timeout)
         status = JobStatus.from_json(body)
         return AsyncJobHandle(self, status.id, status)

@@ -85,6 +85,7 @@ class OwnedLines:
         self.pos = read_from(start)
         self.skipping = start > 0
         self.done = start >= end
+        self.first = 0 if start == 0 else -1  # the input offset of the first owned byte, once found
 
     def feed(self, block: bytes) -> bytes:
         """The owned part of ``block``; ``done`` turns true once the last owned line is complete."""
@@ -99,6 +100,7 @@ class OwnedLines:
                 return b""
             self.skipping = False
             i = newline + 1
+            self.first = base + i
             if base + i >= self.end:
                 self.done = True
                 return b""

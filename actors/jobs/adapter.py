@@ -47,22 +47,29 @@ class SdkJob:
     def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
         """The chunk's lines mapped (one ``mapper_batch`` call, or ``mapper`` per line), folded or grouped per key,
         then each distinct key and each value that travels checked once, and the whole merged into ``acc``."""
+        self.merge_part(acc, self.map_part(lines_of(text), source))
+
+    def map_part(self, lines: list[str], source: str) -> dict[str, Any]:
+        """The partial values of ``lines`` alone, ``acc`` untouched: whatever fails here (a record's parsing, the
+        mapper, a key or value it made) is the records' failure (JobCodeError), which actors.jobs.skipping may skip
+        record by record under ``max_bad_records``; the combiner runs only in :meth:`merge_part`."""
         job = self.job
         job.input_name = source
-        lines = lines_of(text)
         with self._user_code(self._mapping, source):
             pairs = batch_pairs(job, lines)
             if self.fold is not None:
-                folded = plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
-            else:
-                grouped = wire_keys(group_pairs(pairs))
-        if self.fold is not None:
-            self._merge_folded(acc, folded)
-            return
-        with self._user_code(self._mapping, source):
+                return plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
+            grouped = wire_keys(group_pairs(pairs))
             for wire_key, values in grouped.items():
                 grouped[wire_key] = plain_values(values)  # every value travels: each is checked
-        for wire_key, values in grouped.items():
+        return grouped
+
+    def merge_part(self, acc: dict[str, Any], part: dict[str, Any]) -> None:
+        """``part`` (from :meth:`map_part`) merged into ``acc``, combined by the job's combiner where it has one."""
+        if self.fold is not None:
+            self._merge_folded(acc, part)
+            return
+        for wire_key, values in part.items():
             have = acc.get(wire_key)
             if have is not None:
                 have.extend(values)

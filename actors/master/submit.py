@@ -22,7 +22,14 @@ from .admit import job_links, ready_for_jobs, start_job
 from .body import UPLOAD_BLOCK, body_pace, read_block
 from .jobcheck import check_job_everywhere
 from .keys import CLAIMS, REGISTRY, SESSION, STORE, TASKS, UPLOADS
-from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost
+from .limits import (
+    check_inputs_plan,
+    check_plan,
+    idempotency_key,
+    json_max_bad_records,
+    json_split_size,
+    parse_cost,
+)
 from .outputs import OutputClaim, claim_output
 from .record import many_inputs
 from .textbudget import Reservation
@@ -88,9 +95,10 @@ async def submit(request: web.Request) -> web.Response:
         else:
             job_name, refs, split_size, output = await _job_of(request, spec, reservation, encoded)
             params = spec.get("params")
+        max_bad_records = upload.max_bad_records if upload is not None else json_max_bad_records(spec)
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
-                           inputs=refs if len(refs) > 1 else None, output=output)
+                           inputs=refs if len(refs) > 1 else None, output=output, max_bad_records=max_bad_records)
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -135,10 +143,11 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
-    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
+    json_max_bad_records(spec)  # refused before any input is resolved
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output", "max_bad_records"})
     if unknown:
-        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output and "
-                         "split_size")
+        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output, "
+                         "split_size and max_bad_records")
     # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same
     # directory meanwhile is refused, never admitted alongside.
     output = await _output_of(app, spec.get("output")) if "output" in spec else None

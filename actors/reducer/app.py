@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
+from ..core.counters import CounterMap
 from ..core.density import container_bound, container_limit, count_containers
 from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, TaskFailed, WireError
 from ..core.logs import EventLog
@@ -309,9 +310,10 @@ async def finalize(request: web.Request) -> web.Response:
         return _reported(ledger, partition, report)
     partition.settle()
     spec = user_spec(partition.job_def, partition.params)
+    counters: CounterMap = {}  # the reducer's, when the job's code runs (in a task process)
     with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": ledger.partition}):
         if spec is not None and isinstance(partition.merged, SpillingTotals):  # user code: in a task process
-            totals = await _reduce_in_task(request.app, partition.merged, spec, message.job)
+            totals, counters = await _reduce_in_task(request.app, partition.merged, spec, message.job)
         elif partition.spilled():  # merge the runs on the spill thread, after its writes
             totals = await asyncio.wrap_future(partition.finish_spilled())
         else:
@@ -322,14 +324,15 @@ async def finalize(request: web.Request) -> web.Response:
                  keys=part.keys, bytes=part.bytes, part=part.name, duplicates=partition.duplicates)
         report = Report(
             job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-            splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256),
+            splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256), counters=counters,
         )
     else:
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(totals), duplicates=partition.duplicates)
         run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                        splits=message.splits, payload=run if run is not None else MapResult(totals))
+                        splits=message.splits, payload=run if run is not None else MapResult(totals),
+                        counters=counters)
     return _reported(ledger, partition, report)
 
 
@@ -344,7 +347,8 @@ def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
         raise
 
 
-async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any, job: str) -> dict[str, Any]:
+async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any,
+                          job: str) -> tuple[dict[str, Any], CounterMap]:
     """The job's reducer over the partition's runs in a task process; a worker that dies or stalls is replaced and
     the reduce run again, up to MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
     settings = app[SETTINGS]
@@ -353,13 +357,14 @@ async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: An
     for _ in range(settings.max_attempts):
         try:
             async with app[TASKS].worker(job) as process:
-                result = await reduce_runs(process, spec, paths, settings.task_batch, settings.timeouts.lease)
+                result, counters = await reduce_runs(process, spec, paths, settings.task_batch,
+                                                     settings.timeouts.lease, settings.counter_limits)
         except TaskFailed as error:
             cause = error.message
             log.warning("reduce_task_failed", job=spec.name, cause=cause)
             continue
         # A large result decodes off the loop (cbor2 holds the GIL, but the loop still gets its turns).
-        return await asyncio.to_thread(decode_result, result, settings.result_cap)
+        return await asyncio.to_thread(decode_result, result, settings.result_cap), counters
     raise JobCodeError(f"{cause} (on each of MR_MAX_ATTEMPTS={settings.max_attempts} attempts)")
 
 

@@ -40,13 +40,17 @@ class MapStart:
     frame_keys: int
     max_key: int
     batch: int  # lines mapped between two progress ticks (MR_TASK_BATCH)
+    max_counters: int  # MR_MAX_COUNTERS
+    max_counter_name: int  # MR_MAX_COUNTER_NAME
+    max_bad_records: int  # the job's max_bad_records: records that fail alone are skipped up to this many
 
 
 @dataclass(frozen=True)
 class MapChunk:
-    """Actor → worker: one chunk of whole lines (raw UTF-8)."""
+    """Actor → worker: one chunk of whole lines (raw UTF-8), starting at byte ``offset`` of the input."""
 
     data: bytes
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class ReduceRuns:
     job: JobSpec
     paths: list[str]
     batch: int  # keys reduced between two progress ticks
+    max_counters: int  # MR_MAX_COUNTERS
+    max_counter_name: int  # MR_MAX_COUNTER_NAME
 
 
 @dataclass(frozen=True)
@@ -113,19 +119,24 @@ class ChunkDone:
 
 @dataclass(frozen=True)
 class MapDone:
-    """Worker → actor: every frame is sent; per partition its frame count, keys, checksum and bytes."""
+    """Worker → actor: every frame is sent; per partition its frame count, keys, checksum and bytes; the attempt's
+    counters (actors.core.counters.CounterMap) and bad records (their count, the first few)."""
 
     frames: list[int]
     keys: list[int]
     checksums: list[int]
     sizes: list[int]
+    counters: dict[str, dict[str, int]]
+    bad_count: int
+    bad_first: list[list[Any]]
 
 
 @dataclass(frozen=True)
 class Reduced:
-    """Worker → actor: the partition's result, one CBOR map."""
+    """Worker → actor: the partition's result, one CBOR map, and the reduce's counters."""
 
     result: bytes
+    counters: dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)

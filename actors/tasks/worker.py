@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core import wire
+from ..core.counters import BadRecords, CounterLimit, CounterLimits, Counters
 from ..core.errors import KeyTooLarge, MapReduceError, ValueTooLarge
 from ..jobs import Catalog, Job
 from ..jobs.adapter import SdkJob, user_traceback
 from ..jobs.result import as_mapping
-from ..sdk import JobCodeError, JobConfigError, MapReduceJob
+from ..jobs.skipping import map_batch
+from ..sdk import JobCodeError, JobConfigError, MapReduceJob, count_into
 from . import protocol
 from .encoder import FrameEncoder
 from .protocol import (
@@ -67,6 +69,19 @@ class Outbox(FrameEncoder):
         self.send = send
         self.pending = [bytearray() for _ in range(start.partitions)]
         self.counts = [0] * start.partitions
+        self.sdk = job if isinstance(job, SdkJob) else None
+        limits = CounterLimits(start.max_counters, start.max_counter_name)
+        self.counters = count_into(job.job, limits) if isinstance(job, SdkJob) else Counters(limits)
+        self.bad = BadRecords(start.max_bad_records)
+
+    def map_lines(self, data: bytes, offset: int, source: str) -> None:
+        """Map whole lines starting at byte ``offset`` of the input, skipping bad records (actors.jobs.skipping)."""
+        if self.sdk is None:
+            self.map(data.decode("utf-8", "replace"), source)
+            return
+        map_batch(self.sdk, self._acc, data, offset, source, self.counters, self.bad)
+        if self.sdk.weight(self._acc) >= self.key_budget:
+            self.flush()
 
     def _store(self, partition: int, encoded: bytes) -> None:
         self.pending[partition] += encoded
@@ -117,6 +132,8 @@ class Worker:
             except MapReduceError as error:
                 if isinstance(error.__context__, MemoryError):  # the job's MemoryError, named as its failure
                     return self.out_of_memory()
+                if isinstance(error, CounterLimit):  # broken, then caught by the job's code: still its failure
+                    error = JobCodeError(f"job {self.job_name!r}: {error.message}")
                 code = error.code if isinstance(error, DETERMINISTIC) else ""
                 self.mapping = None
                 trace = error.traceback if isinstance(error, JobCodeError) else ""
@@ -146,13 +163,15 @@ class Worker:
             self.batch = message.batch
             return ChunkDone()
         if isinstance(message, MapChunk):
-            return self.map_chunk(message.data)
+            return self.map_chunk(message.data, message.offset)
         if isinstance(message, MapEnd):
             outbox, _ = self.ongoing()
             outbox.flush()
             outbox.ship_all()
             self.mapping = None
-            return MapDone(outbox.frames, outbox.keys, outbox.checksums, outbox.sizes)
+            outbox.counters.check()  # a limit the job's code broke and then caught
+            return MapDone(outbox.frames, outbox.keys, outbox.checksums, outbox.sizes, outbox.counters.to_wire(),
+                           outbox.bad.count, outbox.bad.first)
         if isinstance(message, ReduceRuns):
             self.what, self.job_name = "reducer", message.job.name
             return self.reduce(message)
@@ -183,22 +202,23 @@ class Worker:
             catalog = self.classes[(spec.module, spec.qualname)] = Catalog([(found, "task")])
         return catalog.get(spec.name, spec.params)
 
-    def map_chunk(self, data: bytes) -> Message:
+    def map_chunk(self, data: bytes, offset: int) -> Message:
         """Map a chunk a batch of lines at a time, ticking between batches (a slow mapper is seen working). The first
         batch has MR_TASK_BATCH lines; one mapped quickly is followed by one twice as large, a slow one by one half as
         large: a fast job maps whole chunks in a few calls (a call per batch has a cost: the partials are folded and
         their keys checked per call), a slow one still ticks well within its lease."""
         outbox, start = self.ongoing()
-        text = data.decode("utf-8", "replace")
-        pos, size, done = 0, len(text), 0
+        # Batches cut in the raw bytes (a newline byte is never inside a UTF-8 character, so decoding each batch
+        # equals decoding the chunk), so each line's byte offset in the input is known for a bad record.
+        pos, size, done = 0, len(data), 0
         while pos < size:
             end, lines = pos, 0
             while lines < self.batch and end < size:
-                found = text.find("\n", end)
+                found = data.find(b"\n", end)
                 end = size if found < 0 else found + 1
                 lines += 1
             began = time.monotonic()
-            outbox.map(text[pos:end], start.source)
+            outbox.map_lines(data[pos:end], offset + pos, start.source)
             took = time.monotonic() - began
             done += lines
             pos = end
@@ -214,9 +234,11 @@ class Worker:
         job = self.job(request.job)
         if not isinstance(job, SdkJob):
             raise MapReduceError(f"job {request.job.name!r} has a native engine: its reducer is not user code")
+        counters = count_into(job.job, CounterLimits(request.max_counters, request.max_counter_name))
         groups = grouped(merge_records([read_run(path) for path in map(Path, request.paths)]))
         result = job.reduce_groups(self._counted(groups, request.batch))
-        return Reduced(wire.encode(result))
+        counters.check()  # a limit the job's code broke and then caught
+        return Reduced(wire.encode(result), counters.to_wire())
 
     def _counted(self, groups: Iterable[tuple[str, Iterator[Any]]], batch: int) -> Iterator[tuple[str, Iterator[Any]]]:
         for done, group in enumerate(groups, 1):
