@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import uuid
@@ -21,6 +22,7 @@ import pytest
 from actors.core.counters import CounterLimits, Counters, JobTally
 from actors.jobs import load_catalog
 from actors.local import LocalCluster
+from actors.remote.counted import tally_lines
 from actors.sequential import Counted, run_counted
 
 from .conftest import Cluster, ClusterFactory
@@ -229,7 +231,8 @@ def test_the_oracle_skips_bad_records_with_their_offsets_and_rolls_back_their_co
     assert batch.counters == {"map": {"lines": 2}}  # the raising batch's counts rolled back, then line by line
     with pytest.raises(ValueError, match="a bad line"):
         oracle(jobs_module, "counting", [("in.txt", data)])
-    with pytest.raises(Exception, match="2 bad records, more than max_bad_records=1; the first: 'in.txt' at byte 8"):
+    with pytest.raises(Exception, match=re.escape("2 bad records, more than max_bad_records=1; the first: 'in.txt' at "
+                                                  "byte 8")):
         oracle(jobs_module, "counting", [("in.txt", data)], max_bad_records=1)
 
 
@@ -341,3 +344,109 @@ async def test_bad_max_bad_records_values_are_400s_naming_the_field(make_cluster
             body = await response.json()
         assert response.status == 400, body
         assert "max_bad_records" in body["message"]
+
+
+async def test_success_lists_the_jobs_counters_and_bad_records(make_cluster: ClusterFactory, jobs_module: str,
+                                                             data_root: Path) -> None:
+    data = text_of(1000, bad={10})
+    cluster = await make_cluster(mappers=2, reducers=2, job_modules=(jobs_module,), split_size=4096)
+    expected = oracle(jobs_module, "counting", [("text", data)], max_bad_records=1)
+    job_id = await submit(cluster, {"job": "counting", "input": {"text": data.decode()}, "max_bad_records": 1,
+                                    "output": {"path": "out"}})
+    state, _ = await ended(cluster, job_id)
+    assert state["state"] == "done", state
+    success = json.loads((data_root / "out" / "_SUCCESS").read_text())
+    assert success["counters"] == state["counters"]
+    assert without(success["counters"], "combine") == expected.counters
+    assert success["bad_records"] == {"allowed": 1, "count": 1}
+
+
+def test_the_status_command_shows_counters_and_bad_records() -> None:
+    raw = {"counters": {"map": {"lines": 3, "words": -2}}, "bad_records": {
+        "allowed": 5, "count": 1, "first": [{"input": "a.txt", "offset": 12, "error": "ValueError: \x1b[31m"}]}}
+    assert tally_lines(raw) == ["counters:", "  map\tlines\t3", "  map\twords\t-2",
+                                "bad records: 1 skipped (max_bad_records 5)",
+                                "  a.txt at byte 12: ValueError: \\x1b[31m"]
+    assert tally_lines({"counters": {}, "bad_records": {"allowed": 0, "count": 0, "first": []}}) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# real actor processes: a mapper killed mid-split, and backup attempts
+
+
+@contextlib.asynccontextmanager
+async def process_cluster(tmp_path: Path, module: str, env: dict[str, str]) -> AsyncIterator[LocalCluster]:
+    """3 mappers and 2 reducers as processes with the jobs module; no actor process may outlive it."""
+    full = {**DRILL_ENV, "MR_JOB_MODULES": module, "MR_TIMEOUT_LEASE": "30",
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path / "jobpkg")]), **env}
+    async with LocalCluster(mappers=3, reducers=2, discovery="static", data_root=str(tmp_path), extra_env=full,
+                            log_dir=str(tmp_path / "logs"), restarts=None) as running:
+        pids: set[int] = set()
+        try:
+            yield running
+        finally:
+            pids.update(a.pid for a in running.actors if a.process is not None)
+            await running.stop()
+    assert not [pid for pid in pids if alive(pid)], "actor processes outlived the cluster"
+
+
+async def wait_for_file(path: Path, timeout: float = 60.0) -> str:
+    async with asyncio.timeout(timeout):
+        while True:
+            if path.exists():
+                return path.read_text()
+            await asyncio.sleep(0.02)  # another process's file: nothing to wait on but the file itself
+
+
+async def run_stalled(tmp_path: Path, module: str, env: dict[str, str], seconds: float,
+                      kill: bool) -> tuple[dict[str, Any], dict[str, Any], Counted, int]:
+    """A job whose first attempt at the split holding a STALL line stalls there, after mapping (and counting) the
+    chunks before it; ``kill``: its mapper is then killed with SIGKILL. Answers the status (every split listed),
+    the result, the oracle and the struck split."""
+    data = text_of(40_000, stall=25_000)
+    (tmp_path / "book.txt").write_bytes(data)
+    marker = tmp_path / "stalled"
+    expected = oracle(module, "counting", [("book.txt", data)])
+    async with process_cluster(tmp_path, module, env) as cluster, aiohttp.ClientSession(
+            base_url=cluster.master_url, headers=cluster.api_headers) as session:
+        spec = {"job": "counting", "input": {"path": "book.txt"},
+                "params": {"stall": str(marker), "seconds": str(seconds)}}
+        async with session.post("/v1/jobs", json=spec) as response:
+            job_id = (await response.json())["id"]
+        pid = int(await wait_for_file(marker))
+        if kill:
+            victim = next(a.name for a in cluster.actors if a.process is not None and a.pid == pid)
+            assert victim.startswith("mapper-")
+            cluster.signal(victim, signal.SIGKILL)
+            await cluster.restart(victim)
+        async with session.get(f"/v1/jobs/{job_id}/result", params={"wait": "120"}) as response:
+            answer = await response.json()
+            assert response.status == 200, answer
+        async with session.get(f"/v1/jobs/{job_id}", params={"splits": "all", "limit": "1000"}) as response:
+            status = await response.json()
+    offset = data.index(b"STALL")
+    struck = next(s["split"] for s in status["splits"]["items"] if s["start"] <= offset < s["end"])
+    return status, answer["result"], expected, struck
+
+
+async def test_a_mapper_killed_mid_split_leaves_the_counters_exact(tmp_path: Path, jobs_module: str) -> None:
+    status, result, expected, struck = await run_stalled(tmp_path, jobs_module, {"MR_BACKUP_TASKS": "false"}, 60,
+                                                         kill=True)
+    stall_offset = text_of(40_000, stall=25_000).index(b"STALL")
+    assert result == expected.result
+    assert without(status["counters"], "combine") == expected.counters
+    split = status["splits"]["items"][struck]
+    assert [a["state"] for a in split["attempts"]].count("failed") == 1 and len(split["attempts"]) == 2, split
+    # The killed attempt had mapped (and counted) whole chunks of the split before the STALL line.
+    assert stall_offset - split["start"] > 2 * 32 * 1024, split
+    assert status["progress"]["splits_total"] >= 4
+
+
+async def test_backup_attempts_leave_the_counters_exact(tmp_path: Path, jobs_module: str) -> None:
+    env = {"MR_BACKUP_TASKS": "true", "MR_BACKUP_AFTER": "0.5"}
+    status, result, expected, struck = await run_stalled(tmp_path, jobs_module, env, 8, kill=False)
+    assert result == expected.result
+    assert without(status["counters"], "combine") == expected.counters
+    attempts = status["splits"]["items"][struck]["attempts"]
+    assert any(a["backup"] for a in attempts) and len(attempts) >= 2, attempts
+    assert [a["state"] for a in attempts].count("done") == 1, attempts

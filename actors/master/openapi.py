@@ -87,6 +87,8 @@ PATHS: dict[str, Any] = {
                 _query("name", "a raw upload: the input's name (a multipart part is named by its filename)",
                        {"type": "string"}),
                 _query("split_size", "uploads: bytes per split", POSITIVE),
+                _query("max_bad_records", "uploads: records whose parsing or mapper fails that the job may skip",
+                       {"type": "integer", "minimum": 0, "default": 0}),
                 {**_query("param", "uploads: one job parameter as NAME=VALUE (repeatable; GET /v1/jobs/kinds "
                                    "lists them)", {"type": "array", "items": {"type": "string"}}),
                  "style": "form", "explode": True},

@@ -71,6 +71,8 @@ SCHEMAS: dict[str, Any] = {
             "input": ref("Input"),
             "output": ref("Output"),
             "split_size": {**POSITIVE, "description": "bytes per split, at least MR_SPLIT_SIZE_FLOOR"},
+            "max_bad_records": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0,
+                                "description": "records whose parsing or mapper fails that the job may skip"},
         },
     },
     "Output": {
@@ -134,6 +136,13 @@ SCHEMAS: dict[str, Any] = {
             "straggler": {"type": "boolean", "description": "it ran (or runs) past straggler_after"},
         },
     },
+    "BadRecords": {
+        "type": "object",
+        "description": "records skipped under max_bad_records: how many, and the first 100 in input order",
+        "properties": {"allowed": WHOLE, "count": WHOLE, "first": {"type": "array", "items": {
+            "type": "object", "properties": {"input": {"type": "string"}, "offset": WHOLE,
+                                             "error": {"type": "string"}}}}},
+    },
     "State": {"enum": ["queued", "running", "finalizing", "done", "failed", "cancelled"]},
     "JobStatus": {
         "type": "object",
@@ -158,6 +167,10 @@ SCHEMAS: dict[str, Any] = {
             "progress": ref("Progress"),
             "attempts": ref("Attempts"),
             "recoveries": {"type": "array", "items": {"type": "object"}},
+            "counters": {"type": "object", "description": "the job's counters, {group: {name: value}}, summed over "
+                         "the attempts counted (a split's first finished attempt, a partition's first report)",
+                         "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}},
+            "bad_records": ref("BadRecords"),
             "splits": ref("Splits"),
             "output": {"type": "object", "description": "with an output: its path and whether _SUCCESS is written",
                        "properties": {"path": {"type": "string"}, "written": {"type": "boolean"}}},
