@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -26,7 +27,9 @@ from actors.remote.counted import tally_lines
 from actors.sequential import Counted, run_counted
 
 from .conftest import Cluster, ClusterFactory
+from .fakes import FakeDiscovery, FakeTransport, Faults
 from .support import DRILL_ENV, alive
+from .test_coordinator_unit import make_job, make_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -450,3 +453,29 @@ async def test_backup_attempts_leave_the_counters_exact(tmp_path: Path, jobs_mod
     attempts = status["splits"]["items"][struck]["attempts"]
     assert any(a["backup"] for a in attempts) and len(attempts) >= 2, attempts
     assert [a["state"] for a in attempts].count("done") == 1, attempts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the coordinator on a fake transport: each split's counts and each partition's once, whatever is redone
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_counts_are_added_once_per_split_and_partition_under_faults_and_a_lost_reducer(seed: int) -> None:
+    faults = Faults(drop_stream=0.05, drop_ack=0.05, drop_report=0.1, duplicate_stream=0.1, stale_message=0.1)
+    transport = FakeTransport.with_reducers({}, 3, faults=faults, rng=random.Random(seed))
+    lost: list[int] = []
+
+    def before_finalize(partition: int) -> None:
+        if partition == 1 and not lost:  # its splits are all re-mapped for it: their counts must not count again
+            transport.reducers[1].restart()
+            lost.append(1)
+
+    transport.before_finalize = before_finalize
+    job = make_job(transport, FakeDiscovery(2, 3), settings=make_settings(reducer_count=3, max_attempts=10))
+    record = await job.run()
+    assert record.state == "done", record.error
+    assert record.recoveries and record.table is not None
+    redone = sum(1 for _, a in transport.assignments if not a.only_partitions) - len(record.splits)
+    assert redone > 0 or seed  # some attempts were redone (seed 0 is checked to have some)
+    assert record.tally.counters_json() == {"map": {"splits": len(record.splits), "bytes": len(job.data)},
+                                            "reduce": {"reports": 3}}
