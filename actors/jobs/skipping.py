@@ -22,8 +22,8 @@ def map_batch(job: SdkJob, acc: dict[str, Any], data: bytes, offset: int, source
     mark = counters.mark()
     try:
         part = job.map_part(lines_of(data.decode("utf-8", "replace")), source)
-    except JobCodeError:
-        counters.check()  # a counter limit broken: the job's failure, never a bad record
+    except JobCodeError as error:
+        _not_a_record(error, counters)
         counters.reset(mark)
     else:
         job.merge_part(acc, part)
@@ -44,7 +44,7 @@ def _map_one(job: SdkJob, acc: dict[str, Any], line: bytes, offset: int, source:
     try:
         part = job.map_part([line.decode("utf-8", "replace")], source)
     except JobCodeError as error:
-        counters.check()
+        _not_a_record(error, counters)
         counters.reset(mark)
         if bad.allowed == 0:  # the job's failure as before, now naming the record
             failure = JobCodeError(f"{error.message} (the record at byte {offset})")
@@ -56,3 +56,11 @@ def _map_one(job: SdkJob, acc: dict[str, Any], line: bytes, offset: int, source:
             raise JobCodeError(f"job {job.name!r}: {past_budget(bad.allowed, bad.count, first)}") from None
         return
     job.merge_part(acc, part)
+
+
+def _not_a_record(error: JobCodeError, counters: Counters) -> None:
+    """Raise what no record is to blame for: a counter limit the job broke, or the job's MemoryError (the task
+    process's failure, retried, which the worker finds as the error's context)."""
+    counters.check()
+    if isinstance(error.__context__, MemoryError):
+        raise error
