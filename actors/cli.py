@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from . import __version__, remote
-from .core.arguments import positive_int
+from .core.arguments import non_negative_int, positive_int
 from .core.config import Settings
 from .core.errors import ConfigError, MapReduceError
 from .core.text import escaped, json_escaped
@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
     run.add_argument("--format", choices=FORMATS, default=None,
                      help="how the inputs' lines are read: lines (the default), jsonl or csv (docs/jobs.md)")
+    run.add_argument("--max-bad-records", type=non_negative_int, default=None, metavar="N",
+                     help="skip up to N records whose parsing or mapper fails, instead of failing the job")
     run.add_argument("--output", type=str, default=None, metavar="DIR",
                      help="write the result to DIR (or an s3://bucket/prefix/) as part-NNNNN.jsonl files and "
                           "_SUCCESS instead of printing it")
@@ -188,6 +190,8 @@ async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, s
             spec["split_size"] = args.split_size
         if args.format is not None:
             spec["format"] = args.format
+        if args.max_bad_records is not None:
+            spec["max_bad_records"] = args.max_bad_records
         async with session.post("/v1/jobs", json=spec) as response:
             submitted = await response.json()
             if response.status >= 400:

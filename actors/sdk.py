@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
+from .core.counters import CounterLimits, Counters
 from .core.errors import ECHO_LIMIT, BadRequest, shown, shown_all
 from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
@@ -101,6 +102,12 @@ class MapReduceJob:
         #: Where this task's side files are (set by the framework in a task; empty elsewhere).
         self.files_dir = ""
 
+    def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
+        """Add ``amount`` (an int, maybe negative, 64-bit) to the counter ``group``/``name``, from any of the job's
+        functions. A job's counters are summed over the attempts that count (a split's first finished attempt, a
+        partition's first report): a retried, killed or backup attempt never counts twice. See docs/jobs.md."""
+        counters_of(self).increment(group, name, amount)
+
     def configure(self, params: Mapping[str, str]) -> None:
         """Check (and prepare from) the parameters; raise :class:`JobConfigError` or ValueError for a 400."""
 
@@ -179,6 +186,20 @@ class MapReduceJob:
         """The reducer's declared fold, if it is one."""
         reducer: object = cls.reducer
         return reducer if isinstance(reducer, Fold) else None
+
+
+def counters_of(job: MapReduceJob) -> Counters:
+    """The counters ``job``'s code counts into now (the task attempt's: see :func:`count_into`)."""
+    counters: Counters | None = job.__dict__.get("_mr_counters")
+    if counters is None:
+        counters = count_into(job, CounterLimits())
+    return counters
+
+
+def count_into(job: MapReduceJob, limits: CounterLimits) -> Counters:
+    """Fresh counters for ``job``'s code from now on (a task attempt starts)."""
+    counters = job.__dict__["_mr_counters"] = Counters(limits)
+    return counters
 
 
 def configure_job(job: MapReduceJob, params: Mapping[str, object]) -> None:

@@ -159,7 +159,7 @@ class FakeReducer:
             return Missing(message.job, message.epoch, self.ordinal, self.incarnation, missing)
         state.settle()
         report = Report(message.job, message.epoch, self.ordinal, self.incarnation, message.splits,
-                        MapResult(state.job_def.finish(state.totals)))
+                        MapResult(state.job_def.finish(state.totals)), counters={"reduce": {"reports": 1}})
         self.ledger.forget_reported(state, wire.encode(to_wire(report)))
         return report
 
@@ -291,7 +291,9 @@ class FakeTransport:
         if mode == "cut" or self._chance(self.faults.drop_report):
             raise PeerError(f"assignment stream of split {a.split} cut before its report (simulated)")
         duplicates = sum(1 for ack in acks.values() if ack.status != COMMITTED)
-        yield SplitDone(a.job, a.epoch, a.split, a.attempt, len(owned), 0, duplicates)
+        # Counts as a task process sends them: the master must add each split's once, whatever the faults.
+        yield SplitDone(a.job, a.epoch, a.split, a.attempt, len(owned), 0, duplicates,
+                        counters={"map": {"splits": 1, "bytes": len(owned)}})
 
     def _commit(self, reducer: FakeReducer, header: StreamHeader, frames: list[Any], commit: Commit) -> StreamAck:
         ack = reducer.commit(header, frames, commit)

@@ -205,8 +205,8 @@ def test_the_oracle_runs_a_job_among_its_side_files(job_module: str, lists: Path
 def test_a_task_place_travels_to_the_worker_strictly() -> None:
     spec = JobSpec("stop_root", "mod", "StopWords", {})
     place = TaskPlace("/spool/task-1/files", "/data", {"stop_words.txt": "13:" + "0" * 32})
-    start = MapStart(spec, "input", 2, 10, 1024, 16, 64, 8, place)
-    for message in (start, MapRaw("/spool/task-1/input/a.bin"), ReduceRuns(spec, ["/r"], 4, place)):
+    start = MapStart(spec, "input", 2, 10, 1024, 16, 64, 8, 120, 256, 0, place=place)
+    for message in (start, MapRaw("/spool/task-1/input/a.bin"), ReduceRuns(spec, ["/r"], 4, 120, 256, place=place)):
         encoded = protocol.encode(message)
         assert protocol.decode(encoded[protocol.PREFIX:], 1 << 20) == message
     bad = dataclasses.replace(start, place=TaskPlace("/w", "/data", {"x": 1}))  # type: ignore[dict-item]

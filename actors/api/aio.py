@@ -44,9 +44,10 @@ def _segment(job_id: str) -> str:
 
 
 def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapping[str, Any] | None,
-                  split_size: int | None, fmt: str | None = None) -> list[tuple[str, str]]:
+                  split_size: int | None, fmt: str | None = None,
+                  max_bad_records: int | None = None) -> list[tuple[str, str]]:
     """An upload's job spec as its query: ``job``, one ``param=NAME=VALUE`` each, ``output``, ``split_size``,
-    ``format``."""
+    ``format``, ``max_bad_records``."""
     query = [("job", job)]
     query.extend(("param", f"{name}={value}") for name, value in (params or {}).items())
     if output is not None:
@@ -58,6 +59,8 @@ def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapp
         query.append(("split_size", str(split_size)))
     if fmt is not None:
         query.append(("format", fmt))
+    if max_bad_records is not None:
+        query.append(("max_bad_records", str(max_bad_records)))
     return query
 
 
@@ -141,14 +144,15 @@ class AsyncClient:
     async def submit(self, job: str, inputs: Inputs, params: Mapping[str, Any] | None = None,
                      output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
                      split_size: int | None = None, timeout: float | None = None,
-                     format: str | None = None) -> AsyncJobHandle:
+                     format: str | None = None, max_bad_records: int | None = None) -> AsyncJobHandle:
         """Submit ``job`` on ``inputs`` (see :mod:`actors.api.inputs`); the handle follows the job.
 
         ``params`` and ``output`` (a directory under the master's data root: ``"DIR"`` or ``{"path": "DIR"}``) are
         sent only when given, in the JSON job spec or, for uploaded files, in the upload's query. Several files are
         uploaded together as one job's inputs (one multipart body), each named by its :class:`Upload` name or its
         file name. ``format``: how the inputs' lines are read ("lines", "jsonl" or "csv"; the master's default,
-        lines, when not given).
+        lines, when not given). ``max_bad_records``: records whose parsing or mapper fails that the job may skip
+        (docs/jobs.md).
         """
         given = one_input(inputs)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -162,9 +166,11 @@ class AsyncClient:
                 spec["split_size"] = split_size
             if format is not None:
                 spec["format"] = format
+            if max_bad_records is not None:
+                spec["max_bad_records"] = max_bad_records
             body = await self._call("POST", "/v1/jobs", timeout, json=spec, headers=headers)
         else:
-            query = _upload_query(job, params, output, split_size, format)
+            query = _upload_query(job, params, output, split_size, format, max_bad_records)
             body = await self._upload(given if isinstance(given, list) else [given], query, headers, timeout)
         status = JobStatus.from_json(body)
         return AsyncJobHandle(self, status.id, status)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .counters import MAX_COUNTER_NAME, MAX_COUNTERS, CounterLimits
 from .envvars import declared, env_name, read_all
 
 Role = Literal["master", "mapper", "reducer"]
@@ -177,6 +178,12 @@ class Settings:
                                   "when it is built; false: the pure-Python path (for comparison)")
     reduce_memory: int = setting("MR_REDUCE_MEMORY", 256 * MiB, "bytes of a general job's values (no combiner) a "
                                  "reducer holds per job before spilling a sorted run under MR_SPOOL_DIR", low=1)
+    max_counters: int = setting("MR_MAX_COUNTERS", MAX_COUNTERS, "distinct counters (group and name) one job may "
+                                "have, summed over its tasks; one more fails the job naming this setting", low=1,
+                                high=100_000, count=True)
+    max_counter_name: int = setting("MR_MAX_COUNTER_NAME", MAX_COUNTER_NAME, "characters of a counter's group or "
+                                    "name; a longer one fails the job naming this setting", low=1, high=65536,
+                                    count=True)
     max_inputs: int = setting("MR_MAX_INPUTS", 10000, "most inputs (distinct files after walking directories and "
                               "globs, or URLs) one job may have; more are refused at submit", low=1, count=True)
     # Listing one directory entry costs a few microseconds: 200 k bound one submission's walks to well under a second.
@@ -301,6 +308,10 @@ class Settings:
             return self.task_workers
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return max(1, cores or 1)
+
+    @property
+    def counter_limits(self) -> CounterLimits:
+        return CounterLimits(self.max_counters, self.max_counter_name)
 
     @property
     def peer_backoff(self) -> Backoff:

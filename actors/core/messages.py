@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from .counters import CounterMap, RecordList, valid_counters, valid_records
 from .errors import WireError
 from .keys import AttemptKey as AttemptKey  # re-exported: the messages below carry one as ``key``
 
@@ -53,6 +54,8 @@ class Assignment:
     files: dict[str, str] = field(default_factory=dict)
     # The input's record format (actors.jobs.records: "lines", "jsonl" or "csv"): how a user job's mapper reads it.
     format: str = "lines"
+    # The job's max_bad_records: lines whose parsing or mapper fails are skipped, up to this many (0: none).
+    max_bad_records: int = 0
 
     @property
     def key(self) -> AttemptKey:
@@ -85,6 +88,11 @@ class SplitDone:
     bytes_read: int
     keys: int
     duplicates: int  # partitions that answered "duplicate"
+    # The attempt's counters and bad records (their count, the first few): the master adds them to the job's only
+    # if it counts this attempt (actors.core.counters).
+    counters: CounterMap = field(default_factory=dict)
+    bad_count: int = 0
+    bad_first: RecordList = field(default_factory=list)
 
     @property
     def key(self) -> AttemptKey:
@@ -234,6 +242,7 @@ class Report:
     incarnation: str
     splits: int
     payload: ReportPayload
+    counters: CounterMap = field(default_factory=dict)  # the reduce's counters (counted with the first report)
 
     @property
     def keys(self) -> int:
@@ -370,6 +379,10 @@ def _checks(name: str) -> tuple[tuple[str, Callable[[Any], bool], bool], ...]:
 def _check_of(kind: Any) -> Callable[[Any], bool]:
     if _is_payload(kind):
         return lambda value: type(value) is dict  # then decoded by _payload, field by field
+    if kind == CounterMap:
+        return valid_counters
+    if kind == RecordList:
+        return valid_records
     origin = typing.get_origin(kind) or kind
     if origin is int:
         return lambda value: type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool

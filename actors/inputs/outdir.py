@@ -20,7 +20,7 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,25 +217,29 @@ def check_parts(directory: Path, parts: list[PartInfo]) -> None:
             raise BadRequest(f"output part {part.name} is {size} bytes, not the {part.bytes} its reducer reported")
 
 
-def commit_staged(target: Path, staging: Path, job: str, epoch: int, parts: list[PartInfo]) -> dict[str, Any]:
+def commit_staged(target: Path, staging: Path, job: str, epoch: int, parts: list[PartInfo],
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Publish (job, epoch)'s staged parts: each checked in place with its reported size, then moved into
     ``target`` (atomic renames), then ``_SUCCESS`` written, then the staging directory removed with any temporary
-    file a killed reducer left there. Blocking: call in a thread. Returns what ``_SUCCESS`` says."""
+    file a killed reducer left there. Blocking: call in a thread. Returns what ``_SUCCESS`` says (with ``extra``'s
+    fields: the job's counters)."""
     check_parts(staging, parts)
     for part in parts:
         try:
             os.replace(staging / part.name, target / part.name)
         except OSError as error:
             raise BadRequest(f"cannot publish output part {part.name}: {os.strerror(error.errno or 0)}") from None
-    doc = write_success(target, job, epoch, parts, f"{job}.{epoch}")  # fsyncs the directory: the moves too
+    doc = write_success(target, job, epoch, parts, f"{job}.{epoch}", extra)  # fsyncs the directory: the moves too
     discard_staging(staging)
     return doc
 
 
-def write_success(directory: Path, job: str, epoch: int, parts: list[PartInfo], tag: str) -> dict[str, Any]:
+def write_success(directory: Path, job: str, epoch: int, parts: list[PartInfo], tag: str,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write ``_SUCCESS`` atomically; returns what it says."""
     doc = {"job": job, "epoch": epoch, "parts": [p.name for p in parts], "keys": sum(p.keys for p in parts),
-           "bytes": sum(p.bytes for p in parts), "sha256": {p.name: p.sha256 for p in parts}, "created": time.time()}
+           "bytes": sum(p.bytes for p in parts), "sha256": {p.name: p.sha256 for p in parts}, "created": time.time(),
+           **(extra or {})}
     temp = directory / f".{SUCCESS}.{tag}.tmp"
     try:
         with open(temp, "xb") as file:

@@ -124,8 +124,10 @@ class S3Commit:
     def _store(self) -> S3Store:
         return open_store(self.settings, self.uri.bucket)
 
-    async def commit(self, parts: list[PartInfo], incarnations: Mapping[str, str]) -> dict[str, Any]:
-        """Each part's attempt object checked (its reported size) and copied to its final key, then ``_SUCCESS``."""
+    async def commit(self, parts: list[PartInfo], incarnations: Mapping[str, str],
+                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Each part's attempt object checked (its reported size) and copied to its final key, then ``_SUCCESS``
+        (with ``extra``'s fields: the job's counters)."""
         import obstore
 
         store, uri = self._store(), self.uri
@@ -149,7 +151,7 @@ class S3Commit:
                 raise s3_error(error, uri.child(final)) from None
         doc = {"job": self.job, "epoch": self.epoch, "parts": [p.name for p in parts],
                "keys": sum(p.keys for p in parts), "bytes": sum(p.bytes for p in parts),
-               "sha256": {p.name: p.sha256 for p in parts}, "created": time.time()}
+               "sha256": {p.name: p.sha256 for p in parts}, "created": time.time(), **(extra or {})}
         try:
             await obstore.put_async(store, uri.key + SUCCESS, json.dumps(doc, indent=1).encode() + b"\n",
                                     use_multipart=False)

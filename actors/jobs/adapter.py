@@ -53,9 +53,15 @@ class SdkJob:
         """A chunk's records (actors.jobs.records) mapped (one ``mapper_batch`` call, or ``mapper`` per record),
         folded or grouped per key, then each distinct key and each value that travels checked once, and the whole
         merged into ``acc``."""
+        self.merge_part(acc, self.map_part(records, source))
+
+    def map_part(self, records: list[Any], source: str) -> dict[str, Any]:
+        """The partial values of ``records`` alone: whatever fails here (the mapper, a key or value it made) is the
+        records' failure (JobCodeError), which actors.jobs.skipping may skip record by record under
+        ``max_bad_records``; the combiner runs only in :meth:`merge_part`."""
         job = self.job
         job.input_name = source
-        self.pairs_into(acc, lambda: batch_pairs(job, records), self._mapping, source)
+        return self.part_of(lambda: batch_pairs(job, records), self._mapping, source)
 
     @property
     def raw(self) -> bool:
@@ -71,21 +77,27 @@ class SdkJob:
 
     def pairs_into(self, acc: dict[str, Any], make: Callable[[], Iterable[tuple[Any, Any]]], what: str,
                    source: str) -> None:
-        """The pairs ``make`` gives (user code, named ``what`` in a failure), folded or grouped per key, then each
-        distinct key and each value that travels checked once, and the whole merged into ``acc``."""
+        """The pairs ``make`` gives (user code, named ``what`` in a failure) merged into ``acc``."""
+        self.merge_part(acc, self.part_of(make, what, source))
+
+    def part_of(self, make: Callable[[], Iterable[tuple[Any, Any]]], what: str, source: str) -> dict[str, Any]:
+        """The pairs ``make`` gives, folded or grouped per key, each distinct key and each value that travels
+        checked once; ``acc`` is not touched, so a failure leaves nothing half merged."""
         with self._user_code(what, source):
             pairs = make()
             if self.fold is not None:
-                folded = plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
-            else:
-                grouped = wire_keys(group_pairs(pairs))
-        if self.fold is not None:
-            self._merge_folded(acc, folded)
-            return
-        with self._user_code(what, source):
+                return plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
+            grouped = wire_keys(group_pairs(pairs))
             for wire_key, values in grouped.items():
                 grouped[wire_key] = plain_values(values)  # every value travels: each is checked
-        for wire_key, values in grouped.items():
+        return grouped
+
+    def merge_part(self, acc: dict[str, Any], part: dict[str, Any]) -> None:
+        """``part`` (from :meth:`map_part`) merged into ``acc``, combined by the job's combiner where it has one."""
+        if self.fold is not None:
+            self._merge_folded(acc, part)
+            return
+        for wire_key, values in part.items():
             have = acc.get(wire_key)
             if have is not None:
                 have.extend(values)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Backoff, Settings
+from ..core.counters import valid_counters, valid_records
 from ..core.errors import (
     Conflict,
     DiscoveryError,
@@ -23,6 +24,7 @@ from ..core.errors import (
     PeerError,
     Unavailable,
     ValueTooLarge,
+    WireError,
     first_error,
 )
 from ..core.logs import EventLog
@@ -55,7 +57,7 @@ from ..sdk import JobCodeError, JobConfigError
 from ..tasks.calls import MapTask, user_spec
 from ..tasks.places import AttemptDir, attempt_dir
 from ..tasks.pool import TaskPool
-from ..tasks.protocol import JobSpec, MapStart
+from ..tasks.protocol import JobSpec, MapDone, MapStart
 from .spool import Spool
 from .whole import WholeInput
 
@@ -191,6 +193,7 @@ class MapRun:
         self.acks: dict[int, StreamAck] = {}
         self.tasks = tasks
         self.lines = 0  # lines a task process mapped so far in the current chunk
+        self.done: MapDone | None = None  # a task process's account of the split: counters and bad records
 
     def _progress(self) -> Progress:
         return Progress(self.a.job, self.a.epoch, self.a.split, self.a.attempt, self.bytes_read)
@@ -350,7 +353,8 @@ class MapRun:
         assert self.tasks is not None
         s = self.settings
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
-                         s.max_key, s.task_batch, place.place, self.a.format)
+                         s.max_key, s.task_batch, s.max_counters, s.max_counter_name, self.a.max_bad_records,
+                         place.place, self.a.format)
         async with self.tasks.worker(self.a.job) as process:
             yield MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
 
@@ -358,7 +362,8 @@ class MapRun:
         finishing = asyncio.ensure_future(task.finish())
         async for progress in self._meanwhile(finishing):
             yield progress
-        spool.settle(finishing.result())
+        self.done = finishing.result()
+        spool.settle(self.done)
         self.keys = spool.total_keys
         yield self._progress()
 
@@ -447,6 +452,13 @@ class MapRun:
     def outcome(self) -> SplitDone:
         a = self.a
         duplicates = sum(1 for ack in self.acks.values() if ack.status == "duplicate")
+        done = self.done
+        if done is None:  # mapped here (a native engine): no user code, nothing counted
+            return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
+                             duplicates=duplicates)
+        if not (valid_counters(done.counters) and valid_records(done.bad_first)):
+            raise WireError(f"job {a.job_name!r}: a task process sent malformed counters or bad records")
         return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
-                         duplicates=duplicates)
+                         duplicates=duplicates, counters=done.counters, bad_count=done.bad_count,
+                         bad_first=done.bad_first)
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ..core.counters import JobTally
 from ..core.errors import JobFailed, TaskFailed, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import SERVED, InputRef
@@ -42,7 +43,8 @@ def _epoch(previous: JobRecord | None) -> int:
 def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: int, key: str = "",
               interactive: bool = False, params: dict[str, str] | None = None,
               inputs: list[InputRef] | None = None, output: OutputClaim | None = None,
-              files: dict[str, str] | None = None, whole: bool = False, fmt: str = "lines") -> JobRecord:
+              files: dict[str, str] | None = None, whole: bool = False, fmt: str = "lines",
+              max_bad_records: int = 0) -> JobRecord:
     """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here.
 
     ``inputs``: a job's several inputs, which ``ref`` then summarises (record.many_inputs); ``output``: the claim
@@ -54,7 +56,8 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
                        created=time.time(), split_size=split_size, params=dict(params or {}),
                        inputs=list(inputs or []), output=output.relative if output else "",
-                       interactive=interactive, files=dict(files or {}), whole=whole, format=fmt)
+                       interactive=interactive, files=dict(files or {}), whole=whole, format=fmt,
+                       tally=JobTally(settings.counter_limits, max_bad_records))
     # An interactive job's answer stays on its record for the request that waits on it; the held results are for
     # jobs whose result is asked for later.
     keep = _answerer(app, record) if interactive else _keeper(app, record)

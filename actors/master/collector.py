@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.config import Settings
+from ..core.counters import CounterLimit
 from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable, WireError
 from ..core.logs import EventLog
 from ..core.messages import Columns, Finalize, MapResult, Missing, PartFile, Release, Report
@@ -47,6 +48,9 @@ class Collector:
         pending = list(range(record.partitions))
         for round_number in range(1, self.settings.max_attempts + 2):
             answers = await asyncio.gather(*(self._finalize(p) for p in pending))
+            for answer in answers:
+                if isinstance(answer, Report) and answer.partition not in reports:
+                    self._tally(answer)  # a partition's reduce-side counts: from its first report only
             lost = {a.partition: a.splits for a in answers if isinstance(a, Missing)}
             reports.update({a.partition: a for a in answers if isinstance(a, Report)})
             if not lost:
@@ -78,6 +82,12 @@ class Collector:
             except WireError as error:  # a lying or broken reducer: its report is refused, and with it the job
                 raise JobFailed(f"reducer {partition} sent a malformed report: {error.message}") from None
         return result
+
+    def _tally(self, report: Report) -> None:
+        try:
+            self.record.tally.add_counters(report.counters)
+        except CounterLimit as error:
+            raise JobFailed(f"job {self.record.job_name!r}: {error.message}") from None
 
     async def _commit_output(self, reports: list[Report]) -> None:
         """Every part staged with its reported size, then moved into place and ``_SUCCESS`` written (JobOutput)."""

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.config import Settings
+from ..core.counters import CounterLimit
 from ..core.errors import (
     DiscoveryError,
     JobFailed,
@@ -270,7 +271,7 @@ class Coordinator:
             partitions=record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
-            format=record.format,
+            format=record.format, max_bad_records=record.tally.max_bad_records,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -319,12 +320,26 @@ class Coordinator:
             return Outcome.REPORTED if reported else Outcome.FAULTY
         self.record.duplicate_streams += done.duplicates
         counted = table.succeeded(split, attempt, done.bytes_read)
+        if counted and not only:  # a split's map-side counts: once, never again from a recovery's re-map
+            self._tally(done, ticket.split.input)
         self.metrics.attempt("ok" if counted else "stale")
         self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:
             log.info("late_report_dropped", **fields)
         await self._notify()
         return Outcome.OK
+
+    def _tally(self, done: SplitDone, input_index: int) -> None:
+        """Add a counted attempt's counters and bad records to the job's; JobFailed past a limit."""
+        tally = self.record.tally
+        try:
+            tally.add_counters(done.counters)
+        except CounterLimit as error:
+            raise JobFailed(f"job {self.record.job_name!r}: {error.message}") from None
+        tally.add_bad(input_index, done.bad_count, done.bad_first)
+        over = tally.over()
+        if over:
+            raise JobFailed(f"job {self.record.job_name!r}: {over}")
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
         """Listen to one assignment's stream; the lease is held here, between messages, whatever the transport."""

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from ..core.config import Settings
+from ..core.counters import INT64_MAX
 from ..core.errors import BadRequest
 from ..core.splits import input_split_counts, split_count
 from ..inputs.ref import InputRef
@@ -77,6 +78,25 @@ def json_split_size(spec: dict[str, Any], settings: Settings) -> int:
     if type(value) is not int or value <= 0:
         raise BadRequest(f"split_size must be a positive integer number of bytes, got {_shown(value)}")
     return floored(value, settings)
+
+
+def json_max_bad_records(spec: dict[str, Any]) -> int:
+    """A JSON spec's ``max_bad_records``: a non-negative integer (not 1.5, "3", true or null); 0 when absent."""
+    value = spec.get("max_bad_records", 0)
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
+        raise BadRequest(f"max_bad_records must be an integer from 0 to {INT64_MAX} (records whose parsing or mapper "
+                         f"fails that the job may skip), got {_shown(value)}")
+    return value
+
+
+def query_max_bad_records(raw: str | None) -> int:
+    """An upload's ``?max_bad_records=``: plain decimal digits, at most a signed 64-bit integer; 0 when absent."""
+    if raw is None:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > INT64_MAX:
+        raise BadRequest(f"max_bad_records must be an integer from 0 to {INT64_MAX} in decimal digits, got "
+                         f"{raw[:40]!r}")
+    return int(raw)
 
 
 def _shown(value: Any) -> str:

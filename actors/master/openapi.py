@@ -89,6 +89,8 @@ PATHS: dict[str, Any] = {
                 _query("split_size", "uploads: bytes per split", POSITIVE),
                 _query("format", "uploads: the inputs' record format (as a JSON spec's format)",
                        {"enum": ["lines", "jsonl", "csv"], "default": "lines"}),
+                _query("max_bad_records", "uploads: records whose parsing or mapper fails that the job may skip",
+                       {"type": "integer", "minimum": 0, "default": 0}),
                 {**_query("param", "uploads: one job parameter as NAME=VALUE (repeatable; GET /v1/jobs/kinds "
                                    "lists them)", {"type": "array", "items": {"type": "string"}}),
                  "style": "form", "explode": True},

@@ -83,6 +83,8 @@ SCHEMAS: dict[str, Any] = {
                                       "empty lines skipped; a quoted newline is a bad record). CRLF and a BOM at "
                                       "an input's start are stripped. A line that does not parse fails the job "
                                       "naming its input and byte offset. Built-in jobs read lines only."},
+            "max_bad_records": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0,
+                                "description": "records whose parsing or mapper fails that the job may skip"},
         },
     },
     "Output": {
@@ -146,6 +148,13 @@ SCHEMAS: dict[str, Any] = {
             "straggler": {"type": "boolean", "description": "it ran (or runs) past straggler_after"},
         },
     },
+    "BadRecords": {
+        "type": "object",
+        "description": "records skipped under max_bad_records: how many, and the first 100 in input order",
+        "properties": {"allowed": WHOLE, "count": WHOLE, "first": {"type": "array", "items": {
+            "type": "object", "properties": {"input": {"type": "string"}, "offset": WHOLE,
+                                             "error": {"type": "string"}}}}},
+    },
     "State": {"enum": ["queued", "running", "finalizing", "done", "failed", "cancelled"]},
     "JobStatus": {
         "type": "object",
@@ -170,6 +179,10 @@ SCHEMAS: dict[str, Any] = {
             "progress": ref("Progress"),
             "attempts": ref("Attempts"),
             "recoveries": {"type": "array", "items": {"type": "object"}},
+            "counters": {"type": "object", "description": "the job's counters, {group: {name: value}}, summed over "
+                         "the attempts counted (a split's first finished attempt, a partition's first report)",
+                         "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}},
+            "bad_records": ref("BadRecords"),
             "splits": ref("Splits"),
             "output": {"type": "object", "description": "with an output: its path and whether _SUCCESS is written",
                        "properties": {"path": {"type": "string"}, "written": {"type": "boolean"}}},

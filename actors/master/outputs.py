@@ -155,7 +155,7 @@ class JobOutput:
                 async with self._s3_lock:
                     if self._fenced:
                         raise Conflict("the job's writers were fenced before its output was committed")
-                    doc = await self.s3.commit(parts, incarnations or {})
+                    doc = await self.s3.commit(parts, incarnations or {}, self._tally())
                     self._committed = True
                     return doc
             return await asyncio.to_thread(self._commit, parts)
@@ -166,9 +166,16 @@ class JobOutput:
         with self._lock:
             if self._fenced or self.staging is None:
                 raise Conflict("the job's writers were fenced before its output was committed")
-            doc = commit_staged(self.staging.parent, self.staging, self.record.id, self.record.epoch, parts)
+            doc = commit_staged(self.staging.parent, self.staging, self.record.id, self.record.epoch, parts,
+                                self._tally())
             self._committed = True
             return doc
+
+    def _tally(self) -> dict[str, Any]:
+        """What ``_SUCCESS`` says of the job's counters and bad records (summed over counted attempts)."""
+        tally = self.record.tally
+        return {"counters": tally.counters_json(),
+                "bad_records": {"allowed": tally.max_bad_records, "count": tally.bad_count}}
 
     async def fence(self) -> None:
         """Unless committed: remove the staging directory so no writer of this job can publish (never raises).

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ..core.counters import CounterLimits, JobTally
 from ..core.machine import move
 from ..core.splits import Split
 from ..inputs.ref import MANY, InputRef
@@ -79,6 +80,9 @@ class JobRecord:
     recoveries: list[dict[str, Any]] = field(default_factory=list)  # partitions re-mapped after a reducer loss
     duplicate_streams: int = 0  # partition streams that reducers already had (retries, backups)
     stale_dropped: int = 0  # frames of other attempts or epochs seen on an assignment stream
+    # Counters and bad records summed over the attempts counted (a split's first SplitDone, a partition's first
+    # report), and the job's max_bad_records.
+    tally: JobTally = field(default_factory=lambda: JobTally(CounterLimits()))
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _state: JobState = field(default=JobState.QUEUED, init=False, repr=False)
 
@@ -140,6 +144,8 @@ class JobRecord:
                 "last_failure": (table.last_failure if table else "") or None,
             },
             "recoveries": self.recoveries,
+            "counters": self.tally.counters_json(),
+            "bad_records": self.tally.bad_json(),
             "partition_status": self.partition_status(),
             "splits": page(table, listing) if listing is not None else summary(table),
             **({"output": {"path": self.output, "written": self.written is not None}} if self.output else {}),

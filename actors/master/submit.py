@@ -25,7 +25,14 @@ from .body import UPLOAD_BLOCK, body_pace, read_block
 from .jobcheck import check_job_everywhere
 from .jobfiles import check_whole_inputs, pinned_files, whole_files
 from .keys import CLAIMS, REGISTRY, SESSION, STORE, TASKS, UPLOADS
-from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost
+from .limits import (
+    check_inputs_plan,
+    check_plan,
+    idempotency_key,
+    json_max_bad_records,
+    json_split_size,
+    parse_cost,
+)
 from .outputs import OutputClaim, claim_output
 from .record import many_inputs
 from .textbudget import Reservation
@@ -96,10 +103,11 @@ async def submit(request: web.Request) -> web.Response:
             job_name, refs, split_size, output, files = await _job_of(request, spec, reservation, encoded)
             params = spec.get("params")
             fmt = spec["format"]  # checked by _job_of
+        max_bad_records = upload.max_bad_records if upload is not None else json_max_bad_records(spec)
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
                            inputs=refs if len(refs) > 1 else None, output=output, files=files,
-                           whole=whole_files(app[JOBS], job_name), fmt=fmt)
+                           whole=whole_files(app[JOBS], job_name), fmt=fmt, max_bad_records=max_bad_records)
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -148,10 +156,11 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
-    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output", "format"})
+    json_max_bad_records(spec)  # refused before any input is resolved
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output", "format", "max_bad_records"})
     if unknown:
         raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output, "
-                         "split_size and format")
+                         "split_size, format and max_bad_records")
     source, spec["format"] = spec_format(spec)
     check_job_format(app, job_name, spec["format"], '"format"')
     # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same

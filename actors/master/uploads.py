@@ -19,10 +19,10 @@ from ..inputs.ref import InputRef
 from ..inputs.spec import check_name
 from ..jobs import DEFAULT_JOB
 from ..jobs.records import DEFAULT_FORMAT, check_format
-from .limits import query_split_size
+from .limits import query_max_bad_records, query_split_size
 from .store import Digest, InputStore
 
-UPLOAD_QUERY = ("job", "name", "split_size", "output", "format", "param")
+UPLOAD_QUERY = ("job", "name", "split_size", "output", "format", "max_bad_records", "param")
 PLAIN_TRANSFER = frozenset({"", "binary", "8bit", "7bit"})  # a part's bytes as sent are its bytes
 # Malformed framing as aiohttp's multipart reader reports it (a missing boundary, a header line past its cap, ...).
 FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
@@ -39,6 +39,7 @@ class UploadSpec:
     split_size: int = 0
     name: str = "upload"
     format: str = DEFAULT_FORMAT  # the record format of every input (actors.jobs.records)
+    max_bad_records: int = 0
 
 
 def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -> UploadSpec:
@@ -46,7 +47,7 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
     unknown = sorted(set(query) - set(UPLOAD_QUERY))
     if unknown:
         raise BadRequest(f"unknown query parameters {shown_all(unknown)}; an upload takes job, name, split_size, "
-                         "output, format and param=NAME=VALUE (repeatable)")
+                         "output, format, max_bad_records and param=NAME=VALUE (repeatable)")
     for single in UPLOAD_QUERY[:-1]:
         if len(query.getall(single, [])) > 1:
             raise BadRequest(f"?{single}= is given more than once")
@@ -69,7 +70,8 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
         raise BadRequest(str(error)) from None
     return UploadSpec(job=query.get("job", DEFAULT_JOB), params=params, output=output, format=fmt,
                       split_size=query_split_size(query.get("split_size"), settings),
-                      name=_raw_name(query.get("name", "upload"), settings.max_name))
+                      name=_raw_name(query.get("name", "upload"), settings.max_name),
+                      max_bad_records=query_max_bad_records(query.get("max_bad_records")))
 
 
 def _raw_name(name: str, limit: int) -> str:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..core import wire
 from ..core.config import Settings
+from ..core.counters import CounterMap
 from ..core.density import container_bound, container_limit, count_containers
 from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, TaskFailed, WireError
 from ..core.logs import EventLog
@@ -310,9 +311,10 @@ async def finalize(request: web.Request) -> web.Response:
         return _reported(ledger, partition, report)
     partition.settle()
     spec = user_spec(partition.job_def, partition.params)
+    counters: CounterMap = {}  # the reducer's, when the job's code runs (in a task process)
     with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": ledger.partition}):
         if spec is not None and isinstance(partition.merged, SpillingTotals):  # user code: in a task process
-            totals = await _reduce_in_task(request.app, partition.merged, spec, message)
+            totals, counters = await _reduce_in_task(request.app, partition.merged, spec, message)
         elif partition.spilled():  # merge the runs on the spill thread, after its writes
             totals = await asyncio.wrap_future(partition.finish_spilled())
         else:
@@ -323,14 +325,15 @@ async def finalize(request: web.Request) -> web.Response:
                  keys=part.keys, bytes=part.bytes, part=part.name, duplicates=partition.duplicates)
         report = Report(
             job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-            splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256),
+            splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256), counters=counters,
         )
     else:
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(totals), duplicates=partition.duplicates)
         run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                        splits=message.splits, payload=run if run is not None else MapResult(totals))
+                        splits=message.splits, payload=run if run is not None else MapResult(totals),
+                        counters=counters)
     return _reported(ledger, partition, report)
 
 
@@ -346,10 +349,10 @@ def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
 
 
 async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any,
-                          message: Finalize) -> dict[str, Any]:
+                          message: Finalize) -> tuple[dict[str, Any], CounterMap]:
     """The job's reducer over the partition's runs in a task process (its working directory holding the job's side
-    files); a worker that dies or stalls is replaced and the reduce run again, up to MR_MAX_ATTEMPTS times (then it
-    is the job's failure, not this actor's)."""
+    files), and the reduce's counters; a worker that dies or stalls is replaced and the reduce run again, up to
+    MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
     settings = app[SETTINGS]
     paths = await asyncio.wrap_future(merged.hand_over())
     cause = ""
@@ -357,14 +360,14 @@ async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: An
         try:
             with attempt_dir(settings.spool_dir, settings.data_root, message.files, whole_input=False) as place:
                 async with app[TASKS].worker(message.job) as process:
-                    result = await reduce_runs(process, spec, paths, settings.task_batch, settings.timeouts.lease,
-                                               place.place)
+                    result, counters = await reduce_runs(process, spec, paths, settings.task_batch,
+                                                         settings.timeouts.lease, settings.counter_limits, place.place)
         except TaskFailed as error:
             cause = error.message
             log.warning("reduce_task_failed", job=spec.name, cause=cause)
             continue
         # A large result decodes off the loop (cbor2 holds the GIL, but the loop still gets its turns).
-        return await asyncio.to_thread(decode_result, result, settings.result_cap)
+        return await asyncio.to_thread(decode_result, result, settings.result_cap), counters
     raise JobCodeError(f"{cause} (on each of MR_MAX_ATTEMPTS={settings.max_attempts} attempts)")
 
 

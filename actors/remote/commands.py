@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 from ..api import AsyncClient, AsyncJobHandle, Inputs, JobStatus, LogLine, Upload
 from ..api.logs import LEVELS
 from ..api.status import FINISHED_STATES
-from ..core.arguments import positive_int
+from ..core.arguments import non_negative_int, positive_int
 from ..core.errors import MapReduceError, PeerError
 from ..core.text import escaped, json_escaped
 from ..inputs.given import local_files
 from ..inputs.outdir import SUCCESS
 from ..jobs.records import FORMATS
+from .counted import tally_lines
 from .entries import entry_fields
 from .failures import failure_lines
 from .progress import ProgressBar, progress_text, size_text
@@ -87,6 +88,8 @@ def add_commands(commands: Any) -> None:
                         help="bytes per split (default: the master's setting)")
     submit.add_argument("--format", choices=FORMATS, default=None,
                         help="how the inputs' lines are read: lines (the default), jsonl or csv (docs/jobs.md)")
+    submit.add_argument("--max-bad-records", type=non_negative_int, default=None, metavar="N",
+                        help="skip up to N records whose parsing or mapper fails, instead of failing the job")
     submit.add_argument("--wait", action="store_true", help="follow the job (progress on stderr), print its result")
     submit.add_argument("--timeout", type=_seconds, default=DEFAULT_WAIT,
                         help=f"seconds --wait follows the job (default {DEFAULT_WAIT:g})")
@@ -180,7 +183,8 @@ def _inputs(args: argparse.Namespace) -> Inputs:
 
 async def _submit(args: argparse.Namespace, client: AsyncClient) -> int:
     handle = await client.submit(args.job, _inputs(args), dict(args.param) if args.param else None, args.output,
-                                 split_size=args.split_size, format=args.format)
+                                 split_size=args.split_size, format=args.format,
+                                 max_bad_records=args.max_bad_records)
     if not args.wait:
         print(json_escaped(handle.submitted.raw if handle.submitted else {"id": handle.id}) if args.json
               else escaped(handle.id))
@@ -230,6 +234,7 @@ async def _status(args: argparse.Namespace, client: AsyncClient) -> int:
         lines.append(f"attempts: {escaped(attempts.get('started', 0))} started, "
                      f"{escaped(attempts.get('retries', 0))} retries")
     lines += failure_lines(raw)
+    lines += tally_lines(raw)
     if status.error:
         lines.append(f"error: {escaped(status.error)}")
     print("\n".join(lines))

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..core import wire
+from ..core.counters import CounterLimits, CounterMap, valid_counters
 from ..core.errors import TaskFailed, WireError
 from ..jobs import Job
 from ..jobs.adapter import SdkJob
@@ -71,7 +72,7 @@ class MapTask:
         if not isinstance(answer, ChunkDone):
             raise WireError(f"{self.label}: a task process answered a map request with {type(answer).__name__}")
 
-    async def feed(self, data: bytes, offset: int = 0) -> None:
+    async def feed(self, data: bytes, offset: int) -> None:
         """Map a chunk of whole lines that starts at byte ``offset`` of the input."""
         answer = await self._call(MapChunk(data, offset))
         if not isinstance(answer, ChunkDone):
@@ -91,14 +92,16 @@ class MapTask:
 
 
 async def reduce_runs(process: TaskProcess, spec: JobSpec, paths: list[Path], batch: int, silence: float,
-                      place: TaskPlace | None = None) -> bytes:
+                      limits: CounterLimits, place: TaskPlace | None = None) -> tuple[bytes, CounterMap]:
     """The job's reducer over sorted runs, in a task process (in ``place``: its side files): its result, encoded as
-    one CBOR map."""
-    request = ReduceRuns(spec, [str(path) for path in paths], batch, place or TaskPlace())
+    one CBOR map, and the reduce's counters."""
+    request = ReduceRuns(spec, [str(path) for path in paths], batch, limits.counters, limits.name, place or TaskPlace())
     answer = await process.call(request, label("reducer", spec), silence)
     if not isinstance(answer, Reduced):
         raise TaskFailed(f"{label('reducer', spec)}: a task process answered with {type(answer).__name__}")
-    return answer.result
+    if not valid_counters(answer.counters):
+        raise WireError(f"{label('reducer', spec)}: a task process sent malformed counters")
+    return answer.result, answer.counters
 
 
 def decode_result(result: bytes, cap: int) -> dict[str, object]:

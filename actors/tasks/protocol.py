@@ -51,6 +51,9 @@ class MapStart:
     frame_keys: int
     max_key: int
     batch: int  # lines mapped between two progress ticks (MR_TASK_BATCH)
+    max_counters: int  # MR_MAX_COUNTERS
+    max_counter_name: int  # MR_MAX_COUNTER_NAME
+    max_bad_records: int  # the job's max_bad_records: records that fail alone are skipped up to this many
     place: TaskPlace = field(default_factory=TaskPlace)
     format: str = "lines"  # the input's record format (actors.jobs.records)
 
@@ -64,10 +67,10 @@ class MapRaw:
 
 @dataclass(frozen=True)
 class MapChunk:
-    """Actor → worker: one chunk of whole lines (raw UTF-8)."""
+    """Actor → worker: one chunk of whole lines (raw UTF-8), starting at byte ``offset`` of the input."""
 
     data: bytes
-    offset: int = 0  # where the chunk starts in its input: a bad record is named by its own offset
+    offset: int  # where the chunk starts in its input: a bad record is named by its own offset
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class ReduceRuns:
     job: JobSpec
     paths: list[str]
     batch: int  # keys reduced between two progress ticks
+    max_counters: int  # MR_MAX_COUNTERS
+    max_counter_name: int  # MR_MAX_COUNTER_NAME
     place: TaskPlace = field(default_factory=TaskPlace)
 
 
@@ -135,19 +140,24 @@ class ChunkDone:
 
 @dataclass(frozen=True)
 class MapDone:
-    """Worker → actor: every frame is sent; per partition its frame count, keys, checksum and bytes."""
+    """Worker → actor: every frame is sent; per partition its frame count, keys, checksum and bytes; the attempt's
+    counters (actors.core.counters.CounterMap) and bad records (their count, the first few)."""
 
     frames: list[int]
     keys: list[int]
     checksums: list[int]
     sizes: list[int]
+    counters: dict[str, dict[str, int]]
+    bad_count: int
+    bad_first: list[list[Any]]
 
 
 @dataclass(frozen=True)
 class Reduced:
-    """Worker → actor: the partition's result, one CBOR map."""
+    """Worker → actor: the partition's result, one CBOR map, and the reduce's counters."""
 
     result: bytes
+    counters: dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core import wire
+from ..core.counters import BadRecords, CounterLimit, CounterLimits, Counters
 from ..core.errors import InputError, KeyTooLarge, MapReduceError, ValueTooLarge
 from ..jobs import Catalog, Job
 from ..jobs.adapter import SdkJob, user_traceback
 from ..jobs.result import as_mapping
 from ..jobs.sidefiles import declared, materialize
-from ..sdk import JobCodeError, JobConfigError, MapReduceJob
+from ..jobs.skipping import map_batch
+from ..sdk import JobCodeError, JobConfigError, MapReduceJob, count_into
 from . import protocol
 from .encoder import FrameEncoder
 from .protocol import (
@@ -71,6 +73,19 @@ class Outbox(FrameEncoder):
         self.send = send
         self.pending = [bytearray() for _ in range(start.partitions)]
         self.counts = [0] * start.partitions
+        self.sdk = job if isinstance(job, SdkJob) else None
+        limits = CounterLimits(start.max_counters, start.max_counter_name)
+        self.counters = count_into(job.job, limits) if isinstance(job, SdkJob) else Counters(limits)
+        self.bad = BadRecords(start.max_bad_records)
+
+    def map_lines(self, data: bytes, offset: int, source: str) -> None:
+        """Map whole lines starting at byte ``offset`` of the input, skipping bad records (actors.jobs.skipping)."""
+        if self.sdk is None:
+            self.map(data.decode("utf-8", "replace"), source)
+            return
+        map_batch(self.sdk, self._acc, data, offset, source, self.counters, self.bad, self.fmt)
+        if self.sdk.weight(self._acc) >= self.key_budget:
+            self.flush()
 
     def _store(self, partition: int, encoded: bytes) -> None:
         self.pending[partition] += encoded
@@ -122,6 +137,8 @@ class Worker:
             except MapReduceError as error:
                 if isinstance(error.__context__, MemoryError):  # the job's MemoryError, named as its failure
                     return self.out_of_memory()
+                if isinstance(error, CounterLimit):  # broken, then caught by the job's code: still its failure
+                    error = JobCodeError(f"job {self.job_name!r}: {error.message}")
                 code = error.code if isinstance(error, DETERMINISTIC) else ""
                 self.mapping = None
                 self.leave()
@@ -164,7 +181,9 @@ class Worker:
             outbox.ship_all()
             self.mapping = None
             self.leave()
-            return MapDone(outbox.frames, outbox.keys, outbox.checksums, outbox.sizes)
+            outbox.counters.check()  # a limit the job's code broke and then caught
+            return MapDone(outbox.frames, outbox.keys, outbox.checksums, outbox.sizes, outbox.counters.to_wire(),
+                           outbox.bad.count, outbox.bad.first)
         if isinstance(message, ReduceRuns):
             self.what, self.job_name = "reducer", message.job.name
             try:
@@ -230,7 +249,7 @@ class Worker:
         their keys checked per call), a slow one still ticks well within its lease."""
         outbox, start = self.ongoing()
         # Batches are cut from the bytes (a newline is the same byte in UTF-8 and in its decoding), so each knows its
-        # offset in the input: a record that does not parse is named by its own.
+        # offset in the input: a record that does not parse, or that its mapper fails on, is named by its own.
         pos, size, done = 0, len(data), 0
         while pos < size:
             end, lines = pos, 0
@@ -239,7 +258,7 @@ class Worker:
                 end = size if found < 0 else found + 1
                 lines += 1
             began = time.monotonic()
-            outbox.feed(data[pos:end], start.source, offset + pos)
+            outbox.map_lines(data[pos:end], offset + pos, start.source)
             took = time.monotonic() - began
             done += lines
             pos = end
@@ -255,9 +274,11 @@ class Worker:
         job = self.job(request.job, request.place)
         if not isinstance(job, SdkJob):
             raise MapReduceError(f"job {request.job.name!r} has a native engine: its reducer is not user code")
+        counters = count_into(job.job, CounterLimits(request.max_counters, request.max_counter_name))
         groups = grouped(merge_records([read_run(path) for path in map(Path, request.paths)]))
         result = job.reduce_groups(self._counted(groups, request.batch))
-        return Reduced(wire.encode(result))
+        counters.check()  # a limit the job's code broke and then caught
+        return Reduced(wire.encode(result), counters.to_wire())
 
     def _counted(self, groups: Iterable[tuple[str, Iterator[Any]]], batch: int) -> Iterator[tuple[str, Iterator[Any]]]:
         for done, group in enumerate(groups, 1):

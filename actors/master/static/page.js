@@ -242,6 +242,31 @@
         el("td", { text: p.recoveries ? p.recoveries + "×" : "–" })))));
   }
 
+  // The job's counters, summed over the attempts the master counted: one row per group and name.
+  function counterTable(counters) {
+    const rows = [];
+    for (const group of Object.keys(counters || {}).sort()) {
+      for (const name of Object.keys(counters[group]).sort()) rows.push([group, name, counters[group][name]]);
+    }
+    if (rows.length === 0) return el("p", { className: "muted", text: "No counters." });
+    return el("table", { className: "compact", id: "counters" },
+      el("thead", null, el("tr", null, ...["Group", "Name", "Value"].map((h) => el("th", { text: h })))),
+      el("tbody", null, ...rows.map(([group, name, value]) => el("tr", null,
+        el("td", { text: clip(group, 80) }), el("td", { text: clip(name, 80) }),
+        el("td", { className: "num", text: String(value) })))));
+  }
+
+  // Records skipped under max_bad_records: how many, and the first ones with their input, offset and error.
+  function badRecords(bad) {
+    if (!bad || (!bad.count && !bad.allowed)) return el("p", { className: "muted", text: "None allowed (max_bad_records 0)." });
+    const first = bad.first || [];
+    return el("div", { id: "bad-records" },
+      el("p", { text: bad.count + " skipped of at most " + bad.allowed }),
+      first.length ? el("ul", null, ...first.slice(0, 20).map((r) => el("li", null,
+        el("span", { className: "mono", text: clip(r.input, 80) + " @" + r.offset }),
+        el("span", { className: "error cause", text: " — " + clip(r.error, 200) })))) : null);
+  }
+
   function topTable(s) {
     if (s.state !== "done") return el("p", { className: "muted", text: "Shown once the job is done." });
     const top = tops.get(s.id);
@@ -279,6 +304,9 @@
           ["last failure", a.last_failure ? clip(a.last_failure, 300) : "–"],
           ["mappers", String(s.mappers.length)], ["epoch", String(s.epoch)]])),
         el("div", null, el("h3", { text: "Top " + TOP_N }), topTable(s))),
+      el("div", { className: "columns" },
+        el("div", null, el("h3", { text: "Counters" }), counterTable(s.counters)),
+        el("div", null, el("h3", { text: "Bad records" }), badRecords(s.bad_records))),
     ];
     $("detail").replaceChildren(...parts.filter(Boolean));
   }
