@@ -214,7 +214,8 @@ class Worker:
         job = self.job(request.job)
         if not isinstance(job, SdkJob):
             raise MapReduceError(f"job {request.job.name!r} has a native engine: its reducer is not user code")
-        groups = grouped(merge_records([read_run(path) for path in map(Path, request.paths)]))
+        runs = [read_run(path) for path in map(Path, request.paths)]
+        groups = grouped(merge_records(runs, job.job.sort_values))  # runs of a sort_values job are (key, value) sorted
         result = job.reduce_groups(self._counted(groups, request.batch))
         return Reduced(wire.encode(result))
 
