@@ -276,9 +276,12 @@ async def sorted_values_run(make_cluster: ClusterFactory, jobs_module: str, data
     text = hot_text(values)
     (data_root / "hot.txt").write_text(text)
     job = await cluster.submit({"job": "sorted_values", "input": {"path": "hot.txt"}, "split_size": 1 << 20})
-    async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "600"}) as response:
-        body = await response.json()
-        assert response.status == 200, body
+    while True:  # long polls, each within the session's timeout
+        async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "10"}) as response:
+            body = await response.json()
+        if response.status == 200:
+            break
+        assert response.status == 409 and (await cluster.status(job["id"]))["state"] in ("running", "finalizing"), body
     spills = sum(r.app[LEDGER].spills for r in cluster.reducers)
     expected = run_sequential_inputs("sorted_values", [("hot.txt", text.encode())], modules=(jobs_module,))
     return body["result"], expected, spills
