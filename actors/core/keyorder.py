@@ -43,14 +43,6 @@ def wire_order(text: str) -> tuple[int, Any]:
     return key_order(decode_key(text))
 
 
-def sorted_wire_keys(keys: list[str]) -> list[str]:
-    """Canonical keys in natural order; a list of plain str keys (no tagged key) sorts by code point directly,
-    with no Python call per key (word count's parts)."""
-    if TAG not in "".join(keys):
-        return sorted(keys)
-    return sorted(keys, key=wire_order)
-
-
 def typed_key(text: str) -> Any:
     """A canonical key as the JSON value it is shown as in part files and NDJSON: a str, an int, or an array."""
     return text if not text.startswith(TAG) else decode_key(text)

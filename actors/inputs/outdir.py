@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BadRequest, Conflict, InputError, shown
-from ..core.keyorder import sorted_wire_keys, typed_key
+from ..core.keyorder import typed_key, wire_order
+from ..core.partition import TAG
 
 SUCCESS = "_SUCCESS"
 PART = re.compile(r"part-\d{5}\.jsonl")
@@ -170,7 +171,10 @@ class PartInfo:
 def entry_lines(result: Mapping[str, Any]) -> Iterable[bytes]:
     """A finished partition (canonical keys, see actors.core.partition) as JSONL in natural key order
     (actors.core.keyorder)."""
-    return record_lines((typed_key(key), result[key]) for key in sorted_wire_keys(list(result)))
+    keys = list(result)
+    if TAG not in "".join(keys):  # plain str keys (word count's): code-point order, no Python call per key
+        return record_lines((key, result[key]) for key in sorted(keys))
+    return record_lines((typed_key(key), result[key]) for key in sorted(keys, key=wire_order))
 
 
 def record_lines(records: Iterable[tuple[Any, Any]]) -> Iterable[bytes]:
