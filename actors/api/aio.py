@@ -316,7 +316,7 @@ class AsyncJobHandle:
         field = "top" if top is not None else "result"
         value = body.get(field) if isinstance(body, dict) else None
         if top is not None and isinstance(value, list):
-            if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str | int | list) for e in value):
+            if not all(isinstance(e, list) and len(e) == 2 and type(e[0]) in (str, int, list) for e in value):
                 raise PeerError(f"GET {self._path}/result: the master's top entries are not [key, value] pairs")
             # Keys named as the whole result's object names them (its key encoding): a prefix of result().
             if body.get("key_encoding", "str") == "str":
