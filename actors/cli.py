@@ -21,11 +21,13 @@ from . import __version__, remote
 from .core.arguments import non_negative_int, positive_int
 from .core.config import Settings
 from .core.errors import ConfigError, MapReduceError
+from .core.keyorder import canonical_of_text, typed_key
 from .core.text import escaped, json_escaped
 from .inputs.given import input_spec
 from .interrupt import EXIT_INTERRUPTED, Interrupts
 from .jobs import Catalog, load_catalog
 from .jobs.records import FORMATS
+from .jobs.result import STR_KEYS, shown
 from .local import LocalCluster
 from .localproc import ERROR_PREFIX
 from .remote.entries import entry_fields
@@ -239,14 +241,17 @@ async def _follow(session: aiohttp.ClientSession, job_id: str, check: Callable[[
 
 def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
     job = local_catalog().get(args.job, dict(args.param))
+    encoding = body.get("key_encoding", STR_KEYS)
     result = body["result"]
+    if encoding != STR_KEYS:  # keys named by their JSON text: back to canonical keys, as the job's top takes them
+        result = {canonical_of_text(name): value for name, value in result.items()}
     entries = job.top(result, args.top if args.top is not None else len(result))
     # Keys and values are the input's own words and names: a terminal must not run the escape sequences in them.
     if args.json:
-        print(json_escaped(dict(entries)))
+        print(json_escaped(shown(entries, encoding)))
     else:
         for key, value in entries:
-            print("\t".join(map(escaped, entry_fields(key, value))))
+            print("\t".join(map(escaped, entry_fields(typed_key(key), value))))
     sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not in the interpreter's exit
 
 

@@ -71,7 +71,7 @@ class MapReduceJob:
     Keys are ``str``, ``int`` or tuples of them. Values are plain JSON data: None, bool, int (64-bit), finite float,
     str, lists or tuples (sent as lists) and dicts with str keys. Methods must be deterministic pure functions of
     their arguments and ``self.params``: an attempt may run twice, on any actor, and the values of a key reach the
-    reducer in no particular order.
+    reducer in no particular order unless the job sets ``sort_values``.
     """
 
     #: The name users submit the job under (``"job": NAME``); unique among the registered jobs.
@@ -87,6 +87,10 @@ class MapReduceJob:
     #: job's own module (a file shipped with it). Every task's working directory holds them, read-only, pinned to
     #: their contents at submit (docs/jobs.md, "Side files"): ``open(name)`` or ``open(self.file_path(name))``.
     files: ClassVar[Mapping[str, str]] = {}
+    #: True: ``reducer`` gets each key's values in their natural order (secondary sort; see docs/jobs.md, "Key order
+    #: and secondary sort"), also with ``stream_values``, sorted on disk past MR_REDUCE_MEMORY. With a combiner, the
+    #: values sorted are what the combiner made.
+    sort_values: ClassVar[bool] = False
 
     #: Declared folds, for ``combiner = MapReduceJob.SUM`` and ``reducer = MapReduceJob.SUM``: ``sum(values)`` (from
     #: 0, like Python's), ``min(values)``, ``max(values)``. A job whose combiner or reducer is one has its partial
@@ -148,9 +152,10 @@ class MapReduceJob:
         or a one-pass iterator when the job sets ``stream_values`` (annotate it ``values: Iterable[Any]``)."""
         raise NotImplementedError(f"job {self.name!r} has no reducer")
 
-    def order(self, key: str, value: Any) -> Any:
-        """Sort key for ``?top=N`` and the CLI (smallest first, ties by key), given an entry of the result (``key``
-        as the result shows it, a str); by default the result's key order."""
+    def order(self, key: Any, value: Any) -> Any:
+        """Sort key for ``?top=N``, the JSON result's entries and the CLI (smallest first, ties in natural key
+        order), given an entry of the result (``key`` as the job made it: a str, an int or a tuple); by default
+        the natural key order (actors.core.keyorder)."""
         return 0
 
     def engine(self) -> Any:

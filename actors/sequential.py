@@ -6,12 +6,17 @@ the engine, the combiner, the batching and a built-in's fast path at once. A dec
 MapReduceJob.SUM``, say) is the one combining it does: the reducer gets each key's values folded into one, as every
 run gives it, and that value is what is checked, as the engine checks it. A job with ``mapper_raw`` gets each input
 whole, as a file; a job with side files runs in a directory holding copies of them, as a task does.
+
+Order is part of the answer: a ``sort_values`` job's reducer gets each key's values in natural value order; the
+result lists its entries in the job's ``order``, ties in natural key order (:func:`sequential_entries`, what the
+JSON result and NDJSON list), and a part file lists its entries in natural key order (:func:`sequential_lines`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .core.counters import SHOWN_BAD_RECORDS, BadRecord, CounterLimits, CounterMap, error_text, past_budget
-from .core.partition import Key, canonical_key, display_key
+from .core.keyorder import key_order, sorted_values
+from .core.partition import Key, canonical_key
 from .jobs import Catalog, load_catalog
 from .jobs.partials import batch_pairs
 from .jobs.records import BOM, LINES, input_records, parse
+from .jobs.result import key_encoding, shown
 from .jobs.sidefiles import declared, materialize, pin_files
 from .mapper.whole import copy_name
 from .sdk import JobCodeError, MapReduceJob, check_key, count_into, plain_value
@@ -60,6 +67,8 @@ def _reduce(job: MapReduceJob, groups: dict[Key, list[Any]]) -> dict[Key, Any]:
     fold = type(job).declared_fold()
     if fold is not None:
         groups = {key: [plain_value(fold(key, values))] for key, values in groups.items()}
+    if job.sort_values:
+        groups = {key: sorted_values(values) for key, values in groups.items()}
     streams = job.stream_values  # such a job's reducer gets a one-pass iterator, as the engine gives it
     return {key: plain_value(job.reducer(key, iter(values) if streams else values))  # type: ignore[arg-type]
             for key, values in groups.items()}
@@ -132,10 +141,34 @@ def _checked(job: MapReduceJob, lines: list[Any], plain: bool) -> list[tuple[Key
 def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],
                           params: Mapping[str, str] | None = None, modules: tuple[str, ...] = (),
                           data_root: str = "", fmt: str = LINES) -> dict[str, Any]:
-    """The result as the master serves it (JSON keys, see actors.core.partition.display_key); invalid UTF-8 is
-    replaced exactly as the mappers do; ``fmt``: the inputs' record format (a bad record raises RecordError). The job
-    runs in a directory holding its side files (found under ``data_root`` or its module's directory), made before
-    the job is; a job with ``mapper_raw`` gets each input as a file of its bytes."""
+    """The result as the master serves it: the JSON object, keys named by its key encoding (actors.jobs.result),
+    entries in the job's order; invalid UTF-8 is replaced exactly as the mappers do; ``fmt``: the inputs' record
+    format (a bad record raises RecordError). The job runs in a directory holding its side files (found under
+    ``data_root`` or its module's directory), made before the job is; a job with ``mapper_raw`` gets each input as
+    a file of its bytes."""
+    job, result = _run(job_name, inputs, params, modules, data_root, fmt)
+    canonical = [(canonical_key(key), value) for key, value in _in_order(job, result)]
+    return shown(canonical, key_encoding(dict(canonical)))
+
+
+def sequential_entries(job_name: str, inputs: Iterable[tuple[str, bytes]], params: Mapping[str, str] | None = None,
+                       modules: tuple[str, ...] = (), data_root: str = "", fmt: str = LINES) -> list[list[Any]]:
+    """Every entry as ``[key, value]`` with the key as JSON carries it (a tuple as a list), in the job's order,
+    ties in natural key order: what ``?format=ndjson`` streams and ``?top=N`` begins with."""
+    job, result = _run(job_name, inputs, params, modules, data_root, fmt)
+    return [[_json(key), value] for key, value in _in_order(job, result)]
+
+
+def sequential_lines(job_name: str, inputs: Iterable[tuple[str, bytes]], params: Mapping[str, str] | None = None,
+                     modules: tuple[str, ...] = (), data_root: str = "", fmt: str = LINES) -> list[list[Any]]:
+    """Every entry as ``[key, value]`` (typed key) in natural key order: a part file holds its partition's entries
+    in this order (so each part is a subsequence of it)."""
+    _, result = _run(job_name, inputs, params, modules, data_root, fmt)
+    return [[_json(key), result[key]] for key in sorted(result, key=key_order)]
+
+
+def _run(job_name: str, inputs: Iterable[tuple[str, bytes]], params: Mapping[str, str] | None,
+         modules: tuple[str, ...], data_root: str = "", fmt: str = LINES) -> tuple[MapReduceJob, dict[Key, Any]]:
     catalog = load_catalog(modules)
     with tempfile.TemporaryDirectory(prefix="oracle-") as scratch, _side_files(catalog, job_name, data_root,
                                                                                scratch) as files_dir:
@@ -145,7 +178,15 @@ def run_sequential_inputs(job_name: str, inputs: Iterable[tuple[str, bytes]],
             result = run_job_whole(job, _written(inputs, os.path.join(scratch, "inputs")))
         else:
             result = run_job(job, inputs, fmt)
-    return {display_key(canonical_key(key)): value for key, value in result.items()}
+    return job, result
+
+
+def _in_order(job: MapReduceJob, result: dict[Key, Any]) -> list[tuple[Key, Any]]:
+    return sorted(result.items(), key=lambda item: (job.order(item[0], item[1]), key_order(item[0])))
+
+
+def _json(key: Key) -> Any:
+    return json.loads(json.dumps(key))  # a tuple as the array JSON carries
 
 
 @contextlib.contextmanager

@@ -328,7 +328,9 @@ async def test_ndjson_lines_split_across_chunks() -> None:
     failed_late = b'["a", 1]\n{"error": "conflict", "message": "job failed late"}\n'
     with pytest.raises(Conflict, match="job failed late"):
         _ = [b async for b in ndjson_batches(_chunks(failed_late), "/r")]
-    for bad in (b"not json\n", b'["a", 1, 2]\n', b"[1, 2]\n"):
+    typed = [b async for b in ndjson_batches(_chunks(b'[-15, 1]\n[["a", 3], 2]\n'), "/r")]  # keys typed
+    assert [entry for batch in typed for entry in batch] == [(-15, 1), (["a", 3], 2)]
+    for bad in (b"not json\n", b'["a", 1, 2]\n', b"[1.5, 2]\n", b"[true, 2]\n", b"[null, 2]\n"):
         with pytest.raises(PeerError, match="result line"):
             _ = [b async for b in ndjson_batches(_chunks(bad), "/r")]
 

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from actors.core.errors import BadRequest, Conflict, InputError
+from actors.core.keyorder import json_key, key_order
+from actors.core.partition import Key
 from actors.inputs.outdir import SUCCESS, check_output_free, entry_lines, open_staging, resolve_output_dir, write_part
 from actors.jobs import load_catalog
-from actors.sequential import run_sequential
+from actors.sequential import run_sequential, sequential_lines
 
 from .conftest import ClusterFactory, HeldInputFactory
 from .heldinput import HeldInput
@@ -39,7 +41,7 @@ from .test_faults import (
 DEPTH = 32  # MR_MAX_OUTPUT_DEPTH's default
 TEXT = "the quick brown fox\njumps over the lazy dog\nthe dog naïve 日本語 the\n" * 50
 
-# A user job with int and tuple keys: its parts show them in the SDK's display form (their JSON text).
+# A user job with int and tuple keys: its parts carry them typed (a number, an array), in natural key order.
 USER_JOBS = '''
 from actors.sdk import MapReduceJob
 
@@ -62,27 +64,36 @@ class LengthsByLetter(MapReduceJob):
 
 
 def read_output(directory: Path, partitions: int) -> dict[str, Any]:
-    """The output's entries, after checking its shape: exactly one part per partition and one _SUCCESS, nothing
-    else visible (no temporary file), each part sorted by key, no key in two parts, _SUCCESS written last and
-    naming every part with its size and checksum."""
+    """The output's entries (str keys), after checking its shape (see :func:`read_parts`)."""
+    lines = [line for part in read_parts(directory, partitions) for line in part]
+    assert all(isinstance(key, str) for key, _ in lines)
+    return {key: value for key, value in lines}
+
+
+def read_parts(directory: Path, partitions: int) -> list[list[list[Any]]]:
+    """Each part's ``[key, value]`` lines (keys typed), after checking the output's shape: exactly one part per
+    partition and one _SUCCESS, nothing else visible (no temporary file), each part in natural key order, no key
+    in two parts, _SUCCESS written last and naming every part with its size and checksum."""
     names = sorted(os.listdir(directory))
     parts = [f"part-{p:05d}.jsonl" for p in range(partitions)]
     assert names == sorted([*parts, SUCCESS]), names
     success = json.loads((directory / SUCCESS).read_text())
     assert success["parts"] == parts
-    entries: dict[str, Any] = {}
+    seen: set[Key] = set()
+    out: list[list[list[Any]]] = []
     for name in parts:
         raw = (directory / name).read_bytes()
         assert success["sha256"][name] == hashlib.sha256(raw).hexdigest()
         assert (directory / name).stat().st_mtime_ns <= (directory / SUCCESS).stat().st_mtime_ns
         lines = [json.loads(line) for line in raw.decode("utf-8").splitlines()]
-        keys = [line[0] for line in lines]
-        assert keys == sorted(keys), f"{name} is not sorted by key"
-        assert all(len(line) == 2 and isinstance(line[0], str) for line in lines)
-        assert not set(keys) & set(entries), f"{name} repeats keys of another part"
-        entries.update({key: value for key, value in lines})
-    assert success["keys"] == len(entries)
-    return entries
+        assert all(len(line) == 2 for line in lines)
+        keys = [json_key(line[0]) for line in lines]
+        assert keys == sorted(keys, key=key_order), f"{name} is not in natural key order"
+        assert not set(keys) & seen, f"{name} repeats keys of another part"
+        seen.update(keys)
+        out.append(lines)
+    assert success["keys"] == len(seen)
+    return out
 
 
 # --- the output directory module, without a cluster ------------------------------------------------------------
@@ -193,7 +204,7 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     load_catalog.cache_clear()
 
 
-async def test_an_sdk_job_with_tuple_and_int_keys_writes_their_display_form(
+async def test_an_sdk_job_with_tuple_and_int_keys_writes_them_typed_in_natural_order(
     make_cluster: ClusterFactory, data_root: Path, user_module: str
 ) -> None:
     cluster = await make_cluster(mappers=2, reducers=2, job_modules=(user_module,))
@@ -202,10 +213,14 @@ async def test_an_sdk_job_with_tuple_and_int_keys_writes_their_display_form(
                                 "output": {"path": "lengths"}})
     async with cluster.session.get(f"{cluster.url}/v1/jobs/{job['id']}/result", params={"wait": "30"}) as response:
         assert response.status == 200, await response.text()
-    expected = run_sequential("lengths_by_letter", TEXT.encode(), "book.txt", modules=(user_module,))
-    entries = read_output(data_root / "lengths", 2)
-    assert entries == expected
-    assert entries['["t",3]'] == TEXT.split().count("the") and entries["5"] == ["brown", "jumps", "naïve", "quick"]
+    expected = sequential_lines("lengths_by_letter", [("book.txt", TEXT.encode())], modules=(user_module,))
+    parts = read_parts(data_root / "lengths", 2)
+    # Every part is a run of the natural order; merged, they are the oracle's lines exactly.
+    merged = sorted((line for part in parts for line in part), key=lambda line: key_order(json_key(line[0])))
+    assert merged == expected
+    raw = b"".join((data_root / "lengths" / f"part-{p:05d}.jsonl").read_bytes() for p in range(2))
+    assert f'[["t",3],{TEXT.split().count("the")}]'.encode() in raw
+    assert '[5,["brown","jumps","naïve","quick"]]'.encode() in raw
 
 
 @pytest.mark.parametrize(("output", "status", "message"), [

@@ -329,9 +329,12 @@ class AsyncJobHandle:
         field = "top" if top is not None else "result"
         value = body.get(field) if isinstance(body, dict) else None
         if top is not None and isinstance(value, list):
-            if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) for e in value):
+            if not all(isinstance(e, list) and len(e) == 2 and type(e[0]) in (str, int, list) for e in value):
                 raise PeerError(f"GET {self._path}/result: the master's top entries are not [key, value] pairs")
-            return {key: entry for key, entry in value}
+            # Keys named as the whole result's object names them (its key encoding): a prefix of result().
+            if body.get("key_encoding", "str") == "str":
+                return {key: entry for key, entry in value}
+            return {json.dumps(key, separators=(",", ":"), ensure_ascii=False): entry for key, entry in value}
         if not isinstance(value, dict):
             raise PeerError(f"GET {self._path}/result: the master's answer has no {field!r}")
         return value
@@ -346,13 +349,14 @@ class AsyncJobHandle:
             raise Conflict(f"job {self.id} has no output directory: its result is held by the master (result())")
         return output
 
-    async def iter_result(self, timeout: float | None = None) -> AsyncIterator[tuple[str, Any]]:
-        """The result's ``(key, value)`` entries, in the server's order."""
+    async def iter_result(self, timeout: float | None = None) -> AsyncIterator[tuple[Any, Any]]:
+        """The result's ``(key, value)`` entries, in the server's order, each key typed as NDJSON carries it (a str,
+        an int, or a list for a tuple key)."""
         async for batch in self._result_batches(timeout):
             for entry in batch:
                 yield entry
 
-    async def _result_batches(self, timeout: float | None = None) -> AsyncGenerator[list[tuple[str, Any]], None]:
+    async def _result_batches(self, timeout: float | None = None) -> AsyncGenerator[list[tuple[Any, Any]], None]:
         """Entries a batch at a time: streamed NDJSON lines when the server offers them, else its JSON document.
 
         ``timeout`` bounds each silence of the server; the client's ``stream_timeout`` the whole transfer.

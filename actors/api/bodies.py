@@ -26,7 +26,7 @@ async def read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
 
 
 async def ndjson_batches(chunks: AsyncIterable[bytes], path: str,
-                         max_line: int = DEFAULT_MAX_LINE) -> AsyncIterator[list[tuple[str, Any]]]:
+                         max_line: int = DEFAULT_MAX_LINE) -> AsyncIterator[list[tuple[Any, Any]]]:
     """The ``[key, value]`` lines of a streamed result body, a chunk's worth at a time (see :func:`ndjson_lines`)."""
     async for lines in ndjson_lines(chunks, path, max_line):
         yield [_entry(line, path) for line in lines]
@@ -60,13 +60,13 @@ def _check_line(size: int, max_line: int, path: str, what: str) -> None:
         raise PeerError(f"GET {path}: {what} is longer than the client's max_line of {max_line} bytes")
 
 
-def _entry(line: bytes, path: str) -> tuple[str, Any]:
+def _entry(line: bytes, path: str) -> tuple[Any, Any]:
     try:
         item = json.loads(line)
     except ValueError:
         raise PeerError(f"GET {path}: a result line is not JSON: {line[:100]!r}") from None
     if isinstance(item, dict) and isinstance(item.get("error"), str):
         raise server_error(None, line, {}, f"GET {path}")  # the server failed after it began to answer
-    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+    if not (isinstance(item, list) and len(item) == 2 and type(item[0]) in (str, int, list)):  # a typed key
         raise PeerError(f"GET {path}: a result line is not a [key, value] entry: {line[:100]!r}")
     return item[0], item[1]

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BadRequest, Conflict, InputError, shown
+from ..core.keyorder import typed_key, wire_order
+from ..core.partition import TAG
 
 SUCCESS = "_SUCCESS"
 PART = re.compile(r"part-\d{5}\.jsonl")
@@ -166,10 +168,21 @@ class PartInfo:
     sha256: str
 
 
-def entry_lines(result: dict[str, Any]) -> Iterable[bytes]:
-    """A finished partition as JSONL: one ``[key, value]`` array a line, sorted by key (code point order)."""
-    for key in sorted(result):
-        yield json.dumps([key, result[key]], separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+def entry_lines(result: Mapping[str, Any]) -> Iterable[bytes]:
+    """A finished partition (canonical keys, see actors.core.partition) as JSONL in natural key order
+    (actors.core.keyorder)."""
+    keys = list(result)
+    if TAG not in "".join(keys):  # plain str keys (word count's): code-point order, no Python call per key
+        return record_lines((key, result[key]) for key in sorted(keys))
+    return record_lines((typed_key(key), result[key]) for key in sorted(keys, key=wire_order))
+
+
+def record_lines(records: Iterable[tuple[Any, Any]]) -> Iterable[bytes]:
+    """THE line writer of part files: one compact ``[key, value]`` JSON array a line, UTF-8, the key typed (a str,
+    an int, or a tuple as an array, nested). ``records`` are written in the order given."""
+    dumps = json.dumps
+    for key, value in records:
+        yield dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def write_part(directory: Path, partition: int, tag: str, lines: Iterable[bytes]) -> PartInfo:

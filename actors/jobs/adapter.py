@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.errors import BadRequest, WireError
-from ..core.partition import TAG, decode_key, display_key
+from ..core.keyorder import key_order, sorted_values
+from ..core.partition import TAG, decode_key
 from ..sdk import JobCodeError, MapReduceJob, plain_value, plain_values
 from .partials import batch_pairs, fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
 from .records import lines_of
@@ -181,41 +182,53 @@ class SdkJob:
                 raise WireError(f"job {self.name!r}: {error.message}") from None
 
     def finish(self, totals: dict[str, Any]) -> dict[str, Any]:
-        """Call the job's reducer once per key, with every value the committed splits sent (a new dict); with a
-        declared reducer equal to the fold, the folded values are the result."""
+        """Call the job's reducer once per key, with every value the committed splits sent (a new dict, keyed by
+        canonical keys as every result is); with a declared reducer equal to the fold, the folded values are the
+        result."""
         if self._folded_result:
-            if TAG not in "".join(totals):
-                return dict(totals)
-            return {display_key(wire_key): value for wire_key, value in totals.items()}
+            return dict(totals)
         if self.fold is not None:
             return self.reduce_groups((wire_key, iter([totals[wire_key]])) for wire_key in sorted(totals))
-        return self.reduce_groups((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals))
+        return self.reduce_groups(((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals)), unsorted=True)
 
-    def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any]:
+    def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]], unsorted: bool = False) -> dict[str, Any]:
         """The job's reducer over (canonical key, its values) groups: a one-pass iterator to a job that declares
-        ``stream_values``, else a list (one key's values must then fit in memory)."""
-        streams = self.job.stream_values
+        ``stream_values``, else a list (one key's values must then fit in memory). A ``sort_values`` job gets them in
+        natural value order: groups merged from sorted runs are in it already; ``unsorted`` ones (held in memory)
+        are sorted here."""
+        job = self.job
+        streams, sorting = job.stream_values, job.sort_values and unsorted
         out: dict[str, Any] = {}
         if self.fold is not None:  # a key's folded values (one per run or split) are one value for its reducer
             fold = self.fold.function
             groups = ((wire_key, iter([fold(list(values))])) for wire_key, values in groups)
         for wire_key, values in groups:
             key = decode_key(wire_key)
-            given: Any = values if streams else list(values)  # the declared type is the default contract's list
+            given: Any = values if streams and not sorting else list(values)  # a list: the default contract's type
             with self._user_code("reducer", ""):
-                out[display_key(wire_key)] = plain_value(self.job.reducer(key, given))
+                if sorting:
+                    given = sorted_values(given)
+                    given = iter(given) if streams else given
+                out[wire_key] = plain_value(job.reducer(key, given))
         return out
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
+        """The ``n`` first entries (canonical keys) by the job's ``order`` of (typed key, value), ties in natural
+        key order."""
         order = self.job.order
         # The job's order raising, or returning what does not compare, is the job's failure, named as such.
         entries: list[tuple[str, Any]] = []
         with self._user_code("order", ""):
-            entries = heapq.nsmallest(n, result.items(), key=lambda item: (order(item[0], item[1]), item[0]))
+            entries = heapq.nsmallest(n, result.items(), key=lambda item: _ranked(order, item))
         return entries
 
     def encode(self, result: Result) -> bytes:
         return general_json(as_mapping(result), self.top)
+
+
+def _ranked(order: Any, item: tuple[str, Any]) -> tuple[Any, Any]:
+    key = decode_key(item[0])
+    return order(key, item[1]), key_order(key)
 
 
 def user_traceback(error: BaseException) -> str:

@@ -1,7 +1,11 @@
 """Results: what the master collects from the reducers (maps, or packed runs in top order) and the general encoding.
 
-Every encoding of a result is exactly ``json.dumps(dict(top(result, len(result))), separators=(",", ":"),
-ensure_ascii=True)``: a job's ``encode`` may get there faster (word count merges its runs natively), never elsewhere.
+A result is keyed by canonical keys (actors.core.partition). Every encoding of it is exactly
+``json.dumps(shown(top(result, len(result)), key_encoding(result)), separators=(",", ":"), ensure_ascii=True)``: a
+job's ``encode`` may get there faster (word count merges its runs natively), never elsewhere. The JSON object names
+its keys by its KEY ENCODING: ``"str"`` when every key is a str (the keys themselves, as always), ``"json"`` when
+some key is not (every key as its compact JSON text, str keys quoted: ``"\"a\""``, ``"7"``, ``"[\"a\",3]"``, so
+``"7"`` and ``7`` stay two keys). Part files and NDJSON carry every key typed instead (see actors.core.keyorder).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import WireError
+from ..core.keyorder import key_text
 from ..core.messages import Columns
+from ..core.partition import TAG, decode_key, display_key
 from .wordcount.kernel import unpack_columns
 
 Top = Callable[[Mapping[str, Any], int], list[tuple[str, Any]]]
@@ -46,8 +52,30 @@ def as_mapping(result: Result) -> Mapping[str, Any]:
     return result.to_dict() if isinstance(result, OrderedRuns) else result
 
 
+STR_KEYS, JSON_KEYS = "str", "json"  # the key encodings of a JSON object result
+
+
+def key_encoding(result: Result) -> str:
+    """How the JSON object of ``result`` names its keys: :data:`STR_KEYS` when every key is a str, else
+    :data:`JSON_KEYS` (one pass over the keys at C speed; a packing engine's runs hold str keys only)."""
+    if isinstance(result, OrderedRuns) or TAG not in "".join(result):
+        return STR_KEYS
+    # Tagged keys: ints and tuples, or strs that start with NUL (still strs, named as themselves).
+    typed = any(key.startswith(TAG) and type(decode_key(key)) is not str for key in result)
+    return JSON_KEYS if typed else STR_KEYS
+
+
+def shown(entries: list[tuple[str, Any]], encoding: str) -> dict[str, Any]:
+    """Entries (canonical keys) as the JSON object result names them under ``encoding``."""
+    if encoding != STR_KEYS:
+        return {key_text(key): value for key, value in entries}
+    if TAG in "".join(key for key, _ in entries):  # a str starting with NUL: its canonical key is tagged
+        return {display_key(key): value for key, value in entries}
+    return dict(entries)
+
+
 def general_json(result: Mapping[str, Any], top: Top) -> bytes:
     """Any job's result in its own top order, through ``json.dumps`` (TypeError or ValueError if JSON cannot
     carry a value)."""
-    ordered = dict(top(result, len(result)))
+    ordered = shown(top(result, len(result)), key_encoding(result))
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=True).encode("ascii")

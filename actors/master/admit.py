@@ -14,7 +14,7 @@ from ..core.counters import JobTally
 from ..core.errors import JobFailed, TaskFailed, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import SERVED, InputRef
-from ..jobs.result import Result, as_mapping
+from ..jobs.result import Result, as_mapping, key_encoding, shown
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS
 from ..net.client import PeerClient
 from ..net.transport import HttpTransport
@@ -151,7 +151,8 @@ def _answerer(app: web.Application, record: JobRecord) -> Callable[[Result], Awa
 
     async def keep(result: Result) -> None:
         entries = as_mapping(result)
-        ordered = dict(app[JOBS].get(record.job_name, record.params).top(entries, len(entries)))
+        top = app[JOBS].get(record.job_name, record.params).top(entries, len(entries))
+        ordered = shown(top, key_encoding(entries))
         try:
             answer = json.dumps(ordered).encode("ascii")
         except (TypeError, ValueError) as error:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import Gone, JobFailed
-from ..jobs.result import Result
+from ..jobs.result import STR_KEYS, Result, key_encoding
 
 Encode = Callable[[Result], bytes]  # a job's ``encode``: the result as JSON, entries in its top order
 CHUNK = 256 * 1024  # a response writes this much at a time, so a slow reader holds no copy of the whole result
@@ -18,12 +18,14 @@ _DECODER = json.JSONDecoder()
 
 @dataclass(frozen=True)
 class HeldResult:
-    """One job's result as the JSON object ``{key: value, ...}`` in ASCII bytes, entries in the job's top order."""
+    """One job's result as the JSON object ``{key: value, ...}`` in ASCII bytes, entries in the job's top order,
+    its keys named by ``key_encoding`` (actors.jobs.result)."""
 
     job_id: str
     keys: int
     payload: bytes
     held_at: float
+    key_encoding: str = STR_KEYS
 
     @property
     def size(self) -> int:
@@ -36,12 +38,17 @@ class HeldResult:
             yield view[start : start + CHUNK]
 
     def entries(self, n: int) -> Iterator[list[Any]]:
-        """The first ``n`` entries as ``[key, value]``, decoded one window at a time: the order was computed once,
-        so a top-N reads only a prefix, and even a top-everything holds one window, not a copy of the result."""
+        """The first ``n`` entries as ``[key, value]``, the key typed (a str, an int or an array, as part files
+        carry it), decoded one window at a time: the order was computed once, so a top-N reads only a prefix, and
+        even a top-everything holds one window, not a copy of the result."""
         start, width, produced = 1, _SCAN_FIRST, 0  # start: where the next entry (or its comma) begins
+        typed = self.key_encoding != STR_KEYS
         while produced < n:
             text = self.payload[start : start + width].decode("ascii")
             batch, used, complete = _entries(text, n - produced)
+            if typed:  # each key is its JSON text: the key itself is that JSON value
+                for entry in batch:
+                    entry[0] = json.loads(entry[0])
             yield from batch
             produced += len(batch)
             if complete:
@@ -112,7 +119,7 @@ class Results:
                             f"({self.budget} bytes, MR_RESULTS_BUDGET)")
         while self._held and self.held_bytes + len(payload) > self.budget:
             self._drop_oldest()
-        held = HeldResult(job_id, len(result), payload, self.clock())
+        held = HeldResult(job_id, len(result), payload, self.clock(), key_encoding(result))
         self._held[job_id] = held
         self.held_bytes += held.size
         return held

@@ -46,7 +46,8 @@ async def result(request: web.Request) -> web.StreamResponse:
     if held is None:
         detail = f": {record.error}" if record.error else ""
         raise Conflict(f"job {record.id} is {record.state}, no result{detail}")
-    head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys}
+    head: dict[str, Any] = {"id": record.id, "job": record.job_name, "state": record.state, "keys": held.keys,
+                            "key_encoding": held.key_encoding}
     if form == "ndjson":
         return await _stream_ndjson(request, held, held.keys if n is None else n)
     if n is not None:

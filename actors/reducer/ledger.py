@@ -167,7 +167,8 @@ class Ledger:
             return PackedTotals(job, packing)
         if isinstance(job, SdkJob) and not job.folds_to_result:
             # User code: grouped here, reduced in a task process (memory 0: never spills).
-            return SpillingTotals(job, SpillRuns(self.spool, f"reduce-{self.partition}-"), self.pool, self.memory)
+            runs = SpillRuns(self.spool, f"reduce-{self.partition}-", job.job.sort_values)
+            return SpillingTotals(job, runs, self.pool, self.memory)
         # A built-in's engine, or a job whose declared fold is its reducer too: merged here by framework code only.
         return Totals(job)
 

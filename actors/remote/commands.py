@@ -289,7 +289,7 @@ async def _print_result(handle: AsyncJobHandle, top: int | None, shape: str) -> 
     elif top is not None:
         _write_entries((await handle.result(top=top)).items(), shape)
     else:
-        batch: list[tuple[str, Any]] = []
+        batch: list[tuple[Any, Any]] = []
         async for entry in handle.iter_result():
             batch.append(entry)
             if len(batch) == WRITE_BATCH:
@@ -299,7 +299,7 @@ async def _print_result(handle: AsyncJobHandle, top: int | None, shape: str) -> 
     sys.stdout.flush()  # a closed pipe shows here, where the caller exits quietly, not at the interpreter's exit
 
 
-def _write_entries(entries: Iterable[tuple[str, Any]], shape: str) -> None:
+def _write_entries(entries: Iterable[tuple[Any, Any]], shape: str) -> None:
     if shape == "ndjson":
         sys.stdout.write("".join(json_escaped([key, value]) + "\n" for key, value in entries))
         return

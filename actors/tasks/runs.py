@@ -5,6 +5,10 @@ sorted by the key's canonical encoding, each record holding at most :data:`RECOR
 values takes several consecutive records, so merging ``k`` runs holds ``k`` small records, never a whole key.
 The merge is an external sort's k-way merge (as Hadoop's reduce-side merge); with more than :data:`FAN_IN` runs,
 intermediate passes first merge them ``FAN_IN`` at a time. Everything here is blocking file I/O, for a thread.
+
+Secondary sort (a ``sort_values`` job): runs are sorted by (key, value), each key's values in natural value order
+(actors.core.keyorder.value_order), and the merge is by (key, value) too, value by value, so a key's values come
+out of any number of runs in order while the merge still holds one record per run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, BinaryIO
 
 from ..core import wire
 from ..core.errors import WireError
+from ..core.keyorder import sorted_values, value_order
 
 RECORD_VALUES = 1024  # values a record holds at most: bounds what a merge holds per run
 FAN_IN = 64  # runs merged at once: bounds the open files and the records held during a merge
@@ -28,9 +33,15 @@ _LENGTH = struct.Struct(">I")
 Record = tuple[str, list[Any]]
 
 
-def write_run(path: Path, groups: Mapping[str, list[Any]]) -> None:
-    """Write ``groups`` (key -> its values) as one sorted run at ``path``."""
-    _write_records(path, ((key, groups[key]) for key in sorted(groups)))
+def write_run(path: Path, groups: Mapping[str, list[Any]], values: bool = False) -> None:
+    """Write ``groups`` (key -> its values) as one sorted run at ``path``; ``values``: each key's values sorted."""
+    _write_records(path, sorted_records(groups, values))
+
+
+def sorted_records(groups: Mapping[str, list[Any]], values: bool = False) -> Iterator[Record]:
+    """``groups`` as records in key order; ``values``: each key's values in natural value order too."""
+    for key in sorted(groups):
+        yield key, sorted_values(groups[key]) if values else groups[key]
 
 
 def _write_records(path: Path, records: Iterable[Record]) -> None:
@@ -65,9 +76,31 @@ def _records(run: BinaryIO, path: Path) -> Iterator[Record]:
         yield item[0], item[1]
 
 
-def merge_records(streams: Iterable[Iterable[Record]]) -> Iterator[Record]:
-    """The records of sorted streams in key order (records of one key stay in stream order)."""
-    return heapq.merge(*streams, key=itemgetter(0))
+def merge_records(streams: Iterable[Iterable[Record]], values: bool = False) -> Iterator[Record]:
+    """The records of sorted streams in key order (records of one key stay in stream order); ``values``: streams
+    sorted by (key, value) merged by (key, value), so each key's values come out in natural value order."""
+    if not values:
+        return heapq.merge(*streams, key=itemgetter(0))
+    flat = [((key, value) for key, chunk in stream for value in chunk) for stream in streams]
+    return _records_of(heapq.merge(*flat, key=_pair_order))
+
+
+def _pair_order(pair: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    return pair[0], value_order(pair[1])
+
+
+def _records_of(pairs: Iterable[tuple[str, Any]]) -> Iterator[Record]:
+    """(key, value) pairs in key order, as records of at most RECORD_VALUES values of one key."""
+    key = ""
+    chunk: list[Any] = []
+    for pair_key, value in pairs:
+        if pair_key != key or len(chunk) >= RECORD_VALUES:
+            if chunk:
+                yield key, chunk
+            key, chunk = pair_key, []
+        chunk.append(value)
+    if chunk:
+        yield key, chunk
 
 
 def grouped(records: Iterable[Record]) -> Iterator[tuple[str, Iterator[Any]]]:
@@ -122,9 +155,10 @@ class SpillRuns:
     Its owner (the partition state) calls :meth:`remove` when the job is released or expires.
     """
 
-    def __init__(self, spool: str, prefix: str) -> None:
+    def __init__(self, spool: str, prefix: str, sort_values: bool = False) -> None:
         self.spool = spool
         self.prefix = prefix
+        self.sort_values = sort_values  # runs sorted by (key, value): a sort_values job's
         self.directory: Path | None = None
         self.paths: list[Path] = []
         self.written = 0  # bytes of runs written, for logs and tests
@@ -139,7 +173,7 @@ class SpillRuns:
     def spill(self, groups: Mapping[str, list[Any]]) -> None:
         """Write ``groups`` as a new sorted run."""
         path = self._next_path()
-        write_run(path, groups)
+        write_run(path, groups, self.sort_values)
         self.written += path.stat().st_size
         self.paths.append(path)
 
@@ -148,7 +182,7 @@ class SpillRuns:
         while len(self.paths) > FAN_IN:
             batch, self.paths = self.paths[:FAN_IN], self.paths[FAN_IN:]
             path = self._next_path()
-            _write_records(path, merge_records(read_run(p) for p in batch))
+            _write_records(path, merge_records((read_run(p) for p in batch), self.sort_values))
             self.paths.append(path)
             for old in batch:
                 old.unlink()
@@ -156,8 +190,8 @@ class SpillRuns:
     def groups(self, memory: Mapping[str, list[Any]]) -> Iterator[tuple[str, Iterator[Any]]]:
         """Every key of the runs and of ``memory`` (values not spilled), sorted, each with all its values."""
         self.compact()
-        in_memory = ((key, memory[key]) for key in sorted(memory))
-        yield from grouped(merge_records([*(read_run(p) for p in self.paths), in_memory]))
+        in_memory = sorted_records(memory, self.sort_values)
+        yield from grouped(merge_records([*(read_run(p) for p in self.paths), in_memory], self.sort_values))
 
     def remove(self) -> None:
         if self.directory is not None:

@@ -49,7 +49,7 @@ from .protocol import (
     TaskPlace,
     Tick,
 )
-from .runs import grouped, merge_records, read_run
+from .runs import Record, grouped, merge_records, read_run
 
 TICK_GAP = 0.2  # seconds: the most often a busy worker says it is alive (the actor's watchdog waits a lease)
 OUT_BLOCK = 1024 * 1024  # bytes of one partition's frames sent back at once
@@ -58,6 +58,7 @@ OUT_BLOCK = 1024 * 1024  # bytes of one partition's frames sent back at once
 FAST_BATCH = 0.05
 SLOW_BATCH = TICK_GAP
 MAX_BATCH = 1 << 20
+TICK_RECORDS = 16  # records of a run (each up to RECORD_VALUES values) read between two looks at the clock
 PR_SET_PDEATHSIG = 1
 #: Errors whose cause is the job's code or its data: the same input fails the same way anywhere (not retried).
 DETERMINISTIC: tuple[type[MapReduceError], ...] = (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge,
@@ -115,6 +116,7 @@ class Worker:
         self.mapping: tuple[Outbox, MapStart] | None = None
         self.batch = 1  # lines in the next batch of a map request (adapted to how fast the job maps them)
         self.last_tick = 0.0
+        self.reduced = 0  # keys handed to the reducer so far (what a tick during a reduce says)
         self.what = "task"  # the user function running now, for a failure's cause
         self.job_name = ""
         self.home = os.getcwd()  # the working directory between tasks (a task's own is its side files')
@@ -275,16 +277,27 @@ class Worker:
         if not isinstance(job, SdkJob):
             raise MapReduceError(f"job {request.job.name!r} has a native engine: its reducer is not user code")
         counters = count_into(job.job, CounterLimits(request.max_counters, request.max_counter_name))
-        groups = grouped(merge_records([read_run(path) for path in map(Path, request.paths)]))
-        result = job.reduce_groups(self._counted(groups, request.batch))
+        runs = [read_run(path) for path in map(Path, request.paths)]
+        records = merge_records(runs, job.job.sort_values)  # runs of a sort_values job are (key, value) sorted
+        self.reduced = 0
+        result = job.reduce_groups(self._counted(grouped(self._ticking(records)), request.batch))
         counters.check()  # a limit the job's code broke and then caught
         return Reduced(wire.encode(result), counters.to_wire())
 
     def _counted(self, groups: Iterable[tuple[str, Iterator[Any]]], batch: int) -> Iterator[tuple[str, Iterator[Any]]]:
         for done, group in enumerate(groups, 1):
+            self.reduced = done
             if done % batch == 0:
                 self.tick(done)
             yield group
+
+    def _ticking(self, records: Iterable[Record]) -> Iterator[Record]:
+        """The records, ticking as the reducer reads them: one key of millions of values (read, and merged by
+        value for a sort_values job, for longer than a lease) is work going on, not a silent worker."""
+        for number, record in enumerate(records, 1):
+            if number % TICK_RECORDS == 0:
+                self.tick(self.reduced)
+            yield record
 
 
 def _die_with(parent: int) -> None:
