@@ -203,6 +203,14 @@ class MapResult:
 
 
 @dataclass(frozen=True)
+class Records:
+    """A Report's payload for a job whose output is records: the partition's ``[key, value]`` records, each key
+    as a typed JSON value (a str, an int, a tuple as an array)."""
+
+    records: list[Any]
+
+
+@dataclass(frozen=True)
 class PartFile:
     """A Report's payload with an output: the part's file name in the output directory, size, entries, SHA-256."""
 
@@ -212,9 +220,10 @@ class PartFile:
     sha256: str
 
 
-# One of three, tagged by its type name on the wire: a map; a packing engine's run in top order (Columns, so the
-# master merges the partitions' runs instead of sorting, see actors.jobs.engine.Packing.report); or a part file.
-ReportPayload = MapResult | Columns | PartFile
+# One of four, tagged by its type name on the wire: a map; a packing engine's run in top order (Columns, so the
+# master merges the partitions' runs instead of sorting, see actors.jobs.engine.Packing.report); a part file; or records
+# (a job whose output is records, see actors.jobs.steps).
+ReportPayload = MapResult | Columns | PartFile | Records
 
 
 @dataclass(frozen=True)
@@ -236,6 +245,8 @@ class Report:
             return payload.keys
         if isinstance(payload, MapResult):
             return len(payload.totals)
+        if isinstance(payload, Records):
+            return len(payload.records)
         return len(payload)
 
 
@@ -268,7 +279,7 @@ P = TypeVar("P", bound=Message)
 Q = TypeVar("Q", bound=Message)
 _CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit, StreamAck,
             Finalize, Report, Missing, Release)
-_PAYLOADS = (MapResult, Columns, PartFile)  # carried inside a message, as {"type": name, fields...}
+_PAYLOADS = (MapResult, Columns, PartFile, Records)  # carried inside a message, as {"type": name, fields...}
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES + _PAYLOADS}
 _NAMES: dict[type[Any], str] = {cls: name for name, cls in _TYPES.items()}
 _FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls))
@@ -370,6 +381,8 @@ def _check_of(kind: Any) -> Callable[[Any], bool]:
         return lambda value: type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
     if origin is list:
         (item,) = typing.get_args(kind)
+        if item is Any:
+            return lambda value: type(value) is list
         return lambda value: type(value) is list and all(type(v) is item and (item is not int or v >= 0)
                                                          for v in value)
     return lambda value: type(value) is origin

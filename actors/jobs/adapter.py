@@ -17,24 +17,46 @@ from typing import Any
 
 from ..core.errors import BadRequest, WireError
 from ..core.partition import TAG, decode_key, display_key
-from ..sdk import JobCodeError, MapReduceJob, plain_value, plain_values
-from .partials import batch_pairs, fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
-from .result import Result, as_mapping, general_json
+from ..sdk import JobCodeError, MapReduceJob, Step, check_key, plain_value, plain_values
+from .partials import Pairs, fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
+from .result import Result, as_mapping, general_json, records_json
+from .steps import hook_pairs, mapped_pairs, reduced, step_of
 
 
 class SdkJob:
     """The engine's view of one configured SDK job instance."""
 
-    def __init__(self, job: MapReduceJob) -> None:
+    def __init__(self, job: MapReduceJob, step: int = 0) -> None:
+        """``step``: which of the job's steps this is. A job with ``steps()`` of its own has no declared fold here
+        (a Fold in a step is called as the function it stands for), so actors that never run ``steps()`` (they
+        run no user code) see every such step as a general one, values in lists."""
         self.job = job
         self.name = job.name
-        self.fold = type(job).declared_fold()
-        self._combines = job.has_combiner()
-        #: Values are grouped per key and may spill to disk (no combiner folds them as they arrive).
-        self.groups = not self._combines
+        self.step = step
+        cls = type(job)
+        self.stepped = cls.has_steps()
+        self.fold = None if self.stepped else cls.declared_fold()
+        #: The output is a list of records (see MapReduceJob.yields_records), not ``{key: value}``.
+        self.records = cls.yields_records()
+        #: This step maps the previous step's records (lines of its intermediate files), not the job's input.
+        self.input_records = step > 0
         # A declared reducer equal to the fold: a key's folded value is its result, with no user code run.
-        self._folded_result = self.fold is not None and type(job).declared_reducer() is self.fold
-        self._mapping = "mapper_batch" if type(job).has_mapper_batch() else "mapper"
+        self._folded_result = (self.fold is not None and cls.declared_reducer() is self.fold and not self.records
+                               and cls.reducer_init is MapReduceJob.reducer_init)
+        self._mapping = "mapper_batch" if cls.has_mapper_batch() else "mapper"
+        self._step: Step | None = None if self.stepped else job.steps()[0]  # the default step: no user code runs
+
+    @property
+    def functions(self) -> Step:
+        """The step's functions (a job's own ``steps()`` runs here, once: only where user code may run)."""
+        if self._step is None:
+            with self._user_code("steps", ""):
+                self._step = step_of(self.job, self.step)
+        return self._step
+
+    @property
+    def _combines(self) -> bool:
+        return self.fold is not None or self.functions.combiner is not None
 
     def map(self, text: str, source: str) -> dict[str, Any]:
         acc = self.partial()
@@ -47,11 +69,23 @@ class SdkJob:
     def map_into(self, acc: dict[str, Any], text: str, source: str) -> None:
         """The chunk's lines mapped (one ``mapper_batch`` call, or ``mapper`` per line), folded or grouped per key,
         then each distinct key and each value that travels checked once, and the whole merged into ``acc``."""
-        job = self.job
-        job.input_name = source
+        self.job.input_name = source
         lines = lines_of(text)
-        with self._user_code(self._mapping, source):
-            pairs = batch_pairs(job, lines)
+        step = self.functions
+        self.pairs_into(acc, lambda: mapped_pairs(step, lines, self.input_records, self.name), self._mapping, source)
+
+    def hook_into(self, acc: dict[str, Any], hook: str, source: str) -> None:
+        """Run the step's ``mapper_init`` or ``mapper_final`` once; the records it yields join ``acc``."""
+        function = getattr(self.functions, hook)
+        if function is not None:
+            self.job.input_name = source
+            self.pairs_into(acc, lambda: hook_pairs(function), hook, source)
+
+    def pairs_into(self, acc: dict[str, Any], make: Any, what: str, source: str) -> None:
+        """The pairs ``make()`` gives (user code runs as they are iterated), folded or grouped per key, then each
+        distinct key and each value that travels checked once, and the whole merged into ``acc``."""
+        with self._user_code(what, source):
+            pairs: Pairs = make()
             if self.fold is not None:
                 folded = plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
             else:
@@ -59,7 +93,7 @@ class SdkJob:
         if self.fold is not None:
             self._merge_folded(acc, folded)
             return
-        with self._user_code(self._mapping, source):
+        with self._user_code(what, source):
             for wire_key, values in grouped.items():
                 grouped[wire_key] = plain_values(values)  # every value travels: each is checked
         for wire_key, values in grouped.items():
@@ -80,8 +114,10 @@ class SdkJob:
                 plain_values([into[wire_key] for wire_key in part])
 
     def _combine(self, wire_key: str, values: list[Any]) -> Any:
+        combiner = self.functions.combiner
+        assert combiner is not None
         with self._user_code("combiner", ""):
-            return plain_value(self.job.combiner(decode_key(wire_key), values))
+            return plain_value(combiner(decode_key(wire_key), values))
 
     @contextmanager
     def _user_code(self, what: str, source: str) -> Iterator[None]:
@@ -153,22 +189,66 @@ class SdkJob:
                 return dict(totals)
             return {display_key(wire_key): value for wire_key, value in totals.items()}
         if self.fold is not None:
-            return self.reduce_groups((wire_key, iter([totals[wire_key]])) for wire_key in sorted(totals))
-        return self.reduce_groups((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals))
+            return self.reduce_values((wire_key, iter([totals[wire_key]])) for wire_key in sorted(totals))
+        return self.reduce_values((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals))
 
-    def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any]:
-        """The job's reducer over (canonical key, its values) groups: a one-pass iterator to a job that declares
-        ``stream_values``, else a list (one key's values must then fit in memory)."""
+    def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any] | list[list[Any]]:
+        """The job's reducer over (canonical key, its values) groups, its reducer hooks around it, once: a list of
+        ``[canonical key, value]`` records for a job whose output is records, else ``{display key: value}``."""
+        return self.reduce_records(groups) if self.records else self.reduce_values(groups)
+
+    def reduce_values(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any]:
+        """``{display key: value}``, one value per key from the job's reducer (each key's values a one-pass
+        iterator to a job that declares ``stream_values``, else a list: one key's values must then fit in
+        memory)."""
+        step = self.functions
+        with self._user_code("reducer_init", ""):
+            hook_pairs(step.reducer_init)
+        result = self._values(self._folded(groups))
+        with self._user_code("reducer_final", ""):
+            hook_pairs(step.reducer_final)
+        return result
+
+    def reduce_records(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> list[list[Any]]:
+        """Every record the step's reducer (and its hooks) make, as ``[canonical key, value]``."""
+        step = self.functions
+        with self._user_code("reducer_init", ""):
+            started = hook_pairs(step.reducer_init)
+        out = self._records(started, self._folded(groups))
+        with self._user_code("reducer_final", ""):
+            out.extend([check_key(key), plain_value(value)] for key, value in hook_pairs(step.reducer_final))
+        return out
+
+    def _folded(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> Iterable[tuple[str, Iterator[Any]]]:
+        if self.fold is None:
+            return groups
+        fold = self.fold.function  # a key's folded values (one per run or split) are one value for its reducer
+        return ((wire_key, iter([fold(list(values))])) for wire_key, values in groups)
+
+    def _records(self, started: list[tuple[Any, Any]], groups: Iterable[tuple[str, Iterator[Any]]]) -> list[list[Any]]:
         streams = self.job.stream_values
+        step = self.functions
+        out: list[list[Any]] = []
+        with self._user_code("reducer_init", ""):
+            out.extend([check_key(key), plain_value(value)] for key, value in started)
+        for wire_key, values in groups:
+            given: Any = values if streams else list(values)
+            with self._user_code("reducer", ""):
+                out.extend([check_key(key), plain_value(value)]
+                           for key, value in reduced(step, decode_key(wire_key), given))
+        return out
+
+    def _values(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any]:
+        streams = self.job.stream_values
+        reducer = self.functions.reducer
+        if reducer is None:
+            raise JobCodeError(f"job {self.name!r} has no reducer")
         out: dict[str, Any] = {}
-        if self.fold is not None:  # a key's folded values (one per run or split) are one value for its reducer
-            fold = self.fold.function
-            groups = ((wire_key, iter([fold(list(values))])) for wire_key, values in groups)
         for wire_key, values in groups:
             key = decode_key(wire_key)
             given: Any = values if streams else list(values)  # the declared type is the default contract's list
             with self._user_code("reducer", ""):
-                out[display_key(wire_key)] = plain_value(self.job.reducer(key, given))
+                out[display_key(wire_key)] = plain_value(reducer(key, given))
         return out
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
@@ -180,6 +260,8 @@ class SdkJob:
         return entries
 
     def encode(self, result: Result) -> bytes:
+        if isinstance(result, list):  # records, in the order the reducers made them
+            return records_json(result)
         return general_json(as_mapping(result), self.top)
 
 

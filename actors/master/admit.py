@@ -7,13 +7,14 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from ..core.errors import JobFailed, TaskFailed, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import SERVED, InputRef
-from ..jobs.result import Result, as_mapping
+from ..jobs.result import Result, as_mapping, records_json
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS
 from ..net.client import PeerClient
 from ..net.transport import HttpTransport
@@ -109,8 +110,13 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], Await
         if record.output:
             return None
         catalog = app[JOBS]
-        encode: Callable[[Result], bytes] = catalog.get(record.job_name, record.params).encode \
-            if catalog.trusted(record.job_name) else (await _encoded_in_task(app, record, result)).get
+        encode: Callable[[Result], bytes]
+        if isinstance(result, list):  # records: kept in the reducers' order, so no code of the job runs here
+            encode = _records_encoder
+        elif catalog.trusted(record.job_name):
+            encode = catalog.get(record.job_name, record.params).encode
+        else:
+            encode = (await _encoded_in_task(app, record, result)).get
         try:
             held = app[RESULTS].hold(record.id, result, encode)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
@@ -119,6 +125,11 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], Await
         return held
 
     return keep
+
+
+def _records_encoder(result: Result) -> bytes:
+    assert isinstance(result, list)
+    return records_json(result)
 
 
 class _Encoded:
@@ -145,10 +156,14 @@ def _answerer(app: web.Application, record: JobRecord) -> Callable[[Result], Awa
     original answered; small by construction (the text came in one request line, at most MR_MAX_LINE bytes)."""
 
     async def keep(result: Result) -> None:
-        entries = as_mapping(result)
-        ordered = dict(app[JOBS].get(record.job_name, record.params).top(entries, len(entries)))
+        shown: Any
+        if isinstance(result, list):
+            shown = result
+        else:
+            entries = as_mapping(result)
+            shown = dict(app[JOBS].get(record.job_name, record.params).top(entries, len(entries)))
         try:
-            answer = json.dumps(ordered).encode("ascii")
+            answer = json.dumps(shown).encode("ascii")
         except (TypeError, ValueError) as error:
             raise JobFailed(f"internal error: the result cannot be encoded as JSON: {error}") from None
         check_result_size(len(answer), app[SETTINGS].result_max)

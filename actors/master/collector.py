@@ -9,7 +9,7 @@ from typing import Any
 from ..core.config import Settings
 from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable, WireError
 from ..core.logs import EventLog
-from ..core.messages import Columns, Finalize, MapResult, Missing, PartFile, Release, Report
+from ..core.messages import Columns, Finalize, MapResult, Missing, PartFile, Records, Release, Report, ReportPayload
 from ..discovery import Discovery, Peer
 from ..inputs.outdir import PartInfo, part_name
 from ..jobs.result import OrderedRuns, Result
@@ -22,6 +22,18 @@ from .record import JobRecord
 Remap = Callable[[dict[int, list[int]], int], Awaitable[None]]
 
 log = EventLog(__name__)
+
+
+def records_of(payloads: list[ReportPayload]) -> list[list[Any]]:
+    """Every partition's records, in partition order; a partition that reported anything else fails the job."""
+    records: list[list[Any]] = []
+    for partition, payload in enumerate(payloads):
+        if not isinstance(payload, Records):
+            raise JobFailed(f"reducer {partition} reported {type(payload).__name__} where records were expected")
+        if not all(type(record) is list and len(record) == 2 for record in payload.records):
+            raise JobFailed(f"reducer {partition} sent a malformed report: records must be [key, value] pairs")
+        records.extend(payload.records)
+    return records
 
 
 class Collector:
@@ -64,6 +76,8 @@ class Collector:
         files = [p for p in sorted(reports) if isinstance(reports[p].payload, PartFile)]
         if files:
             raise JobFailed(f"reducers of partitions {files} reported part files for a job without an output")
+        if any(isinstance(payload, Records) for payload in payloads):
+            return records_of(payloads)
         runs = tuple(payload for payload in payloads if isinstance(payload, Columns))
         maps = [payload.totals for payload in payloads if isinstance(payload, MapResult)]
         if runs and not any(maps):

@@ -24,6 +24,7 @@ from ..core.messages import (
     MapResult,
     Missing,
     PartFile,
+    Records,
     Release,
     Report,
     StreamAck,
@@ -31,6 +32,8 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
+from ..core.partition import decode_key
+from ..jobs.steps import typed_key
 from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
@@ -316,6 +319,8 @@ async def finalize(request: web.Request) -> web.Response:
             totals = await asyncio.wrap_future(partition.finish_spilled())
         else:
             totals = partition.job_def.finish(partition.totals)
+    if isinstance(totals, list):  # records: [canonical key, value] from the job's reducer, keys made typed here
+        totals = [[typed_key(decode_key(key)), value] for key, value in totals]
     if message.output:
         part = await write_output(settings, message, totals, incarnation)
         log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,
@@ -327,9 +332,14 @@ async def finalize(request: web.Request) -> web.Response:
     else:
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(totals), duplicates=partition.duplicates)
-        run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
+        payload: MapResult | Columns | Records
+        if isinstance(totals, list):
+            payload = Records(totals)
+        else:
+            run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
+            payload = run if run is not None else MapResult(totals)
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                        splits=message.splits, payload=run if run is not None else MapResult(totals))
+                        splits=message.splits, payload=payload)
     return _reported(ledger, partition, report)
 
 
@@ -344,7 +354,8 @@ def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
         raise
 
 
-async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any, job: str) -> dict[str, Any]:
+async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any,
+                          job: str) -> dict[str, Any] | list[list[Any]]:
     """The job's reducer over the partition's runs in a task process; a worker that dies or stalls is replaced and
     the reduce run again, up to MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
     settings = app[SETTINGS]

@@ -78,7 +78,7 @@ class PartitionState:
     def spilled(self) -> bool:
         return self.merged.spilled()
 
-    def finish_spilled(self) -> Future[dict[str, Any]]:
+    def finish_spilled(self) -> Future[dict[str, Any] | list[list[Any]]]:
         assert isinstance(self.merged, SpillingTotals)
         return self.merged.finish_spilled()
 

@@ -72,6 +72,13 @@ class FrameEncoder:
         if self.job.weight(self._acc) >= self.key_budget:
             self.flush()
 
+    def hook(self, name: str, source: str) -> None:
+        """Run the step's ``mapper_init`` or ``mapper_final`` (an SDK job's); its records join the partials."""
+        if isinstance(self.job, SdkJob):
+            self.job.hook_into(self._acc, name, source)
+            if self.job.weight(self._acc) >= self.key_budget:
+                self.flush()
+
     def flush(self) -> None:
         if self.table is not None and self.packing is not None:  # frames cut by the table: no dicts made at all
             for partition, frames in enumerate(self.table.take_columns(self.frame_keys, self.frame_cap)):

@@ -23,12 +23,15 @@ from ..core.errors import KeyTooLarge, MapReduceError, ValueTooLarge
 from ..jobs import Catalog, Job
 from ..jobs.adapter import SdkJob, user_traceback
 from ..jobs.result import as_mapping
+from ..jobs.steps import step_count
 from ..sdk import JobCodeError, JobConfigError, MapReduceJob
 from . import protocol
 from .encoder import FrameEncoder
 from .protocol import (
     ChunkDone,
     Configure,
+    Describe,
+    Described,
     Done,
     Encoded,
     EncodeResult,
@@ -98,6 +101,7 @@ class Worker:
         self.last_tick = 0.0
         self.what = "task"  # the user function running now, for a failure's cause
         self.job_name = ""
+        self.carry = ""  # a record line a chunk of a later step's input ended inside (its rest is in the next)
 
     def send(self, message: Message) -> None:
         self.out.write(protocol.encode(message))
@@ -142,13 +146,20 @@ class Worker:
     def handle(self, message: Message) -> Message:
         if isinstance(message, MapStart):
             self.what, self.job_name = "mapper", message.job.name
-            self.mapping = (Outbox(self.send, self.job(message.job), message), message)
+            outbox = Outbox(self.send, self.job(message.job), message)
+            self.mapping = (outbox, message)
             self.batch = message.batch
+            self.carry = ""
+            outbox.hook("mapper_init", message.source)  # once per map task: this attempt of the split
             return ChunkDone()
         if isinstance(message, MapChunk):
             return self.map_chunk(message.data)
         if isinstance(message, MapEnd):
-            outbox, _ = self.ongoing()
+            outbox, start = self.ongoing()
+            if self.carry:
+                outbox.map(self.carry, start.source)
+                self.carry = ""
+            outbox.hook("mapper_final", start.source)
             outbox.flush()
             outbox.ship_all()
             self.mapping = None
@@ -156,6 +167,10 @@ class Worker:
         if isinstance(message, ReduceRuns):
             self.what, self.job_name = "reducer", message.job.name
             return self.reduce(message)
+        if isinstance(message, Describe):
+            self.what, self.job_name = "steps", message.job.name
+            job = self.job(message.job)
+            return Described(step_count(job.job) if isinstance(job, SdkJob) else 1)
         if isinstance(message, Configure):
             self.what, self.job_name = "configure", message.job.name
             self.job(message.job)
@@ -181,7 +196,10 @@ class Worker:
             if not (isinstance(found, type) and issubclass(found, MapReduceJob)) or found.name != spec.name:
                 raise MapReduceError(f"{spec.module}.{spec.qualname} is not the job {spec.name!r}")
             catalog = self.classes[(spec.module, spec.qualname)] = Catalog([(found, "task")])
-        return catalog.get(spec.name, spec.params)
+        job = catalog.get(spec.name, spec.params)
+        if spec.step and isinstance(job, SdkJob):
+            return SdkJob(job.job, spec.step)
+        return job
 
     def map_chunk(self, data: bytes) -> Message:
         """Map a chunk a batch of lines at a time, ticking between batches (a slow mapper is seen working). The first
@@ -190,6 +208,10 @@ class Worker:
         their keys checked per call), a slow one still ticks well within its lease."""
         outbox, start = self.ongoing()
         text = data.decode("utf-8", "replace")
+        if start.job.step:  # records: a chunk may end inside a line (cut at a space); its rest comes next
+            text, cut = self.carry + text, text.rfind("\n")
+            self.carry = text[len(self.carry) + cut + 1:] if cut >= 0 else text
+            text = text[:len(text) - len(self.carry)]
         pos, size, done = 0, len(text), 0
         while pos < size:
             end, lines = pos, 0
