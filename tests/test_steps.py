@@ -82,3 +82,27 @@ async def test_records_map_only_and_hooks_equal_the_oracle(
     parts = sorted((root / "out" / "fanout").glob("part-*.jsonl"))
     on_disk = [json.loads(line) for part in parts for line in part.read_text().splitlines()]
     assert multiset(on_disk) == multiset(expected)
+    async with http.post("/v1/jobs", json={"job": "most_used_word", "input": {"path": "book.txt"}}) as response:
+        refusal = await response.json()
+    assert response.status == 400 and "has 2 steps" in refusal["message"], refusal
+
+
+def test_the_oracle_runs_steps_with_typed_keys_between_them() -> None:
+    words = Counter(word.lower() for word in TEXT.split())
+    top = max(words.items(), key=lambda item: (item[1], [-ord(c) for c in item[0]]))
+    assert oracle("most_used_word") == [[top[0], top[1]]]
+    counts = Counter(word for word in TEXT.split())
+    shapes: dict[tuple[int, str], set[str]] = {}
+    for word in counts:
+        shapes.setdefault((len(word), word[0]), set()).add(word)
+    histogram: Counter[int] = Counter()
+    for (length, _), group in shapes.items():
+        histogram[length] += len(group)
+    assert multiset(oracle("length_histogram")) == multiset([[k, v] for k, v in histogram.items()])
+
+
+def test_the_oracle_runs_hooks_once_per_map_task_and_reduce() -> None:
+    inputs = [("a.txt", b"x y\nx\n"), ("b.txt", b"y\n")]
+    records = run_sequential_records("hooked", inputs, modules=MODULES)
+    assert sorted(map(tuple, records)) == sorted([("x", 2), ("y", 2), ("__lines__", 3),
+                                                  ("__reduced__", 1)])

@@ -17,7 +17,7 @@ from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
 from ..sdk import JobConfigError
-from ..tasks.calls import class_spec, configure
+from ..tasks.calls import class_spec, configure, describe_steps
 from .admit import job_links, ready_for_jobs, start_job
 from .body import UPLOAD_BLOCK, body_pace, read_block
 from .jobcheck import check_job_everywhere
@@ -176,8 +176,13 @@ async def check_job(app: web.Application, name: str, params: Any) -> None:
         spec = class_spec(catalog.classes[name], params)
         try:
             await configure(app[TASKS], spec, app[SETTINGS].timeouts.request)
+            steps = await describe_steps(app[TASKS], spec, app[SETTINGS].timeouts.request) \
+                if catalog.classes[name].has_steps() else 1
         except TaskFailed as error:  # it hung, exited or crashed: the submission's fault, never the master's
             raise JobConfigError(error.message) from None
+        if steps > 1:  # refused rather than run as its first step alone: a job never ends "done" over a wrong answer
+            raise BadRequest(f"job {name!r} has {steps} steps; this cluster runs one-step jobs only so far (the "
+                             "pipeline between steps is not built yet: run each step as its own job)")
     await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
                                app[SETTINGS].timeouts.connect)
 
