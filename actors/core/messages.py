@@ -48,6 +48,9 @@ class Assignment:
     pin_size: int = 0
     pin_etag: str = ""
     pin_modified: str = ""
+    # Which of the job's steps this split is of: a later step's input is the previous step's intermediate files
+    # (input_kind "work", under MR_WORK_DIR), its lines records. Split indices restart at 0 every step.
+    step: int = 0
 
     @property
     def key(self) -> AttemptKey:
@@ -115,6 +118,7 @@ class StreamHeader:
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
     params: dict[str, str] = field(default_factory=dict)
+    step: int = 0  # the job's step: a reducer merges it into that step's state only (an older step's is stale)
 
     @property
     def key(self) -> AttemptKey:
@@ -193,6 +197,10 @@ class Finalize:
     job_name: str
     # The job's output directory under the data root; empty: report the totals themselves.
     output: str = ""
+    step: int = 0  # the step whose streams are to be reported (every split of it is done)
+    # Not the last step: write the partition's records as ``part-NNNNN.jsonl`` in this directory under
+    # MR_WORK_DIR (the master made it) and report that file; empty: the last step, reported as ``output`` says.
+    work: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,7 @@ class Report:
     incarnation: str
     splits: int
     payload: ReportPayload
+    step: int = 0
 
     @property
     def keys(self) -> int:
@@ -259,6 +268,7 @@ class Missing:
     partition: int
     incarnation: str
     splits: list[int]
+    step: int = 0
 
 
 @dataclass(frozen=True)

@@ -83,14 +83,14 @@ async def submit(request: web.Request) -> web.Response:
             _drop(app, uploads)
             return web.json_response({**existing.status(), "links": job_links(existing)}, status=200)
         if upload is not None:
-            job_name, refs, split_size, output = await _uploaded_job(app, upload, uploads)
+            job_name, refs, split_size, output, steps = await _uploaded_job(app, upload, uploads)
             params: dict[str, str] | None = upload.params
         else:
-            job_name, refs, split_size, output = await _job_of(request, spec, reservation, encoded)
+            job_name, refs, split_size, output, steps = await _job_of(request, spec, reservation, encoded)
             params = spec.get("params")
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
-                           inputs=refs if len(refs) > 1 else None, output=output)
+                           inputs=refs if len(refs) > 1 else None, output=output, steps=steps)
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -109,10 +109,10 @@ def _drop(app: web.Application, refs: list[InputRef]) -> None:
 
 
 async def _uploaded_job(app: web.Application, upload: UploadSpec,
-                        refs: list[InputRef]) -> tuple[str, list[InputRef], int, OutputClaim | None]:
+                        refs: list[InputRef]) -> tuple[str, list[InputRef], int, OutputClaim | None, int]:
     """The job an upload asks for on its spooled inputs: checked everywhere, its output claimed, its plan checked
     against MR_MAX_SPLITS (an upload without a Content-Length, or of several parts, is checked once spooled)."""
-    await check_job(app, upload.job, upload.params)
+    steps = await check_job(app, upload.job, upload.params)
     output = await _output_of(app, {"path": upload.output}) if upload.output is not None else None
     try:
         check_inputs_plan(refs, upload.split_size, app[SETTINGS])
@@ -120,18 +120,18 @@ async def _uploaded_job(app: web.Application, upload: UploadSpec,
         if output is not None:
             output.release()
         raise
-    return upload.job, refs, upload.split_size, output
+    return upload.job, refs, upload.split_size, output, steps
 
 
 async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reservation | None = None,
-                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None]:
+                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None, int]:
     """The job name, inputs, split size and claimed output directory a JSON spec asks for, its plan checked
     against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the submission."""
     app, settings = request.app, request.app[SETTINGS]
     job_name = spec.get("job", DEFAULT_JOB)
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
-    await check_job(app, job_name, spec.setdefault("params", {}))
+    steps = await check_job(app, job_name, spec.setdefault("params", {}))
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
@@ -152,7 +152,7 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
         if output is not None:
             output.release()
         raise
-    return job_name, refs, split_size, output
+    return job_name, refs, split_size, output, steps
 
 
 async def _output_of(app: web.Application, spec: Any) -> OutputClaim:
@@ -164,12 +164,13 @@ async def _output_of(app: web.Application, spec: Any) -> OutputClaim:
     return await claim_output(app[SETTINGS], app[CLAIMS], spec["path"])
 
 
-async def check_job(app: web.Application, name: str, params: Any) -> None:
+async def check_job(app: web.Application, name: str, params: Any) -> int:
     """400 unless the job is known here, takes ``params`` (its configure hook), and every visible actor has it in
-    this version (jobcheck.py)."""
+    this version (jobcheck.py); its number of steps (its ``steps()``, run in a task process) when it is."""
     if not isinstance(params, dict):
         raise BadRequest('"params" must be an object of string values')
     catalog = app[JOBS]
+    steps = 1
     if catalog.trusted(name) or name not in catalog.classes:
         catalog.sdk(name, params)  # our own code: checked here (an unknown name is a 400 from here too)
     else:
@@ -180,11 +181,9 @@ async def check_job(app: web.Application, name: str, params: Any) -> None:
                 if catalog.classes[name].has_steps() else 1
         except TaskFailed as error:  # it hung, exited or crashed: the submission's fault, never the master's
             raise JobConfigError(error.message) from None
-        if steps > 1:  # refused rather than run as its first step alone: a job never ends "done" over a wrong answer
-            raise BadRequest(f"job {name!r} has {steps} steps; this cluster runs one-step jobs only so far (the "
-                             "pipeline between steps is not built yet: run each step as its own job)")
     await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
                                app[SETTINGS].timeouts.connect)
+    return steps
 
 
 def _finite(text: str) -> float:
