@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -121,3 +122,32 @@ class Hooked(MapReduceJob):
 
     def reducer_final(self) -> Iterator[tuple[Key, Any]]:
         yield "__reduced__", 1
+
+
+class SlowMostUsed(MapReduceJob):
+    """Most used word in two steps whose second step's mapper pauses ``pause_ms`` per record (a fault test's window
+    to strike in step 2), and whose second step's reducer raises when ``fail`` is "1"."""
+
+    name = "slow_most_used"
+    parameters = {"pause_ms": "milliseconds step 2's mapper sleeps per record", "fail": "1: step 2's reducer raises"}
+
+    def steps(self) -> list[Step]:
+        return [Step(mapper=self.words, combiner=self.total, reducer=self.total),
+                Step(mapper=self.slowly, reducer=self.most)]
+
+    def words(self, line: str) -> Iterator[tuple[Key, int]]:
+        for word in line.split():
+            yield word, 1
+
+    def total(self, word: Key, counts: list[int]) -> int:
+        return sum(counts)
+
+    def slowly(self, word: Key, count: int) -> Iterator[tuple[Key, Any]]:
+        time.sleep(int(self.params.get("pause_ms", "0")) / 1000)  # user code in a task process: may block
+        yield "most", [count, word]
+
+    def most(self, key: Key, pairs: list[list[Any]]) -> Iterator[tuple[Key, Any]]:
+        if self.params.get("fail") == "1":
+            raise RuntimeError("step 2 fails on purpose")
+        count, word = max(pairs, key=lambda pair: (pair[0], [-ord(c) for c in pair[1]]))
+        yield word, count
