@@ -101,7 +101,8 @@ class Worker:
         self.last_tick = 0.0
         self.what = "task"  # the user function running now, for a failure's cause
         self.job_name = ""
-        self.carry = ""  # a record line a chunk of a later step's input ended inside (its rest is in the next)
+        # The bytes of a record line a chunk of a later step's input ended inside (its rest is in the next chunk).
+        self.carry = b""
 
     def send(self, message: Message) -> None:
         self.out.write(protocol.encode(message))
@@ -149,16 +150,16 @@ class Worker:
             outbox = Outbox(self.send, self.job(message.job), message)
             self.mapping = (outbox, message)
             self.batch = message.batch
-            self.carry = ""
+            self.carry = b""
             outbox.hook("mapper_init", message.source)  # once per map task: this attempt of the split
             return ChunkDone()
         if isinstance(message, MapChunk):
             return self.map_chunk(message.data)
         if isinstance(message, MapEnd):
             outbox, start = self.ongoing()
-            if self.carry:
-                outbox.map(self.carry, start.source)
-                self.carry = ""
+            if self.carry:  # the input's last record, with no newline after it
+                outbox.map(self.carry.decode("utf-8", "replace"), start.source)
+                self.carry = b""
             outbox.hook("mapper_final", start.source)
             outbox.flush()
             outbox.ship_all()
@@ -207,11 +208,11 @@ class Worker:
         large: a fast job maps whole chunks in a few calls (a call per batch has a cost: the partials are folded and
         their keys checked per call), a slow one still ticks well within its lease."""
         outbox, start = self.ongoing()
-        text = data.decode("utf-8", "replace")
         if start.job.step:  # records: a chunk may end inside a line (cut at a space); its rest comes next
-            text, cut = self.carry + text, text.rfind("\n")
-            self.carry = text[len(self.carry) + cut + 1:] if cut >= 0 else text
-            text = text[:len(text) - len(self.carry)]
+            data = self.carry + data
+            cut = data.rfind(b"\n") + 1  # whole lines only, cut as bytes: never inside a character either
+            data, self.carry = data[:cut], data[cut:]
+        text = data.decode("utf-8", "replace")
         pos, size, done = 0, len(text), 0
         while pos < size:
             end, lines = pos, 0
