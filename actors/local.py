@@ -77,6 +77,8 @@ class LocalCluster:
         # Spools (uploads, mapper and reducer spill files) go under the cluster's own directory unless the user
         # placed them: an actor killed mid-job cannot remove its own, and stop() removes this one.
         self._spool = None if "MR_SPOOL_DIR" in {**os.environ, **self.extra_env} else self.log_dir / "spool"
+        # Multi-step jobs' intermediate files: a directory every actor shares, the cluster's own unless given.
+        self._work = None if "MR_WORK_DIR" in {**os.environ, **self.extra_env} else self.log_dir / "work"
         # The launcher waits as long as its actors do: they read the same environment (MR_TIMEOUT_STARTUP, _PEERS,
         # _DRAIN), from this process or from extra_env.
         self.timeouts = Timeouts.from_env({**os.environ, **self.extra_env})
@@ -123,6 +125,7 @@ class LocalCluster:
             "MR_OUTPUT_ROOT": self.output_root,  # never inherited: "" confines outputs to the data root
             "MR_STATE_DIR": str(self.log_dir / "state"),
             **({"MR_SPOOL_DIR": str(self._spool)} if self._spool is not None else {}),
+            **({"MR_WORK_DIR": str(self._work)} if self._work is not None else {}),
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("KUBERNETES_SERVICE_HOST", None)
@@ -145,6 +148,8 @@ class LocalCluster:
     async def start(self) -> None:
         if self._spool is not None:
             self._spool.mkdir(exist_ok=True)
+        if self._work is not None:
+            self._work.mkdir(exist_ok=True)
         workers = [ActorProcess("reducer", i, self._env("reducer", i, 0), self.log_dir / f"reducer-{i}.log")
                    for i in range(self.reducers)]
         workers += [ActorProcess("mapper", i, self._env("mapper", i, 0), self.log_dir / f"mapper-{i}.log")
@@ -305,6 +310,8 @@ class LocalCluster:
             codes.update({a.name: code for a, code in zip(group, results, strict=True)})
         if self._spool is not None:
             shutil.rmtree(self._spool, ignore_errors=True)  # every actor is gone: what is left there is litter
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
         if self._own_log_dir:
             self._own_log_dir = False
             started = any(a.process is not None for a in self.actors)

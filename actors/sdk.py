@@ -5,9 +5,11 @@ A job is installed on every actor (an image or a package); its code never travel
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .core.counters import CounterLimits, Counters
@@ -16,7 +18,7 @@ from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
 MAX_VALUE_DEPTH = 64
 
-__all__ = ["Fold", "JobCodeError", "JobConfigError", "Key", "MapReduceJob", "RecordError", "plain_value"]
+__all__ = ["Fold", "JobCodeError", "JobConfigError", "Key", "MapReduceJob", "RecordError", "Step", "plain_value"]
 
 
 class JobConfigError(BadRequest):
@@ -60,6 +62,29 @@ class Fold:
 
     def __repr__(self) -> str:
         return f"MapReduceJob.{self.name.upper()}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One map (and optional reduce) of a multi-step job (:meth:`MapReduceJob.steps`); every field is optional.
+
+    The first step's ``mapper(line)`` (or ``mapper_batch(lines)``) reads the job's input; a later step's
+    ``mapper(key, value)`` gets each ``(key, value)`` record the step before produced (None: the records pass on
+    unchanged). ``combiner(key, values)`` and ``reducer(key, values)`` are as on the job; a reducer that is a
+    generator function yields records, and a step with no reducer passes its mappers' records on. The hooks run
+    once per task attempt: ``mapper_init()``/``mapper_final()`` around a split's mapping, ``reducer_init()``/
+    ``reducer_final()`` around a partition's reduce; a ``*_final`` may yield records. ``mapper_raw`` is declared
+    here for side helpers (whole-file input); this step helper does not run it."""
+
+    mapper: Callable[..., Any] | None = None
+    mapper_batch: Callable[..., Any] | None = None
+    mapper_raw: Callable[..., Any] | None = None
+    combiner: Callable[..., Any] | None = None
+    reducer: Callable[..., Any] | None = None
+    mapper_init: Callable[[], Any] | None = None
+    mapper_final: Callable[[], Any] | None = None
+    reducer_init: Callable[[], Any] | None = None
+    reducer_final: Callable[[], Any] | None = None
 
 
 class MapReduceJob:
@@ -152,6 +177,35 @@ class MapReduceJob:
         or a one-pass iterator when the job sets ``stream_values`` (annotate it ``values: Iterable[Any]``)."""
         raise NotImplementedError(f"job {self.name!r} has no reducer")
 
+    def mapper_init(self) -> Any:
+        """Optional: run once per map task (an attempt of a split) before its first line; may yield records."""
+        raise NotImplementedError  # not overridden: no hook
+
+    def mapper_final(self) -> Any:
+        """Optional: run once per map task after its last line; may yield (key, value) records."""
+        raise NotImplementedError  # not overridden: no hook
+
+    def reducer_init(self) -> Any:
+        """Optional: run once per partition's reduce before its first key."""
+        raise NotImplementedError  # not overridden: no hook
+
+    def reducer_final(self) -> Any:
+        """Optional: run once per partition's reduce after its last key; may yield (key, value) records."""
+        raise NotImplementedError  # not overridden: no hook
+
+    def steps(self) -> list[Step]:
+        """The job's steps: by default one, made of the job's own methods (those it overrides)."""
+        cls = type(self)
+
+        def own(name: str) -> Any:
+            return getattr(self, name) if getattr(cls, name) is not getattr(MapReduceJob, name) else None
+
+        combiner: Any = cls.declared_fold() if isinstance(cls.combiner, Fold) else own("combiner")
+        reducer: Any = cls.reducer if isinstance(cls.reducer, Fold) else own("reducer")
+        return [Step(mapper=own("mapper"), mapper_batch=own("mapper_batch"), combiner=combiner, reducer=reducer,
+                     mapper_init=own("mapper_init"), mapper_final=own("mapper_final"),
+                     reducer_init=own("reducer_init"), reducer_final=own("reducer_final"))]
+
     def order(self, key: Any, value: Any) -> Any:
         """Sort key for ``?top=N``, the JSON result's entries and the CLI (smallest first, ties in natural key
         order), given an entry of the result (``key`` as the job made it: a str, an int or a tuple); by default
@@ -185,6 +239,24 @@ class MapReduceJob:
         if combiner is MapReduceJob.combiner and isinstance(reducer, Fold):
             return reducer
         return None
+
+    @classmethod
+    def has_steps(cls) -> bool:
+        """Whether the job defines its own :meth:`steps` (a class-level fact: no code of the job runs)."""
+        return cls.steps is not MapReduceJob.steps
+
+    @classmethod
+    def has_reducer(cls) -> bool:
+        """False for a map-only job (one step, no reducer): its mappers' records are its output."""
+        return cls.reducer is not MapReduceJob.reducer
+
+    @classmethod
+    def yields_records(cls) -> bool:
+        """Whether the job's output is a list of records rather than ``{key: value}``: a generator reducer (or
+        ``reducer_final``), a map-only job, or steps (the last step's reducer decides only once it runs, so a
+        job with steps always outputs records)."""
+        return (cls.has_steps() or not cls.has_reducer() or inspect.isgeneratorfunction(cls.reducer)
+                or cls.reducer_final is not MapReduceJob.reducer_final)
 
     @classmethod
     def declared_reducer(cls) -> Fold | None:

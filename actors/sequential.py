@@ -7,6 +7,11 @@ MapReduceJob.SUM``, say) is the one combining it does: the reducer gets each key
 run gives it, and that value is what is checked, as the engine checks it. A job with ``mapper_raw`` gets each input
 whole, as a file; a job with side files runs in a directory holding copies of them, as a task does.
 
+A job with steps runs them one after the other, each step's records (their keys through the canonical form and
+back, their values through JSON, as they travel) feeding the next one's mapper; its hooks run once per input for a
+mapper (one map task each) and once per step for a reducer. A job whose output is records (steps, a generator
+reducer, no reducer) gives a list of ``(key, value)`` records, to be compared as a multiset.
+
 Order is part of the answer: a ``sort_values`` job's reducer gets each key's values in natural value order; the
 result lists its entries in the job's ``order``, ties in natural key order (:func:`sequential_entries`, what the
 JSON result and NDJSON list), and a part file lists its entries in natural key order (:func:`sequential_lines`).
@@ -25,53 +30,117 @@ from typing import Any
 
 from .core.counters import SHOWN_BAD_RECORDS, BadRecord, CounterLimits, CounterMap, error_text, past_budget
 from .core.keyorder import key_order, sorted_values
-from .core.partition import Key, canonical_key
+from .core.partition import Key, canonical_key, decode_key
 from .jobs import Catalog, load_catalog
 from .jobs.partials import batch_pairs
 from .jobs.records import BOM, LINES, input_records, parse
 from .jobs.result import key_encoding, shown
 from .jobs.sidefiles import declared, materialize, pin_files
+from .jobs.steps import hook_pairs, mapped_pairs, reduced, step_count, step_of, typed_key
 from .mapper.whole import copy_name
-from .sdk import JobCodeError, MapReduceJob, check_key, count_into, plain_value
+from .sdk import Fold, JobCodeError, MapReduceJob, Step, check_key, count_into, plain_value
+
+Record = tuple[Key, Any]
+#: A step's map tasks: each an input's name and what makes its pairs (called once ``input_name`` is set).
+Tasks = Iterable[tuple[str, Callable[[], Iterable[Record]]]]
 
 
 def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str | bytes]], fmt: str = LINES) -> dict[Key, Any]:
-    """The job's output by key, over ``(input name, text or bytes)`` pairs read as records of format ``fmt``
-    (actors.jobs.records: a BOM at an input's start and CRLF line ends stripped), keys as the job made them."""
-    return _reduced(job, ((name, functools.partial(_record_pairs, job, text, fmt, name)) for name, text in inputs))
-
-
-def _record_pairs(job: MapReduceJob, text: str | bytes, fmt: str, name: str) -> Iterable[tuple[Key, Any]]:
-    return batch_pairs(job, input_records(text, fmt, name))
+    """The output of a job whose reducer returns one value per key, by key, over ``(input name, text or bytes)``
+    pairs read as records of format ``fmt`` (actors.jobs.records: a BOM at an input's start and CRLF line ends
+    stripped), keys as the job made them."""
+    step = step_of(job, 0)
+    return _reduce(job, step, _mapped(job, step, _first_tasks(job, step, inputs, fmt)))
 
 
 def run_job_whole(job: MapReduceJob, files: Iterable[tuple[str, str]]) -> dict[Key, Any]:
     """The output of a job with ``mapper_raw`` by key, over ``(input name, path of the whole input)`` pairs."""
-    return _reduced(job, ((name, functools.partial(job.mapper_raw, path, name)) for name, path in files))
+    step = step_of(job, 0)
+    tasks = ((name, functools.partial(job.mapper_raw, path, name)) for name, path in files)
+    return _reduce(job, step, _mapped(job, step, tasks))
 
 
-def _reduced(job: MapReduceJob, inputs: Iterable[tuple[str, Callable[[], Iterable[tuple[Key, Any]]]]]
-             ) -> dict[Key, Any]:
-    """Every key's values from each input's pairs (made once ``input_name`` is set), reduced."""
-    fold = type(job).declared_fold()
+def _first_tasks(job: MapReduceJob, step: Step, inputs: Iterable[tuple[str, str | bytes]], fmt: str) -> Tasks:
+    for name, text in inputs:
+        yield name, functools.partial(_record_pairs, step, text, fmt, name, job.name)
+
+
+def _record_pairs(step: Step, text: str | bytes, fmt: str, name: str, job_name: str) -> Iterable[Record]:
+    return mapped_pairs(step, input_records(text, fmt, name), False, job_name)
+
+
+def run_records(job: MapReduceJob, inputs: Iterable[tuple[str, str | bytes]], fmt: str = LINES) -> list[Record]:
+    """Every step of a job whose output is records, in turn: the last step's records."""
+    texts = list(inputs)
+    fold = None if type(job).has_steps() else type(job).declared_fold()
+    records: list[Record] | None = None
+    for index in range(step_count(job)):
+        step = step_of(job, index)
+        if records is None:
+            groups = _mapped(job, step, _first_tasks(job, step, texts, fmt), fold)
+        else:
+            groups = _mapped(job, step, [("", functools.partial(_step_pairs, step, records))], fold)
+        groups = _sorted(job, groups)
+        streams = job.stream_values
+        made = list(hook_pairs(step.reducer_init))
+        for key, values in groups.items():
+            made.extend(reduced(step, key, iter(values) if streams else values))
+        made.extend(hook_pairs(step.reducer_final))
+        records = [(decode_key(check_key(key)), plain_value(value)) for key, value in made]
+    assert records is not None
+    return records
+
+
+def _step_pairs(step: Step, records: list[Record]) -> Iterator[Record]:
+    """A later step's map of the previous step's records (no mapper: the records themselves)."""
+    mapper = step.mapper
+    for key, value in records:
+        yield from (mapper(key, value) if mapper is not None else [(key, value)])
+
+
+def _mapped(job: MapReduceJob, step: Step, tasks: Tasks, fold: Fold | None | bool = True) -> dict[Key, list[Any]]:
+    """A step's map: every value of each key (folded into one by a declared fold: the job's own unless ``fold`` is
+    given), keys as the job made them; each map task's hooks run around its pairs."""
+    if fold is True:
+        fold = type(job).declared_fold()
+    assert fold is None or isinstance(fold, Fold)
     groups: dict[Key, list[Any]] = {}
-    for name, pairs in inputs:
-        job.input_name = name
-        for key, value in pairs():
+
+    def add(pairs: Iterable[Record]) -> None:
+        for key, value in pairs:
             check_key(key)  # the same checks a mapper makes
             groups.setdefault(key, []).append(value if fold is not None else plain_value(value))
-    return _reduce(job, groups)
+
+    for name, pairs in tasks:  # each input: one map task
+        job.input_name = name
+        add(hook_pairs(step.mapper_init))
+        add(pairs())
+        add(hook_pairs(step.mapper_final))
+    if fold is not None:
+        groups = {key: [plain_value(fold(key, values))] for key, values in groups.items()}
+    return groups
 
 
-def _reduce(job: MapReduceJob, groups: dict[Key, list[Any]]) -> dict[Key, Any]:
+def _sorted(job: MapReduceJob, groups: dict[Key, list[Any]]) -> dict[Key, list[Any]]:
+    if job.sort_values:
+        return {key: sorted_values(values) for key, values in groups.items()}
+    return groups
+
+
+def _reduce(job: MapReduceJob, step: Step, groups: dict[Key, list[Any]]) -> dict[Key, Any]:
+    """Each key's value from the step's reducer (values folded by a declared fold first, sorted for a
+    ``sort_values`` job), its reducer hooks around it."""
     fold = type(job).declared_fold()
     if fold is not None:
         groups = {key: [plain_value(fold(key, values))] for key, values in groups.items()}
-    if job.sort_values:
-        groups = {key: sorted_values(values) for key, values in groups.items()}
+    groups = _sorted(job, groups)
+    hook_pairs(step.reducer_init)
+    reducer = step.reducer
+    assert reducer is not None
     streams = job.stream_values  # such a job's reducer gets a one-pass iterator, as the engine gives it
-    return {key: plain_value(job.reducer(key, iter(values) if streams else values))  # type: ignore[arg-type]
-            for key, values in groups.items()}
+    out = {key: plain_value(reducer(key, iter(values) if streams else values)) for key, values in groups.items()}
+    hook_pairs(step.reducer_final)
+    return out
 
 
 @dataclass
@@ -123,7 +192,7 @@ def run_counted(job: MapReduceJob, inputs: Iterable[tuple[str, bytes]], max_bad_
                 offset += len(line) + 1
         for key, value in pairs:
             groups.setdefault(key, []).append(value)
-    result = _reduce(job, groups)
+    result = _reduce(job, step_of(job, 0), groups)
     counters.check()
     return Counted(result, counters.to_wire(), len(bad), [b.to_json() for b in bad[:SHOWN_BAD_RECORDS]])
 
@@ -212,6 +281,15 @@ def _written(inputs: Iterable[tuple[str, bytes]], directory: str) -> Iterator[tu
         with open(path, "wb") as file:
             file.write(data)
         yield name, path
+
+
+def run_sequential_records(job_name: str, inputs: Iterable[tuple[str, bytes]],
+                           params: Mapping[str, str] | None = None, modules: tuple[str, ...] = (),
+                           fmt: str = LINES) -> list[list[Any]]:
+    """The records of a job whose output is records (steps, a generator reducer, no reducer), as the master serves
+    them: ``[key, value]`` with typed JSON keys (a tuple as an array)."""
+    job = load_catalog(modules).sdk(job_name, params)
+    return [[typed_key(key), value] for key, value in run_records(job, inputs, fmt)]
 
 
 def run_sequential(job_name: str, data: bytes, source: str = "input", params: Mapping[str, str] | None = None,

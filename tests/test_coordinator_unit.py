@@ -250,7 +250,7 @@ async def test_a_reducer_lost_before_finalize_has_only_its_partition_remapped() 
     record = await job.run()
     assert record.state == "done" and job.result == job.oracle
     splits = len(record.splits)
-    assert record.recoveries == [{"round": 1, "partition": 1, "splits": splits}]
+    assert record.recoveries == [{"round": 1, "partition": 1, "splits": splits, "step": 0}]
     redone = [a for _, a in transport.assignments if a.only_partitions]
     assert len(redone) == splits and {tuple(a.only_partitions) for a in redone} == {(1,)}
     # Partitions 0 and 2 were each sent every split exactly once; partition 1 twice (two incarnations).

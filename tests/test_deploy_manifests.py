@@ -903,15 +903,20 @@ def test_production_reducers_never_share_a_node(overlays: dict[str, list[Obj]]) 
 
 def test_production_outputs_volume_is_shared_read_write_many(overlays: dict[str, list[Obj]]) -> None:
     prod = overlays["production"]
-    paths = set()
-    for role in ("master", "reducer"):
+    paths, work = set(), set()
+    # Mappers too: a multi-step job's later step reads there the intermediate files the reducers wrote.
+    for role in ("master", "reducer", "mapper"):
         w = workload(prod, role)
         volumes = {v["name"]: v for v in pod_template(w)["spec"]["volumes"]}
         (mount,) = [m for m in container(w)["volumeMounts"] if m["name"] == "outputs"]
         claim = one(prod, "PersistentVolumeClaim", volumes["outputs"]["persistentVolumeClaim"]["claimName"])
         assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
         paths.add(mount["mountPath"])
+        (work_dir,) = [e["value"] for e in container(w)["env"] if e["name"] == "MR_WORK_DIR"]
+        assert work_dir.startswith(mount["mountPath"] + "/"), (role, work_dir)
+        work.add(work_dir)
     assert paths == {"/var/lib/mapreduce-outputs"}  # one documented path in every pod that writes outputs
+    assert len(work) == 1  # one directory every role shares
 
 
 def test_production_service_monitor_scrapes_every_role(overlays: dict[str, list[Obj]]) -> None:

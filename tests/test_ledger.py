@@ -268,3 +268,50 @@ def test_counts_past_63_bits_are_refused_at_the_wire_and_change_nothing() -> Non
     assert state.record(1, honest) == COMMITTED
     state.settle()
     assert state.totals == {"b": 2**63 - 2, "a": 1}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps: a multi-step job's state is fenced by (epoch, step)
+
+
+def step_header(split: int, step: int, epoch: int = 1) -> StreamHeader:
+    return StreamHeader(job="j", epoch=epoch, split=split, attempt=1, partition=0, partitions=2,
+                        job_name="wordcount", size=100, step=step)
+
+
+def step_stream(ledger: Ledger, split: int, step: int, frame: dict[str, int]) -> str:
+    """A whole stream of ``step`` through the reducer's own checks: receive, then the commit rule (or duplicate)."""
+    state = ledger.receive(step_header(split, step))
+    stage = staged(frame)
+    stage.verify(honest_commit(frame))
+    if state is None or ledger.is_past("j", 1, step):
+        return DUPLICATE
+    return commit(ledger.current("j", 1, step), split, stage)
+
+
+def test_a_later_step_replaces_the_state_and_a_late_stream_of_an_earlier_one_is_a_counted_duplicate(
+        ledger: Ledger) -> None:
+    assert step_stream(ledger, 0, 0, {"a": 1}) == COMMITTED
+    assert step_stream(ledger, 0, 1, {"b": 2}) == COMMITTED  # step 2's split 0: not step 1's split 0
+    state = ledger.current("j", 1, 1)
+    assert state.step == 1 and state.committed == {0} and state.totals == {"b": 2}
+    assert step_stream(ledger, 1, 0, {"a": 5}) == DUPLICATE  # step 1 was reported before step 2 began
+    assert ledger.stale_steps == 1 and ledger.current("j", 1, 1).totals == {"b": 2}
+    with pytest.raises(NotFound):
+        ledger.current("j", 1, 0)
+    assert ledger.find("j", 1, 0) is None
+
+
+def test_a_kept_report_answers_its_own_step_only(ledger: Ledger) -> None:
+    assert step_stream(ledger, 0, 0, {"a": 1}) == COMMITTED
+    ledger.forget_reported(ledger.current("j", 1, 0), b"step-1 report")
+    assert ledger.reported_answer("j", 1, 0) == b"step-1 report"
+    assert step_stream(ledger, 0, 0, {"a": 1}) == DUPLICATE  # a retry of a reported step: no stale count
+    assert ledger.stale_steps == 0
+    assert ledger.reported_answer("j", 1, 1) is None  # step 2 is not reported: its state comes with its streams
+    assert step_stream(ledger, 0, 1, {"b": 1}) == COMMITTED
+    ledger.forget_reported(ledger.current("j", 1, 1), b"step-2 report")
+    assert ledger.reported_answer("j", 1, 0) is None  # never step 2's answer to step 1's finalize
+    assert step_stream(ledger, 3, 0, {"a": 1}) == DUPLICATE and ledger.stale_steps == 1
+    with pytest.raises(Conflict):
+        ledger.admit(step_header(0, 0))

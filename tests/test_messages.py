@@ -23,6 +23,7 @@ from actors.core.messages import (
     Missing,
     PartFile,
     Progress,
+    Records,
     Release,
     Report,
     SplitDone,
@@ -58,6 +59,8 @@ SAMPLES: list[Any] = [
            payload=Columns(b"ab", b"\x01\0\0\0\x02\0\0\0", b"\x02" + b"\0" * 7 + b"\x01" + b"\0" * 7)),
     Report(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=8,
            payload=PartFile("part-00001", 10, 2, "ab" * 32)),
+    Report(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=8,
+           payload=Records([["a", 1], [[1, "b"], {"c": [2]}], ["a", None]])),
     Missing(job="job-1", epoch=2, partition=1, incarnation="inc-b", splits=[0, 4]),
     Release(job="job-1", epoch=2),
 ]

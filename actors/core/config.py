@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import socket
+import tempfile
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,10 @@ class Settings:
     # with an output outside the inputs' tree sets it to the output's parent).
     output_root: str = setting("MR_OUTPUT_ROOT", "", "directory output paths are confined to; empty: MR_DATA_ROOT")
     spool_dir: str = setting("MR_SPOOL_DIR", "", "uploads and mapper spools; empty: the system temp dir")
+    # A multi-step job's records between steps: written by one step's reducers, read by the next step's mappers, so
+    # on Kubernetes a volume every mapper, reducer and the master mount (the master removes a job's files).
+    work_dir: str = setting("MR_WORK_DIR", "", "shared directory for multi-step jobs' intermediate files; empty: "
+                            ".mapreduce-work under the output root, else mapreduce-work under the spool")
     state_dir: str = setting("MR_STATE_DIR", "", "the master's job journal; empty: a restarted master forgets jobs")
     # 128 MiB (Hadoop's default block size) rather than the design's example 16: every split ships each distinct
     # key it saw, so on 200 MB of Zipf text (1 M distinct words) 2 splits ship 1.9 M (key, count) entries where 4
@@ -300,6 +305,16 @@ class Settings:
     def output_base(self) -> str:
         """The root output directories are confined to: MR_OUTPUT_ROOT, else the data root."""
         return self.output_root or self.data_root
+
+    @property
+    def work_root(self) -> str:
+        """Where intermediate files live: MR_WORK_DIR, else under the output root, else under the spool (or the
+        system temp dir: one machine only)."""
+        if self.work_dir:
+            return self.work_dir
+        if self.output_base:
+            return os.path.join(self.output_base, ".mapreduce-work")
+        return os.path.join(self.spool_dir or tempfile.gettempdir(), "mapreduce-work")
 
     @property
     def task_pool(self) -> int:

@@ -56,6 +56,9 @@ class Assignment:
     format: str = "lines"
     # The job's max_bad_records: lines whose parsing or mapper fails are skipped, up to this many (0: none).
     max_bad_records: int = 0
+    # Which of the job's steps this split is of: a later step's input is the previous step's intermediate files
+    # (input_kind "work", under MR_WORK_DIR), its lines records. Split indices restart at 0 every step.
+    step: int = 0
 
     @property
     def key(self) -> AttemptKey:
@@ -128,6 +131,7 @@ class StreamHeader:
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
     params: dict[str, str] = field(default_factory=dict)
+    step: int = 0  # the job's step: a reducer merges it into that step's state only (an older step's is stale)
 
     @property
     def key(self) -> AttemptKey:
@@ -208,6 +212,10 @@ class Finalize:
     output: str = ""
     # The job's side files as pinned at submit (as Assignment.files): the reduce task's working directory holds them.
     files: dict[str, str] = field(default_factory=dict)
+    step: int = 0  # the step whose streams are to be reported (every split of it is done)
+    # Not the last step: write the partition's records as ``part-NNNNN.jsonl`` in this directory under
+    # MR_WORK_DIR (the master made it) and report that file; empty: the last step, reported as ``output`` says.
+    work: str = ""
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,14 @@ class MapResult:
     """A Report's payload: the partition's finished result as a map."""
 
     totals: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Records:
+    """A Report's payload for a job whose output is records: the partition's ``[key, value]`` records, each key
+    as a typed JSON value (a str, an int, a tuple as an array)."""
+
+    records: list[Any]
 
 
 @dataclass(frozen=True)
@@ -227,9 +243,10 @@ class PartFile:
     sha256: str
 
 
-# One of three, tagged by its type name on the wire: a map; a packing engine's run in top order (Columns, so the
-# master merges the partitions' runs instead of sorting, see actors.jobs.engine.Packing.report); or a part file.
-ReportPayload = MapResult | Columns | PartFile
+# One of four, tagged by its type name on the wire: a map; a packing engine's run in top order (Columns, so the
+# master merges the partitions' runs instead of sorting, see actors.jobs.engine.Packing.report); a part file; or records
+# (a job whose output is records, see actors.jobs.steps).
+ReportPayload = MapResult | Columns | PartFile | Records
 
 
 @dataclass(frozen=True)
@@ -243,6 +260,7 @@ class Report:
     splits: int
     payload: ReportPayload
     counters: CounterMap = field(default_factory=dict)  # the reduce's counters (counted with the first report)
+    step: int = 0
 
     @property
     def keys(self) -> int:
@@ -252,6 +270,8 @@ class Report:
             return payload.keys
         if isinstance(payload, MapResult):
             return len(payload.totals)
+        if isinstance(payload, Records):
+            return len(payload.records)
         return len(payload)
 
 
@@ -264,6 +284,7 @@ class Missing:
     partition: int
     incarnation: str
     splits: list[int]
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -284,7 +305,7 @@ P = TypeVar("P", bound=Message)
 Q = TypeVar("Q", bound=Message)
 _CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit, StreamAck,
             Finalize, Report, Missing, Release)
-_PAYLOADS = (MapResult, Columns, PartFile)  # carried inside a message, as {"type": name, fields...}
+_PAYLOADS = (MapResult, Columns, PartFile, Records)  # carried inside a message, as {"type": name, fields...}
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES + _PAYLOADS}
 _NAMES: dict[type[Any], str] = {cls: name for name, cls in _TYPES.items()}
 _FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls))
@@ -390,6 +411,8 @@ def _check_of(kind: Any) -> Callable[[Any], bool]:
         return lambda value: type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
     if origin is list:
         (item,) = typing.get_args(kind)
+        if item is Any:
+            return lambda value: type(value) is list
         return lambda value: type(value) is list and all(type(v) is item and (item is not int or v >= 0)
                                                          for v in value)
     return lambda value: type(value) is origin

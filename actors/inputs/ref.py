@@ -8,6 +8,7 @@ SERVED = "served"  # bytes the master holds (text, uploads), read with the clust
 PATH = "path"  # a file under the shared data root
 URL = "url"  # an external http(s) URL, read with Range requests and no token
 S3 = "s3"  # an object in an S3-compatible store (s3://bucket/key), read with ranged GETs pinned to its ETag
+WORK = "work"  # a multi-step job's intermediate file under MR_WORK_DIR: records a step's reducer wrote
 MANY = "many"  # a job's summary of its several inputs (JobRecord.input), never read itself
 GZIP = "gzip"  # a compressed input: one whole-file split, decompressed as a stream by the mapper
 

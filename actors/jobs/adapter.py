@@ -18,25 +18,47 @@ from typing import Any
 from ..core.errors import BadRequest, WireError
 from ..core.keyorder import key_order, sorted_values
 from ..core.partition import TAG, decode_key
-from ..sdk import JobCodeError, MapReduceJob, plain_value, plain_values
-from .partials import batch_pairs, fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
+from ..sdk import JobCodeError, MapReduceJob, Step, check_key, plain_value, plain_values
+from .partials import fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
 from .records import lines_of
-from .result import Result, as_mapping, general_json
+from .result import Result, as_mapping, general_json, records_json
+from .steps import hook_pairs, mapped_pairs, reduced, step_of
 
 
 class SdkJob:
     """The engine's view of one configured SDK job instance."""
 
-    def __init__(self, job: MapReduceJob) -> None:
+    def __init__(self, job: MapReduceJob, step: int = 0) -> None:
+        """``step``: which of the job's steps this is. A job with ``steps()`` of its own has no declared fold here
+        (a Fold in a step is called as the function it stands for), so actors that never run ``steps()`` (they
+        run no user code) see every such step as a general one, values in lists."""
         self.job = job
         self.name = job.name
-        self.fold = type(job).declared_fold()
-        self._combines = job.has_combiner()
-        #: Values are grouped per key and may spill to disk (no combiner folds them as they arrive).
-        self.groups = not self._combines
+        self.step = step
+        cls = type(job)
+        self.stepped = cls.has_steps()
+        self.fold = None if self.stepped else cls.declared_fold()
+        #: The output is a list of records (see MapReduceJob.yields_records), not ``{key: value}``.
+        self.records = cls.yields_records()
+        #: This step maps the previous step's records (lines of its intermediate files), not the job's input.
+        self.input_records = step > 0
         # A declared reducer equal to the fold: a key's folded value is its result, with no user code run.
-        self._folded_result = self.fold is not None and type(job).declared_reducer() is self.fold
-        self._mapping = "mapper_batch" if type(job).has_mapper_batch() else "mapper"
+        self._folded_result = (self.fold is not None and cls.declared_reducer() is self.fold and not self.records
+                               and cls.reducer_init is MapReduceJob.reducer_init)
+        self._mapping = "mapper_batch" if cls.has_mapper_batch() else "mapper"
+        self._step: Step | None = None if self.stepped else job.steps()[0]  # the default step: no user code runs
+
+    @property
+    def functions(self) -> Step:
+        """The step's functions (a job's own ``steps()`` runs here, once: only where user code may run)."""
+        if self._step is None:
+            with self._user_code("steps", ""):
+                self._step = step_of(self.job, self.step)
+        return self._step
+
+    @property
+    def _combines(self) -> bool:
+        return self.fold is not None or self.functions.combiner is not None
 
     def map(self, text: str, source: str) -> dict[str, Any]:
         acc = self.partial()
@@ -51,23 +73,32 @@ class SdkJob:
         self.map_records(acc, lines_of(text), source)
 
     def map_records(self, acc: dict[str, Any], records: list[Any], source: str) -> None:
-        """A chunk's records (actors.jobs.records) mapped (one ``mapper_batch`` call, or ``mapper`` per record),
-        folded or grouped per key, then each distinct key and each value that travels checked once, and the whole
-        merged into ``acc``."""
+        """A chunk's records (actors.jobs.records; for a later step, its record lines) mapped (one ``mapper_batch``
+        call, or ``mapper`` per record), folded or grouped per key, then each distinct key and each value that
+        travels checked once, and the whole merged into ``acc``."""
         self.merge_part(acc, self.map_part(records, source))
 
     def map_part(self, records: list[Any], source: str) -> dict[str, Any]:
         """The partial values of ``records`` alone: whatever fails here (the mapper, a key or value it made) is the
         records' failure (JobCodeError), which actors.jobs.skipping may skip record by record under
         ``max_bad_records``; the combiner runs only in :meth:`merge_part`."""
-        job = self.job
-        job.input_name = source
-        return self.part_of(lambda: batch_pairs(job, records), self._mapping, source)
+        self.job.input_name = source
+        step = self.functions
+        return self.part_of(lambda: mapped_pairs(step, records, self.input_records, self.name), self._mapping,
+                            source)
+
+    def hook_into(self, acc: dict[str, Any], hook: str, source: str) -> None:
+        """Run the step's ``mapper_init`` or ``mapper_final`` once; the records it yields join ``acc``."""
+        function = getattr(self.functions, hook)
+        if function is not None:
+            self.job.input_name = source
+            self.pairs_into(acc, lambda: hook_pairs(function), hook, source)
 
     @property
     def raw(self) -> bool:
-        """The job takes each input file whole (``mapper_raw``): one split per input, no lines."""
-        return type(self.job).has_mapper_raw()
+        """The job takes each input file whole (``mapper_raw``): one split per input, no lines (its first step:
+        a later one reads the previous step's records)."""
+        return self.step == 0 and type(self.job).has_mapper_raw()
 
     def raw_pairs(self, path: str, source: str) -> Iterator[tuple[Any, Any]]:
         """The pairs ``mapper_raw`` makes of the whole input file at ``path``; user code runs as it is iterated,
@@ -116,8 +147,10 @@ class SdkJob:
                 plain_values([into[wire_key] for wire_key in part])
 
     def _combine(self, wire_key: str, values: list[Any]) -> Any:
+        combiner = self.functions.combiner
+        assert combiner is not None
         with self._user_code("combiner", ""):
-            return plain_value(self.job.combiner(decode_key(wire_key), values))
+            return plain_value(combiner(decode_key(wire_key), values))
 
     @contextmanager
     def _user_code(self, what: str, source: str) -> Iterator[None]:
@@ -188,28 +221,77 @@ class SdkJob:
         if self._folded_result:
             return dict(totals)
         if self.fold is not None:
-            return self.reduce_groups((wire_key, iter([totals[wire_key]])) for wire_key in sorted(totals))
-        return self.reduce_groups(((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals)), unsorted=True)
+            return self.reduce_values((wire_key, iter([totals[wire_key]])) for wire_key in sorted(totals))
+        return self.reduce_values(((wire_key, iter(totals[wire_key])) for wire_key in sorted(totals)), unsorted=True)
 
-    def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]], unsorted: bool = False) -> dict[str, Any]:
-        """The job's reducer over (canonical key, its values) groups: a one-pass iterator to a job that declares
-        ``stream_values``, else a list (one key's values must then fit in memory). A ``sort_values`` job gets them in
-        natural value order: groups merged from sorted runs are in it already; ``unsorted`` ones (held in memory)
-        are sorted here."""
-        job = self.job
-        streams, sorting = job.stream_values, job.sort_values and unsorted
+    def reduce_groups(self, groups: Iterable[tuple[str, Iterator[Any]]],
+                      unsorted: bool = False) -> dict[str, Any] | list[list[Any]]:
+        """The job's reducer over (canonical key, its values) groups, its reducer hooks around it, once: a list of
+        ``[canonical key, value]`` records for a job whose output is records, else ``{canonical key: value}``. A
+        ``sort_values`` job gets each key's values in natural value order: groups merged from sorted runs are in it
+        already; ``unsorted`` ones (held in memory) are sorted here."""
+        if self.records:
+            return self.reduce_records(self._sorted(groups) if unsorted else groups)
+        return self.reduce_values(groups, unsorted)
+
+    def reduce_values(self, groups: Iterable[tuple[str, Iterator[Any]]], unsorted: bool = False) -> dict[str, Any]:
+        """``{canonical key: value}``, one value per key from the job's reducer (each key's values a one-pass
+        iterator to a job that declares ``stream_values``, else a list: one key's values must then fit in
+        memory)."""
+        step = self.functions
+        with self._user_code("reducer_init", ""):
+            hook_pairs(step.reducer_init)
+        result = self._values(self._folded(self._sorted(groups) if unsorted else groups))
+        with self._user_code("reducer_final", ""):
+            hook_pairs(step.reducer_final)
+        return result
+
+    def reduce_records(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> list[list[Any]]:
+        """Every record the step's reducer (and its hooks) make, as ``[canonical key, value]``."""
+        step = self.functions
+        with self._user_code("reducer_init", ""):
+            started = hook_pairs(step.reducer_init)
+        out = self._records(started, self._folded(groups))
+        with self._user_code("reducer_final", ""):
+            out.extend([check_key(key), plain_value(value)] for key, value in hook_pairs(step.reducer_final))
+        return out
+
+    def _sorted(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> Iterable[tuple[str, Iterator[Any]]]:
+        """Each key's values in natural value order, for a ``sort_values`` job (held in memory: they fit)."""
+        if not self.job.sort_values:
+            return groups
+        return ((wire_key, iter(sorted_values(list(values)))) for wire_key, values in groups)
+
+    def _folded(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> Iterable[tuple[str, Iterator[Any]]]:
+        if self.fold is None:
+            return groups
+        fold = self.fold.function  # a key's folded values (one per run or split) are one value for its reducer
+        return ((wire_key, iter([fold(list(values))])) for wire_key, values in groups)
+
+    def _records(self, started: list[tuple[Any, Any]], groups: Iterable[tuple[str, Iterator[Any]]]) -> list[list[Any]]:
+        streams = self.job.stream_values
+        step = self.functions
+        out: list[list[Any]] = []
+        with self._user_code("reducer_init", ""):
+            out.extend([check_key(key), plain_value(value)] for key, value in started)
+        for wire_key, values in groups:
+            given: Any = values if streams else list(values)
+            with self._user_code("reducer", ""):
+                out.extend([check_key(key), plain_value(value)]
+                           for key, value in reduced(step, decode_key(wire_key), given))
+        return out
+
+    def _values(self, groups: Iterable[tuple[str, Iterator[Any]]]) -> dict[str, Any]:
+        streams = self.job.stream_values
+        reducer = self.functions.reducer
+        if reducer is None:
+            raise JobCodeError(f"job {self.name!r} has no reducer")
         out: dict[str, Any] = {}
-        if self.fold is not None:  # a key's folded values (one per run or split) are one value for its reducer
-            fold = self.fold.function
-            groups = ((wire_key, iter([fold(list(values))])) for wire_key, values in groups)
         for wire_key, values in groups:
             key = decode_key(wire_key)
-            given: Any = values if streams and not sorting else list(values)  # a list: the default contract's type
+            given: Any = values if streams else list(values)  # a list: the default contract's type
             with self._user_code("reducer", ""):
-                if sorting:
-                    given = sorted_values(given)
-                    given = iter(given) if streams else given
-                out[wire_key] = plain_value(job.reducer(key, given))
+                out[wire_key] = plain_value(reducer(key, given))
         return out
 
     def top(self, result: Mapping[str, Any], n: int) -> list[tuple[str, Any]]:
@@ -223,6 +305,8 @@ class SdkJob:
         return entries
 
     def encode(self, result: Result) -> bytes:
+        if isinstance(result, list):  # records, in the order the reducers made them
+            return records_json(result)
         return general_json(as_mapping(result), self.top)
 
 

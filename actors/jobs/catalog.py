@@ -68,7 +68,7 @@ class Catalog:
         cls = self.classes.get(name)
         return cls is not None and (self.origins[name] == BUILT_IN or cls.engine is not MapReduceJob.engine)
 
-    def view(self, name: str, params: Mapping[str, Any] | None = None) -> Job:
+    def view(self, name: str, params: Mapping[str, Any] | None = None, step: int = 0) -> Job:
         """The job as an actor that runs no user code sees it: a built-in's engine (our own code, configured here),
         or the SDK adapter over an instance the job's own ``__init__`` and ``configure`` never ran on. Such an actor
         only routes, frames and checks the job's values; its code (and its configure) runs in task processes."""
@@ -77,7 +77,7 @@ class Catalog:
             return self.get(name, params)  # an unknown name: the same 400
         job = cls.__new__(cls)
         MapReduceJob.__init__(job, params)
-        return SdkJob(job)
+        return SdkJob(job, step)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every job with its parameters and docstring, for ``GET /v1/jobs/kinds`` and ``mapreduce jobs``."""

@@ -45,10 +45,14 @@ class OrderedRuns:
         return merged
 
 
-Result = Mapping[str, Any] | OrderedRuns  # what the master collected: a dict, or the reducers' ordered runs
+# What the master collected: a dict, the reducers' ordered runs, or a list of ``[key, value]`` records (a job whose
+# reducer yields records, a map-only job, a job with steps).
+Result = Mapping[str, Any] | OrderedRuns | list[list[Any]]
 
 
 def as_mapping(result: Result) -> Mapping[str, Any]:
+    if isinstance(result, list):
+        raise TypeError("a list of records has no mapping form")
     return result.to_dict() if isinstance(result, OrderedRuns) else result
 
 
@@ -72,6 +76,9 @@ def shown(entries: list[tuple[str, Any]], encoding: str) -> dict[str, Any]:
     if TAG in "".join(key for key, _ in entries):  # a str starting with NUL: its canonical key is tagged
         return {display_key(key): value for key, value in entries}
     return dict(entries)
+def records_json(records: list[list[Any]]) -> bytes:
+    """A records result as its JSON: a list of ``[key, value]`` pairs, in the order given."""
+    return json.dumps(records, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def general_json(result: Mapping[str, Any], top: Top) -> bytes:

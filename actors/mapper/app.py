@@ -42,7 +42,7 @@ from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
 from ..inputs.gzipped import gunzip
 from ..inputs.pin import Pin
-from ..inputs.ref import GZIP, PATH, S3, URL
+from ..inputs.ref import GZIP, PATH, S3, URL, WORK
 from ..inputs.s3source import S3Source
 from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
@@ -116,7 +116,8 @@ async def assign(request: web.Request) -> web.StreamResponse:
     """Run one assignment; the answer is a frame stream: PROGRESS heartbeats, then SPLITDONE or SPLITFAILED."""
     settings = request.app[SETTINGS]
     assignment = from_wire(await read_cbor_body(request, settings.message_cap), Assignment)
-    job = request.app[JOBS].view(assignment.job_name, assignment.params)  # user code runs in task processes
+    # User code runs in task processes; a later step's view maps records (its input is intermediate files).
+    job = request.app[JOBS].view(assignment.job_name, assignment.params, assignment.step)
     if request.app[IDENTITY].draining:
         raise Unavailable("mapper is shutting down")
     response = web.StreamResponse(headers={"Content-Type": "application/cbor-seq"})
@@ -204,6 +205,8 @@ class MapRun:
             return InlineSource(a.inline)
         if a.input_kind == PATH:
             return PathSource(s.data_root, a.input_location)
+        if a.input_kind == WORK:  # the previous step's records, on the volume every mapper and reducer shares
+            return PathSource(s.work_root, a.input_location)
         if a.input_kind == URL:
             policy = UrlPolicy(s.allow_private_urls)
             pin = Pin(a.pin_size, a.pin_etag, a.pin_modified, gzip=a.compression == GZIP)
@@ -407,7 +410,7 @@ class MapRun:
         a, policy = self.a, self.send_policy
         header = StreamHeader(job=a.job, epoch=a.epoch, split=a.split, attempt=a.attempt, partition=partition,
                               partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition],
-                              params=a.params)
+                              params=a.params, step=a.step)
         fields = {"job": a.job, "split": a.split, "attempt": a.attempt, "partition": partition}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.recovery

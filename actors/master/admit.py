@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from ..core.counters import JobTally
 from ..core.errors import JobFailed, TaskFailed, Unavailable
 from ..core.logs import EventLog
 from ..inputs.ref import SERVED, InputRef
-from ..jobs.result import Result, as_mapping, key_encoding, shown
+from ..jobs.result import Result, as_mapping, key_encoding, records_json, shown
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS
 from ..net.client import PeerClient
 from ..net.transport import HttpTransport
@@ -44,20 +45,21 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
               interactive: bool = False, params: dict[str, str] | None = None,
               inputs: list[InputRef] | None = None, output: OutputClaim | None = None,
               files: dict[str, str] | None = None, whole: bool = False, fmt: str = "lines",
-              max_bad_records: int = 0) -> JobRecord:
+              max_bad_records: int = 0, steps: int = 1) -> JobRecord:
     """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here.
 
     ``inputs``: a job's several inputs, which ``ref`` then summarises (record.many_inputs); ``output``: the claim
     on its output directory under the data root (bound to the job once admitted; the caller releases it if this
     raises), or None for a result the master holds; ``files``: its side files as pinned (jobfiles.py); ``whole``: it
-    maps each input whole; ``fmt``: its inputs' record format (checked by the caller)."""
+    maps each input whole; ``fmt``: its inputs' record format (checked by the caller); ``steps``: how many steps the
+    job has (its ``steps()``)."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
                        created=time.time(), split_size=split_size, params=dict(params or {}),
                        inputs=list(inputs or []), output=output.relative if output else "",
                        interactive=interactive, files=dict(files or {}), whole=whole, format=fmt,
-                       tally=JobTally(settings.counter_limits, max_bad_records))
+                       tally=JobTally(settings.counter_limits, max_bad_records), steps=steps)
     # An interactive job's answer stays on its record for the request that waits on it; the held results are for
     # jobs whose result is asked for later.
     keep = _answerer(app, record) if interactive else _keeper(app, record)
@@ -114,8 +116,13 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], Await
         if record.output:
             return None
         catalog = app[JOBS]
-        encode: Callable[[Result], bytes] = catalog.get(record.job_name, record.params).encode \
-            if catalog.trusted(record.job_name) else (await _encoded_in_task(app, record, result)).get
+        encode: Callable[[Result], bytes]
+        if isinstance(result, list):  # records: kept in the reducers' order, so no code of the job runs here
+            encode = _records_encoder
+        elif catalog.trusted(record.job_name):
+            encode = catalog.get(record.job_name, record.params).encode
+        else:
+            encode = (await _encoded_in_task(app, record, result)).get
         try:
             held = app[RESULTS].hold(record.id, result, encode)
         except (TypeError, ValueError) as error:  # values JSON cannot carry: a job's bug, but fail just the job
@@ -124,6 +131,11 @@ def _keeper(app: web.Application, record: JobRecord) -> Callable[[Result], Await
         return held
 
     return keep
+
+
+def _records_encoder(result: Result) -> bytes:
+    assert isinstance(result, list)
+    return records_json(result)
 
 
 class _Encoded:
@@ -150,9 +162,13 @@ def _answerer(app: web.Application, record: JobRecord) -> Callable[[Result], Awa
     original answered; small by construction (the text came in one request line, at most MR_MAX_LINE bytes)."""
 
     async def keep(result: Result) -> None:
-        entries = as_mapping(result)
-        top = app[JOBS].get(record.job_name, record.params).top(entries, len(entries))
-        ordered = shown(top, key_encoding(entries))
+        ordered: Any
+        if isinstance(result, list):  # records, in the order the reducers made them
+            ordered = result
+        else:
+            entries = as_mapping(result)
+            top = app[JOBS].get(record.job_name, record.params).top(entries, len(entries))
+            ordered = shown(top, key_encoding(entries))
         try:
             answer = json.dumps(ordered).encode("ascii")
         except (TypeError, ValueError) as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -30,6 +31,7 @@ from .registry import JobRegistry
 from .results import Results
 from .results_http import result
 from .splitview import parse_query
+from .stepflow import remove_job_files
 from .store import InputStore
 from .submit import submit
 from .workers import MapperSlots
@@ -120,6 +122,9 @@ async def _jobs_context(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = registry
     app[UPLOADS] = UploadSlots(settings.max_uploads)
     for record, key in await asyncio.to_thread(journal.interrupted):
+        # A multi-step job's records between steps: nobody will read them now (a no-op for any other job).
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(remove_job_files, settings.work_root, record.id, record.epoch)
         record.transition(FAILED)
         record.error, record.finished = RESTARTED, time.time()
         record.done.set()

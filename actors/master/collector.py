@@ -10,7 +10,7 @@ from ..core.config import Settings
 from ..core.counters import CounterLimit
 from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable, WireError
 from ..core.logs import EventLog
-from ..core.messages import Columns, Finalize, MapResult, Missing, PartFile, Release, Report
+from ..core.messages import Columns, Finalize, MapResult, Missing, PartFile, Records, Release, Report, ReportPayload
 from ..discovery import Discovery, Peer
 from ..inputs.outdir import PartInfo, part_name
 from ..jobs.result import OrderedRuns, Result
@@ -23,6 +23,18 @@ from .record import JobRecord
 Remap = Callable[[dict[int, list[int]], int], Awaitable[None]]
 
 log = EventLog(__name__)
+
+
+def records_of(payloads: list[ReportPayload]) -> list[list[Any]]:
+    """Every partition's records, in partition order; a partition that reported anything else fails the job."""
+    records: list[list[Any]] = []
+    for partition, payload in enumerate(payloads):
+        if not isinstance(payload, Records):
+            raise JobFailed(f"reducer {partition} reported {type(payload).__name__} where records were expected")
+        if not all(type(record) is list and len(record) == 2 for record in payload.records):
+            raise JobFailed(f"reducer {partition} sent a malformed report: records must be [key, value] pairs")
+        records.extend(payload.records)
+    return records
 
 
 class Collector:
@@ -39,15 +51,22 @@ class Collector:
         self.transport = transport
         self.discovery = discovery
         self.fields = {"job": record.id, "epoch": record.epoch}
-        self.reported: set[int] = set()  # partitions whose report arrived: their reducers forgot the job
+        # Partitions whose report of the current step arrived: their reducers forgot the job (until the next step's
+        # streams reach them).
+        self.reported: set[int] = set()
 
-    async def collect(self, remap: Remap) -> Result:
-        """Every partition's report; a partition whose reducer lost splits has ``remap`` redo just those."""
+    def begin_step(self) -> None:
+        """A step's streams are about to start: every reducer will hold the job again until it reports."""
+        self.reported.clear()
+
+    async def reports(self, remap: Remap, step: int = 0, work: str = "") -> list[Report]:
+        """Every partition's report of ``step``, in partition order; a partition whose reducer lost splits of it
+        has ``remap`` redo just those. ``work``: not the last step, the directory its records are written to."""
         record = self.record
         reports: dict[int, Report] = {}
         pending = list(range(record.partitions))
         for round_number in range(1, self.settings.max_attempts + 2):
-            answers = await asyncio.gather(*(self._finalize(p) for p in pending))
+            answers = await asyncio.gather(*(self._finalize(p, step, work) for p in pending))
             for answer in answers:
                 if isinstance(answer, Report) and answer.partition not in reports:
                     self._tally(answer)  # a partition's reduce-side counts: from its first report only
@@ -59,6 +78,12 @@ class Collector:
                 raise JobFailed(f"partitions {sorted(lost)} still lack splits after {round_number - 1} recoveries")
             await remap(lost, round_number)
             pending = sorted(lost)
+        return [reports[p] for p in sorted(reports)]
+
+    async def collect(self, remap: Remap, step: int = 0) -> Result:
+        """The job's result from every partition's report of its last step ``step`` (see :meth:`reports`)."""
+        record = self.record
+        reports = {report.partition: report for report in await self.reports(remap, step)}
         if record.output:
             await self._commit_output([reports[p] for p in sorted(reports)])
             return {}  # the result is in the output directory; no key or value passed through the master
@@ -68,6 +93,8 @@ class Collector:
         files = [p for p in sorted(reports) if isinstance(reports[p].payload, PartFile)]
         if files:
             raise JobFailed(f"reducers of partitions {files} reported part files for a job without an output")
+        if any(isinstance(payload, Records) for payload in payloads):
+            return records_of(payloads)
         runs = tuple(payload for payload in payloads if isinstance(payload, Columns))
         maps = [payload.totals for payload in payloads if isinstance(payload, MapResult)]
         if runs and not any(maps):
@@ -115,11 +142,13 @@ class Collector:
             raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
         return found[partition]
 
-    async def _finalize(self, partition: int) -> Report | Missing:
-        """Ask reducer ``partition`` for its report, waiting (bounded) for it to come back if it is down."""
+    async def _finalize(self, partition: int, step: int, work: str) -> Report | Missing:
+        """Ask reducer ``partition`` for its report of ``step``, waiting (bounded) for it to come back if it is
+        down."""
         record, settings = self.record, self.settings
         message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=len(record.splits),
-                           job_name=record.job_name, output=record.output, files=record.files)
+                           job_name=record.job_name, output="" if work else record.output, files=record.files,
+                           step=step, work=work)
 
         async def call() -> Report | Missing:
             return await self.transport.finalize(await self._reducer(partition), message)
@@ -130,11 +159,11 @@ class Collector:
         except (PeerError, Unavailable) as error:
             raise JobFailed(f"reducer {partition} did not come back within {settings.timeouts.recovery:g} s: "
                             f"{error.message}") from None
-        if (answer.job, answer.epoch, answer.partition) != (record.id, record.epoch, partition):
-            raise JobFailed(f"reducer {partition} answered for another job or partition")
+        if (answer.job, answer.epoch, answer.partition, answer.step) != (record.id, record.epoch, partition, step):
+            raise JobFailed(f"reducer {partition} answered for another job, partition or step")
         if isinstance(answer, Report):
             self.reported.add(partition)
-            log.debug("partition_collected", **self.fields, partition=partition,
+            log.debug("partition_collected", **self.fields, partition=partition, step=step,
                       keys=answer.keys, part=answer.payload.name if isinstance(answer.payload, PartFile) else None,
                       incarnation=answer.incarnation)
         return answer

@@ -22,7 +22,10 @@ from ..core.errors import (
 from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
 from ..core.splits import Split, plan_inputs
+from ..core.workfiles import step_dir
 from ..discovery import Discovery, Peer
+from ..inputs.ref import InputRef
+from ..jobs.records import LINES
 from ..jobs.result import Result
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
@@ -32,6 +35,7 @@ from .collector import Collector
 from .outputs import JobOutput
 from .record import JobRecord, JobState
 from .splittable import SplitTable, Ticket
+from .stepflow import StepRun, make_step_dir, next_inputs, remove_job_files
 from .workers import MapperSlots, Outcome, WorkerPolicy
 
 log = EventLog(__name__)
@@ -86,6 +90,9 @@ class Coordinator:
         self.collector = Collector(record, settings, transport, discovery, self.output)
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
         self.inline = inline  # a small single text input, sent inside every assignment (MR_INLINE_INPUT)
+        # A later step's inputs: the previous step's intermediate files (stepflow.py); empty for the first step.
+        self.step_inputs: list[InputRef] = []
+        record.step_runs = [StepRun(step) for step in range(record.steps)]
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -97,16 +104,25 @@ class Coordinator:
         try:
             if self.output is not None:
                 await self.output.open()  # created now, not at submission: a refused job creates nothing
-            await self._map_phase()
+            await self._prepare()
+            mapped = started
+            for step in range(record.steps - 1):  # every step but the last writes records for the next one
+                await self._run_step(step)
+                await self._intermediate(step)
+            await self._run_step(record.steps - 1)
             mapped = self.clock()
             record.transition(JobState.FINALIZING)
-            result = await self.collector.collect(self._recover)
+            run = record.step_runs[-1]
+            run.state = "finalizing"
+            result = await self.collector.collect(self._recover, step=record.steps - 1)
             collected = self.clock()
+            run.state, run.finalize_ms = "done", _ms(collected - mapped)
             await self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
             # The one INFO line of a finished job, with where its time went (per split and stream: DEBUG).
             log.info("job_done", **self.fields, name=record.job_name, keys=len(result), splits=splits,
+                     steps=record.steps,
                      partitions=record.partitions, bytes=record.input.size,
                      queued_ms=_ms(began - record.created), map_ms=_ms(mapped - started),
                      finalize_ms=_ms(collected - mapped), ms=_ms(time.time() - record.created))
@@ -128,11 +144,24 @@ class Coordinator:
             try:
                 if self.output is not None:  # before anyone sees the job end: then no writer of it can publish
                     await asyncio.shield(self.output.fence())
+                if record.steps > 1:  # the records between steps: gone once anyone sees the job end
+                    await asyncio.shield(self._remove_work())
             finally:
                 record.done.set()
             await asyncio.shield(self.collector.release())
 
-    async def _map_phase(self) -> None:
+    async def _remove_work(self) -> None:
+        record = self.record
+        try:
+            removed = await asyncio.to_thread(remove_job_files, self.settings.work_root, record.id, record.epoch)
+        except OSError as error:  # the job's outcome stands; the files are litter a restart or an operator clears
+            log.warning("intermediate_removal_failed", **self.fields, error=str(error))
+            return
+        if removed:
+            log.debug("intermediate_removed", **self.fields)
+
+    async def _prepare(self) -> None:
+        """Fix R and the reducers and plan the first step's splits over the job's input."""
         record, t = self.record, self.settings.timeouts
         mappers = await self._mappers()
         # from_env derives the count from a static list; settings built in code may leave that to us.
@@ -155,10 +184,42 @@ class Coordinator:
                                     record.split_size, len(mappers), self.settings.min_split_size,
                                     self.settings.max_splits)
         record.table = self._table(record.splits)
+        record.step_runs[0].table, record.step_runs[0].bytes_total = record.table, record.input.size
         record.transition(JobState.RUNNING)
         log.debug("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
-                 mappers=len(mappers), bytes=record.input.size)
+                 mappers=len(mappers), bytes=record.input.size, steps=record.steps)
+
+    async def _run_step(self, step: int) -> None:
+        """Map step ``step``'s planned splits (the first step's over the input, a later one's over the files the
+        previous step wrote), each partition streamed to its reducer."""
+        record, run = self.record, self.record.step_runs[step]
+        assert record.table is not None
+        record.step, run.state = step, "mapping"
+        self.collector.begin_step()
+        began = self.clock()
+        mappers = await self._mappers()
         await self._run_table(record.table, mappers, only=[])
+        run.map_ms = _ms(self.clock() - began)
+
+    async def _intermediate(self, step: int) -> None:
+        """Step ``step``'s reducers write their records as intermediate files; the next step is planned over
+        them, their sizes as reported (never read through the master)."""
+        record, run, t = self.record, self.record.step_runs[step], self.settings
+        run.state = "finalizing"
+        began = self.clock()
+        await asyncio.to_thread(make_step_dir, t.work_root, record.id, record.epoch, step)
+        reports = await self.collector.reports(self._recover, step, step_dir(record.id, record.epoch, step))
+        run.state, run.finalize_ms = "done", _ms(self.clock() - began)
+        self.step_inputs = next_inputs(record.id, record.epoch, step, reports)
+        mappers = await self._mappers()
+        sizes = [ref.size for ref in self.step_inputs]
+        record.splits = plan_inputs(sizes, [False] * len(sizes), record.split_size, len(mappers),
+                                    t.min_split_size, t.max_splits)
+        record.table = self._table(record.splits)
+        following = record.step_runs[step + 1]
+        following.table, following.bytes_total = record.table, sum(sizes)
+        log.debug("step_planned", **self.fields, step=step + 1, splits=len(record.splits), bytes=sum(sizes),
+                  files=len(sizes))
 
     def _table(self, splits: list[Split]) -> SplitTable:
         p = self.policy
@@ -263,7 +324,7 @@ class Coordinator:
 
     def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
-        source = record.input_at(ticket.split.input)
+        source = self.step_inputs[ticket.split.input] if record.step > 0 else record.input_at(ticket.split.input)
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
@@ -271,7 +332,8 @@ class Coordinator:
             partitions=record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
-            format=record.format, max_bad_records=record.tally.max_bad_records,
+            format=record.format if record.step == 0 else LINES, max_bad_records=record.tally.max_bad_records,
+            step=record.step,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -373,9 +435,10 @@ class Coordinator:
         record = self.record
         mappers = await self._mappers()
         for partition, splits in sorted(lost.items()):
-            record.recoveries.append({"round": round_number, "partition": partition, "splits": len(splits)})
+            record.recoveries.append({"round": round_number, "partition": partition, "splits": len(splits),
+                                      "step": record.step})
             log.warning("partition_recovering", **self.fields, partition=partition, splits=len(splits),
-                        round=round_number)
+                        round=round_number, step=record.step)
         self.metrics.recovered(len(lost))
         by_index = {s.index: s for s in record.splits}
         try:

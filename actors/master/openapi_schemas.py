@@ -108,6 +108,17 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {k: WHOLE for k in ("splits_done", "splits_total", "bytes_done", "bytes_total")},
     },
+    "StepProgress": {
+        "type": "object",
+        "description": "One step of the job (one for a job without steps()): its state, its splits (a later step's "
+                       "are over the previous step's intermediate files, bytes_total their reported size) and the "
+                       "milliseconds its map and its finalize took (null until they ended).",
+        "properties": {
+            "step": WHOLE, "state": {"enum": ["waiting", "mapping", "finalizing", "done"]},
+            **{k: WHOLE for k in ("splits_done", "splits_total", "bytes_done", "bytes_total")},
+            "map_ms": {"type": ["number", "null"]}, "finalize_ms": {"type": ["number", "null"]},
+        },
+    },
     "Attempts": {
         "type": "object",
         "properties": {
@@ -178,11 +189,16 @@ SCHEMAS: dict[str, Any] = {
             "reducers": {"type": "array", "items": {"type": "string"}},
             "progress": ref("Progress"),
             "attempts": ref("Attempts"),
-            "recoveries": {"type": "array", "items": {"type": "object"}},
+            "recoveries": {"type": "array", "items": {"type": "object"},
+                           "description": "partitions re-mapped after a reducer lost them: round, partition, "
+                                          "splits, and the step they were of"},
             "counters": {"type": "object", "description": "the job's counters, {group: {name: value}}, summed over "
                          "the attempts counted (a split's first finished attempt, a partition's first report)",
                          "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}},
             "bad_records": ref("BadRecords"),
+            "step": {"type": "integer", "description": "the step running now (0-based; the last one once ended); "
+                     "progress and splits are this step's"},
+            "steps": {"type": "array", "items": ref("StepProgress")},
             "splits": ref("Splits"),
             "output": {"type": "object", "description": "with an output: its path and whether _SUCCESS is written",
                        "properties": {"path": {"type": "string"}, "written": {"type": "boolean"}}},

@@ -13,6 +13,7 @@ from ..core.splits import Split
 from ..inputs.ref import MANY, InputRef
 from .splittable import SplitTable
 from .splitview import SplitQuery, page, summary
+from .stepflow import StepRun
 
 
 class JobState(StrEnum):
@@ -83,6 +84,9 @@ class JobRecord:
     # Counters and bad records summed over the attempts counted (a split's first SplitDone, a partition's first
     # report), and the job's max_bad_records.
     tally: JobTally = field(default_factory=lambda: JobTally(CounterLimits()))
+    steps: int = 1  # the job's steps (its ``steps()``): each runs a map and a reduce in turn
+    step: int = 0  # the step running now (or the last one run)
+    step_runs: list[StepRun] = field(default_factory=list)  # per step, once the job is planned
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _state: JobState = field(default=JobState.QUEUED, init=False, repr=False)
 
@@ -120,6 +124,10 @@ class JobRecord:
             "bytes_done": min(table.bytes_done, self.input.size) if table else 0,
             "bytes_total": self.input.size,
         }
+        if self.step > 0 and self.step < len(self.step_runs):  # a later step reads the previous step's files
+            run = self.step_runs[self.step]
+            progress["bytes_done"], progress["bytes_total"] = min(run.table.bytes_done if run.table else 0,
+                                                                  run.bytes_total), run.bytes_total
         return {
             "id": self.id,
             "job": self.job_name,
@@ -146,6 +154,8 @@ class JobRecord:
             "recoveries": self.recoveries,
             "counters": self.tally.counters_json(),
             "bad_records": self.tally.bad_json(),
+            "step": self.step,
+            "steps": [run.status() for run in self.step_runs],
             "partition_status": self.partition_status(),
             "splits": page(table, listing) if listing is not None else summary(table),
             **({"output": {"path": self.output, "written": self.written is not None}} if self.output else {}),

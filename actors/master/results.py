@@ -18,8 +18,9 @@ _DECODER = json.JSONDecoder()
 
 @dataclass(frozen=True)
 class HeldResult:
-    """One job's result as the JSON object ``{key: value, ...}`` in ASCII bytes, entries in the job's top order,
-    its keys named by ``key_encoding`` (actors.jobs.result)."""
+    """One job's result as the JSON object ``{key: value, ...}`` in ASCII bytes, entries in the job's top order, its
+    keys named by ``key_encoding`` (actors.jobs.result), or (a job whose output is records) the JSON array
+    ``[[key, value], ...]``."""
 
     job_id: str
     keys: int
@@ -42,10 +43,11 @@ class HeldResult:
         carry it), decoded one window at a time: the order was computed once, so a top-N reads only a prefix, and
         even a top-everything holds one window, not a copy of the result."""
         start, width, produced = 1, _SCAN_FIRST, 0  # start: where the next entry (or its comma) begins
-        typed = self.key_encoding != STR_KEYS
+        records = self.payload.startswith(b"[")
+        typed = not records and self.key_encoding != STR_KEYS
         while produced < n:
             text = self.payload[start : start + width].decode("ascii")
-            batch, used, complete = _entries(text, n - produced)
+            batch, used, complete = _entries(text, n - produced, records)
             if typed:  # each key is its JSON text: the key itself is that JSON value
                 for entry in batch:
                     entry[0] = json.loads(entry[0])
@@ -62,23 +64,29 @@ class HeldResult:
         return list(self.entries(n))
 
 
-def _entries(text: str, n: int) -> tuple[list[list[Any]], int, bool]:
+def _entries(text: str, n: int, records: bool = False) -> tuple[list[list[Any]], int, bool]:
     """Up to ``n`` entries from the start of ``text``, a window onto the payload that begins at an entry, its
-    comma or the closing brace; with how much of ``text`` they used, and True once there are no more to read."""
+    comma or the closing brace (bracket, for ``records``: each entry is then one ``[key, value]`` array); with how
+    much of ``text`` they used, and True once there are no more to read."""
     entries: list[list[Any]] = []
     pos = 0
+    close = "]" if records else "}"
     while len(entries) < n:
-        if pos < len(text) and text[pos] == "}":
+        if pos < len(text) and text[pos] == close:
             return entries, pos, True
         at = pos + 1 if pos < len(text) and text[pos] == "," else pos
         try:
-            key, at = _DECODER.raw_decode(text, at)  # the key: a JSON string
-            value, end = _DECODER.raw_decode(text, at + 1)  # at + 1: just past the colon
+            if records:
+                entry, end = _DECODER.raw_decode(text, at)
+            else:
+                key, at = _DECODER.raw_decode(text, at)  # the key: a JSON string
+                value, end = _DECODER.raw_decode(text, at + 1)  # at + 1: just past the colon
+                entry = [key, value]
         except (ValueError, IndexError):
             return entries, pos, False  # the window ends inside this entry
         if end >= len(text):
             return entries, pos, False  # a number cut at the window's edge would still parse: wait for its delimiter
-        entries.append([key, value])
+        entries.append(entry)
         pos = end
     return entries, pos, True
 

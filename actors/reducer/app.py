@@ -25,6 +25,7 @@ from ..core.messages import (
     MapResult,
     Missing,
     PartFile,
+    Records,
     Release,
     Report,
     StreamAck,
@@ -32,6 +33,8 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
+from ..core.partition import decode_key
+from ..jobs.steps import typed_key
 from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
@@ -41,7 +44,7 @@ from ..tasks.places import attempt_dir
 from ..tasks.pool import TaskPool
 from .budget import Reservation, StagingBudget, reservation
 from .ledger import DUPLICATE, Ledger, PartitionState
-from .output import write_output
+from .output import write_intermediate, write_output
 from .stage import Stage
 from .totals import SpillingTotals
 
@@ -169,10 +172,10 @@ async def _stream(request: web.Request, started: float) -> web.Response:
         await _receive(reader, header, stage, reserved, settings)
         await reader.expect_end()
         # Re-read the state after the awaits above: a newer epoch may have replaced it, or a finalize reported it.
-        if reported or ledger.was_reported(header.job, header.epoch):
+        if reported or ledger.is_past(header.job, header.epoch, header.step):
             status = DUPLICATE
         else:
-            partition = ledger.current(header.job, header.epoch)
+            partition = ledger.current(header.job, header.epoch, header.step)
             status = partition.record(header.split, stage)  # no await between the check and the commit
             # Merge in slices, yielding between them, while this stream's reservation still covers its values.
             with user_code_logged(fields):  # a combiner runs here
@@ -287,27 +290,28 @@ async def finalize(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
     if message.partition != ledger.partition:
         raise Conflict(f"finalize for partition {message.partition} reached reducer {ledger.partition}")
-    kept = ledger.reported_answer(message.job, message.epoch)
+    kept = ledger.reported_answer(message.job, message.epoch, message.step)
     if kept is not None:
-        log.info("report_repeated", job=message.job, epoch=message.epoch, partition=ledger.partition)
+        log.info("report_repeated", job=message.job, epoch=message.epoch, partition=ledger.partition,
+                 step=message.step)
         return _cbor_bytes(kept)
     incarnation = request.app[IDENTITY].incarnation
-    partition = ledger.find(message.job, message.epoch)
+    partition = ledger.find(message.job, message.epoch, message.step)
     missing = partition.missing(message.splits) if partition is not None else list(range(message.splits))
     if partition is None or missing:
         # Not an error: the master redoes exactly these splits for this partition (e.g. after we restarted).
         log.warning("partition_incomplete", job=message.job, epoch=message.epoch, partition=ledger.partition,
                     missing=len(missing))
         answer = Missing(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                         splits=missing)
+                         splits=missing, step=message.step)
         return cbor_response(to_wire(answer))
     partition.merge_pending()  # a stream may still be merging (its split also committed by a backup attempt)
-    ordered = None if message.output else partition.ordered_run()
+    ordered = None if message.output or message.work else partition.ordered_run()
     if ordered is not None:  # counts held in a packing engine's table: sorted there, no object made per key
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(ordered), duplicates=partition.duplicates)
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                        splits=message.splits, payload=ordered)
+                        splits=message.splits, payload=ordered, step=message.step)
         return _reported(ledger, partition, report)
     partition.settle()
     spec = user_spec(partition.job_def, partition.params)
@@ -319,6 +323,16 @@ async def finalize(request: web.Request) -> web.Response:
             totals = await asyncio.wrap_future(partition.finish_spilled())
         else:
             totals = partition.job_def.finish(partition.totals)
+    if message.work:  # not the last step: the records, canonical keys kept, go to the next step's mappers
+        part = await write_intermediate(settings, message, totals, incarnation)
+        log.info("partition_intermediate", job=message.job, epoch=message.epoch, partition=ledger.partition,
+                 step=message.step, keys=part.keys, bytes=part.bytes, duplicates=partition.duplicates)
+        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+                        splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256),
+                        counters=counters, step=message.step)
+        return _reported(ledger, partition, report)
+    if isinstance(totals, list):  # records: [canonical key, value] from the job's reducer, keys made typed here
+        totals = [[typed_key(decode_key(key)), value] for key, value in totals]
     if message.output:
         part = await write_output(settings, message, totals, incarnation)
         log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,
@@ -326,14 +340,19 @@ async def finalize(request: web.Request) -> web.Response:
         report = Report(
             job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
             splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256), counters=counters,
+            step=message.step,
         )
     else:
         log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
                   keys=len(totals), duplicates=partition.duplicates)
-        run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
+        payload: MapResult | Columns | Records
+        if isinstance(totals, list):
+            payload = Records(totals)
+        else:
+            run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
+            payload = run if run is not None else MapResult(totals)
         report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
-                        splits=message.splits, payload=run if run is not None else MapResult(totals),
-                        counters=counters)
+                        splits=message.splits, payload=payload, counters=counters, step=message.step)
     return _reported(ledger, partition, report)
 
 
@@ -349,7 +368,7 @@ def user_code_logged(fields: dict[str, Any]) -> Iterator[None]:
 
 
 async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: Any,
-                          message: Finalize) -> tuple[dict[str, Any], CounterMap]:
+                          message: Finalize) -> tuple[dict[str, Any] | list[list[Any]], CounterMap]:
     """The job's reducer over the partition's runs in a task process (its working directory holding the job's side
     files), and the reduce's counters; a worker that dies or stalls is replaced and the reduce run again, up to
     MR_MAX_ATTEMPTS times (then it is the job's failure, not this actor's)."""
@@ -374,7 +393,7 @@ async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: An
 def _reported(ledger: Ledger, partition: PartitionState, report: Report) -> web.Response:
     """Answer ``report`` and forget the job, keeping the answer; a finalize asked twice at once reports once (the
     answer kept first is the answer)."""
-    kept = ledger.reported_answer(report.job, report.epoch)
+    kept = ledger.reported_answer(report.job, report.epoch, report.step)
     if kept is None:
         kept = wire.encode(to_wire(report))
         ledger.forget_reported(partition, kept)
@@ -398,13 +417,14 @@ async def state(request: web.Request) -> web.Response:
     """What this reducer holds, for operators and tests."""
     ledger = request.app[LEDGER]
     jobs = {
-        job: {"epoch": s.epoch, "committed": sorted(s.committed), "keys": s.keys_held, "duplicates": s.duplicates,
-              "spills": s.spills}
+        job: {"epoch": s.epoch, "step": s.step, "committed": sorted(s.committed), "keys": s.keys_held,
+              "duplicates": s.duplicates, "spills": s.spills}
         for job, s in ledger.jobs.items()
     }
     budget = request.app[BUDGET]
     return web.json_response({
         "incarnation": request.app[IDENTITY].incarnation, "partition": ledger.partition, "jobs": jobs,
-        "reported": len(ledger.reported), "stale": ledger.stale, "staged_bytes": budget.used, "waited": budget.waited,
+        "reported": len(ledger.reported), "stale": ledger.stale, "stale_steps": ledger.stale_steps,
+        "staged_bytes": budget.used, "waited": budget.waited,
         "refused": budget.refused,
     })

@@ -34,6 +34,7 @@ class PartitionState:
     params: dict[str, str] = field(default_factory=dict)
     committed: set[int] = field(default_factory=set)
     duplicates: int = 0
+    step: int = 0  # the job's step these splits are of (a later step's first stream replaces this state)
 
     def record(self, split: int, stage: Stage) -> str:
         """The commit rule: count a split's stream only the first time; synchronous, so nothing interleaves.
@@ -78,7 +79,7 @@ class PartitionState:
     def spilled(self) -> bool:
         return self.merged.spilled()
 
-    def finish_spilled(self) -> Future[dict[str, Any]]:
+    def finish_spilled(self) -> Future[dict[str, Any] | list[list[Any]]]:
         assert isinstance(self.merged, SpillingTotals)
         return self.merged.finish_spilled()
 
@@ -118,14 +119,32 @@ class Ledger:
         self.jobs: dict[str, PartitionState] = {}
         self.reported = ReportedJobs(report_grace, report_budget, clock)  # jobs reported and forgotten
         self.stale = 0  # streams, commits and finalizes refused for an old epoch
+        self.stale_steps = 0  # streams of a step already reported, come after it (answered "duplicate")
 
     def receive(self, header: StreamHeader) -> PartitionState | None:
         """What a new stream commits into: its state, or None when (job, epoch) was already reported here (every
         split is committed, so the stream is a duplicate)."""
         self._route(header)
-        if self.was_reported(header.job, header.epoch):
+        if self.is_past(header.job, header.epoch, header.step):
             return None
         return self.admit(header)
+
+    def is_past(self, job: str, epoch: int, step: int) -> bool:
+        """Whether (job, epoch)'s ``step`` is settled here: reported, or a later step of it began (which the master
+        starts only once every partition reported this one). A stream of it is then a duplicate; one of an older
+        step is counted as stale (:attr:`stale_steps`)."""
+        state = self.jobs.get(job)
+        if state is not None:
+            self._fence(state, epoch)
+            if state.epoch == epoch and step < state.step:
+                self.stale_steps += 1
+                return True
+            return False
+        entry = self.reported.get(job)
+        if entry is not None and entry.epoch == epoch and step < entry.step:
+            self.stale_steps += 1
+            return True
+        return self.was_reported(job, epoch, step)
 
     def _route(self, header: StreamHeader) -> None:
         if header.partition != self.partition:
@@ -139,26 +158,37 @@ class Ledger:
         """The state a new stream will commit into, created on first sight of (job, epoch)."""
         self._route(header)
         key = header.key
-        if self.was_reported(key.job, key.epoch):
-            raise Conflict(f"job {key.job} epoch {key.epoch} was already reported by reducer {self.partition}")
+        if self.was_reported(key.job, key.epoch, header.step):
+            raise Conflict(f"job {key.job} epoch {key.epoch} step {header.step} was already reported by reducer "
+                           f"{self.partition}")
         state = self.jobs.get(key.job)
         if state is not None:
             self._fence(state, key.epoch)
-            if state.epoch == key.epoch:
+            if state.epoch == key.epoch and header.step < state.step:
+                raise Conflict(f"job {key.job} epoch {key.epoch} step {header.step} is stale: this reducer is at "
+                               f"step {state.step}")
+            if state.epoch == key.epoch and state.step == header.step:
                 if (state.partitions != header.partitions or state.job_def.name != header.job_name
                         or state.params != header.params):
                     raise Conflict(f"job {key.job} epoch {key.epoch} was started with other parameters")
                 state.touched = self.clock()
                 return state
-        job_def = (self.catalog.view if self.views else self.catalog.get)(header.job_name, header.params)
+        job_def = self._job(header)
         state = PartitionState(job=header.job, epoch=header.epoch, partition=header.partition,
                                partitions=header.partitions, job_def=job_def, touched=self.clock(),
-                               merged=self._totals(job_def), params=header.params)
+                               merged=self._totals(job_def), params=header.params, step=header.step)
         if state.job in self.jobs:
-            self._drop(self.jobs[state.job])  # a newer epoch replaces the older one's runs too
+            self._drop(self.jobs[state.job])  # a newer epoch (or step) replaces the older one's runs too
         self.reported.drop(state.job)  # an older epoch's report: superseded
         self.jobs[header.job] = state
         return state
+
+    def _job(self, header: StreamHeader) -> Job:
+        """The job's engine for the stream's step (a later step of a job with steps maps and reduces records)."""
+        if self.views:
+            return self.catalog.view(header.job_name, header.params, header.step)
+        job = self.catalog.get(header.job_name, header.params)
+        return SdkJob(job.job, header.step) if header.step and isinstance(job, SdkJob) else job
 
     def _totals(self, job: Job) -> Totals:
         """The totals strategy of a new partition, from its engine's declared capabilities."""
@@ -172,9 +202,9 @@ class Ledger:
         # A built-in's engine, or a job whose declared fold is its reducer too: merged here by framework code only.
         return Totals(job)
 
-    def was_reported(self, job: str, epoch: int) -> bool:
-        """Whether this reducer reported (job, epoch) and forgot its state (every split was committed then); an
-        epoch older than the one reported is stale (409)."""
+    def was_reported(self, job: str, epoch: int, step: int = 0) -> bool:
+        """Whether this reducer reported (job, epoch) at ``step`` or a later step, and forgot its state (every split
+        was committed then); an epoch older than the one reported is stale (409)."""
         if job in self.jobs:
             return False  # a live state fences by itself; it is never older than a kept report
         entry = self.reported.get(job)
@@ -183,14 +213,14 @@ class Ledger:
         if epoch < entry.epoch:
             self.stale += 1
             raise Conflict(f"job {job} epoch {epoch} is stale: this reducer reported epoch {entry.epoch}")
-        return epoch == entry.epoch
+        return epoch == entry.epoch and step <= entry.step
 
-    def reported_answer(self, job: str, epoch: int) -> bytes | None:
-        """The encoded finalize answer this reducer gave for (job, epoch), if it still keeps it."""
-        if not self.was_reported(job, epoch):
+    def reported_answer(self, job: str, epoch: int, step: int = 0) -> bytes | None:
+        """The encoded finalize answer this reducer gave for (job, epoch, step), if it still keeps it."""
+        if not self.was_reported(job, epoch, step):
             return None
         entry = self.reported.get(job)
-        return entry.answer if entry is not None else None
+        return entry.answer if entry is not None and entry.step == step else None
 
     def forget_reported(self, state: PartitionState, answer: bytes) -> None:
         """(job, epoch) is reported with ``answer``: drop its state now and keep the answer (bounded) for a master
@@ -201,26 +231,26 @@ class Ledger:
         if live is state:
             del self.jobs[state.job]
             self._drop(state)
-        self.reported.keep(state.job, state.epoch, answer)
+        self.reported.keep(state.job, state.epoch, answer, state.step)
 
-    def current(self, job: str, epoch: int) -> PartitionState:
-        """The state of (job, epoch), or a clear 404/409 when it is unknown or superseded."""
+    def current(self, job: str, epoch: int, step: int = 0) -> PartitionState:
+        """The state of (job, epoch, step), or a clear 404/409 when it is unknown or superseded."""
         state = self.jobs.get(job)
         if state is None:
             raise NotFound(f"reducer {self.partition} holds no state for job {job}")
         self._fence(state, epoch)
-        if state.epoch != epoch:
-            raise NotFound(f"reducer {self.partition} holds no state for job {job} epoch {epoch}")
+        if state.epoch != epoch or state.step != step:
+            raise NotFound(f"reducer {self.partition} holds no state for job {job} epoch {epoch} step {step}")
         state.touched = self.clock()
         return state
 
-    def find(self, job: str, epoch: int) -> PartitionState | None:
-        """The state of (job, epoch) if this reducer holds it; a stale epoch is still refused (409)."""
+    def find(self, job: str, epoch: int, step: int = 0) -> PartitionState | None:
+        """The state of (job, epoch, step) if this reducer holds it; a stale epoch is still refused (409)."""
         state = self.jobs.get(job)
         if state is None:
             return None
         self._fence(state, epoch)
-        if state.epoch != epoch:
+        if state.epoch != epoch or state.step != step:
             return None
         state.touched = self.clock()
         return state

@@ -22,6 +22,7 @@ class Reported:
     epoch: int
     answer: bytes  # the encoded finalize answer, exactly as sent
     at: float  # clock time it was kept
+    step: int = 0  # the job's step reported (a multi-step job's later step replaces its earlier one's entry)
 
     @property
     def cost(self) -> int:
@@ -41,13 +42,14 @@ class ReportedJobs:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def keep(self, job: str, epoch: int, answer: bytes) -> bool:
-        """Keep the answer for (job, epoch); the first one kept stays. False when it is too large to keep at all."""
+    def keep(self, job: str, epoch: int, answer: bytes, step: int = 0) -> bool:
+        """Keep the answer for (job, epoch, step); the first one kept stays. False when it is too large to keep at
+        all."""
         self.expire()
         current = self._entries.get(job)
-        if current is not None and current.epoch >= epoch:
-            return current.epoch == epoch
-        entry = Reported(epoch, answer, self.clock())
+        if current is not None and (current.epoch, current.step) >= (epoch, step):
+            return (current.epoch, current.step) == (epoch, step)
+        entry = Reported(epoch, answer, self.clock(), step)
         if entry.cost > self.budget or self.grace <= 0:
             self.drop(job)  # an older epoch's entry must not outlive a newer report
             return False

@@ -223,7 +223,7 @@ class SpillingTotals(Totals):
     def spilled(self) -> bool:
         return bool(self.writing)
 
-    def finish_spilled(self) -> Future[dict[str, Any]]:
+    def finish_spilled(self) -> Future[dict[str, Any] | list[list[Any]]]:
         """The result merged from the runs and the values, computed on the spill thread after every write; call
         after :meth:`settle`."""
         assert self.runs is not None
@@ -251,7 +251,8 @@ class SpillingTotals(Totals):
         return list(runs.paths)
 
     @staticmethod
-    def _merge(runs: SpillRuns, job: SdkJob, memory: dict[str, Any], writes: list[Future[None]]) -> dict[str, Any]:
+    def _merge(runs: SpillRuns, job: SdkJob, memory: dict[str, Any],
+               writes: list[Future[None]]) -> dict[str, Any] | list[list[Any]]:
         try:
             for write in writes:
                 write.result()  # a failed write (say, a full disk) fails the finalize rather than losing values

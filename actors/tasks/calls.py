@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..core import wire
 from ..core.counters import CounterLimits, CounterMap, valid_counters
@@ -16,6 +17,8 @@ from .process import TaskProcess
 from .protocol import (
     ChunkDone,
     Configure,
+    Describe,
+    Described,
     Done,
     Encoded,
     EncodeResult,
@@ -37,7 +40,7 @@ def user_spec(job: Job, params: Mapping[str, str]) -> JobSpec | None:
     if not isinstance(job, SdkJob):
         return None
     cls = type(job.job)
-    return JobSpec(job.name, cls.__module__, cls.__qualname__, dict(params))
+    return JobSpec(job.name, cls.__module__, cls.__qualname__, dict(params), job.step)
 
 
 def class_spec(cls: type[MapReduceJob], params: Mapping[str, str]) -> JobSpec:
@@ -104,12 +107,25 @@ async def reduce_runs(process: TaskProcess, spec: JobSpec, paths: list[Path], ba
     return answer.result, answer.counters
 
 
-def decode_result(result: bytes, cap: int) -> dict[str, object]:
-    """A worker's encoded result (strict CBOR, a map of keys to values)."""
+def decode_result(result: bytes, cap: int) -> dict[str, Any] | list[list[Any]]:
+    """A worker's encoded result (strict CBOR): a map of keys to values, or a list of [canonical key, value]."""
     totals = wire.decode(result, cap)
+    if type(totals) is list:
+        if not all(type(r) is list and len(r) == 2 and type(r[0]) is str for r in totals):
+            raise WireError("a task process's records are not [key, value] pairs")
+        return totals
     if type(totals) is not dict:
         raise WireError("a task process's result is not a map")
     return totals
+
+
+async def describe_steps(pool: TaskPool, spec: JobSpec, silence: float) -> int:
+    """How many steps the job has (its ``steps()``), in a task process."""
+    async with pool.worker() as process:
+        answer = await process.call(Describe(spec), label("steps", spec), silence)
+    if not isinstance(answer, Described) or answer.steps < 1:
+        raise TaskFailed(f"{label('steps', spec)}: a task process answered with {type(answer).__name__}")
+    return answer.steps
 
 
 async def configure(pool: TaskPool, spec: JobSpec, silence: float) -> None:

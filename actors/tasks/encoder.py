@@ -101,6 +101,12 @@ class FrameEncoder:
                 self.flush()
             if taken.count < batch:
                 return
+    def hook(self, name: str, source: str) -> None:
+        """Run the step's ``mapper_init`` or ``mapper_final`` (an SDK job's); its records join the partials."""
+        if isinstance(self.job, SdkJob):
+            self.job.hook_into(self._acc, name, source)
+            if self.job.weight(self._acc) >= self.key_budget:
+                self.flush()
 
     def flush(self) -> None:
         if self.table is not None and self.packing is not None:  # frames cut by the table: no dicts made at all

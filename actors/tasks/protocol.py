@@ -26,6 +26,7 @@ class JobSpec:
     module: str
     qualname: str
     params: dict[str, str]
+    step: int = 0  # which of the job's steps (actors.sdk.Step) to run
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,20 @@ class EncodeResult:
 
 
 @dataclass(frozen=True)
+class Describe:
+    """Actor → worker: how many steps the job has (its ``steps()`` is user code)."""
+
+    job: JobSpec
+
+
+@dataclass(frozen=True)
+class Described:
+    """Worker → actor: the job's number of steps."""
+
+    steps: int
+
+
+@dataclass(frozen=True)
 class Done:
     """Worker → actor: a request with nothing to return went well."""
 
@@ -154,7 +169,8 @@ class MapDone:
 
 @dataclass(frozen=True)
 class Reduced:
-    """Worker → actor: the partition's result, one CBOR map, and the reduce's counters."""
+    """Worker → actor: the partition's result, one CBOR map (or, for records, a CBOR array of [key, value]), and the
+    reduce's counters."""
 
     result: bytes
     counters: dict[str, dict[str, int]]
@@ -173,17 +189,17 @@ class Failed:
     traceback: str
 
 
-Message = (MapStart | MapChunk | MapRaw | MapEnd | ReduceRuns | Configure | EncodeResult | Tick | Frames | ChunkDone
-           | MapDone | Reduced | Done | Encoded | Failed)
+Message = (MapStart | MapChunk | MapRaw | MapEnd | ReduceRuns | Configure | EncodeResult | Describe | Tick | Frames
+           | ChunkDone | MapDone | Reduced | Done | Encoded | Described | Failed)
 _KINDS: dict[str, type[Any]] = {cls.__name__: cls for cls in
-                                (MapStart, MapChunk, MapRaw, MapEnd, ReduceRuns, Configure, EncodeResult, Tick,
-                                 Frames, ChunkDone, MapDone, Reduced, Done, Encoded, Failed)}
+                                (MapStart, MapChunk, MapRaw, MapEnd, ReduceRuns, Configure, EncodeResult, Describe,
+                                 Tick, Frames, ChunkDone, MapDone, Reduced, Done, Encoded, Described, Failed)}
 
 
 def encode(message: Message) -> bytes:
     """One frame: a 4-byte big-endian length, then the message as a CBOR map."""
     fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
-    if isinstance(message, (MapStart, ReduceRuns, Configure, EncodeResult)):
+    if isinstance(message, (MapStart, ReduceRuns, Configure, EncodeResult, Describe)):
         fields["job"] = dataclasses.asdict(message.job)
     if isinstance(message, (MapStart, ReduceRuns)):
         fields["place"] = dataclasses.asdict(message.place)

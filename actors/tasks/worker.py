@@ -26,12 +26,15 @@ from ..jobs.adapter import SdkJob, user_traceback
 from ..jobs.result import as_mapping
 from ..jobs.sidefiles import declared, materialize
 from ..jobs.skipping import map_batch
+from ..jobs.steps import step_count
 from ..sdk import JobCodeError, JobConfigError, MapReduceJob, count_into
 from . import protocol
 from .encoder import FrameEncoder
 from .protocol import (
     ChunkDone,
     Configure,
+    Describe,
+    Described,
     Done,
     Encoded,
     EncodeResult,
@@ -120,6 +123,8 @@ class Worker:
         self.what = "task"  # the user function running now, for a failure's cause
         self.job_name = ""
         self.home = os.getcwd()  # the working directory between tasks (a task's own is its side files')
+        # The bytes of a record line a chunk of a later step's input ended inside (its rest is in the next chunk).
+        self.carry = b""
 
     def send(self, message: Message) -> None:
         self.out.write(protocol.encode(message))
@@ -167,8 +172,11 @@ class Worker:
     def handle(self, message: Message) -> Message:
         if isinstance(message, MapStart):
             self.what, self.job_name = "mapper", message.job.name
-            self.mapping = (Outbox(self.send, self.job(message.job, message.place), message), message)
+            outbox = Outbox(self.send, self.job(message.job, message.place), message)
+            self.mapping = (outbox, message)
             self.batch = message.batch
+            self.carry = b""
+            outbox.hook("mapper_init", message.source)  # once per map task: this attempt of the split
             return ChunkDone()
         if isinstance(message, MapChunk):
             return self.map_chunk(message.data, message.offset)
@@ -178,7 +186,11 @@ class Worker:
             outbox.ship_all()
             return ChunkDone()
         if isinstance(message, MapEnd):
-            outbox, _ = self.ongoing()
+            outbox, start = self.ongoing()
+            if self.carry:  # the input's last record, with no newline after it
+                outbox.map(self.carry.decode("utf-8", "replace"), start.source)
+                self.carry = b""
+            outbox.hook("mapper_final", start.source)
             outbox.flush()
             outbox.ship_all()
             self.mapping = None
@@ -192,6 +204,10 @@ class Worker:
                 return self.reduce(message)
             finally:
                 self.leave()
+        if isinstance(message, Describe):
+            self.what, self.job_name = "steps", message.job.name
+            job = self.job(message.job)
+            return Described(step_count(job.job) if isinstance(job, SdkJob) else 1)
         if isinstance(message, Configure):
             self.what, self.job_name = "configure", message.job.name
             self.job(message.job)
@@ -214,6 +230,8 @@ class Worker:
         if place is not None:
             self.enter(catalog.classes[spec.name], place)
         job = catalog.get(spec.name, spec.params)
+        if spec.step and isinstance(job, SdkJob):  # a later step of the job: its own view
+            job = SdkJob(job.job, spec.step)
         if place is not None and place.workdir and isinstance(job, SdkJob):
             job.job.files_dir = place.workdir
         return job
@@ -250,6 +268,11 @@ class Worker:
         large: a fast job maps whole chunks in a few calls (a call per batch has a cost: the partials are folded and
         their keys checked per call), a slow one still ticks well within its lease."""
         outbox, start = self.ongoing()
+        if start.job.step:  # records: a chunk may end inside a line (cut at a space); its rest comes next
+            offset -= len(self.carry)
+            data = self.carry + data
+            cut = data.rfind(b"\n") + 1  # whole lines only, cut as bytes: never inside a character either
+            data, self.carry = data[:cut], data[cut:]
         # Batches are cut from the bytes (a newline is the same byte in UTF-8 and in its decoding), so each knows its
         # offset in the input: a record that does not parse, or that its mapper fails on, is named by its own.
         pos, size, done = 0, len(data), 0

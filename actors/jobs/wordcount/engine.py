@@ -12,7 +12,7 @@ from typing import Any
 from ...core.errors import WireError
 from ...sdk import JobConfigError, MapReduceJob
 from ..engine import COUNT_LIMIT, CountTable
-from ..result import OrderedRuns, Result, general_json
+from ..result import OrderedRuns, Result, as_mapping, general_json
 from .encode import counts_json, merge_json
 from .kernel import CountTable as KernelTable
 from .kernel import PythonCountTable, add_counts
@@ -104,7 +104,7 @@ class WordCountEngine:
         try:
             return counts_json(result)  # type: ignore[arg-type]  # a str -> int dict, or TypeError
         except (TypeError, OverflowError):
-            return general_json(result, self.top)
+            return general_json(as_mapping(result), self.top)
 
 
 class WordCount(MapReduceJob):

@@ -142,7 +142,19 @@
       bar(p.splits_done, p.splits_total, "splits"),
       bar(p.bytes_done, p.bytes_total, "bytes"),
       el("div", { className: "small muted",
-        text: p.splits_done + "/" + p.splits_total + " splits · " + bytes(p.bytes_done) + " / " + bytes(p.bytes_total) }));
+        text: p.splits_done + "/" + p.splits_total + " splits · " + bytes(p.bytes_done) + " / " + bytes(p.bytes_total) }),
+      ...stepLines(s));
+  }
+
+  // A multi-step job: which step runs, and each step's splits and where its time went.
+  function stepLines(s) {
+    const steps = s.steps || [];
+    if (steps.length < 2) return [];
+    const ms = (v) => (v === null || v === undefined ? "–" : duration(v / 1000));
+    return [el("div", { className: "small", text: "step " + (s.step + 1) + " of " + steps.length })].concat(
+      steps.map((t) => el("div", { className: "small muted",
+        text: "step " + (t.step + 1) + ": " + t.state + " · " + t.splits_done + "/" + t.splits_total + " splits · map " +
+          ms(t.map_ms) + " · finalize " + ms(t.finalize_ms) })));
   }
 
   function drawJobs(list) {
