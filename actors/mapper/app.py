@@ -275,13 +275,14 @@ class MapRun:
 
     async def _map_in_task(self, spool: Spool, spec: JobSpec) -> AsyncGenerator[Progress, None]:
         """Map in a task process: the chunks go to it, its encoded frames come back into the spool, and this loop
-        stays free (heartbeats go on) while user code works."""
+        stays free (heartbeats go on) while user code works. The next chunk is read and sent while the worker maps
+        the one before (MapTask's window)."""
         assert self.tasks is not None
         s = self.settings
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
                          s.max_key, s.task_batch)
-        async with self.tasks.worker(self.a.job) as process:
-            task = MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
+        async with self.tasks.worker(self.a.job) as process, \
+                MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped) as task:
             async for progress in self._meanwhile(task.open()):
                 yield progress
             async with contextlib.aclosing(self._owned_pieces()) as reading:

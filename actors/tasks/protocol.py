@@ -16,6 +16,7 @@ from ..core.errors import WireError
 
 _LENGTH = struct.Struct(">I")
 PREFIX = _LENGTH.size
+_MIN_SPLIT = 64 * 1024  # bytes of a chunk from which it is framed in pieces (a smaller one is copied: cheap)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,20 @@ def encode(message: Message) -> bytes:
         fields["job"] = dataclasses.asdict(message.job)
     body = wire.encode({"t": type(message).__name__, **fields})
     return _LENGTH.pack(len(body)) + body
+
+
+def encode_parts(message: Message) -> list[bytes]:
+    """:func:`encode`'s frame in pieces whose concatenation it is: a chunk's data is one piece, as it is (a 4 MiB
+    chunk is not copied twice to frame it; a pipe's writer copies it at most once more)."""
+    if not isinstance(message, MapChunk) or len(message.data) < _MIN_SPLIT:
+        return [encode(message)]
+    # The map with an empty byte string, whose head is its last byte (0x40): that head, grown to the data's length.
+    empty = wire.encode({"t": "MapChunk", "data": b""})
+    if empty[-1:] != b"\x40":  # the codec put the data before another field: frame it whole
+        return [encode(message)]
+    size = len(message.data)
+    head = bytes([0x5A]) + size.to_bytes(4, "big") if size < 1 << 32 else bytes([0x5B]) + size.to_bytes(8, "big")
+    return [_LENGTH.pack(len(empty) - 1 + len(head) + size) + empty[:-1] + head, message.data]
 
 
 def decode(body: bytes, cap: int) -> Message:
