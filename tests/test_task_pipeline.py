@@ -23,6 +23,7 @@ from actors.sequential import run_sequential
 from actors.tasks import protocol
 from actors.tasks.calls import MapTask
 from actors.tasks.pool import TaskPool
+from actors.tasks.process import PIPE_SIZE, TaskProcess
 from actors.tasks.protocol import JobSpec, MapDone, MapStart
 
 from .conftest import ClusterFactory
@@ -235,3 +236,19 @@ async def test_user_jobs_through_many_pipelined_chunks_are_exact(make_cluster: C
     state, result = await outcome(cluster, job_id)
     assert state["state"] == "done", state
     assert result == run_sequential(job, text.encode(), "input", {}, ("actors.jobs.examples",))
+
+
+async def test_the_pipe_to_a_worker_holds_a_mebibyte_where_the_kernel_allows() -> None:
+    """A 4 MiB chunk passes in four writes of the actor's loop, not sixty-four (each a wake-up the worker waits for)."""
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("no F_GETPIPE_SZ here (not Linux)")
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < PIPE_SIZE:
+        pytest.skip("the kernel allows smaller pipes here")
+    process = await TaskProcess.start(1 << 20, 0, 30.0)
+    try:
+        assert process.proc.stdin is not None
+        pipe = process.proc.stdin.transport.get_extra_info("pipe")
+        assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_SIZE
+    finally:
+        await process.kill()
