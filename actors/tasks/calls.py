@@ -95,11 +95,15 @@ class MapTask:
         self._reader = asyncio.ensure_future(self._read())
 
     async def feed(self, data: bytes) -> None:
-        """Send one chunk once fewer than WINDOW are unanswered; returns when the worker's pipe has taken it (its
-        answer comes later). The worker's failure so far raises here."""
+        """Map a chunk of whole lines."""
+        await self._request(MapChunk(data))
+
+    async def _request(self, message: MapChunk) -> None:
+        """Send a request the worker answers with ChunkDone once fewer than WINDOW are unanswered; returns when the
+        worker's pipe has taken it (its answer comes later). The worker's failure so far raises here."""
         await self._guard(self._room.wait())
         self._count(+1)  # before the write: the answer may come before the write returns
-        await self._guard(self.process.send(MapChunk(data), self.label, self.silence))
+        await self._guard(self.process.send(message, self.label, self.silence))
 
     async def finish(self) -> MapDone:
         """End the split: every chunk's answer, then the counts per partition."""

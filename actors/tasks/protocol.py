@@ -163,9 +163,11 @@ def encode_parts(message: Message) -> list[bytes]:
     chunk is not copied twice to frame it; a pipe's writer copies it at most once more)."""
     if not isinstance(message, MapChunk) or len(message.data) < _MIN_SPLIT:
         return [encode(message)]
-    # The map with an empty byte string, whose head is its last byte (0x40): that head, grown to the data's length.
-    empty = wire.encode({"t": "MapChunk", "data": b""})
-    if empty[-1:] != b"\x40":  # the codec put the data before another field: frame it whole
+    # The map with the data last and empty, so its head is the last byte (0x40): that head, grown to the data's
+    # length (a map's order is free: :func:`decode` reads the same message).
+    others = {f.name: getattr(message, f.name) for f in dataclasses.fields(message) if f.name != "data"}
+    empty = wire.encode({"t": type(message).__name__, **others, "data": b""})
+    if empty[-1:] != b"\x40":  # the codec ordered the map itself: frame it whole
         return [encode(message)]
     size = len(message.data)
     head = bytes([0x5A]) + size.to_bytes(4, "big") if size < 1 << 32 else bytes([0x5B]) + size.to_bytes(8, "big")
