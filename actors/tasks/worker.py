@@ -191,16 +191,12 @@ class Worker:
         outbox, start = self.ongoing()
         text = data.decode("utf-8", "replace")
         pos, size, done = 0, len(text), 0
-        left = text.count("\n") + (not text.endswith("\n"))  # lines in the chunk (the last may lack its newline)
         while pos < size:
             end, lines = pos, 0
-            if left <= self.batch:  # the rest is one batch: not found line by line (a Python step per line)
-                end, lines = size, left
             while lines < self.batch and end < size:
                 found = text.find("\n", end)
                 end = size if found < 0 else found + 1
                 lines += 1
-            left -= lines
             began = time.monotonic()
             outbox.map(text[pos:end], start.source)
             took = time.monotonic() - began
