@@ -103,6 +103,11 @@ def start(module: str, key_budget: int = 1_000_000) -> MapStart:
                     s.max_key, 1)
 
 
+async def feed(task: MapTask, chunk: bytes) -> None:
+    """One chunk to the task (where the MapTask interface meets these tests, with :func:`start`)."""
+    await task.feed(chunk)
+
+
 def chunks_of(text: str, lines: int) -> list[bytes]:
     rows = text.splitlines(keepends=True)
     return ["".join(rows[at:at + lines]).encode() for at in range(0, len(rows), lines)]
@@ -118,7 +123,7 @@ async def conversation(pool: TaskPool, module: str, chunks: list[bytes], *, wind
         async with task:
             await task.open()
             for chunk in chunks:
-                await task.feed(chunk)
+                await feed(task, chunk)
             return task, await task.finish()
 
 
@@ -159,12 +164,12 @@ async def test_the_next_chunk_is_sent_while_the_worker_maps_and_never_more_than_
         async with task:
             await task.open()
             began = time.monotonic()
-            await task.feed(chunks[0])
-            await task.feed(chunks[1])
+            await feed(task, chunks[0])
+            await feed(task, chunks[1])
             assert task.chunks == 2 and time.monotonic() - began < 0.25  # the first is still being mapped
-            await task.feed(chunks[2])
+            await feed(task, chunks[2])
             assert time.monotonic() - began >= 0.25  # it waited for the first chunk's answer
-            await task.feed(chunks[3])
+            await feed(task, chunks[3])
             await task.finish()
     assert max(task.seen) == 2 and task.seen[-1] == 0
     assert process.alive  # every answer read: the worker serves the next conversation
@@ -209,9 +214,9 @@ async def test_a_worker_is_not_a_stall_while_the_mapper_is_still_reading(pool: T
         task = MapTask(process, start(pipe_module), 0.5, lambda *block: None, lambda done: None)
         async with task:
             await task.open()
-            await task.feed(b"a b\n")
+            await feed(task, b"a b\n")
             await asyncio.sleep(1.2)  # the input is slow to read (longer than the worker's silence bound)
-            await task.feed(b"c d\n")
+            await feed(task, b"c d\n")
             done = await task.finish()
     assert sum(done.keys) == 4 and process.alive
 
