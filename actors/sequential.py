@@ -98,7 +98,7 @@ def _step_pairs(step: Step, records: list[Record]) -> Iterator[Record]:
         yield from (mapper(key, value) if mapper is not None else [(key, value)])
 
 
-def _mapped(job: MapReduceJob, step: Step, tasks: Tasks, fold: Fold | None | bool = True) -> dict[Key, list[Any]]:
+def _mapped(job: MapReduceJob, step: Step, tasks: Tasks, fold: Fold | bool | None = True) -> dict[Key, list[Any]]:
     """A step's map: every value of each key (folded into one by a declared fold: the job's own unless ``fold`` is
     given), keys as the job made them; each map task's hooks run around its pairs."""
     if fold is True:

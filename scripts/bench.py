@@ -17,10 +17,11 @@ On every input, each repetition measures:
   (VmHWM) is read from ``/proc/<pid>/status`` just before the cluster is stopped.
 
 Reported per method: medians of wall time, MB/s, the speed ratio to ``counter``, peak RSS sum and largest,
-the ratio of the RSS sum to ``counter``'s peak, the actors' CPU seconds during the job, whether the mappers
-counted with the native kernel (read from each mapper's ``map_kernel`` log line), and whether every result equals
-``counter``'s exactly. ``--python-path`` adds, per cluster shape, a run with the native kernel switched off
-(``MR_NATIVE_KERNEL=false``: the pure-Python map path), named ``cluster MxR py``. On every input but the Zipf one,
+the ratio of the RSS sum to ``counter``'s peak, the actors' CPU seconds during the job (their task processes'
+included, and also apart), whether the mappers counted with the native kernel (read from each mapper's
+``map_kernel`` log line), and whether every result equals ``counter``'s exactly. ``--python-path`` adds, per
+cluster shape, a run with the native kernel switched off (``MR_NATIVE_KERNEL=false``: the pure-Python map path),
+named ``cluster MxR py``. On every input but the Zipf one,
 two user jobs written with the SDK (``actors.jobs.examples``, through MR_JOB_MODULES) run on the first cluster
 shape too: word count per line (``mapper`` yielding ``(word, 1)``, declared SUM), named ``user MxR line``, and per
 batch (``mapper_batch`` returning a ``Counter``), named ``user MxR batch`` (``--no-user-jobs`` skips them); the user
@@ -191,6 +192,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_of(pids: list[int]) -> dict[int, list[int]]:
+    """The live child processes of each of ``pids`` (an actor's task processes), read from ``/proc``."""
+    found: dict[int, list[int]] = {pid: [] for pid in pids}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent in found:
+            found[parent].append(int(entry))
+    return found
+
+
+def tree_cpu(pids: list[int]) -> dict[int, tuple[int, float]]:
+    """CPU seconds so far of each of ``pids`` and of each live child of theirs, by pid: (the pid it belongs to,
+    seconds). A child that ended in between is missed (its seconds are not in its parent's until reaped)."""
+    cpu = {pid: (pid, cpu_seconds(pid)) for pid in pids}
+    for parent, children in children_of(pids).items():
+        cpu.update({child: (parent, cpu_seconds(child)) for child in children})
+    return cpu
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity), else the machine's count."""
     try:
@@ -299,8 +325,10 @@ class Run:
     keys: int = 0
     ready: float | None = None  # cluster start-up until ready
     server_seconds: float | None = None  # the master's own created -> finished
-    cpu: float | None = None  # the actors' CPU seconds from submit until the result is received (Counter's own)
+    # The actors' CPU seconds (their task processes' included) from submit until the result is received (Counter's own)
+    cpu: float | None = None
     cpu_master: float | None = None  # the master's share of it
+    cpu_tasks: float | None = None  # the share of the actors' task processes (user jobs' code), included in ``cpu``
     native: bool | None = None  # every mapper logged that it counts with the native kernel (None: no log line)
     splits: int | None = None
     phases: dict[str, float] = field(default_factory=dict)  # seconds after submit, from the actors' logs
@@ -333,7 +361,8 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
     async with cluster:
         run.ready = time.perf_counter() - started
         async with aiohttp.ClientSession(base_url=cluster.master_url, headers=cluster.api_headers) as session:
-            cpu_before = {actor.name: cpu_seconds(actor.pid) for actor in cluster.actors}
+            pids = {actor.pid: actor.name for actor in cluster.actors}
+            cpu_before = tree_cpu(list(pids))  # a task process started during the job had used nothing before it
             submitted_at = time.time()  # the actors' log stamps are wall-clock times
             job_started = time.perf_counter()
             async with session.post("/v1/jobs", json={"job": job, "input": {"path": path.name}}) as resp:
@@ -349,8 +378,11 @@ async def measure_cluster(path: Path, baseline: dict[str, int], mappers: int, re
                     if resp.status == 200:
                         body = await resp.json()
                         run.seconds = time.perf_counter() - job_started
-                        used = {a.name: cpu_seconds(a.pid) - cpu_before[a.name] for a in cluster.actors}
-                        run.cpu, run.cpu_master = sum(used.values()), used[cluster.master.name]
+                        after = tree_cpu(list(pids))
+                        used = {pid: seconds - cpu_before.get(pid, (owner, 0.0))[1]
+                                for pid, (owner, seconds) in after.items()}
+                        run.cpu, run.cpu_master = sum(used.values()), used[cluster.master.pid]
+                        run.cpu_tasks = sum(seconds for pid, seconds in used.items() if pid not in pids)
                         break
                     answer = await resp.json()
                 async with session.get(f"/v1/jobs/{job_id}") as resp:
@@ -436,6 +468,7 @@ def summarize(name: str, runs: list[Run], size: int, counter: dict[str, float]) 
         row["ready_seconds"] = median([r.ready for r in runs if r.ready is not None])
         row["server_seconds"] = median([r.server_seconds for r in runs if r.server_seconds is not None])
         row["cpu_master_seconds"] = median([r.cpu_master for r in runs if r.cpu_master is not None])
+        row["cpu_tasks_seconds"] = median([r.cpu_tasks for r in runs if r.cpu_tasks is not None])
         row["splits"] = max((r.splits for r in runs if r.splits is not None), default=None)
         row["phases"] = {phase: median([r.phases[phase] for r in runs if phase in r.phases])
                          for phase in ("map_shuffle", "reports", "result_held")}

@@ -151,7 +151,10 @@ def verdicts(report: dict[str, Any]) -> list[str]:
             if style in TARGET_USER and kind == "real" and row["method"].split()[1] == "{}x{}".format(*TARGET_CONFIG):
                 lines.append(_speed_verdict(label, row, TARGET_USER[style], entry["counter_seconds"])
                              .replace("issue 11", "user jobs")
-                             + f"; CPU: Counter's {_num(row.get('cpu_ratio'), 2)}x the actors' total")
+                             + f"; CPU: Counter's {_num(row.get('cpu_ratio'), 2)}x the actors' total "
+                             f"({_num(row.get('cpu_seconds'), 2)} s, of which their task processes' "
+                             f"{_num(row.get('cpu_tasks_seconds'), 2)} s); map + shuffle done at "
+                             f"{_num(row.get('phases', {}).get('map_shuffle'), 2)} s")
             shape = shape_of(row["method"])
             if shape is None:
                 continue

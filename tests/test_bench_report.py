@@ -143,12 +143,14 @@ def test_the_user_job_rows_are_judged_and_shown(report_module: ModuleType) -> No
     real = 80 * MB
     made = report([entry("real", real, 3.0, [
         row("cluster 2x2", 0.3, 3.0, real, native=True),
-        row("user 2x2 line", 1.5, 3.0, real, cpu_ratio=0.7),  # 2.0x: the 1.5x target met
+        row("user 2x2 line", 1.5, 3.0, real, cpu_ratio=0.7, cpu_seconds=4.0, cpu_tasks_seconds=3.25,
+            phases={"map_shuffle": 1.2}),  # 2.0x: the 1.5x target met
         row("user 2x2 batch", 1.5, 3.0, real, cpu_ratio=1.1),  # 2.0x: the 3x target missed
     ])])
     lines = report_module.verdicts(made)
     assert any(line.startswith("target met (user jobs): real user 2x2 line: 2.00x Counter >= 1.5x") and
-               line.endswith("CPU: Counter's 0.70x the actors' total") for line in lines)
+               line.endswith("CPU: Counter's 0.70x the actors' total (4.00 s, of which their task processes' "
+                             "3.25 s); map + shuffle done at 1.20 s") for line in lines)
     assert any(line.startswith("TARGET MISSED (user jobs): real user 2x2 batch: 2.00x Counter < 3x") for line in lines)
     table = report_module.markdown(made)
     assert "| 2 + 2, user job, `mapper` per line | 1.50 |" in table

@@ -20,12 +20,12 @@ def mapped(data: bytes, cuts: list[int]) -> list[Any]:
     """Step 2 of tests.stepjobs' most_used_word over ``data`` fed in pieces cut at ``cuts``: its map's values."""
     worker = Worker(io.BytesIO(), io.BytesIO(), 1 << 20, 1 << 26)
     spec = JobSpec("most_used_word", "tests.stepjobs", "MostUsedWord", {}, step=1)
-    worker.handle(MapStart(spec, "step-1/part-00000.jsonl", 1, 1_000_000, 1 << 20, 10_000, 1 << 20, 100))
+    worker.handle(MapStart(spec, "step-1/part-00000.jsonl", 1, 1_000_000, 1 << 20, 10_000, 1 << 20, 100, 120, 256, 0))
     assert worker.mapping is not None
     outbox = worker.mapping[0]
     bounds = [0, *cuts, len(data)]
     for start, end in itertools.pairwise(bounds):
-        worker.handle(MapChunk(data[start:end]))
+        worker.handle(MapChunk(data[start:end], start))
     values = list(outbox._acc.get(canonical_key("most"), []))  # before MapEnd flushes them: the carry is in
     worker.handle(MapEnd())
     return values

@@ -185,12 +185,6 @@ def record_lines(records: Iterable[tuple[Any, Any]]) -> Iterable[bytes]:
         yield dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-def record_lines(records: list[list[Any]]) -> Iterable[bytes]:
-    """Records as JSONL: one ``[key, value]`` array a line, in the order given (the key already typed JSON)."""
-    for record in records:
-        yield json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-
-
 def write_part(directory: Path, partition: int, tag: str, lines: Iterable[bytes]) -> PartInfo:
     """Write ``lines`` as ``part-NNNNN.jsonl`` in ``directory`` through ``tag``'s temporary file (blocking: call it
     in a thread). On any error the temporary file is removed and a BadRequest names the cause."""

@@ -311,8 +311,9 @@ class MapRun:
 
     async def _map_in_task(self, spool: Spool, spec: JobSpec) -> AsyncGenerator[Progress, None]:
         """Map in a task process: the chunks go to it, its encoded frames come back into the spool, and this loop
-        stays free (heartbeats go on) while user code works. The task's working directory holds the job's side
-        files (actors.tasks.places)."""
+        stays free (heartbeats go on) while user code works. The next chunk is read and sent while the worker maps
+        the one before (MapTask's window). The task's working directory holds the job's side files
+        (actors.tasks.places)."""
         assert self.tasks is not None
         s = self.settings
         with attempt_dir(s.spool_dir, s.data_root, self.a.files, whole_input=False) as place:
@@ -358,8 +359,9 @@ class MapRun:
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
                          s.max_key, s.task_batch, s.max_counters, s.max_counter_name, self.a.max_bad_records,
                          place.place, self.a.format)
-        async with self.tasks.worker(self.a.job) as process:
-            yield MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
+        async with self.tasks.worker(self.a.job) as process, \
+                MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped) as task:
+            yield task
 
     async def _finish(self, task: MapTask, spool: Spool) -> AsyncGenerator[Progress, None]:
         finishing = asyncio.ensure_future(task.finish())

@@ -126,8 +126,12 @@ def _drop(app: web.Application, refs: list[InputRef]) -> None:
         app[STORE].drop(ref.served_id)
 
 
+#: What a submission asks for: job name, inputs, split size, claimed output, pinned side files, step count.
+_Submitted = tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str], int]
+
+
 async def _uploaded_job(app: web.Application, upload: UploadSpec,
-                        refs: list[InputRef]) -> tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str], int]:
+                        refs: list[InputRef]) -> _Submitted:
     """The job an upload asks for on its spooled inputs: checked everywhere (and how many steps it has), its side
     files pinned, its output claimed, its plan checked against MR_MAX_SPLITS (an upload without a Content-Length, or
     of several parts, is checked once spooled)."""
@@ -145,7 +149,7 @@ async def _uploaded_job(app: web.Application, upload: UploadSpec,
 
 
 async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reservation | None = None,
-                  encoded: bytes | None = None) -> tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str], int]:
+                  encoded: bytes | None = None) -> _Submitted:
     """The job name, inputs, split size, claimed output directory, pinned side files and step count a JSON spec
     asks for, its plan checked against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the
     submission."""

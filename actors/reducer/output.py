@@ -29,7 +29,7 @@ async def write_output(settings: Settings, message: Finalize, totals: dict[str, 
     cancelled or superseded) gets a Conflict, or its rename fails, and nothing of it is published. On any error a
     MapReduceError names the cause and the temporary file is gone. Records (a list of ``[key, value]``) are written
     one a line in the order given."""
-    lines = record_lines(totals) if isinstance(totals, list) else entry_lines(totals)
+    lines = record_lines((key, value) for key, value in totals) if isinstance(totals, list) else entry_lines(totals)
     if is_s3(message.output):  # a single PUT under the job's hidden attempt prefix; the master publishes it
         try:
             return await s3out.write_part(settings, message.output, message.job, message.epoch, message.partition,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import sys
@@ -19,6 +20,11 @@ from .protocol import Failed, Frames, Message, Tick
 DETERMINISTIC: dict[str, type[MapReduceError]] = {
     cls.code: cls for cls in (JobCodeError, JobConfigError, KeyTooLarge, ValueTooLarge, InputError)}
 STDERR_LINE = 8192  # characters of one line a job writes to stderr kept in its logs (the rest is cut)
+# Bytes the worker's answers are read in at once (a Frames block is about a MiB: one wake-up, not sixteen).
+READ_LIMIT = 1024 * 1024
+# Bytes the kernel holds of a request not read yet (Linux's default most an unprivileged process may ask): a 4 MiB
+# chunk passes to a worker in four writes of the actor's loop, not sixty-four of the default 64 KiB.
+PIPE_SIZE = 1024 * 1024
 
 
 def exit_cause(returncode: int) -> str:
@@ -56,7 +62,9 @@ class TaskProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "actors.tasks.worker", "--parent", str(os.getpid()), "--cap", str(cap),
             "--memory", str(memory), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env)
+            stderr=asyncio.subprocess.PIPE, env=env, limit=READ_LIMIT)
+        assert proc.stdin is not None
+        _widen(proc.stdin.transport.get_extra_info("pipe"))
         return cls(proc, cap, startup)
 
     @property
@@ -73,19 +81,9 @@ class TaskProcess:
         """Send ``message`` and return the worker's answer; ``label`` ("mapper of job 'x'") names the work in a
         failure's cause. Frames and ticks on the way go to their callbacks. TaskFailed if the worker dies or is
         silent for ``silence`` seconds (it is killed); a deterministic failure raises as its own error."""
-        self.spent = True  # until the answer is read whole
-        assert self.proc.stdin is not None
-        if not self.answered:  # a new worker says hello once it has imported Python and this package
-            hello = await self._receive(label, self.startup, "did not start within {:g} s (MR_TIMEOUT_STARTUP)")
-            if not isinstance(hello, Tick):
-                raise WireError(f"{label}: a task process began with {type(hello).__name__}")
-        try:
-            self.proc.stdin.write(protocol.encode(message))
-            await self.proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            raise await self._died(label, silence) from None
+        await self.send(message, label, silence)
         while True:
-            reply = await self._receive(label, silence)
+            reply = await self.receive(label, silence)
             if isinstance(reply, Tick):
                 if tick is not None:
                     tick(reply.done)
@@ -96,20 +94,42 @@ class TaskProcess:
                 frames(reply)
                 continue
             if isinstance(reply, Failed):
-                if reply.fatal:
-                    await self.kill()
-                    raise TaskFailed(reply.cause)
-                self.spent = False
-                cls = DETERMINISTIC.get(reply.code)
-                failure = cls(reply.cause) if cls is not None else TaskFailed(reply.cause)
-                if isinstance(failure, JobCodeError):
-                    failure.traceback = reply.traceback  # for this actor's logs of the job, never the answer
-                raise failure
+                raise await self.failure(reply, owed=0)
             self.spent = False
             return reply
 
-    async def _receive(self, label: str, silence: float,
-                       stalled: str = "made no progress for {:g} s (MR_TIMEOUT_LEASE)") -> Message:
+    async def send(self, message: Message, label: str, silence: float) -> None:
+        """Write one request; the worker is :attr:`spent` until its owner has read the answer to every request it
+        sent (a conversation may send the next before the last is answered: see actors.tasks.calls.MapTask)."""
+        self.spent = True
+        assert self.proc.stdin is not None
+        if not self.answered:  # a new worker says hello once it has imported Python and this package
+            hello = await self.receive(label, self.startup, "did not start within {:g} s (MR_TIMEOUT_STARTUP)")
+            if not isinstance(hello, Tick):
+                raise WireError(f"{label}: a task process began with {type(hello).__name__}")
+        try:
+            for part in protocol.encode_parts(message):  # a chunk's bytes as they are: no copy to frame them
+                self.proc.stdin.write(part)
+            await self.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            raise await self._died(label, silence) from None
+
+    async def failure(self, reply: Failed, owed: int) -> MapReduceError:
+        """The error a worker's Failed answer stands for; a fatal one kills the worker. ``owed``: answers the worker
+        still owes for requests sent after the failed one (then it is left spent: they would come unread)."""
+        if reply.fatal:
+            await self.kill()
+            return TaskFailed(reply.cause)
+        self.spent = owed > 0
+        cls = DETERMINISTIC.get(reply.code)
+        failure = cls(reply.cause) if cls is not None else TaskFailed(reply.cause)
+        if isinstance(failure, JobCodeError):
+            failure.traceback = reply.traceback  # for this actor's logs of the job, never the answer
+        return failure
+
+    async def receive(self, label: str, silence: float,
+                      stalled: str = "made no progress for {:g} s (MR_TIMEOUT_LEASE)") -> Message:
+        """The worker's next message; TaskFailed if it dies or says nothing for ``silence`` seconds (killed)."""
         assert self.proc.stdout is not None
         try:
             async with asyncio.timeout(silence):
@@ -166,3 +186,14 @@ class TaskProcess:
                 user_output(self.job, "info", text[:STDERR_LINE])
             else:
                 sys.stderr.write(text + "\n")
+
+
+def _widen(pipe: object) -> None:
+    """Ask the kernel for a :data:`PIPE_SIZE` buffer on a pipe to a worker (Linux; elsewhere, or refused, the
+    default stays: only the number of writes changes)."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    fileno = getattr(pipe, "fileno", None)
+    if setsize is None or fileno is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fileno(), setsize, PIPE_SIZE)

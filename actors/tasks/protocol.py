@@ -16,6 +16,7 @@ from ..core.errors import WireError
 
 _LENGTH = struct.Struct(">I")
 PREFIX = _LENGTH.size
+_MIN_SPLIT = 64 * 1024  # bytes of a chunk from which it is framed in pieces (a smaller one is copied: cheap)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,22 @@ def encode(message: Message) -> bytes:
         fields["place"] = dataclasses.asdict(message.place)
     body = wire.encode({"t": type(message).__name__, **fields})
     return _LENGTH.pack(len(body)) + body
+
+
+def encode_parts(message: Message) -> list[bytes]:
+    """:func:`encode`'s frame in pieces whose concatenation it is: a chunk's data is one piece, as it is (a 4 MiB
+    chunk is not copied twice to frame it; a pipe's writer copies it at most once more)."""
+    if not isinstance(message, MapChunk) or len(message.data) < _MIN_SPLIT:
+        return [encode(message)]
+    # The map with the data last and empty, so its head is the last byte (0x40): that head, grown to the data's
+    # length (a map's order is free: :func:`decode` reads the same message).
+    others = {f.name: getattr(message, f.name) for f in dataclasses.fields(message) if f.name != "data"}
+    empty = wire.encode({"t": type(message).__name__, **others, "data": b""})
+    if empty[-1:] != b"\x40":  # the codec ordered the map itself: frame it whole
+        return [encode(message)]
+    size = len(message.data)
+    head = bytes([0x5A]) + size.to_bytes(4, "big") if size < 1 << 32 else bytes([0x5B]) + size.to_bytes(8, "big")
+    return [_LENGTH.pack(len(empty) - 1 + len(head) + size) + empty[:-1] + head, message.data]
 
 
 def decode(body: bytes, cap: int) -> Message:
