@@ -27,7 +27,8 @@ EXAMPLES = Path(mr_most_used_word.__file__).parent
 MODULES = ("mr_word_freq_count", "mr_wc", "mr_most_used_word", "mr_next_word_stats", "mr_count_lines_by_file",
            "mr_text_classifier", "mr_boom", "mr_grep")
 JOB_MODULES = tuple(f"mrjob.examples.{name}" for name in MODULES)
-BOOK = (Path(__file__).resolve().parent.parent / "data" / "genesis-kjv.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+DATA = Path(__file__).resolve().parent.parent / "data"
+BOOK = (DATA / "genesis-kjv.txt").read_text(encoding="utf-8").splitlines(keepends=True)
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def adapted(mr_class: type[MRJob]) -> type[MapReduceJob]:
     elif _im_func(mr_class, "mapper_raw") is not _im_func(MRJob, "mapper_raw"):
         attrs["mapper_raw"] = MRJobAdapter.whole_file
     cls = type(mr_class.__name__, (MRJobAdapter,), attrs)
-    mr_class._mapreduce_adapter = cls  # type: ignore[attr-defined]
+    mr_class._mapreduce_adapter = cls
     return cls
 
 
@@ -85,7 +85,7 @@ def _im_func(cls: type, name: str) -> Any:
 def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str]]:
     """The job's own options (``configure_args``: passthru and file args), long name without dashes -> (whether it
     is a flag taking no value, its help); what MRJob.__init__ builds before it parses anything."""
-    job = mr_class.__new__(mr_class)
+    job: Any = object.__new__(mr_class)
     job._passthru_arg_dests = set()
     job._file_arg_dests = set()
     job.arg_parser = ArgumentParser(add_help=False)
@@ -102,7 +102,7 @@ def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str]]:
         longs = [flag for flag in action.option_strings if flag.startswith("--")] or action.option_strings
         if not longs:
             continue
-        kind = "a file, under the data root: " if action.dest in job._file_arg_dests else ""
+        kind = "a file path (passed as given, not copied): " if action.dest in job._file_arg_dests else ""
         found[longs[0].lstrip("-")] = (action.nargs == 0, kind + (action.help or action.dest).split("%")[0].strip())
     return found
 
@@ -147,7 +147,7 @@ class MRJobAdapter(MapReduceJob):
             self.mr = self.mrjob_class(args=args)
         except SystemExit as exit_:
             raise JobConfigError(f"the mrjob job's options were refused (exit {exit_.code})") from None
-        self.mr.increment_counter = self._mr_counter  # type: ignore[method-assign]
+        self.mr.increment_counter = self._mr_counter
         self.mr_steps = self.mr.steps()
         self._check()
         self.internal = self.mr.internal_protocol()
