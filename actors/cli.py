@@ -243,6 +243,15 @@ def _print_result(args: argparse.Namespace, body: dict[str, Any]) -> None:
     job = local_catalog().get(args.job, dict(args.param))
     encoding = body.get("key_encoding", STR_KEYS)
     result = body["result"]
+    if isinstance(result, list):  # records, typed keys (any JSON value for an mrjob job): as mrjob prints them
+        records = result[:args.top] if args.top is not None else result
+        if args.json:
+            print(json_escaped(records))
+        else:
+            for key, value in records:
+                print("\t".join(escaped(json.dumps(item, ensure_ascii=False)) for item in (key, value)))
+        sys.stdout.flush()
+        return
     if encoding != STR_KEYS:  # keys named by their JSON text: back to canonical keys, as the job's top takes them
         result = {canonical_of_text(name): value for name, value in result.items()}
     entries = job.top(result, args.top if args.top is not None else len(result))

@@ -6,6 +6,7 @@ A job is installed on every actor (an image or a package); its code never travel
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -17,8 +18,11 @@ from .core.errors import ECHO_LIMIT, BadRequest, shown, shown_all
 from .core.partition import INT_MAX, INT_MIN, Key, canonical_key
 
 MAX_VALUE_DEPTH = 64
+#: How an OutputKey's canonical form starts: no other canonical key does (a tagged key's JSON never starts with NUL).
+OUTPUT_TAG = "\x00\x00"
 
-__all__ = ["Fold", "JobCodeError", "JobConfigError", "Key", "MapReduceJob", "RecordError", "Step", "plain_value"]
+__all__ = ["Fold", "JobCodeError", "JobConfigError", "Key", "MapReduceJob", "OutputKey", "RecordError", "Step",
+           "plain_value"]
 
 
 class JobConfigError(BadRequest):
@@ -85,6 +89,16 @@ class Step:
     mapper_final: Callable[[], Any] | None = None
     reducer_init: Callable[[], Any] | None = None
     reducer_final: Callable[[], Any] | None = None
+
+
+@dataclass(frozen=True)
+class OutputKey:
+    """A record key of a job's *output* that may be any JSON value (None, a float, a list, a dict, ...), not just a
+    key the shuffle can route: a reducer (or ``reducer_final``) of the job's last step may yield
+    ``(OutputKey(value), v)``, and the output shows ``[value, v]``. mrjob jobs' output keys are these. A key that is
+    shuffled (a mapper's, an earlier step's reducer's) stays a str, an int or a tuple."""
+
+    value: Any
 
 
 class MapReduceJob:
@@ -354,7 +368,10 @@ def plain_values(values: list[Any]) -> list[Any]:
 
 
 def check_key(key: Any) -> str:
-    """The canonical encoding of a key a job produced (BadRequest naming a bad one)."""
+    """The canonical encoding of a key a job produced (BadRequest naming a bad one); an :class:`OutputKey` is NUL NUL
+    and its value's compact JSON, which only a final output takes (actors.jobs.steps.output_key)."""
+    if type(key) is OutputKey:
+        return OUTPUT_TAG + json.dumps(plain_value(key.value), separators=(",", ":"), ensure_ascii=False)
     wire_key = canonical_key(key)
     _check_text(wire_key, "a key", key)
     return wire_key

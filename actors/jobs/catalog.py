@@ -117,10 +117,25 @@ def _qualname(cls: type) -> str:
 
 
 def jobs_in(module: ModuleType) -> list[type[MapReduceJob]]:
-    """The named MapReduceJob subclasses a module defines or re-exports."""
+    """The named MapReduceJob subclasses a module defines or re-exports; else its mrjob job (an ``mrjob.job.MRJob``
+    subclass it defines), adapted and named after the module."""
     found = [value for value in vars(module).values()
              if isinstance(value, type) and issubclass(value, MapReduceJob) and value.name]
+    if not found and "mrjob.job" in sys.modules:  # mrjob is imported only if the module itself did
+        from .mrjobs import mrjob_classes
+        found = mrjob_classes(module)
     return sorted(set(found), key=lambda cls: cls.name)
+
+
+def job_class(value: object) -> type[MapReduceJob] | None:
+    """``value`` as a job class: a named MapReduceJob subclass, or an mrjob job (adapted); None for anything else."""
+    if isinstance(value, type) and issubclass(value, MapReduceJob) and value.name:
+        return value
+    mrjob_job = sys.modules.get("mrjob.job")
+    if mrjob_job is not None and isinstance(value, type) and issubclass(value, mrjob_job.MRJob):
+        from .mrjobs import adapted
+        return adapted(value)
+    return None
 
 
 def _import(module_name: str) -> ModuleType:
@@ -139,12 +154,14 @@ def _entry_point_jobs() -> list[tuple[type[MapReduceJob], str]]:
             loaded = point.load()
         except Exception as error:
             raise ConfigError(f"{where} ({ENTRY_POINTS}) cannot be loaded: {type(error).__name__}: {error}") from None
+        cls = None if isinstance(loaded, ModuleType) else job_class(loaded)
         if isinstance(loaded, ModuleType):
             classes = jobs_in(loaded)
-        elif isinstance(loaded, type) and issubclass(loaded, MapReduceJob) and loaded.name:
-            classes = [loaded]
+        elif cls is not None:
+            classes = [cls]
         else:
-            raise ConfigError(f"{where} ({ENTRY_POINTS}) is neither a module nor a named MapReduceJob class")
+            raise ConfigError(f"{where} ({ENTRY_POINTS}) is neither a module nor a named MapReduceJob class (or an "
+                              "mrjob job)")
         found.extend((cls, where) for cls in classes)
     return found
 
@@ -161,7 +178,8 @@ def load_catalog(modules: tuple[str, ...] = ()) -> Catalog:
         module = _import(module_name)
         jobs = jobs_in(module)
         if not jobs:
-            raise ConfigError(f"job module {module_name!r} (MR_JOB_MODULES) defines no MapReduceJob with a name")
+            raise ConfigError(f"job module {module_name!r} (MR_JOB_MODULES) defines no MapReduceJob with a name "
+                              "(nor an mrjob job)")
         classes.extend((cls, f"module {module_name}") for cls in jobs)
     return Catalog(classes)
 

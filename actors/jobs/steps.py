@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.errors import BadRequest
 from ..core.partition import Key, decode_key
-from ..sdk import MapReduceJob, Step
+from ..sdk import OUTPUT_TAG, MapReduceJob, OutputKey, Step
 
 Pairs = Iterable[tuple[Key, Any]]
 
@@ -97,14 +97,25 @@ def parse_record(line: str) -> tuple[Key, Any]:
         raise BadRequest(f"an intermediate record is not JSON: {_short(line)}") from None
     if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
         raise BadRequest(f"an intermediate record is not [key, value]: {_short(line)}")
+    if item[0].startswith(OUTPUT_TAG):
+        raise BadRequest("an OutputKey is a key of the job's output: only its last step may yield one")
     return decode_key(item[0]), item[1]
 
 
-def typed_key(key: Key) -> Any:
-    """A key as the output shows it: a str, an int, or a tuple as an array (nested)."""
+def typed_key(key: Key | OutputKey) -> Any:
+    """A key as the output shows it: a str, an int, or a tuple as an array (nested); an OutputKey's value as it is."""
+    if type(key) is OutputKey:
+        return key.value
     if type(key) is tuple:
         return [typed_key(part) for part in key]
     return key
+
+
+def output_key(wire_key: str) -> Any:
+    """A final record's canonical key as the output shows it (typed; an OutputKey's JSON value)."""
+    if wire_key.startswith(OUTPUT_TAG):
+        return json.loads(wire_key[len(OUTPUT_TAG):])
+    return typed_key(decode_key(wire_key))
 
 
 def _short(value: object) -> str:

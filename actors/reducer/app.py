@@ -33,8 +33,7 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
-from ..core.partition import decode_key
-from ..jobs.steps import typed_key
+from ..jobs.steps import output_key
 from ..net.actor import IDENTITY, JOBS, SETTINGS, base_app, cbor_response, discovery_context, read_cbor_body
 from ..net.frames import FrameReader, StreamCut
 from ..net.metrics import METRICS, ReducerMetrics
@@ -332,7 +331,7 @@ async def finalize(request: web.Request) -> web.Response:
                         counters=counters, step=message.step)
         return _reported(ledger, partition, report)
     if isinstance(totals, list):  # records: [canonical key, value] from the job's reducer, keys made typed here
-        totals = [[typed_key(decode_key(key)), value] for key, value in totals]
+        totals = [[output_key(key), value] for key, value in totals]
     if message.output:
         part = await write_output(settings, message, totals, incarnation)
         log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,

@@ -23,6 +23,7 @@ from ..core.counters import BadRecords, CounterLimit, CounterLimits, Counters
 from ..core.errors import InputError, KeyTooLarge, MapReduceError, ValueTooLarge
 from ..jobs import Catalog, Job
 from ..jobs.adapter import SdkJob, user_traceback
+from ..jobs.catalog import job_class
 from ..jobs.result import as_mapping
 from ..jobs.sidefiles import declared, materialize
 from ..jobs.skipping import map_batch
@@ -257,7 +258,8 @@ class Worker:
             found: Any = importlib.import_module(spec.module)
             for part in spec.qualname.split("."):
                 found = getattr(found, part)
-            if not (isinstance(found, type) and issubclass(found, MapReduceJob)) or found.name != spec.name:
+            found = job_class(found)  # an mrjob job: its adapter, as the catalog made it
+            if found is None or found.name != spec.name:
                 raise MapReduceError(f"{spec.module}.{spec.qualname} is not the job {spec.name!r}")
             catalog = self.classes[(spec.module, spec.qualname)] = Catalog([(found, "task")])
         return catalog
