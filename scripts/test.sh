@@ -2,7 +2,9 @@
 # Runs the whole test suite: creates the virtualenv with the test tools, lints, type-checks, then pytest.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k reducer -x).
 # scripts/test.sh --quick: ruff, then only the unit, property and in-process tests (no process, browser, k8s or
-# slow test; tests/tiers.py marks them): under a minute. CI runs the whole suite.
+# slow test; tests/tiers.py marks them) on two pytest-xdist workers when there are two cores: under a minute on a
+# quiet 2-core machine (docs/testing.md). Another -n after --quick overrides it (-n 0: one process). CI runs the
+# whole suite, in one process: its process tests time actors and children of their own.
 set -euo pipefail
 quick=false
 if [ "${1:-}" = "--quick" ]; then
@@ -21,6 +23,18 @@ if $quick; then
   echo "== ruff" >&2
   ruff check actors tests scripts
   echo "== pytest (quick tier)" >&2
+  # What is left is CPU-bound Python in one event loop per test: two workers on two cores take about half the time.
+  workers=$(python -c 'import os; print(min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                             else os.cpu_count() or 1))')
+  if [ "$workers" -gt 1 ]; then
+    set -- -n "$workers" --dist worksteal "$@"
+  fi
+  # The native code's fuzz tests at a third of their examples; the whole suite and scripts/asan_kernel.sh run 300.
+  export MR_KERNEL_FUZZ_EXAMPLES=${MR_KERNEL_FUZZ_EXAMPLES:-100}
+  # Bytecode and pytest's rewritten test modules cached in the virtualenv, not in the tree, even where
+  # PYTHONDONTWRITEBYTECODE is set: rewriting every test module again cost each worker 5 of its 8 s of collection.
+  export PYTHONPYCACHEPREFIX="$VENV/pycache"
+  unset PYTHONDONTWRITEBYTECODE
   set -- -m "not process and not browser and not k8s and not slow" -q "$@"
 fi
 if ! $quick && [ -f scripts/k8s-test-deps.sh ]; then

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     from .tiers import mark
 
     mark(items)
+
+
+SPAWNED = pytest.StashKey["Spawns"]()
+
+
+class Spawns:
+    """The processes the running test started, from the interpreter's audit events (every way Python starts one)."""
+
+    EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.system", "os.spawn"})
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def hook(self, event: str, args: tuple[Any, ...]) -> None:
+        if event in self.EVENTS:
+            self.seen.append(f"{event} {args[:2]!r}"[:200])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    spawns = config.stash[SPAWNED] = Spawns()
+    sys.addaudithook(spawns.hook)  # for the session's life (an audit hook cannot be removed); it only appends
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    item.config.stash[SPAWNED].seen.clear()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A test that started a process without the ``process`` mark fails: the tiers in tests/tiers.py missed what it
+    reaches, and the quick tier would silently pay for it."""
+    report = yield
+    seen = item.config.stash[SPAWNED].seen
+    if call.when == "teardown" and seen and item.get_closest_marker("process") is None and report.passed:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} started processes but is not marked process (tests/tiers.py missed what "
+                           f"it reaches): {seen[0]}" + (f" and {len(seen) - 1} more" if len(seen) > 1 else ""))
+    return report

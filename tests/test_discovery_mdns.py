@@ -19,7 +19,8 @@ from zeroconf.const import _CLASS_IN, _FLAGS_AA, _FLAGS_QR_RESPONSE, _TYPE_PTR
 from actors.core.config import Role, Settings, Timeouts
 from actors.core.errors import ConfigError, DiscoveryError
 from actors.discovery import Peer, open_discovery
-from actors.discovery.mdns import ANSWERED, SERVICE_TYPE, SILENT, MdnsDiscovery, signature
+from actors.discovery.mdns import ANSWERED, SILENT, MdnsDiscovery
+from actors.discovery.mdns_claims import SERVICE_TYPE, signature
 
 WAIT = 5.0  # bound on every wait below; a healthy loopback needs well under a second
 ROOT = Path(__file__).resolve().parent.parent

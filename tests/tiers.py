@@ -4,7 +4,13 @@
 without an edit: ``scripts/test.sh --quick`` deselects ``process``, ``browser``, ``k8s`` and ``slow``.
 
 - ``process``: the test, a fixture it uses or a helper of ``tests/`` they call (followed by name, transitively)
-  starts a process: ``subprocess``, ``asyncio.create_subprocess_*``, ``Popen`` or a ``LocalCluster``.
+  starts a process: ``subprocess``, ``asyncio.create_subprocess_*``, ``Popen`` or a ``LocalCluster``; or that code
+  starts actors in this process (``build_app``) and gives them user code, which they run in task processes
+  (``python -m actors.tasks.worker``): a job module (``job_modules``, ``MR_JOB_MODULES``), an entry point of
+  ``mapreduce_actors.jobs`` or a catalog job without a native engine (``grep``, ``median_length``:
+  :func:`task_jobs`). What the actors do behind HTTP is no code to follow: the job a test names is what tells. A
+  test whose user job happens to bring its own engine is marked too (it only moves to the full tier); one that
+  starts a process unmarked fails (tests/conftest.py), so a gap here cannot hide.
 - ``browser``: that code reaches ``tests/cdp.py`` (headless Chromium).
 - ``k8s``: the test's module uses ``tests/k8s_sim.py`` (manifests, the simulated cluster, the image).
 - ``native``: the test's module exercises the C extensions (``kernel.NATIVE``, ``_wordcount``, ``_resultjson``).
@@ -12,6 +18,7 @@ without an edit: ``scripts/test.sh --quick`` deselects ``process``, ``browser``,
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -21,22 +28,43 @@ from typing import Any
 
 import pytest
 
+from actors.jobs.catalog import ENTRY_POINTS, load_catalog
+from actors.sdk import MapReduceJob
+
 from . import conftest
 
 TIERS = ("process", "browser", "k8s", "native")
-SPAWNS = re.compile(r"\bsubprocess\.|\bcreate_subprocess_\w+|\bPopen\(|\bLocalCluster\(")
+SPAWNS = re.compile(r"\bsubprocess\.|\bcreate_subprocess_\w+|\bPopen\(|\bLocalCluster\b")
+ACTORS = re.compile(r"\bbuild_app\(")  # every in-process actor is made by actors.serve.build_app
+USER_JOBS = re.compile(r"\bjob_modules\b|\bMR_JOB_MODULES\b|" + re.escape(ENTRY_POINTS))  # user jobs' three ways in
 NATIVE = re.compile(r"\bkernel\.NATIVE\b|\b_wordcount\b|\b_resultjson\b")
 CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 LOCAL_IMPORT = re.compile(r"^\s+from\s+(\.?[\w.]+)\s+import\s+([\w, ]+)$", re.M)  # inside a function
 HELPERS = "tests"  # only code of this package is followed; the project's own code is what is under test
 
 
+@functools.cache
+def task_jobs() -> re.Pattern[str]:
+    """The names of the catalog's jobs that run in task processes (no native engine), as one pattern."""
+    names = sorted(name for name, cls in load_catalog().classes.items() if cls.engine is MapReduceJob.engine)
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b" if names else r"(?!)")
+
+
 class Reach:
-    """What a piece of test code reaches: the tests/ modules it calls into, and whether any of it spawns."""
+    """What a piece of test code reaches: the tests/ modules it calls into, whether any of it spawns, starts actors
+    in this process or names user code for them to run."""
 
     def __init__(self) -> None:
         self.modules: set[str] = set()
         self.spawns = False
+        self.actors = False
+        self.user_code = False
+
+    def add(self, other: Reach) -> None:
+        self.modules |= other.modules
+        self.spawns = self.spawns or other.spawns
+        self.actors = self.actors or other.actors
+        self.user_code = self.user_code or other.user_code
 
 
 def _source(obj: Any) -> str:
@@ -64,6 +92,8 @@ class Classifier:
         found.modules.add(module)
         source = _source(obj)
         found.spawns = bool(SPAWNS.search(source))
+        found.actors = bool(ACTORS.search(source))
+        found.user_code = bool(USER_JOBS.search(source) or task_jobs().search(source))
         namespace = dict(getattr(obj, "__globals__", None) or vars(inspect.getmodule(obj) or types.ModuleType("n")))
         for origin, names in LOCAL_IMPORT.findall(source):
             if origin.startswith((".", HELPERS)):
@@ -75,9 +105,7 @@ class Classifier:
                 continue
             if not callable(target):
                 continue
-            inner = self.reach(target)
-            found.spawns = found.spawns or inner.spawns
-            found.modules |= inner.modules
+            found.add(self.reach(target))
         return found
 
     def module_uses(self, module: types.ModuleType) -> set[str]:
@@ -89,16 +117,20 @@ class Classifier:
         return self._modules[module.__name__]
 
     def tiers(self, item: pytest.Function) -> set[str]:
-        module = item.module
-        assert module is not None
-        reached = [self.reach(item.obj)]
-        for name in item.fixturenames:  # every fixture the test uses, directly or through another fixture
+        assert item.module is not None
+        return self.tiers_of(item.module, item.obj, item.fixturenames)
+
+    def tiers_of(self, module: types.ModuleType, test: Any, fixturenames: Iterable[str]) -> set[str]:
+        """The tiers of ``test`` (a function of ``module``) using the fixtures ``fixturenames``."""
+        reached = Reach()
+        reached.add(self.reach(test))
+        for name in fixturenames:  # every fixture the test uses, directly or through another fixture
             fixture = vars(module).get(name) or vars(conftest).get(name)
             if fixture is not None:
-                reached.append(self.reach(fixture))
-        modules = set().union(*(r.modules for r in reached))
+                reached.add(self.reach(fixture))
+        modules = reached.modules
         tiers = set()
-        if any(r.spawns for r in reached):
+        if reached.spawns or (reached.actors and reached.user_code):
             tiers.add("process")
         if "tests.cdp" in modules:
             tiers.add("browser")

@@ -15,18 +15,12 @@ already treat a refused connection as the peer being down, and jobs wait for a m
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import ipaddress
-import json
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from zeroconf import (  # type: ignore[attr-defined]  # public names, not in __all__
     DNSOutgoing,
@@ -42,51 +36,36 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from zeroconf.const import _CLASS_IN, _FLAGS_QR_QUERY, _TYPE_PTR
 
 from ..core.config import Settings
-from ..core.errors import ConfigError, DiscoveryError
+from ..core.errors import DiscoveryError
 from ..core.logs import EventLog
-from .base import Peer, PeerRole, peer_url
+from .base import Peer, PeerRole
+from .mdns_claims import (
+    ROLES,
+    SERVICE_TYPE,
+    Claim,
+    advertised,
+    announcement,
+    check_settings,
+    claim_of,
+    instance_name,
+)
 
 log = EventLog(__name__)
 
-SERVICE_TYPE = "_mapreduce._tcp.local."
 # RFC 6762 suggests 75 minutes for PTR records; python-zeroconf browsers raise any PTR TTL to at least this floor, so
 # it is the soonest an actor killed without a goodbye (kill -9) drops out of its peers' lists. Callers must treat a
 # peer that refuses connections as gone; a restarted actor takes over its own instance name at once.
 _PTR_TTL = 1125
-_CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-_MAX_LABEL = 63  # DNS label limit for the instance name
-_ROLES: tuple[PeerRole, ...] = ("mapper", "reducer")
 _MAX_REFUSED = 256  # refused instance names remembered (for logs and tests), oldest dropped first
-_SIGNED = "mapreduce-mdns/1"  # names what the signature covers; change it when the covered fields change
 _ASKS = 3  # PTR queries sent, evenly over MR_TIMEOUT_DISCOVERY, before a goodbye is believed (multicast is lossy)
 ANSWERED, SILENT = "answered", "silent"  # what came of a goodbye: the peer's records came back, or nothing did
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One actor's announcement, verified: the peer, and when (and as which incarnation) it started."""
-
-    peer: Peer
-    since: int  # the announcing process's start, ns since the epoch; a later start supersedes an earlier one
-    incarnation: str  # random per process: tells two starts in the same ns apart, deterministically
-
-    @property
-    def rank(self) -> tuple[int, str]:
-        return self.since, self.incarnation
-
-
-def signature(token: str, cluster: str, role: str, ordinal: str, url: str, incarnation: str, since: str) -> str:
-    """HMAC-SHA256 of an announcement's fields, keyed by the cluster token: proof the announcer holds the token."""
-    fields = json.dumps([_SIGNED, cluster, role, ordinal, url, incarnation, since], separators=(",", ":"))
-    return hmac.new(token.encode(), fields.encode(), hashlib.sha256).hexdigest()
-
 
 class MdnsDiscovery:
     """Peers of one ``mdns_cluster`` on one interface, kept current from zeroconf's browse callbacks."""
 
     def __init__(self, settings: Settings) -> None:
         """Use :meth:`open`; the constructor only checks the settings."""
-        _check_settings(settings)
+        check_settings(settings)
         self._settings = settings
         self._cluster = settings.mdns_cluster
         self._timeout = settings.timeouts.discovery
@@ -171,25 +150,20 @@ class MdnsDiscovery:
         self._browser = AsyncServiceBrowser(
             self._zeroconf.zeroconf, SERVICE_TYPE, handlers=[self._on_change], question_type=DNSQuestionType.QM
         )
-        if s.role in _ROLES:
+        if s.role in ROLES:
             await self._register()
 
     async def _register(self) -> None:
         assert self._zeroconf is not None
         s = self._settings
         role: PeerRole = "mapper" if s.role == "mapper" else "reducer"
-        instance = _instance(self._cluster, role, str(s.ordinal))
-        address, port, url = _advertised(s)
-        properties = {"cluster": self._cluster, "role": role, "ordinal": str(s.ordinal), "url": url,
-                      "inc": self._incarnation, "since": str(self._since)}
-        if s.token:
-            properties["sig"] = signature(s.token, self._cluster, role, str(s.ordinal), url, self._incarnation,
-                                          str(self._since))
+        instance = instance_name(self._cluster, role, str(s.ordinal))
+        address, port, url = advertised(s)
         info = ServiceInfo(
             SERVICE_TYPE,
             f"{instance}.{SERVICE_TYPE}",
             port=port,
-            properties=properties,
+            properties=announcement(s, role, url, self._incarnation, self._since),
             server=f"{instance}.local.",  # one host name per actor, so one actor's goodbye never drops another's A
             other_ttl=_PTR_TTL,
             addresses=[ipaddress.IPv4Address(address).packed],
@@ -312,7 +286,7 @@ class MdnsDiscovery:
     def _apply(self, key: str, info: ServiceInfo) -> None:
         if key == self._own_name:
             return
-        claim = _claim_of(info, self._cluster, self._settings.token)
+        claim = claim_of(info, self._cluster, self._settings.token)
         held = self._claims.get(key)
         if not isinstance(claim, str) and held is not None and held.rank > claim.rank:
             claim = "an earlier start than the announcement already held (a replay)"
@@ -341,70 +315,3 @@ def _ask_for_pointers(zeroconf: Zeroconf) -> None:
     for known in zeroconf.cache.async_all_by_details(SERVICE_TYPE, _TYPE_PTR, _CLASS_IN):
         query.add_answer_at_time(known, now)
     zeroconf.async_send(query)
-
-
-def _instance(cluster: str, role: str, ordinal: str) -> str:
-    return f"{cluster}-{role}-{ordinal}"
-
-
-def _claim_of(info: ServiceInfo, cluster: str, token: str) -> Claim | str:
-    """The verified claim an announcement makes, or why it is not believed ("" when it is simply not ours)."""
-    props = info.decoded_properties
-    if props.get("cluster") != cluster:
-        return ""  # another cluster on the segment, or another application
-    role, ordinal, url = props.get("role"), props.get("ordinal") or "", props.get("url") or ""
-    incarnation, since = props.get("inc") or "", props.get("since") or ""
-    if role not in _ROLES or not ordinal.isdigit() or ordinal != str(int(ordinal)):
-        return f"bad role {role!r} or ordinal {ordinal!r}"
-    expected = f"{_instance(cluster, role, ordinal)}.{SERVICE_TYPE}"
-    if info.name.lower() != expected.lower():
-        # The instance name is what mDNS keeps unique; a record claiming another name's ordinal is an impostor.
-        return f"instance name {info.name!r} does not match its role and ordinal ({expected!r})"
-    if not since.isdigit() or not incarnation:
-        return "no start time or incarnation"
-    if token:
-        sig = props.get("sig") or ""
-        if not hmac.compare_digest(sig, signature(token, cluster, role, ordinal, url, incarnation, since)):
-            return "missing or wrong signature: the announcer does not hold the cluster token (MR_TOKEN)"
-    if not url.startswith(("http://", "https://")):
-        if token:
-            return "no URL: only a URL in the signed record is trusted"  # A records are not signed
-        addresses = info.parsed_addresses()
-        if not addresses or info.port is None:
-            return "no URL and no address"
-        url = peer_url(addresses[0], info.port)
-    peer_role: PeerRole = "mapper" if role == "mapper" else "reducer"
-    peer = Peer(int(ordinal), peer_role, f"{peer_role}-{int(ordinal)}", url.rstrip("/"))
-    return Claim(peer, int(since), incarnation)
-
-
-def _advertised(settings: Settings) -> tuple[str, int, str]:
-    """The IPv4 address, port and URL to announce, from ``advertise_url``.
-
-    A host name there (the default is the pod or process name) may not resolve for local peers, so it is replaced
-    by the mDNS interface's address, on which the peers certainly reach us.
-    """
-    parts = urlsplit(settings.advertise_url)
-    try:
-        port = parts.port or settings.port
-    except ValueError as exc:
-        raise ConfigError(f"advertise URL {settings.advertise_url!r} has a bad port") from exc
-    try:
-        address = str(ipaddress.IPv4Address(parts.hostname or ""))
-    except ValueError:
-        address = settings.mdns_interface
-        return address, port, peer_url(address, port, parts.scheme or "http")
-    return address, port, settings.advertise_url.rstrip("/")
-
-
-def _check_settings(settings: Settings) -> None:
-    cluster = settings.mdns_cluster
-    if not _CLUSTER_ID.match(cluster):
-        raise ConfigError(f"MR_MDNS_CLUSTER={cluster!r}: use letters, digits and dashes")
-    longest = f"{cluster}-reducer-{max(settings.ordinal, 9999)}"
-    if len(longest) > _MAX_LABEL:
-        raise ConfigError(f"MR_MDNS_CLUSTER={cluster!r} is too long for an mDNS instance name")
-    try:
-        ipaddress.IPv4Address(settings.mdns_interface)
-    except ValueError:
-        raise ConfigError(f"MR_MDNS_INTERFACE={settings.mdns_interface!r} is not an IPv4 address") from None

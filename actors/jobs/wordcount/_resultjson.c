@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_mix.h"
 #include "_utf8.h"
 
 typedef struct {
@@ -427,18 +428,6 @@ compare_run_entries(const Run *a, Py_ssize_t i, const Run *b, Py_ssize_t j)
 /* Seeded once per process from os.urandom (as the kernel's table is), so a reducer cannot craft keys that collide
  * in the repeat check below and make the master's merge quadratic. */
 static uint64_t hash_seed;
-
-/* A 64-bit finalizer (MurmurHash3's fmix64): every input bit moves every output bit. */
-static inline uint64_t
-mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 /* Whether any key stands twice in the runs (in one run, or in two): an open-addressing set of (run, entry) pairs
  * keyed by a seeded FNV-1a hash of the key's bytes. 1 if one repeats, 0 if none, -1 with MemoryError set. */

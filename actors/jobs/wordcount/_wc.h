@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_mix.h"
 #include "_utf8.h"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -99,17 +100,6 @@ load64(const unsigned char *p)
     uint64_t w;
     memcpy(&w, p, 8); /* unaligned-safe and alias-safe; compiles to one load */
     return w;
-}
-
-static inline uint64_t
-mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
 }
 
 /* The first min(n, 8) bytes at p as a zero-padded little-endian number. May read (never use) bytes up to
