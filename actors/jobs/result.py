@@ -62,7 +62,7 @@ STR_KEYS, JSON_KEYS = "str", "json"  # the key encodings of a JSON object result
 def key_encoding(result: Result) -> str:
     """How the JSON object of ``result`` names its keys: :data:`STR_KEYS` when every key is a str, else
     :data:`JSON_KEYS` (one pass over the keys at C speed; a packing engine's runs hold str keys only)."""
-    if isinstance(result, OrderedRuns) or TAG not in "".join(result):
+    if isinstance(result, (OrderedRuns, list)) or TAG not in "".join(result):
         return STR_KEYS
     # Tagged keys: ints and tuples, or strs that start with NUL (still strs, named as themselves).
     typed = any(key.startswith(TAG) and type(decode_key(key)) is not str for key in result)
