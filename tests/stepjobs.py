@@ -157,10 +157,12 @@ class SlowLines(MapReduceJob):
     """Map-only: each line's length under its first word, pausing ``pause_ms`` per line (a fault test's window)."""
 
     name = "slow_lines"
-    parameters = {"pause_ms": "milliseconds the mapper sleeps per line"}
+    parameters = {"pause_ms": "milliseconds the mapper sleeps per line",
+                  "stall_ms": "milliseconds it sleeps on a line starting STALL (a straggler for backups)"}
 
     def mapper(self, line: str) -> Iterable[tuple[Key, Any]]:
-        time.sleep(int(self.params.get("pause_ms", "0")) / 1000)  # user code in a task process: may block
+        pause = self.params.get("stall_ms" if line.startswith("STALL") else "pause_ms", "0")
+        time.sleep(int(pause) / 1000)  # user code in a task process: may block
         words = line.split()
         if words:
             yield words[0], [len(line), line[:8]]

@@ -115,18 +115,20 @@ async def test_map_only_with_backups_and_a_killed_mapper_stays_one_part_per_spli
 
 
 async def test_map_only_backup_attempts_publish_once(tmp_path: Path) -> None:
-    (tmp_path / "book.txt").write_bytes(TEXT)
-    env = {**ENV, "MR_BACKUP_TASKS": "on", "MR_BACKUP_AFTER": "0.05", "MR_MAPPER_SLOTS": "2"}
-    async with fault_cluster(tmp_path, env) as cluster, client_of(cluster) as client:
-        expected = oracle("slow_lines", {"pause_ms": "2"})
-        job = await submit(client, "slow_lines", output="out/backups", pause_ms="2")
+    book = TEXT + b"STALL one straggler\n"  # the last split's last line: that split runs alone, backed up
+    (tmp_path / "book.txt").write_bytes(book)
+    env = {**ENV, "MR_BACKUP_TASKS": "on", "MR_BACKUP_AFTER": "0.05"}
+    async with fault_cluster(tmp_path, env) as _, client_of(_) as client:
+        params = {"stall_ms": "1500"}
+        expected = run_sequential_output("slow_lines", [("book.txt", book)], params=params, modules=MODULES)
+        job = await submit(client, "slow_lines", output="out/backups", **params)
         await finished(client, job["id"])
         status = await client.status(job["id"], splits=True)
         started = status["attempts"]["started"]
         parts = parts_of(tmp_path, "out/backups")
         assert len(parts) == status["progress"]["splits_total"] < started, status["attempts"]  # backups ran
         assert multiset(on_disk(parts)) == multiset(expected)
-        held = await submit(client, "slow_lines", pause_ms="2")
+        held = await submit(client, "slow_lines", **params)
         assert multiset((await finished(client, held["id"]))["result"]) == multiset(expected)
 
 
