@@ -121,6 +121,7 @@ async def test_map_only_backup_attempts_publish_once(tmp_path: Path) -> None:
     async with fault_cluster(tmp_path, env) as _, client_of(_) as client:
         params = {"stall_ms": "1500"}
         expected = run_sequential_output("slow_lines", [("book.txt", book)], params=params, modules=MODULES)
+        assert isinstance(expected, list)
         job = await submit(client, "slow_lines", output="out/backups", **params)
         await finished(client, job["id"])
         status = await client.status(job["id"], splits=True)
