@@ -7,7 +7,7 @@ import functools
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, NewType, TypeVar, overload
 
 from .counters import CounterMap, RecordList, valid_counters, valid_records
 from .errors import WireError
@@ -19,6 +19,14 @@ from .keys import AttemptKey as AttemptKey  # re-exported: the messages below ca
 # pin_etag/pin_modified, a URL input's version, came under version 1: an actor without them refuses these messages
 # by their missing or unknown fields.)
 VERSION = 1
+
+# Records as they travel to the master: ``[key, value]`` pairs (checked as pairs; keys and values are plain data). A
+# type of its own: list[list[Any]] is RecordList's (bad records), checked otherwise.
+RecordPairs = NewType("RecordPairs", list)  # type: ignore[type-arg]
+
+
+def valid_pairs(value: Any) -> bool:
+    return type(value) is list and all(type(item) is list and len(item) == 2 for item in value)
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ class SplitRecords:
     epoch: int
     split: int
     attempt: int
-    records: list[Any]
+    records: RecordPairs
 
     @property
     def key(self) -> AttemptKey:
@@ -435,6 +443,8 @@ def _check_of(kind: Any) -> Callable[[Any], bool]:
         return valid_counters
     if kind == RecordList:
         return valid_records
+    if kind is RecordPairs:
+        return valid_pairs
     origin = typing.get_origin(kind) or kind
     if origin is int:
         return lambda value: type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool

@@ -34,6 +34,7 @@ from ..core.logs import EventLog
 from ..core.messages import (
     Assignment,
     Progress,
+    RecordPairs,
     SplitDone,
     SplitFailed,
     SplitRecords,
@@ -414,7 +415,7 @@ class MapRun:
                 yield progress
             return
         for records in _record_batches(spool.blocks(0), self.settings.message_cap):
-            yield SplitRecords(self.a.job, self.a.epoch, self.a.split, self.a.attempt, records)
+            yield SplitRecords(self.a.job, self.a.epoch, self.a.split, self.a.attempt, RecordPairs(records))
 
     async def _write_attempt(self, spool: Spool) -> None:
         a, s = self.a, self.settings
