@@ -267,8 +267,9 @@ class MapReduceJob:
     @classmethod
     def yields_records(cls) -> bool:
         """Whether the job's output is a list of records rather than ``{key: value}``: a generator reducer (or
-        ``reducer_final``), a map-only job, or steps (the last step's reducer decides only once it runs, so a
-        job with steps always outputs records)."""
+        ``reducer_final``), a map-only job, or steps: a class-level answer, so for a job with steps always True;
+        where the job's code may run, actors.jobs.steps.output_shape decides by its last step (whose reducer may
+        return one value per key)."""
         return (cls.has_steps() or not cls.has_reducer() or inspect.isgeneratorfunction(cls.reducer)
                 or cls.reducer_final is not MapReduceJob.reducer_final)
 

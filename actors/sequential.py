@@ -36,7 +36,7 @@ from .jobs.partials import batch_pairs
 from .jobs.records import BOM, LINES, input_records, parse
 from .jobs.result import key_encoding, shown
 from .jobs.sidefiles import declared, materialize, pin_files
-from .jobs.steps import hook_pairs, mapped_pairs, reduced, step_count, step_of, typed_key
+from .jobs.steps import VALUES, hook_pairs, mapped_pairs, output_shape, reduced, step_count, step_of, typed_key
 from .mapper.whole import copy_name
 from .sdk import Fold, JobCodeError, MapReduceJob, Step, check_key, count_into, plain_value
 
@@ -296,3 +296,17 @@ def run_sequential(job_name: str, data: bytes, source: str = "input", params: Ma
                    modules: tuple[str, ...] = (), data_root: str = "", fmt: str = LINES) -> dict[str, Any]:
     """One input's result, as the master serves it."""
     return run_sequential_inputs(job_name, [(source, data)], params, modules, data_root, fmt)
+
+
+def run_sequential_output(job_name: str, inputs: Iterable[tuple[str, bytes]], params: Mapping[str, str] | None = None,
+                          modules: tuple[str, ...] = (), fmt: str = LINES) -> dict[str, Any] | list[list[Any]]:
+    """The output of any job with steps (or records) as the master serves it, its shape decided by its last step
+    (actors.jobs.steps.output_shape): ``{key: value}`` named by its key encoding, in the job's order, when that
+    step's reducer returns one value per key, else the records (:func:`run_sequential_records`). A map-only job's
+    records are its mappers' pairs, one part per split in a run: compare them as a multiset."""
+    job = load_catalog(modules).sdk(job_name, params)
+    records = run_records(job, inputs, fmt)
+    if output_shape(job) != VALUES:
+        return [[typed_key(key), value] for key, value in records]
+    canonical = [(canonical_key(key), value) for key, value in _in_order(job, dict(records))]
+    return shown(canonical, key_encoding(dict(canonical)))

@@ -151,3 +151,37 @@ class SlowMostUsed(MapReduceJob):
             raise RuntimeError("step 2 fails on purpose")
         count, word = max(pairs, key=lambda pair: (pair[0], [-ord(c) for c in pair[1]]))
         yield word, count
+
+
+class SlowLines(MapReduceJob):
+    """Map-only: each line's length under its first word, pausing ``pause_ms`` per line (a fault test's window)."""
+
+    name = "slow_lines"
+    parameters = {"pause_ms": "milliseconds the mapper sleeps per line",
+                  "stall_ms": "milliseconds it sleeps on a line starting STALL (a straggler for backups)"}
+
+    def mapper(self, line: str) -> Iterable[tuple[Key, Any]]:
+        pause = self.params.get("stall_ms" if line.startswith("STALL") else "pause_ms", "0")
+        time.sleep(int(pause) / 1000)  # user code in a task process: may block
+        words = line.split()
+        if words:
+            yield words[0], [len(line), line[:8]]
+
+
+class CountThenTotal(MapReduceJob):
+    """Two steps whose last reducer returns one value per key: the output stays ``{key: value}``."""
+
+    name = "count_then_total"
+
+    def steps(self) -> list[Step]:
+        return [Step(mapper=self.words, reducer=self.total), Step(mapper=self.by_length, reducer=self.total)]
+
+    def words(self, line: str) -> Iterator[tuple[Key, int]]:
+        for word in line.split():
+            yield word, 1
+
+    def total(self, key: Key, counts: list[int]) -> int:
+        return sum(counts)
+
+    def by_length(self, word: Key, count: int) -> Iterator[tuple[Key, int]]:
+        yield len(str(word)), count

@@ -23,11 +23,13 @@ from actors.core.messages import (
     Missing,
     PartFile,
     Progress,
+    RecordPairs,
     Records,
     Release,
     Report,
     SplitDone,
     SplitFailed,
+    SplitRecords,
     StreamAck,
     StreamHeader,
     from_wire,
@@ -44,6 +46,11 @@ SAMPLES: list[Any] = [
     SplitDone(
         job="job-1", epoch=2, split=3, attempt=1, bytes_read=6000, keys=77, duplicates=1,
     ),
+    SplitDone(
+        job="job-1", epoch=2, split=3, attempt=1, bytes_read=6000, keys=2, duplicates=0, part_records=2,
+        part_bytes=30, part_sha256="ab" * 32,
+    ),
+    SplitRecords(job="job-1", epoch=2, split=3, attempt=1, records=RecordPairs([["a", 1], [["t", 2], {"v": [1.5]}]])),
     SplitFailed(job="job-1", epoch=2, split=3, attempt=1, cause="reducer-1 unreachable", retriable=True),
     StreamHeader(job="job-1", epoch=2, split=3, attempt=1, partition=1, partitions=3, job_name="wordcount", size=999),
     Data(items={"a": 1, "é": 2, "日本": 3}),
@@ -157,6 +164,8 @@ def test_unknown_field_is_named(message: Any) -> None:
 
 def bad_values(kind: Any) -> list[Any]:
     """Values of the wrong type for a field of type ``kind``."""
+    if kind is RecordPairs:
+        return ["x", None, {"a": 1}, [1], [[1]], [["a", 1, 2]], [("a", 1)]]
     origin = typing.get_origin(kind) or kind
     if origin is int:
         return [True, False, -1, 1.0, "1", None, [1]]
@@ -204,7 +213,7 @@ KEYED = [m for m in SAMPLES if {"job", "epoch", "split", "attempt"} <= set(field
 
 
 def test_the_keyed_messages() -> None:
-    assert {type(m) for m in KEYED} == {Assignment, Progress, SplitDone, SplitFailed, StreamHeader}
+    assert {type(m) for m in KEYED} == {Assignment, Progress, SplitDone, SplitRecords, SplitFailed, StreamHeader}
 
 
 @pytest.mark.parametrize("message", KEYED, ids=[type(m).__name__ for m in KEYED])

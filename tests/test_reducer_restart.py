@@ -53,6 +53,7 @@ async def drive(run: MapRun, on_progress: Callable[[int], Awaitable[None]] | Non
     beats: list[Progress] = []
     async with asyncio.timeout(15):
         async for progress in run.run():
+            assert isinstance(progress, Progress)  # a shuffling attempt sends no records to the master
             beats.append(progress)
             if on_progress is not None:
                 await on_progress(len(beats))

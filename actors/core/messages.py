@@ -7,7 +7,7 @@ import functools
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, NewType, TypeVar, overload
 
 from .counters import CounterMap, RecordList, valid_counters, valid_records
 from .errors import WireError
@@ -19,6 +19,14 @@ from .keys import AttemptKey as AttemptKey  # re-exported: the messages below ca
 # pin_etag/pin_modified, a URL input's version, came under version 1: an actor without them refuses these messages
 # by their missing or unknown fields.)
 VERSION = 1
+
+# Records as they travel to the master: ``[key, value]`` pairs (checked as pairs; keys and values are plain data). A
+# type of its own: list[list[Any]] is RecordList's (bad records), checked otherwise.
+RecordPairs = NewType("RecordPairs", list)  # type: ignore[type-arg]
+
+
+def valid_pairs(value: Any) -> bool:
+    return type(value) is list and all(type(item) is list and len(item) == 2 for item in value)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,11 @@ class Assignment:
     # Which of the job's steps this split is of: a later step's input is the previous step's intermediate files
     # (input_kind "work", under MR_WORK_DIR), its lines records. Split indices restart at 0 every step.
     step: int = 0
+    # A map-only job's last step (no reducer): the mapper writes its split's records, in the order mapped, as its own
+    # attempt file in ``output``'s staging directory (or attempt object under an s3:// prefix), or, with no
+    # ``output``, reports them to the master in SplitRecords frames; nothing goes to the reducers.
+    direct: bool = False
+    output: str = ""
 
     @property
     def key(self) -> AttemptKey:
@@ -96,6 +109,28 @@ class SplitDone:
     counters: CounterMap = field(default_factory=dict)
     bad_count: int = 0
     bad_first: RecordList = field(default_factory=list)
+    # A direct (map-only) attempt with an output: the attempt file it wrote (records, bytes, SHA-256); the master
+    # publishes the counted attempt's as ``part-<split>.jsonl``. Zero records and "" otherwise.
+    part_records: int = 0
+    part_bytes: int = 0
+    part_sha256: str = ""
+
+    @property
+    def key(self) -> AttemptKey:
+        return AttemptKey(self.job, self.epoch, self.split, self.attempt)
+
+
+@dataclass(frozen=True)
+class SplitRecords:
+    """Mapper → master, on a direct (map-only) assignment with no output, before its SplitDone: some of the split's
+    records in the order mapped, each ``[key, value]`` with the key typed JSON; the master keeps the counted
+    attempt's, within MR_RESULT_MAX, as a reducer's Records report is kept."""
+
+    job: str
+    epoch: int
+    split: int
+    attempt: int
+    records: RecordPairs
 
     @property
     def key(self) -> AttemptKey:
@@ -296,15 +331,16 @@ class Release:
 
 
 Message = (
-    Assignment | Progress | SplitDone | SplitFailed | StreamHeader | Data | Columns | KeyPart | Commit | StreamAck
-    | Finalize | Report | Missing | Release
+    Assignment | Progress | SplitDone | SplitRecords | SplitFailed | StreamHeader | Data | Columns | KeyPart | Commit
+    | StreamAck | Finalize | Report | Missing | Release
 )
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
 P = TypeVar("P", bound=Message)
 Q = TypeVar("Q", bound=Message)
-_CLASSES = (Assignment, Progress, SplitDone, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit, StreamAck,
-            Finalize, Report, Missing, Release)
+R = TypeVar("R", bound=Message)
+_CLASSES = (Assignment, Progress, SplitDone, SplitRecords, SplitFailed, StreamHeader, Data, Columns, KeyPart, Commit,
+            StreamAck, Finalize, Report, Missing, Release)
 _PAYLOADS = (MapResult, Columns, PartFile, Records)  # carried inside a message, as {"type": name, fields...}
 _TYPES: dict[str, type[Any]] = {cls.__name__.lower(): cls for cls in _CLASSES + _PAYLOADS}
 _NAMES: dict[type[Any], str] = {cls: name for name, cls in _TYPES.items()}
@@ -333,6 +369,9 @@ def from_wire(raw: Any, first: type[M], second: type[N], /) -> M | N: ...
 def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], /) -> M | N | P: ...
 @overload
 def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], fourth: type[Q], /) -> M | N | P | Q: ...
+@overload
+def from_wire(raw: Any, first: type[M], second: type[N], third: type[P], fourth: type[Q], fifth: type[R],
+              /) -> M | N | P | Q | R: ...
 
 
 def from_wire(raw: Any, *expected: type[Any]) -> Any:
@@ -404,6 +443,8 @@ def _check_of(kind: Any) -> Callable[[Any], bool]:
         return valid_counters
     if kind == RecordList:
         return valid_records
+    if kind is RecordPairs:
+        return valid_pairs
     origin = typing.get_origin(kind) or kind
     if origin is int:
         return lambda value: type(value) is int and value >= 0  # counters, ids, offsets: never negative, never bool

@@ -177,7 +177,7 @@ def entry_lines(result: Mapping[str, Any]) -> Iterable[bytes]:
     return record_lines((typed_key(key), result[key]) for key in sorted(keys, key=wire_order))
 
 
-def record_lines(records: Iterable[tuple[Any, Any]]) -> Iterable[bytes]:
+def record_lines(records: Iterable[tuple[Any, Any] | list[Any]]) -> Iterable[bytes]:
     """THE line writer of part files: one compact ``[key, value]`` JSON array a line, UTF-8, the key typed (a str,
     an int, or a tuple as an array, nested). ``records`` are written in the order given."""
     dumps = json.dumps
@@ -185,10 +185,21 @@ def record_lines(records: Iterable[tuple[Any, Any]]) -> Iterable[bytes]:
         yield dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-def write_part(directory: Path, partition: int, tag: str, lines: Iterable[bytes]) -> PartInfo:
-    """Write ``lines`` as ``part-NNNNN.jsonl`` in ``directory`` through ``tag``'s temporary file (blocking: call it
-    in a thread). On any error the temporary file is removed and a BadRequest names the cause."""
-    final = part_name(partition)
+def attempt_name(split: int, attempt: int) -> str:
+    """A map-only job's attempt file in its staging directory: one per attempt of a split, never a part's name (the
+    master publishes the counted attempt's as ``part_name(split)``; any other is removed with the directory)."""
+    return f"{part_name(split)[:-6]}.attempt-{attempt}.jsonl"
+
+
+def attempt_token(attempt: int) -> str:
+    """What names a map-only job's attempt object under an s3:// prefix (as a reducer's incarnation does)."""
+    return f"attempt{attempt}"
+
+
+def write_part(directory: Path, partition: int, tag: str, lines: Iterable[bytes], final: str = "") -> PartInfo:
+    """Write ``lines`` as ``part-NNNNN.jsonl`` (or ``final``) in ``directory`` through ``tag``'s temporary file
+    (blocking: call it in a thread). On any error the temporary file is removed and a BadRequest names the cause."""
+    final = final or part_name(partition)
     temp = directory / f".{final[:-6]}.{tag}.tmp"
     digest, size, keys = hashlib.sha256(), 0, 0
     try:
@@ -219,11 +230,12 @@ def write_part(directory: Path, partition: int, tag: str, lines: Iterable[bytes]
     return PartInfo(final, size, keys, digest.hexdigest())
 
 
-def check_parts(directory: Path, parts: list[PartInfo]) -> None:
-    """Every reported part is in place with its reported size (the master checks before ``_SUCCESS``)."""
+def check_parts(directory: Path, parts: list[PartInfo], sources: Mapping[str, str] | None = None) -> None:
+    """Every reported part is in place with its reported size (the master checks before ``_SUCCESS``); ``sources``:
+    a part's staged name when it is not the part's own (a map-only job's attempt files)."""
     for part in parts:
         try:
-            size = os.stat(directory / part.name).st_size
+            size = os.stat(directory / (sources or {}).get(part.name, part.name)).st_size
         except OSError as error:
             raise BadRequest(f"output part {part.name} is not in place: {os.strerror(error.errno or 0)}") from None
         if size != part.bytes:
@@ -231,15 +243,16 @@ def check_parts(directory: Path, parts: list[PartInfo]) -> None:
 
 
 def commit_staged(target: Path, staging: Path, job: str, epoch: int, parts: list[PartInfo],
-                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  extra: Mapping[str, Any] | None = None, sources: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Publish (job, epoch)'s staged parts: each checked in place with its reported size, then moved into
     ``target`` (atomic renames), then ``_SUCCESS`` written, then the staging directory removed with any temporary
-    file a killed reducer left there. Blocking: call in a thread. Returns what ``_SUCCESS`` says (with ``extra``'s
-    fields: the job's counters)."""
-    check_parts(staging, parts)
+    file a killed reducer left there (and any attempt file of a map-only job that was not counted). ``sources``: a
+    part's staged name when it is not the part's own. Blocking: call in a thread. Returns what ``_SUCCESS`` says
+    (with ``extra``'s fields: the job's counters)."""
+    check_parts(staging, parts, sources)
     for part in parts:
         try:
-            os.replace(staging / part.name, target / part.name)
+            os.replace(staging / (sources or {}).get(part.name, part.name), target / part.name)
         except OSError as error:
             raise BadRequest(f"cannot publish output part {part.name}: {os.strerror(error.errno or 0)}") from None
     doc = write_success(target, job, epoch, parts, f"{job}.{epoch}", extra)  # fsyncs the directory: the moves too

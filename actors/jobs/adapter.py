@@ -22,7 +22,10 @@ from ..sdk import JobCodeError, MapReduceJob, Step, check_key, plain_value, plai
 from .partials import fold_pairs, group_pairs, merge_folded, plain_folded, wire_keys
 from .records import lines_of
 from .result import Result, as_mapping, general_json, records_json
-from .steps import hook_pairs, mapped_pairs, reduced, step_of
+from .steps import VALUES, hook_pairs, mapped_pairs, reduced, step_count, step_of, step_shape
+
+#: The one key of a map-only task's partial values: its records in the order mapped (see SdkJob.part_of).
+IN_ORDER = ""
 
 
 class SdkJob:
@@ -38,12 +41,17 @@ class SdkJob:
         cls = type(job)
         self.stepped = cls.has_steps()
         self.fold = None if self.stepped else cls.declared_fold()
-        #: The output is a list of records (see MapReduceJob.yields_records), not ``{key: value}``.
-        self.records = cls.yields_records()
+        # The output is a list of records, not ``{key: value}`` (see :attr:`records`): a class-level fact, or, for a
+        # job with steps, its step's (known only once ``steps()`` runs).
+        self._yields: bool | None = None if self.stepped else cls.yields_records()
+        #: A map-only job's map task (its last step has no reducer): the records are kept in the order mapped, with
+        #: no combiner, as ``[canonical key, value]`` under :data:`IN_ORDER` (see :meth:`part_of`).
+        self.direct = False
         #: This step maps the previous step's records (lines of its intermediate files), not the job's input.
         self.input_records = step > 0
         # A declared reducer equal to the fold: a key's folded value is its result, with no user code run.
-        self._folded_result = (self.fold is not None and cls.declared_reducer() is self.fold and not self.records
+        self._folded_result = (self.fold is not None and cls.declared_reducer() is self.fold
+                               and not cls.yields_records()
                                and cls.reducer_init is MapReduceJob.reducer_init)
         self._mapping = "mapper_batch" if cls.has_mapper_batch() else "mapper"
         self._step: Step | None = None if self.stepped else job.steps()[0]  # the default step: no user code runs
@@ -55,6 +63,17 @@ class SdkJob:
             with self._user_code("steps", ""):
                 self._step = step_of(self.job, self.step)
         return self._step
+
+    @property
+    def records(self) -> bool:
+        """Whether this step outputs records rather than one value per key: for a job with steps, any step but the
+        last (its records feed the next), and the last unless its reducer returns one value (steps.step_shape; this
+        runs the job's ``steps()``: read it only where user code may run)."""
+        if self._yields is None:
+            with self._user_code("steps", ""):
+                last = self.step == step_count(self.job) - 1
+            self._yields = step_shape(self.functions, last) != VALUES
+        return self._yields
 
     @property
     def _combines(self) -> bool:
@@ -117,6 +136,8 @@ class SdkJob:
         checked once; ``acc`` is not touched, so a failure leaves nothing half merged."""
         with self._user_code(what, source):
             pairs = make()
+            if self.direct:  # a map-only task: every pair kept, in order, each key and value checked
+                return {IN_ORDER: [[check_key(key), plain_value(value)] for key, value in pairs]}
             if self.fold is not None:
                 return plain_folded(wire_keys(fold_pairs(self.fold, pairs)))
             grouped = wire_keys(group_pairs(pairs))
@@ -126,6 +147,9 @@ class SdkJob:
 
     def merge_part(self, acc: dict[str, Any], part: dict[str, Any]) -> None:
         """``part`` (from :meth:`map_part`) merged into ``acc``, combined by the job's combiner where it has one."""
+        if self.direct:
+            acc.setdefault(IN_ORDER, []).extend(part.get(IN_ORDER, ()))
+            return
         if self.fold is not None:
             self._merge_folded(acc, part)
             return
@@ -169,6 +193,8 @@ class SdkJob:
 
     def weight(self, acc: Mapping[str, Any]) -> int:
         # With a combiner every key holds one value; without, a hot key's list is what grows.
+        if self.direct:
+            return len(acc.get(IN_ORDER, ()))
         return len(acc) if self._combines else sum(map(len, acc.values()))
 
     @property

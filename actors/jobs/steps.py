@@ -12,13 +12,20 @@ import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
-from typing import Any
+from typing import Any, Final
 
 from ..core.errors import BadRequest
 from ..core.partition import Key, decode_key
 from ..sdk import OUTPUT_TAG, MapReduceJob, OutputKey, Step
 
 Pairs = Iterable[tuple[Key, Any]]
+
+# A job's output shape, decided by its last step: one value per key (``{key: value}``), a list of records, or the
+# mappers' records written one part per split with no reduce at all (a map-only job).
+VALUES: Final = "values"
+RECORDS: Final = "records"
+MAP_ONLY: Final = "map"
+SHAPES = (VALUES, RECORDS, MAP_ONLY)
 
 
 def step_of(job: MapReduceJob, index: int) -> Step:
@@ -37,6 +44,37 @@ def step_count(job: MapReduceJob) -> int:
         return 1
     step_of(job, 0)  # checks the shape
     return len(job.steps())
+
+
+def step_shape(step: Step, last: bool) -> str:
+    """What ``step`` outputs: a step before the last always records (its reducers write the next step's files); the
+    last one the mappers' records when it has no reducer and no reducer hook (map-only), records when its reducer
+    is a generator or it has a ``reducer_final``, else one value per key (a Fold is a function returning one)."""
+    if not last:
+        return RECORDS
+    if step.reducer is None and step.reducer_init is None and step.reducer_final is None:
+        return MAP_ONLY
+    if step.reducer is None or inspect.isgeneratorfunction(step.reducer) or step.reducer_final is not None:
+        return RECORDS
+    return VALUES
+
+
+def class_shape(cls: type[MapReduceJob]) -> str:
+    """The output shape of a job without ``steps()`` of its own, from its class alone (no code of the job runs)."""
+    if cls.has_steps():
+        raise ValueError(f"job {cls.name!r} defines steps(): its shape is known only where its code runs")
+    if not cls.has_reducer() and cls.reducer_init is MapReduceJob.reducer_init \
+            and cls.reducer_final is MapReduceJob.reducer_final:
+        return MAP_ONLY
+    return RECORDS if cls.yields_records() else VALUES
+
+
+def output_shape(job: MapReduceJob) -> str:
+    """The job's output shape, its last step's (runs its ``steps()`` when it defines one)."""
+    cls = type(job)
+    if not cls.has_steps():
+        return class_shape(cls)
+    return step_shape(step_of(job, step_count(job) - 1), last=True)
 
 
 def mapped_pairs(step: Step, lines: list[str], records: bool, name: str) -> Pairs:
@@ -100,6 +138,11 @@ def parse_record(line: str) -> tuple[Key, Any]:
     if item[0].startswith(OUTPUT_TAG):
         raise BadRequest("an OutputKey is a key of the job's output: only its last step may yield one")
     return decode_key(item[0]), item[1]
+
+
+def output_line(wire_key: str, value: Any) -> bytes:
+    """One record as a line of a part file (a canonical key shown as the output shows it, see :func:`output_key`)."""
+    return json.dumps([output_key(wire_key), value], separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def typed_key(key: Key | OutputKey) -> Any:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -31,8 +34,10 @@ from ..core.logs import EventLog
 from ..core.messages import (
     Assignment,
     Progress,
+    RecordPairs,
     SplitDone,
     SplitFailed,
+    SplitRecords,
     StreamAck,
     StreamHeader,
     from_wire,
@@ -40,9 +45,12 @@ from ..core.messages import (
 )
 from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
+from ..inputs import s3out
 from ..inputs.gzipped import gunzip
+from ..inputs.outdir import PartInfo, attempt_name, attempt_token, staged_dir, write_part
 from ..inputs.pin import Pin
 from ..inputs.ref import GZIP, PATH, S3, URL, WORK
+from ..inputs.s3 import is_s3
 from ..inputs.s3source import S3Source
 from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
@@ -140,7 +148,8 @@ async def assign(request: web.Request) -> web.StreamResponse:
             last = loop.time()
             async with contextlib.aclosing(run.run()) as progress_stream:
                 async for progress in progress_stream:
-                    if loop.time() - last >= gap:
+                    # A map-only split's records: every one goes.
+                    if isinstance(progress, SplitRecords) or loop.time() - last >= gap:
                         await response.write(wire.frame(to_wire(progress), settings.message_cap))
                         last = loop.time()
             outcome = run.outcome()
@@ -195,6 +204,7 @@ class MapRun:
         self.tasks = tasks
         self.lines = 0  # lines a task process mapped so far in the current chunk
         self.done: MapDone | None = None  # a task process's account of the split: counters and bad records
+        self.part: PartInfo | None = None  # a direct (map-only) attempt's file, written to the output's staging
 
     def _progress(self) -> Progress:
         return Progress(self.a.job, self.a.epoch, self.a.split, self.a.attempt, self.bytes_read)
@@ -223,15 +233,19 @@ class MapRun:
             return OwnedLines(0, UNBOUNDED), gunzip(self._source().blocks(0), a.input_name)
         return OwnedLines(a.start, a.end), self._source().blocks(read_from(a.start))
 
-    async def run(self) -> AsyncGenerator[Progress, None]:
+    async def run(self) -> AsyncGenerator[Progress | SplitRecords, None]:
         s = self.settings
-        spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
-                      frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel, fmt=self.a.format)
+        # A map-only split's records go to one place (its attempt file, or the master), not to R partitions.
+        spool = Spool(self.job, 1 if self.a.direct else self.a.partitions, s.key_budget, s.frame_cap,
+                      s.spool_dir or None, frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel,
+                      fmt=self.a.format)
         self.metrics.spools.add(spool)
         spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
             if spec is None and isinstance(self.job, SdkJob) and self.job.raw:
                 raise MapReduceError(f"job {self.job.name!r}: mapper_raw runs in task processes only")
+            if self.a.direct and spec is None:
+                raise MapReduceError(f"job {self.job.name!r}: a map-only job runs in task processes only")
             if spec is None:
                 stream = self._map(spool)
             elif isinstance(self.job, SdkJob) and self.job.raw:
@@ -243,6 +257,11 @@ class MapRun:
                     yield progress
             log.debug("split_mapped", job=self.a.job, split=self.a.split, attempt=self.a.attempt, keys=self.keys,
                       bytes=self.bytes_read)
+            if self.a.direct:
+                async with contextlib.aclosing(self._deliver(spool)) as delivering:
+                    async for item in delivering:
+                        yield item
+                return
             send = asyncio.ensure_future(self._send_all(spool))
             try:
                 heartbeat = self.settings.timeouts.lease / 3
@@ -356,9 +375,9 @@ class MapRun:
         """A task process for this split's map request in ``place`` (opening it puts the side files there)."""
         assert self.tasks is not None
         s = self.settings
-        start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
+        start = MapStart(spec, self.a.input_name, spool.partitions, s.key_budget, s.frame_cap, s.frame_keys,
                          s.max_key, s.task_batch, s.max_counters, s.max_counter_name, self.a.max_bad_records,
-                         place.place, self.a.format)
+                         place.place, self.a.format, self.a.direct)
         async with self.tasks.worker(self.a.job) as process, \
                 MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped) as task:
             yield task
@@ -388,6 +407,35 @@ class MapRun:
             if not future.done():
                 future.cancel()
                 await asyncio.gather(future, return_exceptions=True)
+
+    async def _deliver(self, spool: Spool) -> AsyncGenerator[Progress | SplitRecords, None]:
+        """A map-only split's records (part-file lines, in the order mapped): written as this attempt's own file in
+        the output's staging directory (or its attempt object under an s3:// prefix), which the master publishes
+        only if it counts this attempt; with no output, sent to the master in SplitRecords frames."""
+        if self.a.output:
+            async for progress in self._meanwhile(self._write_attempt(spool)):
+                yield progress
+            return
+        for records in _record_batches(spool.blocks(0), self.settings.message_cap):
+            yield SplitRecords(self.a.job, self.a.epoch, self.a.split, self.a.attempt, RecordPairs(records))
+
+    async def _write_attempt(self, spool: Spool) -> None:
+        a, s = self.a, self.settings
+        if is_s3(a.output):  # one PUT of the whole attempt object; the master copies the counted one
+            info = await s3out.write_part(s, a.output, a.job, a.epoch, a.split, attempt_token(a.attempt),
+                                          spool.blocks(0))
+        else:
+            tag = f"{a.job}.{a.epoch}.{a.split}.{a.attempt}-{uuid.uuid4().hex[:8]}"
+
+            def write() -> PartInfo:
+                # Never created here: gone means the job ended (or a newer epoch runs), and this attempt is fenced.
+                directory = staged_dir(s.output_base, a.output, s.max_output_depth, a.job, a.epoch)
+                return write_part(directory, a.split, tag, spool.blocks(0), final=attempt_name(a.split, a.attempt))
+
+            info = await asyncio.to_thread(write)
+        self.part = dataclasses.replace(info, keys=spool.keys[0])  # records, not the blocks they were written in
+        log.debug("split_part_written", job=a.job, split=a.split, attempt=a.attempt, records=self.part.keys,
+                  bytes=self.part.bytes)
 
     async def _send_all(self, spool: Spool) -> None:
         partitions = self.a.only_partitions or list(range(self.a.partitions))
@@ -463,7 +511,38 @@ class MapRun:
                              duplicates=duplicates)
         if not (valid_counters(done.counters) and valid_records(done.bad_first)):
             raise WireError(f"job {a.job_name!r}: a task process sent malformed counters or bad records")
+        part = self.part
         return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
                          duplicates=duplicates, counters=done.counters, bad_count=done.bad_count,
-                         bad_first=done.bad_first)
+                         bad_first=done.bad_first, part_records=part.keys if part else 0,
+                         part_bytes=part.bytes if part else 0, part_sha256=part.sha256 if part else "")
+
+
+# Bytes of a SplitRecords message besides its records (ids, field names); kept generous.
+RECORDS_OVERHEAD = 512
+
+
+def _record_batches(blocks: Iterable[bytes], cap: int) -> Iterator[list[Any]]:
+    """Part-file lines (from ``blocks``, cut anywhere) as lists of ``[key, value]`` records, each list's message
+    under ``cap`` bytes (MR_MESSAGE_CAP); a record that cannot fit one message alone is refused by name."""
+    room = cap - RECORDS_OVERHEAD
+    batch: list[Any] = []
+    size = 0
+    carry = b""
+    for block in blocks:
+        lines = (carry + block).split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            record = json.loads(line)
+            length = len(wire.encode(record))
+            if length > room:
+                raise ValueTooLarge(f"a record of {length} bytes does not fit a message of MR_MESSAGE_CAP={cap} "
+                                    "bytes: give the map-only job an output, or raise MR_MESSAGE_CAP")
+            if size + length > room:
+                yield batch
+                batch, size = [], 0
+            batch.append(record)
+            size += length
+    if batch:
+        yield batch
 

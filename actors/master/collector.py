@@ -54,10 +54,12 @@ class Collector:
         # Partitions whose report of the current step arrived: their reducers forgot the job (until the next step's
         # streams reach them).
         self.reported: set[int] = set()
+        self.streamed = False  # whether any step streamed to the reducers (a map-only job's one step does not)
 
     def begin_step(self) -> None:
         """A step's streams are about to start: every reducer will hold the job again until it reports."""
         self.reported.clear()
+        self.streamed = True
 
     async def reports(self, remap: Remap, step: int = 0, work: str = "") -> list[Report]:
         """Every partition's report of ``step``, in partition order; a partition whose reducer lost splits of it
@@ -172,7 +174,7 @@ class Collector:
         """Tell every reducer that has not reported the job to forget it; best effort, bounded, never raises."""
         record = self.record
         unreported = set(range(record.partitions)) - self.reported
-        if not unreported:
+        if not unreported or not self.streamed:  # no reducer holds what was never streamed to it
             return  # a finished job: every reducer forgot it when it reported
         message = Release(job=record.id, epoch=record.epoch)
         try:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..core import wire
 from ..core.config import Settings
 from ..core.counters import CounterLimit
 from ..core.errors import (
@@ -20,13 +21,15 @@ from ..core.errors import (
     first_error,
 )
 from ..core.logs import EventLog
-from ..core.messages import Assignment, Progress, SplitDone
+from ..core.messages import Assignment, Progress, SplitDone, SplitRecords
 from ..core.splits import Split, plan_inputs
 from ..core.workfiles import step_dir
 from ..discovery import Discovery, Peer
+from ..inputs.outdir import PartInfo, attempt_name, attempt_token, part_name
 from ..inputs.ref import InputRef
 from ..jobs.records import LINES
 from ..jobs.result import Result
+from ..jobs.steps import MAP_ONLY
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
@@ -55,6 +58,11 @@ class Superseded(MapReduceError):
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
+
+
+def _records_size(records: list[Any]) -> int:
+    """The bytes ``records`` take as CBOR: what a map-only job's held records count against MR_RESULT_MAX."""
+    return len(wire.encode(records))
 
 
 class Coordinator:
@@ -93,6 +101,10 @@ class Coordinator:
         # A later step's inputs: the previous step's intermediate files (stepflow.py); empty for the first step.
         self.step_inputs: list[InputRef] = []
         record.step_runs = [StepRun(step) for step in range(record.steps)]
+        # A map-only job's counted attempt per split, and (with no output) its records, held until the job ends.
+        self.direct_done: dict[int, SplitDone] = {}
+        self.direct_records: dict[int, list[Any]] = {}
+        self.direct_bytes = 0
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -114,7 +126,10 @@ class Coordinator:
             record.transition(JobState.FINALIZING)
             run = record.step_runs[-1]
             run.state = "finalizing"
-            result = await self.collector.collect(self._recover, step=record.steps - 1)
+            if self._direct(record.steps - 1):  # a map-only job: its mappers' parts, no reducer asked
+                result = await self._publish_direct()
+            else:
+                result = await self.collector.collect(self._recover, step=record.steps - 1)
             collected = self.clock()
             run.state, run.finalize_ms = "done", _ms(collected - mapped)
             await self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
@@ -195,7 +210,8 @@ class Coordinator:
         record, run = self.record, self.record.step_runs[step]
         assert record.table is not None
         record.step, run.state = step, "mapping"
-        self.collector.begin_step()
+        if not self._direct(step):  # a map-only step streams to no reducer
+            self.collector.begin_step()
         began = self.clock()
         mappers = await self._mappers()
         await self._run_table(record.table, mappers, only=[])
@@ -322,9 +338,38 @@ class Coordinator:
             pass
         return mapper
 
+    def _direct(self, step: int) -> bool:
+        """Whether ``step`` is a map-only job's last one: its mappers write (or report) one part per split."""
+        return self.record.shape == MAP_ONLY and step == self.record.steps - 1
+
+    async def _publish_direct(self) -> Result:
+        """A map-only job's output from the counted attempt of each split: with an output, each counted attempt's
+        file published as ``part-<split>.jsonl`` (any other attempt's removed with the staging directory, or its
+        object with the attempt prefix); else the counted attempts' records, in split order."""
+        record = self.record
+        missing = [split.index for split in record.splits if split.index not in self.direct_done]
+        if missing:
+            raise JobFailed(f"splits {missing[:10]} of the map-only job were never counted")
+        done = [self.direct_done[split.index] for split in record.splits]
+        if not record.output:
+            return [item for split_done in done for item in self.direct_records.pop(split_done.split, [])]
+        if self.output is None:
+            raise JobFailed(f"output {record.output!r} was never opened")
+        unwritten = [d.split for d in done if not d.part_sha256]
+        if unwritten:
+            raise JobFailed(f"the counted attempts of splits {unwritten[:10]} wrote no part")
+        parts = [PartInfo(part_name(d.split), d.part_bytes, d.part_records, d.part_sha256) for d in done]
+        record.written = await self.output.commit(
+            parts, {part_name(d.split): attempt_token(d.attempt) for d in done},
+            {part_name(d.split): attempt_name(d.split, d.attempt) for d in done})
+        log.info("output_committed", **self.fields, parts=len(parts), keys=record.written["keys"],
+                 bytes=record.written["bytes"], direct=True)
+        return {}
+
     def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
         source = self.step_inputs[ticket.split.input] if record.step > 0 else record.input_at(ticket.split.input)
+        direct = self._direct(record.step)
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
@@ -333,7 +378,7 @@ class Coordinator:
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
             format=record.format if record.step == 0 else LINES, max_bad_records=record.tally.max_bad_records,
-            step=record.step,
+            step=record.step, direct=direct, output=record.output if direct else "",
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -345,7 +390,7 @@ class Coordinator:
             self.metrics.attempt("backup")
         began = self.clock()
         try:
-            done = await self._run_assignment(mapper, ticket, table, only)
+            done, records = await self._run_assignment(mapper, ticket, table, only)
         except Unmappable as exc:
             log.warning("split_attempt_failed", **fields, cause=exc.message, final=True)
             self.metrics.attempt("failed")
@@ -384,6 +429,8 @@ class Coordinator:
         counted = table.succeeded(split, attempt, done.bytes_read)
         if counted and not only:  # a split's map-side counts: once, never again from a recovery's re-map
             self._tally(done, ticket.split.input)
+        if counted and self._direct(self.record.step):  # a map-only split's part: the counted attempt's only
+            self._keep_direct(done, records)
         self.metrics.attempt("ok" if counted else "stale")
         self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:
@@ -403,10 +450,26 @@ class Coordinator:
         if over:
             raise JobFailed(f"job {self.record.job_name!r}: {over}")
 
-    async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> SplitDone:
-        """Listen to one assignment's stream; the lease is held here, between messages, whatever the transport."""
+    def _keep_direct(self, done: SplitDone, records: list[Any]) -> None:
+        """Keep a map-only split's counted attempt: its part (with an output) or its records, these within
+        MR_RESULT_MAX over the job."""
+        self.direct_done[done.split] = done
+        if self.record.output:
+            return
+        self.direct_records[done.split] = records
+        self.direct_bytes += _records_size(records)
+        if self.direct_bytes > self.settings.result_max:
+            raise JobFailed(f"the map-only job's records pass MR_RESULT_MAX={self.settings.result_max} bytes: give "
+                            "it an output")
+
+    async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable,
+                              only: list[int]) -> tuple[SplitDone, list[Any]]:
+        """Listen to one assignment's stream; the lease is held here, between messages, whatever the transport.
+        A map-only attempt's records (SplitRecords, before its SplitDone) come back with it."""
         lease = self.policy.lease
         assignment = self._assignment(ticket, only)
+        records: list[Any] = []
+        size = 0
         async with contextlib.aclosing(self.transport.assign(mapper, assignment)) as messages:
             while True:
                 async with asyncio.timeout(lease):
@@ -423,8 +486,16 @@ class Coordinator:
                         # A backup won: a straggler that still heartbeats must not hold the job (or its slot).
                         raise Superseded(f"attempt {winner} of split {assignment.split} finished first")
                     table.progress(assignment.split, assignment.attempt, message.bytes_read)
+                elif isinstance(message, SplitRecords):
+                    if not assignment.direct or assignment.output:
+                        raise PeerError(f"{mapper.name} sent records for a split that reports none")
+                    size += _records_size(message.records)
+                    if size > self.settings.result_max:
+                        raise Unmappable(f"split {assignment.split} of the map-only job made more records than "
+                                         f"MR_RESULT_MAX={self.settings.result_max} bytes: give it an output")
+                    records.extend(message.records)
                 elif isinstance(message, SplitDone):
-                    return message
+                    return message, records
                 else:
                     if not message.retriable:
                         raise Unmappable(message.cause)

@@ -147,9 +147,12 @@ class JobOutput:
                 raise Conflict("the job ended before its output directory was opened")
             self.staging = open_staging(s.output_base, record.output, s.max_output_depth, record.id, record.epoch)
 
-    async def commit(self, parts: list[PartInfo], incarnations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    async def commit(self, parts: list[PartInfo], incarnations: Mapping[str, str] | None = None,
+                     sources: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Move the staged parts into the output directory and write ``_SUCCESS``; what it says. ``incarnations``:
-        the reducer incarnation each part's report came from (an s3:// attempt object is named by it)."""
+        the reducer incarnation each part's report came from (an s3:// attempt object is named by it; a map-only
+        job's by its counted attempt, outdir.attempt_token); ``sources``: a part's staged file when it is not named
+        as the part (a map-only job's counted attempt file, outdir.attempt_name)."""
         try:
             if self.s3 is not None:
                 async with self._s3_lock:
@@ -158,16 +161,16 @@ class JobOutput:
                     doc = await self.s3.commit(parts, incarnations or {}, self._tally())
                     self._committed = True
                     return doc
-            return await asyncio.to_thread(self._commit, parts)
+            return await asyncio.to_thread(self._commit, parts, sources)
         except MapReduceError as error:
             raise JobFailed(f"output {self.record.output!r}: {error.message}") from None
 
-    def _commit(self, parts: list[PartInfo]) -> dict[str, Any]:
+    def _commit(self, parts: list[PartInfo], sources: Mapping[str, str] | None) -> dict[str, Any]:
         with self._lock:
             if self._fenced or self.staging is None:
                 raise Conflict("the job's writers were fenced before its output was committed")
             doc = commit_staged(self.staging.parent, self.staging, self.record.id, self.record.epoch, parts,
-                                self._tally())
+                                self._tally(), sources)
             self._committed = True
             return doc
 

@@ -85,6 +85,9 @@ class JobRecord:
     # report), and the job's max_bad_records.
     tally: JobTally = field(default_factory=lambda: JobTally(CounterLimits()))
     steps: int = 1  # the job's steps (its ``steps()``): each runs a map and a reduce in turn
+    # The job's output shape (actors.jobs.steps.SHAPES), its last step's: "map" (no reducer) has that step's mappers
+    # write (or report) one part per split, with no reduce.
+    shape: str = "values"
     step: int = 0  # the step running now (or the last one run)
     step_runs: list[StepRun] = field(default_factory=list)  # per step, once the job is planned
     done: asyncio.Event = field(default_factory=asyncio.Event)

@@ -17,6 +17,7 @@ from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
 from ..jobs.catalog import BUILT_IN
 from ..jobs.records import DEFAULT_FORMAT, FORMATS, check_format
+from ..jobs.steps import VALUES, class_shape
 from ..net.actor import DISCOVERY, JOBS, SETTINGS
 from ..sdk import JobConfigError
 from ..tasks.calls import class_spec, configure, describe_steps
@@ -96,11 +97,12 @@ async def submit(request: web.Request) -> web.Response:
             _drop(app, uploads)
             return web.json_response({**existing.status(), "links": job_links(existing)}, status=200)
         if upload is not None:
-            job_name, refs, split_size, output, files, steps = await _uploaded_job(app, upload, uploads)
+            job_name, refs, split_size, output, files, (steps, shape) = await _uploaded_job(app, upload, uploads)
             params: dict[str, str] | None = upload.params
             fmt = upload.format
         else:
-            job_name, refs, split_size, output, files, steps = await _job_of(request, spec, reservation, encoded)
+            job_name, refs, split_size, output, files, (steps, shape) = await _job_of(request, spec, reservation,
+                                                                                            encoded)
             params = spec.get("params")
             fmt = spec["format"]  # checked by _job_of
         max_bad_records = upload.max_bad_records if upload is not None else json_max_bad_records(spec)
@@ -108,7 +110,7 @@ async def submit(request: web.Request) -> web.Response:
         record = start_job(app, job_name, ref, split_size, key, params=params,
                            inputs=refs if len(refs) > 1 else None, output=output, files=files,
                            whole=whole_files(app[JOBS], job_name), fmt=fmt, max_bad_records=max_bad_records,
-                           steps=steps)
+                           steps=steps, shape=shape)
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -126,8 +128,9 @@ def _drop(app: web.Application, refs: list[InputRef]) -> None:
         app[STORE].drop(ref.served_id)
 
 
-#: What a submission asks for: job name, inputs, split size, claimed output, pinned side files, step count.
-_Submitted = tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str], int]
+#: What a submission asks for: job name, inputs, split size, claimed output, pinned side files, (step count, output
+#: shape).
+_Submitted = tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str], tuple[int, str]]
 
 
 async def _uploaded_job(app: web.Application, upload: UploadSpec,
@@ -135,7 +138,7 @@ async def _uploaded_job(app: web.Application, upload: UploadSpec,
     """The job an upload asks for on its spooled inputs: checked everywhere (and how many steps it has), its side
     files pinned, its output claimed, its plan checked against MR_MAX_SPLITS (an upload without a Content-Length, or
     of several parts, is checked once spooled)."""
-    steps = await check_job(app, upload.job, upload.params)
+    described = await check_job(app, upload.job, upload.params)
     check_job_format(app, upload.job, upload.format, "?format=")
     files = await pinned_files(app[JOBS], upload.job, app[SETTINGS])
     output = await _output_of(app, {"path": upload.output}) if upload.output is not None else None
@@ -145,19 +148,20 @@ async def _uploaded_job(app: web.Application, upload: UploadSpec,
         if output is not None:
             output.release()
         raise
-    return upload.job, refs, upload.split_size, output, files, steps
+    return upload.job, refs, upload.split_size, output, files, described
 
 
 async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reservation | None = None,
                   encoded: bytes | None = None) -> _Submitted:
-    """The job name, inputs, split size, claimed output directory, pinned side files and step count a JSON spec
+    """The job name, inputs, split size, claimed output directory, pinned side files and (step count, output shape)
+    a JSON spec
     asks for, its plan checked against MR_MAX_SPLITS; the claim is let go here if anything after it refuses the
     submission."""
     app, settings = request.app, request.app[SETTINGS]
     job_name = spec.get("job", DEFAULT_JOB)
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
-    steps = await check_job(app, job_name, spec.setdefault("params", {}))
+    described = await check_job(app, job_name, spec.setdefault("params", {}))
     files = await pinned_files(app[JOBS], job_name, settings)  # before any input is held: a refusal leaves none
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
@@ -182,7 +186,7 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
         if output is not None:
             output.release()
         raise
-    return job_name, refs, split_size, output, files, steps
+    return job_name, refs, split_size, output, files, described
 
 
 def spec_format(spec: dict[str, Any]) -> tuple[Any, str]:
@@ -222,26 +226,28 @@ async def _output_of(app: web.Application, spec: Any) -> OutputClaim:
     return await claim_output(app[SETTINGS], app[CLAIMS], spec["path"])
 
 
-async def check_job(app: web.Application, name: str, params: Any) -> int:
+async def check_job(app: web.Application, name: str, params: Any) -> tuple[int, str]:
     """400 unless the job is known here, takes ``params`` (its configure hook), and every visible actor has it in
-    this version (jobcheck.py); its number of steps (its ``steps()``, run in a task process) when it is."""
+    this version (jobcheck.py); its number of steps and its output's shape (actors.jobs.steps: from its class, or,
+    for a job with ``steps()`` of its own, from a task process that runs them) when it is."""
     if not isinstance(params, dict):
         raise BadRequest('"params" must be an object of string values')
     catalog = app[JOBS]
-    steps = 1
+    described = 1, VALUES
     if catalog.trusted(name) or name not in catalog.classes:
         catalog.sdk(name, params)  # our own code: checked here (an unknown name is a 400 from here too)
     else:
-        spec = class_spec(catalog.classes[name], params)
+        cls = catalog.classes[name]
+        spec = class_spec(cls, params)
         try:
             await configure(app[TASKS], spec, app[SETTINGS].timeouts.request)
-            steps = await describe_steps(app[TASKS], spec, app[SETTINGS].timeouts.request) \
-                if catalog.classes[name].has_steps() else 1
+            described = await describe_steps(app[TASKS], spec, app[SETTINGS].timeouts.request) \
+                if cls.has_steps() else (1, class_shape(cls))
         except TaskFailed as error:  # it hung, exited or crashed: the submission's fault, never the master's
             raise JobConfigError(error.message) from None
     await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
                                app[SETTINGS].timeouts.connect)
-    return steps
+    return described
 
 
 def _finite(text: str) -> float:

@@ -19,6 +19,7 @@ from ..core.messages import (
     Report,
     SplitDone,
     SplitFailed,
+    SplitRecords,
     StreamAck,
     StreamHeader,
     from_wire,
@@ -28,7 +29,7 @@ from ..discovery import Peer
 from .client import CBOR, PeerClient, PeerUnreachable, peer_error, peer_failure, read_cbor
 from .frames import FrameReader
 
-MapperMessage = Progress | SplitDone | SplitFailed
+MapperMessage = Progress | SplitRecords | SplitDone | SplitFailed
 SMALL_STREAM = 64 * 1024  # bytes of DATA frames at most, for a partition stream sent as one body
 __all__ = ["HttpTransport", "MapperMessage", "PeerUnreachable", "Transport"]
 
@@ -92,7 +93,7 @@ class HttpTransport:
                 raise PeerError(f"{mapper.name}: {error.message}") from None
             if raw is None:
                 return  # whether a report came is the caller's to judge
-            yield from_wire(raw, Progress, SplitDone, SplitFailed)
+            yield from_wire(raw, Progress, SplitRecords, SplitDone, SplitFailed)
 
     async def send_partition(
         self, reducer: Peer, header: StreamHeader, blocks: Iterable[bytes], commit: Commit

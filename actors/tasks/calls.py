@@ -12,6 +12,7 @@ from ..core.counters import CounterLimits, CounterMap, valid_counters
 from ..core.errors import TaskFailed, WireError
 from ..jobs import Job
 from ..jobs.adapter import SdkJob
+from ..jobs.steps import SHAPES
 from ..sdk import MapReduceJob
 from .pool import TaskPool
 from .process import TaskProcess
@@ -207,13 +208,14 @@ def decode_result(result: bytes, cap: int) -> dict[str, Any] | list[list[Any]]:
     return totals
 
 
-async def describe_steps(pool: TaskPool, spec: JobSpec, silence: float) -> int:
-    """How many steps the job has (its ``steps()``), in a task process."""
+async def describe_steps(pool: TaskPool, spec: JobSpec, silence: float) -> tuple[int, str]:
+    """How many steps the job has (its ``steps()``) and its output's shape (actors.jobs.steps.SHAPES), in a task
+    process."""
     async with pool.worker() as process:
         answer = await process.call(Describe(spec), label("steps", spec), silence)
-    if not isinstance(answer, Described) or answer.steps < 1:
+    if not isinstance(answer, Described) or answer.steps < 1 or answer.shape not in SHAPES:
         raise TaskFailed(f"{label('steps', spec)}: a task process answered with {type(answer).__name__}")
-    return answer.steps
+    return answer.steps, answer.shape
 
 
 async def configure(pool: TaskPool, spec: JobSpec, silence: float) -> None:

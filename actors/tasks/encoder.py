@@ -15,8 +15,9 @@ from ..core.errors import KeyTooLarge, MapReduceError, PayloadTooLarge, ValueToo
 from ..core.messages import Columns, Data, KeyPart, to_wire
 from ..core.partition import split_by_partition
 from ..jobs import CountTable, Job, byte_table_of, packing_of
-from ..jobs.adapter import SdkJob
+from ..jobs.adapter import IN_ORDER, SdkJob
 from ..jobs.records import LINES, parse
+from ..jobs.steps import output_line
 
 # Bytes of a frame besides one key and its value: length prefix, the message map, its field names and type name,
 # the string headers (at most 31 bytes, counted from the encoding; kept generous).
@@ -109,6 +110,9 @@ class FrameEncoder:
                 self.flush()
 
     def flush(self) -> None:
+        if isinstance(self.job, SdkJob) and self.job.direct:
+            self._flush_direct(self.job)
+            return
         if self.table is not None and self.packing is not None:  # frames cut by the table: no dicts made at all
             for partition, frames in enumerate(self.table.take_columns(self.frame_keys, self.frame_cap)):
                 for keys, ends, counts, checksum in frames:
@@ -124,6 +128,15 @@ class FrameEncoder:
         for partition, items in enumerate(parts):
             if items:
                 self._write(partition, items)
+
+    def _flush_direct(self, job: SdkJob) -> None:
+        """A map-only task's records, in the order mapped, as part-file lines of partition 0 (one block a flush)."""
+        acc, self._acc = self._acc, job.partial()
+        records = acc.get(IN_ORDER, [])
+        if records:
+            self._append(0, b"".join(output_line(wire_key, value) for wire_key, value in records))
+            self.keys[0] += len(records)
+            self.checksums[0] += len(records)
 
     def _write(self, partition: int, items: dict[str, Any]) -> None:
         if len(items) > self.frame_keys:

@@ -58,6 +58,9 @@ class MapStart:
     max_bad_records: int  # the job's max_bad_records: records that fail alone are skipped up to this many
     place: TaskPlace = field(default_factory=TaskPlace)
     format: str = "lines"  # the input's record format (actors.jobs.records)
+    # A map-only job's task: its records in the order mapped (no combiner), sent back as part-file lines for
+    # partition 0 (``partitions`` is then 1) instead of shuffle frames.
+    direct: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,16 +112,18 @@ class EncodeResult:
 
 @dataclass(frozen=True)
 class Describe:
-    """Actor → worker: how many steps the job has (its ``steps()`` is user code)."""
+    """Actor → worker: how many steps the job has and its output's shape (its ``steps()`` is user code)."""
 
     job: JobSpec
 
 
 @dataclass(frozen=True)
 class Described:
-    """Worker → actor: the job's number of steps."""
+    """Worker → actor: the job's number of steps and its output's shape (actors.jobs.steps: values, records or
+    map-only, decided by its last step)."""
 
     steps: int
+    shape: str
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..jobs.catalog import job_class
 from ..jobs.result import as_mapping
 from ..jobs.sidefiles import declared, materialize
 from ..jobs.skipping import map_batch
-from ..jobs.steps import step_count
+from ..jobs.steps import VALUES, output_shape, step_count
 from ..sdk import JobCodeError, JobConfigError, MapReduceJob, count_into
 from . import protocol
 from .encoder import FrameEncoder
@@ -173,7 +173,10 @@ class Worker:
     def handle(self, message: Message) -> Message:
         if isinstance(message, MapStart):
             self.what, self.job_name = "mapper", message.job.name
-            outbox = Outbox(self.send, self.job(message.job, message.place), message)
+            job = self.job(message.job, message.place)
+            if message.direct and isinstance(job, SdkJob):
+                job.direct = True  # a map-only task: records in the order mapped, no combiner
+            outbox = Outbox(self.send, job, message)
             self.mapping = (outbox, message)
             self.batch = message.batch
             self.carry = b""
@@ -208,7 +211,9 @@ class Worker:
         if isinstance(message, Describe):
             self.what, self.job_name = "steps", message.job.name
             job = self.job(message.job)
-            return Described(step_count(job.job) if isinstance(job, SdkJob) else 1)
+            if not isinstance(job, SdkJob):
+                return Described(1, VALUES)
+            return Described(step_count(job.job), output_shape(job.job))
         if isinstance(message, Configure):
             self.what, self.job_name = "configure", message.job.name
             self.job(message.job)
