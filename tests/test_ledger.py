@@ -57,7 +57,7 @@ def test_split_committed_twice_merges_once(ledger: Ledger) -> None:
     assert stream(ledger, 0, {"a": 2, "b": 1}) == COMMITTED
     assert stream(ledger, 0, {"a": 2, "b": 1}) == DUPLICATE
     assert stream(ledger, 0, {"a": 2, "b": 1}) == DUPLICATE
-    state = ledger.current("j", 1)
+    state = ledger.current("j", 1, 0)
     assert state.totals == {"a": 2, "b": 1}
     assert state.committed == {0}
     assert state.duplicates == 2
@@ -67,7 +67,7 @@ def test_different_splits_merge(ledger: Ledger) -> None:
     assert stream(ledger, 0, {"a": 2}, {"b": 1}) == COMMITTED
     assert stream(ledger, 1, {"a": 5, "c": 1}) == COMMITTED
     assert stream(ledger, 0, {"a": 2}, {"b": 1}) == DUPLICATE
-    assert ledger.current("j", 1).totals == Counter({"a": 7, "b": 1, "c": 1})
+    assert ledger.current("j", 1, 0).totals == Counter({"a": 7, "b": 1, "c": 1})
 
 
 def test_uncommitted_stream_changes_nothing(ledger: Ledger) -> None:
@@ -100,7 +100,7 @@ def test_inverted_index_commit_rule() -> None:
 def test_missing(ledger: Ledger) -> None:
     for split in (0, 2, 5):
         stream(ledger, split, {"a": 1})
-    state = ledger.current("j", 1)
+    state = ledger.current("j", 1, 0)
     assert state.missing(6) == [1, 3, 4]
     assert state.missing(3) == [1]
     assert state.missing(0) == []
@@ -146,27 +146,27 @@ def test_older_epoch_is_fenced_and_counted(ledger: Ledger) -> None:
         ledger.admit(header(epoch=1))
     assert ledger.stale == 1
     with pytest.raises(Conflict, match="stale"):
-        ledger.current("j", 1)
+        ledger.current("j", 1, 0)
     assert ledger.stale == 2
     # The newer epoch's state is untouched.
-    state = ledger.current("j", 2)
+    state = ledger.current("j", 2, 0)
     assert state.totals == {"a": 1}
     assert ledger.stale == 2
 
 
 def test_newer_epoch_replaces_state(ledger: Ledger) -> None:
     assert stream(ledger, 0, {"a": 1}, epoch=1) == COMMITTED
-    old = ledger.current("j", 1)
+    old = ledger.current("j", 1, 0)
     # The same split under a newer epoch is not a duplicate: it merges into fresh state.
     assert stream(ledger, 0, {"b": 7}, epoch=3) == COMMITTED
-    new = ledger.current("j", 3)
+    new = ledger.current("j", 3, 0)
     assert new is not old
     assert new.totals == {"b": 7}
     assert new.committed == {0}
     with pytest.raises(Conflict):
-        ledger.current("j", 1)
+        ledger.current("j", 1, 0)
     # A commit into the old state object (a stream admitted before the new epoch) cannot reach the new totals.
-    assert ledger.jobs["j"] is new
+    assert ledger.jobs["j"][0] is new
 
 
 def test_jobs_are_independent(ledger: Ledger) -> None:
@@ -178,10 +178,10 @@ def test_jobs_are_independent(ledger: Ledger) -> None:
 
 def test_current_unknown(ledger: Ledger) -> None:
     with pytest.raises(NotFound):
-        ledger.current("nope", 1)
+        ledger.current("nope", 1, 0)
     ledger.admit(header(epoch=1))
     with pytest.raises(NotFound):
-        ledger.current("j", 2)  # a newer epoch not seen yet
+        ledger.current("j", 2, 0)  # a newer epoch not seen yet
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_expire_with_a_fake_clock(ledger: Ledger, clock: Clock) -> None:
     ledger.admit(header(job="fresh"))
     ledger.admit(header(job="touched"))
     clock.now += 30
-    ledger.current("touched", 1)  # touching keeps it alive
+    ledger.current("touched", 1, 0)  # touching keeps it alive
     clock.now += 40
     # old: 120 s untouched; fresh: 70 s; touched: 40 s.
     assert ledger.expire(100) == ["old"]

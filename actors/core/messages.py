@@ -34,7 +34,7 @@ class Assignment:
     input_name: str
     start: int
     end: int
-    partitions: int  # R, fixed by the master when it planned the job
+    partitions: int  # N, the job's partitions, fixed by the master when it planned the job
     only_partitions: list[int]  # empty: every partition; else redo just these
     # The job's parameters as the user gave them; each actor configures its own instance of the job from them.
     params: dict[str, str] = field(default_factory=dict)
@@ -48,6 +48,14 @@ class Assignment:
     pin_size: int = 0
     pin_etag: str = ""
     pin_modified: str = ""
+    # R, the reducers: partition p goes to reducer ordinal p % R (actors.core.partition.owner); 0: R is N.
+    reducers: int = 0
+    # A total-order job's N-1 cut points (canonical keys, ascending in the natural order): partition p holds the
+    # keys from cut p-1 (included) to cut p (excluded). Empty: partitions by the stable hash.
+    cuts: list[str] = field(default_factory=list)
+    # Not 0: a sample, not a map. Map at most this many of the split's first records and answer their keys in
+    # SplitDone.samples; nothing is sent to any reducer.
+    sample: int = 0
 
     @property
     def key(self) -> AttemptKey:
@@ -80,6 +88,7 @@ class SplitDone:
     bytes_read: int
     keys: int
     duplicates: int  # partitions that answered "duplicate"
+    samples: list[str] = field(default_factory=list)  # a sample assignment's keys (canonical), else empty
 
     @property
     def key(self) -> AttemptKey:
@@ -115,6 +124,7 @@ class StreamHeader:
     job_name: str
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
     params: dict[str, str] = field(default_factory=dict)
+    reducers: int = 0  # R: the partition belongs to reducer partition % R; 0: R is ``partitions``
 
     @property
     def key(self) -> AttemptKey:
@@ -193,6 +203,8 @@ class Finalize:
     job_name: str
     # The job's output directory under the data root; empty: report the totals themselves.
     output: str = ""
+    partitions: int = 0  # N, the job's partitions (0: unknown, as before per-job partitions)
+    reducers: int = 0  # R: the partition belongs to reducer partition % R; 0: R is N
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,10 @@ class Spool(FrameEncoder):
         frame_keys: int = Settings.frame_keys,  # MR_FRAME_KEYS' default, declared once in the settings
         max_key: int = Settings.max_key,  # MR_MAX_KEY's default
         native: bool = True,
+        cuts: list[str] | None = None,
     ) -> None:
         super().__init__(job, partitions, key_budget, frame_cap, frame_keys=frame_keys, max_key=max_key,
-                         native=native)
+                         native=native, cuts=cuts)
         self.memory_limit = memory_limit
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)

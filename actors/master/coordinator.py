@@ -20,6 +20,7 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone
+from ..core.ranges import pick_cuts
 from ..core.splits import Split, plan_inputs
 from ..discovery import Discovery, Peer
 from ..jobs.result import Result
@@ -30,6 +31,7 @@ from .attempts import AttemptOutcome
 from .collector import Collector
 from .outputs import JobOutput
 from .record import JobRecord, JobState
+from .sampler import TOTAL_ORDER, records_per_place, sample_places
 from .splittable import SplitTable, Ticket
 from .workers import MapperSlots, Outcome, WorkerPolicy
 
@@ -85,6 +87,8 @@ class Coordinator:
         self.collector = Collector(record, settings, transport, discovery, self.output)
         self.version = 0  # bumped on every split-table change; idle workers wait for it to move
         self.inline = inline  # a small single text input, sent inside every assignment (MR_INLINE_INPUT)
+        self.sampling = 0  # while a total-order job samples: the records each sample assignment reads
+        self.samples: dict[int, list[str]] = {}  # the sampled keys by split, from the attempt that counted
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -98,17 +102,18 @@ class Coordinator:
                 await self.output.open()  # created now, not at submission: a refused job creates nothing
             await self._map_phase()
             mapped = self.clock()
+            record.phases["map_ms"] = _ms(mapped - started) - record.phases.get("sample_ms", 0.0)
             record.transition(JobState.FINALIZING)
             result = await self.collector.collect(self._recover)
             collected = self.clock()
+            record.phases["finalize_ms"] = _ms(collected - mapped)
             await self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
             # The one INFO line of a finished job, with where its time went (per split and stream: DEBUG).
             log.info("job_done", **self.fields, name=record.job_name, keys=len(result), splits=splits,
                      partitions=record.partitions, bytes=record.input.size,
-                     queued_ms=_ms(began - record.created), map_ms=_ms(mapped - started),
-                     finalize_ms=_ms(collected - mapped), ms=_ms(time.time() - record.created))
+                     queued_ms=_ms(began - record.created), **record.phases, ms=_ms(time.time() - record.created))
         except asyncio.CancelledError:
             record.transition(JobState.CANCELLED)
             record.error = record.error or "cancelled"
@@ -135,29 +140,50 @@ class Coordinator:
         record, t = self.record, self.settings.timeouts
         mappers = await self._mappers()
         # from_env derives the count from a static list; settings built in code may leave that to us.
-        partitions = self.settings.reducer_count or len(self.settings.reducer_urls)
-        if partitions < 1:
+        count = self.settings.reducer_count or len(self.settings.reducer_urls)
+        if count < 1:
             raise JobFailed("the number of reducers is not configured: set MR_REDUCER_COUNT to the reducer "
                             "StatefulSet's replicas (or list them in MR_REDUCERS)")
         try:
             # R is the configured count, never what happens to be visible: a missing ordinal is waited for.
-            reducers = await wait_for_ordinals(self.discovery, "reducer", range(partitions), t.recovery,
+            reducers = await wait_for_ordinals(self.discovery, "reducer", range(count), t.recovery,
                                                self.settings.discovery_backoff)
         except OrdinalMissing as error:
-            raise JobFailed(f"reducer {error.missing[0]} of {partitions} (MR_REDUCER_COUNT) did not appear: "
+            raise JobFailed(f"reducer {error.missing[0]} of {count} (MR_REDUCER_COUNT) did not appear: "
                             f"{error.message}") from None
-        record.partitions = partitions
+        # N, the job's partitions, is what it asked for or R; partition p is reducer p % R's (core/partition.py).
+        partitions = record.partitions = record.partitions or count
         record.mappers = [m.name for m in mappers]
-        record.reducers = [reducers[i].name for i in range(partitions)]
+        record.reducers = [reducers[i].name for i in range(count)]
         inputs = record.input_list()
         record.splits = plan_inputs([r.size for r in inputs], [bool(r.compression) for r in inputs],
                                     record.split_size, len(mappers), self.settings.min_split_size,
                                     self.settings.max_splits)
-        record.table = self._table(record.splits)
         record.transition(JobState.RUNNING)
         log.debug("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
-                 mappers=len(mappers), bytes=record.input.size)
+                  reducers=count, mappers=len(mappers), bytes=record.input.size)
+        if record.partitioner == TOTAL_ORDER and partitions > 1:
+            await self._sample(mappers)
+        record.table = self._table(record.splits)
         await self._run_table(record.table, mappers, only=[])
+
+    async def _sample(self, mappers: list[Peer]) -> None:
+        """A total-order job's cut points: its own mapper's keys of records read at evenly spread places of the
+        input, on the mappers (in their task processes, like any split), sorted in the natural order and cut."""
+        record, began = self.record, self.clock()
+        places = sample_places(record.splits, self.settings.sample_places)
+        self.sampling = records_per_place(self.settings.sample_size, len(places))
+        try:
+            await self._run_table(self._table(places), mappers, only=[])
+        finally:
+            self.sampling = 0
+        keys = [key for split in sorted(self.samples) for key in self.samples[split]]
+        self.samples.clear()
+        record.cuts = pick_cuts(keys, record.partitions)
+        record.phases["sample_ms"] = _ms(self.clock() - began)
+        record.sample = {"places": len(places), "records_per_place": records_per_place(
+            self.settings.sample_size, len(places)), "keys": len(keys), "cuts": len(record.cuts)}
+        log.info("job_sampled", **self.fields, **record.sample, ms=record.phases["sample_ms"])
 
     def _table(self, splits: list[Split]) -> SplitTable:
         p = self.policy
@@ -267,9 +293,11 @@ class Coordinator:
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
             input_name=source.name, start=ticket.split.start, end=ticket.split.end,
-            partitions=record.partitions, only_partitions=only, params=record.params,
+            partitions=1 if self.sampling else record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified,
+            reducers=1 if self.sampling else len(record.reducers), cuts=[] if self.sampling else record.cuts,
+            sample=self.sampling,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -318,6 +346,8 @@ class Coordinator:
             return Outcome.REPORTED if reported else Outcome.FAULTY
         self.record.duplicate_streams += done.duplicates
         counted = table.succeeded(split, attempt, done.bytes_read)
+        if counted and self.sampling:
+            self.samples[split] = done.samples
         self.metrics.attempt("ok" if counted else "stale")
         self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:

@@ -22,7 +22,7 @@ from .admit import job_links, ready_for_jobs, start_job
 from .body import UPLOAD_BLOCK, body_pace, read_block
 from .jobcheck import check_job_everywhere
 from .keys import CLAIMS, REGISTRY, SESSION, STORE, TASKS, UPLOADS
-from .limits import check_inputs_plan, check_plan, idempotency_key, json_split_size, parse_cost
+from .limits import check_inputs_plan, check_plan, idempotency_key, json_partitions, json_split_size, parse_cost
 from .outputs import OutputClaim, claim_output
 from .record import many_inputs
 from .textbudget import Reservation
@@ -85,12 +85,14 @@ async def submit(request: web.Request) -> web.Response:
         if upload is not None:
             job_name, refs, split_size, output = await _uploaded_job(app, upload, uploads)
             params: dict[str, str] | None = upload.params
+            partitions = upload.partitions
         else:
             job_name, refs, split_size, output = await _job_of(request, spec, reservation, encoded)
             params = spec.get("params")
+            partitions = json_partitions(spec, settings)
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
-                           inputs=refs if len(refs) > 1 else None, output=output)
+                           inputs=refs if len(refs) > 1 else None, output=output, partitions=partitions)
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -135,10 +137,11 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
-    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output"})
+    json_partitions(spec, settings)  # refused before any input is resolved
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "partitions", "params", "output"})
     if unknown:
-        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output and "
-                         "split_size")
+        raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output, "
+                         "split_size and partitions")
     # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same
     # directory meanwhile is refused, never admitted alongside.
     output = await _output_of(app, spec.get("output")) if "output" in spec else None

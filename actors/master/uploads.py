@@ -18,10 +18,10 @@ from ..core.errors import BadRequest, RequestTimeout, shown_all
 from ..inputs.ref import InputRef
 from ..inputs.spec import check_name
 from ..jobs import DEFAULT_JOB
-from .limits import query_split_size
+from .limits import query_partitions, query_split_size
 from .store import Digest, InputStore
 
-UPLOAD_QUERY = ("job", "name", "split_size", "output", "param")
+UPLOAD_QUERY = ("job", "name", "split_size", "partitions", "output", "param")
 PLAIN_TRANSFER = frozenset({"", "binary", "8bit", "7bit"})  # a part's bytes as sent are its bytes
 # Malformed framing as aiohttp's multipart reader reports it (a missing boundary, a header line past its cap, ...).
 FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
@@ -29,14 +29,15 @@ FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
 
 @dataclass(frozen=True)
 class UploadSpec:
-    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N`` (and ``?name=`` for a
-    raw body); the body, or each part of a multipart body, is an input."""
+    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N&partitions=N`` (and
+    ``?name=`` for a raw body); the body, or each part of a multipart body, is an input."""
 
     job: str = DEFAULT_JOB
     params: dict[str, str] = field(default_factory=dict)
     output: str | None = None
     split_size: int = 0
     name: str = "upload"
+    partitions: int = 0  # 0: MR_REDUCER_COUNT
 
 
 def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -> UploadSpec:
@@ -44,7 +45,7 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
     unknown = sorted(set(query) - set(UPLOAD_QUERY))
     if unknown:
         raise BadRequest(f"unknown query parameters {shown_all(unknown)}; an upload takes job, name, split_size, "
-                         "output and param=NAME=VALUE (repeatable)")
+                         "partitions, output and param=NAME=VALUE (repeatable)")
     for single in UPLOAD_QUERY[:-1]:
         if len(query.getall(single, [])) > 1:
             raise BadRequest(f"?{single}= is given more than once")
@@ -63,6 +64,7 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
         raise BadRequest("?output= must name a directory under the data root")
     return UploadSpec(job=query.get("job", DEFAULT_JOB), params=params, output=output,
                       split_size=query_split_size(query.get("split_size"), settings),
+                      partitions=query_partitions(query.get("partitions"), settings),
                       name=_raw_name(query.get("name", "upload"), settings.max_name))
 
 

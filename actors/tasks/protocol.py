@@ -40,6 +40,7 @@ class MapStart:
     frame_keys: int
     max_key: int
     batch: int  # lines mapped between two progress ticks (MR_TASK_BATCH)
+    cuts: list[str] = dataclasses.field(default_factory=list)  # a total-order job's cut points (core/ranges.py)
 
 
 @dataclass(frozen=True)
