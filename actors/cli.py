@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", type=job_param, action="append", default=[], metavar="NAME=VALUE",
                      help="a job parameter (repeatable)")
     run.add_argument("--split-size", type=positive_int, default=None, help="bytes per split (default: the setting)")
+    run.add_argument("--partitions", type=positive_int, default=None, metavar="N",
+                     help="the job's partitions, so part files (default: the reducer count)")
     run.add_argument("--output", type=str, default=None, metavar="DIR",
                      help="write the result to DIR (or an s3://bucket/prefix/) as part-NNNNN.jsonl files and "
                           "_SUCCESS instead of printing it")
@@ -183,6 +185,8 @@ async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, s
             spec["output"] = {"path": s3_output}
         if args.split_size is not None:
             spec["split_size"] = args.split_size
+        if args.partitions is not None:
+            spec["partitions"] = args.partitions
         async with session.post("/v1/jobs", json=spec) as response:
             submitted = await response.json()
             if response.status >= 400:

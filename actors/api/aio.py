@@ -44,8 +44,9 @@ def _segment(job_id: str) -> str:
 
 
 def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapping[str, Any] | None,
-                  split_size: int | None) -> list[tuple[str, str]]:
-    """An upload's job spec as its query: ``job``, one ``param=NAME=VALUE`` each, ``output``, ``split_size``."""
+                  split_size: int | None, partitions: int | None = None) -> list[tuple[str, str]]:
+    """An upload's job spec as its query: ``job``, one ``param=NAME=VALUE`` each, ``output``, ``split_size``,
+    ``partitions``."""
     query = [("job", job)]
     query.extend(("param", f"{name}={value}") for name, value in (params or {}).items())
     if output is not None:
@@ -55,6 +56,8 @@ def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapp
         query.append(("output", path))
     if split_size is not None:
         query.append(("split_size", str(split_size)))
+    if partitions is not None:
+        query.append(("partitions", str(partitions)))
     return query
 
 
@@ -137,8 +140,11 @@ class AsyncClient:
 
     async def submit(self, job: str, inputs: Inputs, params: Mapping[str, Any] | None = None,
                      output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
-                     split_size: int | None = None, timeout: float | None = None) -> AsyncJobHandle:
+                     split_size: int | None = None, timeout: float | None = None,
+                     partitions: int | None = None) -> AsyncJobHandle:
         """Submit ``job`` on ``inputs`` (see :mod:`actors.api.inputs`); the handle follows the job.
+
+        ``partitions``: the job's partitions, so its part files (default: the master's MR_REDUCER_COUNT).
 
         ``params`` and ``output`` (a directory under the master's data root: ``"DIR"`` or ``{"path": "DIR"}``) are
         sent only when given, in the JSON job spec or, for uploaded files, in the upload's query. Several files are
@@ -155,9 +161,11 @@ class AsyncClient:
                 spec["output"] = {"path": output} if isinstance(output, str) else dict(output)
             if split_size is not None:
                 spec["split_size"] = split_size
+            if partitions is not None:
+                spec["partitions"] = partitions
             body = await self._call("POST", "/v1/jobs", timeout, json=spec, headers=headers)
         else:
-            query = _upload_query(job, params, output, split_size)
+            query = _upload_query(job, params, output, split_size, partitions)
             body = await self._upload(given if isinstance(given, list) else [given], query, headers, timeout)
         status = JobStatus.from_json(body)
         return AsyncJobHandle(self, status.id, status)

@@ -289,7 +289,7 @@ class MapRun:
         assert self.tasks is not None
         s = self.settings
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
-                         s.max_key, s.task_batch)
+                         s.max_key, s.task_batch, cuts=self.a.cuts)
         async with self.tasks.worker(self.a.job) as process:
             task = MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped)
             async for progress in self._meanwhile(task.open()):

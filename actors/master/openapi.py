@@ -87,6 +87,7 @@ PATHS: dict[str, Any] = {
                 _query("name", "a raw upload: the input's name (a multipart part is named by its filename)",
                        {"type": "string"}),
                 _query("split_size", "uploads: bytes per split", POSITIVE),
+                _query("partitions", "uploads: the job's partitions, at most MR_MAX_PARTITIONS", POSITIVE),
                 {**_query("param", "uploads: one job parameter as NAME=VALUE (repeatable; GET /v1/jobs/kinds "
                                    "lists them)", {"type": "array", "items": {"type": "string"}}),
                  "style": "form", "explode": True},

@@ -71,6 +71,8 @@ SCHEMAS: dict[str, Any] = {
             "input": ref("Input"),
             "output": ref("Output"),
             "split_size": {**POSITIVE, "description": "bytes per split, at least MR_SPLIT_SIZE_FLOOR"},
+            "partitions": {**POSITIVE, "description": "the job's partitions (part files), at most MR_MAX_PARTITIONS; "
+                           "default MR_REDUCER_COUNT"},
         },
     },
     "Output": {
@@ -153,6 +155,12 @@ SCHEMAS: dict[str, Any] = {
             "created": {"type": "number", "description": "Unix time"},
             "finished": {"type": ["number", "null"]},
             "partitions": WHOLE,
+            "partitioner": {"type": "string", "enum": ["hash", "total_order"]},
+            "sample": {"type": "object", "description": "a total-order job's sample: places read, records per "
+                       "place, keys found, cut points picked",
+                       "properties": {"places": WHOLE, "records_per_place": WHOLE, "keys": WHOLE, "cuts": WHOLE}},
+            "phases": {"type": "object", "description": "milliseconds per phase: sample_ms (total order), map_ms, "
+                       "finalize_ms", "additionalProperties": {"type": "number"}},
             "mappers": {"type": "array", "items": {"type": "string"}},
             "reducers": {"type": "array", "items": {"type": "string"}},
             "progress": ref("Progress"),

@@ -84,6 +84,8 @@ def add_commands(commands: Any) -> None:
                         help="write the result under the master's data root to DIR (part files and _SUCCESS)")
     submit.add_argument("--split-size", type=positive_int, default=None, metavar="BYTES",
                         help="bytes per split (default: the master's setting)")
+    submit.add_argument("--partitions", type=positive_int, default=None, metavar="N",
+                        help="the job's partitions, so part files (default: the master's MR_REDUCER_COUNT)")
     submit.add_argument("--wait", action="store_true", help="follow the job (progress on stderr), print its result")
     submit.add_argument("--timeout", type=_seconds, default=DEFAULT_WAIT,
                         help=f"seconds --wait follows the job (default {DEFAULT_WAIT:g})")
@@ -177,7 +179,7 @@ def _inputs(args: argparse.Namespace) -> Inputs:
 
 async def _submit(args: argparse.Namespace, client: AsyncClient) -> int:
     handle = await client.submit(args.job, _inputs(args), dict(args.param) if args.param else None, args.output,
-                                 split_size=args.split_size)
+                                 split_size=args.split_size, partitions=args.partitions)
     if not args.wait:
         print(json_escaped(handle.submitted.raw if handle.submitted else {"id": handle.id}) if args.json
               else escaped(handle.id))
