@@ -3,6 +3,7 @@ on real clusters, compared with the sequential oracle."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import string
@@ -154,7 +155,7 @@ async def test_n_at_the_cap_keeps_streams_and_finalizes_bounded_by_r(make_cluste
     tests/test_partitions_bounds.py, with fakes that count them)."""
     cap = 64
     cluster = await make_cluster(mappers=2, reducers=2, max_partitions=cap, stage_budget=256 * 1024)
-    status, parts = await parts_of(cluster, data_root / "out", {
+    _, parts = await parts_of(cluster, data_root / "out", {
         "input": {"text": TEXT * 4}, "partitions": cap, "output": {"path": "out"}, "split_size": 1024})
     assert len(parts) == cap
     merged = {k: v for part in parts for k, v in entries(part)}
@@ -176,7 +177,7 @@ def as_key(raw: Any) -> Key:
     """A part's key as the job made it: an int key may be shown as its JSON text in a part (a str)."""
     if isinstance(raw, str) and raw.lstrip("-").isdigit():
         return int(raw)
-    return tuple(raw) if isinstance(raw, list) else raw  # type: ignore[no-any-return]
+    return tuple(raw) if isinstance(raw, list) else raw
 
 
 def check_total_order(parts: list[Path], keys: list[Any]) -> list[int]:
@@ -185,7 +186,7 @@ def check_total_order(parts: list[Path], keys: list[Any]) -> list[int]:
     ranges = [sorted((as_key(k) for k, _ in entries(part)), key=key_order) for part in parts]
     flat = [k for keys_of_part in ranges for k in keys_of_part]
     assert flat == sorted(set(keys), key=key_order)
-    for before, after in zip(ranges, ranges[1:], strict=False):
+    for before, after in itertools.pairwise(ranges):
         if before and after:
             assert key_order(before[-1]) < key_order(after[0])
     counts = {as_key(k): v for part in parts for k, v in entries(part)}
