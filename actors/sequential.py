@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .core.keyorder import key_order
 from .core.partition import Key, canonical_key, display_key
 from .jobs import load_catalog
 from .jobs.adapter import lines_of
@@ -48,3 +49,12 @@ def run_sequential(job_name: str, data: bytes, source: str = "input", params: Ma
                    modules: tuple[str, ...] = ()) -> dict[str, Any]:
     """One input's result, as the master serves it."""
     return run_sequential_inputs(job_name, [(source, data)], params, modules)
+
+
+def run_total_order(job_name: str, data: bytes, source: str = "input", params: Mapping[str, str] | None = None,
+                    modules: tuple[str, ...] = ()) -> list[tuple[Key, Any]]:
+    """One input's output entries in the natural key order (actors.core.keyorder), keys as the job made them: what
+    a total-order job's parts, concatenated in order, hold."""
+    job = load_catalog(modules).sdk(job_name, params)
+    output = run_job(job, [(source, data.decode("utf-8", "replace"))])
+    return sorted(output.items(), key=lambda entry: key_order(entry[0]))

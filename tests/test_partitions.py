@@ -14,12 +14,15 @@ import pytest
 
 from actors.core.errors import WireError
 from actors.core.keyorder import key_order
-from actors.core.partition import Key, canonical_key, owned, owner
+from actors.core.partition import Key, canonical_key, decode_key, owned, owner
 from actors.core.ranges import Router, check_cuts, pick_cuts
 from actors.core.splits import Split
 from actors.inputs.outdir import part_name
+from actors.jobs import get_job
+from actors.mapper.sample import LineBudget, sampled_keys
+from actors.mapper.spool import Spool
 from actors.master.sampler import records_per_place, sample_places
-from actors.sequential import run_sequential
+from actors.sequential import run_sequential, run_total_order
 
 from .conftest import Cluster, ClusterFactory
 
@@ -41,13 +44,8 @@ def test_ranges_route_by_the_natural_order() -> None:
     cuts = [canonical_key(k) for k in (3, "a", ("a", 2))]
     router = Router(4, cuts)
     parts = router.split({canonical_key(k): 1 for k in keys})
-    shown = [sorted((_decoded(c) for c in part), key=key_order) for part in parts]
+    shown = [sorted((decode_key(c) for c in part), key=key_order) for part in parts]
     assert shown == [[-15, -14], [3, 200, ""], ["a", "b", "é", ("a", 1)], [("a", 2)]]
-
-
-def _decoded(text: str) -> Key:
-    from actors.core.partition import decode_key
-    return decode_key(text)
 
 
 def test_cuts_must_be_ascending_canonical_and_few_enough() -> None:
@@ -206,6 +204,7 @@ async def test_total_order_parts_concatenated_are_the_sorted_input(
     keys += keys[:50]  # a few repeats
     (data_root / "keys.txt").write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
     oracle = run_sequential("total_order_sort", (data_root / "keys.txt").read_bytes(), modules=EXAMPLES)
+    in_order = run_total_order("total_order_sort", (data_root / "keys.txt").read_bytes(), modules=EXAMPLES)
     cluster = await make_cluster(mappers=2, reducers=2, job_modules=EXAMPLES, sample_size=600)
     for partitions in (1, 4, 16):
         out = f"out-{partitions}"
@@ -215,6 +214,9 @@ async def test_total_order_parts_concatenated_are_the_sorted_input(
         assert len(parts) == partitions
         sizes = check_total_order(parts, keys)
         assert {k: v for part in parts for k, v in entries(part)} == oracle
+        concatenated = [(as_key(k), v) for part in parts
+                        for k, v in sorted(entries(part), key=lambda e: key_order(as_key(e[0])))]
+        assert concatenated == in_order  # the oracle's entries in the natural key order
         assert status["partitioner"] == "total_order"
         if partitions > 1:
             assert status["sample"]["cuts"] == partitions - 1 and status["sample"]["keys"] > 0
@@ -222,3 +224,14 @@ async def test_total_order_parts_concatenated_are_the_sorted_input(
             assert min(sizes) > 0, sizes
         else:
             assert "sample" not in status  # one range: nothing to sample
+
+
+def test_a_sample_answers_at_most_its_record_count_of_keys_whole_lines_only() -> None:
+    budget = LineBudget(3)
+    assert budget.take([b"a\nb", b"\nc\nd\n", b"e\n"]) == [b"a\nb", b"\nc\n"] and budget.done
+    spool = Spool(get_job("wordcount"), 1, 10_000, 1 << 20, native=False)
+    spool.feed(" ".join(f"w{i}" for i in range(1000)).encode() + b"\n", "x")  # one record, 1000 keys
+    spool.flush()
+    keys = sampled_keys(spool, 1 << 20, 10)
+    assert 5 <= len(keys) <= 10 and len(set(keys)) == len(keys)
+    assert len(sampled_keys(spool, 200, 10_000)) < 20  # bounded by the answer's bytes too

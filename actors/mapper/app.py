@@ -232,7 +232,7 @@ class MapRun:
             log.debug("split_mapped", job=self.a.job, split=self.a.split, attempt=self.a.attempt, keys=self.keys,
                       bytes=self.bytes_read)
             if self.a.sample:  # a sample: its keys go back to the master, nothing to any reducer
-                self.samples = sampled_keys(spool, s.message_cap)
+                self.samples = sampled_keys(spool, s.message_cap, self.a.sample)
                 return
             send = asyncio.ensure_future(self._send_all(spool))
             try:

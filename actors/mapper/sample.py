@@ -45,9 +45,18 @@ class LineBudget:
         return taken
 
 
-def sampled_keys(spool: Spool, cap: int) -> list[str]:
-    """The canonical keys the spool's frames hold, within about half of ``cap`` bytes (one answer's message cap);
-    a key that travelled in pieces (KEYPART) is left out."""
+def sampled_keys(spool: Spool, cap: int, limit: int) -> list[str]:
+    """The canonical keys the spool's frames hold, at most ``limit`` of them (evenly strided: a record may make
+    many keys) within about half of ``cap`` bytes (one answer's message cap); a key that travelled in pieces
+    (KEYPART) is left out."""
+    keys = _keys(spool, cap)
+    if len(keys) > limit:
+        stride = -(-len(keys) // limit)
+        keys = keys[::stride]
+    return keys
+
+
+def _keys(spool: Spool, cap: int) -> list[str]:
     keys: list[str] = []
     size, budget = 0, cap // 2
     for partition in range(spool.partitions):
