@@ -15,7 +15,7 @@ import pytest
 from actors.core.errors import WireError
 from actors.core.keyorder import key_order
 from actors.core.partition import Key, canonical_key, decode_key, owned, owner
-from actors.core.ranges import Router, check_cuts, pick_cuts
+from actors.core.ranges import Router, check_cuts, pick_cuts, route_order
 from actors.core.splits import Split
 from actors.inputs.outdir import part_name
 from actors.jobs import get_job
@@ -235,3 +235,11 @@ def test_a_sample_answers_at_most_its_record_count_of_keys_whole_lines_only() ->
     keys = sampled_keys(spool, 1 << 20, 10)
     assert 5 <= len(keys) <= 10 and len(set(keys)) == len(keys)
     assert len(sampled_keys(spool, 200, 10_000)) < 20  # bounded by the answer's bytes too
+
+
+def test_the_routing_order_is_the_natural_order() -> None:
+    rng = random.Random(7)
+    keys: list[Key] = [0, -1, 1, 2**64 - 1, -(2**63), "", "\x00", "\x00x", "0", "-0", "007", "é", ("a", 1), (3,),
+                       *int_keys(rng, 200), *str_keys(rng, 50)]
+    for key in keys:
+        assert route_order(canonical_key(key)) == key_order(key), key

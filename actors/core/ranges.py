@@ -14,8 +14,8 @@ from itertools import pairwise
 from typing import Any, TypeVar
 
 from .errors import WireError
-from .keyorder import wire_order
-from .partition import split_by_partition
+from .keyorder import RANK_INT, RANK_STR, wire_order
+from .partition import TAG, split_by_partition
 
 V = TypeVar("V")
 
@@ -35,8 +35,20 @@ class Router:
         parts: list[dict[str, V]] = [{} for _ in range(self.partitions)]
         orders = self._orders
         for key, value in items.items():
-            parts[bisect_right(orders, wire_order(key))][key] = value
+            parts[bisect_right(orders, route_order(key))][key] = value
         return parts
+
+
+def route_order(text: str) -> tuple[int, Any]:
+    """:func:`wire_order` of a canonical key as a mapper's encoder makes it, without decoding JSON for a plain str
+    or an int (routing 1 M int keys by wire_order cost 8 s of decoding); anything else goes to wire_order."""
+    if not text.startswith(TAG):
+        return (RANK_STR, text)
+    body = text[1:]
+    digits = body[1:] if body[:1] == "-" else body
+    if digits.isascii() and digits.isdigit() and (digits == "0" or digits[0] != "0") and body != "-0":
+        return (RANK_INT, int(body))
+    return wire_order(text)
 
 
 def check_cuts(cuts: Sequence[str], partitions: int) -> list[tuple[int, Any]]:
