@@ -3,8 +3,11 @@ SIGKILL while it holds 3 of 8 partitions, and TeraSort's 1 M keys in 16 ranges."
 
 from __future__ import annotations
 
+import json
 import random
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,15 @@ async def test_terasort_of_a_million_keys_leaves_no_range_empty(tmp_path: Path) 
     # The sample's ranges are even: no part holds more than twice its share.
     assert max(sizes) < 2 * len(set(keys)) / 16, sizes
     assert sorted(entries(parts[0]), key=lambda e: key_order(int(e[0])))[0][0] in (min(keys), str(min(keys)))
+
+
+def test_bench_partitions_runs_and_every_run_is_exact() -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_partitions.py"
+    done = subprocess.run([sys.executable, str(script), "--keys", "3000", "--partitions", "1", "4", "--json"],
+                          capture_output=True, text=True, timeout=170, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(done.stdout)
+    assert [(row["kind"], row["partitions"]) for row in rows] == [("int", 1), ("int", 4), ("str", 1), ("str", 4)]
+    for row in rows:
+        assert row["exact"] and row["empty_parts"] == 0
+        assert ("sample_ms" in row) == (row["partitions"] > 1)
