@@ -10,10 +10,13 @@ import string
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 
+from actors.core import wire
 from actors.core.errors import WireError
 from actors.core.keyorder import key_order
+from actors.core.messages import Commit, Data, Finalize, StreamHeader, to_wire
 from actors.core.partition import Key, canonical_key, decode_key, owned, owner
 from actors.core.ranges import Router, check_cuts, pick_cuts, route_order
 from actors.core.splits import Split
@@ -25,6 +28,7 @@ from actors.master.sampler import records_per_place, sample_places
 from actors.sequential import run_sequential, run_total_order
 
 from .conftest import Cluster, ClusterFactory
+from .support import report_totals
 
 EXAMPLES = ("actors.jobs.examples",)
 TEXT = "the quick brown fox\njumps over the lazy dog\nthe dog naïve 日本語 the\n" * 40
@@ -243,3 +247,49 @@ def test_the_routing_order_is_the_natural_order() -> None:
                        *int_keys(rng, 200), *str_keys(rng, 50)]
     for key in keys:
         assert route_order(canonical_key(key)) == key_order(key), key
+
+
+async def test_a_reducer_holds_each_partition_it_owns_apart_and_refuses_the_others(
+    make_cluster: ClusterFactory,
+) -> None:
+    """Reducer 0 of 2 with 6 partitions: partitions 0, 2 and 4 are committed, reported and repeated each on its
+    own; partition 3 is reducer 1's (409), partition 6 does not exist (400)."""
+    cluster = await make_cluster(mappers=1, reducers=2)
+    url = cluster.reducers[0].url
+
+    async def call(path: str, body: bytes) -> tuple[int, Any]:
+        async with cluster.session.post(url + path, data=body, headers=cluster.auth) as response:
+            raw = await response.read()
+            return response.status, cbor2.loads(raw) if response.content_type == "application/cbor" else (
+                json.loads(raw))
+
+    def stream(partition: int, split: int, items: dict[str, int]) -> bytes:
+        head = StreamHeader(job="j", epoch=1, split=split, attempt=1, partition=partition, partitions=6,
+                            job_name="wordcount", size=10_000, reducers=2)
+        return (wire.frame(to_wire(head), 1 << 20) + wire.frame(to_wire(Data(items)), 1 << 20)
+                + wire.frame(to_wire(Commit(1, len(items), sum(items.values()))), 1 << 20))
+
+    def finalize(partition: int) -> bytes:
+        return wire.encode(to_wire(Finalize(job="j", epoch=1, partition=partition, splits=2, job_name="wordcount",
+                                            partitions=6, reducers=2)))
+
+    for partition in (0, 2, 4):
+        for split in (0, 1):
+            status, ack = await call("/internal/v1/shuffle", stream(partition, split, {f"p{partition}": split + 1}))
+            assert (status, ack["status"]) == (200, "committed")
+    status, ack = await call("/internal/v1/shuffle", stream(2, 1, {"p2": 2}))
+    assert (status, ack["status"]) == (200, "duplicate")  # per partition: split 1 of partition 2 is in already
+    status, answer = await call("/internal/v1/shuffle", stream(3, 0, {"x": 1}))
+    assert status == 409 and "routing is stale" in answer["message"]
+    status, answer = await call("/internal/v1/shuffle", stream(6, 0, {"x": 1}))
+    assert status == 400 and "out of range" in answer["message"]
+    answers = {}
+    for partition in (2, 0, 4):
+        status, answer = await call("/internal/v1/finalize", finalize(partition))
+        assert status == 200 and answer["partition"] == partition
+        answers[partition] = answer
+        assert report_totals(answer) == {f"p{partition}": 3}
+    status, again = await call("/internal/v1/finalize", finalize(2))
+    assert (status, again) == (200, answers[2])  # a repeated finalize: the same answer, kept per partition
+    status, answer = await call("/internal/v1/finalize", finalize(1))
+    assert status == 409
