@@ -73,8 +73,16 @@ def test_cut_points_split_the_sample_evenly_and_collapse_duplicates() -> None:
 
 def test_the_sample_reads_evenly_spread_places() -> None:
     splits = [Split(i, i * 10, i * 10 + 10) for i in range(100)]
-    assert [s.index for s in sample_places(splits, 10)] == list(range(0, 100, 10))
-    assert len(sample_places(splits[:3], 10)) == 3
+    assert [(s.index, s.start, s.end) for s in sample_places(splits, 10)] == [
+        (i, 100 * i, 100 * i + 10) for i in range(10)]
+    # Few splits: places inside them, all along the input, not just at the splits' starts.
+    two = [Split(0, 0, 500), Split(1, 500, 1000)]
+    assert [(s.start, s.end) for s in sample_places(two, 4)] == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    # Two inputs: spread over both by their bytes; a compressed one is read from its start, once.
+    mixed = [Split(0, 0, 600, 0), Split(1, 0, 400, 1)]
+    assert [(s.start, s.end, s.input) for s in sample_places(mixed, 5, compressed=[1])] == [
+        (0, 200, 0), (200, 400, 0), (400, 600, 0), (0, 400, 1)]
+    assert sample_places([Split(0, 0, 0)], 10) == [Split(0, 0, 0)]
     assert records_per_place(10_000, 3) == 3334
 
 
@@ -293,3 +301,16 @@ async def test_a_reducer_holds_each_partition_it_owns_apart_and_refuses_the_othe
     assert (status, again) == (200, answers[2])  # a repeated finalize: the same answer, kept per partition
     status, answer = await call("/internal/v1/finalize", finalize(1))
     assert status == 409
+
+
+async def test_an_input_already_in_order_is_sampled_all_along(make_cluster: ClusterFactory, data_root: Path) -> None:
+    """Sorted keys in a plan of few splits: a sample at the splits' starts only would cut every range near them
+    and leave most parts empty; places spread along the bytes keep the ranges even."""
+    keys = sorted(set(int_keys(random.Random(5), 4000)))
+    (data_root / "sorted.txt").write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
+    cluster = await make_cluster(mappers=2, reducers=2, job_modules=EXAMPLES, sample_size=800)
+    status, parts = await parts_of(cluster, data_root / "out", {
+        "job": "total_order_sort", "input": {"path": "sorted.txt"}, "partitions": 16, "output": {"path": "out"}})
+    sizes = check_total_order(parts, keys)
+    assert min(sizes) > 0 and max(sizes) <= 2 * len(keys) / 16, sizes
+    assert status["progress"]["splits_total"] <= 2 and status["sample"]["places"] == 10

@@ -171,7 +171,8 @@ class Coordinator:
         """A total-order job's cut points: its own mapper's keys of records read at evenly spread places of the
         input, on the mappers (in their task processes, like any split), sorted in the natural order and cut."""
         record, began = self.record, self.clock()
-        places = sample_places(record.splits, self.settings.sample_places)
+        compressed = [i for i, source in enumerate(record.input_list()) if source.compression]
+        places = sample_places(record.splits, self.settings.sample_places, compressed)
         self.sampling = records_per_place(self.settings.sample_size, len(places))
         try:
             await self._run_table(self._table(places), mappers, only=[])
