@@ -13,6 +13,7 @@ from typing import Any
 import cbor2
 import pytest
 
+from actors.api import AsyncClient
 from actors.core import wire
 from actors.core.errors import WireError
 from actors.core.keyorder import key_order
@@ -29,6 +30,7 @@ from actors.sequential import run_sequential, run_total_order
 
 from .conftest import Cluster, ClusterFactory
 from .support import report_totals
+from .test_remote import mapreduce
 
 EXAMPLES = ("actors.jobs.examples",)
 TEXT = "the quick brown fox\njumps over the lazy dog\nthe dog naïve 日本語 the\n" * 40
@@ -314,3 +316,18 @@ async def test_an_input_already_in_order_is_sampled_all_along(make_cluster: Clus
     sizes = check_total_order(parts, keys)
     assert min(sizes) > 0 and max(sizes) <= 2 * len(keys) / 16, sizes
     assert status["progress"]["splits_total"] <= 2 and status["sample"]["places"] == 10
+
+
+async def test_status_and_the_client_show_partitions_and_the_sample(make_cluster: ClusterFactory,
+                                                                    data_root: Path) -> None:
+    keys = str_keys(random.Random(9), 2000)
+    (data_root / "keys.txt").write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
+    cluster = await make_cluster(mappers=2, reducers=2, job_modules=EXAMPLES)
+    async with AsyncClient(cluster.url) as client:
+        handle = await client.submit("total_order_sort", {"path": "keys.txt"}, partitions=4, output="out")
+        await handle.wait(60)
+    done = await mapreduce("status", "--url", cluster.url, handle.id)
+    assert done.code == 0, done.err
+    assert "partitions: 4 (total order)" in done.out
+    assert "sample: 2000 keys from 10 places, 3 cut points, " in done.out, done.out
+    assert len(list((data_root / "out").glob("part-*.jsonl"))) == 4

@@ -224,7 +224,13 @@ async def _status(args: argparse.Namespace, client: AsyncClient) -> int:
         lines.append(f"input: {escaped(source.get('name'))} ({size_text(source.get('size', 0))}, "
                      f"{escaped(source.get('kind'))})")
     if raw.get("partitions"):
-        lines.append(f"partitions: {escaped(raw['partitions'])}")
+        order = " (total order)" if raw.get("partitioner") == "total_order" else ""
+        lines.append(f"partitions: {escaped(raw['partitions'])}{order}")
+    sample: dict[str, Any] = raw["sample"] if isinstance(raw.get("sample"), dict) else {}
+    phases: dict[str, Any] = raw["phases"] if isinstance(raw.get("phases"), dict) else {}
+    if sample:
+        lines.append(f"sample: {escaped(sample.get('keys', 0))} keys from {escaped(sample.get('places', 0))} "
+                     f"places, {escaped(sample.get('cuts', 0))} cut points, {escaped(phases.get('sample_ms', 0))} ms")
     if attempts:
         lines.append(f"attempts: {escaped(attempts.get('started', 0))} started, "
                      f"{escaped(attempts.get('retries', 0))} retries")
