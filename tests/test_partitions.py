@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 import string
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from actors.api import AsyncClient
 from actors.core import wire
-from actors.core.errors import WireError
+from actors.core.errors import ConfigError, WireError
 from actors.core.keyorder import key_order
 from actors.core.messages import Commit, Data, Finalize, StreamHeader, to_wire
 from actors.core.partition import Key, canonical_key, decode_key, owned, owner
@@ -23,9 +24,12 @@ from actors.core.ranges import Router, check_cuts, pick_cuts, route_order
 from actors.core.splits import Split
 from actors.inputs.outdir import part_name
 from actors.jobs import get_job
+from actors.jobs.catalog import Catalog
+from actors.jobs.examples import TotalOrderSort
 from actors.mapper.sample import LineBudget, sampled_keys
 from actors.mapper.spool import Spool
 from actors.master.sampler import records_per_place, sample_places
+from actors.sdk import MapReduceJob
 from actors.sequential import run_sequential, run_total_order
 
 from .conftest import Cluster, ClusterFactory
@@ -331,3 +335,16 @@ async def test_status_and_the_client_show_partitions_and_the_sample(make_cluster
     assert "partitions: 4 (total order)" in done.out
     assert "sample: 2000 keys from 10 places, 3 cut points, " in done.out, done.out
     assert len(list((data_root / "out").glob("part-*.jsonl"))) == 4
+
+
+def test_a_job_with_an_unknown_partitioner_is_refused_when_registered() -> None:
+    class Ranged(MapReduceJob):
+        name = "ranged"
+        partitioner = "range"
+
+        def mapper(self, line: str) -> Iterator[tuple[str, int]]:
+            yield line, 1
+
+    with pytest.raises(ConfigError, match="partitioner 'range' is not one of hash, total_order"):
+        Catalog([(Ranged, "a test")])
+    assert TotalOrderSort.partitioner == "total_order" and MapReduceJob.partitioner == "hash"
