@@ -32,7 +32,7 @@ from actors.master.sampler import records_per_place, sample_places
 from actors.sdk import MapReduceJob
 from actors.sequential import run_sequential, run_total_order
 
-from .conftest import Cluster, ClusterFactory
+from .conftest import SHARED, Cluster, ClusterFactory
 from .support import report_totals
 from .test_remote import mapreduce
 
@@ -132,9 +132,10 @@ async def test_the_default_is_the_reducer_count(make_cluster: ClusterFactory) ->
     assert (await cluster.status(job["id"]))["partitions"] == 3
 
 
+@SHARED
 @pytest.mark.parametrize("value", [0, -1, 10**30, 1025, "4", True, None, 4.0, [4], {"n": 4}])
-async def test_hostile_partitions_are_refused_naming_the_field(make_cluster: ClusterFactory, value: Any) -> None:
-    cluster = await make_cluster(mappers=1, reducers=1)
+async def test_hostile_partitions_are_refused_naming_the_field(shared_cluster: Cluster, value: Any) -> None:
+    cluster = shared_cluster
     async with cluster.session.post(f"{cluster.url}/v1/jobs",
                                     json={"input": {"text": "a b"}, "partitions": value}) as response:
         body = await response.json()
@@ -144,9 +145,10 @@ async def test_hostile_partitions_are_refused_naming_the_field(make_cluster: Clu
         assert "MR_MAX_PARTITIONS" in body["message"]
 
 
+@SHARED
 @pytest.mark.parametrize("query", ["0", "-1", "4.0", " 4", "99999999999999999999", "1025", "x"])
-async def test_hostile_partitions_of_an_upload_are_refused(make_cluster: ClusterFactory, query: str) -> None:
-    cluster = await make_cluster(mappers=1, reducers=1)
+async def test_hostile_partitions_of_an_upload_are_refused(shared_cluster: Cluster, query: str) -> None:
+    cluster = shared_cluster
     async with cluster.session.post(f"{cluster.url}/v1/jobs", params={"partitions": query}, data=b"a b\n",
                                     headers={"Content-Type": "application/octet-stream"}) as response:
         body = await response.json()
@@ -154,8 +156,9 @@ async def test_hostile_partitions_of_an_upload_are_refused(make_cluster: Cluster
     assert "partitions" in body["message"]
 
 
-async def test_an_upload_takes_partitions_in_its_query(make_cluster: ClusterFactory) -> None:
-    cluster = await make_cluster(mappers=1, reducers=2)
+@SHARED
+async def test_an_upload_takes_partitions_in_its_query(shared_cluster: Cluster) -> None:
+    cluster = shared_cluster
     async with cluster.session.post(f"{cluster.url}/v1/jobs", params={"partitions": "5"}, data=TEXT.encode(),
                                     headers={"Content-Type": "application/octet-stream"}) as response:
         job = await response.json()
