@@ -13,6 +13,7 @@ from actors.core.messages import Assignment
 from actors.inputs.ref import PATH
 from actors.jobs import get_job
 from actors.mapper.app import MapRun
+from actors.mapper.spool import Spool
 from actors.net.client import PeerClient
 
 from .fakes import FakeDiscovery, FakeTransport, Faults
@@ -78,3 +79,14 @@ async def test_a_lost_reducer_holding_3_of_8_partitions_has_just_those_remapped(
     per_partition = {p: sum(n for key, n in transport.commits.items() if key[2] == p) for p in range(8)}
     assert per_partition == {p: (2 if p in (1, 4, 7) else 1) * splits for p in range(8)}
     assert_committed_once(transport)
+
+
+def test_a_spool_of_many_partitions_holds_no_more_in_memory_than_eight() -> None:
+    few = Spool(get_job("wordcount"), 2, key_budget=10, frame_cap=1 << 20, memory_limit=8 << 20)
+    many = Spool(get_job("wordcount"), CAP, key_budget=10, frame_cap=1 << 20, memory_limit=8 << 20)
+    try:
+        assert few.memory_limit == 8 << 20
+        assert many.memory_limit == 64 * 1024 and CAP * many.memory_limit <= 8 * (8 << 20)
+    finally:
+        few.close()
+        many.close()
