@@ -169,9 +169,9 @@ async def test_an_upload_takes_partitions_in_its_query(shared_cluster: Cluster) 
 
 async def test_n_at_the_cap_keeps_streams_and_finalizes_bounded_by_r(make_cluster: ClusterFactory,
                                                                       data_root: Path) -> None:
-    """MR_MAX_PARTITIONS partitions on 2 reducers: exact, one part per partition, and the reducers never hold more
-    staged bytes than their budget (the mappers' stream fan-out and the master's finalize fan-out are checked in
-    tests/test_partitions_bounds.py, with fakes that count them)."""
+    """MR_MAX_PARTITIONS partitions on 2 reducers under a small MR_STAGE_BUDGET (the streams of a split to one
+    reducer share it): exact, one part per partition (the mappers' stream fan-out and the master's finalize
+    fan-out are counted in tests/test_partitions_bounds.py, with fakes)."""
     cap = 64
     cluster = await make_cluster(mappers=2, reducers=2, max_partitions=cap, stage_budget=256 * 1024)
     _, parts = await parts_of(cluster, data_root / "out", {
