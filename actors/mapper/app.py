@@ -38,6 +38,7 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
+from ..core.partition import owner
 from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
 from ..inputs.gzipped import gunzip
@@ -58,6 +59,7 @@ from ..tasks.calls import MapTask, user_spec
 from ..tasks.places import AttemptDir, attempt_dir
 from ..tasks.pool import TaskPool
 from ..tasks.protocol import JobSpec, MapDone, MapStart
+from .sample import LineBudget, sampled_keys
 from .spool import Spool
 from .whole import WholeInput
 
@@ -195,6 +197,8 @@ class MapRun:
         self.tasks = tasks
         self.lines = 0  # lines a task process mapped so far in the current chunk
         self.done: MapDone | None = None  # a task process's account of the split: counters and bad records
+        self.samples: list[str] = []  # a sample assignment's keys
+        self.streams_open = self.streams_peak = 0  # shuffle streams open now, and at most (bounded by R)
 
     def _progress(self) -> Progress:
         return Progress(self.a.job, self.a.epoch, self.a.split, self.a.attempt, self.bytes_read)
@@ -226,7 +230,8 @@ class MapRun:
     async def run(self) -> AsyncGenerator[Progress, None]:
         s = self.settings
         spool = Spool(self.job, self.a.partitions, s.key_budget, s.frame_cap, s.spool_dir or None,
-                      frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel, fmt=self.a.format)
+                      frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel, fmt=self.a.format,
+                      cuts=self.a.cuts)
         self.metrics.spools.add(spool)
         spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
@@ -243,6 +248,9 @@ class MapRun:
                     yield progress
             log.debug("split_mapped", job=self.a.job, split=self.a.split, attempt=self.a.attempt, keys=self.keys,
                       bytes=self.bytes_read)
+            if self.a.sample:  # a sample: its keys go back to the master, nothing to any reducer
+                self.samples = sampled_keys(spool, s.message_cap, self.a.sample)
+                return
             send = asyncio.ensure_future(self._send_all(spool))
             try:
                 heartbeat = self.settings.timeouts.lease / 3
@@ -267,11 +275,12 @@ class MapRun:
         owned, blocks = self._owned_blocks()
         mark = ByteOrderMark() if owned.first == 0 else None
         at = 0  # the next chunk's offset, once the first owned byte is known
+        budget = LineBudget(self.a.sample) if self.a.sample else None  # a sample reads its first records only
 
         def placed(pieces: list[bytes]) -> list[tuple[int, bytes]]:
             nonlocal at
             out = []
-            for piece in pieces:
+            for piece in pieces if budget is None else budget.take(pieces):
                 out.append((at, piece))
                 at += len(piece)
             return out
@@ -287,7 +296,7 @@ class MapRun:
                 elif data and not at:
                     at = owned.first
                 yield placed(chunker.feed(data))
-                if owned.done:
+                if owned.done or (budget is not None and budget.done):
                     break
         finally:
             await blocks.aclose()
@@ -358,7 +367,7 @@ class MapRun:
         s = self.settings
         start = MapStart(spec, self.a.input_name, self.a.partitions, s.key_budget, s.frame_cap, s.frame_keys,
                          s.max_key, s.task_batch, s.max_counters, s.max_counter_name, self.a.max_bad_records,
-                         place.place, self.a.format)
+                         place.place, self.a.format, cuts=self.a.cuts)
         async with self.tasks.worker(self.a.job) as process, \
                 MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped) as task:
             yield task
@@ -390,14 +399,30 @@ class MapRun:
                 await asyncio.gather(future, return_exceptions=True)
 
     async def _send_all(self, spool: Spool) -> None:
+        """Every partition to its reducer (ordinal partition % R): the streams to one reducer go one after another,
+        so a split has at most R streams open whatever its number of partitions."""
         partitions = self.a.only_partitions or list(range(self.a.partitions))
+        count = self.a.reducers or self.a.partitions
         reducers = await self._reducers()
+        by_owner: dict[int, list[int]] = {}
+        for partition in partitions:
+            by_owner.setdefault(owner(partition, count), []).append(partition)
+        self.streams_open = self.streams_peak = 0
         try:
             async with asyncio.TaskGroup() as group:
-                for partition in partitions:
-                    group.create_task(self._send(spool, partition, reducers.get(partition)))
+                for ordinal, owned in by_owner.items():
+                    group.create_task(self._send_to(spool, ordinal, owned, reducers.get(ordinal)))
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
+
+    async def _send_to(self, spool: Spool, ordinal: int, partitions: list[int], reducer: Peer | None) -> None:
+        for partition in partitions:
+            self.streams_open += 1
+            self.streams_peak = max(self.streams_peak, self.streams_open)
+            try:
+                reducer = await self._send(spool, partition, ordinal, reducer)
+            finally:
+                self.streams_open -= 1
 
     async def _reducers(self) -> dict[int, Peer]:
         """The reducers visible now, by ordinal; a send waits for its own reducer if it is not among them."""
@@ -406,13 +431,13 @@ class MapRun:
         except DiscoveryError:
             return {}
 
-    async def _send(self, spool: Spool, partition: int, reducer: Peer | None) -> None:
+    async def _send(self, spool: Spool, partition: int, ordinal: int, reducer: Peer | None) -> Peer:
         """Deliver one partition: a reducer that is down or not visible (restarting, not Ready yet) is waited for
         up to the recovery timeout; one that answers an error gets MR_SEND_ATTEMPTS tries."""
         a, policy = self.a, self.send_policy
         header = StreamHeader(job=a.job, epoch=a.epoch, split=a.split, attempt=a.attempt, partition=partition,
                               partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition],
-                              params=a.params, step=a.step)
+                              params=a.params, step=a.step, reducers=a.reducers)
         fields = {"job": a.job, "split": a.split, "attempt": a.attempt, "partition": partition}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.recovery
@@ -422,16 +447,16 @@ class MapRun:
             retry_after = 0.0
             try:
                 if reducer is None:
-                    found = await wait_for_ordinals(self.discovery, "reducer", [partition],
+                    found = await wait_for_ordinals(self.discovery, "reducer", [ordinal],
                                                     max(deadline - loop.time(), 0.001), policy.discovery)
-                    reducer = found[partition]
+                    reducer = found[ordinal]
                 sending = loop.time()
                 ack = await self.transport.send_partition(reducer, header, spool.blocks(partition),
                                                           spool.commit(partition))
                 self.metrics.send_duration.observe(loop.time() - sending)
                 break
             except OrdinalMissing as error:
-                raise Unavailable(f"reducer {partition} did not come back: {error.message}") from None
+                raise Unavailable(f"reducer {ordinal} did not come back: {error.message}") from None
             except PeerUnreachable as error:
                 cause = error.message  # down: wait for it (a replaced pod may come back at a new address)
             except (PeerError, Unavailable) as error:
@@ -445,14 +470,15 @@ class MapRun:
             delay = max(delay, retry_after * random.uniform(0.5, 1.0))
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise Unavailable(f"reducer {partition} did not take split {a.split} within {policy.recovery:g} s "
-                                  f"(MR_TIMEOUT_RECOVERY): {cause}")
+                raise Unavailable(f"reducer {ordinal} did not take split {a.split} within {policy.recovery:g} s "
+                                  f"(MR_TIMEOUT_RECOVERY): partition {partition}: {cause}")
             log.info("partition_send_retry", **fields, tries=tries, cause=cause)
             self.metrics.send_retries.inc()
             await asyncio.sleep(min(delay, remaining))  # backoff between retries, not a wait for a condition
         self.acks[partition] = ack
         self.metrics.shuffle_bytes.inc(spool.sizes[partition])
         log.debug("partition_sent", **fields, status=ack.status)
+        return reducer
 
     def outcome(self) -> SplitDone:
         a = self.a
@@ -460,10 +486,10 @@ class MapRun:
         done = self.done
         if done is None:  # mapped here (a native engine): no user code, nothing counted
             return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
-                             duplicates=duplicates)
+                             duplicates=duplicates, samples=self.samples)
         if not (valid_counters(done.counters) and valid_records(done.bad_first)):
             raise WireError(f"job {a.job_name!r}: a task process sent malformed counters or bad records")
         return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
                          duplicates=duplicates, counters=done.counters, bad_count=done.bad_count,
-                         bad_first=done.bad_first)
+                         bad_first=done.bad_first, samples=self.samples)
 

@@ -58,6 +58,7 @@ class MapStart:
     max_bad_records: int  # the job's max_bad_records: records that fail alone are skipped up to this many
     place: TaskPlace = field(default_factory=TaskPlace)
     format: str = "lines"  # the input's record format (actors.jobs.records)
+    cuts: list[str] = field(default_factory=list)  # a total-order job's cut points (core/ranges.py)
 
 
 @dataclass(frozen=True)
