@@ -296,11 +296,3 @@ def run_sequential(job_name: str, data: bytes, source: str = "input", params: Ma
                    modules: tuple[str, ...] = (), data_root: str = "", fmt: str = LINES) -> dict[str, Any]:
     """One input's result, as the master serves it."""
     return run_sequential_inputs(job_name, [(source, data)], params, modules, data_root, fmt)
-
-
-def run_total_order(job_name: str, data: bytes, source: str = "input", params: Mapping[str, str] | None = None,
-                    modules: tuple[str, ...] = (), data_root: str = "", fmt: str = LINES) -> list[tuple[Key, Any]]:
-    """One input's output entries in the natural key order (actors.core.keyorder), keys as the job made them: what
-    a total-order job's parts, concatenated in order, hold."""
-    _, result = _run(job_name, [(source, data)], params, modules, data_root, fmt)
-    return sorted(result.items(), key=lambda entry: key_order(entry[0]))
