@@ -315,3 +315,40 @@ def test_a_kept_report_answers_its_own_step_only(ledger: Ledger) -> None:
     assert step_stream(ledger, 3, 0, {"a": 1}) == DUPLICATE and ledger.stale_steps == 1
     with pytest.raises(Conflict):
         ledger.admit(step_header(0, 0))
+
+
+def part_stream(ledger: Ledger, split: int, step: int, partition: int, frame: dict[str, int]) -> str:
+    """A stream of partition ``partition`` of 4 on 2 reducers (reducer 0 owns 0 and 2) through the reducer's checks."""
+    header = StreamHeader(job="j", epoch=1, split=split, attempt=1, partition=partition, partitions=4,
+                          job_name="wordcount", size=100, step=step, reducers=2)
+    state = ledger.receive(header)
+    stage = staged(frame)
+    stage.verify(honest_commit(frame))
+    if state is None or ledger.is_past("j", 1, step, partition):
+        return DUPLICATE
+    return commit(ledger.current("j", 1, partition, step), split, stage)
+
+
+def test_a_reducer_holds_several_partitions_of_a_step_and_a_later_step_replaces_them_all(ledger: Ledger) -> None:
+    assert part_stream(ledger, 0, 0, 0, {"a": 1}) == COMMITTED
+    assert part_stream(ledger, 0, 0, 2, {"b": 1}) == COMMITTED
+    assert sorted(ledger.jobs["j"]) == [0, 2]
+    ledger.forget_reported(ledger.current("j", 1, 0, 0), b"partition 0 of step 1")
+    assert part_stream(ledger, 1, 0, 0, {"a": 1}) == DUPLICATE  # partition 0 reported: a retry, not stale
+    assert part_stream(ledger, 1, 0, 2, {"b": 1}) == COMMITTED  # partition 2 of the same step is still open
+    assert ledger.stale_steps == 0
+    ledger.forget_reported(ledger.current("j", 1, 2, 0), b"partition 2 of step 1")
+    assert ledger.reported_answer("j", 1, 2, 0) == b"partition 2 of step 1"
+    # Step 2 begins on partition 0 only: partition 2's late step-1 stream is a duplicate, counted stale.
+    assert part_stream(ledger, 0, 1, 0, {"c": 1}) == COMMITTED
+    assert part_stream(ledger, 2, 0, 2, {"b": 1}) == DUPLICATE and ledger.stale_steps == 1
+    ledger.forget_reported(ledger.current("j", 1, 0, 1), b"partition 0 of step 2")
+    # Nothing held now, and partition 2's own entry is gone (past the grace, say): partition 0's step-2 report
+    # still says step 2 began, so a step-1 stream of partition 2 is a duplicate, never a fresh step-1 state.
+    ledger.reported.drop(("j", 2))
+    assert "j" not in ledger.jobs
+    assert part_stream(ledger, 3, 0, 2, {"b": 1}) == DUPLICATE and ledger.stale_steps == 2
+    assert "j" not in ledger.jobs
+    with pytest.raises(Conflict, match="reducer 0"):
+        ledger.receive(StreamHeader(job="j", epoch=1, split=0, attempt=1, partition=1, partitions=4,
+                                    job_name="wordcount", size=100, step=1, reducers=2))
