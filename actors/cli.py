@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="how the inputs' lines are read: lines (the default), jsonl or csv (docs/jobs.md)")
     run.add_argument("--max-bad-records", type=non_negative_int, default=None, metavar="N",
                      help="skip up to N records whose parsing or mapper fails, instead of failing the job")
+    run.add_argument("--partitions", type=positive_int, default=None, metavar="N",
+                     help="the job's partitions, so part files (default: the reducer count)")
     run.add_argument("--output", type=str, default=None, metavar="DIR",
                      help="write the result to DIR (or an s3://bucket/prefix/) as part-NNNNN.jsonl files and "
                           "_SUCCESS instead of printing it")
@@ -194,6 +196,8 @@ async def _run_on(args: argparse.Namespace, cluster: LocalCluster, root: Path, s
             spec["format"] = args.format
         if args.max_bad_records is not None:
             spec["max_bad_records"] = args.max_bad_records
+        if args.partitions is not None:
+            spec["partitions"] = args.partitions
         async with session.post("/v1/jobs", json=spec) as response:
             submitted = await response.json()
             if response.status >= 400:

@@ -130,6 +130,10 @@ class MapReduceJob:
     #: and secondary sort"), also with ``stream_values``, sorted on disk past MR_REDUCE_MEMORY. With a combiner, the
     #: values sorted are what the combiner made.
     sort_values: ClassVar[bool] = False
+    #: How keys are spread over the job's partitions: ``"hash"`` (a stable hash of the key, the default) or
+    #: ``"total_order"`` (key ranges cut from a sample of the input, so the part files, concatenated in order, are
+    #: in the natural key order; see "Partitions and total order" in docs/jobs.md).
+    partitioner: ClassVar[str] = "hash"
 
     #: Declared folds, for ``combiner = MapReduceJob.SUM`` and ``reducer = MapReduceJob.SUM``: ``sum(values)`` (from
     #: 0, like Python's), ``min(values)``, ``max(values)``. A job whose combiner or reducer is one has its partial

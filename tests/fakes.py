@@ -33,7 +33,7 @@ from actors.core.messages import (
     from_wire,
     to_wire,
 )
-from actors.core.partition import split_by_partition
+from actors.core.partition import owner, split_by_partition
 from actors.core.splits import OwnedLines, read_from
 from actors.discovery import Peer, PeerRole
 from actors.jobs import get_job
@@ -143,22 +143,22 @@ class FakeReducer:
         if state is None:  # reported already: every split is committed
             status = DUPLICATE
         else:
-            partition = self.ledger.current(header.job, header.epoch)
+            partition = self.ledger.current(header.job, header.epoch, header.partition)
             status = partition.record(header.split, stage)
             partition.merge_pending()
         return StreamAck(header.job, header.epoch, header.split, header.partition, status, self.incarnation)
 
     def finalize(self, message: Finalize) -> Report | Missing:
         """As the reducer's handler: a kept answer is answered again; a report forgets the job, keeping it."""
-        kept = self.ledger.reported_answer(message.job, message.epoch)
+        kept = self.ledger.reported_answer(message.job, message.epoch, message.partition)
         if kept is not None:
             return from_wire(wire.decode(kept, CAP), Report, Missing)
-        state = self.ledger.find(message.job, message.epoch)
+        state = self.ledger.find(message.job, message.epoch, message.partition)
         missing = state.missing(message.splits) if state is not None else list(range(message.splits))
         if state is None or missing:
-            return Missing(message.job, message.epoch, self.ordinal, self.incarnation, missing)
+            return Missing(message.job, message.epoch, message.partition, self.incarnation, missing)
         state.settle()
-        report = Report(message.job, message.epoch, self.ordinal, self.incarnation, message.splits,
+        report = Report(message.job, message.epoch, message.partition, self.incarnation, message.splits,
                         MapResult(state.job_def.finish(state.totals)), counters={"reduce": {"reports": 1}})
         self.ledger.forget_reported(state, wire.encode(to_wire(report)))
         return report
@@ -200,6 +200,8 @@ class FakeTransport:
     commits: Counter[tuple[str, int, int, str, int]] = field(default_factory=Counter)  # (job, epoch, part, inc, split)
     closed_early: int = 0  # assignment streams the master stopped listening to
     finalized: list[tuple[str, int]] = field(default_factory=list)
+    finalizing: int = 0  # finalize calls in flight now, and at most (the master keeps it to one per reducer)
+    finalizing_peak: int = 0
     answers: list[tuple[str, int, Report | Missing]] = field(default_factory=list)  # (job, partition, answer)
     lose_answers: int = 0  # the first this many finalize answers are lost after the reducer gave them
     lost_answers: int = 0
@@ -269,7 +271,7 @@ class FakeTransport:
         parts = split_by_partition(job.map(owned.decode("utf-8", "replace"), a.input_name), a.partitions)
         acks: dict[int, StreamAck] = {}
         for p in a.only_partitions or range(a.partitions):
-            reducer = self.reducers[p]
+            reducer = self.reducers[owner(p, a.reducers or a.partitions)]
             while not reducer.up:  # the mapper waits for a down reducer, heartbeating meanwhile
                 yield Progress(a.job, a.epoch, a.split, a.attempt, len(owned))
                 try:
@@ -277,7 +279,8 @@ class FakeTransport:
                         await reducer.back.wait()
                 except TimeoutError:
                     pass
-            header = StreamHeader(a.job, a.epoch, a.split, a.attempt, p, a.partitions, a.job_name, 0)
+            header = StreamHeader(a.job, a.epoch, a.split, a.attempt, p, a.partitions, a.job_name, 0,
+                                  reducers=a.reducers)
             frames = [wire.decode(wire.encode(to_wire(Data(parts[p]))), CAP)] if parts[p] else []
             commit = Commit(len(frames), len(parts[p]), job.checksum(parts[p]) if parts[p] else 0)
             await self._pause()
@@ -324,7 +327,12 @@ class FakeTransport:
         if self.before_finalize is not None:
             self.before_finalize(message.partition)
         target = self.reducers[reducer.ordinal]
-        await self._pause()
+        self.finalizing += 1
+        self.finalizing_peak = max(self.finalizing_peak, self.finalizing)
+        try:
+            await self._pause()
+        finally:
+            self.finalizing -= 1
         if not target.up:
             raise PeerUnreachable(f"{reducer.url}: connection refused (simulated)")
         answer = target.finalize(message)

@@ -46,6 +46,7 @@ def unreadable(path: Path) -> Path:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--split-size", "0"], "argument --split-size: '0' must be a positive integer"),
+    (["--partitions", "0"], "argument --partitions: '0' must be a positive integer"),
     (["--top", "-1"], "argument --top: '-1' must be a positive integer"),
     (["--top", "0"], "argument --top: '0' must be a positive integer"),
     (["--top", "ten"], "argument --top: 'ten' is not an integer"),

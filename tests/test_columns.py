@@ -183,7 +183,7 @@ async def test_a_columns_only_partition_is_reported_from_the_count_table_the_sam
     second = header(1) + columns_frame(pack_columns({"a": 5, "日": 2**40})) + commit(1, 2, 5 + 2**40)
     for stream in (first, second):
         assert (await post(cluster, stream))[1]["status"] == "committed"
-    partition = cluster.reducers[0].app[LEDGER].jobs["j1"]
+    partition = cluster.reducers[0].app[LEDGER].jobs["j1"][0]
     merged = partition.merged
     assert isinstance(merged, PackedTotals) and len(merged.table) == 4 and not partition.totals  # no dict of keys
     status, report = await finalize(cluster, splits=2)

@@ -124,7 +124,7 @@ async def test_million_key_streams_never_stall_the_reducer(make_cluster: Cluster
         assert ack["status"] == "committed"
     assert lag < bound, f"the reducer's event loop stalled {lag:.2f} s (a 1 M-key decode takes {bound * 2:.2f} s)"
     assert probe < bound, f"/healthz took {probe:.2f} s (a 1 M-key decode takes {bound * 2:.2f} s)"
-    partition = cluster.reducers[0].app[LEDGER].jobs["big"]
+    partition = cluster.reducers[0].app[LEDGER].jobs["big"][0]
     assert not partition.merged.pending  # each stream merged before its answer
     partition.settle()  # a word count's COLUMNS frames merged into the count table: fold it into the totals
     assert partition.totals == {word: 2 * n for word, n in expected.items()}
@@ -143,7 +143,7 @@ async def test_a_million_key_frame_is_refused_before_it_is_decoded(make_cluster:
     assert "MR_FRAME_KEYS" in answer["message"]
     assert lag < bound and probe < bound, (lag, probe, bound)
     assert "hostile" not in cluster.reducers[0].app[LEDGER].jobs or not cluster.reducers[0].app[LEDGER].jobs[
-        "hostile"].totals
+        "hostile"][0].totals
 
 
 def one_frame_stream(job: str, items: dict[str, Any], job_name: str = "wordcount", checksum: int = 0) -> bytes:
@@ -191,7 +191,7 @@ async def test_a_full_frame_of_non_ascii_keys_with_list_values_is_accepted(make_
     items = {f"日本語{i}": ["book.txt"] for i in range(Settings().frame_keys)}
     status, ack = await post_stream(cluster, one_frame_stream("cjk", items, "inverted_index", len(items)))
     assert status == 200 and ack["status"] == "committed", ack
-    assert cluster.reducers[0].app[LEDGER].jobs["cjk"].totals == items
+    assert cluster.reducers[0].app[LEDGER].jobs["cjk"][0].totals == items
 
 
 def short_keys(count: int) -> Iterator[str]:
@@ -217,7 +217,7 @@ async def test_the_budget_bounds_decoded_bytes_not_wire_bytes(make_cluster: Clus
     assert status == 413, answer
     assert "MR_STAGE_BUDGET" in answer["message"]
     reducer = cluster.reducers[0].app
-    assert "short" not in reducer[LEDGER].jobs or not reducer[LEDGER].jobs["short"].totals
+    assert "short" not in reducer[LEDGER].jobs or not reducer[LEDGER].jobs["short"][0].totals
 
 
 async def job_outcome(cluster: Cluster, job_id: str) -> dict[str, Any]:

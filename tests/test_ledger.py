@@ -57,7 +57,7 @@ def test_split_committed_twice_merges_once(ledger: Ledger) -> None:
     assert stream(ledger, 0, {"a": 2, "b": 1}) == COMMITTED
     assert stream(ledger, 0, {"a": 2, "b": 1}) == DUPLICATE
     assert stream(ledger, 0, {"a": 2, "b": 1}) == DUPLICATE
-    state = ledger.current("j", 1)
+    state = ledger.current("j", 1, 0)
     assert state.totals == {"a": 2, "b": 1}
     assert state.committed == {0}
     assert state.duplicates == 2
@@ -67,7 +67,7 @@ def test_different_splits_merge(ledger: Ledger) -> None:
     assert stream(ledger, 0, {"a": 2}, {"b": 1}) == COMMITTED
     assert stream(ledger, 1, {"a": 5, "c": 1}) == COMMITTED
     assert stream(ledger, 0, {"a": 2}, {"b": 1}) == DUPLICATE
-    assert ledger.current("j", 1).totals == Counter({"a": 7, "b": 1, "c": 1})
+    assert ledger.current("j", 1, 0).totals == Counter({"a": 7, "b": 1, "c": 1})
 
 
 def test_uncommitted_stream_changes_nothing(ledger: Ledger) -> None:
@@ -100,7 +100,7 @@ def test_inverted_index_commit_rule() -> None:
 def test_missing(ledger: Ledger) -> None:
     for split in (0, 2, 5):
         stream(ledger, split, {"a": 1})
-    state = ledger.current("j", 1)
+    state = ledger.current("j", 1, 0)
     assert state.missing(6) == [1, 3, 4]
     assert state.missing(3) == [1]
     assert state.missing(0) == []
@@ -146,27 +146,27 @@ def test_older_epoch_is_fenced_and_counted(ledger: Ledger) -> None:
         ledger.admit(header(epoch=1))
     assert ledger.stale == 1
     with pytest.raises(Conflict, match="stale"):
-        ledger.current("j", 1)
+        ledger.current("j", 1, 0)
     assert ledger.stale == 2
     # The newer epoch's state is untouched.
-    state = ledger.current("j", 2)
+    state = ledger.current("j", 2, 0)
     assert state.totals == {"a": 1}
     assert ledger.stale == 2
 
 
 def test_newer_epoch_replaces_state(ledger: Ledger) -> None:
     assert stream(ledger, 0, {"a": 1}, epoch=1) == COMMITTED
-    old = ledger.current("j", 1)
+    old = ledger.current("j", 1, 0)
     # The same split under a newer epoch is not a duplicate: it merges into fresh state.
     assert stream(ledger, 0, {"b": 7}, epoch=3) == COMMITTED
-    new = ledger.current("j", 3)
+    new = ledger.current("j", 3, 0)
     assert new is not old
     assert new.totals == {"b": 7}
     assert new.committed == {0}
     with pytest.raises(Conflict):
-        ledger.current("j", 1)
+        ledger.current("j", 1, 0)
     # A commit into the old state object (a stream admitted before the new epoch) cannot reach the new totals.
-    assert ledger.jobs["j"] is new
+    assert ledger.jobs["j"][0] is new
 
 
 def test_jobs_are_independent(ledger: Ledger) -> None:
@@ -178,10 +178,10 @@ def test_jobs_are_independent(ledger: Ledger) -> None:
 
 def test_current_unknown(ledger: Ledger) -> None:
     with pytest.raises(NotFound):
-        ledger.current("nope", 1)
+        ledger.current("nope", 1, 0)
     ledger.admit(header(epoch=1))
     with pytest.raises(NotFound):
-        ledger.current("j", 2)  # a newer epoch not seen yet
+        ledger.current("j", 2, 0)  # a newer epoch not seen yet
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_expire_with_a_fake_clock(ledger: Ledger, clock: Clock) -> None:
     ledger.admit(header(job="fresh"))
     ledger.admit(header(job="touched"))
     clock.now += 30
-    ledger.current("touched", 1)  # touching keeps it alive
+    ledger.current("touched", 1, 0)  # touching keeps it alive
     clock.now += 40
     # old: 120 s untouched; fresh: 70 s; touched: 40 s.
     assert ledger.expire(100) == ["old"]
@@ -284,34 +284,71 @@ def step_stream(ledger: Ledger, split: int, step: int, frame: dict[str, int]) ->
     state = ledger.receive(step_header(split, step))
     stage = staged(frame)
     stage.verify(honest_commit(frame))
-    if state is None or ledger.is_past("j", 1, step):
+    if state is None or ledger.is_past("j", 1, step, 0):
         return DUPLICATE
-    return commit(ledger.current("j", 1, step), split, stage)
+    return commit(ledger.current("j", 1, 0, step), split, stage)
 
 
 def test_a_later_step_replaces_the_state_and_a_late_stream_of_an_earlier_one_is_a_counted_duplicate(
         ledger: Ledger) -> None:
     assert step_stream(ledger, 0, 0, {"a": 1}) == COMMITTED
     assert step_stream(ledger, 0, 1, {"b": 2}) == COMMITTED  # step 2's split 0: not step 1's split 0
-    state = ledger.current("j", 1, 1)
+    state = ledger.current("j", 1, 0, 1)
     assert state.step == 1 and state.committed == {0} and state.totals == {"b": 2}
     assert step_stream(ledger, 1, 0, {"a": 5}) == DUPLICATE  # step 1 was reported before step 2 began
-    assert ledger.stale_steps == 1 and ledger.current("j", 1, 1).totals == {"b": 2}
+    assert ledger.stale_steps == 1 and ledger.current("j", 1, 0, 1).totals == {"b": 2}
     with pytest.raises(NotFound):
-        ledger.current("j", 1, 0)
-    assert ledger.find("j", 1, 0) is None
+        ledger.current("j", 1, 0, 0)
+    assert ledger.find("j", 1, 0, 0) is None
 
 
 def test_a_kept_report_answers_its_own_step_only(ledger: Ledger) -> None:
     assert step_stream(ledger, 0, 0, {"a": 1}) == COMMITTED
-    ledger.forget_reported(ledger.current("j", 1, 0), b"step-1 report")
-    assert ledger.reported_answer("j", 1, 0) == b"step-1 report"
+    ledger.forget_reported(ledger.current("j", 1, 0, 0), b"step-1 report")
+    assert ledger.reported_answer("j", 1, 0, 0) == b"step-1 report"
     assert step_stream(ledger, 0, 0, {"a": 1}) == DUPLICATE  # a retry of a reported step: no stale count
     assert ledger.stale_steps == 0
-    assert ledger.reported_answer("j", 1, 1) is None  # step 2 is not reported: its state comes with its streams
+    assert ledger.reported_answer("j", 1, 0, 1) is None  # step 2 is not reported: its state comes with its streams
     assert step_stream(ledger, 0, 1, {"b": 1}) == COMMITTED
-    ledger.forget_reported(ledger.current("j", 1, 1), b"step-2 report")
-    assert ledger.reported_answer("j", 1, 0) is None  # never step 2's answer to step 1's finalize
+    ledger.forget_reported(ledger.current("j", 1, 0, 1), b"step-2 report")
+    assert ledger.reported_answer("j", 1, 0, 0) is None  # never step 2's answer to step 1's finalize
     assert step_stream(ledger, 3, 0, {"a": 1}) == DUPLICATE and ledger.stale_steps == 1
     with pytest.raises(Conflict):
         ledger.admit(step_header(0, 0))
+
+
+def part_stream(ledger: Ledger, split: int, step: int, partition: int, frame: dict[str, int]) -> str:
+    """A stream of partition ``partition`` of 4 on 2 reducers (reducer 0 owns 0 and 2) through the reducer's checks."""
+    header = StreamHeader(job="j", epoch=1, split=split, attempt=1, partition=partition, partitions=4,
+                          job_name="wordcount", size=100, step=step, reducers=2)
+    state = ledger.receive(header)
+    stage = staged(frame)
+    stage.verify(honest_commit(frame))
+    if state is None or ledger.is_past("j", 1, step, partition):
+        return DUPLICATE
+    return commit(ledger.current("j", 1, partition, step), split, stage)
+
+
+def test_a_reducer_holds_several_partitions_of_a_step_and_a_later_step_replaces_them_all(ledger: Ledger) -> None:
+    assert part_stream(ledger, 0, 0, 0, {"a": 1}) == COMMITTED
+    assert part_stream(ledger, 0, 0, 2, {"b": 1}) == COMMITTED
+    assert sorted(ledger.jobs["j"]) == [0, 2]
+    ledger.forget_reported(ledger.current("j", 1, 0, 0), b"partition 0 of step 1")
+    assert part_stream(ledger, 1, 0, 0, {"a": 1}) == DUPLICATE  # partition 0 reported: a retry, not stale
+    assert part_stream(ledger, 1, 0, 2, {"b": 1}) == COMMITTED  # partition 2 of the same step is still open
+    assert ledger.stale_steps == 0
+    ledger.forget_reported(ledger.current("j", 1, 2, 0), b"partition 2 of step 1")
+    assert ledger.reported_answer("j", 1, 2, 0) == b"partition 2 of step 1"
+    # Step 2 begins on partition 0 only: partition 2's late step-1 stream is a duplicate, counted stale.
+    assert part_stream(ledger, 0, 1, 0, {"c": 1}) == COMMITTED
+    assert part_stream(ledger, 2, 0, 2, {"b": 1}) == DUPLICATE and ledger.stale_steps == 1
+    ledger.forget_reported(ledger.current("j", 1, 0, 1), b"partition 0 of step 2")
+    # Nothing held now, and partition 2's own entry is gone (past the grace, say): partition 0's step-2 report
+    # still says step 2 began, so a step-1 stream of partition 2 is a duplicate, never a fresh step-1 state.
+    ledger.reported.drop(("j", 2))
+    assert "j" not in ledger.jobs
+    assert part_stream(ledger, 3, 0, 2, {"b": 1}) == DUPLICATE and ledger.stale_steps == 2
+    assert "j" not in ledger.jobs
+    with pytest.raises(Conflict, match="reducer 0"):
+        ledger.receive(StreamHeader(job="j", epoch=1, split=0, attempt=1, partition=1, partitions=4,
+                                    job_name="wordcount", size=100, step=1, reducers=2))

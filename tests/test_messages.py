@@ -231,7 +231,8 @@ def test_keys_differing_in_any_part_differ(change: dict[str, Any]) -> None:
     assert dataclasses.replace(progress, bytes_read=99).key == progress.key  # the payload is not the key
 
 
-@pytest.mark.parametrize(("cls", "dropped"), [(Assignment, "input_size"), (Assignment, "reducers"),
+# (Assignment's "reducers", trimmed once, is back: R, which a mapper routes partition p % R by.)
+@pytest.mark.parametrize(("cls", "dropped"), [(Assignment, "input_size"),
                                                (SplitDone, "mapper"), (SplitDone, "incarnations")])
 def test_fields_nobody_read_are_gone_and_refused(cls: type[Any], dropped: str) -> None:
     # Trimmed from the protocol (no actor read them): an actor still sending one is told so by name.
@@ -239,6 +240,19 @@ def test_fields_nobody_read_are_gone_and_refused(cls: type[Any], dropped: str) -
     assert dropped not in fields_of(sample)
     with pytest.raises(WireError, match=f"unknown fields \\['{dropped}'\\]"):
         from_wire(to_wire(sample) | {dropped: 1}, cls)
+
+
+def test_an_assignment_carries_r_and_its_cut_points_and_needs_them() -> None:
+    sample = next(m for m in SAMPLES if type(m) is Assignment)
+    given = dataclasses.replace(sample, partitions=8, reducers=3, cuts=["a", "m"], sample=0)
+    assert from_wire(wire.decode(wire.encode(to_wire(given)), 1 << 20), Assignment) == given
+    for name in ("reducers", "cuts", "sample"):
+        raw = to_wire(given)
+        del raw[name]
+        with pytest.raises(WireError, match=name):
+            from_wire(raw, Assignment)
+    with pytest.raises(WireError, match="cuts"):
+        from_wire(to_wire(given) | {"cuts": ["a", 3]}, Assignment)
 
 
 def test_a_url_assignment_carries_its_pinned_version_and_needs_it() -> None:

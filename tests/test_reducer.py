@@ -191,7 +191,7 @@ async def test_a_report_no_longer_kept_is_redone_exactly(make_cluster: ClusterFa
         assert (await post(cluster, body))[1]["status"] == "committed"
     status, first = await finalize(cluster, splits=2)
     assert (status, report_totals(first)) == (200, {"a": 7, "b": 1})
-    await eventually(lambda: not cluster.reducers[0].app[LEDGER].reported.get("j1"), timeout=5)
+    await eventually(lambda: not cluster.reducers[0].app[LEDGER].reported.get(("j1", 0)), timeout=5)
     status, answer = await finalize(cluster, splits=2)
     assert (status, answer["type"], answer["splits"]) == (200, "missing", [0, 1])
     for body in streams:

@@ -63,7 +63,7 @@ async def drive(run: MapRun, on_progress: Callable[[int], Awaitable[None]] | Non
 def totals(transport: FakeTransport) -> dict[str, int]:
     merged: dict[str, int] = {}
     for reducer in transport.reducers.values():
-        state = reducer.ledger.find("j", 3)
+        state = reducer.ledger.find("j", 3, reducer.ordinal)
         assert state is not None and state.committed == {0}
         state.settle()  # the finalize's step: count table and pending frames into the totals
         merged.update(state.totals)

@@ -370,14 +370,15 @@ async def test_submit_of_a_directory_with_params_and_output_writes_the_parts_run
     """An uploaded directory with --param and --output: the same part files, byte for byte, as `mapreduce run`
     over the same directory with the same options."""
     cluster = await make_cluster()
-    options = ["--param", "lower=true", "--param", "strip_punctuation=true", "--split-size", "4096"]
+    options = ["--param", "lower=true", "--param", "strip_punctuation=true", "--split-size", "4096",
+               "--partitions", "3"]
     done = await mapreduce("submit", "--url", cluster.url, "--wait", "--output", "out", *options, str(docs))
     assert done.code == 0, done.err
-    assert done.out.startswith("out: 2 parts, ") and done.out.endswith(" and _SUCCESS\n"), done.out
+    assert done.out.startswith("out: 3 parts, ") and done.out.endswith(" and _SUCCESS\n"), done.out
     ran = await run_locally("--output", str(tmp_path / "ran"), *options, str(docs))
     assert f"from 4 inputs under {docs.parent}" in ran.err  # was "from 1 inputs": the directory, not its files
     parts = [sorted(p.name for p in (root.glob("part-*.jsonl"))) for root in (data_root / "out", tmp_path / "ran")]
-    assert parts[0] == parts[1] == ["part-00000.jsonl", "part-00001.jsonl"]
+    assert parts[0] == parts[1] == ["part-00000.jsonl", "part-00001.jsonl", "part-00002.jsonl"]  # --partitions 3
     for part in parts[0]:
         assert (data_root / "out" / part).read_bytes() == (tmp_path / "ran" / part).read_bytes()
     entries = [json.loads(line) for part in parts[0] for line in (data_root / "out" / part).read_text().splitlines()]

@@ -210,7 +210,7 @@ def test_a_key_of_millions_of_values_is_reduced_exactly_in_bounded_memory(spool:
         # The values as the mapper makes them (checked above), without spending minutes mapping text traced.
         total = sum(commit_split(ledger, s, "distinct_per_key", items=split_groups(s, lines, per_line))
                     for s in range(splits))
-        state = ledger.jobs["j"]
+        state = ledger.jobs["j"][0]
         assert state.spilled()
         result = state.finish_spilled().result()
         _, peak = tracemalloc.get_traced_memory()
@@ -233,7 +233,7 @@ def test_a_stream_committing_into_a_released_state_leaves_no_run(spool: Path, jo
     ledger = Ledger(partition=0, clock=lambda: 0.0, catalog=load_catalog((jobs_module,)), memory=100,
                     spool=str(spool))
     commit_split(ledger, 0, "median_per_key", "x 1 2 3\n")
-    state = ledger.jobs["j"]
+    state = ledger.jobs["j"][0]
     stage = Stage(state.job_def, MAX_KEY)
     stage.add(Data(state.job_def.map("y 5 6 7\n", "input")))
     assert ledger.release("j", 1)  # released while that stream was still receiving
@@ -252,7 +252,7 @@ def test_list_values_and_in_memory_jobs(spool: Path, jobs_module: str) -> None:
     for s, text in enumerate(texts):
         commit_split(ledger, s, "median_per_key", text)
     assert commit_split(ledger, 0, "median_per_key", texts[0]) > 0  # a duplicate: counted once
-    state = ledger.jobs["j"]
+    state = ledger.jobs["j"][0]
     assert state.spilled() and state.duplicates == 1
     assert state.finish_spilled().result() == expected
     # A newer epoch replaces the old state and its runs; a job with a combiner (wordcount) never spills.
@@ -260,7 +260,7 @@ def test_list_values_and_in_memory_jobs(spool: Path, jobs_module: str) -> None:
                               job_name="wordcount", size=1))
     ledger.barrier().result()
     assert not list(spool.iterdir())
-    assert not isinstance(ledger.jobs["j"].merged, SpillingTotals)
+    assert not isinstance(ledger.jobs["j"][0].merged, SpillingTotals)
     ledger.close()
 
 
@@ -269,7 +269,7 @@ def test_a_damaged_run_fails_the_finalize_rather_than_a_wrong_result(spool: Path
     ledger = Ledger(partition=0, clock=lambda: 0.0, catalog=catalog, memory=100, spool=str(spool))
     commit_split(ledger, 0, "median_per_key", "x 1 2 3\n")
     commit_split(ledger, 1, "median_per_key", "x 4\n")
-    state = ledger.jobs["j"]
+    state = ledger.jobs["j"][0]
     assert state.spilled()
     ledger.barrier().result()  # the runs are written
     paths = list(spool.glob("reduce-0-*/run-*"))
@@ -290,7 +290,7 @@ def test_an_unwritable_spool_fails_the_finalize_naming_the_setting(spool: Path, 
     ledger = Ledger(partition=0, clock=lambda: 0.0, catalog=load_catalog((jobs_module,)), memory=100,
                     spool=str(not_a_dir))
     commit_split(ledger, 0, "median_per_key", "x 1 2 3\n")
-    state = ledger.jobs["j"]
+    state = ledger.jobs["j"][0]
     assert state.spilled()
     with pytest.raises(InsufficientStorage, match="MR_SPOOL_DIR"):
         state.finish_spilled().result()

@@ -44,10 +44,10 @@ def _segment(job_id: str) -> str:
 
 
 def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapping[str, Any] | None,
-                  split_size: int | None, fmt: str | None = None,
-                  max_bad_records: int | None = None) -> list[tuple[str, str]]:
+                  split_size: int | None, fmt: str | None = None, max_bad_records: int | None = None,
+                  partitions: int | None = None) -> list[tuple[str, str]]:
     """An upload's job spec as its query: ``job``, one ``param=NAME=VALUE`` each, ``output``, ``split_size``,
-    ``format``, ``max_bad_records``."""
+    ``format``, ``max_bad_records``, ``partitions``."""
     query = [("job", job)]
     query.extend(("param", f"{name}={value}") for name, value in (params or {}).items())
     if output is not None:
@@ -61,6 +61,8 @@ def _upload_query(job: str, params: Mapping[str, Any] | None, output: str | Mapp
         query.append(("format", fmt))
     if max_bad_records is not None:
         query.append(("max_bad_records", str(max_bad_records)))
+    if partitions is not None:
+        query.append(("partitions", str(partitions)))
     return query
 
 
@@ -144,8 +146,11 @@ class AsyncClient:
     async def submit(self, job: str, inputs: Inputs, params: Mapping[str, Any] | None = None,
                      output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
                      split_size: int | None = None, timeout: float | None = None,
-                     format: str | None = None, max_bad_records: int | None = None) -> AsyncJobHandle:
+                     format: str | None = None, max_bad_records: int | None = None,
+                     partitions: int | None = None) -> AsyncJobHandle:
         """Submit ``job`` on ``inputs`` (see :mod:`actors.api.inputs`); the handle follows the job.
+
+        ``partitions``: the job's partitions, so its part files (default: the master's MR_REDUCER_COUNT).
 
         ``params`` and ``output`` (a directory under the master's data root: ``"DIR"`` or ``{"path": "DIR"}``) are
         sent only when given, in the JSON job spec or, for uploaded files, in the upload's query. Several files are
@@ -168,9 +173,11 @@ class AsyncClient:
                 spec["format"] = format
             if max_bad_records is not None:
                 spec["max_bad_records"] = max_bad_records
+            if partitions is not None:
+                spec["partitions"] = partitions
             body = await self._call("POST", "/v1/jobs", timeout, json=spec, headers=headers)
         else:
-            query = _upload_query(job, params, output, split_size, format, max_bad_records)
+            query = _upload_query(job, params, output, split_size, format, max_bad_records, partitions)
             body = await self._upload(given if isinstance(given, list) else [given], query, headers, timeout)
         status = JobStatus.from_json(body)
         return AsyncJobHandle(self, status.id, status)

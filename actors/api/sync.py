@@ -86,10 +86,12 @@ class Client:
     def submit(self, job: str, inputs: Inputs, params: Mapping[str, Any] | None = None,
                output: str | Mapping[str, Any] | None = None, idempotency_key: str | None = None, *,
                split_size: int | None = None, timeout: float | None = None, format: str | None = None,
-               max_bad_records: int | None = None) -> JobHandle:
+               max_bad_records: int | None = None,
+               partitions: int | None = None) -> JobHandle:
         """See :meth:`AsyncClient.submit`."""
         handle = self._run(self.aio.submit(job, inputs, params, output, idempotency_key, split_size=split_size,
-                                          timeout=timeout, format=format, max_bad_records=max_bad_records))
+                                          timeout=timeout, format=format, max_bad_records=max_bad_records,
+                                          partitions=partitions))
         return JobHandle(self, handle)
 
     def job(self, job_id: str) -> JobHandle:

@@ -148,6 +148,14 @@ class Settings:
                               "plan is refused at submit", low=1, count=True)
     split_size_floor: int = setting("MR_SPLIT_SIZE_FLOOR", 4096, "smallest split_size a request may ask for",
                                     low=1)
+    max_partitions: int = setting("MR_MAX_PARTITIONS", 1024, "most partitions (part files) one job may ask for "
+                                  "with \"partitions\" (default: MR_REDUCER_COUNT); each reducer holds every R-th",
+                                  low=1, high=99999, count=True)
+    sample_size: int = setting("MR_SAMPLE_SIZE", 10000, "records a total-order job samples from its input before "
+                               "its map phase, to pick its key ranges", low=1, count=True)
+    sample_places: int = setting("MR_SAMPLE_PLACES", 10, "evenly spread places (byte ranges of the input) a "
+                                 "total-order job's sample reads, MR_SAMPLE_SIZE / places records at each",
+                                 low=1, count=True)
     max_name: int = setting("MR_MAX_NAME", 255, "longest input name (input.name, ?name=) in UTF-8 bytes", low=1)
     # Bounded well below Python's recursion limit: creating a directory (Path.mkdir) recurses once per level.
     max_output_depth: int = setting("MR_MAX_OUTPUT_DEPTH", 32, "most directory levels an output path may have "

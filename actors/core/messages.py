@@ -43,7 +43,7 @@ class Assignment:
     input_name: str
     start: int
     end: int
-    partitions: int  # R, fixed by the master when it planned the job
+    partitions: int  # N, the job's partitions, fixed by the master when it planned the job
     only_partitions: list[int]  # empty: every partition; else redo just these
     # The job's parameters as the user gave them; each actor configures its own instance of the job from them.
     params: dict[str, str] = field(default_factory=dict)
@@ -72,6 +72,14 @@ class Assignment:
     # ``output``, reports them to the master in SplitRecords frames; nothing goes to the reducers.
     direct: bool = False
     output: str = ""
+    # R, the reducers: partition p goes to reducer ordinal p % R (actors.core.partition.owner); 0: R is N.
+    reducers: int = 0
+    # A total-order job's N-1 cut points (canonical keys, ascending in the natural order): partition p holds the
+    # keys from cut p-1 (included) to cut p (excluded). Empty: partitions by the stable hash.
+    cuts: list[str] = field(default_factory=list)
+    # Not 0: a sample, not a map. Map at most this many of the split's first records and answer their keys in
+    # SplitDone.samples; nothing is sent to any reducer.
+    sample: int = 0
 
     @property
     def key(self) -> AttemptKey:
@@ -114,6 +122,7 @@ class SplitDone:
     part_records: int = 0
     part_bytes: int = 0
     part_sha256: str = ""
+    samples: list[str] = field(default_factory=list)  # a sample assignment's keys (canonical), else empty
 
     @property
     def key(self) -> AttemptKey:
@@ -167,6 +176,7 @@ class StreamHeader:
     size: int  # bytes of DATA frames that follow (the reducer reserves staging budget for them)
     params: dict[str, str] = field(default_factory=dict)
     step: int = 0  # the job's step: a reducer merges it into that step's state only (an older step's is stale)
+    reducers: int = 0  # R: the partition belongs to reducer partition % R; 0: R is ``partitions``
 
     @property
     def key(self) -> AttemptKey:
@@ -251,6 +261,8 @@ class Finalize:
     # Not the last step: write the partition's records as ``part-NNNNN.jsonl`` in this directory under
     # MR_WORK_DIR (the master made it) and report that file; empty: the last step, reported as ``output`` says.
     work: str = ""
+    partitions: int = 0  # N, the job's partitions (0: unknown, as before per-job partitions)
+    reducers: int = 0  # R: the partition belongs to reducer partition % R; 0: R is N
 
 
 @dataclass(frozen=True)

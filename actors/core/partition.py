@@ -96,3 +96,14 @@ def split_by_partition(items: Mapping[str, V], partitions: int) -> list[dict[str
     for key, value in items.items():
         parts[crc32(key.encode("utf-8", "surrogatepass")) % partitions][key] = value
     return parts
+
+
+def owner(partition: int, reducers: int) -> int:
+    """The reducer ordinal that owns ``partition`` when a job has ``reducers`` reducers: ``partition % reducers``,
+    so with N partitions on R reducers each holds every R-th one (with N = R, reducer i owns partition i)."""
+    return partition % reducers
+
+
+def owned(ordinal: int, partitions: int, reducers: int) -> range:
+    """The partitions reducer ``ordinal`` owns among ``partitions`` on ``reducers`` reducers."""
+    return range(ordinal, partitions, reducers)

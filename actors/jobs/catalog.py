@@ -28,6 +28,9 @@ ENTRY_POINTS = "mapreduce_actors.jobs"
 BUILT_IN = "built-in"  # the origin of a built-in job: our own code, which a master may run in its own process
 
 
+PARTITIONERS = ("hash", "total_order")  # what a job's ``partitioner`` may be (actors.sdk.MapReduceJob)
+
+
 class Catalog:
     """The jobs one actor can run, by name; each has a fingerprint every actor of a cluster must share."""
 
@@ -39,6 +42,9 @@ class Catalog:
             if have is not None and have is not cls:
                 raise ConfigError(f"job name {cls.name!r} is defined twice: by {_qualname(have)} "
                                   f"({self.origins[cls.name]}) and by {_qualname(cls)} ({origin})")
+            if cls.partitioner not in PARTITIONERS:
+                raise ConfigError(f"job {cls.name!r}: partitioner {cls.partitioner!r} is not one of "
+                                  f"{', '.join(PARTITIONERS)}")
             self.classes[cls.name] = cls
             self.origins.setdefault(cls.name, origin)
         self.fingerprints = {name: fingerprint(cls) for name, cls in sorted(self.classes.items())}

@@ -1,4 +1,5 @@
-"""Example user jobs, written with the SDK as the README's "Writing a job" shows: word count per line and per batch.
+"""Example user jobs, written with the SDK as the README's "Writing a job" shows: word count per line and per batch,
+and a TeraSort-style total-order sort.
 
 Not registered by default: name this module in MR_JOB_MODULES (``actors.jobs.examples``) to run them. The
 benchmark (scripts/bench.py) measures both against ``Counter(text.split())``.
@@ -40,3 +41,25 @@ class BatchWordCount(MapReduceJob):
 
     def order(self, key: str, value: Any) -> Any:
         return -value
+
+
+class TotalOrderSort(MapReduceJob):
+    """TeraSort's shape: each line's first field is a key (an int when it reads as one), counted; the job's
+    partitions are key ranges from a sample of the input, so its parts concatenated in order are sorted."""
+
+    name = "total_order_sort"
+    partitioner = "total_order"
+    combiner = MapReduceJob.SUM
+    reducer = MapReduceJob.SUM
+
+    def mapper(self, line: str) -> Iterator[tuple[str | int, int]]:
+        fields = line.split(maxsplit=1)
+        if fields:
+            key = fields[0]
+            yield (int(key) if _is_int(key) else key), 1
+
+
+def _is_int(text: str) -> bool:
+    """Whether ``text`` is a decimal integer a key may be (64-bit)."""
+    digits = text[1:] if text[:1] == "-" else text
+    return digits.isascii() and digits.isdigit() and -(2**63) <= int(text) < 2**64

@@ -43,6 +43,7 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
+from ..core.partition import owner
 from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
 from ..discovery import Discovery, Peer
 from ..inputs import s3out
@@ -66,6 +67,7 @@ from ..tasks.calls import MapTask, user_spec
 from ..tasks.places import AttemptDir, attempt_dir
 from ..tasks.pool import TaskPool
 from ..tasks.protocol import JobSpec, MapDone, MapStart
+from .sample import LineBudget, sampled_keys
 from .spool import Spool
 from .whole import WholeInput
 
@@ -205,6 +207,8 @@ class MapRun:
         self.lines = 0  # lines a task process mapped so far in the current chunk
         self.done: MapDone | None = None  # a task process's account of the split: counters and bad records
         self.part: PartInfo | None = None  # a direct (map-only) attempt's file, written to the output's staging
+        self.samples: list[str] = []  # a sample assignment's keys
+        self.streams_open = self.streams_peak = 0  # shuffle streams open now, and at most (bounded by R)
 
     def _progress(self) -> Progress:
         return Progress(self.a.job, self.a.epoch, self.a.split, self.a.attempt, self.bytes_read)
@@ -235,10 +239,10 @@ class MapRun:
 
     async def run(self) -> AsyncGenerator[Progress | SplitRecords, None]:
         s = self.settings
-        # A map-only split's records go to one place (its attempt file, or the master), not to R partitions.
+        # A map-only split's records go to one place (its attempt file, or the master), not to N partitions.
         spool = Spool(self.job, 1 if self.a.direct else self.a.partitions, s.key_budget, s.frame_cap,
                       s.spool_dir or None, frame_keys=s.frame_keys, max_key=s.max_key, native=s.native_kernel,
-                      fmt=self.a.format)
+                      fmt=self.a.format, cuts=[] if self.a.direct else self.a.cuts)
         self.metrics.spools.add(spool)
         spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
@@ -261,6 +265,9 @@ class MapRun:
                 async with contextlib.aclosing(self._deliver(spool)) as delivering:
                     async for item in delivering:
                         yield item
+                return
+            if self.a.sample:  # a sample: its keys go back to the master, nothing to any reducer
+                self.samples = sampled_keys(spool, s.message_cap, self.a.sample)
                 return
             send = asyncio.ensure_future(self._send_all(spool))
             try:
@@ -286,11 +293,12 @@ class MapRun:
         owned, blocks = self._owned_blocks()
         mark = ByteOrderMark() if owned.first == 0 else None
         at = 0  # the next chunk's offset, once the first owned byte is known
+        budget = LineBudget(self.a.sample) if self.a.sample else None  # a sample reads its first records only
 
         def placed(pieces: list[bytes]) -> list[tuple[int, bytes]]:
             nonlocal at
             out = []
-            for piece in pieces:
+            for piece in pieces if budget is None else budget.take(pieces):
                 out.append((at, piece))
                 at += len(piece)
             return out
@@ -306,7 +314,7 @@ class MapRun:
                 elif data and not at:
                     at = owned.first
                 yield placed(chunker.feed(data))
-                if owned.done:
+                if owned.done or (budget is not None and budget.done):
                     break
         finally:
             await blocks.aclose()
@@ -377,7 +385,7 @@ class MapRun:
         s = self.settings
         start = MapStart(spec, self.a.input_name, spool.partitions, s.key_budget, s.frame_cap, s.frame_keys,
                          s.max_key, s.task_batch, s.max_counters, s.max_counter_name, self.a.max_bad_records,
-                         place.place, self.a.format, self.a.direct)
+                         place.place, self.a.format, self.a.direct, cuts=[] if self.a.direct else self.a.cuts)
         async with self.tasks.worker(self.a.job) as process, \
                 MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped) as task:
             yield task
@@ -438,14 +446,30 @@ class MapRun:
                   bytes=self.part.bytes)
 
     async def _send_all(self, spool: Spool) -> None:
+        """Every partition to its reducer (ordinal partition % R): the streams to one reducer go one after another,
+        so a split has at most R streams open whatever its number of partitions."""
         partitions = self.a.only_partitions or list(range(self.a.partitions))
+        count = self.a.reducers or self.a.partitions
         reducers = await self._reducers()
+        by_owner: dict[int, list[int]] = {}
+        for partition in partitions:
+            by_owner.setdefault(owner(partition, count), []).append(partition)
+        self.streams_open = self.streams_peak = 0
         try:
             async with asyncio.TaskGroup() as group:
-                for partition in partitions:
-                    group.create_task(self._send(spool, partition, reducers.get(partition)))
+                for ordinal, owned in by_owner.items():
+                    group.create_task(self._send_to(spool, ordinal, owned, reducers.get(ordinal)))
         except BaseExceptionGroup as errors:
             raise first_error(errors) from None
+
+    async def _send_to(self, spool: Spool, ordinal: int, partitions: list[int], reducer: Peer | None) -> None:
+        for partition in partitions:
+            self.streams_open += 1
+            self.streams_peak = max(self.streams_peak, self.streams_open)
+            try:
+                reducer = await self._send(spool, partition, ordinal, reducer)
+            finally:
+                self.streams_open -= 1
 
     async def _reducers(self) -> dict[int, Peer]:
         """The reducers visible now, by ordinal; a send waits for its own reducer if it is not among them."""
@@ -454,13 +478,13 @@ class MapRun:
         except DiscoveryError:
             return {}
 
-    async def _send(self, spool: Spool, partition: int, reducer: Peer | None) -> None:
+    async def _send(self, spool: Spool, partition: int, ordinal: int, reducer: Peer | None) -> Peer:
         """Deliver one partition: a reducer that is down or not visible (restarting, not Ready yet) is waited for
         up to the recovery timeout; one that answers an error gets MR_SEND_ATTEMPTS tries."""
         a, policy = self.a, self.send_policy
         header = StreamHeader(job=a.job, epoch=a.epoch, split=a.split, attempt=a.attempt, partition=partition,
                               partitions=a.partitions, job_name=a.job_name, size=spool.sizes[partition],
-                              params=a.params, step=a.step)
+                              params=a.params, step=a.step, reducers=a.reducers)
         fields = {"job": a.job, "split": a.split, "attempt": a.attempt, "partition": partition}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.recovery
@@ -470,16 +494,16 @@ class MapRun:
             retry_after = 0.0
             try:
                 if reducer is None:
-                    found = await wait_for_ordinals(self.discovery, "reducer", [partition],
+                    found = await wait_for_ordinals(self.discovery, "reducer", [ordinal],
                                                     max(deadline - loop.time(), 0.001), policy.discovery)
-                    reducer = found[partition]
+                    reducer = found[ordinal]
                 sending = loop.time()
                 ack = await self.transport.send_partition(reducer, header, spool.blocks(partition),
                                                           spool.commit(partition))
                 self.metrics.send_duration.observe(loop.time() - sending)
                 break
             except OrdinalMissing as error:
-                raise Unavailable(f"reducer {partition} did not come back: {error.message}") from None
+                raise Unavailable(f"reducer {ordinal} did not come back: {error.message}") from None
             except PeerUnreachable as error:
                 cause = error.message  # down: wait for it (a replaced pod may come back at a new address)
             except (PeerError, Unavailable) as error:
@@ -493,14 +517,15 @@ class MapRun:
             delay = max(delay, retry_after * random.uniform(0.5, 1.0))
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise Unavailable(f"reducer {partition} did not take split {a.split} within {policy.recovery:g} s "
-                                  f"(MR_TIMEOUT_RECOVERY): {cause}")
+                raise Unavailable(f"reducer {ordinal} did not take split {a.split} within {policy.recovery:g} s "
+                                  f"(MR_TIMEOUT_RECOVERY): partition {partition}: {cause}")
             log.info("partition_send_retry", **fields, tries=tries, cause=cause)
             self.metrics.send_retries.inc()
             await asyncio.sleep(min(delay, remaining))  # backoff between retries, not a wait for a condition
         self.acks[partition] = ack
         self.metrics.shuffle_bytes.inc(spool.sizes[partition])
         log.debug("partition_sent", **fields, status=ack.status)
+        return reducer
 
     def outcome(self) -> SplitDone:
         a = self.a
@@ -508,14 +533,15 @@ class MapRun:
         done = self.done
         if done is None:  # mapped here (a native engine): no user code, nothing counted
             return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
-                             duplicates=duplicates)
+                             duplicates=duplicates, samples=self.samples)
         if not (valid_counters(done.counters) and valid_records(done.bad_first)):
             raise WireError(f"job {a.job_name!r}: a task process sent malformed counters or bad records")
         part = self.part
         return SplitDone(a.job, a.epoch, a.split, a.attempt, bytes_read=self.bytes_read, keys=self.keys,
                          duplicates=duplicates, counters=done.counters, bad_count=done.bad_count,
                          bad_first=done.bad_first, part_records=part.keys if part else 0,
-                         part_bytes=part.bytes if part else 0, part_sha256=part.sha256 if part else "")
+                         part_bytes=part.bytes if part else 0, part_sha256=part.sha256 if part else "",
+                         samples=self.samples)
 
 
 # Bytes of a SplitRecords message besides its records (ids, field names); kept generous.

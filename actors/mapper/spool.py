@@ -16,6 +16,8 @@ from ..tasks.protocol import MapDone
 __all__ = ["FRAME_OVERHEAD", "Spool"]
 
 READ_BLOCK = 256 * 1024
+MEMORY_FILES = 8  # partitions a spool holds in memory at the full limit each; more share that much
+MIN_FILE_MEMORY = 64 * 1024  # the least a partition's file holds in memory before it moves to disk
 
 
 class Spool(FrameEncoder):
@@ -36,9 +38,14 @@ class Spool(FrameEncoder):
         max_key: int = Settings.max_key,  # MR_MAX_KEY's default
         native: bool = True,
         fmt: str = "lines",
+        cuts: list[str] | None = None,
     ) -> None:
         super().__init__(job, partitions, key_budget, frame_cap, frame_keys=frame_keys, max_key=max_key,
-                         native=native, fmt=fmt)
+                         native=native, fmt=fmt, cuts=cuts)
+        # Each partition's file stays in memory up to its limit; past MEMORY_FILES partitions (a job may ask for
+        # MR_MAX_PARTITIONS) the files share MEMORY_FILES limits, so a split never holds more than that in memory.
+        if memory_limit and partitions > MEMORY_FILES:
+            memory_limit = max(MIN_FILE_MEMORY, memory_limit * MEMORY_FILES // partitions)
         self.memory_limit = memory_limit
         self._files: list[IO[bytes]] = [
             tempfile.SpooledTemporaryFile(max_size=memory_limit, dir=directory or None) for _ in range(partitions)

@@ -46,22 +46,24 @@ def start_job(app: web.Application, job_name: str, ref: InputRef, split_size: in
               interactive: bool = False, params: dict[str, str] | None = None,
               inputs: list[InputRef] | None = None, output: OutputClaim | None = None,
               files: dict[str, str] | None = None, whole: bool = False, fmt: str = "lines",
-              max_bad_records: int = 0, steps: int = 1, shape: str = VALUES) -> JobRecord:
+              max_bad_records: int = 0, steps: int = 1, shape: str = VALUES, partitions: int = 0) -> JobRecord:
     """Admit a job (running or queued; 429 when full, its input dropped); the registry owns its task from here.
 
     ``inputs``: a job's several inputs, which ``ref`` then summarises (record.many_inputs); ``output``: the claim
     on its output directory under the data root (bound to the job once admitted; the caller releases it if this
     raises), or None for a result the master holds; ``files``: its side files as pinned (jobfiles.py); ``whole``: it
     maps each input whole; ``fmt``: its inputs' record format (checked by the caller); ``steps``: how many steps the
-    job has (its ``steps()``); ``shape``: its output's (actors.jobs.steps: a map-only job writes one part per split)."""
+    job has (its ``steps()``); ``shape``: its output's (actors.jobs.steps: a map-only job writes one part per split);
+    ``partitions``: the job's N (0: MR_REDUCER_COUNT)."""
     settings, registry = app[SETTINGS], app[REGISTRY]
     job_id = _job_id(key)
     record = JobRecord(id=job_id, epoch=_epoch(registry.jobs.get(job_id)), job_name=job_name, input=ref,
                        created=time.time(), split_size=split_size, params=dict(params or {}),
                        inputs=list(inputs or []), output=output.relative if output else "",
                        interactive=interactive, files=dict(files or {}), whole=whole, format=fmt,
-                       tally=JobTally(settings.counter_limits, max_bad_records), steps=steps,
-                       shape=shape)
+                       tally=JobTally(settings.counter_limits, max_bad_records), steps=steps, partitions=partitions,
+                       partitioner=app[JOBS].classes[job_name].partitioner if job_name in app[JOBS].classes
+                       else "hash", shape=shape)
     # An interactive job's answer stays on its record for the request that waits on it; the held results are for
     # jobs whose result is asked for later.
     keep = _answerer(app, record) if interactive else _keeper(app, record)

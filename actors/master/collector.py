@@ -11,6 +11,7 @@ from ..core.counters import CounterLimit
 from ..core.errors import DiscoveryError, JobFailed, MapReduceError, PeerError, Unavailable, WireError
 from ..core.logs import EventLog
 from ..core.messages import Columns, Finalize, MapResult, Missing, PartFile, Records, Release, Report, ReportPayload
+from ..core.partition import owner
 from ..discovery import Discovery, Peer
 from ..inputs.outdir import PartInfo, part_name
 from ..jobs.result import OrderedRuns, Result
@@ -68,7 +69,7 @@ class Collector:
         reports: dict[int, Report] = {}
         pending = list(range(record.partitions))
         for round_number in range(1, self.settings.max_attempts + 2):
-            answers = await asyncio.gather(*(self._finalize(p, step, work) for p in pending))
+            answers = await self._finalize_all(pending, step, work)
             for answer in answers:
                 if isinstance(answer, Report) and answer.partition not in reports:
                     self._tally(answer)  # a partition's reduce-side counts: from its first report only
@@ -136,33 +137,54 @@ class Collector:
         log.info("output_committed", **self.fields, parts=len(parts), keys=record.written["keys"],
                  bytes=record.written["bytes"])
 
-    async def _reducer(self, partition: int) -> Peer:
+    @property
+    def reducer_count(self) -> int:
+        """R: the job's reducers (the partition p is reducer p % R's)."""
+        return len(self.record.reducers) or self.record.partitions
+
+    async def _finalize_all(self, partitions: list[int], step: int, work: str) -> list[Report | Missing]:
+        """Every partition's answer of ``step``: the reducers in parallel, each reducer's partitions one after
+        another, so at most R finalizes are in flight whatever N is (a reducer's finalize sorts or reduces, or writes
+        the intermediate file of, a whole partition)."""
+        by_owner: dict[int, list[int]] = {}
+        for partition in partitions:
+            by_owner.setdefault(owner(partition, self.reducer_count), []).append(partition)
+
+        async def in_turn(owned: list[int]) -> list[Report | Missing]:
+            return [await self._finalize(partition, step, work) for partition in owned]
+
+        answers = await asyncio.gather(*(in_turn(owned) for owned in by_owner.values()))
+        return [answer for owned in answers for answer in owned]
+
+    async def _reducer(self, ordinal: int) -> Peer:
         try:
-            found = await wait_for_ordinals(self.discovery, "reducer", [partition], self.settings.timeouts.peers,
+            found = await wait_for_ordinals(self.discovery, "reducer", [ordinal], self.settings.timeouts.peers,
                                             self.settings.discovery_backoff)
         except DiscoveryError as error:
-            raise Unavailable(f"reducer {partition} is not visible: {error.message}") from None
-        return found[partition]
+            raise Unavailable(f"reducer {ordinal} is not visible: {error.message}") from None
+        return found[ordinal]
 
     async def _finalize(self, partition: int, step: int, work: str) -> Report | Missing:
-        """Ask reducer ``partition`` for its report of ``step``, waiting (bounded) for it to come back if it is
-        down."""
+        """Ask the reducer of ``partition`` for its report of ``step``, waiting (bounded) for it to come back if
+        it is down."""
         record, settings = self.record, self.settings
+        ordinal = owner(partition, self.reducer_count)
         message = Finalize(job=record.id, epoch=record.epoch, partition=partition, splits=len(record.splits),
                            job_name=record.job_name, output="" if work else record.output, files=record.files,
-                           step=step, work=work)
+                           step=step, work=work, partitions=record.partitions, reducers=self.reducer_count)
 
         async def call() -> Report | Missing:
-            return await self.transport.finalize(await self._reducer(partition), message)
+            return await self.transport.finalize(await self._reducer(ordinal), message)
 
         try:
             answer = await retrying(call, (PeerError, Unavailable), 1_000_000, settings.timeouts.recovery,
                                     settings.peer_backoff)
         except (PeerError, Unavailable) as error:
-            raise JobFailed(f"reducer {partition} did not come back within {settings.timeouts.recovery:g} s: "
-                            f"{error.message}") from None
+            raise JobFailed(f"reducer {ordinal} (partition {partition}) did not come back within "
+                            f"{settings.timeouts.recovery:g} s: {error.message}") from None
         if (answer.job, answer.epoch, answer.partition, answer.step) != (record.id, record.epoch, partition, step):
-            raise JobFailed(f"reducer {partition} answered for another job, partition or step")
+            raise JobFailed(f"reducer {ordinal} answered for another job, partition or step than {partition} of "
+                            f"step {step}")
         if isinstance(answer, Report):
             self.reported.add(partition)
             log.debug("partition_collected", **self.fields, partition=partition, step=step,
@@ -181,5 +203,6 @@ class Collector:
             reducers = await self.discovery.peers("reducer")
         except MapReduceError:
             return
-        calls = [self.transport.release(r, message) for r in reducers if r.ordinal in unreported]
+        owners = {owner(partition, self.reducer_count) for partition in unreported}
+        calls = [self.transport.release(r, message) for r in reducers if r.ordinal in owners]
         await asyncio.gather(*calls, return_exceptions=True)

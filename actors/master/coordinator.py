@@ -22,6 +22,7 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone, SplitRecords
+from ..core.ranges import pick_cuts
 from ..core.splits import Split, plan_inputs
 from ..core.workfiles import step_dir
 from ..discovery import Discovery, Peer
@@ -37,6 +38,7 @@ from .attempts import AttemptOutcome
 from .collector import Collector
 from .outputs import JobOutput
 from .record import JobRecord, JobState
+from .sampler import TOTAL_ORDER, records_per_place, sample_places
 from .splittable import SplitTable, Ticket
 from .stepflow import StepRun, make_step_dir, next_inputs, remove_job_files
 from .workers import MapperSlots, Outcome, WorkerPolicy
@@ -105,6 +107,8 @@ class Coordinator:
         self.direct_done: dict[int, SplitDone] = {}
         self.direct_records: dict[int, list[Any]] = {}
         self.direct_bytes = 0
+        self.sampling = 0  # while a total-order job samples: the records each sample assignment reads
+        self.samples: dict[int, list[str]] = {}  # the sampled keys by split, from the attempt that counted
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -123,6 +127,7 @@ class Coordinator:
                 await self._intermediate(step)
             await self._run_step(record.steps - 1)
             mapped = self.clock()
+            record.phases["map_ms"] = _ms(mapped - started) - record.phases.get("sample_ms", 0.0)
             record.transition(JobState.FINALIZING)
             run = record.step_runs[-1]
             run.state = "finalizing"
@@ -132,6 +137,7 @@ class Coordinator:
                 result = await self.collector.collect(self._recover, step=record.steps - 1)
             collected = self.clock()
             run.state, run.finalize_ms = "done", _ms(collected - mapped)
+            record.phases["finalize_ms"] = _ms(collected - mapped)
             await self.keep(result)  # before DONE: a result too large to hold fails the job, it is never "done"
             record.transition(JobState.DONE)
             splits = record.table.total if record.table else 0
@@ -139,8 +145,7 @@ class Coordinator:
             log.info("job_done", **self.fields, name=record.job_name, keys=len(result), splits=splits,
                      steps=record.steps,
                      partitions=record.partitions, bytes=record.input.size,
-                     queued_ms=_ms(began - record.created), map_ms=_ms(mapped - started),
-                     finalize_ms=_ms(collected - mapped), ms=_ms(time.time() - record.created))
+                     queued_ms=_ms(began - record.created), **record.phases, ms=_ms(time.time() - record.created))
         except asyncio.CancelledError:
             record.transition(JobState.CANCELLED)
             record.error = record.error or "cancelled"
@@ -180,20 +185,21 @@ class Coordinator:
         record, t = self.record, self.settings.timeouts
         mappers = await self._mappers()
         # from_env derives the count from a static list; settings built in code may leave that to us.
-        partitions = self.settings.reducer_count or len(self.settings.reducer_urls)
-        if partitions < 1:
+        count = self.settings.reducer_count or len(self.settings.reducer_urls)
+        if count < 1:
             raise JobFailed("the number of reducers is not configured: set MR_REDUCER_COUNT to the reducer "
                             "StatefulSet's replicas (or list them in MR_REDUCERS)")
         try:
             # R is the configured count, never what happens to be visible: a missing ordinal is waited for.
-            reducers = await wait_for_ordinals(self.discovery, "reducer", range(partitions), t.recovery,
+            reducers = await wait_for_ordinals(self.discovery, "reducer", range(count), t.recovery,
                                                self.settings.discovery_backoff)
         except OrdinalMissing as error:
-            raise JobFailed(f"reducer {error.missing[0]} of {partitions} (MR_REDUCER_COUNT) did not appear: "
+            raise JobFailed(f"reducer {error.missing[0]} of {count} (MR_REDUCER_COUNT) did not appear: "
                             f"{error.message}") from None
-        record.partitions = partitions
+        # N, the job's partitions, is what it asked for or R; partition p is reducer p % R's (core/partition.py).
+        partitions = record.partitions = record.partitions or count
         record.mappers = [m.name for m in mappers]
-        record.reducers = [reducers[i].name for i in range(partitions)]
+        record.reducers = [reducers[i].name for i in range(count)]
         inputs = record.input_list()
         record.splits = plan_inputs([r.size for r in inputs], [record.whole or bool(r.compression) for r in inputs],
                                     record.split_size, len(mappers), self.settings.min_split_size,
@@ -202,7 +208,7 @@ class Coordinator:
         record.step_runs[0].table, record.step_runs[0].bytes_total = record.table, record.input.size
         record.transition(JobState.RUNNING)
         log.debug("job_planned", **self.fields, splits=len(record.splits), partitions=partitions,
-                 mappers=len(mappers), bytes=record.input.size, steps=record.steps)
+                  reducers=count, mappers=len(mappers), bytes=record.input.size, steps=record.steps)
 
     async def _run_step(self, step: int) -> None:
         """Map step ``step``'s planned splits (the first step's over the input, a later one's over the files the
@@ -212,8 +218,13 @@ class Coordinator:
         record.step, run.state = step, "mapping"
         if not self._direct(step):  # a map-only step streams to no reducer
             self.collector.begin_step()
-        began = self.clock()
         mappers = await self._mappers()
+        if (step == record.steps - 1 and record.partitioner == TOTAL_ORDER and record.partitions > 1
+                and not self._direct(step)):
+            # The last step's keys are the output's: cut from a sample of that step's own input (earlier steps
+            # partition by the stable hash; their order is nobody's).
+            await self._sample(mappers)
+        began = self.clock()
         await self._run_table(record.table, mappers, only=[])
         run.map_ms = _ms(self.clock() - began)
 
@@ -236,6 +247,26 @@ class Coordinator:
         following.table, following.bytes_total = record.table, sum(sizes)
         log.debug("step_planned", **self.fields, step=step + 1, splits=len(record.splits), bytes=sum(sizes),
                   files=len(sizes))
+
+    async def _sample(self, mappers: list[Peer]) -> None:
+        """A total-order job's cut points: its own mapper's keys of records read at evenly spread places of the
+        input, on the mappers (in their task processes, like any split), sorted in the natural order and cut."""
+        record, began = self.record, self.clock()
+        sources = self.step_inputs if record.step > 0 else record.input_list()
+        compressed = [i for i, source in enumerate(sources) if source.compression]
+        places = sample_places(record.splits, self.settings.sample_places, compressed)
+        self.sampling = records_per_place(self.settings.sample_size, len(places))
+        try:
+            await self._run_table(self._table(places), mappers, only=[])
+        finally:
+            self.sampling = 0
+        keys = [key for split in sorted(self.samples) for key in self.samples[split]]
+        self.samples.clear()
+        record.cuts = pick_cuts(keys, record.partitions)
+        record.phases["sample_ms"] = _ms(self.clock() - began)
+        record.sample = {"places": len(places), "records_per_place": records_per_place(
+            self.settings.sample_size, len(places)), "keys": len(keys), "cuts": len(record.cuts)}
+        log.info("job_sampled", **self.fields, **record.sample, ms=record.phases["sample_ms"])
 
     def _table(self, splits: list[Split]) -> SplitTable:
         p = self.policy
@@ -369,16 +400,18 @@ class Coordinator:
     def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
         source = self.step_inputs[ticket.split.input] if record.step > 0 else record.input_at(ticket.split.input)
-        direct = self._direct(record.step)
+        direct = self._direct(record.step) and not self.sampling
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
             input_name=source.name, start=ticket.split.start, end=ticket.split.end,
-            partitions=record.partitions, only_partitions=only, params=record.params,
+            partitions=1 if self.sampling else record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
             format=record.format if record.step == 0 else LINES, max_bad_records=record.tally.max_bad_records,
             step=record.step, direct=direct, output=record.output if direct else "",
+            reducers=1 if self.sampling else len(record.reducers), cuts=[] if self.sampling else record.cuts,
+            sample=self.sampling,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -427,10 +460,14 @@ class Coordinator:
             return Outcome.REPORTED if reported else Outcome.FAULTY
         self.record.duplicate_streams += done.duplicates
         counted = table.succeeded(split, attempt, done.bytes_read)
-        if counted and not only:  # a split's map-side counts: once, never again from a recovery's re-map
+        # A split's map-side counts: once, never again from a recovery's re-map, and never from a sample (which
+        # maps records the split's own attempt maps again).
+        if counted and not only and not self.sampling:
             self._tally(done, ticket.split.input)
-        if counted and self._direct(self.record.step):  # a map-only split's part: the counted attempt's only
-            self._keep_direct(done, records)
+        if counted and self._direct(self.record.step) and not self.sampling:  # a map-only split's part: the
+            self._keep_direct(done, records)  # counted attempt's only
+        if counted and self.sampling:
+            self.samples[split] = done.samples
         self.metrics.attempt("ok" if counted else "stale")
         self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:

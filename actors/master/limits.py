@@ -99,6 +99,29 @@ def query_max_bad_records(raw: str | None) -> int:
     return int(raw)
 
 
+def json_partitions(spec: dict[str, Any], settings: Settings) -> int:
+    """A JSON spec's ``partitions``: an integer (not 4.0, "4", true or null) from 1 to MR_MAX_PARTITIONS; 0 when
+    absent (then the job has MR_REDUCER_COUNT)."""
+    if "partitions" not in spec:
+        return 0
+    value = spec["partitions"]
+    if type(value) is not int or value <= 0:
+        raise BadRequest(f"partitions must be a positive integer, got {_shown(value)}")
+    return capped_partitions(value, settings)
+
+
+def query_partitions(raw: str | None, settings: Settings) -> int:
+    """An upload's ``?partitions=``: plain decimal digits, from 1 to MR_MAX_PARTITIONS; 0 when absent."""
+    return 0 if raw is None else capped_partitions(positive_decimal(raw, "partitions"), settings)
+
+
+def capped_partitions(count: int, settings: Settings) -> int:
+    if count > settings.max_partitions:
+        raise BadRequest(f"partitions {count} is more than the {settings.max_partitions} one job may have "
+                         "(MR_MAX_PARTITIONS)")
+    return count
+
+
 def _shown(value: Any) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return json.dumps(value)

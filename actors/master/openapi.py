@@ -91,6 +91,7 @@ PATHS: dict[str, Any] = {
                        {"enum": ["lines", "jsonl", "csv"], "default": "lines"}),
                 _query("max_bad_records", "uploads: records whose parsing or mapper fails that the job may skip",
                        {"type": "integer", "minimum": 0, "default": 0}),
+                _query("partitions", "uploads: the job's partitions, at most MR_MAX_PARTITIONS", POSITIVE),
                 {**_query("param", "uploads: one job parameter as NAME=VALUE (repeatable; GET /v1/jobs/kinds "
                                    "lists them)", {"type": "array", "items": {"type": "string"}}),
                  "style": "form", "explode": True},

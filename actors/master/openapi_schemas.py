@@ -85,6 +85,8 @@ SCHEMAS: dict[str, Any] = {
                                       "naming its input and byte offset. Built-in jobs read lines only."},
             "max_bad_records": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0,
                                 "description": "records whose parsing or mapper fails that the job may skip"},
+            "partitions": {**POSITIVE, "description": "the job's partitions (part files), at most MR_MAX_PARTITIONS; "
+                           "default MR_REDUCER_COUNT"},
         },
     },
     "Output": {
@@ -185,6 +187,12 @@ SCHEMAS: dict[str, Any] = {
             "created": {"type": "number", "description": "Unix time"},
             "finished": {"type": ["number", "null"]},
             "partitions": WHOLE,
+            "partitioner": {"type": "string", "enum": ["hash", "total_order"]},
+            "sample": {"type": "object", "description": "a total-order job's sample: places read, records per "
+                       "place, keys found, cut points picked",
+                       "properties": {"places": WHOLE, "records_per_place": WHOLE, "keys": WHOLE, "cuts": WHOLE}},
+            "phases": {"type": "object", "description": "milliseconds per phase: sample_ms (total order), map_ms, "
+                       "finalize_ms", "additionalProperties": {"type": "number"}},
             "mappers": {"type": "array", "items": {"type": "string"}},
             "reducers": {"type": "array", "items": {"type": "string"}},
             "progress": ref("Progress"),

@@ -73,7 +73,11 @@ class JobRecord:
     written: dict[str, Any] | None = None  # with an output, once done: what its _SUCCESS says
     finished: float | None = None
     error: str = ""
-    partitions: int = 0
+    partitions: int = 0  # N: asked for at submit (0: MR_REDUCER_COUNT), fixed when the job is planned
+    partitioner: str = "hash"  # the job class's: "hash" or "total_order" (key ranges from a sample)
+    cuts: list[str] = field(default_factory=list)  # a total-order job's N-1 cut points (canonical keys)
+    sample: dict[str, Any] = field(default_factory=dict)  # what the total-order sample read and found
+    phases: dict[str, float] = field(default_factory=dict)  # milliseconds per phase: sample, map, finalize
     mappers: list[str] = field(default_factory=list)
     reducers: list[str] = field(default_factory=list)
     splits: list[Split] = field(default_factory=list)
@@ -109,13 +113,15 @@ class JobRecord:
         self._state = move("job", JOB_MOVES, self._state, new)
 
     def partition_status(self) -> list[dict[str, Any]]:
-        """Per partition: the reducer that owns it, what it is doing, and how often it was re-mapped."""
+        """Per partition: the reducer that owns it (ordinal partition % R), what it is doing, and how often it was
+        re-mapped."""
         recovered = [r.get("partition") for r in self.recoveries]
         state = PARTITION_STATES[self.state]
+        reducers = self.reducers
         return [
-            {"partition": i, "reducer": self.reducers[i] if i < len(self.reducers) else None, "state": state,
+            {"partition": i, "reducer": reducers[i % len(reducers)] if reducers else None, "state": state,
              "recoveries": recovered.count(i)}
-            for i in range(self.partitions)
+            for i in range(self.partitions if reducers else 0)
         ]
 
     def status(self, listing: SplitQuery | None = None) -> dict[str, Any]:
@@ -143,6 +149,9 @@ class JobRecord:
             "created": self.created,
             "finished": self.finished,
             "partitions": self.partitions,
+            "partitioner": self.partitioner,
+            **({"sample": self.sample} if self.sample else {}),
+            "phases": self.phases,
             "mappers": self.mappers,
             "reducers": self.reducers,
             "progress": progress,

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core.errors import BadRequest, PayloadTooLarge, TaskFailed, shown_all
+from ..core.errors import BadRequest, PayloadTooLarge, TaskFailed, shown, shown_all
 from ..inputs.ref import SERVED, InputRef
 from ..inputs.spec import clip_name, parse_inputs
 from ..jobs import DEFAULT_JOB
@@ -31,11 +31,13 @@ from .limits import (
     check_plan,
     idempotency_key,
     json_max_bad_records,
+    json_partitions,
     json_split_size,
     parse_cost,
 )
 from .outputs import OutputClaim, claim_output
 from .record import many_inputs
+from .sampler import TOTAL_ORDER
 from .textbudget import Reservation
 from .uploads import UploadSpec, fingerprint_query, is_multipart, read_parts, upload_spec
 
@@ -100,17 +102,19 @@ async def submit(request: web.Request) -> web.Response:
             job_name, refs, split_size, output, files, (steps, shape) = await _uploaded_job(app, upload, uploads)
             params: dict[str, str] | None = upload.params
             fmt = upload.format
+            partitions = upload.partitions
         else:
             job_name, refs, split_size, output, files, (steps, shape) = await _job_of(request, spec, reservation,
                                                                                             encoded)
             params = spec.get("params")
             fmt = spec["format"]  # checked by _job_of
+            partitions = json_partitions(spec, settings)
         max_bad_records = upload.max_bad_records if upload is not None else json_max_bad_records(spec)
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
                            inputs=refs if len(refs) > 1 else None, output=output, files=files,
                            whole=whole_files(app[JOBS], job_name), fmt=fmt, max_bad_records=max_bad_records,
-                           steps=steps, shape=shape)
+                           steps=steps, shape=shape, partitions=partitions)
     except BaseException:
         _drop(app, uploads)
         if output is not None:
@@ -167,10 +171,12 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
     json_max_bad_records(spec)  # refused before any input is resolved
-    unknown = sorted(set(spec) - {"job", "input", "split_size", "params", "output", "format", "max_bad_records"})
+    json_partitions(spec, settings)
+    unknown = sorted(set(spec) - {"job", "input", "split_size", "partitions", "params", "output", "format",
+                                  "max_bad_records"})
     if unknown:
         raise BadRequest(f"unknown fields {shown_all(unknown)}; a job spec has job, params, input, output, "
-                         "split_size, format and max_bad_records")
+                         "split_size, partitions, format and max_bad_records")
     source, spec["format"] = spec_format(spec)
     check_job_format(app, job_name, spec["format"], '"format"')
     # Claimed before the inputs are resolved (a slow URL probe, a large glob): a second submission for the same
@@ -245,6 +251,11 @@ async def check_job(app: web.Application, name: str, params: Any) -> tuple[int, 
                 if cls.has_steps() else (1, class_shape(cls))
         except TaskFailed as error:  # it hung, exited or crashed: the submission's fault, never the master's
             raise JobConfigError(error.message) from None
+    cls = catalog.classes[name]
+    if cls.partitioner == TOTAL_ORDER and described[0] == 1 and cls.has_mapper_raw():
+        # The sample maps a bounded number of records at byte places of the input; mapper_raw maps whole files.
+        raise BadRequest(f"job {shown(name)} has partitioner total_order and a mapper_raw: its keys cannot be "
+                         "sampled from records (give it a later step, whose keys are sampled, or a line mapper)")
     await check_job_everywhere(app[SESSION], app[DISCOVERY], name, catalog.fingerprints[name],
                                app[SETTINGS].timeouts.connect)
     return described

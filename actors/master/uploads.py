@@ -19,10 +19,10 @@ from ..inputs.ref import InputRef
 from ..inputs.spec import check_name
 from ..jobs import DEFAULT_JOB
 from ..jobs.records import DEFAULT_FORMAT, check_format
-from .limits import query_max_bad_records, query_split_size
+from .limits import query_max_bad_records, query_partitions, query_split_size
 from .store import Digest, InputStore
 
-UPLOAD_QUERY = ("job", "name", "split_size", "output", "format", "max_bad_records", "param")
+UPLOAD_QUERY = ("job", "name", "split_size", "partitions", "output", "format", "max_bad_records", "param")
 PLAIN_TRANSFER = frozenset({"", "binary", "8bit", "7bit"})  # a part's bytes as sent are its bytes
 # Malformed framing as aiohttp's multipart reader reports it (a missing boundary, a header line past its cap, ...).
 FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
@@ -30,8 +30,8 @@ FRAMING_ERRORS = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
 
 @dataclass(frozen=True)
 class UploadSpec:
-    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N&format=F`` (and ``?name=``
-    for a raw body); the body, or each part of a multipart body, is an input."""
+    """What an upload's query asks for: ``?job=&param=NAME=VALUE&output=DIR&split_size=N&partitions=N&format=F``
+    (and ``?name=`` for a raw body); the body, or each part of a multipart body, is an input."""
 
     job: str = DEFAULT_JOB
     params: dict[str, str] = field(default_factory=dict)
@@ -40,6 +40,7 @@ class UploadSpec:
     name: str = "upload"
     format: str = DEFAULT_FORMAT  # the record format of every input (actors.jobs.records)
     max_bad_records: int = 0
+    partitions: int = 0  # 0: MR_REDUCER_COUNT
 
 
 def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -> UploadSpec:
@@ -47,7 +48,7 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
     unknown = sorted(set(query) - set(UPLOAD_QUERY))
     if unknown:
         raise BadRequest(f"unknown query parameters {shown_all(unknown)}; an upload takes job, name, split_size, "
-                         "output, format, max_bad_records and param=NAME=VALUE (repeatable)")
+                         "partitions, output, format, max_bad_records and param=NAME=VALUE (repeatable)")
     for single in UPLOAD_QUERY[:-1]:
         if len(query.getall(single, [])) > 1:
             raise BadRequest(f"?{single}= is given more than once")
@@ -71,7 +72,8 @@ def upload_spec(query: MultiMapping[str], settings: Settings, multipart: bool) -
     return UploadSpec(job=query.get("job", DEFAULT_JOB), params=params, output=output, format=fmt,
                       split_size=query_split_size(query.get("split_size"), settings),
                       name=_raw_name(query.get("name", "upload"), settings.max_name),
-                      max_bad_records=query_max_bad_records(query.get("max_bad_records")))
+                      max_bad_records=query_max_bad_records(query.get("max_bad_records")),
+                      partitions=query_partitions(query.get("partitions"), settings))
 
 
 def _raw_name(name: str, limit: int) -> str:

@@ -14,7 +14,7 @@ from ..core import wire
 from ..core.config import Settings
 from ..core.counters import CounterMap
 from ..core.density import container_bound, container_limit, count_containers
-from ..core.errors import Conflict, MapReduceError, PayloadTooLarge, RequestTimeout, TaskFailed, WireError
+from ..core.errors import MapReduceError, PayloadTooLarge, RequestTimeout, TaskFailed, WireError
 from ..core.logs import EventLog
 from ..core.messages import (
     Columns,
@@ -42,7 +42,7 @@ from ..tasks.calls import decode_result, reduce_runs, user_spec
 from ..tasks.places import attempt_dir
 from ..tasks.pool import TaskPool
 from .budget import Reservation, StagingBudget, reservation
-from .ledger import DUPLICATE, Ledger, PartitionState
+from .ledger import DUPLICATE, Ledger, PartitionState, held_at
 from .output import write_intermediate, write_output
 from .stage import Stage
 from .totals import SpillingTotals
@@ -77,7 +77,7 @@ def build_reducer(settings: Settings) -> web.Application:
 
 def _keys_held(ledger: Ledger) -> int:
     """Entries held for every job: merged totals, plus committed values not merged yet (a key may be in both)."""
-    return sum(s.keys_held for s in ledger.jobs.values())
+    return sum(s.keys_held for s in ledger.states())
 
 
 async def _spills(app: web.Application) -> AsyncIterator[None]:
@@ -171,10 +171,10 @@ async def _stream(request: web.Request, started: float) -> web.Response:
         await _receive(reader, header, stage, reserved, settings)
         await reader.expect_end()
         # Re-read the state after the awaits above: a newer epoch may have replaced it, or a finalize reported it.
-        if reported or ledger.is_past(header.job, header.epoch, header.step):
+        if reported or ledger.is_past(header.job, header.epoch, header.step, header.partition):
             status = DUPLICATE
         else:
-            partition = ledger.current(header.job, header.epoch, header.step)
+            partition = ledger.current(header.job, header.epoch, header.partition, header.step)
             status = partition.record(header.split, stage)  # no await between the check and the commit
             # Merge in slices, yielding between them, while this stream's reservation still covers its values.
             with user_code_logged(fields):  # a combiner runs here
@@ -287,35 +287,34 @@ async def finalize(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     message = from_wire(await read_cbor_body(request, settings.message_cap), Finalize)
     ledger = request.app[LEDGER]
-    if message.partition != ledger.partition:
-        raise Conflict(f"finalize for partition {message.partition} reached reducer {ledger.partition}")
-    kept = ledger.reported_answer(message.job, message.epoch, message.step)
+    ledger.check_owner(message.partition, message.partitions, message.reducers)
+    number = message.partition
+    kept = ledger.reported_answer(message.job, message.epoch, number, message.step)
     if kept is not None:
-        log.info("report_repeated", job=message.job, epoch=message.epoch, partition=ledger.partition,
-                 step=message.step)
+        log.info("report_repeated", job=message.job, epoch=message.epoch, partition=number, step=message.step)
         return _cbor_bytes(kept)
     incarnation = request.app[IDENTITY].incarnation
-    partition = ledger.find(message.job, message.epoch, message.step)
+    partition = ledger.find(message.job, message.epoch, number, message.step)
     missing = partition.missing(message.splits) if partition is not None else list(range(message.splits))
     if partition is None or missing:
         # Not an error: the master redoes exactly these splits for this partition (e.g. after we restarted).
-        log.warning("partition_incomplete", job=message.job, epoch=message.epoch, partition=ledger.partition,
+        log.warning("partition_incomplete", job=message.job, epoch=message.epoch, partition=number,
                     missing=len(missing))
-        answer = Missing(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+        answer = Missing(job=message.job, epoch=message.epoch, partition=number, incarnation=incarnation,
                          splits=missing, step=message.step)
         return cbor_response(to_wire(answer))
     partition.merge_pending()  # a stream may still be merging (its split also committed by a backup attempt)
     ordered = None if message.output or message.work else partition.ordered_run()
     if ordered is not None:  # counts held in a packing engine's table: sorted there, no object made per key
-        log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
+        log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=number,
                   keys=len(ordered), duplicates=partition.duplicates)
-        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+        report = Report(job=message.job, epoch=message.epoch, partition=number, incarnation=incarnation,
                         splits=message.splits, payload=ordered, step=message.step)
         return _reported(ledger, partition, report)
     partition.settle()
     spec = user_spec(partition.job_def, partition.params)
     counters: CounterMap = {}  # the reducer's, when the job's code runs (in a task process)
-    with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": ledger.partition}):
+    with user_code_logged({"job": message.job, "epoch": message.epoch, "partition": number}):
         if spec is not None and isinstance(partition.merged, SpillingTotals):  # user code: in a task process
             totals, counters = await _reduce_in_task(request.app, partition.merged, spec, message)
         elif partition.spilled():  # merge the runs on the spill thread, after its writes
@@ -324,9 +323,9 @@ async def finalize(request: web.Request) -> web.Response:
             totals = partition.job_def.finish(partition.totals)
     if message.work:  # not the last step: the records, canonical keys kept, go to the next step's mappers
         part = await write_intermediate(settings, message, totals, incarnation)
-        log.info("partition_intermediate", job=message.job, epoch=message.epoch, partition=ledger.partition,
+        log.info("partition_intermediate", job=message.job, epoch=message.epoch, partition=number,
                  step=message.step, keys=part.keys, bytes=part.bytes, duplicates=partition.duplicates)
-        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+        report = Report(job=message.job, epoch=message.epoch, partition=number, incarnation=incarnation,
                         splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256),
                         counters=counters, step=message.step)
         return _reported(ledger, partition, report)
@@ -334,15 +333,15 @@ async def finalize(request: web.Request) -> web.Response:
         totals = [[output_key(key), value] for key, value in totals]
     if message.output:
         part = await write_output(settings, message, totals, incarnation)
-        log.info("partition_written", job=message.job, epoch=message.epoch, partition=ledger.partition,
+        log.info("partition_written", job=message.job, epoch=message.epoch, partition=number,
                  keys=part.keys, bytes=part.bytes, part=part.name, duplicates=partition.duplicates)
         report = Report(
-            job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+            job=message.job, epoch=message.epoch, partition=number, incarnation=incarnation,
             splits=message.splits, payload=PartFile(part.name, part.bytes, part.keys, part.sha256), counters=counters,
             step=message.step,
         )
     else:
-        log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=ledger.partition,
+        log.debug("partition_reported", job=message.job, epoch=message.epoch, partition=number,
                   keys=len(totals), duplicates=partition.duplicates)
         payload: MapResult | Columns | Records
         if isinstance(totals, list):
@@ -350,7 +349,7 @@ async def finalize(request: web.Request) -> web.Response:
         else:
             run = partition.report_run(totals)  # a packing engine's: sorted here, not at the master
             payload = run if run is not None else MapResult(totals)
-        report = Report(job=message.job, epoch=message.epoch, partition=ledger.partition, incarnation=incarnation,
+        report = Report(job=message.job, epoch=message.epoch, partition=number, incarnation=incarnation,
                         splits=message.splits, payload=payload, counters=counters, step=message.step)
     return _reported(ledger, partition, report)
 
@@ -392,7 +391,7 @@ async def _reduce_in_task(app: web.Application, merged: SpillingTotals, spec: An
 def _reported(ledger: Ledger, partition: PartitionState, report: Report) -> web.Response:
     """Answer ``report`` and forget the job, keeping the answer; a finalize asked twice at once reports once (the
     answer kept first is the answer)."""
-    kept = ledger.reported_answer(report.job, report.epoch, report.step)
+    kept = ledger.reported_answer(report.job, report.epoch, report.partition, report.step)
     if kept is None:
         kept = wire.encode(to_wire(report))
         ledger.forget_reported(partition, kept)
@@ -416,9 +415,11 @@ async def state(request: web.Request) -> web.Response:
     """What this reducer holds, for operators and tests."""
     ledger = request.app[LEDGER]
     jobs = {
-        job: {"epoch": s.epoch, "step": s.step, "committed": sorted(s.committed), "keys": s.keys_held,
-              "duplicates": s.duplicates, "spills": s.spills}
-        for job, s in ledger.jobs.items()
+        job: {"epoch": held_at(held)[0], "step": held_at(held)[1], "partitions": {
+            str(p): {"committed": sorted(s.committed), "keys": s.keys_held, "duplicates": s.duplicates,
+                     "spills": s.spills}
+            for p, s in sorted(held.items())}}
+        for job, held in ledger.jobs.items()
     }
     budget = request.app[BUDGET]
     return web.json_response({

@@ -90,6 +90,8 @@ def add_commands(commands: Any) -> None:
                         help="how the inputs' lines are read: lines (the default), jsonl or csv (docs/jobs.md)")
     submit.add_argument("--max-bad-records", type=non_negative_int, default=None, metavar="N",
                         help="skip up to N records whose parsing or mapper fails, instead of failing the job")
+    submit.add_argument("--partitions", type=positive_int, default=None, metavar="N",
+                        help="the job's partitions, so part files (default: the master's MR_REDUCER_COUNT)")
     submit.add_argument("--wait", action="store_true", help="follow the job (progress on stderr), print its result")
     submit.add_argument("--timeout", type=_seconds, default=DEFAULT_WAIT,
                         help=f"seconds --wait follows the job (default {DEFAULT_WAIT:g})")
@@ -184,7 +186,7 @@ def _inputs(args: argparse.Namespace) -> Inputs:
 async def _submit(args: argparse.Namespace, client: AsyncClient) -> int:
     handle = await client.submit(args.job, _inputs(args), dict(args.param) if args.param else None, args.output,
                                  split_size=args.split_size, format=args.format,
-                                 max_bad_records=args.max_bad_records)
+                                 max_bad_records=args.max_bad_records, partitions=args.partitions)
     if not args.wait:
         print(json_escaped(handle.submitted.raw if handle.submitted else {"id": handle.id}) if args.json
               else escaped(handle.id))
@@ -229,7 +231,13 @@ async def _status(args: argparse.Namespace, client: AsyncClient) -> int:
         lines.append(f"input: {escaped(source.get('name'))} ({size_text(source.get('size', 0))}, "
                      f"{escaped(source.get('kind'))})")
     if raw.get("partitions"):
-        lines.append(f"partitions: {escaped(raw['partitions'])}")
+        order = " (total order)" if raw.get("partitioner") == "total_order" else ""
+        lines.append(f"partitions: {escaped(raw['partitions'])}{order}")
+    sample: dict[str, Any] = raw["sample"] if isinstance(raw.get("sample"), dict) else {}
+    phases: dict[str, Any] = raw["phases"] if isinstance(raw.get("phases"), dict) else {}
+    if sample:
+        lines.append(f"sample: {escaped(sample.get('keys', 0))} keys from {escaped(sample.get('places', 0))} "
+                     f"places, {escaped(sample.get('cuts', 0))} cut points, {escaped(phases.get('sample_ms', 0))} ms")
     if attempts:
         lines.append(f"attempts: {escaped(attempts.get('started', 0))} started, "
                      f"{escaped(attempts.get('retries', 0))} retries")

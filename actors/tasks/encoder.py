@@ -13,7 +13,7 @@ from ..core import wire
 from ..core.density import too_dense
 from ..core.errors import KeyTooLarge, MapReduceError, PayloadTooLarge, ValueTooLarge, shown
 from ..core.messages import Columns, Data, KeyPart, to_wire
-from ..core.partition import split_by_partition
+from ..core.ranges import Router
 from ..jobs import CountTable, Job, byte_table_of, packing_of
 from ..jobs.adapter import IN_ORDER, SdkJob
 from ..jobs.records import LINES, parse
@@ -39,10 +39,13 @@ class FrameEncoder:
         max_key: int = 64 * 1024 * 1024,
         native: bool = True,
         fmt: str = LINES,
+        cuts: list[str] | None = None,
     ) -> None:
+        """``cuts``: a total-order job's cut points (actors.core.ranges); none: partitions by the stable hash."""
         self.job = job
         self.fmt = fmt  # the input's record format (actors.jobs.records); an SDK job's records are parsed here
         self.partitions = partitions
+        self.router = Router(partitions, cuts or ())
         self.key_budget = key_budget
         self.frame_cap = frame_cap
         self.frame_keys = frame_keys
@@ -51,7 +54,8 @@ class FrameEncoder:
         # The engine's capabilities (actors.jobs.engine), resolved once: a table that maps raw bytes (no per-chunk
         # decode here), and a packing that ships COLUMNS frames (None: CBOR maps; the engine decides when packing
         # pays, e.g. only with its native kernel built and MR_NATIVE_KERNEL on).
-        self.table: CountTable | None = byte_table_of(job, partitions, native)
+        # An engine's table partitions by the stable hash itself: not for key ranges.
+        self.table: CountTable | None = None if cuts else byte_table_of(job, partitions, native)
         self.packing = packing_of(job, native)
         # A key's list value may travel in pieces when it holds the key's values (an SDK job's lists); not when it
         # is one value (an SDK job's declared fold: a MAX of lists, say).
@@ -124,7 +128,7 @@ class FrameEncoder:
             acc, self._acc = self._acc, self.job.partial()
             if not acc:
                 return
-            parts = split_by_partition(acc, self.partitions)
+            parts = self.router.split(acc)
         for partition, items in enumerate(parts):
             if items:
                 self._write(partition, items)

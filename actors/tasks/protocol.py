@@ -61,6 +61,7 @@ class MapStart:
     # A map-only job's task: its records in the order mapped (no combiner), sent back as part-file lines for
     # partition 0 (``partitions`` is then 1) instead of shuffle frames.
     direct: bool = False
+    cuts: list[str] = field(default_factory=list)  # a total-order job's cut points (core/ranges.py)
 
 
 @dataclass(frozen=True)

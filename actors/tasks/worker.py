@@ -74,7 +74,7 @@ class Outbox(FrameEncoder):
 
     def __init__(self, send: Callable[[Message], None], job: Job, start: MapStart) -> None:
         super().__init__(job, start.partitions, start.key_budget, start.frame_cap, frame_keys=start.frame_keys,
-                         max_key=start.max_key, native=False, fmt=start.format)
+                         max_key=start.max_key, native=False, fmt=start.format, cuts=start.cuts)
         self.send = send
         self.pending = [bytearray() for _ in range(start.partitions)]
         self.counts = [0] * start.partitions
