@@ -370,9 +370,13 @@ async def test_the_timeline_draws_every_attempt_per_mapper_with_backups_straggle
         counts = await page.text("#split-counts")
         assert "failed 1" in counts and "running 0" in counts, counts
         causes = await page.evaluate("[...document.querySelectorAll('#failed-splits .cause')].map(c => c.textContent)")
-        assert len(causes) == 1 and "gzip input 'cut.gz' is truncated" in causes[0], causes
+        # On a loaded machine a backup of the slow split may have started: the job's end cuts it short, and it
+        # is listed as such, never as a second cause of its own.
+        refused = [cause for cause in causes if "gzip input 'cut.gz' is truncated" in cause]
+        assert len(refused) == 1 and all(c in refused or "the job ended while it ran" in c for c in causes), causes
         await page.wait_for("document.querySelector('#timeline rect.attempt') !== null")
-        assert [b["outcome"] for b in await page.evaluate(_bars())] == ["failed"]
+        outcomes = [b["outcome"] for b in await page.evaluate(_bars())]
+        assert outcomes.count("failed") == 1 and len(outcomes) == len(causes), (outcomes, causes)
         shot = await page.screenshot(tmp_path / "failed-split.png", selector="#detail-section")
         print(f"failed split screenshot: {shot}")
         assert page.script_errors() == []
