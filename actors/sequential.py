@@ -240,7 +240,7 @@ def _run(job_name: str, inputs: Iterable[tuple[str, bytes]], params: Mapping[str
          modules: tuple[str, ...], data_root: str = "", fmt: str = LINES) -> tuple[MapReduceJob, dict[Key, Any]]:
     catalog = load_catalog(modules)
     with tempfile.TemporaryDirectory(prefix="oracle-") as scratch, _side_files(catalog, job_name, data_root,
-                                                                               scratch) as files_dir:
+                                                                               scratch, params) as files_dir:
         job = catalog.sdk(job_name, params)
         job.files_dir = files_dir
         if type(job).has_mapper_raw():
@@ -259,15 +259,17 @@ def _json(key: Key) -> Any:
 
 
 @contextlib.contextmanager
-def _side_files(catalog: Catalog, job_name: str, data_root: str, scratch: str) -> Iterator[str]:
-    """In a directory holding the job's side files, pinned and copied as a task does (none: where we are)."""
+def _side_files(catalog: Catalog, job_name: str, data_root: str, scratch: str,
+                params: Mapping[str, str] | None = None) -> Iterator[str]:
+    """In a directory holding the job's side files (its ``files``, and its file parameters' files given
+    ``params``), pinned and copied as a task does (none: where we are)."""
     cls = catalog.classes.get(job_name)
-    if cls is None or not declared(cls):
+    if cls is None or not declared(cls, params):
         yield ""
         return
     directory = os.path.join(scratch, "files")
     os.mkdir(directory)
-    materialize(cls, pin_files(cls, data_root, 1 << 62), data_root, directory)
+    materialize(cls, pin_files(cls, data_root, 1 << 62, params), data_root, directory, params)
     with contextlib.chdir(directory):
         yield directory
 

@@ -62,8 +62,9 @@ def adapted(mr_class: type[MRJob]) -> type[MapReduceJob]:
         "__module__": mr_class.__module__, "__qualname__": mr_class.__qualname__,
         "__doc__": inspect.getdoc(mr_class) or f"mrjob job {mr_class.__qualname__}",
         "name": mr_class.__module__.rsplit(".", 1)[-1], "mrjob_class": mr_class,
-        "parameters": {name: help_text for name, (_, help_text) in options.items()},
-        "options": {name: flag for name, (flag, _) in options.items()},
+        "parameters": {name: help_text for name, (_, help_text, _) in options.items()},
+        "options": {name: flag for name, (flag, _, _) in options.items()},
+        "file_params": frozenset(name for name, (_, _, is_file) in options.items() if is_file),
         "files": _side_files(mr_class), "sort_values": bool(getattr(mr_class, "SORT_VALUES", False)),
     }
     if probe is not None:
@@ -82,9 +83,10 @@ def _im_func(cls: type, name: str) -> Any:
     return getattr(cls, name, None)
 
 
-def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str]]:
+def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str, bool]]:
     """The job's own options (``configure_args``: passthru and file args), long name without dashes -> (whether it
-    is a flag taking no value, its help); what MRJob.__init__ builds before it parses anything."""
+    is a flag taking no value, its help, whether it is a file arg: a side file); what MRJob.__init__ builds before it
+    parses anything."""
     job: Any = object.__new__(mr_class)
     job._passthru_arg_dests = set()
     job._file_arg_dests = set()
@@ -95,15 +97,17 @@ def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str]]:
         raise ConfigError(f"mrjob job {mr_class.__qualname__}: configure_args raised {type(error).__name__}: "
                           f"{error}") from None
     own = job._passthru_arg_dests | job._file_arg_dests
-    found: dict[str, tuple[bool, str]] = {}
+    found: dict[str, tuple[bool, str, bool]] = {}
     for action in job.arg_parser._actions:
         if action.dest not in own:
             continue
         longs = [flag for flag in action.option_strings if flag.startswith("--")] or action.option_strings
         if not longs:
             continue
-        kind = "a file path (passed as given, not copied): " if action.dest in job._file_arg_dests else ""
-        found[longs[0].lstrip("-")] = (action.nargs == 0, kind + (action.help or action.dest).split("%")[0].strip())
+        is_file = action.dest in job._file_arg_dests
+        kind = "a file under the data root, copied into each task: " if is_file else ""
+        found[longs[0].lstrip("-")] = (action.nargs == 0, kind + (action.help or action.dest).split("%")[0].strip(),
+                                       is_file)
     return found
 
 

@@ -140,7 +140,7 @@ async def _uploaded_job(app: web.Application, upload: UploadSpec,
     of several parts, is checked once spooled)."""
     described = await check_job(app, upload.job, upload.params)
     check_job_format(app, upload.job, upload.format, "?format=")
-    files = await pinned_files(app[JOBS], upload.job, app[SETTINGS])
+    files = await pinned_files(app[JOBS], upload.job, app[SETTINGS], upload.params)
     output = await _output_of(app, {"path": upload.output}) if upload.output is not None else None
     try:
         _check_plan(app, upload.job, refs, upload.split_size)
@@ -162,7 +162,7 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
     described = await check_job(app, job_name, spec.setdefault("params", {}))
-    files = await pinned_files(app[JOBS], job_name, settings)  # before any input is held: a refusal leaves none
+    files = await pinned_files(app[JOBS], job_name, settings, spec["params"])  # before any input is held: a refusal leaves none
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)

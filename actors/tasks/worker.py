@@ -14,7 +14,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -234,7 +234,7 @@ class Worker:
         ``place``, made in its working directory, which holds the job's side files from then on."""
         catalog = self._catalog(spec)
         if place is not None:
-            self.enter(catalog.classes[spec.name], place)
+            self.enter(catalog.classes[spec.name], place, spec.params)
         job = catalog.get(spec.name, spec.params)
         if spec.step and isinstance(job, SdkJob):  # a later step of the job: its own view
             job = SdkJob(job.job, spec.step)
@@ -242,14 +242,14 @@ class Worker:
             job.job.files_dir = place.workdir
         return job
 
-    def enter(self, cls: type[MapReduceJob], place: TaskPlace) -> None:
+    def enter(self, cls: type[MapReduceJob], place: TaskPlace, params: Mapping[str, str]) -> None:
         """Copy the job's side files into the task's working directory (each checked against its pin) and move
         there: ``open(name)`` opens one."""
         if not place.workdir:
-            if declared(cls):
+            if declared(cls, params):
                 raise MapReduceError(f"job {cls.name!r} has side files, but its task was given no directory")
             return
-        materialize(cls, place.files, place.data_root, place.workdir)
+        materialize(cls, place.files, place.data_root, place.workdir, params)
         os.chdir(place.workdir)
 
     def leave(self) -> None:
