@@ -77,8 +77,9 @@ class Step:
     unchanged). ``combiner(key, values)`` and ``reducer(key, values)`` are as on the job; a reducer that is a
     generator function yields records, and a step with no reducer passes its mappers' records on. The hooks run
     once per task attempt: ``mapper_init()``/``mapper_final()`` around a split's mapping, ``reducer_init()``/
-    ``reducer_final()`` around a partition's reduce; a ``*_final`` may yield records. ``mapper_raw`` is declared
-    here for side helpers (whole-file input); this step helper does not run it."""
+    ``reducer_final()`` around a partition's reduce; a ``*_final`` may yield records. The first step's
+    ``mapper_raw(path, name)``, used instead of its mapper, maps each input file whole (one split per input; a later
+    step may not have one)."""
 
     mapper: Callable[..., Any] | None = None
     mapper_batch: Callable[..., Any] | None = None
@@ -225,7 +226,8 @@ class MapReduceJob:
 
         combiner: Any = cls.declared_fold() if isinstance(cls.combiner, Fold) else own("combiner")
         reducer: Any = cls.reducer if isinstance(cls.reducer, Fold) else own("reducer")
-        return [Step(mapper=own("mapper"), mapper_batch=own("mapper_batch"), combiner=combiner, reducer=reducer,
+        return [Step(mapper=own("mapper"), mapper_batch=own("mapper_batch"), mapper_raw=own("mapper_raw"),
+                     combiner=combiner, reducer=reducer,
                      mapper_init=own("mapper_init"), mapper_final=own("mapper_final"),
                      reducer_init=own("reducer_init"), reducer_final=own("reducer_final"))]
 

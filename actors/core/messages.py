@@ -72,6 +72,9 @@ class Assignment:
     # ``output``, reports them to the master in SplitRecords frames; nothing goes to the reducers.
     direct: bool = False
     output: str = ""
+    # The split is a whole input file for the job's first step's ``mapper_raw`` (the master learnt at submit, from a
+    # task process, that the step has one): the mapper copies (or finds) the file and maps it whole.
+    whole: bool = False
 
     @property
     def key(self) -> AttemptKey:

@@ -69,18 +69,9 @@ def adapted(mr_class: type[MRJob]) -> type[MapReduceJob]:
     }
     if probe is not None:
         attrs["sort_values"] = bool(probe.sort_values())
-        steps = probe.steps()
-        if steps and isinstance(steps[0], MRStep) and steps[0]["mapper_raw"] is not None:
-            attrs["mapper_raw"] = MRJobAdapter.whole_file
-    elif _im_func(mr_class, "mapper_raw") is not _im_func(MRJob, "mapper_raw"):
-        attrs["mapper_raw"] = MRJobAdapter.whole_file
     cls = type(mr_class.__name__, (MRJobAdapter,), attrs)
     mr_class._mapreduce_adapter = cls
     return cls
-
-
-def _im_func(cls: type, name: str) -> Any:
-    return getattr(cls, name, None)
 
 
 def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str, bool]]:
@@ -112,8 +103,8 @@ def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str, bool]]:
 
 
 def _probe(mr_class: type[MRJob]) -> MRJob | None:
-    """The job made with no options, to read what its steps are (as ``mrjob --steps`` does); None when it cannot be
-    (an option it requires): its options then decide at submit, where a shape the class did not show is refused."""
+    """The job made with no options, to read whether it sorts values; None when it cannot be (an option it
+    requires): its options then decide at submit, where a SORT_VALUES the class did not show is refused."""
     try:
         return mr_class(args=[])
     except (Exception, SystemExit):
@@ -173,10 +164,6 @@ class MRJobAdapter(MapReduceJob):
                                          "run here; write it in Python")
             if number > 1 and step["mapper_raw"] is not None:
                 raise JobConfigError(f"step {number} uses mapper_raw: only a first step reads whole input files")
-        raw = steps[0]["mapper_raw"] is not None
-        if raw != type(self).has_mapper_raw():
-            raise JobConfigError("the job's first step uses mapper_raw only with some options: whole-file input is "
-                                 "planned from the job made with no options")
         mr = self.mr
         for what, value in (("HADOOP_INPUT_FORMAT", mr.hadoop_input_format()),
                             ("HADOOP_OUTPUT_FORMAT", mr.hadoop_output_format()), ("PARTITIONER", mr.partitioner()),
@@ -292,7 +279,8 @@ class MRJobAdapter(MapReduceJob):
 
         combiner = step["combiner"]
         combines = combiner is not None and step["combiner_init"] is None and step["combiner_final"] is None
-        return Step(mapper=map_line,
+        raw = self.whole_file if index == 0 and step["mapper_raw"] is not None else None
+        return Step(mapper=map_line, mapper_raw=raw,
                     combiner=(lambda key, values: self._combine(combiner, key, values)) if combines else None,
                     reducer=reduce, mapper_init=hook(step["mapper_init"], encode, True),
                     mapper_final=hook(step["mapper_final"], encode, True),

@@ -379,6 +379,7 @@ class Coordinator:
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
             format=record.format if record.step == 0 else LINES, max_bad_records=record.tally.max_bad_records,
             step=record.step, direct=direct, output=record.output if direct else "",
+            whole=record.whole and record.step == 0,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

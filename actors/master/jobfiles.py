@@ -26,9 +26,11 @@ parameter's value in ``params`` is a path under the data root)."""
 
 
 def whole_files(catalog: Catalog, job_name: str) -> bool:
-    """Whether the job maps each input file whole (it defines ``mapper_raw``)."""
+    """Whether the job's class maps each input file whole (it defines ``mapper_raw`` and no ``steps()``: a job with
+    steps of its own maps whole files when its first step has a ``mapper_raw``, which a task process tells at
+    submit)."""
     cls = catalog.classes.get(job_name)
-    return cls is not None and cls.has_mapper_raw()
+    return cls is not None and cls.has_mapper_raw() and not cls.has_steps()
 
 
 def check_whole_inputs(refs: list[InputRef], settings: Settings) -> None:

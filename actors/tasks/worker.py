@@ -27,7 +27,7 @@ from ..jobs.catalog import job_class
 from ..jobs.result import as_mapping
 from ..jobs.sidefiles import declared, materialize
 from ..jobs.skipping import map_batch
-from ..jobs.steps import VALUES, output_shape, step_count
+from ..jobs.steps import VALUES, output_shape, step_count, whole_input
 from ..sdk import JobCodeError, JobConfigError, MapReduceJob, count_into
 from . import protocol
 from .encoder import FrameEncoder
@@ -212,8 +212,8 @@ class Worker:
             self.what, self.job_name = "steps", message.job.name
             job = self.job(message.job)
             if not isinstance(job, SdkJob):
-                return Described(1, VALUES)
-            return Described(step_count(job.job), output_shape(job.job))
+                return Described(1, VALUES, False)
+            return Described(step_count(job.job), output_shape(job.job), whole_input(job.job))
         if isinstance(message, Configure):
             self.what, self.job_name = "configure", message.job.name
             self.job(message.job)
