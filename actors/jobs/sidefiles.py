@@ -3,9 +3,9 @@
 A job declares ``files = {name: path}``: a path relative to the data root (a shared volume every actor mounts), or
 ``"package:PATH"`` relative to the directory of the job's own module (shipped in the image, as mrjob's ``FILES``
 next to a job's script); and a parameter named in its ``file_params`` gives a path under the data root (mrjob's
-``add_file_arg``), copied as its base name. The master pins each file at submit (its size and a BLAKE2b digest of its bytes); every
-task copies it into its working directory and checks the copy against the pin as it goes, so a file that changes
-during the job fails the job, naming it, instead of giving different tasks different contents.
+``add_file_arg``), copied as its base name. The master pins each file at submit (its size and a BLAKE2b digest of
+its bytes); every task copies it into its working directory and checks the copy against the pin as it goes, so a
+file that changes during the job fails the job, naming it, instead of giving different tasks different contents.
 
 Blocking file I/O: a master pins in a thread, a task process copies in its own process.
 """
@@ -70,9 +70,10 @@ def _sources(cls: type[MapReduceJob], params: Mapping[str, str] | None) -> list[
         _check_name(cls, name, f"side file name {shown(name)}")
         out[name] = name, path, f"job {cls.name!r}: side file {shown(name)} ({shown(path)})"
     for param in sorted(cls.file_params):
-        path = (params or {}).get(param)
-        if type(path) is not str:
+        given = (params or {}).get(param)
+        if type(given) is not str:
             continue
+        path = given
         what = f"job {cls.name!r}: parameter {shown(param)} ({shown(path)})"
         if path.startswith(PACKAGE):
             raise InputError(f"{what} must be a file under the data root")
