@@ -9,7 +9,7 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -77,8 +77,9 @@ class Step:
     unchanged). ``combiner(key, values)`` and ``reducer(key, values)`` are as on the job; a reducer that is a
     generator function yields records, and a step with no reducer passes its mappers' records on. The hooks run
     once per task attempt: ``mapper_init()``/``mapper_final()`` around a split's mapping, ``reducer_init()``/
-    ``reducer_final()`` around a partition's reduce; a ``*_final`` may yield records. ``mapper_raw`` is declared
-    here for side helpers (whole-file input); this step helper does not run it."""
+    ``reducer_final()`` around a partition's reduce; a ``*_final`` may yield records. The first step's
+    ``mapper_raw(path, name)``, used instead of its mapper, maps each input file whole (one split per input; a later
+    step may not have one)."""
 
     mapper: Callable[..., Any] | None = None
     mapper_batch: Callable[..., Any] | None = None
@@ -126,6 +127,10 @@ class MapReduceJob:
     #: job's own module (a file shipped with it). Every task's working directory holds them, read-only, pinned to
     #: their contents at submit (docs/jobs.md, "Side files"): ``open(name)`` or ``open(self.file_path(name))``.
     files: ClassVar[Mapping[str, str]] = {}
+    #: Parameters whose value is a side file: a path relative to the data root, pinned at submit and copied into every
+    #: task's working directory as its base name, which is then the parameter's value as the job sees it (in
+    #: ``self.params`` and ``configure``), so ``open(self.params[NAME])`` opens the copy (mrjob's ``add_file_arg``).
+    file_params: ClassVar[Collection[str]] = ()
     #: True: ``reducer`` gets each key's values in their natural order (secondary sort; see docs/jobs.md, "Key order
     #: and secondary sort"), also with ``stream_values``, sorted on disk past MR_REDUCE_MEMORY. With a combiner, the
     #: values sorted are what the combiner made.
@@ -144,6 +149,10 @@ class MapReduceJob:
 
     def __init__(self, params: Mapping[str, str] | None = None) -> None:
         self.params: dict[str, str] = dict(params or {})
+        for name in type(self).file_params:  # a side file's path: the job sees the name of its copy in the task
+            value = self.params.get(name)
+            if type(value) is str:
+                self.params[name] = param_file_name(value)
         #: The name of the input the current line comes from (set by the framework before mapping a chunk).
         self.input_name = ""
         #: Where this task's side files are (set by the framework in a task; empty elsewhere).
@@ -179,9 +188,10 @@ class MapReduceJob:
 
     def file_path(self, name: str) -> str:
         """The local path of the side file ``name`` (one of :attr:`files`) in this task."""
-        if name not in type(self).files:
+        names = set(type(self).files) | {self.params[param] for param in type(self).file_params if param in self.params}
+        if name not in names:
             raise KeyError(f"job {self.name!r} declares no side file {name!r} (its files: "
-                           f"{', '.join(sorted(type(self).files)) or 'none'})")
+                           f"{', '.join(sorted(names)) or 'none'})")
         if not self.files_dir:
             raise RuntimeError(f"side file {name!r} is only there in a task (a mapper, combiner, reducer or hook)")
         return os.path.join(self.files_dir, name)
@@ -220,7 +230,8 @@ class MapReduceJob:
 
         combiner: Any = cls.declared_fold() if isinstance(cls.combiner, Fold) else own("combiner")
         reducer: Any = cls.reducer if isinstance(cls.reducer, Fold) else own("reducer")
-        return [Step(mapper=own("mapper"), mapper_batch=own("mapper_batch"), combiner=combiner, reducer=reducer,
+        return [Step(mapper=own("mapper"), mapper_batch=own("mapper_batch"), mapper_raw=own("mapper_raw"),
+                     combiner=combiner, reducer=reducer,
                      mapper_init=own("mapper_init"), mapper_final=own("mapper_final"),
                      reducer_init=own("reducer_init"), reducer_final=own("reducer_final"))]
 
@@ -282,6 +293,11 @@ class MapReduceJob:
         """The reducer's declared fold, if it is one."""
         reducer: object = cls.reducer
         return reducer if isinstance(reducer, Fold) else None
+
+
+def param_file_name(path: str) -> str:
+    """The name a side file given as a parameter (:attr:`MapReduceJob.file_params`) has in a task: its base name."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def counters_of(job: MapReduceJob) -> Counters:

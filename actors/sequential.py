@@ -7,10 +7,11 @@ MapReduceJob.SUM``, say) is the one combining it does: the reducer gets each key
 run gives it, and that value is what is checked, as the engine checks it. A job with ``mapper_raw`` gets each input
 whole, as a file; a job with side files runs in a directory holding copies of them, as a task does.
 
-A job with steps runs them one after the other, each step's records (their keys through the canonical form and
-back, their values through JSON, as they travel) feeding the next one's mapper; its hooks run once per input for a
-mapper (one map task each) and once per step for a reducer. A job whose output is records (steps, a generator
-reducer, no reducer) gives a list of ``(key, value)`` records, to be compared as a multiset.
+A job with steps runs them one after the other (a first step with ``mapper_raw`` gets each input whole), each step's
+records (their keys through the canonical form and back, their values through JSON, as they travel) feeding the next
+one's mapper; its hooks run once per input for a mapper (one map task each) and once per step for a reducer. A job
+whose output is records (steps, a generator reducer, no reducer) gives a list of ``(key, value)`` records, to be
+compared as a multiset.
 
 Order is part of the answer: a ``sort_values`` job's reducer gets each key's values in natural value order; the
 result lists its entries in the job's ``order``, ties in natural key order (:func:`sequential_entries`, what the
@@ -56,8 +57,13 @@ def run_job(job: MapReduceJob, inputs: Iterable[tuple[str, str | bytes]], fmt: s
 def run_job_whole(job: MapReduceJob, files: Iterable[tuple[str, str]]) -> dict[Key, Any]:
     """The output of a job with ``mapper_raw`` by key, over ``(input name, path of the whole input)`` pairs."""
     step = step_of(job, 0)
-    tasks = ((name, functools.partial(job.mapper_raw, path, name)) for name, path in files)
-    return _reduce(job, step, _mapped(job, step, tasks))
+    return _reduce(job, step, _mapped(job, step, _whole_tasks(step, files)))
+
+
+def _whole_tasks(step: Step, files: Iterable[tuple[str, str]]) -> Tasks:
+    mapper_raw = step.mapper_raw
+    assert mapper_raw is not None
+    return ((name, functools.partial(mapper_raw, path, name)) for name, path in files)
 
 
 def _first_tasks(job: MapReduceJob, step: Step, inputs: Iterable[tuple[str, str | bytes]], fmt: str) -> Tasks:
@@ -76,7 +82,11 @@ def run_records(job: MapReduceJob, inputs: Iterable[tuple[str, str | bytes]], fm
     records: list[Record] | None = None
     for index in range(step_count(job)):
         step = step_of(job, index)
-        if records is None:
+        if records is None and step.mapper_raw is not None:  # each input whole, as a file of its bytes
+            with tempfile.TemporaryDirectory(prefix="oracle-") as scratch:
+                files = _written(((name, _bytes(text)) for name, text in texts), scratch)
+                groups = _mapped(job, step, _whole_tasks(step, files), fold)
+        elif records is None:
             groups = _mapped(job, step, _first_tasks(job, step, texts, fmt), fold)
         else:
             groups = _mapped(job, step, [("", functools.partial(_step_pairs, step, records))], fold)
@@ -240,10 +250,10 @@ def _run(job_name: str, inputs: Iterable[tuple[str, bytes]], params: Mapping[str
          modules: tuple[str, ...], data_root: str = "", fmt: str = LINES) -> tuple[MapReduceJob, dict[Key, Any]]:
     catalog = load_catalog(modules)
     with tempfile.TemporaryDirectory(prefix="oracle-") as scratch, _side_files(catalog, job_name, data_root,
-                                                                               scratch) as files_dir:
+                                                                               scratch, params) as files_dir:
         job = catalog.sdk(job_name, params)
         job.files_dir = files_dir
-        if type(job).has_mapper_raw():
+        if step_of(job, 0).mapper_raw is not None:
             result = run_job_whole(job, _written(inputs, os.path.join(scratch, "inputs")))
         else:
             result = run_job(job, inputs, fmt)
@@ -259,17 +269,23 @@ def _json(key: Key) -> Any:
 
 
 @contextlib.contextmanager
-def _side_files(catalog: Catalog, job_name: str, data_root: str, scratch: str) -> Iterator[str]:
-    """In a directory holding the job's side files, pinned and copied as a task does (none: where we are)."""
+def _side_files(catalog: Catalog, job_name: str, data_root: str, scratch: str,
+                params: Mapping[str, str] | None = None) -> Iterator[str]:
+    """In a directory holding the job's side files (its ``files``, and its file parameters' files given
+    ``params``), pinned and copied as a task does (none: where we are)."""
     cls = catalog.classes.get(job_name)
-    if cls is None or not declared(cls):
+    if cls is None or not declared(cls, params):
         yield ""
         return
     directory = os.path.join(scratch, "files")
     os.mkdir(directory)
-    materialize(cls, pin_files(cls, data_root, 1 << 62), data_root, directory)
+    materialize(cls, pin_files(cls, data_root, 1 << 62, params), data_root, directory, params)
     with contextlib.chdir(directory):
         yield directory
+
+
+def _bytes(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
 
 
 def _written(inputs: Iterable[tuple[str, bytes]], directory: str) -> Iterator[tuple[str, str]]:

@@ -330,7 +330,11 @@ async def test_ndjson_lines_split_across_chunks() -> None:
         _ = [b async for b in ndjson_batches(_chunks(failed_late), "/r")]
     typed = [b async for b in ndjson_batches(_chunks(b'[-15, 1]\n[["a", 3], 2]\n'), "/r")]  # keys typed
     assert [entry for batch in typed for entry in batch] == [(-15, 1), (["a", 3], 2)]
-    for bad in (b"not json\n", b'["a", 1, 2]\n', b"[1.5, 2]\n", b"[true, 2]\n", b"[null, 2]\n"):
+    # An OutputKey (an mrjob job's output key) may be any JSON value: null, a float, a bool, an object.
+    output_keys = b'[null, 2]\n[1.5, 2]\n[true, "t"]\n[{"k": [1]}, null]\n'
+    records = [b async for b in ndjson_batches(_chunks(output_keys), "/r")]
+    assert [entry for batch in records for entry in batch] == [(None, 2), (1.5, 2), (True, "t"), ({"k": [1]}, None)]
+    for bad in (b"not json\n", b'["a", 1, 2]\n', b'["a"]\n', b'{"a": 1}\n', b'"a"\n', b"3\n"):
         with pytest.raises(PeerError, match="result line"):
             _ = [b async for b in ndjson_batches(_chunks(bad), "/r")]
 

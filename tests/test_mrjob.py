@@ -3,6 +3,7 @@ mrjob's own inline runner prints for the same input (docs/mrjob.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from actors.api import AsyncClient
 from actors.jobs import load_catalog
 
 from .conftest import Cluster, ClusterFactory
@@ -92,7 +94,7 @@ def test_each_example_is_a_job_named_after_its_module(registered: None) -> None:
     catalog = load_catalog(JOB_MODULES)
     assert set(MODULES) <= set(catalog.names())
     classifier = catalog.classes["mr_text_classifier"]
-    assert classifier.has_mapper_raw() and classifier.has_steps()
+    assert classifier.has_steps() and not classifier.has_mapper_raw()  # its first step's mapper_raw: Step.mapper_raw
     assert set(classifier.parameters) == {"min-df", "max-df", "max-ngram-size", "stop-words", "short-doc-threshold",
                                           "no-test-set"}
     assert catalog.classes["mr_most_used_word"].files == {"stop_words.txt": "package:stop_words.txt"}
@@ -149,3 +151,42 @@ async def test_mr_boom_fails_naming_its_exception_and_mapper_cmd_is_refused(make
     async with cluster.session.post(f"{cluster.url}/v1/jobs", json=spec, headers=cluster.auth) as response:
         answer = await response.json()
     assert response.status == 400 and "no-such-option" in answer["message"], answer
+
+
+async def test_an_add_file_arg_file_is_a_side_file_copied_into_every_task(make_cluster: ClusterFactory,
+                                                                          inputs: dict[str, list[str]],
+                                                                          data_root: Path, registered: None) -> None:
+    """mr_most_used_word's ``--stop-words-file`` (an ``add_file_arg``): a file under the data root, pinned at submit,
+    copied into each task as its base name, which is the option's value as the job sees it; the answer equals mrjob's
+    inline runner's with the same file. A missing or escaping file is a 400 naming the option."""
+    (data_root / "lists").mkdir()
+    stop = (data_root / "lists" / "my_stops.txt")
+    stop.write_text("the\nand\nof\nunto\nhe\n", encoding="utf-8")
+    catalog = load_catalog(JOB_MODULES)
+    assert catalog.classes["mr_most_used_word"].file_params == {"stop-words-file"}
+    cluster = await make_cluster(mappers=2, reducers=2, job_modules=JOB_MODULES)
+    paths = inputs["mr_most_used_word"]
+    spec = {"job": "mr_most_used_word", "params": {"stop-words-file": "lists/my_stops.txt"},
+            "input": {"paths": paths}, "split_size": 4096}
+    body = await cluster.submit(spec)
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{body['id']}/result", params={"wait": "120"}) as response:
+        answer = await response.json()
+    assert response.status == 200, (answer, await cluster.status(body["id"]))
+    run = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "mrjob.examples.mr_most_used_word", "-r", "inline", "--no-conf",
+                         "--stop-words-file", str(stop), *paths], cwd=data_root, capture_output=True, timeout=120,
+        check=True)
+    theirs = [[None, json.loads(line)] for line in run.stdout.splitlines()]
+    assert answer["result"] == theirs and theirs != [[None, "the"]], (answer, theirs)
+    async with AsyncClient(cluster.url, timeout=20.0) as api:  # the NDJSON client takes a null key (an OutputKey)
+        assert [[key, value] async for key, value in api.job(body["id"]).iter_result()] == theirs
+    default = await run_job(cluster, "mr_most_used_word", paths)  # its own FILES stop list: another answer
+    assert default != theirs
+    for path, words in (("lists/missing.txt", "is missing"), ("../outside.txt", "without '..'"),
+                        ("/etc/passwd", "relative to the data root"),
+                        ("package:stop_words.txt", "under the data root")):
+        spec["params"] = {"stop-words-file": path}
+        async with cluster.session.post(f"{cluster.url}/v1/jobs", json=spec, headers=cluster.auth) as response:
+            refused = await response.json()
+        assert response.status == 400, refused
+        assert "parameter 'stop-words-file'" in refused["message"] and words in refused["message"], refused

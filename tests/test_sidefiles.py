@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import os
 import random
 import re
@@ -20,7 +21,7 @@ import pytest
 from actors.core.errors import InputError, PayloadTooLarge, WireError
 from actors.jobs import load_catalog
 from actors.jobs.sidefiles import FilePin, locate, materialize, pin_files
-from actors.sequential import run_sequential, run_sequential_inputs
+from actors.sequential import run_sequential, run_sequential_inputs, run_sequential_output
 from actors.tasks import protocol
 from actors.tasks.protocol import JobSpec, MapRaw, MapStart, ReduceRuns, TaskPlace
 
@@ -30,7 +31,7 @@ JOBS = '''
 import hashlib
 import time
 
-from actors.sdk import MapReduceJob
+from actors.sdk import MapReduceJob, Step
 
 
 class StopWords(MapReduceJob):
@@ -98,6 +99,39 @@ class WholeFiles(MapReduceJob):
         if key in ("total", "comment"):
             return sum(value[0] for value in values)
         return values[0]
+
+
+class RawSteps(MapReduceJob):
+    """Two steps, the first mapping whole files (Step.mapper_raw): per file its line count and each word's count,
+    then (step 2) per count the words that have it, and each file's lines."""
+    name = "raw_steps"
+
+    def whole(self, path, name):
+        with open(path, "rb") as file:
+            text = file.read().decode("utf-8")
+        yield ("lines", name), text.count("\\n")  # only a whole file's count: a split's would be less
+        for word in text.split():
+            yield ("word", word.lower()), 1
+
+    def total(self, key, values):
+        yield key, sum(values)
+
+    def invert(self, key, value):
+        yield (key[0], value if key[0] == "word" else key[1]), key[1] if key[0] == "word" else value
+
+    def gather(self, key, values):
+        yield key, sorted(values) if key[0] == "word" else sum(values)
+
+    def steps(self):
+        return [Step(mapper_raw=self.whole, reducer=self.total), Step(mapper=self.invert, reducer=self.gather)]
+
+
+class LateRaw(RawSteps):
+    """A later step's mapper_raw: refused at submit."""
+    name = "late_raw"
+
+    def steps(self):
+        return [Step(mapper=lambda line: [(line, 1)], reducer=self.total), Step(mapper_raw=self.whole)]
 
 
 class SlowWhole(MapReduceJob):
@@ -293,6 +327,33 @@ async def test_mapper_raw_gets_each_path_input_whole(make_cluster: ClusterFactor
     assert result["docs/c.txt.gz"][0] == len(files["docs/c.txt.gz"])  # a gzip input comes as its raw bytes
     raw_comments = sum(line.startswith(b"#") for data in files.values() for line in data.split(b"\n"))
     assert result["comment"] == raw_comments < 1000  # the 1000 zipped "# zipped" lines stay zipped
+
+
+async def test_a_steps_job_whose_first_step_is_mapper_raw_maps_whole_files(make_cluster: ClusterFactory,
+                                                                           job_module: str, data_root: Path) -> None:
+    """A native job's ``Step(mapper_raw=...)`` in its first step: the master learns it at submit (from a task
+    process), plans one split per input file, and its mappers map each file whole; the answer is the oracle's. A
+    later step's mapper_raw is a 400 naming it."""
+    files = {"docs/a.txt": ("The cat and the hat\nof mice and men\n" * 200).encode(),
+             "docs/b.txt": ("a tale of two cities\nThe end\n" * 150).encode()}
+    for name, data in files.items():
+        (data_root / name).parent.mkdir(parents=True, exist_ok=True)
+        (data_root / name).write_bytes(data)
+    cluster = await make_cluster(mappers=2, reducers=2, job_modules=(job_module,))
+    status, body = await submit(cluster, {"job": "raw_steps", "input": {"paths": ["docs"]}, "split_size": 1024})
+    assert status == 202, body
+    async with cluster.session.get(f"{cluster.url}/v1/jobs/{body['id']}/result", params={"wait": "60"},
+                                   headers=cluster.auth) as response:
+        answer = await response.json()
+    state = await cluster.status(body["id"])
+    assert response.status == 200, (answer, state)
+    assert state["steps"][0]["splits_total"] == len(files), state  # one split per file, not one per 1 KiB
+    expected = run_sequential_output("raw_steps", files.items(), modules=(job_module,))
+    assert isinstance(expected, list) and [["lines", "docs/a.txt"], 400] in expected
+    key = json.dumps
+    assert sorted(answer["result"], key=key) == sorted(expected, key=key)
+    status, refused = await submit(cluster, {"job": "late_raw", "input": {"paths": ["docs"]}})
+    assert status == 400 and "step 2 has a mapper_raw" in refused["message"], refused
 
 
 async def test_mapper_raw_gets_uploads_and_urls_copied_and_the_copies_removed(

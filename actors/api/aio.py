@@ -358,7 +358,8 @@ class AsyncJobHandle:
 
     async def iter_result(self, timeout: float | None = None) -> AsyncIterator[tuple[Any, Any]]:
         """The result's ``(key, value)`` entries, in the server's order, each key typed as NDJSON carries it (a str,
-        an int, or a list for a tuple key)."""
+        an int, or a list for a tuple key; any JSON value for a job whose output keys are ``OutputKey``s, such as an
+        mrjob job's)."""
         async for batch in self._result_batches(timeout):
             for entry in batch:
                 yield entry

@@ -67,6 +67,8 @@ def _entry(line: bytes, path: str) -> tuple[Any, Any]:
         raise PeerError(f"GET {path}: a result line is not JSON: {line[:100]!r}") from None
     if isinstance(item, dict) and isinstance(item.get("error"), str):
         raise server_error(None, line, {}, f"GET {path}")  # the server failed after it began to answer
-    if not (isinstance(item, list) and len(item) == 2 and type(item[0]) in (str, int, list)):  # a typed key
+    # Any JSON value as the key: a str, an int or a list (a tuple key) for most jobs, and anything for a job whose
+    # output keys are actors.sdk.OutputKey (an mrjob job's: None, a float, a dict, ...).
+    if not (isinstance(item, list) and len(item) == 2):
         raise PeerError(f"GET {path}: a result line is not a [key, value] entry: {line[:100]!r}")
     return item[0], item[1]

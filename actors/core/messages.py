@@ -80,6 +80,9 @@ class Assignment:
     # Not 0: a sample, not a map. Map at most this many of the split's first records and answer their keys in
     # SplitDone.samples; nothing is sent to any reducer.
     sample: int = 0
+    # The split is a whole input file for the job's first step's ``mapper_raw`` (the master learnt at submit, from a
+    # task process, that the step has one): the mapper copies (or finds) the file and maps it whole.
+    whole: bool = False
 
     @property
     def key(self) -> AttemptKey:

@@ -113,18 +113,15 @@ class SdkJob:
             self.job.input_name = source
             self.pairs_into(acc, lambda: hook_pairs(function), hook, source)
 
-    @property
-    def raw(self) -> bool:
-        """The job takes each input file whole (``mapper_raw``): one split per input, no lines (its first step:
-        a later one reads the previous step's records)."""
-        return self.step == 0 and type(self.job).has_mapper_raw()
-
     def raw_pairs(self, path: str, source: str) -> Iterator[tuple[Any, Any]]:
-        """The pairs ``mapper_raw`` makes of the whole input file at ``path``; user code runs as it is iterated,
-        which :meth:`pairs_into` does."""
+        """The pairs the step's ``mapper_raw`` makes of the whole input file at ``path``; user code runs as it is
+        iterated, which :meth:`pairs_into` does."""
         self.job.input_name = source
         with self._user_code("mapper_raw", source):
-            return iter(self.job.mapper_raw(path, source))
+            mapper_raw = self.functions.mapper_raw
+            if mapper_raw is None:
+                raise BadRequest(f"step {self.step + 1} has no mapper_raw, but its split is a whole input file")
+            return iter(mapper_raw(path, source))
 
     def pairs_into(self, acc: dict[str, Any], make: Callable[[], Iterable[tuple[Any, Any]]], what: str,
                    source: str) -> None:

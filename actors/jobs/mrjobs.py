@@ -62,29 +62,22 @@ def adapted(mr_class: type[MRJob]) -> type[MapReduceJob]:
         "__module__": mr_class.__module__, "__qualname__": mr_class.__qualname__,
         "__doc__": inspect.getdoc(mr_class) or f"mrjob job {mr_class.__qualname__}",
         "name": mr_class.__module__.rsplit(".", 1)[-1], "mrjob_class": mr_class,
-        "parameters": {name: help_text for name, (_, help_text) in options.items()},
-        "options": {name: flag for name, (flag, _) in options.items()},
+        "parameters": {name: help_text for name, (_, help_text, _) in options.items()},
+        "options": {name: flag for name, (flag, _, _) in options.items()},
+        "file_params": frozenset(name for name, (_, _, is_file) in options.items() if is_file),
         "files": _side_files(mr_class), "sort_values": bool(getattr(mr_class, "SORT_VALUES", False)),
     }
     if probe is not None:
         attrs["sort_values"] = bool(probe.sort_values())
-        steps = probe.steps()
-        if steps and isinstance(steps[0], MRStep) and steps[0]["mapper_raw"] is not None:
-            attrs["mapper_raw"] = MRJobAdapter.whole_file
-    elif _im_func(mr_class, "mapper_raw") is not _im_func(MRJob, "mapper_raw"):
-        attrs["mapper_raw"] = MRJobAdapter.whole_file
     cls = type(mr_class.__name__, (MRJobAdapter,), attrs)
     mr_class._mapreduce_adapter = cls
     return cls
 
 
-def _im_func(cls: type, name: str) -> Any:
-    return getattr(cls, name, None)
-
-
-def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str]]:
+def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str, bool]]:
     """The job's own options (``configure_args``: passthru and file args), long name without dashes -> (whether it
-    is a flag taking no value, its help); what MRJob.__init__ builds before it parses anything."""
+    is a flag taking no value, its help, whether it is a file arg: a side file); what MRJob.__init__ builds before it
+    parses anything."""
     job: Any = object.__new__(mr_class)
     job._passthru_arg_dests = set()
     job._file_arg_dests = set()
@@ -95,21 +88,23 @@ def _options(mr_class: type[MRJob]) -> dict[str, tuple[bool, str]]:
         raise ConfigError(f"mrjob job {mr_class.__qualname__}: configure_args raised {type(error).__name__}: "
                           f"{error}") from None
     own = job._passthru_arg_dests | job._file_arg_dests
-    found: dict[str, tuple[bool, str]] = {}
+    found: dict[str, tuple[bool, str, bool]] = {}
     for action in job.arg_parser._actions:
         if action.dest not in own:
             continue
         longs = [flag for flag in action.option_strings if flag.startswith("--")] or action.option_strings
         if not longs:
             continue
-        kind = "a file path (passed as given, not copied): " if action.dest in job._file_arg_dests else ""
-        found[longs[0].lstrip("-")] = (action.nargs == 0, kind + (action.help or action.dest).split("%")[0].strip())
+        is_file = action.dest in job._file_arg_dests
+        kind = "a file under the data root, copied into each task: " if is_file else ""
+        found[longs[0].lstrip("-")] = (action.nargs == 0, kind + (action.help or action.dest).split("%")[0].strip(),
+                                       is_file)
     return found
 
 
 def _probe(mr_class: type[MRJob]) -> MRJob | None:
-    """The job made with no options, to read what its steps are (as ``mrjob --steps`` does); None when it cannot be
-    (an option it requires): its options then decide at submit, where a shape the class did not show is refused."""
+    """The job made with no options, to read whether it sorts values; None when it cannot be (an option it
+    requires): its options then decide at submit, where a SORT_VALUES the class did not show is refused."""
     try:
         return mr_class(args=[])
     except (Exception, SystemExit):
@@ -169,10 +164,6 @@ class MRJobAdapter(MapReduceJob):
                                          "run here; write it in Python")
             if number > 1 and step["mapper_raw"] is not None:
                 raise JobConfigError(f"step {number} uses mapper_raw: only a first step reads whole input files")
-        raw = steps[0]["mapper_raw"] is not None
-        if raw != type(self).has_mapper_raw():
-            raise JobConfigError("the job's first step uses mapper_raw only with some options: whole-file input is "
-                                 "planned from the job made with no options")
         mr = self.mr
         for what, value in (("HADOOP_INPUT_FORMAT", mr.hadoop_input_format()),
                             ("HADOOP_OUTPUT_FORMAT", mr.hadoop_output_format()), ("PARTITIONER", mr.partitioner()),
@@ -288,7 +279,8 @@ class MRJobAdapter(MapReduceJob):
 
         combiner = step["combiner"]
         combines = combiner is not None and step["combiner_init"] is None and step["combiner_final"] is None
-        return Step(mapper=map_line,
+        raw = self.whole_file if index == 0 and step["mapper_raw"] is not None else None
+        return Step(mapper=map_line, mapper_raw=raw,
                     combiner=(lambda key, values: self._combine(combiner, key, values)) if combines else None,
                     reducer=reduce, mapper_init=hook(step["mapper_init"], encode, True),
                     mapper_final=hook(step["mapper_final"], encode, True),

@@ -35,6 +35,10 @@ def step_of(job: MapReduceJob, index: int) -> Step:
         raise BadRequest(f"job {job.name!r}: steps() must return a non-empty list of actors.sdk.Step")
     if index >= len(steps):
         raise BadRequest(f"job {job.name!r} has {len(steps)} steps, not a step {index + 1}")
+    for number, step in enumerate(steps[1:], 2):
+        if step.mapper_raw is not None:
+            raise BadRequest(f"job {job.name!r}: step {number} has a mapper_raw: only the first step reads whole "
+                             "input files (a later one maps the records of the step before)")
     return steps[index]
 
 
@@ -44,6 +48,11 @@ def step_count(job: MapReduceJob) -> int:
         return 1
     step_of(job, 0)  # checks the shape
     return len(job.steps())
+
+
+def whole_input(job: MapReduceJob) -> bool:
+    """Whether ``job``'s first step maps each input file whole (its ``mapper_raw``; runs the job's ``steps()``)."""
+    return step_of(job, 0).mapper_raw is not None
 
 
 def step_shape(step: Step, last: bool) -> str:

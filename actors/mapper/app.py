@@ -246,13 +246,13 @@ class MapRun:
         self.metrics.spools.add(spool)
         spec = user_spec(self.job, self.a.params) if self.tasks is not None else None
         try:
-            if spec is None and isinstance(self.job, SdkJob) and self.job.raw:
+            if spec is None and self.a.whole:
                 raise MapReduceError(f"job {self.job.name!r}: mapper_raw runs in task processes only")
             if self.a.direct and spec is None:
                 raise MapReduceError(f"job {self.job.name!r}: a map-only job runs in task processes only")
             if spec is None:
                 stream = self._map(spool)
-            elif isinstance(self.job, SdkJob) and self.job.raw:
+            elif self.a.whole:
                 stream = self._map_whole_in_task(spool, spec)
             else:
                 stream = self._map_in_task(spool, spec)

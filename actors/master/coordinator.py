@@ -411,7 +411,7 @@ class Coordinator:
             format=record.format if record.step == 0 else LINES, max_bad_records=record.tally.max_bad_records,
             step=record.step, direct=direct, output=record.output if direct else "",
             reducers=1 if self.sampling else len(record.reducers), cuts=[] if self.sampling else record.cuts,
-            sample=self.sampling,
+            sample=self.sampling, whole=record.whole and record.step == 0,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:

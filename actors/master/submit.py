@@ -79,10 +79,7 @@ async def submit(request: web.Request) -> web.Response:
         app[JOBS].sdk(upload.job, upload.params)  # an unknown job or parameter is refused before a byte is spooled
         fingerprint_query(request.query, digest)
         if not multipart and request.content_length is not None:  # refuse before spooling a byte
-            if whole_files(app[JOBS], upload.job):  # one split, copied whole by a mapper
-                check_whole_inputs([InputRef(SERVED, "", upload.name, request.content_length)], settings)
-            else:
-                check_plan(request.content_length, upload.split_size, settings)
+            _check_upload_plan(app, upload, request.content_length)
         with app[UPLOADS].hold():
             if multipart:
                 digest.update(b"multipart")
@@ -99,13 +96,14 @@ async def submit(request: web.Request) -> web.Response:
             _drop(app, uploads)
             return web.json_response({**existing.status(), "links": job_links(existing)}, status=200)
         if upload is not None:
-            job_name, refs, split_size, output, files, (steps, shape) = await _uploaded_job(app, upload, uploads)
+            job_name, refs, split_size, output, files, (steps, shape, whole) = await _uploaded_job(app, upload,
+                                                                                                  uploads)
             params: dict[str, str] | None = upload.params
             fmt = upload.format
             partitions = upload.partitions
         else:
-            job_name, refs, split_size, output, files, (steps, shape) = await _job_of(request, spec, reservation,
-                                                                                            encoded)
+            job_name, refs, split_size, output, files, (steps, shape, whole) = await _job_of(request, spec,
+                                                                                                   reservation, encoded)
             params = spec.get("params")
             fmt = spec["format"]  # checked by _job_of
             partitions = json_partitions(spec, settings)
@@ -113,7 +111,7 @@ async def submit(request: web.Request) -> web.Response:
         ref = refs[0] if len(refs) == 1 else many_inputs(refs)
         record = start_job(app, job_name, ref, split_size, key, params=params,
                            inputs=refs if len(refs) > 1 else None, output=output, files=files,
-                           whole=whole_files(app[JOBS], job_name), fmt=fmt, max_bad_records=max_bad_records,
+                           whole=whole, fmt=fmt, max_bad_records=max_bad_records,
                            steps=steps, shape=shape, partitions=partitions)
     except BaseException:
         _drop(app, uploads)
@@ -133,8 +131,8 @@ def _drop(app: web.Application, refs: list[InputRef]) -> None:
 
 
 #: What a submission asks for: job name, inputs, split size, claimed output, pinned side files, (step count, output
-#: shape).
-_Submitted = tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str], tuple[int, str]]
+#: shape, whether it maps whole input files).
+_Submitted = tuple[str, list[InputRef], int, OutputClaim | None, dict[str, str], tuple[int, str, bool]]
 
 
 async def _uploaded_job(app: web.Application, upload: UploadSpec,
@@ -144,10 +142,10 @@ async def _uploaded_job(app: web.Application, upload: UploadSpec,
     of several parts, is checked once spooled)."""
     described = await check_job(app, upload.job, upload.params)
     check_job_format(app, upload.job, upload.format, "?format=")
-    files = await pinned_files(app[JOBS], upload.job, app[SETTINGS])
+    files = await pinned_files(app[JOBS], upload.job, app[SETTINGS], upload.params)
     output = await _output_of(app, {"path": upload.output}) if upload.output is not None else None
     try:
-        _check_plan(app, upload.job, refs, upload.split_size)
+        _check_plan(app, described[2], refs, upload.split_size)
     except BaseException:
         if output is not None:
             output.release()
@@ -166,7 +164,8 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
     if not isinstance(job_name, str):
         raise BadRequest('"job" must be a job name string')
     described = await check_job(app, job_name, spec.setdefault("params", {}))
-    files = await pinned_files(app[JOBS], job_name, settings)  # before any input is held: a refusal leaves none
+    # Before any input is held: a refusal leaves none.
+    files = await pinned_files(app[JOBS], job_name, settings, spec["params"])
     if "input" not in spec:
         raise BadRequest('missing "input": give {"text": ...}, {"path": ...} or {"url": ...}')
     split_size = json_split_size(spec, settings)
@@ -187,7 +186,7 @@ async def _job_of(request: web.Request, spec: dict[str, Any], reservation: Reser
         refs = await parse_inputs(source, settings, lambda data, name: store.add_text(data, name, reservation),
                                   store.expand, encoded)
         refs = [clip_name(ref, settings.max_name) for ref in refs]
-        _admit_plan(app, job_name, refs, split_size)
+        _admit_plan(app, described[2], refs, split_size)
     except BaseException:
         if output is not None:
             output.release()
@@ -232,14 +231,15 @@ async def _output_of(app: web.Application, spec: Any) -> OutputClaim:
     return await claim_output(app[SETTINGS], app[CLAIMS], spec["path"])
 
 
-async def check_job(app: web.Application, name: str, params: Any) -> tuple[int, str]:
+async def check_job(app: web.Application, name: str, params: Any) -> tuple[int, str, bool]:
     """400 unless the job is known here, takes ``params`` (its configure hook), and every visible actor has it in
-    this version (jobcheck.py); its number of steps and its output's shape (actors.jobs.steps: from its class, or,
-    for a job with ``steps()`` of its own, from a task process that runs them) when it is."""
+    this version (jobcheck.py); its number of steps, its output's shape (actors.jobs.steps) and whether its first
+    step maps whole input files (``mapper_raw``) when it is: from its class, or, for a job with ``steps()`` of its
+    own, from a task process that runs them (a later step's mapper_raw is a 400 from there)."""
     if not isinstance(params, dict):
         raise BadRequest('"params" must be an object of string values')
     catalog = app[JOBS]
-    described = 1, VALUES
+    described = 1, VALUES, whole_files(catalog, name)
     if catalog.trusted(name) or name not in catalog.classes:
         catalog.sdk(name, params)  # our own code: checked here (an unknown name is a 400 from here too)
     else:
@@ -248,11 +248,11 @@ async def check_job(app: web.Application, name: str, params: Any) -> tuple[int, 
         try:
             await configure(app[TASKS], spec, app[SETTINGS].timeouts.request)
             described = await describe_steps(app[TASKS], spec, app[SETTINGS].timeouts.request) \
-                if cls.has_steps() else (1, class_shape(cls))
+                if cls.has_steps() else (1, class_shape(cls), cls.has_mapper_raw())
         except TaskFailed as error:  # it hung, exited or crashed: the submission's fault, never the master's
             raise JobConfigError(error.message) from None
     cls = catalog.classes[name]
-    if cls.partitioner == TOTAL_ORDER and described[0] == 1 and cls.has_mapper_raw():
+    if cls.partitioner == TOTAL_ORDER and described[0] == 1 and described[2]:
         # The sample maps a bounded number of records at byte places of the input; mapper_raw maps whole files.
         raise BadRequest(f"job {shown(name)} has partitioner total_order and a mapper_raw: its keys cannot be "
                          "sampled from records (give it a later step, whose keys are sampled, or a line mapper)")
@@ -321,19 +321,37 @@ async def _json_body(request: web.Request, deadline: float, reservation: Reserva
     return spec
 
 
-def _check_plan(app: web.Application, job_name: str, refs: list[InputRef], split_size: int) -> None:
+def _check_upload_plan(app: web.Application, upload: UploadSpec, length: int) -> None:
+    """Before an upload of a known length is spooled, refuse what its plan certainly refuses: one split of it, for a
+    job whose class maps whole files; else its plan within MR_MAX_SPLITS, unless the job's ``steps()`` may map it
+    whole (known once they run, in _uploaded_job: then either check may be the one that applies)."""
+    catalog, settings = app[JOBS], app[SETTINGS]
+    whole = [InputRef(SERVED, "", upload.name, length)]
+    if whole_files(catalog, upload.job):  # one split, copied whole by a mapper
+        check_whole_inputs(whole, settings)
+        return
+    cls = catalog.classes.get(upload.job)
+    if cls is not None and cls.has_steps():
+        try:
+            check_plan(length, upload.split_size, settings)
+        except (BadRequest, PayloadTooLarge):
+            check_whole_inputs(whole, settings)
+        return
+    check_plan(length, upload.split_size, settings)
+
+
+def _check_plan(app: web.Application, whole: bool, refs: list[InputRef], split_size: int) -> None:
     """The plan the inputs' known sizes give is within MR_MAX_SPLITS (a whole-file job: one split per input, each
     input it must copy within MR_MAX_RAW_INPUT)."""
-    whole = whole_files(app[JOBS], job_name)
     if whole:
         check_whole_inputs(refs, app[SETTINGS])
     check_inputs_plan(refs, split_size, app[SETTINGS], whole)
 
 
-def _admit_plan(app: web.Application, job_name: str, refs: list[InputRef], split_size: int) -> None:
+def _admit_plan(app: web.Application, whole: bool, refs: list[InputRef], split_size: int) -> None:
     """Check the plan the inputs' known sizes give; a refused job's served input is let go at once."""
     try:
-        _check_plan(app, job_name, refs, split_size)
+        _check_plan(app, whole, refs, split_size)
     except (BadRequest, PayloadTooLarge):
         for ref in refs:
             app[STORE].drop(ref.served_id)

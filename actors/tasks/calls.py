@@ -208,14 +208,14 @@ def decode_result(result: bytes, cap: int) -> dict[str, Any] | list[list[Any]]:
     return totals
 
 
-async def describe_steps(pool: TaskPool, spec: JobSpec, silence: float) -> tuple[int, str]:
-    """How many steps the job has (its ``steps()``) and its output's shape (actors.jobs.steps.SHAPES), in a task
-    process."""
+async def describe_steps(pool: TaskPool, spec: JobSpec, silence: float) -> tuple[int, str, bool]:
+    """How many steps the job has (its ``steps()``), its output's shape (actors.jobs.steps.SHAPES) and whether its
+    first step maps whole input files (``Step.mapper_raw``), in a task process."""
     async with pool.worker() as process:
         answer = await process.call(Describe(spec), label("steps", spec), silence)
     if not isinstance(answer, Described) or answer.steps < 1 or answer.shape not in SHAPES:
         raise TaskFailed(f"{label('steps', spec)}: a task process answered with {type(answer).__name__}")
-    return answer.steps, answer.shape
+    return answer.steps, answer.shape, answer.whole
 
 
 async def configure(pool: TaskPool, spec: JobSpec, silence: float) -> None:

@@ -113,18 +113,20 @@ class EncodeResult:
 
 @dataclass(frozen=True)
 class Describe:
-    """Actor → worker: how many steps the job has and its output's shape (its ``steps()`` is user code)."""
+    """Actor → worker: how many steps the job has, its output's shape and whether it maps whole files (its
+    ``steps()`` is user code)."""
 
     job: JobSpec
 
 
 @dataclass(frozen=True)
 class Described:
-    """Worker → actor: the job's number of steps and its output's shape (actors.jobs.steps: values, records or
-    map-only, decided by its last step)."""
+    """Worker → actor: the job's number of steps, its output's shape (actors.jobs.steps: values, records or
+    map-only, decided by its last step), and whether its first step maps each input file whole (``mapper_raw``)."""
 
     steps: int
     shape: str
+    whole: bool
 
 
 @dataclass(frozen=True)

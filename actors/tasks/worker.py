@@ -14,7 +14,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,7 +27,7 @@ from ..jobs.catalog import job_class
 from ..jobs.result import as_mapping
 from ..jobs.sidefiles import declared, materialize
 from ..jobs.skipping import map_batch
-from ..jobs.steps import VALUES, output_shape, step_count
+from ..jobs.steps import VALUES, output_shape, step_count, whole_input
 from ..sdk import JobCodeError, JobConfigError, MapReduceJob, count_into
 from . import protocol
 from .encoder import FrameEncoder
@@ -212,8 +212,8 @@ class Worker:
             self.what, self.job_name = "steps", message.job.name
             job = self.job(message.job)
             if not isinstance(job, SdkJob):
-                return Described(1, VALUES)
-            return Described(step_count(job.job), output_shape(job.job))
+                return Described(1, VALUES, False)
+            return Described(step_count(job.job), output_shape(job.job), whole_input(job.job))
         if isinstance(message, Configure):
             self.what, self.job_name = "configure", message.job.name
             self.job(message.job)
@@ -234,7 +234,7 @@ class Worker:
         ``place``, made in its working directory, which holds the job's side files from then on."""
         catalog = self._catalog(spec)
         if place is not None:
-            self.enter(catalog.classes[spec.name], place)
+            self.enter(catalog.classes[spec.name], place, spec.params)
         job = catalog.get(spec.name, spec.params)
         if spec.step and isinstance(job, SdkJob):  # a later step of the job: its own view
             job = SdkJob(job.job, spec.step)
@@ -242,14 +242,14 @@ class Worker:
             job.job.files_dir = place.workdir
         return job
 
-    def enter(self, cls: type[MapReduceJob], place: TaskPlace) -> None:
+    def enter(self, cls: type[MapReduceJob], place: TaskPlace, params: Mapping[str, str]) -> None:
         """Copy the job's side files into the task's working directory (each checked against its pin) and move
         there: ``open(name)`` opens one."""
         if not place.workdir:
-            if declared(cls):
+            if declared(cls, params):
                 raise MapReduceError(f"job {cls.name!r} has side files, but its task was given no directory")
             return
-        materialize(cls, place.files, place.data_root, place.workdir)
+        materialize(cls, place.files, place.data_root, place.workdir, params)
         os.chdir(place.workdir)
 
     def leave(self) -> None:
