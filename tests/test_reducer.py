@@ -256,3 +256,13 @@ async def test_a_key_in_pieces_is_merged_whole(make_cluster: ClusterFactory) -> 
     assert status == 200, ack
     assert ack["status"] == "committed"
     assert report_totals((await finalize(cluster, splits=1))[1]) == {"a": 1, long_key: 3}
+
+
+async def test_a_finalize_of_more_splits_than_any_job_has_is_a_400(make_cluster: ClusterFactory) -> None:
+    # The reducer answers the splits it lacks: a peer asking about 10**10 of them made it build that list (OOM).
+    cluster = await make_cluster(mappers=1, reducers=1, max_splits=4)
+    status, answer = await finalize(cluster, splits=5)
+    assert status == 400, answer
+    assert "MR_MAX_SPLITS" in answer["message"]
+    status, answer = await finalize(cluster, splits=4)
+    assert (status, answer["type"], answer["splits"]) == (200, "missing", [0, 1, 2, 3])

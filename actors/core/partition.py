@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from .errors import BadRequest, WireError
@@ -102,6 +102,15 @@ def owner(partition: int, reducers: int) -> int:
     """The reducer ordinal that owns ``partition`` when a job has ``reducers`` reducers: ``partition % reducers``,
     so with N partitions on R reducers each holds every R-th one (with N = R, reducer i owns partition i)."""
     return partition % reducers
+
+
+def check_partitions(partitions: int, only: Sequence[int], cap: int) -> None:
+    """WireError unless a peer's ``partitions`` is 1 to ``cap`` (MR_MAX_PARTITIONS) and every partition in ``only``
+    is one of them: an actor sizes per-partition state from these numbers before it reads a byte of input."""
+    if not 1 <= partitions <= cap:
+        raise WireError(f"partitions {partitions} is not from 1 to {cap} (MR_MAX_PARTITIONS)")
+    if any(partition >= partitions for partition in only):
+        raise WireError(f"a partition to redo is out of range for {partitions} partitions")
 
 
 def owned(ordinal: int, partitions: int, reducers: int) -> range:

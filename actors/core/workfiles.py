@@ -13,6 +13,7 @@ from .errors import BadRequest
 
 # The job ids a master makes (hex, or "k" + hex) and the epoch: nothing that could climb out of the work root.
 _JOB_DIR = re.compile(r"[A-Za-z0-9_-]{1,64}\.[0-9]{1,20}")
+_PART = re.compile(r"part-[0-9]{5,}\.jsonl")
 _STEP_DIR = re.compile(r"([A-Za-z0-9_-]{1,64}\.[0-9]{1,20})/step-([0-9]{1,6})")
 
 
@@ -34,3 +35,13 @@ def check_step_dir(relative: str, job: str, epoch: int, step: int) -> str:
     if not _STEP_DIR.fullmatch(relative) or relative != step_dir(job, epoch, step):
         raise BadRequest(f"intermediate directory {relative[:80]!r} is not job {job} epoch {epoch} step {step}'s")
     return relative
+
+
+def check_work_input(location: str, job: str, epoch: int, step: int) -> str:
+    """``location`` from an Assignment of kind "work", checked to be a part file of (job, epoch)'s step ``step - 1``:
+    a later step's mapper reads its own job's intermediate files, never another job's or anything else."""
+    directory, _, name = location.rpartition("/")
+    if step < 1 or not _PART.fullmatch(name) or directory != step_dir(job, epoch, step - 1):
+        raise BadRequest(f"intermediate input {location[:80]!r} is not a file of job {job} epoch {epoch} "
+                         f"step {step - 1}")
+    return location

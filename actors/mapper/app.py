@@ -43,8 +43,10 @@ from ..core.messages import (
     from_wire,
     to_wire,
 )
-from ..core.partition import owner
+from ..core.partition import check_partitions, owner
+from ..core.ranges import check_cuts
 from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
+from ..core.workfiles import check_work_input
 from ..discovery import Discovery, Peer
 from ..inputs import s3out
 from ..inputs.gzipped import gunzip
@@ -126,6 +128,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
     """Run one assignment; the answer is a frame stream: PROGRESS heartbeats, then SPLITDONE or SPLITFAILED."""
     settings = request.app[SETTINGS]
     assignment = from_wire(await read_cbor_body(request, settings.message_cap), Assignment)
+    check_assignment(assignment, settings)
     # User code runs in task processes; a later step's view maps records (its input is intermediate files).
     job = request.app[JOBS].view(assignment.job_name, assignment.params, assignment.step)
     if request.app[IDENTITY].draining:
@@ -175,6 +178,16 @@ async def assign(request: web.Request) -> web.StreamResponse:
         # The master went away or gave up on this attempt: stop, nothing to hand back.
         log.warning("split_abandoned", **fields, cause="master closed the assignment")
     return response
+
+
+def check_assignment(a: Assignment, settings: Settings) -> None:
+    """A 400 before any work for an assignment whose shape no master makes: partitions past MR_MAX_PARTITIONS (per-
+    partition spools would exhaust memory) or none, a redo of partitions it lacks, cuts that are not ascending
+    canonical keys, or an intermediate input that is not its own job's previous step's file."""
+    check_partitions(a.partitions, a.only_partitions, settings.max_partitions)
+    check_cuts(a.cuts, a.partitions)
+    if a.input_kind == WORK:
+        check_work_input(a.input_location, a.job, a.epoch, a.step)
 
 
 class MapRun:

@@ -288,6 +288,9 @@ async def finalize(request: web.Request) -> web.Response:
     message = from_wire(await read_cbor_body(request, settings.message_cap), Finalize)
     ledger = request.app[LEDGER]
     ledger.check_owner(message.partition, message.partitions, message.reducers)
+    if message.splits > settings.max_splits:  # the splits it lacks are listed: 10**10 of them would exhaust memory
+        raise WireError(f"finalize of {message.splits} splits: no job has more than {settings.max_splits} "
+                        "(MR_MAX_SPLITS)")
     number = message.partition
     kept = ledger.reported_answer(message.job, message.epoch, number, message.step)
     if kept is not None:
