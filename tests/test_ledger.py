@@ -352,3 +352,11 @@ def test_a_reducer_holds_several_partitions_of_a_step_and_a_later_step_replaces_
     with pytest.raises(Conflict, match="reducer 0"):
         ledger.receive(StreamHeader(job="j", epoch=1, split=0, attempt=1, partition=1, partitions=4,
                                     job_name="wordcount", size=100, step=1, reducers=2))
+
+
+def test_a_stream_of_more_partitions_than_any_job_may_have_is_refused(clock: Clock) -> None:
+    """A lying header's partitions would split this reducer's memory into that many shares: refused by name."""
+    ledger = Ledger(partition=0, clock=clock, max_partitions=64)
+    with pytest.raises(WireError, match="MR_MAX_PARTITIONS"):
+        ledger.admit(header(partitions=10**9))
+    assert ledger.admit(header(partitions=64)) is not None  # at the cap: a job's own

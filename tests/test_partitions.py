@@ -15,7 +15,7 @@ import pytest
 
 from actors.api import AsyncClient
 from actors.core import wire
-from actors.core.errors import ConfigError, WireError
+from actors.core.errors import ConfigError, JobFailed, WireError
 from actors.core.keyorder import key_order
 from actors.core.messages import Commit, Data, Finalize, StreamHeader, to_wire
 from actors.core.partition import Key, canonical_key, decode_key, owned, owner
@@ -27,7 +27,7 @@ from actors.jobs.catalog import Catalog
 from actors.jobs.examples import TotalOrderSort
 from actors.mapper.sample import LineBudget, sampled_keys
 from actors.mapper.spool import Spool
-from actors.master.sampler import records_per_place, sample_places
+from actors.master.sampler import checked_samples, records_per_place, sample_places
 from actors.sdk import MapReduceJob
 from actors.sequential import run_sequential, sequential_lines
 
@@ -343,3 +343,12 @@ def test_a_job_with_an_unknown_partitioner_is_refused_when_registered() -> None:
     with pytest.raises(ConfigError, match="partitioner 'range' is not one of hash, total_order"):
         Catalog([(Ranged, "a test")])
     assert TotalOrderSort.partitioner == "total_order" and MapReduceJob.partitioner == "hash"
+
+
+def test_a_lying_sample_fails_the_job_naming_the_mapper() -> None:
+    """More keys than records asked for, or a key no mapper can make, never cut the ranges."""
+    assert checked_samples(["a", "\x007"], 2, "mapper-0") == ["a", "\x007"]
+    with pytest.raises(JobFailed, match="mapper-1 answered a sample of 2 records with 3 keys"):
+        checked_samples(["a", "b", "c"], 2, "mapper-1")
+    with pytest.raises(JobFailed, match="mapper-1 answered a sample with a malformed key"):
+        checked_samples(["\x00{not json"], 2, "mapper-1")

@@ -38,7 +38,7 @@ from .attempts import AttemptOutcome
 from .collector import Collector
 from .outputs import JobOutput
 from .record import JobRecord, JobState
-from .sampler import TOTAL_ORDER, records_per_place, sample_places
+from .sampler import TOTAL_ORDER, checked_samples, records_per_place, sample_places
 from .splittable import SplitTable, Ticket
 from .stepflow import StepRun, make_step_dir, next_inputs, remove_job_files
 from .workers import MapperSlots, Outcome, WorkerPolicy
@@ -467,7 +467,7 @@ class Coordinator:
         if counted and self._direct(self.record.step) and not self.sampling:  # a map-only split's part: the
             self._keep_direct(done, records)  # counted attempt's only
         if counted and self.sampling:
-            self.samples[split] = done.samples
+            self.samples[split] = checked_samples(done.samples, self.sampling, mapper.name)
         self.metrics.attempt("ok" if counted else "stale")
         self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from ..core.errors import JobFailed, WireError
+from ..core.partition import decode_key
 from ..core.splits import Split
 
 TOTAL_ORDER = "total_order"  # a job class's ``partitioner`` that asks for key ranges (actors.sdk.MapReduceJob)
@@ -43,3 +45,16 @@ def sample_places(splits: list[Split], places: int, compressed: Collection[int] 
 def records_per_place(sample_size: int, places: int) -> int:
     """Records each place reads so that the sample holds about ``sample_size`` (MR_SAMPLE_SIZE) in all."""
     return max(1, -(-sample_size // max(places, 1)))
+
+
+def checked_samples(samples: list[str], asked: int, mapper: str) -> list[str]:
+    """A sample's keys, checked before they cut anything: no more than the ``asked`` records, each a canonical key.
+    A peer with the token can still lie; a lie fails the job naming the mapper, it never cuts the ranges."""
+    if len(samples) > asked:
+        raise JobFailed(f"{mapper} answered a sample of {asked} records with {len(samples)} keys")
+    try:
+        for key in samples:
+            decode_key(key)
+    except WireError as error:
+        raise JobFailed(f"{mapper} answered a sample with a malformed key: {error.message}") from None
+    return samples

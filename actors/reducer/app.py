@@ -59,7 +59,8 @@ def build_reducer(settings: Settings) -> web.Application:
     app = base_app(settings, client_max_size=settings.message_cap)
     app[LEDGER] = Ledger(partition=settings.ordinal, clock=time.monotonic, catalog=app[JOBS],
                          memory=settings.reduce_memory, spool=settings.spool_dir,
-                         report_grace=settings.report_grace, report_budget=settings.report_budget, views=True)
+                         report_grace=settings.report_grace, report_budget=settings.report_budget, views=True,
+                         max_partitions=settings.max_partitions)
     app[BUDGET] = StagingBudget(settings.stage_budget)
     ledger, budget = app[LEDGER], app[BUDGET]
     app[REDUCER_METRICS] = ReducerMetrics(app[METRICS], staged=lambda: budget.used, waits=lambda: budget.waited,

@@ -107,13 +107,15 @@ class Ledger:
 
     def __init__(self, partition: int, clock: Callable[[], float], catalog: Catalog | None = None,
                  memory: int = 0, spool: str = "", report_grace: float = 300.0,
-                 report_budget: int = 64 * 1024 * 1024, views: bool = False) -> None:
+                 report_budget: int = 64 * 1024 * 1024, views: bool = False, max_partitions: int = 1024) -> None:
         """``partition``: this reducer's ordinal (it owns the partitions p with p % R equal to it).
         ``memory`` (MR_REDUCE_MEMORY): bytes of a general job's values held before spilling, shared by the job's
         partitions held here; 0 never spills. ``spool`` (MR_SPOOL_DIR): where runs are written. ``report_grace``
         and ``report_budget`` (MR_REPORT_GRACE, MR_REPORT_BUDGET): how long and how much of the answers to reported
-        partitions are kept (see reported.py)."""
+        partitions are kept (see reported.py). ``max_partitions`` (MR_MAX_PARTITIONS): the most partitions a peer's
+        stream or finalize may say its job has (the reduce memory is shared by them)."""
         self.partition = partition
+        self.max_partitions = max_partitions
         self.views = views  # jobs as actors that run no user code see them (Catalog.view): the reducer app's
         self.catalog = catalog if catalog is not None else load_catalog()
         self.clock = clock
@@ -157,6 +159,8 @@ class Ledger:
 
     def check_owner(self, partition: int, partitions: int, reducers: int) -> None:
         """409 unless this reducer owns ``partition`` (of ``partitions`` on ``reducers``; 0: one per reducer)."""
+        if partitions > self.max_partitions:
+            raise WireError(f"partitions {partitions} is more than {self.max_partitions} (MR_MAX_PARTITIONS)")
         if partitions and partition >= partitions:
             raise WireError(f"partition {partition} is out of range for {partitions} partitions")
         if owner(partition, reducers or partitions or partition + 1) != self.partition:
