@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import random
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -34,7 +30,6 @@ from ..core.logs import EventLog
 from ..core.messages import (
     Assignment,
     Progress,
-    RecordPairs,
     SplitDone,
     SplitFailed,
     SplitRecords,
@@ -48,12 +43,10 @@ from ..core.ranges import check_cuts
 from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
 from ..core.workfiles import check_work_input
 from ..discovery import Discovery, Peer
-from ..inputs import s3out
 from ..inputs.gzipped import gunzip
-from ..inputs.outdir import PartInfo, attempt_name, attempt_token, staged_dir, write_part
+from ..inputs.outdir import PartInfo
 from ..inputs.pin import Pin
 from ..inputs.ref import GZIP, PATH, S3, URL, WORK
-from ..inputs.s3 import is_s3
 from ..inputs.s3source import S3Source
 from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
 from ..inputs.urls import UrlPolicy
@@ -69,11 +62,10 @@ from ..tasks.calls import MapTask, user_spec
 from ..tasks.places import AttemptDir, attempt_dir
 from ..tasks.pool import TaskPool
 from ..tasks.protocol import JobSpec, MapDone, MapStart
+from .direct import DirectDelivery
 from .sample import LineBudget, sampled_keys
 from .spool import Spool
 from .whole import WholeInput
-
-T = TypeVar("T")
 
 UNBOUNDED = 1 << 62  # the end of a split that owns every line of its (decompressed) input
 PROGRESS_GAP = 0.1  # seconds: the most often a mapper sends an assignment's master a progress heartbeat
@@ -190,7 +182,7 @@ def check_assignment(a: Assignment, settings: Settings) -> None:
         check_work_input(a.input_location, a.job, a.epoch, a.step)
 
 
-class MapRun:
+class MapRun(DirectDelivery):
     """One attempt at one split: read the owned lines, map and spool them, stream every partition out."""
 
     def __init__(
@@ -222,9 +214,6 @@ class MapRun:
         self.part: PartInfo | None = None  # a direct (map-only) attempt's file, written to the output's staging
         self.samples: list[str] = []  # a sample assignment's keys
         self.streams_open = self.streams_peak = 0  # shuffle streams open now, and at most (bounded by R)
-
-    def _progress(self) -> Progress:
-        return Progress(self.a.job, self.a.epoch, self.a.split, self.a.attempt, self.bytes_read)
 
     def _source(self) -> Source:
         a, s = self.a, self.settings
@@ -415,49 +404,6 @@ class MapRun:
     def _mapped(self, lines: int) -> None:
         self.lines = lines
 
-    async def _meanwhile(self, work: Awaitable[T]) -> AsyncGenerator[Progress, None]:
-        """Await ``work`` (a task process's answer), heartbeating every third of a lease while it runs."""
-        future = asyncio.ensure_future(work)
-        try:
-            while not future.done():
-                await asyncio.wait({future}, timeout=self.settings.timeouts.lease / 3)
-                if not future.done():
-                    yield self._progress()
-            future.result()
-        finally:
-            if not future.done():
-                future.cancel()
-                await asyncio.gather(future, return_exceptions=True)
-
-    async def _deliver(self, spool: Spool) -> AsyncGenerator[Progress | SplitRecords, None]:
-        """A map-only split's records (part-file lines, in the order mapped): written as this attempt's own file in
-        the output's staging directory (or its attempt object under an s3:// prefix), which the master publishes
-        only if it counts this attempt; with no output, sent to the master in SplitRecords frames."""
-        if self.a.output:
-            async for progress in self._meanwhile(self._write_attempt(spool)):
-                yield progress
-            return
-        for records in _record_batches(spool.blocks(0), self.settings.message_cap):
-            yield SplitRecords(self.a.job, self.a.epoch, self.a.split, self.a.attempt, RecordPairs(records))
-
-    async def _write_attempt(self, spool: Spool) -> None:
-        a, s = self.a, self.settings
-        if is_s3(a.output):  # one PUT of the whole attempt object; the master copies the counted one
-            info = await s3out.write_part(s, a.output, a.job, a.epoch, a.split, attempt_token(a.attempt),
-                                          spool.blocks(0))
-        else:
-            tag = f"{a.job}.{a.epoch}.{a.split}.{a.attempt}-{uuid.uuid4().hex[:8]}"
-
-            def write() -> PartInfo:
-                # Never created here: gone means the job ended (or a newer epoch runs), and this attempt is fenced.
-                directory = staged_dir(s.output_base, a.output, s.max_output_depth, a.job, a.epoch)
-                return write_part(directory, a.split, tag, spool.blocks(0), final=attempt_name(a.split, a.attempt))
-
-            info = await asyncio.to_thread(write)
-        self.part = dataclasses.replace(info, keys=spool.keys[0])  # records, not the blocks they were written in
-        log.debug("split_part_written", job=a.job, split=a.split, attempt=a.attempt, records=self.part.keys,
-                  bytes=self.part.bytes)
-
     async def _send_all(self, spool: Spool) -> None:
         """Every partition to its reducer (ordinal partition % R): the streams to one reducer go one after another,
         so a split has at most R streams open whatever its number of partitions."""
@@ -555,33 +501,3 @@ class MapRun:
                          bad_first=done.bad_first, part_records=part.keys if part else 0,
                          part_bytes=part.bytes if part else 0, part_sha256=part.sha256 if part else "",
                          samples=self.samples)
-
-
-# Bytes of a SplitRecords message besides its records (ids, field names); kept generous.
-RECORDS_OVERHEAD = 512
-
-
-def _record_batches(blocks: Iterable[bytes], cap: int) -> Iterator[list[Any]]:
-    """Part-file lines (from ``blocks``, cut anywhere) as lists of ``[key, value]`` records, each list's message
-    under ``cap`` bytes (MR_MESSAGE_CAP); a record that cannot fit one message alone is refused by name."""
-    room = cap - RECORDS_OVERHEAD
-    batch: list[Any] = []
-    size = 0
-    carry = b""
-    for block in blocks:
-        lines = (carry + block).split(b"\n")
-        carry = lines.pop()
-        for line in lines:
-            record = json.loads(line)
-            length = len(wire.encode(record))
-            if length > room:
-                raise ValueTooLarge(f"a record of {length} bytes does not fit a message of MR_MESSAGE_CAP={cap} "
-                                    "bytes: give the map-only job an output, or raise MR_MESSAGE_CAP")
-            if size + length > room:
-                yield batch
-                batch, size = [], 0
-            batch.append(record)
-            size += length
-    if batch:
-        yield batch
-
