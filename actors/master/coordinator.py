@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core import wire
 from ..core.config import Settings
 from ..core.counters import CounterLimit
 from ..core.errors import (
@@ -26,16 +25,15 @@ from ..core.ranges import pick_cuts
 from ..core.splits import Split, plan_inputs
 from ..core.workfiles import step_dir
 from ..discovery import Discovery, Peer
-from ..inputs.outdir import PartInfo, attempt_name, attempt_token, part_name
 from ..inputs.ref import InputRef
 from ..jobs.records import LINES
 from ..jobs.result import Result
-from ..jobs.steps import MAP_ONLY
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
 from .attempts import AttemptOutcome
 from .collector import Collector
+from .directparts import DirectParts, records_size
 from .outputs import JobOutput
 from .record import JobRecord, JobState
 from .sampler import TOTAL_ORDER, checked_samples, records_per_place, sample_places
@@ -60,11 +58,6 @@ class Superseded(MapReduceError):
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
-
-
-def _records_size(records: list[Any]) -> int:
-    """The bytes ``records`` take as CBOR: what a map-only job's held records count against MR_RESULT_MAX."""
-    return len(wire.encode(records))
 
 
 class Coordinator:
@@ -103,10 +96,7 @@ class Coordinator:
         # A later step's inputs: the previous step's intermediate files (stepflow.py); empty for the first step.
         self.step_inputs: list[InputRef] = []
         record.step_runs = [StepRun(step) for step in range(record.steps)]
-        # A map-only job's counted attempt per split, and (with no output) its records, held until the job ends.
-        self.direct_done: dict[int, SplitDone] = {}
-        self.direct_records: dict[int, list[Any]] = {}
-        self.direct_bytes = 0
+        self.direct = DirectParts(record, settings, self.output)  # a map-only job's parts, kept until it ends
         self.sampling = 0  # while a total-order job samples: the records each sample assignment reads
         self.samples: dict[int, list[str]] = {}  # the sampled keys by split, from the attempt that counted
 
@@ -131,8 +121,8 @@ class Coordinator:
             record.transition(JobState.FINALIZING)
             run = record.step_runs[-1]
             run.state = "finalizing"
-            if self._direct(record.steps - 1):  # a map-only job: its mappers' parts, no reducer asked
-                result = await self._publish_direct()
+            if self.direct.at(record.steps - 1):  # a map-only job: its mappers' parts, no reducer asked
+                result = await self.direct.publish()
             else:
                 result = await self.collector.collect(self._recover, step=record.steps - 1)
             collected = self.clock()
@@ -216,11 +206,11 @@ class Coordinator:
         record, run = self.record, self.record.step_runs[step]
         assert record.table is not None
         record.step, run.state = step, "mapping"
-        if not self._direct(step):  # a map-only step streams to no reducer
+        if not self.direct.at(step):  # a map-only step streams to no reducer
             self.collector.begin_step()
         mappers = await self._mappers()
         if (step == record.steps - 1 and record.partitioner == TOTAL_ORDER and record.partitions > 1
-                and not self._direct(step)):
+                and not self.direct.at(step)):
             # The last step's keys are the output's: cut from a sample of that step's own input (earlier steps
             # partition by the stable hash; their order is nobody's).
             await self._sample(mappers)
@@ -369,38 +359,10 @@ class Coordinator:
             pass
         return mapper
 
-    def _direct(self, step: int) -> bool:
-        """Whether ``step`` is a map-only job's last one: its mappers write (or report) one part per split."""
-        return self.record.shape == MAP_ONLY and step == self.record.steps - 1
-
-    async def _publish_direct(self) -> Result:
-        """A map-only job's output from the counted attempt of each split: with an output, each counted attempt's
-        file published as ``part-<split>.jsonl`` (any other attempt's removed with the staging directory, or its
-        object with the attempt prefix); else the counted attempts' records, in split order."""
-        record = self.record
-        missing = [split.index for split in record.splits if split.index not in self.direct_done]
-        if missing:
-            raise JobFailed(f"splits {missing[:10]} of the map-only job were never counted")
-        done = [self.direct_done[split.index] for split in record.splits]
-        if not record.output:
-            return [item for split_done in done for item in self.direct_records.pop(split_done.split, [])]
-        if self.output is None:
-            raise JobFailed(f"output {record.output!r} was never opened")
-        unwritten = [d.split for d in done if not d.part_sha256]
-        if unwritten:
-            raise JobFailed(f"the counted attempts of splits {unwritten[:10]} wrote no part")
-        parts = [PartInfo(part_name(d.split), d.part_bytes, d.part_records, d.part_sha256) for d in done]
-        record.written = await self.output.commit(
-            parts, {part_name(d.split): attempt_token(d.attempt) for d in done},
-            {part_name(d.split): attempt_name(d.split, d.attempt) for d in done})
-        log.info("output_committed", **self.fields, parts=len(parts), keys=record.written["keys"],
-                 bytes=record.written["bytes"], direct=True)
-        return {}
-
     def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
         source = self.step_inputs[ticket.split.input] if record.step > 0 else record.input_at(ticket.split.input)
-        direct = self._direct(record.step) and not self.sampling
+        direct = self.direct.at(record.step) and not self.sampling
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
@@ -464,8 +426,8 @@ class Coordinator:
         # maps records the split's own attempt maps again).
         if counted and not only and not self.sampling:
             self._tally(done, ticket.split.input)
-        if counted and self._direct(self.record.step) and not self.sampling:  # a map-only split's part: the
-            self._keep_direct(done, records)  # counted attempt's only
+        if counted and self.direct.at(self.record.step) and not self.sampling:  # a map-only split's part: the
+            self.direct.keep(done, records)  # counted attempt's only
         if counted and self.sampling:
             self.samples[split] = checked_samples(done.samples, self.sampling, mapper.name)
         self.metrics.attempt("ok" if counted else "stale")
@@ -486,18 +448,6 @@ class Coordinator:
         over = tally.over()
         if over:
             raise JobFailed(f"job {self.record.job_name!r}: {over}")
-
-    def _keep_direct(self, done: SplitDone, records: list[Any]) -> None:
-        """Keep a map-only split's counted attempt: its part (with an output) or its records, these within
-        MR_RESULT_MAX over the job."""
-        self.direct_done[done.split] = done
-        if self.record.output:
-            return
-        self.direct_records[done.split] = records
-        self.direct_bytes += _records_size(records)
-        if self.direct_bytes > self.settings.result_max:
-            raise JobFailed(f"the map-only job's records pass MR_RESULT_MAX={self.settings.result_max} bytes: give "
-                            "it an output")
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable,
                               only: list[int]) -> tuple[SplitDone, list[Any]]:
@@ -526,7 +476,7 @@ class Coordinator:
                 elif isinstance(message, SplitRecords):
                     if not assignment.direct or assignment.output:
                         raise PeerError(f"{mapper.name} sent records for a split that reports none")
-                    size += _records_size(message.records)
+                    size += records_size(message.records)
                     if size > self.settings.result_max:
                         raise Unmappable(f"split {assignment.split} of the map-only job made more records than "
                                          f"MR_RESULT_MAX={self.settings.result_max} bytes: give it an output")
