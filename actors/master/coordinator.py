@@ -21,7 +21,6 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone, SplitRecords
-from ..core.ranges import pick_cuts
 from ..core.splits import Split, plan_inputs
 from ..core.workfiles import step_dir
 from ..discovery import Discovery, Peer
@@ -36,7 +35,8 @@ from .collector import Collector
 from .directparts import DirectParts, records_size
 from .outputs import JobOutput
 from .record import JobRecord, JobState
-from .sampler import TOTAL_ORDER, checked_samples, records_per_place, sample_places
+from .sampler import TOTAL_ORDER
+from .sampling import Sampling
 from .splittable import SplitTable, Ticket
 from .stepflow import StepRun, make_step_dir, next_inputs, remove_job_files
 from .workers import MapperSlots, Outcome, WorkerPolicy
@@ -97,8 +97,7 @@ class Coordinator:
         self.step_inputs: list[InputRef] = []
         record.step_runs = [StepRun(step) for step in range(record.steps)]
         self.direct = DirectParts(record, settings, self.output)  # a map-only job's parts, kept until it ends
-        self.sampling = 0  # while a total-order job samples: the records each sample assignment reads
-        self.samples: dict[int, list[str]] = {}  # the sampled keys by split, from the attempt that counted
+        self.sampling = Sampling(record, settings, clock)  # a total-order job's sample, while it runs
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -239,24 +238,9 @@ class Coordinator:
                   files=len(sizes))
 
     async def _sample(self, mappers: list[Peer]) -> None:
-        """A total-order job's cut points: its own mapper's keys of records read at evenly spread places of the
-        input, on the mappers (in their task processes, like any split), sorted in the natural order and cut."""
-        record, began = self.record, self.clock()
-        sources = self.step_inputs if record.step > 0 else record.input_list()
-        compressed = [i for i, source in enumerate(sources) if source.compression]
-        places = sample_places(record.splits, self.settings.sample_places, compressed)
-        self.sampling = records_per_place(self.settings.sample_size, len(places))
-        try:
-            await self._run_table(self._table(places), mappers, only=[])
-        finally:
-            self.sampling = 0
-        keys = [key for split in sorted(self.samples) for key in self.samples[split]]
-        self.samples.clear()
-        record.cuts = pick_cuts(keys, record.partitions)
-        record.phases["sample_ms"] = _ms(self.clock() - began)
-        record.sample = {"places": len(places), "records_per_place": records_per_place(
-            self.settings.sample_size, len(places)), "keys": len(keys), "cuts": len(record.cuts)}
-        log.info("job_sampled", **self.fields, **record.sample, ms=record.phases["sample_ms"])
+        """A total-order job's cut points, from a sample of the last step's own input (sampling.py)."""
+        sources = self.step_inputs if self.record.step > 0 else self.record.input_list()
+        await self.sampling.run(sources, lambda places: self._run_table(self._table(places), mappers, only=[]))
 
     def _table(self, splits: list[Split]) -> SplitTable:
         p = self.policy
@@ -362,18 +346,19 @@ class Coordinator:
     def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
         source = self.step_inputs[ticket.split.input] if record.step > 0 else record.input_at(ticket.split.input)
-        direct = self.direct.at(record.step) and not self.sampling
+        sampling = self.sampling.records  # a sample assignment's records to read, or 0
+        direct = self.direct.at(record.step) and not sampling
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
             input_name=source.name, start=ticket.split.start, end=ticket.split.end,
-            partitions=1 if self.sampling else record.partitions, only_partitions=only, params=record.params,
+            partitions=1 if sampling else record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
             format=record.format if record.step == 0 else LINES, max_bad_records=record.tally.max_bad_records,
             step=record.step, direct=direct, output=record.output if direct else "",
-            reducers=1 if self.sampling else len(record.reducers), cuts=[] if self.sampling else record.cuts,
-            sample=self.sampling, whole=record.whole and record.step == 0,
+            reducers=1 if sampling else len(record.reducers), cuts=[] if sampling else record.cuts,
+            sample=sampling, whole=record.whole and record.step == 0,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -424,12 +409,12 @@ class Coordinator:
         counted = table.succeeded(split, attempt, done.bytes_read)
         # A split's map-side counts: once, never again from a recovery's re-map, and never from a sample (which
         # maps records the split's own attempt maps again).
-        if counted and not only and not self.sampling:
+        if counted and not only and not self.sampling.records:
             self._tally(done, ticket.split.input)
-        if counted and self.direct.at(self.record.step) and not self.sampling:  # a map-only split's part: the
+        if counted and self.direct.at(self.record.step) and not self.sampling.records:  # a map-only split's part: the
             self.direct.keep(done, records)  # counted attempt's only
-        if counted and self.sampling:
-            self.samples[split] = checked_samples(done.samples, self.sampling, mapper.name)
+        if counted and self.sampling.records:
+            self.sampling.keep(split, done, mapper.name)
         self.metrics.attempt("ok" if counted else "stale")
         self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:
