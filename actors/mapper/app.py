@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import random
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -34,7 +30,6 @@ from ..core.logs import EventLog
 from ..core.messages import (
     Assignment,
     Progress,
-    RecordPairs,
     SplitDone,
     SplitFailed,
     SplitRecords,
@@ -45,37 +40,25 @@ from ..core.messages import (
 )
 from ..core.partition import check_partitions, owner
 from ..core.ranges import check_cuts
-from ..core.splits import ByteOrderMark, Chunker, OwnedLines, read_from
 from ..core.workfiles import check_work_input
 from ..discovery import Discovery, Peer
-from ..inputs import s3out
-from ..inputs.gzipped import gunzip
-from ..inputs.outdir import PartInfo, attempt_name, attempt_token, staged_dir, write_part
-from ..inputs.pin import Pin
-from ..inputs.ref import GZIP, PATH, S3, URL, WORK
-from ..inputs.s3 import is_s3
-from ..inputs.s3source import S3Source
-from ..inputs.sources import HttpSource, InlineSource, PathSource, Source, UrlSource
-from ..inputs.urls import UrlPolicy
+from ..inputs.outdir import PartInfo
+from ..inputs.ref import WORK
 from ..jobs import NATIVE, Job, native_status
-from ..jobs.adapter import SdkJob
 from ..net.actor import DISCOVERY, IDENTITY, JOBS, SETTINGS, base_app, discovery_context, read_cbor_body
 from ..net.client import PeerClient, PeerUnreachable, session_context
 from ..net.metrics import METRICS, MapperMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import HttpTransport, Transport
 from ..sdk import JobCodeError, JobConfigError
-from ..tasks.calls import MapTask, user_spec
-from ..tasks.places import AttemptDir, attempt_dir
+from ..tasks.calls import user_spec
 from ..tasks.pool import TaskPool
-from ..tasks.protocol import JobSpec, MapDone, MapStart
-from .sample import LineBudget, sampled_keys
+from ..tasks.protocol import MapDone
+from .direct import DirectDelivery
+from .sample import sampled_keys
 from .spool import Spool
-from .whole import WholeInput
+from .taskmap import TaskMapping
 
-T = TypeVar("T")
-
-UNBOUNDED = 1 << 62  # the end of a split that owns every line of its (decompressed) input
 PROGRESS_GAP = 0.1  # seconds: the most often a mapper sends an assignment's master a progress heartbeat
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -190,7 +173,7 @@ def check_assignment(a: Assignment, settings: Settings) -> None:
         check_work_input(a.input_location, a.job, a.epoch, a.step)
 
 
-class MapRun:
+class MapRun(TaskMapping, DirectDelivery):
     """One attempt at one split: read the owned lines, map and spool them, stream every partition out."""
 
     def __init__(
@@ -222,33 +205,6 @@ class MapRun:
         self.part: PartInfo | None = None  # a direct (map-only) attempt's file, written to the output's staging
         self.samples: list[str] = []  # a sample assignment's keys
         self.streams_open = self.streams_peak = 0  # shuffle streams open now, and at most (bounded by R)
-
-    def _progress(self) -> Progress:
-        return Progress(self.a.job, self.a.epoch, self.a.split, self.a.attempt, self.bytes_read)
-
-    def _source(self) -> Source:
-        a, s = self.a, self.settings
-        if a.inline:
-            return InlineSource(a.inline)
-        if a.input_kind == PATH:
-            return PathSource(s.data_root, a.input_location)
-        if a.input_kind == WORK:  # the previous step's records, on the volume every mapper and reducer shares
-            return PathSource(s.work_root, a.input_location)
-        if a.input_kind == URL:
-            policy = UrlPolicy(s.allow_private_urls)
-            pin = Pin(a.pin_size, a.pin_etag, a.pin_modified, gzip=a.compression == GZIP)
-            return UrlSource(a.input_location, policy, s.timeouts.connect, s.timeouts.stream_idle, pin)
-        if a.input_kind == S3:  # the operator's endpoint: trusted configuration, not under the URL address policy
-            return S3Source(s, a.input_location, Pin(a.pin_size, a.pin_etag))
-        return HttpSource(self.client.session, a.input_location, self.client.headers, s.timeouts.connect,
-                          s.timeouts.stream_idle)
-
-    def _owned_blocks(self) -> tuple[OwnedLines, AsyncGenerator[bytes, None]]:
-        """The split's line owner and the blocks to feed it: a compressed input's whole split, decompressed."""
-        a = self.a
-        if a.compression == GZIP:
-            return OwnedLines(0, UNBOUNDED), gunzip(self._source().blocks(0), a.input_name)
-        return OwnedLines(a.start, a.end), self._source().blocks(read_from(a.start))
 
     async def run(self) -> AsyncGenerator[Progress | SplitRecords, None]:
         s = self.settings
@@ -297,44 +253,6 @@ class MapRun:
             self.metrics.spools.discard(spool)
             spool.close()
 
-    async def _owned_pieces(self) -> AsyncGenerator[list[tuple[int, bytes]], None]:
-        """The split's owned bytes cut into chunks, each with its offset in the input: the chunks each block read
-        completes (maybe none), then the last ones; the bytes are counted as they are read. A user job's chunks are
-        whole lines (its records); a native engine's end at whitespace. A BOM at the input's byte 0 is dropped."""
-        s = self.settings
-        chunker = Chunker(s.chunk_size, s.max_key, max_line=s.max_record if isinstance(self.job, SdkJob) else 0)
-        owned, blocks = self._owned_blocks()
-        mark = ByteOrderMark() if owned.first == 0 else None
-        at = 0  # the next chunk's offset, once the first owned byte is known
-        budget = LineBudget(self.a.sample) if self.a.sample else None  # a sample reads its first records only
-
-        def placed(pieces: list[bytes]) -> list[tuple[int, bytes]]:
-            nonlocal at
-            out = []
-            for piece in pieces if budget is None else budget.take(pieces):
-                out.append((at, piece))
-                at += len(piece)
-            return out
-
-        try:
-            async for block in blocks:
-                data = owned.feed(block)
-                self.bytes_read += len(data)
-                self.metrics.bytes_read.inc(len(data))
-                if mark is not None:
-                    data = mark.feed(data)
-                    at = at or mark.skipped
-                elif data and not at:
-                    at = owned.first
-                yield placed(chunker.feed(data))
-                if owned.done or (budget is not None and budget.done):
-                    break
-        finally:
-            await blocks.aclose()
-        if mark is not None:
-            chunker.feed(mark.finish())
-        yield placed(chunker.finish())
-
     async def _map(self, spool: Spool) -> AsyncGenerator[Progress, None]:
         name = self.a.input_name
         async with contextlib.aclosing(self._owned_pieces()) as reading:
@@ -348,115 +266,6 @@ class MapRun:
         spool.flush()
         self.keys = spool.total_keys
         yield self._progress()
-
-    async def _map_in_task(self, spool: Spool, spec: JobSpec) -> AsyncGenerator[Progress, None]:
-        """Map in a task process: the chunks go to it, its encoded frames come back into the spool, and this loop
-        stays free (heartbeats go on) while user code works. The next chunk is read and sent while the worker maps
-        the one before (MapTask's window). The task's working directory holds the job's side files
-        (actors.tasks.places)."""
-        assert self.tasks is not None
-        s = self.settings
-        with attempt_dir(s.spool_dir, s.data_root, self.a.files, whole_input=False) as place:
-            async with self._task(spool, spec, place) as task:
-                async for progress in self._meanwhile(task.open()):
-                    yield progress
-                async with contextlib.aclosing(self._owned_pieces()) as reading:
-                    async for pieces in reading:
-                        for offset, piece in pieces:
-                            async for progress in self._meanwhile(task.feed(piece, offset)):
-                                yield progress
-                        yield self._progress()
-                async for progress in self._finish(task, spool):
-                    yield progress
-
-    async def _map_whole_in_task(self, spool: Spool, spec: JobSpec) -> AsyncGenerator[Progress, None]:
-        """Map the split's whole input file with the job's ``mapper_raw`` in a task process: a path input is the file
-        itself, any other input is copied (pinned and checked as it is read) into the attempt's directory first,
-        within MR_MAX_RAW_INPUT bytes; the copy goes with the directory when the attempt ends."""
-        assert self.tasks is not None
-        s = self.settings
-        with attempt_dir(s.spool_dir, s.data_root, self.a.files, whole_input=True) as place:
-            async with self._task(spool, spec, place) as task:
-                async for progress in self._meanwhile(task.open()):
-                    yield progress
-                whole = WholeInput(self.a, s, self._source, place.input_dir)
-                async with contextlib.aclosing(whole.fetch()) as fetching:
-                    async for read in fetching:
-                        self.bytes_read = read
-                        yield self._progress()
-                self.metrics.bytes_read.inc(self.bytes_read)
-                async for progress in self._meanwhile(task.feed_raw(whole.path)):
-                    yield progress
-                await whole.check_unchanged()
-                async for progress in self._finish(task, spool):
-                    yield progress
-
-    @contextlib.asynccontextmanager
-    async def _task(self, spool: Spool, spec: JobSpec, place: AttemptDir) -> AsyncIterator[MapTask]:
-        """A task process for this split's map request in ``place`` (opening it puts the side files there)."""
-        assert self.tasks is not None
-        s = self.settings
-        start = MapStart(spec, self.a.input_name, spool.partitions, s.key_budget, s.frame_cap, s.frame_keys,
-                         s.max_key, s.task_batch, s.max_counters, s.max_counter_name, self.a.max_bad_records,
-                         place.place, self.a.format, self.a.direct, cuts=[] if self.a.direct else self.a.cuts)
-        async with self.tasks.worker(self.a.job) as process, \
-                MapTask(process, start, s.timeouts.lease, spool.absorb, self._mapped) as task:
-            yield task
-
-    async def _finish(self, task: MapTask, spool: Spool) -> AsyncGenerator[Progress, None]:
-        finishing = asyncio.ensure_future(task.finish())
-        async for progress in self._meanwhile(finishing):
-            yield progress
-        self.done = finishing.result()
-        spool.settle(self.done)
-        self.keys = spool.total_keys
-        yield self._progress()
-
-    def _mapped(self, lines: int) -> None:
-        self.lines = lines
-
-    async def _meanwhile(self, work: Awaitable[T]) -> AsyncGenerator[Progress, None]:
-        """Await ``work`` (a task process's answer), heartbeating every third of a lease while it runs."""
-        future = asyncio.ensure_future(work)
-        try:
-            while not future.done():
-                await asyncio.wait({future}, timeout=self.settings.timeouts.lease / 3)
-                if not future.done():
-                    yield self._progress()
-            future.result()
-        finally:
-            if not future.done():
-                future.cancel()
-                await asyncio.gather(future, return_exceptions=True)
-
-    async def _deliver(self, spool: Spool) -> AsyncGenerator[Progress | SplitRecords, None]:
-        """A map-only split's records (part-file lines, in the order mapped): written as this attempt's own file in
-        the output's staging directory (or its attempt object under an s3:// prefix), which the master publishes
-        only if it counts this attempt; with no output, sent to the master in SplitRecords frames."""
-        if self.a.output:
-            async for progress in self._meanwhile(self._write_attempt(spool)):
-                yield progress
-            return
-        for records in _record_batches(spool.blocks(0), self.settings.message_cap):
-            yield SplitRecords(self.a.job, self.a.epoch, self.a.split, self.a.attempt, RecordPairs(records))
-
-    async def _write_attempt(self, spool: Spool) -> None:
-        a, s = self.a, self.settings
-        if is_s3(a.output):  # one PUT of the whole attempt object; the master copies the counted one
-            info = await s3out.write_part(s, a.output, a.job, a.epoch, a.split, attempt_token(a.attempt),
-                                          spool.blocks(0))
-        else:
-            tag = f"{a.job}.{a.epoch}.{a.split}.{a.attempt}-{uuid.uuid4().hex[:8]}"
-
-            def write() -> PartInfo:
-                # Never created here: gone means the job ended (or a newer epoch runs), and this attempt is fenced.
-                directory = staged_dir(s.output_base, a.output, s.max_output_depth, a.job, a.epoch)
-                return write_part(directory, a.split, tag, spool.blocks(0), final=attempt_name(a.split, a.attempt))
-
-            info = await asyncio.to_thread(write)
-        self.part = dataclasses.replace(info, keys=spool.keys[0])  # records, not the blocks they were written in
-        log.debug("split_part_written", job=a.job, split=a.split, attempt=a.attempt, records=self.part.keys,
-                  bytes=self.part.bytes)
 
     async def _send_all(self, spool: Spool) -> None:
         """Every partition to its reducer (ordinal partition % R): the streams to one reducer go one after another,
@@ -555,33 +364,3 @@ class MapRun:
                          bad_first=done.bad_first, part_records=part.keys if part else 0,
                          part_bytes=part.bytes if part else 0, part_sha256=part.sha256 if part else "",
                          samples=self.samples)
-
-
-# Bytes of a SplitRecords message besides its records (ids, field names); kept generous.
-RECORDS_OVERHEAD = 512
-
-
-def _record_batches(blocks: Iterable[bytes], cap: int) -> Iterator[list[Any]]:
-    """Part-file lines (from ``blocks``, cut anywhere) as lists of ``[key, value]`` records, each list's message
-    under ``cap`` bytes (MR_MESSAGE_CAP); a record that cannot fit one message alone is refused by name."""
-    room = cap - RECORDS_OVERHEAD
-    batch: list[Any] = []
-    size = 0
-    carry = b""
-    for block in blocks:
-        lines = (carry + block).split(b"\n")
-        carry = lines.pop()
-        for line in lines:
-            record = json.loads(line)
-            length = len(wire.encode(record))
-            if length > room:
-                raise ValueTooLarge(f"a record of {length} bytes does not fit a message of MR_MESSAGE_CAP={cap} "
-                                    "bytes: give the map-only job an output, or raise MR_MESSAGE_CAP")
-            if size + length > room:
-                yield batch
-                batch, size = [], 0
-            batch.append(record)
-            size += length
-    if batch:
-        yield batch
-

@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core import wire
 from ..core.config import Settings
 from ..core.counters import CounterLimit
 from ..core.errors import (
@@ -22,23 +21,22 @@ from ..core.errors import (
 )
 from ..core.logs import EventLog
 from ..core.messages import Assignment, Progress, SplitDone, SplitRecords
-from ..core.ranges import pick_cuts
 from ..core.splits import Split, plan_inputs
 from ..core.workfiles import step_dir
 from ..discovery import Discovery, Peer
-from ..inputs.outdir import PartInfo, attempt_name, attempt_token, part_name
 from ..inputs.ref import InputRef
 from ..jobs.records import LINES
 from ..jobs.result import Result
-from ..jobs.steps import MAP_ONLY
 from ..net.metrics import MasterMetrics
 from ..net.ordinals import OrdinalMissing, wait_for_ordinals
 from ..net.transport import PeerUnreachable, Transport
 from .attempts import AttemptOutcome
 from .collector import Collector
+from .directparts import DirectParts, records_size
 from .outputs import JobOutput
 from .record import JobRecord, JobState
-from .sampler import TOTAL_ORDER, checked_samples, records_per_place, sample_places
+from .sampler import TOTAL_ORDER
+from .sampling import Sampling
 from .splittable import SplitTable, Ticket
 from .stepflow import StepRun, make_step_dir, next_inputs, remove_job_files
 from .workers import MapperSlots, Outcome, WorkerPolicy
@@ -60,11 +58,6 @@ class Superseded(MapReduceError):
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
-
-
-def _records_size(records: list[Any]) -> int:
-    """The bytes ``records`` take as CBOR: what a map-only job's held records count against MR_RESULT_MAX."""
-    return len(wire.encode(records))
 
 
 class Coordinator:
@@ -103,12 +96,8 @@ class Coordinator:
         # A later step's inputs: the previous step's intermediate files (stepflow.py); empty for the first step.
         self.step_inputs: list[InputRef] = []
         record.step_runs = [StepRun(step) for step in range(record.steps)]
-        # A map-only job's counted attempt per split, and (with no output) its records, held until the job ends.
-        self.direct_done: dict[int, SplitDone] = {}
-        self.direct_records: dict[int, list[Any]] = {}
-        self.direct_bytes = 0
-        self.sampling = 0  # while a total-order job samples: the records each sample assignment reads
-        self.samples: dict[int, list[str]] = {}  # the sampled keys by split, from the attempt that counted
+        self.direct = DirectParts(record, settings, self.output)  # a map-only job's parts, kept until it ends
+        self.sampling = Sampling(record, settings, clock)  # a total-order job's sample, while it runs
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -131,8 +120,8 @@ class Coordinator:
             record.transition(JobState.FINALIZING)
             run = record.step_runs[-1]
             run.state = "finalizing"
-            if self._direct(record.steps - 1):  # a map-only job: its mappers' parts, no reducer asked
-                result = await self._publish_direct()
+            if self.direct.at(record.steps - 1):  # a map-only job: its mappers' parts, no reducer asked
+                result = await self.direct.publish()
             else:
                 result = await self.collector.collect(self._recover, step=record.steps - 1)
             collected = self.clock()
@@ -216,11 +205,11 @@ class Coordinator:
         record, run = self.record, self.record.step_runs[step]
         assert record.table is not None
         record.step, run.state = step, "mapping"
-        if not self._direct(step):  # a map-only step streams to no reducer
+        if not self.direct.at(step):  # a map-only step streams to no reducer
             self.collector.begin_step()
         mappers = await self._mappers()
         if (step == record.steps - 1 and record.partitioner == TOTAL_ORDER and record.partitions > 1
-                and not self._direct(step)):
+                and not self.direct.at(step)):
             # The last step's keys are the output's: cut from a sample of that step's own input (earlier steps
             # partition by the stable hash; their order is nobody's).
             await self._sample(mappers)
@@ -249,24 +238,9 @@ class Coordinator:
                   files=len(sizes))
 
     async def _sample(self, mappers: list[Peer]) -> None:
-        """A total-order job's cut points: its own mapper's keys of records read at evenly spread places of the
-        input, on the mappers (in their task processes, like any split), sorted in the natural order and cut."""
-        record, began = self.record, self.clock()
-        sources = self.step_inputs if record.step > 0 else record.input_list()
-        compressed = [i for i, source in enumerate(sources) if source.compression]
-        places = sample_places(record.splits, self.settings.sample_places, compressed)
-        self.sampling = records_per_place(self.settings.sample_size, len(places))
-        try:
-            await self._run_table(self._table(places), mappers, only=[])
-        finally:
-            self.sampling = 0
-        keys = [key for split in sorted(self.samples) for key in self.samples[split]]
-        self.samples.clear()
-        record.cuts = pick_cuts(keys, record.partitions)
-        record.phases["sample_ms"] = _ms(self.clock() - began)
-        record.sample = {"places": len(places), "records_per_place": records_per_place(
-            self.settings.sample_size, len(places)), "keys": len(keys), "cuts": len(record.cuts)}
-        log.info("job_sampled", **self.fields, **record.sample, ms=record.phases["sample_ms"])
+        """A total-order job's cut points, from a sample of the last step's own input (sampling.py)."""
+        sources = self.step_inputs if self.record.step > 0 else self.record.input_list()
+        await self.sampling.run(sources, lambda places: self._run_table(self._table(places), mappers, only=[]))
 
     def _table(self, splits: list[Split]) -> SplitTable:
         p = self.policy
@@ -369,49 +343,22 @@ class Coordinator:
             pass
         return mapper
 
-    def _direct(self, step: int) -> bool:
-        """Whether ``step`` is a map-only job's last one: its mappers write (or report) one part per split."""
-        return self.record.shape == MAP_ONLY and step == self.record.steps - 1
-
-    async def _publish_direct(self) -> Result:
-        """A map-only job's output from the counted attempt of each split: with an output, each counted attempt's
-        file published as ``part-<split>.jsonl`` (any other attempt's removed with the staging directory, or its
-        object with the attempt prefix); else the counted attempts' records, in split order."""
-        record = self.record
-        missing = [split.index for split in record.splits if split.index not in self.direct_done]
-        if missing:
-            raise JobFailed(f"splits {missing[:10]} of the map-only job were never counted")
-        done = [self.direct_done[split.index] for split in record.splits]
-        if not record.output:
-            return [item for split_done in done for item in self.direct_records.pop(split_done.split, [])]
-        if self.output is None:
-            raise JobFailed(f"output {record.output!r} was never opened")
-        unwritten = [d.split for d in done if not d.part_sha256]
-        if unwritten:
-            raise JobFailed(f"the counted attempts of splits {unwritten[:10]} wrote no part")
-        parts = [PartInfo(part_name(d.split), d.part_bytes, d.part_records, d.part_sha256) for d in done]
-        record.written = await self.output.commit(
-            parts, {part_name(d.split): attempt_token(d.attempt) for d in done},
-            {part_name(d.split): attempt_name(d.split, d.attempt) for d in done})
-        log.info("output_committed", **self.fields, parts=len(parts), keys=record.written["keys"],
-                 bytes=record.written["bytes"], direct=True)
-        return {}
-
     def _assignment(self, ticket: Ticket, only: list[int]) -> Assignment:
         record = self.record
         source = self.step_inputs[ticket.split.input] if record.step > 0 else record.input_at(ticket.split.input)
-        direct = self._direct(record.step) and not self.sampling
+        sampling = self.sampling.records  # a sample assignment's records to read, or 0
+        direct = self.direct.at(record.step) and not sampling
         return Assignment(
             job=record.id, epoch=record.epoch, split=ticket.split.index, attempt=ticket.attempt,
             job_name=record.job_name, input_kind=source.kind, input_location=source.location,
             input_name=source.name, start=ticket.split.start, end=ticket.split.end,
-            partitions=1 if self.sampling else record.partitions, only_partitions=only, params=record.params,
+            partitions=1 if sampling else record.partitions, only_partitions=only, params=record.params,
             compression=source.compression, inline=self.inline if source is record.input else b"",
             pin_size=source.size, pin_etag=source.etag, pin_modified=source.modified, files=record.files,
             format=record.format if record.step == 0 else LINES, max_bad_records=record.tally.max_bad_records,
             step=record.step, direct=direct, output=record.output if direct else "",
-            reducers=1 if self.sampling else len(record.reducers), cuts=[] if self.sampling else record.cuts,
-            sample=self.sampling, whole=record.whole and record.step == 0,
+            reducers=1 if sampling else len(record.reducers), cuts=[] if sampling else record.cuts,
+            sample=sampling, whole=record.whole and record.step == 0,
         )
 
     async def _attempt(self, mapper: Peer, ticket: Ticket, table: SplitTable, only: list[int]) -> Outcome:
@@ -462,12 +409,12 @@ class Coordinator:
         counted = table.succeeded(split, attempt, done.bytes_read)
         # A split's map-side counts: once, never again from a recovery's re-map, and never from a sample (which
         # maps records the split's own attempt maps again).
-        if counted and not only and not self.sampling:
+        if counted and not only and not self.sampling.records:
             self._tally(done, ticket.split.input)
-        if counted and self._direct(self.record.step) and not self.sampling:  # a map-only split's part: the
-            self._keep_direct(done, records)  # counted attempt's only
-        if counted and self.sampling:
-            self.samples[split] = checked_samples(done.samples, self.sampling, mapper.name)
+        if counted and self.direct.at(self.record.step) and not self.sampling.records:  # a map-only split's part: the
+            self.direct.keep(done, records)  # counted attempt's only
+        if counted and self.sampling.records:
+            self.sampling.keep(split, done, mapper.name)
         self.metrics.attempt("ok" if counted else "stale")
         self.metrics.attempt_ended("ok" if counted else "superseded", self.clock() - began)
         if not counted:
@@ -486,18 +433,6 @@ class Coordinator:
         over = tally.over()
         if over:
             raise JobFailed(f"job {self.record.job_name!r}: {over}")
-
-    def _keep_direct(self, done: SplitDone, records: list[Any]) -> None:
-        """Keep a map-only split's counted attempt: its part (with an output) or its records, these within
-        MR_RESULT_MAX over the job."""
-        self.direct_done[done.split] = done
-        if self.record.output:
-            return
-        self.direct_records[done.split] = records
-        self.direct_bytes += _records_size(records)
-        if self.direct_bytes > self.settings.result_max:
-            raise JobFailed(f"the map-only job's records pass MR_RESULT_MAX={self.settings.result_max} bytes: give "
-                            "it an output")
 
     async def _run_assignment(self, mapper: Peer, ticket: Ticket, table: SplitTable,
                               only: list[int]) -> tuple[SplitDone, list[Any]]:
@@ -526,7 +461,7 @@ class Coordinator:
                 elif isinstance(message, SplitRecords):
                     if not assignment.direct or assignment.output:
                         raise PeerError(f"{mapper.name} sent records for a split that reports none")
-                    size += _records_size(message.records)
+                    size += records_size(message.records)
                     if size > self.settings.result_max:
                         raise Unmappable(f"split {assignment.split} of the map-only job made more records than "
                                          f"MR_RESULT_MAX={self.settings.result_max} bytes: give it an output")
