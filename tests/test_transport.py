@@ -195,6 +195,6 @@ async def test_a_cut_or_foreign_frame_on_an_assignment_stream_is_a_peer_error(
         async for _ in server.transport.assign(server.peer, ASSIGNMENT):
             pass
     foreign = await serve(lambda request: stream(request, [wire.frame(to_wire(Release("j", 1)), 1024)]))
-    with pytest.raises(WireError, match="expected a progress or splitdone or splitfailed"):
+    with pytest.raises(WireError, match="expected a progress or splitrecords or splitdone or splitfailed"):
         async for _ in foreign.transport.assign(foreign.peer, ASSIGNMENT):
             pass
