@@ -177,6 +177,7 @@ async def test_each_error_class_from_a_real_answer(make_cluster: ClusterFactory,
             await lost.jobs()
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_client_side_refusals_and_an_unreachable_master(client: AsyncClient, tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="a list of 2 inputs must be all"):
         await client.submit("wordcount", ["a", "b"])

@@ -390,6 +390,7 @@ class Chaos:
             self.restarts += 1
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_a_seeded_simulation_of_many_jobs_keeps_every_invariant(seed: int) -> None:
     rng = random.Random(seed)

@@ -459,6 +459,7 @@ async def test_backup_attempts_leave_the_counters_exact(tmp_path: Path, jobs_mod
 # the coordinator on a fake transport: each split's counts and each partition's once, whatever is redone
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 @pytest.mark.parametrize("seed", range(3))
 async def test_counts_are_added_once_per_split_and_partition_under_faults_and_a_lost_reducer(seed: int) -> None:
     faults = Faults(drop_stream=0.05, drop_ack=0.05, drop_report=0.1, duplicate_stream=0.1, stale_message=0.1)

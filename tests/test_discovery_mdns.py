@@ -52,6 +52,7 @@ async def actors(*configs: Settings) -> AsyncIterator[list[MdnsDiscovery]]:
         yield [await stack.enter_async_context(MdnsDiscovery.open(config)) for config in configs]
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_reducers_and_mapper_see_each_other_by_role_and_ordinal(cluster: str) -> None:
     reducer1, reducer0, mapper0 = (
         settings(cluster, "reducer", 1, 8201),
@@ -83,6 +84,7 @@ async def test_master_started_after_the_reducers_still_finds_them_quickly(cluste
         assert [p.role for p in await reducers[1].peers("reducer")] == ["reducer", "reducer"]
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_peer_that_closes_disappears(cluster: str) -> None:
     async with AsyncExitStack() as stack:
         master = await stack.enter_async_context(MdnsDiscovery.open(settings(cluster, "master")))
@@ -291,6 +293,7 @@ async def forge_goodbye(instance: str) -> None:
         await zeroconf.async_close()
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_forged_goodbye_never_removes_a_verified_reducer(cluster: str) -> None:
     real = Peer(0, "reducer", "reducer-0", "http://127.0.0.1:8200")
     key = f"{cluster}-reducer-0.{SERVICE_TYPE}".lower()

@@ -137,6 +137,7 @@ async def test_a_long_line_costs_linear_time_and_a_cap_past_it_is_refused_early(
     assert consumed <= 1 * MiB + 64 * 1024
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_trickled_result_ends_at_the_stream_deadline(master: tuple[str, Hostile]) -> None:
     url, _ = master
     async with AsyncClient(url, timeout=1.0, stream_timeout=2.0) as client:

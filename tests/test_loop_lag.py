@@ -151,6 +151,7 @@ async def assert_loop_free(monkeypatch: pytest.MonkeyPatch, module: ModuleType,
                          f"{STALL * 1000:.0f} ms: file I/O runs on the event loop")
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_large_upload_never_blocks_the_loop(make_cluster: ClusterFactory,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = await make_cluster(mappers=1, reducers=1, split_size=64 * 1024 * 1024)
@@ -170,6 +171,7 @@ async def test_a_large_upload_never_blocks_the_loop(make_cluster: ClusterFactory
     await assert_loop_free(monkeypatch, store, upload)
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_large_path_job_never_blocks_the_loop(make_cluster: ClusterFactory, data_root: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     body = text(8 * 1024 * 1024)
@@ -184,6 +186,7 @@ async def test_a_large_path_job_never_blocks_the_loop(make_cluster: ClusterFacto
     await assert_loop_free(monkeypatch, sources, path_job)
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_journal_appends_never_block_the_loop(make_cluster: ClusterFactory, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = await make_cluster(mappers=1, reducers=1, state_dir=str(tmp_path / "state"))

@@ -289,6 +289,7 @@ async def test_a_retried_split_and_a_failed_job(make_cluster: ClusterFactory,
     assert after.moved(before, "reducers", "mapreduce_reducer_streams_total", outcome="committed") == 0
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_stalled_split_expires_its_lease_once(make_cluster: ClusterFactory,
                                                       held_input: HeldInputFactory) -> None:
     lease = 1.0
@@ -337,6 +338,7 @@ async def test_running_queued_and_cancelled_jobs(make_cluster: ClusterFactory, h
     assert value(samples, "mapreduce_jobs_running") == value(samples, "mapreduce_jobs_queued") == 0
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_full_staging_budget_counts_a_wait_and_a_send_retry(make_cluster: ClusterFactory) -> None:
     cluster = await make_cluster(mappers=1, reducers=2, backup_tasks=False)
     budget = cluster.reducers[0].app[BUDGET]

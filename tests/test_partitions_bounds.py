@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from actors.core.config import Settings
 from actors.core.messages import Assignment
@@ -43,6 +44,7 @@ async def test_a_mapper_keeps_at_most_r_streams_open_at_the_cap(tmp_path: Path) 
     assert all(ordinal == header.partition % 2 for ordinal, header in transport.sent)
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_the_master_finalizes_at_most_one_partition_per_reducer_at_once() -> None:
     transport = FakeTransport.with_reducers({}, 2)
     transport.faults = Faults(delay=0.002)

@@ -68,6 +68,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_whole_head_pipelined_behind_a_slow_request_is_served(server: Server) -> None:
     host, port = server.host, server.port
     reader, writer = await asyncio.open_connection(host, port)
@@ -82,6 +83,7 @@ async def test_a_whole_head_pipelined_behind_a_slow_request_is_served(server: Se
         writer.close()
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_partial_head_pipelined_behind_a_slow_request_gets_the_deadline_after_it(
         server: Server) -> None:
     host, port = server.host, server.port

@@ -88,6 +88,7 @@ async def test_readyz_is_503_until_every_reducer_ordinal_and_a_mapper_are_seen(
             assert response.status == 200
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 @pytest.mark.parametrize("method, path", [("GET", "/compute?text=hello+world"), ("POST", "/v1/jobs")])
 async def test_jobs_before_readiness_wait_then_get_503_with_retry_after(
     dns: FakeClusterDns, master: Actor, method: str, path: str
@@ -105,6 +106,7 @@ async def test_jobs_before_readiness_wait_then_get_503_with_retry_after(
         assert (await response.json())["jobs"] == [], "no job may start before the master is ready"
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_job_submitted_while_waiting_starts_once_the_cluster_appears(
     dns: FakeClusterDns, master: Actor, data_root: Path
 ) -> None:

@@ -70,6 +70,7 @@ def totals(transport: FakeTransport) -> dict[str, int]:
     return merged
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_down_reducer_is_waited_for_while_the_mapper_keeps_heartbeating(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
@@ -121,6 +122,7 @@ async def test_a_reducer_that_stays_down_fails_the_attempt_after_the_recovery_ti
     assert "connection refused" in caught.value.message
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 async def test_a_reducer_answering_errors_gets_a_bounded_number_of_tries(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:

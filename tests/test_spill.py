@@ -96,6 +96,7 @@ def canon(groups: dict[str, list[Any]]) -> dict[str, list[str]]:
     return {key: sorted(json.dumps(v, sort_keys=True) for v in values) for key, values in groups.items()}
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(runs=st.lists(groups_st, max_size=9), memory=groups_st)
 def test_merged_runs_equal_an_in_memory_grouping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -444,6 +444,7 @@ def same_tables(real: SplitTable, model: reference.SplitTable) -> None:
     assert (real.failed_positions(), real.failed_count) == (failed, len(failed))
 
 
+@pytest.mark.slow  # real waits past a second: the full suite's, not the quick tier's
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_indexed_table_matches_the_scanning_model(
