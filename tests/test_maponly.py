@@ -115,7 +115,9 @@ async def test_map_only_with_backups_and_a_killed_mapper_stays_one_part_per_spli
 
 
 async def test_map_only_backup_attempts_publish_once(tmp_path: Path) -> None:
-    book = TEXT + b"STALL one straggler\n"  # the last split's last line: that split runs alone, backed up
+    # The last split's last line, a line of its own (TEXT does not end with a newline): that split runs alone, and
+    # is backed up.
+    book = TEXT.rstrip(b"\n") + b"\nSTALL one straggler\n"
     (tmp_path / "book.txt").write_bytes(book)
     env = {**ENV, "MR_BACKUP_TASKS": "on", "MR_BACKUP_AFTER": "0.05"}
     async with fault_cluster(tmp_path, env) as _, client_of(_) as client:
